@@ -1,0 +1,226 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
+var migrations embed.FS
+
+// Dialect names a supported database.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is a migrated SQL database of either dialect. It is safe for concurrent
+// use.
+type DB struct {
+	sql     *sql.DB
+	dialect Dialect
+	// rebound caches '?'→'$n' rewrites for PostgreSQL, keyed by query text.
+	rebound syncMap
+}
+
+// Open connects to the database, applies pending migrations and returns it.
+// For SQLite, dsn is a file path; the file is created if missing and opened
+// in WAL mode with synchronous=NORMAL (durable across process crashes). For
+// PostgreSQL, dsn is a pgx connection string or URL.
+func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
+	var (
+		db  *sql.DB
+		err error
+	)
+	switch dialect {
+	case SQLite:
+		db, err = sql.Open("sqlite", sqliteDSN(dsn))
+		if err == nil {
+			// SQLite has one writer at a time; a small pool avoids lock
+			// churn while letting readers proceed beside the writer (WAL).
+			db.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
+			db.SetMaxIdleConns(max(4, runtime.NumCPU()*2))
+			db.SetConnMaxIdleTime(0)
+		}
+	case Postgres:
+		db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			db.SetMaxOpenConns(32)
+			db.SetMaxIdleConns(32)
+		}
+	default:
+		return nil, fmt.Errorf("storage: unknown database dialect %q (want sqlite or postgres)", dialect)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s database: %w", dialect, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to %s database: %w", dialect, err)
+	}
+	d := &DB{sql: db, dialect: dialect}
+	if err := d.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	// Write transactions take the lock at BEGIN, so two writers never
+	// deadlock upgrading read locks.
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
+}
+
+func (d *DB) migrate(ctx context.Context) error {
+	dir, gd := "migrations/sqlite", goose.DialectSQLite3
+	if d.dialect == Postgres {
+		dir, gd = "migrations/postgres", goose.DialectPostgres
+	}
+	sub, err := fs.Sub(migrations, dir)
+	if err != nil {
+		return fmt.Errorf("reading embedded migrations: %w", err)
+	}
+	p, err := goose.NewProvider(gd, d.sql, sub)
+	if err != nil {
+		return fmt.Errorf("preparing migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrating %s database: %w", d.dialect, err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (d *DB) Close() error { return d.sql.Close() }
+
+// Dialect reports which database this is.
+func (d *DB) Dialect() Dialect { return d.dialect }
+
+// Ping checks the database answers (used by /readyz).
+func (d *DB) Ping(ctx context.Context) error { return d.sql.PingContext(ctx) }
+
+// SQL exposes the pool for tests that must tamper with rows directly.
+func (d *DB) SQL() *sql.DB { return d.sql }
+
+// q rewrites a query written with '?' placeholders for the dialect.
+func (d *DB) q(query string) string {
+	if d.dialect != Postgres {
+		return query
+	}
+	if s, ok := d.rebound.Load(query); ok {
+		return s
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	s := b.String()
+	d.rebound.Store(query, s)
+	return s
+}
+
+// Exec, Query and QueryRow run a '?'-placeholder query on the pool.
+func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return d.sql.ExecContext(ctx, d.q(query), args...)
+}
+
+func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.sql.QueryContext(ctx, d.q(query), args...)
+}
+
+func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.sql.QueryRowContext(ctx, d.q(query), args...)
+}
+
+// Tx is a transaction with the same '?'-placeholder helpers as DB.
+type Tx struct {
+	tx *sql.Tx
+	d  *DB
+}
+
+func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.d.q(query), args...)
+}
+
+func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.d.q(query), args...)
+}
+
+func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.d.q(query), args...)
+}
+
+// InTx runs fn in a transaction, committing if it returns nil and rolling
+// back otherwise.
+func (d *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(&Tx{tx: tx, d: d}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction: %w", err)
+	}
+	return nil
+}
+
+// notFound maps sql.ErrNoRows to core.ErrNotFound, wrapping other errors
+// with what was being done.
+func notFound(err error, doing string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.ErrNotFound
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// Micros and FromMicros convert times to and from the stored form: UTC Unix
+// microseconds. The zero time is stored as 0.
+func Micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UTC().UnixMicro()
+}
+
+func FromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
