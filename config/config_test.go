@@ -1,0 +1,52 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.HTTPS != "127.0.0.1:8443" || c.URLs.HTTPS != "https://localhost:8443" || c.URLs.HTTP != "http://localhost:8080" {
+		t.Errorf("unexpected defaults: %+v %+v", c.Listen, c.URLs)
+	}
+	if c.Database.Driver != "sqlite" || c.HSM.Unseal != "keyfile" || len(c.CA.Intermediates) != 1 {
+		t.Errorf("unexpected defaults: %+v %+v %+v", c.Database, c.HSM, c.CA)
+	}
+	// Round trip: the written defaults parse back to the same values.
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Parse(data)
+	if err != nil {
+		t.Fatalf("parsing marshalled defaults: %v\n%s", err, data)
+	}
+	if c2.URLs != c.URLs || c2.HSM != c.HSM {
+		t.Errorf("round trip changed config")
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key", "listen:\n  htps: x\n", "htps"},
+		{"unknown top key", "pin: 1234\n", "pin"},
+		{"bad driver", "database:\n  driver: mysql\n", "database.driver"},
+		{"bad addr", "listen:\n  https: nowhere\n", "listen.https"},
+		{"bad duration", "limits:\n  read_timeout: soon\n", "duration"},
+		{"bad unseal", "hsm:\n  unseal: magic\n", "hsm.unseal"},
+		{"duplicate issuer", "ca:\n  root: {id: a}\n  intermediates: [{id: a}]\n", "used twice"},
+		{"bad level", "log:\n  level: loud\n", "log.level"},
+		{"small body", "limits:\n  body_bytes: 10\n", "limits.body_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse(%q) = %v; want error naming %q", tc.yaml, err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,66 @@
+package config
+
+import (
+	"net"
+	"time"
+)
+
+// ApplyDefaults fills every zero field with its documented default.
+func (c *Config) ApplyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.Hostname, "localhost")
+	def(&c.Listen.HTTPS, "127.0.0.1:8443")
+	def(&c.Listen.HTTP, "127.0.0.1:8080")
+	def(&c.URLs.HTTPS, "https://"+hostPort(c.Hostname, c.Listen.HTTPS, "443"))
+	def(&c.URLs.HTTP, "http://"+hostPort(c.Hostname, c.Listen.HTTP, "80"))
+	def(&c.Database.Driver, "sqlite")
+	if c.Database.Driver == "sqlite" {
+		def(&c.Database.DSN, "strongroom.db")
+	}
+	def(&c.HSM.Unseal, "keyfile")
+	if c.HSM.Unseal == "keyfile" {
+		def(&c.HSM.KeyFile, "unseal.key")
+	}
+	def(&c.HSM.User, "ca")
+	def(&c.HSM.PINFile, "ca.pin")
+	defD(&c.HSM.UsageSummaryInterval, time.Minute)
+	def(&c.CA.Root.ID, "root")
+	def(&c.CA.Root.Cert, "root.pem")
+	if len(c.CA.Intermediates) == 0 {
+		c.CA.Intermediates = []Issuer{{ID: "intermediate", Cert: "intermediate.pem"}}
+	}
+	def(&c.CA.Root.KeyLabel, c.CA.Root.ID)
+	for i := range c.CA.Intermediates {
+		in := &c.CA.Intermediates[i]
+		def(&in.KeyLabel, in.ID)
+		def(&in.Cert, in.ID+".pem")
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	if c.Limits.BodyBytes == 0 {
+		c.Limits.BodyBytes = 64 << 10
+	}
+	defD(&c.Limits.ReadTimeout, 15*time.Second)
+	defD(&c.Limits.WriteTimeout, 30*time.Second)
+	defD(&c.Limits.IdleTimeout, 120*time.Second)
+	c.Extra.applyDefaults(c)
+}
+
+// hostPort joins host with the port of a listen address, leaving out the
+// scheme's default port.
+func hostPort(host, listen, defaultPort string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == defaultPort {
+		return host
+	}
+	return net.JoinHostPort(host, port)
+}

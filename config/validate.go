@@ -1,0 +1,113 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// validator collects every problem so one start shows them all.
+type validator struct{ errs []error }
+
+func (v *validator) add(field, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) oneOf(field, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.add(field, "%q is not one of %s", value, strings.Join(allowed, ", "))
+}
+
+func (v *validator) addr(field, value string) {
+	if _, _, err := net.SplitHostPort(value); err != nil {
+		v.add(field, "%q is not host:port", value)
+	}
+}
+
+func (v *validator) url(field, value, scheme string) {
+	u, err := url.Parse(value)
+	if err != nil || u.Scheme != scheme || u.Host == "" {
+		v.add(field, "%q is not an %s:// URL", value, scheme)
+	}
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+func (v *validator) id(field, value string) {
+	if !idPattern.MatchString(value) {
+		v.add(field, "%q must be 1-63 lowercase letters, digits or dashes", value)
+	}
+}
+
+// Validate checks the configuration; each error names its field.
+func (c *Config) Validate() error {
+	v := &validator{}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " /:") {
+		v.add("hostname", "%q is not a host name", c.Hostname)
+	}
+	v.addr("listen.https", c.Listen.HTTPS)
+	v.addr("listen.http", c.Listen.HTTP)
+	v.url("urls.https", c.URLs.HTTPS, "https")
+	v.url("urls.http", c.URLs.HTTP, "http")
+	v.oneOf("database.driver", c.Database.Driver, "sqlite", "postgres")
+	if c.Database.Driver == "sqlite" && c.Database.DSN == "" {
+		v.add("database.dsn", "empty: give the SQLite file")
+	}
+	if c.Redis.Addr != "" {
+		v.addr("redis.addr", c.Redis.Addr)
+	}
+	v.oneOf("hsm.unseal", c.HSM.Unseal, "keyfile", "passphrase", "shamir")
+	if c.HSM.Unseal == "keyfile" && c.HSM.KeyFile == "" {
+		v.add("hsm.key_file", "empty: keyfile unseal needs a key file")
+	}
+	if c.HSM.UsageSummaryInterval.D() < 0 {
+		v.add("hsm.usage_summary_interval", "must not be negative")
+	}
+	seen := map[string]bool{}
+	issuers := append([]Issuer{c.CA.Root}, c.CA.Intermediates...)
+	for i, is := range issuers {
+		field := "ca.root"
+		if i > 0 {
+			field = fmt.Sprintf("ca.intermediates[%d]", i-1)
+		}
+		v.id(field+".id", is.ID)
+		if seen[is.ID] {
+			v.add(field+".id", "%q is used twice", is.ID)
+		}
+		seen[is.ID] = true
+		if is.Cert == "" {
+			v.add(field+".cert", "empty")
+		}
+	}
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	if c.Limits.BodyBytes < 1024 {
+		v.add("limits.body_bytes", "%d is below 1024", c.Limits.BodyBytes)
+	}
+	for name, d := range map[string]Duration{"limits.read_timeout": c.Limits.ReadTimeout,
+		"limits.write_timeout": c.Limits.WriteTimeout, "limits.idle_timeout": c.Limits.IdleTimeout} {
+		if d.D() <= 0 {
+			v.add(name, "must be positive")
+		}
+	}
+	c.Extra.validate(v)
+	if len(v.errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %w", joinLines(v.errs))
+	}
+	return nil
+}
+
+func joinLines(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "\n  "))
+}

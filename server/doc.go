@@ -1,0 +1,13 @@
+// Package server runs Strongroom's two listeners and the middleware every
+// request passes through.
+//
+// The HTTPS listener (gin) carries ACME at /acme/{name}/, the REST API at
+// /api/v1, the console at /ui, and /healthz, /readyz and /metrics. The plain
+// HTTP listener carries OCSP, CRLs and issuer certificates, so revocation
+// checking never depends on TLS; it is a prefix dispatcher, not a router,
+// because OCSP GET paths carry base64 ('+', '/', '=') that routers clean.
+//
+// Every request gets a request id, a body limit, a recover that turns a
+// panic into a 500 problem (and logs it), and exactly one log event when it
+// ends. server owns no business logic: front ends are mounted by cmd/ca.
+package server

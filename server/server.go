@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configures the listeners. Every zero value is documented.
+type Options struct {
+	// HTTPSAddr and HTTPAddr are listen addresses; empty disables that
+	// listener (tests). Listeners may instead be passed to Serve.
+	HTTPSAddr, HTTPAddr string
+	// GetCertificate supplies the HTTPS server certificate. Required when
+	// HTTPS is served.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// ClientCAs, when set, lets clients present certificates issued by
+	// these CAs (mTLS for the REST API); a client certificate stays
+	// optional at the TLS layer and is checked by the API.
+	ClientCAs *x509.CertPool
+	// BodyLimit caps request bodies. Zero means 64 KiB.
+	BodyLimit int64
+	// ReadTimeout, WriteTimeout, IdleTimeout bound each connection. Zero
+	// means 15s, 30s, 120s.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Ready reports whether the node can serve (HSM unsealed, database
+	// reachable). Nil means always ready.
+	Ready func(ctx context.Context) error
+	// Registry receives the HTTP metrics and is served at /metrics. Nil
+	// means a new registry.
+	Registry *prometheus.Registry
+	// Logger receives one event per request. Nil discards.
+	Logger *slog.Logger
+}
+
+// Server holds the two listeners' handlers. Mount front ends, then Serve.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *httpMetrics
+	engine  *gin.Engine
+
+	mu    sync.RWMutex
+	plain []prefixRoute
+	acme  map[string]http.Handler
+}
+
+type prefixRoute struct {
+	prefix string
+	h      http.Handler
+}
+
+// New builds a Server.
+func New(opts Options) *Server {
+	if opts.BodyLimit == 0 {
+		opts.BodyLimit = 64 << 10
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 15 * time.Second
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = 30 * time.Second
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 120 * time.Second
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.UseRawPath = true
+	e.UnescapePathValues = false
+	s := &Server{opts: opts, log: log, metrics: newHTTPMetrics(opts.Registry), engine: e, acme: map[string]http.Handler{}}
+	e.NoRoute(func(c *gin.Context) {
+		WriteProblem(c.Writer, Problem{Status: http.StatusNotFound, Detail: "no such resource: " + c.Request.URL.Path})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		WriteProblem(c.Writer, Problem{Status: http.StatusMethodNotAllowed, Detail: c.Request.Method + " is not allowed here"})
+	})
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
+	e.Any("/acme/:name/*rest", s.serveACME)
+	return s
+}
+
+// Engine is the HTTPS gin engine, for mounting the API and console.
+func (s *Server) Engine() *gin.Engine { return s.engine }
+
+// Registry is the metrics registry served at /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.opts.Registry }
+
+// MountACME serves h for every path under /acme/{name}/.
+func (s *Server) MountACME(name string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acme[name] = h
+}
+
+func (s *Server) serveACME(c *gin.Context) {
+	s.mu.RLock()
+	h := s.acme[c.Param("name")]
+	s.mu.RUnlock()
+	if h == nil {
+		WriteProblem(c.Writer, Problem{Status: http.StatusNotFound, Detail: "no ACME endpoint named " + c.Param("name")})
+		return
+	}
+	h.ServeHTTP(c.Writer, c.Request)
+}
+
+// MountPlain serves h on the plain HTTP listener for every path starting
+// with prefix. The path reaches h exactly as sent (not cleaned).
+func (s *Server) MountPlain(prefix string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plain = append(s.plain, prefixRoute{prefix, h})
+}
+
+// PlainHandler is the plain-HTTP listener's handler, with middleware.
+func (s *Server) PlainHandler() http.Handler {
+	return s.wrap("http", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		s.mu.RLock()
+		var h http.Handler
+		for _, pr := range s.plain {
+			if strings.HasPrefix(path, pr.prefix) {
+				h = pr.h
+				break
+			}
+		}
+		s.mu.RUnlock()
+		switch {
+		case h != nil:
+			h.ServeHTTP(w, r)
+		case path == "/healthz":
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"status":"ok"}`+"\n")
+		default:
+			WriteProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such resource: " + path})
+		}
+	}))
+}
+
+// HTTPSHandler is the HTTPS listener's handler, with middleware.
+func (s *Server) HTTPSHandler() http.Handler { return s.wrap("https", s.engine) }
+
+func (s *Server) readyz(c *gin.Context) {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// TLSConfig is the HTTPS listener's TLS configuration.
+func (s *Server) TLSConfig() *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.opts.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	if s.opts.ClientCAs != nil {
+		cfg.ClientCAs = s.opts.ClientCAs
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg
+}
+
+// Serve listens on the configured addresses and serves until ctx ends, then
+// shuts down gracefully (in-flight requests get 10 seconds).
+func (s *Server) Serve(ctx context.Context) error {
+	var https, plain net.Listener
+	var err error
+	if s.opts.HTTPSAddr != "" {
+		if https, err = net.Listen("tcp", s.opts.HTTPSAddr); err != nil {
+			return fmt.Errorf("listening for HTTPS: %w", err)
+		}
+	}
+	if s.opts.HTTPAddr != "" {
+		if plain, err = net.Listen("tcp", s.opts.HTTPAddr); err != nil {
+			if https != nil {
+				https.Close()
+			}
+			return fmt.Errorf("listening for HTTP: %w", err)
+		}
+	}
+	return s.ServeListeners(ctx, https, plain)
+}
+
+// ServeListeners serves on already-open listeners (either may be nil).
+func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) error {
+	var servers []*http.Server
+	errc := make(chan error, 2)
+	start := func(srv *http.Server, l net.Listener, tlsOn bool) {
+		servers = append(servers, srv)
+		go func() {
+			var err error
+			if tlsOn {
+				err = srv.ServeTLS(l, "", "")
+			} else {
+				err = srv.Serve(l)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	if https != nil {
+		start(&http.Server{Handler: s.HTTPSHandler(), TLSConfig: s.TLSConfig(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout, ErrorLog: errLog}, https, true)
+	}
+	if plain != nil {
+		start(&http.Server{Handler: s.PlainHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout, ErrorLog: errLog}, plain, false)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		srv.Shutdown(sctx)
+	}
+	return err
+}
