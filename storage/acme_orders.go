@@ -1,0 +1,348 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// ACMEOrder is an ACME order (RFC 8555 §7.1.3) as stored. Status is one of
+// pending, processing, valid, invalid: "ready" is derived by package acme
+// from the authorizations.
+type ACMEOrder struct {
+	ID          string
+	Endpoint    string
+	AccountID   string
+	Status      string
+	Identifiers []ACMEIdentifier
+	Profile     string
+	Expires     time.Time
+	Error       []byte // problem document JSON, or empty
+	CertSerial  string // set when valid
+	Replaces    string // ARI certID this order replaces (RFC 9773 §5), or ""
+	CreatedAt   time.Time
+	// Authzs are the order's authorizations in order, without challenges.
+	Authzs []ACMEAuthz
+}
+
+// ACMEAuthz is an authorization (RFC 8555 §7.1.4). Status is pending,
+// valid, invalid or deactivated; "expired" is derived from Expires.
+type ACMEAuthz struct {
+	ID         string
+	Endpoint   string
+	AccountID  string
+	OrderID    string
+	Identifier ACMEIdentifier // for a wildcard, the base name without "*."
+	Wildcard   bool
+	Status     string
+	Expires    time.Time
+	Challenges []ACMEChallenge
+}
+
+// ACMEChallenge is a challenge (RFC 8555 §7.1.5, §8).
+type ACMEChallenge struct {
+	ID        string
+	AuthzID   string
+	Type      string
+	Token     string
+	Status    string // pending, processing, valid, invalid
+	Validated time.Time
+	Error     []byte // problem document JSON, or empty
+}
+
+// ACMECert is a certificate issued through ACME, with the chains served at
+// its certificate URL (each chain PEM, leaf first; Chains[0] is the default).
+type ACMECert struct {
+	Serial    string
+	Endpoint  string
+	AccountID string
+	OrderID   string
+	Chains    []string
+	CreatedAt time.Time
+}
+
+// CreateACMEOrder inserts o with its authorizations and their challenges in
+// one transaction.
+func (d *DB) CreateACMEOrder(ctx context.Context, o *ACMEOrder) error {
+	ids, err := json.Marshal(o.Identifiers)
+	if err != nil {
+		return fmt.Errorf("encoding identifiers: %w", err)
+	}
+	return d.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO acme_orders (id, endpoint, account_id, status, identifiers,
+			profile, expires, error, cert_serial, replaces, created) VALUES (?, ?, ?, ?, ?, ?, ?, '', '', ?, ?)`,
+			o.ID, o.Endpoint, o.AccountID, o.Status, string(ids), o.Profile, Micros(o.Expires),
+			o.Replaces, Micros(o.CreatedAt)); err != nil {
+			return fmt.Errorf("inserting ACME order: %w", err)
+		}
+		for i, a := range o.Authzs {
+			if _, err := tx.Exec(ctx, `INSERT INTO acme_authorizations (id, endpoint, account_id, order_id,
+				ident_type, ident_value, wildcard, status, expires, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, o.Endpoint, o.AccountID, o.ID, a.Identifier.Type, a.Identifier.Value, boolInt(a.Wildcard),
+				a.Status, Micros(a.Expires), i); err != nil {
+				return fmt.Errorf("inserting ACME authorization: %w", err)
+			}
+			for j, c := range a.Challenges {
+				if _, err := tx.Exec(ctx, `INSERT INTO acme_challenges (id, authz_id, type, token, status, position)
+					VALUES (?, ?, ?, ?, ?, ?)`, c.ID, a.ID, c.Type, c.Token, c.Status, j); err != nil {
+					return fmt.Errorf("inserting ACME challenge: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// ACMEOrder returns the order with its authorizations (without challenges).
+func (d *DB) ACMEOrder(ctx context.Context, endpoint, id string) (*ACMEOrder, error) {
+	var (
+		o                ACMEOrder
+		ids, perr        string
+		expires, created int64
+	)
+	err := d.QueryRow(ctx, `SELECT id, endpoint, account_id, status, identifiers, profile, expires, error,
+		cert_serial, replaces, created FROM acme_orders WHERE id = ? AND endpoint = ?`, id, endpoint).Scan(
+		&o.ID, &o.Endpoint, &o.AccountID, &o.Status, &ids, &o.Profile, &expires, &perr, &o.CertSerial,
+		&o.Replaces, &created)
+	if err != nil {
+		return nil, notFound(err, "reading ACME order")
+	}
+	if err := json.Unmarshal([]byte(ids), &o.Identifiers); err != nil {
+		return nil, fmt.Errorf("decoding order identifiers: %w", err)
+	}
+	o.Expires, o.CreatedAt, o.Error = FromMicros(expires), FromMicros(created), bytesOrNil(perr)
+	rows, err := d.Query(ctx, `SELECT `+authzCols+` FROM acme_authorizations WHERE order_id = ? ORDER BY position`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading order authorizations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := scanAuthz(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading order authorization: %w", err)
+		}
+		o.Authzs = append(o.Authzs, *a)
+	}
+	return &o, rows.Err()
+}
+
+// ACMEOrderIDs lists the account's order ids, newest first, up to limit,
+// starting after the order id cursor ("" for the first page).
+func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, limit int) ([]string, error) {
+	q := `SELECT id FROM acme_orders WHERE account_id = ? AND endpoint = ? ORDER BY created DESC, id DESC LIMIT ?`
+	args := []any{accountID, endpoint, limit}
+	if cursor != "" {
+		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ? AND o.account_id = ? AND o.endpoint = ?
+			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id))
+			ORDER BY o.created DESC, o.id DESC LIMIT ?`
+		args = []any{cursor, accountID, endpoint, limit}
+	}
+	rows, err := d.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing ACME orders: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("reading ACME order id: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// SetACMEOrderStatus moves the order from status from to status to, with an
+// optional problem document. It reports whether the order was in from.
+func (d *DB) SetACMEOrderStatus(ctx context.Context, endpoint, id, from, to string, problem []byte) (bool, error) {
+	res, err := d.Exec(ctx, `UPDATE acme_orders SET status = ?, error = ? WHERE id = ? AND endpoint = ? AND status = ?`,
+		to, string(problem), id, endpoint, from)
+	if err != nil {
+		return false, fmt.Errorf("updating ACME order: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// FinishACMEOrder stores the issued certificate and marks the processing
+// order valid, in one transaction.
+func (d *DB) FinishACMEOrder(ctx context.Context, c *ACMECert) error {
+	chains, err := json.Marshal(c.Chains)
+	if err != nil {
+		return fmt.Errorf("encoding chains: %w", err)
+	}
+	return d.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO acme_certificates (serial, endpoint, account_id, order_id, chains, created)
+			VALUES (?, ?, ?, ?, ?, ?)`, c.Serial, c.Endpoint, c.AccountID, c.OrderID, string(chains),
+			Micros(c.CreatedAt)); err != nil {
+			return fmt.Errorf("inserting ACME certificate: %w", err)
+		}
+		res, err := tx.Exec(ctx, `UPDATE acme_orders SET status = 'valid', cert_serial = ?
+			WHERE id = ? AND endpoint = ? AND status = 'processing'`, c.Serial, c.OrderID, c.Endpoint)
+		if err != nil {
+			return fmt.Errorf("updating ACME order: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return core.Errorf(core.KindConflict, "order is not processing")
+		}
+		return nil
+	})
+}
+
+// ACMECert returns a certificate issued through endpoint, or core.ErrNotFound.
+func (d *DB) ACMECert(ctx context.Context, endpoint, serial string) (*ACMECert, error) {
+	var (
+		c       ACMECert
+		chains  string
+		created int64
+	)
+	err := d.QueryRow(ctx, `SELECT serial, endpoint, account_id, order_id, chains, created FROM acme_certificates
+		WHERE serial = ? AND endpoint = ?`, serial, endpoint).Scan(&c.Serial, &c.Endpoint, &c.AccountID,
+		&c.OrderID, &chains, &created)
+	if err != nil {
+		return nil, notFound(err, "reading ACME certificate")
+	}
+	if err := json.Unmarshal([]byte(chains), &c.Chains); err != nil {
+		return nil, fmt.Errorf("decoding chains: %w", err)
+	}
+	c.CreatedAt = FromMicros(created)
+	return &c, nil
+}
+
+// ACMEOrderReplacing reports whether a non-invalid order of endpoint
+// already replaces the ARI certID.
+func (d *DB) ACMEOrderReplacing(ctx context.Context, endpoint, certID string) (bool, error) {
+	var n int
+	err := d.QueryRow(ctx, `SELECT COUNT(*) FROM acme_orders WHERE endpoint = ? AND replaces = ? AND status <> 'invalid'`,
+		endpoint, certID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("checking replaced certificate: %w", err)
+	}
+	return n > 0, nil
+}
+
+const authzCols = `id, endpoint, account_id, order_id, ident_type, ident_value, wildcard, status, expires`
+
+func scanAuthz(row interface{ Scan(...any) error }) (*ACMEAuthz, error) {
+	var (
+		a        ACMEAuthz
+		wildcard int
+		expires  int64
+	)
+	if err := row.Scan(&a.ID, &a.Endpoint, &a.AccountID, &a.OrderID, &a.Identifier.Type, &a.Identifier.Value,
+		&wildcard, &a.Status, &expires); err != nil {
+		return nil, err
+	}
+	a.Wildcard, a.Expires = wildcard != 0, FromMicros(expires)
+	return &a, nil
+}
+
+// ACMEAuthz returns the authorization with its challenges.
+func (d *DB) ACMEAuthz(ctx context.Context, endpoint, id string) (*ACMEAuthz, error) {
+	a, err := scanAuthz(d.QueryRow(ctx, `SELECT `+authzCols+` FROM acme_authorizations WHERE id = ? AND endpoint = ?`,
+		id, endpoint))
+	if err != nil {
+		return nil, notFound(err, "reading ACME authorization")
+	}
+	rows, err := d.Query(ctx, `SELECT id, authz_id, type, token, status, validated, error FROM acme_challenges
+		WHERE authz_id = ? ORDER BY position`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading challenges: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			c         ACMEChallenge
+			validated int64
+			perr      string
+		)
+		if err := rows.Scan(&c.ID, &c.AuthzID, &c.Type, &c.Token, &c.Status, &validated, &perr); err != nil {
+			return nil, fmt.Errorf("reading challenge: %w", err)
+		}
+		c.Validated, c.Error = FromMicros(validated), bytesOrNil(perr)
+		a.Challenges = append(a.Challenges, c)
+	}
+	return a, rows.Err()
+}
+
+// ACMEAuthzIDByChallenge returns the id of the authorization a challenge
+// of endpoint belongs to.
+func (d *DB) ACMEAuthzIDByChallenge(ctx context.Context, endpoint, challengeID string) (string, error) {
+	var id string
+	err := d.QueryRow(ctx, `SELECT a.id FROM acme_challenges c JOIN acme_authorizations a ON a.id = c.authz_id
+		WHERE c.id = ? AND a.endpoint = ?`, challengeID, endpoint).Scan(&id)
+	if err != nil {
+		return "", notFound(err, "reading ACME challenge")
+	}
+	return id, nil
+}
+
+// SetACMEAuthzStatus moves an authorization from one status to another
+// and reports whether it was in from.
+func (d *DB) SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error) {
+	res, err := d.Exec(ctx, `UPDATE acme_authorizations SET status = ? WHERE id = ? AND endpoint = ? AND status = ?`,
+		to, id, endpoint, from)
+	if err != nil {
+		return false, fmt.Errorf("updating ACME authorization: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// SetACMEChallengeStatus moves a challenge from one status to another,
+// recording when it was validated and any problem, and reports whether it
+// was in from.
+func (d *DB) SetACMEChallengeStatus(ctx context.Context, id, from, to string, validated time.Time, problem []byte) (bool, error) {
+	res, err := d.Exec(ctx, `UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?`,
+		to, Micros(validated), string(problem), id, from)
+	if err != nil {
+		return false, fmt.Errorf("updating ACME challenge: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ValidACMEIdentifiers returns the identifiers the account holds valid,
+// unexpired authorizations for (wildcards as "*.name").
+func (d *DB) ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]ACMEIdentifier, error) {
+	rows, err := d.Query(ctx, `SELECT DISTINCT ident_type, ident_value, wildcard FROM acme_authorizations
+		WHERE account_id = ? AND endpoint = ? AND status = 'valid' AND expires > ?`, accountID, endpoint, Micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("listing valid authorizations: %w", err)
+	}
+	defer rows.Close()
+	var out []ACMEIdentifier
+	for rows.Next() {
+		var (
+			id ACMEIdentifier
+			w  int
+		)
+		if err := rows.Scan(&id.Type, &id.Value, &w); err != nil {
+			return nil, fmt.Errorf("reading authorization: %w", err)
+		}
+		if w != 0 {
+			id.Value = "*." + id.Value
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func bytesOrNil(s string) []byte {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	return []byte(s)
+}

@@ -1,0 +1,156 @@
+package storage_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+func TestACMEAccounts(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+		if err := db.CreateACMEEABKey(ctx, "kid1", "ep", now); err != nil {
+			t.Fatal(err)
+		}
+		a := &storage.ACMEAccount{ID: "a1", Endpoint: "ep", Thumbprint: "t1", JWK: []byte(`{"kty":"EC"}`),
+			Status: "valid", Contact: []string{"mailto:a@example.com"}, EABKID: "kid1", CreatedAt: now}
+		if err := db.CreateACMEAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		dup := *a
+		dup.ID, dup.EABKID = "a2", ""
+		if err := db.CreateACMEAccount(ctx, &dup); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("same key twice: %v, want conflict", err)
+		}
+		reuse := storage.ACMEAccount{ID: "a3", Endpoint: "ep", Thumbprint: "t3", JWK: []byte(`{}`), Status: "valid",
+			EABKID: "kid1", CreatedAt: now}
+		if err := db.CreateACMEAccount(ctx, &reuse); core.KindOf(err) != core.KindForbidden {
+			t.Fatalf("EAB key bound twice: %v, want forbidden", err)
+		}
+		if _, err := db.ACMEAccount(ctx, "ep", "a3"); !core.IsNotFound(err) {
+			t.Fatalf("failed EAB bind left an account: %v", err)
+		}
+		got, err := db.ACMEAccountByThumbprint(ctx, "ep", "t1")
+		if err != nil || got.ID != "a1" || !got.CreatedAt.Equal(now) || got.Contact[0] != "mailto:a@example.com" {
+			t.Fatalf("by thumbprint = %+v, %v", got, err)
+		}
+		if _, err := db.ACMEAccount(ctx, "other", "a1"); !core.IsNotFound(err) {
+			t.Fatalf("other endpoint sees account: %v", err)
+		}
+		k, err := db.ACMEEABKey(ctx, "kid1")
+		if err != nil || k.AccountID != "a1" {
+			t.Fatalf("EAB key = %+v, %v", k, err)
+		}
+		if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: "b", Endpoint: "ep", Thumbprint: "tb",
+			JWK: []byte(`{}`), Status: "valid", CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		if other, err := db.ChangeACMEAccountKey(ctx, "ep", "a1", "t1", "tb", []byte(`{}`)); core.KindOf(err) != core.KindConflict || other != "b" {
+			t.Fatalf("key change to a used key: %q %v", other, err)
+		}
+		if _, err := db.ChangeACMEAccountKey(ctx, "ep", "a1", "t1", "tnew", []byte(`{"new":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ChangeACMEAccountKey(ctx, "ep", "a1", "t1", "tnew2", []byte(`{}`)); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("stale old key: %v", err)
+		}
+		if err := db.UpdateACMEAccount(ctx, "ep", "a1", "deactivated", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UpdateACMEAccount(ctx, "ep", "a1", "valid", nil); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("reactivating: %v", err)
+		}
+		if err := db.RevokeACMEEABKey(ctx, "ep", "kid1", now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeACMEEABKey(ctx, "ep", "nope", now); !core.IsNotFound(err) {
+			t.Fatalf("revoking unknown kid: %v", err)
+		}
+		keys, err := db.ACMEEABKeys(ctx, "ep")
+		if err != nil || len(keys) != 1 || keys[0].RevokedAt.IsZero() {
+			t.Fatalf("EAB keys = %+v, %v", keys, err)
+		}
+	})
+}
+
+func TestACMEOrders(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: "a", Endpoint: "ep", Thumbprint: "t",
+			JWK: []byte(`{}`), Status: "valid", CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range []string{"o1", "o2"} {
+			o := &storage.ACMEOrder{ID: id, Endpoint: "ep", AccountID: "a", Status: "pending",
+				Identifiers: []storage.ACMEIdentifier{{Type: "dns", Value: "*.example.com"}},
+				Expires:     now.Add(time.Hour), CreatedAt: now.Add(time.Duration(i) * time.Second), Replaces: "x.y",
+				Authzs: []storage.ACMEAuthz{{ID: id + "-z", Identifier: storage.ACMEIdentifier{Type: "dns", Value: "example.com"},
+					Wildcard: true, Status: "pending", Expires: now.Add(time.Hour),
+					Challenges: []storage.ACMEChallenge{{ID: id + "-c", Type: "dns-01", Token: "tok", Status: "pending"}}}},
+			}
+			if err := db.CreateACMEOrder(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o, err := db.ACMEOrder(ctx, "ep", "o1")
+		if err != nil || len(o.Authzs) != 1 || !o.Authzs[0].Wildcard || o.Identifiers[0].Value != "*.example.com" {
+			t.Fatalf("order = %+v, %v", o, err)
+		}
+		ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", 1)
+		if err != nil || len(ids) != 1 || ids[0] != "o2" {
+			t.Fatalf("first page = %v, %v", ids, err)
+		}
+		ids, err = db.ACMEOrderIDs(ctx, "ep", "a", "o2", 10)
+		if err != nil || len(ids) != 1 || ids[0] != "o1" {
+			t.Fatalf("second page = %v, %v", ids, err)
+		}
+		azID, err := db.ACMEAuthzIDByChallenge(ctx, "ep", "o1-c")
+		if err != nil || azID != "o1-z" {
+			t.Fatalf("authz by challenge = %q, %v", azID, err)
+		}
+		if ok, err := db.SetACMEChallengeStatus(ctx, "o1-c", "pending", "valid", now, nil); !ok || err != nil {
+			t.Fatalf("challenge → valid: %v %v", ok, err)
+		}
+		if ok, _ := db.SetACMEChallengeStatus(ctx, "o1-c", "pending", "invalid", now, []byte(`{}`)); ok {
+			t.Fatal("challenge moved twice from pending")
+		}
+		if ok, err := db.SetACMEAuthzStatus(ctx, "ep", "o1-z", "pending", "valid"); !ok || err != nil {
+			t.Fatalf("authz → valid: %v %v", ok, err)
+		}
+		az, err := db.ACMEAuthz(ctx, "ep", "o1-z")
+		if err != nil || az.Status != "valid" || az.Challenges[0].Status != "valid" || !az.Challenges[0].Validated.Equal(now) {
+			t.Fatalf("authz = %+v, %v", az, err)
+		}
+		names, err := db.ValidACMEIdentifiers(ctx, "ep", "a", now)
+		if err != nil || len(names) != 1 || names[0].Value != "*.example.com" {
+			t.Fatalf("valid identifiers = %v, %v", names, err)
+		}
+		if err := db.FinishACMEOrder(ctx, &storage.ACMECert{Serial: "ab", Endpoint: "ep", AccountID: "a", OrderID: "o1",
+			Chains: []string{"pem"}, CreatedAt: now}); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("finishing a pending order: %v", err)
+		}
+		if ok, err := db.SetACMEOrderStatus(ctx, "ep", "o1", "pending", "processing", nil); !ok || err != nil {
+			t.Fatalf("order → processing: %v %v", ok, err)
+		}
+		if err := db.FinishACMEOrder(ctx, &storage.ACMECert{Serial: "ab", Endpoint: "ep", AccountID: "a", OrderID: "o1",
+			Chains: []string{"pem1", "pem2"}, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.ACMECert(ctx, "ep", "ab")
+		if err != nil || len(c.Chains) != 2 || c.OrderID != "o1" {
+			t.Fatalf("cert = %+v, %v", c, err)
+		}
+		if rep, err := db.ACMEOrderReplacing(ctx, "ep", "x.y"); !rep || err != nil {
+			t.Fatalf("replacing = %v, %v", rep, err)
+		}
+		if _, err := db.ACMEOrder(ctx, "other", "o1"); !core.IsNotFound(err) {
+			t.Fatalf("other endpoint sees order: %v", err)
+		}
+	})
+}
