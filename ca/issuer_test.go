@@ -1,0 +1,106 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testHierarchy makes a root and an intermediate with keys of type typ.
+func testHierarchy(t testing.TB, typ string) (root, inter *Issuer) {
+	t.Helper()
+	ctx := context.Background()
+	rk, ik := testKey(t, typ), freshKeyOf(t, typ)
+	rc, err := NewRoot(ctx, rk, RootOptions{CommonName: "Test Root " + typ, Organization: "Strongroom Test"})
+	if err != nil {
+		t.Fatalf("NewRoot(%s): %v", typ, err)
+	}
+	root, err = NewIssuer("root", rk, []*x509.Certificate{rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := NewIntermediate(ctx, root, ik.Public(), IntermediateOptions{
+		CommonName: "Test Intermediate " + typ, Organization: "Strongroom Test",
+		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"},
+		CRLURLs:      []string{"http://127.0.0.1:8080/crl/{issuer}.crl"},
+	})
+	if err != nil {
+		t.Fatalf("NewIntermediate(%s): %v", typ, err)
+	}
+	inter, err = NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, inter
+}
+
+func TestRootAndIntermediateAreLintClean(t *testing.T) {
+	l, err := NewLinter(LintOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range caKeyTypes {
+		t.Run(typ, func(t *testing.T) {
+			root, inter := testHierarchy(t, typ)
+			for _, c := range []*x509.Certificate{root.Certificate(), inter.Certificate()} {
+				f, err := l.Lint(c.Raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bad := f.Refusals(); len(bad) > 0 {
+					t.Errorf("%s: lints fail: %s", c.Subject.CommonName, strings.Join(bad, ", "))
+				}
+			}
+			ic := inter.Certificate()
+			if ic.MaxPathLen != 0 || !ic.MaxPathLenZero || !ic.IsCA {
+				t.Errorf("intermediate basic constraints: CA=%v pathlen=%d zero=%v", ic.IsCA, ic.MaxPathLen, ic.MaxPathLenZero)
+			}
+			if ic.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+				t.Errorf("intermediate key usage %b lacks certSign|crlSign", ic.KeyUsage)
+			}
+			if len(ic.CRLDistributionPoints) != 1 || ic.CRLDistributionPoints[0] != "http://127.0.0.1:8080/crl/root.crl" {
+				t.Errorf("intermediate CRL DP = %v", ic.CRLDistributionPoints)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(root.Certificate())
+			if _, err := ic.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				t.Errorf("intermediate does not verify against root: %v", err)
+			}
+		})
+	}
+}
+
+func TestIntermediateDefaultsAndErrors(t *testing.T) {
+	ctx := context.Background()
+	root, _ := testHierarchy(t, "p256")
+	k := freshKey(t, "p256")
+	ic, err := NewIntermediate(ctx, root, k.Public(), IntermediateOptions{CommonName: "x", Lifetime: 100 * 365 * 24 * time.Hour,
+		CRLURLs: []string{"http://x/crl"}, CAIssuerURLs: []string{"http://x/crt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ic.ExtKeyUsage) != 2 || ic.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || ic.ExtKeyUsage[1] != x509.ExtKeyUsageClientAuth {
+		t.Errorf("default EKU = %v, want serverAuth, clientAuth", ic.ExtKeyUsage)
+	}
+	if ic.NotAfter.After(root.Certificate().NotAfter) {
+		t.Errorf("intermediate outlives its root: %v > %v", ic.NotAfter, root.Certificate().NotAfter)
+	}
+	if _, err := NewIntermediate(ctx, root, k.Public(), IntermediateOptions{}); err == nil {
+		t.Error("NewIntermediate without a common name: no error")
+	}
+	if _, err := NewIntermediate(ctx, root, k.Public(), IntermediateOptions{CommonName: "x"}); err == nil {
+		t.Error("NewIntermediate without CRL and AIA URLs: no error")
+	}
+	if _, err := NewIntermediate(ctx, root, freshKey(t, "ed25519").Public(), IntermediateOptions{CommonName: "x",
+		CRLURLs: []string{"http://x/crl"}, CAIssuerURLs: []string{"http://x/crt"}}); err == nil {
+		t.Error("NewIntermediate with an Ed25519 key: no error")
+	}
+	if _, err := NewRoot(ctx, k, RootOptions{}); err == nil {
+		t.Error("NewRoot without a common name: no error")
+	}
+	if _, err := NewIssuer("intermediate", k, []*x509.Certificate{root.Certificate()}); err == nil {
+		t.Error("NewIssuer with a signer that does not match the certificate: no error")
+	}
+}

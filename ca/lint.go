@@ -1,0 +1,230 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"sync"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3/lint"
+
+	_ "github.com/zmap/zlint/v3" // registers every lint in zlint's registry
+)
+
+// The lint set. Strongroom is a private PKI: its certificates are not in
+// browser root programs and are not logged to CT. We run the sources that
+// describe what a well-formed certificate is, and skip those that only
+// express a root program's or a regime's rules:
+//
+//	run:  RFC5280, RFC5480, RFC5891, RFC3279, RFC8813 (structure, algorithms,
+//	      IDNs), CABF_BR (sane TLS leaf/CA shapes: SANs, key usage, key
+//	      sizes, validity), Community (sanity lints)
+//	skip: CABF_EV, ETSI_ESI, CABF_SMIME_BR, CABF_CS_BR (certificate types
+//	      and regimes we do not issue under), Mozilla, Apple, Chrome (root
+//	      programs), RFC6962 (CT)
+//
+// and exclude individual lints that assume the public web PKI, listed in
+// excludedLints with the reason.
+var lintSources = lint.SourceList{
+	lint.RFC5280, lint.RFC5480, lint.RFC5891, lint.RFC3279, lint.RFC8813,
+	lint.CABFBaselineRequirements, lint.Community,
+}
+
+// excludedLints never changes; it documents each exclusion.
+var excludedLints = map[string]string{
+	// Checks the issuer key against a list of compromised keys of one public
+	// CA (eMudhra): never ours, and it costs ~10 ms per certificate.
+	"e_cert_issued_by_compromised_emudhra_ca": "public-CA specific, 10 ms/cert",
+	// Private PKIs name hosts under internal suffixes (.internal, .corp,
+	// .lan) that are not in the public suffix list; ra's suffix policy
+	// decides which names are allowed instead.
+	"e_dnsname_not_valid_tld":                                 "private names are not public TLDs",
+	"n_subject_common_name_included":                          "notice only",
+	"w_subject_common_name_included":                          "CN is allowed in a private PKI (many clients still read it)",
+	"e_ca_country_name_missing":                               "country is optional for private CAs (RootOptions.Country)",
+	"e_ca_organization_name_missing":                          "organization is optional for private CAs",
+	"e_sub_cert_aia_does_not_contain_ocsp_url":                "OCSP is optional (CRLs are always published)",
+	"w_sub_cert_aia_does_not_contain_issuing_ca_url":          "AIA caIssuers is present whenever configured",
+	"e_sub_cert_crl_distribution_points_does_not_contain_url": "CRL DPs are present whenever configured",
+}
+
+// LintOptions tunes the lint set.
+type LintOptions struct {
+	// ExtraExcluded names more lints to skip (for example a site-specific
+	// rule that does not hold). Zero: only the built-in exclusions.
+	ExtraExcluded []string
+}
+
+// Linter runs the chosen zlint lints on a to-be-signed certificate. It is
+// safe for concurrent use.
+type Linter struct {
+	lints  []*lint.CertificateLint
+	config lint.Configuration
+	// throwaway keys by algorithm, made on first use: the copy that is
+	// linted is signed by one of them, never by the issuer's key.
+	mu        sync.Mutex
+	throwaway map[string]crypto.Signer
+}
+
+// NewLinter builds the lint registry once.
+func NewLinter(o LintOptions) (*Linter, error) {
+	excl := make([]string, 0, len(excludedLints)+len(o.ExtraExcluded))
+	for n := range excludedLints {
+		excl = append(excl, n)
+	}
+	excl = append(excl, o.ExtraExcluded...)
+	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: lintSources})
+	if err != nil {
+		return nil, fmt.Errorf("building lint registry: %w", err)
+	}
+	skip := map[string]bool{}
+	for _, n := range excl {
+		skip[n] = true
+	}
+	l := &Linter{config: reg.GetConfiguration(), throwaway: map[string]crypto.Signer{}}
+	for _, cl := range reg.CertificateLints().Lints() {
+		if !skip[cl.Name] {
+			l.lints = append(l.lints, cl)
+		}
+	}
+	sort.Slice(l.lints, func(i, j int) bool { return l.lints[i].Name < l.lints[j].Name })
+	return l, nil
+}
+
+// Names lists the lints that run.
+func (l *Linter) Names() []string {
+	out := make([]string, len(l.lints))
+	for i, cl := range l.lints {
+		out[i] = cl.Name
+	}
+	return out
+}
+
+// Finding is one lint that did not pass.
+type Finding struct {
+	Lint    string `json:"lint"`
+	Status  string `json:"status"` // "notice", "warn", "error" or "fatal"
+	Details string `json:"details,omitempty"`
+	refuse  bool
+}
+
+// Findings is the outcome of linting one certificate.
+type Findings []Finding
+
+// Refusals names the lints whose result refuses issuance: error, warning
+// and fatal.
+func (f Findings) Refusals() []string {
+	var out []string
+	for _, x := range f {
+		if x.refuse {
+			out = append(out, x.Lint+" ("+x.Status+")")
+		}
+	}
+	return out
+}
+
+// Lint runs the lints on a DER certificate (signed by anything).
+func (l *Linter) Lint(der []byte) (Findings, error) {
+	zc, err := zx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate for linting: %w", err)
+	}
+	var out Findings
+	for _, cl := range l.lints {
+		r := cl.Execute(zc, l.config)
+		if r == nil || r.Status < lint.Notice {
+			continue
+		}
+		out = append(out, Finding{Lint: cl.Name, Status: r.Status.String(), Details: r.Details,
+			refuse: r.Status >= lint.Warn})
+	}
+	return out, nil
+}
+
+// throwawayFor returns a throwaway key of the same algorithm and size as pub.
+func (l *Linter) throwawayFor(pub crypto.PublicKey) (crypto.Signer, error) {
+	var name string
+	var gen func() (crypto.Signer, error)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		c := k.Curve
+		name = "ec-" + c.Params().Name
+		gen = func() (crypto.Signer, error) { return ecdsa.GenerateKey(curveOf(c), rand.Reader) }
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		name = fmt.Sprintf("rsa-%d", bits)
+		gen = func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, bits) }
+	case ed25519.PublicKey:
+		name = "ed25519"
+		gen = func() (crypto.Signer, error) {
+			_, k, err := ed25519.GenerateKey(rand.Reader)
+			return k, err
+		}
+	default:
+		return nil, fmt.Errorf("unsupported issuer key type %T", pub)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.throwaway[name]; ok {
+		return s, nil
+	}
+	s, err := gen()
+	if err != nil {
+		return nil, fmt.Errorf("making throwaway %s key: %w", name, err)
+	}
+	l.throwaway[name] = s
+	return s, nil
+}
+
+func curveOf(c elliptic.Curve) elliptic.Curve {
+	switch c.Params().Name {
+	case "P-384":
+		return elliptic.P384()
+	case "P-521":
+		return elliptic.P521()
+	}
+	return elliptic.P256()
+}
+
+// lintCopy builds the certificate from tmpl signed by a throwaway key of the
+// issuer's algorithm (so the TBS, including its signature algorithm, is the
+// one the issuer will sign), lints it and returns the TBS bytes and the
+// findings. parent nil means self-signed.
+func lintCopy(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) ([]byte, Findings, error) {
+	der, tbs, err := throwawayCert(l, tmpl, parent, pub, issuerPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := l.Lint(der)
+	return tbs, f, err
+}
+
+// throwawayCert returns the throwaway-signed DER and its TBS.
+func throwawayCert(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) (der, tbs []byte, err error) {
+	tk, err := l.throwawayFor(issuerPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	var p x509.Certificate
+	if parent != nil {
+		p = *parent
+	} else {
+		p = *tmpl
+	}
+	// CreateCertificate refuses a signer that does not match the parent's
+	// key; the parent's name and key identifier are all the TBS takes from it.
+	p.PublicKey = nil
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, &p, pub, tk)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building certificate: %w", err)
+	}
+	tbs, err = rawTBS(der)
+	return der, tbs, err
+}
