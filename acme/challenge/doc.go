@@ -1,0 +1,17 @@
+// Package challenge validates ACME challenges: http-01 and dns-01 (RFC 8555
+// §8.3, §8.4) and tls-alpn-01 (RFC 8737), for dns identifiers and, where RFC
+// 8738 allows it, ip identifiers.
+//
+// The package owns the network side of validation: resolving names through
+// the configured resolver (or a host override), fetching the key
+// authorization over HTTP with bounded redirects and body size, querying TXT
+// records with miekg/dns (CNAMEs followed, TCP on truncation), and checking
+// the acmeIdentifier certificate a TLS server presents for ALPN "acme-tls/1".
+// Every attempt has a time limit.
+//
+// It must not know about accounts, orders, storage or HTTP problem documents:
+// package acme gives it a challenge type, an identifier, a token and the key
+// authorization it computed, and maps the returned *Error to a problem. The
+// Error's Detail is written for the ACME client (what was fetched, what came
+// back, truncated) and never contains anything but public values.
+package challenge

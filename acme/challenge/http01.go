@@ -1,0 +1,154 @@
+package challenge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// userAgent identifies validation requests in the logs of the server being
+// validated.
+const userAgent = "Strongroom-ACME-validator/1 (+RFC 8555 §8.3)"
+
+// validateHTTP01 implements RFC 8555 §8.3: GET
+// http://<identifier>/.well-known/acme-challenge/<token> (on HTTPPort) must
+// answer 200 with the key authorization, whitespace trimmed.
+func (v *Validator) validateHTTP01(ctx context.Context, id identifier, token, keyAuth string) *Error {
+	hostHeader := id.value
+	if id.ip.Is6() {
+		hostHeader = "[" + id.value + "]"
+	}
+	u := &url.URL{Scheme: "http", Host: net.JoinHostPort(id.value, strconv.Itoa(v.opts.HTTPPort)),
+		Path: "/.well-known/acme-challenge/" + token}
+	if v.opts.HTTPPort == 80 {
+		u.Host = hostHeader
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return errorf(ErrMalformed, "cannot build the http-01 URL for %s", id.value)
+	}
+	// The Host header names the identifier as it would on port 80, even when
+	// a private deployment validates on another port.
+	req.Host = hostHeader
+	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("Accept", "*/*")
+
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			host, port, err := splitHostPort(addr)
+			if err != nil {
+				return nil, errorf(ErrConnection, "bad address %q", addr)
+			}
+			conn, derr := v.dial(ctx, host, port)
+			if derr != nil {
+				return nil, derr
+			}
+			return conn, nil
+		},
+		// Like Let's Encrypt, the certificate of an https redirect target is
+		// not checked: the key authorization proves control, not the TLS
+		// certificate, which may well be what the client is trying to get.
+		TLSClientConfig:        &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: 16 << 10,
+		Proxy:                  nil,
+	}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, CheckRedirect: v.checkRedirect}
+
+	resp, err := client.Do(req)
+	if err != nil {
+		return httpError(ctx, u.String(), err)
+	}
+	defer resp.Body.Close()
+	final := resp.Request.URL.String()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, v.opts.MaxBodyBytes+1))
+	if err != nil {
+		return connError(ctx, "reading the response from "+final, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return errorf(ErrUnauthorized, "GET %s returned HTTP %d, want 200; body starts %s",
+			final, resp.StatusCode, quoted(body, 64))
+	}
+	if int64(len(body)) > v.opts.MaxBodyBytes {
+		return errorf(ErrUnauthorized, "GET %s returned a body larger than %d bytes", final, v.opts.MaxBodyBytes)
+	}
+	if got := strings.TrimSpace(string(body)); got != keyAuth {
+		return errorf(ErrIncorrectResponse, "GET %s returned %s, want the key authorization %q",
+			final, quoted([]byte(got), 128), keyAuth)
+	}
+	return nil
+}
+
+// checkRedirect allows at most MaxRedirects redirects, only to http on port
+// 80 or HTTPPort and https on 443 or TLSPort (RFC 8555 §8.3: "the server
+// SHOULD follow redirects", Let's Encrypt's port rule), never in a loop.
+func (v *Validator) checkRedirect(req *http.Request, via []*http.Request) error {
+	from := via[len(via)-1].URL.String()
+	target := truncate(req.URL.String(), 256)
+	if len(via) > v.opts.MaxRedirects {
+		return errorf(ErrConnection, "too many redirects (more than %d), last from %s to %s",
+			v.opts.MaxRedirects, from, target)
+	}
+	for _, r := range via {
+		if r.URL.String() == req.URL.String() {
+			return errorf(ErrConnection, "redirect loop: %s redirects back to %s", from, target)
+		}
+	}
+	port := req.URL.Port()
+	var allowed []int
+	switch req.URL.Scheme {
+	case "http":
+		allowed = []int{80, v.opts.HTTPPort}
+		if port == "" {
+			port = "80"
+		}
+	case "https":
+		allowed = []int{443, v.opts.TLSPort}
+		if port == "" {
+			port = "443"
+		}
+	default:
+		return errorf(ErrConnection, "redirect from %s to %s: only http and https are allowed", from, target)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || (p != allowed[0] && p != allowed[1]) {
+		return errorf(ErrConnection, "redirect from %s to %s: port must be %d or %d for %s",
+			from, target, allowed[0], allowed[1], req.URL.Scheme)
+	}
+	host := req.URL.Hostname()
+	if _, perr := parseIdentifier(IdentIP, host, false); perr != nil && !validDNSName(strings.ToLower(host)) {
+		return errorf(ErrConnection, "redirect from %s to %s: not a valid host name", from, target)
+	}
+	if req.URL.User != nil {
+		return errorf(ErrConnection, "redirect from %s to %s: URLs with credentials are not followed", from, target)
+	}
+	return nil
+}
+
+// httpError turns a client.Do error into a client-safe *Error.
+func httpError(ctx context.Context, u string, err error) *Error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		u = truncate(ue.URL, 256)
+	}
+	var tlsErr tls.RecordHeaderError
+	if errors.As(err, &tlsErr) {
+		return errorf(ErrTLS, "GET %s: the server did not speak TLS", u)
+	}
+	if ctx.Err() != nil || isTimeout(err) {
+		return errorf(ErrConnection, "GET %s: timed out", u)
+	}
+	return connError(ctx, "GET "+u, err)
+}
+
