@@ -1,0 +1,260 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// ErrSerialTaken is returned by ReserveSerial when the serial already has a
+// row: the caller draws a new serial. It is a core.Error of KindConflict.
+var ErrSerialTaken = &core.Error{Kind: core.KindConflict, Detail: "serial already reserved"}
+
+// isUniqueViolation reports whether err is a primary-key or unique
+// constraint failure in either dialect.
+func isUniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// ReserveSerial inserts a row for c.Serial with status reserved. The INSERT
+// on the primary key is what makes a serial single-use: if any row (of any
+// status) has the serial, it fails with ErrSerialTaken and changes nothing.
+func (d *DB) ReserveSerial(ctx context.Context, c *core.Certificate) error {
+	now := Micros(c.CreatedAt)
+	_, err := d.Exec(ctx, `INSERT INTO certificates
+		(serial, issuer_id, profile, requester, status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		string(c.Serial), c.IssuerID, c.Profile, c.Requester, string(core.StatusReserved), now, now)
+	if isUniqueViolation(err) {
+		return ErrSerialTaken
+	}
+	if err != nil {
+		return fmt.Errorf("reserving serial: %w", err)
+	}
+	return nil
+}
+
+// RecordIntent stores the linted to-be-signed certificate and its names on
+// a reserved row. It fails unless the row is reserved and has no TBS yet,
+// so an intent is recorded once.
+func (d *DB) RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error {
+	return d.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE certificates SET subject = ?, names = ?, not_before = ?,
+			not_after = ?, tbs = ?, updated_at = ? WHERE serial = ? AND status = ? AND tbs IS NULL`,
+			c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
+			Micros(at), string(c.Serial), string(core.StatusReserved))
+		if err := oneRow(res, err, "recording intent"); err != nil {
+			return err
+		}
+		for _, n := range dedupe(c.Names) {
+			if _, err := tx.Exec(ctx, `INSERT INTO certificate_names (serial, name) VALUES (?, ?)`,
+				string(c.Serial), strings.ToLower(n)); err != nil {
+				return fmt.Errorf("recording names: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// StoreIssued marks a reserved certificate valid with its signed DER. The
+// TBS recorded with the intent must be a prefix-free part of der: the caller
+// has checked it; the row is only updated while reserved.
+func (d *DB) StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error {
+	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, der = ?, updated_at = ?
+		WHERE serial = ? AND status = ? AND tbs IS NOT NULL`,
+		string(core.StatusValid), der, Micros(at), string(serial), string(core.StatusReserved))
+	return oneRow(res, err, "storing certificate")
+}
+
+// RevokeCertificate records the revocation of a valid certificate. A
+// certificate already revoked, or only reserved, is a KindConflict error; an
+// unknown serial is core.ErrNotFound.
+func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at time.Time) error {
+	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
+		updated_at = ? WHERE serial = ? AND status = ?`,
+		string(core.StatusRevoked), Micros(at), int(reason), Micros(at), string(serial), string(core.StatusValid))
+	if err != nil {
+		return fmt.Errorf("revoking certificate: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	c, err := d.GetCertificate(ctx, serial)
+	if err != nil {
+		return err
+	}
+	return core.Errorf(core.KindConflict, "certificate %s is %s, not valid", serial, c.Status)
+}
+
+const certColumns = `serial, issuer_id, profile, requester, subject, names, not_before, not_after,
+	status, tbs, der, revoked_at, revocation_reason, created_at`
+
+const certColumnsC = `c.serial, c.issuer_id, c.profile, c.requester, c.subject, c.names, c.not_before,
+	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.created_at`
+
+func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
+	var (
+		c                      core.Certificate
+		serial, names, status  string
+		nb, na, revAt, created int64
+		reason                 int
+	)
+	if err := row.Scan(&serial, &c.IssuerID, &c.Profile, &c.Requester, &c.Subject, &names, &nb, &na,
+		&status, &c.TBS, &c.DER, &revAt, &reason, &created); err != nil {
+		return nil, err
+	}
+	c.Serial, c.Status, c.RevocationReason = core.Serial(serial), core.CertStatus(status), core.RevocationReason(reason)
+	if names != "" {
+		c.Names = strings.Split(names, "\n")
+	}
+	c.NotBefore, c.NotAfter, c.RevokedAt, c.CreatedAt = FromMicros(nb), FromMicros(na), FromMicros(revAt), FromMicros(created)
+	return &c, nil
+}
+
+// GetCertificate returns the row of serial (of any status) or
+// core.ErrNotFound.
+func (d *DB) GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	c, err := scanCert(d.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, string(serial)))
+	if err != nil {
+		return nil, notFound(err, "reading certificate")
+	}
+	return c, nil
+}
+
+// CertFilter selects certificates for ListCertificates. Zero fields do not
+// filter.
+type CertFilter struct {
+	Status         core.CertStatus
+	Name           string // exact SAN (DNS name, IP, email or URI), case-insensitive
+	IssuerID       string
+	ExpiringAfter  time.Time // not_after >= this
+	ExpiringBefore time.Time // not_after < this
+	// After is the cursor: only serials greater than it (results are in
+	// serial order, which is random, so pages are stable under inserts).
+	After core.Serial
+	Limit int // zero: 100; at most 1000
+}
+
+// ListCertificates returns one page of certificates matching f, and the
+// cursor of the next page ("" on the last page). Reserved rows are listed
+// only when f.Status asks for them.
+func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certificate, core.Serial, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var where []string
+	var args []any
+	if f.Status != "" {
+		where, args = append(where, "c.status = ?"), append(args, string(f.Status))
+	} else {
+		where, args = append(where, "c.status <> ?"), append(args, string(core.StatusReserved))
+	}
+	from := "certificates c"
+	if f.Name != "" {
+		from = "certificate_names n JOIN certificates c ON c.serial = n.serial"
+		where, args = append(where, "n.name = ?"), append(args, strings.ToLower(f.Name))
+	}
+	if f.IssuerID != "" {
+		where, args = append(where, "c.issuer_id = ?"), append(args, f.IssuerID)
+	}
+	if !f.ExpiringAfter.IsZero() {
+		where, args = append(where, "c.not_after >= ?"), append(args, Micros(f.ExpiringAfter))
+	}
+	if !f.ExpiringBefore.IsZero() {
+		where, args = append(where, "c.not_after < ?"), append(args, Micros(f.ExpiringBefore))
+	}
+	if f.After != "" {
+		where, args = append(where, "c.serial > ?"), append(args, string(f.After))
+	}
+	args = append(args, limit+1)
+	rows, err := d.Query(ctx, `SELECT `+certColumnsC+` FROM `+from+` WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY c.serial LIMIT ?`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []core.Certificate
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("listing certificates: %w", err)
+		}
+		out = append(out, *c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("listing certificates: %w", err)
+	}
+	var next core.Serial
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].Serial
+	}
+	return out, next, nil
+}
+
+// StreamRevoked calls fn for every revoked certificate of issuerID revoked
+// at or after since, ordered by revocation time then serial, without
+// loading them all in memory. An error from fn stops the walk and is
+// returned.
+func (d *DB) StreamRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
+	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates
+		WHERE issuer_id = ? AND status = ? AND revoked_at >= ? ORDER BY revoked_at, serial`,
+		issuerID, string(core.StatusRevoked), Micros(since))
+	if err != nil {
+		return fmt.Errorf("reading revoked certificates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var serial string
+		var at int64
+		var reason int
+		if err := rows.Scan(&serial, &at, &reason); err != nil {
+			return fmt.Errorf("reading revoked certificates: %w", err)
+		}
+		if err := fn(core.Revocation{Serial: core.Serial(serial), RevokedAt: FromMicros(at),
+			Reason: core.RevocationReason(reason)}); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func oneRow(res sql.Result, err error, doing string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	if n != 1 {
+		return core.Errorf(core.KindConflict, "%s: the certificate is not in the expected state", doing)
+	}
+	return nil
+}
+
+func dedupe(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0:0]
+	for _, n := range names {
+		k := strings.ToLower(n)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -1,0 +1,224 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+func newSerial(t *testing.T) core.Serial {
+	t.Helper()
+	s, err := core.NewSerial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// issue walks one certificate through reserve → intent → stored.
+func issue(t *testing.T, db *storage.DB, issuer string, names []string, notAfter time.Time) core.Serial {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	s := newSerial(t)
+	c := &core.Certificate{Serial: s, IssuerID: issuer, Profile: "tls-server", Requester: "test", CreatedAt: now}
+	if err := db.ReserveSerial(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.Names, c.Subject, c.NotBefore, c.NotAfter, c.TBS = names, names[0], now, notAfter, []byte("tbs-"+string(s))
+	if err := db.RecordIntent(ctx, c, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.StoreIssued(ctx, s, []byte("der-"+string(s)), now); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCertificateLifecycle(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		s := newSerial(t)
+		c := &core.Certificate{Serial: s, IssuerID: "intermediate", Profile: "tls-server", Requester: "apikey:x", CreatedAt: now}
+		if err := db.ReserveSerial(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		// A serial is single-use: a second reservation fails, whatever its content.
+		if err := db.ReserveSerial(ctx, &core.Certificate{Serial: s, IssuerID: "other", Profile: "p", Requester: "r", CreatedAt: now}); !errors.Is(err, storage.ErrSerialTaken) {
+			t.Fatalf("second ReserveSerial = %v, want ErrSerialTaken", err)
+		}
+		// Storing before the intent is recorded is refused.
+		if err := db.StoreIssued(ctx, s, []byte("der"), now); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("StoreIssued before intent = %v, want conflict", err)
+		}
+		c.Names, c.Subject = []string{"a.example", "A.example", "10.0.0.1"}, "a.example"
+		c.NotBefore, c.NotAfter, c.TBS = now, now.Add(time.Hour), []byte{1, 2, 3}
+		if err := db.RecordIntent(ctx, c, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RecordIntent(ctx, c, now); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("second RecordIntent = %v, want conflict", err)
+		}
+		got, err := db.GetCertificate(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != core.StatusReserved || !bytes.Equal(got.TBS, []byte{1, 2, 3}) || len(got.DER) != 0 || !got.NotAfter.Equal(now.Add(time.Hour)) {
+			t.Fatalf("reserved row = %+v", got)
+		}
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("revoking a reserved certificate = %v, want conflict", err)
+		}
+		if err := db.StoreIssued(ctx, s, []byte("der"), now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.StoreIssued(ctx, s, []byte("other"), now); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("second StoreIssued = %v, want conflict", err)
+		}
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeCertificate(ctx, s, core.ReasonSuperseded, now); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("second revocation = %v, want conflict", err)
+		}
+		got, _ = db.GetCertificate(ctx, s)
+		if got.Status != core.StatusRevoked || got.RevocationReason != core.ReasonKeyCompromise || !got.RevokedAt.Equal(now) || string(got.DER) != "der" {
+			t.Fatalf("revoked row = %+v", got)
+		}
+		if _, err := db.GetCertificate(ctx, newSerial(t)); !core.IsNotFound(err) {
+			t.Fatalf("unknown serial: %v", err)
+		}
+		if err := db.RevokeCertificate(ctx, newSerial(t), 0, now); !core.IsNotFound(err) {
+			t.Fatalf("revoking unknown serial: %v", err)
+		}
+	})
+}
+
+func TestListAndStreamRevoked(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		var all []core.Serial
+		for i := 0; i < 7; i++ {
+			all = append(all, issue(t, db, "i1", []string{"h.example", "x.example"}, now.Add(time.Duration(i)*time.Hour)))
+		}
+		other := issue(t, db, "i2", []string{"other.example"}, now.Add(48*time.Hour))
+		// A reserved-only row is not listed by default.
+		_ = db.ReserveSerial(ctx, &core.Certificate{Serial: newSerial(t), IssuerID: "i1", Profile: "p", Requester: "r", CreatedAt: now})
+
+		seen := map[core.Serial]bool{}
+		var cursor core.Serial
+		pages := 0
+		for {
+			page, next, err := db.ListCertificates(ctx, storage.CertFilter{Limit: 3, After: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, c := range page {
+				if seen[c.Serial] {
+					t.Fatalf("serial %s listed twice", c.Serial)
+				}
+				seen[c.Serial] = true
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if len(seen) != 8 || pages != 3 {
+			t.Fatalf("listed %d certificates in %d pages, want 8 in 3", len(seen), pages)
+		}
+		cases := []struct {
+			name string
+			f    storage.CertFilter
+			want int
+		}{
+			{"by name", storage.CertFilter{Name: "X.EXAMPLE"}, 7},
+			{"by other name", storage.CertFilter{Name: "other.example"}, 1},
+			{"by issuer", storage.CertFilter{IssuerID: "i2"}, 1},
+			{"expiring window", storage.CertFilter{ExpiringAfter: now.Add(2 * time.Hour), ExpiringBefore: now.Add(5 * time.Hour)}, 3},
+			{"reserved", storage.CertFilter{Status: core.StatusReserved}, 1},
+			{"revoked", storage.CertFilter{Status: core.StatusRevoked}, 2},
+		}
+		if err := db.RevokeCertificate(ctx, all[3], core.ReasonSuperseded, now.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeCertificate(ctx, all[1], core.ReasonKeyCompromise, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeCertificate(ctx, other, core.ReasonKeyCompromise, now); err != nil {
+			t.Fatal(err)
+		}
+		cases[5].want = 3
+		for _, tc := range cases {
+			page, _, err := db.ListCertificates(ctx, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) != tc.want {
+				t.Errorf("%s: %d certificates, want %d", tc.name, len(page), tc.want)
+			}
+		}
+		var got []core.Revocation
+		if err := db.StreamRevoked(ctx, "i1", time.Time{}, func(r core.Revocation) error {
+			got = append(got, r)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Serial != all[1] || got[1].Serial != all[3] || got[1].Reason != core.ReasonSuperseded {
+			t.Fatalf("StreamRevoked(i1) = %+v", got)
+		}
+		stop := errors.New("stop")
+		if err := db.StreamRevoked(ctx, "i1", time.Time{}, func(core.Revocation) error { return stop }); !errors.Is(err, stop) {
+			t.Fatalf("StreamRevoked error from fn = %v", err)
+		}
+	})
+}
+
+func TestAPIKeys(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		k := &storage.APIKey{ID: "k1", Name: "deploy", Hash: bytes.Repeat([]byte{7}, 32), Scopes: []string{"issue", "read"}, CreatedAt: now}
+		if err := db.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		dup := *k
+		dup.ID = "k2"
+		if err := db.CreateAPIKey(ctx, &dup); core.KindOf(err) != core.KindConflict {
+			t.Fatalf("duplicate hash = %v, want conflict", err)
+		}
+		got, err := db.APIKeyByHash(ctx, k.Hash)
+		if err != nil || got.ID != "k1" || len(got.Scopes) != 2 || !got.RevokedAt.IsZero() {
+			t.Fatalf("APIKeyByHash = %+v, %v", got, err)
+		}
+		if _, err := db.APIKeyByHash(ctx, []byte("nope")); !core.IsNotFound(err) {
+			t.Fatalf("unknown hash: %v", err)
+		}
+		if err := db.TouchAPIKey(ctx, "k1", now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeAPIKey(ctx, "k1", now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeAPIKey(ctx, "k1", now.Add(time.Hour)); err != nil {
+			t.Fatalf("revoking twice: %v", err)
+		}
+		if err := db.RevokeAPIKey(ctx, "nope", now); !core.IsNotFound(err) {
+			t.Fatalf("revoking unknown key: %v", err)
+		}
+		keys, err := db.APIKeys(ctx)
+		if err != nil || len(keys) != 1 || !keys[0].RevokedAt.Equal(now) || !keys[0].LastUsedAt.Equal(now) {
+			t.Fatalf("APIKeys = %+v, %v", keys, err)
+		}
+	})
+}
