@@ -1,0 +1,294 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+func revRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr(), MaxRetries: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// insertCert writes a certificates row directly: the issuance code owns the
+// real writes, these tests only need rows to read.
+func insertCert(t *testing.T, db *storage.DB, serial, issuer string, status core.CertStatus, revokedAt time.Time, reason int) {
+	t.Helper()
+	now := storage.Micros(time.Now())
+	_, err := db.Exec(context.Background(), `INSERT INTO certificates (serial, issuer_id, profile, requester, not_after, status,
+		revoked_at, revocation_reason, created_at, updated_at) VALUES (?, ?, 'tls', 'test', ?, ?, ?, ?, ?, ?)`,
+		serial, issuer, storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), reason, now, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRevokedAndStatus(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+		insertCert(t, db, "a1", "int", core.StatusValid, time.Time{}, 0)
+		insertCert(t, db, "b2", "int", core.StatusRevoked, t0, 1)
+		insertCert(t, db, "c3", "int", core.StatusRevoked, t0.Add(time.Hour), 4)
+		insertCert(t, db, "d4", "other", core.StatusRevoked, t0, 1)
+		insertCert(t, db, "e5", "int", core.StatusReserved, time.Time{}, 0)
+
+		collect := func(since time.Time) []core.Revocation {
+			var got []core.Revocation
+			if err := db.EachRevoked(ctx, "int", since, func(r core.Revocation) error { got = append(got, r); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		all := collect(time.Time{})
+		want := []core.Revocation{{Serial: "b2", RevokedAt: t0, Reason: 1}, {Serial: "c3", RevokedAt: t0.Add(time.Hour), Reason: 4}}
+		if fmt.Sprint(all) != fmt.Sprint(want) {
+			t.Fatalf("EachRevoked = %v, want %v", all, want)
+		}
+		if got := collect(t0.Add(time.Minute)); len(got) != 1 || got[0].Serial != "c3" {
+			t.Fatalf("EachRevoked since = %v", got)
+		}
+		stop := fmt.Errorf("stop")
+		if err := db.EachRevoked(ctx, "int", time.Time{}, func(core.Revocation) error { return stop }); err != stop {
+			t.Fatalf("callback error not returned: %v", err)
+		}
+
+		for _, tc := range []struct {
+			serial, issuer string
+			status         core.CertStatus
+			reason         core.RevocationReason
+			notFound       bool
+		}{
+			{"a1", "int", core.StatusValid, 0, false},
+			{"b2", "int", core.StatusRevoked, 1, false},
+			{"e5", "int", core.StatusReserved, 0, false},
+			{"d4", "int", "", 0, true}, // another issuer's serial
+			{"ff", "int", "", 0, true},
+		} {
+			c, err := db.CertStatus(ctx, tc.issuer, core.Serial(tc.serial))
+			if tc.notFound {
+				if !core.IsNotFound(err) {
+					t.Errorf("%s: err = %v, want not found", tc.serial, err)
+				}
+				continue
+			}
+			if err != nil || c.Status != tc.status || c.RevocationReason != tc.reason {
+				t.Errorf("%s: %+v, %v", tc.serial, c, err)
+			}
+			if tc.status == core.StatusRevoked && !c.RevokedAt.Equal(t0) {
+				t.Errorf("%s: revoked at %v, want %v", tc.serial, c.RevokedAt, t0)
+			}
+		}
+	})
+}
+
+func TestCRLStore(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		if _, err := db.LatestCRL(ctx, "int", false); !core.IsNotFound(err) {
+			t.Fatalf("no CRL yet: %v", err)
+		}
+		if _, err := db.LatestCRLNumber(ctx, "int", false); !core.IsNotFound(err) {
+			t.Fatalf("no CRL number yet: %v", err)
+		}
+		// Concurrent callers never get the same number.
+		var mu sync.Mutex
+		seen := map[int64]bool{}
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n, err := db.NextCRLNumber(ctx, "int")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seen[n] = true
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if len(seen) != 8 || !seen[1] || !seen[8] {
+			t.Fatalf("numbers %v, want 1..8 once each", seen)
+		}
+		if n, _ := db.NextCRLNumber(ctx, "other"); n != 1 {
+			t.Fatalf("other issuer starts at %d", n)
+		}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for n := int64(10); n <= 13; n++ {
+			if err := db.SaveCRL(ctx, storage.CRL{IssuerID: "int", Number: n, ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+				DER: []byte{byte(n)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.SaveCRL(ctx, storage.CRL{IssuerID: "int", Delta: true, Number: 14, BaseNumber: 12, ThisUpdate: now,
+			NextUpdate: now.Add(time.Hour), DER: []byte{14}}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.LatestCRL(ctx, "int", false)
+		if err != nil || c.Number != 13 || !bytes.Equal(c.DER, []byte{13}) || !c.ThisUpdate.Equal(now) {
+			t.Fatalf("latest full = %+v, %v", c, err)
+		}
+		d, err := db.LatestCRL(ctx, "int", true)
+		if err != nil || d.Number != 14 || d.BaseNumber != 12 || !d.Delta {
+			t.Fatalf("latest delta = %+v, %v", d, err)
+		}
+		var kept int
+		db.QueryRow(ctx, `SELECT COUNT(*) FROM crls WHERE issuer_id = 'int' AND kind = 'full'`).Scan(&kept)
+		if kept != 2 {
+			t.Fatalf("kept %d full CRLs, want the current and the previous", kept)
+		}
+		if n, err := db.LatestCRLNumber(ctx, "int", true); err != nil || n != 14 {
+			t.Fatalf("LatestCRLNumber = %d, %v", n, err)
+		}
+	})
+}
+
+type ocspCache interface {
+	Get(ctx context.Context, key string) ([]byte, bool, error)
+	Put(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	Delete(ctx context.Context, keys ...string) error
+}
+
+func TestOCSPCaches(t *testing.T) {
+	clock := time.Now()
+	for name, mk := range map[string]func(t *testing.T) ocspCache{
+		"memory": func(t *testing.T) ocspCache {
+			return storage.NewMemoryOCSPCache(64, time.Minute, func() time.Time { return clock })
+		},
+		"redis": func(t *testing.T) ocspCache {
+			return storage.NewRedisOCSPCache(revRedis(t), fmt.Sprintf("test:ocsp:%d:", time.Now().UnixNano()), time.Second)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			c := mk(t)
+			if _, ok, err := c.Get(ctx, "k"); ok || err != nil {
+				t.Fatalf("empty cache hit: %v %v", ok, err)
+			}
+			if err := c.Put(ctx, "k", []byte("v1"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok, err := c.Get(ctx, "k"); !ok || err != nil || string(v) != "v1" {
+				t.Fatalf("Get = %q %v %v", v, ok, err)
+			}
+			if err := c.Delete(ctx, "k", "never-set"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := c.Get(ctx, "k"); ok {
+				t.Fatal("deleted key still cached")
+			}
+			// A Put racing a revocation must not bring the old answer back.
+			c.Put(ctx, "k", []byte("stale"), time.Minute)
+			if _, ok, _ := c.Get(ctx, "k"); ok {
+				t.Fatal("Put after Delete cached within the tombstone period")
+			}
+			c.Put(ctx, "short", []byte("x"), 50*time.Millisecond)
+			if name == "memory" {
+				clock = clock.Add(2 * time.Minute) // past the TTL and the tombstone
+			} else {
+				time.Sleep(1100 * time.Millisecond)
+			}
+			if _, ok, _ := c.Get(ctx, "short"); ok {
+				t.Fatal("expired value returned")
+			}
+			c.Put(ctx, "k", []byte("v2"), time.Minute)
+			if v, ok, _ := c.Get(ctx, "k"); !ok || string(v) != "v2" {
+				t.Fatalf("after the tombstone expired: %q %v", v, ok)
+			}
+		})
+	}
+	t.Run("memory bound", func(t *testing.T) {
+		c := storage.NewMemoryOCSPCache(64, 0, nil)
+		for i := 0; i < 1000; i++ {
+			c.Put(context.Background(), fmt.Sprint(i), []byte("v"), time.Hour)
+		}
+		hits := 0
+		for i := 0; i < 1000; i++ {
+			if _, ok, _ := c.Get(context.Background(), fmt.Sprint(i)); ok {
+				hits++
+			}
+		}
+		if hits == 0 || hits > 64 {
+			t.Fatalf("%d entries kept, want 1..64", hits)
+		}
+	})
+}
+
+type bus interface {
+	Publish(ctx context.Context, topic string, msg []byte) error
+	Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error)
+}
+
+func TestEvents(t *testing.T) {
+	for name, mk := range map[string]func(t *testing.T) (pub, sub bus){
+		"memory": func(t *testing.T) (bus, bus) { b := storage.NewMemoryEvents(); return b, b },
+		"redis": func(t *testing.T) (bus, bus) {
+			prefix := fmt.Sprintf("test:ev:%d:", time.Now().UnixNano())
+			// Two clients: two nodes.
+			return storage.NewRedisEvents(revRedis(t), prefix, nil), storage.NewRedisEvents(revRedis(t), prefix, nil)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			pub, sub := mk(t)
+			got := make(chan string, 10)
+			stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) {
+				iss, s, err := storage.DecodeRevoked(m)
+				if err != nil {
+					got <- "error: " + err.Error()
+					return
+				}
+				got <- iss + "/" + string(s)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, _ := sub.Subscribe(ctx, "other", func([]byte) { got <- "wrong topic" })
+			defer other()
+			if err := pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "abc")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-got:
+				if m != "int/abc" {
+					t.Fatalf("got %q", m)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("event not delivered")
+			}
+			stop()
+			pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "def"))
+			select {
+			case m := <-got:
+				t.Fatalf("delivered after stop: %q", m)
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+	for _, bad := range []string{"", "int", "\nabc", "int\nxyz"} {
+		if _, _, err := storage.DecodeRevoked([]byte(bad)); err == nil {
+			t.Errorf("DecodeRevoked(%q) accepted", bad)
+		}
+	}
+}
