@@ -1,0 +1,188 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// AuditEntry is one entry of the hash-chained log.
+type AuditEntry struct {
+	Seq      int64
+	Time     time.Time
+	Actor    string // user name, or "" for the module itself
+	Action   string // e.g. "login", "key.generate", "key.usage"
+	Object   string // user name or key id acted on
+	Details  string // key=value pairs; never secrets
+	PrevHash []byte
+	Hash     []byte
+}
+
+// AuditReport is the result of VerifyAudit. FirstBad is 0 when the chain is
+// intact; otherwise it is the seq of the first entry that does not verify
+// (or the seq where a missing entry was expected) and Problem says why.
+type AuditReport struct {
+	Entries  int
+	FirstBad int64
+	Problem  string
+}
+
+const auditDomain = "strongroom-hsm-audit-v1"
+
+// auditHash is SHA-256 over a length-prefixed encoding of every field,
+// prev hash included, so no field boundary can be shifted.
+func auditHash(e storage.HSMAuditEntry) []byte {
+	h := sha256.New()
+	var b [8]byte
+	put := func(p []byte) {
+		binary.BigEndian.PutUint64(b[:], uint64(len(p)))
+		h.Write(b[:])
+		h.Write(p)
+	}
+	put([]byte(auditDomain))
+	binary.BigEndian.PutUint64(b[:], uint64(e.Seq))
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], uint64(storage.Micros(e.At)))
+	h.Write(b[:])
+	put([]byte(e.Actor))
+	put([]byte(e.Action))
+	put([]byte(e.Object))
+	put([]byte(e.Details))
+	put(e.PrevHash)
+	return h.Sum(nil)
+}
+
+// auditFunc returns the builder storage calls under the head lock.
+func (m *Module) auditFunc(actor, action, object, details string) func(int64, []byte) storage.HSMAuditEntry {
+	at := m.now().UTC().Truncate(time.Microsecond)
+	return func(prevSeq int64, prevHash []byte) storage.HSMAuditEntry {
+		e := storage.HSMAuditEntry{Seq: prevSeq + 1, At: at, Actor: actor, Action: action,
+			Object: object, Details: details, PrevHash: append([]byte{}, prevHash...)}
+		e.Hash = auditHash(e)
+		return e
+	}
+}
+
+// apply writes ch with one audit entry; a failure refuses the operation.
+func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action, object, details string) error {
+	ch.Audit = m.auditFunc(actor, action, object, details)
+	if err := m.store.ApplyHSM(ctx, ch); err != nil {
+		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
+	}
+	return nil
+}
+
+// VerifyAudit walks the whole chain: every entry's hash must match its
+// contents, link to its predecessor, and seqs must run 1, 2, 3… with the last
+// one equal to the recorded head. It needs no login and no unseal.
+func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
+	headSeq, headHash, err := m.store.HSMAuditHead(ctx)
+	if err != nil {
+		return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
+	}
+	var r AuditReport
+	prev := []byte{}
+	want := int64(1)
+	const page = 1000
+	for {
+		es, err := m.store.HSMAudit(ctx, want, page)
+		if err != nil {
+			return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
+		}
+		for _, e := range es {
+			r.Entries++
+			switch {
+			case e.Seq != want:
+				return bad(r, want, fmt.Sprintf("entry %d is missing (next entry is %d)", want, e.Seq)), nil
+			case !bytes.Equal(e.PrevHash, prev):
+				return bad(r, e.Seq, "previous-hash link does not match the entry before it (deleted, inserted or reordered)"), nil
+			case !bytes.Equal(auditHash(e), e.Hash):
+				return bad(r, e.Seq, "entry contents do not match its hash (edited)"), nil
+			}
+			prev, want = e.Hash, want+1
+		}
+		if len(es) < page {
+			break
+		}
+	}
+	last := want - 1
+	if last != headSeq || !bytes.Equal(prev, headHash) {
+		if last < headSeq {
+			return bad(r, last+1, fmt.Sprintf("log ends at %d but the head records %d (entries deleted from the end)", last, headSeq)), nil
+		}
+		return bad(r, headSeq+1, fmt.Sprintf("log ends at %d but the head records %d", last, headSeq)), nil
+	}
+	return r, nil
+}
+
+func bad(r AuditReport, seq int64, problem string) AuditReport {
+	r.FirstBad, r.Problem = seq, problem
+	return r
+}
+
+func toAuditEntry(e storage.HSMAuditEntry) AuditEntry {
+	return AuditEntry{Seq: e.Seq, Time: e.At, Actor: e.Actor, Action: e.Action, Object: e.Object,
+		Details: e.Details, PrevHash: e.PrevHash, Hash: e.Hash}
+}
+
+// flushUsage writes one summary entry with every key version's uses since the
+// last flush, and adds them to the stored counters. On failure the counts are
+// put back so they are written next time.
+func (m *Module) flushUsage(ctx context.Context) error {
+	st := m.state.Load()
+	if st == nil {
+		return nil
+	}
+	var uses []storage.HSMUse
+	var parts []string
+	st.keys.Range(func(_, v any) bool {
+		ko := v.(*keyObject)
+		for _, kv := range ko.versions {
+			if n := kv.pending.Swap(0); n > 0 {
+				uses = append(uses, storage.HSMUse{ID: ko.id, Version: kv.version, N: n})
+				parts = append(parts, fmt.Sprintf("%s/v%d=%d", ko.id, kv.version, n))
+			}
+		}
+		return true
+	})
+	if len(uses) == 0 {
+		return nil
+	}
+	slices.Sort(parts)
+	err := m.apply(ctx, storage.HSMChange{AddUses: uses}, "", "key.usage", "", strings.Join(parts, " "))
+	if err != nil {
+		for _, u := range uses {
+			if ko, ok := st.keys.Load(u.ID); ok {
+				if kv := ko.(*keyObject).version(u.Version); kv != nil {
+					kv.pending.Add(u.N)
+				}
+			}
+		}
+		m.log.Warn("hsm: writing key usage summary failed; will retry", "err", err)
+	}
+	return err
+}
+
+// summarise runs until stop closes, flushing usage every interval.
+func (m *Module) summarise(interval time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = m.flushUsage(ctx)
+			cancel()
+		}
+	}
+}

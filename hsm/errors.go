@@ -1,0 +1,40 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Errors callers branch on. Each is a core.Error, so front ends can map the
+// kind; HSM methods wrap them with what was being done. None carries a PIN or
+// key byte.
+var (
+	ErrSealed          = core.Errorf(core.KindUnavailable, "hsm is sealed")
+	ErrNotInitialized  = core.Errorf(core.KindUnavailable, "hsm is not initialised")
+	ErrInitialized     = core.Errorf(core.KindConflict, "hsm is already initialised")
+	ErrSelfTestFailed  = core.Errorf(core.KindUnavailable, "hsm self-test failed; the module refuses all operations")
+	ErrNotLoggedIn     = core.Errorf(core.KindUnauthenticated, "session is closed or the module was sealed")
+	ErrBadPIN          = core.Errorf(core.KindUnauthenticated, "wrong user name or PIN")
+	ErrLocked          = core.Errorf(core.KindForbidden, "user is locked after too many failed logins; a crypto officer must unlock it")
+	ErrForbidden       = core.Errorf(core.KindForbidden, "operation not permitted for this user or key")
+	ErrNotFound        = core.Errorf(core.KindNotFound, "no such object")
+	ErrNotExtractable  = core.Errorf(core.KindForbidden, "key is not extractable")
+	ErrCorrupt         = core.Errorf(core.KindInternal, "stored object fails its integrity check")
+	ErrBadUnseal       = core.Errorf(core.KindUnauthenticated, "unseal material is wrong")
+	ErrInvalid         = core.Errorf(core.KindMalformed, "invalid argument")
+	ErrExists          = core.Errorf(core.KindConflict, "object already exists")
+	ErrVerification    = core.Errorf(core.KindRejected, "verification failed")
+	ErrUnsupported     = core.Errorf(core.KindRejected, "operation not supported by this key")
+	ErrAuditFailed     = core.Errorf(core.KindUnavailable, "audit log could not be written; operation refused")
+	ErrWrongKeyVersion = core.Errorf(core.KindNotFound, "no such key version")
+)
+
+// errf wraps a sentinel with a formatted reason: errors.Is(err, sentinel)
+// holds and the message says what happened.
+func errf(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, core.ErrNotFound) || core.IsNotFound(err) }

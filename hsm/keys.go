@@ -1,0 +1,420 @@
+package hsm
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// useKey returns a key the session may use for need. Only crypto users use
+// keys; a key the user neither owns nor shares is reported as not found.
+func (s *Session) useKey(ctx context.Context, id string, need Usage) (*keyObject, error) {
+	st, err := s.live()
+	if err != nil {
+		return nil, err
+	}
+	if s.role != RoleUser {
+		return nil, errf(ErrForbidden, "only crypto users use keys (%s %q)", s.role, s.user)
+	}
+	ko, err := s.m.loadKey(ctx, st, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ko.visibleTo(s.user) {
+		return nil, errf(ErrNotFound, "key %q", id)
+	}
+	if ko.a.Usage&need != need {
+		return nil, errf(ErrForbidden, "key %s does not permit %s", id, need)
+	}
+	return ko, nil
+}
+
+// manageKey returns a key the session may manage: its owner always; an
+// officer too when officerToo (metadata and destroy only).
+func (s *Session) manageKey(ctx context.Context, id string, officerToo bool) (*unsealed, *keyObject, error) {
+	st, err := s.live()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.role == RoleAuditor || (s.role == RoleOfficer && !officerToo) {
+		return nil, nil, errf(ErrForbidden, "%s %q may not do this to keys", s.role, s.user)
+	}
+	ko, err := s.m.loadKey(ctx, st, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.role == RoleOfficer {
+		return st, ko, nil
+	}
+	if !ko.visibleTo(s.user) {
+		return nil, nil, errf(ErrNotFound, "key %q", id)
+	}
+	if ko.a.Owner != s.user {
+		return nil, nil, errf(ErrForbidden, "key %s is shared with %q, not owned", id, s.user)
+	}
+	return st, ko, nil
+}
+
+func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
+	if !slices.Contains(KeyTypes(), spec.Type) {
+		return errf(ErrInvalid, "unknown key type %q", spec.Type)
+	}
+	if spec.Usage == 0 {
+		spec.Usage = defaultUsage(spec.Type)
+	}
+	if extra := spec.Usage &^ allowedUsage(spec.Type); extra != 0 {
+		return errf(ErrInvalid, "a %s key cannot be used to %s", spec.Type, extra)
+	}
+	if len(spec.Label) > 128 || strings.ContainsAny(spec.Label, "\x00\n\r") {
+		return errf(ErrInvalid, "label must be at most 128 characters on one line")
+	}
+	for _, u := range spec.SharedWith {
+		if err := s.checkShareTarget(ctx, u); err != nil {
+			return err
+		}
+	}
+	if spec.Label != "" {
+		objs, err := s.m.store.HSMObjects(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if o.Owner == s.user && o.Label == spec.Label {
+				return errf(ErrExists, "user %q already has a key labelled %q", s.user, spec.Label)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Session) checkShareTarget(ctx context.Context, name string) error {
+	if name == s.user {
+		return errf(ErrInvalid, "a key is not shared with its owner")
+	}
+	u, err := s.m.store.HSMUser(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return errf(ErrNotFound, "user %q", name)
+		}
+		return err
+	}
+	if Role(u.Role) != RoleUser {
+		return errf(ErrInvalid, "keys are shared only with crypto users; %q is %s", name, u.Role)
+	}
+	return nil
+}
+
+// GenerateKey creates a key owned by the session's crypto user; key pairs
+// pass a pairwise consistency test before they are stored.
+func (s *Session) GenerateKey(ctx context.Context, spec KeySpec) (KeyInfo, error) {
+	if err := s.require(RoleUser); err != nil {
+		return KeyInfo{}, fmt.Errorf("generating key: %w", err)
+	}
+	material, err := generateMaterial(spec.Type)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("generating key: %w", err)
+	}
+	defer clear(material)
+	return s.create(ctx, spec, material, "key.generate", "")
+}
+
+// ImportKey stores key (a *rsa.PrivateKey, *ecdsa.PrivateKey,
+// ed25519.PrivateKey, PKCS#8 DER bytes, or the raw secret of a symmetric
+// type) as a new key owned by the session's crypto user.
+func (s *Session) ImportKey(ctx context.Context, spec KeySpec, key any) (KeyInfo, error) {
+	if err := s.require(RoleUser); err != nil {
+		return KeyInfo{}, fmt.Errorf("importing key: %w", err)
+	}
+	material, err := materialOf(spec.Type, key)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("importing key: %w", err)
+	}
+	defer clear(material)
+	return s.create(ctx, spec, material, "key.import", "")
+}
+
+// ImportWrapped unwraps blob (AES-KW/KWP of PKCS#8 DER or a raw secret) with
+// the wrapping key and stores the result as a new key.
+func (s *Session) ImportWrapped(ctx context.Context, spec KeySpec, wrappingKeyID string, blob []byte) (KeyInfo, error) {
+	wk, err := s.useKey(ctx, wrappingKeyID, UsageUnwrap)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
+	}
+	material, err := wk.current().h.unwrap(blob)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
+	}
+	defer clear(material)
+	wk.current().pending.Add(1)
+	return s.create(ctx, spec, material, "key.import", "wrapped-by="+wrappingKeyID)
+}
+
+func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, action, extra string) (KeyInfo, error) {
+	st, err := s.live()
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	h, err := newSoftKey(spec.Type, material)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("%s: %w", action, err)
+	}
+	if err := pairwise(spec.Type, h); err != nil {
+		h.destroy()
+		return KeyInfo{}, fmt.Errorf("%s: %w", action, err)
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if err := s.checkSpec(ctx, &spec); err != nil {
+		h.destroy()
+		return KeyInfo{}, fmt.Errorf("%s: %w", action, err)
+	}
+	id, err := newKeyID()
+	if err != nil {
+		h.destroy()
+		return KeyInfo{}, err
+	}
+	a := attrs{ID: id, Version: 1, Type: spec.Type, Label: spec.Label, Usage: spec.Usage, Extractable: spec.Extractable,
+		Owner: s.user, SharedWith: spec.SharedWith, Created: storage.Micros(s.m.now())}
+	row, err := sealObject(st, a, material)
+	if err != nil {
+		h.destroy()
+		return KeyInfo{}, err
+	}
+	details := fmt.Sprintf("type=%s label=%q usage=%s extractable=%t shared=%s", a.Type, a.Label, a.Usage, a.Extractable, strings.Join(a.SharedWith, ","))
+	if extra != "" {
+		details += " " + extra
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{PutObjects: []storage.HSMObject{row}}, s.user, action, id, details); err != nil {
+		h.destroy()
+		return KeyInfo{}, err
+	}
+	a.SharedWith = slices.Sorted(slices.Values(a.SharedWith))
+	ko := &keyObject{id: id, a: a, versions: []*keyVersion{{version: 1, created: row.Created, h: h}}}
+	replaceKey(st, ko)
+	return ko.info(), nil
+}
+
+// reseal writes every version of ko under changed attributes (share,
+// set-non-extractable) with one audit entry, and publishes the result.
+func (s *Session) reseal(ctx context.Context, st *unsealed, ko *keyObject, change func(*attrs), action, details string) error {
+	a := ko.a
+	a.SharedWith = slices.Clone(a.SharedWith)
+	change(&a)
+	var rows []storage.HSMObject
+	for _, kv := range ko.versions {
+		va := a
+		va.Version, va.Created = kv.version, storage.Micros(kv.created)
+		mat, err := kv.h.material()
+		if err != nil {
+			return err
+		}
+		row, err := sealObject(st, va, mat)
+		clear(mat)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row)
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{PutObjects: rows}, s.user, action, ko.id, details); err != nil {
+		return err
+	}
+	slices.Sort(a.SharedWith)
+	a.Version = ko.current().version
+	replaceKey(st, &keyObject{id: ko.id, a: a, versions: ko.versions})
+	return nil
+}
+
+// SetNonExtractable turns the extractable attribute off; it cannot be turned
+// back on.
+func (s *Session) SetNonExtractable(ctx context.Context, keyID string) error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	st, ko, err := s.manageKey(ctx, keyID, false)
+	if err != nil {
+		return fmt.Errorf("setting key non-extractable: %w", err)
+	}
+	if !ko.a.Extractable {
+		return nil
+	}
+	return s.reseal(ctx, st, ko, func(a *attrs) { a.Extractable = false }, "key.set-nonextractable", "")
+}
+
+// ShareKey lets another crypto user use (not manage) the key.
+func (s *Session) ShareKey(ctx context.Context, keyID, withUser string) error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	st, ko, err := s.manageKey(ctx, keyID, false)
+	if err != nil {
+		return fmt.Errorf("sharing key: %w", err)
+	}
+	if err := s.checkShareTarget(ctx, withUser); err != nil {
+		return fmt.Errorf("sharing key: %w", err)
+	}
+	if slices.Contains(ko.a.SharedWith, withUser) {
+		return nil
+	}
+	return s.reseal(ctx, st, ko, func(a *attrs) { a.SharedWith = append(a.SharedWith, withUser) }, "key.share", "with="+withUser)
+}
+
+// RotateKey adds a new current version with fresh material; older versions
+// stay for Verify and Decrypt.
+func (s *Session) RotateKey(ctx context.Context, keyID string) (KeyInfo, error) {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	st, ko, err := s.manageKey(ctx, keyID, false)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
+	}
+	material, err := generateMaterial(ko.a.Type)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
+	}
+	defer clear(material)
+	h, err := newSoftKey(ko.a.Type, material)
+	if err == nil {
+		err = pairwise(ko.a.Type, h)
+	}
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
+	}
+	a := ko.a
+	a.Version, a.Created = ko.current().version+1, storage.Micros(s.m.now())
+	row, err := sealObject(st, a, material)
+	if err == nil {
+		err = s.m.apply(ctx, storage.HSMChange{PutObjects: []storage.HSMObject{row}}, s.user, "key.rotate", keyID,
+			fmt.Sprintf("version=%d", a.Version))
+	}
+	if err != nil {
+		h.destroy()
+		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
+	}
+	nko := &keyObject{id: ko.id, a: a, versions: append(slices.Clone(ko.versions), &keyVersion{version: a.Version, created: row.Created, h: h})}
+	replaceKey(st, nko)
+	return nko.info(), nil
+}
+
+// DestroyKey deletes every version of the key (its owner, or an officer).
+func (s *Session) DestroyKey(ctx context.Context, keyID string) error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	st, ko, err := s.manageKey(ctx, keyID, true)
+	if err != nil {
+		return fmt.Errorf("destroying key: %w", err)
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, "key.destroy", keyID,
+		fmt.Sprintf("type=%s owner=%s", ko.a.Type, ko.a.Owner)); err != nil {
+		return fmt.Errorf("destroying key: %w", err)
+	}
+	if old := forgetKey(st, keyID); old != nil {
+		old.destroy()
+	}
+	return nil
+}
+
+// ExportWrapped returns the key's current version wrapped (AES-KW/KWP) under
+// another key: PKCS#8 DER for key pairs, the raw secret for symmetric keys.
+// Only the owner may export, and only an extractable key.
+func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error) {
+	_, ko, err := s.manageKey(ctx, keyID, false)
+	if err != nil {
+		return nil, fmt.Errorf("exporting key: %w", err)
+	}
+	if !ko.a.Extractable {
+		return nil, errf(ErrNotExtractable, "exporting key %s", keyID)
+	}
+	if wrappingKeyID == keyID {
+		return nil, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
+	}
+	wk, err := s.useKey(ctx, wrappingKeyID, UsageWrap)
+	if err != nil {
+		return nil, fmt.Errorf("exporting key: wrapping key: %w", err)
+	}
+	mat, err := ko.current().h.material()
+	if err != nil {
+		return nil, fmt.Errorf("exporting key: %w", err)
+	}
+	defer clear(mat)
+	blob, err := wk.current().h.wrap(mat)
+	if err != nil {
+		return nil, fmt.Errorf("exporting key: %w", err)
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{}, s.user, "key.export", keyID, "wrapped-by="+wrappingKeyID); err != nil {
+		return nil, fmt.Errorf("exporting key: %w", err)
+	}
+	wk.current().pending.Add(1)
+	return blob, nil
+}
+
+// GetKey returns a visible key's attributes (an officer sees every key).
+func (s *Session) GetKey(ctx context.Context, keyID string) (KeyInfo, error) {
+	_, ko, err := s.manageKeyOrUse(ctx, keyID)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("getting key: %w", err)
+	}
+	return ko.info(), nil
+}
+
+func (s *Session) manageKeyOrUse(ctx context.Context, keyID string) (*unsealed, *keyObject, error) {
+	if s.role == RoleUser {
+		ko, err := s.useKey(ctx, keyID, 0)
+		return nil, ko, err
+	}
+	return s.manageKey(ctx, keyID, true)
+}
+
+// ListKeys lists the keys the session may see. A key that fails to open is
+// logged and left out (GetKey on it reports ErrCorrupt).
+func (s *Session) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	if err := s.require(RoleUser, RoleOfficer); err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	rows, err := s.m.store.HSMObjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	var out []KeyInfo
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.ID] {
+			continue
+		}
+		seen[r.ID] = true
+		_, ko, err := s.manageKeyOrUse(ctx, r.ID)
+		switch {
+		case err == nil:
+			out = append(out, ko.info())
+		case isNotFound(err):
+		default:
+			s.m.log.Warn("hsm: key left out of listing", "key", r.ID, "err", err)
+		}
+	}
+	return out, nil
+}
+
+// FindKey returns the visible key with this label; the session's own key
+// wins over one shared with it.
+func (s *Session) FindKey(ctx context.Context, label string) (KeyInfo, error) {
+	keys, err := s.ListKeys(ctx)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("finding key: %w", err)
+	}
+	var found []KeyInfo
+	for _, k := range keys {
+		if k.Label == label {
+			if k.Owner == s.user {
+				return k, nil
+			}
+			found = append(found, k)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return KeyInfo{}, errf(ErrNotFound, "finding key labelled %q", label)
+	case 1:
+		return found[0], nil
+	}
+	return KeyInfo{}, errf(ErrExists, "finding key: %d keys labelled %q are visible; use an id", len(found), label)
+}

@@ -1,0 +1,49 @@
+package hsm
+
+import (
+	"slices"
+	"sync/atomic"
+)
+
+// Session is a logged-in user's handle on the module. It is safe for
+// concurrent use. It ends with Close, or when the module is sealed.
+type Session struct {
+	m      *Module
+	st     *unsealed // the unsealed state the session was opened under
+	user   string
+	role   Role
+	closed atomic.Bool
+}
+
+// Close ends the session. Signers made from it stop working.
+func (s *Session) Close() { s.closed.Store(true) }
+
+// User is the session's user name.
+func (s *Session) User() string { return s.user }
+
+// Role is the session user's role.
+func (s *Session) Role() Role { return s.role }
+
+// live checks, without locks, that the module is usable and the session is
+// still open under the current unseal.
+func (s *Session) live() (*unsealed, error) {
+	st, err := s.m.live()
+	if err != nil {
+		return nil, err
+	}
+	if s.closed.Load() || st != s.st {
+		return nil, ErrNotLoggedIn
+	}
+	return st, nil
+}
+
+// require checks the session is live and its role is one of roles.
+func (s *Session) require(roles ...Role) error {
+	if _, err := s.live(); err != nil {
+		return err
+	}
+	if !slices.Contains(roles, s.role) {
+		return errf(ErrForbidden, "%s %q may not do this", s.role, s.user)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package hsm
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// UnsealMethod is how the KEK is recovered at start.
+type UnsealMethod string
+
+const (
+	// MethodKeyFile: a 32-byte random key in a 0600 file (development).
+	MethodKeyFile UnsealMethod = "keyfile"
+	// MethodPassphrase: a key derived from a passphrase with Argon2id.
+	MethodPassphrase UnsealMethod = "passphrase"
+	// MethodShamir: M of N shares of a master secret (cloudflare/circl).
+	MethodShamir UnsealMethod = "shamir"
+)
+
+const (
+	metaMethod     = "method"
+	metaWrappedKEK = "wrapped_kek"
+	metaKDF        = "kdf"
+	metaShamir     = "shamir"
+	kekAADPrefix   = "strongroom-hsm-kek-v1|"
+	minPINLength   = 6
+	minPassphrase  = 8
+)
+
+// passphraseKDF are the Argon2id parameters of the passphrase method,
+// stored in meta so they can be raised later without breaking old modules.
+type passphraseKDF struct {
+	Salt    []byte `json:"salt"`
+	Time    uint32 `json:"time"`
+	Memory  uint32 `json:"memory_kib"`
+	Threads uint8  `json:"threads"`
+}
+
+// Unseal-passphrase parameters: 64 MiB, 3 passes (RFC 9106's second
+// recommended option), paid once per unseal.
+func newPassphraseKDF() (passphraseKDF, error) {
+	k := passphraseKDF{Salt: make([]byte, 16), Time: 3, Memory: 64 * 1024, Threads: 4}
+	_, err := rand.Read(k.Salt)
+	return k, err
+}
+
+func (k passphraseKDF) derive(pass []byte) []byte {
+	return argon2.IDKey(pass, k.Salt, k.Time, k.Memory, k.Threads, 32)
+}
+
+// InitOptions chooses the unseal method and names the first crypto officer.
+type InitOptions struct {
+	Method     UnsealMethod
+	KeyFile    string // keyfile: where the new key is written (0600); it must not exist
+	Passphrase []byte // passphrase: at least 8 bytes
+	// Threshold (M) and Shares (N) for shamir: any M of the N shares unseal.
+	Threshold, Shares int
+	OfficerName       string
+	OfficerPIN        string
+}
+
+// InitResult carries what is shown once: the Shamir shares.
+type InitResult struct {
+	Shares []string
+}
+
+// Initialize creates the keystore: a random KEK wrapped by the chosen
+// method, and the first crypto officer. It runs the self-tests first and
+// leaves the module unsealed.
+func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok, err := m.Initialized(ctx); err != nil {
+		return InitResult{}, err
+	} else if ok {
+		return InitResult{}, ErrInitialized
+	}
+	if err := validUserName(o.OfficerName); err != nil {
+		return InitResult{}, fmt.Errorf("initialising hsm: officer: %w", err)
+	}
+	if len(o.OfficerPIN) < minPINLength {
+		return InitResult{}, errf(ErrInvalid, "initialising hsm: officer PIN must be at least %d characters", minPINLength)
+	}
+	if err := m.runSelfTests(); err != nil {
+		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
+	}
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
+	}
+	meta := map[string][]byte{metaMethod: []byte(o.Method)}
+	var res InitResult
+	var wk []byte
+	details := "method=" + string(o.Method)
+	cleanup := func() {}
+	switch o.Method {
+	case MethodKeyFile:
+		if o.KeyFile == "" {
+			return InitResult{}, errf(ErrInvalid, "initialising hsm: a key file path is required")
+		}
+		wk = make([]byte, 32)
+		if _, err := rand.Read(wk); err != nil {
+			return InitResult{}, err
+		}
+		f, err := os.OpenFile(o.KeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return InitResult{}, fmt.Errorf("initialising hsm: creating key file: %w", err)
+		}
+		_, err = f.Write(wk)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		cleanup = func() { os.Remove(o.KeyFile) }
+		if err != nil {
+			cleanup()
+			return InitResult{}, fmt.Errorf("initialising hsm: writing key file: %w", err)
+		}
+	case MethodPassphrase:
+		if len(o.Passphrase) < minPassphrase {
+			return InitResult{}, errf(ErrInvalid, "initialising hsm: passphrase must be at least %d bytes", minPassphrase)
+		}
+		kdf, err := newPassphraseKDF()
+		if err != nil {
+			return InitResult{}, err
+		}
+		wk = kdf.derive(o.Passphrase)
+		meta[metaKDF], _ = json.Marshal(kdf)
+		details += fmt.Sprintf(" kdf=argon2id(t=%d,m=%dKiB,p=%d)", kdf.Time, kdf.Memory, kdf.Threads)
+	case MethodShamir:
+		sp, shares, key, err := splitMaster(o.Threshold, o.Shares)
+		if err != nil {
+			return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
+		}
+		wk, res.Shares = key, shares
+		meta[metaShamir], _ = json.Marshal(sp)
+		details += fmt.Sprintf(" threshold=%d shares=%d", o.Threshold, o.Shares)
+	default:
+		return InitResult{}, errf(ErrInvalid, "initialising hsm: unknown unseal method %q (want keyfile, passphrase or shamir)", o.Method)
+	}
+	defer clear(wk)
+	wrapped, err := sealKEK(wk, o.Method, kek)
+	if err != nil {
+		cleanup()
+		return InitResult{}, err
+	}
+	meta[metaWrappedKEK] = wrapped
+	hash, err := hashPIN(o.OfficerPIN)
+	if err != nil {
+		cleanup()
+		return InitResult{}, err
+	}
+	officer := storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()}
+	err = m.apply(ctx, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
+		"", "hsm.initialize", o.OfficerName, details+" officer="+o.OfficerName)
+	if err != nil {
+		cleanup()
+		clear(kek)
+		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
+	}
+	st, err := newUnsealed(kek, o.Method)
+	if err != nil {
+		return InitResult{}, err
+	}
+	m.state.Store(st)
+	m.log.Info("hsm initialised", "method", o.Method)
+	return res, nil
+}
+
+func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
+	b, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
+	}
+	return &unsealed{kek: kek, aead: g, method: method}, nil
+}
+
+func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
+	g, err := gcmOf(wk)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, g.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return g.Seal(nonce, nonce, kek, []byte(kekAADPrefix+string(method))), nil
+}
+
+func openKEK(wk []byte, method UnsealMethod, wrapped []byte) ([]byte, error) {
+	g, err := gcmOf(wk)
+	if err != nil {
+		return nil, err
+	}
+	if len(wrapped) < g.NonceSize()+g.Overhead() {
+		return nil, errf(ErrCorrupt, "wrapped KEK is truncated")
+	}
+	return g.Open(nil, wrapped[:g.NonceSize()], wrapped[g.NonceSize():], []byte(kekAADPrefix+string(method)))
+}
+
+func gcmOf(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// UnsealInput carries the material for the module's method.
+type UnsealInput struct {
+	KeyFile    string
+	Passphrase []byte
+	Shares     []string
+}
+
+// Unseal recovers the KEK, runs the known-answer self-tests and opens the
+// module for logins. Wrong material gives ErrBadUnseal (or ErrInvalid for
+// malformed shares) and changes nothing. Unsealing an unsealed module is a
+// no-op.
+func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state.Load() != nil {
+		return nil
+	}
+	meta, err := m.store.HSMMeta(ctx)
+	if err != nil {
+		return fmt.Errorf("unsealing: %w", err)
+	}
+	method := UnsealMethod(meta[metaMethod])
+	var wk []byte
+	switch method {
+	case "":
+		return ErrNotInitialized
+	case MethodKeyFile:
+		if in.KeyFile == "" {
+			return errf(ErrInvalid, "unsealing: this module unseals with a key file; none given")
+		}
+		wk, err = os.ReadFile(in.KeyFile)
+		if err != nil {
+			return fmt.Errorf("unsealing: reading key file: %w", err)
+		}
+		if len(wk) != 32 {
+			return errf(ErrBadUnseal, "unsealing: key file must hold exactly 32 bytes")
+		}
+	case MethodPassphrase:
+		var kdf passphraseKDF
+		if err := json.Unmarshal(meta[metaKDF], &kdf); err != nil || len(kdf.Salt) == 0 {
+			return errf(ErrCorrupt, "unsealing: passphrase parameters are unreadable")
+		}
+		if len(in.Passphrase) == 0 {
+			return errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
+		}
+		wk = kdf.derive(in.Passphrase)
+	case MethodShamir:
+		var sp shamirParams
+		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {
+			return errf(ErrCorrupt, "unsealing: Shamir parameters are unreadable")
+		}
+		if wk, err = recoverMaster(sp, in.Shares); err != nil {
+			return fmt.Errorf("unsealing: %w", err)
+		}
+	default:
+		return errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method)
+	}
+	defer clear(wk)
+	kek, err := openKEK(wk, method, meta[metaWrappedKEK])
+	if err != nil {
+		switch method {
+		case MethodPassphrase:
+			return errf(ErrBadUnseal, "unsealing: wrong passphrase")
+		case MethodShamir:
+			return errf(ErrBadUnseal, "unsealing: the shares do not recover this module's master secret")
+		}
+		return errf(ErrBadUnseal, "unsealing: wrong key file")
+	}
+	if err := m.runSelfTests(); err != nil {
+		clear(kek)
+		if aerr := m.apply(ctx, storage.HSMChange{}, "", "selftest.fail", "", err.Error()); aerr != nil {
+			m.log.Error("hsm: recording self-test failure", "err", aerr)
+		}
+		m.log.Error("hsm self-test failed; module refuses all operations", "err", err)
+		return fmt.Errorf("unsealing: %w", err)
+	}
+	st, err := newUnsealed(kek, method)
+	if err != nil {
+		return err
+	}
+	if err := m.apply(ctx, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
+		st.zero()
+		return fmt.Errorf("unsealing: %w", err)
+	}
+	m.state.Store(st)
+	m.log.Info("hsm unsealed", "method", method)
+	return nil
+}
+
+var errNoShares = errors.New("no shares given")

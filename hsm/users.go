@@ -1,0 +1,273 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// PIN hashes are Argon2id with time=1, memory=19 MiB, parallelism=1 (the
+// OWASP minimum profile; about 20-30 ms per login here), 16-byte salt,
+// 32-byte output, stored PHC-style so parameters can change later.
+const (
+	pinTime    = 1
+	pinMemory  = 19 * 1024
+	pinThreads = 1
+	maxFailed  = 5
+)
+
+func hashPIN(pin string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	h := argon2.IDKey([]byte(pin), salt, pinTime, pinMemory, pinThreads, 32)
+	enc := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", pinMemory, pinTime, pinThreads,
+		enc.EncodeToString(salt), enc.EncodeToString(h)), nil
+}
+
+func checkPIN(encoded, pin string) bool {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var mem, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || mem == 0 || t == 0 || p == 0 || mem > 1<<21 {
+		return false
+	}
+	enc := base64.RawStdEncoding
+	salt, err1 := enc.DecodeString(parts[4])
+	want, err2 := enc.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pin), salt, t, mem, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash keeps a login for an unknown user as slow as a real one.
+const dummyHash = "$argon2id$v=19$m=19456,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+func validUserName(n string) error {
+	if n == "" || len(n) > 64 || !utf8.ValidString(n) {
+		return errf(ErrInvalid, "user name must be 1 to 64 characters")
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-@", r)) {
+			return errf(ErrInvalid, "user name %q may contain only letters, digits and . _ - @", n)
+		}
+	}
+	return nil
+}
+
+// Login checks user's PIN and opens a session. A wrong PIN (or an unknown
+// user) gives ErrBadPIN; the fifth consecutive failure locks the user, and a
+// locked user gets ErrLocked even with the right PIN until an officer
+// unlocks it. Every attempt is audited; if the audit entry cannot be
+// written the login is refused.
+func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
+	st, err := m.live()
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	u, err := m.store.HSMUser(ctx, user)
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	known := err == nil
+	hash := u.PINHash
+	if !known {
+		hash = dummyHash
+	}
+	ok := checkPIN(hash, pin) && known
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if known {
+		// Re-read under the lock so concurrent failures all count.
+		if u, err = m.store.HSMUser(ctx, user); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+	}
+	switch {
+	case !known:
+		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=unknown-user"); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		return nil, fmt.Errorf("login: %w", ErrBadPIN)
+	case u.Locked:
+		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=locked"); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		return nil, fmt.Errorf("login as %s: %w", user, ErrLocked)
+	case !ok:
+		u.Failures++
+		action := "login.fail"
+		if u.Failures >= maxFailed {
+			u.Locked, action = true, "user.lockout"
+		}
+		err := m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, user, action, user,
+			fmt.Sprintf("reason=bad-pin failures=%d", u.Failures))
+		if err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		if u.Locked {
+			return nil, fmt.Errorf("login as %s: wrong PIN, user is now locked: %w", user, ErrLocked)
+		}
+		return nil, fmt.Errorf("login: %w", ErrBadPIN)
+	}
+	ch := storage.HSMChange{}
+	if u.Failures > 0 {
+		u.Failures = 0
+		ch.PutUsers = []storage.HSMUser{u}
+	}
+	if err := m.apply(ctx, ch, user, "login", user, "role="+u.Role); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return &Session{m: m, st: st, user: user, role: Role(u.Role)}, nil
+}
+
+// CreateUser adds a user (officer only).
+func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin string) error {
+	if err := s.require(RoleOfficer); err != nil {
+		return fmt.Errorf("creating user: %w", err)
+	}
+	if err := validUserName(name); err != nil {
+		return fmt.Errorf("creating user: %w", err)
+	}
+	if !role.valid() {
+		return errf(ErrInvalid, "creating user: unknown role %q (want officer, user or auditor)", role)
+	}
+	if len(pin) < minPINLength {
+		return errf(ErrInvalid, "creating user: PIN must be at least %d characters", minPINLength)
+	}
+	hash, err := hashPIN(pin)
+	if err != nil {
+		return err
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if _, err := s.m.store.HSMUser(ctx, name); err == nil {
+		return errf(ErrExists, "creating user: user %q", name)
+	} else if !isNotFound(err) {
+		return fmt.Errorf("creating user: %w", err)
+	}
+	u := storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: s.m.now().UTC()}
+	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.create", name, "role="+string(role))
+}
+
+// DeleteUser removes a user (officer only). A user who still owns keys, or
+// the officer itself, cannot be deleted.
+func (s *Session) DeleteUser(ctx context.Context, name string) error {
+	if err := s.require(RoleOfficer); err != nil {
+		return fmt.Errorf("deleting user: %w", err)
+	}
+	if name == s.user {
+		return errf(ErrForbidden, "deleting user: an officer cannot delete itself")
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if _, err := s.m.store.HSMUser(ctx, name); err != nil {
+		if isNotFound(err) {
+			return errf(ErrNotFound, "deleting user %q", name)
+		}
+		return fmt.Errorf("deleting user: %w", err)
+	}
+	objs, err := s.m.store.HSMObjects(ctx)
+	if err != nil {
+		return fmt.Errorf("deleting user: %w", err)
+	}
+	for _, o := range objs {
+		if o.Owner == name {
+			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
+		}
+	}
+	return s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}}, s.user, "user.delete", name, "")
+}
+
+// UnlockUser clears a user's lockout (officer only).
+func (s *Session) UnlockUser(ctx context.Context, name string) error {
+	if err := s.require(RoleOfficer); err != nil {
+		return fmt.Errorf("unlocking user: %w", err)
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	u, err := s.m.store.HSMUser(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return errf(ErrNotFound, "unlocking user %q", name)
+		}
+		return fmt.Errorf("unlocking user: %w", err)
+	}
+	u.Locked, u.Failures = false, 0
+	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.unlock", name, "")
+}
+
+// ListUsers lists every user (officer only).
+func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	if err := s.require(RoleOfficer); err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	us, err := s.m.store.HSMUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	out := make([]UserInfo, 0, len(us))
+	for _, u := range us {
+		out = append(out, UserInfo{Name: u.Name, Role: Role(u.Role), Locked: u.Locked, Failures: u.Failures, Created: u.Created})
+	}
+	return out, nil
+}
+
+// ChangePIN changes the session user's own PIN (any role).
+func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
+	if _, err := s.live(); err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	if len(newPIN) < minPINLength {
+		return errf(ErrInvalid, "changing PIN: new PIN must be at least %d characters", minPINLength)
+	}
+	u, err := s.m.store.HSMUser(ctx, s.user)
+	if err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	if !checkPIN(u.PINHash, oldPIN) {
+		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
+	}
+	hash, err := hashPIN(newPIN)
+	if err != nil {
+		return err
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if u, err = s.m.store.HSMUser(ctx, s.user); err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	u.PINHash = hash
+	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.pin-change", s.user, "")
+}
+
+// AuditEntries reads the audit log (auditor or officer).
+func (s *Session) AuditEntries(ctx context.Context, fromSeq int64, limit int) ([]AuditEntry, error) {
+	if err := s.require(RoleAuditor, RoleOfficer); err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	es, err := s.m.store.HSMAudit(ctx, fromSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	out := make([]AuditEntry, len(es))
+	for i, e := range es {
+		out[i] = toAuditEntry(e)
+	}
+	return out, nil
+}

@@ -1,0 +1,293 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// The HSM keystore (package hsm declares the interface these methods
+// satisfy). storage sees sealed blobs, PIN hashes and wrapped keys only.
+
+// HSMUser is one HSM user: a role, an Argon2id PIN hash (an encoded string
+// with its own parameters and salt) and the failed-login state.
+type HSMUser struct {
+	Name     string
+	Role     string
+	PINHash  string
+	Failures int
+	Locked   bool
+	Created  time.Time
+}
+
+// HSMObject is one version of a key object. Attrs is the canonical attribute
+// encoding the HSM binds into Sealed's additional data; Owner and Label are
+// copies kept for lookups. Uses is the persisted use count (summaries add to
+// it); it is not part of the seal.
+type HSMObject struct {
+	ID      string
+	Version int
+	Owner   string
+	Label   string
+	Attrs   []byte
+	Sealed  []byte
+	Created time.Time
+	Uses    uint64
+}
+
+// HSMAuditEntry is one link of the hash chain.
+type HSMAuditEntry struct {
+	Seq      int64
+	At       time.Time
+	Actor    string
+	Action   string
+	Object   string
+	Details  string
+	PrevHash []byte
+	Hash     []byte
+}
+
+// HSMUse adds N uses to one key version.
+type HSMUse struct {
+	ID      string
+	Version int
+	N       uint64
+}
+
+// HSMChange is a set of keystore writes applied atomically together with
+// one audit entry: if any part fails, nothing is written.
+type HSMChange struct {
+	// RequireNoMeta makes the change fail with a core KindConflict error when
+	// a meta record of that name already exists (first initialisation).
+	RequireNoMeta string
+	Meta          map[string][]byte
+	PutUsers      []HSMUser // insert or replace by name
+	DeleteUsers   []string
+	PutObjects    []HSMObject // insert or replace by (id, version); Uses is kept on replace
+	DeleteObjects []string    // every version of these ids
+	AddUses       []HSMUse
+	// Audit, if set, builds the entry to append from the chain's head
+	// (read under the head row's lock, so appends from several nodes
+	// serialise). The returned entry must carry Seq = prevSeq+1.
+	Audit func(prevSeq int64, prevHash []byte) HSMAuditEntry
+}
+
+// HSMMeta returns every module-wide record.
+func (d *DB) HSMMeta(ctx context.Context) (map[string][]byte, error) {
+	rows, err := d.Query(ctx, `SELECT name, value FROM hsm_meta`)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm meta: %w", err)
+	}
+	defer rows.Close()
+	m := map[string][]byte{}
+	for rows.Next() {
+		var n string
+		var v []byte
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, fmt.Errorf("reading hsm meta: %w", err)
+		}
+		m[n] = v
+	}
+	return m, rows.Err()
+}
+
+const hsmUserCols = `name, role, pin_hash, failures, locked, created`
+
+type scanner interface{ Scan(...any) error }
+
+func scanHSMUser(r scanner) (HSMUser, error) {
+	var u HSMUser
+	var locked int
+	var created int64
+	err := r.Scan(&u.Name, &u.Role, &u.PINHash, &u.Failures, &locked, &created)
+	u.Locked, u.Created = locked != 0, FromMicros(created)
+	return u, err
+}
+
+// HSMUser returns one user, or core.ErrNotFound.
+func (d *DB) HSMUser(ctx context.Context, name string) (HSMUser, error) {
+	u, err := scanHSMUser(d.QueryRow(ctx, `SELECT `+hsmUserCols+` FROM hsm_users WHERE name = ?`, name))
+	if err != nil {
+		return HSMUser{}, notFound(err, "reading hsm user")
+	}
+	return u, nil
+}
+
+// HSMUsers returns every user, by name.
+func (d *DB) HSMUsers(ctx context.Context) ([]HSMUser, error) {
+	rows, err := d.Query(ctx, `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing hsm users: %w", err)
+	}
+	defer rows.Close()
+	var us []HSMUser
+	for rows.Next() {
+		u, err := scanHSMUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing hsm users: %w", err)
+		}
+		us = append(us, u)
+	}
+	return us, rows.Err()
+}
+
+const hsmObjectCols = `id, version, owner, label, attrs, sealed, created, uses`
+
+func (d *DB) queryHSMObjects(ctx context.Context, query string, args ...any) ([]HSMObject, error) {
+	rows, err := d.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm objects: %w", err)
+	}
+	defer rows.Close()
+	var os []HSMObject
+	for rows.Next() {
+		var o HSMObject
+		var created, uses int64
+		if err := rows.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses); err != nil {
+			return nil, fmt.Errorf("reading hsm objects: %w", err)
+		}
+		o.Created, o.Uses = FromMicros(created), uint64(uses)
+		os = append(os, o)
+	}
+	return os, rows.Err()
+}
+
+// HSMObject returns every version of one object, oldest first, or
+// core.ErrNotFound.
+func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
+	os, err := d.queryHSMObjects(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects WHERE id = ? ORDER BY version`, id)
+	if err == nil && len(os) == 0 {
+		return nil, core.ErrNotFound
+	}
+	return os, err
+}
+
+// HSMObjects returns every version of every object, by id then version.
+func (d *DB) HSMObjects(ctx context.Context) ([]HSMObject, error) {
+	return d.queryHSMObjects(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
+}
+
+// HSMAudit returns up to limit entries with seq >= fromSeq, in seq order.
+// limit <= 0 means all.
+func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
+	q := `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit WHERE seq >= ? ORDER BY seq`
+	args := []any{fromSeq}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := d.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm audit: %w", err)
+	}
+	defer rows.Close()
+	var es []HSMAuditEntry
+	for rows.Next() {
+		var e HSMAuditEntry
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("reading hsm audit: %w", err)
+		}
+		e.At = FromMicros(at)
+		es = append(es, e)
+	}
+	return es, rows.Err()
+}
+
+// HSMAuditHead returns the seq and hash of the last appended entry as
+// recorded in the head row (0 and empty before the first).
+func (d *DB) HSMAuditHead(ctx context.Context) (int64, []byte, error) {
+	var seq int64
+	var h []byte
+	err := d.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&seq, &h)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading hsm audit head: %w", err)
+	}
+	return seq, h, nil
+}
+
+// ApplyHSM applies ch in one transaction.
+func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
+	return d.InTx(ctx, func(tx *Tx) error {
+		if ch.RequireNoMeta != "" {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_meta WHERE name = ?`, ch.RequireNoMeta).Scan(&n); err != nil {
+				return fmt.Errorf("checking hsm meta: %w", err)
+			}
+			if n > 0 {
+				return core.Errorf(core.KindConflict, "hsm meta %q already exists", ch.RequireNoMeta)
+			}
+		}
+		for k, v := range ch.Meta {
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_meta (name, value) VALUES (?, ?)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, k, v); err != nil {
+				return fmt.Errorf("writing hsm meta: %w", err)
+			}
+		}
+		for _, u := range ch.PutUsers {
+			locked := 0
+			if u.Locked {
+				locked = 1
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash,
+				failures = excluded.failures, locked = excluded.locked`,
+				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created)); err != nil {
+				return fmt.Errorf("writing hsm user: %w", err)
+			}
+		}
+		for _, n := range ch.DeleteUsers {
+			if _, err := tx.Exec(ctx, `DELETE FROM hsm_users WHERE name = ?`, n); err != nil {
+				return fmt.Errorf("deleting hsm user: %w", err)
+			}
+		}
+		for _, o := range ch.PutObjects {
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_objects (`+hsmObjectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+				ON CONFLICT (id, version) DO UPDATE SET owner = excluded.owner, label = excluded.label,
+				attrs = excluded.attrs, sealed = excluded.sealed`,
+				o.ID, o.Version, o.Owner, o.Label, o.Attrs, o.Sealed, Micros(o.Created)); err != nil {
+				return fmt.Errorf("writing hsm object: %w", err)
+			}
+		}
+		for _, id := range ch.DeleteObjects {
+			if _, err := tx.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("deleting hsm object: %w", err)
+			}
+		}
+		for _, u := range ch.AddUses {
+			if _, err := tx.Exec(ctx, `UPDATE hsm_objects SET uses = uses + ? WHERE id = ? AND version = ?`,
+				int64(u.N), u.ID, u.Version); err != nil {
+				return fmt.Errorf("counting hsm object uses: %w", err)
+			}
+		}
+		if ch.Audit != nil {
+			return appendHSMAudit(ctx, tx, ch.Audit)
+		}
+		return nil
+	})
+}
+
+func appendHSMAudit(ctx context.Context, tx *Tx, build func(int64, []byte) HSMAuditEntry) error {
+	// The no-op UPDATE takes the head row's lock first (PostgreSQL row lock;
+	// SQLite transactions already hold the write lock from BEGIN).
+	var seq int64
+	var prev []byte
+	if err := tx.QueryRow(ctx, `UPDATE hsm_audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash`).Scan(&seq, &prev); err != nil {
+		return fmt.Errorf("locking hsm audit head: %w", err)
+	}
+	e := build(seq, prev)
+	if e.Seq != seq+1 {
+		return errors.New("appending hsm audit: entry does not follow the head")
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash); err != nil {
+		return fmt.Errorf("appending hsm audit: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ? WHERE id = 1`, e.Seq, e.Hash); err != nil {
+		return fmt.Errorf("advancing hsm audit head: %w", err)
+	}
+	return nil
+}
