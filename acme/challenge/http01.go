@@ -151,4 +151,3 @@ func httpError(ctx context.Context, u string, err error) *Error {
 	}
 	return connError(ctx, "GET "+u, err)
 }
-

@@ -70,6 +70,10 @@ func TestHTTP01(t *testing.T) {
 			http.Redirect(w, r, fmt.Sprintf("/next?n=%d", n+1), http.StatusFound)
 		}, opts: func(o *challenge.Options) { o.MaxRedirects = 3 },
 			wantType: challenge.ErrConnection, fragments: []string{"too many redirects (more than 3)", "n=3"}},
+		{name: "redirects disabled", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, opts: func(o *challenge.Options) { o.MaxRedirects = -1 },
+			wantType: challenge.ErrConnection, fragments: []string{"too many redirects (more than 0)"}},
 		{name: "redirect to a port that is not allowed", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://example.com:8081/x", http.StatusFound)
 		}, wantType: challenge.ErrConnection, fragments: []string{"port must be 80 or"}},
