@@ -90,9 +90,9 @@ func openObject(st *unsealed, o storage.HSMObject) (*keyVersion, attrs, error) {
 // keyObject is every version of one key plus its current attributes. It is
 // immutable once published in the cache; changes publish a new one.
 type keyObject struct {
-	id       string
-	a        attrs         // attributes of the current (last) version
-	versions []*keyVersion // ascending
+	id        string
+	a         attrs         // attributes of the current (last) version
+	versions  []*keyVersion // ascending
 	destroyed atomic.Bool
 }
 

@@ -9,8 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/sha3"
+	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
 )
