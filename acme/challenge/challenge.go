@@ -29,7 +29,13 @@ type Error struct {
 	Detail string
 }
 
-func (e *Error) Error() string { return e.Type + ": " + e.Detail }
+// Error returns Detail alone, so that a front end may use it as the problem
+// detail; the type travels in Type (and ProblemType).
+func (e *Error) Error() string { return e.Detail }
+
+// ProblemType returns Type, for front ends that look for this method rather
+// than the concrete type.
+func (e *Error) ProblemType() string { return e.Type }
 
 // Error types.
 const (
