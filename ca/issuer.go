@@ -26,6 +26,9 @@ type Issuer struct {
 	id     string
 	chain  []*x509.Certificate // chain[0] is the issuer's own certificate
 	signer crypto.Signer
+	// sent is chain without self-signed certificates: what is returned
+	// after a leaf (the trust anchor is not sent).
+	sent []*x509.Certificate
 }
 
 // NewIssuer checks that signer's public key is the one in chain[0] and that
@@ -53,7 +56,13 @@ func NewIssuer(id string, signer crypto.Signer, chain []*x509.Certificate) (*Iss
 	}
 	c := make([]*x509.Certificate, len(chain))
 	copy(c, chain)
-	return &Issuer{id: id, chain: c, signer: signer}, nil
+	is := &Issuer{id: id, chain: c, signer: signer}
+	for _, x := range c {
+		if !(bytes.Equal(x.RawIssuer, x.RawSubject) && x.CheckSignatureFrom(x) == nil) {
+			is.sent = append(is.sent, x)
+		}
+	}
+	return is, nil
 }
 
 // ID is the issuer's name.

@@ -53,6 +53,19 @@ var excludedLints = map[string]string{
 	"e_sub_cert_aia_does_not_contain_ocsp_url":                "OCSP is optional (CRLs are always published)",
 	"w_sub_cert_aia_does_not_contain_issuing_ca_url":          "AIA caIssuers is present whenever configured",
 	"e_sub_cert_crl_distribution_points_does_not_contain_url": "CRL DPs are present whenever configured",
+	// The CA/B Forum policy OIDs (2.23.140.1.2.x) assert validation under
+	// the Baseline Requirements; a private CA makes no such claim.
+	"e_sub_cert_certificate_policies_missing": "no BR policy claim in a private PKI",
+	"e_sub_cert_cert_policy_empty":            "no BR policy claim in a private PKI",
+	// Private networks are what a private PKI serves: RFC 1918 addresses
+	// and internal host names in SANs and in AIA/CRL URLs are expected;
+	// ra's IP range and suffix policy decides which are allowed.
+	"e_ext_san_contains_reserved_ip":         "private addresses are the point of a private PKI",
+	"w_sub_cert_aia_contains_internal_names": "AIA/CRL URLs point at the CA's internal host",
+	// RFC 5280 SHOULD vs BR 7.1.2.7.6 NOT RECOMMENDED for TLS server
+	// leaves: the two lints contradict each other. We follow the BR for
+	// serverAuth leaves and put an SKI in every other certificate.
+	"w_ext_subject_key_identifier_missing_sub_cert": "contradicts the BR lint; SKI is set on all non-TLS-server certificates",
 }
 
 // LintOptions tunes the lint set.

@@ -1,0 +1,185 @@
+package ca
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Store keeps certificate records. *storage.DB implements it.
+type Store interface {
+	// ReserveSerial inserts a reserved row; a serial that already has a
+	// row is a KindConflict error and nothing changes.
+	ReserveSerial(ctx context.Context, c *core.Certificate) error
+	// RecordIntent stores the linted TBS and names on a reserved row.
+	RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error
+	// StoreIssued marks a reserved row valid with the signed DER.
+	StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error
+	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at time.Time) error
+	GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+}
+
+// URLs are the locations written into every issued certificate. Each may
+// contain {issuer}, replaced by the issuer's id.
+type URLs struct {
+	CAIssuers []string `yaml:"ca_issuers"` // AIA caIssuers; zero: omitted
+	OCSP      []string `yaml:"ocsp"`       // AIA OCSP; zero: omitted
+	CRL       []string `yaml:"crl"`        // CRL distribution points; zero: omitted
+}
+
+// Options configures a CA.
+type Options struct {
+	Store   Store     // required
+	Issuers []*Issuer // required: at least one
+	// DefaultIssuer is the issuer used when a request names none. Zero:
+	// the first of Issuers.
+	DefaultIssuer string
+	// Profiles adds to or replaces (by name) the built-in profiles.
+	Profiles []Profile
+	URLs     URLs
+	Lint     LintOptions
+	// Backdate is how far NotBefore is set before now, for clients with
+	// slow clocks. Zero: one minute. The lifetime counts from NotBefore.
+	Backdate time.Duration
+	Now      func() time.Time // zero: time.Now
+	Logger   *slog.Logger     // zero: discard
+	// Registerer receives the issuance metrics. Zero: no metrics.
+	Registerer prometheus.Registerer
+
+	// afterIntent, when set, runs after the intent is recorded and before
+	// the HSM signs; an error stops the pipeline there (fault injection
+	// in tests).
+	afterIntent func() error
+}
+
+// CA issues certificates through the pipeline described in the package
+// documentation. It is safe for concurrent use.
+type CA struct {
+	store         Store
+	issuers       map[string]*Issuer
+	issuerIDs     []string
+	defaultIssuer string
+	profiles      map[string]*Profile
+	urls          URLs
+	linter        *Linter
+	backdate      time.Duration
+	now           func() time.Time
+	log           *slog.Logger
+	metrics       *metrics
+	afterIntent   func() error
+}
+
+// New checks opts and returns a CA.
+func New(opts Options) (*CA, error) {
+	if opts.Store == nil {
+		return nil, fmt.Errorf("ca: a Store is required")
+	}
+	if len(opts.Issuers) == 0 {
+		return nil, fmt.Errorf("ca: at least one issuer is required")
+	}
+	c := &CA{store: opts.Store, issuers: map[string]*Issuer{}, urls: opts.URLs,
+		backdate: opts.Backdate, now: opts.Now, log: opts.Logger, afterIntent: opts.afterIntent}
+	for _, is := range opts.Issuers {
+		if _, dup := c.issuers[is.ID()]; dup {
+			return nil, fmt.Errorf("ca: two issuers named %q", is.ID())
+		}
+		c.issuers[is.ID()] = is
+		c.issuerIDs = append(c.issuerIDs, is.ID())
+	}
+	sort.Strings(c.issuerIDs)
+	c.defaultIssuer = opts.DefaultIssuer
+	if c.defaultIssuer == "" {
+		c.defaultIssuer = opts.Issuers[0].ID()
+	}
+	if _, ok := c.issuers[c.defaultIssuer]; !ok {
+		return nil, fmt.Errorf("ca: default issuer %q is not configured", c.defaultIssuer)
+	}
+	var err error
+	if c.profiles, err = mergeProfiles(opts.Profiles); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if c.linter, err = NewLinter(opts.Lint); err != nil {
+		return nil, err
+	}
+	if c.backdate == 0 {
+		c.backdate = time.Minute
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.metrics, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Issuer returns the issuer named id ("" for the default) or a KindNotFound
+// error.
+func (c *CA) Issuer(id string) (*Issuer, error) {
+	if id == "" {
+		id = c.defaultIssuer
+	}
+	is, ok := c.issuers[id]
+	if !ok {
+		return nil, core.Errorf(core.KindNotFound, "no issuer %q", id)
+	}
+	return is, nil
+}
+
+// Issuers returns every issuer, sorted by id.
+func (c *CA) Issuers() []*Issuer {
+	out := make([]*Issuer, len(c.issuerIDs))
+	for i, id := range c.issuerIDs {
+		out[i] = c.issuers[id]
+	}
+	return out
+}
+
+// DefaultIssuer is the id of the issuer used when a request names none.
+func (c *CA) DefaultIssuer() string { return c.defaultIssuer }
+
+// Profile returns the profile named name or a KindRejected error.
+func (c *CA) Profile(name string) (Profile, error) {
+	p, ok := c.profiles[name]
+	if !ok {
+		return Profile{}, core.Errorf(core.KindRejected, "unknown profile %q", name)
+	}
+	return *p, nil
+}
+
+// Profiles lists the profiles, sorted by name.
+func (c *CA) Profiles() []Profile { return sortedProfiles(c.profiles) }
+
+// Linter is the CA's linter (its Names say which lints run).
+func (c *CA) Linter() *Linter { return c.linter }
+
+// Certificate returns the stored record of serial.
+func (c *CA) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	return c.store.GetCertificate(ctx, serial)
+}
+
+// Revoke records the revocation of a valid certificate with an RFC 5280
+// reason, at the CA's current time. certificateHold is refused.
+func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason) error {
+	if _, err := core.ReasonFromCode(int(reason)); err != nil {
+		return err
+	}
+	if err := c.store.RevokeCertificate(ctx, serial, reason, c.now().UTC()); err != nil {
+		return err
+	}
+	c.log.InfoContext(ctx, "certificate revoked", "serial", string(serial), "reason", reason.String())
+	return nil
+}
+
+func joinComma(s []string) string { return strings.Join(s, ", ") }

@@ -1,0 +1,350 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.step.sm/crypto/x509util"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Request asks for one certificate. The CSR's signature must already be
+// checked (ra does it, once); Issue checks it again only if NotChecked.
+type Request struct {
+	CSR      *x509.CertificateRequest
+	Profile  string
+	Issuer   string        // zero: the default issuer
+	Lifetime time.Duration // zero: the profile's default
+	// ExtraSANs are names added to the CSR's (policy has allowed them).
+	ExtraSANs []string
+	// Requester says who asked: "apikey:<id>", "acme:<endpoint>/<account>".
+	Requester string
+	// CSRChecked says the caller verified the CSR's signature.
+	CSRChecked bool
+}
+
+// Issued is a signed and stored certificate.
+type Issued struct {
+	Serial      core.Serial
+	Certificate *x509.Certificate
+	// Chain is the certificate followed by its issuer's chain, without
+	// the self-signed root.
+	Chain    []*x509.Certificate
+	IssuerID string
+}
+
+// Draft is what DryRun would have signed.
+type Draft struct {
+	// Certificate is the certificate as built, signed by a throwaway key
+	// (its signature is worthless; everything else is what the HSM would
+	// sign, except the serial, which is not reserved).
+	Certificate *x509.Certificate
+	Findings    Findings
+	IssuerID    string
+}
+
+// prepared is a certificate built from a profile, before its serial.
+type prepared struct {
+	issuer  *Issuer
+	profile *Profile
+	tmpl    *x509.Certificate
+	names   []string
+}
+
+// Issue runs the pipeline: reserve the serial → build → lint a
+// throwaway-signed copy → record the intent → sign the linted TBS in the
+// HSM → check the signed TBS equals the linted one and verify the signature
+// → store → return the chain.
+func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
+	start := time.Now()
+	defer func() {
+		label := req.Profile
+		if _, ok := c.profiles[label]; !ok {
+			label = "unknown" // client input must not create label values
+		}
+		c.metrics.observe(label, err, time.Since(start))
+	}()
+	p, err := c.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now().UTC()
+	rec := &core.Certificate{IssuerID: p.issuer.ID(), Profile: p.profile.Name, Requester: req.Requester, CreatedAt: now}
+	if err := c.reserve(ctx, rec); err != nil {
+		return nil, err
+	}
+	log := c.log.With("serial", string(rec.Serial), "issuer", rec.IssuerID, "profile", rec.Profile)
+	p.tmpl.SerialNumber = rec.Serial.Big()
+	linted, tbs, findings, err := c.lint(p)
+	if err != nil {
+		return nil, err
+	}
+	if bad := findings.Refusals(); len(bad) > 0 {
+		log.WarnContext(ctx, "issuance refused by lints", "lints", joinComma(bad))
+		return nil, core.Errorf(core.KindRejected, "certificate refused by lints: %s", joinComma(bad))
+	}
+	rec.TBS, rec.Names, rec.Subject = tbs, p.names, p.tmpl.Subject.CommonName
+	rec.NotBefore, rec.NotAfter = p.tmpl.NotBefore, p.tmpl.NotAfter
+	if err := c.store.RecordIntent(ctx, rec, now); err != nil {
+		return nil, fmt.Errorf("recording intent for %s: %w", rec.Serial, err)
+	}
+	if c.afterIntent != nil {
+		if err := c.afterIntent(); err != nil {
+			return nil, fmt.Errorf("after recording intent for %s: %w", rec.Serial, err)
+		}
+	}
+	_, sigAlgDER, err := splitCert(linted)
+	if err != nil {
+		return nil, err
+	}
+	sigAlg, err := sigAlgOf(linted)
+	if err != nil {
+		return nil, err
+	}
+	der, err := signTBS(p.issuer.signer, tbs, sigAlgDER, sigAlg)
+	if err != nil {
+		log.ErrorContext(ctx, "HSM signing failed", "err", err)
+		return nil, core.Wrap(core.KindUnavailable, err, "the signing key is not available")
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing signed certificate %s: %w", rec.Serial, err)
+	}
+	// By construction the HSM signed the linted bytes; assert it anyway,
+	// and check the signature, so a faulty signer can never produce a
+	// certificate we hand out.
+	if !bytes.Equal(cert.RawTBSCertificate, tbs) {
+		return nil, fmt.Errorf("signed TBS of %s differs from the linted one", rec.Serial)
+	}
+	if err := cert.CheckSignatureFrom(p.issuer.Certificate()); err != nil {
+		log.ErrorContext(ctx, "HSM signature does not verify", "err", err)
+		return nil, fmt.Errorf("signature on %s does not verify: %w", rec.Serial, err)
+	}
+	if err := c.store.StoreIssued(ctx, rec.Serial, der, c.now().UTC()); err != nil {
+		return nil, fmt.Errorf("storing %s: %w", rec.Serial, err)
+	}
+	log.InfoContext(ctx, "certificate issued", "requester", req.Requester, "not_after", rec.NotAfter)
+	chain := append([]*x509.Certificate{cert}, p.issuer.sent...)
+	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID()}, nil
+}
+
+// DryRun builds and lints the certificate Issue would sign, without
+// reserving a serial, recording anything or using the HSM. Lint refusals are
+// reported in the Draft, not as an error.
+func (c *CA) DryRun(ctx context.Context, req Request) (*Draft, error) {
+	p, err := c.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := core.NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	p.tmpl.SerialNumber = s.Big()
+	der, _, findings, err := c.lint(p)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing draft: %w", err)
+	}
+	return &Draft{Certificate: cert, Findings: findings, IssuerID: p.issuer.ID()}, ctx.Err()
+}
+
+// reserve draws serials until one is inserted (a collision of 128-bit
+// random serials means a broken random source or a replayed database:
+// a few attempts, then give up).
+func (c *CA) reserve(ctx context.Context, rec *core.Certificate) error {
+	for attempt := 0; attempt < 3; attempt++ {
+		s, err := core.NewSerial()
+		if err != nil {
+			return err
+		}
+		rec.Serial = s
+		err = c.store.ReserveSerial(ctx, rec)
+		if err == nil {
+			return nil
+		}
+		if core.KindOf(err) != core.KindConflict {
+			return fmt.Errorf("reserving serial: %w", err)
+		}
+		c.log.WarnContext(ctx, "serial collision, drawing another", "serial", string(s))
+	}
+	return errors.New("reserving serial: three collisions in a row")
+}
+
+func (c *CA) lint(p *prepared) (der, tbs []byte, f Findings, err error) {
+	der, tbs, err = throwawayCert(c.linter, p.tmpl, p.issuer.Certificate(), p.tmpl.PublicKey, p.issuer.signer.Public())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f, err = c.linter.Lint(der)
+	return der, tbs, f, err
+}
+
+// prepare checks the request against the profile and issuer and builds the
+// template (everything but the serial).
+func (c *CA) prepare(req Request) (*prepared, error) {
+	if req.CSR == nil {
+		return nil, core.Errorf(core.KindMalformed, "no CSR")
+	}
+	prof, ok := c.profiles[req.Profile]
+	if !ok {
+		return nil, core.Errorf(core.KindRejected, "unknown profile %q", req.Profile)
+	}
+	is, err := c.Issuer(req.Issuer)
+	if err != nil {
+		return nil, core.Errorf(core.KindRejected, "unknown issuer %q", req.Issuer)
+	}
+	if !req.CSRChecked {
+		if err := req.CSR.CheckSignature(); err != nil {
+			return nil, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+		}
+	}
+	kt := KeyType(req.CSR.PublicKey)
+	if kt == "" || !slices.Contains(prof.KeyTypes, kt) {
+		return nil, core.Errorf(core.KindBadKey, "profile %s does not accept %s keys (allowed: %s)", prof.Name, keyName(kt), joinComma(prof.KeyTypes))
+	}
+	if prof.CA {
+		if err := checkCAKey(req.CSR.PublicKey); err != nil {
+			return nil, err
+		}
+		ic := is.Certificate()
+		if ic.MaxPathLenZero || (ic.MaxPathLen > 0 && len(is.chain) > ic.MaxPathLen) {
+			return nil, core.Errorf(core.KindRejected, "issuer %s may not issue CA certificates (path length)", is.ID())
+		}
+	}
+	life := req.Lifetime
+	if life == 0 {
+		life = prof.DefaultLifetime
+	}
+	if life < 0 || life > prof.MaxLifetime {
+		return nil, core.Errorf(core.KindRejected, "lifetime %s is over profile %s's maximum %s", life, prof.Name, prof.MaxLifetime)
+	}
+	names, err := sansOf(req.CSR, req.ExtraSANs)
+	if err != nil {
+		return nil, err
+	}
+	data := x509util.NewTemplateData()
+	cn := req.CSR.Subject.CommonName
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }) {
+		cn = "" // the subject CN, if any, must be one of the SANs
+	}
+	data.SetCommonName(cn)
+	data.SetSANs(names)
+	base := &x509.Certificate{PublicKey: req.CSR.PublicKey, PublicKeyAlgorithm: req.CSR.PublicKeyAlgorithm,
+		Subject: req.CSR.Subject, DNSNames: req.CSR.DNSNames, IPAddresses: req.CSR.IPAddresses,
+		EmailAddresses: req.CSR.EmailAddresses, URIs: req.CSR.URIs}
+	xc, err := x509util.NewCertificateFromX509(base, withCompiled(prof, data))
+	if err != nil {
+		return nil, core.Wrap(core.KindRejected, err, fmt.Sprintf("profile %s cannot build this certificate", prof.Name))
+	}
+	t := xc.GetCertificate()
+	if len(t.DNSNames)+len(t.IPAddresses)+len(t.EmailAddresses)+len(t.URIs) == 0 && t.Subject.CommonName == "" && len(t.Subject.Organization) == 0 {
+		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
+	}
+	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)
+	t.NotBefore, t.NotAfter = nb, nb.Add(life)
+	if ia := is.Certificate().NotAfter; t.NotAfter.After(ia) {
+		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s (until %s)", life, is.ID(), ia.Format(time.RFC3339))
+	}
+	t.IssuingCertificateURL = expandURLs(c.urls.CAIssuers, is.ID())
+	if !prof.NoRevocationInfo {
+		t.OCSPServer = expandURLs(c.urls.OCSP, is.ID())
+		t.CRLDistributionPoints = expandURLs(c.urls.CRL, is.ID())
+	}
+	// RFC 5280 §4.2.1.2 asks for an SKI in every certificate (method 1);
+	// BR 7.1.2.7.6 says NOT RECOMMENDED in TLS server leaves. Follow each
+	// where it applies.
+	t.SubjectKeyId = nil
+	if t.IsCA || !slices.Contains(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		if t.SubjectKeyId, err = subjectKeyID(t.PublicKey); err != nil {
+			return nil, core.Wrap(core.KindBadKey, err, "the CSR's public key cannot be encoded")
+		}
+	}
+	if t.Subject.CommonName == "" && len(t.Subject.Names) == 0 && len(t.Subject.Organization) == 0 {
+		t.Subject = pkix.Name{}
+	}
+	return &prepared{issuer: is, profile: prof, tmpl: t, names: names}, nil
+}
+
+// withCompiled runs the profile's parsed template (x509util.WithTemplate
+// would parse it, and build the sprig function map, on every call).
+func withCompiled(p *Profile, data x509util.TemplateData) x509util.Option {
+	return func(cr *x509.CertificateRequest, o *x509util.Options) error {
+		var buf bytes.Buffer
+		data.SetCertificateRequest(cr)
+		if err := p.tmpl.Execute(&buf, data); err != nil {
+			return fmt.Errorf("executing template: %w", err)
+		}
+		o.CertBuffer = &buf
+		return nil
+	}
+}
+
+// sansOf merges the CSR's SANs with extra ones, deduplicated, as template
+
+func sansOf(csr *x509.CertificateRequest, extra []string) ([]string, error) {
+	var names []string
+	for _, n := range csr.DNSNames {
+		names = append(names, strings.ToLower(n))
+	}
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	names = append(names, csr.EmailAddresses...)
+	for _, u := range csr.URIs {
+		names = append(names, u.String())
+	}
+	for _, e := range extra {
+		if e == "" || strings.ContainsAny(e, " \t\r\n") {
+			return nil, core.Errorf(core.KindMalformed, "extra SAN %q is not a name", e)
+		}
+		if ip := net.ParseIP(e); ip == nil && !strings.Contains(e, "@") && !strings.Contains(e, "://") {
+			e = strings.ToLower(e)
+		} else if strings.Contains(e, "://") {
+			if _, err := url.Parse(e); err != nil {
+				return nil, core.Errorf(core.KindMalformed, "extra SAN %q is not a URI", e)
+			}
+		}
+		names = append(names, e)
+	}
+	seen := map[string]bool{}
+	out := names[:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func keyName(kt string) string {
+	if kt == "" {
+		return "unsupported"
+	}
+	return kt
+}
+
+func sigAlgOf(der []byte) (x509.SignatureAlgorithm, error) {
+	// The throwaway-signed copy carries the algorithm the issuer's key
+	// implies; parsing only its algorithm would need the same ASN.1 walk
+	// as ParseCertificate, which the linter has done anyway on its side.
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return 0, fmt.Errorf("parsing linted copy: %w", err)
+	}
+	return c.SignatureAlgorithm, nil
+}

@@ -1,0 +1,284 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+var testURLs = URLs{
+	CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"},
+	OCSP:      []string{"http://127.0.0.1:8080/ocsp"},
+	CRL:       []string{"http://127.0.0.1:8080/crl/{issuer}.crl"},
+}
+
+func newTestCA(t testing.TB, store Store, mod func(*Options)) (*CA, *Issuer, *Issuer) {
+	t.Helper()
+	root, inter := testHierarchy(t, "p256")
+	o := Options{Store: store, Issuers: []*Issuer{inter, root}, URLs: testURLs}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, root, inter
+}
+
+func makeCSR(t testing.TB, key crypto.Signer, cn string, names ...string) *x509.CertificateRequest {
+	t.Helper()
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+func countRows(t testing.TB, db *storage.DB, status core.CertStatus) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT COUNT(*) FROM certificates WHERE status = ?`, string(status)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestEveryProfileAndKeyTypeIsLintClean issues a certificate of every
+// profile for every key type the profile accepts, with the real pipeline,
+// and lints the signed result again: no error or warning lint may fire.
+// Key types a profile refuses must be refused with KindBadKey.
+func TestEveryProfileAndKeyTypeIsLintClean(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	c, root, inter := newTestCA(t, db, nil)
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Certificate())
+	ctx := context.Background()
+	for _, p := range c.Profiles() {
+		for _, kt := range keyTypes {
+			t.Run(p.Name+"/"+kt, func(t *testing.T) {
+				issuer := inter.ID()
+				if p.CA {
+					issuer = root.ID()
+				}
+				csr := makeCSR(t, freshKeyOf(t, kt), "svc.example.internal", "svc.example.internal", "10.1.2.3")
+				iss, err := c.Issue(ctx, Request{CSR: csr, Profile: p.Name, Issuer: issuer, Requester: "test"})
+				if !slices.Contains(p.KeyTypes, kt) {
+					if core.KindOf(err) != core.KindBadKey {
+						t.Fatalf("profile %s with %s key: err = %v, want KindBadKey", p.Name, kt, err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Issue: %v", err)
+				}
+				f, err := c.Linter().Lint(iss.Certificate.Raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bad := f.Refusals(); len(bad) > 0 {
+					t.Fatalf("lints fail on the issued certificate: %s", strings.Join(bad, ", "))
+				}
+				inters := x509.NewCertPool()
+				for _, x := range iss.Chain[1:] {
+					inters.AddCert(x)
+				}
+				eku := iss.Certificate.ExtKeyUsage
+				if _, err := iss.Certificate.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inters,
+					KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil && !slices.Contains(eku, x509.ExtKeyUsageCodeSigning) && !slices.Contains(eku, x509.ExtKeyUsageOCSPSigning) {
+					t.Fatalf("chain does not verify: %v", err)
+				}
+				if err := iss.Certificate.CheckSignatureFrom(c.issuers[issuer].Certificate()); err != nil {
+					t.Fatalf("signature: %v", err)
+				}
+				got, err := db.GetCertificate(ctx, iss.Serial)
+				if err != nil || got.Status != core.StatusValid || string(got.DER) != string(iss.Certificate.Raw) ||
+					string(got.TBS) != string(iss.Certificate.RawTBSCertificate) {
+					t.Fatalf("stored row %+v, %v does not match the issued certificate", got, err)
+				}
+				if core.SerialFromBig(iss.Certificate.SerialNumber) != iss.Serial || iss.Certificate.SerialNumber.BitLen() < 100 {
+					t.Fatalf("serial %s / %x", iss.Serial, iss.Certificate.SerialNumber)
+				}
+				if len(iss.Certificate.IssuingCertificateURL) != 1 || iss.Certificate.IssuingCertificateURL[0] != "http://127.0.0.1:8080/issuers/"+issuer+".crt" {
+					t.Fatalf("AIA caIssuers = %v", iss.Certificate.IssuingCertificateURL)
+				}
+				if !p.NoRevocationInfo && (len(iss.Certificate.CRLDistributionPoints) != 1 || len(iss.Certificate.OCSPServer) != 1) {
+					t.Fatalf("CRL DP = %v, OCSP = %v", iss.Certificate.CRLDistributionPoints, iss.Certificate.OCSPServer)
+				}
+			})
+		}
+	}
+}
+
+func TestIssueRefusesBadRequests(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	c, _, _ := newTestCA(t, db, func(o *Options) {
+		// A profile whose certificates break the lints: a TLS server
+		// certificate without any SAN.
+		o.Profiles = []Profile{{Name: "broken", DefaultLifetime: time.Hour, KeyTypes: []string{"p256"},
+			Template: `{"subject": {"commonName": "x"}, "keyUsage": ["digitalSignature"], "extKeyUsage": ["serverAuth"]}`}}
+	})
+	ctx := context.Background()
+	good := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	badSig := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	badSig.Signature = append([]byte(nil), badSig.Signature...)
+	badSig.Signature[len(badSig.Signature)-3] ^= 0x40
+	cases := []struct {
+		name string
+		req  Request
+		kind core.Kind
+		lint string
+	}{
+		{"bad CSR signature", Request{CSR: badSig, Profile: "tls-server"}, core.KindBadCSR, ""},
+		{"RSA 1024", Request{CSR: makeCSR(t, testKey(t, "rsa1024"), "a.example", "a.example"), Profile: "tls-server"}, core.KindBadKey, ""},
+		{"Ed25519 for TLS server", Request{CSR: makeCSR(t, testKey(t, "ed25519"), "a.example", "a.example"), Profile: "tls-server"}, core.KindBadKey, ""},
+		{"over-long lifetime", Request{CSR: good, Profile: "tls-server", Lifetime: 398 * 24 * time.Hour}, core.KindRejected, ""},
+		{"negative lifetime", Request{CSR: good, Profile: "tls-server", Lifetime: -time.Hour}, core.KindRejected, ""},
+		{"unknown profile", Request{CSR: good, Profile: "nope"}, core.KindRejected, ""},
+		{"unknown issuer", Request{CSR: good, Profile: "tls-server", Issuer: "nope"}, core.KindRejected, ""},
+		{"no CSR", Request{Profile: "tls-server"}, core.KindMalformed, ""},
+		{"sub-CA from an intermediate", Request{CSR: good, Profile: "subordinate-ca"}, core.KindRejected, ""},
+		{"lint refusal", Request{CSR: good, Profile: "broken"}, core.KindRejected, "e_ext_san_missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			iss, err := c.Issue(ctx, tc.req)
+			if iss != nil || core.KindOf(err) != tc.kind {
+				t.Fatalf("Issue = %v, %v; want kind %s", iss, err, tc.kind)
+			}
+			if tc.lint != "" && !strings.Contains(err.Error(), tc.lint) {
+				t.Fatalf("lint refusal %q does not name %s", err, tc.lint)
+			}
+		})
+	}
+	if n := countRows(t, db, core.StatusValid); n != 0 {
+		t.Fatalf("%d certificates stored after refused requests", n)
+	}
+	// Only the lint refusal got as far as reserving a serial; it stays
+	// reserved, without an intent, and is never used again.
+	if n := countRows(t, db, core.StatusReserved); n != 1 {
+		t.Fatalf("%d reserved rows, want 1 (the lint refusal)", n)
+	}
+}
+
+// flakyStore makes the first reservation collide with an existing serial.
+type flakyStore struct {
+	Store
+	collideWith core.Serial
+	attempts    []core.Serial
+}
+
+func (f *flakyStore) ReserveSerial(ctx context.Context, c *core.Certificate) error {
+	if len(f.attempts) == 0 && f.collideWith != "" {
+		c.Serial = f.collideWith
+	}
+	f.attempts = append(f.attempts, c.Serial)
+	return f.Store.ReserveSerial(ctx, c)
+}
+
+// TestCrashBetweenIntentAndStore stops the pipeline after the intent is
+// recorded, "restarts" by reopening the SQLite file, and checks that the
+// reserved row holds the TBS, no certificate was returned, and the serial is
+// never reused: a new issuance that draws it collides and takes another.
+func TestCrashBetweenIntentAndStore(t *testing.T) {
+	ctx := context.Background()
+	db, path := storagetest.SQLite(t)
+	crash := errors.New("simulated crash")
+	var signed bool
+	c, root, inter := newTestCA(t, db, func(o *Options) { o.afterIntent = func() error { return crash } })
+	_ = signed
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	iss, err := c.Issue(ctx, Request{CSR: csr, Profile: "tls-server", Requester: "test"})
+	if iss != nil || !errors.Is(err, crash) {
+		t.Fatalf("Issue = %v, %v; want no certificate and the crash", iss, err)
+	}
+	db.Close()
+
+	db2, err := storage.Open(ctx, storage.SQLite, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	rows, _, err := db2.ListCertificates(ctx, storage.CertFilter{Status: core.StatusReserved})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("reserved rows after restart: %v, %v", rows, err)
+	}
+	r := rows[0]
+	if len(r.TBS) == 0 || len(r.DER) != 0 || r.Names[0] != "a.example" {
+		t.Fatalf("reserved row: TBS %d bytes, DER %d bytes, names %v", len(r.TBS), len(r.DER), r.Names)
+	}
+	if n := countRows(t, db2, core.StatusValid); n != 0 {
+		t.Fatalf("%d valid certificates after the crash", n)
+	}
+	fs := &flakyStore{Store: db2, collideWith: r.Serial}
+	c2, err := New(Options{Store: fs, Issuers: []*Issuer{inter, root}, URLs: testURLs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err = c2.Issue(ctx, Request{CSR: csr, Profile: "tls-server", Requester: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss.Serial == r.Serial || len(fs.attempts) != 2 || fs.attempts[0] != r.Serial {
+		t.Fatalf("serial reuse: crashed %s, attempts %v, issued %s", r.Serial, fs.attempts, iss.Serial)
+	}
+	again, err := db2.GetCertificate(ctx, r.Serial)
+	if err != nil || again.Status != core.StatusReserved || string(again.TBS) != string(r.TBS) {
+		t.Fatalf("the crashed reservation changed: %+v, %v", again, err)
+	}
+}
+
+func TestRevokeAndDryRun(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storagetest.SQLite(t)
+	c, _, _ := newTestCA(t, db, nil)
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	d, err := c.DryRun(ctx, Request{CSR: csr, Profile: "tls-server", ExtraSANs: []string{"B.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Findings.Refusals()) != 0 || !slices.Equal(d.Certificate.DNSNames, []string{"a.example", "b.example"}) {
+		t.Fatalf("draft: findings %v, names %v", d.Findings, d.Certificate.DNSNames)
+	}
+	if n := countRows(t, db, core.StatusReserved) + countRows(t, db, core.StatusValid); n != 0 {
+		t.Fatalf("dry run stored %d rows", n)
+	}
+	iss, err := c.Issue(ctx, Request{CSR: csr, Profile: "tls-server"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Revoke(ctx, iss.Serial, core.ReasonCertificateHold); core.KindOf(err) != core.KindRejected {
+		t.Fatalf("certificateHold: %v", err)
+	}
+	if err := c.Revoke(ctx, iss.Serial, core.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.Certificate(ctx, iss.Serial)
+	if err != nil || rec.Status != core.StatusRevoked || rec.RevocationReason != core.ReasonKeyCompromise {
+		t.Fatalf("after revoke: %+v, %v", rec, err)
+	}
+}
