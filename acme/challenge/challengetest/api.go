@@ -111,7 +111,9 @@ func startAPI(host string, s *DNSServer) (*apiServer, error) {
 func (a *apiServer) Close() { _ = a.srv.Close() }
 
 // Hooks are executable scripts that set and clear TXT records through the
-// HTTP API with curl, for ACME clients that run a program per challenge.
+// HTTP API, for ACME clients that run a program per challenge. They are
+// Python 3 (standard library only): certbot depends on it, so it is present
+// wherever certbot is.
 type Hooks struct {
 	// LegoExec is for lego --dns exec (EXEC_PATH): it is called with
 	// "present" or "cleanup", the record's FQDN and its value.
@@ -122,24 +124,32 @@ type Hooks struct {
 	CertbotCleanup string
 }
 
+const hookPrelude = `#!/usr/bin/env python3
+import json, os, sys, urllib.request
+
+def post(path, fqdn, value):
+    req = urllib.request.Request(%q + path, method="POST",
+        data=json.dumps({"fqdn": fqdn, "value": value}).encode(),
+        headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+def certbot_fqdn():
+    d = os.environ["CERTBOT_DOMAIN"]
+    if d.startswith("*."):  # certbot passes the base domain; be safe anyway
+        d = d[2:]
+    return "_acme-challenge." + d + "."
+`
+
 // WriteHooks writes the hook scripts into dir.
 func (s *DNSServer) WriteHooks(dir string) (Hooks, error) {
-	post := func(path, fqdn, value string) string {
-		return fmt.Sprintf(`exec curl -fsS -X POST -H 'Content-Type: application/json' `+
-			`--data "{\"fqdn\":\"%s\",\"value\":\"%s\"}" '%s%s'`, fqdn, value, s.APIURL(), path)
-	}
+	prelude := fmt.Sprintf(hookPrelude, s.APIURL())
 	scripts := map[string]string{
-		"lego-exec.sh": "#!/bin/sh\n" +
-			"case \"$1\" in\n" +
-			"present) " + post("/present", "$2", "$3") + " ;;\n" +
-			"cleanup) " + post("/cleanup", "$2", "$3") + " ;;\n" +
-			"*) exit 0 ;;\n" +
-			"esac\n",
-		// certbot passes the base domain of a wildcard, but strip "*." in case.
-		"certbot-auth.sh": "#!/bin/sh\nd=\"${CERTBOT_DOMAIN#\\*.}\"\n" +
-			post("/present", "_acme-challenge.$d.", "$CERTBOT_VALIDATION") + "\n",
-		"certbot-cleanup.sh": "#!/bin/sh\nd=\"${CERTBOT_DOMAIN#\\*.}\"\n" +
-			post("/cleanup", "_acme-challenge.$d.", "$CERTBOT_VALIDATION") + "\n",
+		"lego-exec.py": prelude + `
+if len(sys.argv) >= 4 and sys.argv[1] in ("present", "cleanup"):
+    post("/" + sys.argv[1], sys.argv[2], sys.argv[3])
+`,
+		"certbot-auth.py":    prelude + "\npost(\"/present\", certbot_fqdn(), os.environ[\"CERTBOT_VALIDATION\"])\n",
+		"certbot-cleanup.py": prelude + "\npost(\"/cleanup\", certbot_fqdn(), os.environ[\"CERTBOT_VALIDATION\"])\n",
 	}
 	for name, body := range scripts {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
@@ -147,8 +157,8 @@ func (s *DNSServer) WriteHooks(dir string) (Hooks, error) {
 		}
 	}
 	return Hooks{
-		LegoExec:       filepath.Join(dir, "lego-exec.sh"),
-		CertbotAuth:    filepath.Join(dir, "certbot-auth.sh"),
-		CertbotCleanup: filepath.Join(dir, "certbot-cleanup.sh"),
+		LegoExec:       filepath.Join(dir, "lego-exec.py"),
+		CertbotAuth:    filepath.Join(dir, "certbot-auth.py"),
+		CertbotCleanup: filepath.Join(dir, "certbot-cleanup.py"),
 	}, nil
 }

@@ -3,6 +3,7 @@ package challengetest_test
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -98,8 +99,8 @@ func TestDNSServerRFC2136(t *testing.T) {
 }
 
 func TestDNSServerAPIAndHooks(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed; the hook scripts need it")
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed; the hook scripts need it")
 	}
 	s := challengetest.NewDNSServer(t)
 	hooks, err := s.WriteHooks(t.TempDir())
@@ -109,7 +110,7 @@ func TestDNSServerAPIAndHooks(t *testing.T) {
 	run := func(env []string, path string, args ...string) {
 		t.Helper()
 		cmd := exec.Command(path, args...)
-		cmd.Env = env
+		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", path, err, out)
 		}

@@ -13,7 +13,7 @@
 //     --manual-auth-hook <Hooks.CertbotAuth>
 //     --manual-cleanup-hook <Hooks.CertbotCleanup>.
 //
-// The hook scripts call the server's HTTP API with curl. The API also
+// The hook scripts (Python 3) call the server's HTTP API. The API also
 // accepts pebble-challtestsrv's /set-txt, /clear-txt and /add-a bodies.
 //
 // Nothing here is meant for production: the servers hold records in memory,
