@@ -141,12 +141,14 @@ func (m *Module) flushUsage(ctx context.Context) error {
 		return nil
 	}
 	var uses []storage.HSMUse
+	var kvs []*keyVersion
 	var parts []string
 	st.keys.Range(func(_, v any) bool {
 		ko := v.(*keyObject)
 		for _, kv := range ko.versions {
 			if n := kv.pending.Swap(0); n > 0 {
 				uses = append(uses, storage.HSMUse{ID: ko.id, Version: kv.version, N: n})
+				kvs = append(kvs, kv)
 				parts = append(parts, fmt.Sprintf("%s/v%d=%d", ko.id, kv.version, n))
 			}
 		}
@@ -157,14 +159,14 @@ func (m *Module) flushUsage(ctx context.Context) error {
 	}
 	slices.Sort(parts)
 	err := m.apply(ctx, storage.HSMChange{AddUses: uses}, "", "key.usage", "", strings.Join(parts, " "))
-	if err != nil {
-		for _, u := range uses {
-			if ko, ok := st.keys.Load(u.ID); ok {
-				if kv := ko.(*keyObject).version(u.Version); kv != nil {
-					kv.pending.Add(u.N)
-				}
-			}
+	for i, kv := range kvs {
+		if err != nil {
+			kv.pending.Add(uses[i].N)
+		} else {
+			kv.stored.Add(uses[i].N)
 		}
+	}
+	if err != nil {
 		m.log.Warn("hsm: writing key usage summary failed; will retry", "err", err)
 	}
 	return err

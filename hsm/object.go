@@ -83,7 +83,8 @@ func openObject(st *unsealed, o storage.HSMObject) (*keyVersion, attrs, error) {
 	if err != nil {
 		return nil, a, corrupt("opened material is not a valid " + string(a.Type) + " key")
 	}
-	kv := &keyVersion{version: o.Version, created: storage.FromMicros(a.Created), h: h, stored: o.Uses}
+	kv := &keyVersion{version: o.Version, created: storage.FromMicros(a.Created), h: h}
+	kv.stored.Store(o.Uses)
 	return kv, a, nil
 }
 
@@ -101,7 +102,7 @@ type keyVersion struct {
 	version int
 	created time.Time
 	h       keyHandle
-	stored  uint64
+	stored  atomic.Uint64 // persisted uses (loaded, plus summaries written since)
 	pending atomic.Uint64
 }
 
@@ -134,7 +135,7 @@ func (ko *keyObject) visibleTo(user string) bool {
 func (ko *keyObject) info() KeyInfo {
 	var uses uint64
 	for _, kv := range ko.versions {
-		uses += kv.stored + kv.pending.Load()
+		uses += kv.stored.Load() + kv.pending.Load()
 	}
 	cur := ko.current()
 	return KeyInfo{ID: ko.id, Label: ko.a.Label, Type: ko.a.Type, Usage: ko.a.Usage, Extractable: ko.a.Extractable,
