@@ -1,0 +1,201 @@
+package ocsp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// maxRequestBytes bounds a POST body; real requests are a few hundred bytes.
+const maxRequestBytes = 16 << 10
+
+// answer is a response ready to write. Successful answers carry their
+// validity for the HTTP caching headers.
+type answer struct {
+	der                    []byte
+	thisUpdate, nextUpdate time.Time
+	etag                   string
+}
+
+// ServeHTTP answers GET {prefix}/{base64 request} and POST {prefix}. Every
+// OCSP outcome, including client mistakes, is HTTP 200 with the OCSP status
+// in the body (RFC 6960 §4.2.1); only a wrong method gets 405.
+func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var der []byte
+	get := req.Method == http.MethodGet || req.Method == http.MethodHead
+	switch {
+	case get:
+		der = r.decodeGET(req)
+	case req.Method == http.MethodPost:
+		b, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxRequestBytes))
+		if err == nil {
+			der = b
+		}
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "OCSP takes GET or POST", http.StatusMethodNotAllowed)
+		return
+	}
+	a := r.respond(req.Context(), der)
+	h := w.Header()
+	h.Set("Content-Type", "application/ocsp-response")
+	if get && a.etag != "" {
+		// RFC 5019 §6.2: let HTTP caches keep the answer until we would
+		// refresh it ourselves.
+		now := r.now()
+		maxAge := int64(a.nextUpdate.Add(-r.refreshBefore).Sub(now) / time.Second)
+		h.Set("Cache-Control", "max-age="+strconv.FormatInt(max(maxAge, 0), 10)+", public, no-transform, must-revalidate")
+		h.Set("Last-Modified", a.thisUpdate.UTC().Format(http.TimeFormat))
+		h.Set("Expires", a.nextUpdate.UTC().Format(http.TimeFormat))
+		h.Set("ETag", a.etag)
+		if inm := req.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, a.etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	} else {
+		h.Set("Cache-Control", "no-store")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(a.der)))
+	w.Write(a.der)
+}
+
+// decodeGET extracts the request from a GET path. The base64 is read from
+// the escaped path, so '+', '/' and '=' survive, as do their %-escaped
+// forms; base64url and missing padding are accepted too. nil means garbage.
+func (r *Responder) decodeGET(req *http.Request) []byte {
+	p := req.URL.EscapedPath()
+	if !strings.HasPrefix(p, r.prefix) {
+		return nil
+	}
+	p = strings.TrimPrefix(p[len(r.prefix):], "/")
+	s, err := url.PathUnescape(p)
+	if err != nil || s == "" {
+		return nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b
+		}
+	}
+	// Some clients turn '+' into a space on the way.
+	if strings.Contains(s, " ") {
+		if b, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(s, " ", "+")); err == nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// respond turns request DER into an answer. It never fails: every problem
+// maps to an OCSP error status.
+func (r *Responder) respond(ctx context.Context, der []byte) answer {
+	if len(der) == 0 {
+		return answer{der: malformedResponse}
+	}
+	req, err := ParseRequest(der)
+	if err != nil {
+		return answer{der: malformedResponse}
+	}
+	var iss *issuer
+	var kb [1 + 64 + 64]byte
+	for _, id := range req.IDs {
+		k := append(append(append(kb[:0], byte(id.Hash)), id.IssuerNameHash...), id.IssuerKeyHash...)
+		is := r.byHash[string(k)]
+		if is == nil || (iss != nil && is != iss) {
+			// Not ours, or several issuers in one request: no single
+			// responder certificate can sign for that.
+			return answer{der: unauthorizedResponse}
+		}
+		iss = is
+	}
+	cacheable := len(req.IDs) == 1 && req.Nonce == nil
+	var key string
+	if cacheable {
+		key = cacheKey(iss.id, req.IDs[0].Hash, req.IDs[0].Serial)
+		if v, ok, err := r.cache.Get(ctx, key); err != nil {
+			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
+		} else if ok {
+			if a, ok := decodeCached(v); ok && r.now().Before(a.nextUpdate.Add(-r.refreshBefore)) {
+				return a
+			}
+		}
+	}
+
+	singles := make([]single, len(req.IDs))
+	for i, id := range req.IDs {
+		singles[i] = single{id: id, state: stateUnknown}
+		c, err := r.status.CertStatus(ctx, iss.id, id.Serial)
+		switch {
+		case core.IsNotFound(err):
+		case err != nil:
+			r.log.Error("reading certificate status", "issuer", iss.id, "serial", id.Serial, "err", err)
+			return answer{der: tryLaterResponse}
+		case c.Status == core.StatusValid:
+			singles[i].state = stateGood
+		case c.Status == core.StatusRevoked:
+			singles[i].state, singles[i].revokedAt, singles[i].reason = stateRevoked, c.RevokedAt, c.RevocationReason
+		}
+		// A reserved serial was never handed out signed: unknown.
+	}
+	k, err := r.key(ctx, &iss.kr)
+	if err != nil {
+		r.log.Error("getting OCSP signing key", "issuer", iss.id, "err", err)
+		return answer{der: tryLaterResponse}
+	}
+	now := r.now().UTC().Truncate(time.Second)
+	next := now.Add(r.validity)
+	if k.cert != nil && next.After(k.notAfter) {
+		next = k.notAfter
+	}
+	resp, err := k.sign(singles, req.Nonce, now, now, next)
+	if err != nil {
+		r.log.Error("signing OCSP response", "issuer", iss.id, "err", err)
+		return answer{der: internalErrResponse}
+	}
+	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}
+	if cacheable {
+		if err := r.cache.Put(ctx, key, encodeCached(a), next.Add(-r.refreshBefore).Sub(r.now())); err != nil {
+			r.log.Warn("caching OCSP response", "issuer", iss.id, "err", err)
+		}
+	}
+	return a
+}
+
+func etagOf(der []byte) string {
+	sum := sha256.Sum256(der)
+	return `"` + hex.EncodeToString(sum[:12]) + `"`
+}
+
+// Cached answers are thisUpdate and nextUpdate (Unix seconds, 8 bytes
+// each), the ETag's length and text, then the DER.
+func encodeCached(a answer) []byte {
+	b := make([]byte, 17, 17+len(a.etag)+len(a.der))
+	binary.BigEndian.PutUint64(b, uint64(a.thisUpdate.Unix()))
+	binary.BigEndian.PutUint64(b[8:], uint64(a.nextUpdate.Unix()))
+	b[16] = byte(len(a.etag))
+	b = append(b, a.etag...)
+	return append(b, a.der...)
+}
+
+func decodeCached(b []byte) (answer, bool) {
+	if len(b) < 17 || len(b) < 17+int(b[16]) {
+		return answer{}, false
+	}
+	n := 17 + int(b[16])
+	return answer{
+		thisUpdate: time.Unix(int64(binary.BigEndian.Uint64(b)), 0),
+		nextUpdate: time.Unix(int64(binary.BigEndian.Uint64(b[8:])), 0),
+		etag:       string(b[17:n]),
+		der:        b[n:],
+	}, n < len(b)
+}

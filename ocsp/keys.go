@@ -1,0 +1,192 @@
+package ocsp
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// KeySource gives the responder key of an issuer, generated and kept in the
+// HSM. It is asked again at each renewal, so a source that rotates the key
+// gets the new key certified.
+type KeySource interface {
+	ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error)
+}
+
+// CertIssuer signs a delegated responder certificate for pub with the key
+// of issuerID, from template (which the responder fills: serial, subject,
+// validity, key usage, EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck), and
+// returns the DER certificate.
+type CertIssuer interface {
+	SignCertificate(ctx context.Context, issuerID string, template *x509.Certificate, pub crypto.PublicKey) ([]byte, error)
+}
+
+var (
+	oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+	asn1NULL       = []byte{0x05, 0x00}
+)
+
+// signingKey is what signs responses for one issuer.
+type signingKey struct {
+	signer      crypto.Signer
+	cert        *x509.Certificate // delegated responder certificate; nil when the issuer key signs
+	responderID []byte            // ResponderID, DER
+	certs       []byte            // certs [0] EXPLICIT SEQUENCE OF Certificate, or nil
+	alg         sigAlg
+	notAfter    time.Time // responses must not outlive the certificate
+	renewAt     time.Time
+}
+
+func newSigningKey(signer crypto.Signer, cert *x509.Certificate) (*signingKey, error) {
+	alg, err := signatureAlgorithm(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	rid, err := responderIDByKey(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	k := &signingKey{signer: signer, cert: cert, responderID: rid, alg: alg}
+	if cert != nil {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(cert.Raw) })
+		})
+		if k.certs, err = b.Bytes(); err != nil {
+			return nil, err
+		}
+		k.notAfter = cert.NotAfter
+		// Renew when a third of the validity remains.
+		k.renewAt = cert.NotAfter.Add(-cert.NotAfter.Sub(cert.NotBefore) / 3)
+	}
+	return k, nil
+}
+
+// keyring holds the current signing key of one issuer and renews it.
+type keyring struct {
+	iss      *issuer
+	cur      atomic.Pointer[signingKey]
+	mu       sync.Mutex // serialises renewals
+	renewing atomic.Bool
+}
+
+// get returns a usable key: it renews synchronously when there is none or
+// it is about to expire, and in the background once it is due for renewal.
+func (r *Responder) key(ctx context.Context, kr *keyring) (*signingKey, error) {
+	now := r.now()
+	k := kr.cur.Load()
+	if k != nil && (k.cert == nil || now.Before(k.notAfter.Add(-r.validity))) {
+		if k.cert != nil && !now.Before(k.renewAt) && kr.renewing.CompareAndSwap(false, true) {
+			go func() {
+				defer kr.renewing.Store(false)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if _, err := r.renew(ctx, kr, k); err != nil {
+					r.log.Error("renewing OCSP responder certificate", "issuer", kr.iss.id, "err", err)
+				}
+			}()
+		}
+		return k, nil
+	}
+	return r.renew(ctx, kr, k)
+}
+
+// renew makes a new signing key unless another goroutine already replaced
+// old.
+func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*signingKey, error) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if k := kr.cur.Load(); k != old {
+		return k, nil
+	}
+	var k *signingKey
+	var err error
+	if r.signWithIssuer {
+		k, err = newSigningKey(kr.iss.signer, nil)
+	} else {
+		k, err = r.newDelegated(ctx, kr.iss)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kr.cur.Store(k)
+	if k.cert != nil {
+		r.log.Info("OCSP responder certificate issued", "issuer", kr.iss.id,
+			"serial", core.SerialFromBig(k.cert.SerialNumber), "not_after", k.cert.NotAfter)
+	}
+	return k, nil
+}
+
+// newDelegated asks the HSM for the responder key and the issuer for a
+// certificate (RFC 6960 §4.2.2.2), and checks what came back.
+func (r *Responder) newDelegated(ctx context.Context, iss *issuer) (*signingKey, error) {
+	signer, err := r.keys.ResponderKey(ctx, iss.id)
+	if err != nil {
+		return nil, fmt.Errorf("getting responder key for issuer %s: %w", iss.id, err)
+	}
+	serial, err := core.NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	notAfter := now.Add(r.responderValidity)
+	if notAfter.After(iss.cert.NotAfter) {
+		notAfter = iss.cert.NotAfter
+	}
+	cn := iss.cert.Subject.CommonName
+	if cn == "" {
+		cn = iss.id
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:    serial.Big(),
+		Subject:         pkix.Name{CommonName: cn + " OCSP Responder", Organization: iss.cert.Subject.Organization},
+		NotBefore:       now.Add(-5 * time.Minute),
+		NotAfter:        notAfter,
+		KeyUsage:        x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
+		ExtraExtensions: []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1NULL}},
+	}
+	der, err := r.certIssuer.SignCertificate(ctx, iss.id, tmpl, signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("issuing OCSP responder certificate for issuer %s: %w", iss.id, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing OCSP responder certificate: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(iss.cert); err != nil {
+		return nil, fmt.Errorf("OCSP responder certificate not signed by issuer %s: %w", iss.id, err)
+	}
+	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning {
+		return nil, errors.New("OCSP responder certificate lacks id-kp-OCSPSigning")
+	}
+	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
+		return nil, errors.New("OCSP responder certificate is not for the responder key")
+	}
+	return newSigningKey(signer, cert)
+}
+
+// localIssuer signs responder certificates directly with each issuer's
+// crypto.Signer; it is the CertIssuer when Options.CertIssuer is nil.
+type localIssuer struct{ issuers map[string]*issuer }
+
+func (l localIssuer) SignCertificate(ctx context.Context, issuerID string, template *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
+	iss := l.issuers[issuerID]
+	if iss == nil || iss.signer == nil {
+		return nil, fmt.Errorf("no signer for issuer %s", issuerID)
+	}
+	return x509.CreateCertificate(rand.Reader, template, iss.cert, pub, iss.signer)
+}

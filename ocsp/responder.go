@@ -1,0 +1,247 @@
+package ocsp
+
+import (
+	"context"
+	"crypto"
+	_ "crypto/sha1" // CertID hash algorithms
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// StatusSource tells the responder what became of a certificate. It returns
+// the record with at least Status, RevokedAt and RevocationReason set, or
+// core.ErrNotFound for a serial the issuer never issued (*storage.DB
+// implements it).
+type StatusSource interface {
+	CertStatus(ctx context.Context, issuerID string, serial core.Serial) (core.Certificate, error)
+}
+
+// Cache keeps signed responses (storage.MemoryOCSPCache and
+// storage.RedisOCSPCache implement it). Delete must stop a Put of the same
+// key that started before it from caching a stale answer.
+type Cache interface {
+	Get(ctx context.Context, key string) ([]byte, bool, error)
+	Put(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	Delete(ctx context.Context, keys ...string) error
+}
+
+// Subscriber delivers events published on a topic (storage.MemoryEvents and
+// storage.RedisEvents implement it).
+type Subscriber interface {
+	Subscribe(ctx context.Context, topic string, fn func(msg []byte)) (stop func(), err error)
+}
+
+// Issuer is a CA the responder answers for.
+type Issuer struct {
+	ID   string // the issuer's name in config, as stored with its certificates
+	Cert *x509.Certificate
+	// Signer is the issuer's key (in the HSM). It signs responses when
+	// Options.SignWithIssuer is set, and responder certificates when
+	// Options.CertIssuer is nil; otherwise it may be nil.
+	Signer crypto.Signer
+}
+
+// Options configures a Responder. Zero values take the documented defaults.
+type Options struct {
+	Issuers []Issuer
+	Status  StatusSource
+	// Cache holds signed answers; nil means an in-memory cache of up to
+	// 1,000,000 answers.
+	Cache Cache
+	// SignWithIssuer makes the issuer key sign responses instead of a
+	// delegated responder certificate.
+	SignWithIssuer bool
+	// Keys provides responder keys; required unless SignWithIssuer.
+	Keys KeySource
+	// CertIssuer signs responder certificates; nil means with Issuer.Signer.
+	CertIssuer CertIssuer
+	// Validity is nextUpdate - thisUpdate of each answer; default 24h.
+	Validity time.Duration
+	// RefreshBefore is how long before nextUpdate a cached answer is
+	// replaced by a fresh one; default a quarter of Validity, at most 1h.
+	RefreshBefore time.Duration
+	// ResponderValidity is the lifetime of a responder certificate; default
+	// 30 days. It is renewed when a third of it remains.
+	ResponderValidity time.Duration
+	// PathPrefix is where the handler is mounted; GET requests carry the
+	// base64 request after it. Default "/ocsp".
+	PathPrefix string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives errors; nil discards.
+	Log *slog.Logger
+}
+
+type issuer struct {
+	id     string
+	cert   *x509.Certificate
+	signer crypto.Signer
+	kr     keyring
+}
+
+// Responder answers OCSP requests; it is an http.Handler.
+type Responder struct {
+	byHash            map[string]*issuer // hash id + name hash + key hash
+	byID              map[string]*issuer
+	status            StatusSource
+	cache             Cache
+	signWithIssuer    bool
+	keys              KeySource
+	certIssuer        CertIssuer
+	validity          time.Duration
+	refreshBefore     time.Duration
+	responderValidity time.Duration
+	prefix            string
+	now               func() time.Time
+	log               *slog.Logger
+}
+
+// New checks opts and returns a Responder. Responder certificates are
+// issued on first use (or by Warm).
+func New(opts Options) (*Responder, error) {
+	r := &Responder{
+		byHash: map[string]*issuer{}, byID: map[string]*issuer{},
+		status: opts.Status, cache: opts.Cache, signWithIssuer: opts.SignWithIssuer,
+		keys: opts.Keys, certIssuer: opts.CertIssuer, validity: opts.Validity,
+		refreshBefore: opts.RefreshBefore, responderValidity: opts.ResponderValidity,
+		prefix: opts.PathPrefix, now: opts.Now, log: opts.Log,
+	}
+	if r.status == nil {
+		return nil, errors.New("ocsp: no status source")
+	}
+	if len(opts.Issuers) == 0 {
+		return nil, errors.New("ocsp: no issuers")
+	}
+	if r.cache == nil {
+		r.cache = storage.NewMemoryOCSPCache(0, 0, nil)
+	}
+	if r.validity <= 0 {
+		r.validity = 24 * time.Hour
+	}
+	if r.refreshBefore <= 0 {
+		r.refreshBefore = min(time.Hour, r.validity/4)
+	}
+	if r.refreshBefore >= r.validity {
+		return nil, errors.New("ocsp: RefreshBefore must be shorter than Validity")
+	}
+	if r.responderValidity <= 0 {
+		r.responderValidity = 30 * 24 * time.Hour
+	}
+	if r.responderValidity < 3*r.validity {
+		return nil, errors.New("ocsp: ResponderValidity must be at least three times Validity")
+	}
+	if r.prefix == "" {
+		r.prefix = "/ocsp"
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if !r.signWithIssuer && r.keys == nil {
+		return nil, errors.New("ocsp: delegated responder certificates need a KeySource")
+	}
+	for _, is := range opts.Issuers {
+		if is.ID == "" || is.Cert == nil {
+			return nil, errors.New("ocsp: issuer without ID or certificate")
+		}
+		if r.byID[is.ID] != nil {
+			return nil, fmt.Errorf("ocsp: issuer %s listed twice", is.ID)
+		}
+		if is.Signer == nil && (r.signWithIssuer || r.certIssuer == nil) {
+			return nil, fmt.Errorf("ocsp: issuer %s has no signer", is.ID)
+		}
+		iss := &issuer{id: is.ID, cert: is.Cert, signer: is.Signer}
+		iss.kr.iss = iss
+		r.byID[is.ID] = iss
+		keyBits, err := subjectKeyBits(is.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("ocsp: issuer %s: %w", is.ID, err)
+		}
+		for _, h := range hashOIDs {
+			name, key := h.hash.New(), h.hash.New()
+			name.Write(is.Cert.RawSubject)
+			key.Write(keyBits)
+			r.byHash[string(rune(h.hash))+string(name.Sum(nil))+string(key.Sum(nil))] = iss
+		}
+	}
+	if r.certIssuer == nil {
+		r.certIssuer = localIssuer{issuers: r.byID}
+	}
+	return r, nil
+}
+
+func subjectKeyBits(c *x509.Certificate) ([]byte, error) {
+	in := cryptobyte.String(c.RawSubjectPublicKeyInfo)
+	var seq cryptobyte.String
+	var bits []byte
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.SkipASN1(cbasn1.SEQUENCE) || !seq.ReadASN1BitStringAsBytes(&bits) {
+		return nil, errors.New("cannot read the certificate's public key")
+	}
+	return bits, nil
+}
+
+// Warm issues the responder certificates now, so a broken HSM or issuer
+// shows at start rather than on the first request.
+func (r *Responder) Warm(ctx context.Context) error {
+	for _, iss := range r.byID {
+		if _, err := r.key(ctx, &iss.kr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ResponderCert returns the current delegated responder certificate of an
+// issuer (nil when the issuer key signs or none was issued yet).
+func (r *Responder) ResponderCert(issuerID string) *x509.Certificate {
+	if iss := r.byID[issuerID]; iss != nil {
+		if k := iss.kr.cur.Load(); k != nil {
+			return k.cert
+		}
+	}
+	return nil
+}
+
+func cacheKey(issuerID string, h crypto.Hash, serial core.Serial) string {
+	return fmt.Sprintf("%s/%d/%s", issuerID, int(h), serial)
+}
+
+// Invalidate drops every cached answer for a certificate. It runs on every
+// revocation event.
+func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core.Serial) error {
+	keys := make([]string, 0, len(hashOIDs))
+	for _, h := range hashOIDs {
+		keys = append(keys, cacheKey(issuerID, h.hash, serial))
+	}
+	return r.cache.Delete(ctx, keys...)
+}
+
+// Subscribe makes the responder drop cached answers when a revocation is
+// published on storage.TopicRevoked, until stop is called.
+func (r *Responder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), err error) {
+	return sub.Subscribe(ctx, storage.TopicRevoked, func(msg []byte) {
+		issuerID, serial, err := storage.DecodeRevoked(msg)
+		if err != nil {
+			r.log.Warn("ignoring bad revocation event", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.Invalidate(ctx, issuerID, serial); err != nil {
+			r.log.Error("dropping cached OCSP responses", "issuer", issuerID, "serial", serial, "err", err)
+		}
+	})
+}
