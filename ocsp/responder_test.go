@@ -75,17 +75,17 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time     { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type fixture struct {
-	ca     *ocsptest.CA
-	status *fakeStatus
-	keys   *fakeKeys
-	clock  *clock
-	r      *ocsp.Responder
-	events *storage.MemoryEvents
-	srv    *httptest.Server
+	ca                     *ocsptest.CA
+	status                 *fakeStatus
+	keys                   *fakeKeys
+	clock                  *clock
+	r                      *ocsp.Responder
+	events                 *storage.MemoryEvents
+	srv                    *httptest.Server
 	good, revoked, unknown *x509.Certificate
 	revokedAt              time.Time
 }

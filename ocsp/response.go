@@ -83,7 +83,6 @@ func hashOID(h crypto.Hash) []byte {
 	return nil
 }
 
-
 // sign builds and signs a successful OCSPResponse carrying singles.
 func (k *signingKey) sign(singles []single, nonce []byte, producedAt, thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	var tbs cryptobyte.Builder
