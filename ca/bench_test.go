@@ -1,0 +1,100 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"math/big"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// BenchmarkPipelineSteps measures the pieces of one issuance with a P-256
+// intermediate, beside x509.CreateCertificate with the same key:
+//
+//	go test -run - -bench PipelineSteps ./ca
+func BenchmarkPipelineSteps(b *testing.B) {
+	db, _ := storagetest.SQLite(b)
+	c, _, inter := newTestCA(b, db, nil)
+	csr := makeCSR(b, testKey(b, "p256"), "a.example", "a.example")
+	req := Request{CSR: csr, Profile: "tls-server", Requester: "bench"}
+	ctx := context.Background()
+	b.Run("raw-CreateCertificate", func(b *testing.B) {
+		p, _ := c.prepare(req)
+		for i := 0; i < b.N; i++ {
+			p.tmpl.SerialNumber = big.NewInt(int64(i + 1))
+			if _, err := x509.CreateCertificate(rand.Reader, p.tmpl, inter.Certificate(), csr.PublicKey, inter.signer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("prepare", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := c.prepare(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	p, _ := c.prepare(req)
+	p.tmpl.SerialNumber = big.NewInt(1)
+	der, _, _ := throwawayCert(c.linter, p.tmpl, inter.Certificate(), csr.PublicKey, inter.signer.Public())
+	b.Run("throwaway-copy", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, _, err := throwawayCert(c.linter, p.tmpl, inter.Certificate(), csr.PublicKey, inter.signer.Public()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("lint", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := c.linter.Lint(der); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("issue-sqlite", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Issue(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestLintCostPerLint prints the slowest lints (go test -v -run LintCost).
+func TestLintCostPerLint(t *testing.T) {
+	if !testing.Verbose() {
+		t.Skip("prints measurements only with -v")
+	}
+	db, _ := storagetest.SQLite(t)
+	c, _, inter := newTestCA(t, db, nil)
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	p, _ := c.prepare(Request{CSR: csr, Profile: "tls-server"})
+	p.tmpl.SerialNumber = big.NewInt(1)
+	der, _, _ := throwawayCert(c.linter, p.tmpl, inter.Certificate(), csr.PublicKey, inter.signer.Public())
+	type cost struct {
+		name string
+		d    time.Duration
+	}
+	var costs []cost
+	one := &Linter{config: c.linter.config}
+	var total time.Duration
+	for _, l := range c.linter.lints {
+		one.lints = append(one.lints[:0], l)
+		start := time.Now()
+		for i := 0; i < 200; i++ {
+			one.Lint(der)
+		}
+		d := time.Since(start) / 200
+		costs = append(costs, cost{l.Name, d})
+		total += d
+	}
+	sort.Slice(costs, func(i, j int) bool { return costs[i].d > costs[j].d })
+	t.Logf("%d lints, sum of per-lint costs incl. parse each: %s", len(costs), total)
+	for _, x := range costs[:15] {
+		t.Logf("%-60s %s", x.name, x.d)
+	}
+}
