@@ -56,9 +56,13 @@ func TestTamperedObjectFailsToOpen(t *testing.T) {
 		}
 		set("attrs", orig.Attrs)
 		for name, edit := range map[string]func() []byte{
-			"extractable": func() []byte { return bytes.Replace(orig.Attrs, []byte(`"extractable":false`), []byte(`"extractable":true`), 1) },
-			"shared":      func() []byte { return bytes.Replace(orig.Attrs, []byte(`"shared_with":null`), []byte(`"shared_with":["bob"]`), 1) },
-			"usage":       func() []byte { return bytes.Replace(orig.Attrs, []byte(`"usage":3`), []byte(`"usage":127`), 1) },
+			"extractable": func() []byte {
+				return bytes.Replace(orig.Attrs, []byte(`"extractable":false`), []byte(`"extractable":true`), 1)
+			},
+			"shared": func() []byte {
+				return bytes.Replace(orig.Attrs, []byte(`"shared_with":null`), []byte(`"shared_with":["bob"]`), 1)
+			},
+			"usage": func() []byte { return bytes.Replace(orig.Attrs, []byte(`"usage":3`), []byte(`"usage":127`), 1) },
 		} {
 			b := edit()
 			if bytes.Equal(b, orig.Attrs) {
