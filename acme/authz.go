@@ -86,6 +86,9 @@ func (s *Server) writeAuthz(w http.ResponseWriter, a *storage.ACMEAuthz) error {
 		}
 		j.Challenges = append(j.Challenges, s.challengeJSON(c))
 	}
+	if st == "pending" {
+		w.Header().Set("Retry-After", "1")
+	}
 	return writeJSON(w, http.StatusOK, j)
 }
 
@@ -177,6 +180,9 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 				s.startValidation(a, *c, req)
 			}
 		}
+	}
+	if c.Status == "processing" {
+		w.Header().Set("Retry-After", "1") // §8.2: when to poll again
 	}
 	return writeJSON(w, http.StatusOK, s.challengeJSON(c))
 }
