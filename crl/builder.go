@@ -1,0 +1,352 @@
+package crl
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// RevokedSource streams an issuer's revoked certificates revoked at or after
+// since (*storage.DB implements it).
+type RevokedSource interface {
+	EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error
+}
+
+// Store numbers and keeps signed CRLs (*storage.DB implements it).
+type Store interface {
+	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+	SaveCRL(ctx context.Context, c storage.CRL) error
+	LatestCRL(ctx context.Context, issuerID string, delta bool) (storage.CRL, error)
+	LatestCRLNumber(ctx context.Context, issuerID string, delta bool) (int64, error)
+}
+
+// Subscriber delivers events published on a topic.
+type Subscriber interface {
+	Subscribe(ctx context.Context, topic string, fn func(msg []byte)) (stop func(), err error)
+}
+
+// Issuer is a CA whose CRLs the builder makes.
+type Issuer struct {
+	ID     string
+	Cert   *x509.Certificate
+	Signer crypto.Signer // the issuer key, in the HSM
+	// URL is the distribution point of the full CRL, as named in the
+	// issuer's certificates; it goes into the issuingDistributionPoint of
+	// both the full and the delta CRL (they share one scope).
+	URL string
+	// DeltaURL, when set, is named in the full CRL's freshestCRL extension.
+	DeltaURL string
+}
+
+// Options configures a Builder. Zero values take the documented defaults.
+type Options struct {
+	Issuers []Issuer
+	Source  RevokedSource
+	Store   Store
+	// Validity is nextUpdate - thisUpdate; default 24h.
+	Validity time.Duration
+	// Interval is how often a new base CRL is built on schedule; default 1h.
+	// It must be shorter than Validity.
+	Interval time.Duration
+	// Debounce is how long after a revocation the CRLs are rebuilt, so a
+	// burst of revocations makes one build; default 2s.
+	Debounce time.Duration
+	// Refresh is how often Run looks for newer CRLs another node built;
+	// default 15s.
+	Refresh time.Duration
+	// HTTPMaxAge is the Cache-Control max-age of served CRLs (capped by
+	// nextUpdate); default one minute, so revocations show quickly.
+	HTTPMaxAge time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives build events and errors; nil discards.
+	Log *slog.Logger
+}
+
+type issuerState struct {
+	Issuer
+	build  sync.Mutex // one build per issuer at a time
+	full   atomic.Pointer[storage.CRL]
+	delta  atomic.Pointer[storage.CRL]
+	base   atomic.Pointer[storage.CRL] // the complete CRL deltas build on
+	tmu    sync.Mutex
+	timer  *time.Timer
+	queued atomic.Bool
+}
+
+// Builder builds, stores and serves the CRLs of its issuers. It is an
+// http.Handler for /crl/{issuer}.crl, /crl/{issuer}-delta.crl and
+// /issuers/{issuer}.crt.
+type Builder struct {
+	issuers  map[string]*issuerState
+	source   RevokedSource
+	store    Store
+	validity time.Duration
+	interval time.Duration
+	debounce time.Duration
+	refresh  time.Duration
+	maxAge   time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	due      chan *issuerState
+}
+
+// New checks opts and returns a Builder. Call Load, then Run.
+func New(opts Options) (*Builder, error) {
+	b := &Builder{issuers: map[string]*issuerState{}, source: opts.Source, store: opts.Store,
+		validity: opts.Validity, interval: opts.Interval, debounce: opts.Debounce, refresh: opts.Refresh,
+		maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log}
+	if b.source == nil || b.store == nil {
+		return nil, errors.New("crl: Source and Store are required")
+	}
+	if len(opts.Issuers) == 0 {
+		return nil, errors.New("crl: no issuers")
+	}
+	if b.validity <= 0 {
+		b.validity = 24 * time.Hour
+	}
+	if b.interval <= 0 {
+		b.interval = time.Hour
+	}
+	if b.interval >= b.validity {
+		return nil, errors.New("crl: Interval must be shorter than Validity, or clients would see expired CRLs")
+	}
+	if b.debounce <= 0 {
+		b.debounce = 2 * time.Second
+	}
+	if b.refresh <= 0 {
+		b.refresh = 15 * time.Second
+	}
+	if b.maxAge <= 0 {
+		b.maxAge = time.Minute
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	for _, is := range opts.Issuers {
+		if is.ID == "" || is.Cert == nil || is.Signer == nil {
+			return nil, errors.New("crl: issuer needs an ID, a certificate and a signer")
+		}
+		if b.issuers[is.ID] != nil {
+			return nil, fmt.Errorf("crl: issuer %s listed twice", is.ID)
+		}
+		b.issuers[is.ID] = &issuerState{Issuer: is}
+	}
+	b.due = make(chan *issuerState, len(b.issuers))
+	return b, nil
+}
+
+// Load reads the newest stored CRLs, so a starting node serves at once what
+// was last published.
+func (b *Builder) Load(ctx context.Context) error {
+	for _, s := range b.issuers {
+		for _, delta := range []bool{false, true} {
+			c, err := b.store.LatestCRL(ctx, s.ID, delta)
+			if core.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b.publish(s, &c)
+		}
+	}
+	return nil
+}
+
+// publish makes c the served CRL of its kind unless a newer one is served.
+func (b *Builder) publish(s *issuerState, c *storage.CRL) {
+	p := &s.full
+	if c.Delta {
+		p = &s.delta
+	}
+	for {
+		old := p.Load()
+		if old != nil && old.Number >= c.Number {
+			return
+		}
+		if p.CompareAndSwap(old, c) {
+			return
+		}
+	}
+}
+
+// Build builds, stores and publishes a new full CRL of issuerID and a delta
+// CRL against the current base. With newBase, the full CRL becomes the base
+// of later deltas (as on the schedule); otherwise (after a revocation) the
+// delta keeps building on the older base, so it lists what changed since.
+func (b *Builder) Build(ctx context.Context, issuerID string, newBase bool) error {
+	s := b.issuers[issuerID]
+	if s == nil {
+		return core.Errorf(core.KindNotFound, "no issuer %q", issuerID)
+	}
+	s.build.Lock()
+	defer s.build.Unlock()
+	full, err := b.build(ctx, s, nil)
+	if err != nil {
+		return err
+	}
+	base := s.base.Load()
+	if newBase || base == nil {
+		s.base.Store(full)
+		base = full
+	}
+	if _, err := b.build(ctx, s, base); err != nil {
+		return err
+	}
+	return nil
+}
+
+// build makes one CRL: a full one when base is nil, else a delta listing
+// revocations since base (with a margin for revocations committed while
+// base was being read).
+func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) (*storage.CRL, error) {
+	start := time.Now()
+	n, err := b.store.NextCRLNumber(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now().UTC().Truncate(time.Second)
+	tmpl := Template{Issuer: s.Cert, Number: n, ThisUpdate: now, NextUpdate: now.Add(b.validity),
+		DistributionPoint: s.URL, FreshestCRL: s.DeltaURL}
+	var since time.Time
+	if base != nil {
+		tmpl.BaseNumber = base.Number
+		since = base.ThisUpdate.Add(-5 * time.Minute)
+	}
+	count := 0
+	der, err := Encode(ctx, tmpl, s.Signer, func(fn func(Entry) error) error {
+		return b.source.EachRevoked(ctx, s.ID, since, func(r core.Revocation) error {
+			count++
+			return fn(Entry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.Reason})
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building CRL %d of issuer %s: %w", n, s.ID, err)
+	}
+	c := &storage.CRL{IssuerID: s.ID, Delta: base != nil, Number: n, BaseNumber: tmpl.BaseNumber,
+		ThisUpdate: now, NextUpdate: tmpl.NextUpdate, DER: der}
+	if err := b.store.SaveCRL(ctx, *c); err != nil {
+		return nil, err
+	}
+	b.publish(s, c)
+	b.log.Info("CRL published", "issuer", s.ID, "number", n, "delta", c.Delta, "entries", count,
+		"bytes", len(der), "duration", time.Since(start))
+	return c, nil
+}
+
+// Trigger asks for a rebuild of issuerID's CRLs after the debounce delay;
+// triggers during the delay join the same rebuild.
+func (b *Builder) Trigger(issuerID string) {
+	s := b.issuers[issuerID]
+	if s == nil {
+		return
+	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if s.timer != nil {
+		return
+	}
+	s.timer = time.AfterFunc(b.debounce, func() {
+		s.tmu.Lock()
+		s.timer = nil
+		s.tmu.Unlock()
+		if s.queued.CompareAndSwap(false, true) {
+			b.due <- s // never blocks: at most one entry per issuer
+		}
+	})
+}
+
+// Subscribe triggers a rebuild for every revocation published on
+// storage.TopicRevoked, until stop is called.
+func (b *Builder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), err error) {
+	return sub.Subscribe(ctx, storage.TopicRevoked, func(msg []byte) {
+		issuerID, _, err := storage.DecodeRevoked(msg)
+		if err != nil {
+			b.log.Warn("ignoring bad revocation event", "err", err)
+			return
+		}
+		b.Trigger(issuerID)
+	})
+}
+
+// Run builds every issuer's CRLs now and then on schedule, rebuilds after
+// triggers, and picks up newer CRLs other nodes stored, until ctx ends.
+// Build errors are logged and retried on the next occasion; the previous
+// CRL stays served meanwhile.
+func (b *Builder) Run(ctx context.Context) error {
+	for _, s := range b.issuers {
+		if err := b.Build(ctx, s.ID, true); err != nil {
+			b.log.Error("building CRL", "issuer", s.ID, "err", err)
+		}
+	}
+	sched := time.NewTicker(b.interval)
+	defer sched.Stop()
+	refresh := time.NewTicker(b.refresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sched.C:
+			for _, s := range b.issuers {
+				if err := b.Build(ctx, s.ID, true); err != nil {
+					b.log.Error("building CRL", "issuer", s.ID, "err", err)
+				}
+			}
+		case s := <-b.due:
+			s.queued.Store(false)
+			if err := b.Build(ctx, s.ID, false); err != nil {
+				b.log.Error("rebuilding CRL after revocation", "issuer", s.ID, "err", err)
+			}
+		case <-refresh.C:
+			b.pickUp(ctx)
+		}
+	}
+}
+
+// pickUp loads CRLs newer than the served ones from the store.
+func (b *Builder) pickUp(ctx context.Context) {
+	for _, s := range b.issuers {
+		for _, delta := range []bool{false, true} {
+			cur := s.full.Load()
+			if delta {
+				cur = s.delta.Load()
+			}
+			n, err := b.store.LatestCRLNumber(ctx, s.ID, delta)
+			if err != nil || (cur != nil && n <= cur.Number) {
+				continue
+			}
+			c, err := b.store.LatestCRL(ctx, s.ID, delta)
+			if err != nil {
+				b.log.Warn("loading CRL", "issuer", s.ID, "err", err)
+				continue
+			}
+			b.publish(s, &c)
+		}
+	}
+}
+
+// Current returns the served CRL of the kind, or nil if none yet.
+func (b *Builder) Current(issuerID string, delta bool) *storage.CRL {
+	s := b.issuers[issuerID]
+	if s == nil {
+		return nil
+	}
+	if delta {
+		return s.delta.Load()
+	}
+	return s.full.Load()
+}

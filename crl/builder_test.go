@@ -1,0 +1,233 @@
+package crl_test
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/crl"
+	"github.com/strongroom-pki/strongroom/ocsp/ocsptest"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// addCert writes a certificates row as the issuance code would.
+func addCert(t *testing.T, db *storage.DB, serial core.Serial, status core.CertStatus, revokedAt time.Time, reason core.RevocationReason) {
+	t.Helper()
+	now := storage.Micros(time.Now())
+	_, err := db.Exec(context.Background(), `INSERT INTO certificates (serial, issuer_id, profile, requester, not_after, status,
+		revoked_at, revocation_reason, created_at, updated_at) VALUES (?, 'int', 'tls', 'test', ?, ?, ?, ?, ?, ?)`,
+		string(serial), storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), int(reason), now, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func revoke(t *testing.T, db *storage.DB, serial core.Serial, reason core.RevocationReason) {
+	t.Helper()
+	_, err := db.Exec(context.Background(), `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+		WHERE serial = ?`, storage.Micros(time.Now()), int(reason), string(serial))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fetch(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func serials(rl *x509.RevocationList) map[core.Serial]int {
+	m := map[core.Serial]int{}
+	for _, e := range rl.RevokedCertificateEntries {
+		m[core.SerialFromBig(e.SerialNumber)] = e.ReasonCode
+	}
+	return m
+}
+
+// TestBuilderEndToEnd runs the builder on real SQLite: the scheduled build,
+// a revocation event that rebuilds within the debounce delay (full CRL and
+// a delta listing the new revocation against the older base), serving over
+// HTTP, and openssl verify -crl_check with the served CRL.
+func TestBuilderEndToEnd(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ca := ocsptest.NewCA(t, "CRL builder CA", nil)
+	srv := httptest.NewServer(nil)
+	defer srv.Close()
+	crlURL := srv.URL + "/crl/int.crl"
+	addCert(t, db, "a1", core.StatusRevoked, time.Now().Add(-time.Hour), core.ReasonSuperseded)
+	addCert(t, db, "b2", core.StatusValid, time.Time{}, 0)
+	addCert(t, db, "c3", core.StatusValid, time.Time{}, 0)
+
+	events := storage.NewMemoryEvents()
+	b, err := crl.New(crl.Options{
+		Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key, URL: crlURL, DeltaURL: srv.URL + "/crl/int-delta.crl"}},
+		Source:  db, Store: db, Debounce: 50 * time.Millisecond, Refresh: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = b
+	stop, err := b.Subscribe(context.Background(), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	if resp, _ := fetch(t, crlURL); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("before the first build: HTTP %d, want 503", resp.StatusCode)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the first CRLs", func() bool { return b.Current("int", true) != nil })
+
+	getCRL := func(url string) (*x509.RevocationList, *http.Response) {
+		t.Helper()
+		resp, body := fetch(t, url)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/pkix-crl" {
+			t.Fatalf("GET %s: HTTP %d %s", url, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		rl, err := x509.ParseRevocationList(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rl.CheckSignatureFrom(ca.Cert); err != nil {
+			t.Fatal(err)
+		}
+		return rl, resp
+	}
+	full1, resp := getCRL(crlURL)
+	if got := serials(full1); len(got) != 1 || got["a1"] != int(core.ReasonSuperseded) {
+		t.Fatalf("first full CRL lists %v", got)
+	}
+	for _, h := range []string{"ETag", "Last-Modified", "Expires", "Cache-Control"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("CRL response lacks %s", h)
+		}
+	}
+	if r, _ := fetch(t, crlURL, "If-None-Match", resp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match: HTTP %d, want 304", r.StatusCode)
+	}
+	delta1, _ := getCRL(srv.URL + "/crl/int-delta.crl")
+	if delta1.Number.Int64() <= full1.Number.Int64() {
+		t.Fatalf("delta number %v not after full %v", delta1.Number, full1.Number)
+	}
+
+	// Two revocations in a burst: one rebuild.
+	revoke(t, db, "b2", core.ReasonKeyCompromise)
+	events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "b2"))
+	events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "b2"))
+	waitFor("the rebuild", func() bool { return b.Current("int", false).Number > delta1.Number.Int64() })
+	full2, _ := getCRL(crlURL)
+	if got := serials(full2); len(got) != 2 || got["b2"] != int(core.ReasonKeyCompromise) {
+		t.Fatalf("full CRL after revocation lists %v", got)
+	}
+	waitFor("the delta", func() bool { return b.Current("int", true).Number > full2.Number.Int64() })
+	delta2, _ := getCRL(srv.URL + "/crl/int-delta.crl")
+	if got := serials(delta2); got["b2"] != int(core.ReasonKeyCompromise) {
+		t.Fatalf("delta CRL after revocation lists %v, want b2", got)
+	}
+	if n := b.Current("int", false).Number; n != full2.Number.Int64() {
+		t.Fatalf("burst of two events made more than one rebuild (full %d, then %d)", full2.Number, n)
+	}
+	var base int64
+	for _, e := range delta2.Extensions {
+		if e.Id.Equal(oidDelta) {
+			base = int64(e.Value[len(e.Value)-1])
+		}
+	}
+	if base != full1.Number.Int64() {
+		t.Fatalf("delta builds on CRL %d, want the scheduled base %d", base, full1.Number)
+	}
+
+	// Issuer certificate, unknown names.
+	if r, body := fetch(t, srv.URL+"/issuers/int.crt"); r.StatusCode != 200 || string(body) != string(ca.Cert.Raw) ||
+		r.Header.Get("Content-Type") != "application/pkix-cert" {
+		t.Fatalf("issuer certificate: HTTP %d %s", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+	for _, p := range []string{"/crl/nope.crl", "/issuers/nope.crt", "/crl/int", "/crl/", "/other"} {
+		if r, _ := fetch(t, srv.URL+p); r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: HTTP %d, want 404", p, r.StatusCode)
+		}
+	}
+
+	// openssl verify -crl_check with the served CRL.
+	dir := t.TempDir()
+	_, der := fetch(t, crlURL)
+	os.WriteFile(filepath.Join(dir, "int.crl"), der, 0o644)
+	crlPEM := filepath.Join(dir, "int.pem")
+	if out, err := ocsptest.Tool(t, "openssl", "crl", "-inform", "DER", "-in", filepath.Join(dir, "int.crl"), "-out", crlPEM); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	caPEM := ocsptest.WritePEM(t, dir, "ca.pem", ca.Cert)
+	for serial, wantOK := range map[core.Serial]bool{"c3": true, "b2": false} {
+		leaf := ocsptest.WritePEM(t, dir, string(serial)+".pem", ca.Leaf(t, serial, "", crlURL))
+		out, err := ocsptest.Tool(t, "openssl", "verify", "-crl_check", "-CAfile", caPEM, "-CRLfile", crlPEM, leaf)
+		if wantOK && err != nil {
+			t.Errorf("openssl rejects good %s: %s", serial, out)
+		}
+		if !wantOK && (err == nil || !strings.Contains(out, "revoked")) {
+			t.Errorf("openssl accepts revoked %s: %s", serial, out)
+		}
+	}
+
+	// A new node loads what was published and serves it at once.
+	b2, err := crl.New(crl.Options{Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key, URL: crlURL}}, Source: db, Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := b2.Current("int", false); c == nil || c.Number != full2.Number.Int64() {
+		t.Fatalf("loaded %+v, want CRL %d", c, full2.Number)
+	}
+}
+
+func TestBuilderOptions(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ca := ocsptest.NewCA(t, "opts", nil)
+	good := crl.Issuer{ID: "int", Cert: ca.Cert, Signer: ca.Key}
+	for name, o := range map[string]crl.Options{
+		"no issuers":          {Source: db, Store: db},
+		"no source":           {Issuers: []crl.Issuer{good}, Store: db},
+		"issuer without key":  {Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert}}, Source: db, Store: db},
+		"duplicate issuer":    {Issuers: []crl.Issuer{good, good}, Source: db, Store: db},
+		"interval > validity": {Issuers: []crl.Issuer{good}, Source: db, Store: db, Interval: 2 * time.Hour, Validity: time.Hour},
+	} {
+		if _, err := crl.New(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

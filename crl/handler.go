@@ -1,0 +1,67 @@
+package crl
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ServeHTTP serves GET and HEAD of /crl/{issuer}.crl (the full CRL),
+// /crl/{issuer}-delta.crl and /issuers/{issuer}.crt (the issuer certificate,
+// for AIA caIssuers), all DER. Unknown paths and issuers are 404; an issuer
+// whose first CRL is not built yet is 503 with Retry-After.
+func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/issuers/") && strings.HasSuffix(p, ".crt"):
+		s := b.issuers[strings.TrimSuffix(strings.TrimPrefix(p, "/issuers/"), ".crt")]
+		if s == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		w.Header().Set("Cache-Control", "max-age=86400, public")
+		w.Header().Set("Content-Length", strconv.Itoa(len(s.Cert.Raw)))
+		w.Write(s.Cert.Raw)
+		return
+	case strings.HasPrefix(p, "/crl/") && strings.HasSuffix(p, ".crl"):
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	name := strings.TrimSuffix(strings.TrimPrefix(p, "/crl/"), ".crl")
+	delta := false
+	if b.issuers[name] == nil && strings.HasSuffix(name, "-delta") {
+		name, delta = strings.TrimSuffix(name, "-delta"), true
+	}
+	if b.issuers[name] == nil {
+		http.NotFound(w, r)
+		return
+	}
+	c := b.Current(name, delta)
+	if c == nil {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "CRL not built yet", http.StatusServiceUnavailable)
+		return
+	}
+	h := w.Header()
+	etag := `"` + strconv.FormatInt(c.Number, 10) + `"`
+	maxAge := min(b.maxAge, c.NextUpdate.Sub(b.now()))
+	h.Set("Content-Type", "application/pkix-crl")
+	h.Set("Cache-Control", "max-age="+strconv.FormatInt(max(int64(maxAge/time.Second), 0), 10)+", public, no-transform")
+	h.Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
+	h.Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(c.DER)))
+	w.Write(c.DER)
+}
