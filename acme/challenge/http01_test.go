@@ -42,6 +42,12 @@ func TestHTTP01(t *testing.T) {
 		{name: "wrong body", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, token+".someoneelse")
 		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"someoneelse", "http://example.com:", challengePath}},
+		{name: "long wrong body is truncated in the detail", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, strings.Repeat("x", 2000))
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"(truncated, 2000 bytes)"}},
+		{name: "control characters are quoted", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "\x1b[31mforged\nline")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"\x1b[31mforged\nline"`}},
 		{name: "not found", handler: http.NotFound,
 			wantType: challenge.ErrUnauthorized, fragments: []string{"HTTP 404", "404 page not found"}},
 		{name: "body too large", handler: func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +105,9 @@ func TestHTTP01(t *testing.T) {
 			}
 			err := newValidator(t, opts).Validate(ctx, challenge.HTTP01, challenge.IdentDNS, "example.com", token, keyAuth)
 			want(t, err, tt.wantType, tt.fragments...)
+			if err != nil && len(err.Error()) > 600 {
+				t.Errorf("detail is %d bytes long, want it truncated", len(err.Error()))
+			}
 		})
 	}
 }
