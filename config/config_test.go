@@ -50,3 +50,29 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestSectionDecodesStrictly(t *testing.T) {
+	type policy struct {
+		AllowWildcards bool     `yaml:"allow_wildcards"`
+		Suffixes       []string `yaml:"suffixes"`
+	}
+	c, err := Parse([]byte("policy:\n  allow_wildcards: true\n  suffixes: [example.com]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p policy
+	if err := c.Policy.Decode("policy", &p); err != nil || !p.AllowWildcards || len(p.Suffixes) != 1 {
+		t.Fatalf("Decode = %+v, %v", p, err)
+	}
+	c, err = Parse([]byte("policy:\n  allow_wildcard: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Policy.Decode("policy", &p); err == nil || !strings.Contains(err.Error(), "allow_wildcard") {
+		t.Fatalf("unknown key in section: %v", err)
+	}
+	var untouched policy
+	if err := Default().ACME.Decode("acme", &untouched); err != nil || untouched.AllowWildcards {
+		t.Fatalf("absent section: %+v %v", untouched, err)
+	}
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/server"
+)
+
+// app is a running CA: the node plus every front end, mounted on the
+// server.
+type app struct {
+	n      *node
+	sess   *hsm.Session
+	root   *ca.Issuer
+	inters []*ca.Issuer
+	srv    *server.Server
+	reg    *prometheus.Registry
+	tls    *tlsCert
+	// pipeline is the issuance pipeline; ra applies policy on top of it.
+	pipeline *ca.CA
+	ra       *ra.Authority
+	https    net.Listener
+	plain    net.Listener
+	closers  []func()
+	// background runs until Serve's context ends.
+	background []func(ctx context.Context)
+}
+
+// assemble builds every component from the node's configuration.
+func assemble(ctx context.Context, n *node) (*app, error) {
+	sess, err := n.caSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{n: n, sess: sess, reg: prometheus.NewRegistry()}
+	a.closers = append(a.closers, sess.Close)
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.root, a.inters, err = n.issuers(ctx, sess); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.tls = &tlsCert{hostname: n.cfg.Hostname, log: n.log}
+	a.srv = server.New(server.Options{
+		HTTPSAddr:      n.cfg.Listen.HTTPS,
+		HTTPAddr:       n.cfg.Listen.HTTP,
+		GetCertificate: a.tls.GetCertificate,
+		BodyLimit:      n.cfg.Limits.BodyBytes,
+		ReadTimeout:    n.cfg.Limits.ReadTimeout.D(),
+		WriteTimeout:   n.cfg.Limits.WriteTimeout.D(),
+		IdleTimeout:    n.cfg.Limits.IdleTimeout.D(),
+		Ready:          a.ready,
+		Registry:       a.reg,
+		Logger:         n.log,
+	})
+	if err := a.mountFrontEnds(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.tls.renew(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.background = append(a.background, a.tls.keepRenewed)
+	return a, nil
+}
+
+// ready is /readyz: the database answers and the HSM is unsealed and
+// passed its self-tests.
+func (a *app) ready(ctx context.Context) error {
+	if err := a.n.db.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	st, err := a.n.hsm.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	if st.Sealed {
+		return fmt.Errorf("hsm is sealed")
+	}
+	if st.Failure != "" {
+		return fmt.Errorf("hsm failed: %s", st.Failure)
+	}
+	return nil
+}
+
+// Listen opens both listeners, so a port of 0 in the configuration is
+// resolved before the URLs are printed.
+func (a *app) Listen() error {
+	var err error
+	if a.https, err = net.Listen("tcp", a.n.cfg.Listen.HTTPS); err != nil {
+		return fmt.Errorf("listening for HTTPS on %s: %w", a.n.cfg.Listen.HTTPS, err)
+	}
+	if a.plain, err = net.Listen("tcp", a.n.cfg.Listen.HTTP); err != nil {
+		a.https.Close()
+		return fmt.Errorf("listening for HTTP on %s: %w", a.n.cfg.Listen.HTTP, err)
+	}
+	return nil
+}
+
+// Serve serves until ctx ends.
+func (a *app) Serve(ctx context.Context) error {
+	bg, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, f := range a.background {
+		go f(bg)
+	}
+	return a.srv.ServeListeners(ctx, a.https, a.plain)
+}
+
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func (a *app) HTTPSURL() string { return strings.TrimSuffix(a.n.cfg.URLs.HTTPS, "/") }
+func (a *app) HTTPURL() string  { return strings.TrimSuffix(a.n.cfg.URLs.HTTP, "/") }
+
+func (a *app) ACMEDirectoryURL() string {
+	u, _ := url.JoinPath(a.HTTPSURL(), "acme", a.defaultACMEEndpoint(), "directory")
+	return u
+}

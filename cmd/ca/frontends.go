@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ra"
+)
+
+// issuanceConfig is the `issuance:` section of strongroom.yaml.
+type issuanceConfig struct {
+	// URLs written into every certificate; {issuer} is replaced by the
+	// issuer's id. Zero: caIssuers, OCSP and CRL URLs on this CA's plain
+	// HTTP listener (urls.http).
+	URLs *ca.URLs `yaml:"urls"`
+	// ExcludeLints names extra zlint lints to skip. Zero: only the
+	// built-in exclusions (see package ca).
+	ExcludeLints []string `yaml:"exclude_lints"`
+	// DefaultProfile is used when a request names none. Zero: tls-server.
+	DefaultProfile string `yaml:"default_profile"`
+	// Backdate sets NotBefore this far before now. Zero: 1m.
+	Backdate time.Duration `yaml:"backdate"`
+}
+
+// mountFrontEnds builds the pipeline (ca), the policy (ra) and every front
+// end, and mounts them on the server.
+func (a *app) mountFrontEnds(ctx context.Context) error {
+	cfg := a.n.cfg
+	var ic issuanceConfig
+	if err := cfg.Issuance.Decode("issuance", &ic); err != nil {
+		return err
+	}
+	var profiles []ca.Profile
+	if err := cfg.Profiles.Decode("profiles", &profiles); err != nil {
+		return err
+	}
+	var policy ra.Policy
+	if err := cfg.Policy.Decode("policy", &policy); err != nil {
+		return err
+	}
+	urls := ca.URLs{
+		CAIssuers: []string{a.HTTPURL() + "/issuers/{issuer}.crt"},
+		OCSP:      []string{a.HTTPURL() + "/ocsp"},
+		CRL:       []string{a.HTTPURL() + "/crl/{issuer}.crl"},
+	}
+	if ic.URLs != nil {
+		urls = *ic.URLs
+	}
+	issuers := append([]*ca.Issuer{}, a.inters...)
+	var err error
+	a.pipeline, err = ca.New(ca.Options{
+		Store:      a.n.db,
+		Issuers:    issuers,
+		Profiles:   profiles,
+		URLs:       urls,
+		Lint:       ca.LintOptions{ExtraExcluded: ic.ExcludeLints},
+		Backdate:   ic.Backdate,
+		Logger:     a.n.log,
+		Registerer: a.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("building the issuance pipeline: %w", err)
+	}
+	a.ra, err = ra.New(ra.Options{CA: a.pipeline, Policy: policy, DefaultProfile: ic.DefaultProfile, Logger: a.n.log})
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	a.tls.issue = a.issueServerCert
+	return nil
+}
+
+// issueServerCert issues the HTTPS listener's own certificate through the
+// pipeline (bypassing ra: the CA's own name need not be in the policy).
+func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "tls-server", Lifetime: 7 * 24 * time.Hour,
+		Requester: "system:https-listener", CSRChecked: false})
+	if err != nil {
+		return nil, err
+	}
+	chain := make([][]byte, len(iss.Chain))
+	for i, c := range iss.Chain {
+		chain[i] = c.Raw
+	}
+	return chain, nil
+}
+
+func (a *app) defaultACMEEndpoint() string { return "default" }

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+func hsmCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "hsm", Short: "Administer the embedded HSM (status, users, keys, audit, seal, unseal)"}
+	cmd.AddCommand(hsmStatusCommand(g), hsmUsersCommand(g), hsmKeysCommand(g), hsmAuditCommand(g),
+		hsmUnsealCommand(g), hsmSealCommand(g))
+	return cmd
+}
+
+// withNode opens the data directory's node for a CLI command.
+func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *node) error) error {
+	ctx := cmd.Context()
+	n, err := openNode(ctx, g.dataDir, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer n.Close(context.Background())
+	return fn(ctx, n)
+}
+
+// unsealForCLI unseals from the environment, or asks for shares or the
+// passphrase on stdin.
+func unsealForCLI(ctx context.Context, cmd *cobra.Command, n *node) error {
+	err := n.unsealFromEnvironment(ctx)
+	if err != errNeedsOperator {
+		return err
+	}
+	in := hsm.UnsealInput{}
+	r := bufio.NewReader(cmd.InOrStdin())
+	switch n.cfg.HSM.Unseal {
+	case "passphrase":
+		fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
+		line, _ := r.ReadString('\n')
+		in.Passphrase = []byte(strings.TrimRight(line, "\r\n"))
+	case "shamir":
+		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
+		for {
+			line, err := r.ReadString('\n')
+			line = strings.TrimSpace(line)
+			if line == "" {
+				break
+			}
+			in.Shares = append(in.Shares, line)
+			if err != nil {
+				break
+			}
+		}
+	}
+	return n.hsm.Unseal(ctx, in)
+}
+
+// officerSession logs in as an officer: name from --officer (default
+// "officer"), PIN from STRONGROOM_OFFICER_PIN or DIR/officer.pin.
+func officerSession(ctx context.Context, n *node, name string) (*hsm.Session, error) {
+	pin := os.Getenv(config.EnvOfficerPIN)
+	if pin == "" {
+		b, err := os.ReadFile(filepath.Join(n.dir, "officer.pin"))
+		if err != nil {
+			return nil, fmt.Errorf("no officer PIN: set %s", config.EnvOfficerPIN)
+		}
+		pin = strings.TrimSpace(string(b))
+	}
+	return n.hsm.Login(ctx, name, pin)
+}
+
+func hsmStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{Use: "status", Short: "Show whether the HSM is initialised, its unseal method, self-tests, users and keys",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				unsealErr := unsealForCLI(ctx, cmd, n)
+				st, err := n.hsm.Status(ctx)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "initialized: %v\nunseal method: %s\nsealed: %v\nself-test: %s\nusers: %d\nkeys: %d\n",
+					st.Initialized, st.Method, st.Sealed, st.SelfTest, st.Users, st.Keys)
+				if st.Failure != "" {
+					fmt.Fprintf(w, "failure: %s\n", st.Failure)
+				}
+				if unsealErr != nil {
+					fmt.Fprintf(w, "unseal: %v\n", unsealErr)
+				}
+				return nil
+			})
+		}}
+}
+
+func hsmUsersCommand(g *globals) *cobra.Command {
+	var officer string
+	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (crypto officer only; PIN from STRONGROOM_OFFICER_PIN)"}
+	cmd.PersistentFlags().StringVar(&officer, "officer", "officer", "officer user name")
+	run := func(fn func(ctx context.Context, s *hsm.Session, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				s, err := officerSession(ctx, n, officer)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				return fn(ctx, s, args)
+			})
+		}
+	}
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: run(func(ctx context.Context, s *hsm.Session, _ []string) error {
+		users, err := s.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
+		for _, u := range users {
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
+		}
+		return w.Flush()
+	})}
+	var role string
+	create := &cobra.Command{Use: "create NAME", Short: "Create a user; the PIN is read from STRONGROOM_NEW_PIN or stdin",
+		Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+			pin := os.Getenv("STRONGROOM_NEW_PIN")
+			if pin == "" {
+				fmt.Fprint(os.Stderr, "PIN for the new user: ")
+				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+				pin = strings.TrimSpace(line)
+			}
+			return s.CreateUser(ctx, args[0], hsm.Role(role), pin)
+		})}
+	create.Flags().StringVar(&role, "role", "user", "officer, user or auditor")
+	del := &cobra.Command{Use: "delete NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+		return s.DeleteUser(ctx, args[0])
+	})}
+	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+		return s.UnlockUser(ctx, args[0])
+	})}
+	cmd.AddCommand(list, create, del, unlock)
+	return cmd
+}
+
+func hsmKeysCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "List the keys the CA's crypto user can see"}
+	cmd.AddCommand(&cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		return withNode(cmd, g, func(ctx context.Context, n *node) error {
+			if err := unsealForCLI(ctx, cmd, n); err != nil {
+				return err
+			}
+			s, err := n.caSession(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			keys, err := s.ListKeys(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tLABEL\tTYPE\tVERSION\tEXTRACTABLE\tOWNER\tUSES\tCREATED")
+			for _, k := range keys {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\t%s\t%d\t%s\n", k.ID, k.Label, k.Type, k.Version, k.Extractable,
+					k.Owner, k.Uses, k.Created.Format("2006-01-02T15:04:05Z"))
+			}
+			return w.Flush()
+		})
+	}})
+	return cmd
+}
+
+func hsmAuditCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Work with the HSM's hash-chained audit log"}
+	cmd.AddCommand(&cobra.Command{Use: "verify", Short: "Check every entry's hash chain; names the first bad entry",
+		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				rep, err := n.hsm.VerifyAudit(ctx)
+				if err != nil {
+					return err
+				}
+				if rep.FirstBad != 0 {
+					return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read)", rep.FirstBad, rep.Problem, rep.Entries)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "audit log intact: %d entries, hash chain verified\n", rep.Entries)
+				return nil
+			})
+		}})
+	return cmd
+}
+
+func hsmUnsealCommand(g *globals) *cobra.Command {
+	return &cobra.Command{Use: "unseal", Short: "Check that the unseal material opens the HSM (shares or passphrase on stdin)",
+		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "HSM unsealed: self-tests passed")
+				return nil
+			})
+		}}
+}
+
+func hsmSealCommand(g *globals) *cobra.Command {
+	return &cobra.Command{Use: "seal", Short: "Seal the HSM in this process (zeroes unsealed material) and report its state",
+		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				n.hsm.Seal()
+				st, err := n.hsm.Status(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\n", st.Sealed)
+				return nil
+			})
+		}}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+func initCommand(g *globals) *cobra.Command {
+	var c ceremony
+	var keyType string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Key ceremony: create the HSM, its officer and CA user, the root and intermediate keys and certificates",
+		Long: `init creates a new CA in the data directory.
+
+Unseal methods:
+  keyfile     a random key in DIR/unseal.key (development; anyone with the file can unseal)
+  passphrase  a passphrase from STRONGROOM_HSM_PASSPHRASE, stretched with Argon2id
+  shamir      --threshold M of --shares N printed once here; M holders must unseal
+
+The officer PIN comes from STRONGROOM_OFFICER_PIN; if unset, a random PIN is
+written to DIR/officer.pin (0600). The CA's own crypto user gets a random PIN
+in DIR/ca.pin (0600); move it to STRONGROOM_HSM_PIN and delete the file for
+production.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := filepath.Abs(g.dataDir)
+			if err != nil {
+				return err
+			}
+			c.Dir, c.KeyType, c.Out = dir, hsm.KeyType(keyType), cmd.OutOrStdout()
+			c.OfficerPIN = os.Getenv(config.EnvOfficerPIN)
+			if c.Unseal == "passphrase" {
+				p := os.Getenv(config.EnvPassphrase)
+				if p == "" {
+					return fmt.Errorf("passphrase unseal: set %s", config.EnvPassphrase)
+				}
+				c.Passphrase = []byte(p)
+			}
+			switch keyType {
+			case "p256", "p384", "rsa2048", "rsa3072", "rsa4096":
+			default:
+				return fmt.Errorf("--key-type %q: want p256, p384, rsa2048, rsa3072 or rsa4096", keyType)
+			}
+			res, err := runCeremony(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if err := createAdminKey(cmd.Context(), dir); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "CA created in %s\n  root certificate: %s\n  intermediate:     %s\n  admin API key:    %s\n",
+				dir, filepath.Join(dir, "root.pem"), filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, adminKeyFile))
+			if res.OfficerFile != "" {
+				fmt.Fprintf(out, "  officer PIN:      %s (move it somewhere safe)\n", res.OfficerFile)
+			}
+			if len(res.Shares) > 0 {
+				fmt.Fprintf(out, "\nUnseal shares (%d needed of %d). They are shown ONCE; give one to each holder:\n", c.Threshold, c.Shares)
+				for _, s := range res.Shares {
+					fmt.Fprintln(out, "  "+s)
+				}
+			}
+			fmt.Fprintln(out, "\nStart the CA with: ca serve --data", dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&keyType, "key-type", "p256", "CA key type: p256, p384, rsa2048, rsa3072, rsa4096")
+	f.StringVar(&c.Unseal, "unseal", "keyfile", "unseal method: keyfile, passphrase, shamir")
+	f.IntVar(&c.Threshold, "threshold", 3, "shamir: shares needed to unseal")
+	f.IntVar(&c.Shares, "shares", 5, "shamir: shares to create")
+	f.StringVar(&c.Hostname, "hostname", "", "DNS name clients use for this CA (default localhost)")
+	f.StringVar(&c.ListenHTTPS, "listen-https", "", "HTTPS listen address (default 127.0.0.1:8443)")
+	f.StringVar(&c.ListenHTTP, "listen-http", "", "plain HTTP listen address for OCSP and CRLs (default 127.0.0.1:8080)")
+	f.StringVar(&c.CommonName, "name", "Strongroom", "prefix of the CA certificates' common names")
+	return cmd
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// node is one running Strongroom process: its configuration, database and
+// HSM module. Everything else is built from it by serve.
+type node struct {
+	dir string
+	cfg *config.Config
+	log *slog.Logger
+	db  *storage.DB
+	hsm *hsm.Module
+}
+
+// openNode loads the configuration and opens the database and HSM module,
+// still sealed.
+func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	log := newLogger(cfg.Log, logOut)
+	dialect := storage.SQLite
+	if cfg.Database.Driver == "postgres" {
+		dialect = storage.Postgres
+	}
+	db, err := storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
+	if err != nil {
+		return nil, err
+	}
+	mod, err := hsm.New(ctx, hsm.Options{Store: db, Logger: log, UsageSummaryInterval: cfg.HSM.UsageSummaryInterval.D()})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening HSM: %w", err)
+	}
+	return &node{dir: dir, cfg: cfg, log: log, db: db, hsm: mod}, nil
+}
+
+func (n *node) Close(ctx context.Context) {
+	n.hsm.Close(ctx)
+	n.db.Close()
+}
+
+// unsealFromEnvironment unseals with what needs no operator: the key file,
+// or a passphrase in STRONGROOM_HSM_PASSPHRASE. Shamir always needs people.
+func (n *node) unsealFromEnvironment(ctx context.Context) error {
+	switch n.cfg.HSM.Unseal {
+	case "keyfile":
+		return n.hsm.Unseal(ctx, hsm.UnsealInput{KeyFile: config.Path(n.dir, n.cfg.HSM.KeyFile)})
+	case "passphrase":
+		if p := os.Getenv(config.EnvPassphrase); p != "" {
+			return n.hsm.Unseal(ctx, hsm.UnsealInput{Passphrase: []byte(p)})
+		}
+	}
+	return errNeedsOperator
+}
+
+var errNeedsOperator = errors.New("the HSM needs an operator to unseal it (ca hsm unseal)")
+
+// caSession logs in as the CA's crypto user.
+func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
+	pin, err := n.cfg.HSMPIN(n.dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.hsm.Login(ctx, n.cfg.HSM.User, pin)
+	if err != nil {
+		return nil, fmt.Errorf("logging in to the HSM as %s: %w", n.cfg.HSM.User, err)
+	}
+	return s, nil
+}
+
+// issuers loads the root and intermediates: certificates from their files,
+// signers from the HSM by label.
+func (n *node) issuers(ctx context.Context, sess *hsm.Session) (root *ca.Issuer, inters []*ca.Issuer, err error) {
+	load := func(is config.Issuer, parent *ca.Issuer) (*ca.Issuer, error) {
+		cert, err := readCert(config.Path(n.dir, is.Cert))
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
+		}
+		key, err := sess.FindKey(ctx, is.KeyLabel)
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: finding key %q in the HSM: %w", is.ID, is.KeyLabel, err)
+		}
+		signer, err := sess.Signer(ctx, key.ID)
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
+		}
+		chain := []*x509.Certificate{cert}
+		if parent != nil {
+			chain = append(chain, parent.Chain()...)
+		}
+		return ca.NewIssuer(is.ID, signer, chain)
+	}
+	if root, err = load(n.cfg.CA.Root, nil); err != nil {
+		return nil, nil, err
+	}
+	for _, in := range n.cfg.CA.Intermediates {
+		is, err := load(in, root)
+		if err != nil {
+			return nil, nil, err
+		}
+		inters = append(inters, is)
+	}
+	return root, inters, nil
+}
+
+func newLogger(c config.Log, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level)))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
