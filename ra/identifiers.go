@@ -1,0 +1,98 @@
+package ra
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Identifier is a name a certificate would carry: Type is "dns", "ip",
+// "email" or "uri" (ACME uses the first two, RFC 8555 §9.7.7, RFC 8738).
+type Identifier struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// IdentifierProblem says why one identifier is refused.
+type IdentifierProblem struct {
+	Identifier Identifier
+	Detail     string
+}
+
+// IdentifierError lists every refused identifier (ACME turns them into
+// subproblems, RFC 8555 §6.7.1). Its Kind is KindRejected.
+type IdentifierError struct {
+	Problems []IdentifierProblem
+}
+
+func (e *IdentifierError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Identifier.Value + " " + p.Detail
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap makes core.KindOf and core.DetailOf see a KindRejected error.
+func (e *IdentifierError) Unwrap() error {
+	return &core.Error{Kind: core.KindRejected, Detail: e.Error()}
+}
+
+// CheckIdentifiers applies the name policy (and, if profile is not empty,
+// the profile access rule for principal) to identifiers, as ACME does at
+// new-order time. It returns nil, a KindForbidden/KindRejected core.Error,
+// or an *IdentifierError listing every refused identifier.
+func (a *Authority) CheckIdentifiers(ctx context.Context, principal, profile string, ids []Identifier) error {
+	if profile != "" {
+		if _, err := a.ca.Profile(profile); err != nil {
+			return err
+		}
+		if !a.policy.mayUse(principal, profile) {
+			return core.Errorf(core.KindForbidden, "%s may not use profile %s", principalLabel(principal), profile)
+		}
+	}
+	if len(ids) == 0 {
+		return core.Errorf(core.KindMalformed, "no identifiers")
+	}
+	if len(ids) > a.policy.MaxNames {
+		return core.Errorf(core.KindRejected, "%d identifiers, policy allows at most %d", len(ids), a.policy.MaxNames)
+	}
+	return a.checkIDs(ids)
+}
+
+func (a *Authority) checkIDs(ids []Identifier) error {
+	var probs []IdentifierProblem
+	for _, id := range ids {
+		var why string
+		switch id.Type {
+		case "dns":
+			why = a.policy.checkDNS(strings.ToLower(id.Value))
+		case "ip":
+			addr, err := netip.ParseAddr(id.Value)
+			if err != nil {
+				why = "is not an IP address"
+			} else {
+				why = a.policy.checkIP(addr)
+			}
+		case "email":
+			if !a.policy.AllowEmailSANs {
+				why = "is an email address, and policy allows none"
+			}
+		case "uri":
+			if !a.policy.AllowURISANs {
+				why = "is a URI, and policy allows none"
+			}
+		default:
+			why = "has unsupported identifier type " + id.Type
+		}
+		if why != "" {
+			probs = append(probs, IdentifierProblem{Identifier: id, Detail: why})
+		}
+	}
+	if len(probs) > 0 {
+		return &IdentifierError{Problems: probs}
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package ra
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy is what may be issued. Every field documents its zero value.
+type Policy struct {
+	// AllowedDNSSuffixes: a DNS name is allowed if it equals one of these
+	// or ends with "." + one. Zero: every DNS name (minus the denied).
+	AllowedDNSSuffixes []string `yaml:"allowed_dns_suffixes"`
+	// DeniedDNSSuffixes win over allowed ones. Zero: none denied.
+	DeniedDNSSuffixes []string `yaml:"denied_dns_suffixes"`
+	// AllowedIPRanges lists the prefixes IP SANs must fall in. Zero: no IP
+	// SANs at all.
+	AllowedIPRanges []netip.Prefix `yaml:"allowed_ip_ranges"`
+	// AllowWildcards permits "*.suffix" names (a full leftmost label
+	// only). Zero: wildcards refused.
+	AllowWildcards bool `yaml:"allow_wildcards"`
+	// AllowEmailSANs, AllowURISANs permit those SAN types (any value).
+	// Zero: refused.
+	AllowEmailSANs bool `yaml:"allow_email_sans"`
+	AllowURISANs   bool `yaml:"allow_uri_sans"`
+	// KeyTypes lists the subject key types accepted anywhere (profiles may
+	// narrow it): p256, p384, p521, rsa2048, rsa3072, rsa4096, ed25519.
+	// Zero: all of them but p521.
+	KeyTypes []string `yaml:"key_types"`
+	// MaxLifetime caps the lifetime per profile name, below the profile's
+	// own maximum. Zero or missing: the profile's maximum.
+	MaxLifetime map[string]time.Duration `yaml:"max_lifetime"`
+	// ProfileAccess lists, per profile, the principals that may use it:
+	// exact ("apikey:3f2a…") or prefix patterns ending in "*"
+	// ("acme:default/*", "*"). A profile not listed: open to every
+	// principal if it is one of tls-server, tls-client,
+	// tls-server-client; closed otherwise (code signing, sub-CAs and OCSP
+	// responders must be granted explicitly).
+	ProfileAccess map[string][]string `yaml:"profile_access"`
+	// AllowExtraSANs permits requests to add SANs beyond the CSR's
+	// (still checked like the CSR's). Zero: refused.
+	AllowExtraSANs bool `yaml:"allow_extra_sans"`
+	// MaxNames caps the SANs of one certificate. Zero: 100.
+	MaxNames int `yaml:"max_names"`
+}
+
+var (
+	defaultKeyTypes    = []string{"p256", "p384", "rsa2048", "rsa3072", "rsa4096", "ed25519"}
+	knownKeyTypes      = []string{"p256", "p384", "p521", "rsa2048", "rsa3072", "rsa4096", "ed25519"}
+	openByDefault      = []string{"tls-server", "tls-client", "tls-server-client"}
+	maxDNSNameLength   = 253
+	maxDNSLabelLength  = 63
+	defaultMaxSANCount = 100
+)
+
+// normalize validates the policy and fills in defaults.
+func (p *Policy) normalize() error {
+	if len(p.KeyTypes) == 0 {
+		p.KeyTypes = defaultKeyTypes
+	}
+	for _, k := range p.KeyTypes {
+		if !slices.Contains(knownKeyTypes, k) {
+			return fmt.Errorf("policy: unknown key type %q", k)
+		}
+	}
+	clean := func(list []string, what string) ([]string, error) {
+		out := make([]string, 0, len(list))
+		for _, s := range list {
+			s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), ".")
+			if s == "" || strings.ContainsAny(s, " *") {
+				return nil, fmt.Errorf("policy: bad %s DNS suffix %q", what, s)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	var err error
+	if p.AllowedDNSSuffixes, err = clean(p.AllowedDNSSuffixes, "allowed"); err != nil {
+		return err
+	}
+	if p.DeniedDNSSuffixes, err = clean(p.DeniedDNSSuffixes, "denied"); err != nil {
+		return err
+	}
+	for prof, d := range p.MaxLifetime {
+		if d <= 0 {
+			return fmt.Errorf("policy: max lifetime of %s must be positive", prof)
+		}
+	}
+	if p.MaxNames <= 0 {
+		p.MaxNames = defaultMaxSANCount
+	}
+	return nil
+}
+
+// mayUse reports whether principal may use profile.
+func (p *Policy) mayUse(principal, profile string) bool {
+	pats, ok := p.ProfileAccess[profile]
+	if !ok {
+		return slices.Contains(openByDefault, profile)
+	}
+	for _, pat := range pats {
+		if pat == principal || (strings.HasSuffix(pat, "*") && strings.HasPrefix(principal, strings.TrimSuffix(pat, "*"))) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasSuffix(name, suffix string) bool {
+	return name == suffix || strings.HasSuffix(name, "."+suffix)
+}
+
+// checkDNS checks one DNS name (lowercase) against syntax and policy and
+// returns a client-safe reason, or "".
+func (p *Policy) checkDNS(name string) string {
+	if len(name) == 0 || len(name) > maxDNSNameLength {
+		return "is not a valid DNS name (length)"
+	}
+	base := name
+	if strings.HasPrefix(name, "*.") {
+		if !p.AllowWildcards {
+			return "is a wildcard, and policy does not allow wildcards"
+		}
+		base = name[2:]
+	}
+	labels := strings.Split(base, ".")
+	if len(labels) < 2 {
+		return "is not a fully qualified DNS name"
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > maxDNSLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
+			return "is not a valid DNS name"
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "is not a valid DNS name (only letters, digits and hyphens; IDNs in A-label form)"
+			}
+		}
+	}
+	for _, d := range p.DeniedDNSSuffixes {
+		if hasSuffix(base, d) || (base != name && hasSuffix(d, base) && d != base) {
+			return "is under a denied DNS suffix"
+		}
+	}
+	if len(p.AllowedDNSSuffixes) == 0 {
+		return ""
+	}
+	for _, a := range p.AllowedDNSSuffixes {
+		if hasSuffix(base, a) {
+			if base != name && base == a && !strings.Contains(a, ".") {
+				return "is a wildcard directly under a top-level suffix"
+			}
+			return ""
+		}
+	}
+	return "is outside the allowed DNS suffixes"
+}
+
+// checkIP checks an IP SAN against the allowed ranges.
+func (p *Policy) checkIP(a netip.Addr) string {
+	a = a.Unmap()
+	for _, r := range p.AllowedIPRanges {
+		if r.Contains(a) {
+			return ""
+		}
+	}
+	if len(p.AllowedIPRanges) == 0 {
+		return "is an IP address, and policy allows none"
+	}
+	return "is outside the allowed IP ranges"
+}

@@ -1,0 +1,266 @@
+package ra
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// CA is what ra needs from package ca (*ca.CA implements it).
+type CA interface {
+	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
+	DryRun(ctx context.Context, req ca.Request) (*ca.Draft, error)
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason) error
+	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+	Profile(name string) (ca.Profile, error)
+}
+
+// Options configures an Authority.
+type Options struct {
+	CA     CA     // required
+	Policy Policy // see Policy for each field's zero value
+	// DefaultProfile is used when a request names none. Zero: tls-server.
+	DefaultProfile string
+	Logger         *slog.Logger // zero: discard
+}
+
+// Authority applies policy and drives issuance and revocation. It is safe
+// for concurrent use.
+type Authority struct {
+	ca             CA
+	policy         Policy
+	defaultProfile string
+	log            *slog.Logger
+}
+
+// New checks the policy and returns an Authority.
+func New(o Options) (*Authority, error) {
+	if o.CA == nil {
+		return nil, errors.New("ra: a CA is required")
+	}
+	if err := o.Policy.normalize(); err != nil {
+		return nil, err
+	}
+	a := &Authority{ca: o.CA, policy: o.Policy, defaultProfile: o.DefaultProfile, log: o.Logger}
+	if a.defaultProfile == "" {
+		a.defaultProfile = "tls-server"
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return a, nil
+}
+
+// Request asks for a certificate on behalf of Principal.
+type Request struct {
+	// CSR is a parsed request; use ParseCSR for bytes from a client.
+	CSR       *x509.CertificateRequest
+	Profile   string        // zero: the default profile
+	Lifetime  time.Duration // zero: the profile's default
+	ExtraSANs []string      // only if policy allows
+	Issuer    string        // zero: the default issuer
+	// Principal says who asks: "apikey:<id>", "mtls:<subject>",
+	// "acme:<endpoint>/<account>", "console:<user>".
+	Principal string
+}
+
+// ParseCSR parses a DER CSR and checks its signature: garbage is
+// KindMalformed, a bad signature KindBadCSR.
+func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) == 0 {
+		return nil, core.Errorf(core.KindMalformed, "empty CSR")
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, core.Wrap(core.KindMalformed, err, "the CSR is not a valid PKCS #10 request")
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+	}
+	return csr, nil
+}
+
+// Issue checks req against policy and issues the certificate. The CSR's
+// signature is checked here, once.
+func (a *Authority) Issue(ctx context.Context, req Request) (*ca.Issued, error) {
+	creq, err := a.check(req)
+	if err != nil {
+		a.log.InfoContext(ctx, "issuance refused by policy", "principal", req.Principal, "profile", req.Profile, "reason", core.DetailOf(err))
+		return nil, err
+	}
+	return a.ca.Issue(ctx, creq)
+}
+
+// DryRunResult is what Issue would do.
+type DryRunResult struct {
+	Allowed bool   // policy and lints both pass
+	Reason  string // why not, when !Allowed
+	// Draft is the certificate that would be signed (signed by a
+	// throwaway key) and its lint findings; nil if policy refused.
+	Draft *ca.Draft
+}
+
+// DryRun runs the policy checks and builds and lints the certificate,
+// without reserving, storing or signing. A policy refusal is reported in the
+// result; only malformed input and internal failures are errors.
+func (a *Authority) DryRun(ctx context.Context, req Request) (*DryRunResult, error) {
+	creq, err := a.check(req)
+	if err != nil {
+		if k := core.KindOf(err); k == core.KindInternal || k == core.KindMalformed {
+			return nil, err
+		}
+		return &DryRunResult{Reason: core.DetailOf(err)}, nil
+	}
+	d, err := a.ca.DryRun(ctx, creq)
+	if err != nil {
+		if k := core.KindOf(err); k == core.KindInternal || k == core.KindMalformed {
+			return nil, err
+		}
+		return &DryRunResult{Reason: core.DetailOf(err)}, nil
+	}
+	res := &DryRunResult{Allowed: true, Draft: d}
+	if bad := d.Findings.Refusals(); len(bad) > 0 {
+		res.Allowed, res.Reason = false, "certificate refused by lints: "+strings.Join(bad, ", ")
+	}
+	return res, nil
+}
+
+// check applies policy and returns the request for the CA.
+func (a *Authority) check(req Request) (ca.Request, error) {
+	if req.CSR == nil {
+		return ca.Request{}, core.Errorf(core.KindMalformed, "no CSR")
+	}
+	if req.Profile == "" {
+		req.Profile = a.defaultProfile
+	}
+	prof, err := a.ca.Profile(req.Profile)
+	if err != nil {
+		return ca.Request{}, err
+	}
+	if !a.policy.mayUse(req.Principal, prof.Name) {
+		return ca.Request{}, core.Errorf(core.KindForbidden, "%s may not use profile %s", principalLabel(req.Principal), prof.Name)
+	}
+	if err := req.CSR.CheckSignature(); err != nil {
+		return ca.Request{}, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+	}
+	if err := a.checkKey(req.CSR.PublicKey, prof); err != nil {
+		return ca.Request{}, err
+	}
+	max := prof.MaxLifetime
+	if m, ok := a.policy.MaxLifetime[prof.Name]; ok && m < max {
+		max = m
+	}
+	if req.Lifetime < 0 || req.Lifetime > max {
+		return ca.Request{}, core.Errorf(core.KindRejected, "lifetime %s is over the maximum %s for profile %s", req.Lifetime, max, prof.Name)
+	}
+	if req.Lifetime == 0 && prof.DefaultLifetime > max {
+		req.Lifetime = max
+	}
+	extra := slices.Clone(req.ExtraSANs)
+	if len(extra) > 0 && !a.policy.AllowExtraSANs {
+		return ca.Request{}, core.Errorf(core.KindRejected, "policy does not allow extra SANs")
+	}
+	csr := req.CSR
+	// A CSR naming its host only in the common name (openssl req -subj
+	// /CN=host.example): the name becomes a SAN, checked like any other.
+	if cn := strings.ToLower(csr.Subject.CommonName); len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) == 0 &&
+		(strings.Contains(cn, ".") || isIP(cn)) && !strings.ContainsAny(cn, " @/") {
+		extra = append(extra, cn)
+	}
+	if err := a.checkNames(csr, extra); err != nil {
+		return ca.Request{}, err
+	}
+	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
+		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+func (a *Authority) checkKey(pub any, prof ca.Profile) error {
+	kt := ca.KeyType(pub)
+	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
+		return core.Errorf(core.KindBadKey, "RSA keys need at least 2048 bits, this one has %d", k.N.BitLen())
+	}
+	if kt == "" {
+		return core.Errorf(core.KindBadKey, "keys of type %T are not supported", pub)
+	}
+	if !slices.Contains(a.policy.KeyTypes, kt) || !slices.Contains(prof.KeyTypes, kt) {
+		return core.Errorf(core.KindBadKey, "%s keys are not accepted for profile %s", kt, prof.Name)
+	}
+	return nil
+}
+
+// checkNames applies the name policy to the CSR's SANs and the extra ones.
+func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) error {
+	var ids []Identifier
+	for _, n := range csr.DNSNames {
+		ids = append(ids, Identifier{Type: "dns", Value: n})
+	}
+	for _, ip := range csr.IPAddresses {
+		ids = append(ids, Identifier{Type: "ip", Value: ip.String()})
+	}
+	for _, e := range csr.EmailAddresses {
+		ids = append(ids, Identifier{Type: "email", Value: e})
+	}
+	for _, u := range csr.URIs {
+		ids = append(ids, Identifier{Type: "uri", Value: u.String()})
+	}
+	for _, e := range extra {
+		ids = append(ids, identifierOf(e))
+	}
+	if len(ids) > a.policy.MaxNames {
+		return core.Errorf(core.KindRejected, "%d names, policy allows at most %d", len(ids), a.policy.MaxNames)
+	}
+	return a.checkIDs(ids)
+}
+
+func identifierOf(s string) Identifier {
+	switch {
+	case isIP(s):
+		return Identifier{Type: "ip", Value: s}
+	case strings.Contains(s, "://"):
+		return Identifier{Type: "uri", Value: s}
+	case strings.Contains(s, "@"):
+		return Identifier{Type: "email", Value: s}
+	}
+	return Identifier{Type: "dns", Value: s}
+}
+
+// Revoke revokes serial with an RFC 5280 reason on behalf of who. The front
+// end has already checked that who may revoke it.
+func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, who string) error {
+	if _, err := core.ReasonFromCode(int(reason)); err != nil {
+		return err
+	}
+	if err := a.ca.Revoke(ctx, serial, reason); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "revocation", "serial", string(serial), "reason", reason.String(), "principal", who)
+	return nil
+}
+
+// Certificate returns the stored record of serial.
+func (a *Authority) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	return a.ca.Certificate(ctx, serial)
+}
+
+func principalLabel(p string) string {
+	if p == "" {
+		return "this client"
+	}
+	return fmt.Sprintf("%q", p)
+}

@@ -1,0 +1,232 @@
+package ra
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+func newCA(t *testing.T) (*ca.CA, *storage.DB) {
+	t.Helper()
+	ctx := context.Background()
+	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "RA Test Root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
+	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "RA Test Intermediate",
+		CRLURLs: []string{"http://ca.internal/crl/root.crl"}, CAIssuerURLs: []string{"http://ca.internal/root.crt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := storagetest.SQLite(t)
+	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root},
+		URLs: ca.URLs{CAIssuers: []string{"http://ca.internal/{issuer}.crt"}, CRL: []string{"http://ca.internal/crl/{issuer}.crl"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, db
+}
+
+func csrFor(t *testing.T, key crypto.Signer, cn string, names ...string) *x509.CertificateRequest {
+	t.Helper()
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+var testPolicy = Policy{
+	AllowedDNSSuffixes: []string{"corp.internal", "example.com"},
+	DeniedDNSSuffixes:  []string{"secret.example.com"},
+	AllowedIPRanges:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	AllowWildcards:     true,
+	MaxLifetime:        map[string]time.Duration{"tls-server": 30 * 24 * time.Hour},
+	ProfileAccess:      map[string][]string{"code-signing": {"apikey:builder"}, "tls-client": {"apikey:*"}},
+}
+
+func TestIssuePolicy(t *testing.T) {
+	c, db := newCA(t)
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	badSig := csrFor(t, p256, "a.corp.internal", "a.corp.internal")
+	badSig.Signature[10] ^= 1
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		req  Request
+		kind core.Kind // -1: success
+	}{
+		{"allowed", Request{CSR: csrFor(t, p256, "a.corp.internal", "a.corp.internal", "10.1.1.1"), Principal: "apikey:x"}, -1},
+		{"CN only becomes a SAN", Request{CSR: csrFor(t, p256, "web.example.com"), Principal: "apikey:x"}, -1},
+		{"wildcard", Request{CSR: csrFor(t, p256, "", "*.corp.internal"), Principal: "apikey:x"}, -1},
+		{"wildcard covering a denied name", Request{CSR: csrFor(t, p256, "", "*.example.com"), Principal: "apikey:x"}, core.KindRejected},
+		{"denied suffix", Request{CSR: csrFor(t, p256, "", "x.secret.example.com"), Principal: "apikey:x"}, core.KindRejected},
+		{"outside suffixes", Request{CSR: csrFor(t, p256, "", "evil.org"), Principal: "apikey:x"}, core.KindRejected},
+		{"look-alike suffix", Request{CSR: csrFor(t, p256, "", "notexample.com"), Principal: "apikey:x"}, core.KindRejected},
+		{"IP outside ranges", Request{CSR: csrFor(t, p256, "", "a.corp.internal", "192.168.1.1"), Principal: "apikey:x"}, core.KindRejected},
+		{"bad DNS label", Request{CSR: csrFor(t, p256, "", "a_b.corp.internal"), Principal: "apikey:x"}, core.KindRejected},
+		{"bad CSR signature", Request{CSR: badSig, Principal: "apikey:x"}, core.KindBadCSR},
+		{"RSA 1024", Request{CSR: csrFor(t, rsa1024, "", "a.corp.internal"), Principal: "apikey:x"}, core.KindBadKey},
+		{"Ed25519 for TLS server", Request{CSR: csrFor(t, ed, "", "a.corp.internal"), Principal: "apikey:x"}, core.KindBadKey},
+		{"lifetime over policy", Request{CSR: csrFor(t, p256, "", "a.corp.internal"), Lifetime: 31 * 24 * time.Hour, Principal: "apikey:x"}, core.KindRejected},
+		{"unknown profile", Request{CSR: csrFor(t, p256, "", "a.corp.internal"), Profile: "nope", Principal: "apikey:x"}, core.KindRejected},
+		{"profile not granted", Request{CSR: csrFor(t, p256, "Builder"), Profile: "code-signing", Principal: "apikey:x"}, core.KindForbidden},
+		{"profile granted", Request{CSR: csrFor(t, p256, "Builder"), Profile: "code-signing", Principal: "apikey:builder"}, -1},
+		{"closed profile", Request{CSR: csrFor(t, p256, "CA"), Profile: "subordinate-ca", Principal: "apikey:x"}, core.KindForbidden},
+		{"extra SANs not allowed", Request{CSR: csrFor(t, p256, "", "a.corp.internal"), ExtraSANs: []string{"b.corp.internal"}, Principal: "apikey:x"}, core.KindRejected},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			iss, err := a.Issue(ctx, tc.req)
+			if tc.kind == -1 {
+				if err != nil {
+					t.Fatalf("Issue: %v", err)
+				}
+				if tc.req.Profile == "" && iss.Certificate.NotAfter.Sub(iss.Certificate.NotBefore) > 30*24*time.Hour {
+					t.Fatalf("lifetime %s over policy", iss.Certificate.NotAfter.Sub(iss.Certificate.NotBefore))
+				}
+				return
+			}
+			if iss != nil || core.KindOf(err) != core.Kind(tc.kind) {
+				t.Fatalf("Issue = %v, %v; want kind %s", iss, err, core.Kind(tc.kind))
+			}
+		})
+	}
+	var n int
+	db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates`).Scan(&n)
+	if n != 4 {
+		t.Fatalf("%d rows stored, want 4 (the allowed requests only)", n)
+	}
+}
+
+func TestCheckIdentifiersListsEveryProblem(t *testing.T) {
+	c, _ := newCA(t)
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	err = a.CheckIdentifiers(ctx, "acme:default/1", "tls-server", []Identifier{
+		{Type: "dns", Value: "ok.corp.internal"}, {Type: "dns", Value: "evil.org"},
+		{Type: "ip", Value: "8.8.8.8"}, {Type: "ip", Value: "10.0.0.5"}, {Type: "carrier-pigeon", Value: "x"}})
+	var ie *IdentifierError
+	if !errors.As(err, &ie) || len(ie.Problems) != 3 || core.KindOf(err) != core.KindRejected {
+		t.Fatalf("CheckIdentifiers = %v (%T)", err, err)
+	}
+	if err := a.CheckIdentifiers(ctx, "acme:default/1", "tls-server", []Identifier{{Type: "dns", Value: "A.Corp.Internal"}}); err != nil {
+		t.Fatalf("allowed identifier: %v", err)
+	}
+	if err := a.CheckIdentifiers(ctx, "acme:default/1", "code-signing", []Identifier{{Type: "dns", Value: "a.corp.internal"}}); core.KindOf(err) != core.KindForbidden {
+		t.Fatalf("profile not granted: %v", err)
+	}
+}
+
+func TestDryRunAndRevoke(t *testing.T) {
+	c, db := newCA(t)
+	a, _ := New(Options{CA: c, Policy: testPolicy})
+	ctx := context.Background()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	res, err := a.DryRun(ctx, Request{CSR: csrFor(t, k, "", "evil.org")})
+	if err != nil || res.Allowed || res.Reason == "" {
+		t.Fatalf("dry run of a refused name: %+v, %v", res, err)
+	}
+	res, err = a.DryRun(ctx, Request{CSR: csrFor(t, k, "", "a.corp.internal")})
+	if err != nil || !res.Allowed || res.Draft == nil {
+		t.Fatalf("dry run of an allowed name: %+v, %v", res, err)
+	}
+	var n int
+	db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("dry runs stored %d rows", n)
+	}
+	iss, err := a.Issue(ctx, Request{CSR: csrFor(t, k, "", "a.corp.internal")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); core.KindOf(err) != core.KindConflict {
+		t.Fatalf("second revoke: %v", err)
+	}
+	if err := a.Revoke(ctx, iss.Serial, 7, "apikey:x"); core.KindOf(err) != core.KindMalformed {
+		t.Fatalf("reason 7: %v", err)
+	}
+}
+
+func TestParseCSR(t *testing.T) {
+	if _, err := ParseCSR([]byte("garbage")); core.KindOf(err) != core.KindMalformed {
+		t.Fatalf("garbage: %v", err)
+	}
+	if _, err := ParseCSR(nil); core.KindOf(err) != core.KindMalformed {
+		t.Fatalf("empty: %v", err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := csrFor(t, k, "x", "a.corp.internal")
+	raw := append([]byte(nil), csr.Raw...)
+	raw[len(raw)-2] ^= 1
+	_, err := ParseCSR(raw)
+	if kind := core.KindOf(err); kind != core.KindBadCSR && kind != core.KindMalformed {
+		t.Fatalf("tampered: %v", err)
+	}
+	if _, err := ParseCSR(csr.Raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParseCSR(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"a.example"}}, k)
+	f.Add(der)
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		csr, err := ParseCSR(b)
+		if err == nil && csr == nil {
+			t.Fatal("nil CSR without error")
+		}
+		if err != nil && core.KindOf(err) == core.KindInternal {
+			t.Fatalf("internal error for client bytes: %v", err)
+		}
+	})
+}
