@@ -88,8 +88,10 @@ type keyring struct {
 func (r *Responder) key(ctx context.Context, kr *keyring) (*signingKey, error) {
 	now := r.now()
 	k := kr.cur.Load()
-	if k != nil && (k.cert == nil || now.Before(k.notAfter.Add(-r.validity))) {
-		if k.cert != nil && !now.Before(k.renewAt) && kr.renewing.CompareAndSwap(false, true) {
+	if k != nil && (k.cert == nil || now.Before(k.notAfter.Add(-time.Minute))) {
+		// Renewal can only help while the issuer outlives the certificate.
+		canExtend := k.cert != nil && kr.iss.cert.NotAfter.After(k.notAfter)
+		if canExtend && !now.Before(k.renewAt) && kr.renewing.CompareAndSwap(false, true) {
 			go func() {
 				defer kr.renewing.Store(false)
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -50,7 +50,7 @@ func NewCA(t testing.TB, cn string, key crypto.Signer) *CA {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"Strongroom test"}},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().AddDate(5, 0, 0),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
