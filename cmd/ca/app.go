@@ -29,6 +29,7 @@ type app struct {
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
 	pipeline *ca.CA
 	ra       *ra.Authority
+	shared   *shared
 	https    net.Listener
 	plain    net.Listener
 	closers  []func()
@@ -49,6 +50,11 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
+	if a.shared, err = newShared(ctx, n.cfg, n); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, a.shared.close)
 	a.tls = &tlsCert{hostname: n.cfg.Hostname, log: n.log}
 	a.srv = server.New(server.Options{
 		HTTPSAddr:      n.cfg.Listen.HTTPS,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -163,6 +164,9 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("making %s certificate: %w", in.ID, err)
 		}
+		if err := recordCeremonyCert(ctx, db, cfg.CA.Root.ID, cert); err != nil {
+			return nil, err
+		}
 		if err := writeCert(config.Path(c.Dir, in.Cert), cert); err != nil {
 			return nil, err
 		}
@@ -171,6 +175,26 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		return nil, fmt.Errorf("writing config: %w", err)
 	}
 	return res, nil
+}
+
+// recordCeremonyCert stores an intermediate certificate the root signed, so
+// that it has a record like every other certificate: the root's OCSP
+// responder answers for it and the root's CRL can revoke it.
+func recordCeremonyCert(ctx context.Context, db *storage.DB, issuerID string, cert *x509.Certificate) error {
+	now := time.Now().UTC()
+	rec := &core.Certificate{Serial: core.SerialFromBig(cert.SerialNumber), IssuerID: issuerID,
+		Profile: "subordinate-ca", Requester: "ceremony", Subject: cert.Subject.CommonName,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, TBS: cert.RawTBSCertificate, CreatedAt: now}
+	if err := db.ReserveSerial(ctx, rec); err != nil {
+		return fmt.Errorf("recording intermediate: %w", err)
+	}
+	if err := db.RecordIntent(ctx, rec, now); err != nil {
+		return fmt.Errorf("recording intermediate: %w", err)
+	}
+	if err := db.StoreIssued(ctx, rec.Serial, cert.Raw, now); err != nil {
+		return fmt.Errorf("recording intermediate: %w", err)
+	}
+	return nil
 }
 
 func intermediateOptions(cfg *config.Config, cn string, now func() time.Time) ca.IntermediateOptions {

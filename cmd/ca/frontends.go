@@ -69,7 +69,7 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	a.tls.issue = a.issueServerCert
-	return nil
+	return a.mountRevocation(ctx)
 }
 
 // issueServerCert issues the HTTPS listener's own certificate through the

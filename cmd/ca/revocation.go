@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/crl"
+	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ocsp"
+)
+
+// ocspConfig is the `ocsp:` section of strongroom.yaml.
+type ocspConfig struct {
+	// Validity is nextUpdate - thisUpdate of each response. Zero: 24h.
+	Validity time.Duration `yaml:"validity"`
+	// RefreshBefore replaces a cached response this long before its
+	// nextUpdate. Zero: a quarter of Validity, at most 1h.
+	RefreshBefore time.Duration `yaml:"refresh_before"`
+	// ResponderValidity is the lifetime of the delegated responder
+	// certificates (renewed when a third is left). Zero: 720h.
+	ResponderValidity time.Duration `yaml:"responder_validity"`
+	// SignWithIssuer signs responses with the issuer key instead of a
+	// delegated responder certificate. Zero: delegated.
+	SignWithIssuer bool `yaml:"sign_with_issuer"`
+}
+
+// crlConfig is the `crl:` section of strongroom.yaml.
+type crlConfig struct {
+	// Validity is nextUpdate - thisUpdate. Zero: 24h.
+	Validity time.Duration `yaml:"validity"`
+	// Interval between scheduled full (base) CRLs. Zero: 1h.
+	Interval time.Duration `yaml:"interval"`
+	// Debounce is how long after a revocation the CRLs are rebuilt, so a
+	// burst makes one build. Zero: 2s.
+	Debounce time.Duration `yaml:"debounce"`
+}
+
+// mountRevocation builds the OCSP responder and the CRL builder for the root
+// and every intermediate and mounts them on the plain HTTP listener.
+func (a *app) mountRevocation(ctx context.Context) error {
+	var oc ocspConfig
+	if err := a.n.cfg.OCSP.Decode("ocsp", &oc); err != nil {
+		return err
+	}
+	var cc crlConfig
+	if err := a.n.cfg.CRL.Decode("crl", &cc); err != nil {
+		return err
+	}
+	all := append([]*ca.Issuer{a.root}, a.inters...)
+	var oIssuers []ocsp.Issuer
+	var cIssuers []crl.Issuer
+	for _, is := range all {
+		oIssuers = append(oIssuers, ocsp.Issuer{ID: is.ID(), Cert: is.Certificate(), Signer: is.Signer()})
+		cIssuers = append(cIssuers, crl.Issuer{ID: is.ID(), Cert: is.Certificate(), Signer: is.Signer(),
+			URL:      a.HTTPURL() + "/crl/" + is.ID() + ".crl",
+			DeltaURL: a.HTTPURL() + "/crl/" + is.ID() + "-delta.crl"})
+	}
+	rs := &responders{a: a, signers: map[string]crypto.Signer{}}
+	resp, err := ocsp.New(ocsp.Options{
+		Issuers:           oIssuers,
+		Status:            a.n.db,
+		Cache:             a.shared.ocspCache,
+		SignWithIssuer:    oc.SignWithIssuer,
+		Keys:              rs,
+		CertIssuer:        rs,
+		Validity:          oc.Validity,
+		RefreshBefore:     oc.RefreshBefore,
+		ResponderValidity: oc.ResponderValidity,
+		Log:               a.n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("ocsp: %w", err)
+	}
+	stop, err := resp.Subscribe(ctx, a.shared.events)
+	if err != nil {
+		return fmt.Errorf("ocsp: subscribing to revocations: %w", err)
+	}
+	a.closers = append(a.closers, stop)
+	builder, err := crl.New(crl.Options{
+		Issuers:  cIssuers,
+		Source:   a.n.db,
+		Store:    a.n.db,
+		Validity: cc.Validity,
+		Interval: cc.Interval,
+		Debounce: cc.Debounce,
+		Log:      a.n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	if err := builder.Load(ctx); err != nil {
+		return fmt.Errorf("crl: loading stored CRLs: %w", err)
+	}
+	stop, err = builder.Subscribe(ctx, a.shared.events)
+	if err != nil {
+		return fmt.Errorf("crl: subscribing to revocations: %w", err)
+	}
+	a.closers = append(a.closers, stop)
+	a.background = append(a.background, func(ctx context.Context) {
+		if err := builder.Run(ctx); err != nil && ctx.Err() == nil {
+			a.n.log.Error("CRL builder stopped", "err", err)
+		}
+	})
+	a.srv.MountPlain("/ocsp", resp)
+	a.srv.MountPlain("/crl/", builder)
+	a.srv.MountPlain("/issuers/", builder)
+	return nil
+}
+
+// responders keeps each issuer's OCSP responder key in the HSM under the
+// label "ocsp-responder-{issuer}" — generated the first time, rotated (a new
+// version; the old stays for verification) at every later renewal — and
+// certifies it. An intermediate's responder certificate goes through the
+// issuance pipeline (profile ocsp-signing: linted, recorded, revocable) from
+// a CSR the HSM key signs; the root is not a pipeline issuer, so its
+// responder certificate is signed directly from the responder's template.
+type responders struct {
+	a       *app
+	mu      sync.Mutex
+	signers map[string]crypto.Signer
+}
+
+func (r *responders) ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error) {
+	label := "ocsp-responder-" + issuerID
+	sess := r.a.sess
+	info, err := sess.FindKey(ctx, label)
+	switch {
+	case err == nil:
+		if info, err = sess.RotateKey(ctx, info.ID); err != nil {
+			return nil, fmt.Errorf("rotating %s: %w", label, err)
+		}
+	case core.IsNotFound(err):
+		if info, err = sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify}); err != nil {
+			return nil, fmt.Errorf("generating %s: %w", label, err)
+		}
+	default:
+		return nil, err
+	}
+	signer, err := sess.Signer(ctx, info.ID)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.signers[issuerID] = signer
+	r.mu.Unlock()
+	return signer, nil
+}
+
+func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
+	root := r.a.root
+	if issuerID == root.ID() {
+		return x509.CreateCertificate(rand.Reader, tmpl, root.Certificate(), pub, root.Signer())
+	}
+	r.mu.Lock()
+	signer := r.signers[issuerID]
+	r.mu.Unlock()
+	if signer == nil || !publicKeysEqual(signer.Public(), pub) {
+		return nil, fmt.Errorf("no HSM key for the %s responder key being certified", issuerID)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: tmpl.Subject}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("making the responder CSR: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := r.a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "ocsp-signing", Issuer: issuerID,
+		Lifetime: tmpl.NotAfter.Sub(tmpl.NotBefore), Requester: "system:ocsp-responder"})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the %s responder certificate: %w", issuerID, err)
+	}
+	return iss.Certificate.Raw, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/ocsp"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// events publishes and subscribes (storage.MemoryEvents, storage.RedisEvents).
+type events interface {
+	ocsp.Subscriber
+	Publish(ctx context.Context, topic string, msg []byte) error
+}
+
+// shared is the fast state nodes share: in memory for one node, in Redis
+// when redis.addr is configured.
+type shared struct {
+	events    events
+	ocspCache ocsp.Cache
+	nonces    acme.Nonces
+	limiter   acme.RateLimiter
+	close     func()
+}
+
+const redisPrefix = "strongroom:"
+
+func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error) {
+	if cfg.Redis.Addr == "" {
+		return &shared{
+			events:    storage.NewMemoryEvents(),
+			ocspCache: storage.NewMemoryOCSPCache(0, 0, nil),
+			nonces:    storage.NewMemoryNonces(0, 0, nil),
+			limiter:   storage.NewMemoryLimiter(nil),
+			close:     func() {},
+		}, nil
+	}
+	rc := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, DB: cfg.Redis.DB,
+		Password: os.Getenv(config.EnvRedisPassword)})
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rc.Ping(pctx).Err(); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("connecting to Redis at %s: %w", cfg.Redis.Addr, err)
+	}
+	return &shared{
+		events:    storage.NewRedisEvents(rc, redisPrefix, n.log),
+		ocspCache: storage.NewRedisOCSPCache(rc, redisPrefix+"ocsp:", 0),
+		nonces:    storage.NewRedisNonces(rc, redisPrefix+"nonce:", 0),
+		limiter:   storage.NewRedisLimiter(rc, redisPrefix+"rl:", nil),
+		close:     func() { rc.Close() },
+	}, nil
+}
