@@ -1,6 +1,7 @@
 package acme_test
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -193,11 +194,17 @@ type env struct {
 	issuer *fakeIssuer
 	val    *fakeValidator
 	eab    *fakeEAB
+	caIss  *caIssuer // set by caEnv
 }
 
 func newEnv(t testing.TB, mod func(o *acme.Options)) *env {
 	t.Helper()
 	db, _ := storagetest.SQLite(t)
+	return newEnvDB(t, db, mod)
+}
+
+func newEnvDB(t testing.TB, db *storage.DB, mod func(o *acme.Options)) *env {
+	t.Helper()
 	e := &env{t: t, db: db, issuer: newFakeIssuer(t), val: &fakeValidator{published: map[string]string{}},
 		eab: &fakeEAB{keys: map[string][]byte{}}}
 	mux := http.NewServeMux()
@@ -228,9 +235,11 @@ func (e *env) url(p string) string { return e.base + "/" + p }
 // rawClient builds JWS by hand, so tests can send what a real client
 // refuses to: wrong url, reused nonce, alg none, HS256…
 type rawClient struct {
-	e   *env
-	key *ecdsa.PrivateKey
-	kid string
+	e    *env
+	key  *ecdsa.PrivateKey
+	kid  string
+	next string        // Replay-Nonce of the last response, used once
+	poll time.Duration // authorization polling interval; 0: 10 ms
 }
 
 func newRawClient(e *env) *rawClient {
@@ -257,7 +266,11 @@ func jwkJSON(pub crypto.PublicKey) json.RawMessage {
 // sign makes a flattened JWS. header starts with alg ES256, a fresh nonce,
 // the url and kid (or jwk when no kid); edit may change anything.
 func (c *rawClient) sign(url string, payload []byte, edit func(h map[string]any)) []byte {
-	h := map[string]any{"alg": "ES256", "nonce": c.nonce(), "url": url}
+	n := c.next
+	if c.next = ""; n == "" {
+		n = c.nonce()
+	}
+	h := map[string]any{"alg": "ES256", "nonce": n, "url": url}
 	if c.kid != "" {
 		h["kid"] = c.kid
 	} else {
@@ -309,6 +322,7 @@ func (c *rawClient) postBody(url string, body []byte, contentType string) *respo
 		c.e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	c.next = resp.Header.Get("Replay-Nonce")
 	r := &response{Response: resp}
 	r.body, _ = io.ReadAll(resp.Body)
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
@@ -385,7 +399,7 @@ func (c *rawClient) waitAuthz(url string) authzDoc {
 		if a.Status != "pending" {
 			return a
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(cmp.Or(c.poll, 10*time.Millisecond))
 	}
 	c.e.t.Fatalf("authorization %s stayed pending", url)
 	return authzDoc{}
@@ -461,3 +475,8 @@ func (c *rawClient) issue(names ...string) (string, *ecdsa.PrivateKey) {
 }
 
 var _ = fmt.Sprint
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
