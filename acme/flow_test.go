@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/go-acme/lego/v5/registration"
 
 	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/acme/challenge"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -264,4 +266,42 @@ func TestLegoKeyChangeAndDeactivate(t *testing.T) {
 	}
 	_, err = c.Registration.QueryRegistration(ctx)
 	wantLegoProblem(t, err, "unauthorized")
+}
+
+// TestLegoWithChallengePackage: lego's http-01 server checked by the real
+// acme/challenge validator, wired through ValidatorFunc as production does.
+func TestLegoWithChallengePackage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	v, err := challenge.New(challenge.Options{HTTPPort: port,
+		HostOverride: map[string]string{"wired.example.com": "127.0.0.1", "nobody.example.com": "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *acme.Options) { o.Validator = acme.ValidatorFunc(v.Validate) })
+	ctx := context.Background()
+	c, u := newLego(t, e)
+	if err := c.Challenge.SetHTTP01Provider(http01.NewProviderServer("127.0.0.1", strconv.Itoa(port))); err != nil {
+		t.Fatal(err)
+	}
+	if u.reg, err = c.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"wired.example.com"},
+		Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChain(t, e, res.Certificate, "wired.example.com")
+	// lego serves no token for this name (its server matches the Host): the challenge fails with the
+	// validator's problem type, and lego reports it.
+	_, err = c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"nobody.example.com"},
+		Bundle: true, KeyType: certcrypto.EC256})
+	if err == nil || !strings.Contains(err.Error(), "urn:ietf:params:acme:error:") {
+		t.Fatalf("unserved name: %v", err)
+	}
 }

@@ -47,7 +47,9 @@ type stubIssuer struct{}
 func (stubIssuer) Issue(context.Context, *x509.CertificateRequest, string, string) (*Issued, error) {
 	return nil, core.Errorf(core.KindUnavailable, "stub")
 }
-func (stubIssuer) Revoke(context.Context, core.Serial, core.RevocationReason, string) error { return nil }
+func (stubIssuer) Revoke(context.Context, core.Serial, core.RevocationReason, string) error {
+	return nil
+}
 func (stubIssuer) Certificate(context.Context, core.Serial) (*core.Certificate, error) {
 	return nil, core.ErrNotFound
 }

@@ -236,3 +236,13 @@ func (s *Server) now() time.Time { return s.o.Clock.Now().UTC() }
 func (s *Server) url(parts ...string) string {
 	return s.base.String() + "/" + strings.Join(parts, "/")
 }
+
+// ValidatorFunc adapts a validation function that takes the identifier's
+// type and value apart — such as (*challenge.Validator).Validate — to
+// Validator: acme.ValidatorFunc(v.Validate).
+type ValidatorFunc func(ctx context.Context, chType, identType, identValue, token, keyAuthorization string) error
+
+// Validate calls f.
+func (f ValidatorFunc) Validate(ctx context.Context, chType string, id Identifier, token, keyAuthorization string) error {
+	return f(ctx, chType, id.Type, id.Value, token, keyAuthorization)
+}
