@@ -41,6 +41,7 @@ type Issued struct {
 	// the self-signed root.
 	Chain    []*x509.Certificate
 	IssuerID string
+	Profile  string
 }
 
 // Draft is what DryRun would have signed.
@@ -135,7 +136,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 	}
 	log.InfoContext(ctx, "certificate issued", "requester", req.Requester, "not_after", rec.NotAfter)
 	chain := append([]*x509.Certificate{cert}, p.issuer.sent...)
-	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID()}, nil
+	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID(), Profile: p.profile.Name}, nil
 }
 
 // DryRun builds and lints the certificate Issue would sign, without

@@ -66,6 +66,16 @@ var excludedLints = map[string]string{
 	// ra's IP range and suffix policy decides which are allowed.
 	"e_ext_san_contains_reserved_ip":         "private addresses are the point of a private PKI",
 	"w_sub_cert_aia_contains_internal_names": "AIA/CRL URLs point at the CA's internal host",
+	// The CA/B Forum's SC-081 schedule shrinks public TLS lifetimes to 200,
+	// 100 and 47 days by date. A private PKI sets lifetimes per profile
+	// and policy (defaults: 90 days, at most 397); the older 398-day BR
+	// cap still runs as a backstop.
+	"e_server_cert_valid_time_longer_than_200_days": "public-web lifetime schedule (SC-081)",
+	"w_server_cert_valid_time_longer_than_199_days": "public-web lifetime schedule (SC-081)",
+	"e_server_cert_valid_time_longer_than_100_days": "public-web lifetime schedule (SC-081)",
+	"w_server_cert_valid_time_longer_than_99_days":  "public-web lifetime schedule (SC-081)",
+	"e_server_cert_valid_time_longer_than_47_days":  "public-web lifetime schedule (SC-081)",
+	"w_server_cert_valid_time_longer_than_46_days":  "public-web lifetime schedule (SC-081)",
 	// RFC 5280 SHOULD vs BR 7.1.2.7.6 NOT RECOMMENDED for TLS server
 	// leaves: the two lints contradict each other. We follow the BR for
 	// serverAuth leaves and put an SKI in every other certificate.

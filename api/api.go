@@ -1,0 +1,229 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// Authority is what the API needs from package ra (*ra.Authority).
+type Authority interface {
+	Issue(ctx context.Context, req ra.Request) (*ca.Issued, error)
+	DryRun(ctx context.Context, req ra.Request) (*ra.DryRunResult, error)
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, who string) error
+	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+}
+
+// Store is what the API reads directly (*storage.DB).
+type Store interface {
+	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
+}
+
+// IssuerSource lists the issuers (*ca.CA).
+type IssuerSource interface {
+	Issuers() []*ca.Issuer
+	DefaultIssuer() string
+}
+
+// Options configures the API.
+type Options struct {
+	Authority Authority    // required
+	Store     Store        // required
+	Issuers   IssuerSource // required
+	// ClientCertScopes grants scopes to TLS client certificates (already
+	// verified by the server against our CAs), by principal pattern:
+	// "mtls:deploy.corp.internal" or a prefix ending in "*" ("mtls:*").
+	// A certificate matching no pattern has no scopes. Zero: mTLS gives
+	// no access.
+	ClientCertScopes map[string][]string
+	// MaxBodyBytes limits request bodies. Zero: 64 KiB.
+	MaxBodyBytes int64
+	Now          func() time.Time // zero: time.Now
+	Logger       *slog.Logger     // zero: discard
+}
+
+// API holds the handlers. It is safe for concurrent use.
+type API struct {
+	auth    Authority
+	store   Store
+	issuers IssuerSource
+	mtls    map[string][]string
+	maxBody int64
+	now     func() time.Time
+	log     *slog.Logger
+	touched sync.Map // key id → time.Time of the last recorded use
+	openapi []byte
+}
+
+// New checks the options and returns the API.
+func New(o Options) (*API, error) {
+	if o.Authority == nil || o.Store == nil || o.Issuers == nil {
+		return nil, errors.New("api: Authority, Store and Issuers are required")
+	}
+	for pat, scopes := range o.ClientCertScopes {
+		if !strings.HasPrefix(pat, "mtls:") {
+			return nil, errors.New("api: client certificate patterns start with mtls: (" + pat + ")")
+		}
+		for _, s := range scopes {
+			if !slices.Contains(allScopes, s) {
+				return nil, errors.New("api: unknown scope " + s)
+			}
+		}
+	}
+	a := &API{auth: o.Authority, store: o.Store, issuers: o.Issuers, mtls: o.ClientCertScopes,
+		maxBody: o.MaxBodyBytes, now: o.Now, log: o.Logger, openapi: openAPIDocument}
+	if a.maxBody <= 0 {
+		a.maxBody = 64 << 10
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return a, nil
+}
+
+// Register mounts the routes on r (the server passes its /api/v1 group).
+func (a *API) Register(r gin.IRouter) {
+	r.GET("/openapi.json", a.openAPI)
+	g := r.Group("", a.limitBody)
+	g.POST("/certificates", a.require(ScopeIssue), a.issue)
+	g.POST("/certificates/dry-run", a.require(ScopeIssue), a.dryRun)
+	g.GET("/certificates", a.require(ScopeRead), a.list)
+	g.GET("/certificates/:serial", a.require(ScopeRead), a.get)
+	g.POST("/certificates/:serial/revoke", a.require(ScopeRevoke), a.revoke)
+	g.GET("/issuers", a.require(ScopeRead), a.listIssuers)
+}
+
+// principal is who is calling and what they may do.
+type principal struct {
+	name   string
+	scopes []string
+}
+
+func (p principal) has(scope string) bool {
+	return slices.Contains(p.scopes, scope) || slices.Contains(p.scopes, ScopeAdmin)
+}
+
+const principalKey = "strongroom.principal"
+
+// require authenticates the caller (API key, else client certificate) and
+// checks the scope.
+func (a *API) require(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, err := a.authenticate(c)
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		if !p.has(scope) {
+			a.fail(c, core.Errorf(core.KindForbidden, "this credential lacks the %q scope", scope))
+			return
+		}
+		c.Set(principalKey, p)
+		c.Next()
+	}
+}
+
+func (a *API) authenticate(c *gin.Context) (principal, error) {
+	ctx := c.Request.Context()
+	if h := c.GetHeader("Authorization"); h != "" {
+		scheme, secret, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+			return principal{}, core.Errorf(core.KindUnauthenticated, "use Authorization: Bearer <API key>")
+		}
+		secret = strings.TrimSpace(secret)
+		hash := hashKey(secret)
+		k, err := a.store.APIKeyByHash(ctx, hash)
+		if core.IsNotFound(err) {
+			return principal{}, core.Errorf(core.KindUnauthenticated, "unknown API key")
+		}
+		if err != nil {
+			return principal{}, err
+		}
+		// The lookup was by hash; compare again in constant time so a
+		// lookup quirk can never let a different key through.
+		if subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
+			return principal{}, core.Errorf(core.KindUnauthenticated, "unknown API key")
+		}
+		if !k.RevokedAt.IsZero() {
+			return principal{}, core.Errorf(core.KindUnauthenticated, "this API key has been revoked")
+		}
+		a.touch(ctx, k.ID)
+		return principal{name: "apikey:" + k.ID, scopes: k.Scopes}, nil
+	}
+	if tls := c.Request.TLS; tls != nil && len(tls.VerifiedChains) > 0 && len(tls.VerifiedChains[0]) > 0 {
+		leaf := tls.VerifiedChains[0][0]
+		rec, err := a.auth.Certificate(ctx, core.SerialFromBig(leaf.SerialNumber))
+		if err == nil && rec.Status == core.StatusRevoked {
+			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate has been revoked")
+		}
+		name := "mtls:" + leaf.Subject.CommonName
+		var scopes []string
+		for pat, s := range a.mtls {
+			if pat == name || (strings.HasSuffix(pat, "*") && strings.HasPrefix(name, strings.TrimSuffix(pat, "*"))) {
+				scopes = append(scopes, s...)
+			}
+		}
+		return principal{name: name, scopes: scopes}, nil
+	}
+	return principal{}, core.Errorf(core.KindUnauthenticated, "authentication required: Authorization: Bearer <API key>, or a client certificate")
+}
+
+// touch records a key's use at most once a minute (not a write per request).
+func (a *API) touch(ctx context.Context, id string) {
+	now := a.now()
+	if last, ok := a.touched.Load(id); ok && now.Sub(last.(time.Time)) < time.Minute {
+		return
+	}
+	a.touched.Store(id, now)
+	if err := a.store.TouchAPIKey(ctx, id, now.UTC()); err != nil {
+		a.log.WarnContext(ctx, "recording API key use failed", "err", err)
+	}
+}
+
+func principalOf(c *gin.Context) principal {
+	v, _ := c.Get(principalKey)
+	p, _ := v.(principal)
+	return p
+}
+
+// limitBody refuses bodies over the limit with 413, whether announced by
+// Content-Length or discovered while reading.
+func (a *API) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > a.maxBody {
+		writeProblem(c, Problem{Type: problemBase + "tooLarge", Title: "Request body too large",
+			Status: http.StatusRequestEntityTooLarge, Detail: "the body is over the limit"})
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, a.maxBody)
+	c.Next()
+}
+
+func (a *API) openAPI(c *gin.Context) {
+	c.Data(http.StatusOK, "application/json", a.openapi)
+}
+
+func encodeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

@@ -1,0 +1,446 @@
+package api
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// IssueRequest is the JSON body of POST /certificates and /dry-run.
+type IssueRequest struct {
+	CSR       string          `json:"csr"`                  // PEM, or base64 of the DER
+	Profile   string          `json:"profile,omitempty"`    // zero: the default profile
+	Lifetime  json.RawMessage `json:"lifetime,omitempty"`   // "720h", "30d" or seconds; zero: the profile's default
+	ExtraSANs []string        `json:"extra_sans,omitempty"` // only where policy allows
+	Issuer    string          `json:"issuer,omitempty"`     // zero: the default issuer
+}
+
+// CertificateResponse describes one certificate.
+type CertificateResponse struct {
+	Serial           string    `json:"serial"`
+	Status           string    `json:"status"`
+	Issuer           string    `json:"issuer"`
+	Profile          string    `json:"profile"`
+	Requester        string    `json:"requester,omitempty"`
+	Subject          string    `json:"subject,omitempty"`
+	Names            []string  `json:"names"`
+	NotBefore        time.Time `json:"not_before"`
+	NotAfter         time.Time `json:"not_after"`
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason string    `json:"revocation_reason,omitempty"`
+	Certificate      string    `json:"certificate,omitempty"` // PEM
+	Chain            string    `json:"chain,omitempty"`       // PEM: the certificate, then intermediates
+}
+
+func pemOf(certs ...*x509.Certificate) string {
+	var b bytes.Buffer
+	for _, c := range certs {
+		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.String()
+}
+
+func pemDER(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// readIssueRequest parses either JSON or a raw application/pkcs10 body.
+func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		return ra.Request{}, err
+	}
+	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	var ir IssueRequest
+	var csrBytes []byte
+	switch mt {
+	case "application/pkcs10":
+		csrBytes = body
+		ir.Profile, ir.Issuer = c.Query("profile"), c.Query("issuer")
+		if l := c.Query("lifetime"); l != "" {
+			ir.Lifetime, _ = json.Marshal(l)
+		}
+		if s := c.Query("extra_sans"); s != "" {
+			ir.ExtraSANs = strings.Split(s, ",")
+		}
+	case "application/json", "":
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ir); err != nil {
+			return ra.Request{}, core.Wrap(core.KindMalformed, err, "the body is not a valid issue request (JSON: csr, profile, lifetime, extra_sans, issuer)")
+		}
+		if dec.More() {
+			return ra.Request{}, core.Errorf(core.KindMalformed, "trailing data after the JSON request")
+		}
+		csrBytes = []byte(ir.CSR)
+	default:
+		return ra.Request{}, core.Errorf(core.KindMalformed, "unsupported Content-Type %q (use application/json or application/pkcs10)", mt)
+	}
+	der, err := csrDER(csrBytes)
+	if err != nil {
+		return ra.Request{}, err
+	}
+	csr, err := ra.ParseCSR(der)
+	if err != nil {
+		return ra.Request{}, err
+	}
+	life, err := parseLifetime(ir.Lifetime)
+	if err != nil {
+		return ra.Request{}, err
+	}
+	return ra.Request{CSR: csr, Profile: ir.Profile, Lifetime: life, ExtraSANs: ir.ExtraSANs,
+		Issuer: ir.Issuer, Principal: principalOf(c).name}, nil
+}
+
+// csrDER accepts PEM (CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST),
+// base64 of DER, or DER.
+func csrDER(b []byte) ([]byte, error) {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 {
+		return nil, core.Errorf(core.KindMalformed, "no CSR in the request")
+	}
+	if bytes.HasPrefix(t, []byte("-----BEGIN")) {
+		blk, _ := pem.Decode(t)
+		if blk == nil || (blk.Type != "CERTIFICATE REQUEST" && blk.Type != "NEW CERTIFICATE REQUEST") {
+			return nil, core.Errorf(core.KindMalformed, "the PEM block is not a CERTIFICATE REQUEST")
+		}
+		return blk.Bytes, nil
+	}
+	if t[0] == 0x30 { // DER SEQUENCE
+		return t, nil
+	}
+	s := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == ' ' {
+			return -1
+		}
+		return r
+	}, string(t))
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if der, err := enc.DecodeString(s); err == nil {
+			return der, nil
+		}
+	}
+	return nil, core.Errorf(core.KindMalformed, "the CSR is neither PEM, DER nor base64 of DER")
+}
+
+// parseLifetime accepts a Go duration ("720h"), days ("30d") or a number of
+// seconds.
+func parseLifetime(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var secs float64
+	if err := json.Unmarshal(raw, &secs); err == nil {
+		if secs < 0 || secs > 100*365*24*3600 {
+			return 0, core.Errorf(core.KindMalformed, "lifetime out of range")
+		}
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, core.Errorf(core.KindMalformed, "lifetime must be a duration string or seconds")
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 || n > 36500 {
+			return 0, core.Errorf(core.KindMalformed, "lifetime %q is not a number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, core.Errorf(core.KindMalformed, "lifetime %q is not a duration (e.g. 720h or 30d)", s)
+	}
+	return d, nil
+}
+
+func (a *API) issue(c *gin.Context) {
+	req, err := a.readIssueRequest(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	iss, err := a.auth.Issue(c.Request.Context(), req)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if wantsPEMChain(c) {
+		c.Data(http.StatusCreated, "application/pem-certificate-chain", []byte(pemOf(iss.Chain...)))
+		return
+	}
+	cert := iss.Certificate
+	c.Header("Location", c.Request.URL.Path+"/"+string(iss.Serial))
+	c.JSON(http.StatusCreated, CertificateResponse{Serial: string(iss.Serial), Status: string(core.StatusValid),
+		Issuer: iss.IssuerID, Profile: iss.Profile, Requester: req.Principal, Subject: cert.Subject.CommonName,
+		Names: namesOf(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+		Certificate: pemOf(cert), Chain: pemOf(iss.Chain...)})
+}
+
+func wantsPEMChain(c *gin.Context) bool {
+	acc := c.GetHeader("Accept")
+	return strings.Contains(acc, "application/pem-certificate-chain") || strings.Contains(acc, "application/x-pem-file")
+}
+
+func namesOf(c *x509.Certificate) []string {
+	out := append([]string{}, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	out = append(out, c.EmailAddresses...)
+	for _, u := range c.URIs {
+		out = append(out, u.String())
+	}
+	return out
+}
+
+// DryRunResponse is the answer of POST /certificates/dry-run.
+type DryRunResponse struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
+	// Certificate is the certificate that would be signed, signed here by
+	// a throwaway key (its signature is worthless), PEM.
+	Certificate string      `json:"certificate,omitempty"`
+	Issuer      string      `json:"issuer,omitempty"`
+	Subject     string      `json:"subject,omitempty"`
+	Names       []string    `json:"names,omitempty"`
+	NotBefore   *time.Time  `json:"not_before,omitempty"`
+	NotAfter    *time.Time  `json:"not_after,omitempty"`
+	Findings    ca.Findings `json:"lint_findings"`
+}
+
+func (a *API) dryRun(c *gin.Context) {
+	req, err := a.readIssueRequest(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	res, err := a.auth.DryRun(c.Request.Context(), req)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := DryRunResponse{Allowed: res.Allowed, Reason: res.Reason, Findings: ca.Findings{}}
+	if d := res.Draft; d != nil {
+		cert := d.Certificate
+		out.Certificate, out.Issuer, out.Subject, out.Names = pemOf(cert), d.IssuerID, cert.Subject.CommonName, namesOf(cert)
+		out.NotBefore, out.NotAfter = &cert.NotBefore, &cert.NotAfter
+		if d.Findings != nil {
+			out.Findings = d.Findings
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func recordResponse(r *core.Certificate, withPEM bool) CertificateResponse {
+	out := CertificateResponse{Serial: string(r.Serial), Status: string(r.Status), Issuer: r.IssuerID,
+		Profile: r.Profile, Requester: r.Requester, Subject: r.Subject, Names: r.Names,
+		NotBefore: r.NotBefore, NotAfter: r.NotAfter, RevokedAt: r.RevokedAt}
+	if out.Names == nil {
+		out.Names = []string{}
+	}
+	if r.Status == core.StatusRevoked {
+		out.RevocationReason = r.RevocationReason.String()
+	}
+	if withPEM && len(r.DER) > 0 {
+		out.Certificate = pemDER(r.DER)
+	}
+	return out
+}
+
+// lookup returns a handed-out certificate; reserved rows (never handed
+// out) are not found.
+func (a *API) lookup(c *gin.Context) (*core.Certificate, bool) {
+	serial, err := core.ParseSerial(c.Param("serial"))
+	if err != nil {
+		a.fail(c, err)
+		return nil, false
+	}
+	r, err := a.auth.Certificate(c.Request.Context(), serial)
+	if err == nil && r.Status == core.StatusReserved {
+		err = core.ErrNotFound
+	}
+	if err != nil {
+		a.fail(c, err)
+		return nil, false
+	}
+	return r, true
+}
+
+func (a *API) get(c *gin.Context) {
+	r, ok := a.lookup(c)
+	if !ok {
+		return
+	}
+	format := c.Query("format")
+	if format == "" {
+		acc := c.GetHeader("Accept")
+		switch {
+		case strings.Contains(acc, "application/pkix-cert"):
+			format = "der"
+		case strings.Contains(acc, "application/pem-certificate-chain"), strings.Contains(acc, "application/x-pem-file"):
+			format = "pem"
+		default:
+			format = "json"
+		}
+	}
+	switch format {
+	case "json":
+		c.JSON(http.StatusOK, recordResponse(r, true))
+	case "pem":
+		c.Data(http.StatusOK, "application/pem-certificate-chain", []byte(pemDER(r.DER)))
+	case "der":
+		c.Data(http.StatusOK, "application/pkix-cert", r.DER)
+	default:
+		a.fail(c, core.Errorf(core.KindMalformed, "format must be json, pem or der"))
+	}
+}
+
+// RevokeRequest is the JSON body of POST /certificates/{serial}/revoke.
+type RevokeRequest struct {
+	// Reason is an RFC 5280 reason name ("keyCompromise") or code; zero:
+	// unspecified.
+	Reason json.RawMessage `json:"reason,omitempty"`
+}
+
+func (a *API) revoke(c *gin.Context) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	var rr RevokeRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rr); err != nil {
+			a.fail(c, core.Wrap(core.KindMalformed, err, "the body is not a valid revoke request (JSON: reason)"))
+			return
+		}
+	}
+	reason := core.ReasonUnspecified
+	if len(rr.Reason) > 0 {
+		var s string
+		var n int
+		switch {
+		case json.Unmarshal(rr.Reason, &n) == nil:
+			reason, err = core.ReasonFromCode(n)
+		case json.Unmarshal(rr.Reason, &s) == nil:
+			reason, err = core.ParseReason(s)
+		default:
+			err = core.Errorf(core.KindMalformed, "reason must be an RFC 5280 reason name or code")
+		}
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+	}
+	r, ok := a.lookup(c)
+	if !ok {
+		return
+	}
+	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, principalOf(c).name); err != nil {
+		a.fail(c, err)
+		return
+	}
+	r, ok = a.lookup(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, recordResponse(r, false))
+}
+
+// ListResponse is one page of GET /certificates.
+type ListResponse struct {
+	Certificates []CertificateResponse `json:"certificates"`
+	// NextCursor, when not empty, fetches the next page (?cursor=).
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+func (a *API) list(c *gin.Context) {
+	var f storage.CertFilter
+	switch s := core.CertStatus(c.Query("status")); s {
+	case "", core.StatusValid, core.StatusRevoked:
+		f.Status = s
+	default:
+		a.fail(c, core.Errorf(core.KindMalformed, "status must be valid or revoked"))
+		return
+	}
+	f.Name, f.IssuerID = c.Query("name"), c.Query("issuer")
+	for _, p := range []struct {
+		q   string
+		dst *time.Time
+	}{{"expiring_before", &f.ExpiringBefore}, {"expiring_after", &f.ExpiringAfter}} {
+		if v := c.Query(p.q); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				a.fail(c, core.Errorf(core.KindMalformed, "%s must be an RFC 3339 time", p.q))
+				return
+			}
+			*p.dst = t
+		}
+	}
+	if cur := c.Query("cursor"); cur != "" {
+		s, err := core.ParseSerial(cur)
+		if err != nil {
+			a.fail(c, core.Errorf(core.KindMalformed, "bad cursor"))
+			return
+		}
+		f.After = s
+	}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			a.fail(c, core.Errorf(core.KindMalformed, "limit must be 1-1000"))
+			return
+		}
+		f.Limit = n
+	}
+	rows, next, err := a.store.ListCertificates(c.Request.Context(), f)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := ListResponse{Certificates: make([]CertificateResponse, len(rows)), NextCursor: string(next)}
+	for i := range rows {
+		out.Certificates[i] = recordResponse(&rows[i], false)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// IssuerResponse describes one issuer.
+type IssuerResponse struct {
+	ID          string    `json:"id"`
+	Default     bool      `json:"default"`
+	Subject     string    `json:"subject"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Certificate string    `json:"certificate"` // PEM
+	Chain       string    `json:"chain"`       // PEM: the issuer up to the root
+}
+
+func (a *API) listIssuers(c *gin.Context) {
+	var out []IssuerResponse
+	for _, is := range a.issuers.Issuers() {
+		cert := is.Certificate()
+		out = append(out, IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(),
+			Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+			Certificate: pemOf(cert), Chain: pemOf(is.Chain()...)})
+	}
+	c.JSON(http.StatusOK, gin.H{"issuers": out})
+}

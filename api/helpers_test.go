@@ -1,0 +1,174 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// env is a running API over a real listener, real SQLite, real pipeline.
+type env struct {
+	srv    *httptest.Server
+	engine *gin.Engine
+	db     *storage.DB
+	ca     *ca.CA
+	root   *ca.Issuer
+	inter  *ca.Issuer
+	keys   map[string]string // name → secret
+	client *http.Client
+}
+
+func newEnv(t testing.TB, db *storage.DB, opts func(*Options)) *env {
+	t.Helper()
+	ctx := context.Background()
+	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "API Test Root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
+	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "API Test Intermediate",
+		CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"}, CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, _ := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	if db == nil {
+		db, _ = storagetest.SQLite(t)
+	}
+	pipeline, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter},
+		URLs: ca.URLs{CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}, CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ra.New(ra.Options{CA: pipeline, Policy: ra.Policy{
+		AllowedDNSSuffixes: []string{"corp.internal", "example.com"},
+		AllowedIPRanges:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		AllowExtraSANs:     true,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Authority: auth, Store: db, Issuers: pipeline}
+	if opts != nil {
+		opts(&o)
+	}
+	a, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	engine := gin.New()
+	a.Register(engine.Group("/api/v1"))
+	e := &env{engine: engine, db: db, ca: pipeline, root: root, inter: inter, keys: map[string]string{}}
+	for name, scopes := range map[string][]string{
+		"issuer": {ScopeIssue, ScopeRead}, "reader": {ScopeRead}, "revoker": {ScopeRevoke, ScopeRead},
+		"admin": {ScopeAdmin}, "revoked": {ScopeAdmin},
+	} {
+		secret, id, err := CreateKey(ctx, db, name, scopes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.keys[name] = secret
+		if name == "revoked" {
+			if err := RevokeKey(ctx, db, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.srv = httptest.NewServer(engine)
+	t.Cleanup(e.srv.Close)
+	e.client = e.srv.Client()
+	return e
+}
+
+// do sends a request with the named key ("" for none) and returns the
+// response and its body.
+func (e *env) do(t testing.TB, method, path, key, contentType string, body []byte, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+"/api/v1"+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if key != "" {
+		s, ok := e.keys[key]
+		if !ok {
+			s = key // a literal secret
+		}
+		req.Header.Set("Authorization", "Bearer "+s)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func newCSR(t testing.TB, key crypto.Signer, cn string, names ...string) []byte {
+	t.Helper()
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func pemCSR(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func jsonBody(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (e *env) count(t testing.TB, status core.CertStatus) int {
+	t.Helper()
+	var n int
+	if err := e.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM certificates WHERE status = ?`, string(status)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// Identifiers lists refused names, one entry each, when policy
+	// refused some.
+	Identifiers []IdentifierProblem `json:"identifiers,omitempty"`
+}
+
+// IdentifierProblem is one refused name.
+type IdentifierProblem struct {
+	Type   string `json:"type"`
+	Value  string `json:"value"`
+	Detail string `json:"detail"`
+}
+
+const problemBase = "urn:strongroom:problem:"
+
+// Statuses by kind: the one mapping from core.Error kinds to HTTP.
+var kindStatus = map[core.Kind]int{
+	core.KindMalformed:       http.StatusBadRequest,
+	core.KindBadCSR:          http.StatusBadRequest,
+	core.KindBadKey:          http.StatusBadRequest,
+	core.KindRejected:        http.StatusUnprocessableEntity,
+	core.KindUnauthenticated: http.StatusUnauthorized,
+	core.KindForbidden:       http.StatusForbidden,
+	core.KindNotFound:        http.StatusNotFound,
+	core.KindConflict:        http.StatusConflict,
+	core.KindRateLimited:     http.StatusTooManyRequests,
+	core.KindUnavailable:     http.StatusServiceUnavailable,
+	core.KindInternal:        http.StatusInternalServerError,
+}
+
+// problemFor builds the document for err. Internal detail never reaches
+// the client.
+func problemFor(err error) Problem {
+	k := core.KindOf(err)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return Problem{Type: problemBase + "tooLarge", Title: "Request body too large",
+			Status: http.StatusRequestEntityTooLarge, Detail: err.Error()}
+	}
+	status, ok := kindStatus[k]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	p := Problem{Type: problemBase + k.String(), Title: http.StatusText(status), Status: status, Detail: core.DetailOf(err)}
+	var ie *ra.IdentifierError
+	if errors.As(err, &ie) {
+		for _, ip := range ie.Problems {
+			p.Identifiers = append(p.Identifiers, IdentifierProblem{Type: ip.Identifier.Type, Value: ip.Identifier.Value, Detail: ip.Detail})
+		}
+	}
+	return p
+}
+
+// fail writes the problem for err and stops the handler chain.
+func (a *API) fail(c *gin.Context, err error) {
+	p := problemFor(err)
+	if p.Status >= 500 {
+		a.log.ErrorContext(c.Request.Context(), "request failed", "err", err, "path", c.FullPath())
+	} else {
+		a.log.DebugContext(c.Request.Context(), "request refused", "err", err, "path", c.FullPath())
+	}
+	writeProblem(c, p)
+}
+
+func writeProblem(c *gin.Context, p Problem) {
+	if p.Status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="strongroom"`)
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Abort()
+	c.Render(p.Status, problemRender{p})
+}
+
+// problemRender writes JSON with the problem+json media type.
+type problemRender struct{ p Problem }
+
+func (r problemRender) Render(w http.ResponseWriter) error {
+	r.WriteContentType(w)
+	return encodeJSON(w, r.p)
+}
+
+func (r problemRender) WriteContentType(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/problem+json")
+}
+
+var _ = slog.LevelDebug
