@@ -278,7 +278,7 @@ func TestLegoWithChallengePackage(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	v, err := challenge.New(challenge.Options{HTTPPort: port,
-		HostOverride: map[string]string{"wired.example.com": "127.0.0.1", "nobody.example.com": "127.0.0.1"}})
+		HostOverride: map[string]string{"wired.example.com": "127.0.0.1", "nobody.example.com": "127.0.0.2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestLegoWithChallengePackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyChain(t, e, res.Certificate, "wired.example.com")
-	// lego serves no token for this name (its server matches the Host): the challenge fails with the
+	// This name points where nothing listens: the challenge fails with the
 	// validator's problem type, and lego reports it.
 	_, err = c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"nobody.example.com"},
 		Bundle: true, KeyType: certcrypto.EC256})
