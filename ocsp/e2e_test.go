@@ -62,7 +62,7 @@ func TestOpenSSL(t *testing.T) {
 			checkOut(t, out, append([]string{"Response verify OK"}, wants[name]...))
 		})
 		t.Run("ocsptool/"+name, func(t *testing.T) {
-			out, err := ocsptest.Tool(t, "ocsptool", "--ask=" + url, "--load-issuer=" + caPEM, "--load-cert=" + leaf, "--load-trust=" + caPEM)
+			out, err := ocsptest.Tool(t, "ocsptool", "--ask="+url, "--load-issuer="+caPEM, "--load-cert="+leaf, "--load-trust="+caPEM)
 			if name == "good" && err != nil {
 				t.Fatalf("ocsptool: %v\n%s", err, out)
 			}

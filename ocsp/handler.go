@@ -78,8 +78,14 @@ func (r *Responder) decodeGET(req *http.Request) []byte {
 		return nil
 	}
 	p = strings.TrimPrefix(p[len(r.prefix):], "/")
-	s, err := url.PathUnescape(p)
-	if err != nil || s == "" {
+	s := p
+	if strings.IndexByte(p, '%') >= 0 {
+		var err error
+		if s, err = url.PathUnescape(p); err != nil {
+			return nil
+		}
+	}
+	if s == "" {
 		return nil
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {

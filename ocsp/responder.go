@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -216,7 +217,7 @@ func (r *Responder) ResponderCert(issuerID string) *x509.Certificate {
 }
 
 func cacheKey(issuerID string, h crypto.Hash, serial core.Serial) string {
-	return fmt.Sprintf("%s/%d/%s", issuerID, int(h), serial)
+	return issuerID + "/" + strconv.Itoa(int(h)) + "/" + string(serial)
 }
 
 // Invalidate drops every cached answer for a certificate. It runs on every
