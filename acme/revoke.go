@@ -182,6 +182,9 @@ func (s *Server) checkReplaces(ctx context.Context, accountID, certID string) er
 	if c.AccountID != accountID {
 		return malformed("replaces names a certificate of another account")
 	}
+	if len(c.Chains) == 0 {
+		return malformed("replaces names a certificate without a stored chain")
+	}
 	if blk, _ := pem.Decode([]byte(c.Chains[0])); blk != nil {
 		if leaf, err := x509.ParseCertificate(blk.Bytes); err == nil && !bytes.Equal(leaf.AuthorityKeyId, aki) {
 			return malformed("replaces certID does not match the certificate's issuer")
