@@ -3,8 +3,10 @@
 // objects sealed at rest under a key-encryption key (KEK), the unseal
 // methods that recover the KEK (key file, passphrase, Shamir M-of-N),
 // known-answer self-tests, the key operations (sign, verify, encrypt,
-// decrypt, wrap, unwrap, digest, HMAC, random, data keys) and a hash-chained
-// audit log.
+// decrypt, wrap, unwrap, digest, HMAC, random, data keys), a hash-chained
+// audit log, and backup/restore (one authenticated file holding every object
+// still sealed, the users, the meta and the audit chain, with the KEK wrapped
+// for the recovery holders; a scheduled backup with retention and a copy).
 //
 // Roles follow CloudHSM's split: a crypto officer manages users and may see
 // and destroy any key's metadata but uses no key; a crypto user generates,

@@ -240,52 +240,9 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	if err != nil {
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	method := UnsealMethod(meta[metaMethod])
-	var wk []byte
-	switch method {
-	case "":
-		return ErrNotInitialized
-	case MethodKeyFile:
-		if in.KeyFile == "" {
-			return errf(ErrInvalid, "unsealing: this module unseals with a key file; none given")
-		}
-		wk, err = os.ReadFile(in.KeyFile)
-		if err != nil {
-			return fmt.Errorf("unsealing: reading key file: %w", err)
-		}
-		if len(wk) != 32 {
-			return errf(ErrBadUnseal, "unsealing: key file must hold exactly 32 bytes")
-		}
-	case MethodPassphrase:
-		var kdf passphraseKDF
-		if err := json.Unmarshal(meta[metaKDF], &kdf); err != nil || len(kdf.Salt) == 0 {
-			return errf(ErrCorrupt, "unsealing: passphrase parameters are unreadable")
-		}
-		if len(in.Passphrase) == 0 {
-			return errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
-		}
-		wk = kdf.derive(in.Passphrase)
-	case MethodShamir:
-		var sp shamirParams
-		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {
-			return errf(ErrCorrupt, "unsealing: Shamir parameters are unreadable")
-		}
-		if wk, err = recoverMaster(sp, in.Shares); err != nil {
-			return fmt.Errorf("unsealing: %w", err)
-		}
-	default:
-		return errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method)
-	}
-	defer clear(wk)
-	kek, err := openKEK(wk, method, meta[metaWrappedKEK])
+	kek, method, err := recoverKEK(meta, in)
 	if err != nil {
-		switch method {
-		case MethodPassphrase:
-			return errf(ErrBadUnseal, "unsealing: wrong passphrase")
-		case MethodShamir:
-			return errf(ErrBadUnseal, "unsealing: the shares do not recover this module's master secret")
-		}
-		return errf(ErrBadUnseal, "unsealing: wrong key file")
+		return err
 	}
 	if err := m.runSelfTests(); err != nil {
 		clear(kek)
@@ -306,6 +263,60 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	m.state.Store(st)
 	m.log.Info("hsm unsealed", "method", method)
 	return nil
+}
+
+// recoverKEK derives the wrapping key from in for the method recorded in
+// meta and opens the wrapped KEK. Unseal and Restore share it.
+func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, error) {
+	method := UnsealMethod(meta[metaMethod])
+	var wk []byte
+	var err error
+	switch method {
+	case "":
+		return nil, "", ErrNotInitialized
+	case MethodKeyFile:
+		if in.KeyFile == "" {
+			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a key file; none given")
+		}
+		wk, err = os.ReadFile(in.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("unsealing: reading key file: %w", err)
+		}
+		if len(wk) != 32 {
+			return nil, "", errf(ErrBadUnseal, "unsealing: key file must hold exactly 32 bytes")
+		}
+	case MethodPassphrase:
+		var kdf passphraseKDF
+		if err := json.Unmarshal(meta[metaKDF], &kdf); err != nil || len(kdf.Salt) == 0 {
+			return nil, "", errf(ErrCorrupt, "unsealing: passphrase parameters are unreadable")
+		}
+		if len(in.Passphrase) == 0 {
+			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
+		}
+		wk = kdf.derive(in.Passphrase)
+	case MethodShamir:
+		var sp shamirParams
+		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {
+			return nil, "", errf(ErrCorrupt, "unsealing: Shamir parameters are unreadable")
+		}
+		if wk, err = recoverMaster(sp, in.Shares); err != nil {
+			return nil, "", fmt.Errorf("unsealing: %w", err)
+		}
+	default:
+		return nil, "", errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method)
+	}
+	defer clear(wk)
+	kek, err := openKEK(wk, method, meta[metaWrappedKEK])
+	if err != nil {
+		switch method {
+		case MethodPassphrase:
+			return nil, "", errf(ErrBadUnseal, "unsealing: wrong passphrase")
+		case MethodShamir:
+			return nil, "", errf(ErrBadUnseal, "unsealing: the shares do not recover this module's master secret")
+		}
+		return nil, "", errf(ErrBadUnseal, "unsealing: wrong key file")
+	}
+	return kek, method, nil
 }
 
 var errNoShares = errors.New("no shares given")

@@ -1,0 +1,394 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// A backup file is:
+//
+//	"SRBK" | uint16 format version (1) | uint32 header length | header JSON | body
+//
+// The header (public: the keystore's meta — unseal method, wrapped KEK, KDF
+// parameters, Shamir commitments — plus, for a passphrase backup, the KEK
+// wrapped under the backup passphrase) tells how to recover the KEK. The body
+// is AES-256-GCM under a key derived from the KEK (HKDF-SHA256), with every
+// byte before it as additional data, so any change to the file is refused
+// before anything is written. Inside it: users (PIN hashes, roles, lock
+// state), every object version sealed and with its attributes exactly as
+// stored (so their AAD binding still holds), and the whole audit chain.
+
+const (
+	backupMagic       = "SRBK"
+	backupVersion     = 1
+	backupFormat      = "strongroom-hsm-backup"
+	backupKeyInfo     = "strongroom-hsm-backup-v1"
+	maxBackupSize     = 1 << 30
+	maxBackupHeader   = 1 << 20
+	wrapModule        = "module"
+	wrapPassphrase    = "passphrase"
+	backupPassMethod  = UnsealMethod("backup-passphrase") // AAD of the passphrase wrap
+	backupSnapshotVer = 1
+)
+
+// BackupOptions chooses who can open a backup.
+type BackupOptions struct {
+	// Passphrase, when set (at least 8 bytes), wraps the KEK under an
+	// Argon2id key from this passphrase instead of the module's own unseal
+	// material; Restore then needs it (RestoreInput.BackupPassphrase). The
+	// restored module still unseals with its original material.
+	Passphrase []byte
+	// Actor names who asked, for the audit entry ("" = the module itself,
+	// e.g. the schedule).
+	Actor string
+}
+
+// RestoreInput is what opens a backup.
+type RestoreInput struct {
+	// Unseal is the module's unseal material (key file, passphrase or
+	// shares) for a backup made without a backup passphrase.
+	Unseal UnsealInput
+	// BackupPassphrase opens a backup made with BackupOptions.Passphrase.
+	BackupPassphrase []byte
+	// Actor names who restored, for the audit entry.
+	Actor string
+}
+
+type backupHeader struct {
+	Format  string            `json:"format"`
+	Created time.Time         `json:"created"`
+	Wrap    string            `json:"wrap"` // "module" or "passphrase"
+	Meta    map[string][]byte `json:"meta"` // the keystore's meta, as stored
+	// For Wrap "passphrase": the KEK wrapped under Argon2id(passphrase).
+	BackupKDF        *passphraseKDF `json:"backup_kdf,omitempty"`
+	BackupWrappedKEK []byte         `json:"backup_wrapped_kek,omitempty"`
+	// Informational counts (authenticated with the rest).
+	Users, Objects, AuditEntries int
+}
+
+type backupBody struct {
+	Version  int                     `json:"version"`
+	Users    []storage.HSMUser       `json:"users"`
+	Objects  []storage.HSMObject     `json:"objects"`
+	Audit    []storage.HSMAuditEntry `json:"audit"`
+	HeadSeq  int64                   `json:"head_seq"`
+	HeadHash []byte                  `json:"head_hash"`
+}
+
+// backupStore is what Backup and Restore need beyond Store; *storage.DB has
+// it.
+type backupStore interface {
+	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry) (storage.HSMSnapshot, error)
+	RestoreHSM(ctx context.Context, s storage.HSMSnapshot, audit func(int64, []byte) storage.HSMAuditEntry) error
+}
+
+var _ backupStore = (*storage.DB)(nil)
+
+func (m *Module) backupStore() (backupStore, error) {
+	bs, ok := m.store.(backupStore)
+	if !ok {
+		return nil, errf(ErrUnsupported, "this module's store cannot take or restore backups")
+	}
+	return bs, nil
+}
+
+// Backup writes one backup file to w: every object still sealed, the users,
+// the meta, the audit chain (including this backup's own "hsm.backup"
+// entry) and the KEK wrapped for the recovery holders. The module must be
+// unsealed (the KEK authenticates the file). Pending usage counts are
+// flushed first.
+func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error {
+	bs, err := m.backupStore()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock() // Seal zeroes the KEK under mu: take a copy first
+	st := m.state.Load()
+	var kek []byte
+	if st != nil {
+		kek = bytes.Clone(st.kek)
+	}
+	m.mu.Unlock()
+	if _, err := m.live(); err != nil || st == nil {
+		return fmt.Errorf("backup: %w", ErrSealed)
+	}
+	defer clear(kek)
+	h := backupHeader{Format: backupFormat, Created: m.now().UTC().Truncate(time.Microsecond), Wrap: wrapModule}
+	if o.Passphrase != nil {
+		if len(o.Passphrase) < minPassphrase {
+			return errf(ErrInvalid, "backup: the backup passphrase must be at least %d bytes", minPassphrase)
+		}
+		kdf, err := newPassphraseKDF()
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		wk := kdf.derive(o.Passphrase)
+		h.BackupWrappedKEK, err = sealKEK(wk, backupPassMethod, kek)
+		clear(wk)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		h.Wrap, h.BackupKDF = wrapPassphrase, &kdf
+	}
+	_ = m.flushUsage(ctx)
+	snap, err := bs.SnapshotHSM(ctx, m.auditFunc(o.Actor, "hsm.backup", "", "wrap="+h.Wrap))
+	if err != nil {
+		return fmt.Errorf("backup: %w (%w)", ErrAuditFailed, err)
+	}
+	// A backup that would not restore is worse than none: every object must
+	// open under the KEK it travels with.
+	if err := checkObjects(kek, UnsealMethod(snap.Meta[metaMethod]), snap.Objects); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	h.Meta, h.Users, h.Objects, h.AuditEntries = snap.Meta, len(snap.Users), len(snap.Objects), len(snap.Audit)
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	body, err := json.Marshal(backupBody{Version: backupSnapshotVer, Users: snap.Users, Objects: snap.Objects,
+		Audit: snap.Audit, HeadSeq: snap.HeadSeq, HeadHash: snap.HeadHash})
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	prefix := binary.BigEndian.AppendUint16([]byte(backupMagic), backupVersion)
+	prefix = binary.BigEndian.AppendUint32(prefix, uint32(len(hdr)))
+	prefix = append(prefix, hdr...)
+	g, err := backupAEAD(kek)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	nonce := make([]byte, g.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	out := g.Seal(append(prefix, nonce...), nonce, body, prefix)
+	if _, err := w.Write(out); err != nil {
+		return fmt.Errorf("backup: writing: %w", err)
+	}
+	m.log.Info("hsm backup written", "wrap", h.Wrap, "objects", h.Objects, "users", h.Users, "bytes", len(out))
+	return nil
+}
+
+// Restore reads a backup from r and writes it into this module, which must
+// be empty (never initialised). The file is checked completely first — its
+// authentication tag, every object opening under the recovered KEK, and the
+// audit chain — so a damaged or tampered file is refused with nothing
+// written. Everything is then written in one transaction followed by a
+// "hsm.restore" audit entry. The module is left sealed: unseal it with the
+// original unseal material.
+func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) error {
+	bs, err := m.backupStore()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok, err := m.Initialized(ctx); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	} else if ok || m.state.Load() != nil {
+		return errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one is initialised")
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxBackupSize+1))
+	if err != nil {
+		return fmt.Errorf("restore: reading backup: %w", err)
+	}
+	if len(data) > maxBackupSize {
+		return errf(ErrInvalid, "restore: backup is larger than %d bytes", maxBackupSize)
+	}
+	h, prefix, sealed, err := parseBackup(data)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	kek, err := backupKEK(h, in)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer clear(kek)
+	g, err := backupAEAD(kek)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if len(sealed) < g.NonceSize()+g.Overhead() {
+		return errf(ErrCorrupt, "restore: backup is truncated; nothing was written")
+	}
+	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], prefix)
+	if err != nil {
+		return errf(ErrCorrupt, "restore: backup fails its integrity check (damaged or tampered with); nothing was written")
+	}
+	var b backupBody
+	if err := json.Unmarshal(plain, &b); err != nil || b.Version != backupSnapshotVer {
+		return errf(ErrCorrupt, "restore: backup contents are unreadable (version %d); nothing was written", b.Version)
+	}
+	method := UnsealMethod(h.Meta[metaMethod])
+	if err := checkObjects(kek, method, b.Objects); err != nil {
+		return fmt.Errorf("restore: %w; nothing was written", err)
+	}
+	for i := range b.Audit {
+		if b.Audit[i].PrevHash == nil {
+			b.Audit[i].PrevHash = []byte{}
+		}
+	}
+	if p := chainProblem(b.Audit, b.HeadSeq, b.HeadHash); p != "" {
+		return errf(ErrCorrupt, "restore: the backup's audit chain does not verify: %s; nothing was written", p)
+	}
+	snap := storage.HSMSnapshot{Meta: h.Meta, Users: b.Users, Objects: b.Objects, Audit: b.Audit,
+		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash}
+	details := fmt.Sprintf("restored from backup created=%s wrap=%s users=%d objects=%d audit_entries=%d",
+		h.Created.Format(time.RFC3339), h.Wrap, len(b.Users), len(b.Objects), len(b.Audit))
+	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details)); err != nil {
+		if errors.Is(err, storage.ErrHSMNotEmpty) {
+			return errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one holds data")
+		}
+		return fmt.Errorf("restore: %w", err)
+	}
+	m.log.Info("hsm restored from backup", "created", h.Created, "objects", len(b.Objects), "users", len(b.Users))
+	return nil
+}
+
+// parseBackup splits a backup into its header, the authenticated prefix and
+// the sealed body.
+func parseBackup(data []byte) (backupHeader, []byte, []byte, error) {
+	var h backupHeader
+	if len(data) < 10 || string(data[:4]) != backupMagic {
+		return h, nil, nil, errf(ErrInvalid, "not a Strongroom HSM backup file")
+	}
+	if v := binary.BigEndian.Uint16(data[4:6]); v != backupVersion {
+		return h, nil, nil, errf(ErrInvalid, "backup format version %d is not supported (this build reads version %d)", v, backupVersion)
+	}
+	n := binary.BigEndian.Uint32(data[6:10])
+	if n > maxBackupHeader || int(n) > len(data)-10 {
+		return h, nil, nil, errf(ErrCorrupt, "backup header length is out of range (damaged file)")
+	}
+	prefix := data[:10+n]
+	dec := json.NewDecoder(bytes.NewReader(prefix[10:]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil || h.Format != backupFormat {
+		return h, nil, nil, errf(ErrCorrupt, "backup header is unreadable (damaged or tampered with)")
+	}
+	return h, prefix, data[10+n:], nil
+}
+
+// backupKEK recovers the KEK from the header with the material in in.
+func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
+	switch h.Wrap {
+	case wrapPassphrase:
+		if h.BackupKDF == nil || len(h.BackupKDF.Salt) == 0 {
+			return nil, errf(ErrCorrupt, "backup passphrase parameters are unreadable")
+		}
+		if len(in.BackupPassphrase) == 0 {
+			return nil, errf(ErrInvalid, "this backup is protected by a backup passphrase; none given")
+		}
+		wk := h.BackupKDF.derive(in.BackupPassphrase)
+		defer clear(wk)
+		kek, err := openKEK(wk, backupPassMethod, h.BackupWrappedKEK)
+		if err != nil {
+			return nil, errf(ErrBadUnseal, "wrong backup passphrase (or the backup's key block is damaged)")
+		}
+		return kek, nil
+	case wrapModule:
+		kek, _, err := recoverKEK(h.Meta, in.Unseal)
+		if errors.Is(err, ErrBadUnseal) {
+			return nil, fmt.Errorf("%w (or the backup's key block is damaged)", err)
+		}
+		return kek, err
+	}
+	return nil, errf(ErrCorrupt, "backup names an unknown key wrapping %q", h.Wrap)
+}
+
+func backupAEAD(kek []byte) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, kek, nil, backupKeyInfo, 32)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return gcmOf(key)
+}
+
+// checkObjects opens every object version under kek and forgets it.
+func checkObjects(kek []byte, method UnsealMethod, objs []storage.HSMObject) error {
+	st, err := newUnsealed(bytes.Clone(kek), method)
+	if err != nil {
+		return err
+	}
+	defer st.zero()
+	for _, o := range objs {
+		kv, _, err := openObject(st, o)
+		if err != nil {
+			return err
+		}
+		kv.h.destroy()
+	}
+	return nil
+}
+
+// chainProblem checks a list of audit entries as VerifyAudit checks the
+// stored log; "" means intact.
+func chainProblem(es []storage.HSMAuditEntry, headSeq int64, headHash []byte) string {
+	prev := []byte{}
+	for i, e := range es {
+		switch {
+		case e.Seq != int64(i+1):
+			return fmt.Sprintf("entry %d is missing", i+1)
+		case !bytes.Equal(e.PrevHash, prev):
+			return fmt.Sprintf("entry %d does not link to the one before it", e.Seq)
+		case !bytes.Equal(auditHash(e), e.Hash):
+			return fmt.Sprintf("entry %d does not match its hash", e.Seq)
+		}
+		prev = e.Hash
+	}
+	if int64(len(es)) != headSeq || !bytes.Equal(prev, headHash) {
+		return fmt.Sprintf("log ends at %d but the head records %d", len(es), headSeq)
+	}
+	return ""
+}
+
+// BackupInfo describes a backup file from its header. It is read before
+// the file is authenticated (that needs the KEK): use it to ask for the
+// right material, not as proof of anything.
+type BackupInfo struct {
+	Created time.Time
+	// Method is the unseal method of the backed-up module: the material
+	// that opens the backup unless PassphraseProtected, and that unseals the
+	// module once restored.
+	Method UnsealMethod
+	// PassphraseProtected: the backup opens with its backup passphrase.
+	PassphraseProtected          bool
+	Users, Objects, AuditEntries int
+}
+
+// InspectBackup reads a backup file's header.
+func InspectBackup(r io.Reader) (BackupInfo, error) {
+	head := make([]byte, 10)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return BackupInfo{}, errf(ErrInvalid, "not a Strongroom HSM backup file (too short)")
+	}
+	if string(head[:4]) != backupMagic {
+		return BackupInfo{}, errf(ErrInvalid, "not a Strongroom HSM backup file")
+	}
+	n := binary.BigEndian.Uint32(head[6:10])
+	if n > maxBackupHeader {
+		return BackupInfo{}, errf(ErrCorrupt, "backup header length is out of range (damaged file)")
+	}
+	rest := make([]byte, n)
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return BackupInfo{}, errf(ErrCorrupt, "backup is truncated")
+	}
+	h, _, _, err := parseBackup(append(head, rest...))
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	return BackupInfo{Created: h.Created, Method: UnsealMethod(h.Meta[metaMethod]), PassphraseProtected: h.Wrap == wrapPassphrase,
+		Users: h.Users, Objects: h.Objects, AuditEntries: h.AuditEntries}, nil
+}

@@ -1,0 +1,195 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// HSMSnapshot is the whole HSM keystore as one consistent read: what a
+// backup carries and what a restore writes back. Objects carry their sealed
+// blobs and attributes exactly as stored; nothing in it is a plaintext
+// secret.
+type HSMSnapshot struct {
+	Meta     map[string][]byte
+	Users    []HSMUser
+	Objects  []HSMObject
+	Audit    []HSMAuditEntry
+	HeadSeq  int64
+	HeadHash []byte
+}
+
+// SnapshotHSM appends the audit entry audit builds (when not nil) and reads
+// every keystore table in the same transaction. Appending first takes the
+// audit head's lock, which every keystore write also takes, so the snapshot
+// is consistent on PostgreSQL as well as SQLite, and it includes its own
+// entry.
+func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry) (HSMSnapshot, error) {
+	var s HSMSnapshot
+	err := d.InTx(ctx, func(tx *Tx) error {
+		if audit != nil {
+			if err := appendHSMAudit(ctx, tx, audit); err != nil {
+				return err
+			}
+		}
+		var err error
+		if s.Meta, err = txHSMMeta(ctx, tx); err != nil {
+			return err
+		}
+		if s.Users, err = txHSMUsers(ctx, tx); err != nil {
+			return err
+		}
+		if s.Objects, err = txHSMObjects(ctx, tx); err != nil {
+			return err
+		}
+		if s.Audit, err = txHSMAudit(ctx, tx); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&s.HeadSeq, &s.HeadHash); err != nil {
+			return fmt.Errorf("reading hsm audit head: %w", err)
+		}
+		return nil
+	})
+	return s, err
+}
+
+// ErrHSMNotEmpty is returned by RestoreHSM when the keystore already holds
+// anything.
+var ErrHSMNotEmpty = core.Errorf(core.KindConflict, "hsm keystore is not empty")
+
+// RestoreHSM writes s into an empty keystore in one transaction — meta,
+// users, objects (with their use counts), the audit entries verbatim and
+// the head — then appends the entry audit builds (when not nil) after them.
+// If the keystore holds any meta, user, object or audit entry it fails with
+// ErrHSMNotEmpty and writes nothing.
+func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry) error {
+	return d.InTx(ctx, func(tx *Tx) error {
+		// Lock the head row first so a concurrent initialisation serialises.
+		var headSeq int64
+		var h []byte
+		if err := tx.QueryRow(ctx, `UPDATE hsm_audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash`).Scan(&headSeq, &h); err != nil {
+			return fmt.Errorf("locking hsm audit head: %w", err)
+		}
+		var n int
+		err := tx.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM hsm_meta) + (SELECT COUNT(*) FROM hsm_users)
+			+ (SELECT COUNT(*) FROM hsm_objects) + (SELECT COUNT(*) FROM hsm_audit)`).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("checking hsm keystore is empty: %w", err)
+		}
+		if n > 0 || headSeq != 0 {
+			return ErrHSMNotEmpty
+		}
+		for k, v := range s.Meta {
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_meta (name, value) VALUES (?, ?)`, k, v); err != nil {
+				return fmt.Errorf("restoring hsm meta: %w", err)
+			}
+		}
+		for _, u := range s.Users {
+			locked := 0
+			if u.Locked {
+				locked = 1
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created)); err != nil {
+				return fmt.Errorf("restoring hsm user: %w", err)
+			}
+		}
+		for _, o := range s.Objects {
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_objects (`+hsmObjectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				o.ID, o.Version, o.Owner, o.Label, o.Attrs, o.Sealed, Micros(o.Created), int64(o.Uses)); err != nil {
+				return fmt.Errorf("restoring hsm object: %w", err)
+			}
+		}
+		for _, e := range s.Audit {
+			if _, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash); err != nil {
+				return fmt.Errorf("restoring hsm audit entry %d: %w", e.Seq, err)
+			}
+		}
+		hash := s.HeadHash
+		if hash == nil {
+			hash = []byte{}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ? WHERE id = 1`, s.HeadSeq, hash); err != nil {
+			return fmt.Errorf("restoring hsm audit head: %w", err)
+		}
+		if audit != nil {
+			return appendHSMAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+}
+
+func txHSMMeta(ctx context.Context, tx *Tx) (map[string][]byte, error) {
+	rows, err := tx.Query(ctx, `SELECT name, value FROM hsm_meta`)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm meta: %w", err)
+	}
+	defer rows.Close()
+	m := map[string][]byte{}
+	for rows.Next() {
+		var n string
+		var v []byte
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, fmt.Errorf("reading hsm meta: %w", err)
+		}
+		m[n] = v
+	}
+	return m, rows.Err()
+}
+
+func txHSMUsers(ctx context.Context, tx *Tx) ([]HSMUser, error) {
+	rows, err := tx.Query(ctx, `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm users: %w", err)
+	}
+	defer rows.Close()
+	var us []HSMUser
+	for rows.Next() {
+		u, err := scanHSMUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading hsm users: %w", err)
+		}
+		us = append(us, u)
+	}
+	return us, rows.Err()
+}
+
+func txHSMObjects(ctx context.Context, tx *Tx) ([]HSMObject, error) {
+	rows, err := tx.Query(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm objects: %w", err)
+	}
+	defer rows.Close()
+	var os []HSMObject
+	for rows.Next() {
+		var o HSMObject
+		var created, uses int64
+		if err := rows.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses); err != nil {
+			return nil, fmt.Errorf("reading hsm objects: %w", err)
+		}
+		o.Created, o.Uses = FromMicros(created), uint64(uses)
+		os = append(os, o)
+	}
+	return os, rows.Err()
+}
+
+func txHSMAudit(ctx context.Context, tx *Tx) ([]HSMAuditEntry, error) {
+	rows, err := tx.Query(ctx, `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("reading hsm audit: %w", err)
+	}
+	defer rows.Close()
+	var es []HSMAuditEntry
+	for rows.Next() {
+		var e HSMAuditEntry
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("reading hsm audit: %w", err)
+		}
+		e.At = FromMicros(at)
+		es = append(es, e)
+	}
+	return es, rows.Err()
+}
