@@ -2,13 +2,40 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // adminKeyFile holds the admin API key made at initialisation (0600).
 const adminKeyFile = "admin.key"
 
 // createAdminKey makes the first admin API key and writes it to
-// DIR/admin.key once.
+// DIR/admin.key once. The database keeps only its hash.
 func createAdminKey(ctx context.Context, dir string) error {
-	return nil // TODO: api.CreateKey once package api lands
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	secret, _, err := api.CreateKey(ctx, db, "admin", []string{"admin"})
+	if err != nil {
+		return fmt.Errorf("creating the admin API key: %w", err)
+	}
+	return writeSecret(filepath.Join(dir, adminKeyFile), secret)
+}
+
+func openDB(ctx context.Context, cfg *config.Config, dir string) (*storage.DB, error) {
+	dialect := storage.SQLite
+	if cfg.Database.Driver == "postgres" {
+		dialect = storage.Postgres
+	}
+	return storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/hsm"
-	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/server"
 )
 
@@ -28,7 +28,7 @@ type app struct {
 	tls    *tlsCert
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
 	pipeline *ca.CA
-	ra       *ra.Authority
+	ra       *publishingAuthority
 	shared   *shared
 	https    net.Listener
 	plain    net.Listener
@@ -56,7 +56,13 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	}
 	a.closers = append(a.closers, a.shared.close)
 	a.tls = &tlsCert{hostname: n.cfg.Hostname, log: n.log}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(a.root.Certificate())
+	for _, in := range a.inters {
+		clientCAs.AddCert(in.Certificate())
+	}
 	a.srv = server.New(server.Options{
+		ClientCAs:      clientCAs,
 		HTTPSAddr:      n.cfg.Listen.HTTPS,
 		HTTPAddr:       n.cfg.Listen.HTTP,
 		GetCertificate: a.tls.GetCertificate,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -23,6 +24,15 @@ type issuanceConfig struct {
 	DefaultProfile string `yaml:"default_profile"`
 	// Backdate sets NotBefore this far before now. Zero: 1m.
 	Backdate time.Duration `yaml:"backdate"`
+}
+
+// apiConfig is the `api:` section of strongroom.yaml.
+type apiConfig struct {
+	// ClientCertScopes grants scopes to TLS client certificates issued by
+	// this CA, by principal pattern: "mtls:deploy.corp.internal" (the
+	// certificate's first DNS name or common name) or a prefix ending in
+	// "*". Zero: client certificates give no access.
+	ClientCertScopes map[string][]string `yaml:"client_cert_scopes"`
 }
 
 // mountFrontEnds builds the pipeline (ca), the policy (ra) and every front
@@ -64,12 +74,30 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("building the issuance pipeline: %w", err)
 	}
-	a.ra, err = ra.New(ra.Options{CA: a.pipeline, Policy: policy, DefaultProfile: ic.DefaultProfile, Logger: a.n.log})
+	authority, err := ra.New(ra.Options{CA: a.pipeline, Policy: policy, DefaultProfile: ic.DefaultProfile, Logger: a.n.log})
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
+	a.ra = &publishingAuthority{Authority: authority, events: a.shared.events, log: a.n.log}
 	a.tls.issue = a.issueServerCert
+	if err := a.mountAPI(); err != nil {
+		return err
+	}
 	return a.mountRevocation(ctx)
+}
+
+func (a *app) mountAPI() error {
+	var ac apiConfig
+	if err := a.n.cfg.API.Decode("api", &ac); err != nil {
+		return err
+	}
+	rest, err := api.New(api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
+		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	rest.Register(a.srv.Engine().Group("/api/v1"))
+	return nil
 }
 
 // issueServerCert issues the HTTPS listener's own certificate through the

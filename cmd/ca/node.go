@@ -34,11 +34,7 @@ func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) 
 		return nil, err
 	}
 	log := newLogger(cfg.Log, logOut)
-	dialect := storage.SQLite
-	if cfg.Database.Driver == "postgres" {
-		dialect = storage.Postgres
-	}
-	db, err := storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
+	db, err := openDB(ctx, cfg, dir)
 	if err != nil {
 		return nil, err
 	}

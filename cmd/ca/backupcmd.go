@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// envBackupPassphrase carries the optional backup passphrase.
+const envBackupPassphrase = "STRONGROOM_BACKUP_PASSPHRASE"
+
+func hsmBackupCommand(g *globals) *cobra.Command {
+	var out string
+	var withPass bool
+	cmd := &cobra.Command{Use: "backup", Args: cobra.NoArgs,
+		Short: "Write an HSM backup file (every key still sealed, users, audit log); needs the HSM unsealed",
+		Long: `Writes one backup file holding every HSM object still sealed, the users
+(PIN hashes, roles, lock state), the keystore's meta and the audit chain. It
+is authenticated under a key derived from the KEK and holds no plaintext
+secret. By default the same unseal material as the module's (key file,
+passphrase or shares) opens it; with --passphrase it opens with the backup
+passphrase from ` + envBackupPassphrase + ` instead.
+
+The backup covers the HSM only: certificates, ACME accounts and the rest of
+the database need their own database backup.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out FILE is required")
+			}
+			opts := hsm.BackupOptions{Actor: "cli"}
+			if withPass {
+				p := os.Getenv(envBackupPassphrase)
+				if p == "" {
+					return fmt.Errorf("--passphrase: set %s", envBackupPassphrase)
+				}
+				opts.Passphrase = []byte(p)
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				// Create the file first: a backup that cannot be written is
+				// not audited as taken.
+				f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return fmt.Errorf("writing backup: %w", err)
+				}
+				var buf bytes.Buffer
+				err = n.hsm.Backup(ctx, &buf, opts)
+				if err == nil {
+					_, err = f.Write(buf.Bytes())
+				}
+				if err == nil {
+					err = f.Sync()
+				}
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					os.Remove(out)
+					return fmt.Errorf("writing backup: %w", err)
+				}
+				info, _ := hsm.InspectBackup(bytes.NewReader(buf.Bytes()))
+				fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d key versions, %d audit entries (opens with: %s)\n",
+					out, info.Users, info.Objects, info.AuditEntries, opensWith(info))
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&out, "out", "", "backup file to create (must not exist)")
+	cmd.Flags().BoolVar(&withPass, "passphrase", false, "protect the backup with the passphrase in "+envBackupPassphrase)
+	return cmd
+}
+
+func opensWith(info hsm.BackupInfo) string {
+	if info.PassphraseProtected {
+		return "the backup passphrase"
+	}
+	return "the module's " + string(info.Method) + " unseal material"
+}
+
+func hsmRestoreCommand(g *globals) *cobra.Command {
+	var in, fromDir string
+	cmd := &cobra.Command{Use: "restore", Args: cobra.NoArgs,
+		Short: "Restore an HSM backup into a fresh data directory (--data NEWDIR)",
+		Long: `Restores an HSM backup into the data directory given by --data, which must
+hold no initialised HSM. With --from-dir OLD, strongroom.yaml and the issuer
+certificates it names are copied from OLD first (existing files are kept).
+Without a strongroom.yaml, one with the defaults is written (SQLite in
+NEWDIR/strongroom.db) using the backup's unseal method.
+
+Material: a key-file module reads the key file named in the configuration
+(default NEWDIR/unseal.key — copy it there first); a passphrase module reads
+STRONGROOM_HSM_PASSPHRASE or asks on stdin; a Shamir module asks for shares
+on stdin; a backup made with --passphrase reads ` + envBackupPassphrase + `.
+
+Not in an HSM backup, to copy yourself: the key file (keyfile method), the
+CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), officer.pin if you use it, and
+the certificate database (issued certificates, revocations, ACME accounts),
+which needs its own database backup.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" {
+				return errors.New("--in FILE is required")
+			}
+			data, err := os.ReadFile(in)
+			if err != nil {
+				return fmt.Errorf("reading backup: %w", err)
+			}
+			info, err := hsm.InspectBackup(bytes.NewReader(data))
+			if err != nil {
+				return err
+			}
+			if err := prepareRestoreDir(g.dataDir, fromDir, info); err != nil {
+				return err
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				return restoreInto(ctx, cmd, n, data, info)
+			})
+		}}
+	cmd.Flags().StringVar(&in, "in", "", "backup file to restore")
+	cmd.Flags().StringVar(&fromDir, "from-dir", "", "old data directory to copy strongroom.yaml and the issuer certificates from")
+	return cmd
+}
+
+// prepareRestoreDir creates dir and gives it a configuration: copied from
+// fromDir with the issuer certificates, or the defaults for the backup's
+// unseal method.
+func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	cfgPath := filepath.Join(dir, config.FileName)
+	if fromDir != "" {
+		old, err := config.Load(fromDir)
+		if err != nil {
+			return fmt.Errorf("--from-dir: %w", err)
+		}
+		files := []string{config.FileName, old.CA.Root.Cert}
+		for _, is := range old.CA.Intermediates {
+			files = append(files, is.Cert)
+		}
+		for _, f := range files {
+			if filepath.IsAbs(f) {
+				continue // an absolute path already names the file wherever it is
+			}
+			if err := copyIfMissing(filepath.Join(fromDir, f), filepath.Join(dir, f)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		c := config.Default()
+		c.HSM.Unseal = string(info.Method)
+		if info.Method != hsm.MethodKeyFile {
+			c.HSM.KeyFile = ""
+		}
+		if err := c.Write(dir); err != nil {
+			return fmt.Errorf("writing default configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+func copyIfMissing(from, to string) error {
+	if _, err := os.Stat(to); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // e.g. no certificates yet
+		}
+		return fmt.Errorf("copying %s: %w", from, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+// restoreInto restores data into n's empty HSM, then unseals it with the
+// original material and verifies the audit chain.
+func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, info hsm.BackupInfo) error {
+	if ok, err := n.hsm.Initialized(ctx); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("the HSM in %s is already initialised; restore needs a fresh data directory", n.dir)
+	}
+	if string(info.Method) != n.cfg.HSM.Unseal {
+		return fmt.Errorf("the backup's module unseals with %q but %s says hsm.unseal: %q", info.Method, config.FileName, n.cfg.HSM.Unseal)
+	}
+	ri := hsm.RestoreInput{Actor: "cli"}
+	if info.PassphraseProtected {
+		p := os.Getenv(envBackupPassphrase)
+		if p == "" {
+			return fmt.Errorf("this backup is protected by a backup passphrase: set %s", envBackupPassphrase)
+		}
+		ri.BackupPassphrase = []byte(p)
+	} else {
+		var err error
+		if ri.Unseal, err = unsealMaterial(cmd, n); err != nil {
+			return err
+		}
+	}
+	if err := n.hsm.Restore(ctx, bytes.NewReader(data), ri); err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s\n", info.Users, info.Objects, info.AuditEntries, n.dir)
+	var err error
+	if info.PassphraseProtected {
+		err = unsealForCLI(ctx, cmd, n)
+	} else {
+		err = n.hsm.Unseal(ctx, ri.Unseal)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "restored, but not unsealed here: %v\n", err)
+	} else {
+		fmt.Fprintln(w, "HSM unsealed with the original material: self-tests passed")
+	}
+	rep, err := n.hsm.VerifyAudit(ctx)
+	if err != nil {
+		return err
+	}
+	if rep.FirstBad != 0 {
+		return fmt.Errorf("restored audit log does not verify at #%d: %s", rep.FirstBad, rep.Problem)
+	}
+	fmt.Fprintf(w, "audit log intact: %d entries\n", rep.Entries)
+	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key file for keyfile unseal,\n"+
+		"and the certificate database (issued certificates, revocations, ACME accounts) from its own backup")
+	return nil
+}
+
+// unsealMaterial gathers the module's unseal material without unsealing.
+func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
+	var in hsm.UnsealInput
+	r := bufio.NewReader(cmd.InOrStdin())
+	switch n.cfg.HSM.Unseal {
+	case "keyfile":
+		in.KeyFile = config.Path(n.dir, n.cfg.HSM.KeyFile)
+		if _, err := os.Stat(in.KeyFile); err != nil {
+			return in, fmt.Errorf("the backup opens with the module's key file: copy it to %s first (%w)", in.KeyFile, err)
+		}
+	case "passphrase":
+		p := os.Getenv(config.EnvPassphrase)
+		if p == "" {
+			fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
+			line, _ := r.ReadString('\n')
+			p = strings.TrimRight(line, "\r\n")
+		}
+		in.Passphrase = []byte(p)
+	case "shamir":
+		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
+		for {
+			line, err := r.ReadString('\n')
+			if line = strings.TrimSpace(line); line != "" {
+				in.Shares = append(in.Shares, line)
+			}
+			if line == "" || errors.Is(err, io.EOF) || err != nil {
+				break
+			}
+		}
+	}
+	return in, nil
+}
