@@ -58,6 +58,12 @@ func (v *Validator) lookupHost(ctx context.Context, host string) ([]netip.Addr, 
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		// RFC 6761 §6.3: localhost names are the loopback address and are
+		// never sent to a DNS server. This is what lets a developer point
+		// certbot or lego at a local CA for app.localhost.
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}, nil
+	}
 	var addrs []netip.Addr
 	if v.opts.Resolver == "" {
 		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)

@@ -83,6 +83,9 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err := a.mountAPI(); err != nil {
 		return err
 	}
+	if err := a.mountACME(policy, ic.DefaultProfile); err != nil {
+		return err
+	}
 	return a.mountRevocation(ctx)
 }
 

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/acme/challenge"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ra"
+)
+
+// acmeConfig is the `acme:` section of strongroom.yaml.
+type acmeConfig struct {
+	// Validation says how challenges are checked on the wire.
+	Validation validationConfig `yaml:"validation"`
+	// Endpoints are served at /acme/{name}/directory. Zero: one endpoint
+	// named "default" with every default below.
+	Endpoints []acmeEndpointConfig `yaml:"endpoints"`
+}
+
+type validationConfig struct {
+	// Resolver is the DNS server (host:port) for dns-01 and for looking up
+	// http-01/tls-alpn-01 targets. Zero: the system resolver.
+	Resolver string `yaml:"resolver"`
+	// HTTPPort and TLSPort are where http-01 and tls-alpn-01 are checked.
+	// Zero: 80 and 443.
+	HTTPPort int `yaml:"http_port"`
+	TLSPort  int `yaml:"tls_port"`
+	// HostOverride sends connections for a name to a fixed address.
+	// Zero: none.
+	HostOverride map[string]string `yaml:"host_override"`
+	// Timeout bounds each attempt. Zero: 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxRedirects for http-01. Zero: 10.
+	MaxRedirects int `yaml:"max_redirects"`
+}
+
+type acmeEndpointConfig struct {
+	// Name is the endpoint's path segment. Required.
+	Name string `yaml:"name"`
+	// Profiles offered in the directory (the ACME profiles extension),
+	// name → CA profile. Zero: "tls-server" and "tls-server-client".
+	Profiles map[string]acmeProfileConfig `yaml:"profiles"`
+	// DefaultProfile is the CA profile of an order that names none.
+	// Zero: tls-server.
+	DefaultProfile string `yaml:"default_profile"`
+	// EABRequired makes new accounts present an External Account Binding
+	// (keys from `ca acme eab create`). Zero: not required.
+	EABRequired bool `yaml:"eab_required"`
+	// Policy, when set, replaces the global `policy:` section for this
+	// endpoint (same fields as ra.Policy). Zero: the global policy.
+	Policy *ra.Policy `yaml:"policy"`
+	// Limits: new orders per account per hour, new accounts per client IP
+	// per hour. Zero: 300 and 50.
+	Limits *acme.Limits `yaml:"limits"`
+	// Directory meta fields. Zero: omitted.
+	TermsOfService string   `yaml:"terms_of_service"`
+	Website        string   `yaml:"website"`
+	CAAIdentities  []string `yaml:"caa_identities"`
+	// OrderLifetime is how long orders and authorizations stay usable.
+	// Zero: 7 days.
+	OrderLifetime time.Duration `yaml:"order_lifetime"`
+}
+
+type acmeProfileConfig struct {
+	Description string `yaml:"description"`
+	CAProfile   string `yaml:"ca_profile"`
+}
+
+func (a *app) acmeConfig() (acmeConfig, error) {
+	var c acmeConfig
+	if err := a.n.cfg.ACME.Decode("acme", &c); err != nil {
+		return c, err
+	}
+	if len(c.Endpoints) == 0 {
+		c.Endpoints = []acmeEndpointConfig{{Name: "default"}}
+	}
+	return c, nil
+}
+
+// mountACME builds one acme.Server per configured endpoint.
+func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
+	c, err := a.acmeConfig()
+	if err != nil {
+		return err
+	}
+	v, err := challenge.New(challenge.Options{Resolver: c.Validation.Resolver, HTTPPort: c.Validation.HTTPPort,
+		TLSPort: c.Validation.TLSPort, HostOverride: c.Validation.HostOverride, Timeout: c.Validation.Timeout,
+		MaxRedirects: c.Validation.MaxRedirects, Logger: a.n.log})
+	if err != nil {
+		return fmt.Errorf("acme.validation: %w", err)
+	}
+	seen := map[string]bool{}
+	for i, ep := range c.Endpoints {
+		field := fmt.Sprintf("acme.endpoints[%d]", i)
+		if ep.Name == "" || seen[ep.Name] {
+			return fmt.Errorf("%s.name: %q is empty or used twice", field, ep.Name)
+		}
+		seen[ep.Name] = true
+		auth := a.ra
+		if ep.Policy != nil {
+			authority, err := ra.New(ra.Options{CA: a.pipeline, Policy: *ep.Policy, DefaultProfile: defaultProfile, Logger: a.n.log})
+			if err != nil {
+				return fmt.Errorf("%s.policy: %w", field, err)
+			}
+			auth = &publishingAuthority{Authority: authority, events: a.shared.events, log: a.n.log}
+		}
+		profiles := map[string]acme.Profile{
+			"tls-server":        {Description: "TLS server certificate", CAProfile: "tls-server"},
+			"tls-server-client": {Description: "TLS server and client certificate", CAProfile: "tls-server-client"},
+		}
+		if ep.Profiles != nil {
+			profiles = map[string]acme.Profile{}
+			for name, p := range ep.Profiles {
+				if _, err := a.pipeline.Profile(p.CAProfile); err != nil {
+					return fmt.Errorf("%s.profiles.%s.ca_profile: %w", field, name, err)
+				}
+				profiles[name] = acme.Profile{Description: p.Description, CAProfile: p.CAProfile}
+			}
+		}
+		limits := acme.Limits{NewOrdersPerAccountPerHour: 300, NewAccountsPerIPPerHour: 50}
+		if ep.Limits != nil {
+			limits = *ep.Limits
+		}
+		defProfile := ep.DefaultProfile
+		if defProfile == "" {
+			defProfile = "tls-server"
+		}
+		srv, err := acme.New(acme.Options{
+			Name:           ep.Name,
+			BaseURL:        a.HTTPSURL() + "/acme/" + ep.Name,
+			Store:          a.n.db,
+			Nonces:         a.shared.nonces,
+			RateLimiter:    a.shared.limiter,
+			Limits:         limits,
+			Issuer:         &acmeIssuer{auth: auth, root: a.root.Certificate().Raw},
+			Policy:         &acmePolicy{auth: auth},
+			EAB:            &eabKeys{sess: a.sess},
+			Validator:      acme.ValidatorFunc(v.Validate),
+			Profiles:       profiles,
+			DefaultProfile: defProfile,
+			Meta: acme.Meta{TermsOfService: ep.TermsOfService, Website: ep.Website,
+				CAAIdentities: ep.CAAIdentities, ExternalAccountRequired: ep.EABRequired},
+			OrderLifetime: ep.OrderLifetime,
+			Logger:        a.n.log,
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+		a.closers = append(a.closers, func() { srv.Close() })
+		a.srv.MountACME(ep.Name, srv)
+	}
+	return nil
+}
+
+// acmeIssuer issues through ra for an ACME endpoint. Each certificate comes
+// with two chains: up to the intermediate (the default, what servers send)
+// and one that also carries the root, offered as an alternate.
+type acmeIssuer struct {
+	auth *publishingAuthority
+	root []byte
+}
+
+func (i *acmeIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
+	iss, err := i.auth.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
+	if err != nil {
+		return nil, err
+	}
+	chain := make([][]byte, 0, len(iss.Chain)+1)
+	for _, c := range iss.Chain {
+		chain = append(chain, c.Raw)
+	}
+	withRoot := append(append([][]byte{}, chain...), i.root)
+	return &acme.Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
+}
+
+func (i *acmeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
+	return i.auth.Revoke(ctx, serial, reason, requester)
+}
+
+func (i *acmeIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	return i.auth.Certificate(ctx, serial)
+}
+
+// acmePolicy applies ra's name policy at new-order time, turning ra's
+// per-identifier problems into ACME subproblems.
+type acmePolicy struct{ auth *publishingAuthority }
+
+func (p *acmePolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []acme.Identifier, profile string) error {
+	rids := make([]ra.Identifier, len(ids))
+	for i, id := range ids {
+		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
+	}
+	err := p.auth.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
+	var ie *ra.IdentifierError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	var errs []error
+	for _, prob := range ie.Problems {
+		errs = append(errs, &acme.IdentifierError{Identifier: acme.Identifier{Type: prob.Identifier.Type, Value: prob.Identifier.Value}, Detail: prob.Detail})
+	}
+	return errors.Join(errs...)
+}
+
+// eabKeys keeps External Account Binding HMAC keys in the HSM, labelled
+// "eab-{kid}": the database records only the key id.
+type eabKeys struct{ sess *hsm.Session }
+
+func eabLabel(kid string) string { return "eab-" + kid }
+
+func (e *eabKeys) VerifyMAC(ctx context.Context, kid string, signingInput, mac []byte) error {
+	k, err := e.sess.FindKey(ctx, eabLabel(kid))
+	if err != nil {
+		return err
+	}
+	return e.sess.VerifyHMAC(ctx, k.ID, signingInput, mac)
+}
+
+func (e *eabKeys) ImportHMAC(ctx context.Context, kid string, key []byte) error {
+	_, err := e.sess.ImportKey(ctx, hsm.KeySpec{Type: hsm.HMACSHA256, Label: eabLabel(kid), Usage: hsm.UsageSign | hsm.UsageVerify}, key)
+	return err
+}
+
+func (e *eabKeys) DestroyHMAC(ctx context.Context, kid string) error {
+	k, err := e.sess.FindKey(ctx, eabLabel(kid))
+	if err != nil {
+		return err
+	}
+	return e.sess.DestroyKey(ctx, k.ID)
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/api"
+)
+
+func apikeyCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "apikey", Short: "Create, list and revoke REST API keys (stored only as hashes)"}
+	var name, scopes string
+	create := &cobra.Command{Use: "create", Short: "Create a key; its secret is printed once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				secret, id, err := api.CreateKey(ctx, n.db, name, strings.Split(scopes, ","))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "id:     %s\nsecret: %s\n(shown once; send it as \"Authorization: Bearer <secret>\")\n", id, secret)
+				return nil
+			})
+		}}
+	create.Flags().StringVar(&name, "name", "", "what the key is for")
+	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin")
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		return withNode(cmd, g, func(ctx context.Context, n *node) error {
+			keys, err := api.ListKeys(ctx, n.db)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tCREATED\tREVOKED")
+			for _, k := range keys {
+				revoked := ""
+				if !k.RevokedAt.IsZero() {
+					revoked = k.RevokedAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), k.CreatedAt.Format(time.RFC3339), revoked)
+			}
+			return w.Flush()
+		})
+	}}
+	revoke := &cobra.Command{Use: "revoke ID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		return withNode(cmd, g, func(ctx context.Context, n *node) error {
+			return api.RevokeKey(ctx, n.db, args[0])
+		})
+	}}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func acmeCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "acme", Short: "Administer ACME endpoints"}
+	eab := &cobra.Command{Use: "eab", Short: "External Account Binding keys (the HMAC key lives in the HSM)"}
+	var endpoint string
+	eab.PersistentFlags().StringVar(&endpoint, "endpoint", "default", "ACME endpoint the key binds accounts to")
+	withCA := func(cmd *cobra.Command, fn func(ctx context.Context, n *node, keys *eabKeys) error) error {
+		return withNode(cmd, g, func(ctx context.Context, n *node) error {
+			if err := unsealForCLI(ctx, cmd, n); err != nil {
+				return err
+			}
+			s, err := n.caSession(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			return fn(ctx, n, &eabKeys{sess: s})
+		})
+	}
+	create := &cobra.Command{Use: "create", Short: "Create an EAB key; the HMAC key is printed once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withCA(cmd, func(ctx context.Context, n *node, keys *eabKeys) error {
+				kid, hmacKey, err := acme.CreateEAB(ctx, n.db, keys, endpoint, time.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "endpoint: %s\nkid:      %s\nhmac key: %s\n(shown once; e.g. certbot --eab-kid %s --eab-hmac-key %s)\n",
+					endpoint, kid, hmacKey, kid, hmacKey)
+				return nil
+			})
+		}}
+	revoke := &cobra.Command{Use: "revoke KID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		return withCA(cmd, func(ctx context.Context, n *node, keys *eabKeys) error {
+			return acme.RevokeEAB(ctx, n.db, keys, endpoint, args[0], time.Now())
+		})
+	}}
+	eab.AddCommand(create, revoke)
+	cmd.AddCommand(eab)
+	return cmd
+}
