@@ -44,20 +44,34 @@ func startACMEEnv(t *testing.T) *acmeEnv {
 		t.Fatalf("GET %s: %v", e.directory, err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		// TODO(#4): remove once cmd/ca mounts package acme.
-		if os.Getenv("STRONGROOM_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("ca serve does not serve %s yet", e.directory)
-		}
-		t.Skipf("skipping: ca serve does not serve %s yet (ACME not wired)", e.directory)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", e.directory, resp.Status)
 	}
 	return e
 }
 
 // configureValidation points the CA's challenge validator at the test DNS
-// server and the clients' ports.
-// TODO(#4): write the acme section once cmd/ca defines it.
-func configureValidation(t testing.TB, dir, resolver string, httpPort, tlsPort int) {}
+// server and the clients' ports, and allows wildcards.
+func configureValidation(t testing.TB, dir, resolver string, httpPort, tlsPort int) {
+	path := filepath.Join(dir, "strongroom.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, fmt.Sprintf(`
+policy:
+  allow_wildcards: true
+acme:
+  validation:
+    resolver: %q
+    http_port: %d
+    tls_port: %d
+    timeout: 10s
+`, resolver, httpPort, tlsPort)...)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // names returns unique test names under example.com that resolve to
 // 127.0.0.1 on the test DNS server.
