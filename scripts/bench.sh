@@ -4,3 +4,8 @@
 set -euo pipefail
 run() { echo; echo "== $1"; shift; go test -tags nomsgpack -run '^$' "$@"; }
 run "HSM signing vs direct Go crypto (1 and 2 goroutines)" -bench 'Sign' -benchtime 2s -cpu 1,2 ./hsm
+# The reference: our HSM signing P-256 with two goroutines against
+# SoftHSMv2 through PKCS#11 (needs cgo and Debian's softhsm2), same run.
+./scripts/install-test-deps.sh softhsm2
+echo; echo "== HSM P-256 signing vs SoftHSMv2 over PKCS#11 (1 and 2 goroutines; ratio printed)"
+go test -tags softhsm -run '^$' -bench 'Sign.*p256|SoftHSM' -cpu 1,2 ./hsm
