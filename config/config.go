@@ -94,6 +94,24 @@ type HSM struct {
 	// UsageSummaryInterval is how often per-key use counts are written to
 	// the audit log. Default 1m.
 	UsageSummaryInterval Duration `yaml:"usage_summary_interval"`
+	// Backup schedules HSM backups (every object still sealed, restorable
+	// with the same unseal material; see `ca hsm restore`).
+	Backup HSMBackup `yaml:"backup"`
+}
+
+// HSMBackup is the backup schedule. Defaults: enabled, daily, into
+// DIR/backups, keeping the newest 7, no second copy.
+type HSMBackup struct {
+	// Disabled turns scheduled backups off.
+	Disabled bool `yaml:"disabled"`
+	// Dir receives the backups, relative to the data directory.
+	Dir string `yaml:"dir"`
+	// CopyDir, when set, receives a copy of each backup (another disk).
+	CopyDir string `yaml:"copy_dir"`
+	// Keep is how many backups each directory keeps.
+	Keep int `yaml:"keep"`
+	// Interval between backups.
+	Interval Duration `yaml:"interval"`
 }
 
 // CA lists the issuers. Defaults: root "root" (certificate root.pem) and one

@@ -33,6 +33,11 @@ func (c *Config) ApplyDefaults() {
 	def(&c.HSM.User, "ca")
 	def(&c.HSM.PINFile, "ca.pin")
 	defD(&c.HSM.UsageSummaryInterval, time.Minute)
+	def(&c.HSM.Backup.Dir, "backups")
+	if c.HSM.Backup.Keep == 0 {
+		c.HSM.Backup.Keep = 7
+	}
+	defD(&c.HSM.Backup.Interval, 24*time.Hour)
 	def(&c.CA.Root.ID, "root")
 	def(&c.CA.Root.Cert, "root.pem")
 	if len(c.CA.Intermediates) == 0 {

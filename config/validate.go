@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // validator collects every problem so one start shows them all.
@@ -69,6 +70,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HSM.UsageSummaryInterval.D() < 0 {
 		v.add("hsm.usage_summary_interval", "must not be negative")
+	}
+	if c.HSM.Backup.Keep < 1 {
+		v.add("hsm.backup.keep", "%d: keep at least one backup", c.HSM.Backup.Keep)
+	}
+	if c.HSM.Backup.Interval.D() < time.Minute {
+		v.add("hsm.backup.interval", "%s is shorter than a minute", c.HSM.Backup.Interval.D())
 	}
 	seen := map[string]bool{}
 	issuers := append([]Issuer{c.CA.Root}, c.CA.Intermediates...)

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/server"
 )
@@ -27,12 +29,13 @@ type app struct {
 	reg    *prometheus.Registry
 	tls    *tlsCert
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
-	pipeline *ca.CA
-	ra       *publishingAuthority
-	shared   *shared
-	https    net.Listener
-	plain    net.Listener
-	closers  []func()
+	pipeline  *ca.CA
+	ra        *publishingAuthority
+	shared    *shared
+	https     net.Listener
+	plain     net.Listener
+	closers   []func()
+	closeOnce sync.Once
 	// background runs until Serve's context ends.
 	background []func(ctx context.Context)
 }
@@ -83,6 +86,14 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		return nil, err
 	}
 	a.background = append(a.background, a.tls.keepRenewed)
+	if b := n.cfg.HSM.Backup; !b.Disabled {
+		sched := hsm.BackupSchedule{Dir: config.Path(n.dir, b.Dir), CopyDir: b.CopyDir, Keep: b.Keep, Interval: b.Interval.D()}
+		a.background = append(a.background, func(ctx context.Context) {
+			if err := n.hsm.RunBackups(ctx, sched); err != nil && ctx.Err() == nil {
+				n.log.Error("scheduled HSM backups stopped", "err", err)
+			}
+		})
+	}
 	return a, nil
 }
 
@@ -129,10 +140,13 @@ func (a *app) Serve(ctx context.Context) error {
 	return a.srv.ServeListeners(ctx, a.https, a.plain)
 }
 
+// Close releases everything assemble built; it may be called again.
 func (a *app) Close() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		a.closers[i]()
-	}
+	a.closeOnce.Do(func() {
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			a.closers[i]()
+		}
+	})
 }
 
 func (a *app) HTTPSURL() string { return strings.TrimSuffix(a.n.cfg.URLs.HTTPS, "/") }

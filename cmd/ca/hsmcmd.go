@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,31 +42,14 @@ func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *no
 // passphrase on stdin.
 func unsealForCLI(ctx context.Context, cmd *cobra.Command, n *node) error {
 	err := n.unsealFromEnvironment(ctx)
-	if err != errNeedsOperator {
+	if !errors.Is(err, errNeedsOperator) {
 		return err
 	}
-	in := hsm.UnsealInput{}
-	r := bufio.NewReader(cmd.InOrStdin())
-	switch n.cfg.HSM.Unseal {
-	case "passphrase":
-		fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
-		line, _ := r.ReadString('\n')
-		in.Passphrase = []byte(strings.TrimRight(line, "\r\n"))
-	case "shamir":
-		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
-		for {
-			line, err := r.ReadString('\n')
-			line = strings.TrimSpace(line)
-			if line == "" {
-				break
-			}
-			in.Shares = append(in.Shares, line)
-			if err != nil {
-				break
-			}
-		}
+	req, err := readUnsealMaterial(cmd, n)
+	if err != nil {
+		return err
 	}
-	return n.hsm.Unseal(ctx, in)
+	return n.hsm.Unseal(ctx, hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
 }
 
 // officerSession logs in as an officer: name from --officer (default
@@ -203,29 +190,82 @@ func hsmAuditCommand(g *globals) *cobra.Command {
 }
 
 func hsmUnsealCommand(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "unseal", Short: "Check that the unseal material opens the HSM (shares or passphrase on stdin)",
+	return &cobra.Command{Use: "unseal", Short: "Unseal the HSM of the running ca serve (shares or passphrase on stdin); without a running server, check the material",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			if client, ok := controlClient(g.dataDir); ok {
+				return withNode(cmd, g, func(ctx context.Context, n *node) error {
+					req, err := readUnsealMaterial(cmd, n)
+					if err != nil {
+						return err
+					}
+					body, _ := json.Marshal(req)
+					return controlCall(cmd, client, "/unseal", body)
+				})
+			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "HSM unsealed: self-tests passed")
+				fmt.Fprintln(cmd.OutOrStdout(), "no running server in this data directory; the unseal material is correct and self-tests passed")
 				return nil
 			})
 		}}
 }
 
 func hsmSealCommand(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "seal", Short: "Seal the HSM in this process (zeroes unsealed material) and report its state",
+	return &cobra.Command{Use: "seal", Short: "Seal the HSM of the running ca serve: it stops serving and zeroes unsealed material",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				n.hsm.Seal()
-				st, err := n.hsm.Status(ctx)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\n", st.Sealed)
-				return nil
-			})
+			client, ok := controlClient(g.dataDir)
+			if !ok {
+				return fmt.Errorf("no running ca serve in %s (no %s)", g.dataDir, controlSocket)
+			}
+			return controlCall(cmd, client, "/seal", nil)
 		}}
+}
+
+// readUnsealMaterial reads the passphrase (or STRONGROOM_HSM_PASSPHRASE) or
+// the shares from stdin, for the node's unseal method.
+func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
+	var req unsealRequest
+	r := bufio.NewReader(cmd.InOrStdin())
+	switch n.cfg.HSM.Unseal {
+	case "passphrase":
+		if p := os.Getenv(config.EnvPassphrase); p != "" {
+			req.Passphrase = p
+			break
+		}
+		fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
+		line, _ := r.ReadString('\n')
+		req.Passphrase = strings.TrimRight(line, "\r\n")
+	case "shamir":
+		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
+		for {
+			line, err := r.ReadString('\n')
+			if line = strings.TrimSpace(line); line != "" {
+				req.Shares = append(req.Shares, line)
+			}
+			if line == "" || err != nil {
+				break
+			}
+		}
+	}
+	return req, nil
+}
+
+func controlCall(cmd *cobra.Command, client *http.Client, path string, body []byte) error {
+	resp, err := client.Post("http://control"+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", strings.TrimSpace(string(data)))
+	}
+	var st hsm.Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", st.Sealed, st.SelfTest)
+	return nil
 }

@@ -42,19 +42,69 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		return err
 	}
 	defer n.Close(context.Background())
-	if err := n.unsealFromEnvironment(ctx); err != nil {
-		return fmt.Errorf("unsealing the HSM: %w", err)
+	ctl := newControl(n)
+	ctlErr := make(chan error, 1)
+	go func() { ctlErr <- ctl.serve(ctx) }()
+	welcomed := false
+	for {
+		if err := n.unsealFromEnvironment(ctx); errors.Is(err, errNeedsOperator) {
+			fmt.Fprintf(out, "The HSM is sealed (%s unseal). Unseal it with: ca hsm unseal --data %s\n", n.cfg.HSM.Unseal, dir)
+			select {
+			case <-ctl.unsealed:
+			case err := <-ctlErr:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		} else if err != nil {
+			return fmt.Errorf("unsealing the HSM: %w", err)
+		}
+		sealed, err := serveUnsealed(ctx, n, ctl, out, !welcomed)
+		if err != nil || !sealed {
+			return err
+		}
+		welcomed = true
+		fmt.Fprintln(out, "The HSM was sealed: stopped serving.")
 	}
-	app, err := assemble(ctx, n)
+}
+
+// serveUnsealed assembles and serves the CA until ctx ends (sealed false) or
+// an operator seals the HSM through the control socket (sealed true: the
+// app is closed before the module is sealed, so nothing uses a key
+// mid-seal).
+func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, welcome bool) (sealed bool, err error) {
+	a, err := assemble(ctx, n)
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer app.Close()
-	if err := app.Listen(); err != nil {
-		return err
+	defer a.Close()
+	if err := a.Listen(); err != nil {
+		return false, err
 	}
-	printWelcome(out, n, app)
-	return app.Serve(ctx)
+	if welcome {
+		printWelcome(out, n, a)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	acks := make(chan chan struct{}, 1)
+	go func() {
+		select {
+		case ack := <-ctl.sealReq:
+			acks <- ack
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	err = a.Serve(sctx)
+	select {
+	case ack := <-acks:
+		a.Close()
+		n.hsm.Seal()
+		close(ack)
+		return true, err
+	default:
+		return false, err
+	}
 }
 
 func printWelcome(out io.Writer, n *node, app *app) {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// controlSocket is the running server's local control endpoint:
+// DIR/control.sock, mode 0600, so only the data directory's owner can seal
+// or unseal the HSM of a running `ca serve`. Unseal material never crosses
+// the network.
+const controlSocket = "control.sock"
+
+// control serves the control socket for one node.
+type control struct {
+	n *node
+	// sealReq carries seal requests to the serve loop; the loop answers
+	// on the inner channel once the app is closed and the HSM sealed.
+	sealReq chan chan struct{}
+	// unsealed is signalled after a successful unseal through the socket.
+	unsealed chan struct{}
+	mu       sync.Mutex
+}
+
+type unsealRequest struct {
+	Passphrase string   `json:"passphrase,omitempty"`
+	Shares     []string `json:"shares,omitempty"`
+}
+
+func newControl(n *node) *control {
+	return &control{n: n, sealReq: make(chan chan struct{}), unsealed: make(chan struct{}, 1)}
+}
+
+// serve listens on the socket until ctx ends.
+func (c *control) serve(ctx context.Context) error {
+	path := filepath.Join(c.n.dir, controlSocket)
+	if conn, err := net.Dial("unix", path); err == nil {
+		conn.Close()
+		return fmt.Errorf("another ca serve is running on %s (%s answers)", c.n.dir, path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /seal", c.seal)
+	mux.HandleFunc("POST /unseal", c.unseal)
+	mux.HandleFunc("GET /status", c.status)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(path)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (c *control) seal(w http.ResponseWriter, r *http.Request) {
+	done := make(chan struct{})
+	select {
+	case c.sealReq <- done:
+		<-done
+	case <-r.Context().Done():
+		return
+	default:
+		// Not serving (already sealed or still starting): seal directly.
+		c.n.hsm.Seal()
+	}
+	c.status(w, r)
+}
+
+func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
+	var req unsealRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		http.Error(w, "bad unseal request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	err := c.n.hsm.Unseal(r.Context(), hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
+	c.mu.Unlock()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	select {
+	case c.unsealed <- struct{}{}:
+	default:
+	}
+	c.status(w, r)
+}
+
+func (c *control) status(w http.ResponseWriter, r *http.Request) {
+	st, err := c.n.hsm.Status(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}
+
+// controlClient talks to a running server's control socket.
+func controlClient(dir string) (*http.Client, bool) {
+	path := filepath.Join(dir, controlSocket)
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, false
+	}
+	conn.Close()
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}}}, true
+}
