@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,6 +53,11 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
 	)
 	switch dialect {
 	case SQLite:
+		// Create the file 0600 first: SQLite gives the -wal and -shm files
+		// the main file's mode.
+		if f, ferr := os.OpenFile(dsn, os.O_RDWR|os.O_CREATE, 0o600); ferr == nil {
+			f.Close()
+		}
 		db, err = sql.Open("sqlite", sqliteDSN(dsn))
 		if err == nil {
 			// SQLite has one writer at a time; a small pool avoids lock

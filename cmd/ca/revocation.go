@@ -58,9 +58,16 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	var cIssuers []crl.Issuer
 	for _, is := range all {
 		oIssuers = append(oIssuers, ocsp.Issuer{ID: is.ID(), Cert: is.Certificate(), Signer: is.Signer()})
-		cIssuers = append(cIssuers, crl.Issuer{ID: is.ID(), Cert: is.Certificate(), Signer: is.Signer(),
-			URL:      a.HTTPURL() + "/crl/" + is.ID() + ".crl",
-			DeltaURL: a.HTTPURL() + "/crl/" + is.ID() + "-delta.crl"})
+		ci := crl.Issuer{ID: is.ID(), Cert: is.Certificate(), Signer: is.Signer()}
+		if is != a.root {
+			// The root's CRLs carry no issuing distribution point: the
+			// root certificate itself names none, and verifiers that
+			// check the root against its own CRL (openssl -crl_check_all)
+			// refuse a scoped CRL for it ("different CRL scope").
+			ci.URL = a.HTTPURL() + "/crl/" + is.ID() + ".crl"
+			ci.DeltaURL = a.HTTPURL() + "/crl/" + is.ID() + "-delta.crl"
+		}
+		cIssuers = append(cIssuers, ci)
 	}
 	rs := &responders{a: a, signers: map[string]crypto.Signer{}}
 	resp, err := ocsp.New(ocsp.Options{
