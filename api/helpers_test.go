@@ -58,7 +58,9 @@ func newEnv(t testing.TB, db *storage.DB, opts func(*Options)) *env {
 	if db == nil {
 		db, _ = storagetest.SQLite(t)
 	}
-	pipeline, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter},
+	w := storage.NewCertWriter(db)
+	t.Cleanup(func() { w.Close() })
+	pipeline, err := ca.New(ca.Options{Store: w, Issuers: []*ca.Issuer{inter},
 		URLs: ca.URLs{CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}, CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -172,3 +174,15 @@ func (e *env) count(t testing.TB, status core.CertStatus) int {
 	}
 	return n
 }
+
+func pemBlock(s string) []byte {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		return nil
+	}
+	return b.Bytes
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func drain(r *http.Response) { io.Copy(io.Discard, r.Body) }

@@ -27,20 +27,32 @@ func isUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
+// execer is a DB or a Tx.
+type execer interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // ReserveSerial inserts a row for c.Serial with status reserved. The INSERT
 // on the primary key is what makes a serial single-use: if any row (of any
 // status) has the serial, it fails with ErrSerialTaken and changes nothing.
 func (d *DB) ReserveSerial(ctx context.Context, c *core.Certificate) error {
+	return reserveSerial(ctx, d, c)
+}
+
+func reserveSerial(ctx context.Context, x execer, c *core.Certificate) error {
 	now := Micros(c.CreatedAt)
-	_, err := d.Exec(ctx, `INSERT INTO certificates
+	res, err := x.Exec(ctx, `INSERT INTO certificates
 		(serial, issuer_id, profile, requester, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`,
 		string(c.Serial), c.IssuerID, c.Profile, c.Requester, string(core.StatusReserved), now, now)
 	if isUniqueViolation(err) {
 		return ErrSerialTaken
 	}
 	if err != nil {
 		return fmt.Errorf("reserving serial: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrSerialTaken
 	}
 	return nil
 }
@@ -49,29 +61,34 @@ func (d *DB) ReserveSerial(ctx context.Context, c *core.Certificate) error {
 // a reserved row. It fails unless the row is reserved and has no TBS yet,
 // so an intent is recorded once.
 func (d *DB) RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error {
-	return d.InTx(ctx, func(tx *Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE certificates SET subject = ?, names = ?, not_before = ?,
-			not_after = ?, tbs = ?, updated_at = ? WHERE serial = ? AND status = ? AND tbs IS NULL`,
-			c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
-			Micros(at), string(c.Serial), string(core.StatusReserved))
-		if err := oneRow(res, err, "recording intent"); err != nil {
-			return err
+	return d.InTx(ctx, func(tx *Tx) error { return recordIntent(ctx, tx, c, at) })
+}
+
+func recordIntent(ctx context.Context, x execer, c *core.Certificate, at time.Time) error {
+	res, err := x.Exec(ctx, `UPDATE certificates SET subject = ?, names = ?, not_before = ?,
+		not_after = ?, tbs = ?, updated_at = ? WHERE serial = ? AND status = ? AND tbs IS NULL`,
+		c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
+		Micros(at), string(c.Serial), string(core.StatusReserved))
+	if err := oneRow(res, err, "recording intent"); err != nil {
+		return err
+	}
+	for _, n := range dedupe(c.Names) {
+		if _, err := x.Exec(ctx, `INSERT INTO certificate_names (serial, name) VALUES (?, ?)
+			ON CONFLICT DO NOTHING`, string(c.Serial), strings.ToLower(n)); err != nil {
+			return fmt.Errorf("recording names: %w", err)
 		}
-		for _, n := range dedupe(c.Names) {
-			if _, err := tx.Exec(ctx, `INSERT INTO certificate_names (serial, name) VALUES (?, ?)`,
-				string(c.Serial), strings.ToLower(n)); err != nil {
-				return fmt.Errorf("recording names: %w", err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // StoreIssued marks a reserved certificate valid with its signed DER. The
-// TBS recorded with the intent must be a prefix-free part of der: the caller
-// has checked it; the row is only updated while reserved.
+// row is only updated while reserved and after its intent was recorded.
 func (d *DB) StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error {
-	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, der = ?, updated_at = ?
+	return storeIssued(ctx, d, serial, der, at)
+}
+
+func storeIssued(ctx context.Context, x execer, serial core.Serial, der []byte, at time.Time) error {
+	res, err := x.Exec(ctx, `UPDATE certificates SET status = ?, der = ?, updated_at = ?
 		WHERE serial = ? AND status = ? AND tbs IS NOT NULL`,
 		string(core.StatusValid), der, Micros(at), string(serial), string(core.StatusReserved))
 	return oneRow(res, err, "storing certificate")

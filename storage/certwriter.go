@@ -1,0 +1,187 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// CertWriter is the issuance pipeline's store: it implements the writes of
+// ReserveSerial, RecordIntent and StoreIssued by group commit — one
+// goroutine runs whatever operations are queued in a single transaction and
+// answers each caller only after that transaction commits, so every write
+// is as durable as before, but concurrent issuers share commits instead of
+// fighting over SQLite's single write lock (whose busy handler sleeps in
+// millisecond steps). Reads and revocations go straight to the DB.
+//
+// Each operation's own outcome is kept: a serial that is taken is
+// ErrSerialTaken for its caller only (the INSERT uses ON CONFLICT DO
+// NOTHING, so one collision does not abort the batch). A database error
+// fails the whole batch, and every caller in it gets the error.
+type CertWriter struct {
+	*DB
+	// stmts caches prepared statements by query text; only the loop
+	// goroutine touches it.
+	stmts   map[string]*sql.Stmt
+	ops     chan *certOp
+	quit    chan struct{}
+	stopped chan struct{} // closed when the loop has returned
+	wg      sync.WaitGroup
+	closed  sync.Once
+}
+
+type certOp struct {
+	run  func(ctx context.Context, x execer) error
+	err  error // the operation's own result
+	done chan error
+}
+
+// maxBatch caps the operations of one transaction.
+const maxBatch = 256
+
+// NewCertWriter starts the writer goroutine; Close stops it.
+func NewCertWriter(db *DB) *CertWriter {
+	w := &CertWriter{DB: db, stmts: map[string]*sql.Stmt{}, ops: make(chan *certOp, maxBatch), quit: make(chan struct{}),
+		stopped: make(chan struct{})}
+	w.wg.Add(1)
+	go w.loop()
+	return w
+}
+
+// Close stops the writer after the queued operations are committed. It
+// does not close the DB.
+func (w *CertWriter) Close() error {
+	w.closed.Do(func() { close(w.quit) })
+	w.wg.Wait()
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	return nil
+}
+
+var errWriterClosed = &core.Error{Kind: core.KindUnavailable, Detail: "the certificate store is shutting down"}
+
+func (w *CertWriter) loop() {
+	defer w.wg.Done()
+	defer close(w.stopped)
+	batch := make([]*certOp, 0, maxBatch)
+	for {
+		select {
+		case op := <-w.ops:
+			batch = append(batch[:0], op)
+		case <-w.quit:
+			for {
+				select {
+				case op := <-w.ops:
+					op.done <- errWriterClosed
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-w.ops:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction. The transaction uses a
+// background context: callers whose context ends while waiting still get
+// the true outcome (they wait for it), so nothing is committed behind a
+// caller's back.
+func (w *CertWriter) commit(batch []*certOp) {
+	ctx := context.Background()
+	err := w.DB.InTx(ctx, func(tx *Tx) error {
+		ptx := &preparedTx{Tx: tx, w: w}
+		for _, op := range batch {
+			op.err = op.run(ctx, ptx)
+			if op.err != nil && !isOpOutcome(op.err) {
+				return op.err
+			}
+		}
+		return nil
+	})
+	for _, op := range batch {
+		if err != nil {
+			op.done <- err
+		} else {
+			op.done <- op.err
+		}
+	}
+}
+
+// isOpOutcome tells an operation's own refusal (serial taken, wrong state)
+// from a database failure that must abort the batch.
+func isOpOutcome(err error) bool {
+	return errors.Is(err, ErrSerialTaken) || core.KindOf(err) == core.KindConflict
+}
+
+func (w *CertWriter) do(ctx context.Context, run func(ctx context.Context, x execer) error) error {
+	op := &certOp{run: run, done: make(chan error, 1)}
+	select {
+	case w.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.quit:
+		return errWriterClosed
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-w.stopped:
+		// The loop may have answered just before stopping.
+		select {
+		case err := <-op.done:
+			return err
+		default:
+			return errWriterClosed
+		}
+	}
+}
+
+// ReserveSerial is DB.ReserveSerial through the group commit.
+func (w *CertWriter) ReserveSerial(ctx context.Context, c *core.Certificate) error {
+	cc := *c
+	return w.do(ctx, func(ctx context.Context, x execer) error { return reserveSerial(ctx, x, &cc) })
+}
+
+// RecordIntent is DB.RecordIntent through the group commit.
+func (w *CertWriter) RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error {
+	cc := *c
+	return w.do(ctx, func(ctx context.Context, x execer) error { return recordIntent(ctx, x, &cc, at) })
+}
+
+// StoreIssued is DB.StoreIssued through the group commit.
+func (w *CertWriter) StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error {
+	return w.do(ctx, func(ctx context.Context, x execer) error { return storeIssued(ctx, x, serial, der, at) })
+}
+
+// preparedTx runs the writer's few statements as prepared statements
+// (SQLite would otherwise parse each one on every call).
+type preparedTx struct {
+	*Tx
+	w *CertWriter
+}
+
+func (p *preparedTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, ok := p.w.stmts[query]
+	if !ok {
+		var err error
+		if st, err = p.w.DB.sql.PrepareContext(ctx, p.w.DB.q(query)); err != nil {
+			return nil, err
+		}
+		p.w.stmts[query] = st
+	}
+	return p.Tx.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
