@@ -89,7 +89,8 @@ func serveDir(t *testing.T, dir string) *CA {
 		Root: filepath.Join(dir, "root.pem"), Intermediate: filepath.Join(dir, "intermediate.pem"), AdminKeyFile: filepath.Join(dir, "admin.key"),
 		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 	}
-	c.start(nil)
+	c.start()
+	c.WaitReady()
 	t.Cleanup(c.Stop)
 	return c
 }

@@ -48,7 +48,10 @@ type CA struct {
 	Root, Intermediate, AdminKeyFile string
 	// Client trusts Root and talks to HTTPSURL.
 	Client *http.Client
+	// InitOutput is what `ca init` printed (Shamir shares, for one).
+	InitOutput string
 
+	env []string
 	mu  sync.Mutex
 	cmd *exec.Cmd
 	out *syncBuffer
@@ -63,6 +66,10 @@ type Options struct {
 	Configure func(t testing.TB, dir string)
 	// Env is added to the serve process's environment.
 	Env []string
+	// Sealed says serve will wait for an operator to unseal (Shamir or an
+	// interactive passphrase): StartCA does not wait for readiness; call
+	// WaitReady after unsealing.
+	Sealed bool
 }
 
 // FreePort returns a loopback port nothing listens on right now.
@@ -85,8 +92,11 @@ func StartCA(t testing.TB, o Options) *CA {
 	args := append([]string{"init", "--data", dir,
 		"--listen-https", fmt.Sprintf("127.0.0.1:%d", httpsPort),
 		"--listen-http", fmt.Sprintf("127.0.0.1:%d", httpPort)}, o.InitArgs...)
-	if out, err := exec.Command(caBinary, args...).CombinedOutput(); err != nil {
-		t.Fatalf("ca init: %v\n%s", err, out)
+	initCmd := exec.Command(caBinary, args...)
+	initCmd.Env = append(os.Environ(), o.Env...)
+	initOut, err := initCmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ca init: %v\n%s", err, initOut)
 	}
 	if o.Configure != nil {
 		o.Configure(t, dir)
@@ -97,6 +107,7 @@ func StartCA(t testing.TB, o Options) *CA {
 		Root:         filepath.Join(dir, "root.pem"),
 		Intermediate: filepath.Join(dir, "intermediate.pem"),
 		AdminKeyFile: filepath.Join(dir, "admin.key"),
+		InitOutput:   string(initOut),
 	}
 	pool := x509.NewCertPool()
 	rootPEM, err := os.ReadFile(c.Root)
@@ -104,23 +115,32 @@ func StartCA(t testing.TB, o Options) *CA {
 		t.Fatalf("reading root: %v", err)
 	}
 	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	c.start(o.Env)
+	c.env = o.Env
 	t.Cleanup(c.Stop)
+	c.start()
+	if !o.Sealed {
+		c.WaitReady()
+	}
 	return c
 }
 
-func (c *CA) start(env []string) {
+func (c *CA) start() {
 	c.t.Helper()
 	c.mu.Lock()
 	c.out = &syncBuffer{}
 	c.cmd = exec.Command(caBinary, "serve", "--data", c.Dir)
-	c.cmd.Env = append(os.Environ(), env...)
+	c.cmd.Env = append(os.Environ(), c.env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
 		c.mu.Unlock()
 		c.t.Fatalf("starting ca serve: %v", err)
 	}
 	c.mu.Unlock()
+}
+
+// WaitReady waits up to 30 s for /readyz to answer 200.
+func (c *CA) WaitReady() {
+	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
@@ -129,9 +149,6 @@ func (c *CA) start(env []string) {
 			if resp.StatusCode == 200 {
 				return
 			}
-		}
-		if c.cmd.ProcessState != nil {
-			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -160,7 +177,8 @@ func (c *CA) Stop() {
 // Restart stops and starts the same data directory.
 func (c *CA) Restart() {
 	c.Stop()
-	c.start(nil)
+	c.start()
+	c.WaitReady()
 }
 
 // Output is everything the serve process printed so far.

@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShamirSealUnseal runs the production unseal path: `ca init` with
+// Shamir 2-of-3 prints the shares once; `ca serve` waits sealed; `ca hsm
+// unseal` with one share is refused and changes nothing, with two shares
+// (through the control socket) the server starts serving; `ca hsm seal` stops
+// it; unsealing again with a different pair of shares brings it back.
+func TestShamirSealUnseal(t *testing.T) {
+	c := StartCA(t, Options{InitArgs: []string{"--unseal", "shamir", "--threshold", "2", "--shares", "3"},
+		Env: []string{"STRONGROOM_OFFICER_PIN=officer-pin-1234"}, Sealed: true})
+	shares := regexp.MustCompile(`srs1-\d+-[0-9a-f]+`).FindAllString(c.InitOutput, -1)
+	if len(shares) != 3 {
+		t.Fatalf("ca init printed %d shares, want 3:\n%s", len(shares), c.InitOutput)
+	}
+	waitFor(t, "the sealed-server message", func() bool { return strings.Contains(c.Output(), "ca hsm unseal") })
+	if c.ready() {
+		t.Fatal("a sealed server answers ready")
+	}
+	unseal := func(shares ...string) (string, error) {
+		cmd := exec.Command(caBinary, "hsm", "unseal", "--data", c.Dir)
+		cmd.Stdin = strings.NewReader(strings.Join(shares, "\n") + "\n\n")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := unseal(shares[0]); err == nil || !strings.Contains(out, "too few shares") {
+		t.Fatalf("unseal with one share: %v\n%s", err, out)
+	}
+	forged := shares[1][:len(shares[1])-4] + "0000"
+	if out, err := unseal(shares[0], forged); err == nil {
+		t.Fatalf("unseal with a forged share succeeded:\n%s", out)
+	}
+	if c.ready() {
+		t.Fatal("ready after failed unseals")
+	}
+	if out, err := unseal(shares[0], shares[2]); err != nil || !strings.Contains(out, "sealed: false") {
+		t.Fatalf("unseal with two shares: %v\n%s", err, out)
+	}
+	c.WaitReady()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := c.CLI(ctx, "hsm", "seal"); err != nil || !strings.Contains(out, "sealed: true") {
+		t.Fatalf("ca hsm seal: %v\n%s", err, out)
+	}
+	waitFor(t, "the server to stop serving", func() bool { return !c.ready() })
+	if out, err := unseal(shares[1], shares[2]); err != nil {
+		t.Fatalf("unseal again: %v\n%s", err, out)
+	}
+	c.WaitReady()
+	if out, err := c.CLI(ctx, "hsm", "audit", "verify"); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("audit verify after seal/unseal: %v\n%s", err, out)
+	}
+}
+
+func (c *CA) ready() bool {
+	resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
