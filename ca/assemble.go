@@ -3,10 +3,7 @@ package ca
 import (
 	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"errors"
-	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -32,20 +29,27 @@ func splitCert(der []byte) (tbs, sigAlg []byte, err error) {
 	return t, a, nil
 }
 
-// signTBS signs exactly the given TBS bytes with signer, the way
-// x509.CreateCertificate would for sigAlg, and assembles the certificate
-// (RFC 5280 §4.1: tbsCertificate, signatureAlgorithm, signatureValue).
-func signTBS(signer crypto.Signer, tbs, sigAlgDER []byte, sigAlg x509.SignatureAlgorithm) ([]byte, error) {
-	h, opts := hashFor(sigAlg)
-	msg := tbs
-	if h != 0 {
-		d := h.New()
-		d.Write(tbs)
-		msg = d.Sum(nil)
+// tbsSigAlg returns the signature AlgorithmIdentifier inside a TBS
+// (RFC 5280 §4.1.2.3); the outer signatureAlgorithm must equal it (§4.1.1.2).
+func tbsSigAlg(tbs []byte) ([]byte, error) {
+	in := cryptobyte.String(tbs)
+	var body, alg cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
+		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!body.SkipASN1(cbasn1.INTEGER) || // serialNumber
+		!body.ReadASN1Element(&alg, cbasn1.SEQUENCE) {
+		return nil, errors.New("malformed TBS certificate")
 	}
-	sig, err := signer.Sign(rand.Reader, msg, opts)
+	return alg, nil
+}
+
+// signTBS signs exactly the given TBS bytes with signer, as
+// x509.CreateCertificate would with opts, and assembles the certificate
+// (RFC 5280 §4.1: tbsCertificate, signatureAlgorithm, signatureValue).
+func signTBS(signer crypto.Signer, tbs, sigAlgDER []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := crypto.SignMessage(signer, rand.Reader, tbs, opts)
 	if err != nil {
-		return nil, fmt.Errorf("signing in the HSM: %w", err)
+		return nil, err
 	}
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
@@ -54,22 +58,4 @@ func signTBS(signer crypto.Signer, tbs, sigAlgDER []byte, sigAlg x509.SignatureA
 		b.AddASN1BitString(sig)
 	})
 	return b.Bytes()
-}
-
-func hashFor(a x509.SignatureAlgorithm) (crypto.Hash, crypto.SignerOpts) {
-	switch a {
-	case x509.PureEd25519:
-		return 0, crypto.Hash(0)
-	case x509.SHA256WithRSAPSS:
-		return crypto.SHA256, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
-	case x509.SHA384WithRSAPSS:
-		return crypto.SHA384, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA384}
-	case x509.SHA512WithRSAPSS:
-		return crypto.SHA512, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA512}
-	case x509.SHA384WithRSA, x509.ECDSAWithSHA384:
-		return crypto.SHA384, crypto.SHA384
-	case x509.SHA512WithRSA, x509.ECDSAWithSHA512:
-		return crypto.SHA512, crypto.SHA512
-	}
-	return crypto.SHA256, crypto.SHA256
 }

@@ -86,7 +86,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 	}
 	log := c.log.With("serial", string(rec.Serial), "issuer", rec.IssuerID, "profile", rec.Profile)
 	p.tmpl.SerialNumber = rec.Serial.Big()
-	linted, tbs, findings, err := c.lint(p)
+	b, findings, err := c.lint(p)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +94,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 		log.WarnContext(ctx, "issuance refused by lints", "lints", joinComma(bad))
 		return nil, core.Errorf(core.KindRejected, "certificate refused by lints: %s", joinComma(bad))
 	}
+	tbs := b.tbs
 	rec.TBS, rec.Names, rec.Subject = tbs, p.names, p.tmpl.Subject.CommonName
 	rec.NotBefore, rec.NotAfter = p.tmpl.NotBefore, p.tmpl.NotAfter
 	if err := c.store.RecordIntent(ctx, rec, now); err != nil {
@@ -104,15 +105,8 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 			return nil, fmt.Errorf("after recording intent for %s: %w", rec.Serial, err)
 		}
 	}
-	_, sigAlgDER, err := splitCert(linted)
-	if err != nil {
-		return nil, err
-	}
-	sigAlg, err := sigAlgOf(linted)
-	if err != nil {
-		return nil, err
-	}
-	der, err := signTBS(p.issuer.signer, tbs, sigAlgDER, sigAlg)
+	// The HSM signs exactly the linted bytes.
+	der, err := signTBS(p.issuer.signer, tbs, b.sigAlgDER, b.opts)
 	if err != nil {
 		log.ErrorContext(ctx, "HSM signing failed", "err", err)
 		return nil, core.Wrap(core.KindUnavailable, err, "the signing key is not available")
@@ -152,11 +146,11 @@ func (c *CA) DryRun(ctx context.Context, req Request) (*Draft, error) {
 		return nil, err
 	}
 	p.tmpl.SerialNumber = s.Big()
-	der, _, findings, err := c.lint(p)
+	b, findings, err := c.lint(p)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(b.lintDER)
 	if err != nil {
 		return nil, fmt.Errorf("parsing draft: %w", err)
 	}
@@ -185,13 +179,13 @@ func (c *CA) reserve(ctx context.Context, rec *core.Certificate) error {
 	return errors.New("reserving serial: three collisions in a row")
 }
 
-func (c *CA) lint(p *prepared) (der, tbs []byte, f Findings, err error) {
-	der, tbs, err = throwawayCert(c.linter, p.tmpl, p.issuer.Certificate(), p.tmpl.PublicKey, p.issuer.signer.Public())
+func (c *CA) lint(p *prepared) (*built, Findings, error) {
+	b, err := buildTBS(c.linter, p.tmpl, p.issuer.Certificate(), p.tmpl.PublicKey, p.issuer.signer.Public())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	f, err = c.linter.Lint(der)
-	return der, tbs, f, err
+	f, err := c.linter.Lint(b.lintDER)
+	return b, f, err
 }
 
 // prepare checks the request against the profile and issuer and builds the
@@ -337,15 +331,4 @@ func keyName(kt string) string {
 		return "unsupported"
 	}
 	return kt
-}
-
-func sigAlgOf(der []byte) (x509.SignatureAlgorithm, error) {
-	// The throwaway-signed copy carries the algorithm the issuer's key
-	// implies; parsing only its algorithm would need the same ASN.1 walk
-	// as ParseCertificate, which the linter has done anyway on its side.
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return 0, fmt.Errorf("parsing linted copy: %w", err)
-	}
-	return c.SignatureAlgorithm, nil
 }

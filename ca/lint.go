@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -8,7 +9,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -220,25 +223,34 @@ func curveOf(c elliptic.Curve) elliptic.Curve {
 	return elliptic.P256()
 }
 
-// lintCopy builds the certificate from tmpl signed by a throwaway key of the
-// issuer's algorithm (so the TBS, including its signature algorithm, is the
-// one the issuer will sign), lints it and returns the TBS bytes and the
+// lintCopy builds the certificate from tmpl, signs a copy with a throwaway
+// key of the issuer's algorithm, lints it and returns the TBS bytes and the
 // findings. parent nil means self-signed.
 func lintCopy(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) ([]byte, Findings, error) {
-	der, tbs, err := throwawayCert(l, tmpl, parent, pub, issuerPub)
+	b, err := buildTBS(l, tmpl, parent, pub, issuerPub)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := l.Lint(der)
-	return tbs, f, err
+	f, err := l.Lint(b.lintDER)
+	return b.tbs, f, err
 }
 
-// throwawayCert returns the throwaway-signed DER and its TBS.
-func throwawayCert(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) (der, tbs []byte, err error) {
-	tk, err := l.throwawayFor(issuerPub)
-	if err != nil {
-		return nil, nil, err
-	}
+// built is a to-be-signed certificate and its throwaway-signed copy.
+type built struct {
+	tbs       []byte            // exactly what the HSM will sign
+	sigAlgDER []byte            // the AlgorithmIdentifier, as in the TBS
+	opts      crypto.SignerOpts // hash (and PSS parameters) for signing
+	lintDER   []byte            // tbs signed by a throwaway key of the same algorithm
+}
+
+// buildTBS has x509.CreateCertificate encode the TBS — with the issuer's
+// public key, so the signature algorithm is the one the issuer will use —
+// and captures the bytes it asks to sign (crypto.MessageSigner). The
+// capture returns no valid signature, so CreateCertificate stops at its own
+// signature check; the encoding is all we take from it. The copy to lint is
+// then signed by a throwaway key (sign only: nothing trusts that
+// signature).
+func buildTBS(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) (*built, error) {
 	var p x509.Certificate
 	if parent != nil {
 		p = *parent
@@ -248,10 +260,52 @@ func throwawayCert(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub cry
 	// CreateCertificate refuses a signer that does not match the parent's
 	// key; the parent's name and key identifier are all the TBS takes from it.
 	p.PublicKey = nil
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, &p, pub, tk)
-	if err != nil {
-		return nil, nil, fmt.Errorf("building certificate: %w", err)
+	capt := &tbsCapture{pub: issuerPub}
+	_, err := x509.CreateCertificate(rand.Reader, tmpl, &p, pub, capt)
+	if capt.tbs == nil {
+		if err == nil {
+			err = errors.New("the TBS was not captured")
+		}
+		return nil, fmt.Errorf("building certificate: %w", err)
 	}
-	tbs, err = rawTBS(der)
-	return der, tbs, err
+	b := &built{tbs: capt.tbs, opts: capt.opts}
+	if b.sigAlgDER, err = tbsSigAlg(b.tbs); err != nil {
+		return nil, err
+	}
+	tk, err := l.throwawayFor(issuerPub)
+	if err != nil {
+		return nil, err
+	}
+	if b.lintDER, err = signTBS(tk, b.tbs, b.sigAlgDER, b.opts); err != nil {
+		return nil, fmt.Errorf("signing the copy to lint: %w", err)
+	}
+	return b, nil
+}
+
+// tbsCapture is a crypto.MessageSigner that records what it is asked to
+// sign and signs nothing.
+type tbsCapture struct {
+	pub  crypto.PublicKey
+	tbs  []byte
+	opts crypto.SignerOpts
+}
+
+func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
+
+func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("tbsCapture needs crypto.MessageSigner support in crypto/x509")
+}
+
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.tbs, c.opts = bytes.Clone(msg), opts
+	return []byte{0}, nil
+}
+
+// throwawayCert returns the throwaway-signed DER and its TBS.
+func throwawayCert(l *Linter, tmpl, parent *x509.Certificate, pub, issuerPub crypto.PublicKey) (der, tbs []byte, err error) {
+	b, err := buildTBS(l, tmpl, parent, pub, issuerPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.lintDER, b.tbs, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -280,5 +281,36 @@ func TestRevokeAndDryRun(t *testing.T) {
 	rec, err := c.Certificate(ctx, iss.Serial)
 	if err != nil || rec.Status != core.StatusRevoked || rec.RevocationReason != core.ReasonKeyCompromise {
 		t.Fatalf("after revoke: %+v, %v", rec, err)
+	}
+}
+
+// wrongSigner signs with another key of the same type: an HSM fault.
+type wrongSigner struct {
+	crypto.Signer
+	other crypto.Signer
+}
+
+func (w wrongSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	return w.other.Sign(r, d, o)
+}
+
+// TestFaultySignerIsCaught: a signature that does not verify under the
+// issuer's key never becomes a certificate; the row stays reserved.
+func TestFaultySignerIsCaught(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storagetest.SQLite(t)
+	root, inter := testHierarchy(t, "p256")
+	bad := &Issuer{id: inter.id, chain: inter.chain, sent: inter.sent,
+		signer: wrongSigner{Signer: inter.signer, other: freshKey(t, "p256")}}
+	c, err := New(Options{Store: db, Issuers: []*Issuer{bad, root}, URLs: testURLs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "a.example", "a.example"), Profile: "tls-server"})
+	if iss != nil || err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("Issue with a faulty signer = %v, %v", iss, err)
+	}
+	if v, r := countRows(t, db, core.StatusValid), countRows(t, db, core.StatusReserved); v != 0 || r != 1 {
+		t.Fatalf("%d valid, %d reserved rows; want 0 and 1", v, r)
 	}
 }
