@@ -18,7 +18,6 @@ import (
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
-	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // IssueRequest is the JSON body of POST /certificates and /dry-run.
@@ -363,84 +362,4 @@ func (a *API) revoke(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, recordResponse(r, false))
-}
-
-// ListResponse is one page of GET /certificates.
-type ListResponse struct {
-	Certificates []CertificateResponse `json:"certificates"`
-	// NextCursor, when not empty, fetches the next page (?cursor=).
-	NextCursor string `json:"next_cursor,omitempty"`
-}
-
-func (a *API) list(c *gin.Context) {
-	var f storage.CertFilter
-	switch s := core.CertStatus(c.Query("status")); s {
-	case "", core.StatusValid, core.StatusRevoked:
-		f.Status = s
-	default:
-		a.fail(c, core.Errorf(core.KindMalformed, "status must be valid or revoked"))
-		return
-	}
-	f.Name, f.IssuerID = c.Query("name"), c.Query("issuer")
-	for _, p := range []struct {
-		q   string
-		dst *time.Time
-	}{{"expiring_before", &f.ExpiringBefore}, {"expiring_after", &f.ExpiringAfter}} {
-		if v := c.Query(p.q); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				a.fail(c, core.Errorf(core.KindMalformed, "%s must be an RFC 3339 time", p.q))
-				return
-			}
-			*p.dst = t
-		}
-	}
-	if cur := c.Query("cursor"); cur != "" {
-		s, err := core.ParseSerial(cur)
-		if err != nil {
-			a.fail(c, core.Errorf(core.KindMalformed, "bad cursor"))
-			return
-		}
-		f.After = s
-	}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			a.fail(c, core.Errorf(core.KindMalformed, "limit must be 1-1000"))
-			return
-		}
-		f.Limit = n
-	}
-	rows, next, err := a.store.ListCertificates(c.Request.Context(), f)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	out := ListResponse{Certificates: make([]CertificateResponse, len(rows)), NextCursor: string(next)}
-	for i := range rows {
-		out.Certificates[i] = recordResponse(&rows[i], false)
-	}
-	c.JSON(http.StatusOK, out)
-}
-
-// IssuerResponse describes one issuer.
-type IssuerResponse struct {
-	ID          string    `json:"id"`
-	Default     bool      `json:"default"`
-	Subject     string    `json:"subject"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Certificate string    `json:"certificate"` // PEM
-	Chain       string    `json:"chain"`       // PEM: the issuer up to the root
-}
-
-func (a *API) listIssuers(c *gin.Context) {
-	var out []IssuerResponse
-	for _, is := range a.issuers.Issuers() {
-		cert := is.Certificate()
-		out = append(out, IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(),
-			Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-			Certificate: pemOf(cert), Chain: pemOf(is.Chain()...)})
-	}
-	c.JSON(http.StatusOK, gin.H{"issuers": out})
 }
