@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -312,5 +314,46 @@ func TestFaultySignerIsCaught(t *testing.T) {
 	}
 	if v, r := countRows(t, db, core.StatusValid), countRows(t, db, core.StatusReserved); v != 0 || r != 1 {
 		t.Fatalf("%d valid, %d reserved rows; want 0 and 1", v, r)
+	}
+}
+
+func TestMetricsCountOutcomes(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	reg := prometheus.NewRegistry()
+	c, _, _ := newTestCA(t, db, func(o *Options) { o.Registerer = reg })
+	ctx := context.Background()
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	c.Issue(ctx, Request{CSR: csr, Profile: "tls-server"})
+	c.Issue(ctx, Request{CSR: csr, Profile: "tls-server", Lifetime: 10000 * time.Hour})
+	c.Issue(ctx, Request{CSR: csr, Profile: "no-such-profile"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	series := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() {
+				labels += l.GetValue() + ","
+			}
+			switch mf.GetName() {
+			case "strongroom_issuance_total":
+				got[labels] = m.GetCounter().GetValue()
+			case "strongroom_issuance_duration_seconds":
+				series++
+			}
+		}
+	}
+	// Labels in name order: outcome, profile.
+	want := map[string]float64{"issued,tls-server,": 1, "rejected,tls-server,": 1, "rejected,unknown,": 1}
+	if len(got) != len(want) || series != 3 {
+		t.Fatalf("counters %v, %d latency series; want %v and 3", got, series, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("strongroom_issuance_total{%s} = %v, want %v", k, got[k], v)
+		}
 	}
 }

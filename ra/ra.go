@@ -33,6 +33,10 @@ type Options struct {
 	// DefaultProfile is used when a request names none. Zero: tls-server.
 	DefaultProfile string
 	Logger         *slog.Logger // zero: discard
+	// OnRevoke runs after each successful revocation, for example to
+	// publish the event that makes every node drop its cached OCSP answer
+	// (storage.EncodeRevoked on the events bus). Zero: nothing.
+	OnRevoke func(ctx context.Context, issuerID string, serial core.Serial)
 }
 
 // Authority applies policy and drives issuance and revocation. It is safe
@@ -42,6 +46,7 @@ type Authority struct {
 	policy         Policy
 	defaultProfile string
 	log            *slog.Logger
+	onRevoke       func(ctx context.Context, issuerID string, serial core.Serial)
 }
 
 // New checks the policy and returns an Authority.
@@ -52,7 +57,7 @@ func New(o Options) (*Authority, error) {
 	if err := o.Policy.normalize(); err != nil {
 		return nil, err
 	}
-	a := &Authority{ca: o.CA, policy: o.Policy, defaultProfile: o.DefaultProfile, log: o.Logger}
+	a := &Authority{ca: o.CA, policy: o.Policy, defaultProfile: o.DefaultProfile, log: o.Logger, onRevoke: o.OnRevoke}
 	if a.defaultProfile == "" {
 		a.defaultProfile = "tls-server"
 	}
@@ -247,6 +252,14 @@ func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.
 		return err
 	}
 	a.log.InfoContext(ctx, "revocation", "serial", string(serial), "reason", reason.String(), "principal", who)
+	if a.onRevoke != nil {
+		rec, err := a.ca.Certificate(ctx, serial)
+		if err != nil {
+			a.log.ErrorContext(ctx, "revocation recorded, but reading it back for the event failed", "serial", string(serial), "err", err)
+			return nil
+		}
+		a.onRevoke(ctx, rec.IssuerID, serial)
+	}
 	return nil
 }
 

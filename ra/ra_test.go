@@ -164,7 +164,10 @@ func TestCheckIdentifiersListsEveryProblem(t *testing.T) {
 
 func TestDryRunAndRevoke(t *testing.T) {
 	c, db := newCA(t)
-	a, _ := New(Options{CA: c, Policy: testPolicy})
+	var events []string
+	a, _ := New(Options{CA: c, Policy: testPolicy, OnRevoke: func(_ context.Context, issuer string, s core.Serial) {
+		events = append(events, issuer+"/"+string(s))
+	}})
 	ctx := context.Background()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	res, err := a.DryRun(ctx, Request{CSR: csrFor(t, k, "", "evil.org")})
@@ -187,11 +190,17 @@ func TestDryRunAndRevoke(t *testing.T) {
 	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); err != nil {
 		t.Fatal(err)
 	}
+	if len(events) != 1 || events[0] != "intermediate/"+string(iss.Serial) {
+		t.Fatalf("revocation events %v", events)
+	}
 	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); core.KindOf(err) != core.KindConflict {
 		t.Fatalf("second revoke: %v", err)
 	}
 	if err := a.Revoke(ctx, iss.Serial, 7, "apikey:x"); core.KindOf(err) != core.KindMalformed {
 		t.Fatalf("reason 7: %v", err)
+	}
+	if len(events) != 1 {
+		t.Fatalf("failed revocations published events: %v", events)
 	}
 }
 
