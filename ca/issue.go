@@ -215,8 +215,8 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		if err := checkCAKey(req.CSR.PublicKey); err != nil {
 			return nil, err
 		}
-		ic := is.Certificate()
-		if ic.MaxPathLenZero || (ic.MaxPathLen > 0 && len(is.chain) > ic.MaxPathLen) {
+		// RFC 5280 §4.2.1.9: a pathLenConstraint of 0 allows no CA below.
+		if ic := is.Certificate(); ic.MaxPathLen == 0 && ic.MaxPathLenZero {
 			return nil, core.Errorf(core.KindRejected, "issuer %s may not issue CA certificates (path length)", is.ID())
 		}
 	}
