@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,29 +70,117 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-// frontend names the part of the URL space a path belongs to, a bounded
-// label set for metrics.
-func frontend(path string) string {
-	for _, p := range []string{"/acme/", "/api/", "/ui", "/ocsp", "/crl/", "/issuers/", "/metrics", "/healthz", "/readyz"} {
+// frontends are the bounded label set for metrics: the part of the URL
+// space a path belongs to.
+var frontends = [...]string{"/acme/", "/api/", "/ui", "/ocsp", "/crl/", "/issuers/", "/metrics", "/healthz", "/readyz"}
+
+// frontend returns the index in frontends of path's front end, or
+// len(frontends) for "other".
+func frontend(path string) int {
+	for i, p := range frontends {
 		if len(path) >= len(p) && path[:len(p)] == p {
-			return p[1:]
+			return i
 		}
 	}
+	return len(frontends)
+}
+
+func frontendLabel(i int) string {
+	if i < len(frontends) {
+		return frontends[i][1:]
+	}
 	return "other"
+}
+
+// listenerMetrics are one listener's series, resolved once: a label lookup
+// per request (hashing three strings, a map read under a lock) costs more
+// than the OCSP answer itself.
+type listenerMetrics struct {
+	m        *httpMetrics
+	listener string
+	// latency[fe] and counts[fe][code] are resolved on first use, so
+	// /metrics lists only series that saw requests, as before.
+	latency [len(frontends) + 1]atomic.Pointer[observerRef]
+	counts  [len(frontends) + 1][600]atomic.Pointer[counterRef]
+}
+
+type (
+	counterRef  struct{ prometheus.Counter }
+	observerRef struct{ prometheus.Observer }
+)
+
+func (m *httpMetrics) forListener(listener string) *listenerMetrics {
+	return &listenerMetrics{m: m, listener: listener}
+}
+
+// observe counts a request. Racing first uses of a series resolve the same
+// series.
+func (lm *listenerMetrics) observe(fe, code int, d time.Duration) {
+	o := lm.latency[fe].Load()
+	if o == nil {
+		o = &observerRef{lm.m.latency.WithLabelValues(lm.listener, frontendLabel(fe))}
+		lm.latency[fe].Store(o)
+	}
+	o.Observe(d.Seconds())
+	if code < 0 || code >= len(lm.counts[fe]) {
+		lm.m.requests.WithLabelValues(lm.listener, frontendLabel(fe), strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &lm.counts[fe][code]
+	c := slot.Load()
+	if c == nil {
+		c = &counterRef{lm.m.requests.WithLabelValues(lm.listener, frontendLabel(fe), strconv.Itoa(code))}
+		slot.Store(c)
+	}
+	c.Inc()
+}
+
+// requestIDs makes ids unique to this process and listener without a
+// random read per request: a random prefix fixed at start, then a counter.
+type requestIDs struct {
+	prefix [12]byte // hex of 6 random bytes
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	g := &requestIDs{}
+	var b [6]byte
+	rand.Read(b[:])
+	hex.Encode(g.prefix[:], b[:])
+	return g
+}
+
+// next returns "{prefix}-{counter}", the counter as at least 8 hex digits.
+func (g *requestIDs) next() string {
+	var buf [12 + 1 + 16]byte
+	copy(buf[:], g.prefix[:])
+	buf[12] = '-'
+	n := g.n.Add(1)
+	digits := 8
+	for n>>(4*digits) != 0 {
+		digits++
+	}
+	const hexDigits = "0123456789abcdef"
+	for i := digits - 1; i >= 0; i-- {
+		buf[13+i] = hexDigits[n&0xf]
+		n >>= 4
+	}
+	return string(buf[:13+digits])
 }
 
 // wrap applies request id, body limit, recover, metrics and the single log
 // event per request to h.
 func (s *Server) wrap(listener string, h http.Handler) http.Handler {
+	ids := newRequestIDs()
+	lm := s.metrics.forListener(listener)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
 		if id == "" || len(id) > 64 {
-			var b [8]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = ids.next()
 		}
-		w.Header().Set(RequestIDHeader, id)
+		// RequestIDHeader is in canonical form: skip Set's canonicalising.
+		w.Header()[RequestIDHeader] = []string{id}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.BodyLimit)
 		}
@@ -106,17 +195,21 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 					WriteProblem(sw, Problem{Status: http.StatusInternalServerError, Detail: "internal error; request id " + id})
 				}
 			}
-			fe := frontend(r.URL.Path)
-			s.metrics.requests.WithLabelValues(listener, fe, strconv.Itoa(sw.status)).Inc()
-			s.metrics.latency.WithLabelValues(listener, fe).Observe(time.Since(start).Seconds())
+			d := time.Since(start)
+			lm.observe(frontend(r.URL.Path), sw.status, d)
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
+			ctx := r.Context()
+			if !s.log.Enabled(ctx, level) {
+				return
+			}
 			// The raw query is left out: it may carry tokens.
-			s.log.Log(r.Context(), level, "request", "request_id", id, "listener", listener,
-				"method", r.Method, "path", r.URL.EscapedPath(), "status", sw.status, "bytes", sw.bytes,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", r.RemoteAddr)
+			s.log.LogAttrs(ctx, level, "request", slog.String("request_id", id), slog.String("listener", listener),
+				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", sw.status),
+				slog.Int64("bytes", sw.bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+				slog.String("remote", r.RemoteAddr))
 		}()
 		h.ServeHTTP(sw, r)
 	})

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
@@ -24,6 +25,8 @@ type node struct {
 	log *slog.Logger
 	db  *storage.DB
 	hsm *hsm.Module
+	// logw batches log writes (logwriter.go); Close flushes it.
+	logw *logWriter
 }
 
 // openNode loads the configuration and opens the database and HSM module,
@@ -33,22 +36,26 @@ func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) 
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(cfg.Log, logOut)
+	logw := newLogWriter(logOut, 100*time.Millisecond)
+	log := newLogger(cfg.Log, logw)
 	db, err := openDB(ctx, cfg, dir)
 	if err != nil {
+		logw.Close()
 		return nil, err
 	}
 	mod, err := hsm.New(ctx, hsm.Options{Store: db, Logger: log, UsageSummaryInterval: cfg.HSM.UsageSummaryInterval.D()})
 	if err != nil {
 		db.Close()
+		logw.Close()
 		return nil, fmt.Errorf("opening HSM: %w", err)
 	}
-	return &node{dir: dir, cfg: cfg, log: log, db: db, hsm: mod}, nil
+	return &node{dir: dir, cfg: cfg, log: log, db: db, hsm: mod, logw: logw}, nil
 }
 
 func (n *node) Close(ctx context.Context) {
 	n.hsm.Close(ctx)
 	n.db.Close()
+	n.logw.Close()
 }
 
 // unsealFromEnvironment unseals with what needs no operator: the key file,

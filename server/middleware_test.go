@@ -1,0 +1,149 @@
+package server
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestRequestIDsUniqueAndEchoed(t *testing.T) {
+	s := New(Options{})
+	s.MountPlain("/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := s.PlainHandler()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+				id := rec.Header().Get(RequestIDHeader)
+				mu.Lock()
+				if id == "" || seen[id] {
+					t.Errorf("request id %q empty or repeated", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// Another listener (another wrap) gets another prefix.
+	rec := httptest.NewRecorder()
+	s.HTTPSHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	other := rec.Header().Get(RequestIDHeader)
+	for id := range seen {
+		if id[:12] == other[:12] {
+			t.Fatalf("listeners share the id prefix: %q and %q", id, other)
+		}
+		break
+	}
+	// A client's id is kept; an over-long one is replaced.
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.Header.Set(RequestIDHeader, "client-id-1")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if got := rec.Header().Get(RequestIDHeader); got != "client-id-1" {
+		t.Fatalf("client request id: got %q", got)
+	}
+	req.Header.Set(RequestIDHeader, strings.Repeat("a", 65))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if got := rec.Header().Get(RequestIDHeader); len(got) > 64 || got == "" {
+		t.Fatalf("over-long client id not replaced: %q", got)
+	}
+}
+
+func TestRequestIDCounterGrows(t *testing.T) {
+	g := newRequestIDs()
+	if id := g.next(); len(id) != 21 || !strings.HasSuffix(id, "-00000001") {
+		t.Fatalf("first id %q", id)
+	}
+	g.n.Store(1<<32 - 1)
+	if id := g.next(); !strings.HasSuffix(id, "-100000000") {
+		t.Fatalf("id past 32 bits %q", id)
+	}
+}
+
+func TestMetricsAndOneLogEventPerRequest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	s := New(Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.MountPlain("/ocsp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/bad") {
+			w.WriteHeader(http.StatusTeapot)
+		}
+	}))
+	h := s.PlainHandler()
+	for _, p := range []string{"/ocsp/a", "/ocsp/b", "/ocsp/bad", "/nowhere"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
+	}
+	for _, tc := range []struct {
+		fe, code string
+		want     float64
+	}{{"ocsp", "0", 2}, {"ocsp", "418", 1}, {"other", "404", 1}} {
+		got := gathered(t, reg, "strongroom_http_requests_total", "http", tc.fe, tc.code)
+		if got != tc.want {
+			t.Errorf("requests{frontend=%s,code=%s} = %v, want %v", tc.fe, tc.code, got, tc.want)
+		}
+	}
+	if n := gathered(t, reg, "strongroom_http_request_duration_seconds", "http", "ocsp", ""); n != 3 {
+		t.Errorf("ocsp latency count %v, want 3", n)
+	}
+	// Only front ends that saw requests have series.
+	if n := gathered(t, reg, "strongroom_http_request_duration_seconds", "http", "acme", ""); n != -1 {
+		t.Errorf("acme latency series exists (count %v) without a request", n)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d log lines for 4 requests:\n%s", len(lines), logs.String())
+	}
+	for _, want := range []string{"msg=request", "listener=http", "method=GET", "path=/ocsp/bad", "status=418", "request_id=", "duration_ms=", "remote="} {
+		if !strings.Contains(lines[2], want) {
+			t.Errorf("log line lacks %q: %s", want, lines[2])
+		}
+	}
+}
+
+// gathered returns the counter value or histogram count of the series with
+// the given labels (code "" for none), or -1 when there is no such series.
+func gathered(t *testing.T, reg *prometheus.Registry, name, listener, fe, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			want := map[string]string{"listener": listener, "frontend": fe, "code": code}
+			for _, l := range m.GetLabel() {
+				if want[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			return value(m)
+		}
+	}
+	return -1
+}
+
+func value(m *dto.Metric) float64 {
+	if h := m.GetHistogram(); h != nil {
+		return float64(h.GetSampleCount())
+	}
+	return m.GetCounter().GetValue()
+}
