@@ -11,6 +11,7 @@ import (
 
 	zx509 "github.com/zmap/zcrypto/x509"
 
+	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
@@ -106,4 +107,49 @@ func TestLintCostPerLint(t *testing.T) {
 	for _, x := range costs[:25] {
 		t.Logf("%-60s %s", x.name, x.d)
 	}
+}
+
+// BenchmarkIssueParallel is the pipeline without HTTP: concurrent Issue
+// calls through the group-commit writer on SQLite, beside raw
+// x509.CreateCertificate on all cores in the same run.
+func BenchmarkIssueParallel(b *testing.B) {
+	db, _ := storagetest.SQLite(b)
+	w := storage.NewCertWriter(db)
+	defer w.Close()
+	c, _, inter := newTestCA(b, w, nil)
+	csr := makeCSR(b, testKey(b, "p256"), "a.example", "a.example")
+	req := Request{CSR: csr, Profile: "tls-server", Requester: "bench"}
+	ctx := context.Background()
+	p, _ := c.prepare(req)
+	var raw float64
+	b.Run("raw-CreateCertificate", func(b *testing.B) {
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			t := *p.tmpl
+			for i := int64(1); pb.Next(); i++ {
+				t.SerialNumber = big.NewInt(i)
+				if _, err := x509.CreateCertificate(rand.Reader, &t, inter.Certificate(), csr.PublicKey, inter.signer); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		raw = float64(b.N) / time.Since(start).Seconds()
+		b.ReportMetric(raw, "certs/s")
+	})
+	b.Run("issue", func(b *testing.B) {
+		b.SetParallelism(16)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.Issue(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		rate := float64(b.N) / time.Since(start).Seconds()
+		b.ReportMetric(rate, "certs/s")
+		b.ReportMetric(100*rate/raw, "%raw")
+	})
 }
