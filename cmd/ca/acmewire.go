@@ -104,11 +104,9 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 		seen[ep.Name] = true
 		auth := a.ra
 		if ep.Policy != nil {
-			authority, err := ra.New(ra.Options{CA: a.pipeline, Policy: *ep.Policy, DefaultProfile: defaultProfile, Logger: a.n.log})
-			if err != nil {
+			if auth, err = a.newAuthority(*ep.Policy, defaultProfile); err != nil {
 				return fmt.Errorf("%s.policy: %w", field, err)
 			}
-			auth = &publishingAuthority{Authority: authority, events: a.shared.events, log: a.n.log}
 		}
 		profiles := map[string]acme.Profile{
 			"tls-server":        {Description: "TLS server certificate", CAProfile: "tls-server"},
@@ -162,7 +160,7 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 // with two chains: up to the intermediate (the default, what servers send)
 // and one that also carries the root, offered as an alternate.
 type acmeIssuer struct {
-	auth *publishingAuthority
+	auth *ra.Authority
 	root []byte
 }
 
@@ -189,7 +187,7 @@ func (i *acmeIssuer) Certificate(ctx context.Context, serial core.Serial) (*core
 
 // acmePolicy applies ra's name policy at new-order time, turning ra's
 // per-identifier problems into ACME subproblems.
-type acmePolicy struct{ auth *publishingAuthority }
+type acmePolicy struct{ auth *ra.Authority }
 
 func (p *acmePolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []acme.Identifier, profile string) error {
 	rids := make([]ra.Identifier, len(ids))

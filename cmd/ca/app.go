@@ -15,6 +15,7 @@ import (
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/server"
 )
 
@@ -30,7 +31,7 @@ type app struct {
 	tls    *tlsCert
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
 	pipeline  *ca.CA
-	ra        *publishingAuthority
+	ra        *ra.Authority
 	shared    *shared
 	https     net.Listener
 	plain     net.Listener

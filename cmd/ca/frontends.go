@@ -9,6 +9,7 @@ import (
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // issuanceConfig is the `issuance:` section of strongroom.yaml.
@@ -60,9 +61,13 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 		urls = *ic.URLs
 	}
 	issuers := append([]*ca.Issuer{}, a.inters...)
+	// The pipeline's writes go through a group-commit writer: concurrent
+	// issuances share SQLite transactions instead of queueing on its lock.
+	writer := storage.NewCertWriter(a.n.db)
+	a.closers = append(a.closers, func() { writer.Close() })
 	var err error
 	a.pipeline, err = ca.New(ca.Options{
-		Store:      a.n.db,
+		Store:      writer,
 		Issuers:    issuers,
 		Profiles:   profiles,
 		URLs:       urls,
@@ -74,11 +79,10 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("building the issuance pipeline: %w", err)
 	}
-	authority, err := ra.New(ra.Options{CA: a.pipeline, Policy: policy, DefaultProfile: ic.DefaultProfile, Logger: a.n.log})
+	a.ra, err = a.newAuthority(policy, ic.DefaultProfile)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
-	a.ra = &publishingAuthority{Authority: authority, events: a.shared.events, log: a.n.log}
 	a.tls.issue = a.issueServerCert
 	if err := a.mountAPI(); err != nil {
 		return err
@@ -87,6 +91,12 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 		return err
 	}
 	return a.mountRevocation(ctx)
+}
+
+// newAuthority is ra over the pipeline with a policy; revocations publish.
+func (a *app) newAuthority(policy ra.Policy, defaultProfile string) (*ra.Authority, error) {
+	return ra.New(ra.Options{CA: a.pipeline, Policy: policy, DefaultProfile: defaultProfile,
+		Logger: a.n.log, OnRevoke: a.publishRevoked})
 }
 
 func (a *app) mountAPI() error {
