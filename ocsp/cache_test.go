@@ -91,6 +91,13 @@ func TestCacheHeadersAndInvalidation(t *testing.T) {
 	if !bytes.Contains([]byte(cc), []byte("max-age=")) || bytes.Contains([]byte(cc), []byte("max-age=0,")) {
 		t.Fatalf("Cache-Control %q", cc)
 	}
+	if r := parse(t, body, f.good, f.ca.Cert); lm != r.ThisUpdate.UTC().Format(http.TimeFormat) ||
+		resp.Header.Get("Expires") != r.NextUpdate.UTC().Format(http.TimeFormat) {
+		t.Fatalf("Last-Modified %q, Expires %q; response thisUpdate %v nextUpdate %v", lm, resp.Header.Get("Expires"), r.ThisUpdate, r.NextUpdate)
+	}
+	if resp.Header.Get("Content-Type") != "application/ocsp-response" || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("Content-Type %q, Content-Length %d for %d bytes", resp.Header.Get("Content-Type"), resp.ContentLength, len(body))
+	}
 	calls := f.status.calls
 	resp2, body2 := f.get(t, path)
 	if !bytes.Equal(body, body2) || resp2.Header.Get("ETag") != etag || f.status.calls != calls {

@@ -48,25 +48,76 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	a := r.respond(req.Context(), der)
 	h := w.Header()
-	h.Set("Content-Type", "application/ocsp-response")
+	// Header keys below are in canonical form, so the map is written
+	// directly (Header.Set would canonicalise each key again); the values
+	// share one string and one slice.
+	var buf [192]byte
+	b := buf[:0]
 	if get && a.etag != "" {
 		// RFC 5019 §6.2: let HTTP caches keep the answer until we would
 		// refresh it ourselves.
-		now := r.now()
-		maxAge := int64(a.nextUpdate.Add(-r.refreshBefore).Sub(now) / time.Second)
-		h.Set("Cache-Control", "max-age="+strconv.FormatInt(max(maxAge, 0), 10)+", public, no-transform, must-revalidate")
-		h.Set("Last-Modified", a.thisUpdate.UTC().Format(http.TimeFormat))
-		h.Set("Expires", a.nextUpdate.UTC().Format(http.TimeFormat))
-		h.Set("ETag", a.etag)
-		if inm := req.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, a.etag) {
+		maxAge := int64(a.nextUpdate.Add(-r.refreshBefore).Sub(r.now()) / time.Second)
+		b = append(b, "max-age="...)
+		b = strconv.AppendInt(b, max(maxAge, 0), 10)
+		b = append(b, ", public, no-transform, must-revalidate"...)
+		lm := len(b)
+		b = appendHTTPDate(b, a.thisUpdate)
+		ex := len(b)
+		b = appendHTTPDate(b, a.nextUpdate)
+		cl := len(b)
+		b = strconv.AppendInt(b, int64(len(a.der)), 10)
+		v := string(b)
+		vals := [...]string{contentTypeOCSP, v[:lm], v[lm:ex], v[ex:cl], a.etag, v[cl:]}
+		hv := vals[:]
+		h["Content-Type"] = hv[0:1:1]
+		h["Cache-Control"] = hv[1:2:2]
+		h["Last-Modified"] = hv[2:3:3]
+		h["Expires"] = hv[3:4:4]
+		h["Etag"] = hv[4:5:5]
+		if inm := req.Header["If-None-Match"]; len(inm) > 0 && strings.Contains(inm[0], a.etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
+		h["Content-Length"] = hv[5:6:6]
 	} else {
-		h.Set("Cache-Control", "no-store")
+		v := string(strconv.AppendInt(b, int64(len(a.der)), 10))
+		vals := [...]string{contentTypeOCSP, "no-store", v}
+		hv := vals[:]
+		h["Content-Type"] = hv[0:1:1]
+		h["Cache-Control"] = hv[1:2:2]
+		h["Content-Length"] = hv[2:3:3]
 	}
-	h.Set("Content-Length", strconv.Itoa(len(a.der)))
 	w.Write(a.der)
+}
+
+const contentTypeOCSP = "application/ocsp-response"
+
+// appendHTTPDate appends t as an HTTP date (http.TimeFormat, RFC 9110
+// §5.6.7) without time.Format's layout interpretation.
+func appendHTTPDate(b []byte, t time.Time) []byte {
+	const days, months = "SunMonTueWedThuFriSat", "JanFebMarAprMayJunJulAugSepOctNovDec"
+	t = t.UTC()
+	yy, mm, dd := t.Date()
+	if yy < 1000 || yy > 9999 {
+		return t.AppendFormat(b, http.TimeFormat)
+	}
+	hh, mn, ss := t.Clock()
+	wd := int(t.Weekday())
+	two := func(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	b = append(b, days[3*wd:3*wd+3]...)
+	b = append(b, ", "...)
+	b = two(b, dd)
+	b = append(b, ' ')
+	b = append(b, months[3*(mm-1):3*mm]...)
+	b = append(b, ' ')
+	b = two(two(b, yy/100), yy%100)
+	b = append(b, ' ')
+	b = two(b, hh)
+	b = append(b, ':')
+	b = two(b, mn)
+	b = append(b, ':')
+	b = two(b, ss)
+	return append(b, " GMT"...)
 }
 
 // decodeGET extracts the request from a GET path. The base64 is read from

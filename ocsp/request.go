@@ -3,7 +3,6 @@ package ocsp
 import (
 	"crypto"
 	"errors"
-	"math/big"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -140,18 +139,46 @@ func parseCertID(s *cryptobyte.String) (CertID, error) {
 	if id.Hash == 0 {
 		return id, errMalformed
 	}
-	var nameHash, keyHash cryptobyte.String
-	serial := new(big.Int)
+	var nameHash, keyHash, serialDER cryptobyte.String
 	if !certID.ReadASN1(&nameHash, cbasn1.OCTET_STRING) || !certID.ReadASN1(&keyHash, cbasn1.OCTET_STRING) ||
-		!certID.ReadASN1Integer(serial) || !certID.Empty() {
+		!certID.ReadASN1(&serialDER, cbasn1.INTEGER) || !certID.Empty() {
 		return id, errMalformed
 	}
-	if len(nameHash) != id.Hash.Size() || len(keyHash) != id.Hash.Size() || serial.Sign() <= 0 || serial.BitLen() > 160 {
+	serial, ok := serialFromDER(serialDER)
+	if !ok || len(nameHash) != id.Hash.Size() || len(keyHash) != id.Hash.Size() {
 		return id, errMalformed
 	}
 	id.IssuerNameHash, id.IssuerKeyHash = nameHash, keyHash
-	id.Serial = core.SerialFromBig(serial)
+	id.Serial = serial
 	return id, nil
+}
+
+// serialFromDER turns the content octets of a DER INTEGER into the
+// canonical core.Serial (what core.SerialFromBig gives), without a
+// big.Int. It refuses what ReadASN1Integer refuses (empty, not minimally
+// encoded) and what no certificate of ours carries: zero, negative, more
+// than 160 bits.
+func serialFromDER(b []byte) (core.Serial, bool) {
+	if len(b) == 0 || b[0]&0x80 != 0 ||
+		len(b) > 1 && (b[0] == 0 && b[1]&0x80 == 0 || b[0] == 0xff && b[1]&0x80 != 0) {
+		return "", false
+	}
+	if b[0] == 0 {
+		b = b[1:] // the sign octet of a positive number with its top bit set
+	}
+	if len(b) == 0 || len(b) > 20 {
+		return "", false
+	}
+	const digits = "0123456789abcdef"
+	var buf [40]byte
+	for i, c := range b {
+		buf[2*i], buf[2*i+1] = digits[c>>4], digits[c&0xf]
+	}
+	h := buf[:2*len(b)]
+	if h[0] == '0' {
+		h = h[1:]
+	}
+	return core.Serial(h), true
 }
 
 // parseNonce returns the nonce extension's value from requestExtensions.
