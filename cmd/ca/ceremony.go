@@ -33,8 +33,12 @@ type ceremony struct {
 	Hostname   string
 	// ListenHTTPS and ListenHTTP override the default listen addresses.
 	ListenHTTPS, ListenHTTP string
-	CommonName              string // prefix of the CA names; default "Strongroom"
-	Out                     io.Writer
+	// Database and RedisAddr choose shared state for several nodes: driver
+	// "postgres" (DSN from STRONGROOM_DATABASE_DSN or DatabaseDSN) and a
+	// Redis address. Zero: SQLite in the data directory, in-memory state.
+	Database, DatabaseDSN, RedisAddr string
+	CommonName                       string // prefix of the CA names; default "Strongroom"
+	Out                              io.Writer
 }
 
 // ceremonyResult is what the operator must be told once.
@@ -67,6 +71,11 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		cfg.URLs = config.URLs{}
 		cfg.ApplyDefaults()
 	}
+	if c.Database != "" {
+		cfg.Database = config.Database{Driver: c.Database, DSN: c.DatabaseDSN}
+		cfg.ApplyDefaults()
+	}
+	cfg.Redis.Addr = c.RedisAddr
 	cfg.HSM.Unseal = c.Unseal
 	if c.Unseal != "keyfile" {
 		cfg.HSM.KeyFile = ""
@@ -80,7 +89,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if c.CommonName == "" {
 		c.CommonName = "Strongroom"
 	}
-	db, err := storage.Open(ctx, storage.SQLite, cfg.DatabaseDSN(c.Dir))
+	db, err := openDB(ctx, cfg, c.Dir)
 	if err != nil {
 		return nil, err
 	}

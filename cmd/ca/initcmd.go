@@ -79,6 +79,9 @@ production.`,
 	f.StringVar(&c.Hostname, "hostname", "", "DNS name clients use for this CA (default localhost)")
 	f.StringVar(&c.ListenHTTPS, "listen-https", "", "HTTPS listen address (default 127.0.0.1:8443)")
 	f.StringVar(&c.ListenHTTP, "listen-http", "", "plain HTTP listen address for OCSP and CRLs (default 127.0.0.1:8080)")
+	f.StringVar(&c.Database, "database", "", "sqlite (default) or postgres (DSN from STRONGROOM_DATABASE_DSN or --database-dsn without a password)")
+	f.StringVar(&c.DatabaseDSN, "database-dsn", "", "PostgreSQL URL to write into the config (no password: use STRONGROOM_DATABASE_DSN for one)")
+	f.StringVar(&c.RedisAddr, "redis", "", "Redis host:port shared by several nodes (default: in-memory state)")
 	f.StringVar(&c.CommonName, "name", "Strongroom", "prefix of the CA certificates' common names")
 	return cmd
 }

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// TestTwoNodes runs two `ca serve` processes that share PostgreSQL (the HSM
+// keystore, audit log and certificates) and Redis (nonces, OCSP caches,
+// revocation events): a certificate issued on node A is answered by node B's
+// OCSP responder, and revoking it on A makes B answer revoked at once, though
+// B had cached the good answer.
+func TestTwoNodes(t *testing.T) {
+	dsn := freshPostgresSchema(t)
+	rc := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr()})
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
+	}
+	rc.Close()
+	env := []string{"STRONGROOM_DATABASE_DSN=" + dsn}
+	a := StartCA(t, Options{Env: env, InitArgs: []string{"--database", "postgres", "--redis", storagetest.RedisAddr()}})
+	b := secondNode(t, a, env)
+
+	leafA := issueChain(t, a, goCSR(t, "node-a.example.com"))
+	leafB := issueChain(t, b, goCSR(t, "node-b.example.com"))
+	issuer := leafA[1]
+	req, err := ocsp.CreateRequest(leafA[0], issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ocspGet(t, b, req, false, leafA[0], issuer); r.Status != ocsp.Good {
+		t.Fatalf("node B on A's certificate: status %d, want good", r.Status)
+	}
+	if n := certCount(t, a); n < 2 {
+		t.Fatalf("node A lists %d certificates, want both nodes' (%s issued on B)", n, leafB[0].SerialNumber.Text(16))
+	}
+	serial := leafA[0].SerialNumber.Text(16)
+	resp, body := apiCall(t, a, "POST", "/certificates/"+serial+"/revoke", a.AdminKey(), "application/json", "",
+		strings.NewReader(`{"reason":"keyCompromise"}`))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke on A: %s\n%s", resp.Status, body)
+	}
+	// The event crosses Redis asynchronously; B must stop serving its cached
+	// good answer well within a second.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := ocspGet(t, b, req, false, leafA[0], issuer)
+		if r.Status == ocsp.Revoked && r.RevocationReason == ocsp.KeyCompromise {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B still answers status %d for a certificate revoked on A", r.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := b.CLI(ctx, "hsm", "audit", "verify"); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("audit chain shared by two nodes: %v\n%s", err, out)
+	}
+}
+
+// freshPostgresSchema makes a schema in the test database, dropped at the
+// end, and returns a DSN whose search_path is it.
+func freshPostgresSchema(t *testing.T) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", storagetest.PostgresURL())
+	if err == nil {
+		err = admin.Ping()
+	}
+	if err != nil {
+		storagetest.ServiceMissing(t, "PostgreSQL at "+storagetest.PostgresURL(), err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "e2e_" + hex.EncodeToString(b)
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+		admin.Close()
+	})
+	sep := "?"
+	if strings.Contains(storagetest.PostgresURL(), "?") {
+		sep = "&"
+	}
+	return storagetest.PostgresURL() + sep + "search_path=" + schema
+}
+
+// secondNode copies what a node needs from a's data directory (config,
+// certificates, unseal key, CA PIN, admin key) to a new directory with its own
+// ports, and serves it.
+func secondNode(t *testing.T, a *CA, env []string) *CA {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"root.pem", "intermediate.pem", "unseal.key", "ca.pin", "admin.key"} {
+		data := readFile(t, filepath.Join(a.Dir, f))
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	httpsPort, httpPort := FreePort(t), FreePort(t)
+	cfg := string(readFile(t, filepath.Join(a.Dir, "strongroom.yaml")))
+	cfg = strings.NewReplacer(strings.TrimPrefix(a.HTTPSURL, "https://localhost"), fmt.Sprintf(":%d", httpsPort),
+		strings.TrimPrefix(a.HTTPURL, "http://localhost"), fmt.Sprintf(":%d", httpPort)).Replace(cfg)
+	writeFile(t, filepath.Join(dir, "strongroom.yaml"), []byte(cfg))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(readFile(t, a.Root))
+	b := &CA{t: t, Dir: dir, env: env,
+		HTTPSURL: fmt.Sprintf("https://localhost:%d", httpsPort), HTTPURL: fmt.Sprintf("http://localhost:%d", httpPort),
+		Root: filepath.Join(dir, "root.pem"), Intermediate: filepath.Join(dir, "intermediate.pem"), AdminKeyFile: filepath.Join(dir, "admin.key"),
+		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+	}
+	t.Cleanup(b.Stop)
+	b.start()
+	b.WaitReady()
+	return b
+}
