@@ -30,13 +30,15 @@ type app struct {
 	reg    *prometheus.Registry
 	tls    *tlsCert
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
-	pipeline  *ca.CA
-	ra        *ra.Authority
-	shared    *shared
-	https     net.Listener
-	plain     net.Listener
-	closers   []func()
-	closeOnce sync.Once
+	pipeline *ca.CA
+	ra       *ra.Authority
+	shared   *shared
+	// hsmMetrics times the CA's HSM signatures by key.
+	hsmMetrics *hsmMetrics
+	https      net.Listener
+	plain      net.Listener
+	closers    []func()
+	closeOnce  sync.Once
 	// background runs until Serve's context ends.
 	background []func(ctx context.Context)
 }
@@ -50,7 +52,8 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	a := &app{n: n, sess: sess, reg: prometheus.NewRegistry()}
 	a.closers = append(a.closers, sess.Close)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if a.root, a.inters, err = n.issuers(ctx, sess); err != nil {
+	a.hsmMetrics = newHSMMetrics(a.reg)
+	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -89,7 +90,8 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 
 // issuers loads the root and intermediates: certificates from their files,
 // signers from the HSM by label.
-func (n *node) issuers(ctx context.Context, sess *hsm.Session) (root *ca.Issuer, inters []*ca.Issuer, err error) {
+// wrap, if not nil, wraps each signer (for metrics).
+func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label string, s crypto.Signer) crypto.Signer) (root *ca.Issuer, inters []*ca.Issuer, err error) {
 	load := func(is config.Issuer, parent *ca.Issuer) (*ca.Issuer, error) {
 		cert, err := readCert(config.Path(n.dir, is.Cert))
 		if err != nil {
@@ -99,9 +101,12 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session) (root *ca.Issuer,
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: finding key %q in the HSM: %w", is.ID, is.KeyLabel, err)
 		}
-		signer, err := sess.Signer(ctx, key.ID)
-		if err != nil {
+		var signer crypto.Signer
+		if signer, err = sess.Signer(ctx, key.ID); err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
+		}
+		if wrap != nil {
+			signer = wrap(is.KeyLabel, signer)
 		}
 		chain := []*x509.Certificate{cert}
 		if parent != nil {

@@ -154,6 +154,7 @@ func (r *responders) ResponderKey(ctx context.Context, issuerID string) (crypto.
 	if err != nil {
 		return nil, err
 	}
+	signer = r.a.hsmMetrics.signer(label, signer)
 	r.mu.Lock()
 	r.signers[issuerID] = signer
 	r.mu.Unlock()
