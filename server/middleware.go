@@ -181,7 +181,7 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 		}
 		// RequestIDHeader is in canonical form: skip Set's canonicalising.
 		w.Header()[RequestIDHeader] = []string{id}
-		if r.Body != nil {
+		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.BodyLimit)
 		}
 		sw := &statusWriter{ResponseWriter: w}
@@ -202,14 +202,20 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 				level = slog.LevelError
 			}
 			ctx := r.Context()
-			if !s.log.Enabled(ctx, level) {
+			lh := s.log.Handler()
+			if !lh.Enabled(ctx, level) {
 				return
 			}
+			// The record goes to the handler directly, with no caller PC:
+			// slog.Logger would walk the stack for a source location that
+			// is always this line.
+			rec := slog.NewRecord(time.Now(), level, "request", 0)
 			// The raw query is left out: it may carry tokens.
-			s.log.LogAttrs(ctx, level, "request", slog.String("request_id", id), slog.String("listener", listener),
+			rec.AddAttrs(slog.String("request_id", id), slog.String("listener", listener),
 				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 				slog.String("remote", r.RemoteAddr))
+			lh.Handle(ctx, rec)
 		}()
 		h.ServeHTTP(sw, r)
 	})
