@@ -1,190 +1,230 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/acme"
-	"github.com/strongroom-pki/strongroom/ca"
-	"github.com/strongroom-pki/strongroom/core"
-	"github.com/strongroom-pki/strongroom/storage/storagetest"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
-// caIssuer adapts the real issuance pipeline (package ca: profile → lint
-// on a throwaway copy → intent → sign → verify → store) to acme.Issuer, as
-// wiring does, with plain Go keys standing in for the HSM signers.
-type caIssuer struct{ c *ca.CA }
-
-func newCAIssuer(tb testing.TB, e *env) caIssuer {
-	tb.Helper()
-	ctx := context.Background()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "ACME Test Root", Organization: "Strongroom Test"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	root, err := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "ACME Test Intermediate",
-		Organization: "Strongroom Test", CRLURLs: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"},
-		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	inter, err := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := ca.New(ca.Options{Store: e.db, Issuers: []*ca.Issuer{inter, root},
-		URLs: ca.URLs{CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"},
-			CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.issuer.ca = rc // verifyChain trusts this root
-	return caIssuer{c: c}
-}
-
-func (a caIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
-	iss, err := a.c.Issue(ctx, ca.Request{CSR: csr, Profile: profile, Requester: requester, CSRChecked: true})
-	if err != nil {
-		return nil, err
-	}
-	chain := make([][]byte, 0, len(iss.Chain))
-	for _, c := range iss.Chain {
-		chain = append(chain, c.Raw)
-	}
-	return &acme.Issued{Serial: iss.Serial, Chains: [][][]byte{chain}}, nil
-}
-
-func (a caIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
-	return a.c.Revoke(ctx, serial, reason)
-}
-
-func (a caIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
-	return a.c.Certificate(ctx, serial)
-}
-
-func caEnv(tb testing.TB) *env {
-	var e *env
-	e = newEnv(tb, func(o *acme.Options) {
-		o.Profiles = map[string]acme.Profile{"server": {Description: "TLS server", CAProfile: "tls-server"}}
-		o.Issuer = lazyIssuer{&e}
-	})
-	ci := newCAIssuer(tb, e)
-	e.caIss = &ci
-	return e
-}
-
-// lazyIssuer lets the env be built before the CA that shares its database.
-type lazyIssuer struct{ e **env }
-
-func (l lazyIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, p, r string) (*acme.Issued, error) {
-	return (*l.e).caIss.Issue(ctx, csr, p, r)
-}
-func (l lazyIssuer) Revoke(ctx context.Context, s core.Serial, reason core.RevocationReason, r string) error {
-	return (*l.e).caIss.Revoke(ctx, s, reason, r)
-}
-func (l lazyIssuer) Certificate(ctx context.Context, s core.Serial) (*core.Certificate, error) {
-	return (*l.e).caIss.Certificate(ctx, s)
-}
-
-// TestIssueWithCAPipeline runs an order through the real ca pipeline and
-// revokes the result by certificate key.
-func TestIssueWithCAPipeline(t *testing.T) {
-	e := caEnv(t)
-	c := newRawClient(e)
-	c.register(nil)
-	chain, key := c.issue("pipeline.example.com", "*.pipeline.example.com")
-	var certs []*x509.Certificate
-	for rest := []byte(chain); ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		cert, _ := x509.ParseCertificate(b.Bytes)
-		certs = append(certs, cert)
-	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(e.issuer.ca)
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "x.pipeline.example.com"}); err != nil {
-		t.Fatalf("chain from the ca pipeline does not verify: %v", err)
-	}
-	byKey := &rawClient{e: e, key: key}
-	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw)}, nil); r.StatusCode != 200 {
-		t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
-	}
-	rec, err := e.caIss.Certificate(context.Background(), core.SerialFromBig(certs[0].SerialNumber))
-	if err != nil || rec.Status != core.StatusRevoked {
-		t.Fatalf("stored status %v, %v", rec, err)
-	}
-}
-
-// BenchmarkOrders measures complete ACME orders per second (newOrder →
-// http-01 with the fake validator → finalize → download) by 8 in-process
-// clients, each with its own account, on SQLite; once with the fake
-// issuer, once with the real ca pipeline; beside raw P-256
-// x509.CreateCertificate in the same run.
+// BenchmarkOrders measures complete ACME orders per second at concurrency
+// 8 through the production wiring (see prodEnv: ra over the ca pipeline
+// with zlint, storage.CertWriter on SQLite, the real acme/challenge
+// validator doing http-01 over loopback TCP, one TLS listener; plain Go
+// P-256 issuing keys instead of the HSM), beside, in the same run and the
+// same process:
+//   - the REST issuance rate through api on the same listener, same
+//     Authority, concurrency 8;
+//   - the ra.Issue rate without any front end, concurrency 8;
+//   - raw x509.CreateCertificate with the intermediate key on all cores.
+//
+// Each ACME client behaves like lego v5: new order, fetch the
+// authorization, publish the http-01 token, POST the challenge; if the
+// answer is not yet valid, sleep the server's Retry-After and poll the
+// authorization with exponential backoff; finalize; poll the order the
+// same way if it is not yet valid; download. Nonces are reused from each
+// response, so newNonce is called once per client.
 //
 //	go test -run - -bench Orders -benchtime 400x ./acme
 func BenchmarkOrders(b *testing.B) {
-	const clients = 8
-	run := func(b *testing.B, e *env) {
-		// Keep a connection per client, as separate clients would.
-		e.ts.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = clients
-		cs := make([]*rawClient, clients)
-		for i := range cs {
-			cs[i] = newRawClient(e)
-			cs[i].poll = time.Millisecond
-			cs[i].register(nil)
-		}
-		b.ResetTimer()
-		start := time.Now()
+	const conc = 8
+	names := make([]string, conc)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%d.%s", i, benchSuffix)
+	}
+	e := newProdEnv(b, names...)
+	inter := e.pipeline.Issuers()[0]
+	tmplKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER := csrFor(b, tmplKey, "", "rest."+benchSuffix)
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	restBody, _ := json.Marshal(map[string]any{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
+
+	rates := map[string]float64{}
+	record := func(b *testing.B, name, unit string, start time.Time) {
+		r := float64(b.N) / time.Since(start).Seconds()
+		b.ReportMetric(r, unit)
+		rates[name] = r
+	}
+	parallel := func(n int, f func() error) error {
+		var next atomic.Int64
 		var wg sync.WaitGroup
-		for i, c := range cs {
-			n := b.N / clients
-			if i < b.N%clients {
-				n++
-			}
+		errs := make(chan error, conc)
+		for range conc {
 			wg.Go(func() {
-				for range n {
-					c.issue("bench.example.com")
+				for next.Add(1) <= int64(n) {
+					if err := f(); err != nil {
+						errs <- err
+						return
+					}
 				}
 			})
 		}
 		wg.Wait()
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "orders/s")
+		close(errs)
+		return <-errs
 	}
-	b.Run("fake-issuer", func(b *testing.B) { run(b, newEnv(b, nil)) })
-	b.Run("fake-issuer-postgres", func(b *testing.B) { run(b, newEnvDB(b, storagetest.Postgres(b), nil)) })
-	b.Run("ca-pipeline", func(b *testing.B) { run(b, caEnv(b)) })
-	b.Run("reference-CreateCertificate-P256", func(b *testing.B) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "bench"}, DNSNames: []string{"bench.example.com"},
+
+	b.Run("raw-CreateCertificate", func(b *testing.B) {
+		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "bench"}, DNSNames: []string{"raw." + benchSuffix},
 			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+		var serial atomic.Int64
 		start := time.Now()
-		for i := range b.N {
-			tmpl.SerialNumber = big.NewInt(int64(i + 1))
-			if _, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k); err != nil {
-				b.Fatal(err)
+		b.RunParallel(func(pb *testing.PB) {
+			t := *tmpl
+			for pb.Next() {
+				t.SerialNumber = big.NewInt(serial.Add(1))
+				if _, err := x509.CreateCertificate(rand.Reader, &t, inter.Certificate(), tmplKey.Public(), inter.Signer()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		record(b, "raw", "certs/s", start)
+	})
+	b.Run("ra-Issue-c8", func(b *testing.B) {
+		start := time.Now()
+		err := parallel(b.N, func() error {
+			_, err := e.auth.Issue(context.Background(), ra.Request{CSR: csr, Principal: "bench"})
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		record(b, "ra", "certs/s", start)
+	})
+	b.Run("REST-c8", func(b *testing.B) {
+		tr := e.ts.Client().Transport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		client := &http.Client{Transport: tr}
+		defer tr.CloseIdleConnections()
+		start := time.Now()
+		err := parallel(b.N, func() error {
+			req, _ := http.NewRequest("POST", e.ts.URL+"/api/v1/certificates", bytes.NewReader(restBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+e.apiKey)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("REST issue: status %d", resp.StatusCode)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		record(b, "rest", "certs/s", start)
+	})
+	b.Run("ACME-c8", func(b *testing.B) {
+		e.ts.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = conc
+		cs := make([]*rawClient, conc)
+		for i := range cs {
+			cs[i] = newRawClient(e.env)
+			cs[i].register(nil)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			n := b.N / conc
+			if i < b.N%conc {
+				n++
+			}
+			wg.Go(func() {
+				for range n {
+					c.legoOrder(names[i])
+				}
+			})
+		}
+		wg.Wait()
+		record(b, "acme", "orders/s", start)
+		if rates["rest"] > 0 {
+			b.ReportMetric(100*rates["acme"]/rates["rest"], "%REST")
+		}
+		b.Logf("concurrency 8: ACME %.0f orders/s | REST %.0f certs/s | ra.Issue %.0f certs/s | raw x509.CreateCertificate %.0f certs/s (all cores)",
+			rates["acme"], rates["rest"], rates["ra"], rates["raw"])
+	})
+}
+
+// legoOrder runs one single-name order the way lego v5 does (see
+// BenchmarkOrders) and fails the benchmark on any unexpected answer.
+func (c *rawClient) legoOrder(name string) {
+	t := c.e.t
+	r := c.post(c.e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("newOrder: %d %s", r.StatusCode, r.body)
+	}
+	orderURL := r.Header.Get("Location")
+	o := decode[orderDoc](t, r)
+	for _, az := range o.Authorizations {
+		a := decode[authzDoc](t, c.post(az, nil, nil))
+		var chURL string
+		for _, ch := range a.Challenges {
+			if ch.Type == "http-01" {
+				c.e.present(ch.Token, ch.Token+"."+c.thumbprint())
+				chURL = ch.URL
 			}
 		}
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "certs/s")
-	})
+		r := c.post(chURL, map[string]any{}, nil)
+		ch := decode[struct{ Status string }](t, r)
+		if ch.Status != "valid" {
+			c.backoff(r, func() bool {
+				a := decode[authzDoc](t, c.post(az, nil, nil))
+				if a.Status == "invalid" {
+					t.Fatalf("authorization invalid: %+v", a)
+				}
+				return a.Status == "valid"
+			})
+		}
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r = c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", name))}, nil)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("finalize: %d %s", r.StatusCode, r.body)
+	}
+	if o = decode[orderDoc](t, r); o.Status != "valid" {
+		c.backoff(r, func() bool {
+			o = decode[orderDoc](t, c.post(orderURL, nil, nil))
+			return o.Status == "valid"
+		})
+	}
+	if r = c.post(o.Certificate, nil, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("download: %d %s", r.StatusCode, r.body)
+	}
+}
+
+// backoff polls like lego: first after the response's Retry-After (5 s if
+// absent), then growing by half each time, until done says so.
+func (c *rawClient) backoff(r *response, done func() bool) {
+	wait := 5 * time.Second
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err == nil {
+		wait = time.Duration(s) * time.Second
+	}
+	for range 50 {
+		time.Sleep(wait)
+		if done() {
+			return
+		}
+		wait += wait / 2
+	}
+	c.e.t.Fatal("gave up polling")
 }

@@ -36,7 +36,9 @@ type env struct {
 	issuer *fakeIssuer
 	val    *fakeValidator
 	eab    *fakeEAB
-	caIss  *caIssuer // set by caEnv
+	// present publishes a key authorization for http-01; nil: the fake
+	// validator's table.
+	present func(token, keyAuth string)
 }
 
 func newEnv(t testing.TB, mod func(o *acme.Options)) *env {
@@ -96,6 +98,12 @@ func (c *rawClient) nonce() string {
 	}
 	resp.Body.Close()
 	return resp.Header.Get("Replay-Nonce")
+}
+
+// thumbprint is the RFC 7638 thumbprint of the account key, base64url.
+func (c *rawClient) thumbprint() string {
+	tp, _ := (&jose.JSONWebKey{Key: c.key.Public()}).Thumbprint(crypto.SHA256)
+	return b64(tp)
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -256,8 +264,11 @@ func (c *rawClient) validate(authzURL, typ string, publish bool) authzDoc {
 			continue
 		}
 		if publish {
-			tp, _ := (&jose.JSONWebKey{Key: c.key.Public()}).Thumbprint(crypto.SHA256)
-			c.e.val.Present(context.Background(), "", ch.Token, ch.Token+"."+b64(tp))
+			if c.e.present != nil {
+				c.e.present(ch.Token, ch.Token+"."+c.thumbprint())
+			} else {
+				c.e.val.Present(context.Background(), "", ch.Token, ch.Token+"."+c.thumbprint())
+			}
 		}
 		if r := c.post(ch.URL, map[string]any{}, nil); r.StatusCode != http.StatusOK {
 			c.e.t.Fatalf("challenge POST: %d %s", r.StatusCode, r.body)

@@ -1,0 +1,231 @@
+package acme_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/acme/challenge"
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// prodEnv wires acme as cmd/ca/acmewire.go does: ra.Authority over the
+// real ca pipeline writing through storage.CertWriter on SQLite, the real
+// acme/challenge validator doing http-01 over loopback TCP against a
+// challengetest responder, and — on the same TLS listener, as `ca serve`
+// mounts both — the REST API over the same Authority. The issuing keys are
+// plain Go P-256 keys standing in for the HSM signers.
+type prodEnv struct {
+	*env
+	auth     *ra.Authority
+	pipeline *ca.CA
+	apiKey   string // an API key with the issue scope
+	http01   *challengetest.HTTP01Server
+}
+
+// benchSuffix is the policy's allowed suffix; the validator sends every
+// name under it to the loopback responder.
+const benchSuffix = "bench.example.com"
+
+func newProdEnv(tb testing.TB, names ...string) *prodEnv {
+	tb.Helper()
+	ctx := context.Background()
+	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "ACME Bench Root", Organization: "Strongroom Test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
+	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "ACME Bench Intermediate",
+		Organization: "Strongroom Test", CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"},
+		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	inter, _ := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	db, _ := storagetest.SQLite(tb)
+	w := storage.NewCertWriter(db)
+	tb.Cleanup(func() { w.Close() })
+	pipeline, err := ca.New(ca.Options{Store: w, Issuers: []*ca.Issuer{inter},
+		URLs: ca.URLs{CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"},
+			CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	auth, err := ra.New(ra.Options{CA: pipeline, Policy: ra.Policy{AllowedDNSSuffixes: []string{benchSuffix}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	resp := challengetest.NewHTTP01Server(tb)
+	override := map[string]string{}
+	for _, n := range names {
+		override[n] = "127.0.0.1"
+	}
+	v, err := challenge.New(challenge.Options{Resolver: "127.0.0.1:1", HTTPPort: resp.Port(), HostOverride: override})
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	ts := httptest.NewTLSServer(mux)
+	tb.Cleanup(ts.Close)
+	e := &env{t: tb, ts: ts, base: ts.URL + "/acme/bench", db: db, issuer: newFakeIssuer(tb)}
+	e.issuer.ca = rc // verifyChain and tests trust this root
+	e.present = func(token, keyAuth string) { resp.SetToken(token, keyAuth) }
+	srv, err := acme.New(acme.Options{Name: "bench", BaseURL: e.base, Store: db,
+		Nonces: storage.NewMemoryNonces(0, 0, nil), RateLimiter: storage.NewMemoryLimiter(nil),
+		Limits:    acme.Limits{NewOrdersPerAccountPerHour: 1 << 30, NewAccountsPerIPPerHour: 1 << 30},
+		Issuer:    &raIssuer{auth: auth, root: rc.Raw},
+		Policy:    &raPolicy{auth: auth},
+		Validator: acme.ValidatorFunc(v.Validate),
+		Profiles: map[string]acme.Profile{"tls-server": {Description: "TLS server certificate", CAProfile: "tls-server"}},
+		DefaultProfile: "tls-server"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	e.srv = srv
+	mux.Handle("/acme/bench/", srv)
+
+	a, err := api.New(api.Options{Authority: auth, Store: db, Issuers: pipeline})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	engine := gin.New()
+	a.Register(engine.Group("/api/v1"))
+	mux.Handle("/api/v1/", engine)
+	key, _, err := api.CreateKey(ctx, db, "bench", []string{api.ScopeIssue})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &prodEnv{env: e, auth: auth, pipeline: pipeline, apiKey: key, http01: resp}
+}
+
+// raIssuer and raPolicy are cmd/ca's acmeIssuer and acmePolicy.
+type raIssuer struct {
+	auth *ra.Authority
+	root []byte
+}
+
+func (i *raIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
+	iss, err := i.auth.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
+	if err != nil {
+		return nil, err
+	}
+	chain := make([][]byte, 0, len(iss.Chain)+1)
+	for _, c := range iss.Chain {
+		chain = append(chain, c.Raw)
+	}
+	withRoot := append(append([][]byte{}, chain...), i.root)
+	return &acme.Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
+}
+
+func (i *raIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
+	return i.auth.Revoke(ctx, serial, reason, requester)
+}
+
+func (i *raIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	return i.auth.Certificate(ctx, serial)
+}
+
+type raPolicy struct{ auth *ra.Authority }
+
+func (p *raPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []acme.Identifier, profile string) error {
+	rids := make([]ra.Identifier, len(ids))
+	for i, id := range ids {
+		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
+	}
+	err := p.auth.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
+	var ie *ra.IdentifierError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	var errs []error
+	for _, prob := range ie.Problems {
+		errs = append(errs, &acme.IdentifierError{Identifier: acme.Identifier{Type: prob.Identifier.Type, Value: prob.Identifier.Value}, Detail: prob.Detail})
+	}
+	return errors.Join(errs...)
+}
+
+func parsePEMChain(t testing.TB, chain string) []*x509.Certificate {
+	t.Helper()
+	var certs []*x509.Certificate
+	for rest := []byte(chain); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, c)
+	}
+	return certs
+}
+
+// TestIssueWithCAPipeline runs an order through the production wiring —
+// real http-01 over loopback, ra and the ca pipeline — then revokes the
+// result by certificate key and checks the stored status.
+func TestIssueWithCAPipeline(t *testing.T) {
+	name := "www." + benchSuffix
+	e := newProdEnv(t, name)
+	c := newRawClient(e.env)
+	c.register(nil)
+	chain, key := c.issue(name)
+	certs := parsePEMChain(t, chain)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(e.issuer.ca)
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name}); err != nil {
+		t.Fatalf("chain from the ca pipeline does not verify: %v", err)
+	}
+	byKey := &rawClient{e: e.env, key: key}
+	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw)}, nil); r.StatusCode != 200 {
+		t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+	}
+	rec, err := e.auth.Certificate(context.Background(), core.SerialFromBig(certs[0].SerialNumber))
+	if err != nil || rec.Status != core.StatusRevoked {
+		t.Fatalf("stored status %v, %v", rec, err)
+	}
+}
+
+// TestRealHTTP01Refused: with nothing published at the challenge URL the
+// real validator fails the authorization with a problem, and the order
+// can never be finalized.
+func TestRealHTTP01Refused(t *testing.T) {
+	name := "nothing." + benchSuffix
+	e := newProdEnv(t, name)
+	c := newRawClient(e.env)
+	c.register(nil)
+	r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+	o := decode[orderDoc](t, r)
+	a := c.validate(o.Authorizations[0], "http-01", false)
+	if a.Status != "invalid" || len(a.Challenges) != 1 || a.Challenges[0].Error == nil {
+		t.Fatalf("authorization after an unanswered http-01: %+v", a)
+	}
+	if got := a.Challenges[0].Error.Type; got != "urn:ietf:params:acme:error:unauthorized" {
+		t.Fatalf("problem %q, want unauthorized (404 from the responder)", got)
+	}
+}
