@@ -67,6 +67,10 @@ acme:
     http_port: %d
     tls_port: %d
     timeout: 10s
+  endpoints:
+    - name: default
+    - name: eab
+      eab_required: true
 `, resolver, httpPort, tlsPort)...)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
