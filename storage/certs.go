@@ -72,13 +72,33 @@ func recordIntent(ctx context.Context, x execer, c *core.Certificate, at time.Ti
 	if err := oneRow(res, err, "recording intent"); err != nil {
 		return err
 	}
-	for _, n := range dedupe(c.Names) {
-		if _, err := x.Exec(ctx, `INSERT INTO certificate_names (serial, name) VALUES (?, ?)
-			ON CONFLICT DO NOTHING`, string(c.Serial), strings.ToLower(n)); err != nil {
-			return fmt.Errorf("recording names: %w", err)
-		}
+	names := dedupe(c.Names)
+	if len(names) == 0 {
+		return nil
+	}
+	// One multi-row INSERT instead of one statement per name (both
+	// dialects accept VALUES lists); the query text depends only on the
+	// number of names, so the CertWriter's prepared-statement cache stays
+	// small.
+	args := make([]any, 0, 2*len(names))
+	for _, n := range names {
+		args = append(args, string(c.Serial), strings.ToLower(n))
+	}
+	if _, err := x.Exec(ctx, namesInsert(len(names)), args...); err != nil {
+		return fmt.Errorf("recording names: %w", err)
 	}
 	return nil
+}
+
+// namesInsert is the INSERT of n certificate_names rows.
+func namesInsert(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO certificate_names (serial, name) VALUES (?, ?)")
+	for i := 1; i < n; i++ {
+		b.WriteString(", (?, ?)")
+	}
+	b.WriteString(" ON CONFLICT DO NOTHING")
+	return b.String()
 }
 
 // StoreIssued marks a reserved certificate valid with its signed DER. The
