@@ -155,7 +155,12 @@ type Options struct {
 
 	OrderLifetime     time.Duration // lifetime of an order and of its authorizations, also once valid; 0: 7 days
 	ValidationTimeout time.Duration // per challenge attempt; 0: 30 s
-	MaxBodyBytes      int64         // JWS body limit; 0: 64 KiB
+	// ValidationWait is how long a challenge POST waits for its validation
+	// to finish and answers with the result; a validation still running
+	// then is answered "processing" with Retry-After. 0: 3 s; negative:
+	// answer at once.
+	ValidationWait time.Duration
+	MaxBodyBytes   int64 // JWS body limit; 0: 64 KiB
 
 	Clock  Clock        // nil: the system clock
 	Logger *slog.Logger // nil: discard
@@ -207,6 +212,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.ValidationTimeout <= 0 {
 		o.ValidationTimeout = 30 * time.Second
+	}
+	if o.ValidationWait == 0 {
+		o.ValidationWait = 3 * time.Second
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 64 << 10

@@ -92,11 +92,11 @@ func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 	e.present = func(token, keyAuth string) { resp.SetToken(token, keyAuth) }
 	srv, err := acme.New(acme.Options{Name: "bench", BaseURL: e.base, Store: db,
 		Nonces: storage.NewMemoryNonces(0, 0, nil), RateLimiter: storage.NewMemoryLimiter(nil),
-		Limits:    acme.Limits{NewOrdersPerAccountPerHour: 1 << 30, NewAccountsPerIPPerHour: 1 << 30},
-		Issuer:    &raIssuer{auth: auth, root: rc.Raw},
-		Policy:    &raPolicy{auth: auth},
-		Validator: acme.ValidatorFunc(v.Validate),
-		Profiles: map[string]acme.Profile{"tls-server": {Description: "TLS server certificate", CAProfile: "tls-server"}},
+		Limits:         acme.Limits{NewOrdersPerAccountPerHour: 1 << 30, NewAccountsPerIPPerHour: 1 << 30},
+		Issuer:         &raIssuer{auth: auth, root: rc.Raw},
+		Policy:         &raPolicy{auth: auth},
+		Validator:      acme.ValidatorFunc(v.Validate),
+		Profiles:       map[string]acme.Profile{"tls-server": {Description: "TLS server certificate", CAProfile: "tls-server"}},
 		DefaultProfile: "tls-server"})
 	if err != nil {
 		tb.Fatal(err)
