@@ -57,6 +57,12 @@ type Options struct {
 	Logger   *slog.Logger     // zero: discard
 	// Registerer receives the issuance metrics. Zero: no metrics.
 	Registerer prometheus.Registerer
+	// SerialPool is how many serials are reserved ahead of use per issuer,
+	// in one transaction, when the Store is a BatchReserver. Zero: 32;
+	// negative or 1: reserve one serial per issuance. Serials of a pool
+	// lost at shutdown or in a crash stay reserved (never used, never
+	// reused).
+	SerialPool int
 
 	// afterIntent, when set, runs after the intent is recorded and before
 	// the HSM signs; an error stops the pipeline there (fault injection
@@ -79,6 +85,7 @@ type CA struct {
 	log           *slog.Logger
 	metrics       *metrics
 	afterIntent   func() error
+	pool          *serialPool // nil: reserve one serial per issuance
 }
 
 // New checks opts and returns a CA.
@@ -125,6 +132,11 @@ func New(opts Options) (*CA, error) {
 	if c.metrics, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
+	size := opts.SerialPool
+	if size == 0 {
+		size = 32
+	}
+	c.pool = newSerialPool(c.store, size, c.log, c.now)
 	return c, nil
 }
 

@@ -157,10 +157,19 @@ func (c *CA) DryRun(ctx context.Context, req Request) (*Draft, error) {
 	return &Draft{Certificate: cert, Findings: findings, IssuerID: p.issuer.ID()}, ctx.Err()
 }
 
-// reserve draws serials until one is inserted (a collision of 128-bit
+// reserve takes a serial from the pool (reserved ahead, see serialPool), or
+// without a pool draws serials until one is inserted (a collision of 128-bit
 // random serials means a broken random source or a replayed database:
 // a few attempts, then give up).
 func (c *CA) reserve(ctx context.Context, rec *core.Certificate) error {
+	if c.pool != nil {
+		s, err := c.pool.take(ctx, rec.IssuerID)
+		if err != nil {
+			return err
+		}
+		rec.Serial = s
+		return nil
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := core.NewSerial()
 		if err != nil {

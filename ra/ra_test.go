@@ -134,9 +134,11 @@ func TestIssuePolicy(t *testing.T) {
 		})
 	}
 	var n int
-	db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates`).Scan(&n)
+	// Rows with a TBS: the CA's serial pool reserves rows ahead of use,
+	// which have none.
+	db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates WHERE tbs IS NOT NULL`).Scan(&n)
 	if n != 4 {
-		t.Fatalf("%d rows stored, want 4 (the allowed requests only)", n)
+		t.Fatalf("%d certificates recorded, want 4 (the allowed requests only)", n)
 	}
 }
 

@@ -57,6 +57,36 @@ func reserveSerial(ctx context.Context, x execer, c *core.Certificate) error {
 	return nil
 }
 
+// ReserveSerials reserves serials of issuerID ahead of use, in one
+// transaction (the CA's serial pool): each gets a reserved row with no
+// profile, requester or TBS — RecordIntent fills those in. It returns the
+// serials inserted; one that already has a row is skipped (ON CONFLICT DO
+// NOTHING), never overwritten.
+func (d *DB) ReserveSerials(ctx context.Context, issuerID string, serials []core.Serial, at time.Time) ([]core.Serial, error) {
+	var got []core.Serial
+	err := d.InTx(ctx, func(tx *Tx) error {
+		var err error
+		got, err = reserveSerials(ctx, tx, issuerID, serials, at)
+		return err
+	})
+	return got, err
+}
+
+func reserveSerials(ctx context.Context, x execer, issuerID string, serials []core.Serial, at time.Time) ([]core.Serial, error) {
+	got := make([]core.Serial, 0, len(serials))
+	for _, s := range serials {
+		err := reserveSerial(ctx, x, &core.Certificate{Serial: s, IssuerID: issuerID, CreatedAt: at})
+		if errors.Is(err, ErrSerialTaken) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, s)
+	}
+	return got, nil
+}
+
 // RecordIntent stores the linted to-be-signed certificate and its names on
 // a reserved row. It fails unless the row is reserved and has no TBS yet,
 // so an intent is recorded once.
@@ -65,10 +95,14 @@ func (d *DB) RecordIntent(ctx context.Context, c *core.Certificate, at time.Time
 }
 
 func recordIntent(ctx context.Context, x execer, c *core.Certificate, at time.Time) error {
-	res, err := x.Exec(ctx, `UPDATE certificates SET subject = ?, names = ?, not_before = ?,
-		not_after = ?, tbs = ?, updated_at = ? WHERE serial = ? AND status = ? AND tbs IS NULL`,
-		c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
-		Micros(at), string(c.Serial), string(core.StatusReserved))
+	// profile and requester are set here too: a serial reserved ahead of
+	// use (ReserveSerials) does not know them yet. The issuer must be the
+	// one the serial was reserved for.
+	res, err := x.Exec(ctx, `UPDATE certificates SET profile = ?, requester = ?, subject = ?, names = ?,
+		not_before = ?, not_after = ?, tbs = ?, updated_at = ?
+		WHERE serial = ? AND issuer_id = ? AND status = ? AND tbs IS NULL`,
+		c.Profile, c.Requester, c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
+		Micros(at), string(c.Serial), c.IssuerID, string(core.StatusReserved))
 	if err := oneRow(res, err, "recording intent"); err != nil {
 		return err
 	}

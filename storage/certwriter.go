@@ -156,6 +156,17 @@ func (w *CertWriter) ReserveSerial(ctx context.Context, c *core.Certificate) err
 	return w.do(ctx, func(ctx context.Context, x execer) error { return reserveSerial(ctx, x, &cc) })
 }
 
+// ReserveSerials is DB.ReserveSerials through the group commit.
+func (w *CertWriter) ReserveSerials(ctx context.Context, issuerID string, serials []core.Serial, at time.Time) ([]core.Serial, error) {
+	var got []core.Serial
+	err := w.do(ctx, func(ctx context.Context, x execer) error {
+		var err error
+		got, err = reserveSerials(ctx, x, issuerID, serials, at)
+		return err
+	})
+	return got, err
+}
+
 // RecordIntent is DB.RecordIntent through the group commit.
 func (w *CertWriter) RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error {
 	cc := *c
