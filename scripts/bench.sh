@@ -16,3 +16,20 @@ run "OCSP in-process: cached GET, fresh GET, raw CreateResponse (concurrency 32;
   -bench 'OCSP|CachedGETHandler' -benchtime 100000x ./ocsp
 echo; echo "== OCSP cached GET against ca serve (wrk in a separate process)"
 ./scripts/bench-ocsp.sh 10s
+
+# CRL (issue 5): build and sign 100,000 and 1,000,000 entries with the
+# streaming encoder, beside crypto/x509.CreateRevocationList at 100,000.
+run "CRL: streaming encoder (100k, 1M entries) beside stdlib CreateRevocationList (100k): s/crl, peak-MiB" \
+  -bench 'CRL' -benchtime 3x ./crl
+
+# Issuance (issue 3): REST API over TLS at concurrency 1, 8, 32, linting on,
+# every certificate stored in SQLite, beside raw x509.CreateCertificate with
+# the same key in the same run.
+run "REST issuance (P-256 intermediate, lint on, SQLite) at c=1/8/32 beside raw x509.CreateCertificate" \
+  -bench 'IssueHTTP' -benchtime 3000x -v ./api
+
+# ACME (issue 4): complete orders (new order, http-01 validated for real over
+# loopback, finalize, download) at concurrency 8, beside REST issuance and
+# raw x509.CreateCertificate in the same run.
+run "ACME complete orders at c=8 beside REST issuance and raw x509.CreateCertificate" \
+  -bench 'Orders' -benchtime 10s -v ./acme
