@@ -144,16 +144,15 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	azID, err := s.o.Store.ACMEAuthzIDByChallenge(ctx, s.o.Name, id)
+	a, err := s.o.Store.ACMEAuthzByChallenge(ctx, s.o.Name, id)
 	if isNotFound(err) {
 		return notFoundProblem("challenge")
 	}
 	if err != nil {
 		return err
 	}
-	a, err := s.loadAuthz(ctx, req, azID)
-	if err != nil {
-		return err
+	if a.AccountID != req.account.ID {
+		return unauthorized("this authorization belongs to another account")
 	}
 	var c *storage.ACMEChallenge
 	for i := range a.Challenges {
@@ -171,13 +170,8 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 			return err
 		}
 		if authzStatus(a, s.now()) == "pending" && c.Status == "pending" {
-			ok, err := s.o.Store.SetACMEChallengeStatus(ctx, c.ID, "pending", "processing", time.Time{}, nil)
-			if err != nil {
+			if err := s.runChallenge(ctx, a, c, req.account.Thumbprint); err != nil {
 				return err
-			}
-			if ok {
-				c.Status = "processing"
-				s.awaitValidation(ctx, s.startValidation(a, *c, req), c)
 			}
 		}
 	}
@@ -185,102 +179,4 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 		w.Header().Set("Retry-After", "1") // §8.2: when to poll again
 	}
 	return writeJSON(w, http.StatusOK, s.challengeJSON(c))
-}
-
-// validation is one background validation. Once done is closed, ch holds
-// the challenge as stored, if settled.
-type validation struct {
-	done    chan struct{}
-	ch      storage.ACMEChallenge
-	settled bool
-}
-
-// awaitValidation lets the challenge POST answer with the result when the
-// validation finishes within ValidationWait — most http-01 and tls-alpn-01
-// checks take milliseconds — so that a client such as lego, which stops
-// polling when the answer is already valid, does not sleep a Retry-After
-// second per authorization. A slower validation is answered "processing"
-// with Retry-After and keeps running.
-func (s *Server) awaitValidation(ctx context.Context, v *validation, c *storage.ACMEChallenge) {
-	if s.o.ValidationWait <= 0 {
-		return
-	}
-	t := time.NewTimer(s.o.ValidationWait)
-	defer t.Stop()
-	select {
-	case <-v.done:
-		if v.settled {
-			*c = v.ch
-		}
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// startValidation runs the Validator in the background. The key
-// authorization is token "." account key thumbprint (§8.1).
-func (s *Server) startValidation(a *storage.ACMEAuthz, c storage.ACMEChallenge, req *request) *validation {
-	keyAuth := c.Token + "." + req.account.Thumbprint
-	id := Identifier(a.Identifier)
-	v := &validation{done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(v.done)
-		select {
-		case s.validate <- struct{}{}:
-			defer func() { <-s.validate }()
-		case <-s.bg.Done():
-		}
-		var verr error
-		if s.bg.Err() == nil {
-			ctx, cancel := context.WithTimeout(s.bg, s.o.ValidationTimeout)
-			verr = s.o.Validator.Validate(ctx, c.Type, id, c.Token, keyAuth)
-			cancel()
-		}
-		// Settle with a context of its own: the request that started the
-		// validation is long gone, and shutdown must still record a result.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if s.settle(ctx, a, &c, verr) {
-			v.ch, v.settled = c, true
-		}
-	}()
-	return v
-}
-
-// settle records the result and reports whether the challenge was stored
-// as c now says.
-func (s *Server) settle(ctx context.Context, a *storage.ACMEAuthz, c *storage.ACMEChallenge, verr error) bool {
-	log := s.log.With("account", a.AccountID, "authz", a.ID, "challenge", c.Type)
-	if s.bg.Err() != nil { // shutting down: let the client try again later
-		if _, err := s.o.Store.SetACMEChallengeStatus(ctx, c.ID, "processing", "pending", time.Time{}, nil); err != nil {
-			log.ErrorContext(ctx, "resetting challenge at shutdown", "err", err)
-		}
-		return false
-	}
-	var (
-		chTo, azTo = "valid", "valid"
-		validated  = s.now()
-		perr       []byte
-	)
-	if verr != nil {
-		p := validationProblem(verr)
-		chTo, azTo, validated, perr = "invalid", "invalid", time.Time{}, problemJSON(p)
-		log.InfoContext(ctx, "acme challenge failed", "problem", p.Type, "detail", p.Detail)
-	} else {
-		log.InfoContext(ctx, "acme challenge valid")
-	}
-	if ok, err := s.o.Store.SetACMEChallengeStatus(ctx, c.ID, "processing", chTo, validated, perr); err != nil || !ok {
-		if err != nil {
-			log.ErrorContext(ctx, "recording challenge result", "err", err)
-		}
-		return false
-	}
-	c.Status, c.Validated, c.Error = chTo, validated, perr
-	if _, err := s.o.Store.SetACMEAuthzStatus(ctx, s.o.Name, a.ID, "pending", azTo); err != nil {
-		log.ErrorContext(ctx, "recording authorization result", "err", err)
-		return false
-	}
-	return true
 }

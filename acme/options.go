@@ -40,9 +40,10 @@ type Store interface {
 	ACMEOrderReplacing(ctx context.Context, endpoint, certID string) (bool, error)
 
 	ACMEAuthz(ctx context.Context, endpoint, id string) (*storage.ACMEAuthz, error)
-	ACMEAuthzIDByChallenge(ctx context.Context, endpoint, challengeID string) (string, error)
+	ACMEAuthzByChallenge(ctx context.Context, endpoint, challengeID string) (*storage.ACMEAuthz, error)
 	SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error)
 	SetACMEChallengeStatus(ctx context.Context, id, from, to string, validated time.Time, problem []byte) (bool, error)
+	SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string, validated time.Time, problem []byte) (bool, error)
 	ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]storage.ACMEIdentifier, error)
 }
 

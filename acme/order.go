@@ -269,9 +269,8 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return s.failFinalize(ctx, o, err)
 	}
-	if o, err = s.o.Store.ACMEOrder(ctx, s.o.Name, o.ID); err != nil {
-		return err
-	}
+	// FinishACMEOrder moved it from processing to valid with this serial.
+	o.Status, o.CertSerial, o.Error = "valid", string(issued.Serial), nil
 	s.log.InfoContext(ctx, "acme order finalized", "account", o.AccountID, "order", o.ID, "serial", issued.Serial)
 	return s.writeOrder(w, http.StatusOK, o)
 }

@@ -242,32 +242,61 @@ func scanAuthz(row interface{ Scan(...any) error }) (*ACMEAuthz, error) {
 	return &a, nil
 }
 
-// ACMEAuthz returns the authorization with its challenges.
+// authzWithChallenges selects an authorization's columns and, per row,
+// one of its challenges, in position order; the query's only parameters
+// are appended by the caller's WHERE.
+const authzWithChallenges = `SELECT a.id, a.endpoint, a.account_id, a.order_id, a.ident_type, a.ident_value,
+	a.wildcard, a.status, a.expires, c.id, c.type, c.token, c.status, c.validated, c.error
+	FROM acme_authorizations a JOIN acme_challenges c ON c.authz_id = a.id `
+
+// ACMEAuthz returns the authorization with its challenges, in one query.
 func (d *DB) ACMEAuthz(ctx context.Context, endpoint, id string) (*ACMEAuthz, error) {
-	a, err := scanAuthz(d.QueryRow(ctx, `SELECT `+authzCols+` FROM acme_authorizations WHERE id = ? AND endpoint = ?`,
-		id, endpoint))
+	return d.scanAuthzChallenges(ctx, authzWithChallenges+`WHERE a.id = ? AND a.endpoint = ? ORDER BY c.position`,
+		id, endpoint)
+}
+
+// ACMEAuthzByChallenge returns the authorization, with its challenges, that
+// the challenge challengeID of endpoint belongs to, in one query.
+func (d *DB) ACMEAuthzByChallenge(ctx context.Context, endpoint, challengeID string) (*ACMEAuthz, error) {
+	return d.scanAuthzChallenges(ctx, authzWithChallenges+`JOIN acme_challenges k ON k.authz_id = a.id
+		WHERE k.id = ? AND a.endpoint = ? ORDER BY c.position`, challengeID, endpoint)
+}
+
+func (d *DB) scanAuthzChallenges(ctx context.Context, q string, args ...any) (*ACMEAuthz, error) {
+	rows, err := d.Query(ctx, q, args...)
 	if err != nil {
-		return nil, notFound(err, "reading ACME authorization")
-	}
-	rows, err := d.Query(ctx, `SELECT id, authz_id, type, token, status, validated, error FROM acme_challenges
-		WHERE authz_id = ? ORDER BY position`, id)
-	if err != nil {
-		return nil, fmt.Errorf("reading challenges: %w", err)
+		return nil, fmt.Errorf("reading ACME authorization: %w", err)
 	}
 	defer rows.Close()
+	var a *ACMEAuthz
 	for rows.Next() {
 		var (
+			row       ACMEAuthz
+			wildcard  int
+			expires   int64
 			c         ACMEChallenge
 			validated int64
 			perr      string
 		)
-		if err := rows.Scan(&c.ID, &c.AuthzID, &c.Type, &c.Token, &c.Status, &validated, &perr); err != nil {
-			return nil, fmt.Errorf("reading challenge: %w", err)
+		if err := rows.Scan(&row.ID, &row.Endpoint, &row.AccountID, &row.OrderID, &row.Identifier.Type,
+			&row.Identifier.Value, &wildcard, &row.Status, &expires, &c.ID, &c.Type, &c.Token, &c.Status,
+			&validated, &perr); err != nil {
+			return nil, fmt.Errorf("reading ACME authorization: %w", err)
 		}
-		c.Validated, c.Error = FromMicros(validated), bytesOrNil(perr)
+		if a == nil {
+			row.Wildcard, row.Expires = wildcard != 0, FromMicros(expires)
+			a = &row
+		}
+		c.AuthzID, c.Validated, c.Error = a.ID, FromMicros(validated), bytesOrNil(perr)
 		a.Challenges = append(a.Challenges, c)
 	}
-	return a, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading ACME authorization: %w", err)
+	}
+	if a == nil {
+		return nil, core.ErrNotFound
+	}
+	return a, nil
 }
 
 // ACMEAuthzIDByChallenge returns the id of the authorization a challenge
@@ -305,6 +334,33 @@ func (d *DB) SetACMEChallengeStatus(ctx context.Context, id, from, to string, va
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// SettleACMEChallenge records a validation result: the challenge moves
+// from status from to to (valid or invalid, with when it was validated and
+// any problem) and its pending authorization to the same status, in one
+// transaction. It reports false, changing nothing, when the challenge was
+// not in from.
+func (d *DB) SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string,
+	validated time.Time, problem []byte) (bool, error) {
+	settled := false
+	err := d.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE acme_challenges SET status = ?, validated = ?, error = ?
+			WHERE id = ? AND authz_id = ? AND status = ?`, to, Micros(validated), string(problem), challengeID, authzID, from)
+		if err != nil {
+			return fmt.Errorf("updating ACME challenge: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = ? WHERE id = ? AND endpoint = ? AND status = 'pending'`,
+			to, authzID, endpoint); err != nil {
+			return fmt.Errorf("updating ACME authorization: %w", err)
+		}
+		settled = true
+		return nil
+	})
+	return settled, err
 }
 
 // ValidACMEIdentifiers returns the identifiers the account holds valid,

@@ -152,5 +152,34 @@ func TestACMEOrders(t *testing.T) {
 		if _, err := db.ACMEOrder(ctx, "other", "o1"); !core.IsNotFound(err) {
 			t.Fatalf("other endpoint sees order: %v", err)
 		}
+		// One query: the authorization of a challenge, with its challenges.
+		if az, err := db.ACMEAuthzByChallenge(ctx, "ep", "o2-c"); err != nil || az.ID != "o2-z" ||
+			len(az.Challenges) != 1 || az.Challenges[0].AuthzID != "o2-z" || az.Status != "pending" {
+			t.Fatalf("authz by challenge = %+v, %v", az, err)
+		}
+		if _, err := db.ACMEAuthzByChallenge(ctx, "other", "o2-c"); !core.IsNotFound(err) {
+			t.Fatalf("other endpoint sees the challenge: %v", err)
+		}
+		if _, err := db.ACMEAuthz(ctx, "ep", "nope"); !core.IsNotFound(err) {
+			t.Fatalf("missing authz: %v", err)
+		}
+		// Settling moves challenge and authorization together, once.
+		prob := []byte(`{"type":"urn:ietf:params:acme:error:incorrectResponse"}`)
+		if ok, err := db.SettleACMEChallenge(ctx, "ep", "o2-z", "o2-c", "processing", "invalid", time.Time{}, prob); ok || err != nil {
+			t.Fatalf("settling from the wrong status: %v %v", ok, err)
+		}
+		if ok, err := db.SettleACMEChallenge(ctx, "ep", "o1-z", "o2-c", "pending", "invalid", time.Time{}, prob); ok || err != nil {
+			t.Fatalf("settling under another authorization: %v %v", ok, err)
+		}
+		if ok, err := db.SettleACMEChallenge(ctx, "ep", "o2-z", "o2-c", "pending", "invalid", time.Time{}, prob); !ok || err != nil {
+			t.Fatalf("settle: %v %v", ok, err)
+		}
+		if ok, _ := db.SettleACMEChallenge(ctx, "ep", "o2-z", "o2-c", "pending", "valid", now, nil); ok {
+			t.Fatal("settled twice")
+		}
+		az, err = db.ACMEAuthz(ctx, "ep", "o2-z")
+		if err != nil || az.Status != "invalid" || az.Challenges[0].Status != "invalid" || string(az.Challenges[0].Error) != string(prob) {
+			t.Fatalf("settled authz = %+v, %v", az, err)
+		}
 	})
 }
