@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -40,6 +42,40 @@ type DB struct {
 	dialect Dialect
 	// rebound caches '?'→'$n' rewrites for PostgreSQL, keyed by query text.
 	rebound syncMap
+	// stmts caches prepared statements for SQLite, keyed by query text
+	// (modernc's driver otherwise compiles every statement on every call;
+	// pgx caches prepared statements per connection by itself). nstmts
+	// bounds the cache against queries built at run time.
+	stmts  sync.Map
+	nstmts atomic.Int32
+}
+
+// maxStmts bounds the prepared-statement cache.
+const maxStmts = 512
+
+// stmt returns the cached prepared statement for a SQLite query, preparing
+// it on first use, or nil (PostgreSQL, a full cache, or a query that does not
+// prepare — the unprepared path then reports its error).
+func (d *DB) stmt(ctx context.Context, query string) *sql.Stmt {
+	if d.dialect != SQLite {
+		return nil
+	}
+	if v, ok := d.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	if d.nstmts.Load() >= maxStmts {
+		return nil
+	}
+	st, err := d.sql.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := d.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	d.nstmts.Add(1)
+	return st
 }
 
 // Open connects to the database, applies pending migrations and returns it.
@@ -122,8 +158,15 @@ func (d *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connection pool.
-func (d *DB) Close() error { return d.sql.Close() }
+// Close closes the prepared statements and the connection pool.
+func (d *DB) Close() error {
+	d.stmts.Range(func(k, v any) bool {
+		v.(*sql.Stmt).Close()
+		d.stmts.Delete(k)
+		return true
+	})
+	return d.sql.Close()
+}
 
 // Dialect reports which database this is.
 func (d *DB) Dialect() Dialect { return d.dialect }
@@ -160,14 +203,23 @@ func (d *DB) q(query string) string {
 
 // Exec, Query and QueryRow run a '?'-placeholder query on the pool.
 func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return d.sql.ExecContext(ctx, d.q(query), args...)
 }
 
 func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return d.sql.QueryContext(ctx, d.q(query), args...)
 }
 
 func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return d.sql.QueryRowContext(ctx, d.q(query), args...)
 }
 
@@ -178,14 +230,23 @@ type Tx struct {
 }
 
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.d.stmt(ctx, query); st != nil {
+		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
 	return t.tx.ExecContext(ctx, t.d.q(query), args...)
 }
 
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.d.stmt(ctx, query); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
 	return t.tx.QueryContext(ctx, t.d.q(query), args...)
 }
 
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.d.stmt(ctx, query); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, t.d.q(query), args...)
 }
 
