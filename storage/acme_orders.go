@@ -299,18 +299,6 @@ func (d *DB) scanAuthzChallenges(ctx context.Context, q string, args ...any) (*A
 	return a, nil
 }
 
-// ACMEAuthzIDByChallenge returns the id of the authorization a challenge
-// of endpoint belongs to.
-func (d *DB) ACMEAuthzIDByChallenge(ctx context.Context, endpoint, challengeID string) (string, error) {
-	var id string
-	err := d.QueryRow(ctx, `SELECT a.id FROM acme_challenges c JOIN acme_authorizations a ON a.id = c.authz_id
-		WHERE c.id = ? AND a.endpoint = ?`, challengeID, endpoint).Scan(&id)
-	if err != nil {
-		return "", notFound(err, "reading ACME challenge")
-	}
-	return id, nil
-}
-
 // SetACMEAuthzStatus moves an authorization from one status to another
 // and reports whether it was in from.
 func (d *DB) SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error) {

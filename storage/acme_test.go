@@ -110,9 +110,12 @@ func TestACMEOrders(t *testing.T) {
 		if err != nil || len(ids) != 1 || ids[0] != "o1" {
 			t.Fatalf("second page = %v, %v", ids, err)
 		}
-		azID, err := db.ACMEAuthzIDByChallenge(ctx, "ep", "o1-c")
-		if err != nil || azID != "o1-z" {
-			t.Fatalf("authz by challenge = %q, %v", azID, err)
+		az, err := db.ACMEAuthzByChallenge(ctx, "ep", "o1-c")
+		if err != nil || az.ID != "o1-z" || len(az.Challenges) != 1 {
+			t.Fatalf("authz by challenge = %+v, %v", az, err)
+		}
+		if _, err := db.ACMEAuthzByChallenge(ctx, "other", "o1-c"); !core.IsNotFound(err) {
+			t.Fatalf("authz by challenge of another endpoint: %v", err)
 		}
 		if ok, err := db.SetACMEChallengeStatus(ctx, "o1-c", "pending", "valid", now, nil); !ok || err != nil {
 			t.Fatalf("challenge → valid: %v %v", ok, err)
@@ -123,7 +126,7 @@ func TestACMEOrders(t *testing.T) {
 		if ok, err := db.SetACMEAuthzStatus(ctx, "ep", "o1-z", "pending", "valid"); !ok || err != nil {
 			t.Fatalf("authz → valid: %v %v", ok, err)
 		}
-		az, err := db.ACMEAuthz(ctx, "ep", "o1-z")
+		az, err = db.ACMEAuthz(ctx, "ep", "o1-z")
 		if err != nil || az.Status != "valid" || az.Challenges[0].Status != "valid" || !az.Challenges[0].Validated.Equal(now) {
 			t.Fatalf("authz = %+v, %v", az, err)
 		}
