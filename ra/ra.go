@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -207,19 +209,24 @@ func (a *Authority) checkKey(pub any, prof ca.Profile) error {
 }
 
 // checkNames applies the name policy to the CSR's SANs and the extra ones.
+// The CA passes every name to its template as text, and the certificate
+// gets each as the type its text says (x509util.SplitSANs), whatever SAN
+// type the CSR declared; so each is checked as that type too: an IP
+// address sent as a DNS SAN is an IP, a DNS name sent as an email or a
+// scheme-less URI SAN is a DNS name.
 func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) error {
 	var ids []Identifier
 	for _, n := range csr.DNSNames {
-		ids = append(ids, Identifier{Type: "dns", Value: n})
+		ids = append(ids, identifierOf(n))
 	}
 	for _, ip := range csr.IPAddresses {
-		ids = append(ids, Identifier{Type: "ip", Value: ip.String()})
+		ids = append(ids, identifierOf(ip.String()))
 	}
 	for _, e := range csr.EmailAddresses {
-		ids = append(ids, Identifier{Type: "email", Value: e})
+		ids = append(ids, identifierOf(e))
 	}
 	for _, u := range csr.URIs {
-		ids = append(ids, Identifier{Type: "uri", Value: u.String()})
+		ids = append(ids, identifierOf(u.String()))
 	}
 	for _, e := range extra {
 		ids = append(ids, identifierOf(e))
@@ -230,13 +237,17 @@ func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) err
 	return a.checkIDs(ids)
 }
 
+// identifierOf classifies a name as the certificate will carry it, in
+// x509util.SplitSANs's order: an IP address, a URI with a scheme, an email
+// (has "@"), else a DNS name.
 func identifierOf(s string) Identifier {
-	switch {
-	case isIP(s):
+	if net.ParseIP(s) != nil {
 		return Identifier{Type: "ip", Value: s}
-	case strings.Contains(s, "://"):
+	}
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
 		return Identifier{Type: "uri", Value: s}
-	case strings.Contains(s, "@"):
+	}
+	if strings.Contains(s, "@") {
 		return Identifier{Type: "email", Value: s}
 	}
 	return Identifier{Type: "dns", Value: s}

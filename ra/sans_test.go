@@ -1,0 +1,64 @@
+package ra
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"net/url"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// TestNamesCheckedAsIssued: the CA puts every name into the certificate by
+// its text (x509util.SplitSANs: IP, URI with a scheme, email with "@",
+// otherwise DNS), not by the SAN type the CSR declared. Policy must check
+// each name as the type it will have in the certificate, or a CSR could
+// smuggle an IP address in as a DNS SAN, or a DNS name in as an email or
+// scheme-less URI SAN.
+func TestNamesCheckedAsIssued(t *testing.T) {
+	c, _ := newCA(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mk := func(tmpl *x509.CertificateRequest) *x509.CertificateRequest {
+		der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr
+	}
+	cases := []struct {
+		name   string
+		policy Policy
+		csr    *x509.CertificateRequest
+	}{
+		{"IP address as a DNS SAN", Policy{}, mk(&x509.CertificateRequest{DNSNames: []string{"10.0.0.1"}})},
+		{"DNS name as an email SAN", Policy{AllowedDNSSuffixes: []string{"corp.internal"}, AllowEmailSANs: true},
+			mk(&x509.CertificateRequest{DNSNames: []string{"a.corp.internal"}, EmailAddresses: []string{"evil.org"}})},
+		{"DNS name as a URI SAN", Policy{AllowedDNSSuffixes: []string{"corp.internal"}, AllowURISANs: true},
+			mk(&x509.CertificateRequest{DNSNames: []string{"a.corp.internal"}, URIs: []*url.URL{{Path: "evil.org"}}})},
+		{"URI as an email SAN", Policy{AllowedDNSSuffixes: []string{"corp.internal"}, AllowEmailSANs: true},
+			mk(&x509.CertificateRequest{DNSNames: []string{"a.corp.internal"}, EmailAddresses: []string{"mailto:x@corp.internal"}})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := New(Options{CA: c, Policy: tc.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			iss, err := a.Issue(context.Background(), Request{CSR: tc.csr, Principal: "apikey:x"})
+			if err == nil {
+				cert := iss.Certificate
+				t.Fatalf("issued: DNS %q IP %v email %q URI %v", cert.DNSNames, cert.IPAddresses, cert.EmailAddresses, cert.URIs)
+			}
+			if core.KindOf(err) != core.KindRejected {
+				t.Fatalf("Issue: %v, want a policy refusal", err)
+			}
+		})
+	}
+}
