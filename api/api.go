@@ -172,9 +172,19 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 	}
 	if tls := c.Request.TLS; tls != nil && len(tls.VerifiedChains) > 0 && len(tls.VerifiedChains[0]) > 0 {
 		leaf := tls.VerifiedChains[0][0]
+		// Fail closed: a certificate we hold no record of (a database
+		// restored from before it was issued) or whose status cannot be
+		// read now could be revoked.
 		rec, err := a.auth.Certificate(ctx, core.SerialFromBig(leaf.SerialNumber))
-		if err == nil && rec.Status == core.StatusRevoked {
+		switch {
+		case core.IsNotFound(err):
+			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate is not one we know")
+		case err != nil:
+			return principal{}, core.Wrap(core.KindUnavailable, err, "the client certificate's status cannot be checked now")
+		case rec.Status == core.StatusRevoked:
 			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate has been revoked")
+		case rec.Status != core.StatusValid:
+			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate is not valid")
 		}
 		name := "mtls:" + leaf.Subject.CommonName
 		var scopes []string

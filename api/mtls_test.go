@@ -92,4 +92,14 @@ func TestClientCertificateAuth(t *testing.T) {
 	if got := call(deploy, "GET", "/certificates"); got != 401 {
 		t.Fatalf("revoked client certificate: %d, want 401", got)
 	}
+	// A certificate chaining to our CA that we hold no record of (as after
+	// restoring a database from before it was issued) may have been
+	// revoked since: no access.
+	unknown, unknownCert := clientFor("deploy")
+	if _, err := e.db.Exec(ctx, `DELETE FROM certificates WHERE serial = ?`, string(core.SerialFromBig(unknownCert.SerialNumber))); err != nil {
+		t.Fatal(err)
+	}
+	if got := call(unknown, "GET", "/certificates"); got != 401 {
+		t.Fatalf("client certificate without a record: %d, want 401", got)
+	}
 }
