@@ -250,9 +250,15 @@ func thumbprint(k *jose.JSONWebKey) (string, error) {
 }
 
 // requestURL is the external URL the client addressed: the base URL plus
-// the path below it, whether or not the mount stripped the prefix.
+// the path below it, whether or not the mount stripped the prefix, and the
+// query (the orders list's next page is .../orders?cursor=…, and §6.4 asks
+// for the whole URL the client requested).
 func (s *Server) requestURL(r *http.Request) string {
-	return s.base.String() + s.relPath(r)
+	u := s.base.String() + s.relPath(r)
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	return u
 }
 
 func (s *Server) relPath(r *http.Request) string {

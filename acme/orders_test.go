@@ -1,0 +1,56 @@
+package acme_test
+
+import (
+	"net/http"
+	"regexp"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/acme"
+)
+
+// TestOrdersListPages follows the orders list's Link rel="next" (§7.1.2.1)
+// the way a client does: POST-as-GET to the next URL, cursor query
+// included, with that exact URL in the JWS url header.
+func TestOrdersListPages(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	const n = 101 // one more than a page
+	for range n {
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "www.example.com"}}}, nil)
+		if r.StatusCode != http.StatusCreated {
+			t.Fatalf("newOrder: %d %s", r.StatusCode, r.body)
+		}
+	}
+	next := regexp.MustCompile(`<([^>]+)>;rel="next"`)
+	seen := map[string]bool{}
+	u, pages := c.kid+"/orders", 0
+	for u != "" {
+		r := c.post(u, nil, nil)
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("orders page %d at %s: %d %s", pages, u, r.StatusCode, r.body)
+		}
+		for _, o := range decode[map[string][]string](t, r)["orders"] {
+			if seen[o] {
+				t.Fatalf("order %s listed twice", o)
+			}
+			seen[o] = true
+		}
+		pages++
+		u = ""
+		for _, l := range r.Header.Values("Link") {
+			if m := next.FindStringSubmatch(l); m != nil {
+				u = m[1]
+			}
+		}
+		if pages > 3 {
+			t.Fatal("orders list does not end")
+		}
+	}
+	if len(seen) != n || pages != 2 {
+		t.Fatalf("listed %d orders on %d pages, want %d on 2", len(seen), pages, n)
+	}
+	// The url header must still match exactly: the path alone is not the request URL.
+	wantProblem(t, c.post(c.kid+"/orders?cursor=x", nil, func(h map[string]any) { h["url"] = c.kid + "/orders" }),
+		"unauthorized", http.StatusForbidden)
+}
