@@ -83,6 +83,19 @@ func (m *MemoryNonces) Issue(ctx context.Context) (string, error) {
 		m.queue[0] = ""
 		m.queue = m.queue[1:]
 	}
+	// Redeemed nonces stay in the queue until they reach its front; a
+	// client that holds one nonce unredeemed while redeeming many others
+	// would grow it without bound (up to ttl × request rate). Compacting
+	// once it holds twice the bound keeps memory at O(max), amortised O(1).
+	if len(m.queue) >= 2*m.max {
+		kept := make([]string, 0, len(m.live)+1)
+		for _, q := range m.queue {
+			if _, ok := m.live[q]; ok {
+				kept = append(kept, q)
+			}
+		}
+		m.queue = kept
+	}
 	m.live[n] = now.Add(m.ttl)
 	m.queue = append(m.queue, n)
 	return n, nil
