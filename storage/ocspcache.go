@@ -91,19 +91,23 @@ func (c *MemoryOCSPCache) Put(ctx context.Context, key string, val []byte, ttl t
 	return nil
 }
 
-// evict drops expired items, then arbitrary ones until there is room for
-// one more below limit.
+// evict drops expired items, then arbitrary values (never a live
+// tombstone: it is what keeps a stale answer out) until there is room for
+// one more below limit. Tombstones live one tombstone period, so a shard
+// can only exceed limit by the revocations of that period.
 func (s *cacheShard) evict(now time.Time, limit int) {
 	for k, it := range s.m {
 		if !now.Before(it.expires) {
 			delete(s.m, k)
 		}
 	}
-	for k := range s.m {
+	for k, it := range s.m {
 		if len(s.m) < limit {
 			break
 		}
-		delete(s.m, k)
+		if it.val != nil {
+			delete(s.m, k)
+		}
 	}
 }
 

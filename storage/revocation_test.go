@@ -233,6 +233,20 @@ func TestOCSPCaches(t *testing.T) {
 			t.Fatalf("%d entries kept, want 1..64", hits)
 		}
 	})
+	// A full cache making room must not evict a tombstone: the stale
+	// answer of a Put racing the revocation would be cached again.
+	t.Run("memory bound keeps tombstones", func(t *testing.T) {
+		ctx := context.Background()
+		c := storage.NewMemoryOCSPCache(32, time.Minute, nil) // one entry per shard
+		c.Delete(ctx, "revoked")
+		for i := 0; i < 1000; i++ {
+			c.Put(ctx, fmt.Sprint(i), []byte("v"), time.Hour)
+		}
+		c.Put(ctx, "revoked", []byte("stale"), time.Hour)
+		if _, ok, _ := c.Get(ctx, "revoked"); ok {
+			t.Fatal("stale answer cached after its tombstone was evicted")
+		}
+	})
 }
 
 type bus interface {
