@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
+	"sync"
 )
 
 // keyHandle is one key version as the session layer uses it. The software
@@ -34,13 +35,17 @@ type keyHandle interface {
 	destroy()
 }
 
-// softKey is a key held in process memory.
+// softKey is a key held in process memory. mu lets destroy (on Seal or
+// DestroyKey) wait for operations in flight instead of zeroing a key under a
+// running signature; operations share it, so they never wait on each other.
 type softKey struct {
-	typ    KeyType
-	signer crypto.Signer // *rsa.PrivateKey, *ecdsa.PrivateKey or ed25519.PrivateKey
-	secret []byte        // AES or HMAC secret
-	aead   cipher.AEAD
-	block  cipher.Block
+	mu        sync.RWMutex
+	destroyed bool
+	typ       KeyType
+	signer    crypto.Signer // *rsa.PrivateKey, *ecdsa.PrivateKey or ed25519.PrivateKey
+	secret    []byte        // AES or HMAC secret
+	aead      cipher.AEAD
+	block     cipher.Block
 }
 
 // generateMaterial makes a fresh key of type t in its stored form.
@@ -144,7 +149,15 @@ func newSoftKey(t KeyType, material []byte) (*softKey, error) {
 	return sk, nil
 }
 
+// errDestroyed is what an operation gets when the handle was zeroed after
+// the caller found it (a Seal or DestroyKey raced with the operation).
+func errDestroyed() error {
+	return errf(ErrNotFound, "key material was zeroed (module sealed or key destroyed)")
+}
+
 func (k *softKey) public() crypto.PublicKey {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	if k.signer == nil {
 		return nil
 	}
@@ -152,6 +165,11 @@ func (k *softKey) public() crypto.PublicKey {
 }
 
 func (k *softKey) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.signer == nil {
 		return nil, errf(ErrUnsupported, "%s keys do not sign (use HMAC)", k.typ)
 	}
@@ -172,6 +190,11 @@ func (k *softKey) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 }
 
 func (k *softKey) decryptOAEP(ct, label []byte) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	rk, ok := k.signer.(*rsa.PrivateKey)
 	if !ok {
 		return nil, errf(ErrUnsupported, "%s keys do not do RSA-OAEP", k.typ)
@@ -180,6 +203,11 @@ func (k *softKey) decryptOAEP(ct, label []byte) ([]byte, error) {
 }
 
 func (k *softKey) gcm() (cipher.AEAD, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.aead == nil {
 		return nil, errf(ErrUnsupported, "%s keys do not do AES-GCM", k.typ)
 	}
@@ -187,6 +215,11 @@ func (k *softKey) gcm() (cipher.AEAD, error) {
 }
 
 func (k *softKey) wrap(p []byte) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.block == nil {
 		return nil, errf(ErrUnsupported, "%s keys do not wrap", k.typ)
 	}
@@ -197,6 +230,11 @@ func (k *softKey) wrap(p []byte) ([]byte, error) {
 }
 
 func (k *softKey) unwrap(c []byte) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.block == nil {
 		return nil, errf(ErrUnsupported, "%s keys do not unwrap", k.typ)
 	}
@@ -208,6 +246,11 @@ func (k *softKey) unwrap(c []byte) ([]byte, error) {
 }
 
 func (k *softKey) mac(data []byte) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.typ != HMACSHA256 {
 		return nil, errf(ErrUnsupported, "%s keys do not HMAC", k.typ)
 	}
@@ -217,6 +260,11 @@ func (k *softKey) mac(data []byte) ([]byte, error) {
 }
 
 func (k *softKey) material() ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return nil, errDestroyed()
+	}
 	if k.secret != nil {
 		return append([]byte(nil), k.secret...), nil
 	}
@@ -224,6 +272,9 @@ func (k *softKey) material() ([]byte, error) {
 }
 
 func (k *softKey) destroy() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.destroyed = true
 	clear(k.secret)
 	zeroKey(k.signer)
 	k.signer, k.aead, k.block = nil, nil, nil

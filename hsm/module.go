@@ -30,8 +30,9 @@ type Options struct {
 }
 
 // Module is one embedded HSM. It is safe for concurrent use; key operations
-// take no lock (the unsealed state is an atomic pointer and keys sit in a
-// sync.Map).
+// take no module lock (the unsealed state is an atomic pointer and keys sit
+// in a sync.Map); each key handle has a read lock only Seal and DestroyKey
+// contend for, so zeroing waits for signatures in flight.
 type Module struct {
 	store Store
 	now   func() time.Time
