@@ -2,6 +2,7 @@ package ra
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -124,6 +125,11 @@ func (p *Policy) checkDNS(name string) string {
 			return "is a wildcard, and policy does not allow wildcards"
 		}
 		base = name[2:]
+	}
+	if net.ParseIP(base) != nil {
+		// It would be an IP SAN in the certificate (x509util.SplitSANs),
+		// which the IP ranges, not the DNS suffixes, must allow.
+		return "is an IP address, not a DNS name"
 	}
 	labels := strings.Split(base, ".")
 	if len(labels) < 2 {

@@ -62,3 +62,19 @@ func TestNamesCheckedAsIssued(t *testing.T) {
 		})
 	}
 }
+
+// An ACME dns identifier that is an IP address would end up an IP SAN:
+// it is refused as a DNS name.
+func TestDNSIdentifierThatIsAnIP(t *testing.T) {
+	c, _ := newCA(t)
+	a, err := New(Options{CA: c, Policy: Policy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"10.0.0.1", "*.10.0.0.1"} {
+		err := a.CheckIdentifiers(context.Background(), "acme:x", "", []Identifier{{Type: "dns", Value: v}})
+		if core.KindOf(err) != core.KindRejected {
+			t.Errorf("dns identifier %s: %v, want a refusal", v, err)
+		}
+	}
+}
