@@ -41,13 +41,30 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate issuer", "ca:\n  root: {id: a}\n  intermediates: [{id: a}]\n", "used twice"},
 		{"bad level", "log:\n  level: loud\n", "log.level"},
 		{"small body", "limits:\n  body_bytes: 10\n", "limits.body_bytes"},
+		{"postgres without DSN", "database:\n  driver: postgres\n", "database.dsn"},
+		{"https port 0 in URL", "listen:\n  https: 127.0.0.1:0\n", "urls.https"},
+		{"http port 0 in URL", "listen:\n  http: 127.0.0.1:0\n", "urls.http"},
+		{"explicit URL port 0", "urls:\n  http: http://ca.example:0\n", "urls.http"},
+		{"non-numeric port", "listen:\n  https: 127.0.0.1:https\n", "listen.https"},
+		{"port out of range", "listen:\n  http: 127.0.0.1:70000\n", "listen.http"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvDatabaseDSN, "")
 			_, err := Parse([]byte(tc.yaml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse(%q) = %v; want error naming %q", tc.yaml, err, tc.want)
 			}
 		})
+	}
+}
+
+// A postgres DSN may come from the environment only (it may carry a
+// password), and a listen port of 0 is fine when the URLs are given.
+func TestParseAcceptsDSNFromEnvAndPortZeroWithURLs(t *testing.T) {
+	t.Setenv(EnvDatabaseDSN, "postgres://ca@db.example/strongroom")
+	yaml := "database:\n  driver: postgres\nlisten:\n  https: 127.0.0.1:0\nurls:\n  https: https://ca.example\n"
+	if _, err := Parse([]byte(yaml)); err != nil {
+		t.Fatal(err)
 	}
 }
 

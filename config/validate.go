@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,15 +29,28 @@ func (v *validator) oneOf(field, value string, allowed ...string) {
 }
 
 func (v *validator) addr(field, value string) {
-	if _, _, err := net.SplitHostPort(value); err != nil {
+	_, port, err := net.SplitHostPort(value)
+	if err != nil {
 		v.add(field, "%q is not host:port", value)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.add(field, "%q: port must be a number from 0 to 65535", value)
 	}
 }
 
+// url checks an externally visible base URL. Port 0 is refused: it would be
+// written into certificates (AIA, CRL distribution point, OCSP) and ACME
+// directories, and no client can reach it. A listen port of 0 therefore
+// needs an explicit URL.
 func (v *validator) url(field, value, scheme string) {
 	u, err := url.Parse(value)
 	if err != nil || u.Scheme != scheme || u.Host == "" {
 		v.add(field, "%q is not an %s:// URL", value, scheme)
+		return
+	}
+	if u.Port() == "0" {
+		v.add(field, "%q has port 0 (a listen port of 0 needs an explicit %s)", value, field)
 	}
 }
 
@@ -60,6 +75,10 @@ func (c *Config) Validate() error {
 	v.oneOf("database.driver", c.Database.Driver, "sqlite", "postgres")
 	if c.Database.Driver == "sqlite" && c.Database.DSN == "" {
 		v.add("database.dsn", "empty: give the SQLite file")
+	}
+	// Without a DSN pgx would silently connect to libpq's defaults.
+	if c.Database.Driver == "postgres" && c.Database.DSN == "" && os.Getenv(EnvDatabaseDSN) == "" {
+		v.add("database.dsn", "empty: give a PostgreSQL URL here or in %s", EnvDatabaseDSN)
 	}
 	if c.Redis.Addr != "" {
 		v.addr("redis.addr", c.Redis.Addr)
