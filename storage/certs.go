@@ -276,33 +276,6 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 	return out, next, nil
 }
 
-// StreamRevoked calls fn for every revoked certificate of issuerID revoked
-// at or after since, ordered by revocation time then serial, without
-// loading them all in memory. An error from fn stops the walk and is
-// returned.
-func (d *DB) StreamRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
-	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates
-		WHERE issuer_id = ? AND status = ? AND revoked_at >= ? ORDER BY revoked_at, serial`,
-		issuerID, string(core.StatusRevoked), Micros(since))
-	if err != nil {
-		return fmt.Errorf("reading revoked certificates: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var serial string
-		var at int64
-		var reason int
-		if err := rows.Scan(&serial, &at, &reason); err != nil {
-			return fmt.Errorf("reading revoked certificates: %w", err)
-		}
-		if err := fn(core.Revocation{Serial: core.Serial(serial), RevokedAt: FromMicros(at),
-			Reason: core.RevocationReason(reason)}); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
 func oneRow(res sql.Result, err error, doing string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", doing, err)

@@ -101,7 +101,7 @@ func TestCertificateLifecycle(t *testing.T) {
 	})
 }
 
-func TestListAndStreamRevoked(t *testing.T) {
+func TestListCertificates(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
 		now := time.Now().UTC()
@@ -166,20 +166,6 @@ func TestListAndStreamRevoked(t *testing.T) {
 			if len(page) != tc.want {
 				t.Errorf("%s: %d certificates, want %d", tc.name, len(page), tc.want)
 			}
-		}
-		var got []core.Revocation
-		if err := db.StreamRevoked(ctx, "i1", time.Time{}, func(r core.Revocation) error {
-			got = append(got, r)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 2 || got[0].Serial != all[1] || got[1].Serial != all[3] || got[1].Reason != core.ReasonSuperseded {
-			t.Fatalf("StreamRevoked(i1) = %+v", got)
-		}
-		stop := errors.New("stop")
-		if err := db.StreamRevoked(ctx, "i1", time.Time{}, func(core.Revocation) error { return stop }); !errors.Is(err, stop) {
-			t.Fatalf("StreamRevoked error from fn = %v", err)
 		}
 	})
 }
