@@ -134,14 +134,19 @@ func (a *app) Listen() error {
 	return nil
 }
 
-// Serve serves until ctx ends.
+// Serve serves until ctx ends. It returns only after the background tasks
+// have stopped, so a Close or Seal that follows never races a backup or a
+// certificate renewal still using the HSM.
 func (a *app) Serve(ctx context.Context) error {
 	bg, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
 	for _, f := range a.background {
-		go f(bg)
+		wg.Go(func() { f(bg) })
 	}
-	return a.srv.ServeListeners(ctx, a.https, a.plain)
+	err := a.srv.ServeListeners(ctx, a.https, a.plain)
+	cancel()
+	wg.Wait()
+	return err
 }
 
 // Close releases everything assemble built; it may be called again.
