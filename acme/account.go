@@ -224,7 +224,7 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	_, hdr, err := parseFlat(req.payload)
+	flat, hdr, err := parseFlat(req.payload)
 	if err != nil {
 		return malformed("keyChange payload must be a flattened JWS signed by the new key")
 	}
@@ -234,7 +234,7 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	if hdr.KID != "" || len(hdr.JWK) == 0 {
 		return malformed("inner JWS must carry the new key as jwk")
 	}
-	inner, err := jose.ParseJWS(string(req.payload))
+	inner, err := jose.ParseJWS(flat.canonical())
 	if err != nil || len(inner.Signatures) != 1 || inner.Signatures[0].Protected.JSONWebKey == nil {
 		return malformed("inner JWS cannot be parsed")
 	}

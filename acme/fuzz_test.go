@@ -25,6 +25,7 @@ var jwsSeeds = []string{
 	`{"protected":"e30","payload":"e30","signature":"AAAA","signatures":[{}]}`,
 	`{"protected":"e30","payload":"e30","signature":"AAAA","header":{"alg":"none"}}`,
 	`eyJhbGciOiJFUzI1NiJ9.e30.AAAA`,
+	`{"protected":"e30","payload":"","signature":"","Protected":"eyJBTEciOiJub25lIn0"}`,
 }
 
 func FuzzParseFlat(f *testing.F) {

@@ -53,8 +53,15 @@ type protectedHeader struct {
 }
 
 // parseFlat decodes the outer structure and protected header without
-// trusting anything in them.
+// trusting anything in them. encoding/json matches member names without
+// regard to case and the JOSE library does not, so a member name that
+// differs from a JWS one only in case is refused: otherwise a second,
+// unsigned "Protected" could pass the url and nonce checks here while the
+// signature is checked on the original "protected" (a replay to any URL).
 func parseFlat(body []byte) (*flatJWS, *protectedHeader, error) {
+	if err := exactNames(body, "protected", "payload", "signature", "header", "signatures"); err != nil {
+		return nil, nil, malformed("request body is not a flattened JWS object")
+	}
 	var f flatJWS
 	if err := json.Unmarshal(body, &f); err != nil {
 		return nil, nil, malformed("request body is not a flattened JWS object")
@@ -73,11 +80,43 @@ func parseFlat(body []byte) (*flatJWS, *protectedHeader, error) {
 	if err != nil {
 		return nil, nil, malformed("JWS protected header is not base64url")
 	}
+	if err := exactNames(raw, "alg", "nonce", "url", "kid", "jwk"); err != nil {
+		return nil, nil, malformed("JWS protected header is not a JSON object")
+	}
 	var h protectedHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, nil, malformed("JWS protected header is not a JSON object")
 	}
 	return &f, &h, nil
+}
+
+// exactNames fails if the JSON object b has a member whose name equals one
+// of names except in case.
+func exactNames(b []byte, names ...string) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return err
+	}
+	for k := range members {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return errors.New("member " + quote(k) + " differs from " + quote(n) + " only in case")
+			}
+		}
+	}
+	return nil
+}
+
+// canonical is the JWS exactly as parseFlat read it, for the JOSE library
+// to verify: whatever the body held besides, the signature is checked on
+// the protected header and payload that were checked here.
+func (f *flatJWS) canonical() string {
+	b, _ := json.Marshal(struct {
+		Protected string `json:"protected"`
+		Payload   string `json:"payload"`
+		Signature string `json:"signature"`
+	}{f.Protected, *f.Payload, f.Signature})
+	return string(b)
 }
 
 // request is a verified POST.
@@ -109,7 +148,7 @@ func (s *Server) verify(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return nil, malformed("reading request body failed")
 	}
-	_, hdr, err := parseFlat(body)
+	flat, hdr, err := parseFlat(body)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +176,7 @@ func (s *Server) verify(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	case mode == kidOnly && hasJWK:
 		return nil, malformed("this request must be signed with the account key (kid), not a jwk")
 	}
-	jws, err := jose.ParseJWS(string(body))
+	jws, err := jose.ParseJWS(flat.canonical())
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, malformed("JWS cannot be parsed")
 	}
