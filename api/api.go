@@ -185,6 +185,10 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate has been revoked")
 		case rec.Status != core.StatusValid:
 			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate is not valid")
+		case rec.Profile != ClientProfile:
+			// Anyone allowed to issue a tls-client certificate chooses its
+			// common name; only the closed api-client profile may log in.
+			return principal{}, core.Errorf(core.KindUnauthenticated, "client certificates for this API must be issued with the %s profile", ClientProfile)
 		}
 		name := "mtls:" + leaf.Subject.CommonName
 		var scopes []string
@@ -209,6 +213,10 @@ func (a *API) touch(ctx context.Context, id string) {
 		a.log.WarnContext(ctx, "recording API key use failed", "err", err)
 	}
 }
+
+// ClientProfile is the CA profile whose certificates may authenticate to
+// the API over mTLS (closed by default in ra; grant it per principal).
+const ClientProfile = "api-client"
 
 func principalOf(c *gin.Context) principal {
 	v, _ := c.Get(principalKey)

@@ -45,9 +45,9 @@ func TestClientCertificateAuth(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	clientFor := func(cn string) (*http.Client, *x509.Certificate) {
+	clientWith := func(profile, cn string) (*http.Client, *x509.Certificate) {
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		c := issue("tls-client", k, cn)
+		c := issue(profile, k, cn)
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
 			Certificates: []tls.Certificate{{Certificate: [][]byte{c.Raw, e.inter.Certificate().Raw}, PrivateKey: k}}}}}, c
 	}
@@ -61,7 +61,11 @@ func TestClientCertificateAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	clientFor := func(cn string) (*http.Client, *x509.Certificate) { return clientWith(ClientProfile, cn) }
 	deploy, deployCert := clientFor("deploy")
+	// Anyone who may issue an ordinary tls-client certificate picks its
+	// common name: such a certificate must not log in as "deploy".
+	impostor, _ := clientWith("tls-client", "deploy")
 	ops, _ := clientFor("ops-1")
 	other, _ := clientFor("someone")
 	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
@@ -77,6 +81,7 @@ func TestClientCertificateAuth(t *testing.T) {
 		{"prefix pattern grants issue", ops, "POST", "/certificates", 400}, // authorised; the empty body is malformed
 		{"unmapped certificate has no scopes", other, "GET", "/certificates", 403},
 		{"no certificate, no key", anon, "GET", "/certificates", 401},
+		{"tls-client certificate with a mapped name", impostor, "GET", "/certificates", 401},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

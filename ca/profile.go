@@ -75,6 +75,19 @@ func DefaultProfiles() []Profile {
 	"keyUsage": ["digitalSignature"],
 	"extKeyUsage": ["clientAuth"]
 }`},
+		// api-client certificates authenticate to Strongroom's own REST API
+		// (mTLS). The API maps only certificates of this profile to a
+		// principal, and ra keeps it closed by default, so being allowed to
+		// issue an ordinary tls-client certificate with a chosen common
+		// name never grants API scopes.
+		{Name: "api-client", Description: "Client certificate for this CA's REST API (mTLS); grant it in policy.profile_access",
+			KeyTypes: anyKeys, DefaultLifetime: 90 * day, MaxLifetime: 365 * day,
+			Template: `{
+	"subject": {{ toJson .Insecure.CR.Subject.CommonName | printf "{\"commonName\": %s}" }},
+	"sans": {{ toJson .SANs }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"]
+}`},
 		{Name: "tls-server-client", Description: "TLS server and client (serverAuth, clientAuth)", KeyTypes: tlsKeys,
 			DefaultLifetime: 90 * day, MaxLifetime: 397 * day,
 			Template: "{\n\t" + leafSubject + keyUsageByKey + `

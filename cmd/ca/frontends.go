@@ -29,10 +29,11 @@ type issuanceConfig struct {
 
 // apiConfig is the `api:` section of strongroom.yaml.
 type apiConfig struct {
-	// ClientCertScopes grants scopes to TLS client certificates issued by
-	// this CA, by principal pattern: "mtls:deploy.corp.internal" (the
-	// certificate's first DNS name or common name) or a prefix ending in
-	// "*". Zero: client certificates give no access.
+	// ClientCertScopes grants scopes to client certificates issued by
+	// this CA with the api-client profile (closed by default: grant it in
+	// policy.profile_access), by principal pattern: "mtls:deploy" (the
+	// certificate's common name) or a prefix ending in "*". Zero: client
+	// certificates give no access.
 	ClientCertScopes map[string][]string `yaml:"client_cert_scopes"`
 }
 
