@@ -29,6 +29,8 @@ type fakeIssuer struct {
 	mu      sync.Mutex
 	certs   map[core.Serial]*core.Certificate
 	fail    error
+	// during, if set, runs at the start of Issue (e.g. the client hangs up).
+	during func()
 }
 
 func newFakeIssuer(t testing.TB) *fakeIssuer {
@@ -48,6 +50,12 @@ func newFakeIssuer(t testing.TB) *fakeIssuer {
 }
 
 func (f *fakeIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
+	if f.during != nil {
+		f.during()
+	}
+	if err := ctx.Err(); err != nil { // as the real pipeline would: its writes fail
+		return nil, err
+	}
 	if f.fail != nil {
 		return nil, f.fail
 	}

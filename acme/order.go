@@ -258,6 +258,10 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	} else if !ok {
 		return prob("orderNotReady", http.StatusForbidden, "order is already being finalized")
 	}
+	// The order is processing now: issuance and its settlement run to the
+	// end even if the client hangs up, or the order would stay processing
+	// for good (and a certificate might be issued but never recorded here).
+	ctx = context.WithoutCancel(ctx)
 	_, caProfile, err := s.profile(o.Profile)
 	if err != nil {
 		caProfile = s.o.DefaultProfile

@@ -1,7 +1,13 @@
 package acme_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"testing"
 
@@ -53,4 +59,27 @@ func TestOrdersListPages(t *testing.T) {
 	// The url header must still match exactly: the path alone is not the request URL.
 	wantProblem(t, c.post(c.kid+"/orders?cursor=x", nil, func(h map[string]any) { h["url"] = c.kid + "/orders" }),
 		"unauthorized", http.StatusForbidden)
+}
+
+// TestFinalizeClientGone: a client that hangs up while its certificate is
+// being issued must not leave the order processing for good.
+func TestFinalizeClientGone(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "gone.example.com"}}}, nil)
+	orderURL, o := r.Header.Get("Location"), decode[orderDoc](t, r)
+	c.validate(o.Authorizations[0], "http-01", true)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	body := c.sign(o.Finalize, mustJSON(map[string]string{"csr": b64(csrFor(t, key, "", "gone.example.com"))}), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.issuer.during = cancel
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, o.Finalize, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/jose+json")
+	e.srv.ServeHTTP(httptest.NewRecorder(), req)
+	e.issuer.during = nil
+	if got := decode[orderDoc](t, c.post(orderURL, nil, nil)); got.Status == "processing" {
+		t.Fatalf("order stays processing after the client hung up: %+v", got)
+	}
 }
