@@ -196,7 +196,6 @@ func (c *CA) AdminKey() string {
 // CLI runs a ca subcommand against the data directory.
 func (c *CA) CLI(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, caBinary, append(args, "--data", c.Dir)...)
-	cmd.Env = append(os.Environ(), c.env...)
 	// The node's environment (e.g. STRONGROOM_DATABASE_DSN): without it a
 	// CLI command would read another database than the server's.
 	cmd.Env = append(os.Environ(), c.env...)
