@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -54,13 +55,25 @@ func pemOf(certs ...*x509.Certificate) string {
 	return b.String()
 }
 
+// readBody reads the request body. A body over the limit stays a
+// MaxBytesError (413); any other read failure is the client's connection
+// breaking, a 400, never a 500.
+func readBody(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	var mbe *http.MaxBytesError
+	if err != nil && !errors.As(err, &mbe) {
+		return nil, core.Wrap(core.KindMalformed, err, "reading the request body failed")
+	}
+	return body, err
+}
+
 func pemDER(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 // readIssueRequest parses either JSON or a raw application/pkcs10 body.
 func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
-	body, err := io.ReadAll(c.Request.Body)
+	body, err := readBody(c)
 	if err != nil {
 		return ra.Request{}, err
 	}
@@ -318,7 +331,7 @@ type RevokeRequest struct {
 }
 
 func (a *API) revoke(c *gin.Context) {
-	body, err := io.ReadAll(c.Request.Body)
+	body, err := readBody(c)
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -52,8 +52,9 @@ func NewCertWriter(db *DB) *CertWriter {
 	return w
 }
 
-// Close stops the writer after the queued operations are committed. It
-// does not close the DB.
+// Close stops the writer. Operations still queued are not written: their
+// callers get a shutting-down error (the safe direction — nothing is handed
+// out unrecorded). It does not close the DB.
 func (w *CertWriter) Close() error {
 	w.closed.Do(func() { close(w.quit) })
 	w.wg.Wait()

@@ -1,0 +1,32 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// brokenBody fails like a client whose connection drops mid-body.
+type brokenBody struct{}
+
+func (brokenBody) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+func (brokenBody) Close() error             { return nil }
+
+func TestBrokenBodyIsClientError(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	e := newEnv(t, db, nil)
+	for _, path := range []string{"/api/v1/certificates", "/api/v1/certificates/1/revoke"} {
+		req := httptest.NewRequest("POST", path, nil)
+		req.Body = brokenBody{}
+		req.Header.Set("Authorization", "Bearer "+e.keys["admin"])
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		e.engine.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("POST %s with a broken body: %d %s; want 400", path, rec.Code, rec.Body)
+		}
+	}
+}
