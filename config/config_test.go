@@ -93,3 +93,13 @@ func TestSectionDecodesStrictly(t *testing.T) {
 		t.Fatalf("absent section: %+v %v", untouched, err)
 	}
 }
+
+func TestDSNWithPasswordRefused(t *testing.T) {
+	_, err := Parse([]byte("database:\n  driver: postgres\n  dsn: postgres://ca:s3cret@db:5432/ca\n"))
+	if err == nil || !strings.Contains(err.Error(), "database.dsn") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("DSN with a password: %v; want an error naming database.dsn without the password", err)
+	}
+	if _, err := Parse([]byte("database:\n  driver: postgres\n  dsn: postgres://ca@db:5432/ca\n")); err != nil {
+		t.Fatalf("DSN without a password: %v", err)
+	}
+}

@@ -72,6 +72,11 @@ func (c *Config) Validate() error {
 	v.addr("listen.http", c.Listen.HTTP)
 	v.url("urls.https", c.URLs.HTTPS, "https")
 	v.url("urls.http", c.URLs.HTTP, "http")
+	if u, err := url.Parse(c.Database.DSN); err == nil && u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			v.add("database.dsn", "holds a password: secrets never go in this file; set %s instead", EnvDatabaseDSN)
+		}
+	}
 	v.oneOf("database.driver", c.Database.Driver, "sqlite", "postgres")
 	if c.Database.Driver == "sqlite" && c.Database.DSN == "" {
 		v.add("database.dsn", "empty: give the SQLite file")

@@ -120,8 +120,8 @@ func (a *app) ready(ctx context.Context) error {
 	return nil
 }
 
-// Listen opens both listeners, so a port of 0 in the configuration is
-// resolved before the URLs are printed.
+// Listen opens both listeners before anything is printed, so a port in
+// use is reported at start.
 func (a *app) Listen() error {
 	var err error
 	if a.https, err = net.Listen("tcp", a.n.cfg.Listen.HTTPS); err != nil {

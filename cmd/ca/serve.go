@@ -87,7 +87,9 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	acks := make(chan chan struct{}, 1)
+	watching := make(chan struct{})
 	go func() {
+		defer close(watching)
 		select {
 		case ack := <-ctl.sealReq:
 			acks <- ack
@@ -96,6 +98,10 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 		}
 	}()
 	err = a.Serve(sctx)
+	// Stop the watcher before looking for a seal request: one taken just
+	// as Serve failed must still be answered, or `ca hsm seal` hangs.
+	cancel()
+	<-watching
 	select {
 	case ack := <-acks:
 		a.Close()
