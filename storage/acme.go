@@ -152,6 +152,11 @@ func (d *DB) ChangeACMEAccountKey(ctx context.Context, endpoint, id, oldThumb, n
 		res, err := tx.Exec(ctx, `UPDATE acme_accounts SET thumbprint = ?, jwk = ?
 			WHERE id = ? AND endpoint = ? AND thumbprint = ? AND status = 'valid'`,
 			newThumb, jwk, id, endpoint, oldThumb)
+		if isUniqueViolation(err) {
+			// Another keyChange to the same key committed between the
+			// SELECT and this UPDATE (PostgreSQL's read committed).
+			return core.Errorf(core.KindConflict, "the new key is already in use by another account")
+		}
 		if err != nil {
 			return fmt.Errorf("changing account key: %w", err)
 		}
