@@ -30,3 +30,14 @@ func TestBrokenBodyIsClientError(t *testing.T) {
 		}
 	}
 }
+
+// DER whose last byte is ASCII whitespace must reach the parser whole.
+func TestCSRDERNotTrimmed(t *testing.T) {
+	for _, last := range []byte{' ', '\n', '\t', '\r', '\v', '\f'} {
+		der := []byte{0x30, 0x03, 0x02, 0x01, last}
+		got, err := csrDER(der)
+		if err != nil || len(got) != len(der) {
+			t.Fatalf("DER ending in %#x: got %d bytes, %v; want all %d", last, len(got), err, len(der))
+		}
+	}
+}

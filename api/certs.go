@@ -122,6 +122,11 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 // csrDER accepts PEM (CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST),
 // base64 of DER, or DER.
 func csrDER(b []byte) ([]byte, error) {
+	if len(b) > 0 && b[0] == 0x30 { // DER SEQUENCE: taken as sent, never trimmed
+		return b, nil
+	}
+	// Only text forms are trimmed: DER may well end in a byte that is ASCII
+	// whitespace (one CSR in about forty did, and lost it).
 	t := bytes.TrimSpace(b)
 	if len(t) == 0 {
 		return nil, core.Errorf(core.KindMalformed, "no CSR in the request")
@@ -132,9 +137,6 @@ func csrDER(b []byte) ([]byte, error) {
 			return nil, core.Errorf(core.KindMalformed, "the PEM block is not a CERTIFICATE REQUEST")
 		}
 		return blk.Bytes, nil
-	}
-	if t[0] == 0x30 { // DER SEQUENCE
-		return t, nil
 	}
 	s := strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == ' ' {
