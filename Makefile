@@ -36,7 +36,7 @@ fuzz:
 
 ## soak: long-running load against a real `ca serve`
 soak: build
-	$(GO) test $(GOFLAGS) -count=1 -timeout 2h -tags soak -run Soak ./e2e/...
+	$(GO) test -count=1 -timeout 2h -tags "soak nomsgpack" -run Soak -v ./e2e/...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
