@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRESTClientCertificate authenticates to the REST API with a client
+// certificate instead of an API key, using curl: a certificate of the
+// api-client profile (granted in policy to API keys, scopes mapped in
+// api.client_cert_scopes) reads and issues; a tls-client certificate with the
+// same common name — which any issuing principal may obtain — gets 401.
+func TestRESTClientCertificate(t *testing.T) {
+	curl := requireTool(t, "curl")
+	requireTool(t, "openssl")
+	c := StartCA(t, Options{Configure: func(_ testing.TB, dir string) {
+		path := filepath.Join(dir, "strongroom.yaml")
+		cfg := readFile(t, path)
+		cfg = append(cfg, []byte(`
+policy:
+  profile_access:
+    api-client: ["apikey:*"]
+api:
+  client_cert_scopes:
+    "mtls:deploy-bot": [read, issue]
+`)...)
+		writeFile(t, path, cfg)
+	}})
+	dir := t.TempDir()
+	// clientCert has openssl make a key and CSR for CN=deploy-bot and the CA
+	// issue it under profile; it returns the certificate and key paths.
+	clientCert := func(profile string) (string, string) {
+		key := filepath.Join(dir, profile+".key")
+		csr := filepath.Join(dir, profile+".csr")
+		run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-subj", "/CN=deploy-bot", "-addext", "subjectAltName=DNS:deploy-bot.example.com", "-keyout", key, "-out", csr)
+		body, _ := json.Marshal(map[string]string{"csr": string(readFile(t, csr)), "profile": profile})
+		resp, out := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json",
+			"application/pem-certificate-chain", bytes.NewReader(body))
+		if resp.StatusCode != 201 {
+			t.Fatalf("issuing a %s certificate: %s\n%s", profile, resp.Status, out)
+		}
+		if blk, _ := pem.Decode(out); blk == nil {
+			t.Fatalf("no PEM in %s", out)
+		}
+		cert := filepath.Join(dir, profile+".pem")
+		writeFile(t, cert, out)
+		return cert, key
+	}
+	status := func(cert, key, method, path string, data string) string {
+		args := []string{"-s", "-o", os.DevNull, "-w", "%{http_code}", "--max-time", "30", "--cacert", c.Root,
+			"--cert", cert, "--key", key, "-X", method}
+		if data != "" {
+			args = append(args, "-H", "Content-Type: application/json", "--data", data)
+		}
+		out, err := exec.Command(curl, append(args, c.HTTPSURL+"/api/v1"+path)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	apiCert, apiKey := clientCert("api-client")
+	if got := status(apiCert, apiKey, "GET", "/certificates", ""); got != "200" {
+		t.Fatalf("api-client certificate reading: HTTP %s, want 200", got)
+	}
+	issueBody, _ := json.Marshal(map[string]string{"csr": string(goCSR(t, fmt.Sprintf("mtls-%d.example.com", time.Now().UnixNano())))})
+	if got := status(apiCert, apiKey, "POST", "/certificates", string(issueBody)); got != "201" {
+		t.Fatalf("api-client certificate issuing: HTTP %s, want 201", got)
+	}
+	if got := status(apiCert, apiKey, "POST", "/certificates/1/revoke", `{"reason":"superseded"}`); got != "403" {
+		t.Fatalf("api-client certificate without the revoke scope: HTTP %s, want 403", got)
+	}
+	clientCert2, clientKey2 := clientCert("tls-client")
+	if got := status(clientCert2, clientKey2, "GET", "/certificates", ""); got != "401" {
+		t.Fatalf("tls-client certificate named deploy-bot: HTTP %s, want 401", got)
+	}
+}
