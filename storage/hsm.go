@@ -76,27 +76,29 @@ type HSMChange struct {
 }
 
 // HSMMeta returns every module-wide record.
-func (d *DB) HSMMeta(ctx context.Context) (map[string][]byte, error) {
-	rows, err := d.Query(ctx, `SELECT name, value FROM hsm_meta`)
+func (d *DB) HSMMeta(ctx context.Context) (map[string][]byte, error) { return hsmMeta(ctx, d) }
+
+func hsmMeta(ctx context.Context, q querier) (map[string][]byte, error) {
+	type kv struct {
+		n string
+		v []byte
+	}
+	rows, err := queryAll(ctx, q, "reading hsm meta", `SELECT name, value FROM hsm_meta`, nil,
+		func(r scanner) (kv, error) {
+			var e kv
+			return e, r.Scan(&e.n, &e.v)
+		})
 	if err != nil {
-		return nil, fmt.Errorf("reading hsm meta: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	m := map[string][]byte{}
-	for rows.Next() {
-		var n string
-		var v []byte
-		if err := rows.Scan(&n, &v); err != nil {
-			return nil, fmt.Errorf("reading hsm meta: %w", err)
-		}
-		m[n] = v
+	m := make(map[string][]byte, len(rows))
+	for _, e := range rows {
+		m[e.n] = e.v
 	}
-	return m, rows.Err()
+	return m, nil
 }
 
 const hsmUserCols = `name, role, pin_hash, failures, locked, created`
-
-type scanner interface{ Scan(...any) error }
 
 func scanHSMUser(r scanner) (HSMUser, error) {
 	var u HSMUser
@@ -117,48 +119,30 @@ func (d *DB) HSMUser(ctx context.Context, name string) (HSMUser, error) {
 }
 
 // HSMUsers returns every user, by name.
-func (d *DB) HSMUsers(ctx context.Context) ([]HSMUser, error) {
-	rows, err := d.Query(ctx, `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("listing hsm users: %w", err)
-	}
-	defer rows.Close()
-	var us []HSMUser
-	for rows.Next() {
-		u, err := scanHSMUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing hsm users: %w", err)
-		}
-		us = append(us, u)
-	}
-	return us, rows.Err()
+func (d *DB) HSMUsers(ctx context.Context) ([]HSMUser, error) { return hsmUsers(ctx, d) }
+
+func hsmUsers(ctx context.Context, q querier) ([]HSMUser, error) {
+	return queryAll(ctx, q, "reading hsm users", `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`, nil, scanHSMUser)
 }
 
 const hsmObjectCols = `id, version, owner, label, attrs, sealed, created, uses`
 
-func (d *DB) queryHSMObjects(ctx context.Context, query string, args ...any) ([]HSMObject, error) {
-	rows, err := d.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm objects: %w", err)
-	}
-	defer rows.Close()
-	var os []HSMObject
-	for rows.Next() {
-		var o HSMObject
-		var created, uses int64
-		if err := rows.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses); err != nil {
-			return nil, fmt.Errorf("reading hsm objects: %w", err)
-		}
-		o.Created, o.Uses = FromMicros(created), uint64(uses)
-		os = append(os, o)
-	}
-	return os, rows.Err()
+func scanHSMObject(r scanner) (HSMObject, error) {
+	var o HSMObject
+	var created, uses int64
+	err := r.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses)
+	o.Created, o.Uses = FromMicros(created), uint64(uses)
+	return o, err
+}
+
+func hsmObjects(ctx context.Context, q querier, query string, args ...any) ([]HSMObject, error) {
+	return queryAll(ctx, q, "reading hsm objects", query, args, scanHSMObject)
 }
 
 // HSMObject returns every version of one object, oldest first, or
 // core.ErrNotFound.
 func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
-	os, err := d.queryHSMObjects(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects WHERE id = ? ORDER BY version`, id)
+	os, err := hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects WHERE id = ? ORDER BY version`, id)
 	if err == nil && len(os) == 0 {
 		return nil, core.ErrNotFound
 	}
@@ -167,34 +151,29 @@ func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
 
 // HSMObjects returns every version of every object, by id then version.
 func (d *DB) HSMObjects(ctx context.Context) ([]HSMObject, error) {
-	return d.queryHSMObjects(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
+	return hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
 }
 
 // HSMAudit returns up to limit entries with seq >= fromSeq, in seq order.
 // limit <= 0 means all.
 func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
-	q := `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit WHERE seq >= ? ORDER BY seq`
+	return hsmAudit(ctx, d, fromSeq, limit)
+}
+
+func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
+	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit WHERE seq >= ? ORDER BY seq`
 	args := []any{fromSeq}
 	if limit > 0 {
-		q += ` LIMIT ?`
+		query += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := d.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm audit: %w", err)
-	}
-	defer rows.Close()
-	var es []HSMAuditEntry
-	for rows.Next() {
+	return queryAll(ctx, q, "reading hsm audit", query, args, func(r scanner) (HSMAuditEntry, error) {
 		var e HSMAuditEntry
 		var at int64
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("reading hsm audit: %w", err)
-		}
+		err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash)
 		e.At = FromMicros(at)
-		es = append(es, e)
-	}
-	return es, rows.Err()
+		return e, err
+	})
 }
 
 // HSMAuditHead returns the seq and hash of the last appended entry as

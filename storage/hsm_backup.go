@@ -34,16 +34,16 @@ func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash
 			}
 		}
 		var err error
-		if s.Meta, err = txHSMMeta(ctx, tx); err != nil {
+		if s.Meta, err = hsmMeta(ctx, tx); err != nil {
 			return err
 		}
-		if s.Users, err = txHSMUsers(ctx, tx); err != nil {
+		if s.Users, err = hsmUsers(ctx, tx); err != nil {
 			return err
 		}
-		if s.Objects, err = txHSMObjects(ctx, tx); err != nil {
+		if s.Objects, err = hsmObjects(ctx, tx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`); err != nil {
 			return err
 		}
-		if s.Audit, err = txHSMAudit(ctx, tx); err != nil {
+		if s.Audit, err = hsmAudit(ctx, tx, 0, 0); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&s.HeadSeq, &s.HeadHash); err != nil {
@@ -119,77 +119,4 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 		}
 		return nil
 	})
-}
-
-func txHSMMeta(ctx context.Context, tx *Tx) (map[string][]byte, error) {
-	rows, err := tx.Query(ctx, `SELECT name, value FROM hsm_meta`)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm meta: %w", err)
-	}
-	defer rows.Close()
-	m := map[string][]byte{}
-	for rows.Next() {
-		var n string
-		var v []byte
-		if err := rows.Scan(&n, &v); err != nil {
-			return nil, fmt.Errorf("reading hsm meta: %w", err)
-		}
-		m[n] = v
-	}
-	return m, rows.Err()
-}
-
-func txHSMUsers(ctx context.Context, tx *Tx) ([]HSMUser, error) {
-	rows, err := tx.Query(ctx, `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm users: %w", err)
-	}
-	defer rows.Close()
-	var us []HSMUser
-	for rows.Next() {
-		u, err := scanHSMUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("reading hsm users: %w", err)
-		}
-		us = append(us, u)
-	}
-	return us, rows.Err()
-}
-
-func txHSMObjects(ctx context.Context, tx *Tx) ([]HSMObject, error) {
-	rows, err := tx.Query(ctx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm objects: %w", err)
-	}
-	defer rows.Close()
-	var os []HSMObject
-	for rows.Next() {
-		var o HSMObject
-		var created, uses int64
-		if err := rows.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses); err != nil {
-			return nil, fmt.Errorf("reading hsm objects: %w", err)
-		}
-		o.Created, o.Uses = FromMicros(created), uint64(uses)
-		os = append(os, o)
-	}
-	return os, rows.Err()
-}
-
-func txHSMAudit(ctx context.Context, tx *Tx) ([]HSMAuditEntry, error) {
-	rows, err := tx.Query(ctx, `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit ORDER BY seq`)
-	if err != nil {
-		return nil, fmt.Errorf("reading hsm audit: %w", err)
-	}
-	defer rows.Close()
-	var es []HSMAuditEntry
-	for rows.Next() {
-		var e HSMAuditEntry
-		var at int64
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("reading hsm audit: %w", err)
-		}
-		e.At = FromMicros(at)
-		es = append(es, e)
-	}
-	return es, rows.Err()
 }
