@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -93,8 +92,8 @@ func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 	srv, err := acme.New(acme.Options{Name: "bench", BaseURL: e.base, Store: db,
 		Nonces: storage.NewMemoryNonces(0, 0, nil), RateLimiter: storage.NewMemoryLimiter(nil),
 		Limits:         acme.Limits{NewOrdersPerAccountPerHour: 1 << 30, NewAccountsPerIPPerHour: 1 << 30},
-		Issuer:         &raIssuer{auth: auth, root: rc.Raw},
-		Policy:         &raPolicy{auth: auth},
+		Issuer:         &acme.RAIssuer{Authority: auth, Root: rc.Raw},
+		Policy:         &acme.RAPolicy{Authority: auth},
 		Validator:      acme.ValidatorFunc(v.Validate),
 		Profiles:       map[string]acme.Profile{"tls-server": {Description: "TLS server certificate", CAProfile: "tls-server"}},
 		DefaultProfile: "tls-server"})
@@ -118,52 +117,6 @@ func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 		tb.Fatal(err)
 	}
 	return &prodEnv{env: e, auth: auth, pipeline: pipeline, apiKey: key, http01: resp}
-}
-
-// raIssuer and raPolicy are cmd/ca's acmeIssuer and acmePolicy.
-type raIssuer struct {
-	auth *ra.Authority
-	root []byte
-}
-
-func (i *raIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
-	iss, err := i.auth.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
-	if err != nil {
-		return nil, err
-	}
-	chain := make([][]byte, 0, len(iss.Chain)+1)
-	for _, c := range iss.Chain {
-		chain = append(chain, c.Raw)
-	}
-	withRoot := append(append([][]byte{}, chain...), i.root)
-	return &acme.Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
-}
-
-func (i *raIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
-	return i.auth.Revoke(ctx, serial, reason, requester)
-}
-
-func (i *raIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
-	return i.auth.Certificate(ctx, serial)
-}
-
-type raPolicy struct{ auth *ra.Authority }
-
-func (p *raPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []acme.Identifier, profile string) error {
-	rids := make([]ra.Identifier, len(ids))
-	for i, id := range ids {
-		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
-	}
-	err := p.auth.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
-	var ie *ra.IdentifierError
-	if !errors.As(err, &ie) {
-		return err
-	}
-	var errs []error
-	for _, prob := range ie.Problems {
-		errs = append(errs, &acme.IdentifierError{Identifier: acme.Identifier{Type: prob.Identifier.Type, Value: prob.Identifier.Value}, Detail: prob.Detail})
-	}
-	return errors.Join(errs...)
 }
 
 func parsePEMChain(t testing.TB, chain string) []*x509.Certificate {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/acme/challenge"
-	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -136,8 +133,8 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 			Nonces:         a.shared.nonces,
 			RateLimiter:    a.shared.limiter,
 			Limits:         limits,
-			Issuer:         &acmeIssuer{auth: auth, root: a.root.Certificate().Raw},
-			Policy:         &acmePolicy{auth: auth},
+			Issuer:         &acme.RAIssuer{Authority: auth, Root: a.root.Certificate().Raw},
+			Policy:         &acme.RAPolicy{Authority: auth},
 			EAB:            &eabKeys{sess: a.sess},
 			Validator:      acme.ValidatorFunc(v.Validate),
 			Profiles:       profiles,
@@ -154,56 +151,6 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 		a.srv.MountACME(ep.Name, srv)
 	}
 	return nil
-}
-
-// acmeIssuer issues through ra for an ACME endpoint. Each certificate comes
-// with two chains: up to the intermediate (the default, what servers send)
-// and one that also carries the root, offered as an alternate.
-type acmeIssuer struct {
-	auth *ra.Authority
-	root []byte
-}
-
-func (i *acmeIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*acme.Issued, error) {
-	iss, err := i.auth.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
-	if err != nil {
-		return nil, err
-	}
-	chain := make([][]byte, 0, len(iss.Chain)+1)
-	for _, c := range iss.Chain {
-		chain = append(chain, c.Raw)
-	}
-	withRoot := append(append([][]byte{}, chain...), i.root)
-	return &acme.Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
-}
-
-func (i *acmeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
-	return i.auth.Revoke(ctx, serial, reason, requester)
-}
-
-func (i *acmeIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
-	return i.auth.Certificate(ctx, serial)
-}
-
-// acmePolicy applies ra's name policy at new-order time, turning ra's
-// per-identifier problems into ACME subproblems.
-type acmePolicy struct{ auth *ra.Authority }
-
-func (p *acmePolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []acme.Identifier, profile string) error {
-	rids := make([]ra.Identifier, len(ids))
-	for i, id := range ids {
-		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
-	}
-	err := p.auth.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
-	var ie *ra.IdentifierError
-	if !errors.As(err, &ie) {
-		return err
-	}
-	var errs []error
-	for _, prob := range ie.Problems {
-		errs = append(errs, &acme.IdentifierError{Identifier: acme.Identifier{Type: prob.Identifier.Type, Value: prob.Identifier.Value}, Detail: prob.Detail})
-	}
-	return errors.Join(errs...)
 }
 
 // eabKeys keeps External Account Binding HMAC keys in the HSM, labelled

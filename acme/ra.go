@@ -1,0 +1,61 @@
+package acme
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+)
+
+// RAIssuer is the production Issuer: it issues and revokes through ra's
+// policy and the ca pipeline. Each certificate comes with two chains: up to
+// the intermediate (the default, what servers send) and one that also
+// carries Root, offered as an alternate (Link rel="alternate").
+type RAIssuer struct {
+	Authority *ra.Authority
+	Root      []byte // DER of the root certificate
+}
+
+func (i *RAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*Issued, error) {
+	iss, err := i.Authority.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
+	if err != nil {
+		return nil, err
+	}
+	chain := make([][]byte, 0, len(iss.Chain)+1)
+	for _, c := range iss.Chain {
+		chain = append(chain, c.Raw)
+	}
+	withRoot := append(append([][]byte{}, chain...), i.Root)
+	return &Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
+}
+
+func (i *RAIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
+	return i.Authority.Revoke(ctx, serial, reason, requester)
+}
+
+func (i *RAIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	return i.Authority.Certificate(ctx, serial)
+}
+
+// RAPolicy is the production Policy: ra's name policy at new-order time,
+// with ra's per-identifier problems turned into ACME subproblems.
+type RAPolicy struct{ Authority *ra.Authority }
+
+func (p *RAPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []Identifier, profile string) error {
+	rids := make([]ra.Identifier, len(ids))
+	for i, id := range ids {
+		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
+	}
+	err := p.Authority.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
+	var ie *ra.IdentifierError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	var errs []error
+	for _, prob := range ie.Problems {
+		errs = append(errs, &IdentifierError{Identifier: Identifier{Type: prob.Identifier.Type, Value: prob.Identifier.Value}, Detail: prob.Detail})
+	}
+	return errors.Join(errs...)
+}
