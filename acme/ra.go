@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
@@ -32,7 +33,7 @@ func (i *RAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, prof
 }
 
 func (i *RAIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
-	return i.Authority.Revoke(ctx, serial, reason, requester)
+	return i.Authority.Revoke(ctx, serial, reason, time.Time{}, requester)
 }
 
 func (i *RAIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {

@@ -25,7 +25,7 @@ import (
 type Authority interface {
 	Issue(ctx context.Context, req ra.Request) (*ca.Issued, error)
 	DryRun(ctx context.Context, req ra.Request) (*ra.DryRunResult, error)
-	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, who string) error
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 }
 

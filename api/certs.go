@@ -43,6 +43,7 @@ type CertificateResponse struct {
 	NotAfter         time.Time `json:"not_after"`
 	RevokedAt        time.Time `json:"revoked_at,omitzero"`
 	RevocationReason string    `json:"revocation_reason,omitempty"`
+	InvalidityDate   time.Time `json:"invalidity_date,omitzero"`
 	Certificate      string    `json:"certificate,omitempty"` // PEM
 	Chain            string    `json:"chain,omitempty"`       // PEM: the certificate, then intermediates
 }
@@ -270,6 +271,7 @@ func recordResponse(r *core.Certificate, withPEM bool) CertificateResponse {
 	}
 	if r.Status == core.StatusRevoked {
 		out.RevocationReason = r.RevocationReason.String()
+		out.InvalidityDate = r.InvalidityDate
 	}
 	if withPEM && len(r.DER) > 0 {
 		out.Certificate = pemDER(r.DER)
@@ -330,6 +332,10 @@ type RevokeRequest struct {
 	// Reason is an RFC 5280 reason name ("keyCompromise") or code; zero:
 	// unspecified.
 	Reason json.RawMessage `json:"reason,omitempty"`
+	// InvalidityDate is when the key was known or suspected compromised or
+	// the certificate otherwise became invalid (RFC 3339; RFC 5280 §5.3.2);
+	// it goes into the CRL entry. Zero: not given. Not in the future.
+	InvalidityDate time.Time `json:"invalidity_date,omitzero"`
 }
 
 func (a *API) revoke(c *gin.Context) {
@@ -343,7 +349,7 @@ func (a *API) revoke(c *gin.Context) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rr); err != nil {
-			a.fail(c, core.Wrap(core.KindMalformed, err, "the body is not a valid revoke request (JSON: reason)"))
+			a.fail(c, core.Wrap(core.KindMalformed, err, "the body is not a valid revoke request (JSON: reason, invalidity_date)"))
 			return
 		}
 	}
@@ -368,7 +374,7 @@ func (a *API) revoke(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, principalOf(c).name); err != nil {
+	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, rr.InvalidityDate, principalOf(c).name); err != nil {
 		a.fail(c, err)
 		return
 	}

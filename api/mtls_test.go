@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
@@ -90,7 +91,7 @@ func TestClientCertificateAuth(t *testing.T) {
 			}
 		})
 	}
-	if err := e.ca.Revoke(ctx, core.SerialFromBig(deployCert.SerialNumber), core.ReasonKeyCompromise); err != nil {
+	if err := e.ca.Revoke(ctx, core.SerialFromBig(deployCert.SerialNumber), core.ReasonKeyCompromise, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	deploy.Transport.(*http.Transport).CloseIdleConnections()

@@ -27,7 +27,7 @@ type Store interface {
 	RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error
 	// StoreIssued marks a reserved row valid with the signed DER.
 	StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error
-	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at time.Time) error
+	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error
 	GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 }
 
@@ -186,12 +186,18 @@ func (c *CA) Certificate(ctx context.Context, serial core.Serial) (*core.Certifi
 }
 
 // Revoke records the revocation of a valid certificate with an RFC 5280
-// reason, at the CA's current time. certificateHold is refused.
-func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason) error {
+// reason, at the CA's current time, with an optional invalidity date (RFC
+// 5280 §5.3.2; zero: none), which may not be in the future. certificateHold
+// is refused.
+func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error {
 	if _, err := core.ReasonFromCode(int(reason)); err != nil {
 		return err
 	}
-	if err := c.store.RevokeCertificate(ctx, serial, reason, c.now().UTC()); err != nil {
+	now := c.now().UTC()
+	if invalidity.After(now) {
+		return core.Errorf(core.KindMalformed, "the invalidity date %s is in the future", invalidity.UTC().Format(time.RFC3339))
+	}
+	if err := c.store.RevokeCertificate(ctx, serial, reason, now, invalidity.UTC()); err != nil {
 		return err
 	}
 	c.log.InfoContext(ctx, "certificate revoked", "serial", string(serial), "reason", reason.String())

@@ -303,10 +303,10 @@ func TestRevokeAndDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Revoke(ctx, iss.Serial, core.ReasonCertificateHold); core.KindOf(err) != core.KindRejected {
+	if err := c.Revoke(ctx, iss.Serial, core.ReasonCertificateHold, time.Time{}); core.KindOf(err) != core.KindRejected {
 		t.Fatalf("certificateHold: %v", err)
 	}
-	if err := c.Revoke(ctx, iss.Serial, core.ReasonKeyCompromise); err != nil {
+	if err := c.Revoke(ctx, iss.Serial, core.ReasonKeyCompromise, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := c.Certificate(ctx, iss.Serial)

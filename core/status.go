@@ -94,12 +94,17 @@ type Certificate struct {
 	DER              []byte
 	RevokedAt        time.Time
 	RevocationReason RevocationReason
-	CreatedAt        time.Time
+	// InvalidityDate is when the key was known or suspected compromised or
+	// the certificate otherwise became invalid (RFC 5280 §5.3.2); zero if
+	// not given.
+	InvalidityDate time.Time
+	CreatedAt      time.Time
 }
 
 // Revocation is one entry of a CRL.
 type Revocation struct {
-	Serial    Serial
-	RevokedAt time.Time
-	Reason    RevocationReason
+	Serial         Serial
+	RevokedAt      time.Time
+	Reason         RevocationReason
+	InvalidityDate time.Time // zero: not given
 }

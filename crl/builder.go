@@ -230,7 +230,7 @@ func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) 
 	der, err := Encode(ctx, tmpl, s.Signer, func(fn func(Entry) error) error {
 		return b.source.EachRevoked(ctx, s.ID, since, func(r core.Revocation) error {
 			count++
-			return fn(Entry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.Reason})
+			return fn(Entry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate})
 		})
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -184,8 +185,17 @@ func TestRevocation(t *testing.T) {
 	})
 
 	serial := core.SerialFromBig(victim.SerialNumber)
+	// An invalidity date in the future is refused and revokes nothing.
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	resp, body := apiCall(t, c, "POST", "/certificates/"+string(serial)+"/revoke", c.AdminKey(), "application/json", "",
-		strings.NewReader(`{"reason":"keyCompromise"}`))
+		strings.NewReader(`{"reason":"keyCompromise","invalidity_date":"`+future+`"}`))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("revoke with a future invalidity date: %s\n%s", resp.Status, body)
+	}
+	// The key was known compromised an hour ago: RFC 5280 §5.3.2.
+	compromised := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	resp, body = apiCall(t, c, "POST", "/certificates/"+string(serial)+"/revoke", c.AdminKey(), "application/json", "",
+		strings.NewReader(`{"reason":"keyCompromise","invalidity_date":"`+compromised.Format(time.RFC3339)+`"}`))
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"revocation_reason":"keyCompromise"`)) {
 		t.Fatalf("revoke: %s\n%s", resp.Status, body)
 	}
@@ -222,6 +232,9 @@ func TestRevocation(t *testing.T) {
 			if e.ReasonCode != int(ocsp.KeyCompromise) || crlEntry(crl, good) != nil {
 				t.Fatalf("%s CRL: reason %d, good listed %v", name, e.ReasonCode, crlEntry(crl, good) != nil)
 			}
+			if got := invalidityDate(t, e); !got.Equal(compromised) {
+				t.Fatalf("%s CRL: invalidity date %v, want %v", name, got, compromised)
+			}
 		}
 		if !hasExt(delta, "2.5.29.27") || hasExt(full, "2.5.29.27") || !hasExt(full, "2.5.29.46") {
 			t.Fatalf("delta indicator on delta %v, on full %v; freshestCRL on full %v", hasExt(delta, "2.5.29.27"), hasExt(full, "2.5.29.27"), hasExt(full, "2.5.29.46"))
@@ -252,6 +265,21 @@ func TestRevocation(t *testing.T) {
 			t.Fatalf("openssl verify -crl_check of the intermediate with the root CRL: %s", out)
 		}
 	})
+}
+
+// invalidityDate reads the invalidityDate entry extension (2.5.29.24).
+func invalidityDate(t *testing.T, e *x509.RevocationListEntry) time.Time {
+	t.Helper()
+	for _, ext := range e.Extensions {
+		if ext.Id.String() == "2.5.29.24" {
+			var when time.Time
+			if _, err := asn1.UnmarshalWithParams(ext.Value, &when, "generalized"); err != nil {
+				t.Fatalf("invalidityDate extension: %v", err)
+			}
+			return when
+		}
+	}
+	return time.Time{}
 }
 
 func hasExt(crl *x509.RevocationList, oid string) bool {

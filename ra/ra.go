@@ -23,7 +23,7 @@ import (
 type CA interface {
 	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
 	DryRun(ctx context.Context, req ca.Request) (*ca.Draft, error)
-	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason) error
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	Profile(name string) (ca.Profile, error)
 }
@@ -253,13 +253,14 @@ func identifierOf(s string) Identifier {
 	return Identifier{Type: "dns", Value: s}
 }
 
-// Revoke revokes serial with an RFC 5280 reason on behalf of who. The front
-// end has already checked that who may revoke it.
-func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, who string) error {
+// Revoke revokes serial with an RFC 5280 reason and an optional invalidity
+// date (zero: none) on behalf of who. The front end has already checked that
+// who may revoke it.
+func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error {
 	if _, err := core.ReasonFromCode(int(reason)); err != nil {
 		return err
 	}
-	if err := a.ca.Revoke(ctx, serial, reason); err != nil {
+	if err := a.ca.Revoke(ctx, serial, reason, invalidity); err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "revocation", "serial", string(serial), "reason", reason.String(), "principal", who)

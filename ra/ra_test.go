@@ -189,16 +189,16 @@ func TestDryRunAndRevoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); err != nil {
+	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, time.Time{}, "apikey:x"); err != nil {
 		t.Fatal(err)
 	}
 	if len(events) != 1 || events[0] != "intermediate/"+string(iss.Serial) {
 		t.Fatalf("revocation events %v", events)
 	}
-	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, "apikey:x"); core.KindOf(err) != core.KindConflict {
+	if err := a.Revoke(ctx, iss.Serial, core.ReasonSuperseded, time.Time{}, "apikey:x"); core.KindOf(err) != core.KindConflict {
 		t.Fatalf("second revoke: %v", err)
 	}
-	if err := a.Revoke(ctx, iss.Serial, 7, "apikey:x"); core.KindOf(err) != core.KindMalformed {
+	if err := a.Revoke(ctx, iss.Serial, 7, time.Time{}, "apikey:x"); core.KindOf(err) != core.KindMalformed {
 		t.Fatalf("reason 7: %v", err)
 	}
 	if len(events) != 1 {

@@ -150,11 +150,11 @@ func storeIssued(ctx context.Context, x execer, serial core.Serial, der []byte, 
 
 // RevokeCertificate records the revocation of a valid certificate. A
 // certificate already revoked, or only reserved, is a KindConflict error; an
-// unknown serial is core.ErrNotFound.
-func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at time.Time) error {
+// unknown serial is core.ErrNotFound. invalidity may be zero.
+func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
 	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
-		updated_at = ? WHERE serial = ? AND status = ?`,
-		string(core.StatusRevoked), Micros(at), int(reason), Micros(at), string(serial), string(core.StatusValid))
+		invalidity_date = ?, updated_at = ? WHERE serial = ? AND status = ?`,
+		string(core.StatusRevoked), Micros(at), int(reason), Micros(invalidity), Micros(at), string(serial), string(core.StatusValid))
 	if err != nil {
 		return fmt.Errorf("revoking certificate: %w", err)
 	}
@@ -169,20 +169,20 @@ func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason c
 }
 
 const certColumns = `serial, issuer_id, profile, requester, subject, names, not_before, not_after,
-	status, tbs, der, revoked_at, revocation_reason, created_at`
+	status, tbs, der, revoked_at, revocation_reason, invalidity_date, created_at`
 
 const certColumnsC = `c.serial, c.issuer_id, c.profile, c.requester, c.subject, c.names, c.not_before,
-	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.created_at`
+	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.invalidity_date, c.created_at`
 
 func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 	var (
-		c                      core.Certificate
-		serial, names, status  string
-		nb, na, revAt, created int64
-		reason                 int
+		c                                  core.Certificate
+		serial, names, status              string
+		nb, na, revAt, invalidity, created int64
+		reason                             int
 	)
 	if err := row.Scan(&serial, &c.IssuerID, &c.Profile, &c.Requester, &c.Subject, &names, &nb, &na,
-		&status, &c.TBS, &c.DER, &revAt, &reason, &created); err != nil {
+		&status, &c.TBS, &c.DER, &revAt, &reason, &invalidity, &created); err != nil {
 		return nil, err
 	}
 	c.Serial, c.Status, c.RevocationReason = core.Serial(serial), core.CertStatus(status), core.RevocationReason(reason)
@@ -190,6 +190,7 @@ func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 		c.Names = strings.Split(names, "\n")
 	}
 	c.NotBefore, c.NotAfter, c.RevokedAt, c.CreatedAt = FromMicros(nb), FromMicros(na), FromMicros(revAt), FromMicros(created)
+	c.InvalidityDate = FromMicros(invalidity)
 	return &c, nil
 }
 

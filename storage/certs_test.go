@@ -73,7 +73,7 @@ func TestCertificateLifecycle(t *testing.T) {
 		if got.Status != core.StatusReserved || !bytes.Equal(got.TBS, []byte{1, 2, 3}) || len(got.DER) != 0 || !got.NotAfter.Equal(now.Add(time.Hour)) {
 			t.Fatalf("reserved row = %+v", got)
 		}
-		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now); core.KindOf(err) != core.KindConflict {
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now, time.Time{}); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("revoking a reserved certificate = %v, want conflict", err)
 		}
 		if err := db.StoreIssued(ctx, s, []byte("der"), now); err != nil {
@@ -82,10 +82,10 @@ func TestCertificateLifecycle(t *testing.T) {
 		if err := db.StoreIssued(ctx, s, []byte("other"), now); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("second StoreIssued = %v, want conflict", err)
 		}
-		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now); err != nil {
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RevokeCertificate(ctx, s, core.ReasonSuperseded, now); core.KindOf(err) != core.KindConflict {
+		if err := db.RevokeCertificate(ctx, s, core.ReasonSuperseded, now, time.Time{}); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("second revocation = %v, want conflict", err)
 		}
 		got, _ = db.GetCertificate(ctx, s)
@@ -95,7 +95,7 @@ func TestCertificateLifecycle(t *testing.T) {
 		if _, err := db.GetCertificate(ctx, newSerial(t)); !core.IsNotFound(err) {
 			t.Fatalf("unknown serial: %v", err)
 		}
-		if err := db.RevokeCertificate(ctx, newSerial(t), 0, now); !core.IsNotFound(err) {
+		if err := db.RevokeCertificate(ctx, newSerial(t), 0, now, time.Time{}); !core.IsNotFound(err) {
 			t.Fatalf("revoking unknown serial: %v", err)
 		}
 	})
@@ -148,13 +148,13 @@ func TestListCertificates(t *testing.T) {
 			{"reserved", storage.CertFilter{Status: core.StatusReserved}, 1},
 			{"revoked", storage.CertFilter{Status: core.StatusRevoked}, 2},
 		}
-		if err := db.RevokeCertificate(ctx, all[3], core.ReasonSuperseded, now.Add(time.Second)); err != nil {
+		if err := db.RevokeCertificate(ctx, all[3], core.ReasonSuperseded, now.Add(time.Second), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RevokeCertificate(ctx, all[1], core.ReasonKeyCompromise, now); err != nil {
+		if err := db.RevokeCertificate(ctx, all[1], core.ReasonKeyCompromise, now, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RevokeCertificate(ctx, other, core.ReasonKeyCompromise, now); err != nil {
+		if err := db.RevokeCertificate(ctx, other, core.ReasonKeyCompromise, now, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		cases[5].want = 3

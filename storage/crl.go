@@ -95,7 +95,7 @@ func (d *DB) LatestCRL(ctx context.Context, issuerID string, delta bool) (CRL, e
 // after since (all of them for the zero time), in order of revocation time,
 // streaming rows from the database. It returns the first error fn returns.
 func (d *DB) EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
-	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates
+	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates
 		WHERE issuer_id = ? AND status = ? AND revoked_at >= ? ORDER BY revoked_at`,
 		issuerID, string(core.StatusRevoked), Micros(since))
 	if err != nil {
@@ -103,16 +103,17 @@ func (d *DB) EachRevoked(ctx context.Context, issuerID string, since time.Time, 
 	}
 	defer rows.Close()
 	var (
-		r      core.Revocation
-		serial string
-		at     int64
-		reason int
+		r       core.Revocation
+		serial  string
+		at, inv int64
+		reason  int
 	)
 	for rows.Next() {
-		if err := rows.Scan(&serial, &at, &reason); err != nil {
+		if err := rows.Scan(&serial, &at, &reason, &inv); err != nil {
 			return fmt.Errorf("reading revoked certificate: %w", err)
 		}
 		r.Serial, r.RevokedAt, r.Reason = core.Serial(serial), FromMicros(at), core.RevocationReason(reason)
+		r.InvalidityDate = FromMicros(inv)
 		if err := fn(r); err != nil {
 			return err
 		}
