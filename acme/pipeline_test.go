@@ -2,9 +2,6 @@ package acme_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"net/http"
@@ -18,6 +15,7 @@ import (
 	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ca/catest"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -45,20 +43,8 @@ const benchSuffix = "bench.example.com"
 func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 	tb.Helper()
 	ctx := context.Background()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "ACME Bench Root", Organization: "Strongroom Test"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
-	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "ACME Bench Intermediate",
-		Organization: "Strongroom Test", CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"},
-		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	inter, _ := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	root, inter := catest.Hierarchy(tb, "ACME Bench")
+	rc := root.Certificate()
 	db, _ := storagetest.SQLite(tb)
 	w := storage.NewCertWriter(db)
 	tb.Cleanup(func() { w.Close() })

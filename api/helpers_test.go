@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -21,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ca/catest"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -42,19 +41,7 @@ type env struct {
 func newEnv(t testing.TB, db *storage.DB, opts func(*Options)) *env {
 	t.Helper()
 	ctx := context.Background()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "API Test Root"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
-	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "API Test Intermediate",
-		CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"}, CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, _ := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
+	root, inter := catest.Hierarchy(t, "API Test")
 	if db == nil {
 		db, _ = storagetest.SQLite(t)
 	}

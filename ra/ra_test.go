@@ -9,14 +9,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ca/catest"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -24,23 +23,7 @@ import (
 
 func newCA(t *testing.T) (*ca.CA, *storage.DB) {
 	t.Helper()
-	ctx := context.Background()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rc, err := ca.NewRoot(ctx, rk, ca.RootOptions{CommonName: "RA Test Root"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := ca.NewIssuer("root", rk, []*x509.Certificate{rc})
-	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: "RA Test Intermediate",
-		CRLURLs: []string{"http://ca.internal/crl/root.crl"}, CAIssuerURLs: []string{"http://ca.internal/root.crt"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, err := ca.NewIssuer("intermediate", ik, []*x509.Certificate{ic, rc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, inter := catest.Hierarchy(t, "RA Test")
 	db, _ := storagetest.SQLite(t)
 	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root},
 		URLs: ca.URLs{CAIssuers: []string{"http://ca.internal/{issuer}.crt"}, CRL: []string{"http://ca.internal/crl/{issuer}.crl"}}})
@@ -52,23 +35,7 @@ func newCA(t *testing.T) (*ca.CA, *storage.DB) {
 
 func csrFor(t *testing.T, key crypto.Signer, cn string, names ...string) *x509.CertificateRequest {
 	t.Helper()
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return csr
+	return catest.CSR(t, key, cn, names...)
 }
 
 var testPolicy = Policy{
