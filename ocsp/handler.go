@@ -25,6 +25,7 @@ type answer struct {
 	der                    []byte
 	thisUpdate, nextUpdate time.Time
 	etag                   string
+	key                    string // the cache key, when the answer may be cached
 }
 
 // ServeHTTP answers GET {prefix}/{base64 request} and POST {prefix}. Every
@@ -33,8 +34,10 @@ type answer struct {
 func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var der []byte
 	get := req.Method == http.MethodGet || req.Method == http.MethodHead
+	var gen uint64
 	switch {
 	case get:
+		gen = r.fast.generation()
 		der = r.decodeGET(req)
 	case req.Method == http.MethodPost:
 		b, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxRequestBytes))
@@ -47,6 +50,9 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	a := r.respond(req.Context(), der)
+	if get && a.etag != "" && !strings.Contains(req.RequestURI, "?") {
+		r.fast.put(req.RequestURI, a, a.nextUpdate.Add(-r.refreshBefore), gen)
+	}
 	h := w.Header()
 	// Header keys below are in canonical form, so the map is written
 	// directly (Header.Set would canonicalise each key again); the values
@@ -183,6 +189,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
 			if a, ok := decodeCached(v); ok && r.now().Before(a.nextUpdate.Add(-r.refreshBefore)) {
+				a.key = key
 				return a
 			}
 		}
@@ -221,6 +228,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	}
 	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}
 	if cacheable {
+		a.key = key
 		if err := r.cache.Put(ctx, key, encodeCached(a), next.Add(-r.refreshBefore).Sub(r.now())); err != nil {
 			r.log.Warn("caching OCSP response", "issuer", iss.id, "err", err)
 		}

@@ -78,6 +78,10 @@ type Options struct {
 	// PathPrefix is where the handler is mounted; GET requests carry the
 	// base64 request after it. Default "/ocsp".
 	PathPrefix string
+	// FastEntries is how many GET answers are kept ready to write by
+	// request target for the plain listener's fast lane (AppendFast);
+	// zero means 65,536, negative turns it off.
+	FastEntries int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Log receives errors; nil discards.
@@ -104,6 +108,7 @@ type Responder struct {
 	refreshBefore     time.Duration
 	responderValidity time.Duration
 	prefix            string
+	fast              *fastAnswers
 	now               func() time.Time
 	log               *slog.Logger
 }
@@ -144,6 +149,12 @@ func New(opts Options) (*Responder, error) {
 	}
 	if r.prefix == "" {
 		r.prefix = "/ocsp"
+	}
+	switch {
+	case opts.FastEntries == 0:
+		r.fast = newFastAnswers(defaultFastEntries)
+	default:
+		r.fast = newFastAnswers(opts.FastEntries) // off when negative
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -227,7 +238,11 @@ func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core
 	for _, h := range hashOIDs {
 		keys = append(keys, cacheKey(issuerID, h.hash, serial))
 	}
-	return r.cache.Delete(ctx, keys...)
+	// The shared cache first: an answer made from it between the two steps
+	// is refused by the fast map, whose generation drop moves on.
+	err := r.cache.Delete(ctx, keys...)
+	r.fast.drop(keys...)
+	return err
 }
 
 // Subscribe makes the responder drop cached answers when a revocation is

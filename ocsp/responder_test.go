@@ -8,8 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -21,6 +21,7 @@ import (
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/ocsp/ocsptest"
+	"github.com/strongroom-pki/strongroom/server"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -85,7 +86,7 @@ type fixture struct {
 	clock                  *clock
 	r                      *ocsp.Responder
 	events                 *storage.MemoryEvents
-	srv                    *httptest.Server
+	srv                    struct{ URL string }
 	good, revoked, unknown *x509.Certificate
 	revokedAt              time.Time
 }
@@ -121,10 +122,7 @@ func newFixture(t *testing.T, mutate func(*ocsp.Options)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	mux := http.NewServeMux()
-	mux.Handle("/", r) // no path cleaning for our prefix: see the package doc
-	f.srv = httptest.NewServer(r)
-	t.Cleanup(f.srv.Close)
+	f.srv.URL = serveLane(t, r)
 	return f
 }
 
@@ -324,4 +322,25 @@ func TestGETEncodings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveLane serves r on a plain listener as ca serve does: through the
+// fast lane (cached GETs) in front of net/http. It returns the base URL.
+func serveLane(t testing.TB, r *ocsp.Responder) string {
+	t.Helper()
+	srv := server.New(server.Options{})
+	srv.MountPlain("/ocsp", r)
+	srv.MountFast("/ocsp/", r)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListeners(ctx, nil, l) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return "http://" + l.Addr().String()
 }

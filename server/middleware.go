@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -197,26 +198,30 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			lm.observe(frontend(r.URL.Path), sw.status, d)
-			level := slog.LevelInfo
-			if sw.status >= 500 {
-				level = slog.LevelError
-			}
-			ctx := r.Context()
-			lh := s.log.Handler()
-			if !lh.Enabled(ctx, level) {
-				return
-			}
-			// The record goes to the handler directly, with no caller PC:
-			// slog.Logger would walk the stack for a source location that
-			// is always this line.
-			rec := slog.NewRecord(time.Now(), level, "request", 0)
-			// The raw query is left out: it may carry tokens.
-			rec.AddAttrs(slog.String("request_id", id), slog.String("listener", listener),
-				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", sw.status),
-				slog.Int64("bytes", sw.bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-				slog.String("remote", r.RemoteAddr))
-			lh.Handle(ctx, rec)
+			s.logRequest(r.Context(), id, listener, r.Method, r.URL.EscapedPath(), sw.status, sw.bytes, d, r.RemoteAddr)
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// logRequest writes the one log event of a request.
+func (s *Server) logRequest(ctx context.Context, id, listener, method, path string, status int, bytes int64, d time.Duration, remote string) {
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	lh := s.log.Handler()
+	if !lh.Enabled(ctx, level) {
+		return
+	}
+	// The record goes to the handler directly, with no caller PC:
+	// slog.Logger would walk the stack for a source location that is
+	// always this line.
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	// The raw query is left out: it may carry tokens.
+	rec.AddAttrs(slog.String("request_id", id), slog.String("listener", listener),
+		slog.String("method", method), slog.String("path", path), slog.Int("status", status),
+		slog.Int64("bytes", bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("remote", remote))
+	lh.Handle(ctx, rec)
 }

@@ -55,6 +55,7 @@ type Server struct {
 
 	mu    sync.RWMutex
 	plain []prefixRoute
+	fast  []fastRoute
 	acme  map[string]http.Handler
 }
 
@@ -137,6 +138,16 @@ func (s *Server) MountPlain(prefix string, h http.Handler) {
 	s.plain = append(s.plain, prefixRoute{prefix, h})
 }
 
+// MountFast lets h answer GET and HEAD requests for paths starting with
+// prefix on the plain listener before net/http sees them (see FastHandler);
+// what h declines goes to the handler mounted with MountPlain. Mount before
+// Serve.
+func (s *Server) MountFast(prefix string, h FastHandler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fast = append(s.fast, fastRoute{prefix, h})
+}
+
 // PlainHandler is the plain-HTTP listener's handler, with middleware.
 func (s *Server) PlainHandler() http.Handler {
 	return s.wrap("http", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -215,7 +226,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // ServeListeners serves on already-open listeners (either may be nil).
 func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) error {
 	var servers []*http.Server
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	start := func(srv *http.Server, l net.Listener, tlsOn bool) {
 		servers = append(servers, srv)
 		go func() {
@@ -235,9 +246,21 @@ func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) 
 		start(&http.Server{Handler: s.HTTPSHandler(), TLSConfig: s.TLSConfig(), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout, ErrorLog: errLog}, https, true)
 	}
+	var lane *fastLane
 	if plain != nil {
+		// The plain listener's connections go through the fast lane, which
+		// hands net/http what it does not answer itself.
+		s.mu.RLock()
+		lane = &fastLane{s: s, fast: append([]fastRoute(nil), s.fast...), handoff: newChanListener(plain.Addr()),
+			lm: s.metrics.forListener("http"), ids: newRequestIDs(), conns: map[net.Conn]struct{}{}}
+		s.mu.RUnlock()
 		start(&http.Server{Handler: s.PlainHandler(), ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout, ErrorLog: errLog}, plain, false)
+			ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout, ErrorLog: errLog}, lane.handoff, false)
+		go func() {
+			if err := lane.serve(plain); err != nil {
+				errc <- err
+			}
+		}()
 	}
 	var err error
 	select {
@@ -246,6 +269,9 @@ func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) 
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if lane != nil {
+		lane.shutdown(sctx, plain)
+	}
 	for _, srv := range servers {
 		srv.Shutdown(sctx)
 	}

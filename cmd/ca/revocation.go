@@ -116,6 +116,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		}
 	})
 	a.srv.MountPlain("/ocsp", resp)
+	a.srv.MountFast("/ocsp/", resp)
 	a.srv.MountPlain("/crl/", builder)
 	a.srv.MountPlain("/issuers/", builder)
 	return nil
