@@ -3,10 +3,12 @@ package crl
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +23,12 @@ type RevokedSource interface {
 	EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error
 }
 
-// Store numbers and keeps signed CRLs (*storage.DB implements it).
+// Store numbers and keeps signed CRLs, and leases the building of an
+// issuer's CRLs to one node of a cluster at a time (*storage.DB implements
+// it; see storage.DB.AcquireCRLLease).
 type Store interface {
+	AcquireCRLLease(ctx context.Context, issuerID, holder string, ttl time.Duration) (bool, error)
+	ReleaseCRLLease(ctx context.Context, issuerID, holder string) error
 	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
 	SaveCRL(ctx context.Context, c storage.CRL) error
 	LatestCRL(ctx context.Context, issuerID string, delta bool) (storage.CRL, error)
@@ -63,6 +69,11 @@ type Options struct {
 	// Refresh is how often Run looks for newer CRLs another node built;
 	// default 15s.
 	Refresh time.Duration
+	// LeaseTTL is how long one build may hold the issuer's CRL lease before
+	// another node may take it over. It must cover a whole build (full and
+	// delta CRL) with room to spare, and node clocks must agree to well
+	// within it; default 2m.
+	LeaseTTL time.Duration
 	// HTTPMaxAge is the Cache-Control max-age of served CRLs (capped by
 	// nextUpdate); default one minute, so revocations show quickly.
 	HTTPMaxAge time.Duration
@@ -78,10 +89,18 @@ type issuerState struct {
 	full   atomic.Pointer[storage.CRL]
 	delta  atomic.Pointer[storage.CRL]
 	base   atomic.Pointer[storage.CRL] // the complete CRL deltas build on
+	own    atomic.Int64                // number of the last full CRL this Builder stored
 	tmu    sync.Mutex
 	timer  *time.Timer
 	queued atomic.Bool
+	// busySince is when a triggered rebuild first found the lease held by
+	// another node (zero when it did not); only Run's goroutine uses it.
+	busySince time.Time
 }
+
+// ErrBusy is returned by Build when another node holds the issuer's CRL
+// lease: that node is building the issuer's CRLs.
+var ErrBusy = errors.New("crl: another node is building this issuer's CRLs")
 
 // Builder builds, stores and serves the CRLs of its issuers. It is an
 // http.Handler for /crl/{issuer}.crl, /crl/{issuer}-delta.crl and
@@ -94,17 +113,19 @@ type Builder struct {
 	interval time.Duration
 	debounce time.Duration
 	refresh  time.Duration
+	leaseTTL time.Duration
 	maxAge   time.Duration
 	now      func() time.Time
 	log      *slog.Logger
 	due      chan *issuerState
+	holder   string // names this Builder in the CRL leases it holds
 }
 
 // New checks opts and returns a Builder. Call Load, then Run.
 func New(opts Options) (*Builder, error) {
 	b := &Builder{issuers: map[string]*issuerState{}, source: opts.Source, store: opts.Store,
 		validity: opts.Validity, interval: opts.Interval, debounce: opts.Debounce, refresh: opts.Refresh,
-		maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log}
+		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log}
 	if b.source == nil || b.store == nil {
 		return nil, errors.New("crl: Source and Store are required")
 	}
@@ -126,6 +147,9 @@ func New(opts Options) (*Builder, error) {
 	if b.refresh <= 0 {
 		b.refresh = 15 * time.Second
 	}
+	if b.leaseTTL <= 0 {
+		b.leaseTTL = 2 * time.Minute
+	}
 	if b.maxAge <= 0 {
 		b.maxAge = time.Minute
 	}
@@ -145,7 +169,18 @@ func New(opts Options) (*Builder, error) {
 		b.issuers[is.ID] = &issuerState{Issuer: is}
 	}
 	b.due = make(chan *issuerState, len(b.issuers))
+	b.holder = holderID()
 	return b, nil
+}
+
+// holderID names a Builder in the leases it holds: the host, for operators
+// reading crl_leases, and a random part, so two Builders never share one.
+func holderID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	return host + "/" + rand.Text()
 }
 
 // Load reads the newest stored CRLs, so a starting node serves at once what
@@ -187,6 +222,13 @@ func (b *Builder) publish(s *issuerState, c *storage.CRL) {
 // CRL against the current base. With newBase, the full CRL becomes the base
 // of later deltas (as on the schedule); otherwise (after a revocation) the
 // delta keeps building on the older base, so it lists what changed since.
+//
+// Build holds the issuer's CRL lease in the Store while it takes CRL numbers
+// and reads the revocations, so across the nodes sharing the database a
+// higher-numbered CRL is always read after a lower-numbered one: a full CRL
+// lists every revocation a lower-numbered one lists. When another node holds
+// the lease, Build returns ErrBusy and builds nothing (or, should the lease
+// have been lost during the full CRL, no delta).
 func (b *Builder) Build(ctx context.Context, issuerID string, newBase bool) error {
 	s := b.issuers[issuerID]
 	if s == nil {
@@ -194,6 +236,10 @@ func (b *Builder) Build(ctx context.Context, issuerID string, newBase bool) erro
 	}
 	s.build.Lock()
 	defer s.build.Unlock()
+	if err := b.hold(ctx, s); err != nil {
+		return err
+	}
+	defer b.release(ctx, s)
 	full, err := b.build(ctx, s, nil)
 	if err != nil {
 		return err
@@ -203,10 +249,37 @@ func (b *Builder) Build(ctx context.Context, issuerID string, newBase bool) erro
 		s.base.Store(full)
 		base = full
 	}
+	// Renew before taking the delta's number: should the full CRL have
+	// outlasted the lease, another node may be building now.
+	if err := b.hold(ctx, s); err != nil {
+		return err
+	}
 	if _, err := b.build(ctx, s, base); err != nil {
 		return err
 	}
 	return nil
+}
+
+// hold takes or renews s's CRL lease for b, or returns ErrBusy.
+func (b *Builder) hold(ctx context.Context, s *issuerState) error {
+	ok, err := b.store.AcquireCRLLease(ctx, s.ID, b.holder, b.leaseTTL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrBusy
+	}
+	return nil
+}
+
+// release gives s's CRL lease back, even when ctx has ended; should that
+// fail, the lease expires by itself.
+func (b *Builder) release(ctx context.Context, s *issuerState) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := b.store.ReleaseCRLLease(ctx, s.ID, b.holder); err != nil {
+		b.log.Warn("releasing CRL lease", "issuer", s.ID, "err", err)
+	}
 }
 
 // build makes one CRL: a full one when base is nil, else a delta listing
@@ -240,6 +313,9 @@ func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) 
 		ThisUpdate: now, NextUpdate: tmpl.NextUpdate, DER: der}
 	if err := b.store.SaveCRL(ctx, *c); err != nil {
 		return nil, err
+	}
+	if !c.Delta {
+		s.own.Store(n)
 	}
 	b.publish(s, c)
 	b.log.Info("CRL published", "issuer", s.ID, "number", n, "delta", c.Delta, "entries", count,
@@ -286,9 +362,17 @@ func (b *Builder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), e
 // triggers, and picks up newer CRLs other nodes stored, until ctx ends.
 // Build errors are logged and retried on the next occasion; the previous
 // CRL stays served meanwhile.
+//
+// Nodes sharing a database share the work: a scheduled build is skipped
+// while another node holds the issuer's lease, or when another node built a
+// full CRL within the last half interval (it becomes this node's base too);
+// a rebuild after a revocation waits for the lease instead (see rebuild).
 func (b *Builder) Run(ctx context.Context) error {
 	for _, s := range b.issuers {
-		if err := b.Build(ctx, s.ID, true); err != nil {
+		err := b.Build(ctx, s.ID, true)
+		if errors.Is(err, ErrBusy) {
+			b.Trigger(s.ID) // as after a revocation: build once the lease is free
+		} else if err != nil {
 			b.log.Error("building CRL", "issuer", s.ID, "err", err)
 		}
 	}
@@ -301,20 +385,69 @@ func (b *Builder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-sched.C:
+			b.pickUp(ctx)
 			for _, s := range b.issuers {
-				if err := b.Build(ctx, s.ID, true); err != nil {
-					b.log.Error("building CRL", "issuer", s.ID, "err", err)
-				}
+				b.scheduled(ctx, s)
 			}
 		case s := <-b.due:
 			s.queued.Store(false)
-			if err := b.Build(ctx, s.ID, false); err != nil {
-				b.log.Error("rebuilding CRL after revocation", "issuer", s.ID, "err", err)
-			}
+			b.rebuild(ctx, s)
 		case <-refresh.C:
 			b.pickUp(ctx)
 		}
 	}
+}
+
+// scheduled makes s's scheduled build, unless another node made it: one
+// holds the lease now, or the served full CRL is another node's, recent,
+// and still valid past the next tick. Then that CRL becomes the base of
+// this node's deltas. A single node always builds: its served CRL is its
+// own.
+func (b *Builder) scheduled(ctx context.Context, s *issuerState) {
+	if c := s.full.Load(); c != nil && c.Number > s.own.Load() {
+		now := b.now()
+		if now.Sub(c.ThisUpdate) < b.interval/2 && c.NextUpdate.After(now.Add(b.interval)) {
+			s.build.Lock()
+			s.base.Store(c)
+			s.build.Unlock()
+			b.log.Debug("scheduled CRL built by another node", "issuer", s.ID, "number", c.Number)
+			return
+		}
+	}
+	err := b.Build(ctx, s.ID, true)
+	switch {
+	case errors.Is(err, ErrBusy):
+		b.log.Debug("scheduled CRL being built by another node", "issuer", s.ID)
+	case err != nil:
+		b.log.Error("building CRL", "issuer", s.ID, "err", err)
+	}
+}
+
+// rebuild makes the build a Trigger asked for. While another node holds the
+// lease it asks again after the debounce delay rather than dropping the
+// request: the holder may have read the revocations before the one that
+// triggered this. It stops asking once the lease has been busy for longer
+// than LeaseTTL (plus one delay): as a build lasts less than LeaseTTL, the
+// lease has changed hands since, and its holder's build, begun after the
+// revocation, lists it.
+func (b *Builder) rebuild(ctx context.Context, s *issuerState) {
+	err := b.Build(ctx, s.ID, false)
+	if errors.Is(err, ErrBusy) {
+		now := time.Now()
+		if s.busySince.IsZero() {
+			s.busySince = now
+		}
+		if now.Sub(s.busySince) < b.leaseTTL+b.debounce {
+			b.log.Debug("CRL lease busy, rebuilding later", "issuer", s.ID)
+			b.Trigger(s.ID)
+			return
+		}
+		b.log.Warn("CRL lease busy for longer than its TTL; leaving the rebuild to the lease holder",
+			"issuer", s.ID, "since", s.busySince)
+	} else if err != nil {
+		b.log.Error("rebuilding CRL after revocation", "issuer", s.ID, "err", err)
+	}
+	s.busySince = time.Time{}
 }
 
 // pickUp loads CRLs newer than the served ones from the store.
