@@ -14,6 +14,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/core/logfmt"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -132,7 +133,7 @@ func newLogger(c config.Log, out io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level)))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(out, opts))
+		return slog.New(logfmt.NewJSON(out, opts))
 	}
-	return slog.New(slog.NewTextHandler(out, opts))
+	return slog.New(logfmt.NewText(out, opts))
 }
