@@ -80,7 +80,8 @@ kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
 raw=$(go test -tags nomsgpack -run '^$' -bench 'OCSP/fresh' -benchtime 20000x ./ocsp |
   awk '/raw-CreateResponse/ {for (i=1;i<=NF;i++) if ($(i+1)=="raw-CreateResponse/s") print $i}')
-# The floor: a bare net/http handler with a body of the same size, no work.
+# A reference: a bare net/http handler with a body of the same size, no work
+# (what ca serve managed before the plain listener's fast lane).
 size=$(stat -c %s "$work/resp.der")
 fport=$(free_port)
 go build -o "$work/httpfloor" ./scripts/httpfloor
@@ -91,7 +92,7 @@ floor=$(wrk -t2 -c32 -d"$DUR" "http://127.0.0.1:$fport/ocsp/x" | awk '/Requests\
 kill $floorpid 2>/dev/null || true
 
 printf '\nOCSP cached GET vs ca serve (wrk -t2 -c32 -d%s, separate process): %.0f resp/s   goal >= 60000; reference responder ~38000\n' "$DUR" "$rps"
-printf 'bare net/http handler, same body size, no work (the floor), same run: %.0f resp/s\n' "${floor:-0}"
+printf 'bare net/http handler, same body size, no work, same run:            %.0f resp/s\n' "${floor:-0}"
 printf 'raw x/crypto/ocsp.CreateResponse, P-256, concurrency 32, same run:  %.0f resp/s\n' "${raw:-0}"
 printf 'ca serve CPU per response: %s us (user+system, from /proc; steadier than resp/s on a shared machine)\n' "$us_per"
 printf 'load average before the run: %s (other work on the machine lowers the resp/s above)\n' "$load_before"

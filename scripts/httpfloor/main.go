@@ -1,4 +1,4 @@
-// Command httpfloor is the floor for make bench's OCSP figure: a bare
+// Command httpfloor is a reference for make bench's OCSP figure: a bare
 // net/http server answering every request with a fixed body of the given
 // size and the headers an OCSP GET answer carries, doing no other work.
 // Measured with wrk beside `ca serve` in scripts/bench-ocsp.sh.
