@@ -36,6 +36,8 @@ type Store interface {
 }
 
 // Subscriber delivers events published on a topic.
+// A nil message means messages may have been lost (storage.RedisEvents after
+// its connection broke).
 type Subscriber interface {
 	Subscribe(ctx context.Context, topic string, fn func(msg []byte)) (stop func(), err error)
 }
@@ -349,6 +351,13 @@ func (b *Builder) Trigger(issuerID string) {
 // storage.TopicRevoked, until stop is called.
 func (b *Builder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), err error) {
 	return sub.Subscribe(ctx, storage.TopicRevoked, func(msg []byte) {
+		if msg == nil {
+			// Revocations may have been missed: rebuild every issuer's.
+			for id := range b.issuers {
+				b.Trigger(id)
+			}
+			return
+		}
 		issuerID, _, err := storage.DecodeRevoked(msg)
 		if err != nil {
 			b.log.Warn("ignoring bad revocation event", "err", err)

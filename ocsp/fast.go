@@ -115,6 +115,15 @@ func (f *fastAnswers) drop(keys ...string) {
 	}
 }
 
+// dropAll forgets every answer.
+func (f *fastAnswers) dropAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gen++
+	clear(f.byTarget)
+	clear(f.byKey)
+}
+
 func (f *fastAnswers) get(target string) *fastEntry {
 	f.mu.RLock()
 	e := f.byTarget[target]

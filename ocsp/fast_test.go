@@ -100,3 +100,19 @@ func maxAge(t *testing.T, r *http.Response) int {
 	}
 	return n
 }
+
+// When revocation events may have been lost, this node's fast answers go.
+func TestFastAnswersDroppedOnEventGap(t *testing.T) {
+	f := newFixture(t, nil)
+	target := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA1))
+	f.get(t, target)
+	if _, _, _, ok := f.r.AppendFast(nil, target, ""); !ok {
+		t.Fatal("no fast answer after a GET")
+	}
+	if err := f.events.Publish(context.Background(), storage.TopicRevoked, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := f.r.AppendFast(nil, target, ""); ok {
+		t.Fatal("fast answer kept after an event gap")
+	}
+}

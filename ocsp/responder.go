@@ -39,6 +39,8 @@ type Cache interface {
 
 // Subscriber delivers events published on a topic (storage.MemoryEvents and
 // storage.RedisEvents implement it).
+// A nil message means messages may have been lost (storage.RedisEvents after
+// its connection broke).
 type Subscriber interface {
 	Subscribe(ctx context.Context, topic string, fn func(msg []byte)) (stop func(), err error)
 }
@@ -249,6 +251,13 @@ func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core
 // published on storage.TopicRevoked, until stop is called.
 func (r *Responder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), err error) {
 	return sub.Subscribe(ctx, storage.TopicRevoked, func(msg []byte) {
+		if msg == nil {
+			// Revocations may have been missed: forget the answers only
+			// this node holds. The shared cache was invalidated by the
+			// node that revoked.
+			r.fast.dropAll()
+			return
+		}
 		issuerID, serial, err := storage.DecodeRevoked(msg)
 		if err != nil {
 			r.log.Warn("ignoring bad revocation event", "err", err)

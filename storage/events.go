@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -81,10 +82,11 @@ func (m *MemoryEvents) Subscribe(ctx context.Context, topic string, fn func(msg 
 
 // RedisEvents is publish/subscribe across nodes over Redis channels named
 // prefix+topic. Delivery is at most once: a node that is disconnected when a
-// message is published misses it (go-redis reconnects by itself), so
-// consumers must not rely on events alone for correctness beyond a bounded
-// staleness (the OCSP cache entries expire; CRLs are also rebuilt on a
-// schedule).
+// message is published misses it (go-redis reconnects by itself). So when a
+// subscription is interrupted, fn is called with a nil message, meaning
+// "messages may have been lost": consumers then drop what they cannot check
+// (the OCSP responder its node-local answers) or redo what the messages
+// would have asked for (the CRL builder rebuilds).
 type RedisEvents struct {
 	c      redis.UniversalClient
 	prefix string
@@ -121,16 +123,19 @@ func (r *RedisEvents) Subscribe(ctx context.Context, topic string, fn func(msg [
 		return nil, fmt.Errorf("subscribing to %s events: %w", topic, err)
 	}
 	done := make(chan struct{})
+	var stopped atomic.Bool
 	go func() {
 		defer close(done)
 		for {
 			m, err := ps.ReceiveMessage(context.Background())
 			if err != nil {
-				if errors.Is(err, redis.ErrClosed) {
+				if errors.Is(err, redis.ErrClosed) || stopped.Load() {
 					return
 				}
-				// go-redis reconnects and resubscribes on the next call.
-				r.log.Warn("event subscription interrupted", "topic", topic, "err", err)
+				// go-redis reconnects and resubscribes on the next call;
+				// what was published meanwhile is lost.
+				r.log.Warn("event subscription interrupted; messages may be lost", "topic", topic, "err", err)
+				fn(nil)
 				continue
 			}
 			fn([]byte(m.Payload))
@@ -139,6 +144,7 @@ func (r *RedisEvents) Subscribe(ctx context.Context, topic string, fn func(msg [
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			stopped.Store(true)
 			ps.Close()
 			<-done
 		})

@@ -306,3 +306,50 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+// A broken subscription tells the subscriber (a nil message) and resumes:
+// what was published while it was down is lost, and consumers must know.
+func TestRedisEventsReportGap(t *testing.T) {
+	ctx := context.Background()
+	prefix := fmt.Sprintf("test:gap:%d:", time.Now().UnixNano())
+	admin := revRedis(t)
+	pub := storage.NewRedisEvents(admin, prefix, nil)
+	sub := storage.NewRedisEvents(revRedis(t), prefix, nil)
+	got := make(chan []byte, 10)
+	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	// Kill every pub/sub connection: the subscriber's.
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != nil {
+			t.Fatalf("first message after the break is %q, want nil", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the break was not reported")
+	}
+	// Delivery resumes once go-redis has resubscribed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "abc"))
+		select {
+		case m := <-got:
+			if m == nil {
+				continue
+			}
+			if iss, s, err := storage.DecodeRevoked(m); err != nil || iss != "int" || s != "abc" {
+				t.Fatalf("after the break got %q", m)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delivery did not resume")
+		}
+	}
+}
