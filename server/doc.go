@@ -7,6 +7,12 @@
 // checking never depends on TLS; it is a prefix dispatcher, not a router,
 // because OCSP GET paths carry base64 ('+', '/', '=') that routers clean.
 //
+// In front of net/http on the plain listener runs a fast lane
+// (fastlane.go): a small HTTP/1.1 reader that answers GET and HEAD requests
+// a FastHandler holds in memory (cached OCSP answers) and hands the
+// connection to net/http at the first request it cannot answer with
+// certainty. It roughly doubles the cached-OCSP rate of net/http alone.
+//
 // Every request gets a request id, a body limit, a recover that turns a
 // panic into a 500 problem (and logs it), and exactly one log event when it
 // ends. server owns no business logic: front ends are mounted by cmd/ca.
