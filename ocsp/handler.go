@@ -169,17 +169,21 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	if err != nil {
 		return answer{der: malformedResponse}
 	}
-	var iss *issuer
+	var group []*issuer
 	var kb [1 + 64 + 64]byte
 	for _, id := range req.IDs {
 		k := append(append(append(kb[:0], byte(id.Hash)), id.IssuerNameHash...), id.IssuerKeyHash...)
-		is := r.byHash[string(k)]
-		if is == nil || (iss != nil && is != iss) {
+		g := r.byHash[string(k)]
+		if len(g) == 0 || (group != nil && g[0] != group[0]) {
 			// Not ours, or several issuers in one request: no single
 			// responder certificate can sign for that.
 			return answer{der: unauthorizedResponse}
 		}
-		iss = is
+		group = g
+	}
+	iss := group[0]
+	if len(group) > 1 {
+		iss = r.whichIssued(ctx, group, req.IDs[0].Serial)
 	}
 	cacheable := len(req.IDs) == 1 && req.Nonce == nil
 	var key string
@@ -234,6 +238,18 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		}
 	}
 	return a
+}
+
+// whichIssued picks, among issuers sharing a name and key (a CA certificate
+// re-issued for the same key), the one that issued serial: a CertID cannot
+// tell them apart. Without a match the first answers (unknown).
+func (r *Responder) whichIssued(ctx context.Context, group []*issuer, serial core.Serial) *issuer {
+	for _, is := range group {
+		if _, err := r.status.CertStatus(ctx, is.id, serial); err == nil {
+			return is
+		}
+	}
+	return group[0]
 }
 
 func etagOf(der []byte) string {

@@ -99,7 +99,7 @@ type issuer struct {
 
 // Responder answers OCSP requests; it is an http.Handler.
 type Responder struct {
-	byHash            map[string]*issuer // hash id + name hash + key hash
+	byHash            map[string][]*issuer // hash id + name hash + key hash; several issuers when they share both
 	byID              map[string]*issuer
 	status            StatusSource
 	cache             Cache
@@ -119,7 +119,7 @@ type Responder struct {
 // issued on first use (or by Warm).
 func New(opts Options) (*Responder, error) {
 	r := &Responder{
-		byHash: map[string]*issuer{}, byID: map[string]*issuer{},
+		byHash: map[string][]*issuer{}, byID: map[string]*issuer{},
 		status: opts.Status, cache: opts.Cache, signWithIssuer: opts.SignWithIssuer,
 		keys: opts.Keys, certIssuer: opts.CertIssuer, validity: opts.Validity,
 		refreshBefore: opts.RefreshBefore, responderValidity: opts.ResponderValidity,
@@ -188,7 +188,8 @@ func New(opts Options) (*Responder, error) {
 			name, key := h.hash.New(), h.hash.New()
 			name.Write(is.Cert.RawSubject)
 			key.Write(keyBits)
-			r.byHash[string(rune(h.hash))+string(name.Sum(nil))+string(key.Sum(nil))] = iss
+			k := string(rune(h.hash)) + string(name.Sum(nil)) + string(key.Sum(nil))
+			r.byHash[k] = append(r.byHash[k], iss)
 		}
 	}
 	if r.certIssuer == nil {

@@ -344,3 +344,31 @@ func serveLane(t testing.TB, r *ocsp.Responder) string {
 	})
 	return "http://" + l.Addr().String()
 }
+
+// Two issuers with one name and key (a CA certificate re-issued for the same
+// key) send identical CertIDs: the one that issued the serial answers.
+func TestIssuersSharingNameAndKey(t *testing.T) {
+	var old, renewed *ocsptest.CA
+	f := newFixture(t, func(o *ocsp.Options) {
+		old = ocsptest.NewCA(t, "Shared CA", nil)
+		renewed = ocsptest.NewCA(t, "Shared CA", old.Key)
+		o.Issuers = append(o.Issuers, ocsp.Issuer{ID: "shared-old", Cert: old.Cert, Signer: old.Key},
+			ocsp.Issuer{ID: "shared-new", Cert: renewed.Cert, Signer: renewed.Key})
+	})
+	f.status.set(core.Certificate{Serial: "5001", IssuerID: "shared-old", Status: core.StatusRevoked,
+		RevokedAt: f.revokedAt, RevocationReason: core.ReasonAffiliationChanged})
+	f.status.set(core.Certificate{Serial: "5002", IssuerID: "shared-new", Status: core.StatusValid})
+	for _, tc := range []struct {
+		serial core.Serial
+		ca     *ocsptest.CA
+		status int
+	}{{"5001", old, xocsp.Revoked}, {"5002", renewed, xocsp.Good}, {"5003", renewed, xocsp.Unknown}} {
+		leaf := tc.ca.Leaf(t, tc.serial, "", "")
+		for _, issuer := range []*ocsptest.CA{old, renewed} { // either certificate makes the same CertID
+			_, body := f.post(t, request(t, leaf, issuer.Cert, crypto.SHA256))
+			if r := parse(t, body, leaf, tc.ca.Cert); r.Status != tc.status {
+				t.Fatalf("serial %s: status %d, want %d", tc.serial, r.Status, tc.status)
+			}
+		}
+	}
+}
