@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -187,14 +188,60 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 	if extra != "" {
 		details += " " + extra
 	}
-	if err := s.m.apply(ctx, storage.HSMChange{PutObjects: []storage.HSMObject{row}}, s.user, action, id, details); err != nil {
+	// The label is checked again under the keystore's lock: another node may
+	// be creating a key with the same label at the same time.
+	ch := storage.HSMChange{InsertObjects: []storage.HSMObject{row}}
+	if a.Label != "" {
+		ch.RequireFreeLabels = []storage.HSMLabel{{Owner: s.user, Label: a.Label}}
+	}
+	if err := s.m.apply(ctx, ch, s.user, action, id, details); err != nil {
 		h.destroy()
+		if errors.Is(err, storage.ErrHSMLabelTaken) {
+			return KeyInfo{}, errf(ErrExists, "%s: user %q already has a key labelled %q", action, s.user, a.Label)
+		}
 		return KeyInfo{}, err
 	}
 	a.SharedWith = slices.Sorted(slices.Values(a.SharedWith))
-	ko := &keyObject{id: id, a: a, versions: []*keyVersion{{version: 1, created: row.Created, h: h}}}
+	ko := &keyObject{id: id, a: a, head: row.Attrs, versions: []*keyVersion{{version: 1, created: row.Created, h: h}}}
 	replaceKey(st, ko)
 	return ko.info(), nil
+}
+
+// storedHead is the stored state a change computed from ko requires: a
+// node whose cache is stale must not undo what another node changed.
+func (ko *keyObject) storedHead() storage.HSMObjectHead {
+	return storage.HSMObjectHead{ID: ko.id, Version: ko.current().version, Attrs: ko.head}
+}
+
+// changeKey runs change on the managed key as stored now. Other nodes share
+// the keystore, so this node's cache may be stale: the key is read again
+// when its stored head differs from the cached one, and when change's write
+// still finds the key changed (another node changed it in between), once
+// more before change runs a second time, told so by retried.
+func (s *Session) changeKey(ctx context.Context, keyID string, change func(st *unsealed, ko *keyObject, retried bool) error) error {
+	for retried := false; ; retried = true {
+		st, ko, err := s.manageKey(ctx, keyID, false)
+		if err != nil {
+			return err
+		}
+		fresh, err := s.m.refreshKey(ctx, st, ko)
+		if err != nil {
+			return err
+		}
+		if fresh != ko {
+			// The stored attributes decide what this session may do.
+			if st, ko, err = s.manageKey(ctx, keyID, false); err != nil {
+				return err
+			}
+		}
+		err = change(st, ko, retried)
+		if !errors.Is(err, storage.ErrHSMObjectChanged) {
+			return err
+		}
+		if retried {
+			return fmt.Errorf("key %s changed again on another node; try again: %w", keyID, storage.ErrHSMObjectChanged)
+		}
+	}
 }
 
 // reseal writes every version of ko under changed attributes (share,
@@ -218,12 +265,15 @@ func (s *Session) reseal(ctx context.Context, st *unsealed, ko *keyObject, chang
 		}
 		rows = append(rows, row)
 	}
-	if err := s.m.apply(ctx, storage.HSMChange{PutObjects: rows}, s.user, action, ko.id, details); err != nil {
+	// PutObjects replaces rows: the same versions, same material, new
+	// attributes; RequireHeads makes sure they are all the versions there are.
+	ch := storage.HSMChange{RequireHeads: []storage.HSMObjectHead{ko.storedHead()}, PutObjects: rows}
+	if err := s.m.apply(ctx, ch, s.user, action, ko.id, details); err != nil {
 		return err
 	}
 	slices.Sort(a.SharedWith)
 	a.Version = ko.current().version
-	replaceKey(st, &keyObject{id: ko.id, a: a, versions: ko.versions})
+	replaceKey(st, &keyObject{id: ko.id, a: a, head: rows[len(rows)-1].Attrs, versions: ko.versions})
 	return nil
 }
 
@@ -232,66 +282,98 @@ func (s *Session) reseal(ctx context.Context, st *unsealed, ko *keyObject, chang
 func (s *Session) SetNonExtractable(ctx context.Context, keyID string) error {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	st, ko, err := s.manageKey(ctx, keyID, false)
+	err := s.changeKey(ctx, keyID, func(st *unsealed, ko *keyObject, _ bool) error {
+		if !ko.a.Extractable {
+			return nil
+		}
+		return s.reseal(ctx, st, ko, func(a *attrs) { a.Extractable = false }, "key.set-nonextractable", "")
+	})
 	if err != nil {
 		return fmt.Errorf("setting key non-extractable: %w", err)
 	}
-	if !ko.a.Extractable {
-		return nil
-	}
-	return s.reseal(ctx, st, ko, func(a *attrs) { a.Extractable = false }, "key.set-nonextractable", "")
+	return nil
 }
 
 // ShareKey lets another crypto user use (not manage) the key.
 func (s *Session) ShareKey(ctx context.Context, keyID, withUser string) error {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	st, ko, err := s.manageKey(ctx, keyID, false)
+	err := s.changeKey(ctx, keyID, func(st *unsealed, ko *keyObject, _ bool) error {
+		if err := s.checkShareTarget(ctx, withUser); err != nil {
+			return err
+		}
+		if slices.Contains(ko.a.SharedWith, withUser) {
+			return nil
+		}
+		return s.reseal(ctx, st, ko, func(a *attrs) { a.SharedWith = append(a.SharedWith, withUser) }, "key.share", "with="+withUser)
+	})
 	if err != nil {
 		return fmt.Errorf("sharing key: %w", err)
 	}
-	if err := s.checkShareTarget(ctx, withUser); err != nil {
-		return fmt.Errorf("sharing key: %w", err)
-	}
-	if slices.Contains(ko.a.SharedWith, withUser) {
-		return nil
-	}
-	return s.reseal(ctx, st, ko, func(a *attrs) { a.SharedWith = append(a.SharedWith, withUser) }, "key.share", "with="+withUser)
+	return nil
 }
 
 // RotateKey adds a new current version with fresh material; older versions
-// stay for Verify and Decrypt.
+// stay for Verify and Decrypt. The new version is inserted, never written
+// over a stored one: if another node rotated (or changed) the key since this
+// node cached it, the key is read again and the rotation takes the next
+// free version, so no version's material is ever replaced.
 func (s *Session) RotateKey(ctx context.Context, keyID string) (KeyInfo, error) {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	st, ko, err := s.manageKey(ctx, keyID, false)
+	var (
+		material []byte
+		h        keyHandle
+		info     KeyInfo
+	)
+	err := s.changeKey(ctx, keyID, func(st *unsealed, ko *keyObject, retried bool) error {
+		if h == nil {
+			var err error
+			if material, err = generateMaterial(ko.a.Type); err != nil {
+				return err
+			}
+			if h, err = newSoftKey(ko.a.Type, material); err == nil {
+				err = pairwise(ko.a.Type, h)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		var err error
+		info, err = s.rotate(ctx, st, ko, h, material, retried)
+		return err
+	})
+	clear(material)
 	if err != nil {
+		if h != nil {
+			h.destroy()
+		}
 		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
 	}
-	material, err := generateMaterial(ko.a.Type)
-	if err != nil {
-		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
-	}
-	defer clear(material)
-	h, err := newSoftKey(ko.a.Type, material)
-	if err == nil {
-		err = pairwise(ko.a.Type, h)
-	}
-	if err != nil {
-		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
-	}
+	return info, nil
+}
+
+// rotate stores material as the version after ko's current one and
+// publishes it; the audit entry names the version written and whether it
+// was the second attempt after the key was read again.
+func (s *Session) rotate(ctx context.Context, st *unsealed, ko *keyObject, h keyHandle, material []byte, retried bool) (KeyInfo, error) {
+	prev := ko.current().version
 	a := ko.a
-	a.Version, a.Created = ko.current().version+1, storage.Micros(s.m.now())
+	a.Version, a.Created = prev+1, storage.Micros(s.m.now())
 	row, err := sealObject(st, a, material)
-	if err == nil {
-		err = s.m.apply(ctx, storage.HSMChange{PutObjects: []storage.HSMObject{row}}, s.user, "key.rotate", keyID,
-			fmt.Sprintf("version=%d", a.Version))
-	}
 	if err != nil {
-		h.destroy()
-		return KeyInfo{}, fmt.Errorf("rotating key: %w", err)
+		return KeyInfo{}, err
 	}
-	nko := &keyObject{id: ko.id, a: a, versions: append(slices.Clone(ko.versions), &keyVersion{version: a.Version, created: row.Created, h: h})}
+	details := fmt.Sprintf("version=%d previous=%d", a.Version, prev)
+	if retried {
+		details += " retried=changed-elsewhere"
+	}
+	ch := storage.HSMChange{RequireHeads: []storage.HSMObjectHead{ko.storedHead()}, InsertObjects: []storage.HSMObject{row}}
+	if err := s.m.apply(ctx, ch, s.user, "key.rotate", ko.id, details); err != nil {
+		return KeyInfo{}, err
+	}
+	nko := &keyObject{id: ko.id, a: a, head: row.Attrs,
+		versions: append(slices.Clone(ko.versions), &keyVersion{version: a.Version, created: row.Created, h: h})}
 	replaceKey(st, nko)
 	return nko.info(), nil
 }

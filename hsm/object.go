@@ -3,7 +3,9 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -93,6 +95,7 @@ func openObject(st *unsealed, o storage.HSMObject) (*keyVersion, attrs, error) {
 type keyObject struct {
 	id        string
 	a         attrs         // attributes of the current (last) version
+	head      []byte        // the current version's stored attribute encoding, which a change requires unchanged
 	versions  []*keyVersion // ascending
 	destroyed atomic.Bool
 }
@@ -176,9 +179,64 @@ func openRows(st *unsealed, rows []storage.HSMObject) (*keyObject, error) {
 			return nil, err
 		}
 		ko.versions = append(ko.versions, kv)
-		ko.a = a
+		ko.a, ko.head = a, r.Attrs
 	}
 	return ko, nil
+}
+
+// refreshKey returns cached if the store still holds exactly that (same
+// last version, same attributes); otherwise another node rotated, changed or
+// destroyed the key since this node cached it, and refreshKey opens every
+// stored version and publishes the result in cached's place. A version the
+// cache holds with the same key keeps its cached handle, so signers already
+// handed out keep counting uses; otherwise the stored version is the truth.
+// A key destroyed elsewhere is destroyed here too.
+func (m *Module) refreshKey(ctx context.Context, st *unsealed, cached *keyObject) (*keyObject, error) {
+	rows, err := m.store.HSMObject(ctx, cached.id)
+	if isNotFound(err) {
+		if old := forgetKey(st, cached.id); old != nil {
+			old.destroy()
+		}
+		return nil, errf(ErrNotFound, "key %q", cached.id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading key %s: %w", cached.id, err)
+	}
+	if last := rows[len(rows)-1]; last.Version == cached.current().version && bytes.Equal(last.Attrs, cached.head) {
+		return cached, nil
+	}
+	ko, err := openRows(st, rows)
+	if err != nil {
+		return nil, err
+	}
+	for i, kv := range ko.versions {
+		ov := cached.version(kv.version)
+		if ov == nil {
+			continue
+		}
+		if !sameKey(ov.h, kv.h) {
+			m.log.Warn("hsm: cached key version differs from the stored one; using the stored one", "key", cached.id, "version", kv.version)
+			continue
+		}
+		kv.h.destroy()
+		ko.versions[i] = ov
+	}
+	replaceKey(st, ko)
+	return ko, nil
+}
+
+// sameKey reports whether two handles hold the same key: equal public keys,
+// or equal secrets for symmetric keys.
+func sameKey(a, b keyHandle) bool {
+	if pa := a.public(); pa != nil {
+		e, ok := pa.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && e.Equal(b.public())
+	}
+	ma, errA := a.material()
+	mb, errB := b.material()
+	defer clear(ma)
+	defer clear(mb)
+	return errA == nil && errB == nil && subtle.ConstantTimeCompare(ma, mb) == 1
 }
 
 // replaceKey publishes a new object for id after a change, carrying over

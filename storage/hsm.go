@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -57,17 +59,56 @@ type HSMUse struct {
 	N       uint64
 }
 
+// ErrHSMObjectChanged is the KindConflict error (wrapped with the object it
+// names) of a change computed from an object version that is no longer the
+// stored one: another node rotated, re-attributed or destroyed the object, or
+// stored the version being inserted. The caller re-reads the object.
+var ErrHSMObjectChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm object changed in the keystore"}
+
+// ErrHSMLabelTaken is the KindConflict error (wrapped with the label) of a
+// change that creates an object under a label its owner already uses.
+var ErrHSMLabelTaken = &core.Error{Kind: core.KindConflict, Detail: "hsm object label already in use"}
+
+// HSMObjectHead is the stored state a change to an object was computed
+// from: its highest version and that version's attribute encoding.
+type HSMObjectHead struct {
+	ID      string
+	Version int
+	Attrs   []byte
+}
+
+// HSMLabel is an owner's object label.
+type HSMLabel struct {
+	Owner, Label string
+}
+
 // HSMChange is a set of keystore writes applied atomically together with
-// one audit entry: if any part fails, nothing is written.
+// one audit entry: if any part fails, nothing is written. A change with an
+// audit entry takes the audit head's lock before anything else, so changes
+// from several nodes serialise and the Require checks see every change
+// committed before them.
 type HSMChange struct {
 	// RequireNoMeta makes the change fail with a core KindConflict error when
 	// a meta record of that name already exists (first initialisation).
 	RequireNoMeta string
-	Meta          map[string][]byte
-	PutUsers      []HSMUser // insert or replace by name
-	DeleteUsers   []string
-	PutObjects    []HSMObject // insert or replace by (id, version); Uses is kept on replace
-	DeleteObjects []string    // every version of these ids
+	// RequireHeads makes the change fail with ErrHSMObjectChanged unless
+	// each object's highest stored version is Version with exactly Attrs.
+	RequireHeads []HSMObjectHead
+	// RequireFreeLabels makes the change fail with ErrHSMLabelTaken when the
+	// owner already has an object with that label.
+	RequireFreeLabels []HSMLabel
+	Meta              map[string][]byte
+	PutUsers          []HSMUser // insert or replace by name
+	DeleteUsers       []string
+	// InsertObjects adds versions that must not exist yet: a stored
+	// (id, version) makes the change fail with ErrHSMObjectChanged, so new
+	// keys and rotations never replace stored key material.
+	InsertObjects []HSMObject
+	// PutObjects inserts or replaces by (id, version), Uses kept on replace:
+	// only for rewriting stored versions under changed attributes (with
+	// RequireHeads, so a stale cache cannot undo another node's change).
+	PutObjects    []HSMObject
+	DeleteObjects []string // every version of these ids
 	AddUses       []HSMUse
 	// Audit, if set, builds the entry to append from the chain's head
 	// (read under the head row's lock, so appends from several nodes
@@ -191,14 +232,16 @@ func (d *DB) HSMAuditHead(ctx context.Context) (int64, []byte, error) {
 // ApplyHSM applies ch in one transaction.
 func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 	return d.InTx(ctx, func(tx *Tx) error {
-		if ch.RequireNoMeta != "" {
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_meta WHERE name = ?`, ch.RequireNoMeta).Scan(&n); err != nil {
-				return fmt.Errorf("checking hsm meta: %w", err)
+		if ch.Audit != nil {
+			// The lock appendHSMAudit takes, taken first: every writer takes
+			// it before any row of the keystore (so none deadlocks), and the
+			// checks below see what the previous writer committed.
+			if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = seq WHERE id = 1`); err != nil {
+				return fmt.Errorf("locking hsm audit head: %w", err)
 			}
-			if n > 0 {
-				return core.Errorf(core.KindConflict, "hsm meta %q already exists", ch.RequireNoMeta)
-			}
+		}
+		if err := checkHSMChange(ctx, tx, ch); err != nil {
+			return err
 		}
 		for k, v := range ch.Meta {
 			if _, err := tx.Exec(ctx, `INSERT INTO hsm_meta (name, value) VALUES (?, ?)
@@ -221,6 +264,16 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 		for _, n := range ch.DeleteUsers {
 			if _, err := tx.Exec(ctx, `DELETE FROM hsm_users WHERE name = ?`, n); err != nil {
 				return fmt.Errorf("deleting hsm user: %w", err)
+			}
+		}
+		for _, o := range ch.InsertObjects {
+			_, err := tx.Exec(ctx, `INSERT INTO hsm_objects (`+hsmObjectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 0)`,
+				o.ID, o.Version, o.Owner, o.Label, o.Attrs, o.Sealed, Micros(o.Created))
+			if isUniqueViolation(err) {
+				return fmt.Errorf("hsm object %s version %d already exists: %w", o.ID, o.Version, ErrHSMObjectChanged)
+			}
+			if err != nil {
+				return fmt.Errorf("inserting hsm object: %w", err)
 			}
 		}
 		for _, o := range ch.PutObjects {
@@ -247,6 +300,44 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 		}
 		return nil
 	})
+}
+
+// checkHSMChange checks ch's Require conditions.
+func checkHSMChange(ctx context.Context, tx *Tx, ch HSMChange) error {
+	for _, h := range ch.RequireHeads {
+		var v int
+		var attrs []byte
+		err := tx.QueryRow(ctx, `SELECT version, attrs FROM hsm_objects WHERE id = ? ORDER BY version DESC LIMIT 1`, h.ID).Scan(&v, &attrs)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("hsm object %s was destroyed: %w", h.ID, ErrHSMObjectChanged)
+		}
+		if err != nil {
+			return fmt.Errorf("checking hsm object %s: %w", h.ID, err)
+		}
+		if v != h.Version || !bytes.Equal(attrs, h.Attrs) {
+			return fmt.Errorf("hsm object %s is at version %d, not version %d as read, or its attributes changed: %w",
+				h.ID, v, h.Version, ErrHSMObjectChanged)
+		}
+	}
+	for _, l := range ch.RequireFreeLabels {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_objects WHERE owner = ? AND label = ?`, l.Owner, l.Label).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm labels: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("%q already has an object labelled %q: %w", l.Owner, l.Label, ErrHSMLabelTaken)
+		}
+	}
+	if ch.RequireNoMeta != "" {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_meta WHERE name = ?`, ch.RequireNoMeta).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm meta: %w", err)
+		}
+		if n > 0 {
+			return core.Errorf(core.KindConflict, "hsm meta %q already exists", ch.RequireNoMeta)
+		}
+	}
+	return nil
 }
 
 func appendHSMAudit(ctx context.Context, tx *Tx, build func(int64, []byte) HSMAuditEntry) error {

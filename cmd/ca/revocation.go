@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -138,14 +141,19 @@ type responders struct {
 func (r *responders) ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error) {
 	label := "ocsp-responder-" + issuerID
 	sess := r.a.sess
-	info, err := sess.FindKey(ctx, label)
+	info, err := findResponderKey(ctx, sess, label)
 	switch {
 	case err == nil:
 		if info, err = sess.RotateKey(ctx, info.ID); err != nil {
 			return nil, fmt.Errorf("rotating %s: %w", label, err)
 		}
 	case core.IsNotFound(err):
-		if info, err = sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify}); err != nil {
+		info, err = sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
+		if errors.Is(err, hsm.ErrExists) {
+			// Another node generated it first: use that one.
+			info, err = findResponderKey(ctx, sess, label)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("generating %s: %w", label, err)
 		}
 	default:
@@ -160,6 +168,33 @@ func (r *responders) ResponderKey(ctx context.Context, issuerID string) (crypto.
 	r.signers[issuerID] = signer
 	r.mu.Unlock()
 	return signer, nil
+}
+
+// findResponderKey returns the session's key labelled label (see
+// pickResponderKey); with none of its own, FindKey's answer.
+func findResponderKey(ctx context.Context, sess *hsm.Session, label string) (hsm.KeyInfo, error) {
+	keys, err := sess.ListKeys(ctx)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	if k, ok := pickResponderKey(keys, sess.User(), label); ok {
+		return k, nil
+	}
+	return sess.FindKey(ctx, label)
+}
+
+// pickResponderKey chooses among owner's keys labelled label. Nodes that
+// generated it at the same time, before the keystore refused a second key
+// with one label, left several; every node picks the same one: the most
+// rotated (the one in use), then the oldest, then the lowest id.
+func pickResponderKey(keys []hsm.KeyInfo, owner, label string) (hsm.KeyInfo, bool) {
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k hsm.KeyInfo) bool { return k.Label != label || k.Owner != owner })
+	if len(keys) == 0 {
+		return hsm.KeyInfo{}, false
+	}
+	return slices.MinFunc(keys, func(a, b hsm.KeyInfo) int {
+		return cmp.Or(cmp.Compare(b.Version, a.Version), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	}), true
 }
 
 func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
