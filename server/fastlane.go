@@ -59,8 +59,8 @@ type fastRoute struct {
 const headBuf = 4 << 10
 
 // headerTimeout bounds the wait for the rest of a request head once its
-// first bytes arrived.
-const headerTimeout = 5 * time.Second
+// first bytes arrived (a variable for tests).
+var headerTimeout = 5 * time.Second
 
 func (f *fastLane) serve(l net.Listener) error {
 	var delay time.Duration
@@ -136,15 +136,19 @@ func (f *fastLane) serveConn(c net.Conn) {
 	buf := make([]byte, 0, headBuf)
 	var out, hdr []byte
 	remote := c.RemoteAddr().String()
+	var dl deadlines
 	for {
+		// The deadline first, then the closing check: shutdown sets
+		// closing, then wakes readers by moving their deadline, so a
+		// reader that saw closing unset has its deadline moved after.
+		if len(buf) > 0 {
+			dl.headStarted(c, headerTimeout)
+		} else {
+			dl.idle(c, f.s.opts.IdleTimeout)
+		}
 		if f.closing.Load() {
 			return
 		}
-		wait := f.s.opts.IdleTimeout
-		if len(buf) > 0 {
-			wait = headerTimeout
-		}
-		c.SetReadDeadline(time.Now().Add(wait))
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
@@ -162,7 +166,7 @@ func (f *fastLane) serveConn(c net.Conn) {
 				}
 			}
 			if st == headHandoff {
-				if f.flush(c, out) {
+				if f.flush(c, out, &dl) {
 					handedOff = f.handOff(c, buf)
 				}
 				return
@@ -170,7 +174,7 @@ func (f *fastLane) serveConn(c net.Conn) {
 			var ok bool
 			out, hdr, ok = f.answer(out, hdr, &req, remote)
 			if !ok {
-				if f.flush(c, out) {
+				if f.flush(c, out, &dl) {
 					handedOff = f.handOff(c, buf)
 				}
 				return
@@ -178,20 +182,57 @@ func (f *fastLane) serveConn(c net.Conn) {
 			closeAfter = req.close
 			buf = buf[:copy(buf, buf[used:])]
 		}
-		if !f.flush(c, out) || closeAfter {
+		if !f.flush(c, out, &dl) || closeAfter {
 			return
 		}
 	}
 }
 
 // flush writes the answers of one batch of requests.
-func (f *fastLane) flush(c net.Conn, out []byte) bool {
+func (f *fastLane) flush(c net.Conn, out []byte, dl *deadlines) bool {
 	if len(out) == 0 {
 		return true
 	}
-	c.SetWriteDeadline(time.Now().Add(f.s.opts.WriteTimeout))
+	dl.write(c, f.s.opts.WriteTimeout)
 	_, err := c.Write(out)
 	return err == nil
+}
+
+// deadlines moves a connection's deadlines lazily: idle and write
+// deadlines of minutes need no precision finer than a second, and setting
+// one per request (a timer change each) cost a few percent of the lane.
+type deadlines struct {
+	readSet, writeSet time.Time // when they were last set
+	readShort         bool      // the read deadline is a header timeout
+}
+
+// slack is how stale a deadline may be: a sixteenth of the timeout, at
+// most a second.
+func slack(timeout time.Duration) time.Duration { return min(timeout/16, time.Second) }
+
+func (d *deadlines) idle(c net.Conn, timeout time.Duration) {
+	now := time.Now()
+	if d.readShort || now.Sub(d.readSet) >= slack(timeout) {
+		c.SetReadDeadline(now.Add(timeout))
+		d.readSet, d.readShort = now, false
+	}
+}
+
+// headStarted bounds the time to read the rest of a head from when its
+// first bytes came, however slowly the others trickle in.
+func (d *deadlines) headStarted(c net.Conn, timeout time.Duration) {
+	if !d.readShort {
+		now := time.Now()
+		c.SetReadDeadline(now.Add(timeout))
+		d.readSet, d.readShort = now, true
+	}
+}
+
+func (d *deadlines) write(c net.Conn, timeout time.Duration) {
+	if now := time.Now(); now.Sub(d.writeSet) >= slack(timeout) {
+		c.SetWriteDeadline(now.Add(timeout))
+		d.writeSet = now
+	}
 }
 
 // handOff gives c to net/http with the bytes read but not answered.

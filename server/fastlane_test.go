@@ -279,6 +279,31 @@ func TestFastLaneIdleTimeoutAndShutdown(t *testing.T) {
 	}
 }
 
+// A head that trickles in is cut off headerTimeout after its first byte,
+// however often bytes keep coming.
+func TestFastLaneSlowHead(t *testing.T) {
+	old := headerTimeout
+	headerTimeout = 300 * time.Millisecond
+	defer func() { headerTimeout = old }()
+	f := newLaneFixture(t, 0)
+	c, br := f.dial(t)
+	start := time.Now()
+	go func() {
+		for range 100 {
+			if _, err := c.Write([]byte("G")); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("slow head: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("slow head cut off after %v", d)
+	}
+}
+
 // A head the lane takes must be one net/http reads the same way.
 func FuzzParseHead(f *testing.F) {
 	for _, s := range []string{
