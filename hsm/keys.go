@@ -138,18 +138,32 @@ func (s *Session) ImportKey(ctx context.Context, spec KeySpec, key any) (KeyInfo
 }
 
 // ImportWrapped unwraps blob (AES-KW/KWP of PKCS#8 DER or a raw secret) with
-// the wrapping key and stores the result as a new key.
+// the wrapping key's current version and stores the result as a new key.
+// When it does not open the blob, another node may have rotated the
+// wrapping key since this node cached it: the key is read again and its
+// current version, if newer, is tried (stale.go).
 func (s *Session) ImportWrapped(ctx context.Context, spec KeySpec, wrappingKeyID string, blob []byte) (KeyInfo, error) {
 	wk, err := s.useKey(ctx, wrappingKeyID, UsageUnwrap)
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
 	}
-	material, err := wk.current().h.unwrap(blob)
+	kv := wk.current()
+	material, err := kv.h.unwrap(blob)
+	if err != nil {
+		newer, rerr := s.newerVersions(ctx, wk, UsageUnwrap)
+		if rerr != nil {
+			return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", rerr)
+		}
+		if len(newer) > 0 {
+			kv = newer[len(newer)-1]
+			material, err = kv.h.unwrap(blob)
+		}
+	}
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
 	}
 	defer clear(material)
-	wk.current().pending.Add(1)
+	kv.pending.Add(1)
 	return s.create(ctx, spec, material, "key.import", "wrapped-by="+wrappingKeyID)
 }
 

@@ -58,13 +58,17 @@ func (s *Session) Sign(ctx context.Context, keyID string, digest []byte, opts cr
 	return sig, nil
 }
 
-// Verify checks sig over digest with the given version (0 = current).
+// Verify checks sig over digest with the given version (0 = current). A
+// version newer than this node has loaded is read from the store (stale.go).
 func (s *Session) Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
 	ko, err := s.useKey(ctx, keyID, UsageVerify)
 	if err != nil {
 		return fmt.Errorf("verifying: %w", err)
 	}
-	kv := ko.version(version)
+	ko, kv, err := s.versionOf(ctx, ko, version, UsageVerify)
+	if err != nil {
+		return fmt.Errorf("verifying: %w", err)
+	}
 	if kv == nil {
 		return errf(ErrWrongKeyVersion, "verifying: key %s version %d", keyID, version)
 	}
@@ -143,7 +147,8 @@ func (s *Session) Encrypt(ctx context.Context, keyID string, plaintext, aad []by
 	return out, nil
 }
 
-// Decrypt reverses Encrypt, with whichever version made the ciphertext.
+// Decrypt reverses Encrypt, with whichever version made the ciphertext;
+// one newer than this node has loaded is read from the store (stale.go).
 func (s *Session) Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error) {
 	ko, err := s.useKey(ctx, keyID, UsageDecrypt)
 	if err != nil {
@@ -153,8 +158,14 @@ func (s *Session) Decrypt(ctx context.Context, keyID string, ciphertext, aad []b
 		return nil, errf(ErrInvalid, "decrypting: ciphertext too short")
 	}
 	v := int(binary.BigEndian.Uint32(ciphertext[1:hdrLen]))
-	kv := ko.version(v)
-	if v == 0 || kv == nil {
+	if v == 0 {
+		return nil, errf(ErrWrongKeyVersion, "decrypting: key %s has no version 0", keyID)
+	}
+	_, kv, err := s.versionOf(ctx, ko, v, UsageDecrypt)
+	if err != nil {
+		return nil, fmt.Errorf("decrypting: %w", err)
+	}
+	if kv == nil {
 		return nil, errf(ErrWrongKeyVersion, "decrypting: key %s has no version %d", keyID, v)
 	}
 	var p []byte
@@ -200,20 +211,35 @@ func (s *Session) Wrap(ctx context.Context, wrappingKeyID string, keyMaterial []
 	return out, nil
 }
 
-// Unwrap reverses Wrap, trying the newest version first.
+// Unwrap reverses Wrap, trying the newest version first. When no version
+// this node has loaded opens the blob, versions another node added since
+// are read from the store and tried (stale.go).
 func (s *Session) Unwrap(ctx context.Context, wrappingKeyID string, blob []byte) ([]byte, error) {
 	ko, err := s.useKey(ctx, wrappingKeyID, UsageUnwrap)
 	if err != nil {
 		return nil, fmt.Errorf("unwrapping: %w", err)
 	}
-	for i := len(ko.versions) - 1; i >= 0; i-- {
-		kv := ko.versions[i]
-		if p, err := kv.h.unwrap(blob); err == nil {
-			kv.pending.Add(1)
-			return p, nil
-		}
+	if p, ok := unwrapNewestFirst(ko.versions, blob); ok {
+		return p, nil
+	}
+	newer, err := s.newerVersions(ctx, ko, UsageUnwrap)
+	if err != nil {
+		return nil, fmt.Errorf("unwrapping: %w", err)
+	}
+	if p, ok := unwrapNewestFirst(newer, blob); ok {
+		return p, nil
 	}
 	return nil, errf(ErrVerification, "unwrapping with key %s: blob does not authenticate", wrappingKeyID)
+}
+
+func unwrapNewestFirst(kvs []*keyVersion, blob []byte) ([]byte, bool) {
+	for i := len(kvs) - 1; i >= 0; i-- {
+		if p, err := kvs[i].h.unwrap(blob); err == nil {
+			kvs[i].pending.Add(1)
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 // HMAC computes HMAC-SHA256 with the key's current version.
@@ -231,24 +257,42 @@ func (s *Session) HMAC(ctx context.Context, keyID string, data []byte) ([]byte, 
 	return mac, nil
 }
 
-// VerifyHMAC checks mac against every version, newest first.
+// VerifyHMAC checks mac against every version, newest first. When no
+// version this node has loaded matches, versions another node added since
+// are read from the store and checked (stale.go).
 func (s *Session) VerifyHMAC(ctx context.Context, keyID string, data, mac []byte) error {
 	ko, err := s.useKey(ctx, keyID, UsageVerify)
 	if err != nil {
 		return fmt.Errorf("verifying HMAC: %w", err)
 	}
-	for i := len(ko.versions) - 1; i >= 0; i-- {
-		kv := ko.versions[i]
-		want, err := kv.h.mac(data)
-		if err != nil {
-			return fmt.Errorf("verifying HMAC: %w", err)
-		}
-		if hmac.Equal(want, mac) {
-			kv.pending.Add(1)
-			return nil
+	ok, err := macMatchesNewestFirst(ko.versions, data, mac)
+	if err == nil && !ok {
+		var newer []*keyVersion
+		if newer, err = s.newerVersions(ctx, ko, UsageVerify); err == nil {
+			ok, err = macMatchesNewestFirst(newer, data, mac)
 		}
 	}
-	return ErrVerification
+	switch {
+	case err != nil:
+		return fmt.Errorf("verifying HMAC: %w", err)
+	case !ok:
+		return ErrVerification
+	}
+	return nil
+}
+
+func macMatchesNewestFirst(kvs []*keyVersion, data, mac []byte) (bool, error) {
+	for i := len(kvs) - 1; i >= 0; i-- {
+		want, err := kvs[i].h.mac(data)
+		if err != nil {
+			return false, err
+		}
+		if hmac.Equal(want, mac) {
+			kvs[i].pending.Add(1)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Random returns n (1..65536) bytes from the module's CSPRNG.
