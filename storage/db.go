@@ -80,7 +80,12 @@ func (d *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 
 // Open connects to the database, applies pending migrations and returns it.
 // For SQLite, dsn is a file path; the file is created if missing and opened
-// in WAL mode with synchronous=NORMAL (durable across process crashes). For
+// in WAL mode with synchronous=FULL: a commit is on disk when it returns,
+// across power loss too, as a CA's record of what it signed and its HSM
+// keystore must be (NORMAL survives only process crashes). Measured on the
+// REST issuance bench: about a fifth fewer certificates/s at concurrency 1
+// (an fsync per commit, 0.3 ms on this disk), a few percent at 32 (group
+// commit shares it). For
 // PostgreSQL, dsn is a pgx connection string or URL.
 func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
 	var (
@@ -130,7 +135,7 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
 
 func sqliteDSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
 	// Write transactions take the lock at BEGIN, so two writers never
