@@ -123,7 +123,12 @@ func TestBuildersShareLease(t *testing.T) {
 		}()
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		busy := map[int]int{}
+		busy, ok := map[int]int{}, map[int]int{}
+		// Both nodes keep building until the revocations are done and each
+		// has built at least once (bounded): one node re-taking the lease
+		// at once every time would make the test prove nothing.
+		deadline := time.Now().Add(20 * time.Second)
+		bothBuilt := func() bool { mu.Lock(); defer mu.Unlock(); return ok[0] > 0 && ok[1] > 0 }
 		for i, b := range bs {
 			wg.Add(1)
 			go func() {
@@ -131,19 +136,24 @@ func TestBuildersShareLease(t *testing.T) {
 				for n := 0; ; n++ {
 					select {
 					case <-revoked:
-						return
+						if bothBuilt() || time.Now().After(deadline) {
+							return
+						}
 					default:
 					}
 					err := b.Build(ctx, "int", n%4 == 0)
-					if errors.Is(err, crl.ErrBusy) {
-						mu.Lock()
-						busy[i]++
-						mu.Unlock()
-						time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
-					} else if err != nil {
+					if err != nil && !errors.Is(err, crl.ErrBusy) {
 						t.Error(err)
 						return
 					}
+					mu.Lock()
+					if err != nil {
+						busy[i]++
+					} else {
+						ok[i]++
+					}
+					mu.Unlock()
+					time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
 				}
 			}()
 		}
