@@ -1,6 +1,7 @@
 package ocsp
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,10 +50,8 @@ func (f *fastAnswers) generation() uint64 {
 	return f.gen
 }
 
-func (f *fastAnswers) put(target string, a answer, refreshAt time.Time, gen uint64) {
-	if f.max <= 0 || a.key == "" || a.etag == "" {
-		return
-	}
+// newFastEntry prepares a to be written by the lane.
+func newFastEntry(a answer, refreshAt time.Time) *fastEntry {
 	e := &fastEntry{key: a.key, der: a.der, etag: a.etag, refreshAt: refreshAt}
 	var b []byte
 	b = append(b, "Content-Type: "+contentTypeOCSP+"\r\nCache-Control: max-age="...)
@@ -66,7 +65,19 @@ func (f *fastAnswers) put(target string, a answer, refreshAt time.Time, gen uint
 	b = append(b, "\r\n"...)
 	e.head2 = string(b)
 	e.clen = "Content-Length: " + strconv.Itoa(len(a.der)) + "\r\n"
+	return e
+}
 
+// put keeps a cacheable answer for target, unless an invalidation ran
+// since gen was read.
+func (f *fastAnswers) put(target string, a answer, refreshAt time.Time, gen uint64) {
+	if f.max <= 0 || a.key == "" || a.etag == "" {
+		return
+	}
+	f.putEntry(target, newFastEntry(a, refreshAt), gen)
+}
+
+func (f *fastAnswers) putEntry(target string, e *fastEntry, gen uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.gen != gen {
@@ -131,19 +142,35 @@ func (f *fastAnswers) get(target string) *fastEntry {
 	return e
 }
 
-// AppendFast answers a GET or HEAD of target from the answers kept ready
-// (server.FastHandler); it declines whatever the ordinary path must see.
+// AppendFast answers a GET or HEAD of target for the plain listener's fast
+// lane (server.FastHandler): from the answers kept ready, or else as the
+// ordinary path would (a fresh or cached answer, an OCSP error status),
+// keeping the answer for the next time. A target with %-escapes is left to
+// net/http, which judges their validity (a bad escape is its 400).
 func (r *Responder) AppendFast(hdr []byte, target, ifNoneMatch string) ([]byte, int, []byte, bool) {
-	e := r.fast.get(target)
-	if e == nil {
-		return hdr, 0, nil, false
-	}
 	now := r.now()
-	if !now.Before(e.refreshAt) {
-		return hdr, 0, nil, false
+	e := r.fast.get(target)
+	if e == nil || !now.Before(e.refreshAt) {
+		if strings.IndexByte(target, '%') >= 0 {
+			return hdr, 0, nil, false
+		}
+		gen := r.fast.generation()
+		ctx, cancel := context.WithTimeout(context.Background(), laneAnswerTimeout)
+		a := r.respond(ctx, r.decodeGET(target))
+		cancel()
+		if a.etag == "" { // an error status: not for caches
+			hdr = append(hdr, "Content-Type: "+contentTypeOCSP+"\r\nCache-Control: no-store\r\nContent-Length: "...)
+			hdr = strconv.AppendInt(hdr, int64(len(a.der)), 10)
+			return append(hdr, "\r\n"...), 200, a.der, true
+		}
+		e = newFastEntry(a, a.nextUpdate.Add(-r.refreshBefore))
+		if a.key != "" && r.fast.max > 0 {
+			r.fast.putEntry(target, e, gen)
+		}
+		now = r.now()
 	}
 	hdr = append(hdr, e.head1...)
-	hdr = strconv.AppendInt(hdr, int64(e.refreshAt.Sub(now)/time.Second), 10)
+	hdr = strconv.AppendInt(hdr, max(int64(e.refreshAt.Sub(now)/time.Second), 0), 10)
 	hdr = append(hdr, e.head2...)
 	if ifNoneMatch != "" && strings.Contains(ifNoneMatch, e.etag) {
 		return hdr, 304, nil, true
@@ -151,3 +178,7 @@ func (r *Responder) AppendFast(hdr []byte, target, ifNoneMatch string) ([]byte, 
 	hdr = append(hdr, e.clen...)
 	return hdr, 200, e.der, true
 }
+
+// laneAnswerTimeout bounds the status lookup of an answer made in the fast
+// lane, which has no client-bound request context.
+const laneAnswerTimeout = 10 * time.Second

@@ -14,6 +14,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -25,12 +26,12 @@ func TestFastAnswersMatchOrdinaryPath(t *testing.T) {
 	b64 := base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
 	targets := []string{"/ocsp/" + b64, "/ocsp/" + strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(b64), "/ocsp/" + strings.TrimRight(b64, "=")}
 	for _, target := range targets {
-		if _, _, _, ok := f.r.AppendFast(nil, target, ""); ok {
-			t.Fatalf("%s: answered before any GET", target)
+		if f.r.FastKept(target) {
+			t.Fatalf("%s: kept before any GET", target)
 		}
 		first, body1 := f.get(t, target)
 		hdr, status, body, ok := f.r.AppendFast(nil, target, "")
-		if !ok || status != 200 || !bytes.Equal(body, body1) {
+		if !f.r.FastKept(target) || !ok || status != 200 || !bytes.Equal(body, body1) {
 			t.Fatalf("%s: after a GET the fast answer is %v %d (same body: %v)", target, ok, status, bytes.Equal(body, body1))
 		}
 		if !bytes.HasSuffix(hdr, []byte("\r\n")) {
@@ -60,8 +61,8 @@ func TestFastAnswersMatchOrdinaryPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, target := range targets {
-		if _, _, _, ok := f.r.AppendFast(nil, target, ""); ok {
-			t.Fatalf("%s: still answered after the revocation", target)
+		if f.r.FastKept(target) {
+			t.Fatalf("%s: still kept after the revocation", target)
 		}
 		_, body := f.get(t, target)
 		if r := parse(t, body, f.good, f.ca.Cert); r.Status != xocsp.Revoked || r.RevocationReason != xocsp.Superseded {
@@ -69,10 +70,12 @@ func TestFastAnswersMatchOrdinaryPath(t *testing.T) {
 		}
 	}
 
-	// At refresh time the lane declines, and the ordinary path signs anew.
+	// At refresh time the kept answer is replaced by a fresh one.
+	_, before := f.get(t, targets[0])
 	f.clock.add(23*time.Hour + 30*time.Minute)
-	if _, _, _, ok := f.r.AppendFast(nil, targets[0], ""); ok {
-		t.Fatal("answer kept past its refresh time")
+	_, after := f.get(t, targets[0])
+	if r0, r1 := parse(t, before, f.good, f.ca.Cert), parse(t, after, f.good, f.ca.Cert); !r1.ThisUpdate.After(r0.ThisUpdate) {
+		t.Fatalf("answer kept past its refresh time (thisUpdate %v, then %v)", r0.ThisUpdate, r1.ThisUpdate)
 	}
 }
 
@@ -84,9 +87,15 @@ func TestFastAnswersOnlyCacheableGETs(t *testing.T) {
 	f.get(t, nonce)
 	f.get(t, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA==")
 	for _, target := range []string{nonce, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA=="} {
-		if _, _, _, ok := f.r.AppendFast(nil, target, ""); ok {
+		if f.r.FastKept(target) {
 			t.Fatalf("%s: kept for the fast lane", target)
 		}
+	}
+	// The lane still answers them, as the ordinary path does: garbage
+	// with malformedRequest, not for caches.
+	hdr, status, _, ok := f.r.AppendFast(nil, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA==", "")
+	if !ok || status != 200 || !strings.Contains(string(hdr), "Cache-Control: no-store\r\n") {
+		t.Fatalf("lane answer to garbage: %v %d %q", ok, status, hdr)
 	}
 }
 
@@ -106,13 +115,56 @@ func TestFastAnswersDroppedOnEventGap(t *testing.T) {
 	f := newFixture(t, nil)
 	target := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA1))
 	f.get(t, target)
-	if _, _, _, ok := f.r.AppendFast(nil, target, ""); !ok {
+	if !f.r.FastKept(target) {
 		t.Fatal("no fast answer after a GET")
 	}
 	if err := f.events.Publish(context.Background(), storage.TopicRevoked, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, ok := f.r.AppendFast(nil, target, ""); ok {
+	if f.r.FastKept(target) {
 		t.Fatal("fast answer kept after an event gap")
+	}
+}
+
+// The lane makes the answers it does not hold itself, as the ordinary path
+// would; %-escaped targets are left to net/http.
+func TestFastLaneMakesMissingAnswers(t *testing.T) {
+	f := newFixture(t, nil)
+	b64 := base64.StdEncoding.EncodeToString(request(t, f.revoked, f.ca.Cert, crypto.SHA1))
+	target := "/ocsp/" + b64
+	calls := f.status.calls
+	hdr, status, body, ok := f.r.AppendFast(nil, target, "")
+	if !ok || status != 200 || f.status.calls != calls+1 {
+		t.Fatalf("lane on a miss: %v %d, %d status lookups", ok, status, f.status.calls-calls)
+	}
+	if r := parse(t, body, f.revoked, f.ca.Cert); r.Status != xocsp.Revoked {
+		t.Fatalf("lane answer status %d", r.Status)
+	}
+	if !f.r.FastKept(target) || !strings.Contains(string(hdr), "max-age=") {
+		t.Fatalf("lane answer not kept or not cacheable: %q", hdr)
+	}
+	// The ordinary path answers the same from what the lane kept.
+	if _, body2 := f.get(t, target); !bytes.Equal(body, body2) {
+		t.Fatal("ordinary path answered differently after the lane made the answer")
+	}
+	escaped := "/ocsp/" + strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(b64)
+	if _, _, _, ok := f.r.AppendFast(nil, escaped, ""); ok && !f.r.FastKept(escaped) {
+		t.Fatal("lane answered an escaped target itself")
+	}
+	if _, _, _, ok := f.r.AppendFast(nil, "/ocsp/%zz", ""); ok {
+		t.Fatal("lane answered a bad escape (net/http gives 400)")
+	}
+}
+
+func TestFastEntriesOff(t *testing.T) {
+	f := newFixture(t, func(o *ocsp.Options) { o.FastEntries = -1 })
+	target := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA1))
+	for range 2 {
+		if _, body := f.get(t, target); parse(t, body, f.good, f.ca.Cert).Status != xocsp.Good {
+			t.Fatal("not good")
+		}
+	}
+	if f.r.FastKept(target) {
+		t.Fatal("an answer was kept with FastEntries < 0")
 	}
 }

@@ -38,7 +38,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case get:
 		gen = r.fast.generation()
-		der = r.decodeGET(req)
+		der = r.decodeGET(req.URL.EscapedPath())
 	case req.Method == http.MethodPost:
 		b, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxRequestBytes))
 		if err == nil {
@@ -129,8 +129,7 @@ func appendHTTPDate(b []byte, t time.Time) []byte {
 // decodeGET extracts the request from a GET path. The base64 is read from
 // the escaped path, so '+', '/' and '=' survive, as do their %-escaped
 // forms; base64url and missing padding are accepted too. nil means garbage.
-func (r *Responder) decodeGET(req *http.Request) []byte {
-	p := req.URL.EscapedPath()
+func (r *Responder) decodeGET(p string) []byte {
 	if !strings.HasPrefix(p, r.prefix) {
 		return nil
 	}

@@ -82,7 +82,8 @@ type Options struct {
 	PathPrefix string
 	// FastEntries is how many GET answers are kept ready to write by
 	// request target for the plain listener's fast lane (AppendFast);
-	// zero means 65,536, negative turns it off.
+	// zero means 65,536, negative keeps none (every GET is answered anew
+	// from the Cache or a fresh signature).
 	FastEntries int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

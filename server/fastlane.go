@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,6 +130,12 @@ func (f *fastLane) shutdown(ctx context.Context, l net.Listener) {
 func (f *fastLane) serveConn(c net.Conn) {
 	handedOff := false
 	defer func() {
+		if v := recover(); v != nil {
+			// As net/http does: a handler's panic costs its connection,
+			// not the process.
+			f.s.log.Error("panic serving request", "listener", "http", "remote", c.RemoteAddr().String(),
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
 		if !handedOff {
 			c.Close()
 		}

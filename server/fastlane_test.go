@@ -26,6 +26,9 @@ type fakeFast struct {
 }
 
 func (f *fakeFast) AppendFast(hdr []byte, target, inm string) ([]byte, int, []byte, bool) {
+	if target == "/fast/panic" {
+		panic("fake handler failure")
+	}
 	body, ok := f.bodies[strings.TrimPrefix(target, "/fast/")]
 	if !ok {
 		return hdr, 0, nil, false
@@ -277,6 +280,29 @@ func TestFastLaneIdleTimeoutAndShutdown(t *testing.T) {
 	if _, err := br2.ReadByte(); err != io.EOF {
 		t.Fatalf("connection open after shutdown: %v", err)
 	}
+}
+
+// A panicking handler costs its connection, is logged, and the lane serves on.
+func TestFastLanePanic(t *testing.T) {
+	f := newLaneFixture(t, 0)
+	c, br := f.dial(t)
+	io.WriteString(c, "GET /fast/panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection after a panic: %v", err)
+	}
+	c2, br2 := f.dial(t)
+	io.WriteString(c2, "GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := readResp(t, br2, "GET"); body != "alpha" {
+		t.Fatalf("after a panic got %q", body)
+	}
+	f.logs.mu.Lock()
+	defer f.logs.mu.Unlock()
+	for _, r := range f.logs.recs {
+		if r.Message == "panic serving request" {
+			return
+		}
+	}
+	t.Fatal("the panic was not logged")
 }
 
 // A head that trickles in is cut off headerTimeout after its first byte,

@@ -1,0 +1,4 @@
+package ocsp
+
+// FastKept reports whether an answer is kept for target (tests only).
+func (r *Responder) FastKept(target string) bool { return r.fast.get(target) != nil }
