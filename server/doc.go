@@ -8,8 +8,8 @@
 // because OCSP GET paths carry base64 ('+', '/', '=') that routers clean.
 //
 // In front of net/http on the plain listener runs a fast lane
-// (fastlane.go): a small HTTP/1.1 reader that answers GET and HEAD requests
-// a FastHandler holds in memory (cached OCSP answers) and hands the
+// (fastlane.go): a small HTTP/1.1 reader that answers the GET and HEAD
+// requests a FastHandler takes (OCSP, mostly from cached answers) and hands the
 // connection to net/http at the first request it cannot answer with
 // certainty. It roughly doubles the cached-OCSP rate of net/http alone.
 //

@@ -12,13 +12,13 @@ import (
 	"time"
 )
 
-// FastHandler answers some GET and HEAD requests on the plain listener from
-// memory, without net/http: the OCSP responder's cached answers, which a
-// responder serves tens of thousands of times a second. Whatever it
-// declines is served by the handlers mounted with MountPlain.
+// FastHandler answers GET and HEAD requests on the plain listener without
+// net/http: the OCSP responder, whose cached answers are asked for tens of
+// thousands of times a second. Whatever it declines is served by the
+// handlers mounted with MountPlain.
 type FastHandler interface {
-	// AppendFast looks up the answer to a GET of target (the request target
-	// exactly as sent, starting with the mounted prefix, never with a query).
+	// AppendFast answers a GET of target (the request target exactly as
+	// sent, starting with the mounted prefix, never with a query).
 	// It appends the answer's header fields, each "Name: value\r\n", to hdr
 	// and returns them with the status (200, or 304 when ifNoneMatch matches)
 	// and the body. ok false declines; hdr is then ignored.
