@@ -232,9 +232,14 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}
 	if cacheable {
 		a.key = key
-		if err := r.cache.Put(ctx, key, encodeCached(a), next.Add(-r.refreshBefore).Sub(r.now())); err != nil {
+		enc := encodeCached(a)
+		if err := r.cache.Put(ctx, key, enc, next.Add(-r.refreshBefore).Sub(r.now())); err != nil {
 			r.log.Warn("caching OCSP response", "issuer", iss.id, "err", err)
 		}
+		// The answers kept for the fast lane share the DER with the memory
+		// cache instead of holding a second copy (the cache never changes
+		// a value it was given).
+		a.der = enc[len(enc)-len(resp):]
 	}
 	return a
 }

@@ -60,7 +60,7 @@ type Options struct {
 	Issuers []Issuer
 	Status  StatusSource
 	// Cache holds signed answers; nil means an in-memory cache of up to
-	// 1,000,000 answers.
+	// 250,000 answers.
 	Cache Cache
 	// SignWithIssuer makes the issuer key sign responses instead of a
 	// delegated responder certificate.

@@ -35,12 +35,15 @@ type cacheItem struct {
 	expires time.Time
 }
 
-// NewMemoryOCSPCache holds up to maxEntries values (≤ 0 means 1,000,000)
+// NewMemoryOCSPCache holds up to maxEntries values (≤ 0 means 250,000:
+// about 250 MiB of answers signed with P-256 responder certificates, which a
+// single node should not exceed by default; an answer evicted costs one
+// signature when asked for again)
 // and keeps tombstones for tombstone (≤ 0 means one minute). a nil now
 // means time.Now.
 func NewMemoryOCSPCache(maxEntries int, tombstone time.Duration, now func() time.Time) *MemoryOCSPCache {
 	if maxEntries <= 0 {
-		maxEntries = 1_000_000
+		maxEntries = 250_000
 	}
 	if tombstone <= 0 {
 		tombstone = time.Minute
