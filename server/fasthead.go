@@ -50,8 +50,12 @@ func parseHead(b []byte) (req fastRequest, used int, st headStatus) {
 	if len(target) == 0 || target[0] != '/' {
 		return req, 0, headHandoff
 	}
-	for _, c := range target {
+	for i, c := range target {
 		if c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
+			return req, 0, headHandoff
+		}
+		// A bad %-escape is net/http's 400.
+		if c == '%' && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])) {
 			return req, 0, headHandoff
 		}
 	}
@@ -129,6 +133,10 @@ func incompleteOr(b []byte) headStatus {
 		return headHandoff
 	}
 	return headIncomplete
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 func fieldIs(b []byte, lower string) bool {
