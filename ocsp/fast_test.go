@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +170,69 @@ func TestFastEntriesOff(t *testing.T) {
 	}
 	if f.r.FastKept(target) {
 		t.Fatal("an answer was kept with FastEntries < 0")
+	}
+}
+
+// Under concurrent GETs, no request that starts after a revocation event
+// has been handled is answered "good": neither from the answers kept for
+// the lane nor from the cache, whatever was in flight when it ran.
+func TestNoGoodAfterRevocationUnderLoad(t *testing.T) {
+	f := newFixture(t, nil)
+	for round := range 5 {
+		serial := core.Serial(fmt.Sprintf("77%02d", round))
+		f.status.set(core.Certificate{Serial: serial, IssuerID: "int", Status: core.StatusValid})
+		leaf := f.ca.Leaf(t, serial, "", "")
+		target := f.srv.URL + "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, leaf, f.ca.Cert, crypto.SHA1))
+		var revokedAt atomic.Int64 // unix nanos once the event was handled
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var stale, after atomic.Int64
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				client := &http.Client{Transport: &http.Transport{}}
+				defer client.CloseIdleConnections()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					started := time.Now().UnixNano()
+					resp, err := client.Get(target)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					r, err := xocsp.ParseResponseForCert(body, leaf, f.ca.Cert)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if at := revokedAt.Load(); at != 0 && started > at {
+						after.Add(1)
+						if r.Status != xocsp.Revoked {
+							stale.Add(1)
+						}
+					}
+				}
+			}()
+		}
+		time.Sleep(100 * time.Millisecond)
+		f.status.set(core.Certificate{Serial: serial, IssuerID: "int", Status: core.StatusRevoked, RevokedAt: time.Now(),
+			RevocationReason: core.ReasonKeyCompromise})
+		if err := f.events.Publish(context.Background(), storage.TopicRevoked, storage.EncodeRevoked("int", serial)); err != nil {
+			t.Fatal(err)
+		}
+		revokedAt.Store(time.Now().UnixNano())
+		time.Sleep(100 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if stale.Load() > 0 || after.Load() == 0 {
+			t.Fatalf("round %d: %d of %d answers after the revocation said good", round, stale.Load(), after.Load())
+		}
 	}
 }
