@@ -34,9 +34,13 @@ const redisPrefix = "strongroom:"
 
 func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error) {
 	if cfg.Redis.Addr == "" {
+		oc, err := ocspSettings(cfg)
+		if err != nil {
+			return nil, err
+		}
 		return &shared{
 			events:    storage.NewMemoryEvents(),
-			ocspCache: storage.NewMemoryOCSPCache(0, 0, nil),
+			ocspCache: storage.NewMemoryOCSPCache(oc.CacheEntries, 0, nil),
 			nonces:    storage.NewMemoryNonces(0, 0, nil),
 			limiter:   storage.NewMemoryLimiter(nil),
 			close:     func() {},

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/config"
+)
+
+func TestOCSPSettings(t *testing.T) {
+	parse := func(t *testing.T, ocspYAML string) (ocspConfig, error) {
+		t.Helper()
+		c, err := config.Parse([]byte("ocsp:\n" + ocspYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ocspSettings(c)
+	}
+	oc, err := parse(t, "  cache_entries: 1000\n  lane_entries: -1\n  validity: 12h\n")
+	if err != nil || oc.CacheEntries != 1000 || oc.LaneEntries != -1 || oc.Validity.Hours() != 12 {
+		t.Fatalf("got %+v, %v", oc, err)
+	}
+	for in, want := range map[string]string{
+		"  cache_entries: -5\n": "ocsp.cache_entries",
+		"  lane_entry: 5\n":     "lane_entry",
+	} {
+		if _, err := parse(t, in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one naming %s", in, err, want)
+		}
+	}
+}
