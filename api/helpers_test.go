@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -125,19 +121,7 @@ func (e *env) do(t testing.TB, method, path, key, contentType string, body []byt
 
 func newCSR(t testing.TB, key crypto.Signer, cn string, names ...string) []byte {
 	t.Helper()
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return catest.CSR(t, key, cn, names...).Raw
 }
 
 func pemCSR(der []byte) string {
