@@ -70,20 +70,18 @@ func newFastEntry(a answer, refreshAt time.Time) *fastEntry {
 	return e
 }
 
-// put keeps a cacheable answer for target, unless an invalidation ran
-// since gen was read.
-func (f *fastAnswers) put(target string, a answer, refreshAt time.Time, gen uint64) {
+// put prepares a (an answer with an ETag) for the lane and keeps it for
+// target when it may be cached, unless an invalidation ran since gen was
+// read. It returns the prepared entry either way.
+func (f *fastAnswers) put(target string, a answer, refreshAt time.Time, gen uint64) *fastEntry {
+	e := newFastEntry(a, refreshAt)
 	if f.max <= 0 || a.key == "" || a.etag == "" {
-		return
+		return e
 	}
-	f.putEntry(target, newFastEntry(a, refreshAt), gen)
-}
-
-func (f *fastAnswers) putEntry(target string, e *fastEntry, gen uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.gen != gen {
-		return
+		return e
 	}
 	if old := f.byTarget[target]; old != nil {
 		f.unlink(target, old.key)
@@ -96,6 +94,7 @@ func (f *fastAnswers) putEntry(target string, e *fastEntry, gen uint64) {
 	}
 	f.byTarget[target] = e
 	f.byKey[e.key] = append(f.byKey[e.key], target)
+	return e
 }
 
 // unlink removes target from key's list; f.mu is held.
@@ -165,10 +164,7 @@ func (r *Responder) AppendFast(hdr []byte, target, ifNoneMatch string) ([]byte, 
 			hdr = strconv.AppendInt(hdr, int64(len(a.der)), 10)
 			return append(hdr, "\r\n"...), 200, a.der, true
 		}
-		e = newFastEntry(a, a.nextUpdate.Add(-r.refreshBefore))
-		if a.key != "" && r.fast.max > 0 {
-			r.fast.putEntry(target, e, gen)
-		}
+		e = r.fast.put(target, a, r.refreshAt(a), gen)
 		now = r.now()
 	}
 	hdr = append(hdr, e.head1...)
@@ -180,6 +176,9 @@ func (r *Responder) AppendFast(hdr []byte, target, ifNoneMatch string) ([]byte, 
 	hdr = append(hdr, e.clen...)
 	return hdr, 200, e.der, true
 }
+
+// refreshAt is when a is replaced by a fresh answer.
+func (r *Responder) refreshAt(a answer) time.Time { return a.nextUpdate.Add(-r.refreshBefore) }
 
 // laneAnswerTimeout bounds the status lookup of an answer made in the fast
 // lane, which has no client-bound request context.

@@ -51,7 +51,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	a := r.respond(req.Context(), der)
 	if get && a.etag != "" && !strings.Contains(req.RequestURI, "?") {
-		r.fast.put(req.RequestURI, a, a.nextUpdate.Add(-r.refreshBefore), gen)
+		r.fast.put(req.RequestURI, a, r.refreshAt(a), gen)
 	}
 	h := w.Header()
 	// Header keys below are in canonical form, so the map is written
@@ -62,7 +62,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if get && a.etag != "" {
 		// RFC 5019 §6.2: let HTTP caches keep the answer until we would
 		// refresh it ourselves.
-		maxAge := int64(a.nextUpdate.Add(-r.refreshBefore).Sub(r.now()) / time.Second)
+		maxAge := int64(r.refreshAt(a).Sub(r.now()) / time.Second)
 		b = append(b, "max-age="...)
 		b = strconv.AppendInt(b, max(maxAge, 0), 10)
 		b = append(b, ", public, no-transform, must-revalidate"...)
@@ -191,7 +191,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		if v, ok, err := r.cache.Get(ctx, key); err != nil {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
-			if a, ok := decodeCached(v); ok && r.now().Before(a.nextUpdate.Add(-r.refreshBefore)) {
+			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) {
 				a.key = key
 				return a
 			}

@@ -8,25 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
-
-func revRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr(), MaxRetries: -1})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
-		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // insertCert writes a certificates row directly: the issuance code owns the
 // real writes, these tests only need rows to read.
@@ -177,7 +162,7 @@ func TestOCSPCaches(t *testing.T) {
 			return storage.NewMemoryOCSPCache(64, time.Minute, func() time.Time { return clock })
 		},
 		"redis": func(t *testing.T) ocspCache {
-			return storage.NewRedisOCSPCache(revRedis(t), fmt.Sprintf("test:ocsp:%d:", time.Now().UnixNano()), time.Second)
+			return storage.NewRedisOCSPCache(redisClient(t), fmt.Sprintf("test:ocsp:%d:", time.Now().UnixNano()), time.Second)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -260,7 +245,7 @@ func TestEvents(t *testing.T) {
 		"redis": func(t *testing.T) (bus, bus) {
 			prefix := fmt.Sprintf("test:ev:%d:", time.Now().UnixNano())
 			// Two clients: two nodes.
-			return storage.NewRedisEvents(revRedis(t), prefix, nil), storage.NewRedisEvents(revRedis(t), prefix, nil)
+			return storage.NewRedisEvents(redisClient(t), prefix, nil), storage.NewRedisEvents(redisClient(t), prefix, nil)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -312,9 +297,9 @@ func TestEvents(t *testing.T) {
 func TestRedisEventsReportGap(t *testing.T) {
 	ctx := context.Background()
 	prefix := fmt.Sprintf("test:gap:%d:", time.Now().UnixNano())
-	admin := revRedis(t)
+	admin := redisClient(t)
 	pub := storage.NewRedisEvents(admin, prefix, nil)
-	sub := storage.NewRedisEvents(revRedis(t), prefix, nil)
+	sub := storage.NewRedisEvents(redisClient(t), prefix, nil)
 	got := make(chan []byte, 10)
 	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
 	if err != nil {
