@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -26,6 +31,7 @@ import (
 type env struct {
 	srv    *httptest.Server
 	engine *gin.Engine
+	api    *API
 	db     *storage.DB
 	ca     *ca.CA
 	root   *ca.Issuer
@@ -67,7 +73,7 @@ func newEnv(t testing.TB, db *storage.DB, opts func(*Options)) *env {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	a.Register(engine.Group("/api/v1"))
-	e := &env{engine: engine, db: db, ca: pipeline, root: root, inter: inter, keys: map[string]string{}}
+	e := &env{engine: engine, api: a, db: db, ca: pipeline, root: root, inter: inter, keys: map[string]string{}}
 	for name, scopes := range map[string][]string{
 		"issuer": {ScopeIssue, ScopeRead}, "reader": {ScopeRead}, "revoker": {ScopeRevoke, ScopeRead},
 		"admin": {ScopeAdmin}, "revoked": {ScopeAdmin},
@@ -144,6 +150,21 @@ func (e *env) count(t testing.TB, status core.CertStatus) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// serverCert issues a TLS server certificate for 127.0.0.1 from the test
+// intermediate, with the intermediate in its chain, and returns a pool
+// holding the root.
+func (e *env) serverCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: catest.CSR(t, k, "", "127.0.0.1"), Profile: "tls-server", Requester: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(e.root.Certificate())
+	return tls.Certificate{Certificate: [][]byte{iss.Certificate.Raw, e.inter.Certificate().Raw}, PrivateKey: k}, roots
 }
 
 func pemBlock(s string) []byte {

@@ -33,13 +33,10 @@ func TestClientCertificateAuth(t *testing.T) {
 		}
 		return iss.Certificate
 	}
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvCert := issue("tls-server", srvKey, "", "127.0.0.1")
-	roots := x509.NewCertPool()
-	roots.AddCert(e.root.Certificate())
+	srvCert, roots := e.serverCert(t)
 	srv := httptest.NewUnstartedServer(e.engine)
 	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{srvCert.Raw, e.inter.Certificate().Raw}, PrivateKey: srvKey}},
+		Certificates: []tls.Certificate{srvCert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    roots,
 	}
