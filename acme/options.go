@@ -42,9 +42,17 @@ type Store interface {
 	ACMEAuthz(ctx context.Context, endpoint, id string) (*storage.ACMEAuthz, error)
 	ACMEAuthzByChallenge(ctx context.Context, endpoint, challengeID string) (*storage.ACMEAuthz, error)
 	SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error)
-	SetACMEChallengeStatus(ctx context.Context, id, from, to string, validated time.Time, problem []byte) (bool, error)
 	SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string, validated time.Time, problem []byte) (bool, error)
 	ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]storage.ACMEIdentifier, error)
+
+	// Taking over work a stopped node left processing (see recover.go).
+	StartACMEChallenge(ctx context.Context, id string, at time.Time) (bool, error)
+	ReleaseACMEChallenge(ctx context.Context, id string) (bool, error)
+	StaleACMEChallenges(ctx context.Context, endpoint string, cutoff time.Time, limit int) ([]storage.StaleACMEWork, error)
+	ClaimACMEChallenge(ctx context.Context, id string, since, at time.Time) (bool, error)
+	StartACMEFinalize(ctx context.Context, endpoint, id string, at time.Time) (bool, error)
+	StaleACMEOrders(ctx context.Context, endpoint string, cutoff time.Time, limit int) ([]storage.StaleACMEWork, error)
+	AbandonACMEOrder(ctx context.Context, endpoint, id string, since time.Time, problem []byte) (bool, error)
 }
 
 // Nonces issues and redeems Replay-Nonce values (storage.MemoryNonces,
@@ -162,6 +170,10 @@ type Options struct {
 	// answer at once.
 	ValidationWait time.Duration
 	MaxBodyBytes   int64 // JWS body limit; 0: 64 KiB
+	// RecoverEvery is how often the endpoint looks for challenges and
+	// orders a stopped node left processing (recover.go); it also looks at
+	// start. 0: 30 s; negative: never by itself (tests call Recover).
+	RecoverEvery time.Duration
 
 	Clock  Clock        // nil: the system clock
 	Logger *slog.Logger // nil: discard
@@ -217,6 +229,9 @@ func New(o Options) (*Server, error) {
 	if o.ValidationWait == 0 {
 		o.ValidationWait = 3 * time.Second
 	}
+	if o.RecoverEvery == 0 {
+		o.RecoverEvery = 30 * time.Second
+	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 64 << 10
 	}
@@ -228,8 +243,13 @@ func New(o Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	bg, stop := context.WithCancel(context.Background())
-	return &Server{o: o, base: base, log: log.With("acme_endpoint", o.Name), bg: bg, stop: stop,
-		validate: make(chan struct{}, 64)}, nil
+	s := &Server{o: o, base: base, log: log.With("acme_endpoint", o.Name), bg: bg, stop: stop,
+		validate: make(chan struct{}, 64)}
+	if o.RecoverEvery > 0 {
+		s.wg.Add(1)
+		go s.recoverLoop()
+	}
+	return s, nil
 }
 
 // Close stops validations in flight and waits for them to finish.

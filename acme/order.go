@@ -253,7 +253,7 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if !equalIdentifiers(names, sortedSet(want)) {
 		return prob("badCSR", http.StatusBadRequest, "CSR names differ from the order's identifiers")
 	}
-	if ok, err := s.o.Store.SetACMEOrderStatus(ctx, s.o.Name, o.ID, "pending", "processing", nil); err != nil {
+	if ok, err := s.o.Store.StartACMEFinalize(ctx, s.o.Name, o.ID, s.now()); err != nil {
 		return err
 	} else if !ok {
 		return prob("orderNotReady", http.StatusForbidden, "order is already being finalized")

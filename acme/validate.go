@@ -43,8 +43,14 @@ func (s *Server) runChallenge(ctx context.Context, a *storage.ACMEAuthz, c *stor
 		defer t.Stop()
 		select {
 		case res := <-v.result:
-			if res.aborted { // shutting down: the challenge stays pending
-				return nil
+			if res.aborted {
+				// Shutting down: leave it processing and released, for
+				// any node's recovery to validate at once (the client has
+				// asked; it must not stay pending).
+				if _, err := s.o.Store.StartACMEChallenge(wctx, c.ID, time.Time{}); err != nil {
+					return err
+				}
+				return s.reloadChallenge(wctx, c)
 			}
 			if s.record(wctx, a, c, "pending", res.err) {
 				return nil
@@ -55,7 +61,7 @@ func (s *Server) runChallenge(ctx context.Context, a *storage.ACMEAuthz, c *stor
 		}
 	}
 	defer close(v.handoff)
-	ok, err := s.o.Store.SetACMEChallengeStatus(wctx, c.ID, "pending", "processing", time.Time{}, nil)
+	ok, err := s.o.Store.StartACMEChallenge(wctx, c.ID, s.now())
 	if err != nil {
 		return err
 	}
@@ -107,9 +113,9 @@ func (s *Server) startValidation(a *storage.ACMEAuthz, c storage.ACMEChallenge, 
 		// validation is gone, and shutdown must still leave a usable state.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if res.aborted { // let the client try again later
-			if _, err := s.o.Store.SetACMEChallengeStatus(ctx, c.ID, "processing", "pending", time.Time{}, nil); err != nil {
-				s.log.ErrorContext(ctx, "resetting challenge at shutdown", "authz", a.ID, "err", err)
+		if res.aborted { // shutting down: another node, or this one restarted, takes it over
+			if _, err := s.o.Store.ReleaseACMEChallenge(ctx, c.ID); err != nil {
+				s.log.ErrorContext(ctx, "releasing challenge at shutdown", "authz", a.ID, "err", err)
 			}
 			return
 		}
