@@ -17,7 +17,7 @@ const (
 
 func newModule(t testing.TB, db Store) *Module {
 	t.Helper()
-	m, err := New(context.Background(), Options{Store: db})
+	m, err := New(context.Background(), Options{Store: db, KeySyncInterval: -1}) // tests sync by hand
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -27,6 +27,12 @@ type Options struct {
 	// audit summary entries; zero → 1 minute. They are also written on Seal
 	// and Close.
 	UsageSummaryInterval time.Duration
+	// KeySyncInterval is how often the module compares the keys it has
+	// cached with the keystore, so that a key another node destroyed,
+	// rotated or changed stops being used here as it was (sync.go); zero →
+	// 5 seconds, negative → never (one node alone, or tests calling
+	// SyncKeys).
+	KeySyncInterval time.Duration
 }
 
 // Module is one embedded HSM. It is safe for concurrent use; key operations
@@ -44,7 +50,8 @@ type Module struct {
 
 	mu        sync.Mutex // serialises initialise, unseal, seal and user writes
 	stop      chan struct{}
-	done      chan struct{}
+	done      chan struct{} // closed when the summariser has returned
+	synced    chan struct{} // closed when the key sync has returned
 	closeOnce sync.Once
 
 	// katCorrupt names a self-test whose expected value is corrupted (test
@@ -79,7 +86,7 @@ func New(ctx context.Context, opts Options) (*Module, error) {
 		return nil, errors.New("hsm: Options.Store is required")
 	}
 	m := &Module{store: opts.Store, now: opts.Now, log: opts.Logger,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{})}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -94,6 +101,11 @@ func New(ctx context.Context, opts Options) (*Module, error) {
 		return nil, fmt.Errorf("hsm: reading keystore: %w", err)
 	}
 	go m.summarise(interval, m.stop, m.done)
+	every := opts.KeySyncInterval
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	go m.syncLoop(every)
 	return m, nil
 }
 
@@ -174,6 +186,7 @@ func (m *Module) Close(ctx context.Context) error {
 	m.closeOnce.Do(func() {
 		close(m.stop)
 		<-m.done
+		<-m.synced
 	})
 	m.Seal()
 	return nil

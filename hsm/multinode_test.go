@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -479,4 +480,111 @@ func TestTwoNodesGenerateOneLabel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTwoNodesKeySync: what node A does to a key that node B has cached —
+// destroy, rotate, turn extractable off — is in force on B after one key
+// sync, for B's sessions and for the Signer B handed out earlier (as an
+// issuer holds one). Before the sync B still works from its cache.
+func TestTwoNodesKeySync(t *testing.T) {
+	eachTwoNodes(t, func(t *testing.T, n *nodes) {
+		ctx := context.Background()
+		gone, err := n.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "gone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rot, err := n.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "rotated", Extractable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := n.bAlice.Signer(ctx, gone.ID) // caches it on B
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.bAlice.Signer(ctx, rot.ID); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := n.b.SyncKeys(ctx); err != nil || c != 0 {
+			t.Fatalf("sync with nothing changed = %d, %v", c, err)
+		}
+		if err := n.alice.DestroyKey(ctx, gone.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.alice.RotateKey(ctx, rot.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.alice.SetNonExtractable(ctx, rot.ID); err != nil {
+			t.Fatal(err)
+		}
+		d := sha256.Sum256([]byte("msg"))
+		if _, err := held.Sign(nil, d[:], crypto.SHA256); err != nil {
+			t.Fatalf("before the sync B's signer still works from its cache: %v", err)
+		}
+		if c, err := n.b.SyncKeys(ctx); err != nil || c != 2 {
+			t.Fatalf("sync = %d, %v; want 2 keys", c, err)
+		}
+		if _, err := held.Sign(nil, d[:], crypto.SHA256); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("B's signer for a key A destroyed: %v, want ErrNotFound", err)
+		}
+		if _, err := n.bAlice.Signer(ctx, gone.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("B's session finds a key A destroyed: %v, want ErrNotFound", err)
+		}
+		if ko := cachedOn(n.b, rot.ID); ko == nil || ko.current().version != 2 || ko.a.Extractable {
+			t.Fatalf("B's cache after the sync: %+v", ko)
+		}
+		sg, err := n.bAlice.Signer(ctx, rot.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aSg, err := n.alice.Signer(ctx, rot.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sg.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(aSg.Public()) {
+			t.Fatal("B signs with another version than A's current one")
+		}
+		if c, err := n.b.SyncKeys(ctx); err != nil || c != 0 {
+			t.Fatalf("second sync = %d, %v", c, err)
+		}
+	})
+}
+
+// TestKeySyncLoop: the module's own loop applies another node's destroy
+// within its interval.
+func TestKeySyncLoop(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	f := setup(t, db)
+	m, err := New(context.Background(), Options{Store: db, KeySyncInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	ctx := context.Background()
+	if err := m.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.Login(ctx, "alice", alicePIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := s.Signer(ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.alice.DestroyKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("msg"))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := sg.Sign(nil, d[:], crypto.SHA256); errors.Is(err, ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sync loop never dropped a key destroyed by another module")
+		}
+	}
 }

@@ -195,6 +195,25 @@ func (d *DB) HSMObjects(ctx context.Context) ([]HSMObject, error) {
 	return hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
 }
 
+// HSMHead is the newest version of one object and its stored attributes.
+type HSMHead struct {
+	ID      string
+	Version int
+	Attrs   []byte
+}
+
+// HSMHeads returns the newest version of every object, without key
+// material: what a node compares its key cache against.
+func (d *DB) HSMHeads(ctx context.Context) ([]HSMHead, error) {
+	return queryAll(ctx, d, "reading hsm object heads", `SELECT o.id, o.version, o.attrs FROM hsm_objects o
+		WHERE o.version = (SELECT MAX(v.version) FROM hsm_objects v WHERE v.id = o.id)`, nil,
+		func(r scanner) (HSMHead, error) {
+			var h HSMHead
+			err := r.Scan(&h.ID, &h.Version, &h.Attrs)
+			return h, err
+		})
+}
+
 // HSMAudit returns up to limit entries with seq >= fromSeq, in seq order.
 // limit <= 0 means all.
 func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
