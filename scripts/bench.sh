@@ -27,6 +27,8 @@ run "CRL: streaming encoder (100k, 1M entries) beside stdlib CreateRevocationLis
 # the same key in the same run.
 run "REST issuance over HTTPS (P-256 intermediate, lint on, SQLite) at c=1/8/32 beside raw x509.CreateCertificate" \
   -bench 'IssueHTTP' -benchtime 3000x -v ./api
+echo; echo "== REST issuance against a real ca serve over HTTPS (wrk in a separate process) at c=1/8/32 beside raw x509.CreateCertificate"
+./scripts/bench-issue.sh 10s
 # The ceiling: the issue's required steps alone (CSR check, build, throwaway
 # lint copy, zlint, HSM signature and its check) on both cores, no storage
 # or HTTP, and the pipeline with storage, beside raw CreateCertificate.

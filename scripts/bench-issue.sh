@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# REST issuance against a real `ca serve` (fresh data dir, embedded HSM,
+# SQLite on disk, P-256 intermediate, lint on), driven by wrk in its own
+# process over HTTPS keep-alive connections at concurrency 1, 8 and 32,
+# beside the raw x509.CreateCertificate rate with a P-256 key on both cores
+# from the Go bench in the same run. Every 2xx must be a certificate stored
+# valid in the database: the script counts them afterwards. The CA and wrk
+# share the machine's cores.
+#
+# Usage: scripts/bench-issue.sh [DURATION]   (default 10s per concurrency)
+# Environment: CA_BIN (default: build to a temp dir), KEEP=1 keeps the data dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10s}
+./scripts/install-test-deps.sh wrk openssl curl python3 >/dev/null
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ "${KEEP:-0}" = 1 ] && echo "data kept in $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+CA=${CA_BIN:-}
+if [ -z "$CA" ]; then
+  CA=$work/ca
+  go build -tags nomsgpack -o "$CA" ./cmd/ca
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P1=$(free_port); P2=$(free_port)
+D=$work/data
+"$CA" init --data "$D" --key-type p256 --listen-https "127.0.0.1:$P1" --listen-http "127.0.0.1:$P2" >/dev/null
+"$CA" serve --data "$D" >"$work/serve.out" 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$P2/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$P2/healthz" >/dev/null || { echo "ca serve did not start"; cat "$work/serve.log"; exit 1; }
+
+# The README's request: an openssl CSR in, a PEM chain out.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench.localhost \
+  -addext subjectAltName=DNS:bench.localhost -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
+url="https://localhost:$P1/api/v1/certificates"
+for _ in $(seq 50); do
+  curl -sf --cacert "$D/root.pem" -H "Authorization: Bearer $(cat "$D/admin.key")" \
+    -H "Content-Type: application/pkcs10" -H "Accept: application/pem-certificate-chain" \
+    --data-binary @"$work/leaf.csr" "$url" -o "$work/chain.pem" && break
+  sleep 0.2
+done
+openssl verify -CAfile "$D/root.pem" -untrusted "$D/intermediate.pem" "$work/chain.pem" >/dev/null
+python3 - "$work/leaf.csr" "$(cat "$D/admin.key")" >"$work/post.lua" <<'PY'
+import json, sys
+csr, key = open(sys.argv[1]).read(), sys.argv[2]
+print('wrk.method = "POST"')
+print('wrk.body = %s' % json.dumps(csr))
+print('wrk.headers["Content-Type"] = "application/pkcs10"')
+print('wrk.headers["Accept"] = "application/pem-certificate-chain"')
+print('wrk.headers["Authorization"] = %s' % json.dumps("Bearer " + key))
+PY
+
+valid() {
+  python3 - "$D/strongroom.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+print(db.execute("SELECT COUNT(*) FROM certificates WHERE status = 'valid'").fetchone()[0])
+PY
+}
+[ -f "$D/strongroom.db" ] || { echo "no SQLite database at $D/strongroom.db"; ls "$D"; exit 1; }
+
+wrk -t2 -c8 -d2s -s "$work/post.lua" "$url" >/dev/null # warm up
+declare -A rate
+for c in 1 8 32; do
+  before=$(valid)
+  out=$(wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"$DUR" -s "$work/post.lua" "$url")
+  echo "$out" | sed "s/^/  wrk c=$c: /" | grep -E 'Latency|Requests/sec|requests in|Non-2xx|Socket errors'
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  [ -n "$non2xx" ] && { echo "wrk saw $non2xx non-2xx responses"; tail -5 "$work/serve.log"; exit 1; }
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  stored=$(( $(valid) - before ))
+  # wrk stops the clock with requests still in flight; each was answered or
+  # cut, never stored twice.
+  if [ "$stored" -lt "$n" ] || [ "$stored" -gt $(( n + c )) ]; then
+    echo "wrk counted $n answers but $stored certificates were stored"; exit 1
+  fi
+  rate[$c]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+done
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+
+raw=$(go test -tags nomsgpack -run '^$' -bench 'IssueHTTP/raw' -benchtime 20000x ./api |
+  awk '/raw-CreateCertificate/ {for (i=1;i<=NF;i++) if ($(i+1)=="certs/s") print $i}')
+echo
+for c in 1 8 32; do
+  printf 'REST issuance vs ca serve over HTTPS (wrk, separate process), c=%-2s: %6.0f certs/s = %4.1f%% of raw\n' \
+    "$c" "${rate[$c]}" "$(awk -v a="${rate[$c]}" -v b="$raw" 'BEGIN {print 100*a/b}')"
+done
+printf 'raw x509.CreateCertificate, P-256, both cores, same run:           %6.0f certs/s\n' "$raw"
