@@ -97,6 +97,21 @@ type HSM struct {
 	// Backup schedules HSM backups (every object still sealed, restorable
 	// with the same unseal material; see `ca hsm restore`).
 	Backup HSMBackup `yaml:"backup"`
+	// PKCS11 is the real HSM that holds the issuers' keys when
+	// ca.key_store is "pkcs11".
+	PKCS11 PKCS11 `yaml:"pkcs11"`
+}
+
+// PKCS11 names a token of a real HSM. Its user PIN comes from
+// STRONGROOM_PKCS11_PIN, or from PINFile.
+type PKCS11 struct {
+	// Module is the path of the vendor's PKCS#11 library.
+	Module string `yaml:"module"`
+	// Token is the token's label.
+	Token string `yaml:"token"`
+	// PINFile holds the user PIN when STRONGROOM_PKCS11_PIN is not set,
+	// relative to the data directory. Default: none (the environment only).
+	PINFile string `yaml:"pin_file"`
 }
 
 // HSMBackup is the backup schedule. Defaults: enabled, daily, into
@@ -117,6 +132,9 @@ type HSMBackup struct {
 // CA lists the issuers. Defaults: root "root" (certificate root.pem) and one
 // intermediate "intermediate" (intermediate.pem), as written by `ca init`.
 type CA struct {
+	// KeyStore is where the issuers' signing keys live: "hsm", the
+	// embedded module (default), or "pkcs11", a real HSM (hsm.pkcs11).
+	KeyStore string `yaml:"key_store"`
 	// Root is the self-signed root. Its key is used only to sign
 	// intermediates, its CRL and its OCSP responder.
 	Root Issuer `yaml:"root"`
@@ -130,7 +148,8 @@ type Issuer struct {
 	ID string `yaml:"id"`
 	// Cert is the PEM certificate file, relative to the data directory.
 	Cert string `yaml:"cert"`
-	// KeyLabel is the label of the key pair in the HSM. Default: ID.
+	// KeyLabel is the label of the key pair in the HSM (the embedded
+	// module's, or the PKCS#11 token's CKA_LABEL). Default: ID.
 	KeyLabel string `yaml:"key_label"`
 }
 

@@ -38,6 +38,7 @@ func (c *Config) ApplyDefaults() {
 		c.HSM.Backup.Keep = 7
 	}
 	defD(&c.HSM.Backup.Interval, 24*time.Hour)
+	def(&c.CA.KeyStore, "hsm")
 	def(&c.CA.Root.ID, "root")
 	def(&c.CA.Root.Cert, "root.pem")
 	if len(c.CA.Intermediates) == 0 {

@@ -15,6 +15,7 @@ const (
 	EnvHSMPIN        = "STRONGROOM_HSM_PIN"
 	EnvPassphrase    = "STRONGROOM_HSM_PASSPHRASE"
 	EnvOfficerPIN    = "STRONGROOM_OFFICER_PIN"
+	EnvPKCS11PIN     = "STRONGROOM_PKCS11_PIN"
 )
 
 // Path resolves a path from the configuration against the data directory.
@@ -47,6 +48,23 @@ func (c *Config) HSMPIN(dir string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("no HSM PIN: set %s or provide %s: %w", EnvHSMPIN, path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// PKCS11PIN returns the PKCS#11 token's user PIN from STRONGROOM_PKCS11_PIN,
+// or from hsm.pkcs11.pin_file.
+func (c *Config) PKCS11PIN(dir string) (string, error) {
+	if v := os.Getenv(EnvPKCS11PIN); v != "" {
+		return v, nil
+	}
+	if c.HSM.PKCS11.PINFile == "" {
+		return "", fmt.Errorf("no PKCS#11 PIN: set %s", EnvPKCS11PIN)
+	}
+	path := Path(dir, c.HSM.PKCS11.PINFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("no PKCS#11 PIN: set %s or provide %s: %w", EnvPKCS11PIN, path, err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }

@@ -101,6 +101,15 @@ func (c *Config) Validate() error {
 	if c.HSM.Backup.Interval.D() < time.Minute {
 		v.add("hsm.backup.interval", "%s is shorter than a minute", c.HSM.Backup.Interval.D())
 	}
+	v.oneOf("ca.key_store", c.CA.KeyStore, "hsm", "pkcs11")
+	if c.CA.KeyStore == "pkcs11" {
+		if c.HSM.PKCS11.Module == "" {
+			v.add("hsm.pkcs11.module", "empty: ca.key_store pkcs11 needs the path of the HSM's PKCS#11 library")
+		}
+		if c.HSM.PKCS11.Token == "" {
+			v.add("hsm.pkcs11.token", "empty: ca.key_store pkcs11 needs the token's label")
+		}
+	}
 	seen := map[string]bool{}
 	issuers := append([]Issuer{c.CA.Root}, c.CA.Intermediates...)
 	for i, is := range issuers {

@@ -8,24 +8,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
 
-	"go.step.sm/crypto/kms/apiv1"
-	"go.step.sm/crypto/kms/pkcs11"
-
-	"github.com/strongroom-pki/strongroom/storage/storagetest"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11/softhsmtest"
 )
 
 // BenchmarkSoftHSM measures P-256 signing by our module beside SoftHSMv2
-// through PKCS#11 (go.step.sm/crypto/kms/pkcs11 over crypto11), in the same
+// through PKCS#11 (hsm/pkcs11, crypto11), in the same
 // run, serially and with GOMAXPROCS goroutines:
 //
 //	go test -tags softhsm -run '^$' -bench 'Sign.*p256|SoftHSM' -cpu 1,2 ./hsm
@@ -106,51 +100,15 @@ func BenchmarkSoftHSM(b *testing.B) {
 // signer on it.
 func softHSMSigner(b *testing.B) crypto.Signer {
 	b.Helper()
-	module := os.Getenv("SOFTHSM2_MODULE")
-	if module == "" {
-		for _, p := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-			"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"} {
-			if _, err := os.Stat(p); err == nil {
-				module = p
-				break
-			}
-		}
-	}
-	util, err := exec.LookPath("softhsm2-util")
-	if module == "" || err != nil {
-		storagetest.ServiceMissing(b, "SoftHSMv2 (apt-get install softhsm2)", errors.New("libsofthsm2.so or softhsm2-util not found"))
-	}
-	dir := b.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	cfg := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	b.Setenv("SOFTHSM2_CONF", conf) // read by the library at C_Initialize too
-	const pin = "bench-pin-1234"
-	out, err := exec.Command(util, "--init-token", "--free", "--label", "strongroom-bench",
-		"--so-pin", pin, "--pin", pin).CombinedOutput()
-	if err != nil {
-		b.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	k, err := pkcs11.New(context.Background(), apiv1.Options{Type: apiv1.PKCS11,
-		URI: fmt.Sprintf("pkcs11:module-path=%s;token=strongroom-bench?pin-value=%s", module, pin)})
+	st := softhsmtest.New(b, "strongroom-bench")
+	tok, err := pkcs11.Open(context.Background(), pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
 	if err != nil {
 		b.Fatalf("opening SoftHSM through PKCS#11: %v", err)
 	}
-	b.Cleanup(func() { k.Close() })
-	resp, err := k.CreateKey(&apiv1.CreateKeyRequest{Name: "pkcs11:id=7331;object=bench-p256",
-		SignatureAlgorithm: apiv1.ECDSAWithSHA256})
+	b.Cleanup(func() { tok.Close() })
+	s, err := tok.Generate("bench-p256", "p256")
 	if err != nil {
 		b.Fatalf("generating a P-256 key on SoftHSM: %v", err)
-	}
-	s, err := k.CreateSigner(&resp.CreateSignerRequest)
-	if err != nil {
-		b.Fatalf("SoftHSM signer: %v", err)
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -38,7 +40,12 @@ type ceremony struct {
 	// Redis address. Zero: SQLite in the data directory, in-memory state.
 	Database, DatabaseDSN, RedisAddr string
 	CommonName                       string // prefix of the CA names; default "Strongroom"
-	Out                              io.Writer
+	// PKCS11, when its Module is set, puts the root and intermediate keys
+	// on that token instead of in the embedded HSM (ca.key_store pkcs11);
+	// PKCS11PIN is its user PIN, never written anywhere.
+	PKCS11    config.PKCS11
+	PKCS11PIN string
+	Out       io.Writer
 }
 
 // ceremonyResult is what the operator must be told once.
@@ -76,6 +83,9 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		cfg.ApplyDefaults()
 	}
 	cfg.Redis.Addr = c.RedisAddr
+	if c.PKCS11.Module != "" {
+		cfg.CA.KeyStore, cfg.HSM.PKCS11 = "pkcs11", c.PKCS11
+	}
 	cfg.HSM.Unseal = c.Unseal
 	if c.Unseal != "keyfile" {
 		cfg.HSM.KeyFile = ""
@@ -144,13 +154,24 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	}
 	defer sess.Close()
 
-	rootKey, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: c.KeyType, Label: cfg.CA.Root.KeyLabel, Usage: hsm.UsageSign | hsm.UsageVerify})
+	newKey := func(label string) (crypto.Signer, error) {
+		key, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: c.KeyType, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
+		if err != nil {
+			return nil, err
+		}
+		return sess.Signer(ctx, key.ID)
+	}
+	if cfg.CA.KeyStore == "pkcs11" {
+		tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: c.PKCS11.Module, Token: c.PKCS11.Token, PIN: c.PKCS11PIN})
+		if err != nil {
+			return nil, err
+		}
+		defer tok.Close()
+		newKey = func(label string) (crypto.Signer, error) { return tok.Generate(label, pkcs11.KeyType(c.KeyType)) }
+	}
+	rootSigner, err := newKey(cfg.CA.Root.KeyLabel)
 	if err != nil {
 		return nil, fmt.Errorf("generating root key: %w", err)
-	}
-	rootSigner, err := sess.Signer(ctx, rootKey.ID)
-	if err != nil {
-		return nil, err
 	}
 	now := time.Now
 	rootCert, err := ca.NewRoot(ctx, rootSigner, ca.RootOptions{CommonName: c.CommonName + " Root CA", Organization: c.CommonName, Now: now})
@@ -165,11 +186,11 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		return nil, err
 	}
 	for _, in := range cfg.CA.Intermediates {
-		key, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: c.KeyType, Label: in.KeyLabel, Usage: hsm.UsageSign | hsm.UsageVerify})
+		key, err := newKey(in.KeyLabel)
 		if err != nil {
 			return nil, fmt.Errorf("generating %s key: %w", in.ID, err)
 		}
-		cert, err := ca.NewIntermediate(ctx, rootIssuer, key.PublicKey, intermediateOptions(cfg, c.CommonName+" Intermediate CA", now))
+		cert, err := ca.NewIntermediate(ctx, rootIssuer, key.Public(), intermediateOptions(cfg, c.CommonName+" Intermediate CA", now))
 		if err != nil {
 			return nil, fmt.Errorf("making %s certificate: %w", in.ID, err)
 		}

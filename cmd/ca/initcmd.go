@@ -13,7 +13,7 @@ import (
 
 func initCommand(g *globals) *cobra.Command {
 	var c ceremony
-	var keyType string
+	var keyType, caKeys string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Key ceremony: create the HSM, its officer and CA user, the root and intermediate keys and certificates",
@@ -27,7 +27,12 @@ Unseal methods:
 The officer PIN comes from STRONGROOM_OFFICER_PIN; if unset, a random PIN is
 written to DIR/officer.pin (0600). The CA's own crypto user gets a random PIN
 in DIR/ca.pin (0600); move it to STRONGROOM_HSM_PIN and delete the file for
-production.`,
+production.
+
+With --ca-keys pkcs11 the root and intermediate keys are generated on a real
+HSM's token (non-extractable, sensitive) and used there; the token's user PIN
+comes from STRONGROOM_PKCS11_PIN, at init and at every start. The embedded
+module still holds the OCSP responder and EAB keys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := filepath.Abs(g.dataDir)
@@ -42,6 +47,19 @@ production.`,
 					return fmt.Errorf("passphrase unseal: set %s", config.EnvPassphrase)
 				}
 				c.Passphrase = []byte(p)
+			}
+			switch caKeys {
+			case "hsm":
+				c.PKCS11 = config.PKCS11{}
+			case "pkcs11":
+				if c.PKCS11.Module == "" || c.PKCS11.Token == "" {
+					return fmt.Errorf("--ca-keys pkcs11 needs --pkcs11-module and --pkcs11-token")
+				}
+				if c.PKCS11PIN = os.Getenv(config.EnvPKCS11PIN); c.PKCS11PIN == "" {
+					return fmt.Errorf("--ca-keys pkcs11: set %s to the token's user PIN", config.EnvPKCS11PIN)
+				}
+			default:
+				return fmt.Errorf("--ca-keys %q: want hsm or pkcs11", caKeys)
 			}
 			switch keyType {
 			case "p256", "p384", "rsa2048", "rsa3072", "rsa4096":
@@ -83,5 +101,8 @@ production.`,
 	f.StringVar(&c.DatabaseDSN, "database-dsn", "", "PostgreSQL URL to write into the config (no password: use STRONGROOM_DATABASE_DSN for one)")
 	f.StringVar(&c.RedisAddr, "redis", "", "Redis host:port shared by several nodes (default: in-memory state)")
 	f.StringVar(&c.CommonName, "name", "Strongroom", "prefix of the CA certificates' common names")
+	f.StringVar(&caKeys, "ca-keys", "hsm", "where the root and intermediate keys live: hsm (the embedded module) or pkcs11 (a real HSM; PIN from STRONGROOM_PKCS11_PIN)")
+	f.StringVar(&c.PKCS11.Module, "pkcs11-module", "", "pkcs11: path of the HSM's PKCS#11 library")
+	f.StringVar(&c.PKCS11.Token, "pkcs11-token", "", "pkcs11: label of the token that holds the CA keys")
 	return cmd
 }

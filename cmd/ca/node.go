@@ -16,6 +16,7 @@ import (
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/core/logfmt"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -29,6 +30,9 @@ type node struct {
 	hsm *hsm.Module
 	// logw batches log writes (logwriter.go); Close flushes it.
 	logw *logWriter
+	// token is the PKCS#11 token holding the issuers' keys when
+	// ca.key_store is pkcs11, opened by issuers.
+	token *pkcs11.Token
 }
 
 // openNode loads the configuration and opens the database and HSM module,
@@ -55,6 +59,9 @@ func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) 
 }
 
 func (n *node) Close(ctx context.Context) {
+	if n.token != nil {
+		n.token.Close()
+	}
 	n.hsm.Close(ctx)
 	n.db.Close()
 	n.logw.Close()
@@ -90,21 +97,35 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 }
 
 // issuers loads the root and intermediates: certificates from their files,
-// signers from the HSM by label.
-// wrap, if not nil, wraps each signer (for metrics).
+// signers by label from the embedded HSM or, with ca.key_store pkcs11, from
+// the PKCS#11 token. wrap, if not nil, wraps each signer (for metrics).
 func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label string, s crypto.Signer) crypto.Signer) (root *ca.Issuer, inters []*ca.Issuer, err error) {
+	signerOf := func(is config.Issuer) (crypto.Signer, error) {
+		if n.cfg.CA.KeyStore == "pkcs11" {
+			if n.token == nil {
+				if n.token, err = openToken(ctx, n.cfg, n.dir); err != nil {
+					return nil, err
+				}
+			}
+			return n.token.Signer(is.KeyLabel)
+		}
+		key, err := sess.FindKey(ctx, is.KeyLabel)
+		if err != nil {
+			return nil, fmt.Errorf("finding key %q in the HSM: %w", is.KeyLabel, err)
+		}
+		return sess.Signer(ctx, key.ID)
+	}
 	load := func(is config.Issuer, parent *ca.Issuer) (*ca.Issuer, error) {
 		cert, err := readCert(config.Path(n.dir, is.Cert))
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
-		key, err := sess.FindKey(ctx, is.KeyLabel)
+		signer, err := signerOf(is)
 		if err != nil {
-			return nil, fmt.Errorf("issuer %s: finding key %q in the HSM: %w", is.ID, is.KeyLabel, err)
-		}
-		var signer crypto.Signer
-		if signer, err = sess.Signer(ctx, key.ID); err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
+		}
+		if !publicKeysEqual(signer.Public(), cert.PublicKey) {
+			return nil, fmt.Errorf("issuer %s: key %q is not the key of %s", is.ID, is.KeyLabel, is.Cert)
 		}
 		if wrap != nil {
 			signer = wrap(is.KeyLabel, signer)
@@ -136,4 +157,13 @@ func newLogger(c config.Log, out io.Writer) *slog.Logger {
 		return slog.New(logfmt.NewJSON(out, opts))
 	}
 	return slog.New(logfmt.NewText(out, opts))
+}
+
+// openToken logs in to the PKCS#11 token named by hsm.pkcs11.
+func openToken(ctx context.Context, cfg *config.Config, dir string) (*pkcs11.Token, error) {
+	pin, err := cfg.PKCS11PIN(dir)
+	if err != nil {
+		return nil, err
+	}
+	return pkcs11.Open(ctx, pkcs11.Options{Module: cfg.HSM.PKCS11.Module, Token: cfg.HSM.PKCS11.Token, PIN: pin})
 }

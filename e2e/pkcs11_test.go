@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11/softhsmtest"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// TestCAKeysOnPKCS11 runs a CA whose root and intermediate keys live on a
+// real PKCS#11 token (SoftHSMv2): `ca init --ca-keys pkcs11` generates them
+// there, `ca serve` signs with them — certificates, the OCSP responder's
+// certificate, CRLs — and finds them again after a restart; the embedded
+// module holds neither; a wrong PIN stops serve with a clear error that
+// does not show it.
+func TestCAKeysOnPKCS11(t *testing.T) {
+	if !pkcs11.Available {
+		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
+	}
+	requireTool(t, "openssl")
+	st := softhsmtest.New(t, "strongroom-ca")
+	pinEnv := "STRONGROOM_PKCS11_PIN=" + st.PIN
+	c := StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
+		Env: []string{pinEnv}})
+
+	issue := func(name string) string {
+		t.Helper()
+		resp, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "application/pem-certificate-chain",
+			strings.NewReader(string(goCSR(t, name))))
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("issue %s: %s\n%s", name, resp.Status, body)
+		}
+		f := filepath.Join(t.TempDir(), "chain.pem")
+		if err := os.WriteFile(f, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out := run(t, nil, "openssl", "verify", "-CAfile", c.Root, "-untrusted", c.Intermediate, f); !strings.Contains(out, ": OK") {
+			t.Fatalf("openssl verify: %s", out)
+		}
+		return f
+	}
+	leaf := issue("app.localhost")
+
+	// The OCSP responder's certificate is signed on the token too; its
+	// answer verifies up to the root.
+	out := run(t, nil, "openssl", "ocsp", "-issuer", c.Intermediate, "-cert", leaf, "-url", c.HTTPURL+"/ocsp",
+		"-CAfile", c.Root, "-verify_other", c.Intermediate)
+	if !strings.Contains(out, ": good") || !strings.Contains(out, "Response verify OK") {
+		t.Fatalf("openssl ocsp: %s", out)
+	}
+	// And so is the CRL (fetchCRL checks its signature).
+	inter := readPEMCert(t, c.Intermediate)
+	fetchCRL(t, c, "intermediate.crl", inter)
+
+	// The keys are the token's: the certificates carry its public keys,
+	// and the embedded module has no key with those labels.
+	tok, err := pkcs11.Open(context.Background(), pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for label, cert := range map[string]*x509.Certificate{"root": readPEMCert(t, c.Root), "intermediate": inter} {
+		s, err := tok.Signer(label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey) {
+			t.Fatalf("%s certificate's key is not the token's %q", label, label)
+		}
+	}
+	tok.Close()
+	keys, err := c.CLI(context.Background(), "hsm", "keys", "list")
+	if err != nil {
+		t.Fatalf("ca hsm keys list: %v\n%s", err, keys)
+	}
+	for _, line := range strings.Split(keys, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && (f[1] == "root" || f[1] == "intermediate") {
+			t.Fatalf("the embedded HSM holds a CA key:\n%s", keys)
+		}
+	}
+
+	// A restart finds the keys again by label.
+	c.Restart()
+	issue("again.localhost")
+
+	// A wrong PIN: serve stops at start and says why, without the PIN.
+	c.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caBinary, "serve", "--data", c.Dir)
+	cmd.Env = append(os.Environ(), "STRONGROOM_PKCS11_PIN=wrong-pin-3141")
+	msg, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("serve with a wrong PKCS#11 PIN: %v\n%s", err, msg)
+	}
+	if !strings.Contains(string(msg), "CKR_PIN_INCORRECT") || strings.Contains(string(msg), "wrong-pin-3141") {
+		t.Fatalf("serve with a wrong PKCS#11 PIN said:\n%s", msg)
+	}
+}
+
+func readPEMCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM", path)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
