@@ -23,8 +23,9 @@ import (
 // real PKCS#11 token (SoftHSMv2): `ca init --ca-keys pkcs11` generates them
 // there, `ca serve` signs with them — certificates, the OCSP responder's
 // certificate, CRLs — and finds them again after a restart; the embedded
-// module holds neither; a wrong PIN stops serve with a clear error that
-// does not show it.
+// module holds neither; a second ceremony on the same token is refused
+// before it writes anything; a wrong PIN stops serve with a clear error
+// that does not show it.
 func TestCAKeysOnPKCS11(t *testing.T) {
 	if !pkcs11.Available {
 		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
@@ -88,6 +89,18 @@ func TestCAKeysOnPKCS11(t *testing.T) {
 		if f := strings.Fields(line); len(f) > 1 && (f[1] == "root" || f[1] == "intermediate") {
 			t.Fatalf("the embedded HSM holds a CA key:\n%s", keys)
 		}
+	}
+
+	// A second ceremony on the same token stops before writing anything:
+	// the labels are taken.
+	again := t.TempDir()
+	cmd0 := exec.Command(caBinary, "init", "--data", again, "--ca-keys", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label)
+	cmd0.Env = append(os.Environ(), pinEnv)
+	if msg, err := cmd0.CombinedOutput(); err == nil || !strings.Contains(string(msg), `already holds a key labelled "root"`) {
+		t.Fatalf("second init on the same token: %v\n%s", err, msg)
+	}
+	if entries, _ := os.ReadDir(again); len(entries) != 0 {
+		t.Fatalf("the refused init left %d files behind", len(entries))
 	}
 
 	// A restart finds the keys again by label.

@@ -99,6 +99,16 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if c.CommonName == "" {
 		c.CommonName = "Strongroom"
 	}
+	// A token that cannot be used, or already holds keys with our labels,
+	// stops the ceremony before anything is written.
+	var tok *pkcs11.Token
+	if cfg.CA.KeyStore == "pkcs11" {
+		var err error
+		if tok, err = openFreshToken(ctx, c, cfg); err != nil {
+			return nil, err
+		}
+		defer tok.Close()
+	}
 	db, err := openDB(ctx, cfg, c.Dir)
 	if err != nil {
 		return nil, err
@@ -161,12 +171,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		}
 		return sess.Signer(ctx, key.ID)
 	}
-	if cfg.CA.KeyStore == "pkcs11" {
-		tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: c.PKCS11.Module, Token: c.PKCS11.Token, PIN: c.PKCS11PIN})
-		if err != nil {
-			return nil, err
-		}
-		defer tok.Close()
+	if tok != nil {
 		newKey = func(label string) (crypto.Signer, error) { return tok.Generate(label, pkcs11.KeyType(c.KeyType)) }
 	}
 	rootSigner, err := newKey(cfg.CA.Root.KeyLabel)
@@ -277,4 +282,27 @@ func readCert(path string) (*x509.Certificate, error) {
 		return nil, errors.New(path + ": no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// openFreshToken logs in to the ceremony's PKCS#11 token and checks that no
+// key there carries a label the CA's keys will take.
+func openFreshToken(ctx context.Context, c ceremony, cfg *config.Config) (*pkcs11.Token, error) {
+	tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: c.PKCS11.Module, Token: c.PKCS11.Token, PIN: c.PKCS11PIN})
+	if err != nil {
+		return nil, err
+	}
+	labels := []string{cfg.CA.Root.KeyLabel}
+	for _, in := range cfg.CA.Intermediates {
+		labels = append(labels, in.KeyLabel)
+	}
+	for _, l := range labels {
+		if has, err := tok.Has(l); err != nil || has {
+			tok.Close()
+			if err == nil {
+				err = fmt.Errorf("token %q already holds a key labelled %q; use another token or remove it: %w", c.PKCS11.Token, l, pkcs11.ErrExists)
+			}
+			return nil, err
+		}
+	}
+	return tok, nil
 }

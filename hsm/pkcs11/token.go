@@ -114,6 +114,15 @@ func (t *Token) Signer(label string) (crypto.Signer, error) {
 	return s, nil
 }
 
+// Has reports whether a key pair labelled label is on the token.
+func (t *Token) Has(label string) (bool, error) {
+	_, err := t.find(label)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (t *Token) find(label string) (crypto.Signer, error) {
 	if label == "" {
 		return nil, fmt.Errorf("pkcs11: empty key label: %w", ErrInvalid)

@@ -19,3 +19,4 @@ func Open(context.Context, Options) (*Token, error) { return nil, ErrUnavailable
 func (*Token) Close() error                                    { return nil }
 func (*Token) Generate(string, KeyType) (crypto.Signer, error) { return nil, ErrUnavailable }
 func (*Token) Signer(string) (crypto.Signer, error)            { return nil, ErrUnavailable }
+func (*Token) Has(string) (bool, error)                        { return false, ErrUnavailable }
