@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,6 +35,12 @@ type Store interface {
 	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
+
+	// Idempotency-Key (idempotency.go).
+	ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore time.Time) (*storage.IdempotencyRecord, error)
+	FinishIdempotencyKey(ctx context.Context, principal, key string, serial core.Serial) error
+	ReleaseIdempotencyKey(ctx context.Context, principal, key string) error
+	PruneIdempotencyKeys(ctx context.Context, before time.Time) (int64, error)
 }
 
 // IssuerSource lists the issuers (*ca.CA).
@@ -70,6 +77,9 @@ type API struct {
 	log     *slog.Logger
 	touched sync.Map // key id → time.Time of the last recorded use
 	openapi []byte
+	// idemPrune is when (unix seconds) expired idempotency keys are next
+	// pruned.
+	idemPrune atomic.Int64
 }
 
 // New checks the options and returns the API.

@@ -185,23 +185,44 @@ func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 }
 
 func (a *API) issue(c *gin.Context) {
+	key, keyed, err := idempotencyKey(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
 	req, err := a.readIssueRequest(c)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
+	var claim *idem
+	if keyed {
+		var issue bool
+		if claim, issue = a.claimIdempotent(c, req, key); !issue {
+			return
+		}
+	}
 	iss, err := a.auth.Issue(c.Request.Context(), req)
+	if claim != nil {
+		claim.finish(c, iss, err)
+	}
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
+	a.writeIssued(c, req, iss, core.StatusValid)
+}
+
+// writeIssued answers an issuance (or its replay): 201 with the PEM chain
+// or the JSON description.
+func (a *API) writeIssued(c *gin.Context, req ra.Request, iss *ca.Issued, status core.CertStatus) {
 	if wantsPEMChain(c) {
 		c.Data(http.StatusCreated, "application/pem-certificate-chain", []byte(pemOf(iss.Chain...)))
 		return
 	}
 	cert := iss.Certificate
 	c.Header("Location", c.Request.URL.Path+"/"+string(iss.Serial))
-	c.JSON(http.StatusCreated, CertificateResponse{Serial: string(iss.Serial), Status: string(core.StatusValid),
+	c.JSON(http.StatusCreated, CertificateResponse{Serial: string(iss.Serial), Status: string(status),
 		Issuer: iss.IssuerID, Profile: iss.Profile, Requester: req.Principal, Subject: cert.Subject.CommonName,
 		Names: namesOf(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		Certificate: pemOf(cert), Chain: pemOf(iss.Chain...)})

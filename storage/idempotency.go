@@ -1,0 +1,93 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// IdempotencyRecord is what one principal's Idempotency-Key names: the
+// fingerprint of the request first sent with it and, once issued, the
+// certificate's serial ("" while that request runs).
+type IdempotencyRecord struct {
+	RequestHash []byte
+	Serial      core.Serial
+	CreatedAt   time.Time
+}
+
+// ClaimIdempotencyKey records that principal's request with fingerprint
+// hash runs now under key. It returns nil when the claim is the caller's: a
+// new key, or one whose row no longer counts and is taken over — a claim
+// that never finished (no serial) from before abandonedBefore, or any row
+// from before expiredBefore. Otherwise it returns the record that stands,
+// and the caller must not issue.
+func (d *DB) ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore time.Time) (*IdempotencyRecord, error) {
+	// A row pruned between the claim and the read is claimed again: twice
+	// at most, a third miss is an error, not a loop.
+	for range 3 {
+		res, err := d.Exec(ctx, `INSERT INTO api_idempotency (principal, idem_key, request_hash, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT (principal, idem_key) DO NOTHING`, principal, key, hash, Micros(at))
+		if err != nil {
+			return nil, fmt.Errorf("claiming idempotency key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil, nil
+		}
+		res, err = d.Exec(ctx, `UPDATE api_idempotency SET request_hash = ?, serial = '', created_at = ?
+			WHERE principal = ? AND idem_key = ? AND ((serial = '' AND created_at < ?) OR created_at < ?)`,
+			hash, Micros(at), principal, key, Micros(abandonedBefore), Micros(expiredBefore))
+		if err != nil {
+			return nil, fmt.Errorf("claiming idempotency key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil, nil
+		}
+		var r IdempotencyRecord
+		var serial string
+		var created int64
+		err = d.QueryRow(ctx, `SELECT request_hash, serial, created_at FROM api_idempotency WHERE principal = ? AND idem_key = ?`,
+			principal, key).Scan(&r.RequestHash, &serial, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading idempotency key: %w", err)
+		}
+		r.Serial, r.CreatedAt = core.Serial(serial), FromMicros(created)
+		return &r, nil
+	}
+	return nil, errors.New("claiming idempotency key: the row keeps disappearing")
+}
+
+// FinishIdempotencyKey records the certificate issued under a claim.
+func (d *DB) FinishIdempotencyKey(ctx context.Context, principal, key string, serial core.Serial) error {
+	if _, err := d.Exec(ctx, `UPDATE api_idempotency SET serial = ? WHERE principal = ? AND idem_key = ? AND serial = ''`,
+		string(serial), principal, key); err != nil {
+		return fmt.Errorf("recording idempotency key: %w", err)
+	}
+	return nil
+}
+
+// ReleaseIdempotencyKey drops an unfinished claim (its request failed), so
+// the key may be used again.
+func (d *DB) ReleaseIdempotencyKey(ctx context.Context, principal, key string) error {
+	if _, err := d.Exec(ctx, `DELETE FROM api_idempotency WHERE principal = ? AND idem_key = ? AND serial = ''`,
+		principal, key); err != nil {
+		return fmt.Errorf("releasing idempotency key: %w", err)
+	}
+	return nil
+}
+
+// PruneIdempotencyKeys deletes the rows created before before.
+func (d *DB) PruneIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
+	res, err := d.Exec(ctx, `DELETE FROM api_idempotency WHERE created_at < ?`, Micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("pruning idempotency keys: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

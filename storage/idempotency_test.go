@@ -1,0 +1,76 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// TestIdempotencyKeys: claim, stand, finish, release, take over when
+// abandoned or expired, prune — on SQLite and PostgreSQL.
+func TestIdempotencyKeys(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		abandoned, expired := now.Add(-5*time.Minute), now.Add(-24*time.Hour)
+		claim := func(p, k string, h []byte, at time.Time) *storage.IdempotencyRecord {
+			t.Helper()
+			r, err := db.ClaimIdempotencyKey(ctx, p, k, h, at, abandoned, expired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		if r := claim("p1", "k", []byte("h1"), now); r != nil {
+			t.Fatalf("new key: %+v", r)
+		}
+		if r := claim("p1", "k", []byte("h1"), now); r == nil || r.Serial != "" || !bytes.Equal(r.RequestHash, []byte("h1")) {
+			t.Fatalf("key in progress: %+v", r)
+		}
+		if r := claim("p2", "k", []byte("h2"), now); r != nil {
+			t.Fatalf("another principal's key: %+v", r)
+		}
+		if err := db.FinishIdempotencyKey(ctx, "p1", "k", core.Serial("0a")); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ReleaseIdempotencyKey(ctx, "p1", "k"); err != nil { // finished: stays
+			t.Fatal(err)
+		}
+		if r := claim("p1", "k", []byte("h1"), now); r == nil || r.Serial != "0a" {
+			t.Fatalf("finished key: %+v", r)
+		}
+		if err := db.ReleaseIdempotencyKey(ctx, "p2", "k"); err != nil {
+			t.Fatal(err)
+		}
+		if r := claim("p2", "k", []byte("h3"), now); r != nil {
+			t.Fatalf("released key: %+v", r)
+		}
+		// An unfinished claim older than the abandon time is taken over; a
+		// finished one stands until it expires.
+		if r := claim("p3", "old", []byte("h"), now.Add(-time.Hour)); r != nil {
+			t.Fatal("new")
+		}
+		if r := claim("p3", "old", []byte("new"), now); r != nil {
+			t.Fatalf("abandoned claim not taken over: %+v", r)
+		}
+		if r := claim("p3", "done", []byte("h"), now.Add(-time.Hour)); r != nil {
+			t.Fatal("new")
+		}
+		db.FinishIdempotencyKey(ctx, "p3", "done", core.Serial("0b"))
+		if r := claim("p3", "done", []byte("h"), now); r == nil || r.Serial != "0b" {
+			t.Fatalf("finished claim within a day: %+v", r)
+		}
+		if r, err := db.ClaimIdempotencyKey(ctx, "p3", "done", []byte("h"), now.Add(25*time.Hour), abandoned, now.Add(time.Hour)); err != nil || r != nil {
+			t.Fatalf("expired key not taken over: %+v %v", r, err)
+		}
+		n, err := db.PruneIdempotencyKeys(ctx, now.Add(time.Minute))
+		if err != nil || n != 3 { // p1/k, p2/k, p3/old (p3/done was re-claimed later)
+			t.Fatalf("pruned %d, %v; want 3", n, err)
+		}
+	})
+}
