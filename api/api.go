@@ -54,6 +54,10 @@ type Options struct {
 	Authority Authority    // required
 	Store     Store        // required
 	Issuers   IssuerSource // required
+	// Keys is the HSM session of the applications' crypto user that the
+	// key service (/keys, /hash, /random) runs in. Nil: those routes
+	// answer 503.
+	Keys KeyService
 	// ClientCertScopes grants scopes to TLS client certificates (already
 	// verified by the server against our CAs), by principal pattern:
 	// "mtls:deploy.corp.internal" or a prefix ending in "*" ("mtls:*").
@@ -80,6 +84,8 @@ type API struct {
 	// idemPrune is when (unix seconds) expired idempotency keys are next
 	// pruned.
 	idemPrune atomic.Int64
+	// keys is the key service's HSM session; nil: not set up here.
+	keys KeyService
 }
 
 // New checks the options and returns the API.
@@ -97,7 +103,7 @@ func New(o Options) (*API, error) {
 			}
 		}
 	}
-	a := &API{auth: o.Authority, store: o.Store, issuers: o.Issuers, mtls: o.ClientCertScopes,
+	a := &API{auth: o.Authority, store: o.Store, issuers: o.Issuers, mtls: o.ClientCertScopes, keys: o.Keys,
 		maxBody: o.MaxBodyBytes, now: o.Now, log: o.Logger, openapi: openAPIDocument}
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
@@ -121,6 +127,24 @@ func (a *API) Register(r gin.IRouter) {
 	g.GET("/certificates/:serial", a.require(ScopeRead), a.get)
 	g.POST("/certificates/:serial/revoke", a.require(ScopeRevoke), a.revoke)
 	g.GET("/issuers", a.require(ScopeRead), a.listIssuers)
+
+	k := g.Group("", a.require(ScopeKeys))
+	k.GET("/keys", a.listKeys)
+	k.POST("/keys", a.createKey)
+	k.GET("/keys/:id", a.getKey)
+	k.DELETE("/keys/:id", a.destroyKey)
+	k.POST("/keys/:id/rotate", a.rotateKey)
+	k.POST("/keys/:id/encrypt", a.encrypt)
+	k.POST("/keys/:id/decrypt", a.decrypt)
+	k.POST("/keys/:id/sign", a.sign)
+	k.POST("/keys/:id/verify", a.verify)
+	k.POST("/keys/:id/mac", a.mac)
+	k.POST("/keys/:id/verify-mac", a.verifyMAC)
+	k.POST("/keys/:id/data-key", a.dataKey)
+	k.POST("/keys/:id/decrypt-data-key", a.decryptDataKey)
+	k.POST("/keys/:id/jwt", a.signJWT)
+	k.POST("/hash", a.hash)
+	k.POST("/random", a.random)
 }
 
 // principal is who is calling and what they may do.

@@ -92,13 +92,8 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 			ir.ExtraSANs = strings.Split(s, ",")
 		}
 	case "application/json", "":
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&ir); err != nil {
+		if err := decodeStrict(body, &ir); err != nil {
 			return ra.Request{}, core.Wrap(core.KindMalformed, err, "the body is not a valid issue request (JSON: csr, profile, lifetime, extra_sans, issuer)")
-		}
-		if dec.More() {
-			return ra.Request{}, core.Errorf(core.KindMalformed, "trailing data after the JSON request")
 		}
 		csrBytes = []byte(ir.CSR)
 	default:
@@ -367,9 +362,7 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	var rr RevokeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rr); err != nil {
+		if err := decodeStrict(body, &rr); err != nil {
 			a.fail(c, core.Wrap(core.KindMalformed, err, "the body is not a valid revoke request (JSON: reason, invalidity_date)"))
 			return
 		}
@@ -404,4 +397,18 @@ func (a *API) revoke(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, recordResponse(r, false))
+}
+
+// decodeStrict decodes one JSON value with no unknown fields and nothing
+// after it.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+err.Error())
+	}
+	if dec.More() {
+		return core.Errorf(core.KindMalformed, "trailing data after the JSON request")
+	}
+	return nil
 }

@@ -21,9 +21,10 @@ const (
 	ScopeRevoke = "revoke" // POST /certificates/{serial}/revoke
 	ScopeRead   = "read"   // GET /certificates…, /issuers
 	ScopeAdmin  = "admin"  // everything
+	ScopeKeys   = "keys"   // the key service: /keys…, /hash, /random
 )
 
-var allScopes = []string{ScopeIssue, ScopeRevoke, ScopeRead, ScopeAdmin}
+var allScopes = []string{ScopeIssue, ScopeRevoke, ScopeRead, ScopeAdmin, ScopeKeys}
 
 // keyPrefix marks Strongroom API keys so secret scanners can find leaked
 // ones.

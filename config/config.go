@@ -91,6 +91,13 @@ type HSM struct {
 	// relative to the data directory. Default "ca.pin" (written 0600 by
 	// the development initialisation).
 	PINFile string `yaml:"pin_file"`
+	// AppsUser is the HSM crypto user the key service (/api/v1/keys) runs
+	// as: applications' keys live apart from the CA's. Default "apps".
+	AppsUser string `yaml:"apps_user"`
+	// AppsPINFile holds its PIN when STRONGROOM_APPS_PIN is not set,
+	// relative to the data directory. Default "apps.pin" (written 0600 by
+	// the development initialisation).
+	AppsPINFile string `yaml:"apps_pin_file"`
 	// UsageSummaryInterval is how often per-key use counts are written to
 	// the audit log. Default 1m.
 	UsageSummaryInterval Duration `yaml:"usage_summary_interval"`

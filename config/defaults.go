@@ -32,6 +32,8 @@ func (c *Config) ApplyDefaults() {
 	}
 	def(&c.HSM.User, "ca")
 	def(&c.HSM.PINFile, "ca.pin")
+	def(&c.HSM.AppsUser, "apps")
+	def(&c.HSM.AppsPINFile, "apps.pin")
 	defD(&c.HSM.UsageSummaryInterval, time.Minute)
 	def(&c.HSM.Backup.Dir, "backups")
 	if c.HSM.Backup.Keep == 0 {

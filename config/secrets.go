@@ -16,6 +16,7 @@ const (
 	EnvPassphrase    = "STRONGROOM_HSM_PASSPHRASE"
 	EnvOfficerPIN    = "STRONGROOM_OFFICER_PIN"
 	EnvPKCS11PIN     = "STRONGROOM_PKCS11_PIN"
+	EnvAppsPIN       = "STRONGROOM_APPS_PIN"
 )
 
 // Path resolves a path from the configuration against the data directory.
@@ -41,13 +42,26 @@ func (c *Config) DatabaseDSN(dir string) string {
 // HSMPIN returns the CA user's PIN from STRONGROOM_HSM_PIN, or from the PIN
 // file in the data directory.
 func (c *Config) HSMPIN(dir string) (string, error) {
-	if v := os.Getenv(EnvHSMPIN); v != "" {
+	return pinFrom(EnvHSMPIN, Path(dir, c.HSM.PINFile), "HSM PIN")
+}
+
+// AppsPIN returns the key service user's PIN from STRONGROOM_APPS_PIN, or
+// from its PIN file in the data directory.
+func (c *Config) AppsPIN(dir string) (string, error) {
+	return pinFrom(EnvAppsPIN, Path(dir, c.HSM.AppsPINFile), "PIN for the HSM user "+c.HSM.AppsUser)
+}
+
+// pinFrom reads a PIN from the environment variable env, else from path.
+func pinFrom(env, path, what string) (string, error) {
+	if v := os.Getenv(env); v != "" {
 		return v, nil
 	}
-	path := Path(dir, c.HSM.PINFile)
+	if path == "" {
+		return "", fmt.Errorf("no %s: set %s", what, env)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("no HSM PIN: set %s or provide %s: %w", EnvHSMPIN, path, err)
+		return "", fmt.Errorf("no %s: set %s or provide %s: %w", what, env, path, err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -55,16 +69,5 @@ func (c *Config) HSMPIN(dir string) (string, error) {
 // PKCS11PIN returns the PKCS#11 token's user PIN from STRONGROOM_PKCS11_PIN,
 // or from hsm.pkcs11.pin_file.
 func (c *Config) PKCS11PIN(dir string) (string, error) {
-	if v := os.Getenv(EnvPKCS11PIN); v != "" {
-		return v, nil
-	}
-	if c.HSM.PKCS11.PINFile == "" {
-		return "", fmt.Errorf("no PKCS#11 PIN: set %s", EnvPKCS11PIN)
-	}
-	path := Path(dir, c.HSM.PKCS11.PINFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("no PKCS#11 PIN: set %s or provide %s: %w", EnvPKCS11PIN, path, err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return pinFrom(EnvPKCS11PIN, Path(dir, c.HSM.PKCS11.PINFile), "PKCS#11 PIN")
 }

@@ -28,7 +28,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 			})
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
-	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin")
+	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service)")
 	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			keys, err := api.ListKeys(ctx, n.db)

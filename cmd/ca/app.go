@@ -22,8 +22,11 @@ import (
 // app is a running CA: the node plus every front end, mounted on the
 // server.
 type app struct {
-	n      *node
-	sess   *hsm.Session
+	n    *node
+	sess *hsm.Session
+	// apps is the key service's session (its own HSM user); nil when
+	// that user cannot log in here.
+	apps   *hsm.Session
 	root   *ca.Issuer
 	inters []*ca.Issuer
 	srv    *server.Server
@@ -51,6 +54,11 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	}
 	a := &app{n: n, sess: sess, reg: prometheus.NewRegistry()}
 	a.closers = append(a.closers, sess.Close)
+	if a.apps, err = n.appsSession(ctx); err != nil {
+		n.log.Warn("the key service (/api/v1/keys) is off: its HSM user cannot log in", "user", n.cfg.HSM.AppsUser, "err", err)
+	} else {
+		a.closers = append(a.closers, a.apps.Close)
+	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {

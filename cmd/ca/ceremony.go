@@ -154,8 +154,17 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if err := officer.CreateUser(ctx, cfg.HSM.User, hsm.RoleUser, caPIN); err != nil {
 		return nil, fmt.Errorf("creating the CA's crypto user: %w", err)
 	}
+	// The key service's own user: applications' keys never share a user
+	// with the CA's.
+	appsPIN := randomSecret()
+	if err := officer.CreateUser(ctx, cfg.HSM.AppsUser, hsm.RoleUser, appsPIN); err != nil {
+		return nil, fmt.Errorf("creating the key service's crypto user: %w", err)
+	}
 	officer.Close()
 	if err := writeSecret(config.Path(c.Dir, cfg.HSM.PINFile), caPIN); err != nil {
+		return nil, err
+	}
+	if err := writeSecret(config.Path(c.Dir, cfg.HSM.AppsPINFile), appsPIN); err != nil {
 		return nil, err
 	}
 	sess, err := mod.Login(ctx, cfg.HSM.User, caPIN)

@@ -105,8 +105,12 @@ func (a *app) mountAPI() error {
 	if err := a.n.cfg.API.Decode("api", &ac); err != nil {
 		return err
 	}
-	rest, err := api.New(api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
-		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log})
+	opts := api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
+		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log}
+	if a.apps != nil {
+		opts.Keys = a.apps
+	}
+	rest, err := api.New(opts)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}

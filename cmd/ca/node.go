@@ -96,6 +96,15 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 	return s, nil
 }
 
+// appsSession logs in as the key service's crypto user.
+func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
+	pin, err := n.cfg.AppsPIN(n.dir)
+	if err != nil {
+		return nil, err
+	}
+	return n.hsm.Login(ctx, n.cfg.HSM.AppsUser, pin)
+}
+
 // issuers loads the root and intermediates: certificates from their files,
 // signers by label from the embedded HSM or, with ca.key_store pkcs11, from
 // the PKCS#11 token. wrap, if not nil, wraps each signer (for metrics).

@@ -1,0 +1,304 @@
+package api
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// The key service: the HSM offered to applications as a KMS (create,
+// rotate and destroy keys; encrypt, decrypt, sign, verify, MAC; envelope
+// encryption with data keys; JWT signing; hashing and random bytes), under
+// /api/v1/keys with the "keys" scope. It runs in an HSM session of its own
+// crypto user ("apps"), never the CA's: applications cannot see or use the
+// CA's keys, and the CA's cannot be reached through it. Private and secret
+// key material never leaves the HSM; binary values are standard base64.
+
+// KeyService is the HSM session the key service runs in (*hsm.Session of
+// the applications' crypto user).
+type KeyService interface {
+	GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error)
+	RotateKey(ctx context.Context, keyID string) (hsm.KeyInfo, error)
+	DestroyKey(ctx context.Context, keyID string) error
+	GetKey(ctx context.Context, keyID string) (hsm.KeyInfo, error)
+	ListKeys(ctx context.Context) ([]hsm.KeyInfo, error)
+	Sign(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
+	Encrypt(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error)
+	HMAC(ctx context.Context, keyID string, data []byte) ([]byte, error)
+	VerifyHMAC(ctx context.Context, keyID string, data, mac []byte) error
+	Random(ctx context.Context, n int) ([]byte, error)
+	GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error)
+	DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
+}
+
+// KeyResponse describes one key (never its material).
+type KeyResponse struct {
+	ID          string    `json:"id"`
+	Label       string    `json:"label"`
+	Type        string    `json:"type"`
+	Usage       []string  `json:"usage"`
+	Extractable bool      `json:"extractable"`
+	Version     int       `json:"version"`
+	Created     time.Time `json:"created"`
+	Uses        uint64    `json:"uses"`
+	PublicKey   string    `json:"public_key,omitempty"` // PEM (SubjectPublicKeyInfo) of the current version
+}
+
+// CreateKeyRequest is the body of POST /keys.
+type CreateKeyRequest struct {
+	Label string `json:"label"`
+	// Type: p256, p384, p521, ed25519, rsa2048, rsa3072, rsa4096, aes128,
+	// aes256, hmac-sha256.
+	Type string `json:"type"`
+	// Usage: sign, verify, encrypt, decrypt, wrap, unwrap, derive; zero:
+	// sign+verify for key pairs and HMAC, encrypt+decrypt+wrap+unwrap for AES.
+	Usage []string `json:"usage,omitempty"`
+	// Extractable lets the key be exported wrapped; it can only be turned
+	// off later. Default false.
+	Extractable bool `json:"extractable,omitempty"`
+}
+
+func (a *API) keyService(c *gin.Context) (KeyService, bool) {
+	if a.keys == nil {
+		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node (no HSM user for applications; see `ca init --help`)"))
+		return nil, false
+	}
+	return a.keys, true
+}
+
+// bindJSON decodes a JSON body strictly.
+func bindJSON(c *gin.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v)
+}
+
+// b64 decodes a standard base64 field; name is for the error.
+func b64(name, s string, required bool) ([]byte, error) {
+	if s == "" {
+		if required {
+			return nil, core.Errorf(core.KindMalformed, "%s is required (standard base64)", name)
+		}
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, core.Errorf(core.KindMalformed, "%s is not standard base64", name)
+	}
+	return b, nil
+}
+
+func enc(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func keyResponse(k hsm.KeyInfo) KeyResponse {
+	out := KeyResponse{ID: k.ID, Label: k.Label, Type: string(k.Type), Usage: strings.Split(k.Usage.String(), ","),
+		Extractable: k.Extractable, Version: k.Version, Created: k.Created, Uses: k.Uses}
+	if k.Usage == 0 {
+		out.Usage = []string{}
+	}
+	if k.PublicKey != nil {
+		if der, err := x509.MarshalPKIXPublicKey(k.PublicKey); err == nil {
+			out.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+		}
+	}
+	return out
+}
+
+func (a *API) createKey(c *gin.Context) {
+	ks, ok := a.keyService(c)
+	if !ok {
+		return
+	}
+	var in CreateKeyRequest
+	if err := bindJSON(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Label == "" || in.Type == "" {
+		a.fail(c, core.Errorf(core.KindMalformed, "label and type are required"))
+		return
+	}
+	usage, err := hsm.ParseUsage(strings.Join(in.Usage, ","))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	k, err := ks.GenerateKey(c.Request.Context(), hsm.KeySpec{Type: hsm.KeyType(in.Type), Label: in.Label, Usage: usage, Extractable: in.Extractable})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Header("Location", c.Request.URL.Path+"/"+k.ID)
+	c.JSON(http.StatusCreated, keyResponse(k))
+}
+
+func (a *API) listKeys(c *gin.Context) {
+	ks, ok := a.keyService(c)
+	if !ok {
+		return
+	}
+	keys, err := ks.ListKeys(c.Request.Context())
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := make([]KeyResponse, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyResponse(k))
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": out})
+}
+
+func (a *API) getKey(c *gin.Context) {
+	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
+		k, err := ks.GetKey(ctx, id)
+		return keyResponse(k), err
+	})
+}
+
+func (a *API) rotateKey(c *gin.Context) {
+	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
+		k, err := ks.RotateKey(ctx, id)
+		return keyResponse(k), err
+	})
+}
+
+func (a *API) destroyKey(c *gin.Context) {
+	ks, ok := a.keyService(c)
+	if !ok {
+		return
+	}
+	if err := ks.DestroyKey(c.Request.Context(), c.Param("id")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// keyOp runs op on the key named in the path and answers 200 with its
+// result.
+func (a *API) keyOp(c *gin.Context, op func(ctx context.Context, ks KeyService, id string) (any, error)) {
+	ks, ok := a.keyService(c)
+	if !ok {
+		return
+	}
+	out, err := op(c.Request.Context(), ks, c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// bodyOp decodes the JSON body into in, then runs keyOp.
+func bodyOp[T any](a *API, c *gin.Context, op func(ctx context.Context, ks KeyService, id string, in *T) (any, error)) {
+	var in T
+	if err := bindJSON(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) { return op(ctx, ks, id, &in) })
+}
+
+// EncryptRequest is the body of POST /keys/{id}/encrypt.
+type EncryptRequest struct {
+	Plaintext string `json:"plaintext"`     // base64
+	AAD       string `json:"aad,omitempty"` // base64 additional authenticated data (AES-GCM)
+}
+
+// DecryptRequest is the body of POST /keys/{id}/decrypt.
+type DecryptRequest struct {
+	Ciphertext string `json:"ciphertext"`    // base64, as encrypt returned it (it names the key version)
+	AAD        string `json:"aad,omitempty"` // base64, the same as at encryption
+}
+
+func (a *API) encrypt(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *EncryptRequest) (any, error) {
+		pt, err := b64("plaintext", in.Plaintext, false)
+		if err != nil {
+			return nil, err
+		}
+		aad, err := b64("aad", in.AAD, false)
+		if err != nil {
+			return nil, err
+		}
+		ct, err := ks.Encrypt(ctx, id, pt, aad)
+		return gin.H{"ciphertext": enc(ct)}, err
+	})
+}
+
+func (a *API) decrypt(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *DecryptRequest) (any, error) {
+		ct, err := b64("ciphertext", in.Ciphertext, true)
+		if err != nil {
+			return nil, err
+		}
+		aad, err := b64("aad", in.AAD, false)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := ks.Decrypt(ctx, id, ct, aad)
+		return gin.H{"plaintext": enc(pt)}, noOracle(err)
+	})
+}
+
+// noOracle turns every failure to open a ciphertext into one answer: which
+// check failed is not the caller's business.
+func noOracle(err error) error {
+	if err == nil || errors.Is(err, hsm.ErrNotFound) || errors.Is(err, hsm.ErrForbidden) || errors.Is(err, hsm.ErrSealed) {
+		return err
+	}
+	if k := core.KindOf(err); k == core.KindInternal || k == core.KindUnavailable {
+		return err
+	}
+	return core.Errorf(core.KindRejected, "the ciphertext does not open with this key (wrong key, version, AAD, or altered data)")
+}
+
+// DataKeyRequest is the body of POST /keys/{id}/data-key.
+type DataKeyRequest struct {
+	Bits int `json:"bits,omitempty"` // 128 or 256; zero: 256
+}
+
+// DataKeyResponse is a fresh data key: use plaintext, store ciphertext
+// beside the data, then forget plaintext (envelope encryption).
+type DataKeyResponse struct {
+	Plaintext  string `json:"plaintext"`  // base64
+	Ciphertext string `json:"ciphertext"` // base64, the key wrapped under the HSM key
+}
+
+func (a *API) dataKey(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *DataKeyRequest) (any, error) {
+		bits := in.Bits
+		if bits == 0 {
+			bits = 256
+		}
+		pt, wrapped, err := ks.GenerateDataKey(ctx, id, bits)
+		return DataKeyResponse{Plaintext: enc(pt), Ciphertext: enc(wrapped)}, err
+	})
+}
+
+func (a *API) decryptDataKey(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *DecryptRequest) (any, error) {
+		wrapped, err := b64("ciphertext", in.Ciphertext, true)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := ks.DecryptDataKey(ctx, id, wrapped)
+		return gin.H{"plaintext": enc(pt)}, noOracle(err)
+	})
+}

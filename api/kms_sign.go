@@ -1,0 +1,330 @@
+package api
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha3"
+	"crypto/sha512"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"hash"
+	"math/big"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// SignRequest is the body of POST /keys/{id}/sign and /verify.
+type SignRequest struct {
+	// Message is what to sign (base64); the service hashes it with the
+	// key's hash. Or send Digest, already hashed with that hash.
+	Message string `json:"message,omitempty"`
+	Digest  string `json:"digest,omitempty"`
+	// Padding for RSA keys: "pkcs1v15" (default) or "pss".
+	Padding string `json:"padding,omitempty"`
+	// Signature and KeyVersion are for verify (version zero: current).
+	Signature  string `json:"signature,omitempty"`
+	KeyVersion int    `json:"key_version,omitempty"`
+}
+
+// sigParams picks the hash and options for a key: SHA-256 for P-256 and
+// RSA, SHA-384 for P-384, SHA-512 for P-521, none for Ed25519 (it signs
+// the message itself).
+func sigParams(k hsm.KeyInfo, padding string) (crypto.Hash, crypto.SignerOpts, error) {
+	var h crypto.Hash
+	switch k.Type {
+	case hsm.P256, hsm.RSA2048, hsm.RSA3072, hsm.RSA4096:
+		h = crypto.SHA256
+	case hsm.P384:
+		h = crypto.SHA384
+	case hsm.P521:
+		h = crypto.SHA512
+	case hsm.Ed25519:
+		return 0, crypto.Hash(0), nil
+	default:
+		return 0, nil, core.Errorf(core.KindRejected, "%s keys do not sign; use /mac for HMAC keys", k.Type)
+	}
+	switch {
+	case padding == "pss" && k.PublicKey != nil:
+		if _, ok := k.PublicKey.(*rsa.PublicKey); ok {
+			return h, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}, nil
+		}
+		fallthrough
+	case padding != "" && padding != "pkcs1v15":
+		return 0, nil, core.Errorf(core.KindMalformed, "padding %q: use pkcs1v15 or pss, with RSA keys only", padding)
+	}
+	return h, h, nil
+}
+
+// toSign returns what the HSM signs: the digest of the message, the given
+// digest, or for Ed25519 the message.
+func toSign(in *SignRequest, h crypto.Hash) ([]byte, error) {
+	msg, err := b64("message", in.Message, false)
+	if err != nil {
+		return nil, err
+	}
+	dig, err := b64("digest", in.Digest, false)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case (msg == nil) == (dig == nil):
+		return nil, core.Errorf(core.KindMalformed, "send one of message and digest")
+	case h == 0 && dig != nil:
+		return nil, core.Errorf(core.KindMalformed, "Ed25519 signs the message itself: send message, not digest")
+	case h == 0:
+		return msg, nil
+	case dig != nil:
+		if len(dig) != h.Size() {
+			return nil, core.Errorf(core.KindMalformed, "digest is %d bytes; this key signs %s digests of %d", len(dig), h, h.Size())
+		}
+		return dig, nil
+	}
+	d := h.New()
+	d.Write(msg)
+	return d.Sum(nil), nil
+}
+
+func (a *API) sign(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
+		k, err := ks.GetKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		h, opts, err := sigParams(k, in.Padding)
+		if err != nil {
+			return nil, err
+		}
+		data, err := toSign(in, h)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := ks.Sign(ctx, id, data, opts)
+		return gin.H{"signature": enc(sig), "key_version": k.Version}, err
+	})
+}
+
+func (a *API) verify(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
+		k, err := ks.GetKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		h, opts, err := sigParams(k, in.Padding)
+		if err != nil {
+			return nil, err
+		}
+		data, err := toSign(in, h)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := b64("signature", in.Signature, true)
+		if err != nil {
+			return nil, err
+		}
+		err = ks.Verify(ctx, id, in.KeyVersion, data, sig, opts)
+		if errors.Is(err, hsm.ErrVerification) {
+			return gin.H{"valid": false}, nil
+		}
+		return gin.H{"valid": err == nil}, err
+	})
+}
+
+// MACRequest is the body of POST /keys/{id}/mac and /verify-mac.
+type MACRequest struct {
+	Data string `json:"data"`          // base64
+	MAC  string `json:"mac,omitempty"` // base64, for verify-mac
+}
+
+func (a *API) mac(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *MACRequest) (any, error) {
+		data, err := b64("data", in.Data, false)
+		if err != nil {
+			return nil, err
+		}
+		m, err := ks.HMAC(ctx, id, data)
+		return gin.H{"mac": enc(m)}, err
+	})
+}
+
+func (a *API) verifyMAC(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *MACRequest) (any, error) {
+		data, err := b64("data", in.Data, false)
+		if err != nil {
+			return nil, err
+		}
+		m, err := b64("mac", in.MAC, true)
+		if err != nil {
+			return nil, err
+		}
+		err = ks.VerifyHMAC(ctx, id, data, m)
+		if errors.Is(err, hsm.ErrVerification) {
+			return gin.H{"valid": false}, nil
+		}
+		return gin.H{"valid": err == nil}, err
+	})
+}
+
+// JWTRequest is the body of POST /keys/{id}/jwt: claims to sign into a
+// compact JWS (RFC 7519), with iat and, given ttl, exp added.
+type JWTRequest struct {
+	Claims map[string]any `json:"claims"`
+	TTL    string         `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+}
+
+// jwsAlg is the JOSE algorithm of a key (RFC 7518, RFC 8037).
+func jwsAlg(k hsm.KeyInfo) (string, error) {
+	switch k.Type {
+	case hsm.P256:
+		return "ES256", nil
+	case hsm.P384:
+		return "ES384", nil
+	case hsm.P521:
+		return "ES512", nil
+	case hsm.Ed25519:
+		return "EdDSA", nil
+	case hsm.RSA2048, hsm.RSA3072, hsm.RSA4096:
+		return "RS256", nil
+	case hsm.HMACSHA256:
+		return "HS256", nil
+	}
+	return "", core.Errorf(core.KindRejected, "%s keys do not sign tokens", k.Type)
+}
+
+func (a *API) signJWT(c *gin.Context) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *JWTRequest) (any, error) {
+		k, err := ks.GetKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		alg, err := jwsAlg(k)
+		if err != nil {
+			return nil, err
+		}
+		claims := map[string]any{}
+		for n, v := range in.Claims {
+			claims[n] = v
+		}
+		now := a.now()
+		claims["iat"] = now.Unix()
+		if in.TTL != "" {
+			ttl, err := time.ParseDuration(in.TTL)
+			if err != nil || ttl <= 0 {
+				return nil, core.Errorf(core.KindMalformed, "ttl %q is not a positive duration such as 15m", in.TTL)
+			}
+			claims["exp"] = now.Add(ttl).Unix()
+		}
+		hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
+		body, err := json.Marshal(claims)
+		if err != nil {
+			return nil, core.Errorf(core.KindMalformed, "claims cannot be encoded")
+		}
+		input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+		sig, err := jwsSign(ctx, ks, k, []byte(input))
+		if err != nil {
+			return nil, err
+		}
+		return gin.H{"token": input + "." + base64.RawURLEncoding.EncodeToString(sig), "key_version": k.Version}, nil
+	})
+}
+
+// jwsSign signs a JWS signing input; ECDSA signatures become the fixed
+// R||S form JWS uses instead of ASN.1.
+func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([]byte, error) {
+	if k.Type == hsm.HMACSHA256 {
+		return ks.HMAC(ctx, k.ID, input)
+	}
+	h, opts, err := sigParams(k, "")
+	if err != nil {
+		return nil, err
+	}
+	data := input
+	if h != 0 {
+		d := h.New()
+		d.Write(input)
+		data = d.Sum(nil)
+	}
+	sig, err := ks.Sign(ctx, k.ID, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := k.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return sig, nil
+	}
+	var rs struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &rs); err != nil {
+		return nil, err
+	}
+	n := (pub.Curve.Params().BitSize + 7) / 8
+	return append(rs.R.FillBytes(make([]byte, n)), rs.S.FillBytes(make([]byte, n))...), nil
+}
+
+// HashRequest is the body of POST /hash.
+type HashRequest struct {
+	Algorithm string `json:"algorithm"` // SHA-256, SHA-384, SHA-512, SHA3-256, SHA3-512
+	Data      string `json:"data"`      // base64
+}
+
+var hashes = map[string]func() hash.Hash{
+	"SHA-256": sha256.New, "SHA-384": sha512.New384, "SHA-512": sha512.New,
+	"SHA3-256": func() hash.Hash { return sha3.New256() }, "SHA3-512": func() hash.Hash { return sha3.New512() },
+}
+
+func (a *API) hash(c *gin.Context) {
+	var in HashRequest
+	if err := bindJSON(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	mk, ok := hashes[in.Algorithm]
+	if !ok {
+		a.fail(c, core.Errorf(core.KindMalformed, "algorithm %q: use SHA-256, SHA-384, SHA-512, SHA3-256 or SHA3-512", in.Algorithm))
+		return
+	}
+	data, err := b64("data", in.Data, false)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	h := mk()
+	h.Write(data)
+	c.JSON(http.StatusOK, gin.H{"digest": enc(h.Sum(nil))})
+}
+
+// RandomRequest is the body of POST /random.
+type RandomRequest struct {
+	Bytes int `json:"bytes"` // 1 to 1024
+}
+
+func (a *API) random(c *gin.Context) {
+	ks, ok := a.keyService(c)
+	if !ok {
+		return
+	}
+	var in RandomRequest
+	if err := bindJSON(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Bytes < 1 || in.Bytes > 1024 {
+		a.fail(c, core.Errorf(core.KindMalformed, "bytes must be 1 to 1024"))
+		return
+	}
+	b, err := ks.Random(c.Request.Context(), in.Bytes)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"random": enc(b)})
+}
