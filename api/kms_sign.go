@@ -95,17 +95,24 @@ func toSign(in *SignRequest, h crypto.Hash) ([]byte, error) {
 	return d.Sum(nil), nil
 }
 
+// signInput is what sign and verify both start from: the key, what the
+// HSM signs, and the options.
+func signInput(ctx context.Context, ks KeyService, id string, in *SignRequest) (hsm.KeyInfo, []byte, crypto.SignerOpts, error) {
+	k, err := ks.GetKey(ctx, id)
+	if err != nil {
+		return k, nil, nil, err
+	}
+	h, opts, err := sigParams(k, in.Padding)
+	if err != nil {
+		return k, nil, nil, err
+	}
+	data, err := toSign(in, h)
+	return k, data, opts, err
+}
+
 func (a *API) sign(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
-		k, err := ks.GetKey(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		h, opts, err := sigParams(k, in.Padding)
-		if err != nil {
-			return nil, err
-		}
-		data, err := toSign(in, h)
+		k, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
 		}
@@ -116,15 +123,7 @@ func (a *API) sign(c *gin.Context) {
 
 func (a *API) verify(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
-		k, err := ks.GetKey(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		h, opts, err := sigParams(k, in.Padding)
-		if err != nil {
-			return nil, err
-		}
-		data, err := toSign(in, h)
+		_, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
 		}
@@ -132,12 +131,17 @@ func (a *API) verify(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		err = ks.Verify(ctx, id, in.KeyVersion, data, sig, opts)
-		if errors.Is(err, hsm.ErrVerification) {
-			return gin.H{"valid": false}, nil
-		}
-		return gin.H{"valid": err == nil}, err
+		return validity(ks.Verify(ctx, id, in.KeyVersion, data, sig, opts))
 	})
+}
+
+// validity answers a check: valid false for a failed verification, an
+// error for anything else.
+func validity(err error) (any, error) {
+	if errors.Is(err, hsm.ErrVerification) {
+		return gin.H{"valid": false}, nil
+	}
+	return gin.H{"valid": err == nil}, err
 }
 
 // MACRequest is the body of POST /keys/{id}/mac and /verify-mac.
@@ -167,11 +171,7 @@ func (a *API) verifyMAC(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		err = ks.VerifyHMAC(ctx, id, data, m)
-		if errors.Is(err, hsm.ErrVerification) {
-			return gin.H{"valid": false}, nil
-		}
-		return gin.H{"valid": err == nil}, err
+		return validity(ks.VerifyHMAC(ctx, id, data, m))
 	})
 }
 

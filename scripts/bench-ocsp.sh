@@ -13,32 +13,8 @@ cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 ./scripts/install-test-deps.sh wrk openssl curl >/dev/null
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  [ "${KEEP:-0}" = 1 ] && echo "data kept in $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-CA=${CA_BIN:-}
-if [ -z "$CA" ]; then
-  CA=$work/ca
-  go build -tags nomsgpack -o "$CA" ./cmd/ca
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P1=$(free_port); P2=$(free_port)
-D=$work/data
-"$CA" init --data "$D" --listen-https "127.0.0.1:$P1" --listen-http "127.0.0.1:$P2" >/dev/null
-# Request logs go to a file, as a production journal would take them.
-"$CA" serve --data "$D" >"$work/serve.out" 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$P2/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$P2/healthz" >/dev/null || { echo "ca serve did not start"; cat "$work/serve.log"; exit 1; }
+# shellcheck source=ca-serve.sh
+. ./scripts/ca-serve.sh
 
 # A certificate through the REST API, then its OCSP request as openssl makes it.
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench.localhost \
