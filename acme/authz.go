@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -60,6 +61,45 @@ func newAuthz(id Identifier, expires time.Time) (*storage.ACMEAuthz, error) {
 		a.Challenges = append(a.Challenges, c)
 	}
 	return a, nil
+}
+
+// reusedAuthz returns, for a new order, a valid copy of the account's
+// authorization for id whose challenge was validated within AuthzReuse
+// and which is still valid; nil when there is none (or reuse is off). The
+// copy keeps the original's expiry and its one valid challenge, so the
+// client sees the identifier already authorized (certbot and lego then
+// skip it).
+func (s *Server) reusedAuthz(ctx context.Context, accountID string, id Identifier, now time.Time) (*storage.ACMEAuthz, error) {
+	if s.o.AuthzReuse < 0 {
+		return nil, nil
+	}
+	key, wildcard := storage.ACMEIdentifier(id), false
+	if base, ok := cutWildcard(id); ok {
+		key.Value, wildcard = base, true
+	}
+	prev, err := s.o.Store.ReusableACMEAuthz(ctx, s.o.Name, accountID, key, wildcard, now)
+	if core.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range prev.Challenges {
+		if c.Status != "valid" || c.Validated.Before(now.Add(-s.o.AuthzReuse)) {
+			continue
+		}
+		a := &storage.ACMEAuthz{Identifier: key, Wildcard: wildcard, Status: "valid", Expires: prev.Expires}
+		c.Error = nil
+		if a.ID, err = randomID(); err != nil {
+			return nil, err
+		}
+		if c.ID, err = randomID(); err != nil {
+			return nil, err
+		}
+		a.Challenges = []storage.ACMEChallenge{c}
+		return a, nil
+	}
+	return nil, nil
 }
 
 func cutWildcard(id Identifier) (string, bool) {

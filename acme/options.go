@@ -44,6 +44,7 @@ type Store interface {
 	SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error)
 	SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string, validated time.Time, problem []byte) (bool, error)
 	ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]storage.ACMEIdentifier, error)
+	ReusableACMEAuthz(ctx context.Context, endpoint, accountID string, id storage.ACMEIdentifier, wildcard bool, validAfter time.Time) (*storage.ACMEAuthz, error)
 
 	// Taking over work a stopped node left processing (see recover.go).
 	StartACMEChallenge(ctx context.Context, id string, at time.Time) (bool, error)
@@ -162,7 +163,12 @@ type Options struct {
 	DefaultProfile string             // the CA profile used when an order names none
 	Meta           Meta
 
-	OrderLifetime     time.Duration // lifetime of an order and of its authorizations, also once valid; 0: 7 days
+	OrderLifetime time.Duration // lifetime of an order and of its authorizations, also once valid; 0: 7 days
+	// AuthzReuse is how recent an account's proof of control over an
+	// identifier may be for a new order to reuse it (RFC 8555 §7.4 lets a
+	// server do so): the order then starts with that authorization valid
+	// and needs no challenge. 0: 24 hours; negative: never reuse.
+	AuthzReuse        time.Duration
 	ValidationTimeout time.Duration // per challenge attempt; 0: 30 s
 	// ValidationWait is how long a challenge POST waits for its validation
 	// to finish and answers with the result; a validation still running
@@ -228,6 +234,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.ValidationWait == 0 {
 		o.ValidationWait = 3 * time.Second
+	}
+	if o.AuthzReuse == 0 {
+		o.AuthzReuse = 24 * time.Hour
 	}
 	if o.RecoverEvery == 0 {
 		o.RecoverEvery = 30 * time.Second

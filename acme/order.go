@@ -132,7 +132,10 @@ func (s *Server) newOrder(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	for _, id := range ids {
 		o.Identifiers = append(o.Identifiers, storage.ACMEIdentifier(id))
-		a, err := newAuthz(id, o.Expires)
+		a, err := s.reusedAuthz(ctx, acct.ID, id, now)
+		if err == nil && a == nil {
+			a, err = newAuthz(id, o.Expires)
+		}
 		if err != nil {
 			return err
 		}

@@ -87,8 +87,8 @@ func (d *DB) CreateACMEOrder(ctx context.Context, o *ACMEOrder) error {
 				return fmt.Errorf("inserting ACME authorization: %w", err)
 			}
 			for j, c := range a.Challenges {
-				if _, err := tx.Exec(ctx, `INSERT INTO acme_challenges (id, authz_id, type, token, status, position)
-					VALUES (?, ?, ?, ?, ?, ?)`, c.ID, a.ID, c.Type, c.Token, c.Status, j); err != nil {
+				if _, err := tx.Exec(ctx, `INSERT INTO acme_challenges (id, authz_id, type, token, status, validated, position)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, a.ID, c.Type, c.Token, c.Status, Micros(c.Validated), j); err != nil {
 					return fmt.Errorf("inserting ACME challenge: %w", err)
 				}
 			}
@@ -253,6 +253,20 @@ const authzWithChallenges = `SELECT a.id, a.endpoint, a.account_id, a.order_id, 
 func (d *DB) ACMEAuthz(ctx context.Context, endpoint, id string) (*ACMEAuthz, error) {
 	return d.scanAuthzChallenges(ctx, authzWithChallenges+`WHERE a.id = ? AND a.endpoint = ? ORDER BY c.position`,
 		id, endpoint)
+}
+
+// ReusableACMEAuthz returns the account's valid authorization for the
+// identifier (wildcard or not) that stays valid longest, if one is valid
+// after validAfter, with its challenges; core.ErrNotFound otherwise.
+func (d *DB) ReusableACMEAuthz(ctx context.Context, endpoint, accountID string, id ACMEIdentifier, wildcard bool, validAfter time.Time) (*ACMEAuthz, error) {
+	var authzID string
+	err := d.QueryRow(ctx, `SELECT id FROM acme_authorizations WHERE account_id = ? AND status = 'valid' AND expires > ?
+		AND endpoint = ? AND ident_type = ? AND ident_value = ? AND wildcard = ? ORDER BY expires DESC LIMIT 1`,
+		accountID, Micros(validAfter), endpoint, id.Type, id.Value, boolInt(wildcard)).Scan(&authzID)
+	if err != nil {
+		return nil, notFound(err, "finding a reusable ACME authorization")
+	}
+	return d.ACMEAuthz(ctx, endpoint, authzID)
 }
 
 // ACMEAuthzByChallenge returns the authorization, with its challenges, that

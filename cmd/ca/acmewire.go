@@ -62,6 +62,10 @@ type acmeEndpointConfig struct {
 	// OrderLifetime is how long orders and authorizations stay usable.
 	// Zero: 7 days.
 	OrderLifetime time.Duration `yaml:"order_lifetime"`
+	// AuthzReuse is how recent an account's proof of control over a name
+	// may be for a new order to reuse it without a new challenge. Zero: 24
+	// hours; negative: never.
+	AuthzReuse time.Duration `yaml:"authz_reuse"`
 }
 
 type acmeProfileConfig struct {
@@ -142,6 +146,7 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 			Meta: acme.Meta{TermsOfService: ep.TermsOfService, Website: ep.Website,
 				CAAIdentities: ep.CAAIdentities, ExternalAccountRequired: ep.EABRequired},
 			OrderLifetime: ep.OrderLifetime,
+			AuthzReuse:    ep.AuthzReuse,
 			Logger:        a.n.log,
 		})
 		if err != nil {
