@@ -115,6 +115,9 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 		Issuer: ir.Issuer, Principal: principalOf(c).name}, nil
 }
 
+// CSRDER is csrDER for other front ends (the console).
+func CSRDER(b []byte) ([]byte, error) { return csrDER(b) }
+
 // csrDER accepts PEM (CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST),
 // base64 of DER, or DER.
 func csrDER(b []byte) ([]byte, error) {

@@ -59,6 +59,16 @@ func (d *DB) APIKeyByHash(ctx context.Context, hash []byte) (*APIKey, error) {
 	return k, nil
 }
 
+// APIKeyByID finds a key (revoked or not) by id, or returns
+// core.ErrNotFound.
+func (d *DB) APIKeyByID(ctx context.Context, id string) (*APIKey, error) {
+	k, err := scanAPIKey(d.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ?`, id))
+	if err != nil {
+		return nil, notFound(err, "reading API key")
+	}
+	return k, nil
+}
+
 // APIKeys lists every key, oldest first.
 func (d *DB) APIKeys(ctx context.Context) ([]APIKey, error) {
 	rows, err := d.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, id`)

@@ -91,6 +91,9 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err := a.mountACME(policy, ic.DefaultProfile); err != nil {
 		return err
 	}
+	if err := a.mountConsole(ctx, ic.DefaultProfile); err != nil {
+		return err
+	}
 	return a.mountRevocation(ctx)
 }
 

@@ -1,0 +1,249 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/pem"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Authority issues and revokes (*ra.Authority).
+type Authority interface {
+	Issue(ctx context.Context, req ra.Request) (*ca.Issued, error)
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
+	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+}
+
+// Store reads API keys and certificates (*storage.DB).
+type Store interface {
+	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
+	APIKeyByID(ctx context.Context, id string) (*storage.APIKey, error)
+	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
+}
+
+// IssuerSource lists the issuers (*ca.CA).
+type IssuerSource interface {
+	Issuers() []*ca.Issuer
+}
+
+// MAC signs and checks session cookies and CSRF tokens: an HMAC key in the
+// HSM (cmd/ca finds or makes it), so every node shares it.
+type MAC interface {
+	HMAC(ctx context.Context, data []byte) ([]byte, error)
+	VerifyHMAC(ctx context.Context, data, mac []byte) error
+}
+
+// Options configures the console. All but Now and Logger are required.
+type Options struct {
+	Authority Authority
+	Store     Store
+	Issuers   IssuerSource
+	MAC       MAC
+	Profiles  []string // offered on the issue page; the first is the default
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// Console serves /ui.
+type Console struct {
+	o     Options
+	pages map[string]*template.Template
+	log   *slog.Logger
+}
+
+// New parses the templates.
+func New(o Options) (*Console, error) {
+	if o.Authority == nil || o.Store == nil || o.Issuers == nil || o.MAC == nil {
+		return nil, errors.New("web: Authority, Store, Issuers and MAC are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &Console{o: o, pages: map[string]*template.Template{}, log: o.Logger}
+	funcs := template.FuncMap{"date": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	}, "join": strings.Join}
+	names, err := fs.Glob(assets, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		page := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if page == "layout" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", n)
+		if err != nil {
+			return nil, err
+		}
+		w.pages[page] = t
+	}
+	return w, nil
+}
+
+func (w *Console) now() time.Time { return w.o.Now() }
+
+// Register mounts the console on r (the /ui group).
+func (w *Console) Register(r gin.IRouter) {
+	r.Use(securityHeaders)
+	static, _ := fs.Sub(assets, "static")
+	r.StaticFS("/static", http.FS(static))
+	r.GET("", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/certificates") })
+	r.GET("/login", w.loginPage)
+	r.POST("/login", w.loginPost)
+	r.POST("/logout", w.signedIn(w.logout))
+	r.GET("/certificates", w.signedIn(w.list))
+	r.GET("/certificates/:serial", w.signedIn(w.detail))
+	r.POST("/certificates/:serial/revoke", w.signedIn(w.revoke))
+	r.GET("/issue", w.signedIn(w.issuePage))
+	r.POST("/issue", w.signedIn(w.issuePost))
+	r.GET("/issuers", w.signedIn(w.issuers))
+}
+
+// securityHeaders: no script at all, nothing framed, nothing cached.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	c.Next()
+}
+
+// page is what every template gets.
+type page struct {
+	Title string
+	Op    *operator
+	CSRF  string
+	Error string
+	Data  any
+}
+
+func (w *Console) render(c *gin.Context, status int, name string, p page) {
+	if p.Op != nil && p.CSRF == "" {
+		tok, err := w.csrf(c.Request.Context(), p.Op)
+		if err != nil {
+			w.log.ErrorContext(c.Request.Context(), "console: CSRF token", "err", err)
+			status, name, p = http.StatusServiceUnavailable, "error", page{Title: "Unavailable", Error: "the HSM cannot sign this session now"}
+		}
+		p.CSRF = tok
+	}
+	var buf bytes.Buffer
+	if err := w.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+		w.log.ErrorContext(c.Request.Context(), "console: rendering", "page", name, "err", err)
+		c.String(http.StatusInternalServerError, "the page could not be rendered; the log has the details")
+		return
+	}
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// fail shows err on the error page with the status its kind maps to;
+// internal detail is logged, never shown.
+func (w *Console) fail(c *gin.Context, op *operator, err error) {
+	status := map[core.Kind]int{
+		core.KindMalformed: 400, core.KindBadCSR: 400, core.KindBadKey: 400, core.KindRejected: 422,
+		core.KindUnauthenticated: 401, core.KindForbidden: 403, core.KindNotFound: 404, core.KindConflict: 409,
+		core.KindRateLimited: 429, core.KindUnavailable: 503,
+	}[core.KindOf(err)]
+	msg := core.DetailOf(err)
+	if status == 0 {
+		status, msg = http.StatusInternalServerError, "something went wrong on our side; the log has the details"
+		w.log.ErrorContext(c.Request.Context(), "console request failed", "path", c.FullPath(), "err", err)
+	}
+	w.render(c, status, "error", page{Title: http.StatusText(status), Op: op, Error: msg})
+}
+
+// signedIn runs h for a signed-in operator, else sends to the login page.
+func (w *Console) signedIn(h func(*gin.Context, *operator)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		op, err := w.operatorOf(c)
+		if err != nil {
+			if c.Request.Method == http.MethodGet {
+				c.Redirect(http.StatusSeeOther, "/ui/login")
+				return
+			}
+			w.fail(c, nil, core.Errorf(core.KindUnauthenticated, "sign in first"))
+			return
+		}
+		if c.Request.Method == http.MethodPost {
+			if err := w.checkCSRF(c, op); err != nil {
+				w.fail(c, op, err)
+				return
+			}
+		}
+		h(c, op)
+	}
+}
+
+func (w *Console) require(c *gin.Context, op *operator, scope string) bool {
+	if op.may(scope) {
+		return true
+	}
+	w.fail(c, op, core.Errorf(core.KindForbidden, "your API key lacks the %q scope", scope))
+	return false
+}
+
+func (w *Console) loginPage(c *gin.Context) {
+	w.render(c, http.StatusOK, "login", page{Title: "Sign in"})
+}
+
+func (w *Console) loginPost(c *gin.Context) {
+	v, err := w.login(c.Request.Context(), c.PostForm("key"))
+	if err != nil {
+		status := http.StatusUnauthorized
+		if core.KindOf(err) != core.KindUnauthenticated {
+			status = http.StatusServiceUnavailable
+			w.log.ErrorContext(c.Request.Context(), "console sign-in", "err", err)
+			err = errors.New("sign-in is not possible now")
+		}
+		w.render(c, status, "login", page{Title: "Sign in", Error: core.DetailOf(err)})
+		return
+	}
+	setCookie(c, v, int(sessionTTL.Seconds()))
+	c.Redirect(http.StatusSeeOther, "/ui/certificates")
+}
+
+func (w *Console) logout(c *gin.Context, _ *operator) {
+	setCookie(c, "", -1)
+	c.Redirect(http.StatusSeeOther, "/ui/login")
+}
+
+func pemOf(ders ...[]byte) string {
+	var b strings.Builder
+	for _, d := range ders {
+		b.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d}))
+	}
+	return b.String()
+}
+
+func chainPEM(iss *ca.Issued) string {
+	ders := make([][]byte, 0, len(iss.Chain))
+	for _, c := range iss.Chain {
+		ders = append(ders, c.Raw)
+	}
+	return pemOf(ders...)
+}

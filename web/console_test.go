@@ -1,0 +1,312 @@
+package web
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ca/catest"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// hmacKey is a MAC for tests (the console's only fake: a small interface;
+// ca serve uses an HMAC key in the HSM).
+type hmacKey []byte
+
+func (k hmacKey) HMAC(_ context.Context, data []byte) ([]byte, error) {
+	m := hmac.New(sha256.New, k)
+	m.Write(data)
+	return m.Sum(nil), nil
+}
+
+func (k hmacKey) VerifyHMAC(ctx context.Context, data, mac []byte) error {
+	want, _ := k.HMAC(ctx, data)
+	if !hmac.Equal(want, mac) {
+		return errors.New("bad MAC")
+	}
+	return nil
+}
+
+type clock struct {
+	mu sync.Mutex
+	d  time.Duration
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.d) }
+
+type env struct {
+	t     *testing.T
+	srv   *httptest.Server
+	db    *storage.DB
+	root  *x509.Certificate
+	keys  map[string]string // name → secret
+	ids   map[string]string // name → key id
+	clock *clock
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	root, inter := catest.Hierarchy(t, "Console Test")
+	db, _ := storagetest.SQLite(t)
+	w := storage.NewCertWriter(db)
+	t.Cleanup(func() { w.Close() })
+	pipeline, err := ca.New(ca.Options{Store: w, Issuers: []*ca.Issuer{inter},
+		URLs: ca.URLs{CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}, CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ra.New(ra.Options{CA: pipeline, Policy: ra.Policy{AllowedDNSSuffixes: []string{"corp.internal"},
+		AllowedIPRanges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, root: root.Certificate(), keys: map[string]string{}, ids: map[string]string{}, clock: &clock{}}
+	key := make([]byte, 32)
+	rand.Read(key)
+	con, err := New(Options{Authority: auth, Store: db, Issuers: pipeline, MAC: hmacKey(key), Profiles: []string{"tls-server", "tls-client"},
+		Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	engine := gin.New()
+	con.Register(engine.Group("/ui"))
+	e.srv = httptest.NewTLSServer(engine)
+	t.Cleanup(e.srv.Close)
+	for name, scopes := range map[string][]string{"admin": {api.ScopeAdmin}, "reader": {api.ScopeRead}} {
+		secret, id, err := api.CreateKey(ctx, db, name, scopes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.keys[name], e.ids[name] = secret, id
+	}
+	return e
+}
+
+// browser is a cookie-keeping client that does not follow redirects.
+type browser struct {
+	e *env
+	c *http.Client
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Transport: e.srv.Client().Transport, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &browser{e: e, c: c}
+}
+
+func (b *browser) do(method, path string, form url.Values) (*http.Response, string) {
+	b.e.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.e.srv.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, string(out)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrfOf fetches a page and returns its form token.
+func (b *browser) csrfOf(path string) string {
+	b.e.t.Helper()
+	_, page := b.do("GET", path, nil)
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		b.e.t.Fatalf("no CSRF token on %s:\n%s", path, page)
+	}
+	return m[1]
+}
+
+func (b *browser) login(name string) {
+	b.e.t.Helper()
+	resp, page := b.do("POST", "/ui/login", url.Values{"key": {b.e.keys[name]}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/certificates" {
+		b.e.t.Fatalf("login as %s: %d %s", name, resp.StatusCode, page)
+	}
+}
+
+func csrPEM(t *testing.T, name string) string {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: catest.CSR(t, k, "", name).Raw}))
+}
+
+// TestConsole: sign in, issue from a pasted CSR (the chain verifies to the
+// root), find it in the list, revoke it with a CSRF-checked form; the
+// session cookie's flags and the pages' headers; what a read-only key may
+// not do; sign-out, a tampered or expired cookie and a revoked key end the
+// session.
+func TestConsole(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	if resp, _ := b.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+		t.Fatalf("signed out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, page := b.do("POST", "/ui/login", url.Values{"key": {"srk_not-a-key"}}); resp.StatusCode != 401 || !strings.Contains(page, "unknown") {
+		t.Fatalf("bad key: %d", resp.StatusCode)
+	}
+	resp, _ := b.do("POST", "/ui/login", url.Values{"key": {e.keys["admin"]}})
+	sc := resp.Header.Get("Set-Cookie")
+	for _, flag := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/ui"} {
+		if !strings.Contains(sc, flag) {
+			t.Fatalf("session cookie lacks %s: %s", flag, sc)
+		}
+	}
+	resp, page := b.do("GET", "/ui/issue", nil)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") ||
+		resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("issue page: %d %v", resp.StatusCode, resp.Header)
+	}
+	tok := csrfRE.FindStringSubmatch(page)[1]
+
+	// Issue: bad input is a 4xx page, a good CSR gives a chain.
+	if resp, page := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {"garbage"}, "profile": {"tls-server"}}); resp.StatusCode != 400 ||
+		!strings.Contains(page, `class="error"`) {
+		t.Fatalf("garbage CSR: %d\n%s", resp.StatusCode, page)
+	}
+	if resp, _ := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "evil.example.org")}, "profile": {"tls-server"}}); resp.StatusCode != 422 {
+		t.Fatalf("name outside policy: %d", resp.StatusCode)
+	}
+	resp, page = b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "web.corp.internal")}, "profile": {"tls-server"}})
+	if resp.StatusCode != 201 {
+		t.Fatalf("issue: %d %s", resp.StatusCode, page)
+	}
+	serial := regexp.MustCompile(`id="issued">([0-9a-f]+)<`).FindStringSubmatch(page)[1]
+	chainPEM := regexp.MustCompile(`(?s)<pre id="chain">(.*?)</pre>`).FindStringSubmatch(page)[1]
+	chainPEM = strings.NewReplacer("&#43;", "+", "&#x2B;", "+").Replace(chainPEM)
+	var certs []*x509.Certificate
+	for rest := []byte(chainPEM); ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, c)
+	}
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(e.root)
+	for _, c := range certs[1:] {
+		inters.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, DNSName: "web.corp.internal"}); err != nil {
+		t.Fatalf("issued chain does not verify: %v", err)
+	}
+
+	// The list finds it by name; the detail page offers revocation.
+	if _, page := b.do("GET", "/ui/certificates?name=web.corp.internal", nil); !strings.Contains(page, serial) {
+		t.Fatalf("list by name lacks %s", serial)
+	}
+	if resp, _ := b.do("GET", "/ui/certificates?status=bogus", nil); resp.StatusCode != 400 {
+		t.Fatalf("bad status filter: %d", resp.StatusCode)
+	}
+	detail := "/ui/certificates/" + serial
+	tok = b.csrfOf(detail)
+	if resp, _ := b.do("POST", detail+"/revoke", url.Values{"reason": {"keyCompromise"}}); resp.StatusCode != 403 {
+		t.Fatalf("revoke without a CSRF token: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", detail+"/revoke", url.Values{"reason": {"keyCompromise"}, "csrf": {"AAAA"}}); resp.StatusCode != 403 {
+		t.Fatalf("revoke with a wrong CSRF token: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", detail+"/revoke", url.Values{"reason": {"keyCompromise"}, "csrf": {tok}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	if _, page := b.do("GET", detail, nil); !strings.Contains(page, "revoked (keyCompromise") || strings.Contains(page, `id="revoke"`) {
+		t.Fatalf("after revoking, the detail page says:\n%s", page)
+	}
+	if resp, _ := b.do("GET", "/ui/certificates/zz", nil); resp.StatusCode != 400 {
+		t.Fatalf("bad serial: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/ui/certificates/0abc", nil); resp.StatusCode != 404 {
+		t.Fatalf("unknown serial: %d", resp.StatusCode)
+	}
+	if _, page := b.do("GET", "/ui/issuers", nil); !strings.Contains(page, "Console Test") {
+		t.Fatal("issuers page lacks the issuer")
+	}
+
+	// A read-only key sees but may not issue or revoke.
+	r := e.browser()
+	r.login("reader")
+	resp, _ = r.do("GET", "/ui/issue", nil)
+	_, page = r.do("GET", "/ui/certificates/"+serial, nil)
+	if resp.StatusCode != 403 || strings.Contains(page, `id="revoke"`) {
+		t.Fatalf("reader: issue page %d, revoke form shown %v", resp.StatusCode, strings.Contains(page, `id="revoke"`))
+	}
+	if resp, _ := r.do("POST", "/ui/certificates/"+serial+"/revoke", url.Values{"reason": {"superseded"}, "csrf": {r.csrfOf("/ui/certificates")}}); resp.StatusCode != 403 {
+		t.Fatalf("reader revokes: %d", resp.StatusCode)
+	}
+
+	// Sign-out ends the session; so do a tampered cookie, expiry and a
+	// revoked key.
+	if resp, _ := b.do("POST", "/ui/logout", url.Values{"csrf": {b.csrfOf("/ui/certificates")}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("still signed in after sign-out")
+	}
+	t2 := e.browser()
+	t2.login("admin")
+	u, _ := url.Parse(e.srv.URL + "/ui/")
+	ck := t2.c.Jar.Cookies(u)[0]
+	forged := *ck
+	forged.Value = strings.Replace(ck.Value, e.ids["admin"], e.ids["reader"], 1)
+	t3 := e.browser()
+	t3.c.Jar.SetCookies(u, []*http.Cookie{&forged})
+	if resp, _ := t3.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("a cookie naming another key was accepted")
+	}
+	e.clock.mu.Lock()
+	e.clock.d = 9 * time.Hour
+	e.clock.mu.Unlock()
+	if resp, _ := t2.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("an expired session was accepted")
+	}
+	e.clock.mu.Lock()
+	e.clock.d = 0
+	e.clock.mu.Unlock()
+	if resp, _ := t2.do("GET", "/ui/certificates", nil); resp.StatusCode != 200 {
+		t.Fatal("session lost")
+	}
+	if err := api.RevokeKey(context.Background(), e.db, e.ids["admin"]); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := t2.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("a revoked key's session still works")
+	}
+}

@@ -1,0 +1,192 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+type listData struct {
+	Status, Name string
+	Rows         []core.Certificate
+	Next         string // query string of the next page, or ""
+}
+
+func (w *Console) list(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeRead) {
+		return
+	}
+	d := listData{Status: c.Query("status"), Name: strings.TrimSpace(c.Query("name"))}
+	f := storage.CertFilter{Name: d.Name, Limit: 50}
+	switch s := core.CertStatus(d.Status); s {
+	case "", core.StatusValid, core.StatusRevoked:
+		f.Status = s
+	default:
+		w.fail(c, op, core.Errorf(core.KindMalformed, "status must be valid or revoked"))
+		return
+	}
+	if cur := c.Query("after"); cur != "" {
+		s, err := core.ParseSerial(cur)
+		if err != nil {
+			w.fail(c, op, core.Errorf(core.KindMalformed, "bad page cursor"))
+			return
+		}
+		f.After = s
+	}
+	rows, next, err := w.o.Store.ListCertificates(c.Request.Context(), f)
+	if err != nil {
+		w.fail(c, op, err)
+		return
+	}
+	d.Rows = rows
+	if next != "" {
+		q := url.Values{"after": {string(next)}}
+		if d.Status != "" {
+			q.Set("status", d.Status)
+		}
+		if d.Name != "" {
+			q.Set("name", d.Name)
+		}
+		d.Next = q.Encode()
+	}
+	w.render(c, http.StatusOK, "list", page{Title: "Certificates", Op: op, Data: d})
+}
+
+type detailData struct {
+	Cert      *core.Certificate
+	PEM       string
+	MayRevoke bool
+	Reasons   []string
+}
+
+// revokeReasons are the RFC 5280 reasons an operator may choose.
+var revokeReasons = []string{"unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "privilegeWithdrawn"}
+
+func (w *Console) record(c *gin.Context, op *operator) (*core.Certificate, bool) {
+	serial, err := core.ParseSerial(c.Param("serial"))
+	if err != nil {
+		w.fail(c, op, err)
+		return nil, false
+	}
+	r, err := w.o.Authority.Certificate(c.Request.Context(), serial)
+	if err == nil && r.Status == core.StatusReserved {
+		err = core.ErrNotFound // never handed out
+	}
+	if err != nil {
+		w.fail(c, op, err)
+		return nil, false
+	}
+	return r, true
+}
+
+func (w *Console) detail(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeRead) {
+		return
+	}
+	r, ok := w.record(c, op)
+	if !ok {
+		return
+	}
+	w.render(c, http.StatusOK, "detail", page{Title: "Certificate " + string(r.Serial), Op: op, Data: detailData{
+		Cert: r, PEM: pemOf(r.DER), MayRevoke: op.may(api.ScopeRevoke) && r.Status == core.StatusValid, Reasons: revokeReasons}})
+}
+
+func (w *Console) revoke(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeRevoke) {
+		return
+	}
+	r, ok := w.record(c, op)
+	if !ok {
+		return
+	}
+	reason, err := core.ParseReason(c.PostForm("reason"))
+	if err != nil {
+		w.fail(c, op, err)
+		return
+	}
+	if err := w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal()); err != nil {
+		w.fail(c, op, err)
+		return
+	}
+	w.log.InfoContext(c.Request.Context(), "console: certificate revoked", "serial", string(r.Serial), "reason", reason.String(), "by", op.principal())
+	c.Redirect(http.StatusSeeOther, "/ui/certificates/"+string(r.Serial))
+}
+
+type issueData struct {
+	Profiles []string
+	Profile  string
+	CSR      string
+	Chain    string
+	Serial   string
+}
+
+func (w *Console) issuePage(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeIssue) {
+		return
+	}
+	w.render(c, http.StatusOK, "issue", page{Title: "Issue a certificate", Op: op, Data: issueData{Profiles: w.o.Profiles}})
+}
+
+func (w *Console) issuePost(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeIssue) {
+		return
+	}
+	d := issueData{Profiles: w.o.Profiles, Profile: c.PostForm("profile"), CSR: c.PostForm("csr")}
+	iss, err := w.issue(c, op, d)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if k := core.KindOf(err); k != core.KindInternal && k != core.KindUnavailable {
+			status = http.StatusUnprocessableEntity
+			if k == core.KindMalformed || k == core.KindBadCSR || k == core.KindBadKey {
+				status = http.StatusBadRequest
+			}
+		} else {
+			w.log.ErrorContext(c.Request.Context(), "console issue failed", "err", err)
+		}
+		w.render(c, status, "issue", page{Title: "Issue a certificate", Op: op, Error: core.DetailOf(err), Data: d})
+		return
+	}
+	d.Chain, d.Serial = chainPEM(iss), string(iss.Serial)
+	w.render(c, http.StatusCreated, "issue", page{Title: "Issued", Op: op, Data: d})
+}
+
+func (w *Console) issue(c *gin.Context, op *operator, d issueData) (*ca.Issued, error) {
+	der, err := api.CSRDER([]byte(d.CSR))
+	if err != nil {
+		return nil, err
+	}
+	csr, err := ra.ParseCSR(der)
+	if err != nil {
+		return nil, err
+	}
+	return w.o.Authority.Issue(c.Request.Context(), ra.Request{CSR: csr, Profile: d.Profile, Principal: op.principal()})
+}
+
+type issuerRow struct {
+	ID, Subject, Key string
+	NotBefore        time.Time
+	NotAfter         time.Time
+	PEM              string
+}
+
+func (w *Console) issuers(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeRead) {
+		return
+	}
+	var rows []issuerRow
+	for _, is := range w.o.Issuers.Issuers() {
+		cert := is.Certificate()
+		rows = append(rows, issuerRow{ID: is.ID(), Subject: cert.Subject.String(), Key: ca.KeyType(cert.PublicKey),
+			NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, PEM: pemOf(cert.Raw)})
+	}
+	w.render(c, http.StatusOK, "issuers", page{Title: "Issuers", Op: op, Data: rows})
+}

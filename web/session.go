@@ -1,0 +1,117 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+const (
+	cookieName = "strongroom_console"
+	sessionTTL = 8 * time.Hour
+)
+
+// operator is who is signed in.
+type operator struct {
+	keyID  string
+	name   string // the API key's name
+	scopes []string
+	cookie string // the session cookie's value (the CSRF token is derived from it)
+}
+
+func (o *operator) may(scope string) bool {
+	for _, s := range o.scopes {
+		if s == scope || s == api.ScopeAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *operator) principal() string { return "console:apikey:" + o.keyID }
+
+// Name is the API key's name, shown in the header.
+func (o *operator) Name() string { return o.name }
+
+var errNoSession = errors.New("no session")
+
+// login checks an API key secret and returns the session cookie value.
+func (w *Console) login(ctx context.Context, secret string) (string, error) {
+	k, err := w.o.Store.APIKeyByHash(ctx, api.HashKey(strings.TrimSpace(secret)))
+	if core.IsNotFound(err) {
+		return "", core.Errorf(core.KindUnauthenticated, "unknown API key")
+	}
+	if err != nil {
+		return "", err
+	}
+	if subtle.ConstantTimeCompare(k.Hash, api.HashKey(strings.TrimSpace(secret))) != 1 || !k.RevokedAt.IsZero() {
+		return "", core.Errorf(core.KindUnauthenticated, "unknown or revoked API key")
+	}
+	body := k.ID + "." + strconv.FormatInt(w.now().Add(sessionTTL).Unix(), 10)
+	mac, err := w.o.MAC.HMAC(ctx, []byte("session|"+body))
+	if err != nil {
+		return "", err
+	}
+	return body + "." + base64.RawURLEncoding.EncodeToString(mac), nil
+}
+
+// operatorOf checks the session cookie and the key it names.
+func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
+	v, err := c.Cookie(cookieName)
+	if err != nil || v == "" {
+		return nil, errNoSession
+	}
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return nil, errNoSession
+	}
+	mac, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, errNoSession
+	}
+	ctx := c.Request.Context()
+	if err := w.o.MAC.VerifyHMAC(ctx, []byte("session|"+parts[0]+"."+parts[1]), mac); err != nil {
+		return nil, errNoSession
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || w.now().Unix() >= exp {
+		return nil, errNoSession
+	}
+	k, err := w.o.Store.APIKeyByID(ctx, parts[0])
+	if err != nil || !k.RevokedAt.IsZero() {
+		return nil, errNoSession
+	}
+	return &operator{keyID: k.ID, name: k.Name, scopes: k.Scopes, cookie: v}, nil
+}
+
+// csrf is the token every form of the session carries.
+func (w *Console) csrf(ctx context.Context, op *operator) (string, error) {
+	m, err := w.o.MAC.HMAC(ctx, []byte("csrf|"+op.cookie))
+	return base64.RawURLEncoding.EncodeToString(m), err
+}
+
+func (w *Console) checkCSRF(c *gin.Context, op *operator) error {
+	m, err := base64.RawURLEncoding.DecodeString(c.PostForm("csrf"))
+	if err == nil {
+		err = w.o.MAC.VerifyHMAC(c.Request.Context(), []byte("csrf|"+op.cookie), m)
+	}
+	if err != nil {
+		return core.Errorf(core.KindForbidden, "the form is stale or did not come from this console; reload the page and try again")
+	}
+	return nil
+}
+
+func setCookie(c *gin.Context, value string, maxAge int) {
+	c.SetSameSite(http.SameSiteStrictMode)
+	c.SetCookie(cookieName, value, maxAge, "/ui", "", true, true)
+}
