@@ -176,6 +176,13 @@ func TestConsole(t *testing.T) {
 	if resp, _ := b.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
 		t.Fatalf("signed out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// A foreign page cannot post the sign-in form (login CSRF).
+	req, _ := http.NewRequest("POST", e.srv.URL+"/ui/login", strings.NewReader(url.Values{"key": {e.keys["admin"]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err := b.c.Do(req); err != nil || resp.StatusCode != 403 || resp.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("sign-in posted from another origin: %v %v", resp, err)
+	}
 	if resp, page := b.do("POST", "/ui/login", url.Values{"key": {"srk_not-a-key"}}); resp.StatusCode != 401 || !strings.Contains(page, "unknown") {
 		t.Fatalf("bad key: %d", resp.StatusCode)
 	}
