@@ -76,7 +76,8 @@ func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node (no HSM user for applications; see `ca init --help`)"))
 		return nil, false
 	}
-	return a.keys, true
+	p := principalOf(c)
+	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: p.has(ScopeAdmin)}, true
 }
 
 // bindJSON decodes a JSON body strictly.

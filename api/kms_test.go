@@ -372,3 +372,55 @@ func FuzzKeyService(f *testing.F) {
 		serveClientBytes(t, e.engine, req)
 	})
 }
+
+// TestKeyServiceOwnership: applications sharing the key service cannot see
+// or use each other's keys; an admin key sees them all, labels in full.
+func TestKeyServiceOwnership(t *testing.T) {
+	e := newKeyEnv(t)
+	secret, otherID, err := CreateKey(context.Background(), e.db, "other-app", []string{ScopeKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keys["other"] = secret
+	mine := e.create(t, "billing", "aes256")
+	if mine.Label != "billing" {
+		t.Fatalf("the owner sees label %q", mine.Label)
+	}
+	as := func(who, method, path string, in any) int {
+		var body []byte
+		if in != nil {
+			body = jsonBody(t, in)
+		}
+		r, _ := e.do(t, method, path, who, "application/json", body)
+		return r.StatusCode
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/keys/" + mine.ID}, {"POST", "/keys/" + mine.ID + "/encrypt"}, {"POST", "/keys/" + mine.ID + "/rotate"},
+		{"POST", "/keys/" + mine.ID + "/data-key"}, {"DELETE", "/keys/" + mine.ID},
+	} {
+		if st := as("other", c.method, c.path, map[string]any{}); st != 404 {
+			t.Fatalf("another application: %s %s = %d, want 404", c.method, c.path, st)
+		}
+	}
+	_, b := e.do(t, "GET", "/keys", "other", "", nil)
+	if strings.Contains(string(b), mine.ID) {
+		t.Fatalf("another application lists the key: %s", b)
+	}
+	// The same label is free for another application.
+	if st := as("other", "POST", "/keys", map[string]any{"label": "billing", "type": "aes256"}); st != 201 {
+		t.Fatalf("another application's key with the same label: %d", st)
+	}
+	_, b = e.do(t, "GET", "/keys", "admin", "", nil)
+	var all struct{ Keys []KeyResponse }
+	json.Unmarshal(b, &all)
+	labels := map[string]bool{}
+	for _, k := range all.Keys {
+		labels[k.Label] = true
+	}
+	if len(all.Keys) != 2 || !labels["apikey:"+otherID+"/billing"] {
+		t.Fatalf("admin sees %+v", all.Keys)
+	}
+	if st := as("admin", "POST", "/keys/"+mine.ID+"/encrypt", map[string]any{"plaintext": "eA=="}); st != 200 {
+		t.Fatalf("admin uses an application's key: %d", st)
+	}
+}

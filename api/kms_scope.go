@@ -1,0 +1,142 @@
+package api
+
+import (
+	"context"
+	"crypto"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// Applications share the key service's HSM user, so the service keeps them
+// apart itself: a key belongs to the principal that created it (its HSM
+// label is "<principal>/<label>"), and another principal's requests for it
+// are answered as for a key that does not exist. An admin key sees and may
+// use every key, with its full label. (Like a KMS key policy that names
+// only the creator.)
+
+// ownedKeys is one principal's view of the key service.
+type ownedKeys struct {
+	KeyService
+	prefix string // "<principal>/"
+	all    bool   // admin: every key, labels in full
+}
+
+func (o ownedKeys) mine(k hsm.KeyInfo) bool { return o.all || strings.HasPrefix(k.Label, o.prefix) }
+
+// show strips the owner from a key's label for its owner.
+func (o ownedKeys) show(k hsm.KeyInfo) hsm.KeyInfo {
+	if !o.all {
+		k.Label = strings.TrimPrefix(k.Label, o.prefix)
+	}
+	return k
+}
+
+// check answers for a key the principal may not use as for a missing one.
+func (o ownedKeys) check(ctx context.Context, id string) error {
+	k, err := o.KeyService.GetKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !o.mine(k) {
+		return core.Errorf(core.KindNotFound, "no such key %q", id)
+	}
+	return nil
+}
+
+func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
+	spec.Label = o.prefix + spec.Label
+	k, err := o.KeyService.GenerateKey(ctx, spec)
+	return o.show(k), err
+}
+
+func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
+	keys, err := o.KeyService.ListKeys(ctx)
+	var out []hsm.KeyInfo
+	for _, k := range keys {
+		if o.mine(k) {
+			out = append(out, o.show(k))
+		}
+	}
+	return out, err
+}
+
+func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
+	if err := o.check(ctx, id); err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	k, err := o.KeyService.GetKey(ctx, id)
+	return o.show(k), err
+}
+
+func (o ownedKeys) RotateKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
+	if err := o.check(ctx, id); err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	k, err := o.KeyService.RotateKey(ctx, id)
+	return o.show(k), err
+}
+
+func (o ownedKeys) DestroyKey(ctx context.Context, id string) error {
+	if err := o.check(ctx, id); err != nil {
+		return err
+	}
+	return o.KeyService.DestroyKey(ctx, id)
+}
+
+func (o ownedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.Sign(ctx, id, digest, opts)
+}
+
+func (o ownedKeys) Verify(ctx context.Context, id string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
+	if err := o.check(ctx, id); err != nil {
+		return err
+	}
+	return o.KeyService.Verify(ctx, id, version, digest, sig, opts)
+}
+
+func (o ownedKeys) Encrypt(ctx context.Context, id string, plaintext, aad []byte) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.Encrypt(ctx, id, plaintext, aad)
+}
+
+func (o ownedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byte) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.Decrypt(ctx, id, ciphertext, aad)
+}
+
+func (o ownedKeys) HMAC(ctx context.Context, id string, data []byte) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.HMAC(ctx, id, data)
+}
+
+func (o ownedKeys) VerifyHMAC(ctx context.Context, id string, data, mac []byte) error {
+	if err := o.check(ctx, id); err != nil {
+		return err
+	}
+	return o.KeyService.VerifyHMAC(ctx, id, data, mac)
+}
+
+func (o ownedKeys) GenerateDataKey(ctx context.Context, id string, bits int) ([]byte, []byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	return o.KeyService.GenerateDataKey(ctx, id, bits)
+}
+
+func (o ownedKeys) DecryptDataKey(ctx context.Context, id string, wrapped []byte) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.DecryptDataKey(ctx, id, wrapped)
+}
