@@ -79,8 +79,10 @@ type Redis struct {
 type HSM struct {
 	// Unseal is how the master secret is unsealed at start: "keyfile"
 	// (development default), "passphrase" (STRONGROOM_HSM_PASSPHRASE or an
-	// interactive `ca hsm unseal`), or "shamir" (shares given with
-	// `ca hsm unseal`). Default "keyfile".
+	// interactive `ca hsm unseal`), "shamir" (shares given with
+	// `ca hsm unseal`), or "pkcs11" (the KEK sealed by an AES key on the
+	// hsm.pkcs11 token: unsealed at start with no operator). Default
+	// "keyfile".
 	Unseal string `yaml:"unseal"`
 	// KeyFile is the unseal key file for "keyfile", relative to the data
 	// directory. Default "unseal.key".
@@ -109,7 +111,8 @@ type HSM struct {
 	PKCS11 PKCS11 `yaml:"pkcs11"`
 }
 
-// PKCS11 names a token of a real HSM. Its user PIN comes from
+// PKCS11 names a token of a real HSM (for ca.key_store pkcs11 and for
+// hsm.unseal pkcs11). Its user PIN comes from
 // STRONGROOM_PKCS11_PIN, or from PINFile.
 type PKCS11 struct {
 	// Module is the path of the vendor's PKCS#11 library.

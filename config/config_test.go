@@ -43,6 +43,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"bad key store", "ca:\n  key_store: vault\n", "ca.key_store"},
 		{"pkcs11 without module", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
 		{"pkcs11 without token", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {module: /lib/x.so}\n", "hsm.pkcs11.token"},
+		{"pkcs11 unseal without module", "hsm:\n  unseal: pkcs11\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
 		{"small body", "limits:\n  body_bytes: 10\n", "limits.body_bytes"},
 		{"postgres without DSN", "database:\n  driver: postgres\n", "database.dsn"},
 		{"https port 0 in URL", "listen:\n  https: 127.0.0.1:0\n", "urls.https"},

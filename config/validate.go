@@ -88,7 +88,7 @@ func (c *Config) Validate() error {
 	if c.Redis.Addr != "" {
 		v.addr("redis.addr", c.Redis.Addr)
 	}
-	v.oneOf("hsm.unseal", c.HSM.Unseal, "keyfile", "passphrase", "shamir")
+	v.oneOf("hsm.unseal", c.HSM.Unseal, "keyfile", "passphrase", "shamir", "pkcs11")
 	if c.HSM.Unseal == "keyfile" && c.HSM.KeyFile == "" {
 		v.add("hsm.key_file", "empty: keyfile unseal needs a key file")
 	}
@@ -102,12 +102,12 @@ func (c *Config) Validate() error {
 		v.add("hsm.backup.interval", "%s is shorter than a minute", c.HSM.Backup.Interval.D())
 	}
 	v.oneOf("ca.key_store", c.CA.KeyStore, "hsm", "pkcs11")
-	if c.CA.KeyStore == "pkcs11" {
+	if c.CA.KeyStore == "pkcs11" || c.HSM.Unseal == "pkcs11" {
 		if c.HSM.PKCS11.Module == "" {
-			v.add("hsm.pkcs11.module", "empty: ca.key_store pkcs11 needs the path of the HSM's PKCS#11 library")
+			v.add("hsm.pkcs11.module", "empty: ca.key_store or hsm.unseal pkcs11 needs the path of the HSM's PKCS#11 library")
 		}
 		if c.HSM.PKCS11.Token == "" {
-			v.add("hsm.pkcs11.token", "empty: ca.key_store pkcs11 needs the token's label")
+			v.add("hsm.pkcs11.token", "empty: ca.key_store or hsm.unseal pkcs11 needs the token's label")
 		}
 	}
 	seen := map[string]bool{}

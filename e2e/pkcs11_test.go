@@ -138,3 +138,33 @@ func readPEMCert(t *testing.T, path string) *x509.Certificate {
 	}
 	return cert
 }
+
+// TestAutoUnsealPKCS11: with `ca init --unseal pkcs11` an AES key on the
+// token seals the embedded HSM's KEK; ca serve unseals at start with no
+// operator and no key file on disk, again after a restart, and issues.
+func TestAutoUnsealPKCS11(t *testing.T) {
+	if !pkcs11.Available {
+		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
+	}
+	st := softhsmtest.New(t, "strongroom-kek")
+	c := StartCA(t, Options{InitArgs: []string{"--unseal", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
+		Env: []string{"STRONGROOM_PKCS11_PIN=" + st.PIN}})
+	if _, err := os.Stat(filepath.Join(c.Dir, "unseal.key")); !os.IsNotExist(err) {
+		t.Fatalf("an unseal key file was written: %v", err)
+	}
+	// StartCA waited for /readyz, which answers 200 only once the HSM is
+	// unsealed: here by the token alone.
+	if cfg, _ := os.ReadFile(filepath.Join(c.Dir, "strongroom.yaml")); !strings.Contains(string(cfg), "unseal: pkcs11") {
+		t.Fatalf("config:\n%s", cfg)
+	}
+	issue := func(name string) {
+		t.Helper()
+		resp, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", strings.NewReader(string(goCSR(t, name))))
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("issue %s: %s\n%s", name, resp.Status, body)
+		}
+	}
+	issue("auto.localhost")
+	c.Restart()
+	issue("again.localhost")
+}

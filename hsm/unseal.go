@@ -25,7 +25,17 @@ const (
 	MethodPassphrase UnsealMethod = "passphrase"
 	// MethodShamir: M of N shares of a master secret (cloudflare/circl).
 	MethodShamir UnsealMethod = "shamir"
+	// MethodPKCS11: the KEK sealed by a key on a real HSM, which opens it
+	// at start with no operator (auto-unseal; see KEKWrapper).
+	MethodPKCS11 UnsealMethod = "pkcs11"
 )
+
+// KEKWrapper seals and opens the KEK with a key that never leaves another
+// HSM (MethodPKCS11: an AES key on a PKCS#11 token, hsm/pkcs11.Wrapper).
+type KEKWrapper interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
 
 const (
 	metaMethod     = "method"
@@ -67,6 +77,8 @@ type InitOptions struct {
 	Threshold, Shares int
 	OfficerName       string
 	OfficerPIN        string
+	// Wrapper seals the KEK for MethodPKCS11.
+	Wrapper KEKWrapper
 }
 
 // InitResult carries what is shown once: the Shamir shares.
@@ -144,11 +156,21 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		wk, res.Shares = key, shares
 		meta[metaShamir], _ = json.Marshal(sp)
 		details += fmt.Sprintf(" threshold=%d shares=%d", o.Threshold, o.Shares)
+	case MethodPKCS11:
+		if o.Wrapper == nil {
+			return InitResult{}, errf(ErrInvalid, "initialising hsm: the pkcs11 method needs a token key to seal the KEK")
+		}
 	default:
-		return InitResult{}, errf(ErrInvalid, "initialising hsm: unknown unseal method %q (want keyfile, passphrase or shamir)", o.Method)
+		return InitResult{}, errf(ErrInvalid, "initialising hsm: unknown unseal method %q (want keyfile, passphrase, shamir or pkcs11)", o.Method)
 	}
 	defer clear(wk)
-	wrapped, err := sealKEK(wk, o.Method, kek)
+	var wrapped []byte
+	var err error
+	if o.Method == MethodPKCS11 {
+		wrapped, err = o.Wrapper.Seal(kek, []byte(kekAADPrefix+string(o.Method)))
+	} else {
+		wrapped, err = sealKEK(wk, o.Method, kek)
+	}
 	if err != nil {
 		cleanup()
 		return InitResult{}, err
@@ -224,6 +246,7 @@ type UnsealInput struct {
 	KeyFile    string
 	Passphrase []byte
 	Shares     []string
+	Wrapper    KEKWrapper // MethodPKCS11
 }
 
 // Unseal recovers the KEK, runs the known-answer self-tests and opens the
@@ -302,6 +325,15 @@ func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, e
 		if wk, err = recoverMaster(sp, in.Shares); err != nil {
 			return nil, "", fmt.Errorf("unsealing: %w", err)
 		}
+	case MethodPKCS11:
+		if in.Wrapper == nil {
+			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a PKCS#11 token; none given")
+		}
+		kek, err := in.Wrapper.Open(meta[metaWrappedKEK], []byte(kekAADPrefix+string(method)))
+		if err != nil || len(kek) != 32 {
+			return nil, "", errf(ErrBadUnseal, "unsealing: the token's key does not open this module's KEK (another token or key?): %v", err)
+		}
+		return kek, method, nil
 	default:
 		return nil, "", errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method)
 	}

@@ -259,6 +259,8 @@ func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
 			p = strings.TrimRight(line, "\r\n")
 		}
 		in.Passphrase = []byte(p)
+	case "pkcs11":
+		return n.tokenUnseal(cmd.Context())
 	case "shamir":
 		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
 		for {

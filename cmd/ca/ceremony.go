@@ -40,13 +40,19 @@ type ceremony struct {
 	// Redis address. Zero: SQLite in the data directory, in-memory state.
 	Database, DatabaseDSN, RedisAddr string
 	CommonName                       string // prefix of the CA names; default "Strongroom"
-	// PKCS11, when its Module is set, puts the root and intermediate keys
-	// on that token instead of in the embedded HSM (ca.key_store pkcs11);
-	// PKCS11PIN is its user PIN, never written anywhere.
-	PKCS11    config.PKCS11
-	PKCS11PIN string
-	Out       io.Writer
+	// PKCS11 is a real HSM's token: with CAKeysOnToken the root and
+	// intermediate keys are made there instead of in the embedded HSM
+	// (ca.key_store pkcs11); with Unseal "pkcs11" an AES key there seals
+	// the KEK. PKCS11PIN is its user PIN, never written anywhere.
+	PKCS11        config.PKCS11
+	PKCS11PIN     string
+	CAKeysOnToken bool
+	Out           io.Writer
 }
+
+// kekWrapperLabel is the AES key on the token that seals the KEK with
+// hsm.unseal pkcs11.
+const kekWrapperLabel = "strongroom-kek"
 
 // ceremonyResult is what the operator must be told once.
 type ceremonyResult struct {
@@ -84,7 +90,10 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	}
 	cfg.Redis.Addr = c.RedisAddr
 	if c.PKCS11.Module != "" {
-		cfg.CA.KeyStore, cfg.HSM.PKCS11 = "pkcs11", c.PKCS11
+		cfg.HSM.PKCS11 = c.PKCS11
+	}
+	if c.CAKeysOnToken {
+		cfg.CA.KeyStore = "pkcs11"
 	}
 	cfg.HSM.Unseal = c.Unseal
 	if c.Unseal != "keyfile" {
@@ -102,12 +111,18 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	// A token that cannot be used, or already holds keys with our labels,
 	// stops the ceremony before anything is written.
 	var tok *pkcs11.Token
-	if cfg.CA.KeyStore == "pkcs11" {
+	var wrapper *pkcs11.Wrapper
+	if cfg.CA.KeyStore == "pkcs11" || cfg.HSM.Unseal == "pkcs11" {
 		var err error
 		if tok, err = openFreshToken(ctx, c, cfg); err != nil {
 			return nil, err
 		}
 		defer tok.Close()
+		if cfg.HSM.Unseal == "pkcs11" {
+			if wrapper, err = tok.Wrapper(kekWrapperLabel, true); err != nil {
+				return nil, err
+			}
+		}
 	}
 	db, err := openDB(ctx, cfg, c.Dir)
 	if err != nil {
@@ -139,6 +154,9 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	}
 	if c.Unseal == "keyfile" {
 		init.KeyFile = config.Path(c.Dir, cfg.HSM.KeyFile)
+	}
+	if wrapper != nil {
+		init.Wrapper = wrapper
 	}
 	ir, err := mod.Initialize(ctx, init)
 	if err != nil {
@@ -180,7 +198,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		}
 		return sess.Signer(ctx, key.ID)
 	}
-	if tok != nil {
+	if cfg.CA.KeyStore == "pkcs11" {
 		newKey = func(label string) (crypto.Signer, error) { return tok.Generate(label, pkcs11.KeyType(c.KeyType)) }
 	}
 	rootSigner, err := newKey(cfg.CA.Root.KeyLabel)
@@ -300,10 +318,14 @@ func openFreshToken(ctx context.Context, c ceremony, cfg *config.Config) (*pkcs1
 	if err != nil {
 		return nil, err
 	}
-	labels := []string{cfg.CA.Root.KeyLabel}
-	for _, in := range cfg.CA.Intermediates {
-		labels = append(labels, in.KeyLabel)
+	var labels []string
+	if cfg.CA.KeyStore == "pkcs11" {
+		labels = append(labels, cfg.CA.Root.KeyLabel)
+		for _, in := range cfg.CA.Intermediates {
+			labels = append(labels, in.KeyLabel)
+		}
 	}
+
 	for _, l := range labels {
 		if has, err := tok.Has(l); err != nil || has {
 			tok.Close()

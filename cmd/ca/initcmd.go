@@ -23,6 +23,8 @@ Unseal methods:
   keyfile     a random key in DIR/unseal.key (development; anyone with the file can unseal)
   passphrase  a passphrase from STRONGROOM_HSM_PASSPHRASE, stretched with Argon2id
   shamir      --threshold M of --shares N printed once here; M holders must unseal
+  pkcs11      an AES key on a real HSM's token (--pkcs11-module, --pkcs11-token, PIN in
+              STRONGROOM_PKCS11_PIN) seals the master key: serve unseals with no operator
 
 The officer PIN comes from STRONGROOM_OFFICER_PIN; if unset, a random PIN is
 written to DIR/officer.pin (0600). The CA's own crypto user gets a random PIN
@@ -48,18 +50,19 @@ module still holds the OCSP responder and EAB keys.`,
 				}
 				c.Passphrase = []byte(p)
 			}
-			switch caKeys {
-			case "hsm":
-				c.PKCS11 = config.PKCS11{}
-			case "pkcs11":
+			if caKeys != "hsm" && caKeys != "pkcs11" {
+				return fmt.Errorf("--ca-keys %q: want hsm or pkcs11", caKeys)
+			}
+			c.CAKeysOnToken = caKeys == "pkcs11"
+			if c.CAKeysOnToken || c.Unseal == "pkcs11" {
 				if c.PKCS11.Module == "" || c.PKCS11.Token == "" {
-					return fmt.Errorf("--ca-keys pkcs11 needs --pkcs11-module and --pkcs11-token")
+					return fmt.Errorf("--ca-keys pkcs11 and --unseal pkcs11 need --pkcs11-module and --pkcs11-token")
 				}
 				if c.PKCS11PIN = os.Getenv(config.EnvPKCS11PIN); c.PKCS11PIN == "" {
-					return fmt.Errorf("--ca-keys pkcs11: set %s to the token's user PIN", config.EnvPKCS11PIN)
+					return fmt.Errorf("pkcs11: set %s to the token's user PIN", config.EnvPKCS11PIN)
 				}
-			default:
-				return fmt.Errorf("--ca-keys %q: want hsm or pkcs11", caKeys)
+			} else {
+				c.PKCS11 = config.PKCS11{}
 			}
 			switch keyType {
 			case "p256", "p384", "rsa2048", "rsa3072", "rsa4096":
@@ -91,7 +94,7 @@ module still holds the OCSP responder and EAB keys.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&keyType, "key-type", "p256", "CA key type: p256, p384, rsa2048, rsa3072, rsa4096")
-	f.StringVar(&c.Unseal, "unseal", "keyfile", "unseal method: keyfile, passphrase, shamir")
+	f.StringVar(&c.Unseal, "unseal", "keyfile", "unseal method: keyfile, passphrase, shamir, pkcs11")
 	f.IntVar(&c.Threshold, "threshold", 3, "shamir: shares needed to unseal")
 	f.IntVar(&c.Shares, "shares", 5, "shamir: shares to create")
 	f.StringVar(&c.Hostname, "hostname", "", "DNS name clients use for this CA (default localhost)")

@@ -77,6 +77,12 @@ func (n *node) unsealFromEnvironment(ctx context.Context) error {
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
 			return n.hsm.Unseal(ctx, hsm.UnsealInput{Passphrase: []byte(p)})
 		}
+	case "pkcs11":
+		in, err := n.tokenUnseal(ctx)
+		if err != nil {
+			return err
+		}
+		return n.hsm.Unseal(ctx, in)
 	}
 	return errNeedsOperator
 }
@@ -111,12 +117,11 @@ func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label string, s crypto.Signer) crypto.Signer) (root *ca.Issuer, inters []*ca.Issuer, err error) {
 	signerOf := func(is config.Issuer) (crypto.Signer, error) {
 		if n.cfg.CA.KeyStore == "pkcs11" {
-			if n.token == nil {
-				if n.token, err = openToken(ctx, n.cfg, n.dir); err != nil {
-					return nil, err
-				}
+			tok, err := n.pkcs11Token(ctx)
+			if err != nil {
+				return nil, err
 			}
-			return n.token.Signer(is.KeyLabel)
+			return tok.Signer(is.KeyLabel)
 		}
 		key, err := sess.FindKey(ctx, is.KeyLabel)
 		if err != nil {
@@ -166,6 +171,33 @@ func newLogger(c config.Log, out io.Writer) *slog.Logger {
 		return slog.New(logfmt.NewJSON(out, opts))
 	}
 	return slog.New(logfmt.NewText(out, opts))
+}
+
+// pkcs11Token is the node's session with the hsm.pkcs11 token, opened on
+// first use and kept until Close.
+func (n *node) pkcs11Token(ctx context.Context) (*pkcs11.Token, error) {
+	if n.token == nil {
+		tok, err := openToken(ctx, n.cfg, n.dir)
+		if err != nil {
+			return nil, err
+		}
+		n.token = tok
+	}
+	return n.token, nil
+}
+
+// tokenUnseal is the unseal material of hsm.unseal pkcs11: the token's
+// KEK-sealing key.
+func (n *node) tokenUnseal(ctx context.Context) (hsm.UnsealInput, error) {
+	tok, err := n.pkcs11Token(ctx)
+	if err != nil {
+		return hsm.UnsealInput{}, fmt.Errorf("unsealing with the PKCS#11 token: %w", err)
+	}
+	w, err := tok.Wrapper(kekWrapperLabel, false)
+	if err != nil {
+		return hsm.UnsealInput{}, fmt.Errorf("unsealing with the PKCS#11 token: %w", err)
+	}
+	return hsm.UnsealInput{Wrapper: w}, nil
 }
 
 // openToken logs in to the PKCS#11 token named by hsm.pkcs11.

@@ -20,3 +20,10 @@ func (*Token) Close() error                                    { return nil }
 func (*Token) Generate(string, KeyType) (crypto.Signer, error) { return nil, ErrUnavailable }
 func (*Token) Signer(string) (crypto.Signer, error)            { return nil, ErrUnavailable }
 func (*Token) Has(string) (bool, error)                        { return false, ErrUnavailable }
+
+// Wrapper is unavailable in a build without cgo.
+type Wrapper struct{}
+
+func (*Token) Wrapper(string, bool) (*Wrapper, error)       { return nil, ErrUnavailable }
+func (*Wrapper) Seal(plaintext, aad []byte) ([]byte, error) { return nil, ErrUnavailable }
+func (*Wrapper) Open(sealed, aad []byte) ([]byte, error)    { return nil, ErrUnavailable }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
 	"github.com/strongroom-pki/strongroom/hsm/pkcs11/softhsmtest"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // TestToken drives SoftHSMv2 for real: generate, find again after a new
@@ -84,12 +85,8 @@ func TestToken(t *testing.T) {
 
 	// The private keys never leave the token: pkcs11-tool, logged in,
 	// reports them sensitive and never extractable.
-	if tool, err := exec.LookPath("pkcs11-tool"); err == nil {
-		out, err := exec.Command(tool, "--module", st.Module, "--token-label", st.Label, "--login", "--pin", st.PIN,
-			"--list-objects", "--type", "privkey").CombinedOutput()
-		if err != nil {
-			t.Fatalf("pkcs11-tool: %v\n%s", err, out)
-		}
+	{
+		out := pkcs11Tool(t, st, "--list-objects", "--type", "privkey")
 		for _, label := range []string{"intermediate", "root"} {
 			i := strings.Index(string(out), `label:      `+label)
 			if i < 0 {
@@ -106,8 +103,6 @@ func TestToken(t *testing.T) {
 				t.Fatalf("private key %q may do more than sign:\n%s", label, obj)
 			}
 		}
-	} else {
-		t.Log("pkcs11-tool (opensc) not installed: key attributes not checked")
 	}
 
 	// Wrong PIN, wrong token, missing settings: clear errors, no PIN. (A
@@ -131,4 +126,20 @@ func TestToken(t *testing.T) {
 		t.Fatalf("no token or PIN: %v", err)
 	}
 	t.Logf("wrong PIN: %v", err)
+}
+
+// pkcs11Tool runs OpenSC's pkcs11-tool, logged in to the token, and returns
+// its output; without it the test skips (fails under
+// STRONGROOM_REQUIRE_SERVICES=1).
+func pkcs11Tool(t *testing.T, st softhsmtest.Token, args ...string) string {
+	t.Helper()
+	tool, err := exec.LookPath("pkcs11-tool")
+	if err != nil {
+		storagetest.ServiceMissing(t, "pkcs11-tool (apt-get install opensc)", err)
+	}
+	out, err := exec.Command(tool, append([]string{"--module", st.Module, "--token-label", st.Label, "--login", "--pin", st.PIN}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool: %v\n%s", err, out)
+	}
+	return string(out)
 }
