@@ -34,6 +34,10 @@ func CreateEAB(ctx context.Context, store EABStore, keys EABKeys, endpoint strin
 	if err != nil {
 		return "", "", err
 	}
+	// A prefix: operators type key ids on command lines, and a bare
+	// base64url id starts with "-" one time in 64 (`ca acme eab revoke
+	// -3x…` then reads as flags; e2e hit it).
+	kid = "eab_" + kid
 	key := make([]byte, 32)
 	defer clear(key)
 	if _, err := rand.Read(key); err != nil {
