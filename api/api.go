@@ -128,6 +128,7 @@ func (a *API) Register(r gin.IRouter) {
 	g.POST("/certificates/:serial/revoke", a.require(ScopeRevoke), a.revoke)
 	g.GET("/issuers", a.require(ScopeRead), a.listIssuers)
 
+	g.GET("/jwks/:id", a.jwks)
 	k := g.Group("", a.require(ScopeKeys))
 	k.GET("/keys", a.listKeys)
 	k.POST("/keys", a.createKey)

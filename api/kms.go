@@ -42,6 +42,7 @@ type KeyService interface {
 	Random(ctx context.Context, n int) ([]byte, error)
 	GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error)
 	DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
+	PublicKeys(ctx context.Context, keyID string) ([]hsm.VersionKey, error)
 }
 
 // KeyResponse describes one key (never its material).

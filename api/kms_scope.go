@@ -140,3 +140,10 @@ func (o ownedKeys) DecryptDataKey(ctx context.Context, id string, wrapped []byte
 	}
 	return o.KeyService.DecryptDataKey(ctx, id, wrapped)
 }
+
+func (o ownedKeys) PublicKeys(ctx context.Context, id string) ([]hsm.VersionKey, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.PublicKeys(ctx, id)
+}

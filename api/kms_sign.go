@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.step.sm/crypto/jose"
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
@@ -327,4 +328,41 @@ func (a *API) random(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"random": enc(b)})
+}
+
+// jwks answers GET /jwks/{id}, without authentication: the public keys of
+// every version of a signing key as a JWK Set (RFC 7517), kid id.version as
+// in the tokens /jwt signs, so a verifier (an API gateway, a service)
+// checks tokens of older versions after a rotation too. Public keys are
+// public; the id is a random 128-bit name. Keys without a public half are
+// not found here.
+func (a *API) jwks(c *gin.Context) {
+	if a.keys == nil {
+		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node"))
+		return
+	}
+	ctx, id := c.Request.Context(), c.Param("id")
+	k, err := a.keys.GetKey(ctx, id)
+	var versions []hsm.VersionKey
+	if err == nil {
+		versions, err = a.keys.PublicKeys(ctx, id)
+	}
+	alg, aerr := jwsAlg(k)
+	if err != nil || aerr != nil || k.Type == hsm.HMACSHA256 {
+		a.fail(c, core.Errorf(core.KindNotFound, "no signing key %q", id))
+		return
+	}
+	set := struct {
+		Keys []jose.JSONWebKey `json:"keys"`
+	}{}
+	for _, v := range versions {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: v.PublicKey, KeyID: id + "." + strconv.Itoa(v.Version), Algorithm: alg, Use: "sig"})
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/jwk-set+json", b)
 }

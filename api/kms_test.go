@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
@@ -268,6 +270,41 @@ func TestKeyServiceJWT(t *testing.T) {
 	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
 	if len(sig) != 64 || !ecdsa.Verify(pubOf(t, k).(*ecdsa.PublicKey), d[:], r, s) {
 		t.Fatal("JWT signature does not verify")
+	}
+
+	// After a rotation the JWK Set, fetched with no credential, verifies
+	// both the old token and a new one (go.step.sm/crypto/jose), by kid.
+	e.call(t, "POST", "/keys/"+k.ID+"/rotate", nil, nil)
+	var out2 struct{ Token string }
+	e.call(t, "POST", "/keys/"+k.ID+"/jwt", map[string]any{"claims": map[string]any{"sub": "svc-b"}}, &out2)
+	resp, body := e.do(t, "GET", "/jwks/"+k.ID, "", "", nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/jwk-set+json" {
+		t.Fatalf("JWKS: %d %s", resp.StatusCode, body)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("JWKS %s: %v", body, err)
+	}
+	for _, tok := range []string{out.Token, out2.Token} {
+		jwt, err := jose.ParseSigned(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kid := jwt.Headers[0].KeyID
+		keys := set.Key(kid)
+		if len(keys) != 1 {
+			t.Fatalf("no JWK for kid %q", kid)
+		}
+		var claims map[string]any
+		if err := jwt.Claims(keys[0].Key, &claims); err != nil || claims["sub"] == nil {
+			t.Fatalf("token of kid %s does not verify with the JWKS: %v", kid, err)
+		}
+	}
+	h := e.create(t, "hmac", "hmac-sha256")
+	for _, id := range []string{h.ID, "no-such-key"} {
+		if r, _ := e.do(t, "GET", "/jwks/"+id, "", "", nil); r.StatusCode != 404 {
+			t.Fatalf("JWKS of %s: %d", id, r.StatusCode)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"slices"
@@ -451,6 +452,32 @@ func (s *Session) GetKey(ctx context.Context, keyID string) (KeyInfo, error) {
 		return KeyInfo{}, fmt.Errorf("getting key: %w", err)
 	}
 	return ko.info(), nil
+}
+
+// VersionKey is the public key of one version of a key pair.
+type VersionKey struct {
+	Version   int
+	PublicKey crypto.PublicKey
+}
+
+// PublicKeys returns the public key of every version of a key pair the
+// session may see, oldest first (for a JWKS that still verifies what
+// older versions signed). Symmetric keys have none: ErrUnsupported.
+func (s *Session) PublicKeys(ctx context.Context, keyID string) ([]VersionKey, error) {
+	_, ko, err := s.manageKeyOrUse(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("public keys: %w", err)
+	}
+	var out []VersionKey
+	for _, kv := range ko.versions {
+		if pub := kv.h.public(); pub != nil {
+			out = append(out, VersionKey{Version: kv.version, PublicKey: pub})
+		}
+	}
+	if len(out) == 0 {
+		return nil, errf(ErrUnsupported, "public keys: %s keys have none", ko.a.Type)
+	}
+	return out, nil
 }
 
 func (s *Session) manageKeyOrUse(ctx context.Context, keyID string) (*unsealed, *keyObject, error) {
