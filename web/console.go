@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
@@ -32,8 +33,9 @@ type Authority interface {
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 }
 
-// Store reads API keys and certificates (*storage.DB).
+// Store reads and manages API keys and reads certificates (*storage.DB).
 type Store interface {
+	api.KeyStore
 	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
 	APIKeyByID(ctx context.Context, id string) (*storage.APIKey, error)
 	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
@@ -122,6 +124,9 @@ func (w *Console) Register(r gin.IRouter) {
 	r.GET("/issue", w.signedIn(w.issuePage))
 	r.POST("/issue", w.signedIn(w.issuePost))
 	r.GET("/issuers", w.signedIn(w.issuers))
+	r.GET("/keys", w.signedIn(w.keys))
+	r.POST("/keys", w.signedIn(w.createKey))
+	r.POST("/keys/:id/revoke", w.signedIn(w.revokeKey))
 }
 
 // sameOrigin refuses a POST whose Origin (sent by every current browser)

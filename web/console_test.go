@@ -317,3 +317,52 @@ func TestConsole(t *testing.T) {
 		t.Fatal("a revoked key's session still works")
 	}
 }
+
+// TestConsoleAPIKeys: an admin lists keys (no secrets), creates one whose
+// secret is shown once and works, and revokes it; it cannot revoke the
+// key it is signed in with; a reader may not manage keys.
+func TestConsoleAPIKeys(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("admin")
+	resp, page := b.do("GET", "/ui/keys", nil)
+	if resp.StatusCode != 200 || !strings.Contains(page, e.ids["reader"]) || strings.Contains(page, e.keys["reader"]) {
+		t.Fatalf("keys page: %d", resp.StatusCode)
+	}
+	tok := csrfRE.FindStringSubmatch(page)[1]
+	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"deploy"}, "scope": {"fly"}}); resp.StatusCode != 400 {
+		t.Fatalf("unknown scope: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"deploy"}}); resp.StatusCode != 400 {
+		t.Fatalf("no scope: %d", resp.StatusCode)
+	}
+	resp, page = b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"deploy"}, "scope": {"issue", "read"}})
+	m := regexp.MustCompile(`<pre id="secret">(srk_[A-Za-z0-9_-]+)</pre>`).FindStringSubmatch(page)
+	if resp.StatusCode != 201 || m == nil {
+		t.Fatalf("create: %d\n%s", resp.StatusCode, page)
+	}
+	e.keys["deploy"] = m[1]
+	d := e.browser()
+	d.login("deploy") // the new secret works
+	k, err := e.db.APIKeyByHash(context.Background(), api.HashKey(m[1]))
+	if err != nil || strings.Join(k.Scopes, ",") != "issue,read" {
+		t.Fatalf("stored key: %+v %v", k, err)
+	}
+	if _, page := b.do("GET", "/ui/keys", nil); strings.Contains(page, m[1]) {
+		t.Fatal("the secret is shown again")
+	}
+	if resp, _ := b.do("POST", "/ui/keys/"+k.ID+"/revoke", url.Values{"csrf": {tok}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	if resp, _ := d.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("the revoked key's session goes on")
+	}
+	if resp, _ := b.do("POST", "/ui/keys/"+e.ids["admin"]+"/revoke", url.Values{"csrf": {tok}}); resp.StatusCode != 409 {
+		t.Fatalf("revoking oneself: %d", resp.StatusCode)
+	}
+	r := e.browser()
+	r.login("reader")
+	if resp, _ := r.do("GET", "/ui/keys", nil); resp.StatusCode != 403 {
+		t.Fatalf("reader on the keys page: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,84 @@
+package web
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// API key management, for admin keys: the list (never a secret: only
+// hashes are stored), a new key whose secret is shown once, and
+// revocation. What `ca apikey` does on the command line.
+
+type keysData struct {
+	Keys   []api.KeyInfo
+	Scopes []string
+	Self   string // the signed-in key's id: it cannot revoke itself here
+	Name   string // a new key's name
+	Secret string // a new key's secret, shown once
+}
+
+var consoleScopes = []string{api.ScopeIssue, api.ScopeRevoke, api.ScopeRead, api.ScopeKeys, api.ScopeAdmin}
+
+func (w *Console) keysPage(c *gin.Context, op *operator, status int, d keysData, errMsg string) {
+	keys, err := api.ListKeys(c.Request.Context(), w.o.Store)
+	if err != nil {
+		w.fail(c, op, err)
+		return
+	}
+	d.Keys, d.Scopes, d.Self = keys, consoleScopes, op.keyID
+	w.render(c, status, "keys", page{Title: "API keys", Op: op, Error: errMsg, Data: d})
+}
+
+func (w *Console) keys(c *gin.Context, op *operator) {
+	if w.require(c, op, api.ScopeAdmin) {
+		w.keysPage(c, op, http.StatusOK, keysData{}, "")
+	}
+}
+
+func (w *Console) createKey(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeAdmin) {
+		return
+	}
+	var scopes []string
+	for _, s := range c.PostFormArray("scope") {
+		if !slices.Contains(consoleScopes, s) {
+			w.fail(c, op, core.Errorf(core.KindMalformed, "unknown scope %q", s))
+			return
+		}
+		scopes = append(scopes, s)
+	}
+	name := c.PostForm("name")
+	secret, id, err := api.CreateKey(c.Request.Context(), w.o.Store, name, scopes)
+	if err != nil {
+		if core.KindOf(err) == core.KindMalformed {
+			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))
+			return
+		}
+		w.fail(c, op, err)
+		return
+	}
+	w.log.InfoContext(c.Request.Context(), "console: API key created", "key", id, "scopes", scopes, "by", op.principal())
+	w.keysPage(c, op, http.StatusCreated, keysData{Name: name, Secret: secret}, "")
+}
+
+func (w *Console) revokeKey(c *gin.Context, op *operator) {
+	if !w.require(c, op, api.ScopeAdmin) {
+		return
+	}
+	id := c.Param("id")
+	if id == op.keyID {
+		w.fail(c, op, core.Errorf(core.KindConflict, "sign in with another admin key to revoke the one you are using"))
+		return
+	}
+	if err := api.RevokeKey(c.Request.Context(), w.o.Store, id); err != nil {
+		w.fail(c, op, err)
+		return
+	}
+	w.log.InfoContext(c.Request.Context(), "console: API key revoked", "key", id, "by", op.principal())
+	c.Redirect(http.StatusSeeOther, "/ui/keys")
+}
