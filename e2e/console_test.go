@@ -11,7 +11,7 @@ import (
 func TestConsoleInBrowser(t *testing.T) {
 	c := StartCA(t, Options{})
 	b := startBrowser(t)
-	b.open(c.HTTPSURL + "/ui/certificates")
+	b.open(c.HTTPSURL + "/ui/")
 	b.waitURL("/ui/login")
 	b.typeInto("#key", c.AdminKey())
 	b.click("#signin")

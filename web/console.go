@@ -114,7 +114,9 @@ func (w *Console) Register(r gin.IRouter) {
 	r.Use(securityHeaders, sameOrigin)
 	static, _ := fs.Sub(assets, "static")
 	r.StaticFS("/static", http.FS(static))
-	r.GET("", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/certificates") })
+	home := func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/certificates") }
+	r.GET("", home)
+	r.GET("/", home) // /ui/ as well: the server does not redirect trailing slashes
 	r.GET("/login", w.loginPage)
 	r.POST("/login", w.loginPost)
 	r.POST("/logout", w.signedIn(w.logout))
