@@ -154,8 +154,12 @@ type principal struct {
 	scopes []string
 }
 
-func (p principal) has(scope string) bool {
-	return slices.Contains(p.scopes, scope) || slices.Contains(p.scopes, ScopeAdmin)
+func (p principal) has(scope string) bool { return Grants(p.scopes, scope) }
+
+// Grants says whether a credential with scopes may do what scope allows:
+// admin allows everything.
+func Grants(scopes []string, scope string) bool {
+	return slices.Contains(scopes, scope) || slices.Contains(scopes, ScopeAdmin)
 }
 
 const principalKey = "strongroom.principal"
@@ -178,6 +182,34 @@ func (a *API) require(scope string) gin.HandlerFunc {
 	}
 }
 
+// KeyLookup finds API keys by the hash of their secret (*storage.DB).
+type KeyLookup interface {
+	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
+}
+
+// LookupKey returns the live API key whose secret this is: unknown and
+// revoked keys are KindUnauthenticated. The REST API and the console sign
+// in through it.
+func LookupKey(ctx context.Context, store KeyLookup, secret string) (*storage.APIKey, error) {
+	hash := hashKey(strings.TrimSpace(secret))
+	k, err := store.APIKeyByHash(ctx, hash)
+	if core.IsNotFound(err) {
+		return nil, core.Errorf(core.KindUnauthenticated, "unknown API key")
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The lookup was by hash; compare again in constant time so a lookup
+	// quirk can never let a different key through.
+	if subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
+		return nil, core.Errorf(core.KindUnauthenticated, "unknown API key")
+	}
+	if !k.RevokedAt.IsZero() {
+		return nil, core.Errorf(core.KindUnauthenticated, "this API key has been revoked")
+	}
+	return k, nil
+}
+
 func (a *API) authenticate(c *gin.Context) (principal, error) {
 	ctx := c.Request.Context()
 	if h := c.GetHeader("Authorization"); h != "" {
@@ -185,22 +217,9 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 		if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 			return principal{}, core.Errorf(core.KindUnauthenticated, "use Authorization: Bearer <API key>")
 		}
-		secret = strings.TrimSpace(secret)
-		hash := hashKey(secret)
-		k, err := a.store.APIKeyByHash(ctx, hash)
-		if core.IsNotFound(err) {
-			return principal{}, core.Errorf(core.KindUnauthenticated, "unknown API key")
-		}
+		k, err := LookupKey(ctx, a.store, secret)
 		if err != nil {
 			return principal{}, err
-		}
-		// The lookup was by hash; compare again in constant time so a
-		// lookup quirk can never let a different key through.
-		if subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
-			return principal{}, core.Errorf(core.KindUnauthenticated, "unknown API key")
-		}
-		if !k.RevokedAt.IsZero() {
-			return principal{}, core.Errorf(core.KindUnauthenticated, "this API key has been revoked")
 		}
 		a.touch(ctx, k.ID)
 		return principal{name: "apikey:" + k.ID, scopes: k.Scopes}, nil

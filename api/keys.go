@@ -98,9 +98,6 @@ func ListKeys(ctx context.Context, store KeyStore) ([]KeyInfo, error) {
 
 // hashKey is what is stored: SHA-256 of the secret. The secret has 256
 // bits of entropy, so a fast hash is enough (no dictionary to attack).
-// HashKey is the stored form of an API key's secret: its SHA-256.
-func HashKey(secret string) []byte { return hashKey(secret) }
-
 func hashKey(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]

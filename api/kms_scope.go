@@ -35,14 +35,8 @@ func (o ownedKeys) show(k hsm.KeyInfo) hsm.KeyInfo {
 
 // check answers for a key the principal may not use as for a missing one.
 func (o ownedKeys) check(ctx context.Context, id string) error {
-	k, err := o.KeyService.GetKey(ctx, id)
-	if err != nil {
-		return err
-	}
-	if !o.mine(k) {
-		return core.Errorf(core.KindNotFound, "no such key %q", id)
-	}
-	return nil
+	_, err := o.GetKey(ctx, id)
+	return err
 }
 
 func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
@@ -63,10 +57,10 @@ func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
 }
 
 func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
-	if err := o.check(ctx, id); err != nil {
-		return hsm.KeyInfo{}, err
-	}
 	k, err := o.KeyService.GetKey(ctx, id)
+	if err == nil && !o.mine(k) {
+		err = core.Errorf(core.KindNotFound, "no such key %q", id)
+	}
 	return o.show(k), err
 }
 

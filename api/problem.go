@@ -45,6 +45,15 @@ var kindStatus = map[core.Kind]int{
 	core.KindInternal:        http.StatusInternalServerError,
 }
 
+// StatusOf is the HTTP status of an error's kind (500 for an error without
+// one), for other front ends (the console) answering the same errors.
+func StatusOf(err error) int {
+	if s, ok := kindStatus[core.KindOf(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
 // problemFor builds the document for err. Internal detail never reaches
 // the client.
 func problemFor(err error) Problem {

@@ -233,3 +233,17 @@ func requireTool(t testing.TB, name string) string {
 	}
 	return p
 }
+
+// appendConfig adds YAML to the data directory's strongroom.yaml (an
+// Options.Configure step).
+func appendConfig(t testing.TB, dir, yaml string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "strongroom.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(yaml); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -67,7 +67,7 @@ func TestCAKeysOnPKCS11(t *testing.T) {
 
 	// The keys are the token's: the certificates carry its public keys,
 	// and the embedded module has no key with those labels.
-	tok, err := pkcs11.Open(context.Background(), pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	tok, err := pkcs11.Open(context.Background(), st.Options())
 	if err != nil {
 		t.Fatal(err)
 	}

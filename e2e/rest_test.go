@@ -238,12 +238,7 @@ type problemDoc struct {
 func TestRESTRejectsBadInput(t *testing.T) {
 	requireTool(t, "openssl")
 	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
-		f, err := os.OpenFile(filepath.Join(dir, "strongroom.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		f.WriteString("policy:\n  allowed_dns_suffixes: [localhost]\n  denied_dns_suffixes: [secret.localhost]\n")
+		appendConfig(t, dir, "policy:\n  allowed_dns_suffixes: [localhost]\n  denied_dns_suffixes: [secret.localhost]\n")
 	}})
 	ctx := context.Background()
 	secret := func(out string) string {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,12 +34,7 @@ func TestSoak(t *testing.T) {
 	// 250,000 answers, a few hundred MiB) stays far below the memory bound
 	// checked below: growth past it is then a leak, not a cache filling.
 	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
-		f, err := os.OpenFile(filepath.Join(dir, "strongroom.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		f.WriteString("ocsp:\n  cache_entries: 20000\n  lane_entries: 10000\n")
+		appendConfig(t, dir, "ocsp:\n  cache_entries: 20000\n  lane_entries: 10000\n")
 	}})
 	pid := c.cmd.Process.Pid
 	ctx, cancel := context.WithTimeout(context.Background(), dur)

@@ -101,7 +101,7 @@ func BenchmarkSoftHSM(b *testing.B) {
 func softHSMSigner(b *testing.B) crypto.Signer {
 	b.Helper()
 	st := softhsmtest.New(b, "strongroom-bench")
-	tok, err := pkcs11.Open(context.Background(), pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	tok, err := pkcs11.Open(context.Background(), st.Options())
 	if err != nil {
 		b.Fatalf("opening SoftHSM through PKCS#11: %v", err)
 	}

@@ -90,23 +90,11 @@ func (d *DB) cas(ctx context.Context, what, query string, args ...any) (bool, er
 }
 
 func (d *DB) stale(ctx context.Context, what, query string, args ...any) ([]StaleACMEWork, error) {
-	rows, err := d.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	var out []StaleACMEWork
-	for rows.Next() {
+	return queryAll(ctx, d, what, query, args, func(r scanner) (StaleACMEWork, error) {
 		var w StaleACMEWork
 		var since int64
-		if err := rows.Scan(&w.ID, &since); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
+		err := r.Scan(&w.ID, &since)
 		w.Since = FromMicros(since)
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+		return w, err
+	})
 }

@@ -29,27 +29,19 @@ func (d *DB) ClaimIdempotencyKey(ctx context.Context, principal, key string, has
 	// A row pruned between the claim and the read is claimed again: twice
 	// at most, a third miss is an error, not a loop.
 	for range 3 {
-		res, err := d.Exec(ctx, `INSERT INTO api_idempotency (principal, idem_key, request_hash, created_at)
-			VALUES (?, ?, ?, ?) ON CONFLICT (principal, idem_key) DO NOTHING`, principal, key, hash, Micros(at))
-		if err != nil {
-			return nil, fmt.Errorf("claiming idempotency key: %w", err)
+		if ok, err := d.cas(ctx, "claiming idempotency key", `INSERT INTO api_idempotency (principal, idem_key, request_hash, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT (principal, idem_key) DO NOTHING`, principal, key, hash, Micros(at)); err != nil || ok {
+			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil, nil
-		}
-		res, err = d.Exec(ctx, `UPDATE api_idempotency SET request_hash = ?, serial = '', created_at = ?
+		if ok, err := d.cas(ctx, "claiming idempotency key", `UPDATE api_idempotency SET request_hash = ?, serial = '', created_at = ?
 			WHERE principal = ? AND idem_key = ? AND ((serial = '' AND created_at < ?) OR created_at < ?)`,
-			hash, Micros(at), principal, key, Micros(abandonedBefore), Micros(expiredBefore))
-		if err != nil {
-			return nil, fmt.Errorf("claiming idempotency key: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil, nil
+			hash, Micros(at), principal, key, Micros(abandonedBefore), Micros(expiredBefore)); err != nil || ok {
+			return nil, err
 		}
 		var r IdempotencyRecord
 		var serial string
 		var created int64
-		err = d.QueryRow(ctx, `SELECT request_hash, serial, created_at FROM api_idempotency WHERE principal = ? AND idem_key = ?`,
+		err := d.QueryRow(ctx, `SELECT request_hash, serial, created_at FROM api_idempotency WHERE principal = ? AND idem_key = ?`,
 			principal, key).Scan(&r.RequestHash, &serial, &created)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue

@@ -189,17 +189,19 @@ func (w *Console) render(c *gin.Context, status int, name string, p page) {
 // fail shows err on the error page with the status its kind maps to;
 // internal detail is logged, never shown.
 func (w *Console) fail(c *gin.Context, op *operator, err error) {
-	status := map[core.Kind]int{
-		core.KindMalformed: 400, core.KindBadCSR: 400, core.KindBadKey: 400, core.KindRejected: 422,
-		core.KindUnauthenticated: 401, core.KindForbidden: 403, core.KindNotFound: 404, core.KindConflict: 409,
-		core.KindRateLimited: 429, core.KindUnavailable: 503,
-	}[core.KindOf(err)]
-	msg := core.DetailOf(err)
-	if status == 0 {
-		status, msg = http.StatusInternalServerError, "something went wrong on our side; the log has the details"
-		w.log.ErrorContext(c.Request.Context(), "console request failed", "path", c.FullPath(), "err", err)
-	}
+	status, msg := w.statusOf(c, err)
 	w.render(c, status, "error", page{Title: http.StatusText(status), Op: op, Error: msg})
+}
+
+// statusOf is the REST API's status for err and what the operator is told:
+// an internal error is logged, not shown.
+func (w *Console) statusOf(c *gin.Context, err error) (int, string) {
+	status := api.StatusOf(err)
+	if status == http.StatusInternalServerError {
+		w.log.ErrorContext(c.Request.Context(), "console request failed", "path", c.FullPath(), "err", err)
+		return status, "something went wrong on our side; the log has the details"
+	}
+	return status, core.DetailOf(err)
 }
 
 // signedIn runs h for a signed-in operator, else sends to the login page.

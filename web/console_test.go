@@ -344,7 +344,7 @@ func TestConsoleAPIKeys(t *testing.T) {
 	e.keys["deploy"] = m[1]
 	d := e.browser()
 	d.login("deploy") // the new secret works
-	k, err := e.db.APIKeyByHash(context.Background(), api.HashKey(m[1]))
+	k, err := api.LookupKey(context.Background(), e.db, m[1])
 	if err != nil || strings.Join(k.Scopes, ",") != "issue,read" {
 		t.Fatalf("stored key: %+v %v", k, err)
 	}

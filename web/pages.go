@@ -143,16 +143,8 @@ func (w *Console) issuePost(c *gin.Context, op *operator) {
 	d := issueData{Profiles: w.o.Profiles, Profile: c.PostForm("profile"), CSR: c.PostForm("csr")}
 	iss, err := w.issue(c, op, d)
 	if err != nil {
-		status := http.StatusInternalServerError
-		if k := core.KindOf(err); k != core.KindInternal && k != core.KindUnavailable {
-			status = http.StatusUnprocessableEntity
-			if k == core.KindMalformed || k == core.KindBadCSR || k == core.KindBadKey {
-				status = http.StatusBadRequest
-			}
-		} else {
-			w.log.ErrorContext(c.Request.Context(), "console issue failed", "err", err)
-		}
-		w.render(c, status, "issue", page{Title: "Issue a certificate", Op: op, Error: core.DetailOf(err), Data: d})
+		status, msg := w.statusOf(c, err)
+		w.render(c, status, "issue", page{Title: "Issue a certificate", Op: op, Error: msg, Data: d})
 		return
 	}
 	d.Chain, d.Serial = chainPEM(iss), string(iss.Serial)

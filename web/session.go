@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -29,14 +28,7 @@ type operator struct {
 	cookie string // the session cookie's value (the CSRF token is derived from it)
 }
 
-func (o *operator) may(scope string) bool {
-	for _, s := range o.scopes {
-		if s == scope || s == api.ScopeAdmin {
-			return true
-		}
-	}
-	return false
-}
+func (o *operator) may(scope string) bool { return api.Grants(o.scopes, scope) }
 
 func (o *operator) principal() string { return "console:apikey:" + o.keyID }
 
@@ -47,15 +39,9 @@ var errNoSession = errors.New("no session")
 
 // login checks an API key secret and returns the session cookie value.
 func (w *Console) login(ctx context.Context, secret string) (string, error) {
-	k, err := w.o.Store.APIKeyByHash(ctx, api.HashKey(strings.TrimSpace(secret)))
-	if core.IsNotFound(err) {
-		return "", core.Errorf(core.KindUnauthenticated, "unknown API key")
-	}
+	k, err := api.LookupKey(ctx, w.o.Store, secret)
 	if err != nil {
 		return "", err
-	}
-	if subtle.ConstantTimeCompare(k.Hash, api.HashKey(strings.TrimSpace(secret))) != 1 || !k.RevokedAt.IsZero() {
-		return "", core.Errorf(core.KindUnauthenticated, "unknown or revoked API key")
 	}
 	body := k.ID + "." + strconv.FormatInt(w.now().Add(sessionTTL).Unix(), 10)
 	mac, err := w.o.MAC.HMAC(ctx, []byte("session|"+body))

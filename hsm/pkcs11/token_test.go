@@ -26,7 +26,7 @@ import (
 func TestToken(t *testing.T) {
 	st := softhsmtest.New(t, "strongroom-test")
 	ctx := context.Background()
-	tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	tok, err := pkcs11.Open(ctx, st.Options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestToken(t *testing.T) {
 
 	// A new login finds the keys by label; they sign what their public
 	// halves verify.
-	tok, err = pkcs11.Open(ctx, pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	tok, err = pkcs11.Open(ctx, st.Options())
 	if err != nil {
 		t.Fatal(err)
 	}

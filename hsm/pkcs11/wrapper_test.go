@@ -21,7 +21,7 @@ import (
 func TestAutoUnseal(t *testing.T) {
 	st := softhsmtest.New(t, "strongroom-kek")
 	ctx := context.Background()
-	tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: st.Module, Token: st.Label, PIN: st.PIN})
+	tok, err := pkcs11.Open(ctx, st.Options())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
@@ -65,4 +66,9 @@ func New(tb testing.TB, label string) Token {
 		tb.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
 	}
 	return t
+}
+
+// Options opens the token as its user.
+func (t Token) Options() pkcs11.Options {
+	return pkcs11.Options{Module: t.Module, Token: t.Label, PIN: t.PIN}
 }
