@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -28,6 +29,8 @@ type Authority interface {
 	DryRun(ctx context.Context, req ra.Request) (*ra.DryRunResult, error)
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+	CheckRenewal(ctx context.Context, rr ra.RenewRequest) error
+	Renew(ctx context.Context, rr ra.RenewRequest) (*ca.Issued, error)
 }
 
 // Store is what the API reads directly (*storage.DB).
@@ -86,6 +89,8 @@ type API struct {
 	idemPrune atomic.Int64
 	// keys is the key service's HSM session; nil: not set up here.
 	keys KeyService
+	// roots and inters verify client certificates (clientcert.go).
+	roots, inters *x509.CertPool
 }
 
 // New checks the options and returns the API.
@@ -114,6 +119,7 @@ func New(o Options) (*API, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	a.roots, a.inters = a.verifyPool()
 	return a, nil
 }
 
@@ -123,6 +129,7 @@ func (a *API) Register(r gin.IRouter) {
 	g := r.Group("", a.limitBody)
 	g.POST("/certificates", a.require(ScopeIssue), a.issue)
 	g.POST("/certificates/dry-run", a.require(ScopeIssue), a.dryRun)
+	g.POST("/certificates/renew", a.renew) // the certificate itself authenticates
 	g.GET("/certificates", a.require(ScopeRead), a.list)
 	g.GET("/certificates/:serial", a.require(ScopeRead), a.get)
 	g.POST("/certificates/:serial/revoke", a.require(ScopeRevoke), a.revoke)
@@ -224,8 +231,11 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 		a.touch(ctx, k.ID)
 		return principal{name: "apikey:" + k.ID, scopes: k.Scopes}, nil
 	}
-	if tls := c.Request.TLS; tls != nil && len(tls.VerifiedChains) > 0 && len(tls.VerifiedChains[0]) > 0 {
-		leaf := tls.VerifiedChains[0][0]
+	leaf, err := a.clientCert(c, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return principal{}, err
+	}
+	if leaf != nil {
 		// Fail closed: a certificate we hold no record of (a database
 		// restored from before it was issued) or whose status cannot be
 		// read now could be revoked.

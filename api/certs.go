@@ -196,7 +196,8 @@ func (a *API) issue(c *gin.Context) {
 	var claim *idem
 	if keyed {
 		var issue bool
-		if claim, issue = a.claimIdempotent(c, req, key); !issue {
+		mismatch := "this " + idemHeader + " was used for a different request (another CSR, profile, issuer, lifetime or extra SANs)"
+		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(req), mismatch); !issue {
 			return
 		}
 	}

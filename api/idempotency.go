@@ -87,11 +87,12 @@ type idem struct {
 // claimIdempotent takes the key for this request. It returns the idem to
 // finish or release when the caller is to issue, or answers the request
 // itself (a replay, or a refusal) and returns nil.
-func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string) (*idem, bool) {
+// fp identifies the request (fingerprint); mismatch is the refusal of the
+// key with another request.
+func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string) (*idem, bool) {
 	ctx := c.Request.Context()
 	now := a.now()
 	a.pruneIdempotency(c, now)
-	fp := fingerprint(req)
 	rec, err := a.store.ClaimIdempotencyKey(ctx, req.Principal, key, fp, now, now.Add(-idemAbandoned), now.Add(-idemKeep))
 	switch {
 	case err != nil:
@@ -100,10 +101,10 @@ func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string) (*idem
 	case rec == nil:
 		return &idem{a: a, principal: req.Principal, key: key}, true
 	case !bytes.Equal(rec.RequestHash, fp):
-		a.fail(c, core.Errorf(core.KindRejected, "this %s was used for a different request (another CSR, profile, issuer, lifetime or extra SANs)", idemHeader))
+		a.fail(c, core.Errorf(core.KindRejected, "%s", mismatch))
 	case rec.Serial == "":
 		c.Header("Retry-After", "1")
-		a.fail(c, core.Errorf(core.KindConflict, "a request with this %s is still being processed", idemHeader))
+		a.fail(c, core.Errorf(core.KindConflict, "the same request is still being processed"))
 	default:
 		a.replay(c, req, rec.Serial)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,9 +18,9 @@ import (
 	"github.com/strongroom-pki/strongroom/core"
 )
 
-// TestClientCertificateAuth serves the API over TLS requiring our CA for
-// client certificates (as the server package does) and checks the mapping
-// of a client certificate to a principal and scopes.
+// TestClientCertificateAuth serves the API over TLS asking for client
+// certificates (as the server package does) and checks the mapping of a
+// client certificate to a principal and scopes.
 func TestClientCertificateAuth(t *testing.T) {
 	e := newEnv(t, nil, func(o *Options) {
 		o.ClientCertScopes = map[string][]string{"mtls:deploy": {ScopeRead}, "mtls:ops-*": {ScopeIssue, ScopeRead}}
@@ -33,21 +34,11 @@ func TestClientCertificateAuth(t *testing.T) {
 		}
 		return iss.Certificate
 	}
-	srvCert, roots := e.serverCert(t)
-	srv := httptest.NewUnstartedServer(e.engine)
-	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{srvCert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    roots,
-	}
-	srv.StartTLS()
-	defer srv.Close()
-
-	clientWith := func(profile, cn string) (*http.Client, *x509.Certificate) {
+	srv, roots := e.mtlsServer(t)
+	clientWith := func(profile, cn string, names ...string) (*http.Client, *x509.Certificate) {
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		c := issue(profile, k, cn)
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
-			Certificates: []tls.Certificate{{Certificate: [][]byte{c.Raw, e.inter.Certificate().Raw}, PrivateKey: k}}}}}, c
+		c := issue(profile, k, cn, names...)
+		return e.clientWith(roots, c, k), c
 	}
 	call := func(c *http.Client, method, path string) int {
 		req, _ := http.NewRequest(method, srv.URL+"/api/v1"+path, nil)
@@ -64,6 +55,8 @@ func TestClientCertificateAuth(t *testing.T) {
 	// Anyone who may issue an ordinary tls-client certificate picks its
 	// common name: such a certificate must not log in as "deploy".
 	impostor, _ := clientWith("tls-client", "deploy")
+	// Only renewal takes a certificate without clientAuth.
+	server, _ := clientWith("tls-server", "deploy", "deploy.corp.internal")
 	ops, _ := clientFor("ops-1")
 	other, _ := clientFor("someone")
 	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
@@ -80,6 +73,7 @@ func TestClientCertificateAuth(t *testing.T) {
 		{"unmapped certificate has no scopes", other, "GET", "/certificates", 403},
 		{"no certificate, no key", anon, "GET", "/certificates", 401},
 		{"tls-client certificate with a mapped name", impostor, "GET", "/certificates", 401},
+		{"serverAuth-only certificate", server, "GET", "/certificates", 401},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,4 +99,23 @@ func TestClientCertificateAuth(t *testing.T) {
 	if got := call(unknown, "GET", "/certificates"); got != 401 {
 		t.Fatalf("client certificate without a record: %d, want 401", got)
 	}
+}
+
+// mtlsServer serves the API over TLS asking for client certificates from
+// our CA and leaving their verification to the API, as the server package
+// does; it returns the server and a pool holding the root.
+func (e *env) mtlsServer(t *testing.T) (*httptest.Server, *x509.CertPool) {
+	t.Helper()
+	srvCert, roots := e.serverCert(t)
+	srv := httptest.NewUnstartedServer(e.engine)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert, ClientCAs: roots}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, roots
+}
+
+// clientWith is an HTTPS client presenting cert (and the intermediate).
+func (e *env) clientWith(roots *x509.CertPool, cert *x509.Certificate, key crypto.Signer) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, e.inter.Certificate().Raw}, PrivateKey: key}}}}}
 }

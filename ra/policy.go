@@ -45,6 +45,9 @@ type Policy struct {
 	AllowExtraSANs bool `yaml:"allow_extra_sans"`
 	// MaxNames caps the SANs of one certificate. Zero: 100.
 	MaxNames int `yaml:"max_names"`
+	// Renewal says which certificates may renew themselves (renew.go).
+	// Zero: the TLS and api-client profiles may.
+	Renewal RenewalPolicy `yaml:"renewal"`
 }
 
 var (

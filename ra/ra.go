@@ -59,6 +59,11 @@ func New(o Options) (*Authority, error) {
 	if err := o.Policy.normalize(); err != nil {
 		return nil, err
 	}
+	for _, p := range o.Policy.Renewal.Profiles {
+		if _, err := o.CA.Profile(p); err != nil {
+			return nil, fmt.Errorf("policy: renewal: %s", core.DetailOf(err))
+		}
+	}
 	a := &Authority{ca: o.CA, policy: o.Policy, defaultProfile: o.DefaultProfile, log: o.Logger, onRevoke: o.OnRevoke}
 	if a.defaultProfile == "" {
 		a.defaultProfile = "tls-server"
@@ -161,10 +166,7 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	if err := a.checkKey(req.CSR.PublicKey, prof); err != nil {
 		return ca.Request{}, err
 	}
-	max := prof.MaxLifetime
-	if m, ok := a.policy.MaxLifetime[prof.Name]; ok && m < max {
-		max = m
-	}
+	max := a.maxLifetime(prof)
 	if req.Lifetime < 0 || req.Lifetime > max {
 		return ca.Request{}, core.Errorf(core.KindRejected, "lifetime %s is over the maximum %s for profile %s", req.Lifetime, max, prof.Name)
 	}

@@ -27,9 +27,10 @@ type Options struct {
 	// GetCertificate supplies the HTTPS server certificate. Required when
 	// HTTPS is served.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// ClientCAs, when set, lets clients present certificates issued by
-	// these CAs (mTLS for the REST API); a client certificate stays
-	// optional at the TLS layer and is checked by the API.
+	// ClientCAs, when set, asks clients for a certificate issued by these
+	// CAs (mTLS for the REST API, and renewal). It stays optional at the
+	// TLS layer and is verified by the API, which needs clientAuth for a
+	// login but accepts a serverAuth-only certificate for its renewal.
 	ClientCAs *x509.CertPool
 	// BodyLimit caps request bodies. Zero means 64 KiB.
 	BodyLimit int64
@@ -197,7 +198,7 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 	if s.opts.ClientCAs != nil {
 		cfg.ClientCAs = s.opts.ClientCAs
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		cfg.ClientAuth = tls.RequestClientCert
 	}
 	return cfg
 }

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"bytes"
+	"crypto/x509"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Client certificates are requested by the TLS layer but verified here
+// (the server asks with tls.RequestClientCert): logging in to the API
+// needs the clientAuth extended key usage, while renewal accepts any
+// certificate we issued, including serverAuth-only TLS server
+// certificates, which a TLS-layer check for client certificates would cut
+// off in the handshake. The handshake has already checked the client's
+// CertificateVerify, so the client holds the leaf's private key.
+
+// verifyPool is our issuers as roots (self-signed) and intermediates.
+func (a *API) verifyPool() (roots, inters *x509.CertPool) {
+	roots, inters = x509.NewCertPool(), x509.NewCertPool()
+	for _, is := range a.issuers.Issuers() {
+		for _, c := range is.Chain() {
+			if bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil {
+				roots.AddCert(c)
+			} else {
+				inters.AddCert(c)
+			}
+		}
+	}
+	return roots, inters
+}
+
+// clientCert returns the request's TLS client certificate verified to
+// chain to one of our issuers for usage (x509.ExtKeyUsageAny: any), or nil
+// if the client sent none. One that does not verify is
+// KindUnauthenticated.
+func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
+	st := c.Request.TLS
+	if st == nil || len(st.PeerCertificates) == 0 {
+		return nil, nil
+	}
+	leaf := st.PeerCertificates[0]
+	inters := a.inters.Clone()
+	for _, p := range st.PeerCertificates[1:] {
+		inters.AddCert(p)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inters, CurrentTime: a.now(),
+		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate does not verify against this CA")
+	}
+	return leaf, nil
+}

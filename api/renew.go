@@ -1,0 +1,101 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"mime"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
+)
+
+// RenewRequest is the optional JSON body of POST /certificates/renew: a
+// CSR for a rekey. An empty body renews with the same key.
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// renewKey is the one idempotency key of each certificate's renewal: a
+// certificate renews once (per idemKeep); asking again returns the same
+// new certificate, so a client that lost the answer simply asks again,
+// and a stolen-but-unrevoked certificate cannot mint a stream of them.
+const renewKey = "renewal"
+
+// renew: POST /certificates/renew. The client authenticates with the
+// certificate it renews, as its TLS client certificate (ra/renew.go);
+// API keys play no part.
+func (a *API) renew(c *gin.Context) {
+	cur, err := a.clientCert(c, x509.ExtKeyUsageAny)
+	if err == nil && cur == nil {
+		err = core.Errorf(core.KindUnauthenticated, "present the certificate to renew, and its key, as the TLS client certificate (curl --cert cert.pem --key key.pem)")
+	}
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	csr, err := a.readRenewCSR(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	rr := ra.RenewRequest{Current: cur, CSR: csr}
+	ctx := c.Request.Context()
+	if err := a.auth.CheckRenewal(ctx, rr); err != nil {
+		a.fail(c, err)
+		return
+	}
+	spki := cur.RawSubjectPublicKeyInfo
+	if csr != nil {
+		spki = csr.RawSubjectPublicKeyInfo
+	}
+	fp := sha256.Sum256(spki)
+	req := ra.Request{Principal: ra.RenewalPrincipal(core.SerialFromBig(cur.SerialNumber))}
+	claim, issue := a.claimIdempotent(c, req, renewKey, fp[:],
+		"this certificate was already renewed with another key; renew the new certificate instead")
+	if !issue {
+		return
+	}
+	iss, err := a.auth.Renew(ctx, rr)
+	claim.finish(c, iss, err)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.writeIssued(c, req, iss, core.StatusValid)
+}
+
+// readRenewCSR reads the optional rekey CSR: none (empty body), JSON
+// {"csr": …}, or an application/pkcs10 body (PEM or DER).
+func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, nil
+	}
+	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	var raw []byte
+	switch mt {
+	case "application/pkcs10":
+		raw = body
+	case "application/json", "":
+		var rr RenewRequest
+		if err := decodeStrict(body, &rr); err != nil {
+			return nil, core.Wrap(core.KindMalformed, err, "the body is not a valid renew request (JSON: csr, for a rekey)")
+		}
+		if rr.CSR == "" {
+			return nil, nil
+		}
+		raw = []byte(rr.CSR)
+	default:
+		return nil, core.Errorf(core.KindMalformed, "unsupported Content-Type %q (use application/json or application/pkcs10)", mt)
+	}
+	der, err := csrDER(raw)
+	if err != nil {
+		return nil, err
+	}
+	return ra.ParseCSR(der)
+}

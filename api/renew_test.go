@@ -1,0 +1,199 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/ca/catest"
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// TestRenew renews over mTLS as the server package serves it: a
+// serverAuth-only TLS server certificate renews itself, a second ask
+// returns the same new certificate, a rekey needs a CSR, and everything
+// that must not renew is a problem document and no certificate.
+func TestRenew(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	ctx := context.Background()
+	srv, roots := e.mtlsServer(t)
+	issue := func(profile string, key *ecdsa.PrivateKey, names ...string) *x509.Certificate {
+		t.Helper()
+		iss, err := e.ca.Issue(ctx, ca.Request{CSR: catest.CSR(t, key, names[0], names...), Profile: profile,
+			Lifetime: 7 * 24 * time.Hour, Requester: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss.Certificate
+	}
+	type answer struct {
+		status int
+		body   []byte
+		hdr    http.Header
+	}
+	post := func(c *http.Client, contentType string, body []byte, accept string) answer {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/certificates/renew", bytes.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, b, resp.Header}
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cur := issue("tls-server", key, "web.corp.internal", "10.0.0.7")
+	if len(cur.ExtKeyUsage) != 1 || cur.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+		t.Fatalf("test needs a serverAuth-only certificate, got %v", cur.ExtKeyUsage)
+	}
+	holder := e.clientWith(roots, cur, key)
+
+	before := e.count(t, core.StatusValid)
+	a := post(holder, "", nil, "")
+	if a.status != http.StatusCreated {
+		t.Fatalf("renew: %d %s", a.status, a.body)
+	}
+	var got CertificateResponse
+	if err := json.Unmarshal(a.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode([]byte(got.Certificate))
+	n, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.SerialNumber.Cmp(cur.SerialNumber) == 0 || !bytes.Equal(n.RawSubjectPublicKeyInfo, cur.RawSubjectPublicKeyInfo) ||
+		strings.Join(got.Names, ",") != "web.corp.internal,10.0.0.7" || got.Profile != "tls-server" ||
+		n.NotAfter.Sub(n.NotBefore) != 7*24*time.Hour {
+		t.Fatalf("renewed: %+v", got)
+	}
+	if got.Requester != "renew:"+string(core.SerialFromBig(cur.SerialNumber)) {
+		t.Fatalf("requester %q", got.Requester)
+	}
+	// Asking again (a client that lost the answer) gets the same
+	// certificate, as a PEM chain if it asks for one; nothing new is issued.
+	again := post(holder, "", nil, "application/pem-certificate-chain")
+	if again.status != http.StatusCreated || again.hdr.Get("Idempotent-Replayed") != "true" ||
+		!strings.HasPrefix(string(again.body), got.Certificate) {
+		t.Fatalf("second renewal: %d %s %s", again.status, again.hdr, again.body)
+	}
+	if c := e.count(t, core.StatusValid); c != before+1 {
+		t.Fatalf("%d certificates issued, want 1", c-before)
+	}
+	// The renewed certificate renews in turn, with a new key: a rekey.
+	key2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key3, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: catest.CSR(t, key3, "", "ignored.corp.internal").Raw})
+	next := e.clientWith(roots, n, key)
+	rk := post(next, "application/pkcs10", csr, "")
+	if rk.status != http.StatusCreated {
+		t.Fatalf("rekey: %d %s", rk.status, rk.body)
+	}
+	var rkGot CertificateResponse
+	_ = json.Unmarshal(rk.body, &rkGot)
+	blk, _ = pem.Decode([]byte(rkGot.Certificate))
+	rkCert, _ := x509.ParseCertificate(blk.Bytes)
+	if !rkCert.PublicKey.(*ecdsa.PublicKey).Equal(&key3.PublicKey) || strings.Join(rkGot.Names, ",") != "web.corp.internal,10.0.0.7" {
+		t.Fatalf("rekey: %+v", rkGot)
+	}
+	// Another key for the same certificate is refused: it has renewed.
+	csr2, _ := json.Marshal(RenewRequest{CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST",
+		Bytes: catest.CSR(t, key2, "", "web.corp.internal").Raw}))})
+	if r := post(next, "application/json", csr2, ""); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("second rekey: %d %s", r.status, r.body)
+	}
+
+	// Once revoked, the old certificate no longer gets even the renewal it
+	// made before.
+	if err := e.ca.Revoke(ctx, core.SerialFromBig(cur.SerialNumber), core.ReasonKeyCompromise, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := post(holder, "", nil, ""); r.status != http.StatusUnauthorized {
+		t.Fatalf("replay for a revoked certificate: %d %s", r.status, r.body)
+	}
+
+	revokedKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	revoked := issue("tls-server", revokedKey, "old.corp.internal")
+	if err := e.ca.Revoke(ctx, core.SerialFromBig(revoked.SerialNumber), core.ReasonSuperseded, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	csKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	codeSigning := issue("code-signing", csKey, "build.corp.internal")
+	// A certificate from another CA, with the same names.
+	fKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	fIss := foreignCert(t, fKey, cur)
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: e.clientWith(roots, cur, key).Transport.(*http.Transport).TLSClientConfig.Clone()}}
+	anon.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+	before = e.count(t, core.StatusValid)
+	for _, tc := range []struct {
+		name   string
+		c      *http.Client
+		ct     string
+		body   string
+		status int
+	}{
+		{"no client certificate", anon, "", "", 401},
+		{"a revoked certificate", e.clientWith(roots, revoked, revokedKey), "", "", 401},
+		{"another CA's certificate", e.clientWith(roots, fIss, fKey), "", "", 401},
+		{"a profile that does not renew", e.clientWith(roots, codeSigning, csKey), "", "", 403},
+		{"garbage CSR", e.clientWith(roots, rkCert, key3), "application/pkcs10", "garbage", 400},
+		{"unknown JSON field", e.clientWith(roots, rkCert, key3), "application/json", `{"csr":"","profile":"x"}`, 400},
+		{"an API key is no substitute", e.client, "", "", 0},
+	} {
+		if tc.c == e.client {
+			r, b := e.do(t, "POST", "/certificates/renew", "admin", "", nil)
+			if r.StatusCode != 401 || !strings.Contains(r.Header.Get("Content-Type"), "problem+json") {
+				t.Errorf("%s: %d %s", tc.name, r.StatusCode, b)
+			}
+			continue
+		}
+		r := post(tc.c, tc.ct, []byte(tc.body), "")
+		if r.status != tc.status || !strings.Contains(r.hdr.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s: %d %s, want %d and a problem document", tc.name, r.status, r.body, tc.status)
+		}
+	}
+	if c := e.count(t, core.StatusValid); c != before {
+		t.Fatalf("refused renewals issued %d certificates", c-before)
+	}
+}
+
+// foreignCert is a copy of like's identity and serial for key, signed by
+// a CA of its own.
+func foreignCert(t *testing.T, key *ecdsa.PrivateKey, like *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: like.Issuer, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	tmpl := *like
+	tmpl.PublicKey = nil
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}

@@ -1,0 +1,142 @@
+package ra
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"slices"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Renewal (step-ca's /renew and /rekey, for REST clients): the holder of
+// a certificate we issued, still valid, proves possession of its key and
+// gets a new certificate with the same identity — subject, SANs, profile
+// and lifetime — from the current default issuer, without an API key. The
+// new key is the old one (renew) or the key of a CSR the holder signed
+// (rekey); a rekey CSR contributes only its key, never names.
+//
+// Everything is checked again as for a new request: the renewed
+// certificate's profile must still exist and be renewable, and its names
+// and key must pass today's policy, so tightening the policy stops
+// renewals of what it no longer allows.
+
+// RenewalPolicy says which certificates may renew themselves.
+type RenewalPolicy struct {
+	// Disabled turns renewal off. Zero: on.
+	Disabled bool `yaml:"disabled"`
+	// Profiles lists the profiles whose certificates may renew. Zero:
+	// tls-server, tls-client, tls-server-client and api-client. CA and
+	// code-signing certificates are never renewable by default: their
+	// holders should come back to whoever granted them.
+	Profiles []string `yaml:"profiles"`
+}
+
+var defaultRenewable = []string{"tls-server", "tls-client", "tls-server-client", "api-client"}
+
+// RenewRequest asks for a new certificate with the identity of Current.
+type RenewRequest struct {
+	// Current is the certificate being renewed, already verified to chain
+	// to one of our issuers; its holder has proved possession of its key
+	// (the TLS handshake's CertificateVerify).
+	Current *x509.Certificate
+	// CSR, if set, is a rekey: the new certificate gets its key. Its
+	// signature is checked here; its names are ignored.
+	CSR *x509.CertificateRequest
+}
+
+// RenewalPrincipal is who a renewal of the certificate with this serial
+// is recorded as requested by.
+func RenewalPrincipal(serial core.Serial) string { return "renew:" + string(serial) }
+
+// Renew checks rr against the certificate's record and today's policy and
+// issues the renewed certificate.
+func (a *Authority) Renew(ctx context.Context, rr RenewRequest) (*ca.Issued, error) {
+	creq, err := a.checkRenewal(ctx, rr)
+	if err != nil {
+		a.log.InfoContext(ctx, "renewal refused", "serial", serialOf(rr.Current), "reason", core.DetailOf(err))
+		return nil, err
+	}
+	return a.ca.Issue(ctx, creq)
+}
+
+// CheckRenewal runs Renew's checks without issuing: a front end that can
+// replay an earlier renewal asks first, so a certificate revoked since
+// never gets one.
+func (a *Authority) CheckRenewal(ctx context.Context, rr RenewRequest) error {
+	_, err := a.checkRenewal(ctx, rr)
+	return err
+}
+
+func serialOf(c *x509.Certificate) string {
+	if c == nil || c.SerialNumber == nil {
+		return ""
+	}
+	return string(core.SerialFromBig(c.SerialNumber))
+}
+
+func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Request, error) {
+	cur := rr.Current
+	if cur == nil || cur.SerialNumber == nil {
+		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "renewal needs the current certificate as the TLS client certificate")
+	}
+	serial := core.SerialFromBig(cur.SerialNumber)
+	rec, err := a.ca.Certificate(ctx, serial)
+	switch {
+	case core.IsNotFound(err):
+		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not one we have a record of", serial)
+	case err != nil:
+		return ca.Request{}, err
+	case !bytes.Equal(rec.DER, cur.Raw):
+		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not the one we issued under that serial", serial)
+	case rec.Status == core.StatusRevoked:
+		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s has been revoked and cannot be renewed", serial)
+	case rec.Status != core.StatusValid:
+		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not valid", serial)
+	}
+	p := a.policy.Renewal
+	if p.Disabled {
+		return ca.Request{}, core.Errorf(core.KindForbidden, "certificate renewal is turned off by policy")
+	}
+	renewable := p.Profiles
+	if len(renewable) == 0 {
+		renewable = defaultRenewable
+	}
+	if !slices.Contains(renewable, rec.Profile) {
+		return ca.Request{}, core.Errorf(core.KindForbidden, "certificates of profile %s cannot renew themselves; request a new one", rec.Profile)
+	}
+	prof, err := a.ca.Profile(rec.Profile)
+	if err != nil {
+		return ca.Request{}, err
+	}
+	pub, alg := cur.PublicKey, cur.PublicKeyAlgorithm
+	if rr.CSR != nil {
+		if err := rr.CSR.CheckSignature(); err != nil {
+			return ca.Request{}, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+		}
+		pub, alg = rr.CSR.PublicKey, rr.CSR.PublicKeyAlgorithm
+	}
+	if err := a.checkKey(pub, prof); err != nil {
+		return ca.Request{}, err
+	}
+	// The identity is the current certificate's, as a CSR would carry it
+	// (the CA's template takes subject and SANs from the request).
+	same := &x509.CertificateRequest{PublicKey: pub, PublicKeyAlgorithm: alg, Subject: cur.Subject,
+		DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses, EmailAddresses: cur.EmailAddresses, URIs: cur.URIs}
+	if err := a.checkNames(same, nil); err != nil {
+		return ca.Request{}, err
+	}
+	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))
+	return ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}, nil
+}
+
+// maxLifetime is the profile's maximum, or policy's if lower.
+func (a *Authority) maxLifetime(prof ca.Profile) time.Duration {
+	max := prof.MaxLifetime
+	if m, ok := a.policy.MaxLifetime[prof.Name]; ok && m < max {
+		max = m
+	}
+	return max
+}
