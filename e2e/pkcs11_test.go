@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -106,6 +107,25 @@ func TestCAKeysOnPKCS11(t *testing.T) {
 	// A restart finds the keys again by label.
 	c.Restart()
 	issue("again.localhost")
+
+	// Rotation: `ca issuer add` makes the new intermediate's key on the
+	// token too, and after a restart the CA issues from it.
+	if out, err := c.CLI(context.Background(), "issuer", "add", "intermediate-2", "--default"); err != nil {
+		t.Fatalf("ca issuer add: %v\n%s", err, out)
+	}
+	c.Restart()
+	inter2 := readPEMCert(t, filepath.Join(c.Dir, "intermediate-2.pem"))
+	if chain := issueChain(t, c, goCSR(t, "rotated.localhost")); !bytes.Equal(chain[0].RawIssuer, inter2.RawSubject) {
+		t.Fatalf("issued by %s after rotation, want %s", chain[0].Issuer, inter2.Subject)
+	}
+	if tok, err = pkcs11.Open(context.Background(), st.Options()); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := tok.Signer("intermediate-2")
+	if err != nil || !s2.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(inter2.PublicKey) {
+		t.Fatalf("intermediate-2's key is not on the token: %v", err)
+	}
+	tok.Close()
 
 	// A wrong PIN: serve stops at start and says why, without the PIN.
 	c.Stop()

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
+)
+
+// Intermediate rotation. `ca issuer add ID --default` is a small key
+// ceremony: a new key pair in the HSM (or on the PKCS#11 token that holds
+// the CA's keys), a certificate for it signed by the root inside the HSM
+// (linted like every certificate), recorded in the database and written
+// beside the others, and the issuer added to the configuration — first,
+// with --default, so that new certificates and renewals come from it once
+// ca serve restarts. The previous intermediates stay configured: they keep
+// signing OCSP answers and CRLs for the certificates they issued until
+// those expire.
+
+func issuerCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, and add an intermediate (rotation)"}
+	list := &cobra.Command{Use: "list", Short: "Show the root and intermediates from the configuration (the first intermediate is the default)",
+		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(g.dataDir)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tROLE\tSUBJECT\tKEY\tNOT AFTER\tKEY LABEL")
+			for i, is := range append([]config.Issuer{cfg.CA.Root}, cfg.CA.Intermediates...) {
+				role := "root"
+				if i == 1 {
+					role = "intermediate (default)"
+				} else if i > 1 {
+					role = "intermediate"
+				}
+				cert, err := readCert(config.Path(g.dataDir, is.Cert))
+				if err != nil {
+					return fmt.Errorf("issuer %s: %w", is.ID, err)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, role, cert.Subject.CommonName, ca.KeyType(cert.PublicKey),
+					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel)
+			}
+			return w.Flush()
+		}}
+	var makeDefault bool
+	var keyType, commonName string
+	add := &cobra.Command{Use: "add ID", Short: "Make a new intermediate under the root: key in the HSM, certificate, configuration",
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				res, err := addIntermediate(ctx, n, newIssuerSpec{ID: args[0], Default: makeDefault, KeyType: keyType, CommonName: commonName})
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "issuer %s: %s, %s key %q, valid until %s\ncertificate: %s\n", res.ID, res.Cert.Subject.CommonName,
+					ca.KeyType(res.Cert.PublicKey), res.KeyLabel, res.Cert.NotAfter.UTC().Format(time.DateOnly), res.Path)
+				if makeDefault {
+					fmt.Fprintln(out, "It is now the default issuer: new certificates and renewals come from it.")
+				}
+				fmt.Fprintln(out, "Restart ca serve to use it. Nodes sharing the database need this configuration and certificate file too.")
+				return nil
+			})
+		}}
+	add.Flags().BoolVar(&makeDefault, "default", false, "make it the default issuer (first intermediate)")
+	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
+	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
+	cmd.AddCommand(list, add)
+	return cmd
+}
+
+type newIssuerSpec struct {
+	ID, KeyType, CommonName string
+	Default                 bool
+}
+
+type newIssuer struct {
+	ID, KeyLabel, Path string
+	Cert               *x509.Certificate
+}
+
+// addIntermediate runs the ceremony for one new intermediate and records
+// it in the configuration file.
+func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssuer, error) {
+	cfg := n.cfg
+	entry := config.Issuer{ID: spec.ID, Cert: spec.ID + ".pem", KeyLabel: spec.ID}
+	next := *cfg
+	next.CA.Intermediates = append([]config.Issuer{entry}, cfg.CA.Intermediates...)
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	path := config.Path(n.dir, entry.Cert)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("%s already exists", path)
+	}
+	sess, err := n.caSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	root, inters, err := n.issuers(ctx, sess, nil)
+	if err != nil {
+		return nil, err
+	}
+	kt := spec.KeyType
+	if kt == "" && len(inters) > 0 {
+		kt = ca.KeyType(inters[0].Certificate().PublicKey)
+	}
+	switch kt {
+	case "p256", "p384", "rsa2048", "rsa3072", "rsa4096":
+	default:
+		return nil, fmt.Errorf("key type %q: use p256, p384, rsa2048, rsa3072 or rsa4096", kt)
+	}
+	cn := spec.CommonName
+	if cn == "" {
+		cn = strings.TrimSuffix(root.Certificate().Subject.CommonName, " Root CA") + " Intermediate CA " + spec.ID
+	}
+	signer, err := newIssuerKey(ctx, n, sess, entry.KeyLabel, kt)
+	if err != nil {
+		return nil, err
+	}
+	opts := intermediateOptions(cfg, cn, time.Now)
+	if o := root.Certificate().Subject.Organization; len(o) > 0 {
+		opts.Organization = o[0]
+	}
+	cert, err := ca.NewIntermediate(ctx, root, signer.Public(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("making the %s certificate: %w", spec.ID, err)
+	}
+	if err := recordCeremonyCert(ctx, n.db, root.ID(), cert); err != nil {
+		return nil, err
+	}
+	if err := writeCert(path, cert); err != nil {
+		return nil, err
+	}
+	if err := addIssuerToConfig(filepath.Join(n.dir, config.FileName), entry, spec.Default); err != nil {
+		return nil, fmt.Errorf("the key and %s are made, but the configuration was not updated: %w", path, err)
+	}
+	return &newIssuer{ID: spec.ID, KeyLabel: entry.KeyLabel, Path: path, Cert: cert}, nil
+}
+
+// newIssuerKey makes the key pair where the CA's keys live; a label in use
+// is refused.
+func newIssuerKey(ctx context.Context, n *node, sess *hsm.Session, label, kt string) (crypto.Signer, error) {
+	if n.cfg.CA.KeyStore == "pkcs11" {
+		tok, err := n.pkcs11Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if has, err := tok.Has(label); err != nil || has {
+			if err == nil {
+				err = fmt.Errorf("the token already holds a key labelled %q: %w", label, pkcs11.ErrExists)
+			}
+			return nil, err
+		}
+		return tok.Generate(label, pkcs11.KeyType(kt))
+	}
+	if _, err := sess.FindKey(ctx, label); err == nil {
+		return nil, fmt.Errorf("the HSM already holds a key labelled %q", label)
+	} else if !errors.Is(err, hsm.ErrNotFound) {
+		return nil, err
+	}
+	key, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.KeyType(kt), Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Signer(ctx, key.ID)
+}
+
+// addIssuerToConfig inserts the issuer into ca.intermediates of the YAML
+// file, first or last, keeping the rest of the file (comments included) as
+// the operator wrote it.
+func addIssuerToConfig(path string, is config.Issuer, first bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return errors.New("the configuration is not a YAML mapping")
+	}
+	caNode := mappingValue(doc.Content[0], "ca")
+	if caNode == nil {
+		caNode = &yaml.Node{Kind: yaml.MappingNode}
+		doc.Content[0].Content = append(doc.Content[0].Content, scalar("ca"), caNode)
+	}
+	list := mappingValue(caNode, "intermediates")
+	if list == nil {
+		list = &yaml.Node{Kind: yaml.SequenceNode}
+		caNode.Content = append(caNode.Content, scalar("intermediates"), list)
+	}
+	if list.Kind != yaml.SequenceNode {
+		return errors.New("ca.intermediates is not a list")
+	}
+	item := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+		scalar("id"), scalar(is.ID), scalar("cert"), scalar(is.Cert), scalar("key_label"), scalar(is.KeyLabel)}}
+	if first {
+		list.Content = append([]*yaml.Node{item}, list.Content...)
+	} else {
+		list.Content = append(list.Content, item)
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return err
+	}
+	if _, err := config.Parse(out); err != nil {
+		return fmt.Errorf("the edited configuration does not parse: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalar(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: v} }
