@@ -159,6 +159,7 @@ func (a *API) Register(r gin.IRouter) {
 type principal struct {
 	name   string
 	scopes []string
+	limits *ra.Limits // nil: only the policy
 }
 
 func (p principal) has(scope string) bool { return Grants(p.scopes, scope) }
@@ -229,7 +230,11 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			return principal{}, err
 		}
 		a.touch(ctx, k.ID)
-		return principal{name: "apikey:" + k.ID, scopes: k.Scopes}, nil
+		lim, err := ra.ParseLimits(k.Names, k.Profiles)
+		if err != nil {
+			return principal{}, core.Wrap(core.KindInternal, err, "API key "+k.ID+" has unreadable limits")
+		}
+		return principal{name: "apikey:" + k.ID, scopes: k.Scopes, limits: lim}, nil
 	}
 	leaf, err := a.clientCert(c, x509.ExtKeyUsageClientAuth)
 	if err != nil {

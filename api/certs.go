@@ -111,8 +111,9 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 	if err != nil {
 		return ra.Request{}, err
 	}
+	p := principalOf(c)
 	return ra.Request{CSR: csr, Profile: ir.Profile, Lifetime: life, ExtraSANs: ir.ExtraSANs,
-		Issuer: ir.Issuer, Principal: principalOf(c).name}, nil
+		Issuer: ir.Issuer, Principal: p.name, Limits: p.limits}, nil
 }
 
 // CSRDER is csrDER for other front ends (the console).
@@ -390,6 +391,10 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	r, ok := a.lookup(c)
 	if !ok {
+		return
+	}
+	if p := principalOf(c); !p.limits.Covers(r.Names) {
+		a.fail(c, core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", r.Serial, strings.Join(p.limits.Names(), ", ")))
 		return
 	}
 	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, rr.InvalidityDate, principalOf(c).name); err != nil {

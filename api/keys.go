@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -42,14 +43,35 @@ type KeyInfo struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name"`
 	Scopes     []string  `json:"scopes"`
+	Names      []string  `json:"names,omitempty"`    // name limits (DNS suffixes, IP prefixes)
+	Profiles   []string  `json:"profiles,omitempty"` // profile limits
 	CreatedAt  time.Time `json:"created_at"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
+// KeySpec describes a key to create.
+type KeySpec struct {
+	Name   string
+	Scopes []string // issue, revoke, read, admin, keys
+	// Names and Profiles limit what the key may ask for, inside the
+	// policy (ra.Limits): DNS suffixes and IP prefixes; profile names.
+	Names, Profiles []string
+}
+
 // CreateKey makes a new API key with scopes (issue, revoke, read, admin)
 // and returns its secret — shown this once, never stored — and its id.
 func CreateKey(ctx context.Context, store KeyStore, name string, scopes []string) (secret string, id string, err error) {
+	return CreateKeyWith(ctx, store, KeySpec{Name: name, Scopes: scopes})
+}
+
+// CreateKeyWith is CreateKey with limits.
+func CreateKeyWith(ctx context.Context, store KeyStore, spec KeySpec) (secret string, id string, err error) {
+	name, scopes := spec.Name, spec.Scopes
+	lim, err := ra.ParseLimits(spec.Names, spec.Profiles)
+	if err != nil {
+		return "", "", err
+	}
 	if strings.TrimSpace(name) == "" {
 		return "", "", core.Errorf(core.KindMalformed, "an API key needs a name")
 	}
@@ -72,6 +94,9 @@ func CreateKey(ctx context.Context, store KeyStore, name string, scopes []string
 	id = hex.EncodeToString(idb)
 	secret = keyPrefix + base64.RawURLEncoding.EncodeToString(sb)
 	k := &storage.APIKey{ID: id, Name: name, Hash: hashKey(secret), Scopes: slices.Clone(scopes), CreatedAt: time.Now().UTC()}
+	if lim != nil {
+		k.Names, k.Profiles = lim.Names(), slices.Clone(lim.Profiles)
+	}
 	if err := store.CreateAPIKey(ctx, k); err != nil {
 		return "", "", fmt.Errorf("storing API key: %w", err)
 	}
@@ -91,7 +116,8 @@ func ListKeys(ctx context.Context, store KeyStore) ([]KeyInfo, error) {
 	}
 	out := make([]KeyInfo, len(keys))
 	for i, k := range keys {
-		out[i] = KeyInfo{ID: k.ID, Name: k.Name, Scopes: k.Scopes, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
+		out[i] = KeyInfo{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Names: k.Names, Profiles: k.Profiles,
+			CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
 	}
 	return out, nil
 }

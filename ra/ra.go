@@ -85,6 +85,9 @@ type Request struct {
 	// Principal says who asks: "apikey:<id>", "mtls:<subject>",
 	// "acme:<endpoint>/<account>", "console:<user>".
 	Principal string
+	// Limits narrow what Principal may ask for (an API key's names and
+	// profiles). Nil: only the policy.
+	Limits *Limits
 }
 
 // ParseCSR parses a DER CSR: garbage is KindMalformed. The signature is
@@ -187,6 +190,9 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	if err := a.checkNames(csr, extra); err != nil {
 		return ca.Request{}, err
 	}
+	if err := req.Limits.check(prof.Name, identifiersOf(csr, extra)); err != nil {
+		return ca.Request{}, err
+	}
 	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
 		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
 }
@@ -217,6 +223,15 @@ func (a *Authority) checkKey(pub any, prof ca.Profile) error {
 // address sent as a DNS SAN is an IP, a DNS name sent as an email or a
 // scheme-less URI SAN is a DNS name.
 func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) error {
+	ids := identifiersOf(csr, extra)
+	if len(ids) > a.policy.MaxNames {
+		return core.Errorf(core.KindRejected, "%d names, policy allows at most %d", len(ids), a.policy.MaxNames)
+	}
+	return a.checkIDs(ids)
+}
+
+// identifiersOf lists the names a certificate for csr plus extra carries.
+func identifiersOf(csr *x509.CertificateRequest, extra []string) []Identifier {
 	var ids []Identifier
 	for _, n := range csr.DNSNames {
 		ids = append(ids, identifierOf(n))
@@ -233,10 +248,7 @@ func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) err
 	for _, e := range extra {
 		ids = append(ids, identifierOf(e))
 	}
-	if len(ids) > a.policy.MaxNames {
-		return core.Errorf(core.KindRejected, "%d names, policy allows at most %d", len(ids), a.policy.MaxNames)
-	}
-	return a.checkIDs(ids)
+	return ids
 }
 
 // identifierOf classifies a name as the certificate will carry it, in

@@ -12,10 +12,14 @@ import (
 // APIKey is a stored REST API key. Only the SHA-256 hash of the secret is
 // kept; the secret itself is shown once, when the key is created.
 type APIKey struct {
-	ID         string
-	Name       string
-	Hash       []byte
-	Scopes     []string
+	ID     string
+	Name   string
+	Hash   []byte
+	Scopes []string
+	// Names and Profiles limit what the key may ask for (DNS suffixes and
+	// IP prefixes; profile names). Empty: only the policy limits it.
+	Names      []string
+	Profiles   []string
 	CreatedAt  time.Time
 	RevokedAt  time.Time // zero: not revoked
 	LastUsedAt time.Time // zero: never used
@@ -24,8 +28,8 @@ type APIKey struct {
 // CreateAPIKey stores a new key. A duplicate id or hash is a KindConflict
 // error.
 func (d *DB) CreateAPIKey(ctx context.Context, k *APIKey) error {
-	_, err := d.Exec(ctx, `INSERT INTO api_keys (id, name, hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, strings.Join(k.Scopes, " "), Micros(k.CreatedAt))
+	_, err := d.Exec(ctx, `INSERT INTO api_keys (id, name, hash, scopes, names, profiles, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, strings.Join(k.Scopes, " "), strings.Join(k.Names, " "), strings.Join(k.Profiles, " "), Micros(k.CreatedAt))
 	if isUniqueViolation(err) {
 		return core.Errorf(core.KindConflict, "an API key with this id already exists")
 	}
@@ -35,16 +39,16 @@ func (d *DB) CreateAPIKey(ctx context.Context, k *APIKey) error {
 	return nil
 }
 
-const apiKeyColumns = `id, name, hash, scopes, created_at, revoked_at, last_used_at`
+const apiKeyColumns = `id, name, hash, scopes, names, profiles, created_at, revoked_at, last_used_at`
 
 func scanAPIKey(row interface{ Scan(...any) error }) (*APIKey, error) {
 	var k APIKey
-	var scopes string
+	var scopes, names, profiles string
 	var created, revoked, used int64
-	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &scopes, &created, &revoked, &used); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &scopes, &names, &profiles, &created, &revoked, &used); err != nil {
 		return nil, err
 	}
-	k.Scopes = strings.Fields(scopes)
+	k.Scopes, k.Names, k.Profiles = strings.Fields(scopes), strings.Fields(names), strings.Fields(profiles)
 	k.CreatedAt, k.RevokedAt, k.LastUsedAt = FromMicros(created), FromMicros(revoked), FromMicros(used)
 	return &k, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,7 +175,8 @@ func TestAPIKeys(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		k := &storage.APIKey{ID: "k1", Name: "deploy", Hash: bytes.Repeat([]byte{7}, 32), Scopes: []string{"issue", "read"}, CreatedAt: now}
+		k := &storage.APIKey{ID: "k1", Name: "deploy", Hash: bytes.Repeat([]byte{7}, 32), Scopes: []string{"issue", "read"},
+			Names: []string{"team-a.corp.internal", "10.20.0.0/16"}, Profiles: []string{"tls-server"}, CreatedAt: now}
 		if err := db.CreateAPIKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +186,8 @@ func TestAPIKeys(t *testing.T) {
 			t.Fatalf("duplicate hash = %v, want conflict", err)
 		}
 		got, err := db.APIKeyByHash(ctx, k.Hash)
-		if err != nil || got.ID != "k1" || len(got.Scopes) != 2 || !got.RevokedAt.IsZero() {
+		if err != nil || got.ID != "k1" || len(got.Scopes) != 2 || !got.RevokedAt.IsZero() ||
+			strings.Join(got.Names, " ") != "team-a.corp.internal 10.20.0.0/16" || strings.Join(got.Profiles, " ") != "tls-server" {
 			t.Fatalf("APIKeyByHash = %+v, %v", got, err)
 		}
 		if _, err := db.APIKeyByHash(ctx, []byte("nope")); !core.IsNotFound(err) {

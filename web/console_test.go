@@ -365,4 +365,25 @@ func TestConsoleAPIKeys(t *testing.T) {
 	if resp, _ := r.do("GET", "/ui/keys", nil); resp.StatusCode != 403 {
 		t.Fatalf("reader on the keys page: %d", resp.StatusCode)
 	}
+
+	// A key limited to one team's names issues only those, here too.
+	resp, page = b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"team-a"}, "scope": {"issue", "read"},
+		"names": {"team-a.corp.internal, 10.20.0.0/16"}, "profiles": {"tls-server"}})
+	m = regexp.MustCompile(`<pre id="secret">(srk_[A-Za-z0-9_-]+)</pre>`).FindStringSubmatch(page)
+	if resp.StatusCode != 201 || m == nil || !strings.Contains(page, "team-a.corp.internal, 10.20.0.0/16; profiles tls-server") {
+		t.Fatalf("create a limited key: %d\n%s", resp.StatusCode, page)
+	}
+	e.keys["team-a"] = m[1]
+	ta := e.browser()
+	ta.login("team-a")
+	itok := ta.csrfOf("/ui/issue")
+	if resp, _ := ta.do("POST", "/ui/issue", url.Values{"csrf": {itok}, "csr": {csrPEM(t, "web.team-b.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 403 {
+		t.Fatalf("limited key, another team's name: %d", resp.StatusCode)
+	}
+	if resp, _ := ta.do("POST", "/ui/issue", url.Values{"csrf": {itok}, "csr": {csrPEM(t, "web.team-a.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
+		t.Fatalf("limited key, its own name: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"issue"}, "names": {"*.corp.internal"}}); resp.StatusCode != 400 {
+		t.Fatalf("a wildcard name limit: %d", resp.StatusCode)
+	}
 }

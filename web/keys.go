@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -53,7 +54,8 @@ func (w *Console) createKey(c *gin.Context, op *operator) {
 		scopes = append(scopes, s)
 	}
 	name := c.PostForm("name")
-	secret, id, err := api.CreateKey(c.Request.Context(), w.o.Store, name, scopes)
+	secret, id, err := api.CreateKeyWith(c.Request.Context(), w.o.Store, api.KeySpec{Name: name, Scopes: scopes,
+		Names: strings.Split(c.PostForm("names"), ","), Profiles: strings.Split(c.PostForm("profiles"), ",")})
 	if err != nil {
 		if core.KindOf(err) == core.KindMalformed {
 			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))

@@ -97,7 +97,7 @@ func (w *Console) detail(c *gin.Context, op *operator) {
 		return
 	}
 	w.render(c, http.StatusOK, "detail", page{Title: "Certificate " + string(r.Serial), Op: op, Data: detailData{
-		Cert: r, PEM: pemOf(r.DER), MayRevoke: op.may(api.ScopeRevoke) && r.Status == core.StatusValid, Reasons: revokeReasons}})
+		Cert: r, PEM: pemOf(r.DER), MayRevoke: op.may(api.ScopeRevoke) && r.Status == core.StatusValid && op.limits.Covers(r.Names), Reasons: revokeReasons}})
 }
 
 func (w *Console) revoke(c *gin.Context, op *operator) {
@@ -111,6 +111,10 @@ func (w *Console) revoke(c *gin.Context, op *operator) {
 	reason, err := core.ParseReason(c.PostForm("reason"))
 	if err != nil {
 		w.fail(c, op, err)
+		return
+	}
+	if !op.limits.Covers(r.Names) {
+		w.fail(c, op, core.Errorf(core.KindForbidden, "certificate %s has names outside this API key's", r.Serial))
 		return
 	}
 	if err := w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal()); err != nil {
@@ -160,7 +164,7 @@ func (w *Console) issue(c *gin.Context, op *operator, d issueData) (*ca.Issued, 
 	if err != nil {
 		return nil, err
 	}
-	return w.o.Authority.Issue(c.Request.Context(), ra.Request{CSR: csr, Profile: d.Profile, Principal: op.principal()})
+	return w.o.Authority.Issue(c.Request.Context(), ra.Request{CSR: csr, Profile: d.Profile, Principal: op.principal(), Limits: op.limits})
 }
 
 type issuerRow struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 const (
@@ -25,7 +26,8 @@ type operator struct {
 	keyID  string
 	name   string // the API key's name
 	scopes []string
-	cookie string // the session cookie's value (the CSRF token is derived from it)
+	limits *ra.Limits // the API key's names and profiles; nil: only policy
+	cookie string     // the session cookie's value (the CSRF token is derived from it)
 }
 
 func (o *operator) may(scope string) bool { return api.Grants(o.scopes, scope) }
@@ -77,7 +79,11 @@ func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
 	if err != nil || !k.RevokedAt.IsZero() {
 		return nil, errNoSession
 	}
-	return &operator{keyID: k.ID, name: k.Name, scopes: k.Scopes, cookie: v}, nil
+	lim, err := ra.ParseLimits(k.Names, k.Profiles)
+	if err != nil {
+		return nil, errNoSession
+	}
+	return &operator{keyID: k.ID, name: k.Name, scopes: k.Scopes, limits: lim, cookie: v}, nil
 }
 
 // csrf is the token every form of the session carries.

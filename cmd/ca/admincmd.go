@@ -15,11 +15,12 @@ import (
 
 func apikeyCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "apikey", Short: "Create, list and revoke REST API keys (stored only as hashes)"}
-	var name, scopes string
+	var name, scopes, names, profiles string
 	create := &cobra.Command{Use: "create", Short: "Create a key; its secret is printed once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				secret, id, err := api.CreateKey(ctx, n.db, name, strings.Split(scopes, ","))
+				secret, id, err := api.CreateKeyWith(ctx, n.db, api.KeySpec{Name: name, Scopes: strings.Split(scopes, ","),
+					Names: strings.Split(names, ","), Profiles: strings.Split(profiles, ",")})
 				if err != nil {
 					return err
 				}
@@ -29,6 +30,8 @@ func apikeyCommand(g *globals) *cobra.Command {
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
 	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service)")
+	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16); it revokes only such certificates")
+	create.Flags().StringVar(&profiles, "profiles", "", "limit the key to these profiles, comma-separated")
 	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			keys, err := api.ListKeys(ctx, n.db)
@@ -36,13 +39,14 @@ func apikeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tCREATED\tREVOKED")
+			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tNAMES\tPROFILES\tCREATED\tREVOKED")
 			for _, k := range keys {
 				revoked := ""
 				if !k.RevokedAt.IsZero() {
 					revoked = k.RevokedAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), k.CreatedAt.Format(time.RFC3339), revoked)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
+					orDash(strings.Join(k.Profiles, ",")), k.CreatedAt.Format(time.RFC3339), revoked)
 			}
 			return w.Flush()
 		})
@@ -94,4 +98,11 @@ func acmeCommand(g *globals) *cobra.Command {
 	eab.AddCommand(create, revoke)
 	cmd.AddCommand(eab)
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

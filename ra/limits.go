@@ -1,0 +1,133 @@
+package ra
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Limits narrow what one credential may ask for, inside the policy: the
+// names its certificates may carry and the profiles it may use, as a Vault
+// PKI role's allowed_domains or a step-ca provisioner's policy do. A deploy
+// key for one team gets its team's DNS suffix and nothing else.
+type Limits struct {
+	// DNSSuffixes: each DNS SAN must equal one or sit below it (a
+	// wildcard's base likewise). IPRanges: each IP SAN must fall in one.
+	// With either set, email and URI SANs are refused.
+	DNSSuffixes []string
+	IPRanges    []netip.Prefix
+	// Profiles the credential may use (policy's profile access applies
+	// too). Zero: any the policy allows it.
+	Profiles []string
+}
+
+// ParseLimits reads names (DNS suffixes and IP prefixes, as given to `ca
+// apikey create --names`) and profile names. Nothing given: nil, no limit.
+func ParseLimits(names, profiles []string) (*Limits, error) {
+	var l Limits
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if n == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(n); err == nil {
+			l.IPRanges = append(l.IPRanges, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(n); err == nil {
+			l.IPRanges = append(l.IPRanges, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		n = strings.TrimPrefix(n, ".")
+		if strings.ContainsAny(n, " *@/:") || !strings.Contains(n, ".") && n != "localhost" || len(n) > maxDNSNameLength {
+			return nil, core.Errorf(core.KindMalformed, "name limit %q is neither a DNS suffix (team.corp.internal) nor an IP prefix (10.20.0.0/16)", n)
+		}
+		l.DNSSuffixes = append(l.DNSSuffixes, n)
+	}
+	for _, p := range profiles {
+		if p = strings.TrimSpace(p); p != "" {
+			l.Profiles = append(l.Profiles, p)
+		}
+	}
+	if len(l.DNSSuffixes)+len(l.IPRanges)+len(l.Profiles) == 0 {
+		return nil, nil
+	}
+	return &l, nil
+}
+
+// Names is the name limits as given (suffixes, then prefixes).
+func (l *Limits) Names() []string {
+	if l == nil {
+		return nil
+	}
+	out := slices.Clone(l.DNSSuffixes)
+	for _, p := range l.IPRanges {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+func (l *Limits) limitsNames() bool { return l != nil && len(l.DNSSuffixes)+len(l.IPRanges) > 0 }
+
+// allows reports whether one identifier is inside the limits, with a
+// client-safe reason when not.
+func (l *Limits) allows(id Identifier) (bool, string) {
+	if !l.limitsNames() {
+		return true, ""
+	}
+	switch id.Type {
+	case "dns":
+		n := strings.TrimPrefix(strings.ToLower(id.Value), "*.")
+		for _, s := range l.DNSSuffixes {
+			if hasSuffix(n, s) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s is outside this credential's names (%s)", id.Value, strings.Join(l.Names(), ", "))
+	case "ip":
+		a, err := netip.ParseAddr(id.Value)
+		if err == nil {
+			a = a.Unmap()
+			for _, p := range l.IPRanges {
+				if p.Contains(a) {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("%s is outside this credential's names (%s)", id.Value, strings.Join(l.Names(), ", "))
+	}
+	return false, fmt.Sprintf("this credential may only ask for DNS names and IP addresses, not %s %s", id.Type, id.Value)
+}
+
+// check applies the limits to a request's profile and names.
+func (l *Limits) check(profile string, ids []Identifier) error {
+	if l == nil {
+		return nil
+	}
+	if len(l.Profiles) > 0 && !slices.Contains(l.Profiles, profile) {
+		return core.Errorf(core.KindForbidden, "this credential may not use profile %s (limited to %s)", profile, strings.Join(l.Profiles, ", "))
+	}
+	for _, id := range ids {
+		if ok, why := l.allows(id); !ok {
+			return core.Errorf(core.KindForbidden, "%s", why)
+		}
+	}
+	return nil
+}
+
+// Covers reports whether every name of an issued certificate is inside
+// the limits: a limited credential may revoke only such certificates.
+func (l *Limits) Covers(names []string) bool {
+	if !l.limitsNames() {
+		return true
+	}
+	for _, n := range names {
+		if ok, _ := l.allows(identifierOf(n)); !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,64 @@
+package ra
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+func TestLimits(t *testing.T) {
+	c, _ := newCA(t)
+	pol := testPolicy
+	pol.AllowExtraSANs = true
+	a, err := New(Options{CA: c, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := ParseLimits([]string{"team-a.corp.internal", " 10.20.0.0/16", "10.9.9.9"}, []string{"tls-server", "tls-client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		req  Request
+		kind core.Kind // -1: issued
+	}{
+		{"the suffix itself", Request{CSR: csrFor(t, key, "", "team-a.corp.internal")}, -1},
+		{"below the suffix, and an IP in range", Request{CSR: csrFor(t, key, "", "web.team-a.corp.internal", "10.20.3.4")}, -1},
+		{"a single allowed address", Request{CSR: csrFor(t, key, "", "x.team-a.corp.internal", "10.9.9.9")}, -1},
+		{"wildcard below the suffix", Request{CSR: csrFor(t, key, "", "*.team-a.corp.internal")}, -1},
+		{"CN only, inside", Request{CSR: csrFor(t, key, "api.team-a.corp.internal")}, -1},
+		{"another team's name (policy allows it)", Request{CSR: csrFor(t, key, "", "team-b.corp.internal")}, core.KindForbidden},
+		{"look-alike suffix", Request{CSR: csrFor(t, key, "", "evilteam-a.corp.internal")}, core.KindForbidden},
+		{"one name inside, one outside", Request{CSR: csrFor(t, key, "", "a.team-a.corp.internal", "b.corp.internal")}, core.KindForbidden},
+		{"IP outside the ranges (policy allows 10/8)", Request{CSR: csrFor(t, key, "", "a.team-a.corp.internal", "10.30.0.1")}, core.KindForbidden},
+		{"extra SAN outside", Request{CSR: csrFor(t, key, "", "a.team-a.corp.internal"), ExtraSANs: []string{"other.corp.internal"}}, core.KindForbidden},
+		{"wildcard above the suffix", Request{CSR: csrFor(t, key, "", "*.corp.internal")}, core.KindForbidden},
+		{"profile outside the limits", Request{CSR: csrFor(t, key, "", "a.team-a.corp.internal"), Profile: "tls-server-client"}, core.KindForbidden},
+		{"policy still applies inside the limits", Request{CSR: csrFor(t, key, "", "a_b.team-a.corp.internal")}, core.KindRejected},
+	} {
+		tc.req.Principal, tc.req.Limits = "apikey:team-a", lim
+		_, err := a.Issue(ctx, tc.req)
+		if tc.kind == -1 && err != nil || tc.kind != -1 && core.KindOf(err) != tc.kind {
+			t.Errorf("%s: %v (kind %v), want %v", tc.name, err, core.KindOf(err), tc.kind)
+		}
+	}
+	if !lim.Covers([]string{"a.team-a.corp.internal", "10.20.0.9"}) || lim.Covers([]string{"a.team-a.corp.internal", "b.corp.internal"}) ||
+		lim.Covers([]string{"ops@team-a.corp.internal"}) {
+		t.Error("Covers")
+	}
+	for _, bad := range []string{"*.corp.internal", "a b", "user@x.org", "nodots", "10.0.0.0/33"} {
+		if _, err := ParseLimits([]string{bad}, nil); core.KindOf(err) != core.KindMalformed {
+			t.Errorf("ParseLimits(%q): %v, want malformed", bad, err)
+		}
+	}
+	if l, err := ParseLimits(nil, []string{""}); l != nil || err != nil {
+		t.Errorf("empty limits: %v, %v", l, err)
+	}
+}
