@@ -139,6 +139,8 @@ func (a *API) Register(r gin.IRouter) {
 	k := g.Group("", a.require(ScopeKeys))
 	k.GET("/keys", a.listKeys)
 	k.POST("/keys", a.createKey)
+	k.POST("/keys/import", a.importKey)
+	k.POST("/keys/:id/export", a.exportKey)
 	k.GET("/keys/:id", a.getKey)
 	k.DELETE("/keys/:id", a.destroyKey)
 	k.POST("/keys/:id/rotate", a.rotateKey)

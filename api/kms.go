@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -43,6 +44,9 @@ type KeyService interface {
 	GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error)
 	DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
 	PublicKeys(ctx context.Context, keyID string) ([]hsm.VersionKey, error)
+	ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error)
+	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error)
+	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error)
 }
 
 // KeyResponse describes one key (never its material).

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"strings"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -140,4 +141,29 @@ func (o ownedKeys) PublicKeys(ctx context.Context, id string) ([]hsm.VersionKey,
 		return nil, err
 	}
 	return o.KeyService.PublicKeys(ctx, id)
+}
+
+func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error) {
+	if err := o.check(ctx, wrappingKeyID); err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	spec.Label = o.prefix + spec.Label
+	k, err := o.KeyService.ImportWrapped(ctx, spec, wrappingKeyID, blob)
+	return o.show(k), err
+}
+
+func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, error) {
+	for _, k := range []string{id, wrappingKeyID} {
+		if err := o.check(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	return o.KeyService.ExportWrapped(ctx, id, wrappingKeyID)
+}
+
+func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, error) {
+	if err := o.check(ctx, id); err != nil {
+		return nil, err
+	}
+	return o.KeyService.ExportWrappedTo(ctx, id, pub)
 }

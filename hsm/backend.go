@@ -220,11 +220,14 @@ func (k *softKey) wrap(p []byte) ([]byte, error) {
 	if k.destroyed {
 		return nil, errDestroyed()
 	}
-	if k.block == nil {
-		return nil, errf(ErrUnsupported, "%s keys do not wrap", k.typ)
-	}
 	if len(p) == 0 {
 		return nil, errf(ErrInvalid, "nothing to wrap")
+	}
+	if rk, ok := k.signer.(*rsa.PrivateKey); ok {
+		return rsaAESWrap(&rk.PublicKey, p)
+	}
+	if k.block == nil {
+		return nil, errf(ErrUnsupported, "%s keys do not wrap", k.typ)
 	}
 	return kwWrap(k.block, p), nil
 }
@@ -234,6 +237,9 @@ func (k *softKey) unwrap(c []byte) ([]byte, error) {
 	defer k.mu.RUnlock()
 	if k.destroyed {
 		return nil, errDestroyed()
+	}
+	if rk, ok := k.signer.(*rsa.PrivateKey); ok {
+		return rsaAESUnwrap(rk, c)
 	}
 	if k.block == nil {
 		return nil, errf(ErrUnsupported, "%s keys do not unwrap", k.typ)

@@ -3,6 +3,9 @@ package hsm
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -411,10 +414,44 @@ func (s *Session) DestroyKey(ctx context.Context, keyID string) error {
 	return nil
 }
 
-// ExportWrapped returns the key's current version wrapped (AES-KW/KWP) under
-// another key: PKCS#8 DER for key pairs, the raw secret for symmetric keys.
-// Only the owner may export, and only an extractable key.
+// ExportWrapped returns the key's current version wrapped under another
+// key of the session's: AES-KW/KWP under an AES key, RSA-AES key wrap under
+// an RSA key (rsawrap.go). The material is PKCS#8 DER for key pairs, the
+// raw secret for symmetric keys. Only the owner may export, and only an
+// extractable key.
 func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error) {
+	if wrappingKeyID == keyID {
+		return nil, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
+	}
+	return s.export(ctx, keyID, "wrapped-by="+wrappingKeyID, func(mat []byte) ([]byte, error) {
+		wk, err := s.useKey(ctx, wrappingKeyID, UsageWrap)
+		if err != nil {
+			return nil, fmt.Errorf("wrapping key: %w", err)
+		}
+		blob, err := wk.current().h.wrap(mat)
+		if err == nil {
+			wk.current().pending.Add(1)
+		}
+		return blob, err
+	})
+}
+
+// ExportWrappedTo returns the key's current version wrapped to an RSA
+// public key from outside the module (RSA-AES key wrap), for example
+// another HSM's or a cloud KMS's import key. Same rules as ExportWrapped.
+func (s *Session) ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error) {
+	if pub == nil || pub.N == nil || pub.N.BitLen() < 2048 {
+		return nil, errf(ErrInvalid, "exporting key: the wrapping key must be RSA with at least 2048 bits")
+	}
+	fp := sha256.Sum256(x509.MarshalPKCS1PublicKey(pub))
+	return s.export(ctx, keyID, fmt.Sprintf("wrapped-to=rsa%d:%x", pub.N.BitLen(), fp[:8]), func(mat []byte) ([]byte, error) {
+		return rsaAESWrap(pub, mat)
+	})
+}
+
+// export checks that the session owns keyID and that it is extractable,
+// wraps its current material with wrap and records the export.
+func (s *Session) export(ctx context.Context, keyID, details string, wrap func(material []byte) ([]byte, error)) ([]byte, error) {
 	_, ko, err := s.manageKey(ctx, keyID, false)
 	if err != nil {
 		return nil, fmt.Errorf("exporting key: %w", err)
@@ -422,26 +459,18 @@ func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string
 	if !ko.a.Extractable {
 		return nil, errf(ErrNotExtractable, "exporting key %s", keyID)
 	}
-	if wrappingKeyID == keyID {
-		return nil, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
-	}
-	wk, err := s.useKey(ctx, wrappingKeyID, UsageWrap)
-	if err != nil {
-		return nil, fmt.Errorf("exporting key: wrapping key: %w", err)
-	}
 	mat, err := ko.current().h.material()
 	if err != nil {
 		return nil, fmt.Errorf("exporting key: %w", err)
 	}
 	defer clear(mat)
-	blob, err := wk.current().h.wrap(mat)
+	blob, err := wrap(mat)
 	if err != nil {
 		return nil, fmt.Errorf("exporting key: %w", err)
 	}
-	if err := s.m.apply(ctx, storage.HSMChange{}, s.user, "key.export", keyID, "wrapped-by="+wrappingKeyID); err != nil {
+	if err := s.m.apply(ctx, storage.HSMChange{}, s.user, "key.export", keyID, details); err != nil {
 		return nil, fmt.Errorf("exporting key: %w", err)
 	}
-	wk.current().pending.Add(1)
 	return blob, nil
 }
 

@@ -21,6 +21,12 @@ func kwWrap(b cipher.Block, p []byte) []byte {
 	if len(p)%8 == 0 && len(p) >= 16 {
 		return kwCore(b, kwIV, p)
 	}
+	return kwpWrap(b, p)
+}
+
+// kwpWrap is RFC 5649 key wrap with padding, whatever the length (as
+// CKM_AES_KEY_WRAP_KWP and openssl's id-aes256-wrap-pad do).
+func kwpWrap(b cipher.Block, p []byte) []byte {
 	var iv [8]byte
 	binary.BigEndian.PutUint32(iv[:4], kwpIVPrefix)
 	binary.BigEndian.PutUint32(iv[4:], uint32(len(p)))

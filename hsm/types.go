@@ -114,7 +114,7 @@ func ParseUsage(s string) (Usage, error) {
 func allowedUsage(t KeyType) Usage {
 	switch {
 	case t.isRSA():
-		return UsageSign | UsageVerify | UsageEncrypt | UsageDecrypt
+		return UsageSign | UsageVerify | UsageEncrypt | UsageDecrypt | UsageWrap | UsageUnwrap
 	case t.isEC(), t == Ed25519, t == HMACSHA256:
 		return UsageSign | UsageVerify
 	case t.isAES():
