@@ -391,11 +391,16 @@ func FuzzKeyService(f *testing.F) {
 	f.Add([]byte(`{"bits":17}`), uint8(4))
 	f.Add([]byte(`{"label":"","type":"aes256","usage":["wrap"]}`), uint8(5))
 	f.Add([]byte(`{"algorithm":"SHA3-256","data":"%%%"}`), uint8(6))
-	ops := []string{"encrypt", "decrypt", "sign", "verify", "mac", "verify-mac", "data-key", "decrypt-data-key", "jwt"}
+	f.Add([]byte(`{"label":"x","type":"p256","wrapping_key":"`+ids["aes256"]+`","wrapped":"AAAAAAAAAAAAAAAAAAAAAA=="}`), uint8(12))
+	f.Add([]byte(`{"public_key":"-----BEGIN PUBLIC KEY-----\nMA==\n-----END PUBLIC KEY-----"}`), uint8(9))
+	f.Add([]byte(`{"wrapping_key":"`+ids["aes256"]+`"}`), uint8(9))
+	ops := []string{"encrypt", "decrypt", "sign", "verify", "mac", "verify-mac", "data-key", "decrypt-data-key", "jwt", "export"}
 	types := []string{"aes256", "p256", "ed25519", "hmac-sha256"}
 	f.Fuzz(func(t *testing.T, body []byte, pick uint8) {
 		path := "/api/v1/keys/" + ids[types[int(pick)%len(types)]] + "/" + ops[int(pick)%len(ops)]
 		switch pick % 16 {
+		case 12:
+			path = "/api/v1/keys/import"
 		case 13:
 			path = "/api/v1/keys"
 		case 14:

@@ -6,12 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +198,31 @@ func foreignCert(t *testing.T, key *ecdsa.PrivateKey, like *x509.Certificate) *x
 	}
 	c, _ := x509.ParseCertificate(der)
 	return c
+}
+
+// FuzzRenewBody throws arbitrary bodies and content types at POST
+// /certificates/renew from a holder of a valid certificate: never a 5xx,
+// every error a problem document.
+func FuzzRenewBody(f *testing.F) {
+	e := newEnv(f, nil, nil)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: catest.CSR(f, key, "", "fuzz.corp.internal"), Profile: "tls-server", Requester: "test"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	csr := catest.CSR(f, key, "", "fuzz.corp.internal").Raw
+	f.Add([]byte{}, uint8(0))
+	f.Add([]byte(`{"csr":""}`), uint8(1))
+	f.Add([]byte(`{"csr":"MAA="}`), uint8(1))
+	f.Add(csr, uint8(2))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), uint8(2))
+	types := []string{"", "application/json", "application/pkcs10", "text/plain"}
+	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
+		req := httptest.NewRequest("POST", "/api/v1/certificates/renew", bytes.NewReader(body))
+		if c := types[int(ct)%len(types)]; c != "" {
+			req.Header.Set("Content-Type", c)
+		}
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{iss.Certificate, e.inter.Certificate()}}
+		serveClientBytes(t, e.engine, req)
+	})
 }

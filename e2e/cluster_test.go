@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -73,6 +74,24 @@ func TestTwoNodes(t *testing.T) {
 	defer cancel()
 	if out, err := b.CLI(ctx, "hsm", "audit", "verify"); err != nil || !strings.Contains(out, "intact") {
 		t.Fatalf("audit chain shared by two nodes: %v\n%s", err, out)
+	}
+
+	// Rotation on A; B gets A's configuration but not the new PEM file:
+	// it finds the certificate in the database by the key the HSM holds.
+	if out, err := a.CLI(ctx, "issuer", "add", "intermediate-2", "--default"); err != nil {
+		t.Fatalf("ca issuer add on A: %v\n%s", err, out)
+	}
+	cfg := string(readFile(t, filepath.Join(a.Dir, "strongroom.yaml")))
+	cfg = strings.NewReplacer(strings.TrimPrefix(a.HTTPSURL, "https://localhost"), strings.TrimPrefix(b.HTTPSURL, "https://localhost"),
+		strings.TrimPrefix(a.HTTPURL, "http://localhost"), strings.TrimPrefix(b.HTTPURL, "http://localhost")).Replace(cfg)
+	writeFile(t, filepath.Join(b.Dir, "strongroom.yaml"), []byte(cfg))
+	b.Restart()
+	inter2 := parsePEMCerts(t, readFile(t, filepath.Join(a.Dir, "intermediate-2.pem")))[0]
+	if got := issueChain(t, b, goCSR(t, "rotated.example.com")); !bytes.Equal(got[0].RawIssuer, inter2.RawSubject) {
+		t.Fatalf("node B issued from %s after the rotation, want %s", got[0].Issuer, inter2.Subject)
+	}
+	if !bytes.Equal(readFile(t, filepath.Join(b.Dir, "intermediate-2.pem")), readFile(t, filepath.Join(a.Dir, "intermediate-2.pem"))) {
+		t.Fatal("node B did not write intermediate-2.pem from the database")
 	}
 }
 

@@ -204,6 +204,25 @@ func (d *DB) GetCertificate(ctx context.Context, serial core.Serial) (*core.Cert
 	return c, nil
 }
 
+// CeremonyCertificates lists the valid CA certificates recorded by key
+// ceremonies (`ca init`, `ca issuer add`): a node missing an issuer's PEM
+// file finds it here by its key.
+func (d *DB) CeremonyCertificates(ctx context.Context) ([]core.Certificate, error) {
+	return queryAll(ctx, d, "listing ceremony certificates", `SELECT `+certColumns+` FROM certificates
+		WHERE requester = ? AND status = ? ORDER BY created_at DESC`, []any{CeremonyRequester, string(core.StatusValid)},
+		func(r scanner) (core.Certificate, error) {
+			c, err := scanCert(r)
+			if err != nil {
+				return core.Certificate{}, err
+			}
+			return *c, nil
+		})
+}
+
+// CeremonyRequester is the requester recorded for certificates a key
+// ceremony made.
+const CeremonyRequester = "ceremony"
+
 // CertFilter selects certificates for ListCertificates. Zero fields do not
 // filter.
 type CertFilter struct {

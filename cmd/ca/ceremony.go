@@ -245,7 +245,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 func recordCeremonyCert(ctx context.Context, db *storage.DB, issuerID string, cert *x509.Certificate) error {
 	now := time.Now().UTC()
 	rec := &core.Certificate{Serial: core.SerialFromBig(cert.SerialNumber), IssuerID: issuerID,
-		Profile: "subordinate-ca", Requester: "ceremony", Subject: cert.Subject.CommonName,
+		Profile: "subordinate-ca", Requester: storage.CeremonyRequester, Subject: cert.Subject.CommonName,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, TBS: cert.RawTBSCertificate, CreatedAt: now}
 	if err := db.ReserveSerial(ctx, rec); err != nil {
 		return fmt.Errorf("recording intermediate: %w", err)

@@ -75,7 +75,7 @@ func issuerCommand(g *globals) *cobra.Command {
 				if makeDefault {
 					fmt.Fprintln(out, "It is now the default issuer: new certificates and renewals come from it.")
 				}
-				fmt.Fprintln(out, "Restart ca serve to use it. Nodes sharing the database need this configuration and certificate file too.")
+				fmt.Fprintln(out, "Restart ca serve to use it. Nodes sharing the database need this configuration too (they find the certificate in the database).")
 				return nil
 			})
 		}}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -130,11 +131,15 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label s
 		return sess.Signer(ctx, key.ID)
 	}
 	load := func(is config.Issuer, parent *ca.Issuer) (*ca.Issuer, error) {
-		cert, err := readCert(config.Path(n.dir, is.Cert))
+		signer, err := signerOf(is)
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
-		signer, err := signerOf(is)
+		path := config.Path(n.dir, is.Cert)
+		cert, err := readCert(path)
+		if errors.Is(err, fs.ErrNotExist) && parent != nil {
+			cert, err = n.issuerFromDB(ctx, is, path, signer.Public())
+		}
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
@@ -207,4 +212,26 @@ func openToken(ctx context.Context, cfg *config.Config, dir string) (*pkcs11.Tok
 		return nil, err
 	}
 	return pkcs11.Open(ctx, pkcs11.Options{Module: cfg.HSM.PKCS11.Module, Token: cfg.HSM.PKCS11.Token, PIN: pin})
+}
+
+// issuerFromDB finds an intermediate's certificate that a ceremony on
+// another node recorded (`ca issuer add` writes the PEM only where it
+// ran), by the key the HSM holds for it, and writes the missing file.
+func (n *node) issuerFromDB(ctx context.Context, is config.Issuer, path string, pub crypto.PublicKey) (*x509.Certificate, error) {
+	recs, err := n.db.CeremonyCertificates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		c, err := x509.ParseCertificate(r.DER)
+		if err != nil || !publicKeysEqual(c.PublicKey, pub) {
+			continue
+		}
+		if err := writeCert(path, c); err != nil {
+			return nil, err
+		}
+		n.log.Info("issuer certificate written from the database", "issuer", is.ID, "file", path, "serial", string(r.Serial))
+		return c, nil
+	}
+	return nil, fmt.Errorf("%s is missing and no certificate recorded in the database has key %q", path, is.KeyLabel)
 }
