@@ -82,7 +82,7 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	}
 	a.ra, err = a.newAuthority(policy, ic.DefaultProfile)
 	if err != nil {
-		return fmt.Errorf("policy: %w", err)
+		return err // ra's errors name the policy field
 	}
 	a.tls.issue = a.issueServerCert
 	if err := a.mountAPI(); err != nil {
