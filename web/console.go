@@ -19,6 +19,7 @@ import (
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -60,8 +61,12 @@ type Options struct {
 	Issuers   IssuerSource
 	MAC       MAC
 	Profiles  []string // offered on the issue page; the first is the default
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Audit and VerifyAudit show the HSM's audit log to admin keys
+	// (audit.go). Nil: the page says it is not available.
+	Audit       AuditLog
+	VerifyAudit func(ctx context.Context) (hsm.AuditReport, error)
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Console serves /ui.
@@ -129,6 +134,7 @@ func (w *Console) Register(r gin.IRouter) {
 	r.GET("/keys", w.signedIn(w.keys))
 	r.POST("/keys", w.signedIn(w.createKey))
 	r.POST("/keys/:id/revoke", w.signedIn(w.revokeKey))
+	r.GET("/audit", w.signedIn(w.audit))
 }
 
 // sameOrigin refuses a POST whose Origin (sent by every current browser)

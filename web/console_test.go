@@ -67,7 +67,7 @@ type env struct {
 	clock *clock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, with ...func(*Options, *storage.DB)) *env {
 	t.Helper()
 	ctx := context.Background()
 	root, inter := catest.Hierarchy(t, "Console Test")
@@ -87,8 +87,12 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, db: db, root: root.Certificate(), keys: map[string]string{}, ids: map[string]string{}, clock: &clock{}}
 	key := make([]byte, 32)
 	rand.Read(key)
-	con, err := New(Options{Authority: auth, Store: db, Issuers: pipeline, MAC: hmacKey(key), Profiles: []string{"tls-server", "tls-client"},
-		Now: e.clock.now})
+	o := Options{Authority: auth, Store: db, Issuers: pipeline, MAC: hmacKey(key), Profiles: []string{"tls-server", "tls-client"},
+		Now: e.clock.now}
+	for _, f := range with {
+		f(&o, db)
+	}
+	con, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,8 @@ func (a *app) mountConsole(ctx context.Context, defaultProfile string) error {
 		names[0], names[i] = names[i], names[0]
 	}
 	con, err := web.New(web.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
-		MAC: hsmMAC{sess: a.sess, id: id}, Profiles: names, Logger: a.n.log})
+		MAC: hsmMAC{sess: a.sess, id: id}, Profiles: names, Logger: a.n.log,
+		Audit: a.n.db, VerifyAudit: a.n.hsm.VerifyAudit})
 	if err != nil {
 		return err
 	}
