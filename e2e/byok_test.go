@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -22,22 +18,7 @@ import (
 func TestKeyServiceBYOK(t *testing.T) {
 	requireTool(t, "openssl")
 	c := StartCA(t, Options{})
-	out, err := c.CLI(context.Background(), "apikey", "create", "--name", "app", "--scopes", "keys")
-	if err != nil {
-		t.Fatalf("apikey create: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
-	call := func(method, path string, in any, want int) map[string]any {
-		t.Helper()
-		body, _ := json.Marshal(in)
-		resp, b := apiCall(t, c, method, path, key, "application/json", "", bytes.NewReader(body))
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %s\n%s", method, path, resp.Status, b)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
+	call := keyServiceCaller(t, c)
 	dir := t.TempDir()
 	f := func(name string) string { return filepath.Join(dir, name) }
 	ossl := func(args ...string) string { t.Helper(); return run(t, nil, "openssl", args...) }

@@ -21,26 +21,7 @@ import (
 func TestKeyService(t *testing.T) {
 	requireTool(t, "openssl")
 	c := StartCA(t, Options{})
-	ctx := context.Background()
-	out, err := c.CLI(ctx, "apikey", "create", "--name", "app", "--scopes", "keys")
-	if err != nil {
-		t.Fatalf("apikey create: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
-	call := func(method, path string, in any, want int) map[string]any {
-		t.Helper()
-		var body []byte
-		if in != nil {
-			body, _ = json.Marshal(in)
-		}
-		resp, b := apiCall(t, c, method, path, key, "application/json", "", bytes.NewReader(body))
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %s\n%s", method, path, resp.Status, b)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
+	call := keyServiceCaller(t, c)
 	signer := call("POST", "/keys", map[string]any{"label": "release-signing", "type": "p256"}, http.StatusCreated)
 	msg := []byte("release v1.2.3")
 	sig := call("POST", "/keys/"+signer["id"].(string)+"/sign", map[string]any{"message": base64.StdEncoding.EncodeToString(msg)}, 200)
@@ -72,5 +53,30 @@ func TestKeyService(t *testing.T) {
 	c.Restart()
 	if got := call("POST", "/keys/"+aes["id"].(string)+"/decrypt", map[string]any{"ciphertext": ct}, 200)["plaintext"]; got != pt {
 		t.Fatalf("decrypt after restart: %v", got)
+	}
+}
+
+// keyServiceCaller makes an API key with the keys scope on c (with the
+// CLI) and returns a JSON caller with it that insists on the status want.
+func keyServiceCaller(t *testing.T, c *CA) func(method, path string, in any, want int) map[string]any {
+	t.Helper()
+	out, err := c.CLI(context.Background(), "apikey", "create", "--name", "app", "--scopes", "keys")
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	key := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	return func(method, path string, in any, want int) map[string]any {
+		t.Helper()
+		var body []byte
+		if in != nil {
+			body, _ = json.Marshal(in)
+		}
+		resp, b := apiCall(t, c, method, path, key, "application/json", "", bytes.NewReader(body))
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %s\n%s", method, path, resp.Status, b)
+		}
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		return m
 	}
 }
