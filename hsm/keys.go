@@ -73,6 +73,15 @@ func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
 	if extra := spec.Usage &^ allowedUsage(spec.Type); extra != 0 {
 		return errf(ErrInvalid, "a %s key cannot be used to %s", spec.Type, extra)
 	}
+	// Key separation: RSA-AES key wrap starts with plain RSA-OAEP, so an
+	// RSA key that could also decrypt would open the head of a blob it
+	// wrapped and hand out the key inside in the clear (Clulow's
+	// wrap-then-decrypt attack on PKCS #11). An RSA wrapping key wraps and
+	// unwraps, nothing else.
+	const wrapping = UsageWrap | UsageUnwrap
+	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Usage&^wrapping != 0 {
+		return errf(ErrInvalid, "an RSA key that wraps or unwraps may not also %s (key separation)", spec.Usage&^wrapping)
+	}
 	if len(spec.Label) > 128 || strings.ContainsAny(spec.Label, "\x00\n\r") {
 		return errf(ErrInvalid, "label must be at most 128 characters on one line")
 	}

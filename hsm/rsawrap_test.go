@@ -60,6 +60,12 @@ func TestRSAAESKeyWrap(t *testing.T) {
 			t.Errorf("%s: %v, want ErrVerification", name, err)
 		}
 	}
+	// Key separation: a key that decrypts could open a wrapped blob's head.
+	for _, u := range []Usage{UsageUnwrap | UsageDecrypt, UsageWrap | UsageSign, UsageUnwrap | UsageEncrypt} {
+		if _, err := f.alice.GenerateKey(ctx, KeySpec{Type: RSA2048, Label: "mixed", Usage: u}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("RSA key with %s: %v, want ErrInvalid", u, err)
+		}
+	}
 	signOnly, err := f.alice.GenerateKey(ctx, KeySpec{Type: RSA2048, Label: "sign-only"})
 	if err != nil {
 		t.Fatal(err)
