@@ -82,6 +82,11 @@ func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
 	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Usage&^wrapping != 0 {
 		return errf(ErrInvalid, "an RSA key that wraps or unwraps may not also %s (key separation)", spec.Usage&^wrapping)
 	}
+	// Nor may it leave: exported and imported again with the decrypt
+	// usage, a copy would be that decryption oracle.
+	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Extractable {
+		return errf(ErrInvalid, "an RSA key that wraps or unwraps cannot be extractable (a copy imported to decrypt would open what it wrapped)")
+	}
 	if len(spec.Label) > 128 || strings.ContainsAny(spec.Label, "\x00\n\r") {
 		return errf(ErrInvalid, "label must be at most 128 characters on one line")
 	}

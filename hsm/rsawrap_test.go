@@ -66,6 +66,9 @@ func TestRSAAESKeyWrap(t *testing.T) {
 			t.Errorf("RSA key with %s: %v, want ErrInvalid", u, err)
 		}
 	}
+	if _, err := f.alice.GenerateKey(ctx, KeySpec{Type: RSA2048, Label: "leaky", Usage: UsageUnwrap, Extractable: true}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("extractable RSA wrapping key: %v, want ErrInvalid", err)
+	}
 	signOnly, err := f.alice.GenerateKey(ctx, KeySpec{Type: RSA2048, Label: "sign-only"})
 	if err != nil {
 		t.Fatal(err)
