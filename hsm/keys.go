@@ -73,19 +73,21 @@ func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
 	if extra := spec.Usage &^ allowedUsage(spec.Type); extra != 0 {
 		return errf(ErrInvalid, "a %s key cannot be used to %s", spec.Type, extra)
 	}
-	// Key separation: RSA-AES key wrap starts with plain RSA-OAEP, so an
-	// RSA key that could also decrypt would open the head of a blob it
-	// wrapped and hand out the key inside in the clear (Clulow's
-	// wrap-then-decrypt attack on PKCS #11). An RSA wrapping key wraps and
-	// unwraps, nothing else.
+	// Key separation (PKCS #11 guidance after Clulow's wrap-then-decrypt
+	// attack): RSA-AES key wrap begins with plain RSA-OAEP, so one RSA key
+	// that both wraps and decrypts is a decryption oracle for the heads of
+	// its own blobs. Here that would not cross a boundary — an extractable
+	// key may leave, wrapped to any RSA key its owner holds, so its owner
+	// can read it anyway; a non-extractable key never leaves — but keeping
+	// each RSA key to one job keeps it that way if export ever gets
+	// narrower. An RSA wrapping key wraps and unwraps, nothing else, and
+	// stays in the module.
 	const wrapping = UsageWrap | UsageUnwrap
 	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Usage&^wrapping != 0 {
 		return errf(ErrInvalid, "an RSA key that wraps or unwraps may not also %s (key separation)", spec.Usage&^wrapping)
 	}
-	// Nor may it leave: exported and imported again with the decrypt
-	// usage, a copy would be that decryption oracle.
 	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Extractable {
-		return errf(ErrInvalid, "an RSA key that wraps or unwraps cannot be extractable (a copy imported to decrypt would open what it wrapped)")
+		return errf(ErrInvalid, "an RSA key that wraps or unwraps cannot be extractable (key separation)")
 	}
 	if len(spec.Label) > 128 || strings.ContainsAny(spec.Label, "\x00\n\r") {
 		return errf(ErrInvalid, "label must be at most 128 characters on one line")
