@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 // External account binding keys, for `ca acme eab create|revoke`. The HMAC
@@ -21,7 +23,7 @@ type EABKeys interface {
 
 // EABStore records EAB key ids; *storage.DB implements it.
 type EABStore interface {
-	CreateACMEEABKey(ctx context.Context, kid, endpoint string, created time.Time) error
+	CreateACMEEABKey(ctx context.Context, kid, endpoint string, names []string, created time.Time) error
 	RevokeACMEEABKey(ctx context.Context, endpoint, kid string, at time.Time) error
 }
 
@@ -29,7 +31,15 @@ type EABStore interface {
 // key into the HSM and records the id. It returns the id and the key,
 // base64url, which the caller shows once (certbot --eab-hmac-key, lego
 // --eab --hmac) and must not log.
-func CreateEAB(ctx context.Context, store EABStore, keys EABKeys, endpoint string, now time.Time) (kid, hmacKey string, err error) {
+//
+// names, if any, limit what the account bound with the key may order (DNS
+// suffixes and IP prefixes, as `ca apikey create --names`), inside the
+// endpoint's policy.
+func CreateEAB(ctx context.Context, store EABStore, keys EABKeys, endpoint string, names []string, now time.Time) (kid, hmacKey string, err error) {
+	lim, err := ra.ParseLimits(names, nil)
+	if err != nil {
+		return "", "", err
+	}
 	kid, err = randomID()
 	if err != nil {
 		return "", "", err
@@ -46,7 +56,7 @@ func CreateEAB(ctx context.Context, store EABStore, keys EABKeys, endpoint strin
 	if err := keys.ImportHMAC(ctx, kid, key); err != nil {
 		return "", "", fmt.Errorf("importing EAB key into the HSM: %w", err)
 	}
-	if err := store.CreateACMEEABKey(ctx, kid, endpoint, now); err != nil {
+	if err := store.CreateACMEEABKey(ctx, kid, endpoint, lim.Names(), now); err != nil {
 		if derr := keys.DestroyHMAC(ctx, kid); derr != nil {
 			err = fmt.Errorf("%w (and destroying the imported key failed: %v)", err, derr)
 		}

@@ -188,7 +188,7 @@ func TestLegoIssueRealHTTP01(t *testing.T) {
 func TestLegoEAB(t *testing.T) {
 	e := newEnv(t, func(o *acme.Options) { o.Meta.ExternalAccountRequired = true })
 	ctx := context.Background()
-	kid, hmacKey, err := acme.CreateEAB(ctx, e.db, e.eab, "test", time.Now())
+	kid, hmacKey, err := acme.CreateEAB(ctx, e.db, e.eab, "test", nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestLegoEAB(t *testing.T) {
 		TermsOfServiceAgreed: true, Kid: kid, HmacEncoded: hmacKey})
 	wantLegoProblem(t, err, "unauthorized")
 
-	kid2, key2, _ := acme.CreateEAB(ctx, e.db, e.eab, "test", time.Now())
+	kid2, key2, _ := acme.CreateEAB(ctx, e.db, e.eab, "test", nil, time.Now())
 	if err := acme.RevokeEAB(ctx, e.db, e.eab, "test", kid2, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +226,35 @@ func TestLegoEAB(t *testing.T) {
 	_, err = c.Registration.RegisterWithExternalAccountBinding(ctx, registration.RegisterEABOptions{
 		TermsOfServiceAgreed: true, Kid: kid2, HmacEncoded: key2})
 	wantLegoProblem(t, err, "unauthorized")
+
+	// A key made with names: its account orders inside them only.
+	kid3, key3, err := acme.CreateEAB(ctx, e.db, e.eab, "test", []string{"team.example.com", "10.1.0.0/16"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, u := newLego(t, e)
+	if err := c.Challenge.SetHTTP01Provider(e.val); err != nil {
+		t.Fatal(err)
+	}
+	if u.reg, err = c.Registration.RegisterWithExternalAccountBinding(ctx, registration.RegisterEABOptions{
+		TermsOfServiceAgreed: true, Kid: kid3, HmacEncoded: key3}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"www.team.example.com", "other.example.com"},
+		Bundle: true, KeyType: certcrypto.EC256})
+	wantLegoProblem(t, err, "rejectedIdentifier")
+	if !strings.Contains(err.Error(), "other.example.com is outside") || strings.Contains(err.Error(), "www.team.example.com is outside") {
+		t.Fatalf("refusal names the wrong identifier: %v", err)
+	}
+	res, err := c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"www.team.example.com"},
+		Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChain(t, e, res.Certificate, "www.team.example.com")
+	if _, _, err := acme.CreateEAB(ctx, e.db, e.eab, "test", []string{"*.example.com"}, time.Now()); core.KindOf(err) != core.KindMalformed {
+		t.Fatalf("a wildcard name limit: %v", err)
+	}
 }
 
 func wantLegoProblem(t *testing.T, err error, typ string) {

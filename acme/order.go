@@ -8,9 +8,11 @@ import (
 	"encoding/pem"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -115,6 +117,9 @@ func (s *Server) newOrder(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 	}
 	acct := req.account
+	if err := s.checkEABNames(ctx, acct.EABKID, ids); err != nil {
+		return err
+	}
 	if in.Replaces != "" {
 		if err := s.checkReplaces(ctx, acct.ID, in.Replaces); err != nil {
 			return err
@@ -386,5 +391,26 @@ func (s *Server) certificate(ctx context.Context, w http.ResponseWriter, r *http
 	w.Header().Set("Content-Type", "application/pem-certificate-chain")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(c.Chains[idx]))
+	return nil
+}
+
+// checkEABNames applies the names the account's EAB key was created with
+// (`ca acme eab create --names`), if any: an order for anything outside
+// them is rejectedIdentifier, one subproblem per name.
+func (s *Server) checkEABNames(ctx context.Context, kid string, ids []Identifier) error {
+	if kid == "" {
+		return nil
+	}
+	rec, err := s.o.Store.ACMEEABKey(ctx, kid)
+	if err != nil {
+		return err
+	}
+	lim, err := ra.ParseLimits(rec.Names, nil)
+	if err != nil || lim == nil {
+		return err
+	}
+	if err := fromRAIdentifiers(lim.CheckIdentifiers(raIdentifiers(ids))); err != nil {
+		return rejected(err, "the account's external account binding allows only "+strings.Join(lim.Names(), ", "))
+	}
 	return nil
 }

@@ -45,11 +45,22 @@ func (i *RAIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.C
 type RAPolicy struct{ Authority *ra.Authority }
 
 func (p *RAPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []Identifier, profile string) error {
+	rids := raIdentifiers(ids)
+	return fromRAIdentifiers(p.Authority.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids))
+}
+
+// raIdentifiers converts identifiers for package ra.
+func raIdentifiers(ids []Identifier) []ra.Identifier {
 	rids := make([]ra.Identifier, len(ids))
 	for i, id := range ids {
 		rids[i] = ra.Identifier{Type: id.Type, Value: id.Value}
 	}
-	err := p.Authority.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids)
+	return rids
+}
+
+// fromRAIdentifiers turns an *ra.IdentifierError into one IdentifierError
+// per refused identifier (the order's subproblems); other errors pass.
+func fromRAIdentifiers(err error) error {
 	var ie *ra.IdentifierError
 	if !errors.As(err, &ie) {
 		return err

@@ -14,7 +14,8 @@ import (
 // TestExternalAccountBinding drives the "eab" endpoint (eab_required) with
 // the real lego and certbot: without a binding both are refused; with a key
 // from `ca acme eab create` (its HMAC key lives in the HSM) both get a
-// certificate; after `ca acme eab revoke` the key binds no new account.
+// certificate; after `ca acme eab revoke` the key binds no new account; a
+// key made with --names orders only inside them.
 func TestExternalAccountBinding(t *testing.T) {
 	lego := requireTool(t, "lego")
 	certbot := requireTool(t, "certbot")
@@ -22,8 +23,8 @@ func TestExternalAccountBinding(t *testing.T) {
 	directory := e.ca.HTTPSURL + "/acme/eab/directory"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	createEAB := func() (kid, hmac string) {
-		out, err := e.ca.CLI(ctx, "acme", "eab", "create", "--endpoint", "eab")
+	createEAB := func(extra ...string) (kid, hmac string) {
+		out, err := e.ca.CLI(ctx, append([]string{"acme", "eab", "create", "--endpoint", "eab"}, extra...)...)
 		if err != nil {
 			t.Fatalf("ca acme eab create: %v\n%s", err, out)
 		}
@@ -74,4 +75,18 @@ func TestExternalAccountBinding(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Fatalf("lego with a revoked EAB key succeeded:\n%s", out)
 	}
+
+	// A key made with --names binds an account that orders inside them
+	// only: lego gets rejectedIdentifier for the rest.
+	team := e.names(t, "www.team", "other")
+	suffix := strings.TrimPrefix(team[0], "www.")
+	kid4, hmac4 := createEAB("--names", suffix)
+	path = t.TempDir()
+	cmd = exec.Command(lego, legoArgs(path, team, "--eab", "--kid", kid4, "--hmac", hmac4)...)
+	cmd.Env = append(cmd.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "rejectedIdentifier") || !strings.Contains(string(out), team[1]) {
+		t.Fatalf("lego outside the EAB key's names: %v\n%s", err, out)
+	}
+	run(t, env, lego, legoArgs(path, team[:1], "--eab", "--kid", kid4, "--hmac", hmac4)...)
+	e.verifyChain(t, filepath.Join(path, "certificates", team[0]+".crt"), team[0])
 }

@@ -118,6 +118,22 @@ func (l *Limits) check(profile string, ids []Identifier) error {
 	return nil
 }
 
+// CheckIdentifiers refuses each identifier outside the names limits with
+// an *IdentifierError (ACME's rejectedIdentifier subproblems); nil when all
+// are inside.
+func (l *Limits) CheckIdentifiers(ids []Identifier) error {
+	var e IdentifierError
+	for _, id := range ids {
+		if ok, why := l.allows(id); !ok {
+			e.Problems = append(e.Problems, IdentifierProblem{Identifier: id, Detail: why})
+		}
+	}
+	if len(e.Problems) > 0 {
+		return &e
+	}
+	return nil
+}
+
 // Covers reports whether every name of an issued certificate is inside
 // the limits: a limited credential may revoke only such certificates.
 func (l *Limits) Covers(names []string) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -37,8 +38,11 @@ type ACMEIdentifier struct {
 
 // ACMEEABKey is an external account binding key id. The key is in the HSM.
 type ACMEEABKey struct {
-	KID       string
-	Endpoint  string
+	KID      string
+	Endpoint string
+	// Names limits what the bound account may order (DNS suffixes and IP
+	// prefixes, ra.Limits); empty: only the endpoint's policy.
+	Names     []string
 	CreatedAt time.Time
 	AccountID string    // "" while unbound
 	RevokedAt time.Time // zero while usable
@@ -170,9 +174,10 @@ func (d *DB) ChangeACMEAccountKey(ctx context.Context, endpoint, id, oldThumb, n
 
 // CreateACMEEABKey records a new EAB key id for endpoint. The caller has
 // already put the HMAC key into the HSM under the same id.
-func (d *DB) CreateACMEEABKey(ctx context.Context, kid, endpoint string, created time.Time) error {
-	_, err := d.Exec(ctx, `INSERT INTO acme_eab_keys (kid, endpoint, created) VALUES (?, ?, ?)`,
-		kid, endpoint, Micros(created))
+// names limits what its accounts may order (empty: only the policy).
+func (d *DB) CreateACMEEABKey(ctx context.Context, kid, endpoint string, names []string, created time.Time) error {
+	_, err := d.Exec(ctx, `INSERT INTO acme_eab_keys (kid, endpoint, names, created) VALUES (?, ?, ?, ?)`,
+		kid, endpoint, strings.Join(names, " "), Micros(created))
 	if err != nil {
 		return fmt.Errorf("inserting EAB key id: %w", err)
 	}
@@ -181,40 +186,30 @@ func (d *DB) CreateACMEEABKey(ctx context.Context, kid, endpoint string, created
 
 // ACMEEABKey returns the EAB key id record, or core.ErrNotFound.
 func (d *DB) ACMEEABKey(ctx context.Context, kid string) (*ACMEEABKey, error) {
-	var (
-		k                ACMEEABKey
-		created, revoked int64
-	)
-	err := d.QueryRow(ctx, `SELECT kid, endpoint, created, account_id, revoked FROM acme_eab_keys
-		WHERE kid = ?`, kid).Scan(&k.KID, &k.Endpoint, &created, &k.AccountID, &revoked)
+	k, err := scanEABKey(d.QueryRow(ctx, `SELECT `+eabColumns+` FROM acme_eab_keys WHERE kid = ?`, kid))
 	if err != nil {
 		return nil, notFound(err, "reading EAB key id")
 	}
-	k.CreatedAt, k.RevokedAt = FromMicros(created), FromMicros(revoked)
 	return &k, nil
 }
 
 // ACMEEABKeys lists the EAB key ids of endpoint, oldest first.
 func (d *DB) ACMEEABKeys(ctx context.Context, endpoint string) ([]ACMEEABKey, error) {
-	rows, err := d.Query(ctx, `SELECT kid, endpoint, created, account_id, revoked FROM acme_eab_keys
-		WHERE endpoint = ? ORDER BY created, kid`, endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("listing EAB key ids: %w", err)
-	}
-	defer rows.Close()
-	var out []ACMEEABKey
-	for rows.Next() {
-		var (
-			k                ACMEEABKey
-			created, revoked int64
-		)
-		if err := rows.Scan(&k.KID, &k.Endpoint, &created, &k.AccountID, &revoked); err != nil {
-			return nil, fmt.Errorf("reading EAB key id: %w", err)
-		}
-		k.CreatedAt, k.RevokedAt = FromMicros(created), FromMicros(revoked)
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d, "listing EAB key ids", `SELECT `+eabColumns+` FROM acme_eab_keys
+		WHERE endpoint = ? ORDER BY created, kid`, []any{endpoint}, scanEABKey)
+}
+
+const eabColumns = `kid, endpoint, names, created, account_id, revoked`
+
+func scanEABKey(r scanner) (ACMEEABKey, error) {
+	var (
+		k                ACMEEABKey
+		names            string
+		created, revoked int64
+	)
+	err := r.Scan(&k.KID, &k.Endpoint, &names, &created, &k.AccountID, &revoked)
+	k.Names, k.CreatedAt, k.RevokedAt = strings.Fields(names), FromMicros(created), FromMicros(revoked)
+	return k, err
 }
 
 // RevokeACMEEABKey marks the key id revoked so it can no longer bind an

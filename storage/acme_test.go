@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ func TestACMEAccounts(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
 		now := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-		if err := db.CreateACMEEABKey(ctx, "kid1", "ep", now); err != nil {
+		if err := db.CreateACMEEABKey(ctx, "kid1", "ep", []string{"team.example", "10.0.0.0/8"}, now); err != nil {
 			t.Fatal(err)
 		}
 		a := &storage.ACMEAccount{ID: "a1", Endpoint: "ep", Thumbprint: "t1", JWK: []byte(`{"kty":"EC"}`),
@@ -43,7 +44,7 @@ func TestACMEAccounts(t *testing.T) {
 			t.Fatalf("other endpoint sees account: %v", err)
 		}
 		k, err := db.ACMEEABKey(ctx, "kid1")
-		if err != nil || k.AccountID != "a1" {
+		if err != nil || k.AccountID != "a1" || strings.Join(k.Names, ",") != "team.example,10.0.0.0/8" {
 			t.Fatalf("EAB key = %+v, %v", k, err)
 		}
 		if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: "b", Endpoint: "ep", Thumbprint: "tb",
@@ -72,7 +73,7 @@ func TestACMEAccounts(t *testing.T) {
 			t.Fatalf("revoking unknown kid: %v", err)
 		}
 		keys, err := db.ACMEEABKeys(ctx, "ep")
-		if err != nil || len(keys) != 1 || keys[0].RevokedAt.IsZero() {
+		if err != nil || len(keys) != 1 || keys[0].RevokedAt.IsZero() || len(keys[0].Names) != 2 {
 			t.Fatalf("EAB keys = %+v, %v", keys, err)
 		}
 	})

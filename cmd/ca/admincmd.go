@@ -20,7 +20,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				secret, id, err := api.CreateKeyWith(ctx, n.db, api.KeySpec{Name: name, Scopes: strings.Split(scopes, ","),
-					Names: strings.Split(names, ","), Profiles: strings.Split(profiles, ",")})
+					Names: splitList(names), Profiles: splitList(profiles)})
 				if err != nil {
 					return err
 				}
@@ -63,7 +63,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 func acmeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "acme", Short: "Administer ACME endpoints"}
 	eab := &cobra.Command{Use: "eab", Short: "External Account Binding keys (the HMAC key lives in the HSM)"}
-	var endpoint string
+	var endpoint, eabNames string
 	eab.PersistentFlags().StringVar(&endpoint, "endpoint", "default", "ACME endpoint the key binds accounts to")
 	withCA := func(cmd *cobra.Command, fn func(ctx context.Context, n *node, keys *eabKeys) error) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
@@ -81,7 +81,7 @@ func acmeCommand(g *globals) *cobra.Command {
 	create := &cobra.Command{Use: "create", Short: "Create an EAB key; the HMAC key is printed once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withCA(cmd, func(ctx context.Context, n *node, keys *eabKeys) error {
-				kid, hmacKey, err := acme.CreateEAB(ctx, n.db, keys, endpoint, time.Now())
+				kid, hmacKey, err := acme.CreateEAB(ctx, n.db, keys, endpoint, splitList(eabNames), time.Now())
 				if err != nil {
 					return err
 				}
@@ -90,6 +90,7 @@ func acmeCommand(g *globals) *cobra.Command {
 				return nil
 			})
 		}}
+	create.Flags().StringVar(&eabNames, "names", "", "limit the bound account's orders to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16)")
 	revoke := &cobra.Command{Use: "revoke KID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withCA(cmd, func(ctx context.Context, n *node, keys *eabKeys) error {
 			return acme.RevokeEAB(ctx, n.db, keys, endpoint, args[0], time.Now())
@@ -105,4 +106,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// splitList splits a comma-separated flag value; empty is none.
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
