@@ -10,9 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 // controlSocket is the running server's local control endpoint:
@@ -30,6 +33,9 @@ type control struct {
 	// unsealed is signalled after a successful unseal through the socket.
 	unsealed chan struct{}
 	mu       sync.Mutex
+	// revoker is the serving app's registration authority, nil while
+	// sealed or starting (POST /revoke, `ca cert revoke`).
+	revoker atomic.Pointer[ra.Authority]
 }
 
 type unsealRequest struct {
@@ -61,6 +67,7 @@ func (c *control) serve(ctx context.Context) error {
 	mux.HandleFunc("POST /seal", c.seal)
 	mux.HandleFunc("POST /unseal", c.unseal)
 	mux.HandleFunc("GET /status", c.status)
+	mux.HandleFunc("POST /revoke", c.revoke)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -115,6 +122,35 @@ func (c *control) status(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
+}
+
+// revoke revokes through the serving app, as REST does: its OCSP cache,
+// CRL schedule and the other nodes hear of it at once.
+func (c *control) revoke(w http.ResponseWriter, r *http.Request) {
+	auth := c.revoker.Load()
+	if auth == nil {
+		http.Error(w, "the CA is sealed or starting: try again when it serves", http.StatusServiceUnavailable)
+		return
+	}
+	var req revokeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		http.Error(w, "bad revoke request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := auth.Revoke(r.Context(), req.Serial, req.Reason, req.Invalidity, "cli:control-socket"); err != nil {
+		status := http.StatusInternalServerError
+		switch core.KindOf(err) {
+		case core.KindNotFound:
+			status = http.StatusNotFound
+		case core.KindConflict:
+			status = http.StatusConflict
+		case core.KindMalformed, core.KindRejected:
+			status = http.StatusBadRequest
+		}
+		http.Error(w, core.DetailOf(err), status)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // controlClient talks to a running server's control socket.

@@ -44,6 +44,6 @@ func rootCommand() *cobra.Command {
 		def = "./data"
 	}
 	root.PersistentFlags().StringVar(&g.dataDir, "data", def, "data directory (env STRONGROOM_DATA)")
-	root.AddCommand(initCommand(g), serveCommand(g), hsmCommand(g), apikeyCommand(g), acmeCommand(g), issuerCommand(g))
+	root.AddCommand(initCommand(g), serveCommand(g), hsmCommand(g), apikeyCommand(g), acmeCommand(g), issuerCommand(g), certCommand(g))
 	return root
 }

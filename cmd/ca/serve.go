@@ -84,6 +84,8 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 	if welcome {
 		printWelcome(out, n, a)
 	}
+	ctl.revoker.Store(a.ra)
+	defer ctl.revoker.Store(nil)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	acks := make(chan chan struct{}, 1)
@@ -98,6 +100,7 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 		}
 	}()
 	err = a.Serve(sctx)
+	ctl.revoker.Store(nil) // before the app closes
 	// Stop the watcher before looking for a seal request: one taken just
 	// as Serve failed must still be answered, or `ca hsm seal` hangs.
 	cancel()

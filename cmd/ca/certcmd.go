@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// `ca cert list|show|revoke`: the operator's view of issued certificates
+// without the REST API. Reads go to the database. A revocation goes
+// through the running server's control socket when one answers, so that
+// its OCSP cache, its CRLs and every other node hear of it at once, as for
+// a revocation over REST; with no server running here it is recorded in
+// the database and published on the shared event bus (Redis, for the
+// other nodes of a cluster; the CRLs follow at the next start).
+
+func certCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates"}
+	var status, name, issuer string
+	var limit int
+	list := &cobra.Command{Use: "list", Short: "List certificates, newest serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				certs, next, err := n.db.ListCertificates(ctx, storage.CertFilter{Status: core.CertStatus(status), Name: name,
+					IssuerID: issuer, Limit: limit})
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "SERIAL\tSTATUS\tPROFILE\tISSUER\tNOT AFTER\tNAMES")
+				for _, c := range certs {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Status, c.Profile, c.IssuerID,
+						c.NotAfter.UTC().Format(time.DateOnly), strings.Join(c.Names, ","))
+				}
+				if next != "" {
+					fmt.Fprintf(w, "(more: raise --limit, at most 1000)\n")
+				}
+				return w.Flush()
+			})
+		}}
+	list.Flags().StringVar(&status, "status", "", "valid or revoked")
+	list.Flags().StringVar(&name, "name", "", "a SAN the certificate carries")
+	list.Flags().StringVar(&issuer, "issuer", "", "issuer id")
+	list.Flags().IntVar(&limit, "limit", 100, "how many")
+	var asPEM bool
+	show := &cobra.Command{Use: "show SERIAL", Short: "Show one certificate's record (--pem: the certificate)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				serial, err := core.ParseSerial(args[0])
+				if err != nil {
+					return err
+				}
+				c, err := n.db.GetCertificate(ctx, serial)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if asPEM {
+					if len(c.DER) == 0 {
+						return fmt.Errorf("certificate %s was never signed (status %s)", serial, c.Status)
+					}
+					return pem.Encode(out, &pem.Block{Type: "CERTIFICATE", Bytes: c.DER})
+				}
+				fmt.Fprintf(out, "serial:     %s\nstatus:     %s\nprofile:    %s\nissuer:     %s\nrequester:  %s\nsubject:    %s\nnames:      %s\nnot before: %s\nnot after:  %s\n",
+					c.Serial, c.Status, c.Profile, c.IssuerID, c.Requester, c.Subject, strings.Join(c.Names, ", "),
+					c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+				if c.Status == core.StatusRevoked {
+					fmt.Fprintf(out, "revoked:    %s (%s)\n", c.RevokedAt.UTC().Format(time.RFC3339), c.RevocationReason)
+				}
+				return nil
+			})
+		}}
+	show.Flags().BoolVar(&asPEM, "pem", false, "print the certificate as PEM")
+	var reason, invalidity string
+	var revokeCA bool
+	revoke := &cobra.Command{Use: "revoke SERIAL", Short: "Revoke a certificate (RFC 5280 reason; OCSP, CRLs and other nodes follow at once)",
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := parseRevokeRequest(args[0], reason, invalidity)
+			if err != nil {
+				return err
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				rec, err := n.db.GetCertificate(ctx, req.Serial)
+				if core.IsNotFound(err) {
+					return fmt.Errorf("no certificate has serial %s", req.Serial)
+				}
+				if err != nil {
+					return err
+				}
+				if rec.Profile == "subordinate-ca" && !revokeCA {
+					return fmt.Errorf("%s is the CA certificate %q: revoking it stops everything it issued from verifying; add --ca to do so", req.Serial, rec.Subject)
+				}
+				if client, ok := controlClient(g.dataDir); ok {
+					if err := revokeThroughControl(ctx, client, req); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s) through the running server\n", req.Serial, req.Reason)
+					return nil
+				}
+				return revokeOffline(ctx, cmd.OutOrStdout(), n, req)
+			})
+		}}
+	revoke.Flags().BoolVar(&revokeCA, "ca", false, "confirm revoking a CA (intermediate) certificate")
+	revoke.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, affiliationChanged, … or its code")
+	revoke.Flags().StringVar(&invalidity, "invalidity-date", "", "when the key was known or suspected compromised (RFC 3339)")
+	cmd.AddCommand(list, show, revoke)
+	return cmd
+}
+
+// revokeRequest is the control socket's POST /revoke body.
+type revokeRequest struct {
+	Serial     core.Serial           `json:"serial"`
+	Reason     core.RevocationReason `json:"reason"`
+	Invalidity time.Time             `json:"invalidity_date,omitzero"`
+}
+
+func parseRevokeRequest(serial, reason, invalidity string) (revokeRequest, error) {
+	var r revokeRequest
+	var err error
+	if r.Serial, err = core.ParseSerial(serial); err != nil {
+		return r, err
+	}
+	if n, cerr := strconv.Atoi(reason); cerr == nil {
+		r.Reason, err = core.ReasonFromCode(n)
+	} else {
+		r.Reason, err = core.ParseReason(reason)
+	}
+	if err != nil {
+		return r, err
+	}
+	if invalidity != "" {
+		if r.Invalidity, err = time.Parse(time.RFC3339, invalidity); err != nil {
+			return r, fmt.Errorf("--invalidity-date: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func revokeThroughControl(ctx context.Context, client *http.Client, req revokeRequest) error {
+	body, _ := json.Marshal(req)
+	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control/revoke", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(hr)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return errors.New(strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// revokeOffline records the revocation with no server running on this
+// data directory and tells the other nodes, if any, through the event bus.
+func revokeOffline(ctx context.Context, out io.Writer, n *node, req revokeRequest) error {
+	if err := n.db.RevokeCertificate(ctx, req.Serial, req.Reason, time.Now().UTC(), req.Invalidity); err != nil {
+		return err
+	}
+	rec, err := n.db.GetCertificate(ctx, req.Serial)
+	if err != nil {
+		return err
+	}
+	sh, err := newShared(ctx, n.cfg, n)
+	if err != nil {
+		return fmt.Errorf("revoked %s, but the other nodes could not be told: %w", req.Serial, err)
+	}
+	defer sh.close()
+	if err := sh.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(rec.IssuerID, req.Serial)); err != nil {
+		return fmt.Errorf("revoked %s, but the other nodes could not be told: %w", req.Serial, err)
+	}
+	fmt.Fprintf(out, "revoked %s (%s); no server runs on this data directory: its CRLs follow when it starts", req.Serial, req.Reason)
+	if n.cfg.Redis.Addr != "" {
+		fmt.Fprint(out, ", other nodes were told through Redis")
+	}
+	fmt.Fprintln(out)
+	return nil
+}

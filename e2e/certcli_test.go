@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// TestCertCLI: `ca cert list|show|revoke` against a running CA. A
+// revocation through the control socket is answered revoked by the OCSP
+// responder at once (its cached good answer dropped) and reaches the CRL;
+// with the server stopped it is recorded in the database and served after
+// the restart; refusals are clear errors.
+func TestCertCLI(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := c.CLI(ctx, args...)
+		if err != nil {
+			t.Fatalf("ca %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	one := issueChain(t, c, goCSR(t, "one.localhost"))
+	two := issueChain(t, c, goCSR(t, "two.localhost"))
+	s1, s2 := string(core.SerialFromBig(one[0].SerialNumber)), string(core.SerialFromBig(two[0].SerialNumber))
+	if out := cli("cert", "list", "--name", "one.localhost"); !strings.Contains(out, s1) || strings.Contains(out, s2) {
+		t.Fatalf("ca cert list --name:\n%s", out)
+	}
+	if out := cli("cert", "show", s1); !strings.Contains(out, "one.localhost") || !strings.Contains(out, "status:     valid") {
+		t.Fatalf("ca cert show:\n%s", out)
+	}
+	if got := parsePEMCerts(t, []byte(cli("cert", "show", s1, "--pem")))[0]; !got.Equal(one[0]) {
+		t.Fatal("ca cert show --pem is not the certificate")
+	}
+
+	issuer := one[1]
+	interSerial := string(core.SerialFromBig(issuer.SerialNumber))
+	req1, _ := ocsp.CreateRequest(one[0], issuer, nil)
+	if r := ocspGet(t, c, req1, false, one[0], issuer); r.Status != ocsp.Good { // now cached
+		t.Fatalf("OCSP before: %d", r.Status)
+	}
+	if out := cli("cert", "revoke", s1, "--reason", "keyCompromise"); !strings.Contains(out, "through the running server") {
+		t.Fatalf("ca cert revoke:\n%s", out)
+	}
+	if r := ocspGet(t, c, req1, false, one[0], issuer); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
+		t.Fatalf("OCSP right after ca cert revoke: status %d reason %d", r.Status, r.RevocationReason)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for crlEntry(fetchCRL(t, c, "intermediate.crl", issuer), one[0]) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the CRL does not list the certificate revoked with the CLI")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, bad := range [][]string{
+		{"cert", "revoke", s1},                           // already revoked
+		{"cert", "revoke", "abcdef0123"},                 // unknown
+		{"cert", "revoke", s2, "--reason", "tired"},      // no such reason
+		{"cert", "revoke", "zz-not-hex"},                 // not a serial
+		{"cert", "revoke", s2, "--invalidity-date", "x"}, // not RFC 3339
+		{"cert", "revoke", interSerial},                  // a CA certificate, without --ca
+	} {
+		if out, err := c.CLI(ctx, bad...); err == nil {
+			t.Errorf("ca %s succeeded:\n%s", strings.Join(bad, " "), out)
+		}
+	}
+
+	if out := cli("cert", "show", interSerial); !strings.Contains(out, "status:     valid") {
+		t.Fatalf("the intermediate after a refused revocation:\n%s", out)
+	}
+
+	// No server: recorded in the database, served after the start.
+	c.Stop()
+	if out := cli("cert", "revoke", s2, "--reason", "superseded"); !strings.Contains(out, "no server runs") {
+		t.Fatalf("offline ca cert revoke:\n%s", out)
+	}
+	c.start()
+	c.WaitReady()
+	req2, _ := ocsp.CreateRequest(two[0], issuer, nil)
+	if r := ocspGet(t, c, req2, false, two[0], issuer); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.Superseded {
+		t.Fatalf("OCSP after an offline revocation: status %d", r.Status)
+	}
+	if crlEntry(fetchCRL(t, c, "intermediate.crl", issuer), two[0]) == nil {
+		t.Fatal("the CRL built at start does not list the offline revocation")
+	}
+}
