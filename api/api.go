@@ -67,10 +67,24 @@ type Options struct {
 	// A certificate matching no pattern has no scopes. Zero: mTLS gives
 	// no access.
 	ClientCertScopes map[string][]string
+	// IssuePerHour caps the certificates one principal (API key or
+	// client certificate) may issue through POST /certificates per hour,
+	// counted by RateLimiter (shared by every node with Redis); over it the
+	// answer is 429 with Retry-After. Replays of an Idempotency-Key do not
+	// count. Zero, or no RateLimiter: no cap.
+	IssuePerHour int
+	RateLimiter  RateLimiter
 	// MaxBodyBytes limits request bodies. Zero: 64 KiB.
 	MaxBodyBytes int64
 	Now          func() time.Time // zero: time.Now
 	Logger       *slog.Logger     // zero: discard
+}
+
+// RateLimiter counts one event for key and says whether it is within
+// limit per window, and if not how long to wait (storage.MemoryLimiter,
+// storage.RedisLimiter).
+type RateLimiter interface {
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
 }
 
 // API holds the handlers. It is safe for concurrent use.
@@ -91,6 +105,8 @@ type API struct {
 	keys KeyService
 	// roots and inters verify client certificates (clientcert.go).
 	roots, inters *x509.CertPool
+	issuePerHour  int
+	limiter       RateLimiter
 }
 
 // New checks the options and returns the API.
@@ -120,6 +136,9 @@ func New(o Options) (*API, error) {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a.roots, a.inters = a.verifyPool()
+	if o.IssuePerHour > 0 && o.RateLimiter != nil {
+		a.issuePerHour, a.limiter = o.IssuePerHour, o.RateLimiter
+	}
 	return a, nil
 }
 

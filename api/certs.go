@@ -202,7 +202,11 @@ func (a *API) issue(c *gin.Context) {
 			return
 		}
 	}
-	iss, err := a.auth.Issue(c.Request.Context(), req)
+	err = a.countIssue(c, req.Principal)
+	var iss *ca.Issued
+	if err == nil {
+		iss, err = a.auth.Issue(c.Request.Context(), req)
+	}
 	if claim != nil {
 		claim.finish(c, iss, err)
 	}
@@ -211,6 +215,23 @@ func (a *API) issue(c *gin.Context) {
 		return
 	}
 	a.writeIssued(c, req, iss, core.StatusValid)
+}
+
+// countIssue counts one issuance against the principal's hourly cap
+// (Options.IssuePerHour); over it, KindRateLimited with Retry-After set.
+func (a *API) countIssue(c *gin.Context, principal string) error {
+	if a.limiter == nil {
+		return nil
+	}
+	ok, retry, err := a.limiter.Allow(c.Request.Context(), "rest-issue:"+principal, a.issuePerHour, time.Hour)
+	if err != nil {
+		return core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
+	}
+	if !ok {
+		c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
+		return core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later", principal, a.issuePerHour)
+	}
+	return nil
 }
 
 // writeIssued answers an issuance (or its replay): 201 with the PEM chain

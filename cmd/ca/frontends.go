@@ -35,6 +35,11 @@ type apiConfig struct {
 	// certificate's common name) or a prefix ending in "*". Zero: client
 	// certificates give no access.
 	ClientCertScopes map[string][]string `yaml:"client_cert_scopes"`
+	// IssuePerHour caps the certificates one API key or client
+	// certificate may issue through POST /certificates per hour (429 with
+	// Retry-After beyond; counted across nodes when Redis is configured).
+	// Zero: no cap.
+	IssuePerHour int `yaml:"issue_per_hour"`
 }
 
 // mountFrontEnds builds the pipeline (ca), the policy (ra) and every front
@@ -109,7 +114,11 @@ func (a *app) mountAPI() error {
 		return err
 	}
 	opts := api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
-		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log}
+		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log,
+		IssuePerHour: ac.IssuePerHour, RateLimiter: a.shared.limiter}
+	if ac.IssuePerHour < 0 {
+		return fmt.Errorf("api.issue_per_hour must not be negative")
+	}
 	if a.apps != nil {
 		opts.Keys = a.apps
 	}
