@@ -12,10 +12,10 @@ import (
 // Extra holds the sections whose schema belongs to the package that uses
 // them, so each field is documented once, next to the code that reads it:
 //
-//	policy:    ra.Policy     (names, IP ranges, wildcards, key types, lifetimes, profile access)
+//	policy:    ra.Policy     (names, IP ranges, wildcards, key types, lifetimes, profile access, renewal)
 //	profiles:  []ca.Profile  (x509util templates added to or replacing the built-in profiles)
 //	issuance:  the pipeline's URLs and lint exclusions (see cmd/ca)
-//	api:       REST API settings (see cmd/ca)
+//	api:       REST API settings: client certificate scopes, issue_per_hour (see cmd/ca)
 //	acme:      ACME endpoints (see cmd/ca)
 //	ocsp, crl: revocation settings (see cmd/ca)
 //
