@@ -32,7 +32,7 @@ func certCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates"}
 	var status, name, issuer string
 	var limit int
-	list := &cobra.Command{Use: "list", Short: "List certificates, newest serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
+	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				certs, next, err := n.db.ListCertificates(ctx, storage.CertFilter{Status: core.CertStatus(status), Name: name,
