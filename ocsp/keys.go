@@ -26,6 +26,21 @@ type KeySource interface {
 	ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error)
 }
 
+// ResponderStore, when the KeySource implements it, remembers the newest
+// responder certificate of each issuer, so that a node starting (or due to
+// renew) takes one that is still fresh — made by itself before a restart
+// or by another node — instead of rotating the key and certifying it
+// again each time.
+type ResponderStore interface {
+	// ReusableResponder returns the signer of the issuer's current
+	// responder key and the last certificate recorded for the issuer, or
+	// a nil certificate when there is none. The responder checks that the
+	// certificate is for that key, from the issuer, and not yet due.
+	ReusableResponder(ctx context.Context, issuerID string) (crypto.Signer, []byte, error)
+	// RecordResponder records a certificate the responder just had issued.
+	RecordResponder(ctx context.Context, issuerID string, certDER []byte) error
+}
+
 // CertIssuer signs a delegated responder certificate for pub with the key
 // of issuerID, from template (which the responder fills: serial, subject,
 // validity, key usage, EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck), and
@@ -116,9 +131,15 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	}
 	var k *signingKey
 	var err error
-	if r.signWithIssuer {
+	reused := false
+	switch {
+	case r.signWithIssuer:
 		k, err = newSigningKey(kr.iss.signer, nil)
-	} else {
+	default:
+		if k = r.reuseDelegated(ctx, kr.iss, old); k != nil {
+			reused = true
+			break
+		}
 		k, err = r.newDelegated(ctx, kr.iss)
 	}
 	if err != nil {
@@ -126,10 +147,55 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	}
 	kr.cur.Store(k)
 	if k.cert != nil {
-		r.log.Info("OCSP responder certificate issued", "issuer", kr.iss.id,
-			"serial", core.SerialFromBig(k.cert.SerialNumber), "not_after", k.cert.NotAfter)
+		what := "OCSP responder certificate issued"
+		if reused {
+			what = "OCSP responder certificate reused"
+		}
+		r.log.Info(what, "issuer", kr.iss.id, "serial", core.SerialFromBig(k.cert.SerialNumber), "not_after", k.cert.NotAfter)
 	}
 	return k, nil
+}
+
+// reuseDelegated returns the recorded responder certificate of iss when
+// the KeySource keeps them, it certifies the current responder key, and it
+// is neither the one being replaced nor itself due for renewal; nil, nil
+// otherwise. Any doubt means a new certificate, never an error.
+func (r *Responder) reuseDelegated(ctx context.Context, iss *issuer, old *signingKey) *signingKey {
+	rs, ok := r.keys.(ResponderStore)
+	if !ok {
+		return nil
+	}
+	signer, der, err := rs.ReusableResponder(ctx, iss.id)
+	if err != nil || der == nil {
+		if err != nil {
+			r.log.Warn("reading the recorded OCSP responder certificate", "issuer", iss.id, "err", err)
+		}
+		return nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil || checkResponderCert(iss, cert, signer) != nil || (old != nil && old.cert != nil && old.cert.Equal(cert)) {
+		return nil
+	}
+	k, err := newSigningKey(signer, cert)
+	if err != nil || !r.now().Before(k.renewAt) {
+		return nil
+	}
+	return k
+}
+
+// checkResponderCert checks that cert is a responder certificate of iss
+// for signer's key.
+func checkResponderCert(iss *issuer, cert *x509.Certificate, signer crypto.Signer) error {
+	if err := cert.CheckSignatureFrom(iss.cert); err != nil {
+		return fmt.Errorf("OCSP responder certificate not signed by issuer %s: %w", iss.id, err)
+	}
+	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning {
+		return errors.New("OCSP responder certificate lacks id-kp-OCSPSigning")
+	}
+	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
+		return errors.New("OCSP responder certificate is not for the responder key")
+	}
+	return nil
 }
 
 // newDelegated asks the HSM for the responder key and the issuer for a
@@ -169,14 +235,13 @@ func (r *Responder) newDelegated(ctx context.Context, iss *issuer) (*signingKey,
 	if err != nil {
 		return nil, fmt.Errorf("parsing OCSP responder certificate: %w", err)
 	}
-	if err := cert.CheckSignatureFrom(iss.cert); err != nil {
-		return nil, fmt.Errorf("OCSP responder certificate not signed by issuer %s: %w", iss.id, err)
+	if err := checkResponderCert(iss, cert, signer); err != nil {
+		return nil, err
 	}
-	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning {
-		return nil, errors.New("OCSP responder certificate lacks id-kp-OCSPSigning")
-	}
-	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
-		return nil, errors.New("OCSP responder certificate is not for the responder key")
+	if rs, ok := r.keys.(ResponderStore); ok {
+		if err := rs.RecordResponder(ctx, iss.id, der); err != nil {
+			r.log.Warn("recording the OCSP responder certificate", "issuer", iss.id, "err", err)
+		}
 	}
 	return newSigningKey(signer, cert)
 }

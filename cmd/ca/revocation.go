@@ -219,6 +219,58 @@ func pickResponderKey(keys []hsm.KeyInfo, owner, label string) (hsm.KeyInfo, boo
 	}), true
 }
 
+// ReusableResponder offers the issuer's last recorded responder
+// certificate with the signer of the responder key's current version
+// (ocsp.ResponderStore): a restart, or a second node, then certifies
+// nothing new and rotates nothing. A recorded certificate revoked since is
+// not offered.
+func (r *responders) ReusableResponder(ctx context.Context, issuerID string) (crypto.Signer, []byte, error) {
+	der, err := r.a.n.db.GetSetting(ctx, responderSetting(issuerID))
+	if core.IsNotFound(err) || len(der) == 0 {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil
+	}
+	if issuerID != r.a.root.ID() {
+		rec, err := r.a.n.db.GetCertificate(ctx, core.SerialFromBig(cert.SerialNumber))
+		if err != nil || rec.Status != core.StatusValid {
+			return nil, nil, err
+		}
+	}
+	info, err := findResponderKey(ctx, r.a.sess, "ocsp-responder-"+issuerID)
+	if core.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := r.a.sess.Signer(ctx, info.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
+		return nil, nil, nil // rotated since: a new certificate is due
+	}
+	signer = r.a.hsmMetrics.signer("ocsp-responder-"+issuerID, signer)
+	r.mu.Lock()
+	r.signers[issuerID] = signer
+	r.mu.Unlock()
+	return signer, der, nil
+}
+
+// RecordResponder keeps the issuer's newest responder certificate for
+// ReusableResponder (shared by every node through the database).
+func (r *responders) RecordResponder(ctx context.Context, issuerID string, der []byte) error {
+	return r.a.n.db.PutSetting(ctx, responderSetting(issuerID), der)
+}
+
+func responderSetting(issuerID string) string { return "ocsp-responder-certificate/" + issuerID }
+
 func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
 	root := r.a.root
 	if issuerID == root.ID() {
