@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -67,6 +68,11 @@ type Options struct {
 	// A certificate matching no pattern has no scopes. Zero: mTLS gives
 	// no access.
 	ClientCertScopes map[string][]string
+	// ClientCertLimits narrows what client certificates may ask for, by
+	// the same patterns: names (DNS suffixes, IP prefixes) and profiles, as
+	// an API key's --names and --profiles. The exact pattern wins, then the
+	// longest prefix. Zero: only the policy.
+	ClientCertLimits map[string]Limits
 	// IssuePerHour caps the certificates one principal (API key or
 	// client certificate) may issue through POST /certificates per hour,
 	// counted by RateLimiter (shared by every node with Redis); over it the
@@ -87,6 +93,12 @@ type RateLimiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
 }
 
+// Limits is what one credential may ask for (ra.Limits, from config).
+type Limits struct {
+	Names    []string `yaml:"names"`
+	Profiles []string `yaml:"profiles"`
+}
+
 // API holds the handlers. It is safe for concurrent use.
 type API struct {
 	auth    Authority
@@ -105,6 +117,7 @@ type API struct {
 	keys KeyService
 	// roots and inters verify client certificates (clientcert.go).
 	roots, inters *x509.CertPool
+	mtlsLimits    map[string]*ra.Limits
 	issuePerHour  int
 	limiter       RateLimiter
 }
@@ -136,6 +149,17 @@ func New(o Options) (*API, error) {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a.roots, a.inters = a.verifyPool()
+	a.mtlsLimits = map[string]*ra.Limits{}
+	for pat, l := range o.ClientCertLimits {
+		if !strings.HasPrefix(pat, "mtls:") {
+			return nil, errors.New("api: client certificate patterns start with mtls: (" + pat + ")")
+		}
+		lim, err := ra.ParseLimits(l.Names, l.Profiles)
+		if err != nil {
+			return nil, fmt.Errorf("api: client_cert_limits %s: %s", pat, core.DetailOf(err))
+		}
+		a.mtlsLimits[pat] = lim
+	}
 	if o.IssuePerHour > 0 && o.RateLimiter != nil {
 		a.issuePerHour, a.limiter = o.IssuePerHour, o.RateLimiter
 	}
@@ -283,11 +307,11 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 		name := "mtls:" + leaf.Subject.CommonName
 		var scopes []string
 		for pat, s := range a.mtls {
-			if pat == name || (strings.HasSuffix(pat, "*") && strings.HasPrefix(name, strings.TrimSuffix(pat, "*"))) {
+			if patternMatches(pat, name) {
 				scopes = append(scopes, s...)
 			}
 		}
-		return principal{name: name, scopes: scopes}, nil
+		return principal{name: name, scopes: scopes, limits: a.limitsFor(name)}, nil
 	}
 	return principal{}, core.Errorf(core.KindUnauthenticated, "authentication required: Authorization: Bearer <API key>, or a client certificate")
 }
@@ -334,4 +358,26 @@ func encodeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+func patternMatches(pat, name string) bool {
+	return pat == name || (strings.HasSuffix(pat, "*") && strings.HasPrefix(name, strings.TrimSuffix(pat, "*")))
+}
+
+// limitsFor picks the client certificate limits for name: the exact
+// pattern, else the longest matching prefix pattern.
+func (a *API) limitsFor(name string) *ra.Limits {
+	if l, ok := a.mtlsLimits[name]; ok {
+		return l
+	}
+	var best string
+	for pat := range a.mtlsLimits {
+		if patternMatches(pat, name) && len(pat) > len(best) {
+			best = pat
+		}
+	}
+	if best == "" {
+		return nil
+	}
+	return a.mtlsLimits[best]
 }

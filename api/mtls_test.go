@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -118,4 +119,55 @@ func (e *env) mtlsServer(t *testing.T) (*httptest.Server, *x509.CertPool) {
 func (e *env) clientWith(roots *x509.CertPool, cert *x509.Certificate, key crypto.Signer) *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, e.inter.Certificate().Raw}, PrivateKey: key}}}}}
+}
+
+// TestClientCertificateLimits: client_cert_limits narrow what a client
+// certificate may issue, the exact pattern before the longest prefix.
+func TestClientCertificateLimits(t *testing.T) {
+	e := newEnv(t, nil, func(o *Options) {
+		o.ClientCertScopes = map[string][]string{"mtls:ops-*": {ScopeIssue}}
+		o.ClientCertLimits = map[string]Limits{"mtls:ops-*": {Names: []string{"ops.corp.internal"}},
+			"mtls:ops-db": {Names: []string{"db.corp.internal"}, Profiles: []string{"tls-server"}}}
+	})
+	srv, roots := e.mtlsServer(t)
+	client := func(cn string) *http.Client {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.ParseCertificateRequest(newCSR(t, k, cn))
+		iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: csr, Profile: ClientProfile, Requester: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.clientWith(roots, iss.Certificate, k)
+	}
+	issue := func(c *http.Client, name string) int {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/certificates", bytes.NewReader(jsonBody(t, map[string]string{"csr": pemCSR(newCSR(t, k, "", name))})))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ops, db := client("ops-1"), client("ops-db")
+	for _, tc := range []struct {
+		c    *http.Client
+		name string
+		want int
+	}{
+		{ops, "web.ops.corp.internal", 201},
+		{ops, "web.corp.internal", 403},
+		{db, "db.corp.internal", 201},
+		{db, "web.ops.corp.internal", 403}, // the exact pattern wins over ops-*
+	} {
+		if got := issue(tc.c, tc.name); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if _, err := New(Options{Authority: e.api.auth, Store: e.db, Issuers: e.api.issuers,
+		ClientCertLimits: map[string]Limits{"mtls:x": {Names: []string{"*.bad"}}}}); err == nil {
+		t.Fatal("a bad client certificate limit was accepted")
+	}
 }

@@ -35,6 +35,11 @@ type apiConfig struct {
 	// certificate's common name) or a prefix ending in "*". Zero: client
 	// certificates give no access.
 	ClientCertScopes map[string][]string `yaml:"client_cert_scopes"`
+	// ClientCertLimits narrows, by the same patterns, the names and
+	// profiles a client certificate may ask for ({names: [...], profiles:
+	// [...]}, as `ca apikey create --names --profiles`). Zero: only the
+	// policy.
+	ClientCertLimits map[string]api.Limits `yaml:"client_cert_limits"`
 	// IssuePerHour caps the certificates one API key or client
 	// certificate may issue through POST /certificates per hour (429 with
 	// Retry-After beyond; counted across nodes when Redis is configured).
@@ -114,7 +119,7 @@ func (a *app) mountAPI() error {
 		return err
 	}
 	opts := api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
-		ClientCertScopes: ac.ClientCertScopes, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log,
+		ClientCertScopes: ac.ClientCertScopes, ClientCertLimits: ac.ClientCertLimits, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log,
 		IssuePerHour: ac.IssuePerHour, RateLimiter: a.shared.limiter}
 	if ac.IssuePerHour < 0 {
 		return fmt.Errorf("api.issue_per_hour must not be negative")
