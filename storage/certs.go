@@ -204,6 +204,18 @@ func (d *DB) GetCertificate(ctx context.Context, serial core.Serial) (*core.Cert
 	return c, nil
 }
 
+// CountExpiring counts the valid certificates whose not_after falls in
+// [from, to) (the not_after index), for the expiry metrics.
+func (d *DB) CountExpiring(ctx context.Context, from, to time.Time) (int64, error) {
+	var n int64
+	err := d.QueryRow(ctx, `SELECT COUNT(*) FROM certificates WHERE not_after >= ? AND not_after < ? AND status = ?`,
+		Micros(from), Micros(to), string(core.StatusValid)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting expiring certificates: %w", err)
+	}
+	return n, nil
+}
+
 // CeremonyCertificates lists the valid CA certificates recorded by key
 // ceremonies (`ca init`, `ca issuer add`): a node missing an issuer's PEM
 // file finds it here by its key.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"time"
 	"net"
 	"net/url"
 	"strings"
@@ -65,6 +66,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
+	a.reg.MustRegister(newExpiryMetrics(a.issuerEnds, n.db.CountExpiring, n.log))
 	if a.shared, err = newShared(ctx, n.cfg, n); err != nil {
 		a.Close()
 		return nil, err
@@ -172,4 +174,13 @@ func (a *app) HTTPURL() string  { return strings.TrimSuffix(a.n.cfg.URLs.HTTP, "
 func (a *app) ACMEDirectoryURL() string {
 	u, _ := url.JoinPath(a.HTTPSURL(), "acme", a.defaultACMEEndpoint(), "directory")
 	return u
+}
+
+// issuerEnds is when each CA certificate expires, for /metrics.
+func (a *app) issuerEnds() map[string]time.Time {
+	out := map[string]time.Time{a.root.ID(): a.root.Certificate().NotAfter}
+	for _, in := range a.inters {
+		out[in.ID()] = in.Certificate().NotAfter
+	}
+	return out
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"io"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,4 +47,73 @@ func (t *timedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts
 		t.ok.Observe(time.Since(start).Seconds())
 	}
 	return sig, err
+}
+
+// expiryMetrics answers the question operators alert on — what is about
+// to expire — at scrape time:
+//
+//	strongroom_issuer_not_after_timestamp_seconds{issuer}   each CA certificate's end
+//	strongroom_certificates_expiring{within="24h|7d|30d"}   valid certificates ending that soon
+//
+// The counts come from one indexed query per window, at most once a
+// minute however often Prometheus scrapes.
+type expiryMetrics struct {
+	issuers func() map[string]time.Time
+	count   func(ctx context.Context, from, to time.Time) (int64, error)
+	now     func() time.Time
+	log     *slog.Logger
+
+	issuerDesc, expiringDesc *prometheus.Desc
+	mu                       sync.Mutex
+	at                       time.Time
+	counts                   map[string]int64
+}
+
+var expiryWindows = []struct {
+	name string
+	d    time.Duration
+}{{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}}
+
+func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, time.Time) (int64, error), log *slog.Logger) *expiryMetrics {
+	return &expiryMetrics{issuers: issuers, count: count, now: time.Now, log: log,
+		issuerDesc: prometheus.NewDesc("strongroom_issuer_not_after_timestamp_seconds",
+			"When each CA certificate (root and intermediates) expires, Unix seconds.", []string{"issuer"}, nil),
+		expiringDesc: prometheus.NewDesc("strongroom_certificates_expiring",
+			"Valid certificates that expire within the window (counted at most once a minute).", []string{"within"}, nil)}
+}
+
+func (m *expiryMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.issuerDesc
+	ch <- m.expiringDesc
+}
+
+func (m *expiryMetrics) Collect(ch chan<- prometheus.Metric) {
+	for id, end := range m.issuers() {
+		ch <- prometheus.MustNewConstMetric(m.issuerDesc, prometheus.GaugeValue, float64(end.Unix()), id)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if m.counts == nil || now.Sub(m.at) >= time.Minute {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		counts := map[string]int64{}
+		for _, w := range expiryWindows {
+			n, err := m.count(ctx, now, now.Add(w.d))
+			if err != nil {
+				m.log.Warn("counting expiring certificates for /metrics", "err", err)
+				counts = nil
+				break
+			}
+			counts[w.name] = n
+		}
+		if counts != nil {
+			m.counts, m.at = counts, now
+		}
+	}
+	for _, w := range expiryWindows {
+		if n, ok := m.counts[w.name]; ok {
+			ch <- prometheus.MustNewConstMetric(m.expiringDesc, prometheus.GaugeValue, float64(n), w.name)
+		}
+	}
 }

@@ -1,14 +1,24 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log/slog"
+	"math/big"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 func TestTimedSignerCountsByKey(t *testing.T) {
@@ -39,5 +49,63 @@ func TestTimedSignerCountsByKey(t *testing.T) {
 	}
 	if counts["intermediate/ok"] != 3 || counts["intermediate/error"] != 0 {
 		t.Fatalf("counts %v; want 3 ok signatures for intermediate", counts)
+	}
+}
+
+// TestExpiryMetrics: certificates recorded in SQLite that end in 1 hour, 3
+// days and 20 days are counted in the 24h/7d/30d windows (a revoked one
+// and one ending in 60 days are not); the issuers' ends are exported; a
+// second scrape within the minute does not query again.
+func TestExpiryMetrics(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storagetest.SQLite(t)
+	now := time.Now()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	record := func(serial int64, ends time.Duration) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "x"},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(ends)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		if err := recordCeremonyCert(ctx, db, "intermediate", c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	record(1, time.Hour)
+	record(2, 3*24*time.Hour)
+	record(3, 20*24*time.Hour)
+	record(4, 60*24*time.Hour)
+	revoked := record(5, 2*time.Hour)
+	if err := db.RevokeCertificate(ctx, core.SerialFromBig(revoked.SerialNumber), core.ReasonSuperseded, now, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	queries := 0
+	count := func(ctx context.Context, from, to time.Time) (int64, error) { queries++; return db.CountExpiring(ctx, from, to) }
+	root := now.Add(10 * 365 * 24 * time.Hour).Truncate(time.Second)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newExpiryMetrics(func() map[string]time.Time { return map[string]time.Time{"root": root} }, count,
+		slog.New(slog.DiscardHandler)))
+	for range 2 {
+		got := map[string]float64{}
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range families {
+			for _, m := range mf.GetMetric() {
+				got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+		want := map[string]float64{"strongroom_certificates_expiring/24h": 1, "strongroom_certificates_expiring/7d": 2,
+			"strongroom_certificates_expiring/30d": 3, "strongroom_issuer_not_after_timestamp_seconds/root": float64(root.Unix())}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("metrics %v, want %v", got, want)
+		}
+	}
+	if queries != len(expiryWindows) {
+		t.Fatalf("%d queries for two scrapes, want %d (one per window, once)", queries, len(expiryWindows))
 	}
 }
