@@ -83,7 +83,10 @@ func TestExpiryMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	queries := 0
-	count := func(ctx context.Context, from, to time.Time) (int64, error) { queries++; return db.CountExpiring(ctx, from, to) }
+	count := func(ctx context.Context, from, to time.Time) (int64, error) {
+		queries++
+		return db.CountExpiring(ctx, from, to)
+	}
 	root := now.Add(10 * 365 * 24 * time.Hour).Truncate(time.Second)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newExpiryMetrics(func() map[string]time.Time { return map[string]time.Time{"root": root} }, count,
