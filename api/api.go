@@ -257,10 +257,22 @@ func LookupKey(ctx context.Context, store KeyLookup, secret string) (*storage.AP
 	if subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
 		return nil, core.Errorf(core.KindUnauthenticated, "unknown API key")
 	}
-	if !k.RevokedAt.IsZero() {
-		return nil, core.Errorf(core.KindUnauthenticated, "this API key has been revoked")
+	if err := KeyUsable(k, time.Now()); err != nil {
+		return nil, err
 	}
 	return k, nil
+}
+
+// KeyUsable refuses a revoked or expired key (for every front end that
+// takes API keys: the API, and the console's sessions).
+func KeyUsable(k *storage.APIKey, now time.Time) error {
+	if !k.RevokedAt.IsZero() {
+		return core.Errorf(core.KindUnauthenticated, "this API key has been revoked")
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return core.Errorf(core.KindUnauthenticated, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func (a *API) authenticate(c *gin.Context) (principal, error) {

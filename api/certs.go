@@ -169,16 +169,22 @@ func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return 0, core.Errorf(core.KindMalformed, "lifetime must be a duration string or seconds")
 	}
+	return ParseDuration("lifetime", s)
+}
+
+// ParseDuration reads a non-negative duration as a number of days ("30d")
+// or a Go duration ("720h"); what names it in the error.
+func ParseDuration(what, s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n < 0 || n > 36500 {
-			return 0, core.Errorf(core.KindMalformed, "lifetime %q is not a number of days", s)
+			return 0, core.Errorf(core.KindMalformed, "%s %q is not a number of days", what, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, core.Errorf(core.KindMalformed, "lifetime %q is not a duration (e.g. 720h or 30d)", s)
+		return 0, core.Errorf(core.KindMalformed, "%s %q is not a duration (e.g. 720h or 30d)", what, s)
 	}
 	return d, nil
 }

@@ -46,6 +46,7 @@ type KeyInfo struct {
 	Names      []string  `json:"names,omitempty"`    // name limits (DNS suffixes, IP prefixes)
 	Profiles   []string  `json:"profiles,omitempty"` // profile limits
 	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
@@ -57,6 +58,8 @@ type KeySpec struct {
 	// Names and Profiles limit what the key may ask for, inside the
 	// policy (ra.Limits): DNS suffixes and IP prefixes; profile names.
 	Names, Profiles []string
+	// TTL, if positive, is how long the key works. Zero: until revoked.
+	TTL time.Duration
 }
 
 // CreateKey makes a new API key with scopes (issue, revoke, read, admin)
@@ -97,6 +100,12 @@ func CreateKeyWith(ctx context.Context, store KeyStore, spec KeySpec) (secret st
 	if lim != nil {
 		k.Names, k.Profiles = lim.Names(), slices.Clone(lim.Profiles)
 	}
+	if spec.TTL < 0 {
+		return "", "", core.Errorf(core.KindMalformed, "an API key's lifetime must be positive")
+	}
+	if spec.TTL > 0 {
+		k.ExpiresAt = k.CreatedAt.Add(spec.TTL)
+	}
 	if err := store.CreateAPIKey(ctx, k); err != nil {
 		return "", "", fmt.Errorf("storing API key: %w", err)
 	}
@@ -117,7 +126,7 @@ func ListKeys(ctx context.Context, store KeyStore) ([]KeyInfo, error) {
 	out := make([]KeyInfo, len(keys))
 	for i, k := range keys {
 		out[i] = KeyInfo{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Names: k.Names, Profiles: k.Profiles,
-			CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
+			CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
 	}
 	return out, nil
 }

@@ -46,6 +46,19 @@ func TestAPIKeyLimitsCLI(t *testing.T) {
 	if out, err := c.CLI(ctx, "apikey", "create", "--name", "bad", "--names", "*.localhost"); err == nil {
 		t.Fatalf("a wildcard name limit was accepted:\n%s", out)
 	}
+	// --expires: the key stops working, and the answer says why.
+	out, err = c.CLI(ctx, "apikey", "create", "--name", "brief", "--scopes", "read", "--expires", "2s")
+	m = regexp.MustCompile(`secret: (srk_\S+)`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("ca apikey create --expires: %v\n%s", err, out)
+	}
+	if resp, b := apiCall(t, c, "GET", "/certificates", m[1], "", "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a fresh key with --expires: %s %s", resp.Status, b)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if resp, b := apiCall(t, c, "GET", "/certificates", m[1], "", "", nil); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), "expired") {
+		t.Fatalf("an expired key: %s %s", resp.Status, b)
+	}
 }
 
 func jsonString(s string) string {

@@ -21,6 +21,7 @@ type APIKey struct {
 	Names      []string
 	Profiles   []string
 	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
 	RevokedAt  time.Time // zero: not revoked
 	LastUsedAt time.Time // zero: never used
 }
@@ -28,8 +29,9 @@ type APIKey struct {
 // CreateAPIKey stores a new key. A duplicate id or hash is a KindConflict
 // error.
 func (d *DB) CreateAPIKey(ctx context.Context, k *APIKey) error {
-	_, err := d.Exec(ctx, `INSERT INTO api_keys (id, name, hash, scopes, names, profiles, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, strings.Join(k.Scopes, " "), strings.Join(k.Names, " "), strings.Join(k.Profiles, " "), Micros(k.CreatedAt))
+	_, err := d.Exec(ctx, `INSERT INTO api_keys (id, name, hash, scopes, names, profiles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, strings.Join(k.Scopes, " "), strings.Join(k.Names, " "), strings.Join(k.Profiles, " "), Micros(k.CreatedAt),
+		Micros(k.ExpiresAt))
 	if isUniqueViolation(err) {
 		return core.Errorf(core.KindConflict, "an API key with this id already exists")
 	}
@@ -39,15 +41,16 @@ func (d *DB) CreateAPIKey(ctx context.Context, k *APIKey) error {
 	return nil
 }
 
-const apiKeyColumns = `id, name, hash, scopes, names, profiles, created_at, revoked_at, last_used_at`
+const apiKeyColumns = `id, name, hash, scopes, names, profiles, created_at, expires_at, revoked_at, last_used_at`
 
 func scanAPIKey(row interface{ Scan(...any) error }) (*APIKey, error) {
 	var k APIKey
 	var scopes, names, profiles string
-	var created, revoked, used int64
-	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &scopes, &names, &profiles, &created, &revoked, &used); err != nil {
+	var created, expires, revoked, used int64
+	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &scopes, &names, &profiles, &created, &expires, &revoked, &used); err != nil {
 		return nil, err
 	}
+	k.ExpiresAt = FromMicros(expires)
 	k.Scopes, k.Names, k.Profiles = strings.Fields(scopes), strings.Fields(names), strings.Fields(profiles)
 	k.CreatedAt, k.RevokedAt, k.LastUsedAt = FromMicros(created), FromMicros(revoked), FromMicros(used)
 	return &k, nil

@@ -176,7 +176,8 @@ func TestAPIKeys(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		k := &storage.APIKey{ID: "k1", Name: "deploy", Hash: bytes.Repeat([]byte{7}, 32), Scopes: []string{"issue", "read"},
-			Names: []string{"team-a.corp.internal", "10.20.0.0/16"}, Profiles: []string{"tls-server"}, CreatedAt: now}
+			Names: []string{"team-a.corp.internal", "10.20.0.0/16"}, Profiles: []string{"tls-server"}, CreatedAt: now,
+			ExpiresAt: now.Add(time.Hour)}
 		if err := db.CreateAPIKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +188,7 @@ func TestAPIKeys(t *testing.T) {
 		}
 		got, err := db.APIKeyByHash(ctx, k.Hash)
 		if err != nil || got.ID != "k1" || len(got.Scopes) != 2 || !got.RevokedAt.IsZero() ||
-			strings.Join(got.Names, " ") != "team-a.corp.internal 10.20.0.0/16" || strings.Join(got.Profiles, " ") != "tls-server" {
+			strings.Join(got.Names, " ") != "team-a.corp.internal 10.20.0.0/16" || strings.Join(got.Profiles, " ") != "tls-server" || !got.ExpiresAt.Equal(now.Add(time.Hour)) {
 			t.Fatalf("APIKeyByHash = %+v, %v", got, err)
 		}
 		if _, err := db.APIKeyByHash(ctx, []byte("nope")); !core.IsNotFound(err) {

@@ -390,4 +390,26 @@ func TestConsoleAPIKeys(t *testing.T) {
 	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"issue"}, "names": {"*.corp.internal"}}); resp.StatusCode != 400 {
 		t.Fatalf("a wildcard name limit: %d", resp.StatusCode)
 	}
+
+	// A key with a lifetime: its sessions end when it expires.
+	resp, page = b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"temp"}, "scope": {"read"}, "expires": {"2h"}})
+	m = regexp.MustCompile(`<pre id="secret">(srk_[A-Za-z0-9_-]+)</pre>`).FindStringSubmatch(page)
+	if resp.StatusCode != 201 || m == nil {
+		t.Fatalf("create a key that expires: %d", resp.StatusCode)
+	}
+	e.keys["temp"] = m[1]
+	tb := e.browser()
+	tb.login("temp")
+	if resp, _ := tb.do("GET", "/ui/certificates", nil); resp.StatusCode != 200 {
+		t.Fatalf("before expiry: %d", resp.StatusCode)
+	}
+	e.clock.mu.Lock()
+	e.clock.d = 3 * time.Hour
+	e.clock.mu.Unlock()
+	if resp, _ := tb.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the expired key's session goes on: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"read"}, "expires": {"soon"}}); resp.StatusCode != 400 {
+		t.Fatalf("a bad lifetime: %d", resp.StatusCode)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -54,8 +55,16 @@ func (w *Console) createKey(c *gin.Context, op *operator) {
 		scopes = append(scopes, s)
 	}
 	name := c.PostForm("name")
+	var ttl time.Duration
+	var err error
+	if e := strings.TrimSpace(c.PostForm("expires")); e != "" {
+		if ttl, err = api.ParseDuration("expires", e); err != nil {
+			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))
+			return
+		}
+	}
 	secret, id, err := api.CreateKeyWith(c.Request.Context(), w.o.Store, api.KeySpec{Name: name, Scopes: scopes,
-		Names: strings.Split(c.PostForm("names"), ","), Profiles: strings.Split(c.PostForm("profiles"), ",")})
+		Names: strings.Split(c.PostForm("names"), ","), Profiles: strings.Split(c.PostForm("profiles"), ","), TTL: ttl})
 	if err != nil {
 		if core.KindOf(err) == core.KindMalformed {
 			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))

@@ -76,7 +76,7 @@ func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
 		return nil, errNoSession
 	}
 	k, err := w.o.Store.APIKeyByID(ctx, parts[0])
-	if err != nil || !k.RevokedAt.IsZero() {
+	if err != nil || api.KeyUsable(k, w.now()) != nil {
 		return nil, errNoSession
 	}
 	lim, err := ra.ParseLimits(k.Names, k.Profiles)

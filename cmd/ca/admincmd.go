@@ -15,12 +15,19 @@ import (
 
 func apikeyCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "apikey", Short: "Create, list and revoke REST API keys (stored only as hashes)"}
-	var name, scopes, names, profiles string
+	var name, scopes, names, profiles, expires string
 	create := &cobra.Command{Use: "create", Short: "Create a key; its secret is printed once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ttl time.Duration
+			if expires != "" {
+				var err error
+				if ttl, err = api.ParseDuration("--expires", expires); err != nil {
+					return err
+				}
+			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				secret, id, err := api.CreateKeyWith(ctx, n.db, api.KeySpec{Name: name, Scopes: strings.Split(scopes, ","),
-					Names: splitList(names), Profiles: splitList(profiles)})
+					Names: splitList(names), Profiles: splitList(profiles), TTL: ttl})
 				if err != nil {
 					return err
 				}
@@ -32,6 +39,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service)")
 	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16); it revokes only such certificates")
 	create.Flags().StringVar(&profiles, "profiles", "", "limit the key to these profiles, comma-separated")
+	create.Flags().StringVar(&expires, "expires", "", "the key stops working after this long (e.g. 90d or 720h); default: when revoked")
 	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			keys, err := api.ListKeys(ctx, n.db)
@@ -39,14 +47,18 @@ func apikeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tNAMES\tPROFILES\tCREATED\tREVOKED")
+			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tNAMES\tPROFILES\tCREATED\tEXPIRES\tREVOKED")
 			for _, k := range keys {
 				revoked := ""
 				if !k.RevokedAt.IsZero() {
 					revoked = k.RevokedAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
-					orDash(strings.Join(k.Profiles, ",")), k.CreatedAt.Format(time.RFC3339), revoked)
+				exp := "-"
+				if !k.ExpiresAt.IsZero() {
+					exp = k.ExpiresAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
+					orDash(strings.Join(k.Profiles, ",")), k.CreatedAt.Format(time.RFC3339), exp, revoked)
 			}
 			return w.Flush()
 		})
