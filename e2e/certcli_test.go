@@ -34,6 +34,9 @@ func TestCertCLI(t *testing.T) {
 	if out := cli("cert", "list", "--name", "one.localhost"); !strings.Contains(out, s1) || strings.Contains(out, s2) {
 		t.Fatalf("ca cert list --name:\n%s", out)
 	}
+	if out := cli("cert", "list", "--expiring-within", "30d"); strings.Contains(out, s1) || !strings.Contains(out, "localhost") {
+		t.Fatalf("ca cert list --expiring-within 30d lists a 90-day certificate, or not the 7-day HTTPS one:\n%s", out)
+	}
 	if out := cli("cert", "show", s1); !strings.Contains(out, "one.localhost") || !strings.Contains(out, "status:     valid") {
 		t.Fatalf("ca cert show:\n%s", out)
 	}

@@ -89,4 +89,11 @@ func TestExternalAccountBinding(t *testing.T) {
 	}
 	run(t, env, lego, legoArgs(path, team[:1], "--eab", "--kid", kid4, "--hmac", hmac4)...)
 	e.verifyChain(t, filepath.Join(path, "certificates", team[0]+".crt"), team[0])
+
+	// ca acme eab list: ids, bound accounts, names, revocations; no keys.
+	out, err := e.ca.CLI(ctx, "acme", "eab", "list", "--endpoint", "eab")
+	if err != nil || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(kid4)+`\s+\S+\s+`+regexp.QuoteMeta(suffix)+`\s`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(kid3)+`\s.*Z\s*$`).MatchString(out) || strings.Contains(out, hmac4) {
+		t.Fatalf("ca acme eab list: %v\n%s", err, out)
+	}
 }

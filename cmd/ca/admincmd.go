@@ -108,7 +108,27 @@ func acmeCommand(g *globals) *cobra.Command {
 			return acme.RevokeEAB(ctx, n.db, keys, endpoint, args[0], time.Now())
 		})
 	}}
-	eab.AddCommand(create, revoke)
+	list := &cobra.Command{Use: "list", Short: "List the endpoint's EAB key ids (never the keys): bound account, names, created, revoked",
+		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				keys, err := n.db.ACMEEABKeys(ctx, endpoint)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "KID\tACCOUNT\tNAMES\tCREATED\tREVOKED")
+				for _, k := range keys {
+					revoked := "-"
+					if !k.RevokedAt.IsZero() {
+						revoked = k.RevokedAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.KID, orDash(k.AccountID), orDash(strings.Join(k.Names, ",")),
+						k.CreatedAt.Format(time.RFC3339), revoked)
+				}
+				return w.Flush()
+			})
+		}}
+	eab.AddCommand(create, revoke, list)
 	cmd.AddCommand(eab)
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -30,13 +31,20 @@ import (
 
 func certCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates"}
-	var status, name, issuer string
+	var status, name, issuer, within string
 	var limit int
 	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Limit: limit}
+			if within != "" {
+				d, err := api.ParseDuration("--expiring-within", within)
+				if err != nil {
+					return err
+				}
+				f.ExpiringAfter, f.ExpiringBefore = time.Now(), time.Now().Add(d)
+			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				certs, next, err := n.db.ListCertificates(ctx, storage.CertFilter{Status: core.CertStatus(status), Name: name,
-					IssuerID: issuer, Limit: limit})
+				certs, next, err := n.db.ListCertificates(ctx, f)
 				if err != nil {
 					return err
 				}
@@ -56,6 +64,7 @@ func certCommand(g *globals) *cobra.Command {
 	list.Flags().StringVar(&name, "name", "", "a SAN the certificate carries")
 	list.Flags().StringVar(&issuer, "issuer", "", "issuer id")
 	list.Flags().IntVar(&limit, "limit", 100, "how many")
+	list.Flags().StringVar(&within, "expiring-within", "", "only those that expire within this long (e.g. 30d)")
 	var asPEM bool
 	show := &cobra.Command{Use: "show SERIAL", Short: "Show one certificate's record (--pem: the certificate)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
