@@ -45,6 +45,7 @@ type Store interface {
 // IssuerSource lists the issuers (*ca.CA).
 type IssuerSource interface {
 	Issuers() []*ca.Issuer
+	DefaultIssuer() string
 }
 
 // MAC signs and checks session cookies and CSRF tokens: an HMAC key in the

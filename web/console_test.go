@@ -267,7 +267,7 @@ func TestConsole(t *testing.T) {
 	if resp, _ := b.do("GET", "/ui/certificates/0abc", nil); resp.StatusCode != 404 {
 		t.Fatalf("unknown serial: %d", resp.StatusCode)
 	}
-	if _, page := b.do("GET", "/ui/issuers", nil); !strings.Contains(page, "Console Test") {
+	if _, page := b.do("GET", "/ui/issuers", nil); !strings.Contains(page, "Console Test") || !strings.Contains(page, `id="default-issuer"`) {
 		t.Fatal("issuers page lacks the issuer")
 	}
 

@@ -169,6 +169,7 @@ func (w *Console) issue(c *gin.Context, op *operator, d issueData) (*ca.Issued, 
 
 type issuerRow struct {
 	ID, Subject, Key string
+	Default          bool // new certificates come from it
 	NotBefore        time.Time
 	NotAfter         time.Time
 	PEM              string
@@ -182,7 +183,7 @@ func (w *Console) issuers(c *gin.Context, op *operator) {
 	for _, is := range w.o.Issuers.Issuers() {
 		cert := is.Certificate()
 		rows = append(rows, issuerRow{ID: is.ID(), Subject: cert.Subject.String(), Key: ca.KeyType(cert.PublicKey),
-			NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, PEM: pemOf(cert.Raw)})
+			Default: is.ID() == w.o.Issuers.DefaultIssuer(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, PEM: pemOf(cert.Raw)})
 	}
 	w.render(c, http.StatusOK, "issuers", page{Title: "Issuers", Op: op, Data: rows})
 }
