@@ -42,9 +42,12 @@ func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certific
 		return nil, nil
 	}
 	leaf := st.PeerCertificates[0]
-	inters := a.inters.Clone()
-	for _, p := range st.PeerCertificates[1:] {
-		inters.AddCert(p)
+	inters := a.inters
+	if len(st.PeerCertificates) > 1 { // the client sent intermediates: add them to a copy
+		inters = inters.Clone()
+		for _, p := range st.PeerCertificates[1:] {
+			inters.AddCert(p)
+		}
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inters, CurrentTime: a.now(),
 		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {

@@ -49,16 +49,8 @@ func apikeyCommand(g *globals) *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tNAMES\tPROFILES\tCREATED\tEXPIRES\tREVOKED")
 			for _, k := range keys {
-				revoked := ""
-				if !k.RevokedAt.IsZero() {
-					revoked = k.RevokedAt.Format(time.RFC3339)
-				}
-				exp := "-"
-				if !k.ExpiresAt.IsZero() {
-					exp = k.ExpiresAt.Format(time.RFC3339)
-				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
-					orDash(strings.Join(k.Profiles, ",")), k.CreatedAt.Format(time.RFC3339), exp, revoked)
+					orDash(strings.Join(k.Profiles, ",")), stamp(k.CreatedAt), stamp(k.ExpiresAt), stamp(k.RevokedAt))
 			}
 			return w.Flush()
 		})
@@ -118,12 +110,8 @@ func acmeCommand(g *globals) *cobra.Command {
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "KID\tACCOUNT\tNAMES\tCREATED\tREVOKED")
 				for _, k := range keys {
-					revoked := "-"
-					if !k.RevokedAt.IsZero() {
-						revoked = k.RevokedAt.Format(time.RFC3339)
-					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.KID, orDash(k.AccountID), orDash(strings.Join(k.Names, ",")),
-						k.CreatedAt.Format(time.RFC3339), revoked)
+						stamp(k.CreatedAt), stamp(k.RevokedAt))
 				}
 				return w.Flush()
 			})
@@ -138,6 +126,14 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// stamp is a table cell for a time: RFC 3339, or "-" for none.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 // splitList splits a comma-separated flag value; empty is none.
