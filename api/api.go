@@ -110,6 +110,7 @@ type API struct {
 	log     *slog.Logger
 	touched sync.Map // key id → time.Time of the last recorded use
 	openapi []byte
+	query   map[string][]string // query parameters by operation (query.go)
 	// idemPrune is when (unix seconds) expired idempotency keys are next
 	// pruned.
 	idemPrune atomic.Int64
@@ -148,6 +149,10 @@ func New(o Options) (*API, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	var err error
+	if a.query, err = queryParams(a.openapi); err != nil {
+		return nil, err
+	}
 	a.roots, a.inters = a.verifyPool()
 	a.mtlsLimits = map[string]*ra.Limits{}
 	for pat, l := range o.ClientCertLimits {
@@ -169,7 +174,7 @@ func New(o Options) (*API, error) {
 // Register mounts the routes on r (the server passes its /api/v1 group).
 func (a *API) Register(r gin.IRouter) {
 	r.GET("/openapi.json", a.openAPI)
-	g := r.Group("", a.limitBody)
+	g := r.Group("", a.limitBody, a.knownQuery(basePath(r)))
 	g.POST("/certificates", a.require(ScopeIssue), a.issue)
 	g.POST("/certificates/dry-run", a.require(ScopeIssue), a.dryRun)
 	g.POST("/certificates/renew", a.renew) // the certificate itself authenticates

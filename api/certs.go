@@ -339,6 +339,9 @@ func (a *API) lookup(c *gin.Context) (*core.Certificate, bool) {
 	if err == nil && r.Status == core.StatusReserved {
 		err = core.ErrNotFound
 	}
+	if core.IsNotFound(err) {
+		err = core.Errorf(core.KindNotFound, "no certificate with serial %s", serial)
+	}
 	if err != nil {
 		a.fail(c, err)
 		return nil, false

@@ -338,25 +338,31 @@ func TestKeyServiceBoundaries(t *testing.T) {
 		t.Fatalf("no key on /keys: %d", r.StatusCode)
 	}
 
+	// Each refusal is a 4xx problem whose detail says what was wrong (the
+	// HSM's reason, not only "invalid argument").
 	k := e.create(t, "temp", "aes128")
 	for _, c := range []struct {
-		path string
-		body any
-		want int
+		path   string
+		body   any
+		want   int
+		detail string
 	}{
-		{"/keys/" + k.ID + "/encrypt", map[string]any{"plaintext": "not base64!"}, 400},
-		{"/keys/" + k.ID + "/encrypt", map[string]any{"plaintext": "eA==", "extra": 1}, 400},
-		{"/keys/" + k.ID + "/sign", map[string]any{"message": "eA=="}, 422},
-		{"/keys", map[string]any{"label": "x", "type": "dsa1024"}, 0},
-		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 0},
-		{"/keys", map[string]any{"type": "aes256"}, 400},
-		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400},
-		{"/random", map[string]any{"bytes": 5000}, 400},
-		{"/keys/" + k.ID + "/jwt", map[string]any{"claims": map[string]any{}}, 422},
+		{"/keys/" + k.ID + "/encrypt", map[string]any{"plaintext": "not base64!"}, 400, "base64"},
+		{"/keys/" + k.ID + "/encrypt", map[string]any{"plaintext": "eA==", "extra": 1}, 400, "extra"},
+		{"/keys/" + k.ID + "/sign", map[string]any{"message": "eA=="}, 422, "do not sign"},
+		{"/keys/" + k.ID + "/data-key", map[string]any{"bits": 7}, 400, "bits must be 128 or 256"},
+		{"/keys", map[string]any{"label": "x", "type": "dsa1024"}, 400, `unknown key type "dsa1024"`},
+		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 128 characters"},
+		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 400, "fly"},
+		{"/keys", map[string]any{"type": "aes256"}, 400, "label"},
+		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400, "SHA-256"},
+		{"/random", map[string]any{"bytes": 5000}, 400, "1 to 1024"},
+		{"/keys/" + k.ID + "/jwt", map[string]any{"claims": map[string]any{}}, 422, "do not sign"},
 	} {
-		st := e.call(t, "POST", c.path, c.body, nil)
-		if (c.want != 0 && st != c.want) || st < 400 || st >= 500 {
-			t.Fatalf("POST %s %v: %d, want %d", c.path, c.body, st, c.want)
+		r, b := e.do(t, "POST", c.path, "apps", "application/json", jsonBody(t, c.body))
+		var p Problem
+		if err := json.Unmarshal(b, &p); err != nil || r.StatusCode != c.want || p.Status != c.want || !strings.Contains(p.Detail, c.detail) {
+			t.Fatalf("POST %s %v: %d %s, want %d with %q", c.path, c.body, r.StatusCode, b, c.want, c.detail)
 		}
 	}
 	if st := e.call(t, "DELETE", "/keys/"+k.ID, nil, nil); st != 204 {

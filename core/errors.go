@@ -54,6 +54,8 @@ type Error struct {
 	Kind   Kind
 	Detail string
 	Err    error
+	// is is the sentinel an Error made by Because stands for.
+	is *Error
 }
 
 func (e *Error) Error() string {
@@ -64,6 +66,18 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(Because(sentinel, ...), sentinel) hold.
+func (e *Error) Is(target error) bool { return e.is != nil && e.is == target }
+
+// Because is sentinel with the reason it happened, as one client-safe
+// detail ("reason: sentinel's detail") of the sentinel's kind; errors.Is
+// still matches the sentinel. For packages whose errors are sentinels and
+// whose reasons are written for the caller (hsm): a wrapped sentinel
+// (fmt.Errorf("...: %w")) would show clients only the sentinel's detail.
+func Because(sentinel *Error, reason string) *Error {
+	return &Error{Kind: sentinel.Kind, Detail: reason + ": " + sentinel.Detail, is: sentinel}
+}
 
 // Errorf makes an Error of kind k with a formatted client-safe detail.
 func Errorf(k Kind, format string, args ...any) *Error {

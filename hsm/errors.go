@@ -31,10 +31,12 @@ var (
 	ErrWrongKeyVersion = core.Errorf(core.KindNotFound, "no such key version")
 )
 
-// errf wraps a sentinel with a formatted reason: errors.Is(err, sentinel)
-// holds and the message says what happened.
-func errf(sentinel error, format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel)
+// errf is a sentinel with a formatted reason: errors.Is(err, sentinel)
+// holds, and the message says what happened, to logs and (except for
+// internal kinds) to clients. Reasons name keys, users and limits, never
+// a PIN or key byte.
+func errf(sentinel *core.Error, format string, args ...any) error {
+	return core.Because(sentinel, fmt.Sprintf(format, args...))
 }
 
 func isNotFound(err error) bool { return errors.Is(err, core.ErrNotFound) || core.IsNotFound(err) }
