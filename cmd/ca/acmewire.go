@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/acme/challenge"
+	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -73,15 +75,34 @@ type acmeProfileConfig struct {
 	CAProfile   string `yaml:"ca_profile"`
 }
 
-func (a *app) acmeConfig() (acmeConfig, error) {
+func (a *app) acmeConfig() (acmeConfig, error) { return decodeACME(a.n.cfg) }
+
+func decodeACME(cfg *config.Config) (acmeConfig, error) {
 	var c acmeConfig
-	if err := a.n.cfg.ACME.Decode("acme", &c); err != nil {
+	if err := cfg.ACME.Decode("acme", &c); err != nil {
 		return c, err
 	}
 	if len(c.Endpoints) == 0 {
 		c.Endpoints = []acmeEndpointConfig{{Name: "default"}}
 	}
 	return c, nil
+}
+
+// checkEndpoint refuses an ACME endpoint name the configuration does not
+// have (an EAB key made for it could never be used).
+func checkEndpoint(cfg *config.Config, name string) error {
+	c, err := decodeACME(cfg)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, ep := range c.Endpoints {
+		if ep.Name == name {
+			return nil
+		}
+		names = append(names, ep.Name)
+	}
+	return fmt.Errorf("no ACME endpoint is named %q (configured: %s)", name, strings.Join(names, ", "))
 }
 
 // mountACME builds one acme.Server per configured endpoint.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 func apikeyCommand(g *globals) *cobra.Command {
@@ -57,7 +58,11 @@ func apikeyCommand(g *globals) *cobra.Command {
 	}}
 	revoke := &cobra.Command{Use: "revoke ID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
-			return api.RevokeKey(ctx, n.db, args[0])
+			err := api.RevokeKey(ctx, n.db, args[0])
+			if core.IsNotFound(err) {
+				return fmt.Errorf("no API key has id %q (ca apikey list shows them)", args[0])
+			}
+			return err
 		})
 	}}
 	cmd.AddCommand(create, list, revoke)
@@ -71,6 +76,9 @@ func acmeCommand(g *globals) *cobra.Command {
 	eab.PersistentFlags().StringVar(&endpoint, "endpoint", "default", "ACME endpoint the key binds accounts to")
 	withCA := func(cmd *cobra.Command, fn func(ctx context.Context, n *node, keys *eabKeys) error) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
+			if err := checkEndpoint(n.cfg, endpoint); err != nil {
+				return err
+			}
 			if err := unsealForCLI(ctx, cmd, n); err != nil {
 				return err
 			}
@@ -103,6 +111,9 @@ func acmeCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List the endpoint's EAB key ids (never the keys): bound account, names, created, revoked",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := checkEndpoint(n.cfg, endpoint); err != nil {
+					return err
+				}
 				keys, err := n.db.ACMEEABKeys(ctx, endpoint)
 				if err != nil {
 					return err

@@ -36,6 +36,12 @@ func certCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Limit: limit}
+			if f.Status != "" && f.Status != core.StatusValid && f.Status != core.StatusRevoked {
+				return fmt.Errorf("--status %q: want valid or revoked", status)
+			}
+			if limit < 1 || limit > 1000 {
+				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
+			}
 			if within != "" {
 				d, err := api.ParseDuration("--expiring-within", within)
 				if err != nil {
@@ -74,6 +80,9 @@ func certCommand(g *globals) *cobra.Command {
 					return err
 				}
 				c, err := n.db.GetCertificate(ctx, serial)
+				if core.IsNotFound(err) {
+					return fmt.Errorf("no certificate has serial %s", serial)
+				}
 				if err != nil {
 					return err
 				}
@@ -153,7 +162,7 @@ func parseRevokeRequest(serial, reason, invalidity string) (revokeRequest, error
 	}
 	if invalidity != "" {
 		if r.Invalidity, err = time.Parse(time.RFC3339, invalidity); err != nil {
-			return r, fmt.Errorf("--invalidity-date: %w", err)
+			return r, fmt.Errorf("--invalidity-date %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", invalidity)
 		}
 	}
 	return r, nil

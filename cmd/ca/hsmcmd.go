@@ -123,6 +123,9 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 	var role string
 	create := &cobra.Command{Use: "create NAME", Short: "Create a user; the PIN is read from STRONGROOM_NEW_PIN or stdin",
 		Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+			if r := hsm.Role(role); r != hsm.RoleOfficer && r != hsm.RoleUser && r != hsm.RoleAuditor {
+				return fmt.Errorf("--role %q: want officer, user or auditor", role) // before asking for a PIN
+			}
 			pin := os.Getenv("STRONGROOM_NEW_PIN")
 			if pin == "" {
 				fmt.Fprint(os.Stderr, "PIN for the new user: ")
