@@ -32,8 +32,9 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
-		{"unknown key", "listen:\n  htps: x\n", "htps"},
-		{"unknown top key", "pin: 1234\n", "pin"},
+		{"unknown key", "listen:\n  htps: x\n", `line 2: unknown key "htps" (known here: http, https)`},
+		{"unknown top key", "pin: 1234\n", `unknown key "pin" (known here: acme, api, ca, crl, database, hostname, hsm, issuance,`},
+		{"unknown nested key", "ca:\n  intermediates: [{id: a, label: b}]\n", `unknown key "label" (known here: cert, id, key_label)`},
 		{"bad driver", "database:\n  driver: mysql\n", "database.driver"},
 		{"bad addr", "listen:\n  https: nowhere\n", "listen.https"},
 		{"bad duration", "limits:\n  read_timeout: soon\n", "duration"},
@@ -89,7 +90,7 @@ func TestSectionDecodesStrictly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Policy.Decode("policy", &p); err == nil || !strings.Contains(err.Error(), "allow_wildcard") {
+	if err := c.Policy.Decode("policy", &p); err == nil || !strings.Contains(err.Error(), `unknown key "allow_wildcard" (known here: allow_wildcards, suffixes)`) {
 		t.Fatalf("unknown key in section: %v", err)
 	}
 	var untouched policy

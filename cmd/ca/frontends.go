@@ -129,7 +129,7 @@ func (a *app) mountAPI() error {
 	}
 	rest, err := api.New(opts)
 	if err != nil {
-		return fmt.Errorf("api: %w", err)
+		return err // "api: ..."
 	}
 	rest.Register(a.srv.Engine().Group("/api/v1"))
 	return nil

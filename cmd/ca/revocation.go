@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -52,7 +53,8 @@ func ocspSettings(cfg *config.Config) (ocspConfig, error) {
 	if oc.CacheEntries < 0 {
 		return oc, fmt.Errorf("ocsp.cache_entries: %d is negative", oc.CacheEntries)
 	}
-	return oc, nil
+	return oc, noNegative("ocsp", map[string]time.Duration{"validity": oc.Validity,
+		"refresh_before": oc.RefreshBefore, "responder_validity": oc.ResponderValidity})
 }
 
 // crlConfig is the `crl:` section of strongroom.yaml.
@@ -75,6 +77,9 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	}
 	var cc crlConfig
 	if err := a.n.cfg.CRL.Decode("crl", &cc); err != nil {
+		return err
+	}
+	if err := noNegative("crl", map[string]time.Duration{"validity": cc.Validity, "interval": cc.Interval, "debounce": cc.Debounce}); err != nil {
 		return err
 	}
 	all := append([]*ca.Issuer{a.root}, a.inters...)
@@ -108,7 +113,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		Log:               a.n.log,
 	})
 	if err != nil {
-		return fmt.Errorf("ocsp: %w", err)
+		return err // "ocsp: ..."
 	}
 	stop, err := resp.Subscribe(ctx, a.shared.events)
 	if err != nil {
@@ -125,7 +130,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		Log:      a.n.log,
 	})
 	if err != nil {
-		return fmt.Errorf("crl: %w", err)
+		return err // "crl: ..."
 	}
 	if err := builder.Load(ctx); err != nil {
 		return fmt.Errorf("crl: loading stored CRLs: %w", err)
@@ -301,4 +306,15 @@ func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl 
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)
+}
+
+// noNegative refuses a negative duration among a section's settings (zero
+// means the default; a negative one would be taken as it is).
+func noNegative(section string, settings map[string]time.Duration) error {
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		if settings[k] < 0 {
+			return fmt.Errorf("%s.%s: %s is negative", section, k, settings[k])
+		}
+	}
+	return nil
 }

@@ -21,8 +21,10 @@ func TestOCSPSettings(t *testing.T) {
 		t.Fatalf("got %+v, %v", oc, err)
 	}
 	for in, want := range map[string]string{
-		"  cache_entries: -5\n": "ocsp.cache_entries",
-		"  lane_entry: 5\n":     "lane_entry",
+		"  cache_entries: -5\n":       "ocsp.cache_entries",
+		"  lane_entry: 5\n":           `unknown key "lane_entry" (known here: cache_entries,`,
+		"  validity: -5h\n":           "ocsp.validity: -5h0m0s is negative",
+		"  responder_validity: -1s\n": "ocsp.responder_validity",
 	} {
 		if _, err := parse(t, in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want one naming %s", in, err, want)
