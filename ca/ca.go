@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +38,20 @@ type URLs struct {
 	CAIssuers []string `yaml:"ca_issuers"` // AIA caIssuers; zero: omitted
 	OCSP      []string `yaml:"ocsp"`       // AIA OCSP; zero: omitted
 	CRL       []string `yaml:"crl"`        // CRL distribution points; zero: omitted
+}
+
+// check refuses a URL that is not absolute http(s) ({issuer} may stand for
+// the issuer's id anywhere).
+func (u URLs) check() error {
+	for _, list := range [][]string{u.CAIssuers, u.OCSP, u.CRL} {
+		for _, raw := range list {
+			p, err := url.Parse(strings.ReplaceAll(raw, "{issuer}", "x"))
+			if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				return fmt.Errorf("ca: URL %q is not an absolute http:// or https:// URL", raw)
+			}
+		}
+	}
+	return nil
 }
 
 // Options configures a CA.
@@ -119,6 +134,12 @@ func New(opts Options) (*CA, error) {
 	}
 	if c.linter, err = NewLinter(opts.Lint); err != nil {
 		return nil, err
+	}
+	if err := opts.URLs.check(); err != nil {
+		return nil, err
+	}
+	if c.backdate < 0 {
+		return nil, fmt.Errorf("ca: backdate %s is negative (certificates would start in the future)", c.backdate)
 	}
 	if c.backdate == 0 {
 		c.backdate = time.Minute

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // testHierarchy makes a root and an intermediate with keys of type typ.
@@ -102,5 +104,36 @@ func TestIntermediateDefaultsAndErrors(t *testing.T) {
 	}
 	if _, err := NewIssuer("intermediate", k, []*x509.Certificate{root.Certificate()}); err == nil {
 		t.Error("NewIssuer with a signer that does not match the certificate: no error")
+	}
+}
+
+// TestOptionsRefused: options that would make every certificate wrong, or
+// silently do nothing, are refused by New with a message saying which.
+func TestOptionsRefused(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	root, inter := testHierarchy(t, "p256")
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"negative backdate", func(o *Options) { o.Backdate = -time.Hour }, "backdate -1h0m0s is negative"},
+		{"relative URL", func(o *Options) { o.URLs.OCSP = []string{"/ocsp"} }, `URL "/ocsp" is not an absolute`},
+		{"not a URL", func(o *Options) { o.URLs.CRL = []string{"not a url"} }, `URL "not a url"`},
+		{"ldap URL", func(o *Options) { o.URLs.CAIssuers = []string{"ldap://dir/{issuer}"} }, `URL "ldap://dir/{issuer}"`},
+		{"unknown lint", func(o *Options) { o.Lint.ExtraExcluded = []string{"e_no_such_lint"} }, `"e_no_such_lint" is not a zlint lint`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{Store: db, Issuers: []*Issuer{inter, root}, URLs: testURLs}
+			tc.mod(&o)
+			if _, err := New(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	o := Options{Store: db, Issuers: []*Issuer{inter, root}, URLs: testURLs,
+		Lint: LintOptions{ExtraExcluded: []string{"w_sub_cert_aia_does_not_contain_issuing_ca_url"}}}
+	if _, err := New(o); err != nil {
+		t.Fatalf("a real lint to exclude: %v", err)
 	}
 }

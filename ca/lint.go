@@ -137,6 +137,11 @@ func NewLinter(o LintOptions) (*Linter, error) {
 	for _, n := range excl {
 		skip[n] = true
 	}
+	for _, n := range o.ExtraExcluded {
+		if lint.GlobalRegistry().ByName(n) == nil {
+			return nil, fmt.Errorf("ca: %q is not a zlint lint (names look like e_sub_cert_aia_missing)", n)
+		}
+	}
 	l := &Linter{config: reg.GetConfiguration(), throwaway: map[string]crypto.Signer{}}
 	for _, cl := range reg.CertificateLints().Lints() {
 		if !skip[cl.Name] {

@@ -56,9 +56,18 @@ func (v *validator) url(field, value, scheme string) {
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-func (v *validator) id(field, value string) {
+// CheckID refuses a name that cannot be an id (issuers, ACME endpoints):
+// it appears in file names, URL paths and labels.
+func CheckID(value string) error {
 	if !idPattern.MatchString(value) {
-		v.add(field, "%q must be 1-63 lowercase letters, digits or dashes", value)
+		return fmt.Errorf("%q must be 1-63 lowercase letters, digits or dashes", value)
+	}
+	return nil
+}
+
+func (v *validator) id(field, value string) {
+	if err := CheckID(value); err != nil {
+		v.add(field, "%s", err)
 	}
 }
 

@@ -71,10 +71,10 @@ func (p *Policy) normalize() error {
 	}
 	clean := func(list []string, what string) ([]string, error) {
 		out := make([]string, 0, len(list))
-		for _, s := range list {
-			s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), ".")
-			if s == "" || strings.ContainsAny(s, " *") {
-				return nil, fmt.Errorf("policy: bad %s DNS suffix %q", what, s)
+		for _, orig := range list {
+			s := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(orig)), ".")
+			if s == "" || len(s) > maxDNSNameLength || badLabels(strings.Split(s, ".")) != "" {
+				return nil, fmt.Errorf("policy: %s DNS suffix %q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", what, orig)
 			}
 			out = append(out, s)
 		}
@@ -92,7 +92,10 @@ func (p *Policy) normalize() error {
 			return fmt.Errorf("policy: max lifetime of %s must be positive", prof)
 		}
 	}
-	if p.MaxNames <= 0 {
+	if p.MaxNames < 0 {
+		return fmt.Errorf("policy: max_names %d is negative", p.MaxNames)
+	}
+	if p.MaxNames == 0 {
 		p.MaxNames = defaultMaxSANCount
 	}
 	return nil
@@ -138,16 +141,8 @@ func (p *Policy) checkDNS(name string) string {
 	if len(labels) < 2 {
 		return "is not a fully qualified DNS name"
 	}
-	for _, l := range labels {
-		if len(l) == 0 || len(l) > maxDNSLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
-			return "is not a valid DNS name"
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return "is not a valid DNS name (only letters, digits and hyphens; IDNs in A-label form)"
-			}
-		}
+	if why := badLabels(labels); why != "" {
+		return why
 	}
 	for _, d := range p.DeniedDNSSuffixes {
 		if hasSuffix(base, d) || (base != name && hasSuffix(d, base) && d != base) {
@@ -166,6 +161,23 @@ func (p *Policy) checkDNS(name string) string {
 		}
 	}
 	return "is outside the allowed DNS suffixes"
+}
+
+// badLabels says why labels are not DNS labels (LDH, IDNs in A-label
+// form), or "".
+func badLabels(labels []string) string {
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > maxDNSLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
+			return "is not a valid DNS name"
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "is not a valid DNS name (only letters, digits and hyphens; IDNs in A-label form)"
+			}
+		}
+	}
+	return ""
 }
 
 // checkIP checks an IP SAN against the allowed ranges.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -59,14 +60,28 @@ func New(o Options) (*Authority, error) {
 	if err := o.Policy.normalize(); err != nil {
 		return nil, err
 	}
-	for _, p := range o.Policy.Renewal.Profiles {
-		if _, err := o.CA.Profile(p); err != nil {
-			return nil, fmt.Errorf("policy: renewal: %s", core.DetailOf(err))
+	// A profile name the CA lacks is a typo: the policy meant for it
+	// would silently apply to nothing.
+	named := map[string][]string{"renewal.profiles": o.Policy.Renewal.Profiles}
+	for p := range o.Policy.MaxLifetime {
+		named["max_lifetime"] = append(named["max_lifetime"], p)
+	}
+	for p := range o.Policy.ProfileAccess {
+		named["profile_access"] = append(named["profile_access"], p)
+	}
+	for _, field := range slices.Sorted(maps.Keys(named)) {
+		for _, p := range named[field] {
+			if _, err := o.CA.Profile(p); err != nil {
+				return nil, fmt.Errorf("policy: %s: %s", field, core.DetailOf(err))
+			}
 		}
 	}
 	a := &Authority{ca: o.CA, policy: o.Policy, defaultProfile: o.DefaultProfile, log: o.Logger, onRevoke: o.OnRevoke}
 	if a.defaultProfile == "" {
 		a.defaultProfile = "tls-server"
+	}
+	if _, err := o.CA.Profile(a.defaultProfile); err != nil {
+		return nil, fmt.Errorf("default profile: %s", core.DetailOf(err))
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))

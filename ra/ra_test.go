@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,4 +208,37 @@ func FuzzParseCSR(f *testing.F) {
 			t.Fatalf("internal error for client bytes: %v", err)
 		}
 	})
+}
+
+// TestPolicyRefusedAtStart: a policy that names a profile the CA lacks, a
+// suffix that is not a DNS name or a negative count is refused by New,
+// naming the field, instead of silently applying to nothing.
+func TestPolicyRefusedAtStart(t *testing.T) {
+	c, _ := newCA(t)
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+		def    string
+		want   string
+	}{
+		{"max lifetime of an unknown profile", Policy{MaxLifetime: map[string]time.Duration{"tls-sever": time.Hour}}, "", `max_lifetime: unknown profile "tls-sever"`},
+		{"access to an unknown profile", Policy{ProfileAccess: map[string][]string{"codesigning": {"*"}}}, "", `profile_access: unknown profile "codesigning"`},
+		{"renewal of an unknown profile", Policy{Renewal: RenewalPolicy{Profiles: []string{"tls"}}}, "", `renewal.profiles: unknown profile "tls"`},
+		{"unknown default profile", Policy{}, "tls", `default profile: unknown profile "tls"`},
+		{"suffix with an empty label", Policy{AllowedDNSSuffixes: []string{"..corp"}}, "", `allowed DNS suffix "..corp" is not a DNS name`},
+		{"wildcard suffix", Policy{DeniedDNSSuffixes: []string{"*.corp"}}, "", `denied DNS suffix "*.corp"`},
+		{"suffix with a space", Policy{AllowedDNSSuffixes: []string{"corp internal"}}, "", "is not a DNS name"},
+		{"negative max names", Policy{MaxNames: -1}, "", "max_names -1 is negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(Options{CA: c, Policy: tc.policy, DefaultProfile: tc.def})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	// Leading dots and capitals are fine (".Corp.Internal" is corp.internal).
+	if _, err := New(Options{CA: c, Policy: Policy{AllowedDNSSuffixes: []string{".Corp.Internal", "lan"}}}); err != nil {
+		t.Fatal(err)
+	}
 }

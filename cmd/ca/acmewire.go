@@ -120,8 +120,11 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 	seen := map[string]bool{}
 	for i, ep := range c.Endpoints {
 		field := fmt.Sprintf("acme.endpoints[%d]", i)
-		if ep.Name == "" || seen[ep.Name] {
-			return fmt.Errorf("%s.name: %q is empty or used twice", field, ep.Name)
+		if seen[ep.Name] {
+			return fmt.Errorf("%s.name: %q is used twice", field, ep.Name)
+		}
+		if err := config.CheckID(ep.Name); err != nil {
+			return fmt.Errorf("%s.name: %w", field, err) // it is a URL path segment
 		}
 		seen[ep.Name] = true
 		auth := a.ra

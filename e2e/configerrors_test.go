@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeRefusesBadConfiguration: `ca serve` with a configuration
+// mistake exits at once with a message naming the key and what is wrong,
+// in the operator's words (YAML keys, not Go types), instead of starting
+// with a setting that does nothing or the wrong thing.
+func TestServeRefusesBadConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command(caBinary, "init", "--data", dir, "--listen-https", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		"--listen-http", fmt.Sprintf("127.0.0.1:%d", FreePort(t))).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ca init: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "strongroom.yaml")
+	base, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"hostnme: ca.corp.internal", `unknown key "hostnme" (known here: acme, api, ca, crl, database, hostname,`},
+		{"policy: {allowed_suffixes: [corp.internal]}", `unknown key "allowed_suffixes" (known here: allow_email_sans,`},
+		{"policy: {allowed_dns_suffixes: [corp..internal]}", `allowed DNS suffix "corp..internal" is not a DNS name`},
+		{"policy: {max_lifetime: {tls-sever: 24h}}", `policy: max_lifetime: unknown profile "tls-sever"`},
+		{"issuance: {default_profile: tls}", `default profile: unknown profile "tls"`},
+		{"issuance: {exclude_lints: [e_no_such_lint]}", `"e_no_such_lint" is not a zlint lint`},
+		{"issuance: {backdate: -1h}", "backdate -1h0m0s is negative"},
+		{"issuance: {urls: {ocsp: [ocsp.corp.internal]}}", `URL "ocsp.corp.internal" is not an absolute http:// or https:// URL`},
+		{"ocsp: {validity: -5h}", "ocsp.validity: -5h0m0s is negative"},
+		{"crl: {debounce: -1s}", "crl.debounce: -1s is negative"},
+		{"acme: {endpoints: [{name: team/a}]}", `acme.endpoints[0].name: "team/a" must be 1-63 lowercase letters, digits or dashes`},
+	} {
+		if err := os.WriteFile(cfg, append(append([]byte{}, base...), "\n"+tc.yaml+"\n"...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, caBinary, "serve", "--data", dir).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut || !strings.Contains(string(out), tc.want) {
+			t.Errorf("serve with %q: %v (timed out: %v), want a refusal with %q:\n%s", tc.yaml, err, timedOut, tc.want, out)
+		}
+	}
+}
