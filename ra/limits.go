@@ -42,7 +42,7 @@ func ParseLimits(names, profiles []string) (*Limits, error) {
 			continue
 		}
 		n = strings.TrimPrefix(n, ".")
-		if strings.ContainsAny(n, " *@/:") || !strings.Contains(n, ".") && n != "localhost" || len(n) > maxDNSNameLength {
+		if badLabels(strings.Split(n, ".")) != "" || !strings.Contains(n, ".") && n != "localhost" || len(n) > maxDNSNameLength {
 			return nil, core.Errorf(core.KindMalformed, "name limit %q is neither a DNS suffix (team.corp.internal) nor an IP prefix (10.20.0.0/16)", n)
 		}
 		l.DNSSuffixes = append(l.DNSSuffixes, n)

@@ -53,7 +53,7 @@ func TestLimits(t *testing.T) {
 		lim.Covers([]string{"ops@team-a.corp.internal"}) {
 		t.Error("Covers")
 	}
-	for _, bad := range []string{"*.corp.internal", "a b", "user@x.org", "nodots", "10.0.0.0/33"} {
+	for _, bad := range []string{"*.corp.internal", "a b", "user@x.org", "nodots", "10.0.0.0/33", "corp..internal", "-team.corp.internal", "team_a.corp.internal"} {
 		if _, err := ParseLimits([]string{bad}, nil); core.KindOf(err) != core.KindMalformed {
 			t.Errorf("ParseLimits(%q): %v, want malformed", bad, err)
 		}

@@ -54,9 +54,8 @@ type acmeEndpointConfig struct {
 	// Policy, when set, replaces the global `policy:` section for this
 	// endpoint (same fields as ra.Policy). Zero: the global policy.
 	Policy *ra.Policy `yaml:"policy"`
-	// Limits: new orders per account per hour, new accounts per client IP
-	// per hour. Zero: 300 and 50.
-	Limits *acme.Limits `yaml:"limits"`
+	// Limits are the endpoint's rate limits.
+	Limits acmeLimitsConfig `yaml:"limits"`
 	// Directory meta fields. Zero: omitted.
 	TermsOfService string   `yaml:"terms_of_service"`
 	Website        string   `yaml:"website"`
@@ -68,6 +67,29 @@ type acmeEndpointConfig struct {
 	// may be for a new order to reuse it without a new challenge. Zero: 24
 	// hours; negative: never.
 	AuthzReuse time.Duration `yaml:"authz_reuse"`
+}
+
+type acmeLimitsConfig struct {
+	// NewOrdersPerAccountPerHour: zero 300; negative: no limit.
+	NewOrdersPerAccountPerHour int `yaml:"new_orders_per_account_per_hour"`
+	// NewAccountsPerIPPerHour (per client IP address): zero 50; negative:
+	// no limit.
+	NewAccountsPerIPPerHour int `yaml:"new_accounts_per_ip_per_hour"`
+}
+
+// limits applies the defaults (acme.Limits: 0 is unlimited).
+func (c acmeLimitsConfig) limits() acme.Limits {
+	pick := func(v, def int) int {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			return 0
+		}
+		return v
+	}
+	return acme.Limits{NewOrdersPerAccountPerHour: pick(c.NewOrdersPerAccountPerHour, 300),
+		NewAccountsPerIPPerHour: pick(c.NewAccountsPerIPPerHour, 50)}
 }
 
 type acmeProfileConfig struct {
@@ -146,9 +168,8 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 				profiles[name] = acme.Profile{Description: p.Description, CAProfile: p.CAProfile}
 			}
 		}
-		limits := acme.Limits{NewOrdersPerAccountPerHour: 300, NewAccountsPerIPPerHour: 50}
-		if ep.Limits != nil {
-			limits = *ep.Limits
+		if err := noNegative(field, map[string]time.Duration{"order_lifetime": ep.OrderLifetime}); err != nil {
+			return err
 		}
 		defProfile := ep.DefaultProfile
 		if defProfile == "" {
@@ -160,7 +181,7 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 			Store:          a.n.db,
 			Nonces:         a.shared.nonces,
 			RateLimiter:    a.shared.limiter,
-			Limits:         limits,
+			Limits:         ep.Limits.limits(),
 			Issuer:         &acme.RAIssuer{Authority: auth, Root: a.root.Certificate().Raw},
 			Policy:         &acme.RAPolicy{Authority: auth},
 			EAB:            &eabKeys{sess: a.sess},

@@ -31,3 +31,29 @@ func TestOCSPSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestACMELimitsConfig: each limit defaults on its own (setting one does
+// not lift the other), and a negative one means no limit.
+func TestACMELimitsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in     acmeLimitsConfig
+		orders int
+		accts  int
+	}{
+		{acmeLimitsConfig{}, 300, 50},
+		{acmeLimitsConfig{NewOrdersPerAccountPerHour: 10}, 10, 50},
+		{acmeLimitsConfig{NewAccountsPerIPPerHour: -1}, 300, 0},
+	} {
+		if got := tc.in.limits(); got.NewOrdersPerAccountPerHour != tc.orders || got.NewAccountsPerIPPerHour != tc.accts {
+			t.Errorf("%+v: %+v, want %d and %d", tc.in, got, tc.orders, tc.accts)
+		}
+	}
+	c, err := config.Parse([]byte("acme:\n  endpoints:\n    - name: a\n      limits: {new_orders_per_account_per_hour: 7}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := decodeACME(c)
+	if err != nil || ac.Endpoints[0].Limits.limits().NewOrdersPerAccountPerHour != 7 {
+		t.Fatalf("decoded %+v, %v", ac, err)
+	}
+}
