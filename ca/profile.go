@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/x509util"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // Profile is a kind of certificate: a go.step.sm/crypto x509util template
@@ -122,8 +124,8 @@ func DefaultProfiles() []Profile {
 
 // compile checks and parses the profile's template.
 func (p *Profile) compile() error {
-	if p.Name == "" {
-		return fmt.Errorf("profile without a name")
+	if err := core.CheckID(p.Name); err != nil {
+		return fmt.Errorf("profile name: %w", err)
 	}
 	if p.Template == "" {
 		return fmt.Errorf("profile %s: no template", p.Name)

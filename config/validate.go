@@ -6,10 +6,11 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // validator collects every problem so one start shows them all.
@@ -54,19 +55,8 @@ func (v *validator) url(field, value, scheme string) {
 	}
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// CheckID refuses a name that cannot be an id (issuers, ACME endpoints):
-// it appears in file names, URL paths and labels.
-func CheckID(value string) error {
-	if !idPattern.MatchString(value) {
-		return fmt.Errorf("%q must be 1-63 lowercase letters, digits or dashes", value)
-	}
-	return nil
-}
-
 func (v *validator) id(field, value string) {
-	if err := CheckID(value); err != nil {
+	if err := core.CheckID(value); err != nil {
 		v.add(field, "%s", err)
 	}
 }

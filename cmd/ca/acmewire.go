@@ -9,6 +9,7 @@ import (
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/acme/challenge"
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -145,7 +146,7 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 		if seen[ep.Name] {
 			return fmt.Errorf("%s.name: %q is used twice", field, ep.Name)
 		}
-		if err := config.CheckID(ep.Name); err != nil {
+		if err := core.CheckID(ep.Name); err != nil {
 			return fmt.Errorf("%s.name: %w", field, err) // it is a URL path segment
 		}
 		seen[ep.Name] = true
