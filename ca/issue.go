@@ -241,9 +241,13 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, err
 	}
 	data := x509util.NewTemplateData()
+	// The subject CN, if any, must be one of the SANs, as the SAN is
+	// written (names are lowercased: a CN of UP.EXAMPLE is up.example).
 	cn := req.CSR.Subject.CommonName
-	if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }) {
-		cn = "" // the subject CN, if any, must be one of the SANs
+	if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }); i >= 0 {
+		cn = names[i]
+	} else {
+		cn = ""
 	}
 	data.SetCommonName(cn)
 	data.SetSANs(names)

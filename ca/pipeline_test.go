@@ -315,6 +315,23 @@ func TestRevokeAndDryRun(t *testing.T) {
 	}
 }
 
+// TestUppercaseNames: a CSR written in capitals (CN and SAN UP.EXAMPLE)
+// gets a certificate whose CN is the SAN as written, lowercased; before,
+// the CN kept its capitals and zlint refused the certificate
+// (e_subject_common_name_not_exactly_from_san).
+func TestUppercaseNames(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	c, _, _ := newTestCA(t, db, nil)
+	csr := makeCSR(t, testKey(t, "p256"), "UP.Example", "UP.EXAMPLE", "Other.Example")
+	iss, err := c.Issue(context.Background(), Request{CSR: csr, Profile: "tls-server"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert := iss.Certificate; cert.Subject.CommonName != "up.example" || !slices.Equal(cert.DNSNames, []string{"up.example", "other.example"}) {
+		t.Fatalf("CN %q, SANs %v", cert.Subject.CommonName, cert.DNSNames)
+	}
+}
+
 // wrongSigner signs with another key of the same type: an HSM fault.
 type wrongSigner struct {
 	crypto.Signer

@@ -113,7 +113,9 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, core.Wrap(core.KindMalformed, err, "the CSR is not a valid PKCS #10 request")
+		// crypto/x509's reasons are about structure ("unsupported elliptic
+		// curve"), safe and useful to the client.
+		return nil, core.Wrap(core.KindMalformed, err, "the CSR is not a valid PKCS #10 request ("+strings.TrimPrefix(err.Error(), "x509: ")+")")
 	}
 	return csr, nil
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"net/netip"
 	"strings"
@@ -180,6 +181,11 @@ func TestParseCSR(t *testing.T) {
 	}
 	if _, err := ParseCSR(nil); core.KindOf(err) != core.KindMalformed {
 		t.Fatalf("empty: %v", err)
+	}
+	// A CSR for a secp256k1 key (made with openssl): the problem says why.
+	k1, _ := base64.StdEncoding.DecodeString("MIHCMGsCAQAwDDEKMAgGA1UEAwwBazBWMBAGByqGSM49AgEGBSuBBAAKA0IABCO5CHopfodDtkCJ7nnfcyOkG/cHRmhoBuIfTdTGOlg5j61FLtgnL/jEZG4f3yfvfzfdmtpSrH5ypAK6e7WPfWagADAKBggqhkjOPQQDAgNHADBEAiApedpQ+LkBYoZSMUeS9inbh/am+TvkHjbJiDrVUAZJIgIgdnHqZW1JbIMm898X1i5MlrR3tw/cXfGs/2koWVLKGSE=")
+	if _, err := ParseCSR(k1); core.KindOf(err) != core.KindMalformed || !strings.Contains(core.DetailOf(err), "unsupported elliptic curve") {
+		t.Fatalf("secp256k1: %v", err)
 	}
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := csrFor(t, k, "x", "a.corp.internal")
