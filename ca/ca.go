@@ -61,7 +61,8 @@ type Options struct {
 	// DefaultIssuer is the issuer used when a request names none. Zero:
 	// the first of Issuers.
 	DefaultIssuer string
-	// Profiles adds to or replaces (by name) the built-in profiles.
+	// Profiles adds to or overrides (by name) the built-in profiles; an
+	// override takes the fields it leaves out from the built-in.
 	Profiles []Profile
 	URLs     URLs
 	Lint     LintOptions

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,38 @@ func TestOptionsRefused(t *testing.T) {
 		Lint: LintOptions{ExtraExcluded: []string{"w_sub_cert_aia_does_not_contain_issuing_ca_url"}}}
 	if _, err := New(o); err != nil {
 		t.Fatalf("a real lint to exclude: %v", err)
+	}
+}
+
+// TestProfileOverride: a profile named like a built-in changes only what
+// it sets; the template, CA flag, key types and description come from the
+// built-in. A new profile still needs a template.
+func TestProfileOverride(t *testing.T) {
+	m, err := mergeProfiles([]Profile{
+		{Name: "tls-server", DefaultLifetime: 30 * day, MaxLifetime: 60 * day},
+		{Name: "subordinate-ca", Description: "team CAs"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin := map[string]Profile{}
+	for _, p := range DefaultProfiles() {
+		builtin[p.Name] = p
+	}
+	ts := m["tls-server"]
+	if ts.DefaultLifetime != 30*day || ts.MaxLifetime != 60*day || ts.Template != builtin["tls-server"].Template ||
+		!slices.Equal(ts.KeyTypes, builtin["tls-server"].KeyTypes) || ts.Description != builtin["tls-server"].Description {
+		t.Fatalf("tls-server override: %+v", ts)
+	}
+	sub := m["subordinate-ca"]
+	if !sub.CA || sub.Description != "team CAs" || sub.MaxLifetime != builtin["subordinate-ca"].MaxLifetime {
+		t.Fatalf("subordinate-ca override: %+v", sub)
+	}
+	if _, err := mergeProfiles([]Profile{{Name: "tls-server", DefaultLifetime: 500 * day}}); err == nil ||
+		!strings.Contains(err.Error(), "below the default") {
+		t.Fatalf("a default over the inherited maximum: %v", err)
+	}
+	if _, err := mergeProfiles([]Profile{{Name: "team-server", DefaultLifetime: day}}); err == nil || !strings.Contains(err.Error(), "no template") {
+		t.Fatalf("a new profile without a template: %v", err)
 	}
 }

@@ -156,17 +156,44 @@ func (p *Profile) compile() error {
 }
 
 // mergeProfiles returns the built-ins overridden and extended by user
-// profiles of the same or new names, compiled, by name.
+// profiles of the same or new names, compiled, by name. A profile that
+// overrides one of the same name takes what it leaves out from it: the
+// template (with CA and no_revocation_info, which belong to it), the
+// description, the key types and the lifetimes. So
+// {name: tls-server, default_lifetime: 720h, max_lifetime: 2160h} changes
+// only tls-server's lifetimes.
 func mergeProfiles(user []Profile) (map[string]*Profile, error) {
 	out := map[string]*Profile{}
 	for _, p := range append(DefaultProfiles(), user...) {
 		p := p
+		if base, ok := out[p.Name]; ok {
+			p.inherit(base)
+		}
 		if err := p.compile(); err != nil {
 			return nil, err
 		}
 		out[p.Name] = &p
 	}
 	return out, nil
+}
+
+// inherit fills the fields p leaves out from base.
+func (p *Profile) inherit(base *Profile) {
+	if p.Template == "" {
+		p.Template, p.CA, p.NoRevocationInfo = base.Template, base.CA, base.NoRevocationInfo
+	}
+	if p.Description == "" {
+		p.Description = base.Description
+	}
+	if len(p.KeyTypes) == 0 {
+		p.KeyTypes = slices.Clone(base.KeyTypes)
+	}
+	if p.DefaultLifetime == 0 {
+		p.DefaultLifetime = base.DefaultLifetime
+	}
+	if p.MaxLifetime == 0 {
+		p.MaxLifetime = base.MaxLifetime
+	}
 }
 
 func sortedProfiles(m map[string]*Profile) []Profile {

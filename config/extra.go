@@ -13,7 +13,7 @@ import (
 // them, so each field is documented once, next to the code that reads it:
 //
 //	policy:    ra.Policy     (names, IP ranges, wildcards, key types, lifetimes, profile access, renewal)
-//	profiles:  []ca.Profile  (x509util templates added to or replacing the built-in profiles)
+//	profiles:  []ca.Profile  (x509util templates added to or overriding the built-in profiles; an override keeps what it leaves out)
 //	issuance:  the pipeline's URLs and lint exclusions (see cmd/ca)
 //	api:       REST API settings: client certificate scopes, issue_per_hour (see cmd/ca)
 //	acme:      ACME endpoints (see cmd/ca)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,5 +55,34 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		if err == nil || timedOut || !strings.Contains(string(out), tc.want) {
 			t.Errorf("serve with %q: %v (timed out: %v), want a refusal with %q:\n%s", tc.yaml, err, timedOut, tc.want, out)
 		}
+	}
+}
+
+// TestProfileOverrideFromReadme: the README's profile override changes
+// tls-server's default lifetime and nothing else: the certificate is
+// still a TLS server certificate, and the new maximum is enforced.
+func TestProfileOverrideFromReadme(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "`profiles: [{name: tls-server"
+	i := strings.Index(string(readme), prefix)
+	if i < 0 {
+		t.Fatal("README has no profile override example")
+	}
+	line := string(readme[i+1:])
+	line = line[:strings.Index(line, "`")]
+	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) { appendConfig(t, dir, "\n"+line+"\n") }})
+	leaf := issueChain(t, c, goCSR(t, "override.localhost"))[0]
+	if got := leaf.NotAfter.Sub(leaf.NotBefore); got != 720*time.Hour {
+		t.Fatalf("lifetime %s, want the override's 720h", got)
+	}
+	if len(leaf.ExtKeyUsage) != 1 || leaf.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+		t.Fatalf("EKU %v: the built-in template should still apply", leaf.ExtKeyUsage)
+	}
+	body := fmt.Sprintf(`{"csr": %q, "lifetime": "2161h"}`, goCSR(t, "long.localhost"))
+	if resp, b := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json", "", strings.NewReader(body)); resp.StatusCode != 422 {
+		t.Fatalf("a lifetime over the override's maximum: %s %s", resp.Status, b)
 	}
 }
