@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -100,6 +101,27 @@ func TestIssueGetListRevoke(t *testing.T) {
 	json.Unmarshal(body, &lr)
 	if resp.StatusCode != 200 || len(lr.Certificates) != 1 || lr.NextCursor != "" {
 		t.Fatalf("list by name: %d %s", resp.StatusCode, body)
+	}
+	// under: every certificate with a DNS name at or below the suffix.
+	resp, body = e.do(t, "GET", "/certificates?under=.CORP.internal", "reader", "", nil)
+	lr = ListResponse{}
+	json.Unmarshal(body, &lr)
+	if resp.StatusCode != 200 || len(lr.Certificates) == 0 {
+		t.Fatalf("list under corp.internal: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range lr.Certificates {
+		if !slices.ContainsFunc(c.Names, func(n string) bool { return strings.HasSuffix(n, ".corp.internal") }) {
+			t.Fatalf("listed under corp.internal: %v", c.Names)
+		}
+	}
+	for _, q := range []string{"under=web.corp.internal.example", "under=%2A.corp.internal", "under=a%25b"} {
+		resp, body = e.do(t, "GET", "/certificates?"+q, "reader", "", nil)
+		lr = ListResponse{}
+		json.Unmarshal(body, &lr)
+		if (q == "under=web.corp.internal.example" && (resp.StatusCode != 200 || len(lr.Certificates) != 0)) ||
+			(q != "under=web.corp.internal.example" && resp.StatusCode != 400) {
+			t.Fatalf("%s: %d %s", q, resp.StatusCode, body)
+		}
 	}
 	var pages, total int
 	for cursor := ""; ; pages++ {

@@ -3,11 +3,13 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -28,6 +30,13 @@ func (a *API) list(c *gin.Context) {
 		return
 	}
 	f.Name, f.IssuerID = c.Query("name"), c.Query("issuer")
+	if u := c.Query("under"); u != "" {
+		f.Under = strings.ToLower(strings.TrimPrefix(u, "."))
+		if err := ra.CheckDNSSuffix(f.Under); err != nil {
+			a.fail(c, core.Errorf(core.KindMalformed, "under: %s", core.DetailOf(err)))
+			return
+		}
+	}
 	for _, p := range []struct {
 		q   string
 		dst *time.Time

@@ -34,6 +34,12 @@ func TestCertCLI(t *testing.T) {
 	if out := cli("cert", "list", "--name", "one.localhost"); !strings.Contains(out, s1) || strings.Contains(out, s2) {
 		t.Fatalf("ca cert list --name:\n%s", out)
 	}
+	if out := cli("cert", "list", "--under", "localhost"); !strings.Contains(out, s1) || !strings.Contains(out, s2) {
+		t.Fatalf("ca cert list --under localhost:\n%s", out)
+	}
+	if out := cli("cert", "list", "--under", "one.localhost"); !strings.Contains(out, s1) || strings.Contains(out, s2) {
+		t.Fatalf("ca cert list --under one.localhost:\n%s", out)
+	}
 	if out := cli("cert", "list", "--expiring-within", "30d"); strings.Contains(out, s1) || !strings.Contains(out, "localhost") {
 		t.Fatalf("ca cert list --expiring-within 30d lists a 90-day certificate, or not the 7-day HTTPS one:\n%s", out)
 	}
@@ -75,6 +81,7 @@ func TestCertCLI(t *testing.T) {
 		{[]string{"cert", "revoke", interSerial}, "--ca"}, // a CA certificate
 		{[]string{"cert", "show", "abcdef0123"}, "no certificate has serial"},
 		{[]string{"cert", "list", "--status", "bogus"}, "want valid or revoked"},
+		{[]string{"cert", "list", "--under", "*.localhost"}, "--under: \"*.localhost\" is not a DNS name"},
 		{[]string{"apikey", "revoke", "nope"}, `no API key has id "nope"`},
 		{[]string{"acme", "eab", "create", "--endpoint", "nope"}, `no ACME endpoint is named "nope"`},
 	} {

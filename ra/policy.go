@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // Policy is what may be issued. Every field documents its zero value.
@@ -73,7 +75,7 @@ func (p *Policy) normalize() error {
 		out := make([]string, 0, len(list))
 		for _, orig := range list {
 			s := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(orig)), ".")
-			if s == "" || len(s) > maxDNSNameLength || badLabels(strings.Split(s, ".")) != "" {
+			if CheckDNSSuffix(s) != nil {
 				return nil, fmt.Errorf("policy: %s DNS suffix %q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", what, orig)
 			}
 			out = append(out, s)
@@ -161,6 +163,15 @@ func (p *Policy) checkDNS(name string) string {
 		}
 	}
 	return "is outside the allowed DNS suffixes"
+}
+
+// CheckDNSSuffix refuses s (lowercase) unless it is a DNS name that other
+// names may be under: LDH labels, no wildcard, at most 253 characters.
+func CheckDNSSuffix(s string) error {
+	if s == "" || len(s) > maxDNSNameLength || badLabels(strings.Split(s, ".")) != "" {
+		return core.Errorf(core.KindMalformed, "%q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", s)
+	}
+	return nil
 }
 
 // badLabels says why labels are not DNS labels (LDH, IDNs in A-label

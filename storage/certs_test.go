@@ -168,6 +168,29 @@ func TestListCertificates(t *testing.T) {
 				t.Errorf("%s: %d certificates, want %d", tc.name, len(page), tc.want)
 			}
 		}
+
+		// Under: the suffix itself, names below it and wildcards, each
+		// certificate once; a name that only ends with the same letters
+		// (myteam.corp.internal) is not under team.corp.internal.
+		want := map[core.Serial]bool{
+			issue(t, db, "i3", []string{"team.corp.internal"}, now):                           true,
+			issue(t, db, "i3", []string{"a.team.corp.internal", "b.team.corp.internal"}, now): true,
+			issue(t, db, "i3", []string{"*.team.corp.internal"}, now):                         true,
+		}
+		issue(t, db, "i3", []string{"myteam.corp.internal"}, now)
+		issue(t, db, "i3", []string{"team.corp.internal.evil.example"}, now)
+		page, _, err := db.ListCertificates(ctx, storage.CertFilter{Under: "Team.Corp.Internal"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != len(want) {
+			t.Fatalf("under team.corp.internal: %d certificates, want %d", len(page), len(want))
+		}
+		for _, c := range page {
+			if !want[c.Serial] {
+				t.Errorf("under team.corp.internal: listed %s (%v)", c.Serial, c.Names)
+			}
+		}
 	})
 }
 

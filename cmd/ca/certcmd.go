@@ -18,6 +18,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -31,9 +32,9 @@ import (
 
 func certCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates"}
-	var status, name, issuer, within string
+	var status, name, under, issuer, within string
 	var limit int
-	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --issuer)", Args: cobra.NoArgs,
+	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --under, --issuer, --expiring-within)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Limit: limit}
 			if f.Status != "" && f.Status != core.StatusValid && f.Status != core.StatusRevoked {
@@ -41,6 +42,12 @@ func certCommand(g *globals) *cobra.Command {
 			}
 			if limit < 1 || limit > 1000 {
 				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
+			}
+			if under != "" {
+				f.Under = strings.ToLower(strings.TrimPrefix(under, "."))
+				if err := ra.CheckDNSSuffix(f.Under); err != nil {
+					return fmt.Errorf("--under: %s", core.DetailOf(err))
+				}
 			}
 			if within != "" {
 				d, err := api.ParseDuration("--expiring-within", within)
@@ -68,6 +75,7 @@ func certCommand(g *globals) *cobra.Command {
 		}}
 	list.Flags().StringVar(&status, "status", "", "valid or revoked")
 	list.Flags().StringVar(&name, "name", "", "a SAN the certificate carries")
+	list.Flags().StringVar(&under, "under", "", "only those with a DNS name equal to or under this one (team.corp.internal)")
 	list.Flags().StringVar(&issuer, "issuer", "", "issuer id")
 	list.Flags().IntVar(&limit, "limit", 100, "how many")
 	list.Flags().StringVar(&within, "expiring-within", "", "only those that expire within this long (e.g. 30d)")
