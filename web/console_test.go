@@ -244,6 +244,15 @@ func TestConsole(t *testing.T) {
 	if _, page := b.do("GET", "/ui/certificates?name=web.corp.internal", nil); !strings.Contains(page, serial) {
 		t.Fatalf("list by name lacks %s", serial)
 	}
+	if _, page := b.do("GET", "/ui/certificates?under=corp.internal", nil); !strings.Contains(page, serial) {
+		t.Fatalf("list under corp.internal lacks %s", serial)
+	}
+	if _, page := b.do("GET", "/ui/certificates?under=other.internal", nil); strings.Contains(page, serial) {
+		t.Fatalf("list under other.internal has %s", serial)
+	}
+	if resp, _ := b.do("GET", "/ui/certificates?under=%2A.corp", nil); resp.StatusCode != 400 {
+		t.Fatalf("bad under filter: %d", resp.StatusCode)
+	}
 	if resp, _ := b.do("GET", "/ui/certificates?status=bogus", nil); resp.StatusCode != 400 {
 		t.Fatalf("bad status filter: %d", resp.StatusCode)
 	}

@@ -16,17 +16,24 @@ import (
 )
 
 type listData struct {
-	Status, Name string
-	Rows         []core.Certificate
-	Next         string // query string of the next page, or ""
+	Status, Name, Under string
+	Rows                []core.Certificate
+	Next                string // query string of the next page, or ""
 }
 
 func (w *Console) list(c *gin.Context, op *operator) {
 	if !w.require(c, op, api.ScopeRead) {
 		return
 	}
-	d := listData{Status: c.Query("status"), Name: strings.TrimSpace(c.Query("name"))}
-	f := storage.CertFilter{Name: d.Name, Limit: 50}
+	d := listData{Status: c.Query("status"), Name: strings.TrimSpace(c.Query("name")),
+		Under: strings.ToLower(strings.TrimPrefix(strings.TrimSpace(c.Query("under")), "."))}
+	f := storage.CertFilter{Name: d.Name, Under: d.Under, Limit: 50}
+	if d.Under != "" {
+		if err := ra.CheckDNSSuffix(d.Under); err != nil {
+			w.fail(c, op, err)
+			return
+		}
+	}
 	switch s := core.CertStatus(d.Status); s {
 	case "", core.StatusValid, core.StatusRevoked:
 		f.Status = s
@@ -55,6 +62,9 @@ func (w *Console) list(c *gin.Context, op *operator) {
 		}
 		if d.Name != "" {
 			q.Set("name", d.Name)
+		}
+		if d.Under != "" {
+			q.Set("under", d.Under)
 		}
 		d.Next = q.Encode()
 	}
