@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,8 +30,8 @@ func (a *API) list(c *gin.Context) {
 	}
 	f.Name, f.IssuerID = c.Query("name"), c.Query("issuer")
 	if u := c.Query("under"); u != "" {
-		f.Under = strings.ToLower(strings.TrimPrefix(u, "."))
-		if err := ra.CheckDNSSuffix(f.Under); err != nil {
+		var err error
+		if f.Under, err = ra.ParseDNSSuffix(u); err != nil {
 			a.fail(c, core.Errorf(core.KindMalformed, "under: %s", core.DetailOf(err)))
 			return
 		}

@@ -74,8 +74,8 @@ func (p *Policy) normalize() error {
 	clean := func(list []string, what string) ([]string, error) {
 		out := make([]string, 0, len(list))
 		for _, orig := range list {
-			s := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(orig)), ".")
-			if CheckDNSSuffix(s) != nil {
+			s, err := ParseDNSSuffix(orig)
+			if err != nil {
 				return nil, fmt.Errorf("policy: %s DNS suffix %q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", what, orig)
 			}
 			out = append(out, s)
@@ -165,13 +165,15 @@ func (p *Policy) checkDNS(name string) string {
 	return "is outside the allowed DNS suffixes"
 }
 
-// CheckDNSSuffix refuses s (lowercase) unless it is a DNS name that other
-// names may be under: LDH labels, no wildcard, at most 253 characters.
-func CheckDNSSuffix(s string) error {
-	if s == "" || len(s) > maxDNSNameLength || badLabels(strings.Split(s, ".")) != "" {
-		return core.Errorf(core.KindMalformed, "%q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", s)
+// ParseDNSSuffix returns s as a DNS name other names may be under
+// (lowercase, without a leading dot), or refuses it: LDH labels, no
+// wildcard, at most 253 characters.
+func ParseDNSSuffix(s string) (string, error) {
+	n := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), ".")
+	if n == "" || len(n) > maxDNSNameLength || badLabels(strings.Split(n, ".")) != "" {
+		return "", core.Errorf(core.KindMalformed, "%q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", s)
 	}
-	return nil
+	return n, nil
 }
 
 // badLabels says why labels are not DNS labels (LDH, IDNs in A-label

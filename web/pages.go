@@ -25,15 +25,15 @@ func (w *Console) list(c *gin.Context, op *operator) {
 	if !w.require(c, op, api.ScopeRead) {
 		return
 	}
-	d := listData{Status: c.Query("status"), Name: strings.TrimSpace(c.Query("name")),
-		Under: strings.ToLower(strings.TrimPrefix(strings.TrimSpace(c.Query("under")), "."))}
-	f := storage.CertFilter{Name: d.Name, Under: d.Under, Limit: 50}
-	if d.Under != "" {
-		if err := ra.CheckDNSSuffix(d.Under); err != nil {
+	d := listData{Status: c.Query("status"), Name: strings.TrimSpace(c.Query("name"))}
+	if u := c.Query("under"); u != "" {
+		var err error
+		if d.Under, err = ra.ParseDNSSuffix(u); err != nil {
 			w.fail(c, op, err)
 			return
 		}
 	}
+	f := storage.CertFilter{Name: d.Name, Under: d.Under, Limit: 50}
 	switch s := core.CertStatus(d.Status); s {
 	case "", core.StatusValid, core.StatusRevoked:
 		f.Status = s

@@ -44,8 +44,8 @@ func certCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
 			}
 			if under != "" {
-				f.Under = strings.ToLower(strings.TrimPrefix(under, "."))
-				if err := ra.CheckDNSSuffix(f.Under); err != nil {
+				var err error
+				if f.Under, err = ra.ParseDNSSuffix(under); err != nil {
 					return fmt.Errorf("--under: %s", core.DetailOf(err))
 				}
 			}
