@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // Problem documents (RFC 8555 §6.7). Handlers return errors; the edge turns
@@ -93,6 +94,7 @@ func rejected(err error, detail string) *problem {
 
 // toProblem is the one mapping from errors to problem documents.
 func toProblem(err error) *problem {
+	err = storage.Classify(err) // a database outage is 503, not 500
 	var p *problem
 	if errors.As(err, &p) {
 		return p

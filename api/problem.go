@@ -8,6 +8,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // Problem is an RFC 9457 problem document.
@@ -48,7 +49,7 @@ var kindStatus = map[core.Kind]int{
 // StatusOf is the HTTP status of an error's kind (500 for an error without
 // one), for other front ends (the console) answering the same errors.
 func StatusOf(err error) int {
-	if s, ok := kindStatus[core.KindOf(err)]; ok {
+	if s, ok := kindStatus[core.KindOf(storage.Classify(err))]; ok {
 		return s
 	}
 	return http.StatusInternalServerError
@@ -57,6 +58,7 @@ func StatusOf(err error) int {
 // problemFor builds the document for err. Internal detail never reaches
 // the client.
 func problemFor(err error) Problem {
+	err = storage.Classify(err) // a database outage is 503, not 500
 	k := core.KindOf(err)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -91,6 +93,9 @@ func (a *API) fail(c *gin.Context, err error) {
 func writeProblem(c *gin.Context, p Problem) {
 	if p.Status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="strongroom"`)
+	}
+	if p.Status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" {
+		c.Header("Retry-After", "5")
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Abort()

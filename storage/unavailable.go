@@ -1,0 +1,56 @@
+package storage
+
+import (
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// Classify marks an error that says the database cannot act now as
+// core.KindUnavailable, so front ends answer 503 with Retry-After rather
+// than 500: PostgreSQL unreachable, refusing connections, shutting down or
+// out of connections, a lost connection, SQLite busy, locked, full or
+// failing I/O. Any other error is returned as it is.
+func Classify(err error) error {
+	if err == nil || core.KindOf(err) != core.KindInternal || !unavailable(err) {
+		return err
+	}
+	return core.Wrap(core.KindUnavailable, err, "the database is unavailable; retry shortly")
+}
+
+// SQLite primary result codes (the low byte of an extended code).
+const (
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteIOErr    = 10
+	sqliteFull     = 13
+	sqliteCantOpen = 14
+)
+
+func unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	var se *sqlite.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &pe):
+		// Class 08 connection exception, 53 insufficient resources, 57P
+		// operator intervention (shutdown, cannot connect now).
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57P")
+	case errors.As(err, &se):
+		switch se.Code() & 0xff {
+		case sqliteBusy, sqliteLocked, sqliteIOErr, sqliteFull, sqliteCantOpen:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,69 @@
+package storage_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// TestClassifyUnavailable: real driver errors that mean "the database
+// cannot act now" become KindUnavailable (503 at the front ends); a
+// client-caused or unrelated error does not.
+func TestClassifyUnavailable(t *testing.T) {
+	ctx := context.Background()
+	// PostgreSQL that cannot be reached: a pgconn.ConnectError.
+	pg, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:1/test?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if err := storage.Classify(pg.PingContext(ctx)); core.KindOf(err) != core.KindUnavailable {
+		t.Errorf("PostgreSQL unreachable: %v (kind %s)", err, core.KindOf(err))
+	}
+
+	// SQLite locked by another connection's write: SQLITE_BUSY.
+	path := filepath.Join(t.TempDir(), "busy.db")
+	a, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := a.ExecContext(ctx, "CREATE TABLE t (x INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := a.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.ExecContext(ctx, "INSERT INTO t VALUES (1)")
+	if core.KindOf(storage.Classify(err)) != core.KindUnavailable {
+		t.Errorf("SQLite busy: %v", err)
+	}
+	conn.ExecContext(ctx, "COMMIT")
+
+	// A constraint violation is not an outage.
+	if _, err := a.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.ExecContext(ctx, "INSERT INTO t VALUES (2)")
+	if err == nil || core.KindOf(storage.Classify(err)) != core.KindInternal {
+		t.Errorf("duplicate key: %v", err)
+	}
+	// Errors with a kind keep it.
+	if got := storage.Classify(core.ErrNotFound); got != core.ErrNotFound {
+		t.Errorf("not found: %v", got)
+	}
+}
