@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -10,6 +11,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // TestDatabaseOutage cuts a PostgreSQL node off its database (a TCP proxy
@@ -116,4 +121,50 @@ func (p *proxy) restore() {
 	p.mu.Lock()
 	p.down = false
 	p.mu.Unlock()
+}
+
+// TestRedisOutageDuringRevocation: a node's OCSP answers are cached in
+// Redis. Redis becomes unreachable, a certificate whose "good" answer is
+// cached is revoked (the revocation is recorded; its event and the cache
+// drop fail), and Redis comes back holding the stale "good": the node's
+// revocation sweeper, reading the database, drops it, so OCSP says revoked
+// within seconds instead of at the cached answer's refresh, up to a day
+// later.
+func TestRedisOutageDuringRevocation(t *testing.T) {
+	p := startProxy(t, storagetest.RedisAddr())
+	if conn, err := net.Dial("tcp", storagetest.RedisAddr()); err != nil {
+		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
+	} else {
+		conn.Close()
+	}
+	c := StartCA(t, Options{InitArgs: []string{"--redis", p.addr}})
+	chain := issueChain(t, c, goCSR(t, "cached.localhost"))
+	leaf, issuer := chain[0], chain[1]
+	req, err := ocsp.CreateRequest(leaf, issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ocspGet(t, c, req, false, leaf, issuer); r.Status != ocsp.Good {
+		t.Fatalf("before: status %d", r.Status)
+	}
+
+	p.cut()
+	serial := fmt.Sprintf("%x", leaf.SerialNumber)
+	resp, body := apiCall(t, c, "POST", "/certificates/"+serial+"/revoke", c.AdminKey(), "application/json", "",
+		strings.NewReader(`{"reason": "keyCompromise"}`))
+	if resp.StatusCode != 200 {
+		t.Fatalf("revoke with Redis down: %s\n%s", resp.Status, body)
+	}
+	p.restore()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := ocspGet(t, c, req, false, leaf, issuer)
+		if r.Status == ocsp.Revoked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OCSP still says %d 20 s after Redis came back", r.Status)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

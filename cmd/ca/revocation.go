@@ -38,6 +38,10 @@ type ocspConfig struct {
 	// without Redis (about 1 KiB each with P-256 responder certificates).
 	// Zero: 250,000.
 	CacheEntries int `yaml:"cache_entries"`
+	// SweepInterval is how often each node checks the database for
+	// revocations and drops their cached answers (the durable path behind
+	// revocation events, which a Redis outage can lose). Zero: 5s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// LaneEntries is how many GET answers each node keeps ready to write
 	// by request target for the plain listener's fast lane. Zero: 65,536;
 	// negative: none (every GET is answered from the cache or signed).
@@ -53,8 +57,11 @@ func ocspSettings(cfg *config.Config) (ocspConfig, error) {
 	if oc.CacheEntries < 0 {
 		return oc, fmt.Errorf("ocsp.cache_entries: %d is negative", oc.CacheEntries)
 	}
+	if oc.SweepInterval == 0 {
+		oc.SweepInterval = 5 * time.Second
+	}
 	return oc, noNegative("ocsp", map[string]time.Duration{"validity": oc.Validity,
-		"refresh_before": oc.RefreshBefore, "responder_validity": oc.ResponderValidity})
+		"refresh_before": oc.RefreshBefore, "responder_validity": oc.ResponderValidity, "sweep_interval": oc.SweepInterval})
 }
 
 // crlConfig is the `crl:` section of strongroom.yaml.
@@ -120,6 +127,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		return fmt.Errorf("ocsp: subscribing to revocations: %w", err)
 	}
 	a.closers = append(a.closers, stop)
+	a.background = append(a.background, func(ctx context.Context) { resp.RunSweeper(ctx, a.n.db, oc.SweepInterval) })
 	builder, err := crl.New(crl.Options{
 		Issuers:  cIssuers,
 		Source:   a.n.db,

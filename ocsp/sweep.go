@@ -1,0 +1,69 @@
+package ocsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// RevocationSource lists an issuer's revocations recorded at or after a
+// time (storage.DB).
+type RevocationSource interface {
+	EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error
+}
+
+// sweepOverlap is how far each sweep reaches back before the previous
+// one began: revoked_at comes from the revoking node's clock and is
+// committed a moment later. Dropping an answer twice costs one signature.
+const sweepOverlap = time.Minute
+
+// Sweep drops the cached answers of every certificate revoked at or after
+// since, for every issuer. It is the durable path behind revocation events:
+// an event is at most once, and when the shared cache could not be reached
+// at revocation time (Redis down) the revoking node could not drop the
+// cached "good" either. It returns the first error after trying them all.
+func (r *Responder) Sweep(ctx context.Context, src RevocationSource, since time.Time) error {
+	var errs []error
+	for id := range r.byID {
+		err := src.EachRevoked(ctx, id, since, func(rv core.Revocation) error {
+			if err := r.Invalidate(ctx, id, rv.Serial); err != nil {
+				errs = append(errs, fmt.Errorf("dropping cached answers of %s: %w", rv.Serial, err))
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunSweeper sweeps every interval until ctx ends. The first sweep covers
+// the revocations of the last Validity (a cached answer lives no longer);
+// each later one starts sweepOverlap before the last sweep that succeeded,
+// so a revocation whose answers could not be dropped is tried again until
+// they are.
+func (r *Responder) RunSweeper(ctx context.Context, src RevocationSource, interval time.Duration) {
+	mark := r.now().Add(-r.validity)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := r.now()
+		if err := r.Sweep(ctx, src, mark.Add(-sweepOverlap)); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("revocation sweep failed; retrying", "since", mark, "err", err)
+		} else {
+			mark = start
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package ocsp_test
+
+import (
+	"context"
+	"crypto"
+	"encoding/base64"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ocsp"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// downCache is a shared cache that can be unreachable (Redis down).
+type downCache struct {
+	ocsp.Cache
+	down atomic.Bool
+}
+
+func (c *downCache) Delete(ctx context.Context, keys ...string) error {
+	if c.down.Load() {
+		return errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	}
+	return c.Cache.Delete(ctx, keys...)
+}
+
+type revocations []core.Revocation
+
+func (rs revocations) EachRevoked(_ context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
+	for _, r := range rs {
+		if issuerID == "int" && !r.RevokedAt.Before(since) {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestSweepAfterLostRevocation: a revocation whose event was lost while
+// the shared cache was unreachable left the cached "good" answer; the
+// sweeper, reading revocations from the database, drops it once the cache
+// is back, and keeps trying until it can.
+func TestSweepAfterLostRevocation(t *testing.T) {
+	cache := &downCache{Cache: storage.NewMemoryOCSPCache(0, time.Minute, nil)}
+	f := newFixture(t, func(o *ocsp.Options) { o.Cache = cache })
+	path := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
+	status := func() int {
+		_, body := f.get(t, path)
+		return parse(t, body, f.good, f.ca.Cert).Status
+	}
+	if s := status(); s != xocsp.Good {
+		t.Fatalf("before: status %d", s)
+	}
+	// Revoked in the database; the event never came.
+	at := time.Now()
+	f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked, RevokedAt: at,
+		RevocationReason: core.ReasonKeyCompromise})
+	if s := status(); s != xocsp.Good {
+		t.Fatalf("the cached answer should still say good (the failure this guards against): %d", s)
+	}
+	src := revocations{{Serial: "1001", RevokedAt: at, Reason: core.ReasonKeyCompromise}}
+	cache.down.Store(true)
+	if err := f.r.Sweep(context.Background(), src, at.Add(-time.Minute)); err == nil {
+		t.Fatal("a sweep that could not reach the cache reported success")
+	}
+	if s := status(); s != xocsp.Good {
+		t.Fatalf("with the cache down: %d", s)
+	}
+
+	// The running sweeper keeps trying; once the cache is back, revoked.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.r.RunSweeper(ctx, src, 10*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond)
+	cache.down.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for status() != xocsp.Revoked {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweeper did not drop the stale answer after the cache came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
