@@ -26,11 +26,23 @@ const sweepOverlap = time.Minute
 // at revocation time (Redis down) the revoking node could not drop the
 // cached "good" either. It returns the first error after trying them all.
 func (r *Responder) Sweep(ctx context.Context, src RevocationSource, since time.Time) error {
+	return r.sweep(ctx, src, since, nil)
+}
+
+// sweep is Sweep that skips, and records with their time, the revocations
+// in done (those whose answers a previous sweep already dropped).
+func (r *Responder) sweep(ctx context.Context, src RevocationSource, since time.Time, done map[string]time.Time) error {
 	var errs []error
 	for id := range r.byID {
 		err := src.EachRevoked(ctx, id, since, func(rv core.Revocation) error {
+			key := id + "/" + string(rv.Serial)
+			if _, ok := done[key]; ok {
+				return ctx.Err()
+			}
 			if err := r.Invalidate(ctx, id, rv.Serial); err != nil {
 				errs = append(errs, fmt.Errorf("dropping cached answers of %s: %w", rv.Serial, err))
+			} else if done != nil {
+				done[key] = rv.RevokedAt
 			}
 			return ctx.Err()
 		})
@@ -50,15 +62,23 @@ func (r *Responder) RunSweeper(ctx context.Context, src RevocationSource, interv
 	mark := r.now().Add(-r.validity)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// done holds the revocations of the overlap whose answers were
+	// dropped, so a busy CA's last minute is not dropped again every sweep.
+	done := map[string]time.Time{}
 	for {
 		start := r.now()
-		if err := r.Sweep(ctx, src, mark.Add(-sweepOverlap)); err != nil {
+		if err := r.sweep(ctx, src, mark.Add(-sweepOverlap), done); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			r.log.Warn("revocation sweep failed; retrying", "since", mark, "err", err)
 		} else {
 			mark = start
+			for k, at := range done {
+				if at.Before(mark.Add(-sweepOverlap)) {
+					delete(done, k) // the next sweep does not reach it
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -16,16 +16,19 @@ import (
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
-// downCache is a shared cache that can be unreachable (Redis down).
+// downCache is a shared cache that can be unreachable (Redis down); it
+// counts the deletes that reached it.
 type downCache struct {
 	ocsp.Cache
-	down atomic.Bool
+	down    atomic.Bool
+	deletes atomic.Int64
 }
 
 func (c *downCache) Delete(ctx context.Context, keys ...string) error {
 	if c.down.Load() {
 		return errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
 	}
+	c.deletes.Add(1)
 	return c.Cache.Delete(ctx, keys...)
 }
 
@@ -86,5 +89,12 @@ func TestSweepAfterLostRevocation(t *testing.T) {
 			t.Fatal("the sweeper did not drop the stale answer after the cache came back")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Later sweeps still reach the revocation (the overlap) but do not
+	// drop its answers again.
+	n := cache.deletes.Load()
+	time.Sleep(100 * time.Millisecond)
+	if d := cache.deletes.Load() - n; d != 0 {
+		t.Fatalf("%d more deletes for a revocation already swept", d)
 	}
 }
