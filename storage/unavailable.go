@@ -16,8 +16,9 @@ import (
 // Classify marks an error that says the database cannot act now as
 // core.KindUnavailable, so front ends answer 503 with Retry-After rather
 // than 500: PostgreSQL unreachable, refusing connections, shutting down or
-// out of connections, a lost connection, SQLite busy, locked, full or
-// failing I/O. Any other error is returned as it is.
+// out of connections, a lost connection, SQLite busy, locked, read-only
+// (a file system remounted read-only), full or failing I/O. Any other
+// error is returned as it is.
 func Classify(err error) error {
 	if err == nil || core.KindOf(err) != core.KindInternal || !unavailable(err) {
 		return err
@@ -29,6 +30,7 @@ func Classify(err error) error {
 const (
 	sqliteBusy     = 5
 	sqliteLocked   = 6
+	sqliteReadOnly = 8
 	sqliteIOErr    = 10
 	sqliteFull     = 13
 	sqliteCantOpen = 14
@@ -48,7 +50,7 @@ func unavailable(err error) bool {
 		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57P")
 	case errors.As(err, &se):
 		switch se.Code() & 0xff {
-		case sqliteBusy, sqliteLocked, sqliteIOErr, sqliteFull, sqliteCantOpen:
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
 			return true
 		}
 	}

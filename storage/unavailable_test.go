@@ -54,6 +54,17 @@ func TestClassifyUnavailable(t *testing.T) {
 	}
 	conn.ExecContext(ctx, "COMMIT")
 
+	// A database that became read-only: SQLITE_READONLY.
+	ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, err = ro.ExecContext(ctx, "INSERT INTO t VALUES (3)")
+	if err == nil || core.KindOf(storage.Classify(err)) != core.KindUnavailable {
+		t.Errorf("SQLite read-only: %v", err)
+	}
+
 	// A constraint violation is not an outage.
 	if _, err := a.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
 		t.Fatal(err)
