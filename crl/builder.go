@@ -18,9 +18,10 @@ import (
 )
 
 // RevokedSource streams an issuer's revoked certificates revoked at or after
-// since (*storage.DB implements it).
+// since, and says when its last one was revoked (*storage.DB implements it).
 type RevokedSource interface {
 	EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error
+	LatestRevocation(ctx context.Context, issuerID string) (time.Time, error)
 }
 
 // Store numbers and keeps signed CRLs, and leases the building of an
@@ -403,6 +404,7 @@ func (b *Builder) Run(ctx context.Context) error {
 			b.rebuild(ctx, s)
 		case <-refresh.C:
 			b.pickUp(ctx)
+			b.catchUp(ctx)
 		}
 	}
 }
@@ -477,6 +479,33 @@ func (b *Builder) pickUp(ctx context.Context) {
 				continue
 			}
 			b.publish(s, &c)
+		}
+	}
+}
+
+// catchUp triggers a rebuild for an issuer revoked since its served CRL
+// was made: the durable path behind revocation events, which are at most
+// once (a Redis outage during a revocation loses them), so a revocation
+// reaches the CRLs within a refresh instead of at the next scheduled
+// build. A revocation made in the second a CRL was read may trigger one
+// needless build.
+func (b *Builder) catchUp(ctx context.Context) {
+	for _, s := range b.issuers {
+		cur := s.delta.Load()
+		if cur == nil {
+			cur = s.full.Load()
+		}
+		if cur == nil || s.queued.Load() {
+			continue
+		}
+		latest, err := b.source.LatestRevocation(ctx, s.ID)
+		if err != nil {
+			b.log.Warn("checking for revocations", "issuer", s.ID, "err", err)
+			continue
+		}
+		if !latest.Before(cur.ThisUpdate) {
+			b.log.Info("revocations newer than the served CRL; rebuilding", "issuer", s.ID, "crl", cur.Number)
+			b.Trigger(s.ID)
 		}
 	}
 }

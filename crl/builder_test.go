@@ -236,3 +236,50 @@ func TestBuilderOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestBuilderCatchesUpWithoutEvents: a revocation whose event never came
+// (Redis down when it was made) reaches the served CRLs at the next
+// refresh, not at the next scheduled build.
+func TestBuilderCatchesUpWithoutEvents(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ca := ocsptest.NewCA(t, "CRL catch-up CA", nil)
+	addCert(t, db, "d4", core.StatusValid, time.Time{}, 0)
+	b, err := crl.New(crl.Options{
+		Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key, URL: "http://ca.example/crl/int.crl"}},
+		Source:  db, Store: db, Debounce: 10 * time.Millisecond, Refresh: 50 * time.Millisecond, Interval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	listed := func() bool {
+		c := b.Current("int", false)
+		if c == nil {
+			return false
+		}
+		rl, err := x509.ParseRevocationList(c.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := serials(rl)["d4"]
+		return ok
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Current("int", false) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no first CRL")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1100 * time.Millisecond) // the revocation falls in a later second than the CRL
+	revoke(t, db, "d4", core.ReasonKeyCompromise)
+	for deadline = time.Now().Add(5 * time.Second); !listed(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the CRL did not catch up with a revocation that had no event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

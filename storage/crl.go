@@ -124,6 +124,18 @@ func (d *DB) EachRevoked(ctx context.Context, issuerID string, since time.Time, 
 	return nil
 }
 
+// LatestRevocation returns when the last certificate of issuerID was
+// revoked (zero if none was).
+func (d *DB) LatestRevocation(ctx context.Context, issuerID string) (time.Time, error) {
+	var at int64
+	err := d.QueryRow(ctx, `SELECT COALESCE(MAX(revoked_at), 0) FROM certificates WHERE issuer_id = ? AND status = ?`,
+		issuerID, string(core.StatusRevoked)).Scan(&at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the last revocation of issuer %s: %w", issuerID, err)
+	}
+	return FromMicros(at), nil
+}
+
 // CertStatus returns what OCSP needs to know of a certificate of issuerID:
 // Serial, IssuerID, Status, NotAfter, RevokedAt and RevocationReason (other
 // fields are left empty). A serial that does not exist, or that belongs to
