@@ -26,12 +26,14 @@ const sweepOverlap = time.Minute
 // at revocation time (Redis down) the revoking node could not drop the
 // cached "good" either. It returns the first error after trying them all.
 func (r *Responder) Sweep(ctx context.Context, src RevocationSource, since time.Time) error {
-	return r.sweep(ctx, src, since, nil)
+	return r.sweep(ctx, src, since, nil, time.Time{})
 }
 
-// sweep is Sweep that skips, and records with their time, the revocations
-// in done (those whose answers a previous sweep already dropped).
-func (r *Responder) sweep(ctx context.Context, src RevocationSource, since time.Time, done map[string]time.Time) error {
+// sweep is Sweep that skips the revocations in done (those whose answers a
+// previous sweep already dropped) and records there, with their time, those
+// it drops that were revoked at or after keepFrom (the next sweep's reach:
+// the first sweep covers a whole validity, which done need not hold).
+func (r *Responder) sweep(ctx context.Context, src RevocationSource, since time.Time, done map[string]time.Time, keepFrom time.Time) error {
 	var errs []error
 	for id := range r.byID {
 		err := src.EachRevoked(ctx, id, since, func(rv core.Revocation) error {
@@ -41,7 +43,7 @@ func (r *Responder) sweep(ctx context.Context, src RevocationSource, since time.
 			}
 			if err := r.Invalidate(ctx, id, rv.Serial); err != nil {
 				errs = append(errs, fmt.Errorf("dropping cached answers of %s: %w", rv.Serial, err))
-			} else if done != nil {
+			} else if done != nil && !rv.RevokedAt.Before(keepFrom) {
 				done[key] = rv.RevokedAt
 			}
 			return ctx.Err()
@@ -67,7 +69,7 @@ func (r *Responder) RunSweeper(ctx context.Context, src RevocationSource, interv
 	done := map[string]time.Time{}
 	for {
 		start := r.now()
-		if err := r.sweep(ctx, src, mark.Add(-sweepOverlap), done); err != nil {
+		if err := r.sweep(ctx, src, mark.Add(-sweepOverlap), done, start.Add(-sweepOverlap)); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
