@@ -242,16 +242,18 @@ type authzDoc struct {
 	} `json:"challenges"`
 }
 
-// waitAuthz polls an authorization until it leaves pending.
+// waitAuthz polls an authorization until it leaves pending, for up to 30 s
+// (a count of polls ran out on a loaded CI machine, where make test runs
+// every package at once).
 func (c *rawClient) waitAuthz(url string) authzDoc {
-	for range 500 {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		a := decode[authzDoc](c.e.t, c.post(url, nil, nil))
 		if a.Status != "pending" {
 			return a
 		}
 		time.Sleep(cmp.Or(c.poll, 10*time.Millisecond))
 	}
-	c.e.t.Fatalf("authorization %s stayed pending", url)
+	c.e.t.Fatalf("authorization %s stayed pending for 30 s", url)
 	return authzDoc{}
 }
 

@@ -78,6 +78,26 @@ func (d *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 	return st
 }
 
+// txStmt is stmt for a query run inside a transaction: the cached
+// statement, or nil, never preparing one there. Preparing on the pool needs
+// a second connection while the transaction holds one, and SQLite's write
+// lock: with the pool's other connections waiting on that lock (busy
+// timeout, 10 s), that deadlocked until the timeout failed them, and the
+// transaction's own context could expire meanwhile. A missing statement is
+// prepared in the background, once a connection is free, for next time.
+func (d *DB) txStmt(query string) *sql.Stmt {
+	if d.dialect != SQLite {
+		return nil
+	}
+	if v, ok := d.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	if d.nstmts.Load() < maxStmts {
+		go d.stmt(context.Background(), query)
+	}
+	return nil
+}
+
 // Open connects to the database, applies pending migrations and returns it.
 // For SQLite, dsn is a file path; the file is created if missing and opened
 // in WAL mode with synchronous=FULL: a commit is on disk when it returns,
@@ -235,21 +255,21 @@ type Tx struct {
 }
 
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := t.d.stmt(ctx, query); st != nil {
+	if st := t.d.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return t.tx.ExecContext(ctx, t.d.q(query), args...)
 }
 
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := t.d.stmt(ctx, query); st != nil {
+	if st := t.d.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return t.tx.QueryContext(ctx, t.d.q(query), args...)
 }
 
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := t.d.stmt(ctx, query); st != nil {
+	if st := t.d.txStmt(query); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
 	return t.tx.QueryRowContext(ctx, t.d.q(query), args...)
