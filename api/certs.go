@@ -337,10 +337,7 @@ func (a *API) lookup(c *gin.Context) (*core.Certificate, bool) {
 	}
 	r, err := a.auth.Certificate(c.Request.Context(), serial)
 	if err == nil && r.Status == core.StatusReserved {
-		err = core.ErrNotFound
-	}
-	if core.IsNotFound(err) {
-		err = core.Errorf(core.KindNotFound, "no certificate with serial %s", serial)
+		err = core.Errorf(core.KindNotFound, "no certificate has serial %s", serial)
 	}
 	if err != nil {
 		a.fail(c, err)

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -105,8 +107,12 @@ func (d *DB) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
 		return nil
 	}
 	var one int
-	if err := d.QueryRow(ctx, `SELECT 1 FROM api_keys WHERE id = ?`, id).Scan(&one); err != nil {
-		return notFound(err, "reading API key")
+	err = d.QueryRow(ctx, `SELECT 1 FROM api_keys WHERE id = ?`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Errorf(core.KindNotFound, "no API key has id %q", id)
+	}
+	if err != nil {
+		return fmt.Errorf("reading API key: %w", err)
 	}
 	return nil
 }

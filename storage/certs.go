@@ -194,12 +194,15 @@ func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 	return &c, nil
 }
 
-// GetCertificate returns the row of serial (of any status) or
-// core.ErrNotFound.
+// GetCertificate returns the row of serial (of any status), or a
+// KindNotFound error that names the serial.
 func (d *DB) GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
 	c, err := scanCert(d.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, string(serial)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, core.Errorf(core.KindNotFound, "no certificate has serial %s", serial)
+	}
 	if err != nil {
-		return nil, notFound(err, "reading certificate")
+		return nil, fmt.Errorf("reading certificate: %w", err)
 	}
 	return c, nil
 }

@@ -48,6 +48,8 @@ type DB struct {
 	// bounds the cache against queries built at run time.
 	stmts  sync.Map
 	nstmts atomic.Int32
+	// warming holds the queries txStmt is preparing in the background.
+	warming sync.Map
 }
 
 // maxStmts bounds the prepared-statement cache.
@@ -92,8 +94,11 @@ func (d *DB) txStmt(query string) *sql.Stmt {
 	if v, ok := d.stmts.Load(query); ok {
 		return v.(*sql.Stmt)
 	}
-	if d.nstmts.Load() < maxStmts {
-		go d.stmt(context.Background(), query)
+	if _, busy := d.warming.LoadOrStore(query, true); !busy && d.nstmts.Load() < maxStmts {
+		go func() {
+			d.stmt(context.Background(), query)
+			d.warming.Delete(query)
+		}()
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/api"
-	"github.com/strongroom-pki/strongroom/core"
 )
 
 func apikeyCommand(g *globals) *cobra.Command {
@@ -58,11 +57,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 	}}
 	revoke := &cobra.Command{Use: "revoke ID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
-			err := api.RevokeKey(ctx, n.db, args[0])
-			if core.IsNotFound(err) {
-				return fmt.Errorf("no API key has id %q (ca apikey list shows them)", args[0])
-			}
-			return err
+			return api.RevokeKey(ctx, n.db, args[0])
 		})
 	}}
 	cmd.AddCommand(create, list, revoke)

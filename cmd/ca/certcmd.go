@@ -88,9 +88,6 @@ func certCommand(g *globals) *cobra.Command {
 					return err
 				}
 				c, err := n.db.GetCertificate(ctx, serial)
-				if core.IsNotFound(err) {
-					return fmt.Errorf("no certificate has serial %s", serial)
-				}
 				if err != nil {
 					return err
 				}
@@ -121,9 +118,6 @@ func certCommand(g *globals) *cobra.Command {
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				rec, err := n.db.GetCertificate(ctx, req.Serial)
-				if core.IsNotFound(err) {
-					return fmt.Errorf("no certificate has serial %s", req.Serial)
-				}
 				if err != nil {
 					return err
 				}
