@@ -58,6 +58,9 @@ type KeySpec struct {
 	// Names and Profiles limit what the key may ask for, inside the
 	// policy (ra.Limits): DNS suffixes and IP prefixes; profile names.
 	Names, Profiles []string
+	// KnownProfiles, if set, are the CA's profiles: Profiles must name
+	// only these (a misspelt one would leave the key unable to issue).
+	KnownProfiles []string
 	// TTL, if positive, is how long the key works. Zero: until revoked.
 	TTL time.Duration
 }
@@ -74,6 +77,13 @@ func CreateKeyWith(ctx context.Context, store KeyStore, spec KeySpec) (secret st
 	lim, err := ra.ParseLimits(spec.Names, spec.Profiles)
 	if err != nil {
 		return "", "", err
+	}
+	if lim != nil && spec.KnownProfiles != nil {
+		for _, p := range lim.Profiles {
+			if !slices.Contains(spec.KnownProfiles, p) {
+				return "", "", core.Errorf(core.KindMalformed, "unknown profile %q (profiles: %s)", p, strings.Join(spec.KnownProfiles, ", "))
+			}
+		}
 	}
 	if strings.TrimSpace(name) == "" {
 		return "", "", core.Errorf(core.KindMalformed, "an API key needs a name")

@@ -94,4 +94,12 @@ func TestKeyLimits(t *testing.T) {
 			t.Errorf("limits %v: %v, want malformed", bad, err)
 		}
 	}
+	known := []string{"tls-client", "tls-server"}
+	_, _, err = CreateKeyWith(ctx, e.db, KeySpec{Name: "typo", Scopes: []string{ScopeIssue}, Profiles: []string{"tls-sever"}, KnownProfiles: known})
+	if core.KindOf(err) != core.KindMalformed || !strings.Contains(err.Error(), `unknown profile "tls-sever" (profiles: tls-client, tls-server)`) {
+		t.Errorf("a misspelt profile limit: %v", err)
+	}
+	if _, _, err := CreateKeyWith(ctx, e.db, KeySpec{Name: "ok", Scopes: []string{ScopeIssue}, Profiles: []string{"tls-client"}, KnownProfiles: known}); err != nil {
+		t.Errorf("a known profile limit: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -259,6 +260,12 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, core.Wrap(core.KindRejected, err, fmt.Sprintf("profile %s cannot build this certificate", prof.Name))
 	}
 	t := xc.GetCertificate()
+	// A TLS server profile writes the CN only when it is one of the SANs.
+	// A host name left out of them would vanish from the certificate
+	// without a word; the requester meant it, so say so.
+	if orig := req.CSR.Subject.CommonName; cn == "" && t.Subject.CommonName == "" && HostLike(orig) {
+		return nil, core.Errorf(core.KindBadCSR, "the CSR's common name %q is not among its subject alternative names; add it as a SAN (a certificate's common name must be one of its SANs)", orig)
+	}
 	if len(t.DNSNames)+len(t.IPAddresses)+len(t.EmailAddresses)+len(t.URIs) == 0 && t.Subject.CommonName == "" && len(t.Subject.Organization) == 0 {
 		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
 	}
@@ -344,4 +351,15 @@ func keyName(kt string) string {
 		return "unsupported"
 	}
 	return kt
+}
+
+// HostLike reports whether a subject common name reads as a host name or
+// an IP address (web.example.com, 10.1.2.3) rather than a person's or a
+// service's name: it is what openssl req -subj /CN=host puts there.
+func HostLike(cn string) bool {
+	if strings.ContainsAny(cn, " @/") {
+		return false
+	}
+	_, err := netip.ParseAddr(cn)
+	return strings.Contains(cn, ".") || err == nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"text/template"
@@ -175,6 +176,17 @@ func mergeProfiles(user []Profile) (map[string]*Profile, error) {
 		out[p.Name] = &p
 	}
 	return out, nil
+}
+
+// ProfileNames lists, sorted, the profiles a CA configured with user has:
+// the built-ins and the user's own. It fails as ca.New would on a profile
+// that does not compile.
+func ProfileNames(user []Profile) ([]string, error) {
+	m, err := mergeProfiles(user)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(m)), nil
 }
 
 // inherit fills the fields p leaves out from base.

@@ -292,6 +292,8 @@ func TestRESTRejectsBadInput(t *testing.T) {
 		{name: "RSA-1024 key", key: admin, ctype: p10, body: opensslCSR(t, "rsa.localhost", "-newkey", "rsa:1024"), typ: "badKey"},
 		{name: "P-521 key (not allowed)", key: admin, ctype: p10, body: opensslCSR(t, "p521.localhost", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"), typ: "badKey"},
 		{name: "name outside policy", key: admin, ctype: p10, body: goCSR(t, "app.example.com"), typ: "rejected"},
+		{name: "CN not among the SANs", key: admin, ctype: p10, typ: "badCSR",
+			body: opensslCSR(t, "san.localhost", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-subj", "/CN=cn.localhost")},
 		{name: "denied name", key: admin, ctype: p10, body: goCSR(t, "db.secret.localhost"), typ: "rejected"},
 		{name: "unknown profile", key: admin, ctype: js, body: jsonReq(map[string]string{"profile": "no-such-profile"}), typ: "rejected"},
 		{name: "profile not granted", key: admin, ctype: js, body: jsonReq(map[string]string{"profile": "code-signing"})},

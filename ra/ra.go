@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -201,7 +200,7 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	// A CSR naming its host only in the common name (openssl req -subj
 	// /CN=host.example): the name becomes a SAN, checked like any other.
 	if cn := strings.ToLower(csr.Subject.CommonName); len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) == 0 &&
-		(strings.Contains(cn, ".") || isIP(cn)) && !strings.ContainsAny(cn, " @/") {
+		ca.HostLike(cn) {
 		extra = append(extra, cn)
 	}
 	if err := a.checkNames(csr, extra); err != nil {
@@ -212,11 +211,6 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	}
 	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
 		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
-}
-
-func isIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
 }
 
 func (a *Authority) checkKey(pub any, prof ca.Profile) error {

@@ -68,6 +68,8 @@ func TestIssuePolicy(t *testing.T) {
 	}{
 		{"allowed", Request{CSR: csrFor(t, p256, "a.corp.internal", "a.corp.internal", "10.1.1.1"), Principal: "apikey:x"}, -1},
 		{"CN only becomes a SAN", Request{CSR: csrFor(t, p256, "web.example.com"), Principal: "apikey:x"}, -1},
+		{"host name CN not among the SANs", Request{CSR: csrFor(t, p256, "b.corp.internal", "a.corp.internal"), Principal: "apikey:x"}, core.KindBadCSR},
+		{"other CN not among the SANs", Request{CSR: csrFor(t, p256, "Web Server", "a.corp.internal"), Principal: "apikey:x"}, -1},
 		{"wildcard", Request{CSR: csrFor(t, p256, "", "*.corp.internal"), Principal: "apikey:x"}, -1},
 		{"wildcard covering a denied name", Request{CSR: csrFor(t, p256, "", "*.example.com"), Principal: "apikey:x"}, core.KindRejected},
 		{"denied suffix", Request{CSR: csrFor(t, p256, "", "x.secret.example.com"), Principal: "apikey:x"}, core.KindRejected},
@@ -106,8 +108,8 @@ func TestIssuePolicy(t *testing.T) {
 	// Rows with a TBS: the CA's serial pool reserves rows ahead of use,
 	// which have none.
 	db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates WHERE tbs IS NOT NULL`).Scan(&n)
-	if n != 4 {
-		t.Fatalf("%d certificates recorded, want 4 (the allowed requests only)", n)
+	if n != 5 {
+		t.Fatalf("%d certificates recorded, want 5 (the allowed requests only)", n)
 	}
 }
 

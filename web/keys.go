@@ -64,7 +64,8 @@ func (w *Console) createKey(c *gin.Context, op *operator) {
 		}
 	}
 	secret, id, err := api.CreateKeyWith(c.Request.Context(), w.o.Store, api.KeySpec{Name: name, Scopes: scopes,
-		Names: strings.Split(c.PostForm("names"), ","), Profiles: strings.Split(c.PostForm("profiles"), ","), TTL: ttl})
+		Names: strings.Split(c.PostForm("names"), ","), Profiles: strings.Split(c.PostForm("profiles"), ","),
+		KnownProfiles: w.o.Profiles, TTL: ttl})
 	if err != nil {
 		if core.KindOf(err) == core.KindMalformed {
 			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))

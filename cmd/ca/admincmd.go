@@ -11,6 +11,8 @@ import (
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
 )
 
 func apikeyCommand(g *globals) *cobra.Command {
@@ -26,8 +28,12 @@ func apikeyCommand(g *globals) *cobra.Command {
 				}
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				known, err := configuredProfiles(n.cfg)
+				if err != nil {
+					return err
+				}
 				secret, id, err := api.CreateKeyWith(ctx, n.db, api.KeySpec{Name: name, Scopes: strings.Split(scopes, ","),
-					Names: splitList(names), Profiles: splitList(profiles), TTL: ttl})
+					Names: splitList(names), Profiles: splitList(profiles), KnownProfiles: known, TTL: ttl})
 				if err != nil {
 					return err
 				}
@@ -148,4 +154,13 @@ func splitList(s string) []string {
 		return nil
 	}
 	return strings.Split(s, ",")
+}
+
+// configuredProfiles lists the profiles ca serve would have with cfg.
+func configuredProfiles(cfg *config.Config) ([]string, error) {
+	var profiles []ca.Profile
+	if err := cfg.Profiles.Decode("profiles", &profiles); err != nil {
+		return nil, err
+	}
+	return ca.ProfileNames(profiles)
 }
