@@ -9,10 +9,25 @@
 #
 # Usage: scripts/bench-issue.sh [DURATION]   (default 10s per concurrency)
 # Environment: CA_BIN (default: build to a temp dir), KEEP=1 keeps the data dir.
+# STORE=postgres runs the node as one of several would: certificates in
+# PostgreSQL (a fresh schema in STRONGROOM_TEST_POSTGRES, default the test
+# database on 127.0.0.1, dropped afterwards) and caches and events in Redis
+# (STRONGROOM_TEST_REDIS, default 127.0.0.1:6379), both on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
+STORE=${STORE:-sqlite}
 ./scripts/install-test-deps.sh wrk openssl curl python3 >/dev/null
+if [ "$STORE" = postgres ]; then
+  ./scripts/install-test-deps.sh postgresql-client >/dev/null
+  PG=${STRONGROOM_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+  schema=bench_$$_$RANDOM
+  psql -q "$PG" -c "CREATE SCHEMA $schema" || { echo "STORE=postgres needs PostgreSQL at $PG"; exit 1; }
+  on_cleanup() { psql -q "$PG" -c "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1 || true; }
+  case $PG in *\?*) sep='&' ;; *) sep='?' ;; esac
+  export STRONGROOM_DATABASE_DSN="$PG${sep}search_path=$schema"
+  CA_INIT_ARGS="--database postgres --redis ${STRONGROOM_TEST_REDIS:-127.0.0.1:6379}"
+fi
 
 # shellcheck source=ca-serve.sh
 . ./scripts/ca-serve.sh
@@ -39,13 +54,19 @@ print('wrk.headers["Authorization"] = %s' % json.dumps("Bearer " + key))
 PY
 
 valid() {
+  if [ "$STORE" = postgres ]; then
+    PGOPTIONS="-csearch_path=$schema" psql -qtA "$PG" -c "SELECT COUNT(*) FROM certificates WHERE status = 'valid'"
+    return
+  fi
   python3 - "$D/strongroom.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
 print(db.execute("SELECT COUNT(*) FROM certificates WHERE status = 'valid'").fetchone()[0])
 PY
 }
-[ -f "$D/strongroom.db" ] || { echo "no SQLite database at $D/strongroom.db"; ls "$D"; exit 1; }
+if [ "$STORE" = sqlite ]; then
+  [ -f "$D/strongroom.db" ] || { echo "no SQLite database at $D/strongroom.db"; ls "$D"; exit 1; }
+fi
 
 wrk -t2 -c8 -d2s -s "$work/post.lua" "$url" >/dev/null # warm up
 declare -A rate
@@ -70,7 +91,7 @@ raw=$(go test -tags nomsgpack -run '^$' -bench 'IssueHTTP/raw' -benchtime 20000x
   awk '/raw-CreateCertificate/ {for (i=1;i<=NF;i++) if ($(i+1)=="certs/s") print $i}')
 echo
 for c in 1 8 32; do
-  printf 'REST issuance vs ca serve over HTTPS (wrk, separate process), c=%-2s: %6.0f certs/s = %4.1f%% of raw\n' \
-    "$c" "${rate[$c]}" "$(awk -v a="${rate[$c]}" -v b="$raw" 'BEGIN {print 100*a/b}')"
+  printf 'REST issuance vs ca serve over HTTPS (wrk, separate process, %s), c=%-2s: %6.0f certs/s = %4.1f%% of raw\n' \
+    "$STORE" "$c" "${rate[$c]}" "$(awk -v a="${rate[$c]}" -v b="$raw" 'BEGIN {print 100*a/b}')"
 done
 printf 'raw x509.CreateCertificate, P-256, both cores, same run:           %6.0f certs/s\n' "$raw"

@@ -29,6 +29,8 @@ run "REST issuance over HTTPS (P-256 intermediate, lint on, SQLite) at c=1/8/32 
   -bench 'IssueHTTP' -benchtime 3000x -v ./api
 echo; echo "== REST issuance against a real ca serve over HTTPS (wrk in a separate process) at c=1/8/32 beside raw x509.CreateCertificate"
 ./scripts/bench-issue.sh 10s
+echo; echo "== The same with PostgreSQL and Redis on this machine (as one node of several runs)"
+STORE=postgres ./scripts/bench-issue.sh 10s
 # The ceiling: the issue's required steps alone (CSR check, build, throwaway
 # lint copy, zlint, HSM signature and its check) on both cores, no storage
 # or HTTP; the same without the zlint call (the bound if linting were free);

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,15 +21,20 @@ type certStore interface {
 }
 
 // BenchmarkCertWrites measures the three writes of one issuance (reserve,
-// intent, store) on SQLite, directly and through the group-commit writer,
-// at concurrency 1 and 32.
+// intent, store) on SQLite and PostgreSQL, directly and through the
+// group-commit writer, at concurrency 1 and 32.
 func BenchmarkCertWrites(b *testing.B) {
 	for _, conc := range []int{1, 32} {
-		for _, kind := range []string{"db", "writer"} {
+		for _, kind := range []string{"sqlite-db", "sqlite-writer", "postgres-db", "postgres-writer"} {
 			b.Run(fmt.Sprintf("%s-c%d", kind, conc), func(b *testing.B) {
-				db, _ := storagetest.SQLite(b)
+				var db *storage.DB
+				if strings.HasPrefix(kind, "postgres") {
+					db = storagetest.Postgres(b)
+				} else {
+					db, _ = storagetest.SQLite(b)
+				}
 				var s certStore = db
-				if kind == "writer" {
+				if strings.HasSuffix(kind, "writer") {
 					w := storage.NewCertWriter(db)
 					defer w.Close()
 					s = w

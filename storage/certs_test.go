@@ -288,6 +288,14 @@ func TestCertWriterGroupCommit(t *testing.T) {
 		if err != nil || len(page) != n-1 {
 			t.Fatalf("%d valid rows, %v", len(page), err)
 		}
+		if page, _, err = db.ListCertificates(ctx, storage.CertFilter{Name: "a.example", Limit: 1000}); err != nil || len(page) != n-1 {
+			t.Fatalf("%d rows named a.example, %v", len(page), err)
+		}
+		// On PostgreSQL the batches travel pipelined; the one holding the
+		// taken serial fell back to running its operations one by one.
+		if pipelined, diverged := storage.PipelineCounts(w); db.Dialect() == storage.Postgres && (pipelined == 0 || diverged == 0) {
+			t.Fatalf("%d batches pipelined, %d fell back; want some of each", pipelined, diverged)
+		}
 		w.Close()
 		if err := w.ReserveSerial(ctx, &core.Certificate{Serial: newSerialNoT(), IssuerID: "i", Profile: "p", Requester: "r", CreatedAt: now}); core.KindOf(err) != core.KindUnavailable {
 			t.Fatalf("after Close: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -17,7 +18,9 @@ import (
 // answers each caller only after that transaction commits, so every write
 // is as durable as before, but concurrent issuers share commits instead of
 // fighting over SQLite's single write lock (whose busy handler sleeps in
-// millisecond steps). Reads and revocations go straight to the DB.
+// millisecond steps). On PostgreSQL a batch's statements travel in one
+// pipelined round trip (pipeline.go). Reads and revocations go straight to
+// the DB.
 //
 // Each operation's own outcome is kept: a serial that is taken is
 // ErrSerialTaken for its caller only (the INSERT uses ON CONFLICT DO
@@ -33,6 +36,10 @@ type CertWriter struct {
 	stopped chan struct{} // closed when the loop has returned
 	wg      sync.WaitGroup
 	closed  sync.Once
+	// pipelined and diverged count PostgreSQL batches committed in one
+	// pipelined transaction and those that fell back to running
+	// sequentially.
+	pipelined, diverged atomic.Int64
 }
 
 type certOp struct {
@@ -132,16 +139,27 @@ func (w *CertWriter) fill(batch []*certOp) []*certOp {
 // caller's back.
 func (w *CertWriter) commit(batch []*certOp) {
 	ctx := context.Background()
-	err := w.DB.InTx(ctx, func(tx *Tx) error {
-		ptx := &preparedTx{Tx: tx, w: w}
-		for _, op := range batch {
-			op.err = op.run(ctx, ptx)
-			if op.err != nil && !isOpOutcome(op.err) {
-				return op.err
-			}
+	err := errPipelineDiverged
+	if w.DB.dialect == Postgres {
+		err = w.commitPipelined(ctx, batch)
+		if errors.Is(err, errPipelineDiverged) {
+			w.diverged.Add(1)
+		} else {
+			w.pipelined.Add(1)
 		}
-		return nil
-	})
+	}
+	if errors.Is(err, errPipelineDiverged) {
+		err = w.DB.InTx(ctx, func(tx *Tx) error {
+			ptx := &preparedTx{Tx: tx, w: w}
+			for _, op := range batch {
+				op.err = op.run(ctx, ptx)
+				if op.err != nil && !isOpOutcome(op.err) {
+					return op.err
+				}
+			}
+			return nil
+		})
+	}
 	for _, op := range batch {
 		if err != nil {
 			op.done <- err
