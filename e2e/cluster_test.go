@@ -129,7 +129,11 @@ func freshPostgresSchema(t *testing.T) string {
 func secondNode(t *testing.T, a *CA, env []string) *CA {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"root.pem", "intermediate.pem", "unseal.key", "ca.pin", "admin.key"} {
+	// What the README's "Adding a node" copies: the configuration (with
+	// this node's addresses), the root certificate and the unseal and PIN
+	// files. The intermediate's certificate comes from the database, and
+	// the admin key is node A's (API keys live in the database).
+	for _, f := range []string{"root.pem", "unseal.key", "ca.pin", "apps.pin"} {
 		data := readFile(t, filepath.Join(a.Dir, f))
 		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -144,11 +148,17 @@ func secondNode(t *testing.T, a *CA, env []string) *CA {
 	pool.AppendCertsFromPEM(readFile(t, a.Root))
 	b := &CA{t: t, Dir: dir, env: env,
 		HTTPSURL: fmt.Sprintf("https://localhost:%d", httpsPort), HTTPURL: fmt.Sprintf("http://localhost:%d", httpPort),
-		Root: filepath.Join(dir, "root.pem"), Intermediate: filepath.Join(dir, "intermediate.pem"), AdminKeyFile: filepath.Join(dir, "admin.key"),
+		Root: filepath.Join(dir, "root.pem"), Intermediate: filepath.Join(dir, "intermediate.pem"), AdminKeyFile: a.AdminKeyFile,
 		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 	}
 	t.Cleanup(b.Stop)
 	b.start()
 	b.WaitReady()
+	if !bytes.Equal(readFile(t, b.Intermediate), readFile(t, a.Intermediate)) {
+		t.Fatal("node B did not write intermediate.pem from the database")
+	}
+	if out := b.Output(); !strings.Contains(out, "Admin API key:    none in this data directory") {
+		t.Fatalf("node B's welcome names an admin key file it does not have:\n%s", out)
+	}
 	return b
 }

@@ -117,14 +117,20 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 }
 
 func printWelcome(out io.Writer, n *node, app *app) {
+	admin := filepath.Join(n.dir, adminKeyFile) + `  (scopes: admin; send it as "Authorization: Bearer <key>")`
+	if _, err := os.Stat(filepath.Join(n.dir, adminKeyFile)); err != nil {
+		// A node added to a cluster shares the first node's keys (they
+		// are in the database), not its admin.key file.
+		admin = "none in this data directory; use an existing admin key, or `ca apikey create --name admin --scopes admin`"
+	}
 	fmt.Fprintf(out, `
 Strongroom is running.
   ACME directory:   %s
   REST API:         %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)
   OCSP, CRLs:       %s/ocsp, %s/crl/
   Root certificate: %s
-  Admin API key:    %s  (scopes: admin; send it as "Authorization: Bearer <key>")
+  Admin API key:    %s
 Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
 `, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(),
-		config.Path(n.dir, n.cfg.CA.Root.Cert), filepath.Join(n.dir, adminKeyFile))
+		config.Path(n.dir, n.cfg.CA.Root.Cert), admin)
 }
