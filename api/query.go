@@ -55,8 +55,9 @@ func ginPath(openAPIPath string) string {
 	return strings.Join(segs, "/")
 }
 
-// knownQuery refuses query parameters the operation does not document, with
-// a 400 problem that names them and what the operation takes. base is the
+// knownQuery refuses query parameters the operation does not document, and
+// documented ones given twice, with a 400 problem that names them (and what
+// the operation takes). base is the
 // prefix the routes are mounted under (/api/v1).
 func (a *API) knownQuery(base string) gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -69,11 +70,21 @@ func (a *API) knownQuery(base string) gin.HandlerFunc {
 			c.Next() // an undocumented route: TestOpenAPIMatchesRoutes fails on it
 			return
 		}
-		var unknown []string
-		for name := range c.Request.URL.Query() {
+		var unknown, repeated []string
+		for name, vals := range c.Request.URL.Query() {
 			if !slices.Contains(allowed, name) {
 				unknown = append(unknown, fmt.Sprintf("%q", name))
+			} else if len(vals) > 1 {
+				repeated = append(repeated, fmt.Sprintf("%q", name))
 			}
+		}
+		// Every parameter takes one value: ?status=valid&status=revoked
+		// would otherwise filter by the first and drop the second unseen.
+		if len(unknown) == 0 && len(repeated) > 0 {
+			slices.Sort(repeated)
+			a.fail(c, core.Errorf(core.KindMalformed, "query parameter %s given more than once; each takes one value",
+				strings.Join(repeated, ", ")))
+			return
 		}
 		if len(unknown) == 0 {
 			c.Next()

@@ -20,6 +20,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 		{"GET", "/certificates?status=valid&Status=revoked", 400, `"Status"`},
 		{"GET", "/certificates/01?format=pem&download=1", 400, `"download"`},
 		{"GET", "/issuers?x=1", 400, "takes no query parameters"},
+		{"GET", "/certificates?status=valid&status=revoked", 400, `query parameter "status" given more than once`},
 		{"POST", "/certificates/01/revoke?reason=1", 400, `"reason"`},
 		{"GET", "/certificates?status=valid&name=a.example&limit=5&expiring_before=2030-01-01T00:00:00Z", 200, ""},
 		{"GET", "/issuers", 200, ""},
