@@ -75,7 +75,11 @@ func (w *CertWriter) commitPipelined(ctx context.Context, batch []*certOp) error
 			diverged = true
 		}
 		if diverged {
-			_ = tx.Rollback(ctx)
+			if err := tx.Rollback(ctx); err != nil {
+				// Never hand the pool a connection that may still be
+				// inside this transaction.
+				_ = sc.Conn().Close(ctx)
+			}
 			return errPipelineDiverged
 		}
 		if err := tx.Commit(ctx); err != nil {
