@@ -420,8 +420,8 @@ func (a *API) revoke(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if p := principalOf(c); !p.limits.Covers(r.Names) {
-		a.fail(c, core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", r.Serial, strings.Join(p.limits.Names(), ", ")))
+	if err := ra.MayRevoke(principalOf(c).limits, r); err != nil {
+		a.fail(c, err)
 		return
 	}
 	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, rr.InvalidityDate, principalOf(c).name); err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,11 @@ func TestCertCLI(t *testing.T) {
 		}
 	}
 
+	// Not through the REST API either, even with the admin key.
+	resp, body := apiCall(t, c, "POST", "/certificates/"+interSerial+"/revoke", c.AdminKey(), "application/json", "", strings.NewReader(`{"reason":"superseded"}`))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "ca cert revoke --ca") {
+		t.Fatalf("REST revoke of the intermediate: %s\n%s", resp.Status, body)
+	}
 	if out := cli("cert", "show", interSerial); !strings.Contains(out, "status:     valid") {
 		t.Fatalf("the intermediate after a refused revocation:\n%s", out)
 	}

@@ -1,6 +1,7 @@
 package ra
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -135,10 +136,15 @@ func (l *Limits) CheckIdentifiers(ids []Identifier) error {
 }
 
 // Covers reports whether every name of an issued certificate is inside
-// the limits: a limited credential may revoke only such certificates.
+// the limits: a limited credential may revoke only such certificates. A
+// certificate with no names (a CA's, a code-signing one) is inside no name
+// limit.
 func (l *Limits) Covers(names []string) bool {
 	if !l.limitsNames() {
 		return true
+	}
+	if len(names) == 0 {
+		return false
 	}
 	for _, n := range names {
 		if ok, _ := l.allows(identifierOf(n)); !ok {
@@ -146,4 +152,20 @@ func (l *Limits) Covers(names []string) bool {
 		}
 	}
 	return true
+}
+
+// MayRevoke says whether a client of a front end (the REST API, the
+// console) holding limits l may revoke rec. Never a CA certificate:
+// revoking one stops everything it issued from verifying, which is an
+// operator's decision on a node (`ca cert revoke --ca`), not an API
+// call. With name limits, only a certificate whose names are all inside
+// them.
+func MayRevoke(l *Limits, rec *core.Certificate) error {
+	if c, err := x509.ParseCertificate(rec.DER); err == nil && c.IsCA {
+		return core.Errorf(core.KindForbidden, "certificate %s is the CA certificate %q: revoke it on a node with `ca cert revoke --ca`", rec.Serial, rec.Subject)
+	}
+	if !l.Covers(rec.Names) {
+		return core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", rec.Serial, strings.Join(l.Names(), ", "))
+	}
+	return nil
 }

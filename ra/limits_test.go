@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"strings"
 	"testing"
 
+	"github.com/strongroom-pki/strongroom/ca/catest"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -50,8 +52,21 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	if !lim.Covers([]string{"a.team-a.corp.internal", "10.20.0.9"}) || lim.Covers([]string{"a.team-a.corp.internal", "b.corp.internal"}) ||
-		lim.Covers([]string{"ops@team-a.corp.internal"}) {
+		lim.Covers([]string{"ops@team-a.corp.internal"}) || lim.Covers(nil) {
 		t.Error("Covers")
+	}
+	// Front ends never revoke a CA certificate, whatever the credential;
+	// a name-limited one revokes only certificates inside its names.
+	_, inter := catest.Hierarchy(t, "Limits")
+	caRec := &core.Certificate{Serial: "01", Subject: "Limits Intermediate", DER: inter.Certificate().Raw}
+	if err := MayRevoke(nil, caRec); core.KindOf(err) != core.KindForbidden || !strings.Contains(err.Error(), "ca cert revoke --ca") {
+		t.Errorf("MayRevoke of a CA certificate with no limits: %v", err)
+	}
+	if err := MayRevoke(lim, &core.Certificate{Serial: "02"}); core.KindOf(err) != core.KindForbidden {
+		t.Errorf("MayRevoke of a nameless certificate with name limits: %v", err)
+	}
+	if err := MayRevoke(lim, &core.Certificate{Serial: "03", Names: []string{"a.team-a.corp.internal"}}); err != nil {
+		t.Errorf("MayRevoke inside the limits: %v", err)
 	}
 	for _, bad := range []string{"*.corp.internal", "a b", "user@x.org", "nodots", "10.0.0.0/33", "corp..internal", "-team.corp.internal", "team_a.corp.internal"} {
 		if _, err := ParseLimits([]string{bad}, nil); core.KindOf(err) != core.KindMalformed {

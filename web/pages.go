@@ -107,7 +107,7 @@ func (w *Console) detail(c *gin.Context, op *operator) {
 		return
 	}
 	w.render(c, http.StatusOK, "detail", page{Title: "Certificate " + string(r.Serial), Op: op, Data: detailData{
-		Cert: r, PEM: pemOf(r.DER), MayRevoke: op.may(api.ScopeRevoke) && r.Status == core.StatusValid && op.limits.Covers(r.Names), Reasons: revokeReasons}})
+		Cert: r, PEM: pemOf(r.DER), MayRevoke: op.may(api.ScopeRevoke) && r.Status == core.StatusValid && ra.MayRevoke(op.limits, r) == nil, Reasons: revokeReasons}})
 }
 
 func (w *Console) revoke(c *gin.Context, op *operator) {
@@ -123,8 +123,8 @@ func (w *Console) revoke(c *gin.Context, op *operator) {
 		w.fail(c, op, err)
 		return
 	}
-	if !op.limits.Covers(r.Names) {
-		w.fail(c, op, core.Errorf(core.KindForbidden, "certificate %s has names outside this API key's", r.Serial))
+	if err := ra.MayRevoke(op.limits, r); err != nil {
+		w.fail(c, op, err)
 		return
 	}
 	if err := w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal()); err != nil {
