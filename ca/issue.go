@@ -234,8 +234,14 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	if life == 0 {
 		life = prof.DefaultLifetime
 	}
-	if life < 0 || life > prof.MaxLifetime {
+	if life > prof.MaxLifetime {
 		return nil, core.Errorf(core.KindRejected, "lifetime %s is over profile %s's maximum %s", life, prof.Name, prof.MaxLifetime)
+	}
+	// A certificate starts backdate in the past and its validity period is
+	// the lifetime, so a lifetime of 30s would be expired when handed out.
+	if least := c.backdate + minUsable; life < least {
+		return nil, core.Errorf(core.KindRejected, "lifetime %s is under the minimum %s: certificates start %s in the past (issuance.backdate) and must stay usable for at least %s",
+			life, least, c.backdate, minUsable)
 	}
 	names, err := sansOf(req.CSR, req.ExtraSANs)
 	if err != nil {
@@ -352,6 +358,10 @@ func keyName(kt string) string {
 	}
 	return kt
 }
+
+// minUsable is the least time an issued certificate stays valid after it
+// is issued (step-ca's default minimum TLS certificate duration).
+const minUsable = 5 * time.Minute
 
 // HostLike reports whether a subject common name reads as a host name or
 // an IP address (web.example.com, 10.1.2.3) rather than a person's or a
