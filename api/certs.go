@@ -92,12 +92,18 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 			ir.ExtraSANs = strings.Split(s, ",")
 		}
 	case "application/json", "":
+		// The query parameters are for bodies that cannot carry them; with
+		// JSON they would be ignored, and a profile or lifetime asked for
+		// that way silently not applied.
+		if c.Request.URL.RawQuery != "" {
+			return ra.Request{}, core.Errorf(core.KindMalformed, "query parameters (profile, lifetime, issuer, extra_sans) apply only to application/pkcs10 bodies; with JSON put them in the body")
+		}
 		if err := decodeStrict(body, &ir); err != nil {
 			return ra.Request{}, core.Wrap(core.KindMalformed, err, "the body is not a valid issue request (JSON: csr, profile, lifetime, extra_sans, issuer)")
 		}
 		csrBytes = []byte(ir.CSR)
 	default:
-		return ra.Request{}, core.Errorf(core.KindMalformed, "unsupported Content-Type %q (use application/json or application/pkcs10)", mt)
+		return ra.Request{}, &unsupportedMedia{got: mt, want: "application/json or application/pkcs10"}
 	}
 	der, err := csrDER(csrBytes)
 	if err != nil {

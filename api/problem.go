@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -65,6 +66,11 @@ func problemFor(err error) Problem {
 		return Problem{Type: problemBase + "tooLarge", Title: "Request body too large",
 			Status: http.StatusRequestEntityTooLarge, Detail: err.Error()}
 	}
+	var um *unsupportedMedia
+	if errors.As(err, &um) {
+		return Problem{Type: problemBase + "unsupportedMediaType", Title: http.StatusText(http.StatusUnsupportedMediaType),
+			Status: http.StatusUnsupportedMediaType, Detail: um.Error()}
+	}
 	status, ok := kindStatus[k]
 	if !ok {
 		status = http.StatusInternalServerError
@@ -112,4 +118,12 @@ func (r problemRender) Render(w http.ResponseWriter) error {
 
 func (r problemRender) WriteContentType(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/problem+json")
+}
+
+// unsupportedMedia is a request body of a type the operation does not take
+// (415, RFC 9110 §15.5.16).
+type unsupportedMedia struct{ got, want string }
+
+func (u *unsupportedMedia) Error() string {
+	return fmt.Sprintf("unsupported Content-Type %q (use %s)", u.got, u.want)
 }
