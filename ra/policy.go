@@ -146,6 +146,12 @@ func (p *Policy) checkDNS(name string) string {
 	if why := badLabels(labels); why != "" {
 		return why
 	}
+	// 127.1, 1.2.3 and 011.1.2.3 are not IP addresses to Go, but
+	// inet_aton-style resolvers read them as ones; no top-level domain is
+	// all digits (RFC 3696 §2).
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return "is not a DNS name: its last label is all digits, and resolvers would read it as an IP address"
+	}
 	for _, d := range p.DeniedDNSSuffixes {
 		if hasSuffix(base, d) || (base != name && hasSuffix(d, base) && d != base) {
 			return "is under a denied DNS suffix"

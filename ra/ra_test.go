@@ -122,9 +122,9 @@ func TestCheckIdentifiersListsEveryProblem(t *testing.T) {
 	ctx := context.Background()
 	err = a.CheckIdentifiers(ctx, "acme:default/1", "tls-server", []Identifier{
 		{Type: "dns", Value: "ok.corp.internal"}, {Type: "dns", Value: "evil.org"},
-		{Type: "ip", Value: "8.8.8.8"}, {Type: "ip", Value: "10.0.0.5"}, {Type: "carrier-pigeon", Value: "x"}})
+		{Type: "ip", Value: "8.8.8.8"}, {Type: "ip", Value: "10.0.0.5"}, {Type: "carrier-pigeon", Value: "x"}, {Type: "dns", Value: "127.1"}})
 	var ie *IdentifierError
-	if !errors.As(err, &ie) || len(ie.Problems) != 3 || core.KindOf(err) != core.KindRejected {
+	if !errors.As(err, &ie) || len(ie.Problems) != 4 || core.KindOf(err) != core.KindRejected || !strings.Contains(ie.Problems[3].Detail, "all digits") {
 		t.Fatalf("CheckIdentifiers = %v (%T)", err, err)
 	}
 	if err := a.CheckIdentifiers(ctx, "acme:default/1", "tls-server", []Identifier{{Type: "dns", Value: "A.Corp.Internal"}}); err != nil {
