@@ -61,22 +61,24 @@ func TestIssueGetListRevoke(t *testing.T) {
 	}
 	resp, body = e.do(t, "POST", "/certificates?profile=tls-server-client&lifetime=2d", "issuer", "application/pkcs10", der,
 		"Accept", "application/pem-certificate-chain")
-	if resp.StatusCode != 201 || resp.Header.Get("Content-Type") != "application/pem-certificate-chain" || strings.Count(string(body), "BEGIN CERTIFICATE") != 2 {
-		t.Fatalf("issue pkcs10: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	if resp.StatusCode != 201 || resp.Header.Get("Content-Type") != "application/pem-certificate-chain" || strings.Count(string(body), "BEGIN CERTIFICATE") != 2 ||
+		!strings.HasPrefix(resp.Header.Get("Location"), "/api/v1/certificates/") {
+		t.Fatalf("issue pkcs10: %d %s %s (Location %q)", resp.StatusCode, resp.Header.Get("Content-Type"), body, resp.Header.Get("Location"))
 	}
 
 	// Get in three formats.
 	resp, body = e.do(t, "GET", "/certificates/"+cr.Serial, "reader", "", nil)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"valid"`) {
-		t.Fatalf("get json: %d %s", resp.StatusCode, body)
+	var got CertificateResponse
+	if resp.StatusCode != 200 || json.Unmarshal(body, &got) != nil || got.Status != "valid" || got.Chain != cr.Chain {
+		t.Fatalf("get json (want the chain POST gave): %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.do(t, "GET", "/certificates/"+cr.Serial+"?format=der", "reader", "", nil)
 	if resp.StatusCode != 200 || !bytes.Equal(body, leaf.Raw) {
 		t.Fatalf("get der: %d", resp.StatusCode)
 	}
 	resp, body = e.do(t, "GET", "/certificates/"+strings.ToUpper(cr.Serial), "reader", "", nil, "Accept", "application/pem-certificate-chain")
-	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "-----BEGIN CERTIFICATE") {
-		t.Fatalf("get pem: %d %s", resp.StatusCode, body)
+	if resp.StatusCode != 200 || string(body) != cr.Chain {
+		t.Fatalf("get pem (want the chain POST gave): %d %s", resp.StatusCode, body)
 	}
 
 	// Revoke (reader may not; revoker may), then list by status and name.

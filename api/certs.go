@@ -249,12 +249,14 @@ func (a *API) countIssue(c *gin.Context, principal string) error {
 // writeIssued answers an issuance (or its replay): 201 with the PEM chain
 // or the JSON description.
 func (a *API) writeIssued(c *gin.Context, req ra.Request, iss *ca.Issued, status core.CertStatus) {
+	// POST /certificates or /certificates/renew: the new certificate is
+	// /certificates/{serial}.
+	c.Header("Location", strings.TrimSuffix(c.Request.URL.Path, "/renew")+"/"+string(iss.Serial))
 	if wantsPEMChain(c) {
 		c.Data(http.StatusCreated, "application/pem-certificate-chain", []byte(pemOf(iss.Chain...)))
 		return
 	}
 	cert := iss.Certificate
-	c.Header("Location", c.Request.URL.Path+"/"+string(iss.Serial))
 	c.JSON(http.StatusCreated, CertificateResponse{Serial: string(iss.Serial), Status: string(status),
 		Issuer: iss.IssuerID, Profile: iss.Profile, Requester: req.Principal, Subject: cert.Subject.CommonName,
 		Names: namesOf(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
@@ -333,6 +335,18 @@ func recordResponse(r *core.Certificate, withPEM bool) CertificateResponse {
 	return out
 }
 
+// sentAfter is what follows a leaf of issuerID in a chain: its issuer's
+// certificate and any intermediates above it, not the root. Nothing for an
+// issuer no longer configured.
+func (a *API) sentAfter(issuerID string) []*x509.Certificate {
+	for _, is := range a.issuers.Issuers() {
+		if is.ID() == issuerID {
+			return is.Sent()
+		}
+	}
+	return nil
+}
+
 // lookup returns a handed-out certificate; reserved rows (never handed
 // out) are not found.
 func (a *API) lookup(c *gin.Context) (*core.Certificate, bool) {
@@ -369,11 +383,14 @@ func (a *API) get(c *gin.Context) {
 			format = "json"
 		}
 	}
+	chain := pemOf(a.sentAfter(r.IssuerID)...)
 	switch format {
 	case "json":
-		c.JSON(http.StatusOK, recordResponse(r, true))
+		out := recordResponse(r, true)
+		out.Chain = out.Certificate + chain
+		c.JSON(http.StatusOK, out)
 	case "pem":
-		c.Data(http.StatusOK, "application/pem-certificate-chain", []byte(pemDER(r.DER)))
+		c.Data(http.StatusOK, "application/pem-certificate-chain", []byte(pemDER(r.DER)+chain))
 	case "der":
 		c.Data(http.StatusOK, "application/pkix-cert", r.DER)
 	default:

@@ -128,9 +128,14 @@ func (i *idem) finish(c *gin.Context, iss *ca.Issued, err error) {
 }
 
 // replay answers with the certificate issued under the key, as the first
-// answer was, marked Idempotent-Replayed.
+// answer was, marked Idempotent-Replayed. A certificate revoked since is
+// not handed out again: a deploy job retrying with the same key would
+// install it.
 func (a *API) replay(c *gin.Context, req ra.Request, serial core.Serial) {
 	r, err := a.auth.Certificate(c.Request.Context(), serial)
+	if err == nil && r.Status == core.StatusRevoked {
+		err = core.Errorf(core.KindConflict, "certificate %s, issued under this Idempotency-Key, has since been revoked; send a new Idempotency-Key to issue another", serial)
+	}
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -140,16 +145,7 @@ func (a *API) replay(c *gin.Context, req ra.Request, serial core.Serial) {
 		a.fail(c, err)
 		return
 	}
-	chain := []*x509.Certificate{cert}
-	for _, is := range a.issuers.Issuers() {
-		if is.ID() == r.IssuerID {
-			for _, p := range is.Chain() {
-				if !bytes.Equal(p.RawSubject, p.RawIssuer) { // the root is not sent
-					chain = append(chain, p)
-				}
-			}
-		}
-	}
+	chain := append([]*x509.Certificate{cert}, a.sentAfter(r.IssuerID)...)
 	c.Header("Idempotent-Replayed", "true")
 	a.writeIssued(c, req, &ca.Issued{Serial: serial, Certificate: cert, Chain: chain, IssuerID: r.IssuerID, Profile: r.Profile},
 		core.CertStatus(r.Status))

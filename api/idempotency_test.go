@@ -64,6 +64,16 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d certificates issued for one key", got)
 	}
 
+	// Once that certificate is revoked, a retry under the key is not
+	// handed it again.
+	if r, b := e.do(t, "POST", "/certificates/"+first+"/revoke", "admin", "application/json", []byte(`{"reason":"superseded"}`)); r.StatusCode != 200 {
+		t.Fatalf("revoke: %d %s", r.StatusCode, b)
+	}
+	if r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", body, "Idempotency-Key", "deploy-42"); r.StatusCode != 409 ||
+		!strings.Contains(string(b), "has since been revoked") {
+		t.Fatalf("retry after revocation: %d %s", r.StatusCode, b)
+	}
+
 	// Another request under the key: 422, nothing issued.
 	other := jsonBody(t, map[string]any{"csr": pemCSR(der), "lifetime": "24h"})
 	if r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", other, "Idempotency-Key", "deploy-42"); r.StatusCode != 422 ||

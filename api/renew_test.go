@@ -91,6 +91,9 @@ func TestRenew(t *testing.T) {
 	if got.Requester != "renew:"+string(core.SerialFromBig(cur.SerialNumber)) {
 		t.Fatalf("requester %q", got.Requester)
 	}
+	if loc := a.hdr.Get("Location"); loc != "/api/v1/certificates/"+got.Serial {
+		t.Fatalf("Location %q, want /api/v1/certificates/%s", loc, got.Serial)
+	}
 	// Asking again (a client that lost the answer) gets the same
 	// certificate, as a PEM chain if it asks for one; nothing new is issued.
 	again := post(holder, "", nil, "application/pem-certificate-chain")

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"slices"
 	"bytes"
 	"context"
 	"crypto"
@@ -78,6 +79,11 @@ func (i *Issuer) Chain() []*x509.Certificate {
 	copy(c, i.chain)
 	return c
 }
+
+// Sent is what follows a leaf of this issuer in a chain handed out: Chain
+// without self-signed certificates (the trust anchor is not sent). The
+// slice is a copy.
+func (i *Issuer) Sent() []*x509.Certificate { return slices.Clone(i.sent) }
 
 // Signer is the HSM-backed signer of the issuer's key (for CRL and OCSP
 // signing by their packages).
