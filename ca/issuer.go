@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"slices"
 	"bytes"
 	"context"
 	"crypto"
@@ -14,6 +13,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
