@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -99,7 +100,7 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 			return ra.Request{}, core.Errorf(core.KindMalformed, "query parameters (profile, lifetime, issuer, extra_sans) apply only to application/pkcs10 bodies; with JSON put them in the body")
 		}
 		if err := decodeStrict(body, &ir); err != nil {
-			return ra.Request{}, core.Wrap(core.KindMalformed, err, "the body is not a valid issue request (JSON: csr, profile, lifetime, extra_sans, issuer)")
+			return ra.Request{}, withFields(err, "csr, profile, lifetime, extra_sans, issuer")
 		}
 		csrBytes = []byte(ir.CSR)
 	default:
@@ -184,7 +185,7 @@ func ParseDuration(what, s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n < 0 || n > 36500 {
-			return 0, core.Errorf(core.KindMalformed, "%s %q is not a number of days", what, s)
+			return 0, core.Errorf(core.KindMalformed, "%s %q is neither a number of days nor a duration (e.g. 30d or 720h)", what, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
@@ -418,7 +419,7 @@ func (a *API) revoke(c *gin.Context) {
 	var rr RevokeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := decodeStrict(body, &rr); err != nil {
-			a.fail(c, core.Wrap(core.KindMalformed, err, "the body is not a valid revoke request (JSON: reason, invalidity_date)"))
+			a.fail(c, withFields(err, "reason, invalidity_date"))
 			return
 		}
 	}
@@ -458,13 +459,18 @@ func (a *API) revoke(c *gin.Context) {
 	c.JSON(http.StatusOK, recordResponse(r, false))
 }
 
+// withFields adds to decodeStrict's refusal the fields the request takes.
+func withFields(err error, fields string) error {
+	return core.Wrap(core.KindMalformed, err, fmt.Sprintf("%s (this request takes %s)", core.DetailOf(err), fields))
+}
+
 // decodeStrict decodes one JSON value with no unknown fields and nothing
 // after it.
 func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+err.Error())
+		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
 		return core.Errorf(core.KindMalformed, "trailing data after the JSON request")

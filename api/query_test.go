@@ -1,6 +1,9 @@
 package api
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -41,5 +44,26 @@ func TestUnknownQueryParameters(t *testing.T) {
 	r, b := e.do(t, "POST", "/certificates?profile=tls-server&lifetime=24h", "admin", "application/pkcs10", []byte("garbage"))
 	if r.StatusCode != 400 || strings.Contains(string(b), "query parameter") {
 		t.Fatalf("documented parameters refused: %d %s", r.StatusCode, b)
+	}
+}
+
+// A misspelt JSON field is named, with the fields the request takes; so is
+// a lifetime that is neither days nor a duration.
+func TestBodyMistakesAreNamed(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := pemCSR(newCSR(t, k, "", "named.corp.internal"))
+	for _, c := range []struct {
+		body   map[string]any
+		detail string
+	}{
+		{map[string]any{"csr": csr, "profil": "tls-server"}, `unknown field "profil" (this request takes csr, profile,`},
+		{map[string]any{"csr": csr, "lifetime": "bad"}, `lifetime "bad" is neither a number of days nor a duration`},
+	} {
+		r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", jsonBody(t, c.body))
+		var p Problem
+		if r.StatusCode != 400 || json.Unmarshal(b, &p) != nil || !strings.Contains(p.Detail, c.detail) {
+			t.Errorf("%v: %d %s, want 400 with %q", c.body, r.StatusCode, b, c.detail)
+		}
 	}
 }

@@ -84,7 +84,7 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 	case "application/json", "":
 		var rr RenewRequest
 		if err := decodeStrict(body, &rr); err != nil {
-			return nil, core.Wrap(core.KindMalformed, err, "the body is not a valid renew request (JSON: csr, for a rekey)")
+			return nil, withFields(err, "csr, for a rekey")
 		}
 		if rr.CSR == "" {
 			return nil, nil

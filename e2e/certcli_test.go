@@ -84,6 +84,7 @@ func TestCertCLI(t *testing.T) {
 		{[]string{"cert", "list", "--status", "bogus"}, "want valid or revoked"},
 		{[]string{"cert", "list", "--under", "*.localhost"}, "--under: \"*.localhost\" is not a DNS name"},
 		{[]string{"apikey", "revoke", "nope"}, `no API key has id "nope"`},
+		{[]string{"apikey", "create", "--name", "x", "--expires", "0"}, "would expire at once"},
 		{[]string{"apikey", "create", "--name", "x", "--profiles", "tls-sever"}, `unknown profile "tls-sever" (profiles: api-client, code-signing,`},
 		{[]string{"acme", "eab", "create", "--endpoint", "nope"}, `no ACME endpoint is named "nope"`},
 	} {

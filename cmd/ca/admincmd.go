@@ -26,6 +26,9 @@ func apikeyCommand(g *globals) *cobra.Command {
 				if ttl, err = api.ParseDuration("--expires", expires); err != nil {
 					return err
 				}
+				if ttl == 0 {
+					return fmt.Errorf("--expires %s: the key would expire at once; leave --expires out for a key that works until revoked", expires)
+				}
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				known, err := configuredProfiles(n.cfg)

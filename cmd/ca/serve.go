@@ -127,10 +127,10 @@ func printWelcome(out io.Writer, n *node, app *app) {
 Strongroom is running.
   ACME directory:   %s
   REST API:         %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)
-  OCSP, CRLs:       %s/ocsp, %s/crl/
+  OCSP, CRLs:       %s/ocsp, %s/crl/%s.crl (one per issuer: ca issuer list)
   Root certificate: %s
   Admin API key:    %s
 Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
-`, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(),
+`, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(), app.pipeline.DefaultIssuer(),
 		config.Path(n.dir, n.cfg.CA.Root.Cert), admin)
 }
