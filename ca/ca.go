@@ -219,6 +219,18 @@ func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.Revocat
 	if invalidity.After(now) {
 		return core.Errorf(core.KindMalformed, "the invalidity date %s is in the future", invalidity.UTC().Format(time.RFC3339))
 	}
+	if !invalidity.IsZero() {
+		// RFC 5280 §5.3.2: when the key became invalid; not before the
+		// certificate existed.
+		rec, err := c.store.GetCertificate(ctx, serial)
+		if err != nil {
+			return err
+		}
+		if invalidity.Before(rec.NotBefore) {
+			return core.Errorf(core.KindMalformed, "the invalidity date %s is before the certificate's notBefore %s",
+				invalidity.UTC().Format(time.RFC3339), rec.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
 	if err := c.store.RevokeCertificate(ctx, serial, reason, now, invalidity.UTC()); err != nil {
 		return err
 	}
