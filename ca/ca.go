@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,9 @@ type CA struct {
 	metrics       *metrics
 	afterIntent   func() error
 	pool          *serialPool // nil: reserve one serial per issuance
+	// revokedIssuers are the ids of issuers whose own certificate is
+	// revoked (issuerstatus.go).
+	revokedIssuers atomic.Pointer[map[string]bool]
 }
 
 // New checks opts and returns a CA.

@@ -212,6 +212,9 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	if err != nil {
 		return nil, core.Errorf(core.KindRejected, "unknown issuer %q", req.Issuer)
 	}
+	if c.issuerRevoked(is.ID()) {
+		return nil, core.Errorf(core.KindRejected, "issuer %s's certificate is revoked, so it issues nothing more; make another with `ca issuer add --default`", is.ID())
+	}
 	if !req.CSRChecked {
 		if err := req.CSR.CheckSignature(); err != nil {
 			return nil, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")

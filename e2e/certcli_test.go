@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -120,5 +121,14 @@ func TestCertCLI(t *testing.T) {
 			t.Fatal("the CRL built at start does not list the offline revocation")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Revoking the intermediate itself (--ca) stops it issuing at once.
+	if out := cli("cert", "revoke", interSerial, "--ca", "--reason", "superseded"); !strings.Contains(out, "through the running server") {
+		t.Fatalf("ca cert revoke --ca:\n%s", out)
+	}
+	resp, body = apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", bytes.NewReader(goCSR(t, "after.localhost")))
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "certificate is revoked") {
+		t.Fatalf("issuance after the intermediate was revoked: %s\n%s", resp.Status, body)
 	}
 }

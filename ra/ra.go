@@ -26,6 +26,9 @@ type CA interface {
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	Profile(name string) (ca.Profile, error)
+	// CheckIssuers rereads whether each issuer's own certificate is
+	// revoked (a revoked issuer issues nothing more).
+	CheckIssuers(ctx context.Context) error
 }
 
 // Options configures an Authority.
@@ -289,12 +292,19 @@ func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.
 		return err
 	}
 	a.log.InfoContext(ctx, "revocation", "serial", string(serial), "reason", reason.String(), "principal", who)
-	if a.onRevoke != nil {
-		rec, err := a.ca.Certificate(ctx, serial)
-		if err != nil {
-			a.log.ErrorContext(ctx, "revocation recorded, but reading it back for the event failed", "serial", string(serial), "err", err)
-			return nil
+	rec, err := a.ca.Certificate(ctx, serial)
+	if err != nil {
+		a.log.ErrorContext(ctx, "revocation recorded, but reading it back for the event failed", "serial", string(serial), "err", err)
+		return nil
+	}
+	if c, err := x509.ParseCertificate(rec.DER); err == nil && c.IsCA {
+		// One of this CA's issuers, perhaps: it stops issuing now, not at
+		// the next periodic check.
+		if err := a.ca.CheckIssuers(ctx); err != nil {
+			a.log.ErrorContext(ctx, "a CA certificate was revoked, but checking the issuers failed", "serial", string(serial), "err", err)
 		}
+	}
+	if a.onRevoke != nil {
 		a.onRevoke(ctx, rec.IssuerID, serial)
 	}
 	return nil
