@@ -161,11 +161,17 @@ func (l *Limits) Covers(names []string) bool {
 // call. With name limits, only a certificate whose names are all inside
 // them.
 func MayRevoke(l *Limits, rec *core.Certificate) error {
-	if c, err := x509.ParseCertificate(rec.DER); err == nil && c.IsCA {
+	if IsCA(rec) {
 		return core.Errorf(core.KindForbidden, "certificate %s is the CA certificate %q: revoke it on a node with `ca cert revoke --ca`", rec.Serial, rec.Subject)
 	}
 	if !l.Covers(rec.Names) {
 		return core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", rec.Serial, strings.Join(l.Names(), ", "))
 	}
 	return nil
+}
+
+// IsCA reports whether rec is a CA certificate (basicConstraints cA).
+func IsCA(rec *core.Certificate) bool {
+	c, err := x509.ParseCertificate(rec.DER)
+	return err == nil && c.IsCA
 }

@@ -297,7 +297,7 @@ func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.
 		a.log.ErrorContext(ctx, "revocation recorded, but reading it back for the event failed", "serial", string(serial), "err", err)
 		return nil
 	}
-	if c, err := x509.ParseCertificate(rec.DER); err == nil && c.IsCA {
+	if IsCA(rec) {
 		// One of this CA's issuers, perhaps: it stops issuing now, not at
 		// the next periodic check.
 		if err := a.ca.CheckIssuers(ctx); err != nil {

@@ -121,7 +121,7 @@ func certCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if rec.Profile == "subordinate-ca" && !revokeCA {
+				if ra.IsCA(rec) && !revokeCA {
 					return fmt.Errorf("%s is the CA certificate %q: revoking it stops everything it issued from verifying; add --ca to do so", req.Serial, rec.Subject)
 				}
 				if client, ok := controlClient(g.dataDir); ok {
