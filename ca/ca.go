@@ -213,8 +213,9 @@ func (c *CA) Certificate(ctx context.Context, serial core.Serial) (*core.Certifi
 
 // Revoke records the revocation of a valid certificate with an RFC 5280
 // reason, at the CA's current time, with an optional invalidity date (RFC
-// 5280 §5.3.2; zero: none), which may not be in the future. certificateHold
-// is refused.
+// 5280 §5.3.2; zero: none), which may not be in the future but may precede
+// the certificate: a key can be compromised before it is certified.
+// certificateHold is refused.
 func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error {
 	if _, err := core.ReasonFromCode(int(reason)); err != nil {
 		return err
@@ -222,18 +223,6 @@ func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.Revocat
 	now := c.now().UTC()
 	if invalidity.After(now) {
 		return core.Errorf(core.KindMalformed, "the invalidity date %s is in the future", invalidity.UTC().Format(time.RFC3339))
-	}
-	if !invalidity.IsZero() {
-		// RFC 5280 §5.3.2: when the key became invalid; not before the
-		// certificate existed.
-		rec, err := c.store.GetCertificate(ctx, serial)
-		if err != nil {
-			return err
-		}
-		if invalidity.Before(rec.NotBefore) {
-			return core.Errorf(core.KindMalformed, "the invalidity date %s is before the certificate's notBefore %s",
-				invalidity.UTC().Format(time.RFC3339), rec.NotBefore.UTC().Format(time.RFC3339))
-		}
 	}
 	if err := c.store.RevokeCertificate(ctx, serial, reason, now, invalidity.UTC()); err != nil {
 		return err
