@@ -85,12 +85,20 @@ func TestIssueGetListRevoke(t *testing.T) {
 	if resp, _ := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "reader", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 403 {
 		t.Fatalf("revoke with read scope: %d", resp.StatusCode)
 	}
-	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`))
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"keyCompromise"`) {
+	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"superseded"}`))
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"superseded"`) {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
 	}
 	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", nil); resp.StatusCode != 409 {
 		t.Fatalf("second revoke: %d %s", resp.StatusCode, body)
+	}
+	// keyCompromise may still follow (Boulder's rule), once.
+	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`))
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"keyCompromise"`) {
+		t.Fatalf("keyCompromise after superseded: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 409 {
+		t.Fatalf("keyCompromise twice: %d %s", resp.StatusCode, body)
 	}
 	var lr ListResponse
 	resp, body = e.do(t, "GET", "/certificates?status=revoked", "reader", "", nil)

@@ -151,6 +151,11 @@ func storeIssued(ctx context.Context, x execer, serial core.Serial, der []byte, 
 // RevokeCertificate records the revocation of a valid certificate. A
 // certificate already revoked, or only reserved, is a KindConflict error; an
 // unknown serial is core.ErrNotFound. invalidity may be zero.
+//
+// One exception, as Boulder makes it: a certificate revoked for another
+// reason may be revoked again for keyCompromise, which relying parties treat
+// specially. The reason changes, and the invalidity date if one is given;
+// the revocation date stays.
 func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
 	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
 		invalidity_date = ?, updated_at = ? WHERE serial = ? AND status = ?`,
@@ -161,9 +166,26 @@ func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason c
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
+	if reason == core.ReasonKeyCompromise {
+		q, args := `UPDATE certificates SET revocation_reason = ?, updated_at = ?`, []any{int(reason), Micros(at)}
+		if !invalidity.IsZero() {
+			q, args = q+`, invalidity_date = ?`, append(args, Micros(invalidity))
+		}
+		res, err := d.Exec(ctx, q+` WHERE serial = ? AND status = ? AND revocation_reason <> ?`,
+			append(args, string(serial), string(core.StatusRevoked), int(reason))...)
+		if err != nil {
+			return fmt.Errorf("revoking certificate for keyCompromise: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+	}
 	c, err := d.GetCertificate(ctx, serial)
 	if err != nil {
 		return err
+	}
+	if c.Status == core.StatusRevoked {
+		return core.Errorf(core.KindConflict, "certificate %s is revoked already (%s); only keyCompromise may replace an earlier reason", serial, c.RevocationReason)
 	}
 	return core.Errorf(core.KindConflict, "certificate %s is %s, not valid", serial, c.Status)
 }

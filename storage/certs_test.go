@@ -83,14 +83,25 @@ func TestCertificateLifecycle(t *testing.T) {
 		if err := db.StoreIssued(ctx, s, []byte("other"), now); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("second StoreIssued = %v, want conflict", err)
 		}
-		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now, time.Time{}); err != nil {
+		if err := db.RevokeCertificate(ctx, s, core.ReasonSuperseded, now, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RevokeCertificate(ctx, s, core.ReasonSuperseded, now, time.Time{}); core.KindOf(err) != core.KindConflict {
+		if err := db.RevokeCertificate(ctx, s, core.ReasonCessationOfOperation, now, time.Time{}); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("second revocation = %v, want conflict", err)
 		}
+		// keyCompromise may follow another reason, once; the revocation
+		// date stays.
+		invalid := now.Add(-time.Minute)
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now.Add(time.Hour), invalid); err != nil {
+			t.Fatalf("keyCompromise after superseded: %v", err)
+		}
+		if err := db.RevokeCertificate(ctx, s, core.ReasonKeyCompromise, now, time.Time{}); core.KindOf(err) != core.KindConflict ||
+			!strings.Contains(err.Error(), "revoked already (keyCompromise)") {
+			t.Fatalf("keyCompromise twice = %v, want conflict", err)
+		}
 		got, _ = db.GetCertificate(ctx, s)
-		if got.Status != core.StatusRevoked || got.RevocationReason != core.ReasonKeyCompromise || !got.RevokedAt.Equal(now) || string(got.DER) != "der" {
+		if got.Status != core.StatusRevoked || got.RevocationReason != core.ReasonKeyCompromise || !got.RevokedAt.Equal(now) ||
+			!got.InvalidityDate.Equal(invalid) || string(got.DER) != "der" {
 			t.Fatalf("revoked row = %+v", got)
 		}
 		if _, err := db.GetCertificate(ctx, newSerial(t)); !core.IsNotFound(err) {
