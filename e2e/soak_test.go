@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // TestSoak runs `ca serve` under a steady mix of REST issuance, revocation
-// and OCSP for SOAK_DURATION (default 10m; `make soak`), then checks that
+// and OCSP for SOAK_DURATION (default 10m; `make soak`; SOAK_STORE=postgres
+// for PostgreSQL and Redis), then checks that
 // every revoked certificate is revoked in OCSP and in the CRL, that nothing
 // returned a 5xx, that the serve process's memory stayed bounded, and that
 // the HSM audit chain is intact.
@@ -33,9 +36,16 @@ func TestSoak(t *testing.T) {
 	// Small OCSP caches, so that what they hold when full (by default up to
 	// 250,000 answers, a few hundred MiB) stays far below the memory bound
 	// checked below: growth past it is then a leak, not a cache filling.
-	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
+	o := Options{Configure: func(t testing.TB, dir string) {
 		appendConfig(t, dir, "ocsp:\n  cache_entries: 20000\n  lane_entries: 10000\n")
-	}})
+	}}
+	// SOAK_STORE=postgres runs the node as one of several would: its
+	// certificates in PostgreSQL, caches and events in Redis.
+	if os.Getenv("SOAK_STORE") == "postgres" {
+		o.Env = []string{"STRONGROOM_DATABASE_DSN=" + freshPostgresSchema(t)}
+		o.InitArgs = []string{"--database", "postgres", "--redis", storagetest.RedisAddr()}
+	}
+	c := StartCA(t, o)
 	pid := c.cmd.Process.Pid
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()

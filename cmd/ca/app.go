@@ -16,6 +16,7 @@ import (
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/server"
 )
@@ -37,6 +38,8 @@ type app struct {
 	pipeline *ca.CA
 	ra       *ra.Authority
 	shared   *shared
+	// responder is this node's OCSP responder (revocation.go).
+	responder *ocsp.Responder
 	// hsmMetrics times the CA's HSM signatures by key.
 	hsmMetrics *hsmMetrics
 	https      net.Listener

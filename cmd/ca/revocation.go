@@ -122,6 +122,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	if err != nil {
 		return err // "ocsp: ..."
 	}
+	a.responder = resp
 	stop, err := resp.Subscribe(ctx, a.shared.events)
 	if err != nil {
 		return fmt.Errorf("ocsp: subscribing to revocations: %w", err)
