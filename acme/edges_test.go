@@ -1,6 +1,7 @@
 package acme_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -358,10 +359,20 @@ func TestDownloadRevokeARI(t *testing.T) {
 	wantProblem(t, other.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw)}, nil), "unauthorized", 403)
 	wantProblem(t, c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 6}, nil), "badRevocationReason", 400)
 	byKey := &rawClient{e: e, key: certKey}
-	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 1}, nil); r.StatusCode != 200 {
+	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 4}, nil); r.StatusCode != 200 {
 		t.Fatalf("revoke by certificate key: %d %s", r.StatusCode, r.body)
 	}
 	wantProblem(t, c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw)}, nil), "alreadyRevoked", 400)
+	// keyCompromise may replace the reason, once, and only when the
+	// certificate's key signs the request (Boulder's rule).
+	wantProblem(t, c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 1}, nil), "alreadyRevoked", 400)
+	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 1}, nil); r.StatusCode != 200 {
+		t.Fatalf("keyCompromise by the certificate key after superseded: %d %s", r.StatusCode, r.body)
+	}
+	if rec, err := e.issuer.Certificate(context.Background(), core.SerialFromBig(leaf.SerialNumber)); err != nil || rec.RevocationReason != core.ReasonKeyCompromise {
+		t.Fatalf("after the keyCompromise revocation: %+v %v", rec, err)
+	}
+	wantProblem(t, byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 1}, nil), "alreadyRevoked", 400)
 	if w2 := ari()["suggestedWindow"]; w2["end"] >= w["start"] {
 		t.Fatalf("revoked certificate window %v is not in the past", w2)
 	}

@@ -51,15 +51,19 @@ func (s *Server) revokeCert(ctx context.Context, w http.ResponseWriter, r *http.
 	if err != nil {
 		return err
 	}
-	if rec.Status == core.StatusRevoked {
-		return prob("alreadyRevoked", http.StatusBadRequest, "certificate is already revoked")
-	}
 	reason := core.ReasonUnspecified
 	if in.Reason != nil {
 		if reason, err = core.ReasonFromCode(*in.Reason); err != nil {
 			return prob("badRevocationReason", http.StatusBadRequest,
 				"reason must be one of 0-6, 9 or 10 except 6 (certificateHold)")
 		}
+	}
+	// As Boulder does: a certificate revoked for another reason may be
+	// revoked again for keyCompromise by a request signed with its own key,
+	// which proves the compromise (the key is checked below).
+	upgrade := reason == core.ReasonKeyCompromise && rec.RevocationReason != core.ReasonKeyCompromise && req.account == nil
+	if rec.Status == core.StatusRevoked && !upgrade {
+		return prob("alreadyRevoked", http.StatusBadRequest, "certificate is already revoked")
 	}
 	requester := "acme:" + s.o.Name + "/"
 	if req.account != nil {
