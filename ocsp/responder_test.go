@@ -31,9 +31,20 @@ type fakeStatus struct {
 	certs map[core.Serial]core.Certificate
 	err   error
 	calls int
+	// after, if set, runs once a status has been read (a revocation that
+	// commits just then).
+	after func()
 }
 
 func (f *fakeStatus) CertStatus(ctx context.Context, issuerID string, serial core.Serial) (core.Certificate, error) {
+	c, err := f.read(issuerID, serial)
+	if f.after != nil {
+		f.after()
+	}
+	return c, err
+}
+
+func (f *fakeStatus) read(issuerID string, serial core.Serial) (core.Certificate, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -370,5 +381,33 @@ func TestIssuersSharingNameAndKey(t *testing.T) {
 				t.Fatalf("serial %s: status %d, want %d", tc.serial, r.Status, tc.status)
 			}
 		}
+	}
+}
+
+// An answer whose status was read just before a revocation committed is
+// sent, but not cached: otherwise it would outlive the revocation's drop of
+// the cached answers, and the revoked certificate would be answered good
+// until the answer's refresh. The caches' tombstones (storage/ocspcache.go)
+// are what refuse it.
+func TestAnswerReadBeforeRevocationIsNotCached(t *testing.T) {
+	f := newFixture(t, nil)
+	req := request(t, f.good, f.ca.Cert, crypto.SHA256)
+	var once sync.Once
+	f.status.after = func() {
+		once.Do(func() {
+			f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked,
+				RevokedAt: f.clock.now().UTC().Truncate(time.Second), RevocationReason: core.ReasonKeyCompromise})
+			if err := f.r.Invalidate(context.Background(), "int", "1001"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	_, b := f.post(t, req)
+	if r := parse(t, b, f.good, f.ca.Cert); r.Status != xocsp.Good {
+		t.Fatalf("the answer read before the revocation: status %d, want good", r.Status)
+	}
+	_, b = f.post(t, req)
+	if r := parse(t, b, f.good, f.ca.Cert); r.Status != xocsp.Revoked {
+		t.Fatalf("after the revocation: status %d, want revoked (the earlier answer was cached)", r.Status)
 	}
 }
