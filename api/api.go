@@ -347,7 +347,7 @@ func (a *API) touch(ctx context.Context, id string) {
 
 // ClientProfile is the CA profile whose certificates may authenticate to
 // the API over mTLS (closed by default in ra; grant it per principal).
-const ClientProfile = "api-client"
+const ClientProfile = ra.CredentialProfile
 
 func principalOf(c *gin.Context) principal {
 	v, _ := c.Get(principalKey)

@@ -120,7 +120,7 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 	}
 	p := principalOf(c)
 	return ra.Request{CSR: csr, Profile: ir.Profile, Lifetime: life, ExtraSANs: ir.ExtraSANs,
-		Issuer: ir.Issuer, Principal: p.name, Limits: p.limits}, nil
+		Issuer: ir.Issuer, Principal: p.name, Limits: p.limits, Admin: p.has(ScopeAdmin)}, nil
 }
 
 // CSRDER is csrDER for other front ends (the console).

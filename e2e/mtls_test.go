@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +84,23 @@ api:
 	clientCert2, clientKey2 := clientCert("tls-client")
 	if got := status(clientCert2, clientKey2, "GET", "/certificates", ""); got != "401" {
 		t.Fatalf("tls-client certificate named deploy-bot: HTTP %s, want 401", got)
+	}
+	// The policy grants api-client to every key, but only an admin may
+	// mint one: its common name picks its scopes, which no name limit
+	// covers. Neither a name-limited key nor the deploy-bot certificate
+	// (issue scope) may make itself, say, CN=ops-admin.
+	out, err := c.CLI(context.Background(), "apikey", "create", "--name", "team", "--scopes", "issue", "--names", "deploy-bot.example.com")
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	teamKey := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	csr := goCSR(t, "deploy-bot.example.com")
+	body, _ := json.Marshal(map[string]string{"csr": string(csr), "profile": "api-client"})
+	resp, msg := apiCall(t, c, "POST", "/certificates", teamKey, "application/json", "", bytes.NewReader(body))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(msg), "needs the admin scope") {
+		t.Fatalf("a name-limited key minting an api-client certificate: %s\n%s", resp.Status, msg)
+	}
+	if got := status(apiCert, apiKey, "POST", "/certificates", string(body)); got != "403" {
+		t.Fatalf("the deploy-bot certificate minting an api-client certificate: HTTP %s, want 403", got)
 	}
 }

@@ -174,7 +174,7 @@ func (w *Console) issue(c *gin.Context, op *operator, d issueData) (*ca.Issued, 
 	if err != nil {
 		return nil, err
 	}
-	return w.o.Authority.Issue(c.Request.Context(), ra.Request{CSR: csr, Profile: d.Profile, Principal: op.principal(), Limits: op.limits})
+	return w.o.Authority.Issue(c.Request.Context(), ra.Request{CSR: csr, Profile: d.Profile, Principal: op.principal(), Limits: op.limits, Admin: op.may(api.ScopeAdmin)})
 }
 
 type issuerRow struct {
