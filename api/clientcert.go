@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -51,6 +53,15 @@ func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certific
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inters, CurrentTime: a.now(),
 		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired && inv.Cert == leaf {
+			// Not "does not verify": an operator would look for a trust problem.
+			when := "expired at " + leaf.NotAfter.UTC().Format(time.RFC3339) + "; request a new one"
+			if a.now().Before(leaf.NotBefore) {
+				when = "is not valid before " + leaf.NotBefore.UTC().Format(time.RFC3339) + " (check this host's clock)"
+			}
+			return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate "+when)
+		}
 		return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate does not verify against this CA")
 	}
 	return leaf, nil

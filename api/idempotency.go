@@ -135,6 +135,9 @@ func (a *API) replay(c *gin.Context, req ra.Request, serial core.Serial) {
 	r, err := a.auth.Certificate(c.Request.Context(), serial)
 	if err == nil && r.Status == core.StatusRevoked {
 		err = core.Errorf(core.KindConflict, "certificate %s, issued under this Idempotency-Key, has since been revoked; send a new Idempotency-Key to issue another", serial)
+		if strings.HasPrefix(req.Principal, ra.RenewalPrincipal("")) {
+			err = core.Errorf(core.KindConflict, "this certificate was renewed as %s, which has since been revoked; a certificate renews once, so request a new one", serial)
+		}
 	}
 	if err != nil {
 		a.fail(c, err)

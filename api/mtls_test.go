@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +170,33 @@ func TestClientCertificateLimits(t *testing.T) {
 	if _, err := New(Options{Authority: e.api.auth, Store: e.db, Issuers: e.api.issuers,
 		ClientCertLimits: map[string]Limits{"mtls:x": {Names: []string{"*.bad"}}}}); err == nil {
 		t.Fatal("a bad client certificate limit was accepted")
+	}
+}
+
+// An expired client certificate is refused as expired, not as one that
+// "does not verify against this CA" (an operator would look for a trust
+// problem).
+func TestExpiredClientCertificateSaysSo(t *testing.T) {
+	later := time.Now().Add(400 * 24 * time.Hour) // after the certificate's 90 days
+	e := newEnv(t, nil, func(o *Options) {
+		o.ClientCertScopes = map[string][]string{"mtls:deploy": {ScopeRead}}
+		o.Now = func() time.Time { return later }
+	})
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.ParseCertificateRequest(newCSR(t, k, "deploy"))
+	iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: csr, Profile: ClientProfile, Requester: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, roots := e.mtlsServer(t)
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/certificates", nil)
+	resp, err := e.clientWith(roots, iss.Certificate, k).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "the client certificate expired at") {
+		t.Fatalf("expired client certificate: %d %s", resp.StatusCode, body)
 	}
 }

@@ -19,8 +19,11 @@ type RenewRequest struct {
 
 // renewKey is the one idempotency key of each certificate's renewal: a
 // certificate renews once (per idemKeep); asking again returns the same
-// new certificate, so a client that lost the answer simply asks again,
-// and a stolen-but-unrevoked certificate cannot mint a stream of them.
+// new certificate, so a client that lost the answer simply asks again.
+// Each renewal can renew in turn, though, so a stolen certificate (and its
+// key) can still keep a line of successors going, one at a time, until one
+// of them is revoked; revoking the stolen one does not reach its
+// successors (there is no index by key yet to revoke them all).
 const renewKey = "renewal"
 
 // renew: POST /certificates/renew. The client authenticates with the

@@ -126,6 +126,14 @@ func TestRenew(t *testing.T) {
 	if r := post(next, "application/json", csr2, ""); r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("second rekey: %d %s", r.status, r.body)
 	}
+	// Once its renewal is revoked, a certificate does not get it again,
+	// and is told why (not about an Idempotency-Key it never sent).
+	if err := e.ca.Revoke(ctx, core.Serial(rkGot.Serial), core.ReasonSuperseded, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := post(next, "application/pkcs10", csr, ""); r.status != http.StatusConflict || !strings.Contains(string(r.body), "renews once") {
+		t.Fatalf("renewal whose result was revoked: %d %s", r.status, r.body)
+	}
 
 	// Once revoked, the old certificate no longer gets even the renewal it
 	// made before.
