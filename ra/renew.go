@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/ca"
@@ -111,6 +112,17 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 	if err != nil {
 		return ca.Request{}, err
 	}
+	// Whoever asked for the first certificate of this line must still be
+	// granted its profile (policy.profile_access): withdrawing a grant
+	// stops the renewals of what was issued under it.
+	origin, err := a.origin(ctx, rec)
+	if err != nil {
+		return ca.Request{}, err
+	}
+	if !a.policy.mayUse(origin, prof.Name) {
+		return ca.Request{}, core.Errorf(core.KindForbidden, "profile %s is no longer granted to %s, who asked for the first certificate of this line; request a new one",
+			prof.Name, principalLabel(origin))
+	}
 	pub, alg := cur.PublicKey, cur.PublicKeyAlgorithm
 	if rr.CSR != nil {
 		if err := rr.CSR.CheckSignature(); err != nil {
@@ -131,6 +143,32 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))
 	return ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}, nil
 }
+
+// origin follows a certificate's renewals back to the first certificate of
+// its line and returns who asked for that one. A line longer than
+// maxRenewalLine, or a predecessor without a record, ends the walk there.
+func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, error) {
+	who := rec.Requester
+	for range maxRenewalLine {
+		prev, ok := strings.CutPrefix(who, RenewalPrincipal(""))
+		if !ok {
+			break
+		}
+		p, err := a.ca.Certificate(ctx, core.Serial(prev))
+		if core.IsNotFound(err) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		who = p.Requester
+	}
+	return who, nil
+}
+
+// maxRenewalLine bounds origin's walk (a certificate renewed monthly for
+// twenty years).
+const maxRenewalLine = 240
 
 // maxLifetime is the profile's maximum, or policy's if lower.
 func (a *Authority) maxLifetime(prof ca.Profile) time.Duration {

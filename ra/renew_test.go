@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +123,40 @@ func TestRenew(t *testing.T) {
 
 func caRequest(t *testing.T, key *ecdsa.PrivateKey, profile string, life time.Duration, names ...string) ca.Request {
 	return ca.Request{CSR: csrFor(t, key, names[0], names...), Profile: profile, Lifetime: life, Requester: "test"}
+}
+
+// Renewal asks whether whoever requested the first certificate of a line
+// is still granted its profile: withdrawing a grant stops the renewals,
+// however many renewals down the line.
+func TestRenewalFollowsProfileAccess(t *testing.T) {
+	c, _ := newCA(t)
+	ctx := context.Background()
+	a, err := New(Options{CA: c, Policy: testPolicy}) // tls-client: apikey:*
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req := caRequest(t, key, "tls-client", time.Hour, "svc.corp.internal")
+	req.Requester = "apikey:x"
+	first, err := c.Issue(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := a.Renew(ctx, RenewRequest{Current: first.Certificate})
+	if err != nil {
+		t.Fatalf("renewal while granted: %v", err)
+	}
+	withdrawn := testPolicy
+	withdrawn.ProfileAccess = map[string][]string{"tls-client": {"apikey:other"}}
+	aw, err := New(Options{CA: c, Policy: withdrawn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = aw.Renew(ctx, RenewRequest{Current: second.Certificate})
+	if core.KindOf(err) != core.KindForbidden || !strings.Contains(err.Error(), `no longer granted to "apikey:x"`) {
+		t.Fatalf("renewal of a renewal after the grant was withdrawn: %v", err)
+	}
+	if _, err := a.Renew(ctx, RenewRequest{Current: second.Certificate}); err != nil {
+		t.Fatalf("renewal of a renewal while granted: %v", err)
+	}
 }
