@@ -65,6 +65,17 @@ type KeySpec struct {
 	TTL time.Duration
 }
 
+// ParseKeyExpiry reads how long a new API key works ("90d", "720h"), as
+// given in what (a flag or form field). Zero is refused: the key would
+// expire at once; an empty setting, not zero, means until revoked.
+func ParseKeyExpiry(what, s string) (time.Duration, error) {
+	d, err := ParseDuration(what, s)
+	if err == nil && d == 0 {
+		err = core.Errorf(core.KindMalformed, "%s %s: the key would expire at once; leave it out for a key that works until revoked", what, s)
+	}
+	return d, err
+}
+
 // CreateKey makes a new API key with scopes (issue, revoke, read, admin)
 // and returns its secret — shown this once, never stored — and its id.
 func CreateKey(ctx context.Context, store KeyStore, name string, scopes []string) (secret string, id string, err error) {

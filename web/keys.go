@@ -58,10 +58,7 @@ func (w *Console) createKey(c *gin.Context, op *operator) {
 	var ttl time.Duration
 	var err error
 	if e := strings.TrimSpace(c.PostForm("expires")); e != "" {
-		if ttl, err = api.ParseDuration("expires", e); err == nil && ttl == 0 {
-			err = core.Errorf(core.KindMalformed, "expires %s: the key would expire at once; leave it empty for a key that works until revoked", e)
-		}
-		if err != nil {
+		if ttl, err = api.ParseKeyExpiry("expires", e); err != nil {
 			w.keysPage(c, op, http.StatusBadRequest, keysData{}, core.DetailOf(err))
 			return
 		}

@@ -23,11 +23,8 @@ func apikeyCommand(g *globals) *cobra.Command {
 			var ttl time.Duration
 			if expires != "" {
 				var err error
-				if ttl, err = api.ParseDuration("--expires", expires); err != nil {
+				if ttl, err = api.ParseKeyExpiry("--expires", expires); err != nil {
 					return err
-				}
-				if ttl == 0 {
-					return fmt.Errorf("--expires %s: the key would expire at once; leave --expires out for a key that works until revoked", expires)
 				}
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
