@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -144,12 +145,23 @@ func TestIssueWithCAPipeline(t *testing.T) {
 		t.Fatalf("chain from the ca pipeline does not verify: %v", err)
 	}
 	byKey := &rawClient{e: e.env, key: key}
-	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw)}, nil); r.StatusCode != 200 {
+	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw), "reason": 1}, nil); r.StatusCode != 200 {
 		t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
 	}
 	rec, err := e.auth.Certificate(context.Background(), core.SerialFromBig(certs[0].SerialNumber))
-	if err != nil || rec.Status != core.StatusRevoked {
+	if err != nil || rec.Status != core.StatusRevoked || rec.RevocationReason != core.ReasonKeyCompromise {
 		t.Fatalf("stored status %v, %v", rec, err)
+	}
+	// keyCompromise blocked the key: an order finalized with it is badCSR
+	// (a fresh order, validated again: this endpoint reuses no proof).
+	o := decode[orderDoc](t, c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil))
+	if a := c.validate(o.Authorizations[0], "http-01", true); a.Status != "valid" {
+		t.Fatalf("authorization: %+v", a)
+	}
+	r := c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", name))}, nil)
+	wantProblem(t, r, "badCSR", 400)
+	if !strings.Contains(string(r.body), "blocked") {
+		t.Fatalf("finalize with a blocked key: %s", r.body)
 	}
 }
 

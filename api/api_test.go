@@ -100,11 +100,18 @@ func TestIssueGetListRevoke(t *testing.T) {
 	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 409 {
 		t.Fatalf("keyCompromise twice: %d %s", resp.StatusCode, body)
 	}
+	// keyCompromise blocked the key, so the two other certificates issued
+	// above for the same key were revoked with it, and the key gets no more.
 	var lr ListResponse
 	resp, body = e.do(t, "GET", "/certificates?status=revoked", "reader", "", nil)
 	json.Unmarshal(body, &lr)
-	if resp.StatusCode != 200 || len(lr.Certificates) != 1 || lr.Certificates[0].Serial != cr.Serial {
-		t.Fatalf("list revoked: %d %s", resp.StatusCode, body)
+	if resp.StatusCode != 200 || len(lr.Certificates) != 3 || !slices.ContainsFunc(lr.Certificates, func(c CertificateResponse) bool { return c.Serial == cr.Serial }) ||
+		slices.ContainsFunc(lr.Certificates, func(c CertificateResponse) bool { return c.RevocationReason != "keyCompromise" }) {
+		t.Fatalf("list revoked (want the three certificates of the compromised key): %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, "POST", "/certificates", "issuer", "application/pkcs10", der)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "blocked") {
+		t.Fatalf("issuing for the compromised key: %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.do(t, "GET", "/certificates?name=alt.corp.internal&limit=1", "reader", "", nil)
 	lr = ListResponse{}

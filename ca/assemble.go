@@ -59,3 +59,21 @@ func signTBS(signer crypto.Signer, tbs, sigAlgDER []byte, opts crypto.SignerOpts
 	})
 	return b.Bytes()
 }
+
+// tbsSPKI returns the subjectPublicKeyInfo element of a TBS (RFC 5280
+// §4.1.2.7), exactly as it will be signed.
+func tbsSPKI(tbs []byte) ([]byte, error) {
+	in := cryptobyte.String(tbs)
+	var body, spki cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
+		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!body.SkipASN1(cbasn1.INTEGER) || // serialNumber
+		!body.SkipASN1(cbasn1.SEQUENCE) || // signature
+		!body.SkipASN1(cbasn1.SEQUENCE) || // issuer
+		!body.SkipASN1(cbasn1.SEQUENCE) || // validity
+		!body.SkipASN1(cbasn1.SEQUENCE) || // subject
+		!body.ReadASN1Element(&spki, cbasn1.SEQUENCE) {
+		return nil, errors.New("malformed TBS certificate")
+	}
+	return spki, nil
+}

@@ -31,6 +31,12 @@ type Store interface {
 	StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error
 	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error
 	GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
+	// KeyBlocked reports whether a key (core.KeyHash) is blocked.
+	// RecordIntent refuses one with core.ErrKeyBlocked.
+	KeyBlocked(ctx context.Context, keyHash []byte) (bool, error)
+	// RevokeBlockedKeys revokes every valid, unexpired certificate whose
+	// key is blocked and returns them.
+	RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certificate, error)
 }
 
 // URLs are the locations written into every issued certificate. Each may
@@ -229,6 +235,18 @@ func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.Revocat
 	}
 	c.log.InfoContext(ctx, "certificate revoked", "serial", string(serial), "reason", reason.String())
 	return nil
+}
+
+// RevokeBlockedKeys revokes for keyCompromise every valid, unexpired
+// certificate whose key is blocked (a keyCompromise revocation blocks its
+// key) and returns them, so the caller can tell the responders and CRL
+// builders.
+func (c *CA) RevokeBlockedKeys(ctx context.Context) ([]core.Certificate, error) {
+	out, err := c.store.RevokeBlockedKeys(ctx, c.now().UTC())
+	for _, r := range out {
+		c.log.InfoContext(ctx, "certificate revoked: its key is blocked", "serial", string(r.Serial), "reason", r.RevocationReason.String())
+	}
+	return out, err
 }
 
 func joinComma(s []string) string { return strings.Join(s, ", ") }

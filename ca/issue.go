@@ -96,9 +96,16 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 		return nil, core.Errorf(core.KindRejected, "certificate refused by lints: %s", joinComma(bad))
 	}
 	tbs := b.tbs
-	rec.TBS, rec.Names, rec.Subject = tbs, p.names, p.tmpl.Subject.CommonName
+	spki, err := tbsSPKI(tbs)
+	if err != nil {
+		return nil, err
+	}
+	rec.TBS, rec.KeyHash, rec.Names, rec.Subject = tbs, core.KeyHash(spki), p.names, p.tmpl.Subject.CommonName
 	rec.NotBefore, rec.NotAfter = p.tmpl.NotBefore, p.tmpl.NotAfter
 	if err := c.store.RecordIntent(ctx, rec, now); err != nil {
+		if errors.Is(err, core.ErrKeyBlocked) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("recording intent for %s: %w", rec.Serial, err)
 	}
 	if c.afterIntent != nil {
@@ -154,6 +161,11 @@ func (c *CA) DryRun(ctx context.Context, req Request) (*Draft, error) {
 	cert, err := x509.ParseCertificate(b.lintDER)
 	if err != nil {
 		return nil, fmt.Errorf("parsing draft: %w", err)
+	}
+	if blocked, err := c.store.KeyBlocked(ctx, core.KeyHash(cert.RawSubjectPublicKeyInfo)); err != nil {
+		return nil, err
+	} else if blocked {
+		return nil, core.ErrKeyBlocked
 	}
 	return &Draft{Certificate: cert, Findings: findings, IssuerID: p.issuer.ID()}, ctx.Err()
 }

@@ -90,6 +90,9 @@ type Certificate struct {
 	Status    CertStatus
 	// TBS is the linted to-be-signed certificate recorded with the intent.
 	TBS []byte
+	// KeyHash is KeyHash of the certificate's SubjectPublicKeyInfo,
+	// recorded with the intent (a blocked key is refused there).
+	KeyHash []byte
 	// DER is the signed certificate, empty while reserved.
 	DER              []byte
 	RevokedAt        time.Time

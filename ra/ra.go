@@ -29,6 +29,9 @@ type CA interface {
 	// CheckIssuers rereads whether each issuer's own certificate is
 	// revoked (a revoked issuer issues nothing more).
 	CheckIssuers(ctx context.Context) error
+	// RevokeBlockedKeys revokes the valid certificates whose key is
+	// blocked and returns them.
+	RevokeBlockedKeys(ctx context.Context) ([]core.Certificate, error)
 }
 
 // Options configures an Authority.
@@ -320,6 +323,7 @@ func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.
 	if a.onRevoke != nil {
 		a.onRevoke(ctx, rec.IssuerID, serial)
 	}
+	a.revokedForKey(ctx, reason)
 	return nil
 }
 

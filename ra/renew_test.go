@@ -69,7 +69,7 @@ func TestRenew(t *testing.T) {
 	tampered.Raw = append([]byte{}, cur.Raw...)
 	tampered.Raw[len(tampered.Raw)-3] ^= 1
 	revoked := issue("tls-server", time.Hour, "r.corp.internal")
-	if err := a.Revoke(ctx, core.SerialFromBig(revoked.SerialNumber), core.ReasonKeyCompromise, time.Time{}, "test"); err != nil {
+	if err := a.Revoke(ctx, core.SerialFromBig(revoked.SerialNumber), core.ReasonSuperseded, time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	codeSigning := issue("code-signing", time.Hour, "build.corp.internal")

@@ -98,12 +98,21 @@ func recordIntent(ctx context.Context, x execer, c *core.Certificate, at time.Ti
 	// profile and requester are set here too: a serial reserved ahead of
 	// use (ReserveSerials) does not know them yet. The issuer must be the
 	// one the serial was reserved for.
+	//
+	// A blocked key (blocked_keys) records no intent, so nothing is signed
+	// for it: the check rides on the statement the intent needs anyway.
 	res, err := x.Exec(ctx, `UPDATE certificates SET profile = ?, requester = ?, subject = ?, names = ?,
-		not_before = ?, not_after = ?, tbs = ?, updated_at = ?
-		WHERE serial = ? AND issuer_id = ? AND status = ? AND tbs IS NULL`,
+		not_before = ?, not_after = ?, tbs = ?, key_hash = ?, updated_at = ?
+		WHERE serial = ? AND issuer_id = ? AND status = ? AND tbs IS NULL
+		AND NOT EXISTS (SELECT 1 FROM blocked_keys WHERE key_hash = ?)`,
 		c.Profile, c.Requester, c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
-		Micros(at), string(c.Serial), c.IssuerID, string(core.StatusReserved))
+		c.KeyHash, Micros(at), string(c.Serial), c.IssuerID, string(core.StatusReserved), c.KeyHash)
 	if err := oneRow(res, err, "recording intent"); err != nil {
+		if q, ok := x.(rowQuerier); ok && len(c.KeyHash) > 0 {
+			if blocked, berr := keyBlocked(ctx, q, c.KeyHash); berr == nil && blocked {
+				return core.ErrKeyBlocked
+			}
+		}
 		return err
 	}
 	names := dedupe(c.Names)
@@ -156,8 +165,24 @@ func storeIssued(ctx context.Context, x execer, serial core.Serial, der []byte, 
 // reason may be revoked again for keyCompromise, which relying parties treat
 // specially. The reason changes, and the invalidity date if one is given;
 // the revocation date stays.
+//
+// A keyCompromise revocation also blocks the certificate's key, in the same
+// transaction: no certificate is issued for it again, and
+// RevokeBlockedKeys revokes the others that carry it.
 func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
-	res, err := d.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
+	return d.InTx(ctx, func(tx *Tx) error {
+		if err := revokeCertificate(ctx, tx, serial, reason, at, invalidity); err != nil {
+			return err
+		}
+		if reason == core.ReasonKeyCompromise {
+			return blockKeyOf(ctx, tx, serial, invalidity, at)
+		}
+		return nil
+	})
+}
+
+func revokeCertificate(ctx context.Context, tx *Tx, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
+	res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
 		invalidity_date = ?, updated_at = ? WHERE serial = ? AND status = ?`,
 		string(core.StatusRevoked), Micros(at), int(reason), Micros(invalidity), Micros(at), string(serial), string(core.StatusValid))
 	if err != nil {
@@ -171,7 +196,7 @@ func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason c
 		if !invalidity.IsZero() {
 			q, args = q+`, invalidity_date = ?`, append(args, Micros(invalidity))
 		}
-		res, err := d.Exec(ctx, q+` WHERE serial = ? AND status = ? AND revocation_reason <> ?`,
+		res, err := tx.Exec(ctx, q+` WHERE serial = ? AND status = ? AND revocation_reason <> ?`,
 			append(args, string(serial), string(core.StatusRevoked), int(reason))...)
 		if err != nil {
 			return fmt.Errorf("revoking certificate for keyCompromise: %w", err)
@@ -180,7 +205,7 @@ func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason c
 			return nil
 		}
 	}
-	c, err := d.GetCertificate(ctx, serial)
+	c, err := getCertificate(ctx, tx, serial)
 	if err != nil {
 		return err
 	}
@@ -191,10 +216,10 @@ func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason c
 }
 
 const certColumns = `serial, issuer_id, profile, requester, subject, names, not_before, not_after,
-	status, tbs, der, revoked_at, revocation_reason, invalidity_date, created_at`
+	status, tbs, der, revoked_at, revocation_reason, invalidity_date, created_at, key_hash`
 
 const certColumnsC = `c.serial, c.issuer_id, c.profile, c.requester, c.subject, c.names, c.not_before,
-	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.invalidity_date, c.created_at`
+	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.invalidity_date, c.created_at, c.key_hash`
 
 func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 	var (
@@ -204,7 +229,7 @@ func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 		reason                             int
 	)
 	if err := row.Scan(&serial, &c.IssuerID, &c.Profile, &c.Requester, &c.Subject, &names, &nb, &na,
-		&status, &c.TBS, &c.DER, &revAt, &reason, &invalidity, &created); err != nil {
+		&status, &c.TBS, &c.DER, &revAt, &reason, &invalidity, &created, &c.KeyHash); err != nil {
 		return nil, err
 	}
 	c.Serial, c.Status, c.RevocationReason = core.Serial(serial), core.CertStatus(status), core.RevocationReason(reason)
@@ -219,7 +244,16 @@ func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 // GetCertificate returns the row of serial (of any status), or a
 // KindNotFound error that names the serial.
 func (d *DB) GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
-	c, err := scanCert(d.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, string(serial)))
+	return getCertificate(ctx, d, serial)
+}
+
+// rowQuerier is a DB or a Tx.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getCertificate(ctx context.Context, q rowQuerier, serial core.Serial) (*core.Certificate, error) {
+	c, err := scanCert(q.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, string(serial)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, core.Errorf(core.KindNotFound, "no certificate has serial %s", serial)
 	}

@@ -55,7 +55,9 @@ func BenchmarkCertWrites(b *testing.B) {
 								b.Error(err)
 								return
 							}
-							c.Names, c.TBS, c.NotAfter = []string{"a.example", "10.0.0.1"}, tbs, now
+							// A distinct key per certificate, as issuance records it
+							// (the key_hash index and the blocked-key check).
+							c.Names, c.TBS, c.NotAfter, c.KeyHash = []string{"a.example", "10.0.0.1"}, tbs, now, core.KeyHash([]byte(c.Serial))
 							if err := s.RecordIntent(ctx, c, now); err != nil {
 								b.Error(err)
 								return

@@ -172,7 +172,7 @@ func (w *CertWriter) commit(batch []*certOp) {
 // isOpOutcome tells an operation's own refusal (serial taken, wrong state)
 // from a database failure that must abort the batch.
 func isOpOutcome(err error) bool {
-	return errors.Is(err, ErrSerialTaken) || core.KindOf(err) == core.KindConflict
+	return errors.Is(err, ErrSerialTaken) || errors.Is(err, core.ErrKeyBlocked) || core.KindOf(err) == core.KindConflict
 }
 
 func (w *CertWriter) do(ctx context.Context, run func(ctx context.Context, x execer) error) error {

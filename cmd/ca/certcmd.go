@@ -31,7 +31,7 @@ import (
 // other nodes of a cluster; the CRLs follow at the next start).
 
 func certCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates"}
+	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates; block compromised keys"}
 	var status, name, under, issuer, within string
 	var limit int
 	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --under, --issuer, --expiring-within)", Args: cobra.NoArgs,
@@ -129,6 +129,9 @@ func certCommand(g *globals) *cobra.Command {
 						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s) through the running server\n", req.Serial, req.Reason)
+					if req.Reason == core.ReasonKeyCompromise {
+						fmt.Fprintln(cmd.OutOrStdout(), "its key is blocked, and the other certificates with it were revoked (see the server's log)")
+					}
 					return nil
 				}
 				return revokeOffline(ctx, cmd.OutOrStdout(), n, req)
@@ -138,6 +141,7 @@ func certCommand(g *globals) *cobra.Command {
 	revoke.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, affiliationChanged, … or its code")
 	revoke.Flags().StringVar(&invalidity, "invalidity-date", "", "when the key was known or suspected compromised (RFC 3339)")
 	cmd.AddCommand(list, show, revoke)
+	cmd.AddCommand(blockKeyCommands(g)...)
 	return cmd
 }
 
@@ -207,6 +211,14 @@ func revokeOffline(ctx context.Context, out io.Writer, n *node, req revokeReques
 		return fmt.Errorf("revoked %s, but the other nodes could not be told: %w", req.Serial, err)
 	}
 	fmt.Fprintf(out, "revoked %s (%s); no server runs on this data directory: its CRLs follow when it starts", req.Serial, req.Reason)
+	if req.Reason == core.ReasonKeyCompromise {
+		// Its key is blocked now; the other certificates with it go too.
+		same, err := revokeBlockedOffline(ctx, n)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "; its key is blocked, and %d other certificate(s) with it were revoked", same)
+	}
 	if n.cfg.Redis.Addr != "" {
 		fmt.Fprint(out, ", other nodes were told through Redis")
 	}

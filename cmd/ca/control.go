@@ -68,6 +68,7 @@ func (c *control) serve(ctx context.Context) error {
 	mux.HandleFunc("POST /unseal", c.unseal)
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /revoke", c.revoke)
+	mux.HandleFunc("POST /block-key", c.blockKey)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -101,6 +101,7 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err != nil {
 		return err // ra's errors name the policy field
 	}
+	a.background = append(a.background, a.watchBlockedKeys)
 	a.tls.issue = a.issueServerCert
 	if err := a.mountAPI(); err != nil {
 		return err

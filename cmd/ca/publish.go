@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -26,4 +27,22 @@ func (a *app) publishRevoked(ctx context.Context, issuerID string, serial core.S
 	if err := a.shared.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(issuerID, serial)); err != nil {
 		a.n.log.Error("publishing revocation event", "serial", serial, "issuer", issuerID, "err", err)
 	}
+}
+
+// watchBlockedKeys records the key hashes of certificates stored before
+// they were recorded (once per start; nodes doing it at once only repeat
+// each other's work), then revokes certificates whose key is blocked every
+// 15 s, publishing each revocation.
+func (a *app) watchBlockedKeys(ctx context.Context) {
+	filled, unparsable, err := a.n.db.BackfillKeyHashes(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.n.log.Error("recording the key hashes of older certificates (retried at the next start)", "err", err)
+	}
+	if filled > 0 || unparsable > 0 {
+		a.n.log.Info("recorded the key hashes of older certificates", "filled", filled, "unparsable", unparsable)
+	}
+	if _, err := a.ra.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
+		a.n.log.Warn("revoking certificates with blocked keys", "err", err)
+	}
+	a.ra.WatchBlockedKeys(ctx, 15*time.Second)
 }

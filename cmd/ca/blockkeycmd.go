@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// `ca cert block-key FILE` and `ca cert blocked-keys`: a key reported
+// compromised without a certificate to revoke (found in a repository, a
+// log, a backup), and the list of blocked keys. Revoking a certificate for
+// keyCompromise blocks its key by itself.
+
+func blockKeyCommands(g *globals) []*cobra.Command {
+	var comment string
+	block := &cobra.Command{Use: "block-key FILE",
+		Short: "Block a public key (PEM public key, certificate or CSR): nothing is issued for it again, and its unexpired certificates are revoked for keyCompromise",
+		Args:  cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			pemBytes, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			hash, err := keyHashOfPEM(pemBytes)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			req := blockKeyRequest{Hash: hex.EncodeToString(hash), Comment: comment}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				out := cmd.OutOrStdout()
+				if client, ok := controlClient(g.dataDir); ok {
+					res, err := blockKeyThroughControl(ctx, client, req)
+					if err != nil {
+						return err
+					}
+					printBlocked(out, req.Hash, res, "through the running server")
+					return nil
+				}
+				res, err := blockKeyOffline(ctx, n, hash, comment)
+				if err != nil {
+					return err
+				}
+				printBlocked(out, req.Hash, res, "no server runs on this data directory: its CRLs follow when it starts")
+				return nil
+			})
+		}}
+	block.Flags().StringVar(&comment, "comment", "", "why (kept with the block, shown by blocked-keys)")
+	list := &cobra.Command{Use: "blocked-keys", Short: "List the blocked keys (SHA-256 of their SubjectPublicKeyInfo)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				keys, err := n.db.BlockedKeys(ctx)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "KEY SHA-256\tBLOCKED\tBY REVOKING\tCOMMENT")
+				for _, k := range keys {
+					by := string(k.Serial)
+					if by == "" {
+						by = "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", hex.EncodeToString(k.Hash), k.BlockedAt.UTC().Format(time.RFC3339), by, k.Comment)
+				}
+				return w.Flush()
+			})
+		}}
+	return []*cobra.Command{block, list}
+}
+
+// blockKeyRequest is the control socket's POST /block-key body.
+type blockKeyRequest struct {
+	Hash    string `json:"key_sha256"` // hex
+	Comment string `json:"comment,omitempty"`
+}
+
+// blockKeyResult says what blocking did.
+type blockKeyResult struct {
+	Added   bool `json:"added"`   // false: it was blocked already
+	Revoked int  `json:"revoked"` // certificates revoked for it now
+}
+
+func printBlocked(out io.Writer, hash string, res blockKeyResult, how string) {
+	verb := "blocked key"
+	if !res.Added {
+		verb = "key was blocked already:"
+	}
+	fmt.Fprintf(out, "%s %s; %d certificate(s) with it revoked for keyCompromise (%s)\n", verb, hash, res.Revoked, how)
+}
+
+// keyHashOfPEM finds the public key in a PEM public key, certificate or
+// CSR and returns its core.KeyHash, over the key re-encoded as
+// crypto/x509 encodes it in the certificates it makes.
+func keyHashOfPEM(data []byte) ([]byte, error) {
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, errors.New("no PEM block (want a PUBLIC KEY, CERTIFICATE or CERTIFICATE REQUEST)")
+	}
+	var pub any
+	var err error
+	switch b.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(b.Bytes)
+	case "CERTIFICATE":
+		var c *x509.Certificate
+		if c, err = x509.ParseCertificate(b.Bytes); err == nil {
+			pub = c.PublicKey
+		}
+	case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
+		var c *x509.CertificateRequest
+		if c, err = x509.ParseCertificateRequest(b.Bytes); err == nil {
+			pub = c.PublicKey
+		}
+	default:
+		return nil, fmt.Errorf("a %q PEM block holds no public key we read (want PUBLIC KEY, CERTIFICATE or CERTIFICATE REQUEST; never send a private key)", b.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing the %s: %w", strings.ToLower(b.Type), err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return core.KeyHash(spki), nil
+}
+
+func blockKeyThroughControl(ctx context.Context, client *http.Client, req blockKeyRequest) (blockKeyResult, error) {
+	var res blockKeyResult
+	body, _ := json.Marshal(req)
+	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control/block-key", bytes.NewReader(body))
+	if err != nil {
+		return res, err
+	}
+	resp, err := client.Do(hr)
+	if err != nil {
+		return res, fmt.Errorf("control socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return res, errors.New(strings.TrimSpace(string(msg)))
+	}
+	return res, json.NewDecoder(resp.Body).Decode(&res)
+}
+
+// blockKey is the control socket's POST /block-key: block, then revoke the
+// key's certificates through the serving app (its OCSP cache, CRLs and the
+// other nodes hear of each at once).
+func (c *control) blockKey(w http.ResponseWriter, r *http.Request) {
+	auth := c.revoker.Load()
+	if auth == nil {
+		http.Error(w, "the CA is sealed or starting: try again when it serves", http.StatusServiceUnavailable)
+		return
+	}
+	var req blockKeyRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		http.Error(w, "bad block-key request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	hash, err := hex.DecodeString(req.Hash)
+	if err != nil || len(hash) != 32 {
+		http.Error(w, "bad block-key request: key_sha256 is 64 hex digits", http.StatusBadRequest)
+		return
+	}
+	var res blockKeyResult
+	if res.Added, err = c.n.db.BlockKey(r.Context(), storage.BlockedKey{Hash: hash, BlockedAt: time.Now().UTC(), Comment: req.Comment}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if res.Revoked, err = auth.SweepBlockedKeys(r.Context()); err != nil {
+		http.Error(w, fmt.Sprintf("the key is blocked, but revoking its certificates failed (the server retries every 15 s): %v", err), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(res)
+}
+
+// blockKeyOffline blocks with no server running here, revokes the key's
+// certificates and tells the other nodes, if any.
+func blockKeyOffline(ctx context.Context, n *node, hash []byte, comment string) (blockKeyResult, error) {
+	var res blockKeyResult
+	var err error
+	if res.Added, err = n.db.BlockKey(ctx, storage.BlockedKey{Hash: hash, BlockedAt: time.Now().UTC(), Comment: comment}); err != nil {
+		return res, err
+	}
+	res.Revoked, err = revokeBlockedOffline(ctx, n)
+	return res, err
+}
+
+// revokeBlockedOffline revokes the certificates whose key is blocked and
+// publishes each revocation on the shared event bus.
+func revokeBlockedOffline(ctx context.Context, n *node) (int, error) {
+	same, err := n.db.RevokeBlockedKeys(ctx, time.Now().UTC())
+	if err != nil {
+		return 0, fmt.Errorf("the key is blocked, but revoking its certificates failed (a server's sweep retries): %w", err)
+	}
+	if len(same) == 0 {
+		return 0, nil
+	}
+	sh, err := newShared(ctx, n.cfg, n)
+	if err != nil {
+		return len(same), fmt.Errorf("revoked %d certificate(s) with the blocked key, but the other nodes could not be told: %w", len(same), err)
+	}
+	defer sh.close()
+	for _, c := range same {
+		if err := sh.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(c.IssuerID, c.Serial)); err != nil {
+			return len(same), fmt.Errorf("revoked %d certificate(s) with the blocked key, but the other nodes could not be told: %w", len(same), err)
+		}
+	}
+	return len(same), nil
+}

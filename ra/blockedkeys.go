@@ -1,0 +1,65 @@
+package ra
+
+import (
+	"context"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// SweepBlockedKeys revokes for keyCompromise every valid, unexpired
+// certificate whose key is blocked, and tells the responders and CRL
+// builders of each (OnRevoke) as Revoke does. A keyCompromise revocation
+// blocks the certificate's key, so the other certificates of that key —
+// renewals keep their key, and a key may be reused across requests — are
+// revoked with it: a compromised key is compromised in all of them. It
+// returns how many it revoked.
+func (a *Authority) SweepBlockedKeys(ctx context.Context) (int, error) {
+	out, err := a.ca.RevokeBlockedKeys(ctx)
+	for _, c := range out {
+		a.log.InfoContext(ctx, "revocation", "serial", string(c.Serial), "reason", c.RevocationReason.String(),
+			"principal", "blocked key")
+		if a.onRevoke != nil {
+			a.onRevoke(ctx, c.IssuerID, c.Serial)
+		}
+	}
+	if len(out) > 0 {
+		// One of them may be a CA certificate sharing an issuer's key.
+		if cerr := a.ca.CheckIssuers(ctx); cerr != nil {
+			a.log.ErrorContext(ctx, "certificates with a blocked key were revoked, but checking the issuers failed", "err", cerr)
+		}
+	}
+	return len(out), err
+}
+
+// WatchBlockedKeys runs SweepBlockedKeys every interval until ctx ends. It
+// catches what a revocation's own sweep cannot: a certificate whose intent
+// was recorded just before its key was blocked, a key blocked on another
+// node or offline (`ca cert revoke` with no server running), and rows whose
+// key hash the backfill recorded since.
+func (a *Authority) WatchBlockedKeys(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := a.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("revoking certificates with blocked keys", "err", err)
+		}
+	}
+}
+
+// revokedForKey is Revoke's follow-up of a keyCompromise revocation: the
+// certificate's key is blocked now (in the revocation's transaction), so
+// its other certificates go at once, not at the next periodic sweep.
+func (a *Authority) revokedForKey(ctx context.Context, reason core.RevocationReason) {
+	if reason != core.ReasonKeyCompromise {
+		return
+	}
+	if n, err := a.SweepBlockedKeys(ctx); err != nil {
+		a.log.ErrorContext(ctx, "revoking the other certificates of a compromised key (the periodic sweep retries)", "err", err, "revoked", n)
+	}
+}
