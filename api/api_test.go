@@ -92,6 +92,10 @@ func TestIssueGetListRevoke(t *testing.T) {
 	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", nil); resp.StatusCode != 409 {
 		t.Fatalf("second revoke: %d %s", resp.StatusCode, body)
 	}
+	// A zero date is refused, not taken for "not given".
+	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise","invalidity_date":"0001-01-01T00:00:00Z"}`)); resp.StatusCode != 400 || !strings.Contains(string(body), "before 1970") {
+		t.Fatalf("invalidity date 0001-01-01: %d %s", resp.StatusCode, body)
+	}
 	// keyCompromise may still follow (Boulder's rule), once.
 	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`))
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"keyCompromise"`) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,7 +78,10 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 	if err != nil {
 		return ra.Request{}, err
 	}
-	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	mt, err := mediaType(c)
+	if err != nil {
+		return ra.Request{}, err
+	}
 	var ir IssueRequest
 	var csrBytes []byte
 	switch mt {
@@ -197,6 +199,10 @@ func ParseDuration(what, s string) (time.Duration, error) {
 }
 
 func (a *API) issue(c *gin.Context) {
+	if _, err := issuedType(c); err != nil { // refused before anything is issued
+		a.fail(c, err)
+		return
+	}
 	key, keyed, err := idempotencyKey(c)
 	if err != nil {
 		a.fail(c, err)
@@ -253,7 +259,7 @@ func (a *API) writeIssued(c *gin.Context, req ra.Request, iss *ca.Issued, status
 	// POST /certificates or /certificates/renew: the new certificate is
 	// /certificates/{serial}.
 	c.Header("Location", strings.TrimSuffix(c.Request.URL.Path, "/renew")+"/"+string(iss.Serial))
-	if wantsPEMChain(c) {
+	if t, _ := issuedType(c); t != "application/json" {
 		c.Data(http.StatusCreated, "application/pem-certificate-chain", []byte(pemOf(iss.Chain...)))
 		return
 	}
@@ -264,9 +270,10 @@ func (a *API) writeIssued(c *gin.Context, req ra.Request, iss *ca.Issued, status
 		Certificate: pemOf(cert), Chain: pemOf(iss.Chain...)})
 }
 
-func wantsPEMChain(c *gin.Context) bool {
-	acc := c.GetHeader("Accept")
-	return strings.Contains(acc, "application/pem-certificate-chain") || strings.Contains(acc, "application/x-pem-file")
+// issuedType is the type an issuance or renewal answers with: JSON, or
+// the PEM chain (application/x-pem-file is an alias some clients send).
+func issuedType(c *gin.Context) (string, error) {
+	return negotiate(c, "application/json", "application/pem-certificate-chain", "application/x-pem-file")
 }
 
 func namesOf(c *x509.Certificate) []string {
@@ -374,14 +381,14 @@ func (a *API) get(c *gin.Context) {
 	}
 	format := c.Query("format")
 	if format == "" {
-		acc := c.GetHeader("Accept")
-		switch {
-		case strings.Contains(acc, "application/pkix-cert"):
-			format = "der"
-		case strings.Contains(acc, "application/pem-certificate-chain"), strings.Contains(acc, "application/x-pem-file"):
+		t, err := negotiate(c, "application/json", "application/pem-certificate-chain", "application/x-pem-file", "application/pkix-cert")
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		format = map[string]string{"application/json": "json", "application/pkix-cert": "der"}[t]
+		if format == "" {
 			format = "pem"
-		default:
-			format = "json"
 		}
 	}
 	chain := pemOf(a.sentAfter(r.IssuerID)...)
@@ -406,8 +413,9 @@ type RevokeRequest struct {
 	Reason json.RawMessage `json:"reason,omitempty"`
 	// InvalidityDate is when the key was known or suspected compromised or
 	// the certificate otherwise became invalid (RFC 3339; RFC 5280 §5.3.2);
-	// it goes into the CRL entry. Zero: not given. Not in the future.
-	InvalidityDate time.Time `json:"invalidity_date,omitzero"`
+	// it goes into the CRL entry. Absent: not given. Not in the future,
+	// nor before 1970.
+	InvalidityDate *time.Time `json:"invalidity_date,omitempty"`
 }
 
 func (a *API) revoke(c *gin.Context) {
@@ -448,7 +456,15 @@ func (a *API) revoke(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, rr.InvalidityDate, principalOf(c).name); err != nil {
+	var invalidity time.Time
+	if rr.InvalidityDate != nil { // given: 0001-01-01 is refused, not taken for "not given"
+		invalidity = *rr.InvalidityDate
+		if err := ca.CheckInvalidityDate(invalidity, time.Now()); err != nil {
+			a.fail(c, err)
+			return
+		}
+	}
+	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, invalidity, principalOf(c).name); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -475,5 +491,5 @@ func decodeStrict(body []byte, v any) error {
 	if dec.More() {
 		return core.Errorf(core.KindMalformed, "trailing data after the JSON request")
 	}
-	return nil
+	return exactFieldNames(body, v)
 }

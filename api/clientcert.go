@@ -62,6 +62,9 @@ func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certific
 			}
 			return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate "+when)
 		}
+		if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
+			return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate is not for client authentication (no clientAuth extended key usage); this API takes "+ClientProfile+" certificates")
+		}
 		return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate does not verify against this CA")
 	}
 	return leaf, nil

@@ -298,8 +298,14 @@ func (a *API) dataKey(c *gin.Context) {
 	})
 }
 
+// DecryptDataKeyRequest is the body of POST /keys/{id}/decrypt-data-key
+// (a data key is wrapped with no AAD).
+type DecryptDataKeyRequest struct {
+	Ciphertext string `json:"ciphertext"` // base64, as data-key returned it
+}
+
 func (a *API) decryptDataKey(c *gin.Context) {
-	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *DecryptRequest) (any, error) {
+	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *DecryptDataKeyRequest) (any, error) {
 		wrapped, err := b64("ciphertext", in.Ciphertext, true)
 		if err != nil {
 			return nil, err

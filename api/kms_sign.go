@@ -113,6 +113,9 @@ func signInput(ctx context.Context, ks KeyService, id string, in *SignRequest) (
 
 func (a *API) sign(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
+		if in.Signature != "" || in.KeyVersion != 0 {
+			return nil, core.Errorf(core.KindMalformed, "signature and key_version are for verify: sign always uses the key's current version (and returns it as key_version)")
+		}
 		k, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
@@ -204,6 +207,9 @@ func jwsAlg(k hsm.KeyInfo) (string, error) {
 
 func (a *API) signJWT(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *JWTRequest) (any, error) {
+		if in.Claims == nil {
+			return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
+		}
 		k, err := ks.GetKey(ctx, id)
 		if err != nil {
 			return nil, err
@@ -334,8 +340,8 @@ func (a *API) random(c *gin.Context) {
 // every version of a signing key as a JWK Set (RFC 7517), kid id.version as
 // in the tokens /jwt signs, so a verifier (an API gateway, a service)
 // checks tokens of older versions after a rotation too. Public keys are
-// public; the id is a random 128-bit name. Keys without a public half are
-// not found here.
+// public; the id is a random 128-bit name. Keys without a public half, or
+// that may not sign, are not found here.
 func (a *API) jwks(c *gin.Context) {
 	if a.keys == nil {
 		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node"))
@@ -348,7 +354,9 @@ func (a *API) jwks(c *gin.Context) {
 		versions, err = a.keys.PublicKeys(ctx, id)
 	}
 	alg, aerr := jwsAlg(k)
-	if err != nil || aerr != nil || k.Type == hsm.HMACSHA256 {
+	// Only a key that may sign has tokens to verify: an RSA unwrap key
+	// published as "use": "sig" would mislead verifiers.
+	if err != nil || aerr != nil || k.Type == hsm.HMACSHA256 || k.Usage&hsm.UsageSign == 0 {
 		a.fail(c, core.Errorf(core.KindNotFound, "no signing key %q", id))
 		return
 	}

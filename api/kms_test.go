@@ -179,6 +179,14 @@ func TestKeyServiceSignVerify(t *testing.T) {
 	if !ecdsa.VerifyASN1(pubOf(t, p256).(*ecdsa.PublicKey), d[:], unb64(t, out.Signature)) {
 		t.Fatal("digest signature does not verify")
 	}
+	// Sign always uses the current version: a key_version or signature
+	// sent to it would be ignored, so they are refused.
+	for _, extra := range []map[string]any{{"key_version": 1}, {"signature": out.Signature}} {
+		extra["digest"] = base64.StdEncoding.EncodeToString(d[:])
+		if st := e.call(t, "POST", "/keys/"+p256.ID+"/sign", extra, nil); st != 400 {
+			t.Fatalf("sign with %v: %d, want 400", extra, st)
+		}
+	}
 }
 
 // TestKeyServiceEncryption: AES-GCM round trip with AAD, one answer for
@@ -216,6 +224,10 @@ func TestKeyServiceEncryption(t *testing.T) {
 	}
 	if e.call(t, "POST", "/keys/"+k.ID+"/decrypt-data-key", map[string]any{"ciphertext": dk.Ciphertext}, &back); back.Plaintext != dk.Plaintext {
 		t.Fatal("data key does not unwrap to itself")
+	}
+	// A data key is wrapped with no AAD: one sent would be silently ignored.
+	if st := e.call(t, "POST", "/keys/"+k.ID+"/decrypt-data-key", map[string]any{"ciphertext": dk.Ciphertext, "aad": aad}, nil); st != 400 {
+		t.Fatalf("decrypt-data-key with aad: %d, want 400", st)
 	}
 
 	h := e.create(t, "webhooks", "hmac-sha256")
@@ -277,6 +289,11 @@ func TestKeyServiceJWT(t *testing.T) {
 	e.call(t, "POST", "/keys/"+k.ID+"/rotate", nil, nil)
 	var out2 struct{ Token string }
 	e.call(t, "POST", "/keys/"+k.ID+"/jwt", map[string]any{"claims": map[string]any{"sub": "svc-b"}}, &out2)
+	for _, body := range []map[string]any{{}, {"claims": nil}, {"ttl": "5m"}} {
+		if st := e.call(t, "POST", "/keys/"+k.ID+"/jwt", body, nil); st != 400 {
+			t.Fatalf("jwt with %v: %d, want 400 (claims is required)", body, st)
+		}
+	}
 	resp, body := e.do(t, "GET", "/jwks/"+k.ID, "", "", nil)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/jwk-set+json" {
 		t.Fatalf("JWKS: %d %s", resp.StatusCode, body)
@@ -301,7 +318,11 @@ func TestKeyServiceJWT(t *testing.T) {
 		}
 	}
 	h := e.create(t, "hmac", "hmac-sha256")
-	for _, id := range []string{h.ID, "no-such-key"} {
+	var unwrap KeyResponse // an RSA key that may only unwrap signs no token
+	if st := e.call(t, "POST", "/keys", map[string]any{"label": "u", "type": "rsa2048", "usage": []string{"unwrap"}}, &unwrap); st != 201 {
+		t.Fatalf("create an unwrap key: %d", st)
+	}
+	for _, id := range []string{h.ID, unwrap.ID, "no-such-key"} {
 		if r, _ := e.do(t, "GET", "/jwks/"+id, "", "", nil); r.StatusCode != 404 {
 			t.Fatalf("JWKS of %s: %d", id, r.StatusCode)
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"strings"
 	"testing"
 )
 
@@ -88,6 +89,7 @@ func TestKeyServiceImportExport(t *testing.T) {
 		{"tampered blob", "apps", "/keys/import", map[string]any{"label": "t", "type": "p256", "wrapping_key": unwrap.ID, "wrapped": base64.StdEncoding.EncodeToString(tampered)}, 422},
 		{"not base64", "apps", "/keys/import", map[string]any{"label": "t", "type": "p256", "wrapping_key": unwrap.ID, "wrapped": "!!"}, 400},
 		{"wrong key type for the material", "apps", "/keys/import", map[string]any{"label": "t", "type": "ed25519", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped}, 400},
+		{"unknown key type", "apps", "/keys/import", map[string]any{"label": "t", "type": "des", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped}, 400},
 		{"unknown field", "apps", "/keys/import", map[string]any{"label": "t", "type": "p256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped, "x": 1}, 400},
 		{"another application's wrapping key", "other", "/keys/import", map[string]any{"label": "t", "type": "p256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped}, 404},
 		{"another application's key to export", "other", "/keys/" + src.ID + "/export", map[string]any{"public_key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}))}, 404},
@@ -95,6 +97,9 @@ func TestKeyServiceImportExport(t *testing.T) {
 		r, b := e.do(t, "POST", tc.path, tc.who, "application/json", jsonBody(t, tc.body))
 		if r.StatusCode != tc.want || r.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.StatusCode, b, tc.want)
+		}
+		if tc.name == "unknown key type" && !strings.Contains(string(b), `unknown key type \"des\"`) {
+			t.Errorf("import of an unknown type: %s", b)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,7 +42,7 @@ func (a *API) list(c *gin.Context) {
 		dst *time.Time
 	}{{"expiring_before", &f.ExpiringBefore}, {"expiring_after", &f.ExpiringAfter}} {
 		if v := c.Query(p.q); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
+			t, err := time.Parse(time.RFC3339, strings.ToUpper(v)) // RFC 3339 §5.6 allows "t" and "z"
 			if err != nil {
 				a.fail(c, core.Errorf(core.KindMalformed, "%s must be an RFC 3339 time", p.q))
 				return

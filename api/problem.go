@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -71,6 +72,11 @@ func problemFor(err error) Problem {
 		return Problem{Type: problemBase + "unsupportedMediaType", Title: http.StatusText(http.StatusUnsupportedMediaType),
 			Status: http.StatusUnsupportedMediaType, Detail: um.Error()}
 	}
+	var na *notAcceptable
+	if errors.As(err, &na) {
+		return Problem{Type: problemBase + "notAcceptable", Title: http.StatusText(http.StatusNotAcceptable),
+			Status: http.StatusNotAcceptable, Detail: na.Error()}
+	}
 	status, ok := kindStatus[k]
 	if !ok {
 		status = http.StatusInternalServerError
@@ -126,4 +132,18 @@ type unsupportedMedia struct{ got, want string }
 
 func (u *unsupportedMedia) Error() string {
 	return fmt.Sprintf("unsupported Content-Type %q (use %s)", u.got, u.want)
+}
+
+// mediaType is the request's Content-Type without parameters ("" when
+// absent); one that does not parse is a 415.
+func mediaType(c *gin.Context) (string, error) {
+	ct := c.GetHeader("Content-Type")
+	if ct == "" {
+		return "", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", &unsupportedMedia{got: ct, want: "application/json or application/pkcs10"}
+	}
+	return mt, nil
 }

@@ -26,6 +26,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 		{"GET", "/certificates?status=valid&status=revoked", 400, `query parameter "status" given more than once`},
 		{"POST", "/certificates/01/revoke?reason=1", 400, `"reason"`},
 		{"GET", "/certificates?status=valid&name=a.example&limit=5&expiring_before=2030-01-01T00:00:00Z", 200, ""},
+		{"GET", "/certificates?expiring_after=2030-01-01t00:00:00z", 200, ""}, // RFC 3339 §5.6 allows lower case
 		{"GET", "/issuers", 200, ""},
 	} {
 		r, b := e.do(t, c.method, c.path, "admin", "application/json", []byte(`{}`))
@@ -59,6 +60,9 @@ func TestBodyMistakesAreNamed(t *testing.T) {
 	}{
 		{map[string]any{"csr": csr, "profil": "tls-server"}, `unknown field "profil" (this request takes csr, profile,`},
 		{map[string]any{"csr": csr, "lifetime": "bad"}, `lifetime "bad" is neither a number of days nor a duration`},
+		// encoding/json would take "Profile" for "profile".
+		{map[string]any{"csr": csr, "Profile": "tls-client"}, `unknown field "Profile" (field names are case-sensitive) (this request takes csr, profile,`},
+		{map[string]any{"CSR": csr}, `unknown field "CSR" (field names are case-sensitive)`},
 	} {
 		r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", jsonBody(t, c.body))
 		var p Problem

@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"mime"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,6 +29,10 @@ const renewKey = "renewal"
 // certificate it renews, as its TLS client certificate (ra/renew.go);
 // API keys play no part.
 func (a *API) renew(c *gin.Context) {
+	if _, err := issuedType(c); err != nil {
+		a.fail(c, err)
+		return
+	}
 	cur, err := a.clientCert(c, x509.ExtKeyUsageAny)
 	if err == nil && cur == nil {
 		err = core.Errorf(core.KindUnauthenticated, "present the certificate to renew, and its key, as the TLS client certificate (curl --cert cert.pem --key key.pem)")
@@ -79,7 +82,10 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 	if len(body) == 0 {
 		return nil, nil
 	}
-	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	mt, err := mediaType(c)
+	if err != nil {
+		return nil, err
+	}
 	var raw []byte
 	switch mt {
 	case "application/pkcs10":
@@ -94,7 +100,7 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 		}
 		raw = []byte(rr.CSR)
 	default:
-		return nil, core.Errorf(core.KindMalformed, "unsupported Content-Type %q (use application/json or application/pkcs10)", mt)
+		return nil, &unsupportedMedia{got: mt, want: "application/json or application/pkcs10"}
 	}
 	der, err := csrDER(raw)
 	if err != nil {

@@ -227,13 +227,28 @@ func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.Revocat
 		return err
 	}
 	now := c.now().UTC()
-	if invalidity.After(now) {
-		return core.Errorf(core.KindMalformed, "the invalidity date %s is in the future", invalidity.UTC().Format(time.RFC3339))
+	if !invalidity.IsZero() {
+		if err := CheckInvalidityDate(invalidity, now); err != nil {
+			return err
+		}
 	}
 	if err := c.store.RevokeCertificate(ctx, serial, reason, now, invalidity.UTC()); err != nil {
 		return err
 	}
 	c.log.InfoContext(ctx, "certificate revoked", "serial", string(serial), "reason", reason.String())
+	return nil
+}
+
+// CheckInvalidityDate refuses an invalidity date (RFC 5280 §5.3.2) in the
+// future or before 1970 (0001-01-01 is a client's zero value, not a date a
+// key was compromised). One before the certificate's notBefore is allowed.
+func CheckInvalidityDate(invalidity, now time.Time) error {
+	if invalidity.After(now) {
+		return core.Errorf(core.KindMalformed, "the invalidity date %s is in the future", invalidity.UTC().Format(time.RFC3339))
+	}
+	if invalidity.Before(time.Unix(0, 0)) {
+		return core.Errorf(core.KindMalformed, "the invalidity date %s is before 1970", invalidity.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 

@@ -163,6 +163,9 @@ func (s *Session) ImportKey(ctx context.Context, spec KeySpec, key any) (KeyInfo
 // wrapping key since this node cached it: the key is read again and its
 // current version, if newer, is tried (stale.go).
 func (s *Session) ImportWrapped(ctx context.Context, spec KeySpec, wrappingKeyID string, blob []byte) (KeyInfo, error) {
+	if !slices.Contains(KeyTypes(), spec.Type) { // before the material is judged against it
+		return KeyInfo{}, errf(ErrInvalid, "unknown key type %q", spec.Type)
+	}
 	wk, err := s.useKey(ctx, wrappingKeyID, UsageUnwrap)
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)

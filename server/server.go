@@ -175,7 +175,24 @@ func (s *Server) PlainHandler() http.Handler {
 }
 
 // HTTPSHandler is the HTTPS listener's handler, with middleware.
-func (s *Server) HTTPSHandler() http.Handler { return s.wrap("https", s.engine) }
+func (s *Server) HTTPSHandler() http.Handler { return s.wrap("https", headAsGet(s.engine)) }
+
+// headAsGet answers HEAD wherever GET is answered (RFC 9110 §9.3.2): gin
+// routes only the methods registered, so HEAD of an API resource was a
+// 405. The handler runs as GET on a copy of the request; net/http discards
+// the body because its own request is still HEAD. ACME routes HEAD itself
+// (newNonce, RFC 8555 §7.2).
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && !strings.HasPrefix(r.URL.Path, "/acme/") {
+			g := r.Clone(r.Context())
+			g.Method = http.MethodGet
+			h.ServeHTTP(w, g)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 func (s *Server) readyz(c *gin.Context) {
 	if s.opts.Ready != nil {

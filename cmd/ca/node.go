@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/ca"
@@ -34,6 +35,17 @@ type node struct {
 	// token is the PKCS#11 token holding the issuers' keys when
 	// ca.key_store is pkcs11, opened by issuers.
 	token *pkcs11.Token
+	// limiter is the in-memory rate limiter when there is no Redis. It
+	// lives as long as the process, not the app: a seal and unseal
+	// rebuilds the app, and must not reset everyone's hourly counts.
+	limiterOnce sync.Once
+	limiter     *storage.MemoryLimiter
+}
+
+// memoryLimiter is the process's in-memory rate limiter.
+func (n *node) memoryLimiter() *storage.MemoryLimiter {
+	n.limiterOnce.Do(func() { n.limiter = storage.NewMemoryLimiter(nil) })
+	return n.limiter
 }
 
 // openNode loads the configuration and opens the database and HSM module,

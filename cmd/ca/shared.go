@@ -42,7 +42,7 @@ func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error
 			events:    storage.NewMemoryEvents(),
 			ocspCache: storage.NewMemoryOCSPCache(oc.CacheEntries, 0, nil),
 			nonces:    storage.NewMemoryNonces(0, 0, nil),
-			limiter:   storage.NewMemoryLimiter(nil),
+			limiter:   n.memoryLimiter(),
 			close:     func() {},
 		}, nil
 	}
