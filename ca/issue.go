@@ -69,13 +69,7 @@ type prepared struct {
 // → store → return the chain.
 func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 	start := time.Now()
-	defer func() {
-		label := req.Profile
-		if _, ok := c.profiles[label]; !ok {
-			label = "unknown" // client input must not create label values
-		}
-		c.metrics.observe(label, err, time.Since(start))
-	}()
+	defer func() { c.metrics.observe(c.profileLabel(req.Profile), err, time.Since(start)) }()
 	p, err := c.prepare(req)
 	if err != nil {
 		return nil, err
@@ -139,6 +133,22 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 	log.InfoContext(ctx, "certificate issued", "requester", req.Requester, "not_after", rec.NotAfter)
 	chain := append([]*x509.Certificate{cert}, p.issuer.sent...)
 	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID(), Profile: p.profile.Name}, nil
+}
+
+// Refused counts a request refused before the pipeline (by ra's policy) in
+// the issuance metrics, as rejected: a dashboard of outcomes must see
+// refusals wherever they are decided. Its latency is not observed.
+func (c *CA) Refused(profile string) {
+	c.metrics.refused(c.profileLabel(profile))
+}
+
+// profileLabel is profile as a metrics label: a name the CA does not have
+// is "unknown" (client input must not create label values).
+func (c *CA) profileLabel(profile string) string {
+	if _, ok := c.profiles[profile]; !ok {
+		return "unknown"
+	}
+	return profile
 }
 
 // DryRun builds and lints the certificate Issue would sign, without

@@ -53,3 +53,9 @@ func (m *metrics) observe(profile string, err error, d time.Duration) {
 	m.total.WithLabelValues(profile, outcome).Inc()
 	m.duration.WithLabelValues(profile, outcome).Observe(d.Seconds())
 }
+
+func (m *metrics) refused(profile string) {
+	if m != nil {
+		m.total.WithLabelValues(profile, "rejected").Inc()
+	}
+}

@@ -1,6 +1,7 @@
 package ra
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
@@ -26,6 +27,8 @@ type CA interface {
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	Profile(name string) (ca.Profile, error)
+	// Refused counts a request policy refused in the issuance metrics.
+	Refused(profile string)
 	// CheckIssuers rereads whether each issuer's own certificate is
 	// revoked (a revoked issuer issues nothing more).
 	CheckIssuers(ctx context.Context) error
@@ -141,6 +144,7 @@ func (a *Authority) Issue(ctx context.Context, req Request) (*ca.Issued, error) 
 	creq, err := a.check(req)
 	if err != nil {
 		a.log.InfoContext(ctx, "issuance refused by policy", "principal", req.Principal, "profile", req.Profile, "reason", core.DetailOf(err))
+		a.ca.Refused(cmp.Or(req.Profile, a.defaultProfile))
 		return nil, err
 	}
 	return a.ca.Issue(ctx, creq)

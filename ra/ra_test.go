@@ -11,10 +11,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ca/catest"
@@ -248,5 +251,48 @@ func TestPolicyRefusedAtStart(t *testing.T) {
 	// Leading dots and capitals are fine (".Corp.Internal" is corp.internal).
 	if _, err := New(Options{CA: c, Policy: Policy{AllowedDNSSuffixes: []string{".Corp.Internal", "lan"}}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A policy refusal is counted in the issuance metrics as rejected (it
+// never reaches the pipeline, which counted only its own outcomes), under
+// the profile asked for, "unknown" for one the CA lacks.
+func TestPolicyRefusalsCounted(t *testing.T) {
+	root, inter := catest.Hierarchy(t, "RA Metrics")
+	db, _ := storagetest.SQLite(t)
+	reg := prometheus.NewRegistry()
+	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ctx := context.Background()
+	a.Issue(ctx, Request{CSR: csrFor(t, k, "", "www.elsewhere.test"), Principal: "apikey:x"})                         // name outside policy
+	a.Issue(ctx, Request{CSR: csrFor(t, k, "", "www.corp.internal"), Profile: "code-signing", Principal: "apikey:x"}) // profile not granted
+	a.Issue(ctx, Request{CSR: csrFor(t, k, "", "www.corp.internal"), Profile: "nope", Principal: "apikey:x"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "strongroom_issuance_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() { // in name order: outcome, profile
+				labels += l.GetValue() + ","
+			}
+			got[labels] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"rejected,tls-server,": 1, "rejected,code-signing,": 1, "rejected,unknown,": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("strongroom_issuance_total = %v, want %v", got, want)
 	}
 }

@@ -60,9 +60,14 @@ type fastRoute struct {
 // net/http (whose limit is 1 MiB).
 const headBuf = 4 << 10
 
-// headerTimeout bounds the wait for the rest of a request head once its
-// first bytes arrived (a variable for tests).
+// headerTimeout bounds the wait for a new connection's first request
+// head, and for the rest of any head once its first bytes arrived (a
+// variable for tests).
 var headerTimeout = 5 * time.Second
+
+// shutdownWrite is how long a write may still take once the lane shuts
+// down.
+const shutdownWrite = time.Second
 
 func (f *fastLane) serve(l net.Listener) error {
 	var delay time.Duration
@@ -116,6 +121,9 @@ func (f *fastLane) shutdown(ctx context.Context, l net.Listener) {
 	f.closing.Store(true)
 	for c := range f.conns {
 		c.SetReadDeadline(time.Now())
+		// A client that does not read its answers would hold a writer
+		// for the write timeout, and the shutdown with it.
+		c.SetWriteDeadline(time.Now().Add(shutdownWrite))
 	}
 	f.mu.Unlock()
 	l.Close()
@@ -145,11 +153,15 @@ func (f *fastLane) serveConn(c net.Conn) {
 	var out, hdr []byte
 	remote := c.RemoteAddr().String()
 	var dl deadlines
-	for {
+	for answered := false; ; answered = true {
 		// The deadline first, then the closing check: shutdown sets
 		// closing, then wakes readers by moving their deadline, so a
 		// reader that saw closing unset has its deadline moved after.
-		if len(buf) > 0 {
+		// A new connection gets the header timeout for its first request,
+		// as net/http's ReadHeaderTimeout: the idle timeout (minutes) is
+		// for keep-alive between requests, and let connections that never
+		// send a byte hold file descriptors until the process ran out.
+		if len(buf) > 0 || !answered {
 			dl.headStarted(c, headerTimeout)
 		} else {
 			dl.idle(c, f.s.opts.IdleTimeout)
@@ -201,7 +213,11 @@ func (f *fastLane) flush(c net.Conn, out []byte, dl *deadlines) bool {
 	if len(out) == 0 {
 		return true
 	}
-	dl.write(c, f.s.opts.WriteTimeout)
+	if f.closing.Load() {
+		c.SetWriteDeadline(time.Now().Add(shutdownWrite))
+	} else {
+		dl.write(c, f.s.opts.WriteTimeout)
+	}
 	_, err := c.Write(out)
 	return err == nil
 }

@@ -357,3 +357,52 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+// A new connection that sends nothing is closed after the header timeout,
+// not the (long) idle timeout: silent connections held file descriptors
+// until the process ran out of them (found by a review: 20,000 idle
+// connections stopped both listeners).
+func TestFastLaneSilentConnection(t *testing.T) {
+	old := headerTimeout
+	headerTimeout = 300 * time.Millisecond
+	defer func() { headerTimeout = old }()
+	f := newLaneFixture(t, time.Hour)
+	_, br := f.dial(t)
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("silent connection: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("silent connection closed after %v, want the header timeout", d)
+	}
+}
+
+// A client that pipelines requests and never reads the answers does not
+// hold the shutdown for the write timeout.
+func TestFastLaneShutdownWithStuckReader(t *testing.T) {
+	f := newLaneFixture(t, 0)
+	c, _ := f.dial(t)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4 << 10)
+	}
+	go func() {
+		req := []byte(strings.Repeat("GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n", 64))
+		for {
+			if _, err := c.Write(req); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the lane's writes block on the full socket
+	start := time.Now()
+	f.cancel()
+	select {
+	case err := <-f.done:
+		f.done <- err
+	case <-time.After(8 * time.Second):
+		t.Fatal("shutdown waited for a client that does not read")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+}

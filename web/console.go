@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -117,7 +118,7 @@ func (w *Console) now() time.Time { return w.o.Now() }
 
 // Register mounts the console on r (the /ui group).
 func (w *Console) Register(r gin.IRouter) {
-	r.Use(securityHeaders, sameOrigin)
+	r.Use(securityHeaders, sameOrigin, w.readForm)
 	static, _ := fs.Sub(assets, "static")
 	r.StaticFS("/static", http.FS(static))
 	home := func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/certificates") }
@@ -151,6 +152,28 @@ func sameOrigin(c *gin.Context) {
 				return
 			}
 		}
+	}
+	c.Next()
+}
+
+// readForm reads a POST's form before any handler: c.PostForm swallows
+// read errors, so a form over the body limit was answered "unknown API
+// key" or "the form is stale", and a body that stalled until the read
+// timeout a 503 with an error logged.
+func (w *Console) readForm(c *gin.Context) {
+	if c.Request.Method != http.MethodPost {
+		c.Next()
+		return
+	}
+	if err := c.Request.ParseForm(); err != nil {
+		status, msg := http.StatusBadRequest, "the form could not be read (the upload was cut off or malformed); try again"
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("the form is over the %d-byte limit", mbe.Limit)
+		}
+		w.render(c, status, "error", page{Title: http.StatusText(status), Error: msg})
+		c.Abort()
+		return
 	}
 	c.Next()
 }

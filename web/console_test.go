@@ -65,6 +65,9 @@ type env struct {
 	keys  map[string]string // name → secret
 	ids   map[string]string // name → key id
 	clock *clock
+	// engine is the console's router, for requests the TLS client cannot
+	// shape (a body limit, a body that fails mid-read).
+	engine *gin.Engine
 }
 
 func newEnv(t *testing.T, with ...func(*Options, *storage.DB)) *env {
@@ -99,6 +102,7 @@ func newEnv(t *testing.T, with ...func(*Options, *storage.DB)) *env {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	con.Register(engine.Group("/ui"))
+	e.engine = engine
 	e.srv = httptest.NewTLSServer(engine)
 	t.Cleanup(e.srv.Close)
 	for name, scopes := range map[string][]string{"admin": {api.ScopeAdmin}, "reader": {api.ScopeRead}} {
@@ -420,5 +424,39 @@ func TestConsoleAPIKeys(t *testing.T) {
 	}
 	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"read"}, "expires": {"soon"}}); resp.StatusCode != 400 {
 		t.Fatalf("a bad lifetime: %d", resp.StatusCode)
+	}
+}
+
+// failingBody fails like a client whose upload stalls until the server's
+// read timeout.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, context.Canceled }
+func (failingBody) Close() error             { return nil }
+
+// A form over the body limit is 413 and a body that fails mid-read is 400,
+// not "unknown API key", "the form is stale" or a 503 with an error logged.
+func TestConsoleFormReadErrors(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name string
+		body func(w http.ResponseWriter) io.ReadCloser
+		want int
+	}{
+		{"over the limit", func(w http.ResponseWriter) io.ReadCloser {
+			return http.MaxBytesReader(w, io.NopCloser(strings.NewReader("key="+strings.Repeat("a", 4096))), 1024)
+		}, http.StatusRequestEntityTooLarge},
+		{"cut off", func(http.ResponseWriter) io.ReadCloser { return failingBody{} }, http.StatusBadRequest},
+	} {
+		for _, path := range []string{"/ui/login", "/ui/issue"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", path, nil)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Body = tc.body(rec)
+			e.engine.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Errorf("%s form to %s: %d, want %d\n%s", tc.name, path, rec.Code, tc.want, rec.Body)
+			}
+		}
 	}
 }

@@ -150,7 +150,7 @@ func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, err
 	if err != nil {
 		return nil, err
 	}
-	iss, err := a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "tls-server", Lifetime: 7 * 24 * time.Hour,
+	iss, err := a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "tls-server", Lifetime: a.serverCertLifetime(),
 		Requester: "system:https-listener", CSRChecked: false})
 	if err != nil {
 		return nil, err
@@ -160,6 +160,22 @@ func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, err
 		chain[i] = c.Raw
 	}
 	return chain, nil
+}
+
+// serverCertLifetime is a week, or less when the tls-server profile's
+// maximum or the default issuer's own remaining validity is shorter: a
+// stricter profile, or an intermediate in its last week, must not stop the
+// server from starting or renewing (issuance refuses a lifetime over
+// either).
+func (a *app) serverCertLifetime() time.Duration {
+	life := 7 * 24 * time.Hour
+	if p, err := a.pipeline.Profile("tls-server"); err == nil {
+		life = min(life, p.MaxLifetime)
+	}
+	if is, err := a.pipeline.Issuer(""); err == nil {
+		life = min(life, time.Until(is.Certificate().NotAfter)-time.Minute)
+	}
+	return life
 }
 
 func (a *app) defaultACMEEndpoint() string { return "default" }

@@ -24,6 +24,10 @@ type tlsCert struct {
 	issue    func(ctx context.Context, csrDER []byte) ([][]byte, error)
 	log      *slog.Logger
 	current  atomic.Pointer[tls.Certificate]
+	// issuedAt is when current was issued: renewal counts from it, not
+	// from the backdated notBefore (a backdate of days renewed every
+	// minute).
+	issuedAt atomic.Pointer[time.Time]
 }
 
 func (t *tlsCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -46,6 +50,9 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	} else {
 		tmpl.DNSNames = []string{t.hostname}
 	}
+	if t.hostname == "localhost" { // what https://127.0.0.1:8443 checks
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		return err
@@ -58,7 +65,9 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	t.current.Store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf})
+	t.issuedAt.Store(&now)
 	t.log.Info("HTTPS server certificate issued", "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
 	return nil
 }
@@ -68,8 +77,8 @@ func (t *tlsCert) renew(ctx context.Context) error {
 func (t *tlsCert) keepRenewed(ctx context.Context) {
 	for {
 		wait := time.Minute
-		if c := t.current.Load(); c != nil {
-			life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+		if c, at := t.current.Load(), t.issuedAt.Load(); c != nil && at != nil {
+			life := c.Leaf.NotAfter.Sub(*at)
 			wait = max(time.Until(c.Leaf.NotAfter.Add(-life/3)), time.Minute)
 		}
 		select {
