@@ -133,7 +133,7 @@ func (a *app) mountAPI() error {
 		return fmt.Errorf("api.issue_per_hour must not be negative")
 	}
 	if a.apps != nil {
-		opts.Keys = a.apps
+		opts.Keys = a.hsmMetrics.keys(a.apps)
 	}
 	rest, err := api.New(opts)
 	if err != nil {

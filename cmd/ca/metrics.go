@@ -11,8 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hsmMetrics times every signature the HSM makes for the CA, by key label:
-// strongroom_hsm_operation_duration_seconds{key, op}.
+// hsmMetrics times every signature the HSM makes for the CA, by key label,
+// and the key service's operations (keymetrics.go):
+// strongroom_hsm_operation_duration_seconds{key, op, outcome}.
 type hsmMetrics struct {
 	latency *prometheus.HistogramVec
 }
@@ -20,7 +21,7 @@ type hsmMetrics struct {
 func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 	m := &hsmMetrics{latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "strongroom_hsm_operation_duration_seconds",
-		Help:    "Latency of HSM operations made by the CA, by key label and operation.",
+		Help:    "Latency of HSM operations, by key (the CA's key labels; keyservice for applications' keys) and operation.",
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05},
 	}, []string{"key", "op", "outcome"})}
 	reg.MustRegister(m.latency)

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
@@ -110,5 +112,44 @@ func TestExpiryMetrics(t *testing.T) {
 	}
 	if queries != len(expiryWindows) {
 		t.Fatalf("%d queries for two scrapes, want %d (one per window, once)", queries, len(expiryWindows))
+	}
+}
+
+// encryptOnly is the key service as far as this test needs it.
+type encryptOnly struct{ api.KeyService }
+
+func (encryptOnly) Encrypt(_ context.Context, id string, pt, _ []byte) ([]byte, error) {
+	if id == "missing" {
+		return nil, errors.New("no such key")
+	}
+	return pt, nil
+}
+
+func TestKeyServiceTimed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ks := newHSMMetrics(reg).keys(encryptOnly{})
+	ctx := context.Background()
+	if out, err := ks.Encrypt(ctx, "k1", []byte("x"), nil); err != nil || string(out) != "x" {
+		t.Fatalf("wrapped Encrypt: %q, %v", out, err)
+	}
+	if _, err := ks.Encrypt(ctx, "missing", nil, nil); err == nil {
+		t.Fatal("the wrapper lost the error")
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range families {
+		for _, metric := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			counts[labels["key"]+"/"+labels["op"]+"/"+labels["outcome"]] = metric.GetHistogram().GetSampleCount()
+		}
+	}
+	if counts["keyservice/encrypt/ok"] != 1 || counts["keyservice/encrypt/error"] != 1 || len(counts) != 2 {
+		t.Fatalf("counts %v; want one ok and one failed keyservice encrypt", counts)
 	}
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/api"
+)
+
+// keys wraps the key service so its cryptographic operations are timed in
+// strongroom_hsm_operation_duration_seconds beside the CA's signatures,
+// under key "keyservice" (applications' key ids are random names without
+// bound: one series per key would grow with every key created) and the
+// operation's name.
+func (m *hsmMetrics) keys(ks api.KeyService) api.KeyService { return &timedKeys{KeyService: ks, m: m} }
+
+type timedKeys struct {
+	api.KeyService
+	m *hsmMetrics
+}
+
+// timed runs f and observes its latency as op.
+func timed[T any](t *timedKeys, op string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	t.m.latency.WithLabelValues("keyservice", op, outcome).Observe(time.Since(start).Seconds())
+	return v, err
+}
+
+func (t *timedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return timed(t, "sign", func() ([]byte, error) { return t.KeyService.Sign(ctx, id, digest, opts) })
+}
+
+func (t *timedKeys) Verify(ctx context.Context, id string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
+	_, err := timed(t, "verify", func() (struct{}, error) {
+		return struct{}{}, t.KeyService.Verify(ctx, id, version, digest, sig, opts)
+	})
+	return err
+}
+
+func (t *timedKeys) Encrypt(ctx context.Context, id string, plaintext, aad []byte) ([]byte, error) {
+	return timed(t, "encrypt", func() ([]byte, error) { return t.KeyService.Encrypt(ctx, id, plaintext, aad) })
+}
+
+func (t *timedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byte) ([]byte, error) {
+	return timed(t, "decrypt", func() ([]byte, error) { return t.KeyService.Decrypt(ctx, id, ciphertext, aad) })
+}
+
+func (t *timedKeys) HMAC(ctx context.Context, id string, data []byte) ([]byte, error) {
+	return timed(t, "hmac", func() ([]byte, error) { return t.KeyService.HMAC(ctx, id, data) })
+}
+
+func (t *timedKeys) VerifyHMAC(ctx context.Context, id string, data, mac []byte) error {
+	_, err := timed(t, "verify-hmac", func() (struct{}, error) { return struct{}{}, t.KeyService.VerifyHMAC(ctx, id, data, mac) })
+	return err
+}
+
+func (t *timedKeys) GenerateDataKey(ctx context.Context, id string, bits int) ([]byte, []byte, error) {
+	var wrapped []byte
+	pt, err := timed(t, "data-key", func() ([]byte, error) {
+		pt, w, err := t.KeyService.GenerateDataKey(ctx, id, bits)
+		wrapped = w
+		return pt, err
+	})
+	return pt, wrapped, err
+}
+
+func (t *timedKeys) DecryptDataKey(ctx context.Context, id string, wrapped []byte) ([]byte, error) {
+	return timed(t, "decrypt-data-key", func() ([]byte, error) { return t.KeyService.DecryptDataKey(ctx, id, wrapped) })
+}
