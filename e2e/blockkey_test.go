@@ -41,14 +41,7 @@ func TestBlockedKeys(t *testing.T) {
 	c := StartCA(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cli := func(args ...string) string {
-		t.Helper()
-		out, err := c.CLI(ctx, args...)
-		if err != nil {
-			t.Fatalf("ca %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	cli := func(args ...string) string { t.Helper(); return c.MustCLI(t, ctx, args...) }
 	leaked, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	a := issueChain(t, c, keyCSR(t, leaked, "a.localhost"))
 	b := issueChain(t, c, keyCSR(t, leaked, "b.localhost"))

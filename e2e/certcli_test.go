@@ -22,14 +22,7 @@ func TestCertCLI(t *testing.T) {
 	c := StartCA(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cli := func(args ...string) string {
-		t.Helper()
-		out, err := c.CLI(ctx, args...)
-		if err != nil {
-			t.Fatalf("ca %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	cli := func(args ...string) string { t.Helper(); return c.MustCLI(t, ctx, args...) }
 	one := issueChain(t, c, goCSR(t, "one.localhost"))
 	two := issueChain(t, c, goCSR(t, "two.localhost"))
 	s1, s2 := string(core.SerialFromBig(one[0].SerialNumber)), string(core.SerialFromBig(two[0].SerialNumber))

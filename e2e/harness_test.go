@@ -203,6 +203,16 @@ func (c *CA) CLI(ctx context.Context, args ...string) (string, error) {
 	return string(out), err
 }
 
+// MustCLI is CLI that fails the test when the command fails.
+func (c *CA) MustCLI(t testing.TB, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, err := c.CLI(ctx, args...)
+	if err != nil {
+		t.Fatalf("ca %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -35,21 +35,8 @@ func TestTimedSignerCountsByKey(t *testing.T) {
 			t.Fatalf("wrapped signer: %v", err)
 		}
 	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]uint64{}
-	for _, mf := range families {
-		for _, metric := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range metric.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			counts[labels["key"]+"/"+labels["outcome"]] = metric.GetHistogram().GetSampleCount()
-		}
-	}
-	if counts["intermediate/ok"] != 3 || counts["intermediate/error"] != 0 {
+	counts := hsmCounts(t, reg)
+	if counts["intermediate/sign/ok"] != 3 || counts["intermediate/sign/error"] != 0 {
 		t.Fatalf("counts %v; want 3 ok signatures for intermediate", counts)
 	}
 }
@@ -135,6 +122,16 @@ func TestKeyServiceTimed(t *testing.T) {
 	if _, err := ks.Encrypt(ctx, "missing", nil, nil); err == nil {
 		t.Fatal("the wrapper lost the error")
 	}
+	counts := hsmCounts(t, reg)
+	if counts["keyservice/encrypt/ok"] != 1 || counts["keyservice/encrypt/error"] != 1 || len(counts) != 2 {
+		t.Fatalf("counts %v; want one ok and one failed keyservice encrypt", counts)
+	}
+}
+
+// hsmCounts is each strongroom_hsm_operation_duration_seconds series'
+// sample count, by "key/op/outcome".
+func hsmCounts(t *testing.T, reg *prometheus.Registry) map[string]uint64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +146,5 @@ func TestKeyServiceTimed(t *testing.T) {
 			counts[labels["key"]+"/"+labels["op"]+"/"+labels["outcome"]] = metric.GetHistogram().GetSampleCount()
 		}
 	}
-	if counts["keyservice/encrypt/ok"] != 1 || counts["keyservice/encrypt/error"] != 1 || len(counts) != 2 {
-		t.Fatalf("counts %v; want one ok and one failed keyservice encrypt", counts)
-	}
+	return counts
 }
