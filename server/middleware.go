@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // RequestIDHeader carries the request id in both directions.
@@ -186,6 +188,8 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.BodyLimit)
 		}
 		sw := &statusWriter{ResponseWriter: w}
+		ctx := r.Context() // the request event carries the id itself
+		r = r.WithContext(core.WithRequestID(ctx, id))
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -198,7 +202,7 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			lm.observe(frontend(r.URL.Path), sw.status, d)
-			s.logRequest(r.Context(), id, listener, r.Method, r.URL.EscapedPath(), sw.status, sw.bytes, d, r.RemoteAddr)
+			s.logRequest(ctx, id, listener, r.Method, r.URL.EscapedPath(), sw.status, sw.bytes, d, r.RemoteAddr)
 		}()
 		h.ServeHTTP(sw, r)
 	})

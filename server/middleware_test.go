@@ -9,8 +9,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/strongroom-pki/strongroom/core/logfmt"
 )
 
 func TestRequestIDsUniqueAndEchoed(t *testing.T) {
@@ -147,3 +150,35 @@ func value(m *dto.Metric) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// A line an application writes while serving a request carries the
+// request's id (certificate issued, refused by policy, …), and the
+// request's own event names it once.
+func TestRequestIDInApplicationLogs(t *testing.T) {
+	var buf syncBuf
+	s := New(Options{Logger: slog.New(logfmt.NewJSON(&buf, nil))})
+	s.Engine().GET("/x", func(c *gin.Context) {
+		slog.New(logfmt.NewJSON(&buf, nil)).InfoContext(c.Request.Context(), "inner")
+		c.Status(http.StatusNoContent)
+	})
+	rec := httptest.NewRecorder()
+	s.HTTPSHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	id := rec.Header().Get(RequestIDHeader)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want the inner line and the request event, got:\n%s", buf.String())
+	}
+	for _, l := range lines {
+		if strings.Count(l, `"request_id"`) != 1 || !strings.Contains(l, `"request_id":"`+id+`"`) {
+			t.Errorf("line without request id %q once: %s", id, l)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

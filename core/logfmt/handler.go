@@ -21,6 +21,8 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // NewText returns a handler that writes what slog.NewTextHandler(w, opts)
@@ -89,6 +91,11 @@ func (h *handler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle writes r as one line with one Write call.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	// A line written while serving a request says which (the request's
+	// own event adds the id itself, with a context that lacks it).
+	if id := core.RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
 	if h.slow {
 		return h.std.Handle(ctx, r)
 	}
