@@ -3,6 +3,7 @@ package acme
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,9 @@ func (s *Server) newAccount(ctx context.Context, w http.ResponseWriter, r *http.
 		return err
 	case ar.OnlyReturnExisting:
 		return prob("accountDoesNotExist", http.StatusBadRequest, "no account exists with this key")
+	}
+	if err := s.refuseBlockedKey(ctx, req.key); err != nil {
+		return err
 	}
 	if s.o.Meta.TermsOfService != "" && !ar.TermsOfServiceAgreed {
 		return malformed("the terms of service must be agreed to (termsOfServiceAgreed)")
@@ -242,6 +246,9 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err := checkKey(&newKey, hdr.Alg); err != nil {
 		return err
 	}
+	if err := s.refuseBlockedKey(ctx, &newKey); err != nil {
+		return err
+	}
 	payload, err := inner.Verify(&newKey)
 	if err != nil {
 		return malformed("inner JWS signature is invalid")
@@ -317,4 +324,24 @@ func randomID() (string, error) {
 		return "", errors.Join(errors.New("reading random id"), err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// refuseBlockedKey refuses a new account key that is blocked (a
+// certificate with it was revoked for keyCompromise, or an operator
+// blocked it), as Boulder does: a key known to be compromised opens no
+// account. Existing accounts and revocation signed by such a key (how a
+// compromise is reported) are not affected.
+func (s *Server) refuseBlockedKey(ctx context.Context, k *jose.JSONWebKey) error {
+	spki, err := x509.MarshalPKIXPublicKey(k.Key)
+	if err != nil {
+		return prob("badPublicKey", http.StatusBadRequest, "JWK is not a usable public key")
+	}
+	blocked, err := s.o.Store.KeyBlocked(ctx, core.KeyHash(spki))
+	if err != nil {
+		return err
+	}
+	if blocked {
+		return prob("badPublicKey", http.StatusBadRequest, "this key is blocked (reported compromised); use another account key")
+	}
+	return nil
 }

@@ -13,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 func TestJWSChecks(t *testing.T) {
@@ -155,6 +157,14 @@ func TestAccounts(t *testing.T) {
 		t.Fatalf("deactivate: %d %s", r.StatusCode, r.body)
 	}
 	wantProblem(t, c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "x.example.com"}}}, nil), "unauthorized", 403)
+
+	// A blocked key (reported compromised) opens no account.
+	leaked := newRawClient(e)
+	spki, _ := x509.MarshalPKIXPublicKey(leaked.key.Public())
+	if _, err := e.db.BlockKey(context.Background(), storage.BlockedKey{Hash: core.KeyHash(spki), BlockedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, leaked.register(nil), "badPublicKey", 400)
 }
 
 func TestOrderEdges(t *testing.T) {

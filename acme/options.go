@@ -30,6 +30,9 @@ type Store interface {
 	UpdateACMEAccount(ctx context.Context, endpoint, id, status string, contact []string) error
 	ChangeACMEAccountKey(ctx context.Context, endpoint, id, oldThumb, newThumb string, jwk []byte) (string, error)
 	ACMEEABKey(ctx context.Context, kid string) (*storage.ACMEEABKey, error)
+	// KeyBlocked reports whether a key (core.KeyHash of its SPKI) is
+	// blocked: it opens no account.
+	KeyBlocked(ctx context.Context, keyHash []byte) (bool, error)
 
 	CreateACMEOrder(ctx context.Context, o *storage.ACMEOrder) error
 	ACMEOrder(ctx context.Context, endpoint, id string) (*storage.ACMEOrder, error)
