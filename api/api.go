@@ -30,7 +30,7 @@ type Authority interface {
 	DryRun(ctx context.Context, req ra.Request) (*ra.DryRunResult, error)
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
-	CheckRenewal(ctx context.Context, rr ra.RenewRequest) error
+	CheckRenewal(ctx context.Context, rr ra.RenewRequest) (origin string, err error)
 	Renew(ctx context.Context, rr ra.RenewRequest) (*ca.Issued, error)
 }
 

@@ -4,6 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -48,5 +52,44 @@ func TestIssueRateLimit(t *testing.T) {
 	}
 	if r, b := e.do(t, "POST", "/certificates", "admin", "application/json", body); r.StatusCode != http.StatusCreated {
 		t.Fatalf("another principal: %d %s", r.StatusCode, b)
+	}
+}
+
+// A renewal counts against the hourly cap of whoever asked for the first
+// certificate of its line: a certificate renewing its renewals does not
+// escape the cap.
+func TestRenewalCountsAgainstOrigin(t *testing.T) {
+	e := newEnv(t, nil, func(o *Options) { o.IssuePerHour, o.RateLimiter = 2, storage.NewMemoryLimiter(nil) })
+	srv, roots := e.mtlsServer(t)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", jsonBody(t, map[string]string{"csr": pemCSR(newCSR(t, k, "", "line.corp.internal"))}))
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("issue: %d %s", r.StatusCode, b)
+	}
+	renew := func(certPEM string) (int, string) {
+		t.Helper()
+		blk, _ := pem.Decode([]byte(certPEM))
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := e.clientWith(roots, cert, k).Post(srv.URL+"/api/v1/certificates/renew", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var cr CertificateResponse
+		body, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(body, &cr)
+		return resp.StatusCode, cr.Certificate
+	}
+	var first CertificateResponse
+	json.Unmarshal(b, &first)
+	st, second := renew(first.Certificate) // the key's second certificate this hour
+	if st != http.StatusCreated {
+		t.Fatalf("renewal within the cap: %d", st)
+	}
+	if st, _ := renew(second); st != http.StatusTooManyRequests {
+		t.Fatalf("renewing the renewal over the origin's cap: %d, want 429", st)
 	}
 }

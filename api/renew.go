@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -48,7 +49,8 @@ func (a *API) renew(c *gin.Context) {
 	}
 	rr := ra.RenewRequest{Current: cur, CSR: csr}
 	ctx := c.Request.Context()
-	if err := a.auth.CheckRenewal(ctx, rr); err != nil {
+	origin, err := a.auth.CheckRenewal(ctx, rr)
+	if err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -63,7 +65,13 @@ func (a *API) renew(c *gin.Context) {
 	if !issue {
 		return
 	}
-	iss, err := a.auth.Renew(ctx, rr)
+	// A renewal is a certificate: it counts against the hourly cap of
+	// whoever asked for the first certificate of its line (a replay
+	// above does not count, as for issuance).
+	var iss *ca.Issued
+	if err = a.countIssue(c, origin); err == nil {
+		iss, err = a.auth.Renew(ctx, rr)
+	}
 	claim.finish(c, iss, err)
 	if err != nil {
 		a.fail(c, err)

@@ -55,7 +55,7 @@ func RenewalPrincipal(serial core.Serial) string { return "renew:" + string(seri
 // Renew checks rr against the certificate's record and today's policy and
 // issues the renewed certificate.
 func (a *Authority) Renew(ctx context.Context, rr RenewRequest) (*ca.Issued, error) {
-	creq, err := a.checkRenewal(ctx, rr)
+	creq, _, err := a.checkRenewal(ctx, rr)
 	if err != nil {
 		a.log.InfoContext(ctx, "renewal refused", "serial", serialOf(rr.Current), "reason", core.DetailOf(err))
 		return nil, err
@@ -65,10 +65,12 @@ func (a *Authority) Renew(ctx context.Context, rr RenewRequest) (*ca.Issued, err
 
 // CheckRenewal runs Renew's checks without issuing: a front end that can
 // replay an earlier renewal asks first, so a certificate revoked since
-// never gets one.
-func (a *Authority) CheckRenewal(ctx context.Context, rr RenewRequest) error {
-	_, err := a.checkRenewal(ctx, rr)
-	return err
+// never gets one. It returns who asked for the first certificate of the
+// renewal line, whom a front end counts the renewal against (a line
+// renews one certificate at a time, but without bound over time).
+func (a *Authority) CheckRenewal(ctx context.Context, rr RenewRequest) (origin string, err error) {
+	_, origin, err = a.checkRenewal(ctx, rr)
+	return origin, err
 }
 
 func serialOf(c *x509.Certificate) string {
@@ -78,70 +80,70 @@ func serialOf(c *x509.Certificate) string {
 	return string(core.SerialFromBig(c.SerialNumber))
 }
 
-func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Request, error) {
+func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Request, string, error) {
 	cur := rr.Current
 	if cur == nil || cur.SerialNumber == nil {
-		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "renewal needs the current certificate as the TLS client certificate")
+		return ca.Request{}, "", core.Errorf(core.KindUnauthenticated, "renewal needs the current certificate as the TLS client certificate")
 	}
 	serial := core.SerialFromBig(cur.SerialNumber)
 	rec, err := a.ca.Certificate(ctx, serial)
 	switch {
 	case core.IsNotFound(err):
-		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not one we have a record of", serial)
+		return ca.Request{}, "", core.Errorf(core.KindUnauthenticated, "certificate %s is not one we have a record of", serial)
 	case err != nil:
-		return ca.Request{}, err
+		return ca.Request{}, "", err
 	case !bytes.Equal(rec.DER, cur.Raw):
-		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not the one we issued under that serial", serial)
+		return ca.Request{}, "", core.Errorf(core.KindUnauthenticated, "certificate %s is not the one we issued under that serial", serial)
 	case rec.Status == core.StatusRevoked:
-		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s has been revoked and cannot be renewed", serial)
+		return ca.Request{}, "", core.Errorf(core.KindUnauthenticated, "certificate %s has been revoked and cannot be renewed", serial)
 	case rec.Status != core.StatusValid:
-		return ca.Request{}, core.Errorf(core.KindUnauthenticated, "certificate %s is not valid", serial)
+		return ca.Request{}, "", core.Errorf(core.KindUnauthenticated, "certificate %s is not valid", serial)
 	}
 	p := a.policy.Renewal
 	if p.Disabled {
-		return ca.Request{}, core.Errorf(core.KindForbidden, "certificate renewal is turned off by policy")
+		return ca.Request{}, "", core.Errorf(core.KindForbidden, "certificate renewal is turned off by policy")
 	}
 	renewable := p.Profiles
 	if len(renewable) == 0 {
 		renewable = defaultRenewable
 	}
 	if !slices.Contains(renewable, rec.Profile) {
-		return ca.Request{}, core.Errorf(core.KindForbidden, "certificates of profile %s cannot renew themselves; request a new one", rec.Profile)
+		return ca.Request{}, "", core.Errorf(core.KindForbidden, "certificates of profile %s cannot renew themselves; request a new one", rec.Profile)
 	}
 	prof, err := a.ca.Profile(rec.Profile)
 	if err != nil {
-		return ca.Request{}, err
+		return ca.Request{}, "", err
 	}
 	// Whoever asked for the first certificate of this line must still be
 	// granted its profile (policy.profile_access): withdrawing a grant
 	// stops the renewals of what was issued under it.
 	origin, err := a.origin(ctx, rec)
 	if err != nil {
-		return ca.Request{}, err
+		return ca.Request{}, "", err
 	}
 	if !a.policy.mayUse(origin, prof.Name) {
-		return ca.Request{}, core.Errorf(core.KindForbidden, "profile %s is no longer granted to %s, who asked for the first certificate of this line; request a new one",
+		return ca.Request{}, "", core.Errorf(core.KindForbidden, "profile %s is no longer granted to %s, who asked for the first certificate of this line; request a new one",
 			prof.Name, principalLabel(origin))
 	}
 	pub, alg := cur.PublicKey, cur.PublicKeyAlgorithm
 	if rr.CSR != nil {
 		if err := rr.CSR.CheckSignature(); err != nil {
-			return ca.Request{}, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+			return ca.Request{}, "", core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
 		}
 		pub, alg = rr.CSR.PublicKey, rr.CSR.PublicKeyAlgorithm
 	}
 	if err := a.checkKey(pub, prof); err != nil {
-		return ca.Request{}, err
+		return ca.Request{}, "", err
 	}
 	// The identity is the current certificate's, as a CSR would carry it
 	// (the CA's template takes subject and SANs from the request).
 	same := &x509.CertificateRequest{PublicKey: pub, PublicKeyAlgorithm: alg, Subject: cur.Subject,
 		DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses, EmailAddresses: cur.EmailAddresses, URIs: cur.URIs}
 	if err := a.checkNames(same, nil); err != nil {
-		return ca.Request{}, err
+		return ca.Request{}, "", err
 	}
 	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))
-	return ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}, nil
+	return ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}, origin, nil
 }
 
 // origin follows a certificate's renewals back to the first certificate of
