@@ -182,8 +182,8 @@ func TestBuilderEndToEnd(t *testing.T) {
 		t.Fatalf("issuer certificate: HTTP %d %s", r.StatusCode, r.Header.Get("Content-Type"))
 	}
 	for _, p := range []string{"/crl/nope.crl", "/issuers/nope.crt", "/crl/int", "/crl/", "/other"} {
-		if r, _ := fetch(t, srv.URL+p); r.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s: HTTP %d, want 404", p, r.StatusCode)
+		if r, _ := fetch(t, srv.URL+p); r.StatusCode != http.StatusNotFound || r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("GET %s: HTTP %d %s, want a 404 problem document", p, r.StatusCode, r.Header.Get("Content-Type"))
 		}
 	}
 

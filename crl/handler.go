@@ -5,7 +5,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/server"
 )
+
+// notFound answers an unknown path or issuer as the rest of the plain
+// listener does: an RFC 9457 problem document.
+func notFound(w http.ResponseWriter, path string) {
+	server.WriteProblem(w, server.Problem{Status: http.StatusNotFound, Detail: "no such resource: " + path})
+}
 
 // ServeHTTP serves GET and HEAD of /crl/{issuer}.crl (the full CRL),
 // /crl/{issuer}-delta.crl and /issuers/{issuer}.crt (the issuer certificate,
@@ -14,7 +22,7 @@ import (
 func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		server.WriteProblem(w, server.Problem{Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed here (GET or HEAD)"})
 		return
 	}
 	p := r.URL.Path
@@ -22,7 +30,7 @@ func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/issuers/") && strings.HasSuffix(p, ".crt"):
 		s := b.issuers[strings.TrimSuffix(strings.TrimPrefix(p, "/issuers/"), ".crt")]
 		if s == nil {
-			http.NotFound(w, r)
+			notFound(w, p)
 			return
 		}
 		w.Header().Set("Content-Type", "application/pkix-cert")
@@ -32,7 +40,7 @@ func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case strings.HasPrefix(p, "/crl/") && strings.HasSuffix(p, ".crl"):
 	default:
-		http.NotFound(w, r)
+		notFound(w, p)
 		return
 	}
 	name := strings.TrimSuffix(strings.TrimPrefix(p, "/crl/"), ".crl")
@@ -41,13 +49,13 @@ func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name, delta = strings.TrimSuffix(name, "-delta"), true
 	}
 	if b.issuers[name] == nil {
-		http.NotFound(w, r)
+		notFound(w, p)
 		return
 	}
 	c := b.Current(name, delta)
 	if c == nil {
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, "CRL not built yet", http.StatusServiceUnavailable)
+		server.WriteProblem(w, server.Problem{Status: http.StatusServiceUnavailable, Detail: "the CRL of issuer " + name + " is not built yet"})
 		return
 	}
 	h := w.Header()

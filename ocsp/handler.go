@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/server"
 )
 
 // maxRequestBytes bounds a POST body; real requests are a few hundred bytes.
@@ -46,7 +47,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		http.Error(w, "OCSP takes GET or POST", http.StatusMethodNotAllowed)
+		server.WriteProblem(w, server.Problem{Status: http.StatusMethodNotAllowed, Detail: "OCSP takes GET or POST"})
 		return
 	}
 	a := r.respond(req.Context(), der)
