@@ -305,8 +305,12 @@ type CertFilter struct {
 	// with 100,000 certificates, ~30 ms when few match and ~0.2-0.5 s
 	// when all do, SQLite and PostgreSQL). The caller checks it is a DNS
 	// name: "%" and "_" are LIKE wildcards.
-	Under          string
-	IssuerID       string
+	Under    string
+	IssuerID string
+	// Requester selects what one principal asked for ("apikey:<id>",
+	// "acme:<endpoint>/<account>"): a scan, for incident response (`ca
+	// cert revoke-all --requester`), not an index lookup.
+	Requester      string
 	ExpiringAfter  time.Time // not_after >= this
 	ExpiringBefore time.Time // not_after < this
 	// After is the cursor: only serials greater than it (results are in
@@ -343,6 +347,9 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 	}
 	if f.IssuerID != "" {
 		where, args = append(where, "c.issuer_id = ?"), append(args, f.IssuerID)
+	}
+	if f.Requester != "" {
+		where, args = append(where, "c.requester = ?"), append(args, f.Requester)
 	}
 	if !f.ExpiringAfter.IsZero() {
 		where, args = append(where, "c.not_after >= ?"), append(args, Micros(f.ExpiringAfter))

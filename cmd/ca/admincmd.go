@@ -63,7 +63,11 @@ func apikeyCommand(g *globals) *cobra.Command {
 	}}
 	revoke := &cobra.Command{Use: "revoke ID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
-			return api.RevokeKey(ctx, n.db, args[0])
+			if err := api.RevokeKey(ctx, n.db, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "API key %s revoked; if it leaked, review what it was used to issue: ca cert revoke-all --requester apikey:%s\n", args[0], args[0])
+			return nil
 		})
 	}}
 	cmd.AddCommand(create, list, revoke)

@@ -32,11 +32,11 @@ import (
 
 func certCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke issued certificates; block compromised keys"}
-	var status, name, under, issuer, within string
+	var status, name, under, issuer, requester, within string
 	var limit int
 	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --under, --issuer, --expiring-within)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Limit: limit}
+			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Requester: requester, Limit: limit}
 			if f.Status != "" && f.Status != core.StatusValid && f.Status != core.StatusRevoked {
 				return fmt.Errorf("--status %q: want valid or revoked", status)
 			}
@@ -77,6 +77,7 @@ func certCommand(g *globals) *cobra.Command {
 	list.Flags().StringVar(&name, "name", "", "a SAN the certificate carries")
 	list.Flags().StringVar(&under, "under", "", "only those with a DNS name equal to or under this one (team.corp.internal)")
 	list.Flags().StringVar(&issuer, "issuer", "", "issuer id")
+	list.Flags().StringVar(&requester, "requester", "", `who asked: "apikey:ID", "acme:ENDPOINT/ACCOUNT", …`)
 	list.Flags().IntVar(&limit, "limit", 100, "how many")
 	list.Flags().StringVar(&within, "expiring-within", "", "only those that expire within this long (e.g. 30d)")
 	var asPEM bool
@@ -142,6 +143,7 @@ func certCommand(g *globals) *cobra.Command {
 	revoke.Flags().StringVar(&invalidity, "invalidity-date", "", "when the key was known or suspected compromised (RFC 3339)")
 	cmd.AddCommand(list, show, revoke)
 	cmd.AddCommand(blockKeyCommands(g)...)
+	cmd.AddCommand(revokeAllCommand(g))
 	return cmd
 }
 
@@ -153,11 +155,19 @@ type revokeRequest struct {
 }
 
 func parseRevokeRequest(serial, reason, invalidity string) (revokeRequest, error) {
+	s, err := core.ParseSerial(serial)
+	if err != nil {
+		return revokeRequest{}, err
+	}
+	r, err := parseRevokeReason(reason, invalidity)
+	r.Serial = s
+	return r, err
+}
+
+// parseRevokeReason reads --reason (a name or code) and --invalidity-date.
+func parseRevokeReason(reason, invalidity string) (revokeRequest, error) {
 	var r revokeRequest
 	var err error
-	if r.Serial, err = core.ParseSerial(serial); err != nil {
-		return r, err
-	}
 	if n, cerr := strconv.Atoi(reason); cerr == nil {
 		r.Reason, err = core.ReasonFromCode(n)
 	} else {

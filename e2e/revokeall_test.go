@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/core"
+)
+
+// TestRevokeAll: an API key leaked. Revoking it points at `ca cert
+// revoke-all --requester`; without --yes that lists and revokes nothing;
+// with it, what the key asked for is revoked through the running server
+// (OCSP says so at once) and another key's certificate is left alone.
+func TestRevokeAll(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := c.MustCLI(t, ctx, "apikey", "create", "--name", "deploy", "--scopes", "issue")
+	m := regexp.MustCompile(`id:\s+(\S+)\s+secret:\s+(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("apikey create:\n%s", out)
+	}
+	id, secret := m[1], m[2]
+	var leaked []string
+	for _, name := range []string{"one.localhost", "two.localhost"} {
+		resp, body := apiCall(t, c, "POST", "/certificates", secret, "application/pkcs10", "application/pem-certificate-chain", bytes.NewReader(goCSR(t, name)))
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("issue with the deploy key: %s\n%s", resp.Status, body)
+		}
+		leaked = append(leaked, string(core.SerialFromBig(parsePEMCerts(t, body)[0].SerialNumber)))
+	}
+	bystander := issueChain(t, c, goCSR(t, "three.localhost"))
+
+	if out := c.MustCLI(t, ctx, "apikey", "revoke", id); !strings.Contains(out, "ca cert revoke-all --requester apikey:"+id) {
+		t.Fatalf("apikey revoke does not point at revoke-all:\n%s", out)
+	}
+	out = c.MustCLI(t, ctx, "cert", "revoke-all", "--requester", "apikey:"+id, "--reason", "affiliationChanged")
+	if !strings.Contains(out, "would revoke 2 certificate(s)") || !strings.Contains(out, leaked[0]) || !strings.Contains(out, "nothing was revoked") {
+		t.Fatalf("dry run:\n%s", out)
+	}
+	if out := c.MustCLI(t, ctx, "cert", "list", "--status", "revoked"); strings.Contains(out, leaked[0]) {
+		t.Fatalf("the dry run revoked:\n%s", out)
+	}
+	out = c.MustCLI(t, ctx, "cert", "revoke-all", "--requester", "apikey:"+id, "--reason", "affiliationChanged", "--yes")
+	if !strings.Contains(out, "revoked 2 of 2 certificate(s)") || !strings.Contains(out, "through the running server") {
+		t.Fatalf("revoke-all --yes:\n%s", out)
+	}
+	for _, s := range leaked {
+		if out := c.MustCLI(t, ctx, "cert", "show", s); !strings.Contains(out, "affiliationChanged") {
+			t.Fatalf("%s after revoke-all:\n%s", s, out)
+		}
+	}
+	req, _ := ocsp.CreateRequest(bystander[0], bystander[1], nil)
+	if r := ocspGet(t, c, req, false, bystander[0], bystander[1]); r.Status != ocsp.Good {
+		t.Fatalf("another key's certificate after revoke-all: OCSP status %d", r.Status)
+	}
+	if out, err := c.CLI(ctx, "cert", "revoke-all", "--reason", "superseded", "--yes"); err == nil || !strings.Contains(out, "never revokes everything") {
+		t.Fatalf("revoke-all without a filter: %v\n%s", err, out)
+	}
+}
