@@ -18,6 +18,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // fakeIssuer is a plain Go CA: one P-256 key, a root certificate and a
@@ -31,6 +32,9 @@ type fakeIssuer struct {
 	fail    error
 	// during, if set, runs at the start of Issue (e.g. the client hangs up).
 	during func()
+	// blocks, if set, is where a revocation for keyCompromise by the key
+	// holder blocks the key, as ra's does.
+	blocks *storage.DB
 }
 
 func newFakeIssuer(t testing.TB) *fakeIssuer {
@@ -78,7 +82,7 @@ func (f *fakeIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, pr
 	return &acme.Issued{Serial: serial, Chains: [][][]byte{{der, f.ca.Raw}, {der, f.alt.Raw}}}, nil
 }
 
-func (f *fakeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
+func (f *fakeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string, keyHolder bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.certs[serial]
@@ -86,6 +90,11 @@ func (f *fakeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core
 		return core.ErrNotFound
 	}
 	c.Status, c.RevocationReason, c.RevokedAt = core.StatusRevoked, reason, time.Now()
+	if reason == core.ReasonKeyCompromise && keyHolder && f.blocks != nil {
+		cert, _ := x509.ParseCertificate(c.DER)
+		_, err := f.blocks.BlockKey(ctx, storage.BlockedKey{Hash: core.KeyHash(cert.RawSubjectPublicKeyInfo), Serial: serial, BlockedAt: time.Now()})
+		return err
+	}
 	return nil
 }
 

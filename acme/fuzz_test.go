@@ -48,7 +48,7 @@ type stubIssuer struct{}
 func (stubIssuer) Issue(context.Context, *x509.CertificateRequest, string, string) (*Issued, error) {
 	return nil, core.Errorf(core.KindUnavailable, "stub")
 }
-func (stubIssuer) Revoke(context.Context, core.Serial, core.RevocationReason, string) error {
+func (stubIssuer) Revoke(context.Context, core.Serial, core.RevocationReason, string, bool) error {
 	return nil
 }
 func (stubIssuer) Certificate(context.Context, core.Serial) (*core.Certificate, error) {

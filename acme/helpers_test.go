@@ -51,6 +51,7 @@ func newEnvDB(t testing.TB, db *storage.DB, mod func(o *acme.Options)) *env {
 	t.Helper()
 	e := &env{t: t, db: db, issuer: newFakeIssuer(t), val: &fakeValidator{published: map[string]string{}},
 		eab: &fakeEAB{keys: map[string][]byte{}}}
+	e.issuer.blocks = db
 	mux := http.NewServeMux()
 	e.ts = httptest.NewTLSServer(mux)
 	t.Cleanup(e.ts.Close)

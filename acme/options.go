@@ -86,7 +86,10 @@ type Issued struct {
 // KindBadKey and KindRejected are the client's fault.
 type Issuer interface {
 	Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*Issued, error)
-	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error
+	// Revoke revokes serial. keyHolder says the request was signed by the
+	// certificate's own key: only then does keyCompromise block the key
+	// (and revoke its other certificates), as Boulder does.
+	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string, keyHolder bool) error
 	// Certificate returns the stored record of any certificate the CA
 	// issued (core.ErrNotFound otherwise), for revokeCert and ARI.
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)

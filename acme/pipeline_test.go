@@ -144,21 +144,34 @@ func TestIssueWithCAPipeline(t *testing.T) {
 	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name}); err != nil {
 		t.Fatalf("chain from the ca pipeline does not verify: %v", err)
 	}
+	// finalize orders a fresh certificate (validated again: this endpoint
+	// reuses no proof) for a CSR with key.
+	finalize := func() *response {
+		o := decode[orderDoc](t, c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil))
+		if a := c.validate(o.Authorizations[0], "http-01", true); a.Status != "valid" {
+			t.Fatalf("authorization: %+v", a)
+		}
+		return c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", name))}, nil)
+	}
+	// The account's keyCompromise claim revokes its certificate and blocks
+	// nothing: it does not show the key is compromised (Boulder's rule).
+	if r := c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw), "reason": 1}, nil); r.StatusCode != 200 {
+		t.Fatalf("revoke by the account: %d %s", r.StatusCode, r.body)
+	}
+	if r := finalize(); r.StatusCode != 200 {
+		t.Fatalf("finalize after the account's keyCompromise: %d %s", r.StatusCode, r.body)
+	}
+	// Signed by the certificate's key, it blocks the key (of a
+	// certificate revoked for keyCompromise already, too).
 	byKey := &rawClient{e: e.env, key: key}
 	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(certs[0].Raw), "reason": 1}, nil); r.StatusCode != 200 {
-		t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+		t.Fatalf("revoke by the certificate key: %d %s", r.StatusCode, r.body)
 	}
 	rec, err := e.auth.Certificate(context.Background(), core.SerialFromBig(certs[0].SerialNumber))
 	if err != nil || rec.Status != core.StatusRevoked || rec.RevocationReason != core.ReasonKeyCompromise {
 		t.Fatalf("stored status %v, %v", rec, err)
 	}
-	// keyCompromise blocked the key: an order finalized with it is badCSR
-	// (a fresh order, validated again: this endpoint reuses no proof).
-	o := decode[orderDoc](t, c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil))
-	if a := c.validate(o.Authorizations[0], "http-01", true); a.Status != "valid" {
-		t.Fatalf("authorization: %+v", a)
-	}
-	r := c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", name))}, nil)
+	r := finalize()
 	wantProblem(t, r, "badCSR", 400)
 	if !strings.Contains(string(r.body), "blocked") {
 		t.Fatalf("finalize with a blocked key: %s", r.body)

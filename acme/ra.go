@@ -32,7 +32,10 @@ func (i *RAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, prof
 	return &Issued{Serial: iss.Serial, Chains: [][][]byte{chain, withRoot}}, nil
 }
 
-func (i *RAIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string) error {
+func (i *RAIssuer) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, requester string, keyHolder bool) error {
+	if reason == core.ReasonKeyCompromise && keyHolder {
+		return i.Authority.RevokeAndBlockKey(ctx, serial, time.Time{}, requester)
+	}
 	return i.Authority.Revoke(ctx, serial, reason, time.Time{}, requester)
 }
 

@@ -60,10 +60,20 @@ func (s *Server) revokeCert(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	// As Boulder does: a certificate revoked for another reason may be
 	// revoked again for keyCompromise by a request signed with its own key,
-	// which proves the compromise (the key is checked below).
-	upgrade := reason == core.ReasonKeyCompromise && rec.RevocationReason != core.ReasonKeyCompromise && req.account == nil
-	if rec.Status == core.StatusRevoked && !upgrade {
-		return prob("alreadyRevoked", http.StatusBadRequest, "certificate is already revoked")
+	// which proves the compromise (the key is checked below); so may one
+	// revoked for keyCompromise by a claim that did not block its key.
+	if rec.Status == core.StatusRevoked {
+		upgrade := reason == core.ReasonKeyCompromise && req.account == nil
+		if upgrade && rec.RevocationReason == core.ReasonKeyCompromise {
+			blocked, err := s.o.Store.KeyBlocked(ctx, core.KeyHash(cert.RawSubjectPublicKeyInfo))
+			if err != nil {
+				return err
+			}
+			upgrade = !blocked
+		}
+		if !upgrade {
+			return prob("alreadyRevoked", http.StatusBadRequest, "certificate is already revoked")
+		}
 	}
 	requester := "acme:" + s.o.Name + "/"
 	if req.account != nil {
@@ -78,7 +88,7 @@ func (s *Server) revokeCert(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		requester += "certificate-key"
 	}
-	if err := s.o.Issuer.Revoke(ctx, serial, reason, requester); err != nil {
+	if err := s.o.Issuer.Revoke(ctx, serial, reason, requester, req.account == nil); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "acme certificate revoked", "serial", serial, "reason", reason.String())

@@ -29,6 +29,7 @@ type Authority interface {
 	Issue(ctx context.Context, req ra.Request) (*ca.Issued, error)
 	DryRun(ctx context.Context, req ra.Request) (*ra.DryRunResult, error)
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
+	RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time, who string) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	CheckRenewal(ctx context.Context, rr ra.RenewRequest) (origin string, err error)
 	Renew(ctx context.Context, rr ra.RenewRequest) (*ca.Issued, error)

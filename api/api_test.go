@@ -104,9 +104,22 @@ func TestIssueGetListRevoke(t *testing.T) {
 	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 409 {
 		t.Fatalf("keyCompromise twice: %d %s", resp.StatusCode, body)
 	}
-	// keyCompromise blocked the key, so the two other certificates issued
-	// above for the same key were revoked with it, and the key gets no more.
+	// A revoke-scoped key's keyCompromise is a claim about one
+	// certificate: it blocks no key (else anyone allowed to revoke one
+	// certificate could revoke every certificate of its key).
 	var lr ListResponse
+	resp, body = e.do(t, "GET", "/certificates?status=revoked", "reader", "", nil)
+	json.Unmarshal(body, &lr)
+	if resp.StatusCode != 200 || len(lr.Certificates) != 1 {
+		t.Fatalf("list revoked after a revoke-scoped keyCompromise (want only that certificate): %d %s", resp.StatusCode, body)
+	}
+	// An admin's keyCompromise blocks the key, also of a certificate
+	// revoked for keyCompromise already: the two other certificates issued
+	// above for the same key are revoked with it, and the key gets no more.
+	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "admin", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 200 {
+		t.Fatalf("admin keyCompromise of a certificate revoked for keyCompromise: %d %s", resp.StatusCode, body)
+	}
+	lr = ListResponse{}
 	resp, body = e.do(t, "GET", "/certificates?status=revoked", "reader", "", nil)
 	json.Unmarshal(body, &lr)
 	if resp.StatusCode != 200 || len(lr.Certificates) != 3 || !slices.ContainsFunc(lr.Certificates, func(c CertificateResponse) bool { return c.Serial == cr.Serial }) ||

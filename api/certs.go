@@ -464,7 +464,12 @@ func (a *API) revoke(c *gin.Context) {
 			return
 		}
 	}
-	if err := a.auth.Revoke(c.Request.Context(), r.Serial, reason, invalidity, principalOf(c).name); err != nil {
+	p := principalOf(c)
+	revoke := func() error { return a.auth.Revoke(c.Request.Context(), r.Serial, reason, invalidity, p.name) }
+	if reason == core.ReasonKeyCompromise && ra.MayBlockKeys(p.limits, p.has(ScopeAdmin)) {
+		revoke = func() error { return a.auth.RevokeAndBlockKey(c.Request.Context(), r.Serial, invalidity, p.name) }
+	}
+	if err := revoke(); err != nil {
 		a.fail(c, err)
 		return
 	}

@@ -30,6 +30,9 @@ type Store interface {
 	// StoreIssued marks a reserved row valid with the signed DER.
 	StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error
 	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error
+	// RevokeAndBlockKey revokes for keyCompromise and blocks the key, in
+	// one transaction.
+	RevokeAndBlockKey(ctx context.Context, serial core.Serial, at, invalidity time.Time) error
 	GetCertificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	// KeyBlocked reports whether a key (core.KeyHash) is blocked.
 	// RecordIntent refuses one with core.ErrKeyBlocked.
@@ -221,18 +224,36 @@ func (c *CA) Certificate(ctx context.Context, serial core.Serial) (*core.Certifi
 // reason, at the CA's current time, with an optional invalidity date (RFC
 // 5280 §5.3.2; zero: none), which may not be in the future but may precede
 // the certificate: a key can be compromised before it is certified.
-// certificateHold is refused.
+// certificateHold is refused. A keyCompromise reason does not block the
+// key here (see RevokeAndBlockKey).
 func (c *CA) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error {
 	if _, err := core.ReasonFromCode(int(reason)); err != nil {
 		return err
 	}
+	return c.revoke(ctx, serial, reason, invalidity, c.store.RevokeCertificate)
+}
+
+// RevokeAndBlockKey revokes a certificate for keyCompromise, as Revoke, and
+// blocks its key (for a claimant who proved it holds the key, or is an
+// operator): nothing is issued for the key again, and RevokeBlockedKeys
+// revokes its other certificates. A certificate revoked for keyCompromise
+// already just has its key blocked.
+func (c *CA) RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time) error {
+	return c.revoke(ctx, serial, core.ReasonKeyCompromise, invalidity,
+		func(ctx context.Context, serial core.Serial, _ core.RevocationReason, at, invalidity time.Time) error {
+			return c.store.RevokeAndBlockKey(ctx, serial, at, invalidity)
+		})
+}
+
+func (c *CA) revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time,
+	record func(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error) error {
 	now := c.now().UTC()
 	if !invalidity.IsZero() {
 		if err := CheckInvalidityDate(invalidity, now); err != nil {
 			return err
 		}
 	}
-	if err := c.store.RevokeCertificate(ctx, serial, reason, now, invalidity.UTC()); err != nil {
+	if err := record(ctx, serial, reason, now, invalidity.UTC()); err != nil {
 		return err
 	}
 	c.log.InfoContext(ctx, "certificate revoked", "serial", string(serial), "reason", reason.String())

@@ -71,13 +71,20 @@ func TestBlockedKeys(t *testing.T) {
 	if out := cli("cert", "block-key", pubFile); !strings.Contains(out, "blocked already") || !strings.Contains(out, "0 certificate(s)") {
 		t.Fatalf("ca cert block-key again:\n%s", out)
 	}
-	keyPEM, _ := x509.MarshalECPrivateKey(leaked)
-	privFile := filepath.Join(dir, "leaked.key")
-	os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyPEM}), 0o600)
+	// A leaked private key is how a compromise usually turns up: its
+	// public half names the same key (PEM or DER).
+	keyDER, _ := x509.MarshalECPrivateKey(leaked)
+	privFile, derFile := filepath.Join(dir, "leaked.key"), filepath.Join(dir, "leaked.der")
+	os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	os.WriteFile(derFile, keyDER, 0o600)
+	for _, f := range []string{privFile, derFile} {
+		if out := cli("cert", "block-key", f); !strings.Contains(out, "blocked already") {
+			t.Fatalf("ca cert block-key %s (the same key):\n%s", f, out)
+		}
+	}
 	for _, bad := range []struct{ file, want string }{
-		{privFile, "never send a private key"},
 		{filepath.Join(dir, "missing.pem"), "no such file"},
-		{c.Dir + "/strongroom.yaml", "no PEM block"},
+		{c.Dir + "/strongroom.yaml", "neither PEM nor DER"},
 	} {
 		if out, err := c.CLI(ctx, "cert", "block-key", bad.file); err == nil || !strings.Contains(out, bad.want) {
 			t.Errorf("ca cert block-key %s: %v, want %q:\n%s", bad.file, err, bad.want, out)

@@ -3,17 +3,16 @@ package ra
 import (
 	"context"
 	"time"
-
-	"github.com/strongroom-pki/strongroom/core"
 )
 
-// SweepBlockedKeys revokes for keyCompromise every valid, unexpired
-// certificate whose key is blocked, and tells the responders and CRL
-// builders of each (OnRevoke) as Revoke does. A keyCompromise revocation
-// blocks the certificate's key, so the other certificates of that key —
-// renewals keep their key, and a key may be reused across requests — are
-// revoked with it: a compromised key is compromised in all of them. It
-// returns how many it revoked.
+// SweepBlockedKeys revokes for keyCompromise every unexpired certificate
+// whose key is blocked (one revoked for another reason gets keyCompromise
+// as its reason), and tells the responders and CRL builders of each
+// (OnRevoke) as Revoke does. RevokeAndBlockKey and `ca cert block-key`
+// block a key, so the other certificates of that key — renewals keep their
+// key, and a key may be reused across requests — are revoked with it: a
+// compromised key is compromised in all of them. It returns how many it
+// revoked.
 func (a *Authority) SweepBlockedKeys(ctx context.Context) (int, error) {
 	out, err := a.ca.RevokeBlockedKeys(ctx)
 	for _, c := range out {
@@ -49,17 +48,5 @@ func (a *Authority) WatchBlockedKeys(ctx context.Context, every time.Duration) {
 		if _, err := a.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("revoking certificates with blocked keys", "err", err)
 		}
-	}
-}
-
-// revokedForKey is Revoke's follow-up of a keyCompromise revocation: the
-// certificate's key is blocked now (in the revocation's transaction), so
-// its other certificates go at once, not at the next periodic sweep.
-func (a *Authority) revokedForKey(ctx context.Context, reason core.RevocationReason) {
-	if reason != core.ReasonKeyCompromise {
-		return
-	}
-	if n, err := a.SweepBlockedKeys(ctx); err != nil {
-		a.log.ErrorContext(ctx, "revoking the other certificates of a compromised key (the periodic sweep retries)", "err", err, "revoked", n)
 	}
 }

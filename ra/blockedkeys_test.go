@@ -14,9 +14,11 @@ import (
 	"github.com/strongroom-pki/strongroom/core"
 )
 
-// A keyCompromise revocation blocks the key: the renewals that carry it are
-// revoked with it (and their revocations published), and nothing is issued
-// for it again, by issuance, dry run or a rekeying renewal.
+// RevokeAndBlockKey blocks the key (also of a certificate revoked for
+// keyCompromise already): the renewals that carry it are revoked with it,
+// one revoked for another reason gets keyCompromise as its reason (and
+// each revocation is published), and nothing is issued for it again, by
+// issuance, dry run or a rekeying renewal.
 func TestKeyCompromiseBlocksTheKey(t *testing.T) {
 	c, _ := newCA(t)
 	ctx := context.Background()
@@ -50,7 +52,21 @@ func TestKeyCompromiseBlocksTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A keyCompromise claim by someone who may revoke one certificate
+	// revokes that one; the key is blocked only by RevokeAndBlockKey.
+	if err := a.Revoke(ctx, r2.Serial, core.ReasonSuperseded, time.Time{}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Revoke(ctx, first.Serial, core.ReasonKeyCompromise, time.Time{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := a.Certificate(ctx, r1.Serial); rec.Status != core.StatusValid {
+		t.Fatalf("a plain keyCompromise revocation revoked another certificate of the key: %s", rec.Status)
+	}
+	mu.Lock()
+	published = nil
+	mu.Unlock()
+	if err := a.RevokeAndBlockKey(ctx, first.Serial, time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	want := []core.Serial{first.Serial, r1.Serial, r2.Serial}

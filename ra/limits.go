@@ -170,6 +170,14 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 	return nil
 }
 
+// MayBlockKeys says whether a client of a front end holding limits l, with
+// or without the admin scope, is trusted to block a key by revoking one of
+// its certificates for keyCompromise (RevokeAndBlockKey): blocking revokes
+// every certificate of the key, whoever holds them, so only an admin
+// credential without name limits may. Anyone else's keyCompromise revokes
+// the one certificate.
+func MayBlockKeys(l *Limits, admin bool) bool { return admin && !l.limitsNames() }
+
 // IsCA reports whether rec is a CA certificate (basicConstraints cA).
 func IsCA(rec *core.Certificate) bool {
 	c, err := x509.ParseCertificate(rec.DER)

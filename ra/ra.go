@@ -25,6 +25,7 @@ type CA interface {
 	Issue(ctx context.Context, req ca.Request) (*ca.Issued, error)
 	DryRun(ctx context.Context, req ca.Request) (*ca.Draft, error)
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time) error
+	RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	Profile(name string) (ca.Profile, error)
 	// Refused counts a request policy refused in the issuance metrics.
@@ -303,12 +304,35 @@ func identifierOf(s string) Identifier {
 
 // Revoke revokes serial with an RFC 5280 reason and an optional invalidity
 // date (zero: none) on behalf of who. The front end has already checked that
-// who may revoke it.
+// who may revoke it. keyCompromise here is a claim, not a proof: the key is
+// not blocked (RevokeAndBlockKey), as Boulder leaves a subscriber's
+// account-signed keyCompromise, since blocking would let anyone who may
+// revoke one certificate revoke every certificate of its key.
 func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error {
 	if _, err := core.ReasonFromCode(int(reason)); err != nil {
 		return err
 	}
-	if err := a.ca.Revoke(ctx, serial, reason, invalidity); err != nil {
+	return a.revoke(ctx, serial, reason, who, func() error { return a.ca.Revoke(ctx, serial, reason, invalidity) })
+}
+
+// RevokeAndBlockKey revokes serial for keyCompromise and blocks its key:
+// nothing is issued for the key again, and every other unexpired
+// certificate with it is revoked for keyCompromise too, at once. Only for
+// who proved it holds the key (an ACME request signed by it) or is trusted
+// with every certificate (an operator, an admin credential). A certificate
+// revoked for keyCompromise already just has its key blocked.
+func (a *Authority) RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time, who string) error {
+	if err := a.revoke(ctx, serial, core.ReasonKeyCompromise, who, func() error { return a.ca.RevokeAndBlockKey(ctx, serial, invalidity) }); err != nil {
+		return err
+	}
+	if n, err := a.SweepBlockedKeys(ctx); err != nil {
+		a.log.ErrorContext(ctx, "revoking the other certificates of a compromised key (the periodic sweep retries)", "err", err, "revoked", n)
+	}
+	return nil
+}
+
+func (a *Authority) revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, who string, record func() error) error {
+	if err := record(); err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "revocation", "serial", string(serial), "reason", reason.String(), "principal", who)
@@ -327,7 +351,6 @@ func (a *Authority) Revoke(ctx context.Context, serial core.Serial, reason core.
 	if a.onRevoke != nil {
 		a.onRevoke(ctx, rec.IssuerID, serial)
 	}
-	a.revokedForKey(ctx, reason)
 	return nil
 }
 

@@ -101,11 +101,13 @@ func keyHashOf(der []byte) ([]byte, error) {
 	return core.KeyHash(c.RawSubjectPublicKeyInfo), nil
 }
 
-// RevokeBlockedKeys revokes for keyCompromise every valid, unexpired
-// certificate whose key is blocked (Boulder's bad-key-revoker), dated at,
-// with the invalidity date the key was blocked with, and returns them
-// (Serial, IssuerID and the revocation fields set). A certificate another
-// node revoked meanwhile is left as it is and not returned.
+// RevokeBlockedKeys revokes for keyCompromise every unexpired certificate
+// whose key is blocked (Boulder's bad-key-revoker), and returns them
+// (Serial, IssuerID and the revocation fields set): a valid one is revoked
+// dated at, with the invalidity date the key was blocked with; one revoked
+// for another reason gets keyCompromise as its reason, its revocation date
+// kept (as a keyCompromise revocation may replace an earlier reason). One
+// another node changed meanwhile is left as it is and not returned.
 //
 // It finds a certificate once its key hash is recorded: at its intent, or
 // for rows from before key hashes by BackfillKeyHashes. A certificate whose
@@ -114,15 +116,16 @@ func keyHashOf(der []byte) ([]byte, error) {
 func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certificate, error) {
 	// Read first: on SQLite an UPDATE takes the write lock even when it
 	// matches nothing, and this runs every few seconds on every node.
-	found, err := queryAll(ctx, d, "finding certificates with blocked keys", `SELECT c.serial, c.issuer_id, b.invalidity_date
-		FROM blocked_keys b JOIN certificates c ON c.key_hash = b.key_hash
-		WHERE c.status = ? AND c.not_after > ? ORDER BY c.serial`, []any{string(core.StatusValid), Micros(at)},
+	found, err := queryAll(ctx, d, "finding certificates with blocked keys", `SELECT c.serial, c.issuer_id, c.status, c.revoked_at,
+		b.invalidity_date FROM blocked_keys b JOIN certificates c ON c.key_hash = b.key_hash
+		WHERE (c.status = ? OR (c.status = ? AND c.revocation_reason <> ?)) AND c.not_after > ? ORDER BY c.serial`,
+		[]any{string(core.StatusValid), string(core.StatusRevoked), int(core.ReasonKeyCompromise), Micros(at)},
 		func(r scanner) (core.Certificate, error) {
 			var c core.Certificate
-			var serial string
-			var inv int64
-			err := r.Scan(&serial, &c.IssuerID, &inv)
-			c.Serial, c.InvalidityDate = core.Serial(serial), FromMicros(inv)
+			var serial, status string
+			var revokedAt, inv int64
+			err := r.Scan(&serial, &c.IssuerID, &status, &revokedAt, &inv)
+			c.Serial, c.Status, c.RevokedAt, c.InvalidityDate = core.Serial(serial), core.CertStatus(status), FromMicros(revokedAt), FromMicros(inv)
 			return c, err
 		})
 	if err != nil || len(found) == 0 {
@@ -132,15 +135,24 @@ func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certif
 	err = d.InTx(ctx, func(tx *Tx) error {
 		out = out[:0]
 		for _, c := range found {
-			res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
-				invalidity_date = ?, updated_at = ? WHERE serial = ? AND status = ?`,
-				string(core.StatusRevoked), Micros(at), int(core.ReasonKeyCompromise), Micros(c.InvalidityDate), Micros(at),
-				string(c.Serial), string(core.StatusValid))
-			if err != nil {
-				return fmt.Errorf("revoking a certificate with a blocked key: %w", err)
+			var changed bool
+			if c.Status == core.StatusRevoked {
+				var err error
+				if changed, err = raiseToKeyCompromise(ctx, tx, c.Serial, at, c.InvalidityDate); err != nil {
+					return err
+				}
+			} else {
+				res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?, invalidity_date = ?,
+					updated_at = ? WHERE serial = ? AND status = ?`, string(core.StatusRevoked), Micros(at), int(core.ReasonKeyCompromise),
+					Micros(c.InvalidityDate), Micros(at), string(c.Serial), string(core.StatusValid))
+				if err != nil {
+					return fmt.Errorf("revoking a certificate with a blocked key: %w", err)
+				}
+				n, _ := res.RowsAffected()
+				changed, c.RevokedAt = n == 1, at
 			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				c.Status, c.RevokedAt, c.RevocationReason = core.StatusRevoked, at, core.ReasonKeyCompromise
+			if changed {
+				c.Status, c.RevocationReason = core.StatusRevoked, core.ReasonKeyCompromise
 				out = append(out, c)
 			}
 		}

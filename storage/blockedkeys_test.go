@@ -81,8 +81,21 @@ func TestBlockedKeys(t *testing.T) {
 		if blocked, err := db.KeyBlocked(ctx, keyHash(t, k1)); err != nil || blocked {
 			t.Fatalf("KeyBlocked before any report = %v, %v", blocked, err)
 		}
+		superseded := keyed(t, db, k1, later, false)
+		if err := db.RevokeCertificate(ctx, superseded, core.ReasonSuperseded, time.Now().UTC(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		// A keyCompromise claim alone blocks nothing.
 		inv := time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second)
 		if err := db.RevokeCertificate(ctx, reported, core.ReasonKeyCompromise, time.Now().UTC(), inv); err != nil {
+			t.Fatal(err)
+		}
+		if keys, err := db.BlockedKeys(ctx); err != nil || len(keys) != 0 {
+			t.Fatalf("RevokeCertificate(keyCompromise) blocked %d keys (%v)", len(keys), err)
+		}
+		// RevokeAndBlockKey of a certificate revoked for keyCompromise
+		// already blocks its key (not a conflict).
+		if err := db.RevokeAndBlockKey(ctx, reported, time.Now().UTC(), inv); err != nil {
 			t.Fatal(err)
 		}
 		keys, err := db.BlockedKeys(ctx)
@@ -96,8 +109,14 @@ func TestBlockedKeys(t *testing.T) {
 		// not another key's.
 		at := time.Now().UTC().Truncate(time.Microsecond)
 		got, err := db.RevokeBlockedKeys(ctx, at)
-		if err != nil || !slices.Equal(serialsOf(got), []core.Serial{sibling}) || got[0].IssuerID != "int" {
-			t.Fatalf("RevokeBlockedKeys = %v, %v; want [%s]", serialsOf(got), err, sibling)
+		want := []core.Serial{sibling, superseded}
+		slices.Sort(want)
+		if err != nil || !slices.Equal(serialsOf(got), want) || got[0].IssuerID != "int" {
+			t.Fatalf("RevokeBlockedKeys = %v, %v; want %v", serialsOf(got), err, want)
+		}
+		// One revoked for another reason gets keyCompromise, its date kept.
+		if rec, _ := db.GetCertificate(ctx, superseded); rec.RevocationReason != core.ReasonKeyCompromise || rec.RevokedAt.Equal(at) {
+			t.Fatalf("superseded sibling after the sweep: %s revoked at %s", rec.RevocationReason, rec.RevokedAt)
 		}
 		rec, _ := db.GetCertificate(ctx, sibling)
 		if rec.Status != core.StatusRevoked || rec.RevocationReason != core.ReasonKeyCompromise || !rec.InvalidityDate.Equal(inv) || !rec.RevokedAt.Equal(at) {
@@ -176,7 +195,7 @@ func TestBlockedKeys(t *testing.T) {
 		// A damaged stored certificate still gets revoked: there is no key
 		// to block, and the revocation must stand.
 		damaged := issue(t, db, "int", []string{"d.example"}, later)
-		if err := db.RevokeCertificate(ctx, damaged, core.ReasonKeyCompromise, time.Now().UTC(), time.Time{}); err != nil {
+		if err := db.RevokeAndBlockKey(ctx, damaged, time.Now().UTC(), time.Time{}); err != nil {
 			t.Fatalf("keyCompromise revocation of a row whose DER does not parse: %v", err)
 		}
 	})

@@ -166,20 +166,34 @@ func storeIssued(ctx context.Context, x execer, serial core.Serial, der []byte, 
 // specially. The reason changes, and the invalidity date if one is given;
 // the revocation date stays.
 //
-// A keyCompromise revocation also blocks the certificate's key, in the same
-// transaction: no certificate is issued for it again, and
-// RevokeBlockedKeys revokes the others that carry it.
+// It never blocks the key: a keyCompromise claim blocks it only when the
+// claimant proved it holds the key or is trusted (RevokeAndBlockKey).
 func (d *DB) RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
+	return d.InTx(ctx, func(tx *Tx) error { return revokeCertificate(ctx, tx, serial, reason, at, invalidity) })
+}
+
+// RevokeAndBlockKey revokes a certificate for keyCompromise and blocks its
+// key in the same transaction: no certificate is issued for the key again,
+// and RevokeBlockedKeys revokes the others that carry it. For a claimant
+// who proved it holds the key, or an operator. A certificate revoked for
+// keyCompromise already has its key blocked (not a conflict): its
+// revocation may have come from someone trusted less.
+func (d *DB) RevokeAndBlockKey(ctx context.Context, serial core.Serial, at, invalidity time.Time) error {
 	return d.InTx(ctx, func(tx *Tx) error {
-		if err := revokeCertificate(ctx, tx, serial, reason, at, invalidity); err != nil {
+		err := revokeCertificate(ctx, tx, serial, core.ReasonKeyCompromise, at, invalidity)
+		if errors.Is(err, errRevokedForKeyCompromise) {
+			err = nil
+		}
+		if err != nil {
 			return err
 		}
-		if reason == core.ReasonKeyCompromise {
-			return blockKeyOf(ctx, tx, serial, invalidity, at)
-		}
-		return nil
+		return blockKeyOf(ctx, tx, serial, invalidity, at)
 	})
 }
+
+// errRevokedForKeyCompromise marks revokeCertificate's conflict when the
+// certificate is revoked for keyCompromise already.
+var errRevokedForKeyCompromise = errors.New("revoked for keyCompromise already")
 
 func revokeCertificate(ctx context.Context, tx *Tx, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
 	res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
@@ -192,27 +206,39 @@ func revokeCertificate(ctx context.Context, tx *Tx, serial core.Serial, reason c
 		return nil
 	}
 	if reason == core.ReasonKeyCompromise {
-		q, args := `UPDATE certificates SET revocation_reason = ?, updated_at = ?`, []any{int(reason), Micros(at)}
-		if !invalidity.IsZero() {
-			q, args = q+`, invalidity_date = ?`, append(args, Micros(invalidity))
-		}
-		res, err := tx.Exec(ctx, q+` WHERE serial = ? AND status = ? AND revocation_reason <> ?`,
-			append(args, string(serial), string(core.StatusRevoked), int(reason))...)
-		if err != nil {
-			return fmt.Errorf("revoking certificate for keyCompromise: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil
+		raised, err := raiseToKeyCompromise(ctx, tx, serial, at, invalidity)
+		if err != nil || raised {
+			return err
 		}
 	}
 	c, err := getCertificate(ctx, tx, serial)
 	if err != nil {
 		return err
 	}
+	if c.Status == core.StatusRevoked && c.RevocationReason == core.ReasonKeyCompromise {
+		return core.Wrap(core.KindConflict, errRevokedForKeyCompromise, fmt.Sprintf("certificate %s is revoked already (keyCompromise)", serial))
+	}
 	if c.Status == core.StatusRevoked {
 		return core.Errorf(core.KindConflict, "certificate %s is revoked already (%s); only keyCompromise may replace an earlier reason", serial, c.RevocationReason)
 	}
 	return core.Errorf(core.KindConflict, "certificate %s is %s, not valid", serial, c.Status)
+}
+
+// raiseToKeyCompromise makes keyCompromise the reason of a certificate
+// revoked for another one; the revocation date stays, the invalidity date
+// changes if one is given. It reports whether the row changed.
+func raiseToKeyCompromise(ctx context.Context, x execer, serial core.Serial, at, invalidity time.Time) (bool, error) {
+	q, args := `UPDATE certificates SET revocation_reason = ?, updated_at = ?`, []any{int(core.ReasonKeyCompromise), Micros(at)}
+	if !invalidity.IsZero() {
+		q, args = q+`, invalidity_date = ?`, append(args, Micros(invalidity))
+	}
+	res, err := x.Exec(ctx, q+` WHERE serial = ? AND status = ? AND revocation_reason <> ?`,
+		append(args, string(serial), string(core.StatusRevoked), int(core.ReasonKeyCompromise))...)
+	if err != nil {
+		return false, fmt.Errorf("revoking certificate for keyCompromise: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 const certColumns = `serial, issuer_id, profile, requester, subject, names, not_before, not_after,

@@ -32,6 +32,7 @@ var assets embed.FS
 type Authority interface {
 	Issue(ctx context.Context, req ra.Request) (*ca.Issued, error)
 	Revoke(ctx context.Context, serial core.Serial, reason core.RevocationReason, invalidity time.Time, who string) error
+	RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time, who string) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 }
 

@@ -127,7 +127,15 @@ func (w *Console) revoke(c *gin.Context, op *operator) {
 		w.fail(c, op, err)
 		return
 	}
-	if err := w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal()); err != nil {
+	revoke := func() error {
+		return w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal())
+	}
+	if reason == core.ReasonKeyCompromise && ra.MayBlockKeys(op.limits, op.may(api.ScopeAdmin)) {
+		revoke = func() error {
+			return w.o.Authority.RevokeAndBlockKey(c.Request.Context(), r.Serial, time.Time{}, op.principal())
+		}
+	}
+	if err := revoke(); err != nil {
 		w.fail(c, op, err)
 		return
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -30,7 +31,7 @@ import (
 func blockKeyCommands(g *globals) []*cobra.Command {
 	var comment string
 	block := &cobra.Command{Use: "block-key FILE",
-		Short: "Block a public key (PEM public key, certificate or CSR): nothing is issued for it again, and its unexpired certificates are revoked for keyCompromise",
+		Short: "Block a key (a public key, certificate, CSR or leaked private key, PEM or DER): nothing is issued for it again, and its unexpired certificates are revoked for keyCompromise",
 		Args:  cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			pemBytes, err := os.ReadFile(args[0])
 			if err != nil {
@@ -102,40 +103,88 @@ func printBlocked(out io.Writer, hash string, res blockKeyResult, how string) {
 	fmt.Fprintf(out, "%s %s; %d certificate(s) with it revoked for keyCompromise (%s)\n", verb, hash, res.Revoked, how)
 }
 
-// keyHashOfPEM finds the public key in a PEM public key, certificate or
-// CSR and returns its core.KeyHash, over the key re-encoded as
-// crypto/x509 encodes it in the certificates it makes.
+// keyHashOfPEM finds the public key in a file — a PEM public key (PKIX or
+// PKCS #1), certificate, CSR or private key (leaked keys usually turn up as
+// private keys: only its public half is used, and nothing of it leaves this
+// process), or the same as DER — and returns its core.KeyHash, over the key
+// re-encoded as crypto/x509 encodes it in the certificates it makes.
 func keyHashOfPEM(data []byte) ([]byte, error) {
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, errors.New("no PEM block (want a PUBLIC KEY, CERTIFICATE or CERTIFICATE REQUEST)")
-	}
 	var pub any
 	var err error
-	switch b.Type {
-	case "PUBLIC KEY":
-		pub, err = x509.ParsePKIXPublicKey(b.Bytes)
-	case "CERTIFICATE":
-		var c *x509.Certificate
-		if c, err = x509.ParseCertificate(b.Bytes); err == nil {
-			pub = c.PublicKey
-		}
-	case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
-		var c *x509.CertificateRequest
-		if c, err = x509.ParseCertificateRequest(b.Bytes); err == nil {
-			pub = c.PublicKey
-		}
-	default:
-		return nil, fmt.Errorf("a %q PEM block holds no public key we read (want PUBLIC KEY, CERTIFICATE or CERTIFICATE REQUEST; never send a private key)", b.Type)
+	if b, _ := pem.Decode(data); b != nil {
+		pub, err = publicKeyOf(b.Type, b.Bytes)
+	} else if pub, err = publicKeyOfDER(data); err != nil {
+		return nil, errors.New("neither PEM nor DER of a public key, certificate, CSR or private key")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("parsing the %s: %w", strings.ToLower(b.Type), err)
+		return nil, err
 	}
 	spki, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
 	return core.KeyHash(spki), nil
+}
+
+// publicKeyOf parses one PEM block's contents by its type.
+func publicKeyOf(typ string, der []byte) (any, error) {
+	var pub any
+	var err error
+	switch typ {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(der)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(der)
+	case "CERTIFICATE":
+		var c *x509.Certificate
+		if c, err = x509.ParseCertificate(der); err == nil {
+			pub = c.PublicKey
+		}
+	case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
+		var c *x509.CertificateRequest
+		if c, err = x509.ParseCertificateRequest(der); err == nil {
+			pub = c.PublicKey
+		}
+	case "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
+		pub, err = publicOfPrivate(typ, der)
+	default:
+		return nil, fmt.Errorf("a %q PEM block holds no key we read (want PUBLIC KEY, RSA PUBLIC KEY, CERTIFICATE, CERTIFICATE REQUEST or a private key)", typ)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing the %s: %w", strings.ToLower(typ), err)
+	}
+	return pub, nil
+}
+
+// publicKeyOfDER tries each DER structure a key may come in.
+func publicKeyOfDER(der []byte) (any, error) {
+	for _, typ := range []string{"CERTIFICATE", "CERTIFICATE REQUEST", "PUBLIC KEY", "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "RSA PUBLIC KEY"} {
+		if pub, err := publicKeyOf(typ, der); err == nil {
+			return pub, nil
+		}
+	}
+	return nil, errors.New("no key")
+}
+
+func publicOfPrivate(typ string, der []byte) (any, error) {
+	var k any
+	var err error
+	switch typ {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(der)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(der)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(der)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("a %T has no public key", k)
+	}
+	return s.Public(), nil
 }
 
 func blockKeyThroughControl(ctx context.Context, client *http.Client, req blockKeyRequest) (blockKeyResult, error) {

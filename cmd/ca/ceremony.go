@@ -246,7 +246,8 @@ func recordCeremonyCert(ctx context.Context, db *storage.DB, issuerID string, ce
 	now := time.Now().UTC()
 	rec := &core.Certificate{Serial: core.SerialFromBig(cert.SerialNumber), IssuerID: issuerID,
 		Profile: "subordinate-ca", Requester: storage.CeremonyRequester, Subject: cert.Subject.CommonName,
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, TBS: cert.RawTBSCertificate, CreatedAt: now}
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, TBS: cert.RawTBSCertificate, CreatedAt: now,
+		KeyHash: core.KeyHash(cert.RawSubjectPublicKeyInfo)}
 	if err := db.ReserveSerial(ctx, rec); err != nil {
 		return fmt.Errorf("recording intermediate: %w", err)
 	}

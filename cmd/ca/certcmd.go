@@ -202,10 +202,19 @@ func revokeThroughControl(ctx context.Context, client *http.Client, req revokeRe
 	return nil
 }
 
+// recordOffline records a revocation in the database: an operator's
+// keyCompromise blocks the key, as through the running server.
+func recordOffline(ctx context.Context, n *node, req revokeRequest) error {
+	if req.Reason == core.ReasonKeyCompromise {
+		return n.db.RevokeAndBlockKey(ctx, req.Serial, time.Now().UTC(), req.Invalidity)
+	}
+	return n.db.RevokeCertificate(ctx, req.Serial, req.Reason, time.Now().UTC(), req.Invalidity)
+}
+
 // revokeOffline records the revocation with no server running on this
 // data directory and tells the other nodes, if any, through the event bus.
 func revokeOffline(ctx context.Context, out io.Writer, n *node, req revokeRequest) error {
-	if err := n.db.RevokeCertificate(ctx, req.Serial, req.Reason, time.Now().UTC(), req.Invalidity); err != nil {
+	if err := recordOffline(ctx, n, req); err != nil {
 		return err
 	}
 	rec, err := n.db.GetCertificate(ctx, req.Serial)

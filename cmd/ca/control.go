@@ -138,7 +138,15 @@ func (c *control) revoke(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad revoke request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := auth.Revoke(r.Context(), req.Serial, req.Reason, req.Invalidity, "cli:control-socket"); err != nil {
+	revoke := func() error {
+		return auth.Revoke(r.Context(), req.Serial, req.Reason, req.Invalidity, "cli:control-socket")
+	}
+	if req.Reason == core.ReasonKeyCompromise { // an operator: blocks the key
+		revoke = func() error {
+			return auth.RevokeAndBlockKey(r.Context(), req.Serial, req.Invalidity, "cli:control-socket")
+		}
+	}
+	if err := revoke(); err != nil {
 		status := http.StatusInternalServerError
 		switch core.KindOf(err) {
 		case core.KindNotFound:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -140,7 +139,7 @@ func revokeEach(ctx context.Context, out io.Writer, g *globals, n *node, certs [
 		}
 		defer sh.close()
 		revoke = func(c core.Certificate, r revokeRequest) error {
-			if err := n.db.RevokeCertificate(ctx, r.Serial, r.Reason, time.Now().UTC(), r.Invalidity); err != nil {
+			if err := recordOffline(ctx, n, r); err != nil {
 				return err
 			}
 			return sh.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(c.IssuerID, r.Serial))
