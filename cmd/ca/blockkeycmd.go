@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -189,21 +188,8 @@ func publicOfPrivate(typ string, der []byte) (any, error) {
 
 func blockKeyThroughControl(ctx context.Context, client *http.Client, req blockKeyRequest) (blockKeyResult, error) {
 	var res blockKeyResult
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control/block-key", bytes.NewReader(body))
-	if err != nil {
-		return res, err
-	}
-	resp, err := client.Do(hr)
-	if err != nil {
-		return res, fmt.Errorf("control socket: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return res, errors.New(strings.TrimSpace(string(msg)))
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	err := postControl(ctx, client, "/block-key", req, &res)
+	return res, err
 }
 
 // blockKey is the control socket's POST /block-key: block, then revoke the

@@ -185,8 +185,14 @@ func parseRevokeReason(reason, invalidity string) (revokeRequest, error) {
 }
 
 func revokeThroughControl(ctx context.Context, client *http.Client, req revokeRequest) error {
+	return postControl(ctx, client, "/revoke", req, nil)
+}
+
+// postControl POSTs req as JSON to a running server's control socket and
+// decodes its answer into res (nil: none); a refusal is the server's text.
+func postControl(ctx context.Context, client *http.Client, path string, req, res any) error {
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control/revoke", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control"+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -199,7 +205,10 @@ func revokeThroughControl(ctx context.Context, client *http.Client, req revokeRe
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return errors.New(strings.TrimSpace(string(msg)))
 	}
-	return nil
+	if res == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(res)
 }
 
 // recordOffline records a revocation in the database: an operator's
