@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -110,5 +112,24 @@ func TestBlockedKeys(t *testing.T) {
 	out = cli("cert", "blocked-keys")
 	if !strings.Contains(out, "found in a public repository") || !strings.Contains(out, string(core.SerialFromBig(reported[0].SerialNumber))) {
 		t.Fatalf("ca cert blocked-keys:\n%s", out)
+	}
+
+	// An operator may undo a mistaken block: the key is certified again,
+	// what was revoked because of it stays revoked.
+	hash := fmt.Sprintf("%x", sha256.Sum256(pubDER))
+	if out := cli("cert", "unblock-key", hash); !strings.Contains(out, "unblocked key "+hash) {
+		t.Fatalf("ca cert unblock-key:\n%s", out)
+	}
+	resp, body = apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", bytes.NewReader(keyCSR(t, leaked, "f.localhost")))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("issuing for an unblocked key: %s\n%s", resp.Status, body)
+	}
+	if out := cli("cert", "show", string(core.SerialFromBig(a[0].SerialNumber))); !strings.Contains(out, "keyCompromise") {
+		t.Fatalf("a certificate revoked because of the block after unblocking:\n%s", out)
+	}
+	for _, bad := range []struct{ arg, want string }{{hash, "is not blocked"}, {"xyz", "64 hex digits"}} {
+		if out, err := c.CLI(ctx, "cert", "unblock-key", bad.arg); err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("ca cert unblock-key %s: %v, want %q:\n%s", bad.arg, err, bad.want, out)
+		}
 	}
 }

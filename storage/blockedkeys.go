@@ -56,6 +56,18 @@ func insertBlockedKey(ctx context.Context, x execer, k BlockedKey) (bool, error)
 	return n == 1, err
 }
 
+// UnblockKey removes a key's block (an operator's undo of a mistaken
+// block) and reports whether it was blocked. Certificates revoked because
+// of it stay revoked: revocation is final.
+func (d *DB) UnblockKey(ctx context.Context, hash []byte) (bool, error) {
+	res, err := d.Exec(ctx, `DELETE FROM blocked_keys WHERE key_hash = ?`, hash)
+	if err != nil {
+		return false, fmt.Errorf("unblocking key: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // BlockedKeys lists the blocked keys, oldest first.
 func (d *DB) BlockedKeys(ctx context.Context) ([]BlockedKey, error) {
 	return queryAll(ctx, d, "listing blocked keys", `SELECT key_hash, serial, invalidity_date, blocked_at, comment

@@ -191,6 +191,16 @@ func TestBlockedKeys(t *testing.T) {
 		if _, err := db.BlockKey(ctx, storage.BlockedKey{Hash: []byte("short")}); err == nil {
 			t.Fatal("BlockKey took a 5-byte hash")
 		}
+		// An operator may undo a block, once.
+		if removed, err := db.UnblockKey(ctx, k.Hash); err != nil || !removed {
+			t.Fatalf("UnblockKey = %v, %v", removed, err)
+		}
+		if removed, err := db.UnblockKey(ctx, k.Hash); err != nil || removed {
+			t.Fatalf("UnblockKey again = %v, %v; want false", removed, err)
+		}
+		if blocked, _ := db.KeyBlocked(ctx, k.Hash); blocked {
+			t.Fatal("the key is still blocked after UnblockKey")
+		}
 
 		// A damaged stored certificate still gets revoked: there is no key
 		// to block, and the revocation must stand.

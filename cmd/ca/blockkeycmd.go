@@ -79,7 +79,26 @@ func blockKeyCommands(g *globals) []*cobra.Command {
 				return w.Flush()
 			})
 		}}
-	return []*cobra.Command{block, list}
+	unblock := &cobra.Command{Use: "unblock-key SHA256",
+		Short: "Remove a key's block (the hash blocked-keys prints); certificates revoked because of it stay revoked",
+		Args:  cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			hash, err := hex.DecodeString(strings.TrimSpace(args[0]))
+			if err != nil || len(hash) != 32 {
+				return fmt.Errorf("%q is not a key's SHA-256 (64 hex digits, as ca cert blocked-keys prints)", args[0])
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				removed, err := n.db.UnblockKey(ctx, hash)
+				if err != nil {
+					return err
+				}
+				if !removed {
+					return fmt.Errorf("key %s is not blocked", args[0])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "unblocked key %s: certificates may be issued for it again (those revoked because of it stay revoked)\n", args[0])
+				return nil
+			})
+		}}
+	return []*cobra.Command{block, list, unblock}
 }
 
 // blockKeyRequest is the control socket's POST /block-key body.
