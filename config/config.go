@@ -176,6 +176,11 @@ type Limits struct {
 	ReadTimeout  Duration `yaml:"read_timeout"`
 	WriteTimeout Duration `yaml:"write_timeout"`
 	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// ConnsPerIP caps the connections one client address holds open on
+	// each listener (nginx's limit_conn): past it, new ones are closed at
+	// once, so one client cannot use up the process's file descriptors.
+	// Default 1000; a negative value turns the cap off.
+	ConnsPerIP int `yaml:"conns_per_ip"`
 }
 
 // Duration is a time.Duration written as "90s", "15m", "24h".

@@ -60,6 +60,9 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Limits.ReadTimeout, 15*time.Second)
 	defD(&c.Limits.WriteTimeout, 30*time.Second)
 	defD(&c.Limits.IdleTimeout, 120*time.Second)
+	if c.Limits.ConnsPerIP == 0 {
+		c.Limits.ConnsPerIP = 1000
+	}
 	c.Extra.applyDefaults(c)
 }
 

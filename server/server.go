@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -38,6 +37,10 @@ type Options struct {
 	// ReadTimeout, WriteTimeout, IdleTimeout bound each connection. Zero
 	// means 15s, 30s, 120s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// ConnsPerIP caps the connections one client address holds open on
+	// each listener; past it new ones are closed at once. Zero or
+	// negative: no cap.
+	ConnsPerIP int
 	// Ready reports whether the node can serve (HSM unsealed, database
 	// reachable). Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -245,10 +248,10 @@ func (s *Server) Serve(ctx context.Context) error {
 // ServeListeners serves on already-open listeners (either may be nil).
 func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) error {
 	if https != nil {
-		https = &acceptLogger{Listener: https, log: s.log, name: "https"}
+		https = s.guard(https, "https")
 	}
 	if plain != nil {
-		plain = &acceptLogger{Listener: plain, log: s.log, name: "http"}
+		plain = s.guard(plain, "http")
 	}
 	var servers []*http.Server
 	errc := make(chan error, 3)
@@ -307,30 +310,4 @@ func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) 
 	}
 	wg.Wait()
 	return err
-}
-
-// acceptLogger logs, at most once a minute, a listener that cannot accept
-// connections because the process is out of file descriptors (the callers
-// back off and retry, as net/http does; its own message goes to the debug
-// level, so an operator saw nothing while clients timed out).
-type acceptLogger struct {
-	net.Listener
-	log  *slog.Logger
-	name string
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (a *acceptLogger) Accept() (net.Conn, error) {
-	c, err := a.Listener.Accept()
-	if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
-		a.mu.Lock()
-		if time.Since(a.last) >= time.Minute {
-			a.last = time.Now()
-			a.log.Warn("cannot accept connections: out of file descriptors (raise the open-files limit, or look for clients holding idle connections)",
-				"listener", a.name, "err", err)
-		}
-		a.mu.Unlock()
-	}
-	return c, err
 }
