@@ -28,7 +28,9 @@ run "CRL: streaming encoder (100k, 1M entries) beside stdlib CreateRevocationLis
 run "REST issuance over HTTPS (P-256 intermediate, lint on, SQLite) at c=1/8/32 beside raw x509.CreateCertificate" \
   -bench 'IssueHTTP' -benchtime 3000x -v ./api
 echo; echo "== REST issuance against a real ca serve over HTTPS (wrk in a separate process) at c=1/8/32 beside raw x509.CreateCertificate"
-./scripts/bench-issue.sh 10s
+issue_out=$(mktemp); steps_out=$(mktemp)
+trap 'rm -f "$issue_out" "$steps_out"' EXIT
+./scripts/bench-issue.sh 10s | tee "$issue_out"
 echo; echo "== The same with PostgreSQL and Redis on this machine (as one node of several runs)"
 STORE=postgres ./scripts/bench-issue.sh 10s
 # The ceiling: the issue's required steps alone (CSR check, build, throwaway
@@ -36,7 +38,15 @@ STORE=postgres ./scripts/bench-issue.sh 10s
 # or HTTP; the same without the zlint call (the bound if linting were free);
 # and the pipeline with storage; beside raw CreateCertificate.
 run "Issuance without HTTP: required steps only, the same without zlint, and Issue with SQLite (c=32), beside raw x509.CreateCertificate" \
-  -bench 'IssueParallel' -benchtime 4000x ./ca
+  -bench 'IssueParallel' -benchtime 4000x ./ca | tee "$steps_out"
+# The issue's goal (50% of raw) is out of reach by construction: the steps
+# alone are under it. This is the figure a restated goal would use: ca
+# serve at c=32 against the required steps' own ceiling, same run.
+serve=$(sed -n 's/.*sqlite), c=32: *\([0-9]*\) certs\/s.*/\1/p' "$issue_out")
+steps=$(awk '/required-steps-only/ {for (i = 2; i <= NF; i++) if ($i == "certs/s") print $(i-1)}' "$steps_out")
+if [ -n "$serve" ] && [ -n "$steps" ]; then
+  echo; echo "ca serve over HTTPS at c=32 (SQLite) against the required steps' ceiling, same run: $serve / $steps certs/s = $(( 100 * serve / steps ))%"
+fi
 
 # ACME (issue 4): complete orders (new order, http-01 validated for real over
 # loopback, finalize, download) at concurrency 8, beside REST issuance and
