@@ -45,6 +45,9 @@ type fastLane struct {
 	lm      *listenerMetrics
 	ids     *requestIDs
 	closing atomic.Bool
+	// headerTimeout is the package's, read once when the lane starts (a
+	// test changing the package's must not race a lane still serving).
+	headerTimeout time.Duration
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -162,7 +165,7 @@ func (f *fastLane) serveConn(c net.Conn) {
 		// for keep-alive between requests, and let connections that never
 		// send a byte hold file descriptors until the process ran out.
 		if len(buf) > 0 || !answered {
-			dl.headStarted(c, headerTimeout)
+			dl.headStarted(c, f.headerTimeout)
 		} else {
 			dl.idle(c, f.s.opts.IdleTimeout)
 		}

@@ -310,7 +310,7 @@ func TestFastLanePanic(t *testing.T) {
 func TestFastLaneSlowHead(t *testing.T) {
 	old := headerTimeout
 	headerTimeout = 300 * time.Millisecond
-	defer func() { headerTimeout = old }()
+	t.Cleanup(func() { headerTimeout = old }) // after the fixture's own cleanup has stopped the lane
 	f := newLaneFixture(t, 0)
 	c, br := f.dial(t)
 	start := time.Now()
@@ -365,7 +365,7 @@ func FuzzParseHead(f *testing.F) {
 func TestFastLaneSilentConnection(t *testing.T) {
 	old := headerTimeout
 	headerTimeout = 300 * time.Millisecond
-	defer func() { headerTimeout = old }()
+	t.Cleanup(func() { headerTimeout = old }) // after the fixture's own cleanup has stopped the lane
 	f := newLaneFixture(t, time.Hour)
 	_, br := f.dial(t)
 	start := time.Now()

@@ -279,7 +279,7 @@ func (s *Server) ServeListeners(ctx context.Context, https, plain net.Listener) 
 		// The plain listener's connections go through the fast lane, which
 		// hands net/http what it does not answer itself.
 		s.mu.RLock()
-		lane = &fastLane{s: s, fast: append([]fastRoute(nil), s.fast...), handoff: newChanListener(plain.Addr()),
+		lane = &fastLane{s: s, fast: append([]fastRoute(nil), s.fast...), handoff: newChanListener(plain.Addr()), headerTimeout: headerTimeout,
 			lm: s.metrics.forListener("http"), ids: newRequestIDs(), conns: map[net.Conn]struct{}{}}
 		s.mu.RUnlock()
 		start(&http.Server{Handler: s.PlainHandler(), ReadHeaderTimeout: 5 * time.Second,
