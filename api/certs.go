@@ -466,7 +466,7 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	p := principalOf(c)
 	revoke := func() error { return a.auth.Revoke(c.Request.Context(), r.Serial, reason, invalidity, p.name) }
-	if reason == core.ReasonKeyCompromise && ra.MayBlockKeys(p.limits, p.has(ScopeAdmin)) {
+	if reason == core.ReasonKeyCompromise && ra.FullAdmin(p.limits, p.has(ScopeAdmin)) {
 		revoke = func() error { return a.auth.RevokeAndBlockKey(c.Request.Context(), r.Serial, invalidity, p.name) }
 	}
 	if err := revoke(); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 // The key service: the HSM offered to applications as a KMS (create,
@@ -82,7 +83,7 @@ func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 		return nil, false
 	}
 	p := principalOf(c)
-	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: p.has(ScopeAdmin)}, true
+	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin))}, true
 }
 
 // bindJSON decodes a JSON body strictly.

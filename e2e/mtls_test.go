@@ -97,8 +97,17 @@ api:
 	csr := goCSR(t, "deploy-bot.example.com")
 	body, _ := json.Marshal(map[string]string{"csr": string(csr), "profile": "api-client"})
 	resp, msg := apiCall(t, c, "POST", "/certificates", teamKey, "application/json", "", bytes.NewReader(body))
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(msg), "needs the admin scope") {
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(msg), "needs an admin credential without name or profile limits") {
 		t.Fatalf("a name-limited key minting an api-client certificate: %s\n%s", resp.Status, msg)
+	}
+	// Nor an admin limited to names: its CN would pick a wider identity.
+	out, err = c.CLI(context.Background(), "apikey", "create", "--name", "team-admin", "--scopes", "admin", "--names", "deploy-bot.example.com")
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	teamAdmin := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	if resp, msg := apiCall(t, c, "POST", "/certificates", teamAdmin, "application/json", "", bytes.NewReader(body)); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a name-limited admin minting an api-client certificate: %s\n%s", resp.Status, msg)
 	}
 	if got := status(apiCert, apiKey, "POST", "/certificates", string(body)); got != "403" {
 		t.Fatalf("the deploy-bot certificate minting an api-client certificate: HTTP %s, want 403", got)

@@ -170,13 +170,15 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 	return nil
 }
 
-// MayBlockKeys says whether a client of a front end holding limits l, with
-// or without the admin scope, is trusted to block a key by revoking one of
-// its certificates for keyCompromise (RevokeAndBlockKey): blocking revokes
-// every certificate of the key, whoever holds them, so only an admin
-// credential without name limits may. Anyone else's keyCompromise revokes
-// the one certificate.
-func MayBlockKeys(l *Limits, admin bool) bool { return admin && !l.limitsNames() }
+// FullAdmin says whether a credential of a front end is an admin with no
+// name or profile limits: trusted with every certificate and credential.
+// It alone may block a key by revoking one of its certificates for
+// keyCompromise (blocking revokes every certificate of the key, whoever
+// holds it), mint an api-client certificate (its common name picks its API
+// scopes, and no name limit covers a common name), manage API keys and
+// read the audit log in the console, and use every application's
+// key-service keys. An admin limited to names administers those names.
+func FullAdmin(l *Limits, admin bool) bool { return admin && l == nil }
 
 // IsCA reports whether rec is a CA certificate (basicConstraints cA).
 func IsCA(rec *core.Certificate) bool {

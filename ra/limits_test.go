@@ -77,3 +77,17 @@ func TestLimits(t *testing.T) {
 		t.Errorf("empty limits: %v, %v", l, err)
 	}
 }
+
+func TestFullAdmin(t *testing.T) {
+	names, _ := ParseLimits([]string{"team-a.corp.internal"}, nil)
+	profiles, _ := ParseLimits(nil, []string{"tls-server"})
+	for _, tc := range []struct {
+		l     *Limits
+		admin bool
+		want  bool
+	}{{nil, true, true}, {nil, false, false}, {names, true, false}, {profiles, true, false}} {
+		if got := FullAdmin(tc.l, tc.admin); got != tc.want {
+			t.Errorf("FullAdmin(%+v, %v) = %v, want %v", tc.l, tc.admin, got, tc.want)
+		}
+	}
+}

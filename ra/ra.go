@@ -120,8 +120,8 @@ type Request struct {
 // CredentialProfile is the profile of client certificates for this CA's own
 // REST API: the common name of one picks its scopes (api.client_cert_scopes)
 // and no name limit covers a common name, so issuing one is creating a
-// credential, as `ca apikey create` is. It needs the admin scope, whatever
-// policy.profile_access grants.
+// credential, as `ca apikey create` is. It needs an admin credential
+// without limits (FullAdmin), whatever policy.profile_access grants.
 const CredentialProfile = "api-client"
 
 // ParseCSR parses a DER CSR: garbage is KindMalformed. The signature is
@@ -200,8 +200,8 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	if !a.policy.mayUse(req.Principal, prof.Name) {
 		return ca.Request{}, core.Errorf(core.KindForbidden, "%s may not use profile %s", principalLabel(req.Principal), prof.Name)
 	}
-	if prof.Name == CredentialProfile && !req.Admin {
-		return ca.Request{}, core.Errorf(core.KindForbidden, "an %s certificate is an API credential (its common name picks its scopes): issuing one needs the admin scope", prof.Name)
+	if prof.Name == CredentialProfile && !FullAdmin(req.Limits, req.Admin) {
+		return ca.Request{}, core.Errorf(core.KindForbidden, "an %s certificate is an API credential (its common name picks its scopes): issuing one needs an admin credential without name or profile limits", prof.Name)
 	}
 	if err := req.CSR.CheckSignature(); err != nil {
 		return ca.Request{}, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")

@@ -7,7 +7,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -35,7 +34,7 @@ type auditData struct {
 }
 
 func (w *Console) audit(c *gin.Context, op *operator) {
-	if !w.require(c, op, api.ScopeAdmin) {
+	if !w.requireFullAdmin(c, op) {
 		return
 	}
 	d := auditData{Available: w.o.Audit != nil}

@@ -265,6 +265,20 @@ func (w *Console) require(c *gin.Context, op *operator, scope string) bool {
 	return false
 }
 
+// requireFullAdmin: managing API keys and reading the audit log need an
+// admin key without name or profile limits (ra.FullAdmin): an admin
+// limited to names could otherwise create itself a key without limits.
+func (w *Console) requireFullAdmin(c *gin.Context, op *operator) bool {
+	if !w.require(c, op, api.ScopeAdmin) {
+		return false
+	}
+	if !ra.FullAdmin(op.limits, true) {
+		w.fail(c, op, core.Errorf(core.KindForbidden, "your admin key is limited to some names or profiles: managing API keys and reading the audit log need one without limits"))
+		return false
+	}
+	return true
+}
+
 func (w *Console) loginPage(c *gin.Context) {
 	w.render(c, http.StatusOK, "login", page{Title: "Sign in"})
 }

@@ -403,6 +403,25 @@ func TestConsoleAPIKeys(t *testing.T) {
 	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"issue"}, "names": {"*.corp.internal"}}); resp.StatusCode != 400 {
 		t.Fatalf("a wildcard name limit: %d", resp.StatusCode)
 	}
+	// An admin limited to one team's names administers those names, not
+	// credentials: it could otherwise make itself a key without limits.
+	resp, page = b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"team-a-admin"}, "scope": {"admin"},
+		"names": {"team-a.corp.internal"}})
+	if m = regexp.MustCompile(`<pre id="secret">(srk_[A-Za-z0-9_-]+)</pre>`).FindStringSubmatch(page); resp.StatusCode != 201 || m == nil {
+		t.Fatalf("create a limited admin key: %d", resp.StatusCode)
+	}
+	e.keys["team-a-admin"] = m[1]
+	la := e.browser()
+	la.login("team-a-admin")
+	for _, path := range []string{"/ui/keys", "/ui/audit"} {
+		if resp, page := la.do("GET", path, nil); resp.StatusCode != 403 || !strings.Contains(page, "limited to some names") {
+			t.Fatalf("limited admin on %s: %d", path, resp.StatusCode)
+		}
+	}
+	ltok := la.csrfOf("/ui/issue")
+	if resp, _ := la.do("POST", "/ui/keys", url.Values{"csrf": {ltok}, "name": {"escalated"}, "scope": {"admin"}}); resp.StatusCode != 403 {
+		t.Fatalf("limited admin creating an unlimited admin key: %d", resp.StatusCode)
+	}
 
 	// A key with a lifetime: its sessions end when it expires.
 	resp, page = b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"temp"}, "scope": {"read"}, "expires": {"2h"}})

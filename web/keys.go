@@ -37,13 +37,13 @@ func (w *Console) keysPage(c *gin.Context, op *operator, status int, d keysData,
 }
 
 func (w *Console) keys(c *gin.Context, op *operator) {
-	if w.require(c, op, api.ScopeAdmin) {
+	if w.requireFullAdmin(c, op) {
 		w.keysPage(c, op, http.StatusOK, keysData{}, "")
 	}
 }
 
 func (w *Console) createKey(c *gin.Context, op *operator) {
-	if !w.require(c, op, api.ScopeAdmin) {
+	if !w.requireFullAdmin(c, op) {
 		return
 	}
 	var scopes []string
@@ -79,7 +79,7 @@ func (w *Console) createKey(c *gin.Context, op *operator) {
 }
 
 func (w *Console) revokeKey(c *gin.Context, op *operator) {
-	if !w.require(c, op, api.ScopeAdmin) {
+	if !w.requireFullAdmin(c, op) {
 		return
 	}
 	id := c.Param("id")

@@ -130,7 +130,7 @@ func (w *Console) revoke(c *gin.Context, op *operator) {
 	revoke := func() error {
 		return w.o.Authority.Revoke(c.Request.Context(), r.Serial, reason, time.Time{}, op.principal())
 	}
-	if reason == core.ReasonKeyCompromise && ra.MayBlockKeys(op.limits, op.may(api.ScopeAdmin)) {
+	if reason == core.ReasonKeyCompromise && ra.FullAdmin(op.limits, op.may(api.ScopeAdmin)) {
 		revoke = func() error {
 			return w.o.Authority.RevokeAndBlockKey(c.Request.Context(), r.Serial, time.Time{}, op.principal())
 		}
