@@ -1,6 +1,9 @@
 package core
 
-import "crypto/sha256"
+import (
+	"crypto/sha256"
+	"crypto/x509"
+)
 
 // KeyHash identifies a public key: the SHA-256 of its DER
 // SubjectPublicKeyInfo, as Boulder's blockedKeys table keys it. Blocked
@@ -14,3 +17,9 @@ func KeyHash(spki []byte) []byte {
 // was revoked for with reason keyCompromise, or an operator blocked.
 var ErrKeyBlocked = &Error{Kind: KindBadCSR,
 	Detail: "the CSR's public key is blocked (reported compromised); generate a new key"}
+
+// IsCA reports whether der is a CA certificate (basicConstraints cA).
+func IsCA(der []byte) bool {
+	c, err := x509.ParseCertificate(der)
+	return err == nil && c.IsCA
+}

@@ -84,6 +84,12 @@ func TestBlockedKeys(t *testing.T) {
 			t.Fatalf("ca cert block-key %s (the same key):\n%s", f, out)
 		}
 	}
+	// Blocking a CA's key does not revoke the CA certificate (that is
+	// `ca cert revoke --ca`): issuance goes on, and the operator is told.
+	if out := cli("cert", "block-key", c.Intermediate); !strings.Contains(out, "stays valid") || !strings.Contains(out, "--ca") {
+		t.Fatalf("ca cert block-key of the intermediate's key:\n%s", out)
+	}
+	issueChain(t, c, goCSR(t, "after-ca-block.localhost"))
 	for _, bad := range []struct{ file, want string }{
 		{filepath.Join(dir, "missing.pem"), "no such file"},
 		{c.Dir + "/strongroom.yaml", "neither PEM nor DER"},

@@ -61,7 +61,22 @@ func TestRevokeAll(t *testing.T) {
 	if r := ocspGet(t, c, req, false, bystander[0], bystander[1]); r.Status != ocsp.Good {
 		t.Fatalf("another key's certificate after revoke-all: OCSP status %d", r.Status)
 	}
-	if out, err := c.CLI(ctx, "cert", "revoke-all", "--reason", "superseded", "--yes"); err == nil || !strings.Contains(out, "never revokes everything") {
-		t.Fatalf("revoke-all without a filter: %v\n%s", err, out)
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--reason", "superseded", "--yes"}, "never revokes everything"},
+		{[]string{"--requester", id}, "want KIND:ID"}, // the id without "apikey:"
+		{[]string{"--under", "0.1"}, "not a DNS name"},
+		{[]string{"--name", "x.localhost", "--invalidity-date", "2099-01-01T00:00:00Z"}, "in the future"},
+	} {
+		if out, err := c.CLI(ctx, append([]string{"cert", "revoke-all"}, bad.args...)...); err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("revoke-all %v: %v, want %q:\n%s", bad.args, err, bad.want, out)
+		}
+	}
+	// Offline too: nothing is recorded with an impossible date.
+	c.Stop()
+	if out, err := c.CLI(ctx, "cert", "revoke", string(core.SerialFromBig(bystander[0].SerialNumber)), "--invalidity-date", "1900-01-01T00:00:00Z"); err == nil || !strings.Contains(out, "before 1970") {
+		t.Fatalf("offline revoke with an invalidity date in 1900: %v\n%s", err, out)
 	}
 }

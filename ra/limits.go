@@ -1,7 +1,6 @@
 package ra
 
 import (
-	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -181,7 +180,4 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 func FullAdmin(l *Limits, admin bool) bool { return admin && l == nil }
 
 // IsCA reports whether rec is a CA certificate (basicConstraints cA).
-func IsCA(rec *core.Certificate) bool {
-	c, err := x509.ParseCertificate(rec.DER)
-	return err == nil && c.IsCA
-}
+func IsCA(rec *core.Certificate) bool { return core.IsCA(rec.DER) }

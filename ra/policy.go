@@ -149,7 +149,7 @@ func (p *Policy) checkDNS(name string) string {
 	// 127.1, 1.2.3 and 011.1.2.3 are not IP addresses to Go, but
 	// inet_aton-style resolvers read them as ones; no top-level domain is
 	// all digits (RFC 3696 §2).
-	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+	if numericTLD(labels) {
 		return "is not a DNS name: its last label is all digits, and resolvers would read it as an IP address"
 	}
 	for _, d := range p.DeniedDNSSuffixes {
@@ -176,10 +176,18 @@ func (p *Policy) checkDNS(name string) string {
 // wildcard, at most 253 characters.
 func ParseDNSSuffix(s string) (string, error) {
 	n := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), ".")
-	if n == "" || len(n) > maxDNSNameLength || badLabels(strings.Split(n, ".")) != "" {
-		return "", core.Errorf(core.KindMalformed, "%q is not a DNS name (letters, digits, hyphens and dots; no wildcard)", s)
+	labels := strings.Split(n, ".")
+	if n == "" || len(n) > maxDNSNameLength || badLabels(labels) != "" || numericTLD(labels) {
+		return "", core.Errorf(core.KindMalformed, "%q is not a DNS name (letters, digits, hyphens and dots, not ending in an all-digit label; no wildcard)", s)
 	}
 	return n, nil
+}
+
+// numericTLD: the last label is all digits, which no top-level domain is
+// (RFC 3696 §2) and which reads as part of an IP address (1.2.3.4 under
+// "4", 127.0.0.1 under "0.1").
+func numericTLD(labels []string) bool {
+	return strings.Trim(labels[len(labels)-1], "0123456789") == ""
 }
 
 // badLabels says why labels are not DNS labels (LDH, IDNs in A-label

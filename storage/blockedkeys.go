@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -105,6 +106,27 @@ func blockKeyOf(ctx context.Context, tx *Tx, serial core.Serial, invalidity, at 
 	return err
 }
 
+// CACertificatesWithKey lists the valid CA certificates carrying a key:
+// blocking it leaves them valid (see RevokeBlockedKeys).
+func (d *DB) CACertificatesWithKey(ctx context.Context, hash []byte) ([]core.Serial, error) {
+	ders, err := queryAll(ctx, d, "finding CA certificates with a key", `SELECT serial, der FROM certificates
+		WHERE key_hash = ? AND status = ?`, []any{hash, string(core.StatusValid)},
+		func(r scanner) (core.Certificate, error) {
+			var c core.Certificate
+			var serial string
+			err := r.Scan(&serial, &c.DER)
+			c.Serial = core.Serial(serial)
+			return c, err
+		})
+	var out []core.Serial
+	for _, c := range ders {
+		if core.IsCA(c.DER) {
+			out = append(out, c.Serial)
+		}
+	}
+	return out, err
+}
+
 func keyHashOf(der []byte) ([]byte, error) {
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -129,17 +151,21 @@ func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certif
 	// Read first: on SQLite an UPDATE takes the write lock even when it
 	// matches nothing, and this runs every few seconds on every node.
 	found, err := queryAll(ctx, d, "finding certificates with blocked keys", `SELECT c.serial, c.issuer_id, c.status, c.revoked_at,
-		b.invalidity_date FROM blocked_keys b JOIN certificates c ON c.key_hash = b.key_hash
+		b.invalidity_date, c.der FROM blocked_keys b JOIN certificates c ON c.key_hash = b.key_hash
 		WHERE (c.status = ? OR (c.status = ? AND c.revocation_reason <> ?)) AND c.not_after > ? ORDER BY c.serial`,
 		[]any{string(core.StatusValid), string(core.StatusRevoked), int(core.ReasonKeyCompromise), Micros(at)},
 		func(r scanner) (core.Certificate, error) {
 			var c core.Certificate
 			var serial, status string
 			var revokedAt, inv int64
-			err := r.Scan(&serial, &c.IssuerID, &status, &revokedAt, &inv)
+			err := r.Scan(&serial, &c.IssuerID, &status, &revokedAt, &inv, &c.DER)
 			c.Serial, c.Status, c.RevokedAt, c.InvalidityDate = core.Serial(serial), core.CertStatus(status), FromMicros(revokedAt), FromMicros(inv)
 			return c, err
 		})
+	// A CA certificate is left alone: revoking one stops everything it
+	// issued from verifying, an operator's decision (`ca cert revoke
+	// --ca`), not a side effect of blocking its key.
+	found = slices.DeleteFunc(found, func(c core.Certificate) bool { return core.IsCA(c.DER) })
 	if err != nil || len(found) == 0 {
 		return nil, err
 	}

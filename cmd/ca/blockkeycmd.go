@@ -49,14 +49,18 @@ func blockKeyCommands(g *globals) []*cobra.Command {
 						return err
 					}
 					printBlocked(out, req.Hash, res, "through the running server")
-					return nil
+				} else {
+					res, err := blockKeyOffline(ctx, n, hash, comment)
+					if err != nil {
+						return err
+					}
+					printBlocked(out, req.Hash, res, "no server runs on this data directory: its CRLs follow when it starts")
 				}
-				res, err := blockKeyOffline(ctx, n, hash, comment)
-				if err != nil {
-					return err
+				cas, err := n.db.CACertificatesWithKey(ctx, hash)
+				for _, s := range cas {
+					fmt.Fprintf(out, "the CA certificate %s carries this key and stays valid: revoke it with `ca cert revoke %s --ca --reason keyCompromise`\n", s, s)
 				}
-				printBlocked(out, req.Hash, res, "no server runs on this data directory: its CRLs follow when it starts")
-				return nil
+				return err
 			})
 		}}
 	block.Flags().StringVar(&comment, "comment", "", "why (kept with the block, shown by blocked-keys)")

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strongroom-pki/strongroom/api"
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -104,6 +105,9 @@ func certCommand(g *globals) *cobra.Command {
 					c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 				if c.Status == core.StatusRevoked {
 					fmt.Fprintf(out, "revoked:    %s (%s)\n", c.RevokedAt.UTC().Format(time.RFC3339), c.RevocationReason)
+					if !c.InvalidityDate.IsZero() {
+						fmt.Fprintf(out, "invalid since: %s\n", c.InvalidityDate.UTC().Format(time.RFC3339))
+					}
 				}
 				return nil
 			})
@@ -179,6 +183,11 @@ func parseRevokeReason(reason, invalidity string) (revokeRequest, error) {
 	if invalidity != "" {
 		if r.Invalidity, err = time.Parse(time.RFC3339, invalidity); err != nil {
 			return r, fmt.Errorf("--invalidity-date %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", invalidity)
+		}
+		// Checked here too: a revocation recorded with no server running
+		// goes to the database directly.
+		if err := ca.CheckInvalidityDate(r.Invalidity, time.Now()); err != nil {
+			return r, fmt.Errorf("--invalidity-date: %s", core.DetailOf(err))
 		}
 	}
 	return r, nil

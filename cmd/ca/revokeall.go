@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,9 @@ import (
 // revoking what it asked for (and the renewals of those) is one command,
 // shown first as a dry run.
 
+// requesterKinds are the prefixes of the requesters certificates record.
+var requesterKinds = []string{"apikey", "console", "mtls", "acme", "renew", "system"}
+
 // revokeAllPreview is how many serials a dry run prints.
 const revokeAllPreview = 20
 
@@ -31,6 +35,10 @@ func revokeAllCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.Requester == "" && f.Name == "" && under == "" && f.IssuerID == "" {
 				return errors.New("name at least one of --requester, --name, --under, --issuer (revoke-all never revokes everything)")
+			}
+			if kind, _, ok := strings.Cut(f.Requester, ":"); f.Requester != "" && (!ok || !slices.Contains(requesterKinds, kind)) {
+				return fmt.Errorf("--requester %q: want KIND:ID with KIND one of %s (ca cert show prints a certificate's requester; ca apikey list the key ids)",
+					f.Requester, strings.Join(requesterKinds, ", "))
 			}
 			req, err := parseRevokeReason(reason, invalidity)
 			if err != nil {
@@ -48,7 +56,14 @@ func revokeAllCommand(g *globals) *cobra.Command {
 					return err
 				}
 				if skipped > 0 {
-					fmt.Fprintf(out, "%d CA certificate(s) match and are left alone (revoke one with `ca cert revoke SERIAL --ca`)\n", skipped)
+					fmt.Fprintf(out, "%d CA or node certificate(s) match and are left alone (a CA certificate: `ca cert revoke SERIAL --ca`; a node's HTTPS certificate renews itself)\n", skipped)
+				}
+				if len(certs) == 0 {
+					fmt.Fprintln(out, "no valid certificate matches")
+					return nil
+				}
+				if req.Reason == core.ReasonKeyCompromise {
+					fmt.Fprintln(out, "keyCompromise also blocks each of their keys: other certificates with those keys, whoever asked for them, are revoked too")
 				}
 				if !yes {
 					fmt.Fprintf(out, "would revoke %d certificate(s) (%s):\n", len(certs), req.Reason)
@@ -65,7 +80,7 @@ func revokeAllCommand(g *globals) *cobra.Command {
 				return revokeEach(ctx, out, g, n, certs, req)
 			})
 		}}
-	cmd.Flags().StringVar(&f.Requester, "requester", "", `who asked: "apikey:ID", "acme:ENDPOINT/ACCOUNT", "console:…" (ca cert show prints it); renewals of their certificates are included`)
+	cmd.Flags().StringVar(&f.Requester, "requester", "", `who asked: "apikey:ID" (with what it issued in the console), "acme:ENDPOINT/ACCOUNT", "mtls:CN" (ca cert show prints it); renewals of their certificates are included`)
 	cmd.Flags().StringVar(&f.Name, "name", "", "a SAN the certificate carries")
 	cmd.Flags().StringVar(&under, "under", "", "a DNS name the certificates are for, or are under")
 	cmd.Flags().StringVar(&f.IssuerID, "issuer", "", "issuer id")
@@ -88,6 +103,11 @@ func matchingValid(ctx context.Context, db *storage.DB, f storage.CertFilter) (o
 	}
 	seen := map[core.Serial]bool{}
 	queue := []storage.CertFilter{f}
+	if strings.HasPrefix(f.Requester, "apikey:") { // what the key issued in the console, too
+		g := f
+		g.Requester = "console:" + f.Requester
+		queue = append(queue, g)
+	}
 	for len(queue) > 0 {
 		q := queue[0]
 		queue = queue[1:]
@@ -106,7 +126,7 @@ func matchingValid(ctx context.Context, db *storage.DB, f storage.CertFilter) (o
 				}
 				switch {
 				case c.Status != core.StatusValid:
-				case ra.IsCA(&c):
+				case ra.IsCA(&c) || strings.HasPrefix(c.Requester, "system:"):
 					skippedCA++
 				default:
 					out = append(out, c)
@@ -151,10 +171,13 @@ func revokeEach(ctx context.Context, out io.Writer, g *globals, n *node, certs [
 		r.Serial = c.Serial
 		if err := revoke(c, r); err != nil {
 			failed++
-			fmt.Fprintf(out, "%s: %s\n", c.Serial, core.DetailOf(err))
+			fmt.Fprintf(out, "%s: %v\n", c.Serial, err)
 		}
 	}
 	fmt.Fprintf(out, "revoked %d of %d certificate(s) (%s; %s)\n", len(certs)-failed, len(certs), req.Reason, how)
+	if online && req.Reason == core.ReasonKeyCompromise {
+		fmt.Fprintln(out, "their keys are blocked, and the server revoked the other certificates with them (see its log)")
+	}
 	if !online && req.Reason == core.ReasonKeyCompromise {
 		same, err := revokeBlockedOffline(ctx, n)
 		if err != nil {

@@ -44,6 +44,7 @@ func TestMatchingValidFollowsRenewals(t *testing.T) {
 	add("d4", "apikey:leaked", core.StatusRevoked)         // revoked already: not again,
 	add("e5", ra.RenewalPrincipal("d4"), core.StatusValid) // but its renewal, made before, is
 	add("f6", "apikey:other", core.StatusValid)
+	add("g7", "console:apikey:leaked", core.StatusValid) // issued in the console with the key
 	got, skipped, err := matchingValid(ctx, db, storage.CertFilter{Requester: "apikey:leaked"})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +54,7 @@ func TestMatchingValidFollowsRenewals(t *testing.T) {
 		serials = append(serials, c.Serial)
 	}
 	slices.Sort(serials)
-	if !slices.Equal(serials, []core.Serial{"a1", "b2", "c3", "e5"}) || skipped != 0 {
-		t.Fatalf("matched %v (%d CA skipped), want a1 b2 c3 e5", serials, skipped)
+	if !slices.Equal(serials, []core.Serial{"a1", "b2", "c3", "e5", "g7"}) || skipped != 0 {
+		t.Fatalf("matched %v (%d CA skipped), want a1 b2 c3 e5 g7", serials, skipped)
 	}
 }
