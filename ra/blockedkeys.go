@@ -1,9 +1,6 @@
 package ra
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // SweepBlockedKeys revokes for keyCompromise every unexpired certificate
 // whose key is blocked (one revoked for another reason gets keyCompromise
@@ -29,24 +26,4 @@ func (a *Authority) SweepBlockedKeys(ctx context.Context) (int, error) {
 		}
 	}
 	return len(out), err
-}
-
-// WatchBlockedKeys runs SweepBlockedKeys every interval until ctx ends. It
-// catches what a revocation's own sweep cannot: a certificate whose intent
-// was recorded just before its key was blocked, a key blocked on another
-// node or offline (`ca cert revoke` with no server running), and rows whose
-// key hash the backfill recorded since.
-func (a *Authority) WatchBlockedKeys(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := a.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("revoking certificates with blocked keys", "err", err)
-		}
-	}
 }

@@ -202,20 +202,22 @@ func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certif
 // backfillBatch is how many rows BackfillKeyHashes reads at a time.
 const backfillBatch = 500
 
-// BackfillKeyHashes records the key hash of certificates stored before key
-// hashes were (migration 00120), so RevokeBlockedKeys finds them too. It
-// works in batches until none is left and returns how many it filled;
-// nodes running it at once only repeat each other's work. A row whose DER
-// does not parse is left NULL and counted in unparsable.
+// BackfillKeyHashes records the key hash of certificates stored without
+// one (before migration 00120, or by a node still on the previous release
+// during a rolling upgrade), so RevokeBlockedKeys finds them too. It works
+// in batches until none is left and returns how many it filled; nodes
+// running it at once only repeat each other's work. A row whose DER does
+// not parse gets an empty hash (matching no key) and is counted in
+// unparsable, so it is not read again. Servers run it before every sweep:
+// with nothing to fill it is one index lookup.
 func (d *DB) BackfillKeyHashes(ctx context.Context) (filled, unparsable int, err error) {
-	after := ""
 	for {
 		type row struct {
 			serial string
 			der    []byte
 		}
 		rows, err := queryAll(ctx, d, "reading certificates without a key hash", `SELECT serial, der FROM certificates
-			WHERE key_hash IS NULL AND der IS NOT NULL AND serial > ? ORDER BY serial LIMIT ?`, []any{after, backfillBatch},
+			WHERE key_hash IS NULL AND der IS NOT NULL LIMIT ?`, []any{backfillBatch},
 			func(r scanner) (row, error) {
 				var x row
 				err := r.Scan(&x.serial, &x.der)
@@ -228,20 +230,20 @@ func (d *DB) BackfillKeyHashes(ctx context.Context) (filled, unparsable int, err
 			for _, x := range rows {
 				h, err := keyHashOf(x.der)
 				if err != nil {
+					h = []byte{}
 					unparsable++
-					continue
+				} else {
+					filled++
 				}
 				if _, err := tx.Exec(ctx, `UPDATE certificates SET key_hash = ? WHERE serial = ? AND key_hash IS NULL`, h, x.serial); err != nil {
 					return fmt.Errorf("recording key hash: %w", err)
 				}
-				filled++
 			}
 			return nil
 		})
 		if err != nil {
 			return filled, unparsable, err
 		}
-		after = rows[len(rows)-1].serial
 		if err := ctx.Err(); err != nil {
 			return filled, unparsable, err
 		}

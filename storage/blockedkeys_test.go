@@ -208,5 +208,11 @@ func TestBlockedKeys(t *testing.T) {
 		if err := db.RevokeAndBlockKey(ctx, damaged, time.Now().UTC(), time.Time{}); err != nil {
 			t.Fatalf("keyCompromise revocation of a row whose DER does not parse: %v", err)
 		}
+		// The backfill reads such a row once, not at every sweep.
+		for i, want := range []int{1, 0} {
+			if filled, bad, err := db.BackfillKeyHashes(ctx); err != nil || filled != 0 || bad != want {
+				t.Fatalf("backfill %d with a damaged row: %d filled, %d unparsable, %v; want 0, %d", i, filled, bad, err, want)
+			}
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
@@ -178,7 +180,15 @@ func (d *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading embedded migrations: %w", err)
 	}
-	p, err := goose.NewProvider(gd, d.sql, sub)
+	var opts []goose.ProviderOption
+	if d.dialect == Postgres {
+		locker, err := d.migrationLock(ctx)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(gd, d.sql, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("preparing migrations: %w", err)
 	}
@@ -186,6 +196,22 @@ func (d *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrating %s database: %w", d.dialect, err)
 	}
 	return nil
+}
+
+// migrationLock is a PostgreSQL advisory lock held while migrating, so
+// nodes started together (an orchestrator restarting every node on a new
+// release) apply a migration once: without it the second failed with
+// "column already exists" and exited. The lock is per schema, so clusters
+// (and tests) in other schemas of the database do not wait for each other;
+// a node waits at most five minutes, polling every second.
+func (d *DB) migrationLock(ctx context.Context) (lock.SessionLocker, error) {
+	var schema string
+	if err := d.sql.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return nil, fmt.Errorf("reading the schema to lock for migrations: %w", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("strongroom migrations " + schema))
+	return lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
 }
 
 // Close closes the prepared statements and the connection pool.

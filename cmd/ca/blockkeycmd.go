@@ -262,6 +262,11 @@ func blockKeyOffline(ctx context.Context, n *node, hash []byte, comment string) 
 // revokeBlockedOffline revokes the certificates whose key is blocked and
 // publishes each revocation on the shared event bus.
 func revokeBlockedOffline(ctx context.Context, n *node) (int, error) {
+	// Rows stored before this release have no key hash yet (a server
+	// records them at start): record them first, or the sweep misses them.
+	if _, _, err := n.db.BackfillKeyHashes(ctx); err != nil {
+		return 0, fmt.Errorf("the key is blocked, but recording older certificates' keys failed (a server's sweep retries): %w", err)
+	}
 	same, err := n.db.RevokeBlockedKeys(ctx, time.Now().UTC())
 	if err != nil {
 		return 0, fmt.Errorf("the key is blocked, but revoking its certificates failed (a server's sweep retries): %w", err)

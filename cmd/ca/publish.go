@@ -29,20 +29,30 @@ func (a *app) publishRevoked(ctx context.Context, issuerID string, serial core.S
 	}
 }
 
-// watchBlockedKeys records the key hashes of certificates stored before
-// they were recorded (once per start; nodes doing it at once only repeat
-// each other's work), then revokes certificates whose key is blocked every
-// 15 s, publishing each revocation.
+// watchBlockedKeys revokes the certificates whose key is blocked every 15
+// s, publishing each revocation. Each round first records the key hashes
+// of certificates stored without one — all of them at the first start on
+// this release, then those a node still on the previous release writes
+// during a rolling upgrade — so the sweep finds them (cheap when there are
+// none: an index lookup).
 func (a *app) watchBlockedKeys(ctx context.Context) {
-	filled, unparsable, err := a.n.db.BackfillKeyHashes(ctx)
-	if err != nil && ctx.Err() == nil {
-		a.n.log.Error("recording the key hashes of older certificates (retried at the next start)", "err", err)
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		filled, unparsable, err := a.n.db.BackfillKeyHashes(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.n.log.Error("recording the key hashes of older certificates", "err", err)
+		}
+		if filled > 0 || unparsable > 0 {
+			a.n.log.Info("recorded the key hashes of older certificates", "filled", filled, "unparsable", unparsable)
+		}
+		if _, err := a.ra.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
+			a.n.log.Warn("revoking certificates with blocked keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
-	if filled > 0 || unparsable > 0 {
-		a.n.log.Info("recorded the key hashes of older certificates", "filled", filled, "unparsable", unparsable)
-	}
-	if _, err := a.ra.SweepBlockedKeys(ctx); err != nil && ctx.Err() == nil {
-		a.n.log.Warn("revoking certificates with blocked keys", "err", err)
-	}
-	a.ra.WatchBlockedKeys(ctx, 15*time.Second)
 }

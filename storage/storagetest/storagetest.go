@@ -61,6 +61,18 @@ func SQLite(t testing.TB) (*storage.DB, string) {
 // dropped when the test ends.
 func Postgres(t testing.TB) *storage.DB {
 	t.Helper()
+	db, err := storage.Open(context.Background(), storage.Postgres, PostgresSchema(t))
+	if err != nil {
+		t.Fatalf("opening PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// PostgresSchema creates a fresh, empty schema on the test server, dropped
+// when the test ends, and returns the DSN that uses it.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
 	ctx := context.Background()
 	admin, err := sql.Open("pgx", PostgresURL())
 	if err == nil {
@@ -85,12 +97,7 @@ func Postgres(t testing.TB) *storage.DB {
 	if strings.Contains(PostgresURL(), "?") {
 		sep = "&"
 	}
-	db, err := storage.Open(ctx, storage.Postgres, PostgresURL()+sep+"search_path="+schema)
-	if err != nil {
-		t.Fatalf("opening PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return PostgresURL() + sep + "search_path=" + schema
 }
 
 // Each runs fn as a subtest against SQLite and against PostgreSQL.
