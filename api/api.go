@@ -206,6 +206,13 @@ func (a *API) Register(r gin.IRouter) {
 	k.POST("/random", a.random)
 }
 
+// RegisterMetrics serves h (Prometheus) at GET /metrics on r, to
+// credentials with the metrics (or admin) scope: issuance volumes, profile
+// and issuer names and key ids are not for anyone who can reach the port.
+func (a *API) RegisterMetrics(r gin.IRouter, h http.Handler) {
+	r.GET("/metrics", a.require(ScopeMetrics), gin.WrapH(h))
+}
+
 // principal is who is calling and what they may do.
 type principal struct {
 	name   string

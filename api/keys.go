@@ -23,9 +23,12 @@ const (
 	ScopeRead   = "read"   // GET /certificates…, /issuers
 	ScopeAdmin  = "admin"  // everything
 	ScopeKeys   = "keys"   // the key service: /keys…, /hash, /random
+	// ScopeMetrics reads /metrics and nothing else: what a Prometheus
+	// scraping the node holds.
+	ScopeMetrics = "metrics"
 )
 
-var allScopes = []string{ScopeIssue, ScopeRevoke, ScopeRead, ScopeAdmin, ScopeKeys}
+var allScopes = []string{ScopeIssue, ScopeRevoke, ScopeRead, ScopeAdmin, ScopeKeys, ScopeMetrics}
 
 // keyPrefix marks Strongroom API keys so secret scanners can find leaked
 // ones.
@@ -54,7 +57,7 @@ type KeyInfo struct {
 // KeySpec describes a key to create.
 type KeySpec struct {
 	Name   string
-	Scopes []string // issue, revoke, read, admin, keys
+	Scopes []string // issue, revoke, read, admin, keys, metrics
 	// Names and Profiles limit what the key may ask for, inside the
 	// policy (ra.Limits): DNS suffixes and IP prefixes; profile names.
 	Names, Profiles []string
@@ -76,7 +79,7 @@ func ParseKeyExpiry(what, s string) (time.Duration, error) {
 	return d, err
 }
 
-// CreateKey makes a new API key with scopes (issue, revoke, read, admin)
+// CreateKey makes a new API key with scopes (issue, revoke, read, admin, keys, metrics)
 // and returns its secret — shown this once, never stored — and its id.
 func CreateKey(ctx context.Context, store KeyStore, name string, scopes []string) (secret string, id string, err error) {
 	return CreateKeyWith(ctx, store, KeySpec{Name: name, Scopes: scopes})

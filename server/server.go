@@ -106,13 +106,18 @@ func New(opts Options) *Server {
 	})
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
 	e.Any("/acme/:name/*rest", s.serveACME)
 	return s
 }
 
 // Engine is the HTTPS gin engine, for mounting the API and console.
 func (s *Server) Engine() *gin.Engine { return s.engine }
+
+// MetricsHandler serves the registry to Prometheus; the caller mounts it
+// behind authentication (api.RegisterMetrics).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
+}
 
 // Registry is the metrics registry served at /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.opts.Registry }

@@ -24,7 +24,7 @@ type keysData struct {
 	Secret string // a new key's secret, shown once
 }
 
-var consoleScopes = []string{api.ScopeIssue, api.ScopeRevoke, api.ScopeRead, api.ScopeKeys, api.ScopeAdmin}
+var consoleScopes = []string{api.ScopeIssue, api.ScopeRevoke, api.ScopeRead, api.ScopeKeys, api.ScopeMetrics, api.ScopeAdmin}
 
 func (w *Console) keysPage(c *gin.Context, op *operator, status int, d keysData, errMsg string) {
 	keys, err := api.ListKeys(c.Request.Context(), w.o.Store)

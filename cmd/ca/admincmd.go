@@ -42,7 +42,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 			})
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
-	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service)")
+	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service), metrics (GET /metrics only)")
 	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16); it revokes only such certificates")
 	create.Flags().StringVar(&profiles, "profiles", "", "limit the key to these profiles, comma-separated")
 	create.Flags().StringVar(&expires, "expires", "", "the key stops working after this long (e.g. 90d or 720h); default: when revoked")

@@ -140,6 +140,7 @@ func (a *app) mountAPI() error {
 		return err // "api: ..."
 	}
 	rest.Register(a.srv.Engine().Group("/api/v1"))
+	rest.RegisterMetrics(a.srv.Engine(), a.srv.MetricsHandler())
 	return nil
 }
 

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMetricsScrape: a real `ca serve` serves /metrics to a credential
+// with the metrics scope only (as Prometheus scrapes it, with a bearer
+// key), and what it serves counts the issuance just made and times the
+// HSM signature that made it.
+func TestMetricsScrape(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := func(scopes string) string {
+		out, err := c.CLI(ctx, "apikey", "create", "--name", "prom-"+scopes, "--scopes", scopes)
+		m := regexp.MustCompile(`secret: (srk_\S+)`).FindStringSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("ca apikey create --scopes %s: %v\n%s", scopes, err, out)
+		}
+		return m[1]
+	}
+	scrape := func(k string) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", c.HTTPSURL+"/metrics", nil)
+		if k != "" {
+			req.Header.Set("Authorization", "Bearer "+k)
+		}
+		resp, err := c.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, b := scrape(""); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" ||
+		!strings.Contains(resp.Header.Get("Content-Type"), "problem+json") || strings.Contains(b, "strongroom_") {
+		t.Fatalf("without a credential: %s %q %s", resp.Status, resp.Header.Get("WWW-Authenticate"), b)
+	}
+	if resp, b := scrape(key("issue,read")); resp.StatusCode != http.StatusForbidden || strings.Contains(b, "strongroom_") {
+		t.Fatalf("an issue,read key: %s %s", resp.Status, b)
+	}
+	prom := key("metrics")
+	// A metrics key reads metrics and nothing else.
+	if resp, b := apiCall(t, c, "GET", "/certificates", prom, "", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a metrics key listed certificates: %s %s", resp.Status, b)
+	}
+	body := `{"csr":` + jsonString(string(goCSR(t, "scraped.localhost"))) + `}`
+	if resp, b := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json", "", bytes.NewReader([]byte(body))); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("issuing: %s %s", resp.Status, b)
+	}
+	resp, b := scrape(prom)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("a metrics key: %s %s", resp.Status, b)
+	}
+	for _, re := range []string{
+		`(?m)^strongroom_issuance_total\{[^}]*outcome="issued"[^}]*profile="tls-server"[^}]*\} [1-9]`,
+		`(?m)^strongroom_hsm_operation_duration_seconds_count\{[^}]*\} [1-9]`,
+		`(?m)^strongroom_issuer_not_after_timestamp_seconds\{`,
+	} {
+		if !regexp.MustCompile(re).MatchString(b) {
+			t.Errorf("/metrics has no line matching %s", re)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", b)
+	}
+}
