@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -90,7 +91,11 @@ type idem struct {
 // fp identifies the request (fingerprint); mismatch is the refusal of the
 // key with another request.
 func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string) (*idem, bool) {
-	ctx := c.Request.Context()
+	// The claim, and its finish or release, run to the end even if the
+	// client hangs up: that client is the one who will retry, and a claim
+	// recorded but unanswered, or a serial issued but not recorded under
+	// the key, would lock the key or issue twice.
+	ctx := context.WithoutCancel(c.Request.Context())
 	now := a.now()
 	a.pruneIdempotency(c, now)
 	rec, err := a.store.ClaimIdempotencyKey(ctx, req.Principal, key, fp, now, now.Add(-idemAbandoned), now.Add(-idemKeep))
@@ -115,7 +120,7 @@ func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []b
 // the key instead. A failure to record is logged, not answered: the
 // certificate exists and the client gets it.
 func (i *idem) finish(c *gin.Context, iss *ca.Issued, err error) {
-	ctx := c.Request.Context()
+	ctx := context.WithoutCancel(c.Request.Context())
 	if err != nil {
 		if rerr := i.a.store.ReleaseIdempotencyKey(ctx, i.principal, i.key); rerr != nil {
 			i.a.log.ErrorContext(ctx, "releasing idempotency key", "err", rerr)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ra"
 )
 
@@ -159,4 +160,65 @@ func principalName(t *testing.T, e *env, name string) string {
 		t.Fatal(err)
 	}
 	return "apikey:" + k.ID
+}
+
+// hangUpAuthority is the real Authority, but each Issue waits, once the
+// certificate exists, until the client has hung up.
+type hangUpAuthority struct {
+	Authority
+	issued chan struct{}
+}
+
+func (h hangUpAuthority) Issue(ctx context.Context, req ra.Request) (*ca.Issued, error) {
+	iss, err := h.Authority.Issue(ctx, req)
+	h.issued <- struct{}{}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
+	return iss, err
+}
+
+// TestIdempotencyClientHangsUp: a client that hangs up while its
+// certificate is issued (the timed-out deploy job Idempotency-Key is for)
+// gets that certificate on its retry, not 409 and not a second one.
+func TestIdempotencyClientHangsUp(t *testing.T) {
+	issued := make(chan struct{}, 1)
+	e := newEnv(t, nil, func(o *Options) { o.Authority = hangUpAuthority{Authority: o.Authority, issued: issued} })
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	body := jsonBody(t, map[string]any{"csr": pemCSR(newCSR(t, k, "", "hangup.corp.internal"))})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/api/v1/certificates", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+e.keys["issuer"])
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "ship-7")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := e.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-issued
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the request was answered before the client hung up")
+	}
+	before := e.count(t, "valid")
+	var r *http.Response
+	var b []byte
+	for range 50 { // the server notices the hang-up, then records the key
+		r, b = e.do(t, "POST", "/certificates", "issuer", "application/json", body, "Idempotency-Key", "ship-7")
+		if r.StatusCode != http.StatusConflict {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.StatusCode != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the retry: %d %q %s; want the first certificate replayed", r.StatusCode, r.Header.Get("Idempotent-Replayed"), b)
+	}
+	if after := e.count(t, "valid"); after != before {
+		t.Fatalf("the retry issued %d more certificates", after-before)
+	}
 }

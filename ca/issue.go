@@ -102,6 +102,10 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 		}
 		return nil, fmt.Errorf("recording intent for %s: %w", rec.Serial, err)
 	}
+	// From here the certificate is signed and stored whatever becomes of
+	// the caller: a client that hangs up must not leave a signed
+	// certificate unstored (its retry, or its Idempotency-Key, finds it).
+	ctx = context.WithoutCancel(ctx)
 	if c.afterIntent != nil {
 		if err := c.afterIntent(); err != nil {
 			return nil, fmt.Errorf("after recording intent for %s: %w", rec.Serial, err)

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -441,4 +442,23 @@ func TestConcurrentIssueOnBothDatabases(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCallerGoneAfterIntent: a caller whose context ends once the intent
+// is recorded (a client that hung up) still gets its certificate signed
+// and stored, so a retry finds it and nothing signed is left unstored.
+func TestCallerGoneAfterIntent(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, _, _ := newTestCA(t, db, func(o *Options) { o.afterIntent = func() error { cancel(); return nil } })
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	iss, err := c.Issue(ctx, Request{CSR: csr, Profile: "tls-server", Requester: "test"})
+	if err != nil {
+		t.Fatalf("Issue after the caller left: %v", err)
+	}
+	got, err := db.GetCertificate(context.Background(), iss.Serial)
+	if err != nil || got.Status != core.StatusValid || !bytes.Equal(got.DER, iss.Certificate.Raw) {
+		t.Fatalf("stored: %+v, %v; want the certificate valid", got, err)
+	}
 }
