@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
@@ -320,6 +321,10 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate is not one we know")
 		case err != nil:
 			return principal{}, core.Wrap(core.KindUnavailable, err, "the client certificate's status cannot be checked now")
+		case !bytes.Equal(rec.DER, leaf.Raw):
+			// The serial of one of ours on another certificate (one made
+			// with a leaked CA key, say) is not that certificate.
+			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate is not one we know")
 		case rec.Status == core.StatusRevoked:
 			return principal{}, core.Errorf(core.KindUnauthenticated, "this client certificate has been revoked")
 		case rec.Status != core.StatusValid:

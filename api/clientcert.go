@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"errors"
 	"time"
@@ -51,8 +52,9 @@ func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certific
 			inters.AddCert(p)
 		}
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inters, CurrentTime: a.now(),
-		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inters, CurrentTime: a.now(),
+		KeyUsages: []x509.ExtKeyUsage{usage}})
+	if err != nil {
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired && inv.Cert == leaf {
 			// Not "does not verify": an operator would look for a trust problem.
@@ -67,5 +69,37 @@ func (a *API) clientCert(c *gin.Context, usage x509.ExtKeyUsage) (*x509.Certific
 		}
 		return nil, core.Wrap(core.KindUnauthenticated, err, "the client certificate does not verify against this CA")
 	}
+	if err := a.checkCAs(c.Request.Context(), chains); err != nil {
+		return nil, err
+	}
 	return leaf, nil
+}
+
+// checkCAs refuses a client certificate whose every chain passes through
+// a CA certificate recorded as revoked (`ca cert revoke --ca`): what that
+// CA signed is no longer trusted, whatever the leaf's own record says. The
+// verify pool is built once, so the check reads the records each time; a
+// CA certificate with no record (made outside this CA's ceremonies) is
+// taken as not revoked, as the issuance pipeline takes it.
+func (a *API) checkCAs(ctx context.Context, chains [][]*x509.Certificate) error {
+	for _, chain := range chains {
+		revoked := false
+		for _, ca := range chain[1:] {
+			rec, err := a.auth.Certificate(ctx, core.SerialFromBig(ca.SerialNumber))
+			if core.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return core.Wrap(core.KindUnavailable, err, "the client certificate's issuers cannot be checked now")
+			}
+			if rec.Status != core.StatusValid && bytes.Equal(rec.DER, ca.Raw) {
+				revoked = true
+				break
+			}
+		}
+		if !revoked {
+			return nil
+		}
+	}
+	return core.Errorf(core.KindUnauthenticated, "the CA that issued this client certificate has been revoked")
 }

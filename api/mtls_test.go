@@ -101,6 +101,21 @@ func TestClientCertificateAuth(t *testing.T) {
 	if got := call(unknown, "GET", "/certificates"); got != 401 {
 		t.Fatalf("client certificate without a record: %d, want 401", got)
 	}
+	// A certificate signed with our CA's key (a leaked one, say) that
+	// reuses the serial of one we issued is not that certificate, whatever
+	// name it gives itself.
+	_, victim := clientFor("someone-else")
+	forgedKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := *victim
+	tmpl.Subject.CommonName = "ops-9"
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, e.inter.Certificate(), forgedKey.Public(), e.inter.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := x509.ParseCertificate(der)
+	if got := call(e.clientWith(roots, forged, forgedKey), "POST", "/certificates"); got != 401 {
+		t.Fatalf("a forged certificate reusing a recorded serial: %d, want 401", got)
+	}
 }
 
 // mtlsServer serves the API over TLS asking for client certificates from

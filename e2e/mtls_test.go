@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // TestRESTClientCertificate authenticates to the REST API with a client
@@ -111,5 +113,15 @@ api:
 	}
 	if got := status(apiCert, apiKey, "POST", "/certificates", string(body)); got != "403" {
 		t.Fatalf("the deploy-bot certificate minting an api-client certificate: HTTP %s, want 403", got)
+	}
+	// Revoking the CA that issued it ends the client certificate's
+	// sessions at once, though its own record stays valid.
+	inter := parsePEMCerts(t, readFile(t, c.Intermediate))[0]
+	if out, err := c.CLI(context.Background(), "cert", "revoke", string(core.SerialFromBig(inter.SerialNumber)), "--ca",
+		"--reason", "keyCompromise"); err != nil {
+		t.Fatalf("ca cert revoke --ca: %v\n%s", err, out)
+	}
+	if got := status(apiCert, apiKey, "GET", "/certificates", ""); got != "401" {
+		t.Fatalf("api-client certificate after its CA was revoked: HTTP %s, want 401", got)
 	}
 }
