@@ -157,17 +157,30 @@ func (l *Limits) Covers(names []string) bool {
 // console) holding limits l may revoke rec. Never a CA certificate:
 // revoking one stops everything it issued from verifying, which is an
 // operator's decision on a node (`ca cert revoke --ca`), not an API
-// call. With name limits, only a certificate whose names are all inside
-// them.
+// call; nor the node's own certificates. With profile limits, only a
+// certificate of those profiles; with name limits, only one whose names
+// are all inside them.
 func MayRevoke(l *Limits, rec *core.Certificate) error {
 	if IsCA(rec) {
 		return core.Errorf(core.KindForbidden, "certificate %s is the CA certificate %q: revoke it on a node with `ca cert revoke --ca`", rec.Serial, rec.Subject)
+	}
+	if strings.HasPrefix(rec.Requester, SystemRequester) {
+		// The node's own HTTPS and OCSP responder certificates: revoked
+		// through an API, they would go on being served until renewed.
+		return core.Errorf(core.KindForbidden, "certificate %s is this CA's own (%s): revoke it on a node with `ca cert revoke` (the HTTPS listener renews its certificate within a minute)", rec.Serial, rec.Requester)
+	}
+	if l != nil && len(l.Profiles) > 0 && !slices.Contains(l.Profiles, rec.Profile) {
+		return core.Errorf(core.KindForbidden, "certificate %s is of profile %s, outside this credential's (%s)", rec.Serial, rec.Profile, strings.Join(l.Profiles, ", "))
 	}
 	if !l.Covers(rec.Names) {
 		return core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", rec.Serial, strings.Join(l.Names(), ", "))
 	}
 	return nil
 }
+
+// SystemRequester begins the requester of the certificates a node issues
+// itself (system:https-listener, system:ocsp-responder).
+const SystemRequester = "system:"
 
 // FullAdmin says whether a credential of a front end is an admin with no
 // name or profile limits: trusted with every certificate and credential.

@@ -65,8 +65,23 @@ func TestLimits(t *testing.T) {
 	if err := MayRevoke(lim, &core.Certificate{Serial: "02"}); core.KindOf(err) != core.KindForbidden {
 		t.Errorf("MayRevoke of a nameless certificate with name limits: %v", err)
 	}
-	if err := MayRevoke(lim, &core.Certificate{Serial: "03", Names: []string{"a.team-a.corp.internal"}}); err != nil {
+	if err := MayRevoke(lim, &core.Certificate{Serial: "03", Profile: "tls-server", Names: []string{"a.team-a.corp.internal"}}); err != nil {
 		t.Errorf("MayRevoke inside the limits: %v", err)
+	}
+	// A profile-limited one revokes only certificates of its profiles
+	// (it revoked api-client credentials and other teams' servers).
+	if err := MayRevoke(lim, &core.Certificate{Serial: "04", Profile: "api-client", Names: []string{"a.team-a.corp.internal"}}); core.KindOf(err) != core.KindForbidden {
+		t.Errorf("MayRevoke of another profile with profile limits: %v", err)
+	}
+	profOnly, _ := ParseLimits(nil, []string{"tls-client"})
+	if err := MayRevoke(profOnly, &core.Certificate{Serial: "05", Profile: "tls-server", Names: []string{"b.corp.internal"}}); core.KindOf(err) != core.KindForbidden {
+		t.Errorf("MayRevoke of a tls-server certificate by a tls-client-only credential: %v", err)
+	}
+	// No front end revokes the node's own certificates, which it would
+	// go on serving.
+	own := &core.Certificate{Serial: "06", Profile: "tls-server", Requester: SystemRequester + "https-listener", Names: []string{"localhost"}}
+	if err := MayRevoke(nil, own); core.KindOf(err) != core.KindForbidden || !strings.Contains(err.Error(), "ca cert revoke") {
+		t.Errorf("MayRevoke of the HTTPS listener's certificate: %v", err)
 	}
 	for _, bad := range []string{"*.corp.internal", "a b", "user@x.org", "nodots", "10.0.0.0/33", "corp..internal", "-team.corp.internal", "team_a.corp.internal"} {
 		if _, err := ParseLimits([]string{bad}, nil); core.KindOf(err) != core.KindMalformed {

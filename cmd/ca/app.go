@@ -15,6 +15,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/ra"
@@ -75,7 +76,13 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.shared.close)
-	a.tls = &tlsCert{hostname: n.cfg.Hostname, log: n.log}
+	a.tls = &tlsCert{hostname: n.cfg.Hostname, log: n.log, status: func(ctx context.Context, serial core.Serial) (core.CertStatus, error) {
+		rec, err := n.db.GetCertificate(ctx, serial)
+		if err != nil {
+			return "", err
+		}
+		return rec.Status, nil
+	}}
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(a.root.Certificate())
 	for _, in := range a.inters {

@@ -152,7 +152,7 @@ func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, err
 		return nil, err
 	}
 	iss, err := a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "tls-server", Lifetime: a.serverCertLifetime(),
-		Requester: "system:https-listener", CSRChecked: false})
+		Requester: ra.SystemRequester + "https-listener", CSRChecked: false})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/strongroom-pki/strongroom/crl"
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ocsp"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 // ocspConfig is the `ocsp:` section of strongroom.yaml.
@@ -305,7 +306,7 @@ func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl 
 		return nil, err
 	}
 	iss, err := r.a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "ocsp-signing", Issuer: issuerID,
-		Lifetime: tmpl.NotAfter.Sub(tmpl.NotBefore), Requester: "system:ocsp-responder"})
+		Lifetime: tmpl.NotAfter.Sub(tmpl.NotBefore), Requester: ra.SystemRequester + "ocsp-responder"})
 	if err != nil {
 		return nil, fmt.Errorf("issuing the %s responder certificate: %w", issuerID, err)
 	}

@@ -126,7 +126,7 @@ func matchingValid(ctx context.Context, db *storage.DB, f storage.CertFilter) (o
 				}
 				switch {
 				case c.Status != core.StatusValid:
-				case ra.IsCA(&c) || strings.HasPrefix(c.Requester, "system:"):
+				case ra.IsCA(&c) || strings.HasPrefix(c.Requester, ra.SystemRequester):
 					skippedCA++
 				default:
 					out = append(out, c)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,17 +14,25 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // tlsCert keeps the HTTPS listener's certificate: issued by our own
 // intermediate through the normal pipeline (so it is linted, recorded and
 // revocable like any other), for a key that lives only in this process's
-// memory, and renewed when a third of its lifetime is left.
+// memory, and renewed when a third of its lifetime is left, or at once
+// when its record says it has been revoked.
 type tlsCert struct {
 	hostname string
 	issue    func(ctx context.Context, csrDER []byte) ([][]byte, error)
-	log      *slog.Logger
-	current  atomic.Pointer[tls.Certificate]
+	// status reads a certificate's record (nil: never checked), every
+	// checkEvery (zero: a minute), for a revocation by an operator or by
+	// blocking its key.
+	status     func(ctx context.Context, serial core.Serial) (core.CertStatus, error)
+	checkEvery time.Duration
+	log        *slog.Logger
+	current    atomic.Pointer[tls.Certificate]
 	// issuedAt is when current was issued: renewal counts from it, not
 	// from the backdated notBefore (a backdate of days renewed every
 	// minute).
@@ -72,22 +81,54 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	return nil
 }
 
-// keepRenewed renews the certificate when a third of its lifetime is left,
-// retrying every minute after a failure, until ctx ends.
+// keepRenewed renews the certificate when a third of its lifetime is left
+// or when it has been revoked, retrying every minute after a failure,
+// until ctx ends.
 func (t *tlsCert) keepRenewed(ctx context.Context) {
 	for {
-		wait := time.Minute
+		due := time.Now().Add(time.Minute)
 		if c, at := t.current.Load(), t.issuedAt.Load(); c != nil && at != nil {
 			life := c.Leaf.NotAfter.Sub(*at)
-			wait = max(time.Until(c.Leaf.NotAfter.Add(-life/3)), time.Minute)
+			due = maxTime(c.Leaf.NotAfter.Add(-life/3), time.Now().Add(time.Minute))
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(min(time.Until(due), cmp.Or(t.checkEvery, time.Minute))):
+		}
+		if time.Now().Before(due) {
+			if !t.revoked(ctx) {
+				continue
+			}
+			t.log.Warn("the HTTPS server certificate has been revoked: renewing it now")
 		}
 		if err := t.renew(ctx); err != nil {
 			t.log.Error("renewing the HTTPS server certificate", "err", err)
 		}
 	}
+}
+
+// revoked reports whether the current certificate's record says revoked;
+// a record that cannot be read now counts as not revoked (the next check
+// reads it again).
+func (t *tlsCert) revoked(ctx context.Context) bool {
+	c := t.current.Load()
+	if c == nil || t.status == nil {
+		return false
+	}
+	st, err := t.status(ctx, core.SerialFromBig(c.Leaf.SerialNumber))
+	if err != nil {
+		if ctx.Err() == nil {
+			t.log.Warn("reading the HTTPS server certificate's status", "err", err)
+		}
+		return false
+	}
+	return st == core.StatusRevoked
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
