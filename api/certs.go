@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -236,21 +237,36 @@ func (a *API) issue(c *gin.Context) {
 	a.writeIssued(c, req, iss, core.StatusValid)
 }
 
-// countIssue counts one issuance against the principal's hourly cap
-// (Options.IssuePerHour); over it, KindRateLimited with Retry-After set.
+// countIssue is CountIssue for a request: over the cap, Retry-After is set.
 func (a *API) countIssue(c *gin.Context, principal string) error {
-	if a.limiter == nil {
-		return nil
+	retry, err := a.CountIssue(c.Request.Context(), principal)
+	if retry > 0 {
+		c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
 	}
-	ok, retry, err := a.limiter.Allow(c.Request.Context(), "rest-issue:"+principal, a.issuePerHour, time.Hour)
+	return err
+}
+
+// ConsolePrefix begins the principal of what an API key does in the web
+// console ("console:apikey:ID"), which web sets.
+const ConsolePrefix = "console:"
+
+// CountIssue counts one issuance against a credential's hourly cap
+// (Options.IssuePerHour): what an API key issues through the API and
+// through the console counts as one. Over it, KindRateLimited and how
+// long until one more is allowed.
+func (a *API) CountIssue(ctx context.Context, principal string) (time.Duration, error) {
+	if a.limiter == nil {
+		return 0, nil
+	}
+	cred := strings.TrimPrefix(principal, ConsolePrefix)
+	ok, retry, err := a.limiter.Allow(ctx, "rest-issue:"+cred, a.issuePerHour, time.Hour)
 	if err != nil {
-		return core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
+		return 0, core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
 	}
 	if !ok {
-		c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
-		return core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later", principal, a.issuePerHour)
+		return max(retry, time.Second), core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later", cred, a.issuePerHour)
 	}
-	return nil
+	return 0, nil
 }
 
 // writeIssued answers an issuance (or its replay): 201 with the PEM chain

@@ -68,8 +68,11 @@ type Options struct {
 	// (audit.go). Nil: the page says it is not available.
 	Audit       AuditLog
 	VerifyAudit func(ctx context.Context) (hsm.AuditReport, error)
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// CountIssue counts an issuance against the key's hourly cap, shared
+	// with the REST API (api.API.CountIssue); nil: no cap.
+	CountIssue func(ctx context.Context, principal string) (retryAfter time.Duration, err error)
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Console serves /ui.

@@ -27,6 +27,7 @@ import (
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ca/catest"
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -477,5 +478,49 @@ func TestConsoleFormReadErrors(t *testing.T) {
 				t.Errorf("%s form to %s: %d, want %d\n%s", tc.name, path, rec.Code, tc.want, rec.Body)
 			}
 		}
+	}
+}
+
+// TestConsoleSharesIssueCap: what an API key issues in the console counts
+// against the same hourly cap (api.issue_per_hour) as what it issues
+// through the REST API; over it the console answers 429 with Retry-After
+// and issues nothing.
+func TestConsoleSharesIssueCap(t *testing.T) {
+	var rest *api.API
+	e := newEnv(t, func(o *Options, db *storage.DB) {
+		var err error
+		rest, err = api.New(api.Options{Authority: o.Authority.(api.Authority), Store: db, Issuers: o.Issuers.(api.IssuerSource),
+			IssuePerHour: 2, RateLimiter: storage.NewMemoryLimiter(nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.CountIssue = rest.CountIssue
+	})
+	ctx := context.Background()
+	// The admin key issued once through the REST API...
+	if _, err := rest.CountIssue(ctx, "apikey:"+e.ids["admin"]); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.login("admin")
+	tok := b.csrfOf("/ui/issue")
+	// ...so the console issues one more, and then refuses.
+	if resp, page := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "one.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
+		t.Fatalf("within the cap: %d %s", resp.StatusCode, page)
+	}
+	var before int
+	e.db.SQL().QueryRow(`SELECT COUNT(*) FROM certificates WHERE status = 'valid'`).Scan(&before)
+	resp, page := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "two.corp.internal")}, "profile": {"tls-server"}})
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(page, "at most 2 certificates an hour") {
+		t.Fatalf("over the cap: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), page)
+	}
+	var after int
+	e.db.SQL().QueryRow(`SELECT COUNT(*) FROM certificates WHERE status = 'valid'`).Scan(&after)
+	if after != before {
+		t.Fatalf("the refused console issuance stored %d certificates", after-before)
+	}
+	// And the REST API sees the console's issuance.
+	if _, err := rest.CountIssue(ctx, "apikey:"+e.ids["admin"]); core.KindOf(err) != core.KindRateLimited {
+		t.Fatalf("REST after the console used the cap: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,7 +164,17 @@ func (w *Console) issuePost(c *gin.Context, op *operator) {
 		return
 	}
 	d := issueData{Profiles: w.o.Profiles, Profile: c.PostForm("profile"), CSR: c.PostForm("csr")}
-	iss, err := w.issue(c, op, d)
+	var iss *ca.Issued
+	var err error
+	if w.o.CountIssue != nil {
+		var retry time.Duration
+		if retry, err = w.o.CountIssue(c.Request.Context(), op.principal()); retry > 0 {
+			c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
+		}
+	}
+	if err == nil {
+		iss, err = w.issue(c, op, d)
+	}
 	if err != nil {
 		status, msg := w.statusOf(c, err)
 		w.render(c, status, "issue", page{Title: "Issue a certificate", Op: op, Error: msg, Data: d})

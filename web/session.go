@@ -32,7 +32,7 @@ type operator struct {
 
 func (o *operator) may(scope string) bool { return api.Grants(o.scopes, scope) }
 
-func (o *operator) principal() string { return "console:apikey:" + o.keyID }
+func (o *operator) principal() string { return api.ConsolePrefix + "apikey:" + o.keyID }
 
 // Name is the API key's name, shown in the header.
 func (o *operator) Name() string { return o.name }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/core"
@@ -26,6 +27,7 @@ import (
 // server.
 type app struct {
 	n    *node
+	rest *api.API // the REST API; the console shares its issuance cap
 	sess *hsm.Session
 	// apps is the key service's session (its own HSM user); nil when
 	// that user cannot log in here.

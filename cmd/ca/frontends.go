@@ -139,6 +139,7 @@ func (a *app) mountAPI() error {
 	if err != nil {
 		return err // "api: ..."
 	}
+	a.rest = rest
 	rest.Register(a.srv.Engine().Group("/api/v1"))
 	rest.RegisterMetrics(a.srv.Engine(), a.srv.MetricsHandler())
 	return nil
