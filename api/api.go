@@ -43,10 +43,10 @@ type Store interface {
 	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
 
 	// Idempotency-Key (idempotency.go).
-	ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore time.Time) (*storage.IdempotencyRecord, error)
+	ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore, keepUntil time.Time) (*storage.IdempotencyRecord, error)
 	FinishIdempotencyKey(ctx context.Context, principal, key string, serial core.Serial) error
 	ReleaseIdempotencyKey(ctx context.Context, principal, key string) error
-	PruneIdempotencyKeys(ctx context.Context, before time.Time) (int64, error)
+	PruneIdempotencyKeys(ctx context.Context, before, now time.Time) (int64, error)
 }
 
 // IssuerSource lists the issuers (*ca.CA).

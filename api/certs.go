@@ -218,7 +218,7 @@ func (a *API) issue(c *gin.Context) {
 	if keyed {
 		var issue bool
 		mismatch := "this " + idemHeader + " was used for a different request (another CSR, profile, issuer, lifetime or extra SANs)"
-		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(req), mismatch); !issue {
+		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(req), mismatch, time.Time{}); !issue {
 			return
 		}
 	}

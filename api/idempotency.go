@@ -89,8 +89,9 @@ type idem struct {
 // finish or release when the caller is to issue, or answers the request
 // itself (a replay, or a refusal) and returns nil.
 // fp identifies the request (fingerprint); mismatch is the refusal of the
-// key with another request.
-func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string) (*idem, bool) {
+// key with another request. keepUntil (zero: a day) is how long the claim
+// stands once finished.
+func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string, keepUntil time.Time) (*idem, bool) {
 	// The claim, and its finish or release, run to the end even if the
 	// client hangs up: that client is the one who will retry, and a claim
 	// recorded but unanswered, or a serial issued but not recorded under
@@ -98,7 +99,7 @@ func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []b
 	ctx := context.WithoutCancel(c.Request.Context())
 	now := a.now()
 	a.pruneIdempotency(c, now)
-	rec, err := a.store.ClaimIdempotencyKey(ctx, req.Principal, key, fp, now, now.Add(-idemAbandoned), now.Add(-idemKeep))
+	rec, err := a.store.ClaimIdempotencyKey(ctx, req.Principal, key, fp, now, now.Add(-idemAbandoned), now.Add(-idemKeep), keepUntil)
 	switch {
 	case err != nil:
 		a.fail(c, err)
@@ -166,7 +167,7 @@ func (a *API) pruneIdempotency(c *gin.Context, now time.Time) {
 	if now.Unix() < next || !a.idemPrune.CompareAndSwap(next, now.Add(idemPruneGap).Unix()) {
 		return
 	}
-	if _, err := a.store.PruneIdempotencyKeys(c.Request.Context(), now.Add(-idemKeep)); err != nil {
+	if _, err := a.store.PruneIdempotencyKeys(c.Request.Context(), now.Add(-idemKeep), now); err != nil {
 		a.log.WarnContext(c.Request.Context(), "pruning idempotency keys", "err", err)
 	}
 }

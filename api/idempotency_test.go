@@ -97,12 +97,12 @@ func TestIdempotencyKey(t *testing.T) {
 	// A claim a crashed node left unfinished is taken over once abandoned;
 	// a recent one answers 409 with Retry-After.
 	keyID := principalName(t, e, "issuer")
-	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "crashed", []byte("x"), time.Now().Add(-time.Hour), time.Time{}, time.Time{}); err != nil {
+	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "crashed", []byte("x"), time.Now().Add(-time.Hour), time.Time{}, time.Time{}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	csr, _ := x509.ParseCertificateRequest(der)
 	fp := fingerprint(ra.Request{CSR: csr})
-	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "running", fp, time.Now(), time.Time{}, time.Time{}); err != nil {
+	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "running", fp, time.Now(), time.Time{}, time.Time{}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", body, "Idempotency-Key", "crashed"); r.StatusCode != 201 {

@@ -18,12 +18,13 @@ type RenewRequest struct {
 }
 
 // renewKey is the one idempotency key of each certificate's renewal: a
-// certificate renews once (per idemKeep); asking again returns the same
-// new certificate, so a client that lost the answer simply asks again.
-// Each renewal can renew in turn, though, so a stolen certificate (and its
-// key) can still keep a line of successors going, one at a time, until one
-// of them is revoked; revoking the stolen one does not reach its
-// successors (there is no index by key yet to revoke them all).
+// certificate renews once (the claim is kept until it expires); asking
+// again returns the same new certificate, so a client that lost the answer
+// simply asks again. Each renewal can renew in turn, though, so a stolen
+// certificate (and its key) can keep a line of successors going, one at a
+// time, until the line is revoked: `ca cert revoke-all` finds a line's
+// renewals, and a keyCompromise block revokes every certificate of the
+// key.
 const renewKey = "renewal"
 
 // renew: POST /certificates/renew. The client authenticates with the
@@ -60,8 +61,10 @@ func (a *API) renew(c *gin.Context) {
 	}
 	fp := sha256.Sum256(spki)
 	req := ra.Request{Principal: ra.RenewalPrincipal(core.SerialFromBig(cur.SerialNumber))}
+	// The claim stands while the certificate could be presented again:
+	// it renews once, not once a day.
 	claim, issue := a.claimIdempotent(c, req, renewKey, fp[:],
-		"this certificate was already renewed with another key; renew the new certificate instead")
+		"this certificate was already renewed with another key; renew the new certificate instead", cur.NotAfter)
 	if !issue {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +237,52 @@ func FuzzRenewBody(f *testing.F) {
 		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{iss.Certificate, e.inter.Certificate()}}
 		serveClientBytes(t, e.engine, req)
 	})
+}
+
+// TestRenewOnceAfterADay: a certificate renews once for as long as it can
+// be presented, not once a day (idempotency claims are pruned after a
+// day; a renewal's is kept until the renewed certificate expires).
+func TestRenewOnceAfterADay(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, nil, func(o *Options) { o.Now = clock })
+	srv, roots := e.mtlsServer(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: catest.CSR(t, key, "", "day.corp.internal"), Profile: "tls-server",
+		Lifetime: 7 * 24 * time.Hour, Requester: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := e.clientWith(roots, iss.Certificate, key)
+	renew := func(body []byte) (int, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/certificates/renew", bytes.NewReader(body))
+		if body != nil {
+			req.Header.Set("Content-Type", "application/pkcs10")
+		}
+		resp, err := holder.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var cr CertificateResponse
+		json.Unmarshal(b, &cr)
+		return resp.StatusCode, cr.Serial, resp.Header.Get("Idempotent-Replayed") + " " + string(b)
+	}
+	st, first, msg := renew(nil)
+	if st != http.StatusCreated {
+		t.Fatalf("renew: %d %s", st, msg)
+	}
+	mu.Lock()
+	now = now.Add(25 * time.Hour)
+	mu.Unlock()
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if st, _, msg := renew(catest.CSR(t, other, "", "day.corp.internal").Raw); st != http.StatusUnprocessableEntity {
+		t.Fatalf("a day later, onto another key: %d %s; want 422 (renewed already)", st, msg)
+	}
+	if st, serial, msg := renew(nil); st != http.StatusCreated || serial != first || !strings.HasPrefix(msg, "true") {
+		t.Fatalf("a day later: %d %s %s; want the first renewal replayed", st, serial, msg)
+	}
 }

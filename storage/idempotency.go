@@ -23,19 +23,20 @@ type IdempotencyRecord struct {
 // hash runs now under key. It returns nil when the claim is the caller's: a
 // new key, or one whose row no longer counts and is taken over — a claim
 // that never finished (no serial) from before abandonedBefore, or any row
-// from before expiredBefore. Otherwise it returns the record that stands,
-// and the caller must not issue.
-func (d *DB) ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore time.Time) (*IdempotencyRecord, error) {
+// from before expiredBefore whose keepUntil has passed. Otherwise it
+// returns the record that stands, and the caller must not issue. keepUntil
+// (zero: none) keeps the claim, once finished, past expiredBefore.
+func (d *DB) ClaimIdempotencyKey(ctx context.Context, principal, key string, hash []byte, at, abandonedBefore, expiredBefore, keepUntil time.Time) (*IdempotencyRecord, error) {
 	// A row pruned between the claim and the read is claimed again: twice
 	// at most, a third miss is an error, not a loop.
 	for range 3 {
-		if ok, err := d.cas(ctx, "claiming idempotency key", `INSERT INTO api_idempotency (principal, idem_key, request_hash, created_at)
-			VALUES (?, ?, ?, ?) ON CONFLICT (principal, idem_key) DO NOTHING`, principal, key, hash, Micros(at)); err != nil || ok {
+		if ok, err := d.cas(ctx, "claiming idempotency key", `INSERT INTO api_idempotency (principal, idem_key, request_hash, created_at, keep_until)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (principal, idem_key) DO NOTHING`, principal, key, hash, Micros(at), Micros(keepUntil)); err != nil || ok {
 			return nil, err
 		}
-		if ok, err := d.cas(ctx, "claiming idempotency key", `UPDATE api_idempotency SET request_hash = ?, serial = '', created_at = ?
-			WHERE principal = ? AND idem_key = ? AND ((serial = '' AND created_at < ?) OR created_at < ?)`,
-			hash, Micros(at), principal, key, Micros(abandonedBefore), Micros(expiredBefore)); err != nil || ok {
+		if ok, err := d.cas(ctx, "claiming idempotency key", `UPDATE api_idempotency SET request_hash = ?, serial = '', created_at = ?, keep_until = ?
+			WHERE principal = ? AND idem_key = ? AND ((serial = '' AND created_at < ?) OR (created_at < ? AND keep_until < ?))`,
+			hash, Micros(at), Micros(keepUntil), principal, key, Micros(abandonedBefore), Micros(expiredBefore), Micros(at)); err != nil || ok {
 			return nil, err
 		}
 		var r IdempotencyRecord
@@ -74,9 +75,10 @@ func (d *DB) ReleaseIdempotencyKey(ctx context.Context, principal, key string) e
 	return nil
 }
 
-// PruneIdempotencyKeys deletes the rows created before before.
-func (d *DB) PruneIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
-	res, err := d.Exec(ctx, `DELETE FROM api_idempotency WHERE created_at < ?`, Micros(before))
+// PruneIdempotencyKeys deletes the rows created before before, but for
+// those kept until after now.
+func (d *DB) PruneIdempotencyKeys(ctx context.Context, before, now time.Time) (int64, error) {
+	res, err := d.Exec(ctx, `DELETE FROM api_idempotency WHERE created_at < ? AND keep_until < ?`, Micros(before), Micros(now))
 	if err != nil {
 		return 0, fmt.Errorf("pruning idempotency keys: %w", err)
 	}

@@ -20,7 +20,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		abandoned, expired := now.Add(-5*time.Minute), now.Add(-24*time.Hour)
 		claim := func(p, k string, h []byte, at time.Time) *storage.IdempotencyRecord {
 			t.Helper()
-			r, err := db.ClaimIdempotencyKey(ctx, p, k, h, at, abandoned, expired)
+			r, err := db.ClaimIdempotencyKey(ctx, p, k, h, at, abandoned, expired, time.Time{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,12 +65,31 @@ func TestIdempotencyKeys(t *testing.T) {
 		if r := claim("p3", "done", []byte("h"), now); r == nil || r.Serial != "0b" {
 			t.Fatalf("finished claim within a day: %+v", r)
 		}
-		if r, err := db.ClaimIdempotencyKey(ctx, "p3", "done", []byte("h"), now.Add(25*time.Hour), abandoned, now.Add(time.Hour)); err != nil || r != nil {
+		if r, err := db.ClaimIdempotencyKey(ctx, "p3", "done", []byte("h"), now.Add(25*time.Hour), abandoned, now.Add(time.Hour), time.Time{}); err != nil || r != nil {
 			t.Fatalf("expired key not taken over: %+v %v", r, err)
 		}
-		n, err := db.PruneIdempotencyKeys(ctx, now.Add(time.Minute))
-		if err != nil || n != 3 { // p1/k, p2/k, p3/old (p3/done was re-claimed later)
+		// A claim kept until a date (a renewal, until the renewed
+		// certificate expires) stands past the day, and is not pruned,
+		// until then.
+		until := now.Add(90 * 24 * time.Hour)
+		if r, err := db.ClaimIdempotencyKey(ctx, "renewal:0c", "renewal", []byte("h"), now, abandoned, expired, until); err != nil || r != nil {
+			t.Fatalf("new kept claim: %+v %v", r, err)
+		}
+		db.FinishIdempotencyKey(ctx, "renewal:0c", "renewal", core.Serial("0d"))
+		later := now.Add(30 * 24 * time.Hour)
+		if r, err := db.ClaimIdempotencyKey(ctx, "renewal:0c", "renewal", []byte("other"), later, later.Add(-5*time.Minute), later.Add(-24*time.Hour), until); err != nil || r == nil || r.Serial != "0d" {
+			t.Fatalf("a kept claim a month on: %+v %v; want it standing", r, err)
+		}
+		n, err := db.PruneIdempotencyKeys(ctx, now.Add(time.Minute), now)
+		if err != nil || n != 3 { // p1/k, p2/k, p3/old (p3/done was re-claimed later); not the kept one
 			t.Fatalf("pruned %d, %v; want 3", n, err)
+		}
+		if n, err := db.PruneIdempotencyKeys(ctx, later, later); err != nil || n != 1 { // p3/done
+			t.Fatalf("pruned %d, %v a month on; want 1 (not the kept claim)", n, err)
+		}
+		past := until.Add(time.Minute)
+		if r, err := db.ClaimIdempotencyKey(ctx, "renewal:0c", "renewal", []byte("other"), past, past.Add(-5*time.Minute), past.Add(-24*time.Hour), time.Time{}); err != nil || r != nil {
+			t.Fatalf("a kept claim after its date: %+v %v; want it taken over", r, err)
 		}
 	})
 }

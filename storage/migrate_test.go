@@ -14,13 +14,13 @@ import (
 // failed with "column already exists" and exited.
 func TestConcurrentMigrations(t *testing.T) {
 	dsn := storagetest.PostgresSchema(t)
-	// The schema as the previous release left it: migrated up to 00110.
+	// The schema as an earlier release left it: migrated up to 00110.
 	db, err := storage.Open(context.Background(), storage.Postgres, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TABLE blocked_keys`, `ALTER TABLE certificates DROP COLUMN key_hash`,
-		`DELETE FROM goose_db_version WHERE version_id = 120`} {
+	for _, q := range []string{`ALTER TABLE api_idempotency DROP COLUMN keep_until`, `DROP TABLE blocked_keys`,
+		`ALTER TABLE certificates DROP COLUMN key_hash`, `DELETE FROM goose_db_version WHERE version_id IN (120, 130)`} {
 		if _, err := db.Exec(context.Background(), q); err != nil {
 			t.Fatal(err)
 		}
