@@ -270,7 +270,9 @@ func noOracle(err error) error {
 	if err == nil || errors.Is(err, hsm.ErrNotFound) || errors.Is(err, hsm.ErrForbidden) || errors.Is(err, hsm.ErrSealed) {
 		return err
 	}
-	if k := core.KindOf(err); k == core.KindInternal || k == core.KindUnavailable {
+	// A key that is not the caller's is a missing key (ownedKeys), not a
+	// ciphertext that does not open.
+	if k := core.KindOf(err); k == core.KindInternal || k == core.KindUnavailable || k == core.KindNotFound {
 		return err
 	}
 	return core.Errorf(core.KindRejected, "the ciphertext does not open with this key (wrong key, version, AAD, or altered data)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
+	"errors"
 	"strings"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -57,10 +58,12 @@ func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
 	return out, err
 }
 
+// GetKey answers a key that is not the caller's exactly as one that does
+// not exist, so no answer tells which key ids exist.
 func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 	k, err := o.KeyService.GetKey(ctx, id)
-	if err == nil && !o.mine(k) {
-		err = core.Errorf(core.KindNotFound, "no such key %q", id)
+	if err == nil && !o.mine(k) || errors.Is(err, hsm.ErrNotFound) {
+		return hsm.KeyInfo{}, core.Errorf(core.KindNotFound, "no such key %q", id)
 	}
 	return o.show(k), err
 }

@@ -471,6 +471,18 @@ func TestKeyServiceOwnership(t *testing.T) {
 			t.Fatalf("another application: %s %s = %d, want 404", c.method, c.path, st)
 		}
 	}
+	// Opening a ciphertext with another application's key answers as for
+	// a key that does not exist (it was 422, "does not open with this
+	// key": an oracle for which key ids exist).
+	for _, op := range []string{"decrypt", "decrypt-data-key"} {
+		body := jsonBody(t, map[string]any{"ciphertext": "eA=="})
+		r, theirs := e.do(t, "POST", "/keys/"+mine.ID+"/"+op, "other", "application/json", body)
+		r2, missing := e.do(t, "POST", "/keys/"+strings.Repeat("0", len(mine.ID))+"/"+op, "other", "application/json", body)
+		if r.StatusCode != 404 || r2.StatusCode != 404 ||
+			strings.ReplaceAll(string(theirs), mine.ID, "ID") != strings.ReplaceAll(string(missing), strings.Repeat("0", len(mine.ID)), "ID") {
+			t.Fatalf("%s with another application's key: %d %s; with no key: %d %s", op, r.StatusCode, theirs, r2.StatusCode, missing)
+		}
+	}
 	_, b := e.do(t, "GET", "/keys", "other", "", nil)
 	if strings.Contains(string(b), mine.ID) {
 		t.Fatalf("another application lists the key: %s", b)
