@@ -268,6 +268,10 @@ func TestCrashBetweenIntentAndStore(t *testing.T) {
 	if n := countRows(t, db2, core.StatusValid); n != 0 {
 		t.Fatalf("%d valid certificates after the crash", n)
 	}
+	// `ca cert list --status intent` lists that row and no pooled one.
+	if in, _, err := db2.ListCertificates(ctx, storage.CertFilter{Intents: true}); err != nil || len(in) != 1 || in[0].Serial != r.Serial {
+		t.Fatalf("intents: %d rows, %v; want the one intent", len(in), err)
+	}
 	fs := &flakyStore{Store: db2, collideWith: r.Serial}
 	c2, err := New(Options{Store: fs, Issuers: []*Issuer{inter, root}, URLs: testURLs})
 	if err != nil {

@@ -324,6 +324,10 @@ const CeremonyRequester = "ceremony"
 // filter.
 type CertFilter struct {
 	Status core.CertStatus
+	// Intents selects reserved rows whose intent was recorded and that
+	// were never stored: signed perhaps (a crash, or a failure after
+	// signing), never handed out. Status must be empty or reserved.
+	Intents bool
 	Name   string // exact SAN (DNS name, IP, email or URI), case-insensitive
 	// Under selects certificates with a DNS name equal to or under this
 	// suffix (team-a.corp.internal: also x.team-a.corp.internal and
@@ -356,9 +360,12 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 	limit = min(limit, 1000)
 	var where []string
 	var args []any
-	if f.Status != "" {
+	switch {
+	case f.Intents:
+		where, args = append(where, "c.status = ? AND c.tbs IS NOT NULL"), append(args, string(core.StatusReserved))
+	case f.Status != "":
 		where, args = append(where, "c.status = ?"), append(args, string(f.Status))
-	} else {
+	default:
 		where, args = append(where, "c.status <> ?"), append(args, string(core.StatusReserved))
 	}
 	from := "certificates c"

@@ -38,8 +38,12 @@ func certCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List certificates in serial order (filters: --status, --name, --under, --issuer, --expiring-within)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := storage.CertFilter{Status: core.CertStatus(status), Name: name, IssuerID: issuer, Requester: requester, Limit: limit}
-			if f.Status != "" && f.Status != core.StatusValid && f.Status != core.StatusRevoked {
-				return fmt.Errorf("--status %q: want valid or revoked", status)
+			switch f.Status {
+			case "", core.StatusValid, core.StatusRevoked:
+			case "intent":
+				f.Status, f.Intents = "", true
+			default:
+				return fmt.Errorf("--status %q: want valid, revoked or intent", status)
 			}
 			if limit < 1 || limit > 1000 {
 				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
@@ -65,7 +69,11 @@ func certCommand(g *globals) *cobra.Command {
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "SERIAL\tSTATUS\tPROFILE\tISSUER\tNOT AFTER\tNAMES")
 				for _, c := range certs {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Status, c.Profile, c.IssuerID,
+					st := string(c.Status)
+					if f.Intents {
+						st = "intent"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Serial, st, c.Profile, c.IssuerID,
 						c.NotAfter.UTC().Format(time.DateOnly), strings.Join(c.Names, ","))
 				}
 				if next != "" {
@@ -74,7 +82,7 @@ func certCommand(g *globals) *cobra.Command {
 				return w.Flush()
 			})
 		}}
-	list.Flags().StringVar(&status, "status", "", "valid or revoked")
+	list.Flags().StringVar(&status, "status", "", "valid, revoked, or intent: recorded intents never stored (perhaps signed, never handed out: a crash or a failure after signing)")
 	list.Flags().StringVar(&name, "name", "", "a SAN the certificate carries")
 	list.Flags().StringVar(&under, "under", "", "only those with a DNS name equal to or under this one (team.corp.internal)")
 	list.Flags().StringVar(&issuer, "issuer", "", "issuer id")
