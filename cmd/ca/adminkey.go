@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/config"
@@ -36,6 +38,10 @@ func openDB(ctx context.Context, cfg *config.Config, dir string) (*storage.DB, e
 	dialect := storage.SQLite
 	if cfg.Database.Driver == "postgres" {
 		dialect = storage.Postgres
+	} else if strings.Contains(os.Getenv(config.EnvDatabaseDSN), "://") {
+		// A PostgreSQL URL would be taken for a SQLite file name.
+		return nil, fmt.Errorf("%s holds a URL, but this node's database.driver is sqlite (%s): unset it, or use a data directory made with `ca init --database postgres`",
+			config.EnvDatabaseDSN, config.FileName)
 	}
 	return storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
 }
