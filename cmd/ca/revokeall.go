@@ -175,8 +175,10 @@ func revokeEach(ctx context.Context, out io.Writer, g *globals, n *node, certs [
 		}
 	}
 	fmt.Fprintf(out, "revoked %d of %d certificate(s) (%s; %s)\n", len(certs)-failed, len(certs), req.Reason, how)
-	if online && req.Reason == core.ReasonKeyCompromise {
-		fmt.Fprintln(out, "their keys are blocked, and the server revoked the other certificates with them (see its log)")
+	if online && req.Reason == core.ReasonKeyCompromise && failed < len(certs) {
+		// Only what the server confirmed: each revocation it answered
+		// blocked the key in the same transaction.
+		fmt.Fprintln(out, "the keys of those revoked are blocked, and the server revokes the other certificates with them (see its log)")
 	}
 	if !online && req.Reason == core.ReasonKeyCompromise {
 		same, err := revokeBlockedOffline(ctx, n)
