@@ -334,6 +334,11 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			// common name; only the closed api-client profile may log in.
 			return principal{}, core.Errorf(core.KindUnauthenticated, "client certificates for this API must be issued with the %s profile", ClientProfile)
 		}
+		if strings.Contains(leaf.Subject.CommonName, "/") {
+			// The key service keeps a principal's keys under "principal/":
+			// "mtls:team/x" would own keys that "mtls:team" could list.
+			return principal{}, core.Errorf(core.KindUnauthenticated, "a client certificate's common name may not contain \"/\"")
+		}
 		name := "mtls:" + leaf.Subject.CommonName
 		var scopes []string
 		for pat, s := range a.mtls {

@@ -61,6 +61,8 @@ func TestClientCertificateAuth(t *testing.T) {
 	server, _ := clientWith("tls-server", "deploy", "deploy.corp.internal")
 	ops, _ := clientFor("ops-1")
 	other, _ := clientFor("someone")
+	// "mtls:ops-1/x" would own key-service keys under "mtls:ops-1/".
+	slash, _ := clientFor("ops-1/x")
 	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	cases := []struct {
 		name   string
@@ -76,6 +78,7 @@ func TestClientCertificateAuth(t *testing.T) {
 		{"no certificate, no key", anon, "GET", "/certificates", 401},
 		{"tls-client certificate with a mapped name", impostor, "GET", "/certificates", 401},
 		{"serverAuth-only certificate", server, "GET", "/certificates", 401},
+		{"a common name with a slash", slash, "GET", "/certificates", 401},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
