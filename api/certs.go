@@ -395,6 +395,10 @@ func (a *API) get(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if !ra.MayRead(principalOf(c).limits, r) {
+		a.fail(c, core.Errorf(core.KindNotFound, "no certificate has serial %s", r.Serial))
+		return
+	}
 	format := c.Query("format")
 	if format == "" {
 		t, err := negotiate(c, "application/json", "application/pem-certificate-chain", "application/x-pem-file", "application/pkix-cert")

@@ -79,6 +79,32 @@ func TestKeyLimits(t *testing.T) {
 	if rec, err := e.ca.Certificate(ctx, core.Serial(theirs.Serial)); err != nil || rec.Status != core.StatusValid {
 		t.Fatalf("the other team's certificate: %+v %v", rec, err)
 	}
+	// Reading: the key sees its team's certificates only; another team's
+	// is not found, listed or fetched.
+	if r, b := e.do(t, "GET", "/certificates/"+theirs.Serial, "team-a", "", nil); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("fetching another team's certificate: %d %s", r.StatusCode, b)
+	}
+	if r, b := e.do(t, "GET", "/certificates/"+mine.Serial, "team-a", "", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("fetching its own certificate: %d %s", r.StatusCode, b)
+	}
+	var listed ListResponse
+	for cursor, pages := "", 0; pages == 0 || cursor != ""; pages++ {
+		_, b := e.do(t, "GET", "/certificates?limit=1&cursor="+cursor, "team-a", "", nil)
+		var page ListResponse
+		if err := json.Unmarshal(b, &page); err != nil || pages > 20 {
+			t.Fatalf("listing: %s", b)
+		}
+		listed.Certificates = append(listed.Certificates, page.Certificates...)
+		cursor = page.NextCursor
+	}
+	if len(listed.Certificates) != 2 { // web.team-a (valid) and api.team-a (revoked)
+		t.Fatalf("team-a lists %d certificates, want its 2: %+v", len(listed.Certificates), listed.Certificates)
+	}
+	for _, c := range listed.Certificates {
+		if !strings.HasSuffix(c.Names[0], ".team-a.corp.internal") {
+			t.Fatalf("team-a lists %v", c.Names)
+		}
+	}
 
 	keys, err := ListKeys(ctx, e.db)
 	if err != nil {

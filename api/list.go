@@ -66,6 +66,9 @@ func (a *API) list(c *gin.Context) {
 		}
 		f.Limit = n
 	}
+	if lim := principalOf(c).limits; lim != nil {
+		f.Keep = func(r *core.Certificate) bool { return ra.MayRead(lim, r) }
+	}
 	rows, next, err := a.store.ListCertificates(c.Request.Context(), f)
 	if err != nil {
 		a.fail(c, err)

@@ -178,6 +178,20 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 	return nil
 }
 
+// MayRead reports whether a front end's credential holding limits l may
+// see rec: with no limits, every certificate; with profile limits, those
+// of its profiles; with name limits, those whose names are all inside
+// them. Teams sharing a CA do not read each other's host names.
+func MayRead(l *Limits, rec *core.Certificate) bool {
+	if l == nil {
+		return true
+	}
+	if len(l.Profiles) > 0 && !slices.Contains(l.Profiles, rec.Profile) {
+		return false
+	}
+	return l.Covers(rec.Names)
+}
+
 // SystemRequester begins the requester of the certificates a node issues
 // itself (system:https-listener, system:ocsp-responder).
 const SystemRequester = "system:"

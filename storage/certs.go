@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -328,7 +329,7 @@ type CertFilter struct {
 	// were never stored: signed perhaps (a crash, or a failure after
 	// signing), never handed out. Status must be empty or reserved.
 	Intents bool
-	Name   string // exact SAN (DNS name, IP, email or URI), case-insensitive
+	Name    string // exact SAN (DNS name, IP, email or URI), case-insensitive
 	// Under selects certificates with a DNS name equal to or under this
 	// suffix (team-a.corp.internal: also x.team-a.corp.internal and
 	// *.team-a.corp.internal). It scans the names (not an index lookup:
@@ -347,12 +348,51 @@ type CertFilter struct {
 	// serial order, which is random, so pages are stable under inserts).
 	After core.Serial
 	Limit int // zero: 100; at most 1000
+	// Keep, when set, drops the rows it refuses after the query: what a
+	// credential limited to names may see, which SQL does not express.
+	// Pages are refilled, reading at most keepScan rows per call, so a
+	// page may hold fewer than Limit rows, even none, and still have a
+	// next cursor.
+	Keep func(*core.Certificate) bool
 }
+
+// keepScan bounds the rows one ListCertificates with Keep reads.
+const keepScan = 10000
 
 // ListCertificates returns one page of certificates matching f, and the
 // cursor of the next page ("" on the last page). Reserved rows are listed
 // only when f.Status asks for them.
 func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certificate, core.Serial, error) {
+	if f.Keep == nil {
+		return d.listPage(ctx, f)
+	}
+	want := min(cmp.Or(max(f.Limit, 0), 100), 1000)
+	var out []core.Certificate
+	for scanned := 0; ; {
+		rows, next, err := d.listPage(ctx, f)
+		if err != nil {
+			return nil, "", err
+		}
+		scanned += len(rows)
+		for i := range rows {
+			if !f.Keep(&rows[i]) {
+				continue
+			}
+			if out = append(out, rows[i]); len(out) == want {
+				if i < len(rows)-1 || next != "" {
+					return out, rows[i].Serial, nil
+				}
+				return out, "", nil
+			}
+		}
+		if next == "" || scanned >= keepScan {
+			return out, next, nil
+		}
+		f.After = next
+	}
+}
+
+func (d *DB) listPage(ctx context.Context, f CertFilter) ([]core.Certificate, core.Serial, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100

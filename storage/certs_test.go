@@ -321,3 +321,54 @@ func newSerialNoT() core.Serial {
 	}
 	return s
 }
+
+// TestListCertificatesKeep: rows a Keep function refuses are dropped and
+// pages refilled, so walking the cursor lists each kept certificate once,
+// in serial order, and nothing else.
+func TestListCertificatesKeep(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		want := map[core.Serial]bool{}
+		for i := range 20 {
+			name := "b.team-b.example"
+			if i%4 == 0 {
+				name = "a.team-a.example"
+			}
+			s := issue(t, db, "i1", []string{name}, now.Add(time.Hour))
+			if i%4 == 0 {
+				want[s] = true
+			}
+		}
+		keep := func(c *core.Certificate) bool { return c.Names[0] == "a.team-a.example" }
+		var got []core.Serial
+		var cursor core.Serial
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("the cursor does not end")
+			}
+			page, next, err := db.ListCertificates(ctx, storage.CertFilter{Limit: 2, After: cursor, Keep: keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > 2 {
+				t.Fatalf("a page of %d, limit 2", len(page))
+			}
+			for _, c := range page {
+				got = append(got, c.Serial)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if len(got) != len(want) {
+			t.Fatalf("listed %d, want the %d kept", len(got), len(want))
+		}
+		for i, s := range got {
+			if !want[s] || i > 0 && got[i-1] >= s {
+				t.Fatalf("listed %v; want each kept serial once, in order", got)
+			}
+		}
+	})
+}

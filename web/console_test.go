@@ -401,6 +401,14 @@ func TestConsoleAPIKeys(t *testing.T) {
 	if resp, _ := ta.do("POST", "/ui/issue", url.Values{"csrf": {itok}, "csr": {csrPEM(t, "web.team-a.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
 		t.Fatalf("limited key, its own name: %d", resp.StatusCode)
 	}
+	// It lists its team's certificates, not another team's.
+	if resp, _ := b.do("POST", "/ui/issue", url.Values{"csrf": {b.csrfOf("/ui/issue")}, "csr": {csrPEM(t, "web.team-b.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
+		t.Fatalf("admin issuing for team-b: %d", resp.StatusCode)
+	}
+	if resp, page := ta.do("GET", "/ui/certificates", nil); resp.StatusCode != 200 || !strings.Contains(page, "web.team-a.corp.internal") ||
+		strings.Contains(page, "web.team-b.corp.internal") {
+		t.Fatalf("limited key's certificate list: %d\n%s", resp.StatusCode, page)
+	}
 	if resp, _ := b.do("POST", "/ui/keys", url.Values{"csrf": {tok}, "name": {"bad"}, "scope": {"issue"}, "names": {"*.corp.internal"}}); resp.StatusCode != 400 {
 		t.Fatalf("a wildcard name limit: %d", resp.StatusCode)
 	}

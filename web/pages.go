@@ -50,6 +50,9 @@ func (w *Console) list(c *gin.Context, op *operator) {
 		}
 		f.After = s
 	}
+	if op.limits != nil {
+		f.Keep = func(r *core.Certificate) bool { return ra.MayRead(op.limits, r) }
+	}
 	rows, next, err := w.o.Store.ListCertificates(c.Request.Context(), f)
 	if err != nil {
 		w.fail(c, op, err)
@@ -105,6 +108,10 @@ func (w *Console) detail(c *gin.Context, op *operator) {
 	}
 	r, ok := w.record(c, op)
 	if !ok {
+		return
+	}
+	if !ra.MayRead(op.limits, r) {
+		w.fail(c, op, core.ErrNotFound)
 		return
 	}
 	w.render(c, http.StatusOK, "detail", page{Title: "Certificate " + string(r.Serial), Op: op, Data: detailData{
