@@ -89,10 +89,11 @@ type Options struct {
 }
 
 // RateLimiter counts one event for key and says whether it is within
-// limit per window, and if not how long to wait (storage.MemoryLimiter,
-// storage.RedisLimiter).
+// limit per window, and if not how long to wait; Refund takes one back
+// (storage.MemoryLimiter, storage.RedisLimiter).
 type RateLimiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
+	Refund(ctx context.Context, key string, window time.Duration) error
 }
 
 // Limits is what one credential may ask for (ra.Limits, from config).

@@ -225,7 +225,9 @@ func (a *API) issue(c *gin.Context) {
 	err = a.countIssue(c, req.Principal)
 	var iss *ca.Issued
 	if err == nil {
-		iss, err = a.auth.Issue(c.Request.Context(), req)
+		if iss, err = a.auth.Issue(c.Request.Context(), req); err != nil {
+			a.RefundIssue(c.Request.Context(), req.Principal)
+		}
 	}
 	if claim != nil {
 		claim.finish(c, iss, err)
@@ -253,13 +255,14 @@ const ConsolePrefix = "console:"
 // CountIssue counts one issuance against a credential's hourly cap
 // (Options.IssuePerHour): what an API key issues through the API and
 // through the console counts as one. Over it, KindRateLimited and how
-// long until one more is allowed.
+// long until one more is allowed. The caller gives the count back with
+// RefundIssue when nothing was issued.
 func (a *API) CountIssue(ctx context.Context, principal string) (time.Duration, error) {
 	if a.limiter == nil {
 		return 0, nil
 	}
 	cred := strings.TrimPrefix(principal, ConsolePrefix)
-	ok, retry, err := a.limiter.Allow(ctx, "rest-issue:"+cred, a.issuePerHour, time.Hour)
+	ok, retry, err := a.limiter.Allow(ctx, issueLimitKey(cred), a.issuePerHour, time.Hour)
 	if err != nil {
 		return 0, core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
 	}
@@ -268,6 +271,21 @@ func (a *API) CountIssue(ctx context.Context, principal string) (time.Duration, 
 	}
 	return 0, nil
 }
+
+// RefundIssue gives back what CountIssue counted for an issuance that did
+// not happen (refused by policy, or failed): the cap is on certificates
+// issued. A refund that fails is logged; the count then stands.
+func (a *API) RefundIssue(ctx context.Context, principal string) {
+	if a.limiter == nil {
+		return
+	}
+	cred := strings.TrimPrefix(principal, ConsolePrefix)
+	if err := a.limiter.Refund(context.WithoutCancel(ctx), issueLimitKey(cred), time.Hour); err != nil {
+		a.log.WarnContext(ctx, "giving back an issuance's rate-limit count", "err", err)
+	}
+}
+
+func issueLimitKey(cred string) string { return "rest-issue:" + cred }
 
 // writeIssued answers an issuance (or its replay): 201 with the PEM chain
 // or the JSON description.

@@ -24,6 +24,13 @@ func TestIssueRateLimit(t *testing.T) {
 	e := newEnv(t, nil, func(o *Options) { o.IssuePerHour, o.RateLimiter = 3, storage.NewMemoryLimiter(nil) })
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	body := jsonBody(t, map[string]string{"csr": pemCSR(newCSR(t, k, "", "rl.corp.internal"))})
+	// Refusals issue nothing and use none of the cap.
+	outside := jsonBody(t, map[string]string{"csr": pemCSR(newCSR(t, k, "", "rl.elsewhere.org"))})
+	for range 5 {
+		if r, b := e.do(t, "POST", "/certificates", "issuer", "application/json", outside); r.StatusCode != http.StatusUnprocessableEntity {
+			t.Fatalf("a name outside the policy: %d %s", r.StatusCode, b)
+		}
+	}
 	for i := range 3 {
 		hdr := []string{}
 		if i == 0 {

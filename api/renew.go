@@ -73,7 +73,9 @@ func (a *API) renew(c *gin.Context) {
 	// above does not count, as for issuance).
 	var iss *ca.Issued
 	if err = a.countIssue(c, origin); err == nil {
-		iss, err = a.auth.Renew(ctx, rr)
+		if iss, err = a.auth.Renew(ctx, rr); err != nil {
+			a.RefundIssue(ctx, origin)
+		}
 	}
 	claim.finish(c, iss, err)
 	if err != nil {

@@ -81,6 +81,10 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	return &MemoryLimiter{keys: make(map[string]*memCounts), now: now}
 }
 
+func memKey(key string, window time.Duration) string {
+	return key + "\x00" + strconv.FormatInt(int64(window), 10)
+}
+
 // memCounts are one key's counted buckets for one window, oldest first.
 type memCounts struct {
 	window time.Duration
@@ -96,7 +100,7 @@ func (m *MemoryLimiter) Allow(ctx context.Context, key string, limit int, window
 	}
 	now := m.now()
 	s := slideOf(now, window)
-	k := key + "\x00" + strconv.FormatInt(int64(window), 10)
+	k := memKey(key, window)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.After(m.sweep) { // forget keys with nothing in their window, so memory stays bounded
@@ -133,6 +137,28 @@ func (m *MemoryLimiter) Allow(ctx context.Context, key string, limit int, window
 	}
 	mc.bs = bs
 	return true, 0, nil
+}
+
+// Refund takes back one event counted for key (the newest), for an
+// operation that was counted and then did not happen: a refused or failed
+// issuance does not use up the cap.
+func (m *MemoryLimiter) Refund(ctx context.Context, key string, window time.Duration) error {
+	if window <= 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mc := m.keys[memKey(key, window)]
+	if mc == nil {
+		return nil
+	}
+	for i := len(mc.bs) - 1; i >= 0; i-- {
+		if mc.bs[i].n > 0 {
+			mc.bs[i].n--
+			return nil
+		}
+	}
+	return nil
 }
 
 // RedisLimiter counts in Redis, shared by every node.
@@ -185,6 +211,36 @@ for i = 1, #kept do out[#out + 1] = kept[i] end
 return out
 `)
 
+// refundScript takes one event back from the newest bucket that holds
+// one. KEYS[1] the hash.
+var refundScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+local newest, newestN = nil, 0
+for i = 1, #h, 2 do
+  local idx, n = tonumber(h[i]), tonumber(h[i + 1])
+  if n > 0 and (newest == nil or idx > tonumber(newest)) then newest, newestN = h[i], n end
+end
+if newest ~= nil then
+  if newestN == 1 then redis.call('HDEL', KEYS[1], newest) else redis.call('HINCRBY', KEYS[1], newest, -1) end
+end
+return 0
+`)
+
+// Refund is MemoryLimiter.Refund, in Redis.
+func (r *RedisLimiter) Refund(ctx context.Context, key string, window time.Duration) error {
+	if window <= 0 {
+		return nil
+	}
+	if err := refundScript.Run(ctx, r.c, []string{r.key(key, window)}).Err(); err != nil {
+		return fmt.Errorf("refunding rate limit in Redis: %w", err)
+	}
+	return nil
+}
+
+func (r *RedisLimiter) key(key string, window time.Duration) string {
+	return fmt.Sprintf("%s%s:w%d", r.prefix, key, int64(window/time.Millisecond))
+}
+
 // Allow is MemoryLimiter.Allow, counted in Redis.
 func (r *RedisLimiter) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
 	if limit <= 0 || window <= 0 {
@@ -192,7 +248,7 @@ func (r *RedisLimiter) Allow(ctx context.Context, key string, limit int, window 
 	}
 	now := r.now()
 	s := slideOf(now, window)
-	k := fmt.Sprintf("%s%s:w%d", r.prefix, key, int64(window/time.Millisecond))
+	k := r.key(key, window)
 	ttl := (window + 2*s.bucket).Milliseconds() + 1
 	res, err := slideScript.Run(ctx, r.c, []string{k}, s.cur, s.cur-limitBuckets, limit, ttl).Int64Slice()
 	if err != nil {

@@ -163,3 +163,37 @@ func TestRateLimitersConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitersRefund: a refunded event no longer counts, and a refund
+// with nothing counted changes nothing.
+func TestRateLimitersRefund(t *testing.T) {
+	for name, mk := range limiterKinds(nil) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			l := mk(t)().(interface {
+				limiter
+				Refund(ctx context.Context, key string, window time.Duration) error
+			})
+			if err := l.Refund(ctx, "r", time.Hour); err != nil {
+				t.Fatalf("refund with nothing counted: %v", err)
+			}
+			for range 2 {
+				if ok, _, err := l.Allow(ctx, "r", 2, time.Hour); !ok || err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			}
+			if ok, _, _ := l.Allow(ctx, "r", 2, time.Hour); ok {
+				t.Fatal("a third allowed")
+			}
+			if err := l.Refund(ctx, "r", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _, _ := l.Allow(ctx, "r", 2, time.Hour); !ok {
+				t.Fatal("refused after a refund")
+			}
+			if ok, _, _ := l.Allow(ctx, "r", 2, time.Hour); ok {
+				t.Fatal("a refund gave back more than one")
+			}
+		})
+	}
+}

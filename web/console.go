@@ -69,10 +69,12 @@ type Options struct {
 	Audit       AuditLog
 	VerifyAudit func(ctx context.Context) (hsm.AuditReport, error)
 	// CountIssue counts an issuance against the key's hourly cap, shared
-	// with the REST API (api.API.CountIssue); nil: no cap.
-	CountIssue func(ctx context.Context, principal string) (retryAfter time.Duration, err error)
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// with the REST API (api.API.CountIssue), and RefundIssue gives it
+	// back when nothing was issued; nil: no cap.
+	CountIssue  func(ctx context.Context, principal string) (retryAfter time.Duration, err error)
+	RefundIssue func(ctx context.Context, principal string)
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Console serves /ui.

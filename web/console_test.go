@@ -502,7 +502,7 @@ func TestConsoleSharesIssueCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.CountIssue = rest.CountIssue
+		o.CountIssue, o.RefundIssue = rest.CountIssue, rest.RefundIssue
 	})
 	ctx := context.Background()
 	// The admin key issued once through the REST API...
@@ -512,6 +512,10 @@ func TestConsoleSharesIssueCap(t *testing.T) {
 	b := e.browser()
 	b.login("admin")
 	tok := b.csrfOf("/ui/issue")
+	// A refused request uses none of it...
+	if resp, _ := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "x.elsewhere.org")}, "profile": {"tls-server"}}); resp.StatusCode != 422 {
+		t.Fatalf("a name outside the policy: %d", resp.StatusCode)
+	}
 	// ...so the console issues one more, and then refuses.
 	if resp, page := b.do("POST", "/ui/issue", url.Values{"csrf": {tok}, "csr": {csrPEM(t, "one.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
 		t.Fatalf("within the cap: %d %s", resp.StatusCode, page)

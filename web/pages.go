@@ -180,7 +180,9 @@ func (w *Console) issuePost(c *gin.Context, op *operator) {
 		}
 	}
 	if err == nil {
-		iss, err = w.issue(c, op, d)
+		if iss, err = w.issue(c, op, d); err != nil && w.o.RefundIssue != nil {
+			w.o.RefundIssue(c.Request.Context(), op.principal())
+		}
 	}
 	if err != nil {
 		status, msg := w.statusOf(c, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -26,7 +27,7 @@ type shared struct {
 	events    events
 	ocspCache ocsp.Cache
 	nonces    acme.Nonces
-	limiter   acme.RateLimiter
+	limiter   api.RateLimiter // also an acme.RateLimiter
 	close     func()
 }
 
