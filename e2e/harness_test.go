@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -212,6 +213,20 @@ func (c *CA) MustCLI(t testing.TB, ctx context.Context, args ...string) string {
 	}
 	return out
 }
+
+// NewAPIKey runs `ca apikey create` with args (--name, --scopes, …) and
+// returns the new key's secret.
+func (c *CA) NewAPIKey(t testing.TB, args ...string) string {
+	t.Helper()
+	out := c.MustCLI(t, context.Background(), append([]string{"apikey", "create"}, args...)...)
+	m := apiKeySecret.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no secret in `ca apikey create` output:\n%s", out)
+	}
+	return m[1]
+}
+
+var apiKeySecret = regexp.MustCompile(`secret:\s+(srk_\S+)`)
 
 type syncBuffer struct {
 	mu sync.Mutex

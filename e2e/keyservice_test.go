@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -60,11 +58,7 @@ func TestKeyService(t *testing.T) {
 // CLI) and returns a JSON caller with it that insists on the status want.
 func keyServiceCaller(t *testing.T, c *CA) func(method, path string, in any, want int) map[string]any {
 	t.Helper()
-	out, err := c.CLI(context.Background(), "apikey", "create", "--name", "app", "--scopes", "keys")
-	if err != nil {
-		t.Fatalf("apikey create: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	key := c.NewAPIKey(t, "--name", "app", "--scopes", "keys")
 	return func(method, path string, in any, want int) map[string]any {
 		t.Helper()
 		var body []byte

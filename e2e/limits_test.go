@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,8 @@ func TestAPIKeyLimitsCLI(t *testing.T) {
 	c := StartCA(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := c.CLI(ctx, "apikey", "create", "--name", "team-a", "--scopes", "issue,read",
+	key := c.NewAPIKey(t, "--name", "team-a", "--scopes", "issue,read",
 		"--names", "team-a.localhost,127.0.0.0/8", "--profiles", "tls-server")
-	m := regexp.MustCompile(`secret: (srk_\S+)`).FindStringSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("ca apikey create: %v\n%s", err, out)
-	}
-	key := m[1]
 	post := func(profile, name string) (int, string) {
 		body := `{"csr":` + jsonString(string(goCSR(t, name))) + `,"profile":"` + profile + `"}`
 		resp, b := apiCall(t, c, "POST", "/certificates", key, "application/json", "", bytes.NewReader([]byte(body)))
@@ -39,7 +33,7 @@ func TestAPIKeyLimitsCLI(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want a 403 problem document", tc[0], tc[1], st, b)
 		}
 	}
-	out, err = c.CLI(ctx, "apikey", "list")
+	out, err := c.CLI(ctx, "apikey", "list")
 	if err != nil || !strings.Contains(out, "team-a.localhost,127.0.0.0/8") || !strings.Contains(out, "tls-server") {
 		t.Fatalf("ca apikey list: %v\n%s", err, out)
 	}
@@ -47,16 +41,12 @@ func TestAPIKeyLimitsCLI(t *testing.T) {
 		t.Fatalf("a wildcard name limit was accepted:\n%s", out)
 	}
 	// --expires: the key stops working, and the answer says why.
-	out, err = c.CLI(ctx, "apikey", "create", "--name", "brief", "--scopes", "read", "--expires", "2s")
-	m = regexp.MustCompile(`secret: (srk_\S+)`).FindStringSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("ca apikey create --expires: %v\n%s", err, out)
-	}
-	if resp, b := apiCall(t, c, "GET", "/certificates", m[1], "", "", nil); resp.StatusCode != http.StatusOK {
+	brief := c.NewAPIKey(t, "--name", "brief", "--scopes", "read", "--expires", "2s")
+	if resp, b := apiCall(t, c, "GET", "/certificates", brief, "", "", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("a fresh key with --expires: %s %s", resp.Status, b)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	if resp, b := apiCall(t, c, "GET", "/certificates", m[1], "", "", nil); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), "expired") {
+	if resp, b := apiCall(t, c, "GET", "/certificates", brief, "", "", nil); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), "expired") {
 		t.Fatalf("an expired key: %s %s", resp.Status, b)
 	}
 }

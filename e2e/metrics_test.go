@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestMetricsScrape: a real `ca serve` serves /metrics to a credential
@@ -17,16 +15,7 @@ import (
 // HSM signature that made it.
 func TestMetricsScrape(t *testing.T) {
 	c := StartCA(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	key := func(scopes string) string {
-		out, err := c.CLI(ctx, "apikey", "create", "--name", "prom-"+scopes, "--scopes", scopes)
-		m := regexp.MustCompile(`secret: (srk_\S+)`).FindStringSubmatch(out)
-		if err != nil || m == nil {
-			t.Fatalf("ca apikey create --scopes %s: %v\n%s", scopes, err, out)
-		}
-		return m[1]
-	}
+	key := func(scopes string) string { return c.NewAPIKey(t, "--name", "prom-"+scopes, "--scopes", scopes) }
 	scrape := func(k string) (*http.Response, string) {
 		req, _ := http.NewRequest("GET", c.HTTPSURL+"/metrics", nil)
 		if k != "" {

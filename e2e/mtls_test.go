@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -91,11 +90,7 @@ api:
 	// mint one: its common name picks its scopes, which no name limit
 	// covers. Neither a name-limited key nor the deploy-bot certificate
 	// (issue scope) may make itself, say, CN=ops-admin.
-	out, err := c.CLI(context.Background(), "apikey", "create", "--name", "team", "--scopes", "issue", "--names", "deploy-bot.example.com")
-	if err != nil {
-		t.Fatalf("apikey create: %v\n%s", err, out)
-	}
-	teamKey := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	teamKey := c.NewAPIKey(t, "--name", "team", "--scopes", "issue", "--names", "deploy-bot.example.com")
 	csr := goCSR(t, "deploy-bot.example.com")
 	body, _ := json.Marshal(map[string]string{"csr": string(csr), "profile": "api-client"})
 	resp, msg := apiCall(t, c, "POST", "/certificates", teamKey, "application/json", "", bytes.NewReader(body))
@@ -103,11 +98,7 @@ api:
 		t.Fatalf("a name-limited key minting an api-client certificate: %s\n%s", resp.Status, msg)
 	}
 	// Nor an admin limited to names: its CN would pick a wider identity.
-	out, err = c.CLI(context.Background(), "apikey", "create", "--name", "team-admin", "--scopes", "admin", "--names", "deploy-bot.example.com")
-	if err != nil {
-		t.Fatalf("apikey create: %v\n%s", err, out)
-	}
-	teamAdmin := regexp.MustCompile(`secret:\s+(\S+)`).FindStringSubmatch(out)[1]
+	teamAdmin := c.NewAPIKey(t, "--name", "team-admin", "--scopes", "admin", "--names", "deploy-bot.example.com")
 	if resp, msg := apiCall(t, c, "POST", "/certificates", teamAdmin, "application/json", "", bytes.NewReader(body)); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a name-limited admin minting an api-client certificate: %s\n%s", resp.Status, msg)
 	}
