@@ -222,12 +222,11 @@ func (a *API) issue(c *gin.Context) {
 			return
 		}
 	}
-	err = a.countIssue(c, req.Principal)
-	var iss *ca.Issued
-	if err == nil {
-		if iss, err = a.auth.Issue(c.Request.Context(), req); err != nil {
-			a.RefundIssue(c.Request.Context(), req.Principal)
-		}
+	iss, retry, err := a.WithinCap(c.Request.Context(), req.Principal, func() (*ca.Issued, error) {
+		return a.auth.Issue(c.Request.Context(), req)
+	})
+	if retry > 0 {
+		SetRetryAfter(c.Writer.Header(), retry)
 	}
 	if claim != nil {
 		claim.finish(c, iss, err)
@@ -239,50 +238,42 @@ func (a *API) issue(c *gin.Context) {
 	a.writeIssued(c, req, iss, core.StatusValid)
 }
 
-// countIssue is CountIssue for a request: over the cap, Retry-After is set.
-func (a *API) countIssue(c *gin.Context, principal string) error {
-	retry, err := a.CountIssue(c.Request.Context(), principal)
-	if retry > 0 {
-		c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
-	}
-	return err
-}
-
 // ConsolePrefix begins the principal of what an API key does in the web
 // console ("console:apikey:ID"), which web sets.
 const ConsolePrefix = "console:"
 
-// CountIssue counts one issuance against a credential's hourly cap
-// (Options.IssuePerHour): what an API key issues through the API and
-// through the console counts as one. Over it, KindRateLimited and how
-// long until one more is allowed. The caller gives the count back with
-// RefundIssue when nothing was issued.
-func (a *API) CountIssue(ctx context.Context, principal string) (time.Duration, error) {
+// WithinCap runs issue under a credential's hourly cap
+// (Options.IssuePerHour), shared by the API and the console: the
+// issuance is counted first, so concurrent requests never pass the cap,
+// and given back if issue fails (refused by policy, or failed), so the cap
+// is on certificates issued. Over the cap, KindRateLimited and how long
+// until one more is allowed.
+func (a *API) WithinCap(ctx context.Context, principal string, issue func() (*ca.Issued, error)) (*ca.Issued, time.Duration, error) {
 	if a.limiter == nil {
-		return 0, nil
+		iss, err := issue()
+		return iss, 0, err
 	}
-	cred := strings.TrimPrefix(principal, ConsolePrefix)
-	ok, retry, err := a.limiter.Allow(ctx, issueLimitKey(cred), a.issuePerHour, time.Hour)
+	key := issueLimitKey(strings.TrimPrefix(principal, ConsolePrefix))
+	ok, retry, err := a.limiter.Allow(ctx, key, a.issuePerHour, time.Hour)
 	if err != nil {
-		return 0, core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
+		return nil, 0, core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
 	}
 	if !ok {
-		return max(retry, time.Second), core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later", cred, a.issuePerHour)
+		return nil, max(retry, time.Second), core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later",
+			strings.TrimPrefix(principal, ConsolePrefix), a.issuePerHour)
 	}
-	return 0, nil
+	iss, err := issue()
+	if err != nil {
+		if rerr := a.limiter.Refund(context.WithoutCancel(ctx), key, time.Hour); rerr != nil {
+			a.log.WarnContext(ctx, "giving back an issuance's rate-limit count", "err", rerr)
+		}
+	}
+	return iss, 0, err
 }
 
-// RefundIssue gives back what CountIssue counted for an issuance that did
-// not happen (refused by policy, or failed): the cap is on certificates
-// issued. A refund that fails is logged; the count then stands.
-func (a *API) RefundIssue(ctx context.Context, principal string) {
-	if a.limiter == nil {
-		return
-	}
-	cred := strings.TrimPrefix(principal, ConsolePrefix)
-	if err := a.limiter.Refund(context.WithoutCancel(ctx), issueLimitKey(cred), time.Hour); err != nil {
-		a.log.WarnContext(ctx, "giving back an issuance's rate-limit count", "err", err)
-	}
+// SetRetryAfter sets Retry-After to d in whole seconds, at least one.
+func SetRetryAfter(h http.Header, d time.Duration) {
+	h.Set("Retry-After", strconv.Itoa(max(1, int(d.Seconds()+0.5))))
 }
 
 func issueLimitKey(cred string) string { return "rest-issue:" + cred }

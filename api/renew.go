@@ -71,11 +71,9 @@ func (a *API) renew(c *gin.Context) {
 	// A renewal is a certificate: it counts against the hourly cap of
 	// whoever asked for the first certificate of its line (a replay
 	// above does not count, as for issuance).
-	var iss *ca.Issued
-	if err = a.countIssue(c, origin); err == nil {
-		if iss, err = a.auth.Renew(ctx, rr); err != nil {
-			a.RefundIssue(ctx, origin)
-		}
+	iss, retry, err := a.WithinCap(ctx, origin, func() (*ca.Issued, error) { return a.auth.Renew(ctx, rr) })
+	if retry > 0 {
+		SetRetryAfter(c.Writer.Header(), retry)
 	}
 	claim.finish(c, iss, err)
 	if err != nil {

@@ -68,13 +68,11 @@ type Options struct {
 	// (audit.go). Nil: the page says it is not available.
 	Audit       AuditLog
 	VerifyAudit func(ctx context.Context) (hsm.AuditReport, error)
-	// CountIssue counts an issuance against the key's hourly cap, shared
-	// with the REST API (api.API.CountIssue), and RefundIssue gives it
-	// back when nothing was issued; nil: no cap.
-	CountIssue  func(ctx context.Context, principal string) (retryAfter time.Duration, err error)
-	RefundIssue func(ctx context.Context, principal string)
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// WithinCap runs an issuance under the key's hourly cap, shared with
+	// the REST API (api.API.WithinCap); nil: no cap.
+	WithinCap func(ctx context.Context, principal string, issue func() (*ca.Issued, error)) (*ca.Issued, time.Duration, error)
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Console serves /ui.

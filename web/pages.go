@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -171,18 +170,16 @@ func (w *Console) issuePost(c *gin.Context, op *operator) {
 		return
 	}
 	d := issueData{Profiles: w.o.Profiles, Profile: c.PostForm("profile"), CSR: c.PostForm("csr")}
+	issue := func() (*ca.Issued, error) { return w.issue(c, op, d) }
 	var iss *ca.Issued
 	var err error
-	if w.o.CountIssue != nil {
+	if w.o.WithinCap != nil {
 		var retry time.Duration
-		if retry, err = w.o.CountIssue(c.Request.Context(), op.principal()); retry > 0 {
-			c.Header("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()+0.5))))
+		if iss, retry, err = w.o.WithinCap(c.Request.Context(), op.principal(), issue); retry > 0 {
+			api.SetRetryAfter(c.Writer.Header(), retry)
 		}
-	}
-	if err == nil {
-		if iss, err = w.issue(c, op, d); err != nil && w.o.RefundIssue != nil {
-			w.o.RefundIssue(c.Request.Context(), op.principal())
-		}
+	} else {
+		iss, err = issue()
 	}
 	if err != nil {
 		status, msg := w.statusOf(c, err)

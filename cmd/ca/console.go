@@ -69,8 +69,7 @@ func (a *app) mountConsole(ctx context.Context, defaultProfile string) error {
 	}
 	con, err := web.New(web.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
 		MAC: hsmMAC{sess: a.sess, id: id}, Profiles: names, Logger: a.n.log,
-		Audit: a.n.db, VerifyAudit: a.n.hsm.VerifyAudit, CountIssue: a.rest.CountIssue,
-		RefundIssue: a.rest.RefundIssue})
+		Audit: a.n.db, VerifyAudit: a.n.hsm.VerifyAudit, WithinCap: a.rest.WithinCap})
 	if err != nil {
 		return err
 	}
