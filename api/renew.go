@@ -9,6 +9,7 @@ import (
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // RenewRequest is the optional JSON body of POST /certificates/renew: a
@@ -25,7 +26,7 @@ type RenewRequest struct {
 // time, until the line is revoked: `ca cert revoke-all` finds a line's
 // renewals, and a keyCompromise block revokes every certificate of the
 // key.
-const renewKey = "renewal"
+const renewKey = storage.RenewalKey
 
 // renew: POST /certificates/renew. The client authenticates with the
 // certificate it renews, as its TLS client certificate (ra/renew.go);

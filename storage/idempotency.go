@@ -10,6 +10,10 @@ import (
 	"github.com/strongroom-pki/strongroom/core"
 )
 
+// RenewalKey is the idempotency key of a certificate's renewal, claimed
+// by the principal "renew:<serial>" (ra.RenewalPrincipal).
+const RenewalKey = "renewal"
+
 // IdempotencyRecord is what one principal's Idempotency-Key names: the
 // fingerprint of the request first sent with it and, once issued, the
 // certificate's serial ("" while that request runs).
@@ -76,8 +80,16 @@ func (d *DB) ReleaseIdempotencyKey(ctx context.Context, principal, key string) e
 }
 
 // PruneIdempotencyKeys deletes the rows created before before, but for
-// those kept until after now.
+// those kept until after now. First it gives the renewal claims that a
+// node on the previous release wrote (keep_until 0) their certificate's
+// end, as migration 00130 did for older ones: the claim of a renewal is
+// kept while the certificate can be presented.
 func (d *DB) PruneIdempotencyKeys(ctx context.Context, before, now time.Time) (int64, error) {
+	if _, err := d.Exec(ctx, `UPDATE api_idempotency SET keep_until = COALESCE(
+		(SELECT c.not_after FROM certificates c WHERE c.serial = substr(api_idempotency.principal, 7)), 1)
+		WHERE idem_key = ? AND keep_until = 0 AND principal LIKE 'renew:%'`, RenewalKey); err != nil {
+		return 0, fmt.Errorf("keeping renewal claims: %w", err)
+	}
 	res, err := d.Exec(ctx, `DELETE FROM api_idempotency WHERE created_at < ? AND keep_until < ?`, Micros(before), Micros(now))
 	if err != nil {
 		return 0, fmt.Errorf("pruning idempotency keys: %w", err)

@@ -87,6 +87,20 @@ func TestIdempotencyKeys(t *testing.T) {
 		if n, err := db.PruneIdempotencyKeys(ctx, later, later); err != nil || n != 1 { // p3/done
 			t.Fatalf("pruned %d, %v a month on; want 1 (not the kept claim)", n, err)
 		}
+		// A renewal claim written by a node on the previous release
+		// (keep_until 0) is given its certificate's end before pruning.
+		certEnd := now.Add(60 * 24 * time.Hour).Truncate(time.Second)
+		renewed := issue(t, db, "i1", []string{"r.example"}, certEnd)
+		if r, err := db.ClaimIdempotencyKey(ctx, "renew:"+string(renewed), storage.RenewalKey, []byte("h"), now, abandoned, expired, time.Time{}); err != nil || r != nil {
+			t.Fatalf("an old-style renewal claim: %+v %v", r, err)
+		}
+		db.FinishIdempotencyKey(ctx, "renew:"+string(renewed), storage.RenewalKey, core.Serial("0e"))
+		if n, err := db.PruneIdempotencyKeys(ctx, later, later); err != nil || n != 0 {
+			t.Fatalf("pruned %d, %v a month on; want the old-style renewal claim kept", n, err)
+		}
+		if r, err := db.ClaimIdempotencyKey(ctx, "renew:"+string(renewed), storage.RenewalKey, []byte("other"), later, later.Add(-5*time.Minute), later.Add(-24*time.Hour), time.Time{}); err != nil || r == nil {
+			t.Fatalf("an old-style renewal claim a month on: %+v %v; want it standing", r, err)
+		}
 		past := until.Add(time.Minute)
 		if r, err := db.ClaimIdempotencyKey(ctx, "renewal:0c", "renewal", []byte("other"), past, past.Add(-5*time.Minute), past.Add(-24*time.Hour), time.Time{}); err != nil || r != nil {
 			t.Fatalf("a kept claim after its date: %+v %v; want it taken over", r, err)

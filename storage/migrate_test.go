@@ -20,7 +20,11 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`ALTER TABLE api_idempotency DROP COLUMN keep_until`, `DROP TABLE blocked_keys`,
-		`ALTER TABLE certificates DROP COLUMN key_hash`, `DELETE FROM goose_db_version WHERE version_id IN (120, 130)`} {
+		`ALTER TABLE certificates DROP COLUMN key_hash`, `DELETE FROM goose_db_version WHERE version_id IN (120, 130)`,
+		// A renewal claim that release wrote, for a certificate ending at 777.
+		`INSERT INTO certificates (serial, issuer_id, profile, requester, status, not_after, created_at, updated_at)
+			VALUES ('0a0b', 'i', 'p', 'r', 'valid', 777, 1, 1)`,
+		`INSERT INTO api_idempotency (principal, idem_key, request_hash, serial, created_at) VALUES ('renew:0a0b', 'renewal', 'x', '0c0d', 1)`} {
 		if _, err := db.Exec(context.Background(), q); err != nil {
 			t.Fatal(err)
 		}
@@ -46,5 +50,15 @@ func TestConcurrentMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a node opening the database with the others: %v", err)
 		}
+	}
+	// Migration 00130 keeps that claim until its certificate's end.
+	db, err = storage.Open(context.Background(), storage.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var keep int64
+	if err := db.QueryRow(context.Background(), `SELECT keep_until FROM api_idempotency WHERE principal = 'renew:0a0b'`).Scan(&keep); err != nil || keep != 777 {
+		t.Fatalf("the old renewal claim's keep_until: %d, %v; want 777", keep, err)
 	}
 }
