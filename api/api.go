@@ -209,10 +209,22 @@ func (a *API) Register(r gin.IRouter) {
 }
 
 // RegisterMetrics serves h (Prometheus) at GET /metrics on r, to
-// credentials with the metrics (or admin) scope: issuance volumes, profile
-// and issuer names and key ids are not for anyone who can reach the port.
+// credentials given the metrics scope, or admins without limits:
+// issuance volumes, profile and issuer names and key ids are not for
+// anyone who can reach the port, and they cover every team, so an admin
+// limited to some names does not read them.
 func (a *API) RegisterMetrics(r gin.IRouter, h http.Handler) {
-	r.GET("/metrics", a.require(ScopeMetrics), gin.WrapH(h))
+	r.GET("/metrics", func(c *gin.Context) {
+		p, err := a.authenticate(c)
+		if err == nil && !slices.Contains(p.scopes, ScopeMetrics) && !ra.FullAdmin(p.limits, p.has(ScopeAdmin)) {
+			err = core.Errorf(core.KindForbidden, "/metrics needs the %q scope, or an admin credential without name or profile limits", ScopeMetrics)
+		}
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		c.Next()
+	}, gin.WrapH(h))
 }
 
 // principal is who is calling and what they may do.

@@ -399,13 +399,20 @@ func (a *API) lookup(c *gin.Context) (*core.Certificate, bool) {
 	return r, true
 }
 
-func (a *API) get(c *gin.Context) {
+// readable is lookup for a certificate the caller may see (ra.MayRead):
+// another team's is not found, whatever is asked of it.
+func (a *API) readable(c *gin.Context) (*core.Certificate, bool) {
 	r, ok := a.lookup(c)
-	if !ok {
-		return
-	}
-	if !ra.MayRead(principalOf(c).limits, r) {
+	if ok && !ra.MayRead(principalOf(c).limits, r) {
 		a.fail(c, core.Errorf(core.KindNotFound, "no certificate has serial %s", r.Serial))
+		return nil, false
+	}
+	return r, ok
+}
+
+func (a *API) get(c *gin.Context) {
+	r, ok := a.readable(c)
+	if !ok {
 		return
 	}
 	format := c.Query("format")
@@ -477,7 +484,7 @@ func (a *API) revoke(c *gin.Context) {
 			return
 		}
 	}
-	r, ok := a.lookup(c)
+	r, ok := a.readable(c)
 	if !ok {
 		return
 	}

@@ -36,6 +36,15 @@ func TestMetricsScrape(t *testing.T) {
 	if resp, b := scrape(key("issue,read")); resp.StatusCode != http.StatusForbidden || strings.Contains(b, "strongroom_") {
 		t.Fatalf("an issue,read key: %s %s", resp.Status, b)
 	}
+	// The figures cover every team: an admin limited to one team's names
+	// does not read them.
+	limitedAdmin := c.NewAPIKey(t, "--name", "team-admin", "--scopes", "admin", "--names", "team-a.localhost")
+	if resp, b := scrape(limitedAdmin); resp.StatusCode != http.StatusForbidden || strings.Contains(b, "strongroom_") {
+		t.Fatalf("a name-limited admin key: %s %s", resp.Status, b)
+	}
+	if resp, _ := scrape(c.AdminKey()); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the admin key: %s", resp.Status)
+	}
 	prom := key("metrics")
 	// A metrics key reads metrics and nothing else.
 	if resp, b := apiCall(t, c, "GET", "/certificates", prom, "", "", nil); resp.StatusCode != http.StatusForbidden {

@@ -356,8 +356,12 @@ type CertFilter struct {
 	Keep func(*core.Certificate) bool
 }
 
-// keepScan bounds the rows one ListCertificates with Keep reads.
-const keepScan = 10000
+// keepScan bounds the rows one ListCertificates with Keep reads, in
+// queries of keepPage rows.
+const (
+	keepScan = 10000
+	keepPage = 500
+)
 
 // ListCertificates returns one page of certificates matching f, and the
 // cursor of the next page ("" on the last page). Reserved rows are listed
@@ -367,6 +371,9 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 		return d.listPage(ctx, f)
 	}
 	want := min(cmp.Or(max(f.Limit, 0), 100), 1000)
+	// Read in pages of at least keepPage rows whatever the caller's
+	// limit: limit=1 must not cost a query per row scanned.
+	f.Limit = max(want, keepPage)
 	var out []core.Certificate
 	for scanned := 0; ; {
 		rows, next, err := d.listPage(ctx, f)

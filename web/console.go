@@ -290,7 +290,11 @@ func (w *Console) loginPost(c *gin.Context) {
 	v, err := w.login(c.Request.Context(), c.PostForm("key"))
 	if err != nil {
 		status := http.StatusUnauthorized
-		if core.KindOf(err) != core.KindUnauthenticated {
+		switch core.KindOf(err) {
+		case core.KindUnauthenticated:
+		case core.KindForbidden:
+			status = http.StatusForbidden
+		default:
 			status = http.StatusServiceUnavailable
 			w.log.ErrorContext(c.Request.Context(), "console sign-in", "err", err)
 			err = errors.New("sign-in is not possible now")

@@ -195,6 +195,15 @@ func TestConsole(t *testing.T) {
 	if resp, page := b.do("POST", "/ui/login", url.Values{"key": {"srk_not-a-key"}}); resp.StatusCode != 401 || !strings.Contains(page, "unknown") {
 		t.Fatalf("bad key: %d", resp.StatusCode)
 	}
+	// A key whose scopes give nothing here is told so, not signed in.
+	metricsKey, _, err := api.CreateKey(context.Background(), e.db, "prometheus", []string{api.ScopeMetrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, page := b.do("POST", "/ui/login", url.Values{"key": {metricsKey}}); resp.StatusCode != 403 || resp.Header.Get("Set-Cookie") != "" ||
+		!strings.Contains(page, "give nothing in the console") {
+		t.Fatalf("a metrics key signing in: %d %s", resp.StatusCode, page)
+	}
 	resp, _ := b.do("POST", "/ui/login", url.Values{"key": {e.keys["admin"]}})
 	sc := resp.Header.Get("Set-Cookie")
 	for _, flag := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/ui"} {
@@ -402,8 +411,13 @@ func TestConsoleAPIKeys(t *testing.T) {
 		t.Fatalf("limited key, its own name: %d", resp.StatusCode)
 	}
 	// It lists its team's certificates, not another team's.
-	if resp, _ := b.do("POST", "/ui/issue", url.Values{"csrf": {b.csrfOf("/ui/issue")}, "csr": {csrPEM(t, "web.team-b.corp.internal")}, "profile": {"tls-server"}}); resp.StatusCode != 201 {
+	resp, page = b.do("POST", "/ui/issue", url.Values{"csrf": {b.csrfOf("/ui/issue")}, "csr": {csrPEM(t, "web.team-b.corp.internal")}, "profile": {"tls-server"}})
+	if resp.StatusCode != 201 {
 		t.Fatalf("admin issuing for team-b: %d", resp.StatusCode)
+	}
+	teamB := regexp.MustCompile(`id="issued">([0-9a-f]+)<`).FindStringSubmatch(page)[1]
+	if resp, _ := ta.do("GET", "/ui/certificates/"+teamB, nil); resp.StatusCode != 404 {
+		t.Fatalf("limited key on another team's certificate: %d", resp.StatusCode)
 	}
 	if resp, page := ta.do("GET", "/ui/certificates", nil); resp.StatusCode != 200 || !strings.Contains(page, "web.team-a.corp.internal") ||
 		strings.Contains(page, "web.team-b.corp.internal") {

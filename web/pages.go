@@ -91,8 +91,8 @@ func (w *Console) record(c *gin.Context, op *operator) (*core.Certificate, bool)
 		return nil, false
 	}
 	r, err := w.o.Authority.Certificate(c.Request.Context(), serial)
-	if err == nil && r.Status == core.StatusReserved {
-		err = core.ErrNotFound // never handed out
+	if err == nil && (r.Status == core.StatusReserved || !ra.MayRead(op.limits, r)) {
+		err = core.ErrNotFound // never handed out, or another team's
 	}
 	if err != nil {
 		w.fail(c, op, err)
@@ -107,10 +107,6 @@ func (w *Console) detail(c *gin.Context, op *operator) {
 	}
 	r, ok := w.record(c, op)
 	if !ok {
-		return
-	}
-	if !ra.MayRead(op.limits, r) {
-		w.fail(c, op, core.ErrNotFound)
 		return
 	}
 	w.render(c, http.StatusOK, "detail", page{Title: "Certificate " + string(r.Serial), Op: op, Data: detailData{

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ func (w *Console) login(ctx context.Context, secret string) (string, error) {
 	k, err := api.LookupKey(ctx, w.o.Store, secret)
 	if err != nil {
 		return "", err
+	}
+	if !slices.ContainsFunc([]string{api.ScopeRead, api.ScopeIssue, api.ScopeRevoke, api.ScopeAdmin}, func(s string) bool { return slices.Contains(k.Scopes, s) }) {
+		// A metrics or key-service key would sign in to pages that all
+		// refuse it.
+		return "", core.Errorf(core.KindForbidden, "this API key's scopes (%s) give nothing in the console: sign in with a key that may read, issue, revoke or administer", strings.Join(k.Scopes, ", "))
 	}
 	body := k.ID + "." + strconv.FormatInt(w.now().Add(sessionTTL).Unix(), 10)
 	mac, err := w.o.MAC.HMAC(ctx, []byte("session|"+body))
