@@ -75,7 +75,7 @@ func TestCertCLI(t *testing.T) {
 		{[]string{"cert", "revoke", s2, "--invalidity-date", "x"}, "RFC 3339"},
 		{[]string{"cert", "revoke", interSerial}, "--ca"}, // a CA certificate
 		{[]string{"cert", "show", "abcdef0123"}, "no certificate has serial"},
-		{[]string{"cert", "list", "--status", "bogus"}, "want valid or revoked"},
+		{[]string{"cert", "list", "--status", "bogus"}, "want valid, revoked or intent"},
 		{[]string{"cert", "list", "--under", "*.localhost"}, "--under: \"*.localhost\" is not a DNS name"},
 		{[]string{"apikey", "revoke", "nope"}, `no API key has id "nope"`},
 		{[]string{"apikey", "create", "--name", "x", "--expires", "0"}, "would expire at once"},
@@ -85,6 +85,11 @@ func TestCertCLI(t *testing.T) {
 		if out, err := c.CLI(ctx, bad.args...); err == nil || !strings.Contains(out, bad.want) {
 			t.Errorf("ca %s: %v, want a refusal with %q:\n%s", strings.Join(bad.args, " "), err, bad.want, out)
 		}
+	}
+	// Every issuance was stored: no intent is left, and the serial pool's
+	// reserved rows are not intents.
+	if out := strings.TrimSpace(c.MustCLI(t, ctx, "cert", "list", "--status", "intent")); strings.Count(out, "\n") != 0 || !strings.HasPrefix(out, "SERIAL") {
+		t.Errorf("ca cert list --status intent:\n%s", out)
 	}
 
 	// Not through the REST API either, even with the admin key.
