@@ -73,6 +73,19 @@ type Database struct {
 type Redis struct {
 	Addr string `yaml:"addr"`
 	DB   int    `yaml:"db"`
+	// Prefix begins every key and channel name this CA uses in Redis, so
+	// clusters can share one Redis database: give each its own (for
+	// example "ca-prod:"). Every node of a cluster must use the same.
+	// Empty: "strongroom:".
+	Prefix string `yaml:"prefix"`
+}
+
+// KeyPrefix is Prefix, or its default.
+func (r Redis) KeyPrefix() string {
+	if r.Prefix == "" {
+		return "strongroom:"
+	}
+	return r.Prefix
 }
 
 // HSM configuration.

@@ -52,6 +52,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"explicit URL port 0", "urls:\n  http: http://ca.example:0\n", "urls.http"},
 		{"non-numeric port", "listen:\n  https: 127.0.0.1:https\n", "listen.https"},
 		{"port out of range", "listen:\n  http: 127.0.0.1:70000\n", "listen.http"},
+		{"redis prefix with a space", "redis:\n  prefix: \"ca prod\"\n", "redis.prefix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(EnvDatabaseDSN, "")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,8 @@ func (v *validator) id(field, value string) {
 	}
 }
 
+var redisPrefixRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
 // Validate checks the configuration; each error names its field.
 func (c *Config) Validate() error {
 	v := &validator{}
@@ -86,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Addr != "" {
 		v.addr("redis.addr", c.Redis.Addr)
+	}
+	if p := c.Redis.Prefix; p != "" && !redisPrefixRE.MatchString(p) {
+		v.add("redis.prefix", "%q: use 1 to 64 letters, digits and . _ - : (for example \"ca-prod:\")", p)
 	}
 	v.oneOf("hsm.unseal", c.HSM.Unseal, "keyfile", "passphrase", "shamir", "pkcs11")
 	if c.HSM.Unseal == "keyfile" && c.HSM.KeyFile == "" {

@@ -31,8 +31,6 @@ type shared struct {
 	close     func()
 }
 
-const redisPrefix = "strongroom:"
-
 func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error) {
 	if cfg.Redis.Addr == "" {
 		oc, err := ocspSettings(cfg)
@@ -55,6 +53,7 @@ func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error
 		rc.Close()
 		return nil, fmt.Errorf("connecting to Redis at %s: %w", cfg.Redis.Addr, err)
 	}
+	redisPrefix := cfg.Redis.KeyPrefix()
 	return &shared{
 		events:    storage.NewRedisEvents(rc, redisPrefix, n.log),
 		ocspCache: storage.NewRedisOCSPCache(rc, redisPrefix+"ocsp:", 0),
