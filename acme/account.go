@@ -86,10 +86,17 @@ func (s *Server) newAccount(ctx context.Context, w http.ResponseWriter, r *http.
 	} else if s.o.Meta.ExternalAccountRequired {
 		return prob("externalAccountRequired", http.StatusUnauthorized, "this endpoint requires an external account binding")
 	}
-	if err := s.limit(ctx, "new-account:"+clientIP(r), s.o.Limits.NewAccountsPerIPPerHour,
-		"too many new accounts from this address"); err != nil {
+	refund, err := s.limit(ctx, "new-account:"+clientIP(r), s.o.Limits.NewAccountsPerIPPerHour,
+		"too many new accounts from this address")
+	if err != nil {
 		return err
 	}
+	created := false
+	defer func() {
+		if !created {
+			refund()
+		}
+	}()
 	jwk, err := json.Marshal(req.key)
 	if err != nil {
 		return err
@@ -111,6 +118,7 @@ func (s *Server) newAccount(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		return err
 	}
+	created = true
 	s.log.InfoContext(ctx, "acme account created", "account", id, "eab", kid != "")
 	return s.writeAccount(w, http.StatusCreated, a)
 }
@@ -292,21 +300,28 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	return s.writeAccount(w, http.StatusOK, a)
 }
 
-// limit counts one event against a configured limit; 0 means none.
-func (s *Server) limit(ctx context.Context, key string, perHour int, detail string) error {
+// limit counts one event against a configured limit (0: none) and
+// returns what gives it back: the caller refunds an account or order it
+// did not create, so the limits count what was created.
+func (s *Server) limit(ctx context.Context, key string, perHour int, detail string) (refund func(), err error) {
 	if s.o.RateLimiter == nil || perHour <= 0 {
-		return nil
+		return func() {}, nil
 	}
-	ok, retry, err := s.o.RateLimiter.Allow(ctx, "acme:"+s.o.Name+":"+key, perHour, time.Hour)
+	key = "acme:" + s.o.Name + ":" + key
+	ok, retry, err := s.o.RateLimiter.Allow(ctx, key, perHour, time.Hour)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
 		p := prob("rateLimited", http.StatusTooManyRequests, detail)
 		p.retryAfter = max(retry, time.Second)
-		return p
+		return nil, p
 	}
-	return nil
+	return func() {
+		if err := s.o.RateLimiter.Refund(context.WithoutCancel(ctx), key, time.Hour); err != nil {
+			s.log.WarnContext(ctx, "giving back a rate-limit count", "err", err)
+		}
+	}, nil
 }
 
 func clientIP(r *http.Request) string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,4 +397,42 @@ func TestDownloadRevokeARI(t *testing.T) {
 	if r := third.post(e.url("revoke-cert"), map[string]any{"certificate": b64(blk.Bytes)}, nil); r.StatusCode != 200 {
 		t.Fatalf("revoke with authorizations: %d %s", r.StatusCode, r.body)
 	}
+}
+
+// failingOrders is a store whose first orders fail to be written.
+type failingOrders struct {
+	acme.Store
+	fails atomic.Int32
+}
+
+func (f *failingOrders) CreateACMEOrder(ctx context.Context, o *storage.ACMEOrder) error {
+	if f.fails.Add(-1) >= 0 {
+		return errors.New("database unavailable")
+	}
+	return f.Store.CreateACMEOrder(ctx, o)
+}
+
+// TestRateLimitsCountWhatWasCreated: orders that failed to be written do
+// not use the account's hourly budget.
+func TestRateLimitsCountWhatWasCreated(t *testing.T) {
+	e := newEnv(t, func(o *acme.Options) {
+		o.Limits.NewOrdersPerAccountPerHour = 2
+		fo := &failingOrders{Store: o.Store}
+		fo.fails.Store(3)
+		o.Store = fo
+	})
+	c := newRawClient(e)
+	c.register(nil)
+	order := map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "a.example.com"}}}
+	for i := range 3 {
+		if r := c.post(e.url("new-order"), order, nil); r.StatusCode < 500 {
+			t.Fatalf("order %d with the store failing: %d %s", i, r.StatusCode, r.body)
+		}
+	}
+	for i := range 2 {
+		if r := c.post(e.url("new-order"), order, nil); r.StatusCode != 201 {
+			t.Fatalf("order %d after the failures: %d %s", i, r.StatusCode, r.body)
+		}
+	}
+	wantProblem(t, c.post(e.url("new-order"), order, nil), "rateLimited", 429)
 }

@@ -67,10 +67,11 @@ type Nonces interface {
 }
 
 // RateLimiter counts one event for key and says whether it is within limit
-// per window, and if not how long to wait (storage.MemoryLimiter,
-// storage.RedisLimiter).
+// per window, and if not how long to wait; Refund takes one back
+// (storage.MemoryLimiter, storage.RedisLimiter).
 type RateLimiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
+	Refund(ctx context.Context, key string, window time.Duration) error
 }
 
 // Issued is what an Issuer hands back: the serial and one or more chains,

@@ -125,10 +125,17 @@ func (s *Server) newOrder(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return err
 		}
 	}
-	if err := s.limit(ctx, "new-order:"+acct.ID, s.o.Limits.NewOrdersPerAccountPerHour,
-		"too many new orders for this account"); err != nil {
+	refund, err := s.limit(ctx, "new-order:"+acct.ID, s.o.Limits.NewOrdersPerAccountPerHour,
+		"too many new orders for this account")
+	if err != nil {
 		return err
 	}
+	created := false
+	defer func() {
+		if !created {
+			refund()
+		}
+	}()
 	now := s.now()
 	o := &storage.ACMEOrder{Endpoint: s.o.Name, AccountID: acct.ID, Status: "pending", Profile: profile,
 		Expires: now.Add(s.o.OrderLifetime), Replaces: in.Replaces, CreatedAt: now}
@@ -149,6 +156,7 @@ func (s *Server) newOrder(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err := s.o.Store.CreateACMEOrder(ctx, o); err != nil {
 		return err
 	}
+	created = true
 	s.log.InfoContext(ctx, "acme order created", "account", acct.ID, "order", o.ID, "identifiers", len(ids))
 	return s.writeOrder(w, http.StatusCreated, o)
 }
