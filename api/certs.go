@@ -253,14 +253,14 @@ func (a *API) WithinCap(ctx context.Context, principal string, issue func() (*ca
 		iss, err := issue()
 		return iss, 0, err
 	}
-	key := issueLimitKey(strings.TrimPrefix(principal, ConsolePrefix))
+	cred := strings.TrimPrefix(principal, ConsolePrefix)
+	key := issueLimitKey(cred)
 	ok, retry, err := a.limiter.Allow(ctx, key, a.issuePerHour, time.Hour)
 	if err != nil {
 		return nil, 0, core.Wrap(core.KindUnavailable, err, "the issuance rate limit cannot be checked now")
 	}
 	if !ok {
-		return nil, max(retry, time.Second), core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later",
-			strings.TrimPrefix(principal, ConsolePrefix), a.issuePerHour)
+		return nil, max(retry, time.Second), core.Errorf(core.KindRateLimited, "%s may issue at most %d certificates an hour; try again later", cred, a.issuePerHour)
 	}
 	iss, err := issue()
 	if err != nil {

@@ -169,11 +169,8 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 		// through an API, they would go on being served until renewed.
 		return core.Errorf(core.KindForbidden, "certificate %s is this CA's own (%s): revoke it on a node with `ca cert revoke` (the HTTPS listener renews its certificate within a minute)", rec.Serial, rec.Requester)
 	}
-	if l != nil && len(l.Profiles) > 0 && !slices.Contains(l.Profiles, rec.Profile) {
-		return core.Errorf(core.KindForbidden, "certificate %s is of profile %s, outside this credential's (%s)", rec.Serial, rec.Profile, strings.Join(l.Profiles, ", "))
-	}
-	if !l.Covers(rec.Names) {
-		return core.Errorf(core.KindForbidden, "certificate %s has names outside this credential's (%s)", rec.Serial, strings.Join(l.Names(), ", "))
+	if !MayRead(l, rec) { // front ends answer 404 before asking
+		return core.Errorf(core.KindForbidden, "certificate %s is outside this credential's names or profiles", rec.Serial)
 	}
 	return nil
 }
