@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
@@ -99,8 +101,8 @@ func CreateKeyWith(ctx context.Context, store KeyStore, spec KeySpec) (secret st
 			}
 		}
 	}
-	if strings.TrimSpace(name) == "" {
-		return "", "", core.Errorf(core.KindMalformed, "an API key needs a name")
+	if err := checkKeyName(name); err != nil {
+		return "", "", err
 	}
 	if len(scopes) == 0 {
 		return "", "", core.Errorf(core.KindMalformed, "an API key needs at least one scope (%s)", strings.Join(allScopes, ", "))
@@ -134,6 +136,28 @@ func CreateKeyWith(ctx context.Context, store KeyStore, spec KeySpec) (secret st
 		return "", "", fmt.Errorf("storing API key: %w", err)
 	}
 	return secret, id, nil
+}
+
+// maxKeyNameLen bounds an API key's name: it labels the key in listings.
+const maxKeyNameLen = 100
+
+// checkKeyName accepts 1 to maxKeyNameLen characters of UTF-8 text without
+// control or formatting characters: the name is shown in the console, in `ca apikey
+// list` and in logs.
+func checkKeyName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return core.Errorf(core.KindMalformed, "an API key needs a name")
+	case !utf8.ValidString(name):
+		return core.Errorf(core.KindMalformed, "an API key's name must be UTF-8 text")
+	case utf8.RuneCountInString(name) > maxKeyNameLen:
+		return core.Errorf(core.KindMalformed, "an API key's name must be at most %d characters", maxKeyNameLen)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
+		// Cf: invisible formatting, such as bidirectional overrides that
+		// make a listing show another name than the one stored.
+		return core.Errorf(core.KindMalformed, "an API key's name must not contain control or invisible formatting characters")
+	}
+	return nil
 }
 
 // RevokeKey revokes the key with id; it stops working at once.
