@@ -313,7 +313,7 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 		if err != nil {
 			return principal{}, err
 		}
-		a.touch(ctx, k.ID)
+		a.Touch(ctx, k.ID)
 		lim, err := ra.ParseLimits(k.Names, k.Profiles)
 		if err != nil {
 			return principal{}, core.Wrap(core.KindInternal, err, "API key "+k.ID+" has unreadable limits")
@@ -364,8 +364,9 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 	return principal{}, core.Errorf(core.KindUnauthenticated, "authentication required: Authorization: Bearer <API key>, or a client certificate")
 }
 
-// touch records a key's use at most once a minute (not a write per request).
-func (a *API) touch(ctx context.Context, id string) {
+// Touch records a key's use at most once a minute (not a write per
+// request); the console calls it too.
+func (a *API) Touch(ctx context.Context, id string) {
 	now := a.now()
 	if last, ok := a.touched.Load(id); ok && now.Sub(last.(time.Time)) < time.Minute {
 		return

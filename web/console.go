@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +43,9 @@ type Store interface {
 	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
 	APIKeyByID(ctx context.Context, id string) (*storage.APIKey, error)
 	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
+	CreateConsoleSession(ctx context.Context, s *storage.ConsoleSession) error
+	ConsoleSessionByID(ctx context.Context, id []byte) (*storage.ConsoleSession, error)
+	EndConsoleSession(ctx context.Context, id []byte) error
 }
 
 // IssuerSource lists the issuers (*ca.CA).
@@ -71,8 +75,14 @@ type Options struct {
 	// WithinCap runs an issuance under the key's hourly cap, shared with
 	// the REST API (api.API.WithinCap); nil: no cap.
 	WithinCap func(ctx context.Context, principal string, issue func() (*ca.Issued, error)) (*ca.Issued, time.Duration, error)
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Touch records that an API key was used (api.API.Touch), so its
+	// "last used" covers the console too; nil: not recorded.
+	Touch func(ctx context.Context, keyID string)
+	// RateLimiter bounds failed sign-ins per client address
+	// (loginFailures in loginWindow); nil: not bounded.
+	RateLimiter api.RateLimiter
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Console serves /ui.
@@ -122,9 +132,12 @@ func (w *Console) now() time.Time { return w.o.Now() }
 
 // Register mounts the console on r (the /ui group).
 func (w *Console) Register(r gin.IRouter) {
-	r.Use(securityHeaders, sameOrigin, w.readForm)
-	static, _ := fs.Sub(assets, "static")
-	r.StaticFS("/static", http.FS(static))
+	r.Use(securityHeaders, w.sameOrigin, w.readForm)
+	// Each file on its own route: a directory is not listed.
+	files, _ := fs.Glob(assets, "static/*")
+	for _, f := range files {
+		r.StaticFileFS("/"+f, f, http.FS(assets))
+	}
 	home := func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/certificates") }
 	r.GET("", home)
 	r.GET("/", home) // /ui/ as well: the server does not redirect trailing slashes
@@ -147,12 +160,16 @@ func (w *Console) Register(r gin.IRouter) {
 // names another site: with the CSRF tokens of signed-in forms, this also
 // stops a foreign page from signing a visitor in with its own key (login
 // CSRF). A POST without Origin (curl, old browsers) is left to the tokens.
-func sameOrigin(c *gin.Context) {
+func (w *Console) sameOrigin(c *gin.Context) {
 	if c.Request.Method == http.MethodPost {
 		if o := c.GetHeader("Origin"); o != "" {
 			u, err := url.Parse(o)
 			if err != nil || u.Host != c.Request.Host {
-				c.AbortWithStatus(http.StatusForbidden)
+				// A proxy that rewrites Host makes every form land here:
+				// say which two names differ.
+				w.render(c, http.StatusForbidden, "error", page{Title: "Forbidden", Error: fmt.Sprintf(
+					"the form was sent from %q, not from this console (%s); open the console at its own address, or have the proxy keep the Host header", o, c.Request.Host)})
+				c.Abort()
 				return
 			}
 		}
@@ -190,7 +207,22 @@ func securityHeaders(c *gin.Context) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin") // no-referrer would make browsers send Origin: null on our own forms
 	h.Set("Cache-Control", "no-store")
+	if !localHost(c.Request.Host) {
+		// Not for localhost or an IP address: a browser would then refuse
+		// plain HTTP to every other local service on that name.
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
 	c.Next()
+}
+
+// localHost reports whether host (with or without a port) is localhost, a
+// name under .localhost, or an IP address.
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || net.ParseIP(strings.Trim(host, "[]")) != nil
 }
 
 // page is what every template gets.
@@ -287,26 +319,42 @@ func (w *Console) loginPage(c *gin.Context) {
 }
 
 func (w *Console) loginPost(c *gin.Context) {
-	v, err := w.login(c.Request.Context(), c.PostForm("key"))
+	ctx := c.Request.Context()
+	if retry, ok := w.loginAllowed(c); !ok {
+		api.SetRetryAfter(c.Writer.Header(), retry)
+		w.render(c, http.StatusTooManyRequests, "login", page{Title: "Sign in",
+			Error: fmt.Sprintf("too many failed sign-ins from your address; try again in %s", retry.Round(time.Second))})
+		return
+	}
+	v, err := w.login(ctx, c.PostForm("key"))
 	if err != nil {
 		status := http.StatusUnauthorized
 		switch core.KindOf(err) {
 		case core.KindUnauthenticated:
+			w.log.WarnContext(ctx, "console sign-in refused", "remote", c.Request.RemoteAddr, "reason", core.DetailOf(err))
 		case core.KindForbidden:
 			status = http.StatusForbidden
 		default:
 			status = http.StatusServiceUnavailable
-			w.log.ErrorContext(c.Request.Context(), "console sign-in", "err", err)
+			w.log.ErrorContext(ctx, "console sign-in", "err", err)
 			err = errors.New("sign-in is not possible now")
 		}
 		w.render(c, status, "login", page{Title: "Sign in", Error: core.DetailOf(err)})
 		return
 	}
+	w.loginSucceeded(c)
 	setCookie(c, v, int(sessionTTL.Seconds()))
 	c.Redirect(http.StatusSeeOther, "/ui/certificates")
 }
 
-func (w *Console) logout(c *gin.Context, _ *operator) {
+func (w *Console) logout(c *gin.Context, op *operator) {
+	if err := w.endSession(c.Request.Context(), op); err != nil {
+		// The cookie is kept: dropping only the browser's copy would look
+		// like a sign-out and leave the session working.
+		w.log.ErrorContext(c.Request.Context(), "console sign-out", "err", err)
+		w.fail(c, op, core.Errorf(core.KindUnavailable, "signing out is not possible now; try again"))
+		return
+	}
 	setCookie(c, "", -1)
 	c.Redirect(http.StatusSeeOther, "/ui/login")
 }

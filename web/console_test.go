@@ -191,6 +191,8 @@ func TestConsole(t *testing.T) {
 	req.Header.Set("Origin", "https://evil.example")
 	if resp, err := b.c.Do(req); err != nil || resp.StatusCode != 403 || resp.Header.Get("Set-Cookie") != "" {
 		t.Fatalf("sign-in posted from another origin: %v %v", resp, err)
+	} else if body, _ := io.ReadAll(resp.Body); !strings.Contains(string(body), "not from this console") {
+		t.Fatalf("the refusal of another origin does not say why:\n%s", body)
 	}
 	if resp, page := b.do("POST", "/ui/login", url.Values{"key": {"srk_not-a-key"}}); resp.StatusCode != 401 || !strings.Contains(page, "unknown") {
 		t.Fatalf("bad key: %d", resp.StatusCode)
@@ -206,7 +208,7 @@ func TestConsole(t *testing.T) {
 	}
 	resp, _ := b.do("POST", "/ui/login", url.Values{"key": {e.keys["admin"]}})
 	sc := resp.Header.Get("Set-Cookie")
-	for _, flag := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/ui"} {
+	for _, flag := range []string{"__Host-strongroom_console=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/;"} {
 		if !strings.Contains(sc, flag) {
 			t.Fatalf("session cookie lacks %s: %s", flag, sc)
 		}
@@ -306,24 +308,33 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("reader revokes: %d", resp.StatusCode)
 	}
 
-	// Sign-out ends the session; so do a tampered cookie, expiry and a
-	// revoked key.
+	// Sign-out ends the session on the server: a copy of the cookie
+	// kept from before (a stolen one) no longer works. So do a tampered
+	// cookie, expiry and a revoked key.
+	u, _ := url.Parse(e.srv.URL + "/ui/")
+	kept := e.browser()
+	kept.c.Jar.SetCookies(u, b.c.Jar.Cookies(u))
+	if resp, _ := kept.do("GET", "/ui/certificates", nil); resp.StatusCode != 200 {
+		t.Fatalf("a copy of the session cookie: %d", resp.StatusCode)
+	}
 	if resp, _ := b.do("POST", "/ui/logout", url.Values{"csrf": {b.csrfOf("/ui/certificates")}}); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout: %d", resp.StatusCode)
 	}
 	if resp, _ := b.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatal("still signed in after sign-out")
 	}
+	if resp, _ := kept.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("a copy of the cookie still works after sign-out")
+	}
 	t2 := e.browser()
 	t2.login("admin")
-	u, _ := url.Parse(e.srv.URL + "/ui/")
 	ck := t2.c.Jar.Cookies(u)[0]
 	forged := *ck
-	forged.Value = strings.Replace(ck.Value, e.ids["admin"], e.ids["reader"], 1)
+	forged.Value = ck.Value[:len(ck.Value)-1] + map[bool]string{true: "B", false: "A"}[strings.HasSuffix(ck.Value, "A")]
 	t3 := e.browser()
 	t3.c.Jar.SetCookies(u, []*http.Cookie{&forged})
 	if resp, _ := t3.do("GET", "/ui/certificates", nil); resp.StatusCode != http.StatusSeeOther {
-		t.Fatal("a cookie naming another key was accepted")
+		t.Fatal("a tampered cookie was accepted")
 	}
 	e.clock.mu.Lock()
 	e.clock.d = 9 * time.Hour

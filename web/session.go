@@ -2,11 +2,13 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,11 +17,17 @@ import (
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 const (
-	cookieName = "strongroom_console"
+	// cookieName has the __Host- prefix: browsers take it only from this
+	// host over HTTPS with Path=/ and no Domain, so a sibling host cannot
+	// plant a session cookie of its own.
+	cookieName = "__Host-strongroom_console"
 	sessionTTL = 8 * time.Hour
+	// sessionBytes of randomness make the secret the cookie holds.
+	sessionBytes = 32
 )
 
 // operator is who is signed in.
@@ -40,7 +48,14 @@ func (o *operator) Name() string { return o.name }
 
 var errNoSession = errors.New("no session")
 
-// login checks an API key secret and returns the session cookie value.
+// sessionID is what the database keeps of a session secret.
+func sessionID(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// login checks an API key secret, records a new session and returns the
+// session cookie value: a random secret.
 func (w *Console) login(ctx context.Context, secret string) (string, error) {
 	k, err := api.LookupKey(ctx, w.o.Store, secret)
 	if err != nil {
@@ -51,37 +66,31 @@ func (w *Console) login(ctx context.Context, secret string) (string, error) {
 		// refuse it.
 		return "", core.Errorf(core.KindForbidden, "this API key's scopes (%s) give nothing in the console: sign in with a key that may read, issue, revoke or administer", strings.Join(k.Scopes, ", "))
 	}
-	body := k.ID + "." + strconv.FormatInt(w.now().Add(sessionTTL).Unix(), 10)
-	mac, err := w.o.MAC.HMAC(ctx, []byte("session|"+body))
-	if err != nil {
+	b := make([]byte, sessionBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making a session: %w", err)
+	}
+	v := base64.RawURLEncoding.EncodeToString(b)
+	now := w.now()
+	if err := w.o.Store.CreateConsoleSession(ctx, &storage.ConsoleSession{ID: sessionID(v), KeyID: k.ID,
+		CreatedAt: now, ExpiresAt: now.Add(sessionTTL)}); err != nil {
 		return "", err
 	}
-	return body + "." + base64.RawURLEncoding.EncodeToString(mac), nil
+	return v, nil
 }
 
-// operatorOf checks the session cookie and the key it names.
+// operatorOf checks the session cookie, its session and the key it names.
 func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
 	v, err := c.Cookie(cookieName)
-	if err != nil || v == "" {
-		return nil, errNoSession
-	}
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
-		return nil, errNoSession
-	}
-	mac, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
+	if err != nil || base64.RawURLEncoding.DecodedLen(len(v)) != sessionBytes {
 		return nil, errNoSession
 	}
 	ctx := c.Request.Context()
-	if err := w.o.MAC.VerifyHMAC(ctx, []byte("session|"+parts[0]+"."+parts[1]), mac); err != nil {
+	s, err := w.o.Store.ConsoleSessionByID(ctx, sessionID(v))
+	if err != nil || !w.now().Before(s.ExpiresAt) {
 		return nil, errNoSession
 	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || w.now().Unix() >= exp {
-		return nil, errNoSession
-	}
-	k, err := w.o.Store.APIKeyByID(ctx, parts[0])
+	k, err := w.o.Store.APIKeyByID(ctx, s.KeyID)
 	if err != nil || api.KeyUsable(k, w.now()) != nil {
 		return nil, errNoSession
 	}
@@ -89,7 +98,16 @@ func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
 	if err != nil {
 		return nil, errNoSession
 	}
+	if w.o.Touch != nil {
+		w.o.Touch(ctx, k.ID)
+	}
 	return &operator{keyID: k.ID, name: k.Name, scopes: k.Scopes, limits: lim, cookie: v}, nil
+}
+
+// endSession signs out: the session is deleted, so its cookie, wherever a
+// copy of it is, no longer works on any node.
+func (w *Console) endSession(ctx context.Context, op *operator) error {
+	return w.o.Store.EndConsoleSession(ctx, sessionID(op.cookie))
 }
 
 // csrf is the token every form of the session carries.
@@ -111,5 +129,5 @@ func (w *Console) checkCSRF(c *gin.Context, op *operator) error {
 
 func setCookie(c *gin.Context, value string, maxAge int) {
 	c.SetSameSite(http.SameSiteStrictMode)
-	c.SetCookie(cookieName, value, maxAge, "/ui", "", true, true)
+	c.SetCookie(cookieName, value, maxAge, "/", "", true, true)
 }

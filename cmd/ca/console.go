@@ -69,7 +69,8 @@ func (a *app) mountConsole(ctx context.Context, defaultProfile string) error {
 	}
 	con, err := web.New(web.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
 		MAC: hsmMAC{sess: a.sess, id: id}, Profiles: names, Logger: a.n.log,
-		Audit: a.n.db, VerifyAudit: a.n.hsm.VerifyAudit, WithinCap: a.rest.WithinCap})
+		Audit: a.n.db, VerifyAudit: a.n.hsm.VerifyAudit, WithinCap: a.rest.WithinCap,
+		Touch: a.rest.Touch, RateLimiter: a.shared.limiter})
 	if err != nil {
 		return err
 	}
