@@ -302,6 +302,9 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, core.Errorf(core.KindBadCSR, "the CSR's common name %q is not among its subject alternative names; add it as a SAN (a certificate's common name must be one of its SANs)", orig)
 	}
 	if len(t.DNSNames)+len(t.IPAddresses)+len(t.EmailAddresses)+len(t.URIs) == 0 && t.Subject.CommonName == "" && len(t.Subject.Organization) == 0 {
+		if orig := req.CSR.Subject.CommonName; orig != "" {
+			return nil, core.Errorf(core.KindBadCSR, "the request names nothing usable: it has no SANs, and its common name %q is not a DNS name or IP address", orig)
+		}
 		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
 	}
 	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)

@@ -180,6 +180,8 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		{"no CSR", Request{Profile: "tls-server"}, core.KindMalformed, ""},
 		{"sub-CA from an intermediate", Request{CSR: good, Profile: "subordinate-ca"}, core.KindRejected, ""},
 		{"lint refusal", Request{CSR: good, Profile: "broken"}, core.KindRejected, "e_ext_san_missing"},
+		{"only a common name that is no host", Request{CSR: makeCSR(t, testKey(t, "p256"), "<b>x</b>.a.example"), Profile: "tls-server"}, core.KindBadCSR,
+			`its common name "<b>x</b>.a.example" is not a DNS name`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
