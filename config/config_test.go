@@ -40,6 +40,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"bad duration", "limits:\n  read_timeout: soon\n", "duration"},
 		{"bad unseal", "hsm:\n  unseal: magic\n", "hsm.unseal"},
 		{"duplicate issuer", "ca:\n  root: {id: a}\n  intermediates: [{id: a}]\n", "used twice"},
+		{"delta CRL URL as issuer", "ca:\n  intermediates: [{id: intermediate}, {id: intermediate-delta}]\n", "ends in -delta"},
+		{"root named like a delta", "ca:\n  root: {id: root-delta}\n", "ends in -delta"},
 		{"bad level", "log:\n  level: loud\n", "log.level"},
 		{"bad key store", "ca:\n  key_store: vault\n", "ca.key_store"},
 		{"pkcs11 without module", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},

@@ -126,6 +126,11 @@ func (c *Config) Validate() error {
 		if seen[is.ID] {
 			v.add(field+".id", "%q is used twice", is.ID)
 		}
+		if base, ok := strings.CutSuffix(is.ID, "-delta"); ok {
+			// /crl/{id}.crl of such an issuer is the delta CRL URL of
+			// issuer base: one of the two would be unreachable.
+			v.add(field+".id", "%q ends in -delta: /crl/%s.crl is where issuer %q's delta CRL is served; choose another ID", is.ID, is.ID, base)
+		}
 		seen[is.ID] = true
 		if is.Cert == "" {
 			v.add(field+".cert", "empty")

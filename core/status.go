@@ -110,4 +110,7 @@ type Revocation struct {
 	RevokedAt      time.Time
 	Reason         RevocationReason
 	InvalidityDate time.Time // zero: not given
+	// ChangedAt is when the status last changed: the revocation, or a
+	// later raise of its reason to keyCompromise.
+	ChangedAt time.Time
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
-// RevokedSource streams an issuer's revoked certificates revoked at or after
-// since, and says when its last one was revoked (*storage.DB implements it).
+// RevokedSource streams an issuer's revoked certificates whose status
+// changed (revoked, or the reason raised to keyCompromise) at or after
+// since, and says when the last such change was (*storage.DB implements
+// it). A delta CRL carries every change since its base (RFC 5280 §5.2.4).
 type RevokedSource interface {
 	EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error
 	LatestRevocation(ctx context.Context, issuerID string) (time.Time, error)
@@ -286,8 +288,8 @@ func (b *Builder) release(ctx context.Context, s *issuerState) {
 }
 
 // build makes one CRL: a full one when base is nil, else a delta listing
-// revocations since base (with a margin for revocations committed while
-// base was being read).
+// the changes since base (with a margin for changes committed while base
+// was being read).
 func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) (*storage.CRL, error) {
 	start := time.Now()
 	n, err := b.store.NextCRLNumber(ctx, s.ID)
@@ -483,8 +485,8 @@ func (b *Builder) pickUp(ctx context.Context) {
 	}
 }
 
-// catchUp triggers a rebuild for an issuer revoked since its served CRL
-// was made: the durable path behind revocation events, which are at most
+// catchUp triggers a rebuild for an issuer with a revocation (or a reason
+// raised) since its served CRL was made: the durable path behind revocation events, which are at most
 // once (a Redis outage during a revocation loses them), so a revocation
 // reaches the CRLs within a refresh instead of at the next scheduled
 // build. A revocation made in the second a CRL was read may trigger one

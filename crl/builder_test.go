@@ -22,10 +22,13 @@ import (
 // addCert writes a certificates row as the issuance code would.
 func addCert(t *testing.T, db *storage.DB, serial core.Serial, status core.CertStatus, revokedAt time.Time, reason core.RevocationReason) {
 	t.Helper()
-	now := storage.Micros(time.Now())
+	now, changed := storage.Micros(time.Now()), storage.Micros(time.Now())
+	if !revokedAt.IsZero() {
+		changed = storage.Micros(revokedAt) // as revoking does
+	}
 	_, err := db.Exec(context.Background(), `INSERT INTO certificates (serial, issuer_id, profile, requester, not_after, status,
 		revoked_at, revocation_reason, created_at, updated_at) VALUES (?, 'int', 'tls', 'test', ?, ?, ?, ?, ?, ?)`,
-		string(serial), storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), int(reason), now, now)
+		string(serial), storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), int(reason), now, changed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +36,9 @@ func addCert(t *testing.T, db *storage.DB, serial core.Serial, status core.CertS
 
 func revoke(t *testing.T, db *storage.DB, serial core.Serial, reason core.RevocationReason) {
 	t.Helper()
-	_, err := db.Exec(context.Background(), `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-		WHERE serial = ?`, storage.Micros(time.Now()), int(reason), string(serial))
+	now := storage.Micros(time.Now())
+	_, err := db.Exec(context.Background(), `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?,
+		updated_at = ? WHERE serial = ?`, now, int(reason), now, string(serial))
 	if err != nil {
 		t.Fatal(err)
 	}

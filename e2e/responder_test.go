@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"regexp"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // TestResponderSurvivesRestart: a restart answers OCSP with the same
@@ -39,5 +44,46 @@ func TestResponderSurvivesRestart(t *testing.T) {
 	}
 	if v1 != v2 {
 		t.Fatalf("the responder key went from version %s to %s across a restart", v1, v2)
+	}
+}
+
+// TestRevokedResponderReplaced: a delegated responder certificate carries
+// id-pkix-ocsp-nocheck, so revoking it (the intermediate's, from the
+// pipeline, and the root's, signed directly and recorded too) must make
+// the running responder certify a new key at once: here through the
+// sweeper, as `ca cert revoke` is another process on a node without Redis.
+func TestRevokedResponderReplaced(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx := context.Background()
+	chain := issueChain(t, c, goCSR(t, "leaf.localhost"))
+	root := parsePEMCerts(t, readFile(t, c.Root))[0]
+	for _, tc := range []struct {
+		name         string
+		leaf, issuer *x509.Certificate
+	}{{"intermediate", chain[0], chain[1]}, {"root", chain[1], root}} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := ocsp.CreateRequest(tc.leaf, tc.issuer, nil)
+			old := ocspGet(t, c, req, false, tc.leaf, tc.issuer).Certificate
+			if old == nil {
+				t.Fatal("the answer carries no responder certificate")
+			}
+			serial := string(core.SerialFromBig(old.SerialNumber))
+			c.MustCLI(t, ctx, "cert", "show", serial)
+			c.MustCLI(t, ctx, "cert", "revoke", serial, "--reason", "keyCompromise")
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				cur := ocspGet(t, c, req, false, tc.leaf, tc.issuer).Certificate
+				if !cur.Equal(old) {
+					if cur.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
+						t.Fatal("the revoked responder key was certified again")
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("still signing with the revoked responder certificate %s", serial)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -48,6 +48,10 @@ func TestIntermediateRotation(t *testing.T) {
 	if out, err := c.CLI(ctx, "issuer", "add", "intermediate-2"); err == nil {
 		t.Fatalf("adding the same issuer twice succeeded:\n%s", out)
 	}
+	// /crl/intermediate-delta.crl is the delta CRL of issuer intermediate.
+	if out, err := c.CLI(ctx, "issuer", "add", "intermediate-delta"); err == nil || !strings.Contains(out, "ends in -delta") {
+		t.Fatalf("ca issuer add intermediate-delta: %v\n%s", err, out)
+	}
 	c.Restart()
 	newInterPath := filepath.Join(c.Dir, "intermediate-2.pem")
 	newInter := parsePEMCerts(t, readFile(t, newInterPath))[0]

@@ -224,3 +224,20 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestNonceLength: RFC 9654 §2.1 (obsoleting RFC 8954, whose limit was 32
+// octets): a nonce of 1 to 128 octets is echoed; one of 0 or more than
+// 128 is malformedRequest. The length is the nonce's, not extnValue's
+// (which adds the inner OCTET STRING's tag and length).
+func TestNonceLength(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{0, false}, {1, true}, {16, true}, {32, true}, {33, true}, {128, true}, {129, false}, {130, false}} {
+		_, err := ocsp.ParseRequest(nonceRequest(t, f.good, f.ca.Cert, bytes.Repeat([]byte{7}, tc.n)))
+		if (err == nil) != tc.ok {
+			t.Errorf("nonce of %d octets: err %v, want accepted %t", tc.n, err, tc.ok)
+		}
+	}
+}

@@ -130,11 +130,17 @@ func appendHTTPDate(b []byte, t time.Time) []byte {
 // decodeGET extracts the request from a GET path. The base64 is read from
 // the escaped path, so '+', '/' and '=' survive, as do their %-escaped
 // forms; base64url and missing padding are accepted too. nil means garbage.
+//
+// Extra slashes are accepted as Boulder does: /ocsp//<b64>, which clients
+// make by appending "/" to a responder URL that ends in "/", and a
+// trailing "/". The base64 of a DER request starts with 'M', so leading
+// slashes are never part of it; a trailing one may be (unpadded base64),
+// so it is removed only when the path does not decode with it.
 func (r *Responder) decodeGET(p string) []byte {
 	if !strings.HasPrefix(p, r.prefix) {
 		return nil
 	}
-	p = strings.TrimPrefix(p[len(r.prefix):], "/")
+	p = strings.TrimLeft(p[len(r.prefix):], "/")
 	s := p
 	if strings.IndexByte(p, '%') >= 0 {
 		var err error
@@ -142,6 +148,15 @@ func (r *Responder) decodeGET(p string) []byte {
 			return nil
 		}
 	}
+	if b := decodeBase64(s); b != nil || !strings.HasSuffix(s, "/") {
+		return b
+	}
+	return decodeBase64(strings.TrimRight(s, "/"))
+}
+
+// decodeBase64 decodes s in any base64 alphabet, padded or not; nil means
+// garbage.
+func decodeBase64(s string) []byte {
 	if s == "" {
 		return nil
 	}
@@ -192,7 +207,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		if v, ok, err := r.cache.Get(ctx, key); err != nil {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
-			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) {
+			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && !iss.kr.signedByRevoked(a.der) {
 				a.key = key
 				return a
 			}

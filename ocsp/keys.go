@@ -1,6 +1,7 @@
 package ocsp
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +98,98 @@ type keyring struct {
 	cur      atomic.Pointer[signingKey]
 	mu       sync.Mutex // serialises renewals
 	renewing atomic.Bool
+
+	// A delegated responder certificate carries id-pkix-ocsp-nocheck:
+	// clients never learn it was revoked, so the responder must stop using
+	// it at once. used lists the delegated keys this responder signed with
+	// (until they expire), so a revocation event names one by its serial;
+	// retired holds those revoked, whose answers caches no longer serve
+	// and whose key is never certified again.
+	hmu     sync.Mutex
+	used    []*signingKey
+	retired atomic.Pointer[[]*signingKey] // replaced, never changed
+}
+
+// adopt makes k the current key and remembers it, unless its certificate
+// or its key was revoked. kr.mu is held.
+func (kr *keyring) adopt(k *signingKey, now time.Time) error {
+	kr.hmu.Lock()
+	defer kr.hmu.Unlock()
+	if k.cert != nil {
+		if kr.revokedKey(k.signer.Public()) { // revoked while it was being read
+			return fmt.Errorf("the OCSP responder certificate of issuer %s was revoked", kr.iss.id)
+		}
+		kr.used = slices.DeleteFunc(kr.used, func(u *signingKey) bool { return !now.Before(u.notAfter) })
+		kr.used = append(kr.used, k)
+	}
+	kr.cur.Store(k)
+	return nil
+}
+
+// revokedKey reports whether pub is the key of a revoked responder
+// certificate.
+func (kr *keyring) revokedKey(pub crypto.PublicKey) bool {
+	if p := kr.retired.Load(); p != nil {
+		for _, k := range *p {
+			if publicKeysEqual(k.signer.Public(), pub) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// signedByRevoked reports whether the response was signed under a revoked
+// responder certificate: its certs field, the last of the response, is
+// that certificate's.
+func (kr *keyring) signedByRevoked(resp []byte) bool {
+	if p := kr.retired.Load(); p != nil {
+		for _, k := range *p {
+			if bytes.HasSuffix(resp, k.certs) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// retire stops using the responder certificate with serial if this
+// responder signed with it, and reports whether it did: the certificate
+// and its key are not used again, answers signed under it are not served
+// from the caches, and a new certificate for a new key is issued.
+func (r *Responder) retire(iss *issuer, serial core.Serial) bool {
+	kr := &iss.kr
+	kr.hmu.Lock()
+	i := slices.IndexFunc(kr.used, func(u *signingKey) bool { return core.SerialFromBig(u.cert.SerialNumber) == serial })
+	if i < 0 {
+		kr.hmu.Unlock()
+		return false
+	}
+	k := kr.used[i]
+	kr.used = slices.Delete(kr.used, i, i+1)
+	var retired []*signingKey
+	if p := kr.retired.Load(); p != nil {
+		retired = slices.DeleteFunc(slices.Clone(*p), func(o *signingKey) bool { return !r.now().Before(o.notAfter) })
+	}
+	retired = append(retired, k)
+	kr.retired.Store(&retired)
+	kr.hmu.Unlock()
+	kr.cur.CompareAndSwap(k, nil)
+	r.fast.dropAll()
+	r.log.Warn("OCSP responder certificate revoked; replacing it and its key", "issuer", iss.id, "serial", serial)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := r.renew(ctx, kr, nil); err != nil {
+			r.log.Error("replacing the revoked OCSP responder certificate", "issuer", iss.id, "err", err)
+		}
+	}()
+	return true
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
 }
 
 // get returns a usable key: it renews synchronously when there is none or
@@ -126,7 +220,7 @@ func (r *Responder) key(ctx context.Context, kr *keyring) (*signingKey, error) {
 func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*signingKey, error) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	if k := kr.cur.Load(); k != old {
+	if k := kr.cur.Load(); k != old && k != nil {
 		return k, nil
 	}
 	var k *signingKey
@@ -136,7 +230,7 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	case r.signWithIssuer:
 		k, err = newSigningKey(kr.iss.signer, nil)
 	default:
-		if k = r.reuseDelegated(ctx, kr.iss, old); k != nil {
+		if k = r.reuseDelegated(ctx, kr, old); k != nil {
 			reused = true
 			break
 		}
@@ -145,7 +239,9 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	if err != nil {
 		return nil, err
 	}
-	kr.cur.Store(k)
+	if err := kr.adopt(k, r.now()); err != nil {
+		return nil, err
+	}
 	if k.cert != nil {
 		what := "OCSP responder certificate issued"
 		if reused {
@@ -160,7 +256,8 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 // the KeySource keeps them, it certifies the current responder key, and it
 // is neither the one being replaced nor itself due for renewal; nil, nil
 // otherwise. Any doubt means a new certificate, never an error.
-func (r *Responder) reuseDelegated(ctx context.Context, iss *issuer, old *signingKey) *signingKey {
+func (r *Responder) reuseDelegated(ctx context.Context, kr *keyring, old *signingKey) *signingKey {
+	iss := kr.iss
 	rs, ok := r.keys.(ResponderStore)
 	if !ok {
 		return nil
@@ -173,7 +270,8 @@ func (r *Responder) reuseDelegated(ctx context.Context, iss *issuer, old *signin
 		return nil
 	}
 	cert, err := x509.ParseCertificate(der)
-	if err != nil || checkResponderCert(iss, cert, signer) != nil || (old != nil && old.cert != nil && old.cert.Equal(cert)) {
+	if err != nil || checkResponderCert(iss, cert, signer) != nil || (old != nil && old.cert != nil && old.cert.Equal(cert)) ||
+		kr.revokedKey(signer.Public()) {
 		return nil
 	}
 	k, err := newSigningKey(signer, cert)
@@ -192,7 +290,7 @@ func checkResponderCert(iss *issuer, cert *x509.Certificate, signer crypto.Signe
 	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning {
 		return errors.New("OCSP responder certificate lacks id-kp-OCSPSigning")
 	}
-	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
+	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
 		return errors.New("OCSP responder certificate is not for the responder key")
 	}
 	return nil
@@ -204,6 +302,9 @@ func (r *Responder) newDelegated(ctx context.Context, iss *issuer) (*signingKey,
 	signer, err := r.keys.ResponderKey(ctx, iss.id)
 	if err != nil {
 		return nil, fmt.Errorf("getting responder key for issuer %s: %w", iss.id, err)
+	}
+	if iss.kr.revokedKey(signer.Public()) {
+		return nil, fmt.Errorf("the OCSP responder key of issuer %s was revoked with its certificate; the key source gave it again", iss.id)
 	}
 	serial, err := core.NewSerial()
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 // maxRequests bounds how many certificates one request may ask about.
 const maxRequests = 16
 
-// maxNonce bounds the nonce we echo (RFC 8954 recommends at most 32 bytes;
-// some clients send more, none sensibly send this much).
+// maxNonce is the longest nonce a request may carry (RFC 9654 §2.1, which
+// obsoletes RFC 8954 and raised its limit of 32 octets to 128).
 const maxNonce = 128
 
 // CertID identifies one certificate in a request (RFC 6960 §4.1.1).
@@ -197,7 +197,16 @@ func parseNonce(exts cryptobyte.String) ([]byte, error) {
 			return nil, errMalformed
 		}
 		if string(oid) == string(oidNonce) {
-			if len(val) == 0 || len(val) > maxNonce+4 {
+			// A responder MUST answer malformedRequest to a nonce of 0
+			// octets or more than maxNonce (RFC 9654 §2.1). extnValue
+			// holds the nonce as a DER OCTET STRING; older clients (RFC
+			// 2560) put the bare bytes there, which count as they are.
+			n, v := val, val
+			var inner cryptobyte.String
+			if v.ReadASN1(&inner, cbasn1.OCTET_STRING) && v.Empty() {
+				n = inner
+			}
+			if len(n) == 0 || len(n) > maxNonce {
 				return nil, errMalformed
 			}
 			nonce = val

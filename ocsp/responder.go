@@ -236,8 +236,13 @@ func cacheKey(issuerID string, h crypto.Hash, serial core.Serial) string {
 }
 
 // Invalidate drops every cached answer for a certificate. It runs on every
-// revocation event.
+// revocation (the revoking node's, each node's event, the sweeper's): when
+// the certificate is a responder certificate this responder signed with,
+// it is replaced at once (see retire).
 func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core.Serial) error {
+	if iss := r.byID[issuerID]; iss != nil {
+		r.retire(iss, serial)
+	}
 	keys := make([]string, 0, len(hashOIDs))
 	for _, h := range hashOIDs {
 		keys = append(keys, cacheKey(issuerID, h.hash, serial))

@@ -318,6 +318,12 @@ func TestGETEncodings(t *testing.T) {
 		"lowercase":   "/ocsp/" + strings.NewReplacer("%2B", "%2b", "%2F", "%2f", "%3D", "%3d").Replace(escaped),
 		"base64url":   "/ocsp/" + base64.RawURLEncoding.EncodeToString(der),
 		"no padding":  "/ocsp/" + strings.TrimRight(b64, "="),
+		// A responder URL ending in "/" with "/" appended (Boulder
+		// accepts it), and a trailing slash; escaped, net/http answers.
+		"double slash":            "/ocsp//" + b64,
+		"trailing slash":          "/ocsp/" + b64 + "/",
+		"double slash, escaped":   "/ocsp//" + escaped + "/",
+		"trailing slash, no pads": "/ocsp/" + strings.TrimRight(b64, "=") + "//",
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp, body := f.get(t, path)

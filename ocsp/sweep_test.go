@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,7 +37,10 @@ type revocations []core.Revocation
 
 func (rs revocations) EachRevoked(_ context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
 	for _, r := range rs {
-		if issuerID == "int" && !r.RevokedAt.Before(since) {
+		if r.ChangedAt.IsZero() {
+			r.ChangedAt = r.RevokedAt
+		}
+		if issuerID == "int" && !r.ChangedAt.Before(since) {
 			if err := fn(r); err != nil {
 				return err
 			}
@@ -97,4 +101,58 @@ func TestSweepAfterLostRevocation(t *testing.T) {
 	if d := cache.deletes.Load() - n; d != 0 {
 		t.Fatalf("%d more deletes for a revocation already swept", d)
 	}
+}
+
+// changing is a RevocationSource whose one revocation can change.
+type changing struct {
+	mu sync.Mutex
+	rv core.Revocation
+}
+
+func (c *changing) set(rv core.Revocation) { c.mu.Lock(); c.rv = rv; c.mu.Unlock() }
+
+func (c *changing) EachRevoked(_ context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
+	c.mu.Lock()
+	rv := c.rv
+	c.mu.Unlock()
+	if issuerID != "int" || rv.ChangedAt.Before(since) {
+		return nil
+	}
+	return fn(rv)
+}
+
+// TestSweepSeesRaisedReason: a reason raised to keyCompromise whose event
+// was lost keeps its revocation date; the running sweeper, which already
+// swept the first revocation, still drops the answer with the old reason.
+func TestSweepSeesRaisedReason(t *testing.T) {
+	f := newFixture(t, nil)
+	path := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
+	reason := func() int {
+		_, body := f.get(t, path)
+		return parse(t, body, f.good, f.ca.Cert).RevocationReason
+	}
+	at := time.Now()
+	rv := core.Revocation{Serial: "1001", RevokedAt: at, Reason: core.ReasonSuperseded, ChangedAt: at}
+	f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked, RevokedAt: at, RevocationReason: rv.Reason})
+	src := &changing{rv: rv}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.r.RunSweeper(ctx, src, 10*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitReason := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); reason() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the answer does not give reason %d", want)
+			}
+		}
+	}
+	waitReason(xocsp.Superseded)
+	time.Sleep(50 * time.Millisecond) // swept, and cached again
+	// Raised, in the database only.
+	f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked, RevokedAt: at,
+		RevocationReason: core.ReasonKeyCompromise})
+	rv.Reason, rv.ChangedAt = core.ReasonKeyCompromise, time.Now()
+	src.set(rv)
+	waitReason(xocsp.KeyCompromise)
 }

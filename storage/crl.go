@@ -91,29 +91,35 @@ func (d *DB) LatestCRL(ctx context.Context, issuerID string, delta bool) (CRL, e
 	return c, nil
 }
 
-// EachRevoked calls fn for every certificate of issuerID revoked at or
-// after since (all of them for the zero time), in order of revocation time,
-// streaming rows from the database. It returns the first error fn returns.
+// EachRevoked calls fn for every certificate of issuerID whose status last
+// changed at or after since (all revoked ones for the zero time), in that
+// order, streaming rows from the database. It returns the first error fn
+// returns.
+//
+// The last change is updated_at, not revoked_at: a reason raised to
+// keyCompromise keeps its revocation date, and a delta CRL must still
+// carry it (RFC 5280 §5.2.4), as the OCSP sweep must drop its answers.
+// (issuer_id, status, updated_at) is indexed.
 func (d *DB) EachRevoked(ctx context.Context, issuerID string, since time.Time, fn func(core.Revocation) error) error {
-	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates
-		WHERE issuer_id = ? AND status = ? AND revoked_at >= ? ORDER BY revoked_at`,
+	rows, err := d.Query(ctx, `SELECT serial, revoked_at, revocation_reason, invalidity_date, updated_at FROM certificates
+		WHERE issuer_id = ? AND status = ? AND updated_at >= ? ORDER BY updated_at`,
 		issuerID, string(core.StatusRevoked), Micros(since))
 	if err != nil {
 		return fmt.Errorf("listing revoked certificates of issuer %s: %w", issuerID, err)
 	}
 	defer rows.Close()
 	var (
-		r       core.Revocation
-		serial  string
-		at, inv int64
-		reason  int
+		r                core.Revocation
+		serial           string
+		at, inv, changed int64
+		reason           int
 	)
 	for rows.Next() {
-		if err := rows.Scan(&serial, &at, &reason, &inv); err != nil {
+		if err := rows.Scan(&serial, &at, &reason, &inv, &changed); err != nil {
 			return fmt.Errorf("reading revoked certificate: %w", err)
 		}
 		r.Serial, r.RevokedAt, r.Reason = core.Serial(serial), FromMicros(at), core.RevocationReason(reason)
-		r.InvalidityDate = FromMicros(inv)
+		r.InvalidityDate, r.ChangedAt = FromMicros(inv), FromMicros(changed)
 		if err := fn(r); err != nil {
 			return err
 		}
@@ -124,11 +130,12 @@ func (d *DB) EachRevoked(ctx context.Context, issuerID string, since time.Time, 
 	return nil
 }
 
-// LatestRevocation returns when the last certificate of issuerID was
-// revoked (zero if none was).
+// LatestRevocation returns when the status of a revoked certificate of
+// issuerID last changed (zero if none was revoked): a revocation, or a
+// reason raised to keyCompromise (see EachRevoked).
 func (d *DB) LatestRevocation(ctx context.Context, issuerID string) (time.Time, error) {
 	var at int64
-	err := d.QueryRow(ctx, `SELECT COALESCE(MAX(revoked_at), 0) FROM certificates WHERE issuer_id = ? AND status = ?`,
+	err := d.QueryRow(ctx, `SELECT COALESCE(MAX(updated_at), 0) FROM certificates WHERE issuer_id = ? AND status = ?`,
 		issuerID, string(core.StatusRevoked)).Scan(&at)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("reading the last revocation of issuer %s: %w", issuerID, err)

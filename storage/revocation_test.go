@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +18,13 @@ import (
 // real writes, these tests only need rows to read.
 func insertCert(t *testing.T, db *storage.DB, serial, issuer string, status core.CertStatus, revokedAt time.Time, reason int) {
 	t.Helper()
-	now := storage.Micros(time.Now())
+	now, changed := storage.Micros(time.Now()), storage.Micros(time.Now())
+	if !revokedAt.IsZero() {
+		changed = storage.Micros(revokedAt) // as revoking does
+	}
 	_, err := db.Exec(context.Background(), `INSERT INTO certificates (serial, issuer_id, profile, requester, not_after, status,
 		revoked_at, revocation_reason, created_at, updated_at) VALUES (?, ?, 'tls', 'test', ?, ?, ?, ?, ?, ?)`,
-		serial, issuer, storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), reason, now, now)
+		serial, issuer, storage.Micros(time.Now().Add(time.Hour)), string(status), storage.Micros(revokedAt), reason, now, changed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +48,8 @@ func TestRevokedAndStatus(t *testing.T) {
 			return got
 		}
 		all := collect(time.Time{})
-		want := []core.Revocation{{Serial: "b2", RevokedAt: t0, Reason: 1}, {Serial: "c3", RevokedAt: t0.Add(time.Hour), Reason: 4}}
+		want := []core.Revocation{{Serial: "b2", RevokedAt: t0, Reason: 1, ChangedAt: t0},
+			{Serial: "c3", RevokedAt: t0.Add(time.Hour), Reason: 4, ChangedAt: t0.Add(time.Hour)}}
 		if fmt.Sprint(all) != fmt.Sprint(want) {
 			t.Fatalf("EachRevoked = %v, want %v", all, want)
 		}
@@ -335,6 +340,63 @@ func TestRedisEventsReportGap(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("delivery did not resume")
+		}
+	}
+}
+
+// TestRaisedReasonIsAChange: a reason raised to keyCompromise keeps its
+// revocation date but is a status change: delta CRLs (RFC 5280 §5.2.4),
+// the CRL catch-up and the OCSP sweep must all see it, from an index.
+func TestRaisedReasonIsAChange(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+		t1 := t0.Add(30 * time.Minute)
+		insertCert(t, db, "f6", "int", core.StatusValid, time.Time{}, 0)
+		if err := db.RevokeCertificate(ctx, "f6", core.ReasonSuperseded, t0, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RevokeCertificate(ctx, "f6", core.ReasonKeyCompromise, t1, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		var got []core.Revocation
+		if err := db.EachRevoked(ctx, "int", t0.Add(time.Minute), func(r core.Revocation) error { got = append(got, r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := []core.Revocation{{Serial: "f6", RevokedAt: t0, Reason: core.ReasonKeyCompromise, ChangedAt: t1}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("EachRevoked after the raise = %v, want %v", got, want)
+		}
+		if at, err := db.LatestRevocation(ctx, "int"); err != nil || !at.Equal(t1) {
+			t.Fatalf("LatestRevocation = %v, %v; want the raise, %v", at, err, t1)
+		}
+	})
+}
+
+// TestRevokedChangesIndexed: SQLite reads EachRevoked and LatestRevocation
+// from the (issuer_id, status, updated_at) index, not a scan.
+func TestRevokedChangesIndexed(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	for q, args := range map[string][]any{
+		`SELECT serial FROM certificates WHERE issuer_id = ? AND status = ? AND updated_at >= ? ORDER BY updated_at`: {"int", "revoked", 0},
+		`SELECT COALESCE(MAX(updated_at), 0) FROM certificates WHERE issuer_id = ? AND status = ?`:                   {"int", "revoked"},
+	} {
+		rows, err := db.Query(context.Background(), `EXPLAIN QUERY PLAN `+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan strings.Builder
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(detail + "\n")
+		}
+		rows.Close()
+		if !strings.Contains(plan.String(), "certificates_issuer_status_updated") {
+			t.Fatalf("%s\nplan:\n%s", q, plan.String())
 		}
 	}
 }

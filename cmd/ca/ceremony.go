@@ -243,19 +243,27 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 // that it has a record like every other certificate: the root's OCSP
 // responder answers for it and the root's CRL can revoke it.
 func recordCeremonyCert(ctx context.Context, db *storage.DB, issuerID string, cert *x509.Certificate) error {
+	return recordSignedCert(ctx, db, issuerID, "subordinate-ca", storage.CeremonyRequester, cert)
+}
+
+// recordSignedCert stores a certificate the root signed outside the
+// issuance pipeline (the root is not a pipeline issuer) as the pipeline
+// would have: reserved, intent, issued.
+func recordSignedCert(ctx context.Context, db *storage.DB, issuerID, profile, requester string, cert *x509.Certificate) error {
 	now := time.Now().UTC()
 	rec := &core.Certificate{Serial: core.SerialFromBig(cert.SerialNumber), IssuerID: issuerID,
-		Profile: "subordinate-ca", Requester: storage.CeremonyRequester, Subject: cert.Subject.CommonName,
+		Profile: profile, Requester: requester, Subject: cert.Subject.CommonName,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, TBS: cert.RawTBSCertificate, CreatedAt: now,
 		KeyHash: core.KeyHash(cert.RawSubjectPublicKeyInfo)}
+	what := "recording the " + profile + " certificate " + string(rec.Serial)
 	if err := db.ReserveSerial(ctx, rec); err != nil {
-		return fmt.Errorf("recording intermediate: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := db.RecordIntent(ctx, rec, now); err != nil {
-		return fmt.Errorf("recording intermediate: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := db.StoreIssued(ctx, rec.Serial, cert.Raw, now); err != nil {
-		return fmt.Errorf("recording intermediate: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -168,7 +168,8 @@ func (a *app) mountRevocation(ctx context.Context) error {
 // certifies it. An intermediate's responder certificate goes through the
 // issuance pipeline (profile ocsp-signing: linted, recorded, revocable) from
 // a CSR the HSM key signs; the root is not a pipeline issuer, so its
-// responder certificate is signed directly from the responder's template.
+// responder certificate is signed directly from the responder's template,
+// then recorded (profile ocsp-signing too), so it is revocable as well.
 type responders struct {
 	a       *app
 	mu      sync.Mutex
@@ -251,11 +252,12 @@ func (r *responders) ReusableResponder(ctx context.Context, issuerID string) (cr
 	if err != nil {
 		return nil, nil, nil
 	}
-	if issuerID != r.a.root.ID() {
-		rec, err := r.a.n.db.GetCertificate(ctx, core.SerialFromBig(cert.SerialNumber))
-		if err != nil || rec.Status != core.StatusValid {
-			return nil, nil, err
-		}
+	rec, err := r.a.n.db.GetCertificate(ctx, core.SerialFromBig(cert.SerialNumber))
+	if core.IsNotFound(err) || err == nil && rec.Status != core.StatusValid {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	info, err := findResponderKey(ctx, r.a.sess, "ocsp-responder-"+issuerID)
 	if core.IsNotFound(err) {
@@ -289,7 +291,15 @@ func responderSetting(issuerID string) string { return "ocsp-responder-certifica
 func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
 	root := r.a.root
 	if issuerID == root.ID() {
-		return x509.CreateCertificate(rand.Reader, tmpl, root.Certificate(), pub, root.Signer())
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, root.Certificate(), pub, root.Signer())
+		if err != nil {
+			return nil, err
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		return der, recordSignedCert(ctx, r.a.n.db, issuerID, "ocsp-signing", responderRequester, cert)
 	}
 	r.mu.Lock()
 	signer := r.signers[issuerID]
@@ -306,12 +316,15 @@ func (r *responders) SignCertificate(ctx context.Context, issuerID string, tmpl 
 		return nil, err
 	}
 	iss, err := r.a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "ocsp-signing", Issuer: issuerID,
-		Lifetime: tmpl.NotAfter.Sub(tmpl.NotBefore), Requester: ra.SystemRequester + "ocsp-responder"})
+		Lifetime: tmpl.NotAfter.Sub(tmpl.NotBefore), Requester: responderRequester})
 	if err != nil {
 		return nil, fmt.Errorf("issuing the %s responder certificate: %w", issuerID, err)
 	}
 	return iss.Certificate.Raw, nil
 }
+
+// responderRequester is recorded as the requester of responder certificates.
+const responderRequester = ra.SystemRequester + "ocsp-responder"
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
