@@ -239,7 +239,7 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, core.Errorf(core.KindRejected, "unknown issuer %q", req.Issuer)
 	}
 	if c.issuerRevoked(is.ID()) {
-		return nil, core.Errorf(core.KindRejected, "issuer %s's certificate is revoked, so it issues nothing more; make another with `ca issuer add --default`", is.ID())
+		return nil, core.Because(core.ErrIssuerRevoked, fmt.Sprintf("issuer %s's certificate is revoked", is.ID()))
 	}
 	if !req.CSRChecked {
 		if err := req.CSR.CheckSignature(); err != nil {

@@ -110,6 +110,12 @@ func DetailOf(err error) string {
 	return "internal error"
 }
 
+// ErrIssuerRevoked is wrapped by the refusal of an issuer whose own
+// certificate is revoked: it certifies nothing more (a delegated OCSP
+// responder included).
+var ErrIssuerRevoked = &Error{Kind: KindRejected,
+	Detail: "it issues nothing more; make another with `ca issuer add --default`"}
+
 // ErrNotFound is returned by repositories when a row does not exist.
 var ErrNotFound = &Error{Kind: KindNotFound, Detail: "not found"}
 

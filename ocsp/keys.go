@@ -235,6 +235,13 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 			break
 		}
 		k, err = r.newDelegated(ctx, kr.iss)
+		if errors.Is(err, core.ErrIssuerRevoked) {
+			// A revoked issuer certifies no responder, now or at renewal,
+			// and its certificates' status is still asked for: the issuer
+			// signs its answers itself (RFC 6960 2.6), from now on.
+			r.log.Warn("the issuer is revoked: its OCSP answers are signed with the issuer key itself", "issuer", kr.iss.id)
+			k, err = newSigningKey(kr.iss.signer, nil)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -3,11 +3,15 @@ package ocsp_test
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"testing"
 	"time"
 
+	xocsp "golang.org/x/crypto/ocsp"
+
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -59,5 +63,24 @@ func TestRevokedResponderCertReplaced(t *testing.T) {
 				t.Fatal("responder certificate not replaced")
 			}
 		})
+	}
+}
+
+// revokedIssuer refuses every certificate as the CA does once the issuer's
+// own certificate is revoked.
+type revokedIssuer struct{}
+
+func (revokedIssuer) SignCertificate(context.Context, string, *x509.Certificate, crypto.PublicKey) ([]byte, error) {
+	return nil, core.Because(core.ErrIssuerRevoked, "issuer int's certificate is revoked")
+}
+
+// A revoked issuer certifies no responder; its certificates' status is
+// still answered, signed by the issuer key itself, not tryLater forever.
+func TestRevokedIssuerSignsItsOwnAnswers(t *testing.T) {
+	f := newFixture(t, func(o *ocsp.Options) { o.CertIssuer = revokedIssuer{} })
+	_, body := f.post(t, request(t, f.revoked, f.ca.Cert, crypto.SHA256))
+	r := parse(t, body, f.revoked, f.ca.Cert)
+	if r.Status != xocsp.Revoked || r.Certificate != nil {
+		t.Fatalf("status %d, responder certificate %v; want revoked, signed by the issuer", r.Status, r.Certificate)
 	}
 }
