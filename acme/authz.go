@@ -12,10 +12,12 @@ import (
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
-// Authorizations and challenges (RFC 8555 §7.5, §8). A challenge POST moves
-// the challenge to processing and returns at once; the Validator runs in
-// the background and settles challenge and authorization to valid or
-// invalid (a failed attempt invalidates the authorization, §7.5.1).
+// Authorizations and challenges (RFC 8555 §7.5, §8). The first challenge
+// POST moves the challenge to processing and starts the Validator, which
+// settles challenge and authorization to valid or invalid (a failed attempt
+// invalidates the authorization, §7.5.1); the POST answers with the result
+// if it comes within ValidationWait, else processing. Later POSTs answer
+// the challenge's state and validate nothing (validate.go).
 
 type challengeJSON struct {
 	Type      string          `json:"type"`
