@@ -271,6 +271,13 @@ func TestFinalizeEdges(t *testing.T) {
 	if len(r.prob.Subproblems) != 1 {
 		t.Fatalf("subproblems %+v", r.prob.Subproblems)
 	}
+	// A refusal of the certificate that is not about an identifier (a
+	// lint) is about the CSR.
+	r = c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "c.example.com"}}}, nil)
+	o = decode[orderDoc](t, r)
+	c.validate(o.Authorizations[0], "http-01", true)
+	e.issuer.fail = core.Errorf(core.KindRejected, "certificate refused by lints: e_something_about_the_key (error)")
+	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", "c.example.com"))}, nil), "badCSR", 400)
 	e.issuer.fail = errors.New("HSM exploded")
 	r = c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "b.example.com"}}}, nil)
 	o = decode[orderDoc](t, r)

@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -97,10 +98,14 @@ type Issuer interface {
 }
 
 // Policy says which identifiers an endpoint may issue for under a CA
-// profile. A refusal should wrap one *IdentifierError per refused
-// identifier (errors.Join), so clients get subproblems (RFC 8555 §6.7.1).
+// profile, and which certificate keys. An identifier refusal should wrap
+// one *IdentifierError per refused identifier (errors.Join), so clients get
+// subproblems (RFC 8555 §6.7.1). A key refusal is a KindBadKey core.Error;
+// finalize asks before it commits the order to issuance, so the order
+// stays ready for a CSR with another key.
 type Policy interface {
 	CheckIdentifiers(ctx context.Context, endpoint string, ids []Identifier, profile string) error
+	CheckKey(ctx context.Context, pub crypto.PublicKey, profile string) error
 }
 
 // IdentifierError is a refusal of one identifier.

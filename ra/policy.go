@@ -1,6 +1,9 @@
 package ra
 
 import (
+	"cmp"
+	"crypto"
+	"crypto/rsa"
 	"fmt"
 	"net"
 	"net/netip"
@@ -8,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -115,6 +119,42 @@ func (p *Policy) mayUse(principal, profile string) bool {
 		}
 	}
 	return false
+}
+
+// CheckKey applies the key policy of profile (zero: the default profile)
+// to a subject public key: the check Issue makes, for a front end that
+// must refuse a key before it commits to issuing (ACME finalize). A
+// refused key is KindBadKey, an unknown profile KindRejected.
+func (a *Authority) CheckKey(profile string, pub crypto.PublicKey) error {
+	prof, err := a.ca.Profile(cmp.Or(profile, a.defaultProfile))
+	if err != nil {
+		return err
+	}
+	return a.checkKey(pub, prof)
+}
+
+// minRSAExponent: the CA/B Forum BRs (§6.1.6) want the exponent in
+// 2^16+1 … 2^256-1; zlint warns below it and the CA refuses warnings, so
+// the key is refused here, as a key, rather than by a lint.
+const minRSAExponent = 65537
+
+func (a *Authority) checkKey(pub crypto.PublicKey, prof ca.Profile) error {
+	kt := ca.KeyType(pub)
+	if k, ok := pub.(*rsa.PublicKey); ok {
+		if k.N.BitLen() < 2048 {
+			return core.Errorf(core.KindBadKey, "RSA keys need at least 2048 bits, this one has %d", k.N.BitLen())
+		}
+		if k.E < minRSAExponent || k.E%2 == 0 {
+			return core.Errorf(core.KindBadKey, "RSA public exponent %d is refused: it must be odd and at least %d", k.E, minRSAExponent)
+		}
+	}
+	if kt == "" {
+		return core.Errorf(core.KindBadKey, "keys of type %T are not supported", pub)
+	}
+	if !slices.Contains(a.policy.KeyTypes, kt) || !slices.Contains(prof.KeyTypes, kt) {
+		return core.Errorf(core.KindBadKey, "%s keys are not accepted for profile %s", kt, prof.Name)
+	}
+	return nil
 }
 
 func hasSuffix(name, suffix string) bool {
