@@ -262,6 +262,11 @@ func TestFinalizeEdges(t *testing.T) {
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "other.example.com", "a.example.com"))}, nil), "badCSR", 400)
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": "!!"}, nil), "badCSR", 400)
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64([]byte("not DER"))}, nil), "badCSR", 400)
+	r = c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, c.key, "", "a.example.com"))}, nil)
+	wantProblem(t, r, "badCSR", 400)
+	if !strings.Contains(r.prob.Detail, "account key") {
+		t.Fatalf("CSR with the account key: %s", r.body)
+	}
 	// The order is still ready after a client mistake; an issuer refusal
 	// is reported as its problem and invalidates the order.
 	e.issuer.fail = errors.Join(core.Errorf(core.KindRejected, "refused"),

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -273,7 +275,7 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		caProfile = s.o.DefaultProfile
 	}
-	if err := s.checkCSRKey(ctx, csr, caProfile); err != nil {
+	if err := s.checkCSRKey(ctx, req.account, csr, caProfile); err != nil {
 		return err
 	}
 	if ok, err := s.o.Store.StartACMEFinalize(ctx, s.o.Name, o.ID, s.now()); err != nil {
@@ -315,9 +317,13 @@ func (s *Server) finish(ctx context.Context, o *storage.ACMEOrder, issued *Issue
 }
 
 // checkCSRKey refuses, before the order is committed to issuance (so it
-// stays ready for another CSR, as Boulder does), a certificate key that
-// the key policy refuses.
-func (s *Server) checkCSRKey(ctx context.Context, csr *x509.CertificateRequest, caProfile string) error {
+// stays ready for another CSR, as Boulder does), a certificate key that is
+// the account key (a key that signs ACME requests should not also be a
+// TLS key; Boulder refuses it too) or that the key policy refuses.
+func (s *Server) checkCSRKey(ctx context.Context, acct *storage.ACMEAccount, csr *x509.CertificateRequest, caProfile string) error {
+	if t, err := thumbprint(&jose.JSONWebKey{Key: csr.PublicKey}); err == nil && t == acct.Thumbprint {
+		return prob("badCSR", http.StatusBadRequest, "the certificate's key must not be the account key")
+	}
 	if s.o.Policy == nil {
 		return nil
 	}
