@@ -1,6 +1,7 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -262,4 +264,34 @@ func rsaExponent3(t testing.TB) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestInvalidALabelRefused: a name with an invalid IDN A-label is refused
+// at newOrder (rejectedIdentifier naming the label) and by the REST API
+// (a 4xx naming it), by ra's name policy both times.
+func TestInvalidALabelRefused(t *testing.T) {
+	e := newProdEnv(t)
+	c := newRawClient(e.env)
+	c.register(nil)
+	for _, name := range []string{"xn--zz." + benchSuffix, "xn--a." + benchSuffix} {
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+		wantProblem(t, r, "rejectedIdentifier", 400)
+		if label := strings.Split(name, ".")[0]; !strings.Contains(r.prob.Detail, label) {
+			t.Fatalf("newOrder %s: %s", name, r.body)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		body := mustJSON(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor(t, key, "", name)}))})
+		req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/api/v1/certificates", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+e.apiKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := e.ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 || !strings.Contains(string(b), "A-label") {
+			t.Fatalf("REST issue %s: %d %s", name, resp.StatusCode, b)
+		}
+	}
 }

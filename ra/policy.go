@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+
+	"golang.org/x/net/idna"
 
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
@@ -243,8 +246,36 @@ func badLabels(labels []string) string {
 				return "is not a valid DNS name (only letters, digits and hyphens; IDNs in A-label form)"
 			}
 		}
+		if strings.HasPrefix(l, "xn--") && !validALabel(l) {
+			return "is not a valid DNS name: " + l + " is not a valid IDN A-label"
+		}
 	}
 	return ""
+}
+
+// validALabel reports whether l, which starts with "xn--", is an IDNA2008
+// A-label (RFC 5890 §2.3.2.1): its punycode decodes, under the strict
+// registration profile (NFC, bidi and joiner rules, no disallowed code
+// point), to a U-label that encodes back to l, and the U-label has only
+// lowercase letters, marks, digits and hyphens, which RFC 5892 derives
+// PVALID from (x/net/idna follows UTS #46, which also lets symbols such as
+// emoji through). The contextual code points (ZWJ, ZWNJ, middle dot…)
+// are refused too: stricter than IDNA2008, and rare in names a private CA
+// sees.
+func validALabel(l string) bool {
+	u, err := idna.Registration.ToUnicode(l)
+	if err != nil {
+		return false
+	}
+	if a, err := idna.Registration.ToASCII(u); err != nil || a != l {
+		return false
+	}
+	for _, r := range u {
+		if r != '-' && !unicode.In(r, unicode.Ll, unicode.Lo, unicode.Lm, unicode.Mn, unicode.Mc, unicode.Nd) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkIP checks an IP SAN against the allowed ranges.
