@@ -68,9 +68,12 @@ func newAuthz(id Identifier, expires time.Time) (*storage.ACMEAuthz, error) {
 // reusedAuthz returns, for a new order, a valid copy of the account's
 // authorization for id whose challenge was validated within AuthzReuse
 // and which is still valid; nil when there is none (or reuse is off). The
-// copy keeps the original's expiry and its one valid challenge, so the
-// client sees the identifier already authorized (certbot and lego then
-// skip it).
+// copy keeps the original's expiry and its one valid challenge, token
+// included, so the client sees the identifier already authorized (certbot
+// and lego then skip it); the shared token is how deactivating one copy
+// finds the others (storage.DeactivateACMEAuthz). A copy rather than a
+// reference: an order's authorizations are its own rows, which is what
+// the schema and a node of the previous release expect.
 func (s *Server) reusedAuthz(ctx context.Context, accountID string, id Identifier, now time.Time) (*storage.ACMEAuthz, error) {
 	if s.o.AuthzReuse < 0 {
 		return nil, nil
@@ -171,7 +174,9 @@ func (s *Server) authz(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if st != "pending" && st != "valid" {
 			return malformed("only a pending or valid authorization can be deactivated, this one is " + st)
 		}
-		if ok, err := s.o.Store.SetACMEAuthzStatus(ctx, s.o.Name, a.ID, a.Status, "deactivated"); err != nil {
+		// Also the orders that reused the same validation (reusedAuthz)
+		// lose it: the client gives up the name, not one copy of it.
+		if ok, err := s.o.Store.DeactivateACMEAuthz(ctx, s.o.Name, a.ID, a.Status); err != nil {
 			return err
 		} else if !ok {
 			return malformed("the authorization changed concurrently; fetch it again")

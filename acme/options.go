@@ -45,7 +45,7 @@ type Store interface {
 
 	ACMEAuthz(ctx context.Context, endpoint, id string) (*storage.ACMEAuthz, error)
 	ACMEAuthzByChallenge(ctx context.Context, endpoint, challengeID string) (*storage.ACMEAuthz, error)
-	SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error)
+	DeactivateACMEAuthz(ctx context.Context, endpoint, id, from string) (bool, error)
 	SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string, validated time.Time, problem []byte) (bool, error)
 	ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]storage.ACMEIdentifier, error)
 	ReusableACMEAuthz(ctx context.Context, endpoint, accountID string, id storage.ACMEIdentifier, wildcard bool, validAfter time.Time) (*storage.ACMEAuthz, error)

@@ -325,6 +325,40 @@ func (d *DB) SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to stri
 	return n == 1, nil
 }
 
+// DeactivateACMEAuthz deactivates the authorization id if it is in status
+// from (pending or valid), and reports whether it was. A valid one takes
+// with it every valid authorization of the account that holds the same
+// validation: a new order reuses a validation by copying the authorization
+// with its valid challenge, token included (package acme), so each copy
+// has a valid challenge with that token, and tokens are random (RFC 8555
+// §8.3), so no independent validation has it.
+func (d *DB) DeactivateACMEAuthz(ctx context.Context, endpoint, id, from string) (bool, error) {
+	done := false
+	err := d.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = 'deactivated'
+			WHERE id = ? AND endpoint = ? AND status = ?`, id, endpoint, from)
+		if err != nil {
+			return fmt.Errorf("deactivating ACME authorization: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		done = true
+		if from != "valid" {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = 'deactivated'
+			WHERE account_id = (SELECT account_id FROM acme_authorizations WHERE id = ?) AND status = 'valid'
+			AND endpoint = ? AND EXISTS (SELECT 1 FROM acme_challenges c WHERE c.authz_id = acme_authorizations.id
+				AND c.status = 'valid' AND c.token IN (SELECT token FROM acme_challenges WHERE authz_id = ? AND status = 'valid'))`,
+			id, endpoint, id); err != nil {
+			return fmt.Errorf("deactivating the copies of an ACME authorization: %w", err)
+		}
+		return nil
+	})
+	return done, err
+}
+
 // SetACMEChallengeStatus moves a challenge from one status to another,
 // recording when it was validated and any problem, and reports whether it
 // was in from.

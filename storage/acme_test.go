@@ -187,3 +187,50 @@ func TestACMEOrders(t *testing.T) {
 		}
 	})
 }
+
+// TestDeactivateACMEAuthz: deactivating a valid authorization also
+// deactivates the account's valid authorizations that copied its
+// validation (same valid challenge token), and nothing else.
+func TestDeactivateACMEAuthz(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		for _, acct := range []string{"a", "b"} {
+			if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: acct, Endpoint: "ep", Thumbprint: acct,
+				JWK: []byte(`{}`), Status: "valid", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// authz id → account, status, token of its one challenge
+		authzs := []struct{ id, acct, status, token string }{
+			{"orig", "a", "valid", "t1"}, {"copy1", "a", "valid", "t1"}, {"copy2", "a", "valid", "t1"},
+			{"own", "a", "valid", "t2"}, {"pend", "a", "pending", "t3"}, {"other", "b", "valid", "t1"},
+		}
+		for _, z := range authzs {
+			id := storage.ACMEIdentifier{Type: "dns", Value: "x.example.com"}
+			if err := db.CreateACMEOrder(ctx, &storage.ACMEOrder{ID: "o-" + z.id, Endpoint: "ep", AccountID: z.acct,
+				Status: "pending", Identifiers: []storage.ACMEIdentifier{id}, Expires: now.Add(time.Hour), CreatedAt: now,
+				Authzs: []storage.ACMEAuthz{{ID: z.id, Identifier: id, Status: z.status, Expires: now.Add(time.Hour),
+					Challenges: []storage.ACMEChallenge{{ID: z.id + "-c", Type: "http-01", Token: z.token, Status: z.status}}}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "copy1", "pending"); ok || err != nil {
+			t.Fatalf("deactivating from the wrong status: %v %v", ok, err)
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "copy1", "valid"); !ok || err != nil {
+			t.Fatalf("deactivate: %v %v", ok, err)
+		}
+		want := map[string]string{"orig": "deactivated", "copy1": "deactivated", "copy2": "deactivated",
+			"own": "valid", "pend": "pending", "other": "valid"}
+		for id, st := range want {
+			if a, err := db.ACMEAuthz(ctx, "ep", id); err != nil || a.Status != st {
+				t.Errorf("%s: %+v %v, want %s", id, a, err, st)
+			}
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "pend", "pending"); !ok || err != nil {
+			t.Fatalf("deactivate pending: %v %v", ok, err)
+		}
+	})
+}
