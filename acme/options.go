@@ -37,7 +37,7 @@ type Store interface {
 
 	CreateACMEOrder(ctx context.Context, o *storage.ACMEOrder) error
 	ACMEOrder(ctx context.Context, endpoint, id string) (*storage.ACMEOrder, error)
-	ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, limit int) ([]string, error)
+	ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, now time.Time, limit int) ([]string, error)
 	SetACMEOrderStatus(ctx context.Context, endpoint, id, from, to string, problem []byte) (bool, error)
 	FinishACMEOrder(ctx context.Context, c *storage.ACMECert) error
 	ACMECert(ctx context.Context, endpoint, serial string) (*storage.ACMECert, error)

@@ -214,8 +214,8 @@ func (s *Server) order(ctx context.Context, w http.ResponseWriter, r *http.Reque
 
 const ordersPageSize = 100
 
-// orders lists the account's orders, newest first, paged with Link
-// rel="next" (§7.1.2.1).
+// orders lists the account's orders that are not invalid, newest first,
+// paged with Link rel="next" (§7.1.2.1).
 func (s *Server) orders(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) error {
 	req, err := s.verify(ctx, w, r, kidOnly)
 	if err != nil {
@@ -224,7 +224,7 @@ func (s *Server) orders(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if req.account.ID != id {
 		return unauthorized("the request is not signed by this account")
 	}
-	ids, err := s.o.Store.ACMEOrderIDs(ctx, s.o.Name, id, r.URL.Query().Get("cursor"), ordersPageSize)
+	ids, err := s.o.Store.ACMEOrderIDs(ctx, s.o.Name, id, r.URL.Query().Get("cursor"), s.now(), ordersPageSize)
 	if err != nil {
 		return err
 	}

@@ -131,16 +131,22 @@ func (d *DB) ACMEOrder(ctx context.Context, endpoint, id string) (*ACMEOrder, er
 }
 
 // ACMEOrderIDs lists the account's order ids, newest first, up to limit,
-// starting after the order id cursor ("" for the first page).
-func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, limit int) ([]string, error) {
-	q := `SELECT id FROM acme_orders WHERE account_id = ? AND endpoint = ? ORDER BY created DESC, id DESC LIMIT ?`
-	args := []any{accountID, endpoint, limit}
+// starting after the order id cursor ("" for the first page). Orders that
+// are invalid at now are left out (RFC 8555 §7.1.2.1): stored invalid, or
+// pending and expired or with an authorization that is no longer pending
+// or valid, or expired (the status package acme derives).
+func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, now time.Time, limit int) ([]string, error) {
+	q, args := `SELECT o.id FROM acme_orders o WHERE`, []any{}
 	if cursor != "" {
-		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ? AND o.account_id = ? AND o.endpoint = ?
-			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id))
-			ORDER BY o.created DESC, o.id DESC LIMIT ?`
-		args = []any{cursor, accountID, endpoint, limit}
+		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ?
+			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id)) AND`
+		args = append(args, cursor)
 	}
+	q += ` o.account_id = ? AND o.endpoint = ? AND o.status <> 'invalid'
+		AND NOT (o.status = 'pending' AND (o.expires <= ? OR EXISTS (SELECT 1 FROM acme_authorizations a
+			WHERE a.order_id = o.id AND (a.status NOT IN ('pending', 'valid') OR a.expires <= ?))))
+		ORDER BY o.created DESC, o.id DESC LIMIT ?`
+	args = append(args, accountID, endpoint, Micros(now), Micros(now), limit)
 	rows, err := d.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing ACME orders: %w", err)

@@ -103,13 +103,16 @@ func TestACMEOrders(t *testing.T) {
 		if err != nil || len(o.Authzs) != 1 || !o.Authzs[0].Wildcard || o.Identifiers[0].Value != "*.example.com" {
 			t.Fatalf("order = %+v, %v", o, err)
 		}
-		ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", 1)
+		ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", now, 1)
 		if err != nil || len(ids) != 1 || ids[0] != "o2" {
 			t.Fatalf("first page = %v, %v", ids, err)
 		}
-		ids, err = db.ACMEOrderIDs(ctx, "ep", "a", "o2", 10)
+		ids, err = db.ACMEOrderIDs(ctx, "ep", "a", "o2", now, 10)
 		if err != nil || len(ids) != 1 || ids[0] != "o1" {
 			t.Fatalf("second page = %v, %v", ids, err)
+		}
+		if ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", now.Add(time.Hour), 10); err != nil || len(ids) != 0 {
+			t.Fatalf("expired pending orders listed: %v, %v", ids, err)
 		}
 		az, err := db.ACMEAuthzByChallenge(ctx, "ep", "o1-c")
 		if err != nil || az.ID != "o1-z" || len(az.Challenges) != 1 {
