@@ -216,7 +216,12 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 		if err := decodePayload(req.payload, &in); err != nil {
 			return err
 		}
-		if authzStatus(a, s.now()) == "pending" && c.Status == "pending" {
+		switch st := authzStatus(a, s.now()); {
+		case st == "deactivated" || st == "invalid" || st == "expired":
+			// Nothing would ever validate it; a 200 "pending" would
+			// have the client poll for nothing.
+			return malformed("the authorization is " + st + ": its challenges can no longer be answered")
+		case st == "pending" && c.Status == "pending":
 			if err := s.runChallenge(ctx, a, c, req.account.Thumbprint); err != nil {
 				return err
 			}

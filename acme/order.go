@@ -225,6 +225,9 @@ func (s *Server) orders(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return unauthorized("the request is not signed by this account")
 	}
 	ids, err := s.o.Store.ACMEOrderIDs(ctx, s.o.Name, id, r.URL.Query().Get("cursor"), s.now(), ordersPageSize)
+	if isNotFound(err) {
+		return malformed("unknown orders cursor")
+	}
 	if err != nil {
 		return err
 	}

@@ -134,10 +134,19 @@ func (d *DB) ACMEOrder(ctx context.Context, endpoint, id string) (*ACMEOrder, er
 // starting after the order id cursor ("" for the first page). Orders that
 // are invalid at now are left out (RFC 8555 §7.1.2.1): stored invalid, or
 // pending and expired or with an authorization that is no longer pending
-// or valid, or expired (the status package acme derives).
+// or valid, or expired (the status package acme derives). A cursor that
+// is not an order of the account is core.ErrNotFound.
 func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, now time.Time, limit int) ([]string, error) {
 	q, args := `SELECT o.id FROM acme_orders o WHERE`, []any{}
 	if cursor != "" {
+		var n int
+		if err := d.QueryRow(ctx, `SELECT COUNT(*) FROM acme_orders WHERE id = ? AND account_id = ? AND endpoint = ?`,
+			cursor, accountID, endpoint).Scan(&n); err != nil {
+			return nil, fmt.Errorf("reading the orders cursor: %w", err)
+		}
+		if n == 0 {
+			return nil, core.ErrNotFound
+		}
 		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ?
 			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id)) AND`
 		args = append(args, cursor)

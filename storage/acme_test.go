@@ -114,6 +114,9 @@ func TestACMEOrders(t *testing.T) {
 		if ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", now.Add(time.Hour), 10); err != nil || len(ids) != 0 {
 			t.Fatalf("expired pending orders listed: %v, %v", ids, err)
 		}
+		if _, err := db.ACMEOrderIDs(ctx, "ep", "other-account", "o1", now, 10); !core.IsNotFound(err) {
+			t.Fatalf("another account's order as the cursor: %v, want not found", err)
+		}
 		az, err := db.ACMEAuthzByChallenge(ctx, "ep", "o1-c")
 		if err != nil || az.ID != "o1-z" || len(az.Challenges) != 1 {
 			t.Fatalf("authz by challenge = %+v, %v", az, err)
