@@ -283,6 +283,9 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
+	if newThumb == a.Thumbprint { // Boulder answers the same
+		return malformed("the new key is already this account's key")
+	}
 	jwk, err := json.Marshal(&newKey)
 	if err != nil {
 		return err

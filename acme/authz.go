@@ -12,10 +12,12 @@ import (
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
-// Authorizations and challenges (RFC 8555 §7.5, §8). A challenge POST moves
-// the challenge to processing and returns at once; the Validator runs in
-// the background and settles challenge and authorization to valid or
-// invalid (a failed attempt invalidates the authorization, §7.5.1).
+// Authorizations and challenges (RFC 8555 §7.5, §8). The first challenge
+// POST moves the challenge to processing and starts the Validator, which
+// settles challenge and authorization to valid or invalid (a failed attempt
+// invalidates the authorization, §7.5.1); the POST answers with the result
+// if it comes within ValidationWait, else processing. Later POSTs answer
+// the challenge's state and validate nothing (validate.go).
 
 type challengeJSON struct {
 	Type      string          `json:"type"`
@@ -66,9 +68,12 @@ func newAuthz(id Identifier, expires time.Time) (*storage.ACMEAuthz, error) {
 // reusedAuthz returns, for a new order, a valid copy of the account's
 // authorization for id whose challenge was validated within AuthzReuse
 // and which is still valid; nil when there is none (or reuse is off). The
-// copy keeps the original's expiry and its one valid challenge, so the
-// client sees the identifier already authorized (certbot and lego then
-// skip it).
+// copy keeps the original's expiry and its one valid challenge, token
+// included, so the client sees the identifier already authorized (certbot
+// and lego then skip it); the shared token is how deactivating one copy
+// finds the others (storage.DeactivateACMEAuthz). A copy rather than a
+// reference: an order's authorizations are its own rows, which is what
+// the schema and a node of the previous release expect.
 func (s *Server) reusedAuthz(ctx context.Context, accountID string, id Identifier, now time.Time) (*storage.ACMEAuthz, error) {
 	if s.o.AuthzReuse < 0 {
 		return nil, nil
@@ -169,7 +174,9 @@ func (s *Server) authz(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if st != "pending" && st != "valid" {
 			return malformed("only a pending or valid authorization can be deactivated, this one is " + st)
 		}
-		if ok, err := s.o.Store.SetACMEAuthzStatus(ctx, s.o.Name, a.ID, a.Status, "deactivated"); err != nil {
+		// Also the orders that reused the same validation (reusedAuthz)
+		// lose it: the client gives up the name, not one copy of it.
+		if ok, err := s.o.Store.DeactivateACMEAuthz(ctx, s.o.Name, a.ID, a.Status); err != nil {
 			return err
 		} else if !ok {
 			return malformed("the authorization changed concurrently; fetch it again")
@@ -209,7 +216,12 @@ func (s *Server) challenge(ctx context.Context, w http.ResponseWriter, r *http.R
 		if err := decodePayload(req.payload, &in); err != nil {
 			return err
 		}
-		if authzStatus(a, s.now()) == "pending" && c.Status == "pending" {
+		switch st := authzStatus(a, s.now()); {
+		case st == "deactivated" || st == "invalid" || st == "expired":
+			// Nothing would ever validate it; a 200 "pending" would
+			// have the client poll for nothing.
+			return malformed("the authorization is " + st + ": its challenges can no longer be answered")
+		case st == "pending" && c.Status == "pending":
 			if err := s.runChallenge(ctx, a, c, req.account.Thumbprint); err != nil {
 				return err
 			}

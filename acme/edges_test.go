@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -224,8 +225,7 @@ func TestOrderEdges(t *testing.T) {
 	})
 	t.Run("bad identifiers", func(t *testing.T) {
 		for _, bad := range []map[string]any{ids("-x.example.com"), ids("a..example.com"), ids("*.*.example.com"),
-			ids("x.example.com."), {"identifiers": []acme.Identifier{{Type: "email", Value: "a@example.com"}}},
-			{"identifiers": []acme.Identifier{{Type: "ip", Value: "999.1.1.1"}}}} {
+			ids("x.example.com."), {"identifiers": []acme.Identifier{{Type: "ip", Value: "999.1.1.1"}}}} {
 			wantProblem(t, alice.post(alice.e.url("new-order"), bad, nil), "rejectedIdentifier", 400)
 		}
 		wantProblem(t, alice.post(alice.e.url("new-order"), ids(), nil), "malformed", 400)
@@ -262,6 +262,11 @@ func TestFinalizeEdges(t *testing.T) {
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "other.example.com", "a.example.com"))}, nil), "badCSR", 400)
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": "!!"}, nil), "badCSR", 400)
 	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64([]byte("not DER"))}, nil), "badCSR", 400)
+	r = c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, c.key, "", "a.example.com"))}, nil)
+	wantProblem(t, r, "badCSR", 400)
+	if !strings.Contains(r.prob.Detail, "account key") {
+		t.Fatalf("CSR with the account key: %s", r.body)
+	}
 	// The order is still ready after a client mistake; an issuer refusal
 	// is reported as its problem and invalidates the order.
 	e.issuer.fail = errors.Join(core.Errorf(core.KindRejected, "refused"),
@@ -271,6 +276,13 @@ func TestFinalizeEdges(t *testing.T) {
 	if len(r.prob.Subproblems) != 1 {
 		t.Fatalf("subproblems %+v", r.prob.Subproblems)
 	}
+	// A refusal of the certificate that is not about an identifier (a
+	// lint) is about the CSR.
+	r = c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "c.example.com"}}}, nil)
+	o = decode[orderDoc](t, r)
+	c.validate(o.Authorizations[0], "http-01", true)
+	e.issuer.fail = core.Errorf(core.KindRejected, "certificate refused by lints: e_something_about_the_key (error)")
+	wantProblem(t, c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", "c.example.com"))}, nil), "badCSR", 400)
 	e.issuer.fail = errors.New("HSM exploded")
 	r = c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "b.example.com"}}}, nil)
 	o = decode[orderDoc](t, r)
@@ -435,4 +447,70 @@ func TestRateLimitsCountWhatWasCreated(t *testing.T) {
 		}
 	}
 	wantProblem(t, c.post(e.url("new-order"), order, nil), "rateLimited", 429)
+}
+
+// TestProtocolNits: answers a review of the wire protocol found wrong.
+func TestProtocolNits(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	newOrder := func(ids ...acme.Identifier) *response {
+		return c.post(e.url("new-order"), map[string]any{"identifiers": ids}, nil)
+	}
+	t.Run("other methods on GET resources are 405", func(t *testing.T) {
+		for _, p := range []string{"directory", "new-nonce"} {
+			for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions} {
+				req, _ := http.NewRequest(m, e.url(p), strings.NewReader("{}"))
+				resp, err := e.ts.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(resp.Header.Get("Allow"), "GET") {
+					t.Errorf("%s %s: %d, Allow %q", m, p, resp.StatusCode, resp.Header.Get("Allow"))
+				}
+			}
+		}
+	})
+	t.Run("email identifier is unsupportedIdentifier", func(t *testing.T) {
+		wantProblem(t, newOrder(acme.Identifier{Type: "email", Value: "a@example.com"}), "unsupportedIdentifier", 400)
+		// With a refused identifier of a supported type too, the order is refused for both.
+		wantProblem(t, newOrder(acme.Identifier{Type: "email", Value: "a@example.com"}, acme.Identifier{Type: "dns", Value: "-x.example.com"}),
+			"rejectedIdentifier", 400)
+	})
+	t.Run("IPv4-mapped IPv6 address is refused", func(t *testing.T) {
+		r := newOrder(acme.Identifier{Type: "ip", Value: "::ffff:127.0.0.1"})
+		wantProblem(t, r, "rejectedIdentifier", 400)
+	})
+	t.Run("null payload is malformed", func(t *testing.T) {
+		n := newRawClient(e)
+		wantProblem(t, n.post(e.url("new-account"), []byte("null"), nil), "malformed", 400)
+		if r := n.post(e.url("new-account"), map[string]any{"onlyReturnExisting": true}, nil); r.StatusCode != 400 {
+			t.Fatalf("an account was created from a null payload: %d %s", r.StatusCode, r.body)
+		}
+	})
+	t.Run("keyChange to the current key", func(t *testing.T) {
+		inner := c.sign(e.url("key-change"), mustJSON(map[string]any{"account": c.kid, "oldKey": jwkJSON(c.key.Public())}),
+			func(h map[string]any) { delete(h, "kid"); delete(h, "nonce"); h["jwk"] = jwkJSON(c.key.Public()) })
+		r := c.post(e.url("key-change"), inner, nil)
+		wantProblem(t, r, "malformed", 400)
+		if !strings.Contains(r.prob.Detail, "already this account's key") {
+			t.Fatalf("keyChange to the current key: %s", r.body)
+		}
+	})
+	t.Run("challenge of a deactivated authorization", func(t *testing.T) {
+		o := decode[orderDoc](t, newOrder(acme.Identifier{Type: "dns", Value: "gone.example.com"}))
+		a := decode[authzDoc](t, c.post(o.Authorizations[0], map[string]string{"status": "deactivated"}, nil))
+		if a.Status != "deactivated" {
+			t.Fatalf("deactivate: %+v", a)
+		}
+		wantProblem(t, c.post(a.Challenges[0].URL, map[string]any{}, nil), "malformed", 400)
+	})
+	t.Run("unknown orders cursor is malformed", func(t *testing.T) {
+		wantProblem(t, c.post(c.kid+"/orders?cursor=nonesuch", nil, nil), "malformed", 400)
+		other := newRawClient(e)
+		other.register(nil)
+		r := other.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "o.example.com"}}}, nil)
+		wantProblem(t, c.post(c.kid+"/orders?cursor="+path.Base(r.Header.Get("Location")), nil, nil), "malformed", 400)
+	})
 }

@@ -2,6 +2,7 @@ package acme_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -188,4 +189,8 @@ func (p suffixPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (p suffixPolicy) CheckKey(ctx context.Context, pub crypto.PublicKey, profile string) error {
+	return nil
 }

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -53,6 +54,10 @@ func (s *Server) route(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	parts := strings.Split(strings.Trim(s.relPath(r), "/"), "/")
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
+	if getOnly(parts) && !get {
+		w.Header().Set("Allow", "GET, HEAD")
+		return prob("malformed", http.StatusMethodNotAllowed, "use GET or HEAD for this resource")
+	}
 	switch {
 	case len(parts) == 1 && parts[0] == pathDirectory && get:
 		return s.directory(w)
@@ -96,6 +101,13 @@ func (s *Server) route(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return s.certificate(ctx, w, r, parts[1], alt)
 	}
 	return notFoundProblem("resource")
+}
+
+// getOnly: the resources read with GET and HEAD, not POST (§7.1.1, §7.2;
+// RFC 9773 §4.1).
+func getOnly(parts []string) bool {
+	return (len(parts) == 1 && (parts[0] == pathDirectory || parts[0] == pathNewNonce)) ||
+		(len(parts) == 2 && parts[0] == pathRenewalInfo)
 }
 
 func knownPath(parts []string) bool {
@@ -161,8 +173,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // decodePayload decodes a JSON payload strictly enough to catch garbage but
-// ignores unknown fields, as RFC 8555 §7.3 expects of servers.
+// ignores unknown fields, as RFC 8555 §7.3 expects of servers. Every
+// payload is an object: null, which encoding/json would take as one with
+// no fields, is not.
 func decodePayload(payload []byte, v any) error {
+	if t := bytes.TrimSpace(payload); len(t) == 0 || t[0] != '{' {
+		return malformed("request payload must be a JSON object")
+	}
 	if err := json.Unmarshal(payload, v); err != nil {
 		return malformed("request payload is not valid JSON for this resource")
 	}

@@ -42,10 +42,15 @@ func normalizeIdentifiers(in []Identifier) ([]Identifier, error) {
 	}
 	if len(errs) > 0 {
 		p := rejected(errors.Join(errs...), "some identifiers are not acceptable")
+		unsupported := 0
 		for i := range p.Subproblems {
 			if strings.HasPrefix(p.Subproblems[i].Detail, "unsupported identifier type") {
 				p.Subproblems[i].Type = errNS + "unsupportedIdentifier"
+				unsupported++
 			}
+		}
+		if unsupported == len(p.Subproblems) { // §6.7: the top-level type says what is wrong
+			p.Type = errNS + "unsupportedIdentifier"
 		}
 		return nil, p
 	}
@@ -66,7 +71,10 @@ func normalizeIdentifier(id Identifier) (Identifier, error) {
 		if err != nil || a.Zone() != "" {
 			return id, bad("not an IP address")
 		}
-		return Identifier{Type: "ip", Value: a.Unmap().String()}, nil
+		if a.Is4In6() { // RFC 8738 §3: the IPv4 textual form; not silently rewritten
+			return id, bad("an IPv4-mapped IPv6 address: use the IPv4 address " + a.Unmap().String())
+		}
+		return Identifier{Type: "ip", Value: a.String()}, nil
 	default:
 		return id, bad("unsupported identifier type " + quote(id.Type) + " (want dns or ip)")
 	}

@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,7 +37,7 @@ type Store interface {
 
 	CreateACMEOrder(ctx context.Context, o *storage.ACMEOrder) error
 	ACMEOrder(ctx context.Context, endpoint, id string) (*storage.ACMEOrder, error)
-	ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, limit int) ([]string, error)
+	ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, now time.Time, limit int) ([]string, error)
 	SetACMEOrderStatus(ctx context.Context, endpoint, id, from, to string, problem []byte) (bool, error)
 	FinishACMEOrder(ctx context.Context, c *storage.ACMECert) error
 	ACMECert(ctx context.Context, endpoint, serial string) (*storage.ACMECert, error)
@@ -44,7 +45,7 @@ type Store interface {
 
 	ACMEAuthz(ctx context.Context, endpoint, id string) (*storage.ACMEAuthz, error)
 	ACMEAuthzByChallenge(ctx context.Context, endpoint, challengeID string) (*storage.ACMEAuthz, error)
-	SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to string) (bool, error)
+	DeactivateACMEAuthz(ctx context.Context, endpoint, id, from string) (bool, error)
 	SettleACMEChallenge(ctx context.Context, endpoint, authzID, challengeID, from, to string, validated time.Time, problem []byte) (bool, error)
 	ValidACMEIdentifiers(ctx context.Context, endpoint, accountID string, now time.Time) ([]storage.ACMEIdentifier, error)
 	ReusableACMEAuthz(ctx context.Context, endpoint, accountID string, id storage.ACMEIdentifier, wildcard bool, validAfter time.Time) (*storage.ACMEAuthz, error)
@@ -97,10 +98,14 @@ type Issuer interface {
 }
 
 // Policy says which identifiers an endpoint may issue for under a CA
-// profile. A refusal should wrap one *IdentifierError per refused
-// identifier (errors.Join), so clients get subproblems (RFC 8555 §6.7.1).
+// profile, and which certificate keys. An identifier refusal should wrap
+// one *IdentifierError per refused identifier (errors.Join), so clients get
+// subproblems (RFC 8555 §6.7.1). A key refusal is a KindBadKey core.Error;
+// finalize asks before it commits the order to issuance, so the order
+// stays ready for a CSR with another key.
 type Policy interface {
 	CheckIdentifiers(ctx context.Context, endpoint string, ids []Identifier, profile string) error
+	CheckKey(ctx context.Context, pub crypto.PublicKey, profile string) error
 }
 
 // IdentifierError is a refusal of one identifier.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
@@ -212,8 +214,8 @@ func (s *Server) order(ctx context.Context, w http.ResponseWriter, r *http.Reque
 
 const ordersPageSize = 100
 
-// orders lists the account's orders, newest first, paged with Link
-// rel="next" (§7.1.2.1).
+// orders lists the account's orders that are not invalid, newest first,
+// paged with Link rel="next" (§7.1.2.1).
 func (s *Server) orders(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) error {
 	req, err := s.verify(ctx, w, r, kidOnly)
 	if err != nil {
@@ -222,7 +224,10 @@ func (s *Server) orders(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if req.account.ID != id {
 		return unauthorized("the request is not signed by this account")
 	}
-	ids, err := s.o.Store.ACMEOrderIDs(ctx, s.o.Name, id, r.URL.Query().Get("cursor"), ordersPageSize)
+	ids, err := s.o.Store.ACMEOrderIDs(ctx, s.o.Name, id, r.URL.Query().Get("cursor"), s.now(), ordersPageSize)
+	if isNotFound(err) {
+		return malformed("unknown orders cursor")
+	}
 	if err != nil {
 		return err
 	}
@@ -269,6 +274,13 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if !equalIdentifiers(names, sortedSet(want)) {
 		return prob("badCSR", http.StatusBadRequest, "CSR names differ from the order's identifiers")
 	}
+	_, caProfile, err := s.profile(o.Profile)
+	if err != nil {
+		caProfile = s.o.DefaultProfile
+	}
+	if err := s.checkCSRKey(ctx, req.account, csr, caProfile); err != nil {
+		return err
+	}
 	if ok, err := s.o.Store.StartACMEFinalize(ctx, s.o.Name, o.ID, s.now()); err != nil {
 		return err
 	} else if !ok {
@@ -278,10 +290,6 @@ func (s *Server) finalize(ctx context.Context, w http.ResponseWriter, r *http.Re
 	// end even if the client hangs up, or the order would stay processing
 	// for good (and a certificate might be issued but never recorded here).
 	ctx = context.WithoutCancel(ctx)
-	_, caProfile, err := s.profile(o.Profile)
-	if err != nil {
-		caProfile = s.o.DefaultProfile
-	}
 	issued, err := s.o.Issuer.Issue(ctx, csr, caProfile, "acme:"+s.o.Name+"/"+o.AccountID)
 	if err == nil {
 		err = s.finish(ctx, o, issued)
@@ -311,13 +319,32 @@ func (s *Server) finish(ctx context.Context, o *storage.ACMEOrder, issued *Issue
 	return s.o.Store.FinishACMEOrder(ctx, c)
 }
 
+// checkCSRKey refuses, before the order is committed to issuance (so it
+// stays ready for another CSR, as Boulder does), a certificate key that is
+// the account key (a key that signs ACME requests should not also be a
+// TLS key; Boulder refuses it too) or that the key policy refuses.
+func (s *Server) checkCSRKey(ctx context.Context, acct *storage.ACMEAccount, csr *x509.CertificateRequest, caProfile string) error {
+	if t, err := thumbprint(&jose.JSONWebKey{Key: csr.PublicKey}); err == nil && t == acct.Thumbprint {
+		return prob("badCSR", http.StatusBadRequest, "the certificate's key must not be the account key")
+	}
+	if s.o.Policy == nil {
+		return nil
+	}
+	return s.o.Policy.CheckKey(ctx, csr.PublicKey, caProfile)
+}
+
 // failFinalize settles a processing order whose issuance failed: back to
-// pending when retrying later may work, else invalid with the problem.
+// pending when retrying later may work, else invalid with the problem. A
+// refusal that names identifiers is rejectedIdentifier; any other refusal
+// of the certificate (a lint, the profile) is about the CSR: badCSR.
 func (s *Server) failFinalize(ctx context.Context, o *storage.ACMEOrder, err error) error {
 	var p *problem
-	if len(identifierErrors(err)) > 0 || core.KindOf(err) == core.KindRejected {
+	switch {
+	case len(identifierErrors(err)) > 0:
 		p = rejected(err, core.DetailOf(err))
-	} else {
+	case core.KindOf(err) == core.KindRejected:
+		p = prob("badCSR", http.StatusBadRequest, core.DetailOf(err))
+	default:
 		p = toProblem(err)
 	}
 	to := "invalid"

@@ -10,8 +10,10 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/acme"
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // TestOrdersListPages follows the orders list's Link rel="next" (§7.1.2.1)
@@ -81,5 +83,42 @@ func TestFinalizeClientGone(t *testing.T) {
 	e.issuer.during = nil
 	if got := decode[orderDoc](t, c.post(orderURL, nil, nil)); got.Status == "processing" {
 		t.Fatalf("order stays processing after the client hung up: %+v", got)
+	}
+}
+
+// TestOrdersListLeavesOutInvalid: the orders list leaves out invalid
+// orders (§7.1.2.1 SHOULD NOT list them): stored invalid (a failed
+// finalization), failed (an authorization failed) or expired.
+func TestOrdersListLeavesOutInvalid(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, func(o *acme.Options) { o.Clock = clk; o.OrderLifetime = time.Hour; o.AuthzReuse = -1 })
+	c := newRawClient(e)
+	c.register(nil)
+	order := func(name string) (string, orderDoc) {
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+		if r.StatusCode != http.StatusCreated {
+			t.Fatalf("newOrder: %d %s", r.StatusCode, r.body)
+		}
+		return r.Header.Get("Location"), decode[orderDoc](t, r)
+	}
+	expired, _ := order("expired.example.com")
+	clk.add(2 * time.Hour)
+	pending, _ := order("pending.example.com")
+	failed, o := order("failed.example.com")
+	c.validate(o.Authorizations[0], "http-01", false)
+	refused, o := order("refused.example.com")
+	c.validate(o.Authorizations[0], "http-01", true)
+	e.issuer.fail = core.Errorf(core.KindRejected, "refused")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", "refused.example.com"))}, nil)
+	e.issuer.fail = nil
+	for _, u := range []string{expired, failed, refused} {
+		if got := decode[orderDoc](t, c.post(u, nil, nil)); got.Status != "invalid" {
+			t.Fatalf("order %s is %s, want invalid", u, got.Status)
+		}
+	}
+	got := decode[map[string][]string](t, c.post(c.kid+"/orders", nil, nil))["orders"]
+	if len(got) != 1 || got[0] != pending {
+		t.Fatalf("orders list %v, want only %s", got, pending)
 	}
 }

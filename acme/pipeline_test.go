@@ -1,9 +1,18 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -194,5 +203,95 @@ func TestRealHTTP01Refused(t *testing.T) {
 	}
 	if got := a.Challenges[0].Error.Type; got != "urn:ietf:params:acme:error:unauthorized" {
 		t.Fatalf("problem %q, want unauthorized (404 from the responder)", got)
+	}
+}
+
+// TestFinalizeRefusedKey: a CSR key that ra's key policy refuses is
+// badPublicKey and leaves the order ready, so the client can finalize it
+// with another key (as Boulder does). Before, the refusal came after the
+// order was committed to issuance and made it invalid, and an RSA key with
+// exponent 3 was refused by a lint as rejectedIdentifier.
+func TestFinalizeRefusedKey(t *testing.T) {
+	name := "keys." + benchSuffix
+	e := newProdEnv(t, name)
+	c := newRawClient(e.env)
+	c.register(nil)
+	r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+	orderURL, o := r.Header.Get("Location"), decode[orderDoc](t, r)
+	if a := c.validate(o.Authorizations[0], "http-01", true); a.Status != "valid" {
+		t.Fatalf("authorization: %+v", a)
+	}
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for _, tc := range []struct {
+		name string
+		key  crypto.Signer
+	}{{"P-521", p521}, {"RSA 1024", rsa1024}, {"Ed25519", ed}, {"RSA exponent 3", rsaExponent3(t)}} {
+		r := c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, tc.key, "", name))}, nil)
+		wantProblem(t, r, "badPublicKey", 400)
+		if got := decode[orderDoc](t, c.post(orderURL, nil, nil)); got.Status != "ready" {
+			t.Fatalf("%s: order %s after the refusal, want ready", tc.name, got.Status)
+		}
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if r := c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, p256, "", name))}, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("finalize with an accepted key: %d %s", r.StatusCode, r.body)
+	}
+}
+
+// rsaExponent3 makes a 2048-bit RSA key with public exponent 3, which
+// crypto/rsa does not generate.
+func rsaExponent3(t testing.TB) *rsa.PrivateKey {
+	one, e := big.NewInt(1), big.NewInt(3)
+	prime := func() *big.Int {
+		for {
+			p, err := rand.Prime(rand.Reader, 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if new(big.Int).Mod(new(big.Int).Sub(p, one), e).Sign() != 0 {
+				return p
+			}
+		}
+	}
+	p, q := prime(), prime()
+	phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+	k := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: new(big.Int).Mul(p, q), E: 3},
+		D: new(big.Int).ModInverse(e, phi), Primes: []*big.Int{p, q}}
+	k.Precompute()
+	if err := k.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestInvalidALabelRefused: a name with an invalid IDN A-label is refused
+// at newOrder (rejectedIdentifier naming the label) and by the REST API
+// (a 4xx naming it), by ra's name policy both times.
+func TestInvalidALabelRefused(t *testing.T) {
+	e := newProdEnv(t)
+	c := newRawClient(e.env)
+	c.register(nil)
+	for _, name := range []string{"xn--zz." + benchSuffix, "xn--a." + benchSuffix} {
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+		wantProblem(t, r, "rejectedIdentifier", 400)
+		if label := strings.Split(name, ".")[0]; !strings.Contains(r.prob.Detail, label) {
+			t.Fatalf("newOrder %s: %s", name, r.body)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		body := mustJSON(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor(t, key, "", name)}))})
+		req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/api/v1/certificates", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+e.apiKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := e.ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 || !strings.Contains(string(b), "A-label") {
+			t.Fatalf("REST issue %s: %d %s", name, resp.StatusCode, b)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"time"
@@ -22,7 +23,7 @@ type RAIssuer struct {
 func (i *RAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest, profile, requester string) (*Issued, error) {
 	iss, err := i.Authority.Issue(ctx, ra.Request{CSR: csr, Profile: profile, Principal: requester})
 	if err != nil {
-		return nil, err
+		return nil, fromRAIdentifiers(err)
 	}
 	chain := make([][]byte, 0, len(iss.Chain)+1)
 	for _, c := range iss.Chain {
@@ -44,12 +45,17 @@ func (i *RAIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.C
 }
 
 // RAPolicy is the production Policy: ra's name policy at new-order time,
-// with ra's per-identifier problems turned into ACME subproblems.
+// with ra's per-identifier problems turned into ACME subproblems, and ra's
+// key policy (the check ra.Authority.Issue makes) at finalize.
 type RAPolicy struct{ Authority *ra.Authority }
 
 func (p *RAPolicy) CheckIdentifiers(ctx context.Context, endpoint string, ids []Identifier, profile string) error {
 	rids := raIdentifiers(ids)
 	return fromRAIdentifiers(p.Authority.CheckIdentifiers(ctx, "acme:"+endpoint+"/*", profile, rids))
+}
+
+func (p *RAPolicy) CheckKey(ctx context.Context, pub crypto.PublicKey, profile string) error {
+	return p.Authority.CheckKey(profile, pub)
 }
 
 // raIdentifiers converts identifiers for package ra.

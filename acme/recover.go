@@ -100,7 +100,7 @@ func (s *Server) revalidate(ctx context.Context, id string, since, now time.Time
 		if c.ID == id {
 			s.log.InfoContext(ctx, "acme challenge left processing validated again", "authz", a.ID, "challenge", c.Type,
 				"processing_since", since)
-			close(s.startValidation(a, c, acct.Thumbprint).handoff)
+			s.startValidation(a, c, acct.Thumbprint)
 			return true, nil
 		}
 	}

@@ -86,3 +86,47 @@ func TestAuthzReuse(t *testing.T) {
 		t.Fatalf("reuse turned off: %+v", o)
 	}
 }
+
+// TestDeactivateStopsReuse: deactivating an authorization gives the name
+// up (RFC 8555 §7.5.2) for every order that reused the same validation:
+// the original and all its copies are deactivated, and the next order must
+// validate again. Before, only the copy posted to was, and the others kept
+// being reused.
+func TestDeactivateStopsReuse(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	order := func(name string) orderDoc {
+		t.Helper()
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: name}}}, nil)
+		if r.StatusCode != http.StatusCreated {
+			t.Fatalf("newOrder: %d %s", r.StatusCode, r.body)
+		}
+		return decode[orderDoc](t, c.post(r.Header.Get("Location"), nil, nil))
+	}
+	first := order("a.example.com")
+	if a := c.validate(first.Authorizations[0], "http-01", true); a.Status != "valid" {
+		t.Fatalf("authorization %+v", a)
+	}
+	other := order("b.example.com") // validated separately: not given up
+	c.validate(other.Authorizations[0], "http-01", true)
+	second, third := order("a.example.com"), order("a.example.com")
+	if second.Status != "ready" || third.Status != "ready" {
+		t.Fatalf("reused orders %s, %s; want ready", second.Status, third.Status)
+	}
+	r := c.post(second.Authorizations[0], map[string]string{"status": "deactivated"}, nil)
+	if a := decode[authzDoc](t, r); a.Status != "deactivated" {
+		t.Fatalf("deactivate: %d %s", r.StatusCode, r.body)
+	}
+	for _, o := range []orderDoc{first, third} {
+		if a := decode[authzDoc](t, c.post(o.Authorizations[0], nil, nil)); a.Status != "deactivated" {
+			t.Fatalf("an authorization sharing the validation is %s", a.Status)
+		}
+	}
+	if o := order("a.example.com"); o.Status != "pending" {
+		t.Fatalf("a new order after deactivation is %s, want pending", o.Status)
+	}
+	if o := order("b.example.com"); o.Status != "ready" {
+		t.Fatalf("another name's order is %s, want ready", o.Status)
+	}
+}

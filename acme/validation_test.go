@@ -1,8 +1,12 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,4 +102,55 @@ type lazyValidator struct{ e **env }
 
 func (l lazyValidator) Validate(ctx context.Context, chType string, id acme.Identifier, token, keyAuth string) error {
 	return (*l.e).val.Validate(ctx, chType, id, token, keyAuth)
+}
+
+// TestChallengeValidatedOnce: a challenge is validated once however many
+// times, and however concurrently, the client posts to it (RFC 8555
+// §7.5.1): the first POST moves it to processing, the others answer its
+// state. Before, it stayed pending until ValidationWait ran out and every
+// POST in that window started another validation.
+func TestChallengeValidatedOnce(t *testing.T) {
+	release := make(chan struct{})
+	var e *env
+	e = newEnv(t, func(o *acme.Options) {
+		o.Validator = slowValidator{inner: lazyValidator{&e}, release: release}
+		o.ValidationWait = 50 * time.Millisecond
+		o.RecoverEvery = -1
+	})
+	s := newStuck(t, e, "a.example.com")
+	bodies := make([][]byte, 8)
+	for i := range bodies {
+		bodies[i] = s.c.sign(s.chall, []byte("{}"), nil)
+	}
+	var wg sync.WaitGroup
+	for _, b := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.ts.Client().Post(s.chall, "application/jose+json", bytes.NewReader(b))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var ch struct{ Status string }
+			if err := json.NewDecoder(resp.Body).Decode(&ch); err != nil || resp.StatusCode != http.StatusOK || ch.Status != "processing" {
+				t.Errorf("concurrent challenge POST: %d %+v %v", resp.StatusCode, ch, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for range 3 { // and again, one after another
+		if r := s.c.post(s.chall, map[string]any{}, nil); decode[struct{ Status string }](t, r).Status != "processing" {
+			t.Fatalf("repeated challenge POST: %s", r.body)
+		}
+	}
+	close(release)
+	if a := s.c.waitAuthz(s.authz); a.Status != "valid" {
+		t.Fatalf("authorization %+v", a)
+	}
+	e.srv.Close() // waits for every validation
+	if got := e.validations(); got != 1 {
+		t.Fatalf("%d validations, want 1", got)
+	}
 }

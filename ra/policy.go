@@ -1,13 +1,20 @@
 package ra
 
 import (
+	"cmp"
+	"crypto"
+	"crypto/rsa"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
+	"golang.org/x/net/idna"
+
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -117,6 +124,42 @@ func (p *Policy) mayUse(principal, profile string) bool {
 	return false
 }
 
+// CheckKey applies the key policy of profile (zero: the default profile)
+// to a subject public key: the check Issue makes, for a front end that
+// must refuse a key before it commits to issuing (ACME finalize). A
+// refused key is KindBadKey, an unknown profile KindRejected.
+func (a *Authority) CheckKey(profile string, pub crypto.PublicKey) error {
+	prof, err := a.ca.Profile(cmp.Or(profile, a.defaultProfile))
+	if err != nil {
+		return err
+	}
+	return a.checkKey(pub, prof)
+}
+
+// minRSAExponent: the CA/B Forum BRs (§6.1.6) want the exponent in
+// 2^16+1 … 2^256-1; zlint warns below it and the CA refuses warnings, so
+// the key is refused here, as a key, rather than by a lint.
+const minRSAExponent = 65537
+
+func (a *Authority) checkKey(pub crypto.PublicKey, prof ca.Profile) error {
+	kt := ca.KeyType(pub)
+	if k, ok := pub.(*rsa.PublicKey); ok {
+		if k.N.BitLen() < 2048 {
+			return core.Errorf(core.KindBadKey, "RSA keys need at least 2048 bits, this one has %d", k.N.BitLen())
+		}
+		if k.E < minRSAExponent || k.E%2 == 0 {
+			return core.Errorf(core.KindBadKey, "RSA public exponent %d is refused: it must be odd and at least %d", k.E, minRSAExponent)
+		}
+	}
+	if kt == "" {
+		return core.Errorf(core.KindBadKey, "keys of type %T are not supported", pub)
+	}
+	if !slices.Contains(a.policy.KeyTypes, kt) || !slices.Contains(prof.KeyTypes, kt) {
+		return core.Errorf(core.KindBadKey, "%s keys are not accepted for profile %s", kt, prof.Name)
+	}
+	return nil
+}
+
 func hasSuffix(name, suffix string) bool {
 	return name == suffix || strings.HasSuffix(name, "."+suffix)
 }
@@ -203,8 +246,36 @@ func badLabels(labels []string) string {
 				return "is not a valid DNS name (only letters, digits and hyphens; IDNs in A-label form)"
 			}
 		}
+		if strings.HasPrefix(l, "xn--") && !validALabel(l) {
+			return "is not a valid DNS name: " + l + " is not a valid IDN A-label"
+		}
 	}
 	return ""
+}
+
+// validALabel reports whether l, which starts with "xn--", is an IDNA2008
+// A-label (RFC 5890 §2.3.2.1): its punycode decodes, under the strict
+// registration profile (NFC, bidi and joiner rules, no disallowed code
+// point), to a U-label that encodes back to l, and the U-label has only
+// lowercase letters, marks, digits and hyphens, which RFC 5892 derives
+// PVALID from (x/net/idna follows UTS #46, which also lets symbols such as
+// emoji through). The contextual code points (ZWJ, ZWNJ, middle dot…)
+// are refused too: stricter than IDNA2008, and rare in names a private CA
+// sees.
+func validALabel(l string) bool {
+	u, err := idna.Registration.ToUnicode(l)
+	if err != nil {
+		return false
+	}
+	if a, err := idna.Registration.ToASCII(u); err != nil || a != l {
+		return false
+	}
+	for _, r := range u {
+		if r != '-' && !unicode.In(r, unicode.Ll, unicode.Lo, unicode.Lm, unicode.Mn, unicode.Mc, unicode.Nd) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkIP checks an IP SAN against the allowed ranges.

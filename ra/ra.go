@@ -3,7 +3,6 @@ package ra
 import (
 	"cmp"
 	"context"
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -235,20 +234,6 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	}
 	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
 		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
-}
-
-func (a *Authority) checkKey(pub any, prof ca.Profile) error {
-	kt := ca.KeyType(pub)
-	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
-		return core.Errorf(core.KindBadKey, "RSA keys need at least 2048 bits, this one has %d", k.N.BitLen())
-	}
-	if kt == "" {
-		return core.Errorf(core.KindBadKey, "keys of type %T are not supported", pub)
-	}
-	if !slices.Contains(a.policy.KeyTypes, kt) || !slices.Contains(prof.KeyTypes, kt) {
-		return core.Errorf(core.KindBadKey, "%s keys are not accepted for profile %s", kt, prof.Name)
-	}
-	return nil
 }
 
 // checkNames applies the name policy to the CSR's SANs and the extra ones.

@@ -116,6 +116,40 @@ func TestIssuePolicy(t *testing.T) {
 	}
 }
 
+// TestCheckKey: the key policy a front end asks before issuing (ACME
+// finalize) is Issue's, and refuses an RSA exponent the lints would
+// refuse later (as a lint, not as a key).
+func TestCheckKey(t *testing.T) {
+	c, _ := newCA(t)
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for _, tc := range []struct {
+		name    string
+		profile string
+		pub     crypto.PublicKey
+		kind    core.Kind // -1: accepted
+	}{
+		{"P-256", "", p256.Public(), -1},
+		{"RSA 2048", "tls-server", rsa2048.Public(), -1},
+		{"P-521", "", p521.Public(), core.KindBadKey},
+		{"Ed25519 for TLS server", "tls-server", ed, core.KindBadKey},
+		{"RSA exponent 3", "", &rsa.PublicKey{N: rsa2048.N, E: 3}, core.KindBadKey},
+		{"RSA even exponent", "", &rsa.PublicKey{N: rsa2048.N, E: 65538}, core.KindBadKey},
+		{"unknown profile", "nope", p256.Public(), core.KindRejected},
+	} {
+		err := a.CheckKey(tc.profile, tc.pub)
+		if (tc.kind == -1 && err != nil) || (tc.kind != -1 && core.KindOf(err) != tc.kind) {
+			t.Errorf("%s: CheckKey = %v, want kind %v", tc.name, err, tc.kind)
+		}
+	}
+}
+
 func TestCheckIdentifiersListsEveryProblem(t *testing.T) {
 	c, _ := newCA(t)
 	a, err := New(Options{CA: c, Policy: testPolicy})

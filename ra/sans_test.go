@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -76,5 +77,41 @@ func TestDNSIdentifierThatIsAnIP(t *testing.T) {
 		if core.KindOf(err) != core.KindRejected {
 			t.Errorf("dns identifier %s: %v, want a refusal", v, err)
 		}
+	}
+}
+
+// TestIDNALabels: a label in A-label form (xn--) must be an IDNA2008
+// A-label: punycode that decodes to a valid U-label and encodes back to
+// the same text. Before, any LDH text passed: xn--zz (not punycode) was
+// validated over ACME and then refused at finalize by a lint, and xn--a
+// (U+0080, a C1 control) was issued.
+func TestIDNALabels(t *testing.T) {
+	c, _ := newCA(t)
+	a, err := New(Options{CA: c, Policy: Policy{AllowWildcards: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ok := range map[string]bool{
+		"xn--bcher-kva.example.com":  true, // bücher
+		"xn--mnchen-3ya.example.com": true, // münchen
+		"xn--90a3ac.example.com":     true, // срб
+		"a.xn--90a3ac":               true,
+		"xn--zz.localhost":           false, // not punycode
+		"xn--a.localhost":            false, // U+0080
+		"xn--ls8h.example.com":       false, // an emoji: UTS #46 lets it through, IDNA2008 does not
+		"xn--a-ecp.example.com":      false, // U+2488, disallowed
+		"xn--bcher-kva9.example.com": false, // trailing garbage
+		"*.xn--zz.example.com":       false,
+	} {
+		err := a.CheckIdentifiers(context.Background(), "acme:x", "", []Identifier{{Type: "dns", Value: name}})
+		if ok && err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if !ok && (core.KindOf(err) != core.KindRejected || !strings.Contains(err.Error(), "A-label")) {
+			t.Errorf("%s: %v, want a refusal naming the A-label", name, err)
+		}
+	}
+	if _, err := ParseDNSSuffix("xn--zz.example.com"); err == nil {
+		t.Error("an invalid A-label was accepted as a policy suffix")
 	}
 }

@@ -131,16 +131,31 @@ func (d *DB) ACMEOrder(ctx context.Context, endpoint, id string) (*ACMEOrder, er
 }
 
 // ACMEOrderIDs lists the account's order ids, newest first, up to limit,
-// starting after the order id cursor ("" for the first page).
-func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, limit int) ([]string, error) {
-	q := `SELECT id FROM acme_orders WHERE account_id = ? AND endpoint = ? ORDER BY created DESC, id DESC LIMIT ?`
-	args := []any{accountID, endpoint, limit}
+// starting after the order id cursor ("" for the first page). Orders that
+// are invalid at now are left out (RFC 8555 §7.1.2.1): stored invalid, or
+// pending and expired or with an authorization that is no longer pending
+// or valid, or expired (the status package acme derives). A cursor that
+// is not an order of the account is core.ErrNotFound.
+func (d *DB) ACMEOrderIDs(ctx context.Context, endpoint, accountID, cursor string, now time.Time, limit int) ([]string, error) {
+	q, args := `SELECT o.id FROM acme_orders o WHERE`, []any{}
 	if cursor != "" {
-		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ? AND o.account_id = ? AND o.endpoint = ?
-			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id))
-			ORDER BY o.created DESC, o.id DESC LIMIT ?`
-		args = []any{cursor, accountID, endpoint, limit}
+		var n int
+		if err := d.QueryRow(ctx, `SELECT COUNT(*) FROM acme_orders WHERE id = ? AND account_id = ? AND endpoint = ?`,
+			cursor, accountID, endpoint).Scan(&n); err != nil {
+			return nil, fmt.Errorf("reading the orders cursor: %w", err)
+		}
+		if n == 0 {
+			return nil, core.ErrNotFound
+		}
+		q = `SELECT o.id FROM acme_orders o, acme_orders c WHERE c.id = ?
+			AND (o.created < c.created OR (o.created = c.created AND o.id < c.id)) AND`
+		args = append(args, cursor)
 	}
+	q += ` o.account_id = ? AND o.endpoint = ? AND o.status <> 'invalid'
+		AND NOT (o.status = 'pending' AND (o.expires <= ? OR EXISTS (SELECT 1 FROM acme_authorizations a
+			WHERE a.order_id = o.id AND (a.status NOT IN ('pending', 'valid') OR a.expires <= ?))))
+		ORDER BY o.created DESC, o.id DESC LIMIT ?`
+	args = append(args, accountID, endpoint, Micros(now), Micros(now), limit)
 	rows, err := d.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing ACME orders: %w", err)
@@ -323,6 +338,40 @@ func (d *DB) SetACMEAuthzStatus(ctx context.Context, endpoint, id, from, to stri
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// DeactivateACMEAuthz deactivates the authorization id if it is in status
+// from (pending or valid), and reports whether it was. A valid one takes
+// with it every valid authorization of the account that holds the same
+// validation: a new order reuses a validation by copying the authorization
+// with its valid challenge, token included (package acme), so each copy
+// has a valid challenge with that token, and tokens are random (RFC 8555
+// §8.3), so no independent validation has it.
+func (d *DB) DeactivateACMEAuthz(ctx context.Context, endpoint, id, from string) (bool, error) {
+	done := false
+	err := d.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = 'deactivated'
+			WHERE id = ? AND endpoint = ? AND status = ?`, id, endpoint, from)
+		if err != nil {
+			return fmt.Errorf("deactivating ACME authorization: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		done = true
+		if from != "valid" {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = 'deactivated'
+			WHERE account_id = (SELECT account_id FROM acme_authorizations WHERE id = ?) AND status = 'valid'
+			AND endpoint = ? AND EXISTS (SELECT 1 FROM acme_challenges c WHERE c.authz_id = acme_authorizations.id
+				AND c.status = 'valid' AND c.token IN (SELECT token FROM acme_challenges WHERE authz_id = ? AND status = 'valid'))`,
+			id, endpoint, id); err != nil {
+			return fmt.Errorf("deactivating the copies of an ACME authorization: %w", err)
+		}
+		return nil
+	})
+	return done, err
 }
 
 // SetACMEChallengeStatus moves a challenge from one status to another,

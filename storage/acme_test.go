@@ -103,13 +103,19 @@ func TestACMEOrders(t *testing.T) {
 		if err != nil || len(o.Authzs) != 1 || !o.Authzs[0].Wildcard || o.Identifiers[0].Value != "*.example.com" {
 			t.Fatalf("order = %+v, %v", o, err)
 		}
-		ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", 1)
+		ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", now, 1)
 		if err != nil || len(ids) != 1 || ids[0] != "o2" {
 			t.Fatalf("first page = %v, %v", ids, err)
 		}
-		ids, err = db.ACMEOrderIDs(ctx, "ep", "a", "o2", 10)
+		ids, err = db.ACMEOrderIDs(ctx, "ep", "a", "o2", now, 10)
 		if err != nil || len(ids) != 1 || ids[0] != "o1" {
 			t.Fatalf("second page = %v, %v", ids, err)
+		}
+		if ids, err := db.ACMEOrderIDs(ctx, "ep", "a", "", now.Add(time.Hour), 10); err != nil || len(ids) != 0 {
+			t.Fatalf("expired pending orders listed: %v, %v", ids, err)
+		}
+		if _, err := db.ACMEOrderIDs(ctx, "ep", "other-account", "o1", now, 10); !core.IsNotFound(err) {
+			t.Fatalf("another account's order as the cursor: %v, want not found", err)
 		}
 		az, err := db.ACMEAuthzByChallenge(ctx, "ep", "o1-c")
 		if err != nil || az.ID != "o1-z" || len(az.Challenges) != 1 {
@@ -184,6 +190,53 @@ func TestACMEOrders(t *testing.T) {
 		az, err = db.ACMEAuthz(ctx, "ep", "o2-z")
 		if err != nil || az.Status != "invalid" || az.Challenges[0].Status != "invalid" || string(az.Challenges[0].Error) != string(prob) {
 			t.Fatalf("settled authz = %+v, %v", az, err)
+		}
+	})
+}
+
+// TestDeactivateACMEAuthz: deactivating a valid authorization also
+// deactivates the account's valid authorizations that copied its
+// validation (same valid challenge token), and nothing else.
+func TestDeactivateACMEAuthz(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		for _, acct := range []string{"a", "b"} {
+			if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: acct, Endpoint: "ep", Thumbprint: acct,
+				JWK: []byte(`{}`), Status: "valid", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// authz id → account, status, token of its one challenge
+		authzs := []struct{ id, acct, status, token string }{
+			{"orig", "a", "valid", "t1"}, {"copy1", "a", "valid", "t1"}, {"copy2", "a", "valid", "t1"},
+			{"own", "a", "valid", "t2"}, {"pend", "a", "pending", "t3"}, {"other", "b", "valid", "t1"},
+		}
+		for _, z := range authzs {
+			id := storage.ACMEIdentifier{Type: "dns", Value: "x.example.com"}
+			if err := db.CreateACMEOrder(ctx, &storage.ACMEOrder{ID: "o-" + z.id, Endpoint: "ep", AccountID: z.acct,
+				Status: "pending", Identifiers: []storage.ACMEIdentifier{id}, Expires: now.Add(time.Hour), CreatedAt: now,
+				Authzs: []storage.ACMEAuthz{{ID: z.id, Identifier: id, Status: z.status, Expires: now.Add(time.Hour),
+					Challenges: []storage.ACMEChallenge{{ID: z.id + "-c", Type: "http-01", Token: z.token, Status: z.status}}}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "copy1", "pending"); ok || err != nil {
+			t.Fatalf("deactivating from the wrong status: %v %v", ok, err)
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "copy1", "valid"); !ok || err != nil {
+			t.Fatalf("deactivate: %v %v", ok, err)
+		}
+		want := map[string]string{"orig": "deactivated", "copy1": "deactivated", "copy2": "deactivated",
+			"own": "valid", "pend": "pending", "other": "valid"}
+		for id, st := range want {
+			if a, err := db.ACMEAuthz(ctx, "ep", id); err != nil || a.Status != st {
+				t.Errorf("%s: %+v %v, want %s", id, a, err, st)
+			}
+		}
+		if ok, err := db.DeactivateACMEAuthz(ctx, "ep", "pend", "pending"); !ok || err != nil {
+			t.Fatalf("deactivate pending: %v %v", ok, err)
 		}
 	})
 }
