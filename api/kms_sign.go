@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -180,10 +181,29 @@ func (a *API) verifyMAC(c *gin.Context) {
 }
 
 // JWTRequest is the body of POST /keys/{id}/jwt: claims to sign into a
-// compact JWS (RFC 7519), with iat and, given ttl, exp added.
+// compact JWS (RFC 7519), with iat and, given ttl, exp added. The claims
+// are signed as sent, each value's JSON text unchanged: decoding numbers
+// into float64 would sign 9007199254740993 as 9007199254740992.
 type JWTRequest struct {
-	Claims map[string]any `json:"claims"`
-	TTL    string         `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+	Claims json.RawMessage `json:"claims"`        // a JSON object
+	TTL    string          `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+}
+
+// jwtClaims reads the claims object, each value kept as sent (member names
+// are unique: decodeStrict refused a body naming one twice). The
+// registered NumericDate claims, when given, must be numbers (RFC 7519
+// §4.1.4, §2).
+func jwtClaims(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	var claims map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &claims); err != nil || claims == nil {
+		return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
+	}
+	for _, n := range []string{"exp", "nbf", "iat"} {
+		if v, ok := claims[n]; ok && !strings.ContainsRune("-0123456789", rune(v[0])) {
+			return nil, core.Errorf(core.KindMalformed, "claim %s must be a JSON number of seconds since 1970 (a NumericDate, RFC 7519 §4.1.4)", n)
+		}
+	}
+	return claims, nil
 }
 
 // jwsAlg is the JOSE algorithm of a key (RFC 7518, RFC 8037).
@@ -207,8 +227,9 @@ func jwsAlg(k hsm.KeyInfo) (string, error) {
 
 func (a *API) signJWT(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *JWTRequest) (any, error) {
-		if in.Claims == nil {
-			return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
+		claims, err := jwtClaims(in.Claims)
+		if err != nil {
+			return nil, err
 		}
 		k, err := ks.GetKey(ctx, id)
 		if err != nil {
@@ -218,18 +239,14 @@ func (a *API) signJWT(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		claims := map[string]any{}
-		for n, v := range in.Claims {
-			claims[n] = v
-		}
 		now := a.now()
-		claims["iat"] = now.Unix()
+		claims["iat"] = json.RawMessage(strconv.FormatInt(now.Unix(), 10))
 		if in.TTL != "" {
 			ttl, err := time.ParseDuration(in.TTL)
 			if err != nil || ttl <= 0 {
 				return nil, core.Errorf(core.KindMalformed, "ttl %q is not a positive duration such as 15m", in.TTL)
 			}
-			claims["exp"] = now.Add(ttl).Unix()
+			claims["exp"] = json.RawMessage(strconv.FormatInt(now.Add(ttl).Unix(), 10))
 		}
 		hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
 		body, err := json.Marshal(claims)

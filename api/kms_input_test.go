@@ -1,0 +1,81 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// raw posts body as it is, as the apps key, and returns the status and the
+// answer (a problem document's detail, or the body).
+func (e *keyEnv) raw(t *testing.T, path, body string) (int, string) {
+	t.Helper()
+	r, b := e.do(t, "POST", path, "apps", "application/json", []byte(body))
+	var p Problem
+	if json.Unmarshal(b, &p) == nil && p.Detail != "" {
+		return r.StatusCode, p.Detail
+	}
+	return r.StatusCode, string(b)
+}
+
+// TestKeyServiceJWTClaimsExact: claims are signed as sent — a number
+// beyond float64's exact range keeps every digit; a claim named twice is
+// refused rather than one of them signed; exp, nbf and iat given by the
+// caller must be numbers (RFC 7519 §4.1.4).
+func TestKeyServiceJWTClaimsExact(t *testing.T) {
+	e := newKeyEnv(t)
+	k := e.create(t, "tokens", "p256")
+	path := "/keys/" + k.ID + "/jwt"
+	st, out := e.raw(t, path, `{"claims":{"sub":9007199254740993,"n":1.50,"big":123456789012345678901234567890,"nbf":1e9}}`)
+	if st != 200 {
+		t.Fatalf("jwt: %d %s", st, out)
+	}
+	var tok struct{ Token string }
+	json.Unmarshal([]byte(out), &tok)
+	body, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok.Token, ".")[1])
+	for _, want := range []string{`"sub":9007199254740993`, `"n":1.50`, `"big":123456789012345678901234567890`, `"nbf":1e9`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("signed claims %s lack %s", body, want)
+		}
+	}
+	for _, c := range []struct{ body, detail string }{
+		{`{"claims":{"dup":1,"dup":2}}`, `"claims.dup" appears more than once`},
+		{`{"claims":{"exp":"1700000000"}}`, "claim exp must be a JSON number"},
+		{`{"claims":{"nbf":null}}`, "claim nbf must be a JSON number"},
+		{`{"claims":{"iat":true}}`, "claim iat must be a JSON number"},
+		{`{"claims":[]}`, "claims is required"},
+		{`{"claims":"x"}`, "claims is required"},
+	} {
+		if st, detail := e.raw(t, path, c.body); st != 400 || !strings.Contains(detail, c.detail) {
+			t.Errorf("jwt %s: %d %s, want 400 with %q", c.body, st, detail, c.detail)
+		}
+	}
+}
+
+// TestDuplicateMembersRefused: a member named twice anywhere in a body is
+// refused, named by its path, rather than the last one taken.
+func TestDuplicateMembersRefused(t *testing.T) {
+	e := newKeyEnv(t)
+	k := e.create(t, "enc", "aes256")
+	for _, c := range []struct{ path, body, name string }{
+		{"/keys/" + k.ID + "/encrypt", `{"plaintext":"eA==","plaintext":"eQ=="}`, `"plaintext"`},
+		{"/keys", `{"label":"a","type":"aes256","usage":["encrypt"],"label":"b"}`, `"label"`},
+		{"/random", `{"bytes":1,"bytes":2}`, `"bytes"`},
+	} {
+		if st, detail := e.raw(t, c.path, c.body); st != 400 || !strings.Contains(detail, c.name+" appears more than once") {
+			t.Errorf("POST %s %s: %d %s, want 400 naming %s", c.path, c.body, st, detail, c.name)
+		}
+	}
+	for _, c := range []struct{ body, path string }{
+		{`{"a":{"b":[{"c":1,"c":2}]}}`, "a.b[0].c"},
+		{`[{"x":1},{"x":1,"y":{"x":2,"x":3}}]`, "[1].y.x"},
+	} {
+		if err := uniqueMembers([]byte(c.body)); err == nil || !strings.Contains(err.Error(), `"`+c.path+`"`) {
+			t.Errorf("uniqueMembers(%s) = %v, want it to name %s", c.body, err, c.path)
+		}
+	}
+	if err := uniqueMembers([]byte(`{"a":{"x":1},"b":{"x":1e999},"c":[{"x":1},{"x":2}]}`)); err != nil {
+		t.Errorf("the same name in different objects: %v", err)
+	}
+}
