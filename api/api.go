@@ -253,6 +253,7 @@ func (a *API) require(scope string) gin.HandlerFunc {
 			a.fail(c, err)
 			return
 		}
+		core.SetPrincipal(c.Request.Context(), p.name) // for the request's log event
 		if !p.has(scope) {
 			a.fail(c, core.Errorf(core.KindForbidden, "this credential lacks the %q scope", scope))
 			return

@@ -83,7 +83,7 @@ func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 		return nil, false
 	}
 	p := principalOf(c)
-	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin))}, true
+	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name}, true
 }
 
 // bindJSON decodes a JSON body strictly.

@@ -16,14 +16,20 @@ import (
 // label is "<principal>/<label>"), and another principal's requests for it
 // are answered as for a key that does not exist. An admin key sees and may
 // use every key, with its full label. (Like a KMS key policy that names
-// only the creator.)
+// only the creator.) Since the HSM user alone does not say which principal
+// made, rotated, released or destroyed a key, those operations name the
+// principal to the HSM, which records it in their audit entries.
 
 // ownedKeys is one principal's view of the key service.
 type ownedKeys struct {
 	KeyService
 	prefix string // "<principal>/"
 	all    bool   // admin: every key, labels in full
+	who    string // the principal, for the HSM's audit entries
 }
+
+// audited is ctx naming the principal for the HSM's audit entry.
+func (o ownedKeys) audited(ctx context.Context) context.Context { return hsm.WithRequester(ctx, o.who) }
 
 func (o ownedKeys) mine(k hsm.KeyInfo) bool { return o.all || strings.HasPrefix(k.Label, o.prefix) }
 
@@ -43,7 +49,7 @@ func (o ownedKeys) check(ctx context.Context, id string) error {
 
 func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
 	spec.Label = o.prefix + spec.Label
-	k, err := o.KeyService.GenerateKey(ctx, spec)
+	k, err := o.KeyService.GenerateKey(o.audited(ctx), spec)
 	return o.show(k), err
 }
 
@@ -72,7 +78,7 @@ func (o ownedKeys) RotateKey(ctx context.Context, id string) (hsm.KeyInfo, error
 	if err := o.check(ctx, id); err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	k, err := o.KeyService.RotateKey(ctx, id)
+	k, err := o.KeyService.RotateKey(o.audited(ctx), id)
 	return o.show(k), err
 }
 
@@ -80,7 +86,7 @@ func (o ownedKeys) DestroyKey(ctx context.Context, id string) error {
 	if err := o.check(ctx, id); err != nil {
 		return err
 	}
-	return o.KeyService.DestroyKey(ctx, id)
+	return o.KeyService.DestroyKey(o.audited(ctx), id)
 }
 
 func (o ownedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -151,7 +157,7 @@ func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrapping
 		return hsm.KeyInfo{}, err
 	}
 	spec.Label = o.prefix + spec.Label
-	k, err := o.KeyService.ImportWrapped(ctx, spec, wrappingKeyID, blob)
+	k, err := o.KeyService.ImportWrapped(o.audited(ctx), spec, wrappingKeyID, blob)
 	return o.show(k), err
 }
 
@@ -161,12 +167,12 @@ func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) 
 			return nil, err
 		}
 	}
-	return o.KeyService.ExportWrapped(ctx, id, wrappingKeyID)
+	return o.KeyService.ExportWrapped(o.audited(ctx), id, wrappingKeyID)
 }
 
 func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, error) {
 	if err := o.check(ctx, id); err != nil {
 		return nil, err
 	}
-	return o.KeyService.ExportWrappedTo(ctx, id, pub)
+	return o.KeyService.ExportWrappedTo(o.audited(ctx), id, pub)
 }

@@ -29,7 +29,8 @@ import (
 // same module.
 type keyEnv struct {
 	*env
-	ca *hsm.Session
+	ca     *hsm.Session
+	appsID string // the apps API key's id
 }
 
 func newKeyEnv(t testing.TB) *keyEnv {
@@ -61,12 +62,12 @@ func newKeyEnv(t testing.TB) *keyEnv {
 	}
 	apps, caUser := login("apps"), login("ca")
 	e := newEnv(t, db, func(o *Options) { o.Keys = apps })
-	secret, _, err := CreateKey(ctx, db, "apps", []string{ScopeKeys})
+	secret, id, err := CreateKey(ctx, db, "apps", []string{ScopeKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.keys["apps"] = secret
-	return &keyEnv{env: e, ca: caUser}
+	return &keyEnv{env: e, ca: caUser, appsID: id}
 }
 
 // call posts (or gets, with body nil and method GET) JSON as the apps key
