@@ -48,6 +48,7 @@ type KeyService interface {
 	ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error)
 	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error)
 	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error)
+	CountKeys(ctx context.Context, labelPrefix string) (int, error)
 }
 
 // KeyResponse describes one key (never its material).
@@ -83,7 +84,8 @@ func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 		return nil, false
 	}
 	p := principalOf(c)
-	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name}, true
+	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name,
+		maxKeys: a.maxKeys, maxVersions: a.maxVersions}, true
 }
 
 // bindJSON decodes a JSON body strictly.

@@ -19,6 +19,12 @@ import (
 // only the creator.) Since the HSM user alone does not say which principal
 // made, rotated, released or destroyed a key, those operations name the
 // principal to the HSM, which records it in their audit entries.
+//
+// One principal's keys are limited in number (Options.KeysPerCredential)
+// and in versions (Options.VersionsPerKey), so no application can fill the
+// keystore every other one shares. The limits are checked before each
+// create or rotation, not in the same write: requests that race may pass
+// them by as many as run at once.
 
 // ownedKeys is one principal's view of the key service.
 type ownedKeys struct {
@@ -26,6 +32,17 @@ type ownedKeys struct {
 	prefix string // "<principal>/"
 	all    bool   // admin: every key, labels in full
 	who    string // the principal, for the HSM's audit entries
+
+	maxKeys, maxVersions int
+}
+
+// roomForKey refuses a new key when the principal has its limit of keys.
+func (o ownedKeys) roomForKey(ctx context.Context) error {
+	n, err := o.KeyService.CountKeys(ctx, o.prefix)
+	if err == nil && n >= o.maxKeys {
+		err = core.Errorf(core.KindConflict, "this credential already has %d keys, its limit (api.keys_per_credential): destroy one to make another", n)
+	}
+	return err
 }
 
 // audited is ctx naming the principal for the HSM's audit entry.
@@ -48,6 +65,9 @@ func (o ownedKeys) check(ctx context.Context, id string) error {
 }
 
 func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
+	if err := o.roomForKey(ctx); err != nil {
+		return hsm.KeyInfo{}, err
+	}
 	spec.Label = o.prefix + spec.Label
 	k, err := o.KeyService.GenerateKey(o.audited(ctx), spec)
 	return o.show(k), err
@@ -75,10 +95,14 @@ func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 }
 
 func (o ownedKeys) RotateKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
-	if err := o.check(ctx, id); err != nil {
+	k, err := o.GetKey(ctx, id)
+	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	k, err := o.KeyService.RotateKey(o.audited(ctx), id)
+	if k.Version >= o.maxVersions {
+		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "key %s has %d versions, the limit (api.versions_per_key): create a new key instead", id, k.Version)
+	}
+	k, err = o.KeyService.RotateKey(o.audited(ctx), id)
 	return o.show(k), err
 }
 
@@ -154,6 +178,9 @@ func (o ownedKeys) PublicKeys(ctx context.Context, id string) ([]hsm.VersionKey,
 
 func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error) {
 	if err := o.check(ctx, wrappingKeyID); err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	if err := o.roomForKey(ctx); err != nil {
 		return hsm.KeyInfo{}, err
 	}
 	spec.Label = o.prefix + spec.Label

@@ -33,7 +33,7 @@ type keyEnv struct {
 	appsID string // the apps API key's id
 }
 
-func newKeyEnv(t testing.TB) *keyEnv {
+func newKeyEnv(t testing.TB, opts ...func(*Options)) *keyEnv {
 	t.Helper()
 	ctx := context.Background()
 	db, _ := storagetest.SQLite(t)
@@ -61,7 +61,12 @@ func newKeyEnv(t testing.TB) *keyEnv {
 		return s
 	}
 	apps, caUser := login("apps"), login("ca")
-	e := newEnv(t, db, func(o *Options) { o.Keys = apps })
+	e := newEnv(t, db, func(o *Options) {
+		o.Keys = apps
+		for _, f := range opts {
+			f(o)
+		}
+	})
 	secret, id, err := CreateKey(ctx, db, "apps", []string{ScopeKeys})
 	if err != nil {
 		t.Fatal(err)
