@@ -267,15 +267,19 @@ func (a *API) decrypt(c *gin.Context) {
 }
 
 // noOracle turns every failure to open a ciphertext into one answer: which
-// check failed is not the caller's business.
+// check failed — its format, the key version its header names, its
+// authentication — is not the caller's business. Only what concerns the
+// key itself passes: a key that does not exist or is not the caller's
+// (ownedKeys), may not decrypt, or cannot be used now.
 func noOracle(err error) error {
-	if err == nil || errors.Is(err, hsm.ErrNotFound) || errors.Is(err, hsm.ErrForbidden) || errors.Is(err, hsm.ErrSealed) {
-		return err
+	if err == nil {
+		return nil
 	}
-	// A key that is not the caller's is a missing key (ownedKeys), not a
-	// ciphertext that does not open.
-	if k := core.KindOf(err); k == core.KindInternal || k == core.KindUnavailable || k == core.KindNotFound {
-		return err
+	if !errors.Is(err, hsm.ErrWrongKeyVersion) { // the header's version, not the key, is missing
+		switch core.KindOf(err) {
+		case core.KindNotFound, core.KindForbidden, core.KindUnavailable, core.KindInternal:
+			return err
+		}
 	}
 	return core.Errorf(core.KindRejected, "the ciphertext does not open with this key (wrong key, version, AAD, or altered data)")
 }

@@ -128,6 +128,9 @@ func (a *API) sign(c *gin.Context) {
 
 func (a *API) verify(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
+		if in.KeyVersion < 0 {
+			return nil, core.Errorf(core.KindMalformed, "key_version must be a version number, or 0 for the current version")
+		}
 		_, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
