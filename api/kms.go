@@ -35,11 +35,12 @@ type KeyService interface {
 	DestroyKey(ctx context.Context, keyID string) error
 	GetKey(ctx context.Context, keyID string) (hsm.KeyInfo, error)
 	ListKeys(ctx context.Context) ([]hsm.KeyInfo, error)
-	Sign(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+	// SignVersioned and HMACVersioned also return the version that signed.
+	SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error)
 	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
 	Encrypt(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error)
-	HMAC(ctx context.Context, keyID string, data []byte) ([]byte, error)
+	HMACVersioned(ctx context.Context, keyID string, data []byte) ([]byte, int, error)
 	VerifyHMAC(ctx context.Context, keyID string, data, mac []byte) error
 	Random(ctx context.Context, n int) ([]byte, error)
 	GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error)

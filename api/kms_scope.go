@@ -113,11 +113,11 @@ func (o ownedKeys) DestroyKey(ctx context.Context, id string) error {
 	return o.KeyService.DestroyKey(o.audited(ctx), id)
 }
 
-func (o ownedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (o ownedKeys) SignVersioned(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error) {
 	if err := o.check(ctx, id); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return o.KeyService.Sign(ctx, id, digest, opts)
+	return o.KeyService.SignVersioned(ctx, id, digest, opts)
 }
 
 func (o ownedKeys) Verify(ctx context.Context, id string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
@@ -141,11 +141,11 @@ func (o ownedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byt
 	return o.KeyService.Decrypt(ctx, id, ciphertext, aad)
 }
 
-func (o ownedKeys) HMAC(ctx context.Context, id string, data []byte) ([]byte, error) {
+func (o ownedKeys) HMACVersioned(ctx context.Context, id string, data []byte) ([]byte, int, error) {
 	if err := o.check(ctx, id); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return o.KeyService.HMAC(ctx, id, data)
+	return o.KeyService.HMACVersioned(ctx, id, data)
 }
 
 func (o ownedKeys) VerifyHMAC(ctx context.Context, id string, data, mac []byte) error {

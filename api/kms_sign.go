@@ -117,12 +117,12 @@ func (a *API) sign(c *gin.Context) {
 		if in.Signature != "" || in.KeyVersion != 0 {
 			return nil, core.Errorf(core.KindMalformed, "signature and key_version are for verify: sign always uses the key's current version (and returns it as key_version)")
 		}
-		k, data, opts, err := signInput(ctx, ks, id, in)
+		_, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
 		}
-		sig, err := ks.Sign(ctx, id, data, opts)
-		return gin.H{"signature": enc(sig), "key_version": k.Version}, err
+		sig, v, err := ks.SignVersioned(ctx, id, data, opts)
+		return gin.H{"signature": enc(sig), "key_version": v}, err
 	})
 }
 
@@ -164,7 +164,7 @@ func (a *API) mac(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := ks.HMAC(ctx, id, data)
+		m, _, err := ks.HMACVersioned(ctx, id, data)
 		return gin.H{"mac": enc(m)}, err
 	})
 }
@@ -234,14 +234,6 @@ func (a *API) signJWT(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		k, err := ks.GetKey(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		alg, err := jwsAlg(k)
-		if err != nil {
-			return nil, err
-		}
 		now := a.now()
 		claims["iat"] = json.RawMessage(strconv.FormatInt(now.Unix(), 10))
 		if in.TTL != "" {
@@ -251,29 +243,45 @@ func (a *API) signJWT(c *gin.Context) {
 			}
 			claims["exp"] = json.RawMessage(strconv.FormatInt(now.Add(ttl).Unix(), 10))
 		}
-		hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
 		body, err := json.Marshal(claims)
 		if err != nil {
 			return nil, core.Errorf(core.KindMalformed, "claims cannot be encoded")
 		}
-		input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
-		sig, err := jwsSign(ctx, ks, k, []byte(input))
-		if err != nil {
-			return nil, err
+		// The kid names the version before it signs. When a rotation in
+		// between makes the next version sign, the token is made again,
+		// so that its kid always names the version that signed it.
+		for range 3 {
+			k, err := ks.GetKey(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			alg, err := jwsAlg(k)
+			if err != nil {
+				return nil, err
+			}
+			hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
+			input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+			sig, v, err := jwsSign(ctx, ks, k, []byte(input))
+			if err != nil {
+				return nil, err
+			}
+			if v == k.Version {
+				return gin.H{"token": input + "." + base64.RawURLEncoding.EncodeToString(sig), "key_version": v}, nil
+			}
 		}
-		return gin.H{"token": input + "." + base64.RawURLEncoding.EncodeToString(sig), "key_version": k.Version}, nil
+		return nil, core.Errorf(core.KindUnavailable, "key %s is being rotated; try again", id)
 	})
 }
 
-// jwsSign signs a JWS signing input; ECDSA signatures become the fixed
-// R||S form JWS uses instead of ASN.1.
-func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([]byte, error) {
+// jwsSign signs a JWS signing input and says which version signed; ECDSA
+// signatures become the fixed R||S form JWS uses instead of ASN.1.
+func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([]byte, int, error) {
 	if k.Type == hsm.HMACSHA256 {
-		return ks.HMAC(ctx, k.ID, input)
+		return ks.HMACVersioned(ctx, k.ID, input)
 	}
 	h, opts, err := sigParams(k, "")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	data := input
 	if h != 0 {
@@ -281,20 +289,20 @@ func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([
 		d.Write(input)
 		data = d.Sum(nil)
 	}
-	sig, err := ks.Sign(ctx, k.ID, data, opts)
+	sig, v, err := ks.SignVersioned(ctx, k.ID, data, opts)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pub, ok := k.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
-		return sig, nil
+		return sig, v, nil
 	}
 	var rs struct{ R, S *big.Int }
 	if _, err := asn1.Unmarshal(sig, &rs); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	n := (pub.Curve.Params().BitSize + 7) / 8
-	return append(rs.R.FillBytes(make([]byte, n)), rs.S.FillBytes(make([]byte, n))...), nil
+	return append(rs.R.FillBytes(make([]byte, n)), rs.S.FillBytes(make([]byte, n))...), v, nil
 }
 
 // HashRequest is the body of POST /hash.
