@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -95,7 +96,35 @@ func bindJSON(c *gin.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	return decodeStrict(body, v)
+	return decodeObject(body, v)
+}
+
+// decodeObject decodes a body that must be one JSON object: encoding/json
+// takes null for a struct and leaves it as it was, an empty request.
+func decodeObject(body []byte, v any) error {
+	if err := decodeStrict(body, v); err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+		return core.Errorf(core.KindMalformed, "the body must be a JSON object")
+	}
+	return nil
+}
+
+// usageOf reads a key's usage list: each entry one of the names, exactly.
+func usageOf(names []string) (hsm.Usage, error) {
+	var all hsm.Usage
+	for _, n := range names {
+		u := hsm.UsageSign
+		for u <= hsm.UsageDerive && u.String() != n {
+			u <<= 1
+		}
+		if u > hsm.UsageDerive {
+			return 0, core.Errorf(core.KindMalformed, "unknown key usage %q: each entry is one of sign, verify, encrypt, decrypt, wrap, unwrap, derive", n)
+		}
+		all |= u
+	}
+	return all, nil
 }
 
 // b64 decodes a standard base64 field; name is for the error.
@@ -143,7 +172,7 @@ func (a *API) createKey(c *gin.Context) {
 		a.fail(c, core.Errorf(core.KindMalformed, "label and type are required"))
 		return
 	}
-	usage, err := hsm.ParseUsage(strings.Join(in.Usage, ","))
+	usage, err := usageOf(in.Usage)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -181,7 +210,19 @@ func (a *API) getKey(c *gin.Context) {
 	})
 }
 
+// RotateKeyRequest is the body of POST /keys/{id}/rotate: none, or an
+// empty object.
+type RotateKeyRequest struct{}
+
 func (a *API) rotateKey(c *gin.Context) {
+	body, err := readBody(c)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = decodeObject(body, &RotateKeyRequest{})
+	}
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
 	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
 		k, err := ks.RotateKey(ctx, id)
 		return keyResponse(k), err

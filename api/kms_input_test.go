@@ -79,3 +79,44 @@ func TestDuplicateMembersRefused(t *testing.T) {
 		t.Errorf("the same name in different objects: %v", err)
 	}
 }
+
+// TestKeyServiceBodiesStrict: rotate takes no body or an empty object, not
+// anything; a JSON null is not an empty request; usage entries are names
+// from the list, exactly.
+func TestKeyServiceBodiesStrict(t *testing.T) {
+	e := newKeyEnv(t)
+	k := e.create(t, "k", "aes256")
+	for _, body := range []string{"", " ", "{}"} {
+		if st, out := e.raw(t, "/keys/"+k.ID+"/rotate", body); st != 200 {
+			t.Errorf("rotate with body %q: %d %s", body, st, out)
+		}
+	}
+	for _, body := range []string{"{", "not json", "null", "[]", `{"x":1}`, "{} {}", `"x"`} {
+		if st, out := e.raw(t, "/keys/"+k.ID+"/rotate", body); st != 400 {
+			t.Errorf("rotate with body %q: %d %s, want 400", body, st, out)
+		}
+	}
+	var got KeyResponse
+	if e.call(t, "GET", "/keys/"+k.ID, nil, &got); got.Version != 4 {
+		t.Errorf("after 3 rotations with a good body and 7 refused: version %d, want 4", got.Version)
+	}
+	for _, path := range []string{"/encrypt", "/mac", "/data-key", "/sign", "/jwt", "/rotate"} {
+		if st, out := e.raw(t, "/keys/"+k.ID+path, " null "); st != 400 || !strings.Contains(out, "JSON object") {
+			t.Errorf("%s with a null body: %d %s, want 400", path, st, out)
+		}
+	}
+	for _, p := range []string{"/random", "/hash", "/keys"} {
+		if st, _ := e.raw(t, p, "null"); st != 400 {
+			t.Errorf("%s with a null body: %d, want 400", p, st)
+		}
+	}
+	for _, usage := range []string{`[""]`, `["sign,verify"]`, `[" sign"]`, `["Sign"]`, `["sign "]`, `["fly"]`} {
+		if st, out := e.raw(t, "/keys", `{"label":"u","type":"p256","usage":`+usage+`}`); st != 400 || !strings.Contains(out, "unknown key usage") {
+			t.Errorf("usage %s: %d %s, want 400", usage, st, out)
+		}
+	}
+	var u KeyResponse
+	if st := e.call(t, "POST", "/keys", map[string]any{"label": "u", "type": "p256", "usage": []string{"verify", "sign"}}, &u); st != 201 || strings.Join(u.Usage, ",") != "sign,verify" {
+		t.Errorf("usage [verify sign]: %d %v", st, u.Usage)
+	}
+}

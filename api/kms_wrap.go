@@ -74,7 +74,7 @@ func (a *API) importKey(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	usage, err := hsm.ParseUsage(strings.Join(in.Usage, ","))
+	usage, err := usageOf(in.Usage)
 	if err != nil {
 		a.fail(c, err)
 		return
