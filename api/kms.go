@@ -253,6 +253,8 @@ func (a *API) keyOp(c *gin.Context, op func(ctx context.Context, ks KeyService, 
 		a.fail(c, err)
 		return
 	}
+	// Plaintexts, data keys and wrapped keys are not for any cache.
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, out)
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -118,5 +119,62 @@ func TestKeyServiceBodiesStrict(t *testing.T) {
 	var u KeyResponse
 	if st := e.call(t, "POST", "/keys", map[string]any{"label": "u", "type": "p256", "usage": []string{"verify", "sign"}}, &u); st != 201 || strings.Join(u.Usage, ",") != "sign,verify" {
 		t.Errorf("usage [verify sign]: %d %v", st, u.Usage)
+	}
+}
+
+// TestKeyServiceSmallAnswers: the empty message signs (absent is not
+// empty); the label limit said is the caller's real one, and a label
+// taken is said without the HSM's internal names; answers that carry
+// secrets are not to be cached.
+func TestKeyServiceSmallAnswers(t *testing.T) {
+	e := newKeyEnv(t)
+	for _, typ := range []string{"p256", "ed25519"} {
+		k := e.create(t, "s-"+typ, typ)
+		var sig struct{ Signature string }
+		if st := e.call(t, "POST", "/keys/"+k.ID+"/sign", map[string]any{"message": ""}, &sig); st != 200 {
+			t.Fatalf("%s: sign the empty message: %d", typ, st)
+		}
+		var v struct{ Valid bool }
+		if e.call(t, "POST", "/keys/"+k.ID+"/verify", map[string]any{"message": "", "signature": sig.Signature}, &v); !v.Valid {
+			t.Errorf("%s: the empty message's signature does not verify", typ)
+		}
+		for _, body := range []string{`{}`, `{"message":null}`, `{"message":"","digest":""}`} {
+			if st, detail := e.raw(t, "/keys/"+k.ID+"/sign", body); st != 400 || !strings.Contains(detail, "one of message and digest") {
+				t.Errorf("%s: sign %s: %d %s", typ, body, st, detail)
+			}
+		}
+	}
+
+	max := 128 - len("apikey:"+e.appsID+"/")
+	if st := e.call(t, "POST", "/keys", map[string]any{"label": strings.Repeat("x", max), "type": "aes256"}, nil); st != 201 {
+		t.Fatalf("a label of %d characters: %d", max, st)
+	}
+	for _, l := range []string{strings.Repeat("y", max+1), "two\nlines"} {
+		if st, detail := e.raw(t, "/keys", string(jsonBody(t, map[string]any{"label": l, "type": "aes256"}))); st != 400 || !strings.Contains(detail, fmt.Sprintf("at most %d characters", max)) {
+			t.Errorf("label %q: %d %s, want 400 saying %d", l, st, detail, max)
+		}
+	}
+	if st, detail := e.raw(t, "/keys", `{"label":"s-p256","type":"aes256"}`); st != 409 || detail != `a key labelled "s-p256" already exists` {
+		t.Errorf("a taken label: %d %q", st, detail)
+	}
+
+	k := e.create(t, "enc", "aes256")
+	var ct struct{ Ciphertext string }
+	e.call(t, "POST", "/keys/"+k.ID+"/encrypt", map[string]any{"plaintext": "eA=="}, &ct)
+	var dk DataKeyResponse
+	e.call(t, "POST", "/keys/"+k.ID+"/data-key", map[string]any{}, &dk)
+	var x KeyResponse
+	e.call(t, "POST", "/keys", map[string]any{"label": "out", "type": "aes256", "extractable": true}, &x)
+	for path, body := range map[string]any{
+		"/keys/" + k.ID + "/data-key":         map[string]any{},
+		"/keys/" + k.ID + "/decrypt":          map[string]any{"ciphertext": ct.Ciphertext},
+		"/keys/" + k.ID + "/decrypt-data-key": map[string]any{"ciphertext": dk.Ciphertext},
+		"/random":                             map[string]any{"bytes": 8},
+		"/keys/" + x.ID + "/export":           map[string]any{"wrapping_key": k.ID},
+	} {
+		r, b := e.do(t, "POST", path, "apps", "application/json", jsonBody(t, body))
+		if r.StatusCode != 200 || r.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("POST %s: %d, Cache-Control %q, want 200 no-store (%s)", path, r.StatusCode, r.Header.Get("Cache-Control"), b)
+		}
 	}
 }

@@ -36,6 +36,35 @@ type ownedKeys struct {
 	maxKeys, maxVersions int
 }
 
+// hsmLabelMax is the HSM's limit on a label, in bytes (hsm checkSpec).
+const hsmLabelMax = 128
+
+// newKey readies spec for a new key of the principal's: it checks the
+// label and that the principal has room for another key, gives the label
+// its owner prefix and returns the label as the principal gave it. The
+// HSM's label limit counts the prefix, so the principal's is what the
+// prefix leaves.
+func (o ownedKeys) newKey(ctx context.Context, spec *hsm.KeySpec) (string, error) {
+	label := spec.Label
+	if max := hsmLabelMax - len(o.prefix); len(label) > max || strings.ContainsAny(label, "\x00\r\n") {
+		return "", core.Errorf(core.KindMalformed, "label must be at most %d characters (bytes of UTF-8) on one line", max)
+	}
+	if err := o.roomForKey(ctx); err != nil {
+		return "", err
+	}
+	spec.Label = o.prefix + label
+	return label, nil
+}
+
+// created answers a create for the principal: its own label, and a taken
+// label said in its terms, not the HSM's (its user and the owner prefix).
+func (o ownedKeys) created(k hsm.KeyInfo, err error, label string) (hsm.KeyInfo, error) {
+	if errors.Is(err, hsm.ErrExists) {
+		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "a key labelled %q already exists", label)
+	}
+	return o.show(k), err
+}
+
 // roomForKey refuses a new key when the principal has its limit of keys.
 func (o ownedKeys) roomForKey(ctx context.Context) error {
 	n, err := o.KeyService.CountKeys(ctx, o.prefix)
@@ -65,12 +94,12 @@ func (o ownedKeys) check(ctx context.Context, id string) error {
 }
 
 func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
-	if err := o.roomForKey(ctx); err != nil {
+	label, err := o.newKey(ctx, &spec)
+	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	spec.Label = o.prefix + spec.Label
 	k, err := o.KeyService.GenerateKey(o.audited(ctx), spec)
-	return o.show(k), err
+	return o.created(k, err, label)
 }
 
 func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
@@ -180,12 +209,12 @@ func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrapping
 	if err := o.check(ctx, wrappingKeyID); err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	if err := o.roomForKey(ctx); err != nil {
+	label, err := o.newKey(ctx, &spec)
+	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	spec.Label = o.prefix + spec.Label
 	k, err := o.KeyService.ImportWrapped(o.audited(ctx), spec, wrappingKeyID, blob)
-	return o.show(k), err
+	return o.created(k, err, label)
 }
 
 func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, error) {

@@ -28,10 +28,11 @@ import (
 
 // SignRequest is the body of POST /keys/{id}/sign and /verify.
 type SignRequest struct {
-	// Message is what to sign (base64); the service hashes it with the
-	// key's hash. Or send Digest, already hashed with that hash.
-	Message string `json:"message,omitempty"`
-	Digest  string `json:"digest,omitempty"`
+	// Message is what to sign (base64; "" is the empty message); the
+	// service hashes it with the key's hash. Or send Digest, already
+	// hashed with that hash. Pointers: absent is not empty.
+	Message *string `json:"message,omitempty"`
+	Digest  *string `json:"digest,omitempty"`
 	// Padding for RSA keys: "pkcs1v15" (default) or "pss".
 	Padding string `json:"padding,omitempty"`
 	// Signature and KeyVersion are for verify (version zero: current).
@@ -71,26 +72,21 @@ func sigParams(k hsm.KeyInfo, padding string) (crypto.Hash, crypto.SignerOpts, e
 // toSign returns what the HSM signs: the digest of the message, the given
 // digest, or for Ed25519 the message.
 func toSign(in *SignRequest, h crypto.Hash) ([]byte, error) {
-	msg, err := b64("message", in.Message, false)
-	if err != nil {
-		return nil, err
-	}
-	dig, err := b64("digest", in.Digest, false)
-	if err != nil {
-		return nil, err
-	}
 	switch {
-	case (msg == nil) == (dig == nil):
+	case (in.Message == nil) == (in.Digest == nil):
 		return nil, core.Errorf(core.KindMalformed, "send one of message and digest")
-	case h == 0 && dig != nil:
+	case h == 0 && in.Digest != nil:
 		return nil, core.Errorf(core.KindMalformed, "Ed25519 signs the message itself: send message, not digest")
-	case h == 0:
-		return msg, nil
-	case dig != nil:
-		if len(dig) != h.Size() {
-			return nil, core.Errorf(core.KindMalformed, "digest is %d bytes; this key signs %s digests of %d", len(dig), h, h.Size())
+	case in.Digest != nil:
+		dig, err := b64("digest", *in.Digest, true)
+		if err == nil && len(dig) != h.Size() {
+			err = core.Errorf(core.KindMalformed, "digest is %d bytes; this key signs %s digests of %d", len(dig), h, h.Size())
 		}
-		return dig, nil
+		return dig, err
+	}
+	msg, err := b64("message", *in.Message, false)
+	if err != nil || h == 0 {
+		return msg, err
 	}
 	d := h.New()
 	d.Write(msg)
@@ -361,6 +357,7 @@ func (a *API) random(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"random": enc(b)})
 }
 

@@ -379,7 +379,7 @@ func TestKeyServiceBoundaries(t *testing.T) {
 		{"/keys/" + k.ID + "/sign", map[string]any{"message": "eA=="}, 422, "do not sign"},
 		{"/keys/" + k.ID + "/data-key", map[string]any{"bits": 7}, 400, "bits must be 128 or 256"},
 		{"/keys", map[string]any{"label": "x", "type": "dsa1024"}, 400, `unknown key type "dsa1024"`},
-		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 128 characters"},
+		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 104 characters"}, // 128 less "apikey:<id>/"
 		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 400, "fly"},
 		{"/keys", map[string]any{"type": "aes256"}, 400, "label"},
 		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400, "SHA-256"},
