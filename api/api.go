@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
@@ -64,6 +65,14 @@ type Options struct {
 	// key service (/keys, /hash, /random) runs in. Nil: those routes
 	// answer 503.
 	Keys KeyService
+	// KeysPerCredential caps the keys one API key or client certificate
+	// may keep in the key service (created or imported, not yet
+	// destroyed); at the cap, creating or importing one is 409. Zero:
+	// 1,000.
+	KeysPerCredential int
+	// VersionsPerKey caps the versions of one key; rotating a key that
+	// has them all is 409 (a new key is the way on). Zero: 100.
+	VersionsPerKey int
 	// ClientCertScopes grants scopes to TLS client certificates (already
 	// verified by the server against our CAs), by principal pattern:
 	// "mtls:deploy.corp.internal" or a prefix ending in "*" ("mtls:*").
@@ -119,6 +128,8 @@ type API struct {
 	idemPrune atomic.Int64
 	// keys is the key service's HSM session; nil: not set up here.
 	keys KeyService
+	// maxKeys and maxVersions are the key service's quotas (kms_scope.go).
+	maxKeys, maxVersions int
 	// roots and inters verify client certificates (clientcert.go).
 	roots, inters *x509.CertPool
 	mtlsLimits    map[string]*ra.Limits
@@ -146,6 +157,10 @@ func New(o Options) (*API, error) {
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
 	}
+	if o.KeysPerCredential < 0 || o.VersionsPerKey < 0 {
+		return nil, errors.New("api: keys_per_credential and versions_per_key must not be negative")
+	}
+	a.maxKeys, a.maxVersions = cmp.Or(o.KeysPerCredential, 1000), cmp.Or(o.VersionsPerKey, 100)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -253,6 +268,7 @@ func (a *API) require(scope string) gin.HandlerFunc {
 			a.fail(c, err)
 			return
 		}
+		core.SetPrincipal(c.Request.Context(), p.name) // for the request's log event
 		if !p.has(scope) {
 			a.fail(c, core.Errorf(core.KindForbidden, "this credential lacks the %q scope", scope))
 			return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -35,11 +36,12 @@ type KeyService interface {
 	DestroyKey(ctx context.Context, keyID string) error
 	GetKey(ctx context.Context, keyID string) (hsm.KeyInfo, error)
 	ListKeys(ctx context.Context) ([]hsm.KeyInfo, error)
-	Sign(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+	// SignVersioned and HMACVersioned also return the version that signed.
+	SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error)
 	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
 	Encrypt(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error)
-	HMAC(ctx context.Context, keyID string, data []byte) ([]byte, error)
+	HMACVersioned(ctx context.Context, keyID string, data []byte) ([]byte, int, error)
 	VerifyHMAC(ctx context.Context, keyID string, data, mac []byte) error
 	Random(ctx context.Context, n int) ([]byte, error)
 	GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error)
@@ -48,6 +50,7 @@ type KeyService interface {
 	ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error)
 	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error)
 	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error)
+	CountKeys(ctx context.Context, labelPrefix string) (int, error)
 }
 
 // KeyResponse describes one key (never its material).
@@ -83,7 +86,8 @@ func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 		return nil, false
 	}
 	p := principalOf(c)
-	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin))}, true
+	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name,
+		maxKeys: a.maxKeys, maxVersions: a.maxVersions}, true
 }
 
 // bindJSON decodes a JSON body strictly.
@@ -92,7 +96,35 @@ func bindJSON(c *gin.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	return decodeStrict(body, v)
+	return decodeObject(body, v)
+}
+
+// decodeObject decodes a body that must be one JSON object: encoding/json
+// takes null for a struct and leaves it as it was, an empty request.
+func decodeObject(body []byte, v any) error {
+	if err := decodeStrict(body, v); err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+		return core.Errorf(core.KindMalformed, "the body must be a JSON object")
+	}
+	return nil
+}
+
+// usageOf reads a key's usage list: each entry one of the names, exactly.
+func usageOf(names []string) (hsm.Usage, error) {
+	var all hsm.Usage
+	for _, n := range names {
+		u := hsm.UsageSign
+		for u <= hsm.UsageDerive && u.String() != n {
+			u <<= 1
+		}
+		if u > hsm.UsageDerive {
+			return 0, core.Errorf(core.KindMalformed, "unknown key usage %q: each entry is one of sign, verify, encrypt, decrypt, wrap, unwrap, derive", n)
+		}
+		all |= u
+	}
+	return all, nil
 }
 
 // b64 decodes a standard base64 field; name is for the error.
@@ -140,7 +172,7 @@ func (a *API) createKey(c *gin.Context) {
 		a.fail(c, core.Errorf(core.KindMalformed, "label and type are required"))
 		return
 	}
-	usage, err := hsm.ParseUsage(strings.Join(in.Usage, ","))
+	usage, err := usageOf(in.Usage)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -178,7 +210,19 @@ func (a *API) getKey(c *gin.Context) {
 	})
 }
 
+// RotateKeyRequest is the body of POST /keys/{id}/rotate: none, or an
+// empty object.
+type RotateKeyRequest struct{}
+
 func (a *API) rotateKey(c *gin.Context) {
+	body, err := readBody(c)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = decodeObject(body, &RotateKeyRequest{})
+	}
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
 	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
 		k, err := ks.RotateKey(ctx, id)
 		return keyResponse(k), err
@@ -209,6 +253,8 @@ func (a *API) keyOp(c *gin.Context, op func(ctx context.Context, ks KeyService, 
 		a.fail(c, err)
 		return
 	}
+	// Plaintexts, data keys and wrapped keys are not for any cache.
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, out)
 }
 
@@ -265,15 +311,19 @@ func (a *API) decrypt(c *gin.Context) {
 }
 
 // noOracle turns every failure to open a ciphertext into one answer: which
-// check failed is not the caller's business.
+// check failed — its format, the key version its header names, its
+// authentication — is not the caller's business. Only what concerns the
+// key itself passes: a key that does not exist or is not the caller's
+// (ownedKeys), may not decrypt, or cannot be used now.
 func noOracle(err error) error {
-	if err == nil || errors.Is(err, hsm.ErrNotFound) || errors.Is(err, hsm.ErrForbidden) || errors.Is(err, hsm.ErrSealed) {
-		return err
+	if err == nil {
+		return nil
 	}
-	// A key that is not the caller's is a missing key (ownedKeys), not a
-	// ciphertext that does not open.
-	if k := core.KindOf(err); k == core.KindInternal || k == core.KindUnavailable || k == core.KindNotFound {
-		return err
+	if !errors.Is(err, hsm.ErrWrongKeyVersion) { // the header's version, not the key, is missing
+		switch core.KindOf(err) {
+		case core.KindNotFound, core.KindForbidden, core.KindUnavailable, core.KindInternal:
+			return err
+		}
 	}
 	return core.Errorf(core.KindRejected, "the ciphertext does not open with this key (wrong key, version, AAD, or altered data)")
 }

@@ -16,14 +16,66 @@ import (
 // label is "<principal>/<label>"), and another principal's requests for it
 // are answered as for a key that does not exist. An admin key sees and may
 // use every key, with its full label. (Like a KMS key policy that names
-// only the creator.)
+// only the creator.) Since the HSM user alone does not say which principal
+// made, rotated, released or destroyed a key, those operations name the
+// principal to the HSM, which records it in their audit entries.
+//
+// One principal's keys are limited in number (Options.KeysPerCredential)
+// and in versions (Options.VersionsPerKey), so no application can fill the
+// keystore every other one shares. The limits are checked before each
+// create or rotation, not in the same write: requests that race may pass
+// them by as many as run at once.
 
 // ownedKeys is one principal's view of the key service.
 type ownedKeys struct {
 	KeyService
 	prefix string // "<principal>/"
 	all    bool   // admin: every key, labels in full
+	who    string // the principal, for the HSM's audit entries
+
+	maxKeys, maxVersions int
 }
+
+// hsmLabelMax is the HSM's limit on a label, in bytes (hsm checkSpec).
+const hsmLabelMax = 128
+
+// newKey readies spec for a new key of the principal's: it checks the
+// label and that the principal has room for another key, gives the label
+// its owner prefix and returns the label as the principal gave it. The
+// HSM's label limit counts the prefix, so the principal's is what the
+// prefix leaves.
+func (o ownedKeys) newKey(ctx context.Context, spec *hsm.KeySpec) (string, error) {
+	label := spec.Label
+	if max := hsmLabelMax - len(o.prefix); len(label) > max || strings.ContainsAny(label, "\x00\r\n") {
+		return "", core.Errorf(core.KindMalformed, "label must be at most %d characters (bytes of UTF-8) on one line", max)
+	}
+	if err := o.roomForKey(ctx); err != nil {
+		return "", err
+	}
+	spec.Label = o.prefix + label
+	return label, nil
+}
+
+// created answers a create for the principal: its own label, and a taken
+// label said in its terms, not the HSM's (its user and the owner prefix).
+func (o ownedKeys) created(k hsm.KeyInfo, err error, label string) (hsm.KeyInfo, error) {
+	if errors.Is(err, hsm.ErrExists) {
+		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "a key labelled %q already exists", label)
+	}
+	return o.show(k), err
+}
+
+// roomForKey refuses a new key when the principal has its limit of keys.
+func (o ownedKeys) roomForKey(ctx context.Context) error {
+	n, err := o.KeyService.CountKeys(ctx, o.prefix)
+	if err == nil && n >= o.maxKeys {
+		err = core.Errorf(core.KindConflict, "this credential already has %d keys, its limit (api.keys_per_credential): destroy one to make another", n)
+	}
+	return err
+}
+
+// audited is ctx naming the principal for the HSM's audit entry.
+func (o ownedKeys) audited(ctx context.Context) context.Context { return hsm.WithRequester(ctx, o.who) }
 
 func (o ownedKeys) mine(k hsm.KeyInfo) bool { return o.all || strings.HasPrefix(k.Label, o.prefix) }
 
@@ -42,9 +94,12 @@ func (o ownedKeys) check(ctx context.Context, id string) error {
 }
 
 func (o ownedKeys) GenerateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo, error) {
-	spec.Label = o.prefix + spec.Label
-	k, err := o.KeyService.GenerateKey(ctx, spec)
-	return o.show(k), err
+	label, err := o.newKey(ctx, &spec)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	k, err := o.KeyService.GenerateKey(o.audited(ctx), spec)
+	return o.created(k, err, label)
 }
 
 func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
@@ -69,10 +124,14 @@ func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 }
 
 func (o ownedKeys) RotateKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
-	if err := o.check(ctx, id); err != nil {
+	k, err := o.GetKey(ctx, id)
+	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	k, err := o.KeyService.RotateKey(ctx, id)
+	if k.Version >= o.maxVersions {
+		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "key %s has %d versions, the limit (api.versions_per_key): create a new key instead", id, k.Version)
+	}
+	k, err = o.KeyService.RotateKey(o.audited(ctx), id)
 	return o.show(k), err
 }
 
@@ -80,14 +139,14 @@ func (o ownedKeys) DestroyKey(ctx context.Context, id string) error {
 	if err := o.check(ctx, id); err != nil {
 		return err
 	}
-	return o.KeyService.DestroyKey(ctx, id)
+	return o.KeyService.DestroyKey(o.audited(ctx), id)
 }
 
-func (o ownedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (o ownedKeys) SignVersioned(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error) {
 	if err := o.check(ctx, id); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return o.KeyService.Sign(ctx, id, digest, opts)
+	return o.KeyService.SignVersioned(ctx, id, digest, opts)
 }
 
 func (o ownedKeys) Verify(ctx context.Context, id string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
@@ -111,11 +170,11 @@ func (o ownedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byt
 	return o.KeyService.Decrypt(ctx, id, ciphertext, aad)
 }
 
-func (o ownedKeys) HMAC(ctx context.Context, id string, data []byte) ([]byte, error) {
+func (o ownedKeys) HMACVersioned(ctx context.Context, id string, data []byte) ([]byte, int, error) {
 	if err := o.check(ctx, id); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return o.KeyService.HMAC(ctx, id, data)
+	return o.KeyService.HMACVersioned(ctx, id, data)
 }
 
 func (o ownedKeys) VerifyHMAC(ctx context.Context, id string, data, mac []byte) error {
@@ -150,9 +209,12 @@ func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrapping
 	if err := o.check(ctx, wrappingKeyID); err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	spec.Label = o.prefix + spec.Label
-	k, err := o.KeyService.ImportWrapped(ctx, spec, wrappingKeyID, blob)
-	return o.show(k), err
+	label, err := o.newKey(ctx, &spec)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	k, err := o.KeyService.ImportWrapped(o.audited(ctx), spec, wrappingKeyID, blob)
+	return o.created(k, err, label)
 }
 
 func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, error) {
@@ -161,12 +223,12 @@ func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) 
 			return nil, err
 		}
 	}
-	return o.KeyService.ExportWrapped(ctx, id, wrappingKeyID)
+	return o.KeyService.ExportWrapped(o.audited(ctx), id, wrappingKeyID)
 }
 
 func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, error) {
 	if err := o.check(ctx, id); err != nil {
 		return nil, err
 	}
-	return o.KeyService.ExportWrappedTo(ctx, id, pub)
+	return o.KeyService.ExportWrappedTo(o.audited(ctx), id, pub)
 }

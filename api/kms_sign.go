@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,10 +28,11 @@ import (
 
 // SignRequest is the body of POST /keys/{id}/sign and /verify.
 type SignRequest struct {
-	// Message is what to sign (base64); the service hashes it with the
-	// key's hash. Or send Digest, already hashed with that hash.
-	Message string `json:"message,omitempty"`
-	Digest  string `json:"digest,omitempty"`
+	// Message is what to sign (base64; "" is the empty message); the
+	// service hashes it with the key's hash. Or send Digest, already
+	// hashed with that hash. Pointers: absent is not empty.
+	Message *string `json:"message,omitempty"`
+	Digest  *string `json:"digest,omitempty"`
 	// Padding for RSA keys: "pkcs1v15" (default) or "pss".
 	Padding string `json:"padding,omitempty"`
 	// Signature and KeyVersion are for verify (version zero: current).
@@ -70,26 +72,21 @@ func sigParams(k hsm.KeyInfo, padding string) (crypto.Hash, crypto.SignerOpts, e
 // toSign returns what the HSM signs: the digest of the message, the given
 // digest, or for Ed25519 the message.
 func toSign(in *SignRequest, h crypto.Hash) ([]byte, error) {
-	msg, err := b64("message", in.Message, false)
-	if err != nil {
-		return nil, err
-	}
-	dig, err := b64("digest", in.Digest, false)
-	if err != nil {
-		return nil, err
-	}
 	switch {
-	case (msg == nil) == (dig == nil):
+	case (in.Message == nil) == (in.Digest == nil):
 		return nil, core.Errorf(core.KindMalformed, "send one of message and digest")
-	case h == 0 && dig != nil:
+	case h == 0 && in.Digest != nil:
 		return nil, core.Errorf(core.KindMalformed, "Ed25519 signs the message itself: send message, not digest")
-	case h == 0:
-		return msg, nil
-	case dig != nil:
-		if len(dig) != h.Size() {
-			return nil, core.Errorf(core.KindMalformed, "digest is %d bytes; this key signs %s digests of %d", len(dig), h, h.Size())
+	case in.Digest != nil:
+		dig, err := b64("digest", *in.Digest, true)
+		if err == nil && len(dig) != h.Size() {
+			err = core.Errorf(core.KindMalformed, "digest is %d bytes; this key signs %s digests of %d", len(dig), h, h.Size())
 		}
-		return dig, nil
+		return dig, err
+	}
+	msg, err := b64("message", *in.Message, false)
+	if err != nil || h == 0 {
+		return msg, err
 	}
 	d := h.New()
 	d.Write(msg)
@@ -116,17 +113,20 @@ func (a *API) sign(c *gin.Context) {
 		if in.Signature != "" || in.KeyVersion != 0 {
 			return nil, core.Errorf(core.KindMalformed, "signature and key_version are for verify: sign always uses the key's current version (and returns it as key_version)")
 		}
-		k, data, opts, err := signInput(ctx, ks, id, in)
+		_, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
 		}
-		sig, err := ks.Sign(ctx, id, data, opts)
-		return gin.H{"signature": enc(sig), "key_version": k.Version}, err
+		sig, v, err := ks.SignVersioned(ctx, id, data, opts)
+		return gin.H{"signature": enc(sig), "key_version": v}, err
 	})
 }
 
 func (a *API) verify(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *SignRequest) (any, error) {
+		if in.KeyVersion < 0 {
+			return nil, core.Errorf(core.KindMalformed, "key_version must be a version number, or 0 for the current version")
+		}
 		_, data, opts, err := signInput(ctx, ks, id, in)
 		if err != nil {
 			return nil, err
@@ -160,7 +160,7 @@ func (a *API) mac(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := ks.HMAC(ctx, id, data)
+		m, _, err := ks.HMACVersioned(ctx, id, data)
 		return gin.H{"mac": enc(m)}, err
 	})
 }
@@ -180,10 +180,29 @@ func (a *API) verifyMAC(c *gin.Context) {
 }
 
 // JWTRequest is the body of POST /keys/{id}/jwt: claims to sign into a
-// compact JWS (RFC 7519), with iat and, given ttl, exp added.
+// compact JWS (RFC 7519), with iat and, given ttl, exp added. The claims
+// are signed as sent, each value's JSON text unchanged: decoding numbers
+// into float64 would sign 9007199254740993 as 9007199254740992.
 type JWTRequest struct {
-	Claims map[string]any `json:"claims"`
-	TTL    string         `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+	Claims json.RawMessage `json:"claims"`        // a JSON object
+	TTL    string          `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+}
+
+// jwtClaims reads the claims object, each value kept as sent (member names
+// are unique: decodeStrict refused a body naming one twice). The
+// registered NumericDate claims, when given, must be numbers (RFC 7519
+// §4.1.4, §2).
+func jwtClaims(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	var claims map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &claims); err != nil || claims == nil {
+		return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
+	}
+	for _, n := range []string{"exp", "nbf", "iat"} {
+		if v, ok := claims[n]; ok && !strings.ContainsRune("-0123456789", rune(v[0])) {
+			return nil, core.Errorf(core.KindMalformed, "claim %s must be a JSON number of seconds since 1970 (a NumericDate, RFC 7519 §4.1.4)", n)
+		}
+	}
+	return claims, nil
 }
 
 // jwsAlg is the JOSE algorithm of a key (RFC 7518, RFC 8037).
@@ -207,53 +226,58 @@ func jwsAlg(k hsm.KeyInfo) (string, error) {
 
 func (a *API) signJWT(c *gin.Context) {
 	bodyOp(a, c, func(ctx context.Context, ks KeyService, id string, in *JWTRequest) (any, error) {
-		if in.Claims == nil {
-			return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
-		}
-		k, err := ks.GetKey(ctx, id)
+		claims, err := jwtClaims(in.Claims)
 		if err != nil {
 			return nil, err
-		}
-		alg, err := jwsAlg(k)
-		if err != nil {
-			return nil, err
-		}
-		claims := map[string]any{}
-		for n, v := range in.Claims {
-			claims[n] = v
 		}
 		now := a.now()
-		claims["iat"] = now.Unix()
+		claims["iat"] = json.RawMessage(strconv.FormatInt(now.Unix(), 10))
 		if in.TTL != "" {
 			ttl, err := time.ParseDuration(in.TTL)
 			if err != nil || ttl <= 0 {
 				return nil, core.Errorf(core.KindMalformed, "ttl %q is not a positive duration such as 15m", in.TTL)
 			}
-			claims["exp"] = now.Add(ttl).Unix()
+			claims["exp"] = json.RawMessage(strconv.FormatInt(now.Add(ttl).Unix(), 10))
 		}
-		hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
 		body, err := json.Marshal(claims)
 		if err != nil {
 			return nil, core.Errorf(core.KindMalformed, "claims cannot be encoded")
 		}
-		input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
-		sig, err := jwsSign(ctx, ks, k, []byte(input))
-		if err != nil {
-			return nil, err
+		// The kid names the version before it signs. When a rotation in
+		// between makes the next version sign, the token is made again,
+		// so that its kid always names the version that signed it.
+		for range 3 {
+			k, err := ks.GetKey(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			alg, err := jwsAlg(k)
+			if err != nil {
+				return nil, err
+			}
+			hdr, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": k.ID + "." + strconv.Itoa(k.Version)})
+			input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+			sig, v, err := jwsSign(ctx, ks, k, []byte(input))
+			if err != nil {
+				return nil, err
+			}
+			if v == k.Version {
+				return gin.H{"token": input + "." + base64.RawURLEncoding.EncodeToString(sig), "key_version": v}, nil
+			}
 		}
-		return gin.H{"token": input + "." + base64.RawURLEncoding.EncodeToString(sig), "key_version": k.Version}, nil
+		return nil, core.Errorf(core.KindUnavailable, "key %s is being rotated; try again", id)
 	})
 }
 
-// jwsSign signs a JWS signing input; ECDSA signatures become the fixed
-// R||S form JWS uses instead of ASN.1.
-func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([]byte, error) {
+// jwsSign signs a JWS signing input and says which version signed; ECDSA
+// signatures become the fixed R||S form JWS uses instead of ASN.1.
+func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([]byte, int, error) {
 	if k.Type == hsm.HMACSHA256 {
-		return ks.HMAC(ctx, k.ID, input)
+		return ks.HMACVersioned(ctx, k.ID, input)
 	}
 	h, opts, err := sigParams(k, "")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	data := input
 	if h != 0 {
@@ -261,20 +285,20 @@ func jwsSign(ctx context.Context, ks KeyService, k hsm.KeyInfo, input []byte) ([
 		d.Write(input)
 		data = d.Sum(nil)
 	}
-	sig, err := ks.Sign(ctx, k.ID, data, opts)
+	sig, v, err := ks.SignVersioned(ctx, k.ID, data, opts)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pub, ok := k.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
-		return sig, nil
+		return sig, v, nil
 	}
 	var rs struct{ R, S *big.Int }
 	if _, err := asn1.Unmarshal(sig, &rs); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	n := (pub.Curve.Params().BitSize + 7) / 8
-	return append(rs.R.FillBytes(make([]byte, n)), rs.S.FillBytes(make([]byte, n))...), nil
+	return append(rs.R.FillBytes(make([]byte, n)), rs.S.FillBytes(make([]byte, n))...), v, nil
 }
 
 // HashRequest is the body of POST /hash.
@@ -333,6 +357,7 @@ func (a *API) random(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"random": enc(b)})
 }
 

@@ -29,10 +29,11 @@ import (
 // same module.
 type keyEnv struct {
 	*env
-	ca *hsm.Session
+	ca     *hsm.Session
+	appsID string // the apps API key's id
 }
 
-func newKeyEnv(t testing.TB) *keyEnv {
+func newKeyEnv(t testing.TB, opts ...func(*Options)) *keyEnv {
 	t.Helper()
 	ctx := context.Background()
 	db, _ := storagetest.SQLite(t)
@@ -60,13 +61,18 @@ func newKeyEnv(t testing.TB) *keyEnv {
 		return s
 	}
 	apps, caUser := login("apps"), login("ca")
-	e := newEnv(t, db, func(o *Options) { o.Keys = apps })
-	secret, _, err := CreateKey(ctx, db, "apps", []string{ScopeKeys})
+	e := newEnv(t, db, func(o *Options) {
+		o.Keys = apps
+		for _, f := range opts {
+			f(o)
+		}
+	})
+	secret, id, err := CreateKey(ctx, db, "apps", []string{ScopeKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.keys["apps"] = secret
-	return &keyEnv{env: e, ca: caUser}
+	return &keyEnv{env: e, ca: caUser, appsID: id}
 }
 
 // call posts (or gets, with body nil and method GET) JSON as the apps key
@@ -373,7 +379,7 @@ func TestKeyServiceBoundaries(t *testing.T) {
 		{"/keys/" + k.ID + "/sign", map[string]any{"message": "eA=="}, 422, "do not sign"},
 		{"/keys/" + k.ID + "/data-key", map[string]any{"bits": 7}, 400, "bits must be 128 or 256"},
 		{"/keys", map[string]any{"label": "x", "type": "dsa1024"}, 400, `unknown key type "dsa1024"`},
-		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 128 characters"},
+		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 104 characters"}, // 128 less "apikey:<id>/"
 		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 400, "fly"},
 		{"/keys", map[string]any{"type": "aes256"}, 400, "label"},
 		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400, "SHA-256"},

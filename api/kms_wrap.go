@@ -33,6 +33,10 @@ type ImportKeyRequest struct {
 	// opens Wrapped.
 	WrappingKey string `json:"wrapping_key"`
 	Wrapped     string `json:"wrapped"` // base64
+	// Version is the version the key had where it was exported (export's
+	// version): the imported key starts at it, so ciphertexts and
+	// signatures of that version open and verify with it. Zero: 1.
+	Version int `json:"version,omitempty"`
 }
 
 // ExportKeyRequest is the body of POST /keys/{id}/export: one of
@@ -74,13 +78,13 @@ func (a *API) importKey(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	usage, err := hsm.ParseUsage(strings.Join(in.Usage, ","))
+	usage, err := usageOf(in.Usage)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
 	k, err := ks.ImportWrapped(c.Request.Context(), hsm.KeySpec{Type: hsm.KeyType(in.Type), Label: in.Label, Usage: usage,
-		Extractable: in.Extractable}, in.WrappingKey, blob)
+		Extractable: in.Extractable, Version: in.Version}, in.WrappingKey, blob)
 	if errors.Is(err, hsm.ErrVerification) {
 		err = core.Errorf(core.KindRejected, "the wrapped key does not open with wrapping key %s (wrong key, format or altered data)", in.WrappingKey)
 	}

@@ -103,3 +103,39 @@ func TestKeyServiceImportExport(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyServiceImportKeepsVersion: a key exported at version 2 and
+// imported with that version opens what version 2 encrypted; imported
+// without it, it starts at 1 and the ciphertext does not open (422). A
+// negative version is 400.
+func TestKeyServiceImportKeepsVersion(t *testing.T) {
+	e := newKeyEnv(t)
+	var unwrap, src KeyResponse
+	e.call(t, "POST", "/keys", map[string]any{"label": "import", "type": "rsa2048", "usage": []string{"wrap", "unwrap"}}, &unwrap)
+	e.call(t, "POST", "/keys", map[string]any{"label": "fields", "type": "aes256", "extractable": true}, &src)
+	e.call(t, "POST", "/keys/"+src.ID+"/rotate", nil, nil)
+	var ct struct{ Ciphertext string }
+	e.call(t, "POST", "/keys/"+src.ID+"/encrypt", map[string]any{"plaintext": "eA=="}, &ct)
+	var out ExportKeyResponse
+	if st := e.call(t, "POST", "/keys/"+src.ID+"/export", map[string]any{"wrapping_key": unwrap.ID}, &out); st != 200 || out.Version != 2 {
+		t.Fatalf("export: %d, version %d", st, out.Version)
+	}
+	for _, c := range []struct {
+		label   string
+		version int
+		want    int
+	}{{"kept", out.Version, 200}, {"renumbered", 0, 422}} {
+		var back KeyResponse
+		body := map[string]any{"label": c.label, "type": "aes256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped, "version": c.version}
+		if st := e.call(t, "POST", "/keys/import", body, &back); st != 201 || back.Version != max(c.version, 1) {
+			t.Fatalf("import %s: %d, version %d", c.label, st, back.Version)
+		}
+		var pt struct{ Plaintext string }
+		if st := e.call(t, "POST", "/keys/"+back.ID+"/decrypt", map[string]any{"ciphertext": ct.Ciphertext}, &pt); st != c.want || c.want == 200 && pt.Plaintext != "eA==" {
+			t.Errorf("decrypting v2's ciphertext with the key imported %s: %d %q, want %d", c.label, st, pt.Plaintext, c.want)
+		}
+	}
+	if st := e.call(t, "POST", "/keys/import", map[string]any{"label": "neg", "type": "aes256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped, "version": -1}, nil); st != 400 {
+		t.Errorf("import at version -1: %d, want 400", st)
+	}
+}

@@ -15,7 +15,7 @@ import (
 //	policy:    ra.Policy     (names, IP ranges, wildcards, key types, lifetimes, profile access, renewal)
 //	profiles:  []ca.Profile  (x509util templates added to or overriding the built-in profiles; an override keeps what it leaves out)
 //	issuance:  the pipeline's URLs and lint exclusions (see cmd/ca)
-//	api:       REST API settings: client certificate scopes, issue_per_hour (see cmd/ca)
+//	api:       REST API settings: client certificate scopes, issue_per_hour, key service limits (see cmd/ca)
 //	acme:      ACME endpoints (see cmd/ca)
 //	ocsp, crl: revocation settings (see cmd/ca)
 //

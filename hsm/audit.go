@@ -72,7 +72,7 @@ func (m *Module) auditFunc(actor, action, object, details string) func(int64, []
 
 // apply writes ch with one audit entry; a failure refuses the operation.
 func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action, object, details string) error {
-	ch.Audit = m.auditFunc(actor, action, object, details)
+	ch.Audit = m.auditFunc(actor, action, object, withRequester(ctx, details))
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
 		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -89,6 +90,9 @@ func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
 	if spec.Type.isRSA() && spec.Usage&wrapping != 0 && spec.Extractable {
 		return errf(ErrInvalid, "an RSA key that wraps or unwraps cannot be extractable (key separation)")
 	}
+	if spec.Version < 0 || spec.Version > math.MaxInt32 {
+		return errf(ErrInvalid, "a key's first version must be 1 to %d", math.MaxInt32)
+	}
 	if len(spec.Label) > 128 || strings.ContainsAny(spec.Label, "\x00\n\r") {
 		return errf(ErrInvalid, "label must be at most 128 characters on one line")
 	}
@@ -97,17 +101,8 @@ func (s *Session) checkSpec(ctx context.Context, spec *KeySpec) error {
 			return err
 		}
 	}
-	if spec.Label != "" {
-		objs, err := s.m.store.HSMObjects(ctx)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if o.Owner == s.user && o.Label == spec.Label {
-				return errf(ErrExists, "user %q already has a key labelled %q", s.user, spec.Label)
-			}
-		}
-	}
+	// A label already taken is refused by create's write
+	// (RequireFreeLabels): one indexed query, not a read of every object.
 	return nil
 }
 
@@ -214,7 +209,7 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 		h.destroy()
 		return KeyInfo{}, err
 	}
-	a := attrs{ID: id, Version: 1, Type: spec.Type, Label: spec.Label, Usage: spec.Usage, Extractable: spec.Extractable,
+	a := attrs{ID: id, Version: max(spec.Version, 1), Type: spec.Type, Label: spec.Label, Usage: spec.Usage, Extractable: spec.Extractable,
 		Owner: s.user, SharedWith: spec.SharedWith, Created: storage.Micros(s.m.now())}
 	row, err := sealObject(st, a, material)
 	if err != nil {
@@ -222,6 +217,9 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 		return KeyInfo{}, err
 	}
 	details := fmt.Sprintf("type=%s label=%q usage=%s extractable=%t shared=%s", a.Type, a.Label, a.Usage, a.Extractable, strings.Join(a.SharedWith, ","))
+	if a.Version != 1 {
+		details += fmt.Sprintf(" version=%d", a.Version)
+	}
 	if extra != "" {
 		details += " " + extra
 	}
@@ -239,7 +237,7 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 		return KeyInfo{}, err
 	}
 	a.SharedWith = slices.Sorted(slices.Values(a.SharedWith))
-	ko := &keyObject{id: id, a: a, head: row.Attrs, versions: []*keyVersion{{version: 1, created: row.Created, h: h}}}
+	ko := &keyObject{id: id, a: a, head: row.Attrs, versions: []*keyVersion{{version: a.Version, created: row.Created, h: h}}}
 	replaceKey(st, ko)
 	return ko.info(), nil
 }

@@ -45,17 +45,25 @@ func Digest(alg string, data []byte) ([]byte, error) {
 // the message and opts.HashFunc() must be 0; *rsa.PSSOptions selects PSS.
 // The use is counted in memory; no database write happens here.
 func (s *Session) Sign(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, _, err := s.SignVersioned(ctx, keyID, digest, opts)
+	return sig, err
+}
+
+// SignVersioned is Sign, also returning the version that signed: the key's
+// current one when it ran, which a rotation since the caller read the key
+// may have made newer than the caller knows.
+func (s *Session) SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error) {
 	ko, err := s.useKey(ctx, keyID, UsageSign)
 	if err != nil {
-		return nil, fmt.Errorf("signing: %w", err)
+		return nil, 0, fmt.Errorf("signing: %w", err)
 	}
 	kv := ko.current()
 	sig, err := kv.h.sign(digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("signing with key %s: %w", keyID, err)
+		return nil, 0, fmt.Errorf("signing with key %s: %w", keyID, err)
 	}
 	kv.pending.Add(1)
-	return sig, nil
+	return sig, kv.version, nil
 }
 
 // Verify checks sig over digest with the given version (0 = current). A
@@ -244,17 +252,24 @@ func unwrapNewestFirst(kvs []*keyVersion, blob []byte) ([]byte, bool) {
 
 // HMAC computes HMAC-SHA256 with the key's current version.
 func (s *Session) HMAC(ctx context.Context, keyID string, data []byte) ([]byte, error) {
+	mac, _, err := s.HMACVersioned(ctx, keyID, data)
+	return mac, err
+}
+
+// HMACVersioned is HMAC, also returning the version that computed it (see
+// SignVersioned).
+func (s *Session) HMACVersioned(ctx context.Context, keyID string, data []byte) ([]byte, int, error) {
 	ko, err := s.useKey(ctx, keyID, UsageSign)
 	if err != nil {
-		return nil, fmt.Errorf("computing HMAC: %w", err)
+		return nil, 0, fmt.Errorf("computing HMAC: %w", err)
 	}
 	kv := ko.current()
 	mac, err := kv.h.mac(data)
 	if err != nil {
-		return nil, fmt.Errorf("computing HMAC: %w", err)
+		return nil, 0, fmt.Errorf("computing HMAC: %w", err)
 	}
 	kv.pending.Add(1)
-	return mac, nil
+	return mac, kv.version, nil
 }
 
 // VerifyHMAC checks mac against every version, newest first. When no

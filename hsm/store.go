@@ -15,6 +15,7 @@ type Store interface {
 	HSMUsers(ctx context.Context) ([]storage.HSMUser, error)
 	HSMObject(ctx context.Context, id string) ([]storage.HSMObject, error)
 	HSMObjects(ctx context.Context) ([]storage.HSMObject, error)
+	HSMObjectCount(ctx context.Context, owner, labelPrefix string) (int, error)
 	HSMHeads(ctx context.Context) ([]storage.HSMHead, error)
 	HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]storage.HSMAuditEntry, error)
 	HSMAuditHead(ctx context.Context) (seq int64, hash []byte, err error)

@@ -138,6 +138,10 @@ type KeySpec struct {
 	Usage       Usage // zero → sign,verify for key pairs and HMAC; encrypt,decrypt,wrap,unwrap for AES
 	Extractable bool
 	SharedWith  []string // crypto users who may use (not manage) the key
+	// Version is the key's first version: an imported key keeps the one
+	// it had where it was exported, so what that version encrypted or
+	// signed there opens or verifies here. Zero: 1.
+	Version int
 }
 
 // KeyInfo is what a session may learn about a key.

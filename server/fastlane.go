@@ -324,7 +324,7 @@ func (f *fastLane) answer(out, hdr []byte, req *fastRequest, remote string) ([]b
 	if req.head {
 		method = "HEAD"
 	}
-	f.s.logRequest(context.Background(), id, "http", method, req.target, status, int64(sent), d, remote)
+	f.s.logRequest(context.Background(), id, "", "http", method, req.target, status, int64(sent), d, remote)
 	return out, hdr, true
 }
 

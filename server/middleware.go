@@ -202,14 +202,15 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			lm.observe(frontend(r.URL.Path), sw.status, d)
-			s.logRequest(ctx, id, listener, r.Method, r.URL.EscapedPath(), sw.status, sw.bytes, d, r.RemoteAddr)
+			s.logRequest(ctx, id, core.Principal(r.Context()), listener, r.Method, r.URL.EscapedPath(), sw.status, sw.bytes, d, r.RemoteAddr)
 		}()
 		h.ServeHTTP(sw, r)
 	})
 }
 
-// logRequest writes the one log event of a request.
-func (s *Server) logRequest(ctx context.Context, id, listener, method, path string, status int, bytes int64, d time.Duration, remote string) {
+// logRequest writes the one log event of a request; principal is who made
+// it, when a front end authenticated the caller (core.SetPrincipal).
+func (s *Server) logRequest(ctx context.Context, id, principal, listener, method, path string, status int, bytes int64, d time.Duration, remote string) {
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
@@ -227,5 +228,8 @@ func (s *Server) logRequest(ctx context.Context, id, listener, method, path stri
 		slog.String("method", method), slog.String("path", path), slog.Int("status", status),
 		slog.Int64("bytes", bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", remote))
+	if principal != "" {
+		rec.AddAttrs(slog.String("principal", principal))
+	}
 	lh.Handle(ctx, rec)
 }

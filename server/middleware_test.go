@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/core/logfmt"
 )
 
@@ -182,3 +183,25 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The request event names the principal a front end authenticated, and
+// nothing when none did.
+func TestRequestEventNamesPrincipal(t *testing.T) {
+	var buf syncBuf
+	s := New(Options{Logger: slog.New(logfmt.NewJSON(&buf, nil))})
+	s.Engine().GET("/who", func(c *gin.Context) {
+		core.SetPrincipal(c.Request.Context(), "apikey:k1")
+		c.Status(http.StatusNoContent)
+	})
+	s.Engine().GET("/anon", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	for path, want := range map[string]string{"/who": `"principal":"apikey:k1"`, "/anon": ""} {
+		buf.mu.Lock()
+		buf.b.Reset()
+		buf.mu.Unlock()
+		s.HTTPSHandler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+		line := buf.String()
+		if want != "" && !strings.Contains(line, want) || want == "" && strings.Contains(line, "principal") {
+			t.Errorf("GET %s: request event %s, want principal %q", path, line, want)
+		}
+	}
+}

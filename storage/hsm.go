@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/strongroom-pki/strongroom/core"
 )
@@ -193,6 +194,18 @@ func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
 // HSMObjects returns every version of every object, by id then version.
 func (d *DB) HSMObjects(ctx context.Context) ([]HSMObject, error) {
 	return hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
+}
+
+// HSMObjectCount counts owner's objects (each once, whatever its number of
+// versions) whose label starts with labelPrefix, without reading them.
+func (d *DB) HSMObjectCount(ctx context.Context, owner, labelPrefix string) (int, error) {
+	var n int
+	err := d.QueryRow(ctx, `SELECT COUNT(DISTINCT id) FROM hsm_objects WHERE owner = ? AND substr(label, 1, ?) = ?`,
+		owner, utf8.RuneCountInString(labelPrefix), labelPrefix).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting hsm objects: %w", err)
+	}
+	return n, nil
 }
 
 // HSMHead is the newest version of one object and its stored attributes.

@@ -53,3 +53,32 @@ func TestHSMApplyIsAtomic(t *testing.T) {
 		}
 	})
 }
+
+// TestHSMObjectCount: objects count once whatever their versions, only the
+// owner's, only under the prefix (matched as text, not as a LIKE pattern).
+func TestHSMObjectCount(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		entry := func(prev int64, h []byte) storage.HSMAuditEntry {
+			return storage.HSMAuditEntry{Seq: prev + 1, At: time.Now(), Action: "x", PrevHash: append([]byte{}, h...), Hash: []byte{byte(prev + 1)}}
+		}
+		var objs []storage.HSMObject
+		for _, o := range []struct {
+			id, owner, label string
+			version          int
+		}{
+			{"k1", "apps", "apikey:a_1/x", 1}, {"k1", "apps", "apikey:a_1/x", 2}, {"k2", "apps", "apikey:a_1/é", 1},
+			{"k3", "apps", "apikey:a_10/x", 1}, {"k4", "apps", "apikey:aX1/x", 1}, {"k5", "other", "apikey:a_1/y", 1},
+		} {
+			objs = append(objs, storage.HSMObject{ID: o.id, Version: o.version, Owner: o.owner, Label: o.label, Attrs: []byte("{}"), Sealed: []byte{1}, Created: time.Now()})
+		}
+		if err := db.ApplyHSM(ctx, storage.HSMChange{PutObjects: objs, Audit: entry}); err != nil {
+			t.Fatal(err)
+		}
+		for prefix, want := range map[string]int{"apikey:a_1/": 2, "apikey:a_10/": 1, "apikey:": 4, "nobody/": 0} {
+			if n, err := db.HSMObjectCount(ctx, "apps", prefix); err != nil || n != want {
+				t.Errorf("HSMObjectCount(apps, %q) = %d, %v; want %d", prefix, n, err, want)
+			}
+		}
+	})
+}

@@ -45,6 +45,13 @@ type apiConfig struct {
 	// Retry-After beyond; counted across nodes when Redis is configured).
 	// Zero: no cap.
 	IssuePerHour int `yaml:"issue_per_hour"`
+	// KeysPerCredential caps the keys one API key or client certificate
+	// may keep in the key service (/keys; 409 beyond, until it destroys
+	// one). Zero: 1000.
+	KeysPerCredential int `yaml:"keys_per_credential"`
+	// VersionsPerKey caps the versions one key service key may have (a
+	// rotation beyond is 409). Zero: 100.
+	VersionsPerKey int `yaml:"versions_per_key"`
 }
 
 // mountFrontEnds builds the pipeline (ca), the policy (ra) and every front
@@ -128,7 +135,8 @@ func (a *app) mountAPI() error {
 	}
 	opts := api.Options{Authority: a.ra, Store: a.n.db, Issuers: a.pipeline,
 		ClientCertScopes: ac.ClientCertScopes, ClientCertLimits: ac.ClientCertLimits, MaxBodyBytes: a.n.cfg.Limits.BodyBytes, Logger: a.n.log,
-		IssuePerHour: ac.IssuePerHour, RateLimiter: a.shared.limiter}
+		IssuePerHour: ac.IssuePerHour, RateLimiter: a.shared.limiter,
+		KeysPerCredential: ac.KeysPerCredential, VersionsPerKey: ac.VersionsPerKey}
 	if ac.IssuePerHour < 0 {
 		return fmt.Errorf("api.issue_per_hour must not be negative")
 	}

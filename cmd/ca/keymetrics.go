@@ -32,8 +32,13 @@ func timed[T any](t *timedKeys, op string, f func() (T, error)) (T, error) {
 	return v, err
 }
 
-func (t *timedKeys) Sign(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	return timed(t, "sign", func() ([]byte, error) { return t.KeyService.Sign(ctx, id, digest, opts) })
+func (t *timedKeys) SignVersioned(ctx context.Context, id string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error) {
+	var v int
+	sig, err := timed(t, "sign", func() (sig []byte, err error) {
+		sig, v, err = t.KeyService.SignVersioned(ctx, id, digest, opts)
+		return sig, err
+	})
+	return sig, v, err
 }
 
 func (t *timedKeys) Verify(ctx context.Context, id string, version int, digest, sig []byte, opts crypto.SignerOpts) error {
@@ -51,8 +56,13 @@ func (t *timedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []by
 	return timed(t, "decrypt", func() ([]byte, error) { return t.KeyService.Decrypt(ctx, id, ciphertext, aad) })
 }
 
-func (t *timedKeys) HMAC(ctx context.Context, id string, data []byte) ([]byte, error) {
-	return timed(t, "hmac", func() ([]byte, error) { return t.KeyService.HMAC(ctx, id, data) })
+func (t *timedKeys) HMACVersioned(ctx context.Context, id string, data []byte) ([]byte, int, error) {
+	var v int
+	mac, err := timed(t, "hmac", func() (mac []byte, err error) {
+		mac, v, err = t.KeyService.HMACVersioned(ctx, id, data)
+		return mac, err
+	})
+	return mac, v, err
 }
 
 func (t *timedKeys) VerifyHMAC(ctx context.Context, id string, data, mac []byte) error {
