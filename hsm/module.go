@@ -160,6 +160,9 @@ func (m *Module) Status(ctx context.Context) (Status, error) {
 	return s, nil
 }
 
+// Sealed reports whether the module is sealed now.
+func (m *Module) Sealed() bool { return m.state.Load() == nil }
+
 // Seal writes pending usage summaries, zeroes the KEK and every unsealed key,
 // and ends every session. It is safe to call when already sealed.
 func (m *Module) Seal() {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,12 +195,7 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			if client, ok := controlClient(g.dataDir); ok {
 				return withNode(cmd, g, func(ctx context.Context, n *node) error {
-					req, err := readUnsealMaterial(cmd, n)
-					if err != nil {
-						return err
-					}
-					body, _ := json.Marshal(req)
-					return controlCall(cmd, client, "/unseal", body)
+					return unsealThroughControl(ctx, cmd, n, client)
 				})
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
@@ -215,6 +208,29 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 		}}
 }
 
+// unsealThroughControl asks the running server to unseal. The first
+// request carries no material: a server already unsealed says so, and no
+// share or passphrase is read for nothing; only when the server asks for
+// material is it read and sent.
+func unsealThroughControl(ctx context.Context, cmd *cobra.Command, n *node, client *http.Client) error {
+	var res controlStatus
+	if err := postControl(ctx, client, "/unseal", unsealRequest{}, &res); err != nil {
+		return err
+	}
+	if res.NeedsMaterial {
+		req, err := readUnsealMaterial(cmd, n)
+		if err != nil {
+			return err
+		}
+		res = controlStatus{}
+		if err := postControl(ctx, client, "/unseal", req, &res); err != nil {
+			return err
+		}
+	}
+	printControlStatus(cmd, res)
+	return nil
+}
+
 func hsmSealCommand(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "seal", Short: "Seal the HSM of the running ca serve: it stops serving and zeroes unsealed material",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
@@ -222,7 +238,12 @@ func hsmSealCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("no running ca serve in %s (no %s)", g.dataDir, controlSocket)
 			}
-			return controlCall(cmd, client, "/seal", nil)
+			var res controlStatus
+			if err := postControl(cmd.Context(), client, "/seal", nil, &res); err != nil {
+				return err
+			}
+			printControlStatus(cmd, res)
+			return nil
 		}}
 }
 
@@ -255,20 +276,9 @@ func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
 	return req, nil
 }
 
-func controlCall(cmd *cobra.Command, client *http.Client, path string, body []byte) error {
-	resp, err := client.Post("http://control"+path, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+func printControlStatus(cmd *cobra.Command, res controlStatus) {
+	if res.Note != "" {
+		fmt.Fprintln(cmd.OutOrStdout(), res.Note)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", strings.TrimSpace(string(data)))
-	}
-	var st hsm.Status
-	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", st.Sealed, st.SelfTest)
-	return nil
+	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", res.Sealed, res.SelfTest)
 }
