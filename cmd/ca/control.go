@@ -120,11 +120,17 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 		c.reply(w, r, controlStatus{Note: "already unsealed; nothing done"})
 		return
 	}
+	var err error
 	if req.Passphrase == "" && len(req.Shares) == 0 {
-		c.reply(w, r, controlStatus{NeedsMaterial: true})
-		return
+		// The configured material (key file, token, passphrase in the
+		// server's environment), as at start; else ask the client.
+		if err = c.n.unsealFromEnvironment(r.Context()); errors.Is(err, errNeedsOperator) {
+			c.reply(w, r, controlStatus{NeedsMaterial: true})
+			return
+		}
+	} else {
+		err = c.n.hsm.Unseal(r.Context(), hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
 	}
-	err := c.n.hsm.Unseal(r.Context(), hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
@@ -134,6 +140,14 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	c.reply(w, r, controlStatus{})
+}
+
+// autoUnseal unseals with the configured material when it needs no
+// operator (at start), serialised with unseals through the socket.
+func (c *control) autoUnseal(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n.unsealFromEnvironment(ctx)
 }
 
 func (c *control) status(w http.ResponseWriter, r *http.Request) { c.reply(w, r, controlStatus{}) }

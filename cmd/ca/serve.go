@@ -45,11 +45,13 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 	ctl := newControl(n)
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.serve(ctx) }()
+	// Only a fresh start unseals by itself. After an operator's seal the
+	// module stays sealed until `ca hsm unseal`, whatever the method.
+	if err := ctl.autoUnseal(ctx); err != nil && !errors.Is(err, errNeedsOperator) {
+		return fmt.Errorf("unsealing the HSM: %w", err)
+	}
 	welcomed := false
 	for {
-		if err := n.unsealFromEnvironment(ctx); err != nil && !errors.Is(err, errNeedsOperator) {
-			return fmt.Errorf("unsealing the HSM: %w", err)
-		}
 		if ok, err := waitUnsealed(ctx, n, ctl, ctlErr, out); !ok {
 			return err
 		}
