@@ -134,7 +134,10 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
-		wk := kdf.derive(o.Passphrase)
+		wk, err := kdf.derive(o.Passphrase)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 		h.BackupWrappedKEK, err = sealKEK(wk, backupPassMethod, kek)
 		clear(wk)
 		if err != nil {
@@ -290,7 +293,10 @@ func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
 		if len(in.BackupPassphrase) == 0 {
 			return nil, errf(ErrInvalid, "this backup is protected by a backup passphrase; none given")
 		}
-		wk := h.BackupKDF.derive(in.BackupPassphrase)
+		wk, err := h.BackupKDF.derive(in.BackupPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("the backup is damaged or not a Strongroom backup: %w", err)
+		}
 		defer clear(wk)
 		kek, err := openKEK(wk, backupPassMethod, h.BackupWrappedKEK)
 		if err != nil {
@@ -299,6 +305,9 @@ func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
 		return kek, nil
 	case wrapModule:
 		kek, _, err := recoverKEK(h.Meta, in.Unseal)
+		if errors.Is(err, errArgonRange) {
+			return nil, fmt.Errorf("the backup is damaged or not a Strongroom backup: %w", errArgonRange)
+		}
 		if errors.Is(err, ErrBadUnseal) {
 			return nil, fmt.Errorf("%w (or the backup's key block is damaged)", err)
 		}

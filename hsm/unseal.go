@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -64,8 +65,31 @@ func newPassphraseKDF() (passphraseKDF, error) {
 	return k, err
 }
 
-func (k passphraseKDF) derive(pass []byte) []byte {
-	return argon2.IDKey(pass, k.Salt, k.Time, k.Memory, k.Threads, 32)
+// Bounds on stored Argon2id parameters (passphrase KDFs and PIN hashes).
+// They are read from the keystore or a backup header before anything is
+// authenticated, so a crafted value must neither panic (zero passes or
+// threads) nor allocate or compute without bound.
+const (
+	argonMaxTime      = 16
+	argonMinMemoryKiB = 19 * 1024 // the PIN hashes' OWASP minimum
+	argonMaxMemoryKiB = 1 << 21   // 2 GiB
+	argonMinSalt      = 8
+)
+
+// errArgonRange: stored Argon2 parameters outside the bounds above.
+var errArgonRange = core.Because(ErrCorrupt, "Argon2 parameters out of range")
+
+func argonInRange(time, memKiB uint32, threads uint8) bool {
+	return time >= 1 && time <= argonMaxTime && memKiB >= argonMinMemoryKiB && memKiB <= argonMaxMemoryKiB && threads >= 1
+}
+
+// derive refuses parameters out of range (errArgonRange) before running
+// Argon2id.
+func (k passphraseKDF) derive(pass []byte) ([]byte, error) {
+	if !argonInRange(k.Time, k.Memory, k.Threads) || len(k.Salt) < argonMinSalt {
+		return nil, errArgonRange
+	}
+	return argon2.IDKey(pass, k.Salt, k.Time, k.Memory, k.Threads, 32), nil
 }
 
 // InitOptions chooses the unseal method and names the first crypto officer.
@@ -145,7 +169,9 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		if err != nil {
 			return InitResult{}, err
 		}
-		wk = kdf.derive(o.Passphrase)
+		if wk, err = kdf.derive(o.Passphrase); err != nil {
+			return InitResult{}, err
+		}
 		meta[metaKDF], _ = json.Marshal(kdf)
 		details += fmt.Sprintf(" kdf=argon2id(t=%d,m=%dKiB,p=%d)", kdf.Time, kdf.Memory, kdf.Threads)
 	case MethodShamir:
@@ -316,7 +342,9 @@ func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, e
 		if len(in.Passphrase) == 0 {
 			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
 		}
-		wk = kdf.derive(in.Passphrase)
+		if wk, err = kdf.derive(in.Passphrase); err != nil {
+			return nil, "", fmt.Errorf("unsealing: the keystore's passphrase parameters are damaged: %w", err)
+		}
 	case MethodShamir:
 		var sp shamirParams
 		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {

@@ -42,7 +42,7 @@ func checkPIN(encoded, pin string) bool {
 	}
 	var mem, t uint32
 	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || mem == 0 || t == 0 || p == 0 || mem > 1<<21 {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || !argonInRange(t, mem, p) {
 		return false
 	}
 	enc := base64.RawStdEncoding
