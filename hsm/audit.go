@@ -76,6 +76,9 @@ func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action,
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
 		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
 	}
+	if st := m.state.Load(); st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
+		st.noteUsers(ch.PutUsers, ch.DeleteUsers) // user writes hold m.mu
+	}
 	return nil
 }
 

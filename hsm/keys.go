@@ -227,7 +227,9 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 	}
 	// The label is checked again under the keystore's lock: another node may
 	// be creating a key with the same label at the same time.
-	ch := storage.HSMChange{InsertObjects: []storage.HSMObject{row}}
+	// So is the owner: a user deleted by another process must not be left
+	// owning a key.
+	ch := storage.HSMChange{InsertObjects: []storage.HSMObject{row}, RequireUsers: []string{s.user}}
 	if a.Label != "" {
 		ch.RequireFreeLabels = []storage.HSMLabel{{Owner: s.user, Label: a.Label}}
 	}
@@ -235,6 +237,9 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 		h.destroy()
 		if errors.Is(err, storage.ErrHSMLabelTaken) {
 			return KeyInfo{}, errf(ErrExists, "%s: user %q already has a key labelled %q", action, s.user, a.Label)
+		}
+		if errors.Is(err, storage.ErrHSMUserChanged) {
+			return KeyInfo{}, errf(ErrNotLoggedIn, "%s: user %q was deleted after this session began", action, s.user)
 		}
 		return KeyInfo{}, err
 	}

@@ -29,7 +29,9 @@ type Options struct {
 	UsageSummaryInterval time.Duration
 	// KeySyncInterval is how often the module compares the keys it has
 	// cached with the keystore, so that a key another node destroyed,
-	// rotated or changed stops being used here as it was (sync.go); zero →
+	// rotated or changed stops being used here as it was (sync.go), and
+	// reads the users again, so that the sessions of a user another
+	// process deleted, locked or re-roled end (userview.go); zero →
 	// 5 seconds, negative → never (one node alone, or tests calling
 	// SyncKeys).
 	KeySyncInterval time.Duration
@@ -66,7 +68,8 @@ type unsealed struct {
 	kek    []byte
 	aead   cipher.AEAD // AES-256-GCM under kek, seals objects at rest
 	method UnsealMethod
-	keys   sync.Map // key id → *keyObject
+	keys   sync.Map                            // key id → *keyObject
+	users  atomic.Pointer[map[string]userView] // userview.go
 }
 
 func (st *unsealed) zero() {

@@ -219,6 +219,7 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	if err != nil {
 		return InitResult{}, err
 	}
+	st.noteUsers([]storage.HSMUser{officer}, nil)
 	m.state.Store(st)
 	m.log.Info("hsm initialised", "method", o.Method)
 	return res, nil
@@ -233,7 +234,9 @@ func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
 	}
-	return &unsealed{kek: kek, aead: g, method: method}, nil
+	st := &unsealed{kek: kek, aead: g, method: method}
+	st.users.Store(&map[string]userView{})
+	return st, nil
 }
 
 func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
@@ -304,6 +307,10 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	st, err := newUnsealed(kek, method)
 	if err != nil {
 		return err
+	}
+	if err := m.loadUsers(ctx, st); err != nil {
+		st.zero()
+		return fmt.Errorf("unsealing: %w", err)
 	}
 	if err := m.apply(ctx, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
 		st.zero()

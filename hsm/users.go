@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -133,7 +134,8 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	if err := m.apply(ctx, ch, user, "login", user, "role="+u.Role); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	return &Session{m: m, st: st, user: user, role: Role(u.Role)}, nil
+	st.noteUsers([]storage.HSMUser{u}, nil) // created or changed by another process since the last sync
+	return &Session{m: m, st: st, user: user, role: Role(u.Role), created: viewOf(u).created}, nil
 }
 
 // CreateUser adds a user (officer only).
@@ -191,7 +193,11 @@ func (s *Session) DeleteUser(ctx context.Context, name string) error {
 			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
 		}
 	}
-	return s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}}, s.user, "user.delete", name, "")
+	err = s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}, RequireNoOwned: []string{name}}, s.user, "user.delete", name, "")
+	if errors.Is(err, storage.ErrHSMUserChanged) {
+		return errf(ErrExists, "deleting user %q: the user was given a key meanwhile; destroy it first", name)
+	}
+	return err
 }
 
 // UnlockUser clears a user's lockout (officer only).

@@ -69,6 +69,11 @@ var ErrHSMObjectChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm obje
 // change that creates an object under a label its owner already uses.
 var ErrHSMLabelTaken = &core.Error{Kind: core.KindConflict, Detail: "hsm object label already in use"}
 
+// ErrHSMUserChanged is the KindConflict error (wrapped with the user it
+// names) of a change whose RequireUsers or RequireNoOwned no longer hold:
+// another node deleted the user, or gave it a key, meanwhile.
+var ErrHSMUserChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm user changed in the keystore"}
+
 // HSMObjectHead is the stored state a change to an object was computed
 // from: its highest version and that version's attribute encoding.
 type HSMObjectHead struct {
@@ -97,9 +102,15 @@ type HSMChange struct {
 	// RequireFreeLabels makes the change fail with ErrHSMLabelTaken when the
 	// owner already has an object with that label.
 	RequireFreeLabels []HSMLabel
-	Meta              map[string][]byte
-	PutUsers          []HSMUser // insert or replace by name
-	DeleteUsers       []string
+	// RequireUsers makes the change fail with ErrHSMUserChanged unless
+	// each user exists (the owner of a key being created).
+	RequireUsers []string
+	// RequireNoOwned makes the change fail with ErrHSMUserChanged when one
+	// of these users owns an object (a user being deleted).
+	RequireNoOwned []string
+	Meta           map[string][]byte
+	PutUsers       []HSMUser // insert or replace by name
+	DeleteUsers    []string
 	// InsertObjects adds versions that must not exist yet: a stored
 	// (id, version) makes the change fail with ErrHSMObjectChanged, so new
 	// keys and rotations never replace stored key material.
@@ -345,6 +356,24 @@ func checkHSMChange(ctx context.Context, tx *Tx, ch HSMChange) error {
 		}
 		if n > 0 {
 			return fmt.Errorf("%q already has an object labelled %q: %w", l.Owner, l.Label, ErrHSMLabelTaken)
+		}
+	}
+	for _, u := range ch.RequireUsers {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_users WHERE name = ?`, u).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm users: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q does not exist: %w", u, ErrHSMUserChanged)
+		}
+	}
+	for _, u := range ch.RequireNoOwned {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_objects WHERE owner = ?`, u).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm objects: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("user %q owns objects: %w", u, ErrHSMUserChanged)
 		}
 	}
 	if ch.RequireNoMeta != "" {
