@@ -111,17 +111,11 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 		}
 		return nil, fmt.Errorf("login as %s: %w", user, ErrLocked)
 	case !ok:
-		u.Failures++
-		action := "login.fail"
-		if u.Failures >= maxFailed {
-			u.Locked, action = true, "user.lockout"
-		}
-		err := m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, user, action, user,
-			fmt.Sprintf("reason=bad-pin failures=%d", u.Failures))
+		locked, err := m.failedPIN(ctx, u, "login")
 		if err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
-		if u.Locked {
+		if locked {
 			return nil, fmt.Errorf("login as %s: wrong PIN, user is now locked: %w", user, ErrLocked)
 		}
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
@@ -136,6 +130,21 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	}
 	st.noteUsers([]storage.HSMUser{u}, nil) // created or changed by another process since the last sync
 	return &Session{m: m, st: st, user: user, role: Role(u.Role), created: viewOf(u).created}, nil
+}
+
+// failedPIN counts a wrong PIN for u (a login, or the old PIN of a PIN
+// change: both prove the PIN) and locks u at the maxFailed-th consecutive
+// one, with an audit entry saying what was tried. Callers hold m.mu and
+// read u under it.
+func (m *Module) failedPIN(ctx context.Context, u storage.HSMUser, during string) (locked bool, err error) {
+	u.Failures++
+	action := "login.fail"
+	if u.Failures >= maxFailed {
+		u.Locked, action = true, "user.lockout"
+	}
+	err = m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, u.Name, action, u.Name,
+		fmt.Sprintf("reason=bad-pin during=%s failures=%d", during, u.Failures))
+	return u.Locked, err
 }
 
 // CreateUser adds a user (officer only).
@@ -234,7 +243,9 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	return out, nil
 }
 
-// ChangePIN changes the session user's own PIN (any role).
+// ChangePIN changes the session user's own PIN (any role). A wrong old PIN
+// counts as a failed login: it is audited and the fifth in a row locks the
+// user (which ends the session).
 func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if _, err := s.live(); err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
@@ -242,23 +253,23 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if len(newPIN) < minPINLength {
 		return errf(ErrInvalid, "changing PIN: new PIN must be at least %d characters", minPINLength)
 	}
-	u, err := s.m.store.HSMUser(ctx, s.user)
-	if err != nil {
-		return fmt.Errorf("changing PIN: %w", err)
-	}
-	if !checkPIN(u.PINHash, oldPIN) {
-		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
-	}
 	hash, err := hashPIN(newPIN)
 	if err != nil {
 		return err
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	if u, err = s.m.store.HSMUser(ctx, s.user); err != nil {
+	u, err := s.m.store.HSMUser(ctx, s.user)
+	if err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
 	}
-	u.PINHash = hash
+	if !checkPIN(u.PINHash, oldPIN) {
+		if _, err := s.m.failedPIN(ctx, u, "pin-change"); err != nil {
+			return fmt.Errorf("changing PIN: %w", err)
+		}
+		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
+	}
+	u.PINHash, u.Failures = hash, 0
 	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.pin-change", s.user, "")
 }
 

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -239,39 +236,4 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key file for keyfile unseal,\n"+
 		"and the certificate database (issued certificates, revocations, ACME accounts) from its own backup")
 	return nil
-}
-
-// unsealMaterial gathers the module's unseal material without unsealing.
-func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
-	var in hsm.UnsealInput
-	r := bufio.NewReader(cmd.InOrStdin())
-	switch n.cfg.HSM.Unseal {
-	case "keyfile":
-		in.KeyFile = config.Path(n.dir, n.cfg.HSM.KeyFile)
-		if _, err := os.Stat(in.KeyFile); err != nil {
-			return in, fmt.Errorf("the backup opens with the module's key file: copy it to %s first (%w)", in.KeyFile, err)
-		}
-	case "passphrase":
-		p := os.Getenv(config.EnvPassphrase)
-		if p == "" {
-			fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
-			line, _ := r.ReadString('\n')
-			p = strings.TrimRight(line, "\r\n")
-		}
-		in.Passphrase = []byte(p)
-	case "pkcs11":
-		return n.tokenUnseal(cmd.Context())
-	case "shamir":
-		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
-		for {
-			line, err := r.ReadString('\n')
-			if line = strings.TrimSpace(line); line != "" {
-				in.Shares = append(in.Shares, line)
-			}
-			if line == "" || errors.Is(err, io.EOF) || err != nil {
-				break
-			}
-		}
-	}
-	return in, nil
 }

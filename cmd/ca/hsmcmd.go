@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -106,18 +105,20 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			})
 		}
 	}
-	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: run(func(ctx context.Context, s *hsm.Session, _ []string) error {
-		users, err := s.ListUsers(ctx)
-		if err != nil {
-			return err
-		}
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
-		for _, u := range users {
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
-		}
-		return w.Flush()
-	})}
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
+		return run(func(ctx context.Context, s *hsm.Session, _ []string) error {
+			users, err := s.ListUsers(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
+			for _, u := range users {
+				fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
+			}
+			return w.Flush()
+		})(cmd, args)
+	}}
 	var role string
 	create := &cobra.Command{Use: "create NAME", Short: "Create a user; the PIN is read from STRONGROOM_NEW_PIN or stdin",
 		Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
@@ -126,9 +127,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			}
 			pin := os.Getenv("STRONGROOM_NEW_PIN")
 			if pin == "" {
-				fmt.Fprint(os.Stderr, "PIN for the new user: ")
-				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-				pin = strings.TrimSpace(line)
+				pin = promptLine(cmd, "PIN for the new user")
 			}
 			return s.CreateUser(ctx, args[0], hsm.Role(role), pin)
 		})}
@@ -136,10 +135,20 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 	del := &cobra.Command{Use: "delete NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
 		return s.DeleteUser(ctx, args[0])
 	})}
-	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+	var withUnseal bool
+	unlockByOfficer := run(func(ctx context.Context, s *hsm.Session, args []string) error {
 		return s.UnlockUser(ctx, args[0])
-	})}
-	cmd.AddCommand(list, create, del, unlock)
+	})
+	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1),
+		Short: "Clear a user's lockout: as the officer, or --with-unseal on the authority of the unseal material (when no officer can log in)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if withUnseal {
+				return unlockWithUnseal(cmd, g, args[0])
+			}
+			return unlockByOfficer(cmd, args)
+		}}
+	unlock.Flags().BoolVar(&withUnseal, "with-unseal", false, "unlock with the unseal material (key file, passphrase, shares or token) instead of an officer login")
+	cmd.AddCommand(list, create, del, unlock, hsmPINCommand(g, &officer))
 	return cmd
 }
 
@@ -251,7 +260,7 @@ func hsmSealCommand(g *globals) *cobra.Command {
 // the shares from stdin, for the node's unseal method.
 func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
 	var req unsealRequest
-	r := bufio.NewReader(cmd.InOrStdin())
+	r := stdin(cmd)
 	switch n.cfg.HSM.Unseal {
 	case "passphrase":
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
