@@ -71,11 +71,12 @@ func validUserName(n string) error {
 	return nil
 }
 
-// Login checks user's PIN and opens a session. A wrong PIN (or an unknown
-// user) gives ErrBadPIN; the fifth consecutive failure locks the user, and a
-// locked user gets ErrLocked even with the right PIN until an officer
-// unlocks it. Every attempt is audited; if the audit entry cannot be
-// written the login is refused.
+// Login checks user's PIN and opens a session. A wrong PIN, an unknown
+// user and a locked user all give the same ErrBadPIN (the audit entry says
+// which); the fifth consecutive failure locks the user, who then fails even
+// with the right PIN until an officer (or the unseal holders) unlocks it.
+// Every attempt is audited; if the audit entry cannot be written the login
+// is refused.
 func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
 	st, err := m.live()
 	if err != nil {
@@ -109,14 +110,10 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=locked"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
-		return nil, fmt.Errorf("login as %s: %w", user, ErrLocked)
+		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	case !ok:
-		locked, err := m.failedPIN(ctx, u, "login")
-		if err != nil {
+		if _, err := m.failedPIN(ctx, u, "login"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
-		}
-		if locked {
-			return nil, fmt.Errorf("login as %s: wrong PIN, user is now locked: %w", user, ErrLocked)
 		}
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	}
