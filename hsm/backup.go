@@ -332,12 +332,8 @@ func checkObjects(kek []byte, method UnsealMethod, objs []storage.HSMObject) err
 		return err
 	}
 	defer st.zero()
-	for _, o := range objs {
-		kv, _, err := openObject(st, o)
-		if err != nil {
-			return err
-		}
-		kv.h.destroy()
+	if d := damagedObjects(st, objs); len(d) > 0 {
+		return d[0].err
 	}
 	return nil
 }

@@ -80,10 +80,31 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				}
 				if unsealErr != nil {
 					fmt.Fprintf(w, "unseal: %v\n", unsealErr)
+					return nil
+				}
+				damaged, err := n.hsm.CheckObjects(ctx)
+				if err != nil {
+					return err
+				}
+				printDamaged(w, damaged)
+				if len(damaged) > 0 {
+					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them", len(damaged))
 				}
 				return nil
 			})
 		}}
+}
+
+// printDamaged lists damaged key objects: id, the label and owner their row
+// names (not authenticated), and why they fail to open.
+func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
+	if len(damaged) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "damaged objects: %d\n", len(damaged))
+	for _, d := range damaged {
+		fmt.Fprintf(w, "  DAMAGED %s label=%q owner=%q: %s\n", d.ID, d.Label, d.Owner, d.Reason)
+	}
 }
 
 func hsmUsersCommand(g *globals) *cobra.Command {
@@ -168,13 +189,24 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			damaged, err := s.DamagedKeys(ctx)
+			if err != nil {
+				return err
+			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tLABEL\tTYPE\tVERSION\tEXTRACTABLE\tOWNER\tUSES\tCREATED")
 			for _, k := range keys {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\t%s\t%d\t%s\n", k.ID, k.Label, k.Type, k.Version, k.Extractable,
 					k.Owner, k.Uses, k.Created.Format("2006-01-02T15:04:05Z"))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printDamaged(cmd.OutOrStdout(), damaged)
+			if len(damaged) > 0 {
+				return fmt.Errorf("%d damaged keys", len(damaged))
+			}
+			return nil
 		})
 	}})
 	return cmd

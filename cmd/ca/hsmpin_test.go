@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,4 +69,32 @@ func hasFailures(list, user, n string) bool {
 		}
 	}
 	return false
+}
+
+// TestDamagedKeyCLI: `ca hsm keys list` lists a damaged key as damaged and
+// `ca hsm status` counts it, both exiting non-zero (a review saw both say
+// all was well).
+func TestDamagedKeyCLI(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.db.Exec(ctx, `UPDATE hsm_objects SET sealed = ? WHERE label = 'intermediate'`, make([]byte, 64))
+	n.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCA(t, "--data", dir, "hsm", "keys", "list")
+	if err == nil || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, `label="intermediate"`) {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+	out, err = runCA(t, "--data", dir, "hsm", "status")
+	if err == nil || !strings.Contains(err.Error(), "1 damaged objects") || !strings.Contains(out, "damaged objects: 1") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
 }
