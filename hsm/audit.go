@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -86,9 +87,9 @@ func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action,
 // contents, link to its predecessor, and seqs must run 1, 2, 3… with the last
 // one equal to the recorded head. It needs no login and no unseal.
 func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
-	headSeq, headHash, err := m.store.HSMAuditHead(ctx)
-	if err != nil {
-		return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
+	headSeq, headHash, headErr := m.store.HSMAuditHead(ctx)
+	if headErr != nil && !errors.Is(headErr, storage.ErrHSMAuditDamaged) {
+		return AuditReport{}, fmt.Errorf("verifying audit: %w", headErr)
 	}
 	var r AuditReport
 	prev := []byte{}
@@ -96,6 +97,9 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 	const page = 1000
 	for {
 		es, err := m.store.HSMAudit(ctx, want, page)
+		if errors.Is(err, storage.ErrHSMAuditDamaged) {
+			return bad(r, want, fmt.Sprintf("an entry from #%d on is unreadable, edited outside the HSM (%v)", want, err)), nil
+		}
 		if err != nil {
 			return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
 		}
@@ -116,6 +120,9 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 	}
 	last := want - 1
+	if headErr != nil {
+		return bad(r, last+1, fmt.Sprintf("the audit head is missing or unreadable: the log was truncated or tampered with (%v)", headErr)), nil
+	}
 	if last != headSeq || !bytes.Equal(prev, headHash) {
 		if last < headSeq {
 			return bad(r, last+1, fmt.Sprintf("log ends at %d but the head records %d (entries deleted from the end)", last, headSeq)), nil

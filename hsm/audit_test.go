@@ -123,3 +123,25 @@ func TestUsageIsSummarised(t *testing.T) {
 		t.Errorf("Close did not flush: stored uses %d", rows[0].Uses)
 	}
 }
+
+// TestVerifyAuditDamagedRows: a deleted head row or a non-integer seq is
+// reported as tampering, not as a raw SQL error (found by a review).
+func TestVerifyAuditDamagedRows(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ name, sql, want string }{
+		{"head deleted", `DELETE FROM hsm_audit_head`, "audit head is missing or unreadable"},
+		{"head seq not an integer", `UPDATE hsm_audit_head SET seq = 'x'`, "audit head is missing or unreadable"},
+		{"entry seq not an integer", `UPDATE hsm_audit SET seq = 'x' WHERE seq = 2`, "is unreadable, edited outside the HSM"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := setup(t, sqliteDB(t))
+			if _, err := f.db.Exec(ctx, c.sql); err != nil {
+				t.Fatal(err)
+			}
+			r, err := f.m.VerifyAudit(ctx)
+			if err != nil || r.FirstBad == 0 || !strings.Contains(r.Problem, c.want) {
+				t.Fatalf("VerifyAudit: %+v %v", r, err)
+			}
+		})
+	}
+}

@@ -74,6 +74,12 @@ var ErrHSMLabelTaken = &core.Error{Kind: core.KindConflict, Detail: "hsm object 
 // another node deleted the user, or gave it a key, meanwhile.
 var ErrHSMUserChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm user changed in the keystore"}
 
+// ErrHSMAuditDamaged is the error of reading an audit log that cannot be
+// read as the HSM writes it: the head row deleted, or a value of the wrong
+// type in a row. Only an edit outside the HSM does that; `ca hsm audit
+// verify` reports it as tampering.
+var ErrHSMAuditDamaged = &core.Error{Kind: core.KindInternal, Detail: "hsm audit log is damaged"}
+
 // HSMObjectHead is the stored state a change to an object was computed
 // from: its highest version and that version's attribute encoding.
 type HSMObjectHead struct {
@@ -241,20 +247,29 @@ func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAu
 	return queryAll(ctx, q, "reading hsm audit", query, args, func(r scanner) (HSMAuditEntry, error) {
 		var e HSMAuditEntry
 		var at int64
-		err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash)
+		if err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash); err != nil {
+			return e, fmt.Errorf("%w: %v", ErrHSMAuditDamaged, err)
+		}
 		e.At = FromMicros(at)
-		return e, err
+		return e, nil
 	})
 }
 
 // HSMAuditHead returns the seq and hash of the last appended entry as
 // recorded in the head row (0 and empty before the first).
 func (d *DB) HSMAuditHead(ctx context.Context) (int64, []byte, error) {
-	var seq int64
+	var raw any // SQLite keeps whatever was written; a non-integer is damage
 	var h []byte
-	err := d.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&seq, &h)
+	err := d.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&raw, &h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, fmt.Errorf("the hsm audit head row is missing: %w", ErrHSMAuditDamaged)
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading hsm audit head: %w", err)
+	}
+	seq, ok := raw.(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("the hsm audit head's seq is not an integer: %w", ErrHSMAuditDamaged)
 	}
 	return seq, h, nil
 }

@@ -79,8 +79,7 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "failure: %s\n", st.Failure)
 				}
 				if unsealErr != nil {
-					fmt.Fprintf(w, "unseal: %v\n", unsealErr)
-					return nil
+					return fmt.Errorf("the HSM could not be unsealed: %w", unsealErr)
 				}
 				damaged, err := n.hsm.CheckObjects(ctx)
 				if err != nil {

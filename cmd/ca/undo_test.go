@@ -84,3 +84,21 @@ func TestFailedRestoreLeavesNothing(t *testing.T) {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 }
+
+// TestCLIExitCodes: unknown subcommands and a status whose unseal fails
+// exit non-zero (a review saw help printed and exit 0).
+func TestCLIExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"hsm", "bogus"}, {"hsm", "users", "bogus"}, {"hsm", "keys", "destroy"}} {
+		if _, err := runCA(t, append([]string{"--data", dir}, args...)...); err == nil || !strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("ca %v: %v", args, err)
+		}
+	}
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(dir, "unseal.key"), []byte(strings.Repeat("x", 32)), 0o600)
+	if _, err := runCA(t, "--data", dir, "hsm", "status"); err == nil || !strings.Contains(err.Error(), "could not be unsealed") {
+		t.Fatalf("status with the wrong key file: %v", err)
+	}
+}
