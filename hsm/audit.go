@@ -33,6 +33,21 @@ type AuditReport struct {
 	Entries  int
 	FirstBad int64
 	Problem  string
+	// HeadSeq and HeadHash are the recorded head. Kept outside the
+	// database, they are what shows a rollback of the whole database.
+	HeadSeq  int64
+	HeadHash []byte
+	// AuthFrom is the first entry appended with authentication and AuthSeq
+	// the last (the head's MAC covers the whole chain up to it); 0 when
+	// none is.
+	AuthFrom, AuthSeq int64
+	// MACChecked is true when the module was unsealed and every MAC
+	// verified; false: they could not be checked (sealed), or nothing is
+	// authenticated.
+	MACChecked bool
+	// Unauthenticated counts by action the entries after AuthFrom without
+	// a MAC: appended while sealed or by a node of the previous release.
+	Unauthenticated map[string]int
 }
 
 const auditDomain = "strongroom-hsm-audit-v1"
@@ -72,12 +87,21 @@ func (m *Module) auditFunc(actor, action, object, details string) func(int64, []
 }
 
 // apply writes ch with one audit entry; a failure refuses the operation.
+// While the module is unsealed the entry also authenticates the head.
 func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action, object, details string) error {
+	return m.applyAs(ctx, m.state.Load(), ch, actor, action, object, details)
+}
+
+// applyAs is apply under st (nil: sealed, the head is left as
+// authenticated before), for the unseal entry, written before st is
+// published.
+func (m *Module) applyAs(ctx context.Context, st *unsealed, ch storage.HSMChange, actor, action, object, details string) error {
 	ch.Audit = m.auditFunc(actor, action, object, details)
+	ch.AuditAuth = st.auditAuth()
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
 		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
 	}
-	if st := m.state.Load(); st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
+	if st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
 		st.noteUsers(ch.PutUsers, ch.DeleteUsers) // user writes hold m.mu
 	}
 	return nil
@@ -87,11 +111,19 @@ func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action,
 // contents, link to its predecessor, and seqs must run 1, 2, 3… with the last
 // one equal to the recorded head. It needs no login and no unseal.
 func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
+	auth, authErr := m.store.HSMAuditAuth(ctx) // before the head: an append in between leaves auth.Seq <= the head
+	if authErr != nil && !errors.Is(authErr, storage.ErrHSMAuditDamaged) {
+		return AuditReport{}, fmt.Errorf("verifying audit: %w", authErr)
+	}
 	headSeq, headHash, headErr := m.store.HSMAuditHead(ctx)
 	if headErr != nil && !errors.Is(headErr, storage.ErrHSMAuditDamaged) {
 		return AuditReport{}, fmt.Errorf("verifying audit: %w", headErr)
 	}
-	var r AuditReport
+	r := AuditReport{Unauthenticated: map[string]int{}}
+	w := authWalk{auth: auth}
+	if st := m.state.Load(); st != nil {
+		w.key = bytes.Clone(st.macKey)
+	}
 	prev := []byte{}
 	want := int64(1)
 	const page = 1000
@@ -113,6 +145,9 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			case !bytes.Equal(auditHash(e), e.Hash):
 				return bad(r, e.Seq, "entry contents do not match its hash (edited)"), nil
 			}
+			if p := w.entry(&r, e); p != "" {
+				return bad(r, e.Seq, p), nil
+			}
 			prev, want = e.Hash, want+1
 		}
 		if len(es) < page {
@@ -129,7 +164,8 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 		return bad(r, headSeq+1, fmt.Sprintf("log ends at %d but the head records %d", last, headSeq)), nil
 	}
-	return r, nil
+	r.HeadSeq, r.HeadHash = headSeq, headHash
+	return w.head(r), nil
 }
 
 func bad(r AuditReport, seq int64, problem string) AuditReport {

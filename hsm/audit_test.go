@@ -36,8 +36,8 @@ func TestAuditTamperIsFound(t *testing.T) {
 		restore := func() {
 			exec(`DELETE FROM hsm_audit`)
 			for _, e := range all {
-				exec(`INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-					e.Seq, storage.Micros(e.At), e.Actor, e.Action, e.Object, e.Details, append([]byte{}, e.PrevHash...), e.Hash)
+				exec(`INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					e.Seq, storage.Micros(e.At), e.Actor, e.Action, e.Object, e.Details, append([]byte{}, e.PrevHash...), e.Hash, e.MAC)
 			}
 		}
 		for _, c := range []struct {
@@ -58,13 +58,13 @@ func TestAuditTamperIsFound(t *testing.T) {
 				exec(`UPDATE hsm_audit SET actor=?, action=?, object=?, details=?, prev_hash=?, hash=? WHERE seq = 3`, a.Actor, a.Action, a.Object, a.Details, a.PrevHash, a.Hash)
 			}, 2, "link"},
 			{"rehash edited entry", func() {
-				// An attacker who recomputes the edited entry's hash breaks
-				// the next entry's link instead.
+				// An attacker who recomputes the edited entry's hash fails
+				// its MAC (and would break the next entry's link).
 				e := all[2]
 				e.Details = "forged"
 				e.Hash = auditHash(e)
 				exec(`UPDATE hsm_audit SET details = ?, hash = ? WHERE seq = 3`, e.Details, e.Hash)
-			}, 4, "link"},
+			}, 3, "MAC does not verify"},
 		} {
 			c.tamper()
 			r, err := f.m.VerifyAudit(ctx)

@@ -85,12 +85,15 @@ type backupBody struct {
 	Audit    []storage.HSMAuditEntry `json:"audit"`
 	HeadSeq  int64                   `json:"head_seq"`
 	HeadHash []byte                  `json:"head_hash"`
+	// HeadAuth is the head's authentication (auditmac.go); absent in
+	// backups made before it existed.
+	HeadAuth storage.HSMAuditAuth `json:"head_auth,omitzero"`
 }
 
 // backupStore is what Backup and Restore need beyond Store; *storage.DB has
 // it.
 type backupStore interface {
-	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry) (storage.HSMSnapshot, error)
+	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry, auth storage.HSMAuditAuthFunc) (storage.HSMSnapshot, error)
 	RestoreHSM(ctx context.Context, s storage.HSMSnapshot, audit func(int64, []byte) storage.HSMAuditEntry) error
 }
 
@@ -146,7 +149,7 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		h.Wrap, h.BackupKDF = wrapPassphrase, &kdf
 	}
 	_ = m.flushUsage(ctx)
-	snap, err := bs.SnapshotHSM(ctx, m.auditFunc(o.Actor, "hsm.backup", "", "wrap="+h.Wrap))
+	snap, err := bs.SnapshotHSM(ctx, m.auditFunc(o.Actor, "hsm.backup", "", "wrap="+h.Wrap), m.state.Load().auditAuth())
 	if err != nil {
 		return fmt.Errorf("backup: %w (%w)", ErrAuditFailed, err)
 	}
@@ -161,7 +164,7 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		return fmt.Errorf("backup: %w", err)
 	}
 	body, err := json.Marshal(backupBody{Version: backupSnapshotVer, Users: snap.Users, Objects: snap.Objects,
-		Audit: snap.Audit, HeadSeq: snap.HeadSeq, HeadHash: snap.HeadHash})
+		Audit: snap.Audit, HeadSeq: snap.HeadSeq, HeadHash: snap.HeadHash, HeadAuth: snap.HeadAuth})
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -247,7 +250,7 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 		return errf(ErrCorrupt, "restore: the backup's audit chain does not verify: %s; nothing was written", p)
 	}
 	snap := storage.HSMSnapshot{Meta: h.Meta, Users: b.Users, Objects: b.Objects, Audit: b.Audit,
-		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash}
+		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash, HeadAuth: b.HeadAuth}
 	details := fmt.Sprintf("restored from backup created=%s wrap=%s users=%d objects=%d audit_entries=%d",
 		h.Created.Format(time.RFC3339), h.Wrap, len(b.Users), len(b.Objects), len(b.Audit))
 	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details)); err != nil {

@@ -67,6 +67,7 @@ type Module struct {
 type unsealed struct {
 	kek    []byte
 	aead   cipher.AEAD // AES-256-GCM under kek, seals objects at rest
+	macKey []byte      // authenticates the audit head (auditmac.go)
 	method UnsealMethod
 	keys   sync.Map                            // key id → *keyObject
 	users  atomic.Pointer[map[string]userView] // userview.go
@@ -74,6 +75,7 @@ type unsealed struct {
 
 func (st *unsealed) zero() {
 	clear(st.kek)
+	clear(st.macKey)
 	st.aead = nil
 	st.keys.Range(func(k, v any) bool {
 		v.(*keyObject).destroy()

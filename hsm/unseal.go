@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -208,18 +210,18 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		return InitResult{}, err
 	}
 	officer := storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()}
-	err = m.apply(ctx, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
+	st, err := newUnsealed(kek, o.Method)
+	if err != nil {
+		cleanup()
+		return InitResult{}, err
+	}
+	err = m.applyAs(ctx, st, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
 		"", "hsm.initialize", o.OfficerName, details+" officer="+o.OfficerName)
 	if err != nil {
 		cleanup()
-		clear(kek)
+		st.zero()
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
 	}
-	st, err := newUnsealed(kek, o.Method)
-	if err != nil {
-		return InitResult{}, err
-	}
-	st.noteUsers([]storage.HSMUser{officer}, nil)
 	m.state.Store(st)
 	m.log.Info("hsm initialised", "method", o.Method)
 	return res, nil
@@ -234,7 +236,11 @@ func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
 	}
-	st := &unsealed{kek: kek, aead: g, method: method}
+	mk, err := hkdf.Key(sha256.New, kek, nil, auditMACInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: audit MAC key: %w", err)
+	}
+	st := &unsealed{kek: kek, aead: g, method: method, macKey: mk}
 	st.users.Store(&map[string]userView{})
 	return st, nil
 }
@@ -312,7 +318,7 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	if err := m.apply(ctx, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
+	if err := m.applyAs(ctx, st, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}

@@ -20,7 +20,9 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`ALTER TABLE api_idempotency DROP COLUMN keep_until`, `DROP TABLE blocked_keys`,
-		`ALTER TABLE certificates DROP COLUMN key_hash`, `DELETE FROM goose_db_version WHERE version_id IN (120, 130)`,
+		`ALTER TABLE certificates DROP COLUMN key_hash`,
+		`ALTER TABLE hsm_audit_head DROP COLUMN mac_from, DROP COLUMN mac_seq, DROP COLUMN mac`, `ALTER TABLE hsm_audit DROP COLUMN mac`,
+		`DELETE FROM goose_db_version WHERE version_id IN (120, 130, 150)`,
 		// A renewal claim that release wrote, for a certificate ending at 777.
 		`INSERT INTO certificates (serial, issuer_id, profile, requester, status, not_after, created_at, updated_at)
 			VALUES ('0a0b', 'i', 'p', 'r', 'valid', 777, 1, 1)`,

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -213,9 +215,16 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 
 func hsmAuditCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the HSM's hash-chained audit log"}
-	cmd.AddCommand(&cobra.Command{Use: "verify", Short: "Check every entry's hash chain; names the first bad entry",
+	cmd.AddCommand(&cobra.Command{Use: "verify", Short: "Check the hash chain and, unsealed, the head's MAC; names the first bad entry",
+		Long: `verify checks every entry's hash chain and, with the HSM unsealed here (as
+other commands unseal it), the MAC under the master key that authenticates
+the chain's head. It prints the head's seq and hash: record them outside the
+database (a ticket, a log server), because a rollback of the whole database
+to an older copy carries an older, valid MAC and is only detected against
+such a record.`,
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				unsealErr := unsealForCLI(ctx, cmd, n)
 				rep, err := n.hsm.VerifyAudit(ctx)
 				if err != nil {
 					return err
@@ -223,11 +232,37 @@ func hsmAuditCommand(g *globals) *cobra.Command {
 				if rep.FirstBad != 0 {
 					return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read)", rep.FirstBad, rep.Problem, rep.Entries)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "audit log intact: %d entries, hash chain verified\n", rep.Entries)
+				printAuditReport(cmd.OutOrStdout(), rep, unsealErr)
 				return nil
 			})
 		}})
 	return cmd
+}
+
+func printAuditReport(w io.Writer, rep hsm.AuditReport, unsealErr error) {
+	fmt.Fprintf(w, "audit log intact: %d entries, hash chain verified\n", rep.Entries)
+	fmt.Fprintf(w, "head: #%d %x (record it outside the database: only that shows a rollback of the whole database)\n", rep.HeadSeq, rep.HeadHash)
+	switch {
+	case rep.AuthSeq == 0:
+		fmt.Fprintln(w, "authenticated: none yet (a log from before authentication; the next append made unsealed starts it)")
+	case rep.MACChecked:
+		fmt.Fprintf(w, "authenticated: head MAC verified; entries #%d to #%d were appended with authentication", rep.AuthFrom, rep.AuthSeq)
+		if rep.AuthFrom > 1 {
+			fmt.Fprintf(w, ", #1 to #%d before it began (covered as they stood then)", rep.AuthFrom-1)
+		}
+		fmt.Fprintln(w)
+	default:
+		fmt.Fprintf(w, "authenticated: head MAC NOT checked, the HSM is sealed here (%v)\n", unsealErr)
+	}
+	if len(rep.Unauthenticated) > 0 {
+		actions := slices.Sorted(maps.Keys(rep.Unauthenticated))
+		var parts []string
+		for _, a := range actions {
+			parts = append(parts, fmt.Sprintf("%s×%d", a, rep.Unauthenticated[a]))
+		}
+		fmt.Fprintf(w, "not authenticated: entries since #%d without a MAC, appended while sealed or by a node of the previous release: %s\n",
+			rep.AuthFrom, strings.Join(parts, ", "))
+	}
 }
 
 func hsmUnsealCommand(g *globals) *cobra.Command {
