@@ -61,3 +61,22 @@ func TestChangePINWrongOldPINCounts(t *testing.T) {
 	}
 	f.login(t, "alice", "alice-pin-2")
 }
+
+func TestPINPolicy(t *testing.T) {
+	for pin, ok := range map[string]bool{
+		"aaaaaaaa": false, "        ": false, " pin-with-space": false, "pin-12\n": false, "short": false,
+		"ééééééé": false, "pin-1234": true, "é-pin-1": true,
+	} {
+		if err := validPIN(pin); (err == nil) != ok || (err != nil && !errors.Is(err, ErrInvalid)) {
+			t.Errorf("validPIN(%q): %v", pin, err)
+		}
+	}
+	ctx := context.Background()
+	f := setup(t, sqliteDB(t))
+	if err := f.officer.CreateUser(ctx, "dora", RoleUser, "11111111"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("CreateUser with a repeated-character PIN: %v", err)
+	}
+	if err := f.alice.ChangePIN(ctx, alicePIN, "   \t   "); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ChangePIN to white space: %v", err)
+	}
+}

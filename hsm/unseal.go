@@ -126,8 +126,8 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	if err := validUserName(o.OfficerName); err != nil {
 		return InitResult{}, fmt.Errorf("initialising hsm: officer: %w", err)
 	}
-	if len(o.OfficerPIN) < minPINLength {
-		return InitResult{}, errf(ErrInvalid, "initialising hsm: officer PIN must be at least %d characters", minPINLength)
+	if err := validPIN(o.OfficerPIN); err != nil {
+		return InitResult{}, fmt.Errorf("initialising hsm: officer %w", err)
 	}
 	if err := m.runSelfTests(); err != nil {
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)

@@ -59,6 +59,23 @@ func checkPIN(encoded, pin string) bool {
 // dummyHash keeps a login for an unknown user as slow as a real one.
 const dummyHash = "$argon2id$v=19$m=19456,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
+// validPIN is the PIN policy: at least minPINLength characters, not one
+// character repeated, and no leading or trailing white space (PIN files
+// and prompts are read trimmed, so such a PIN could never be typed back;
+// an all-space PIN is refused with them).
+func validPIN(pin string) error {
+	_, first := utf8.DecodeRuneInString(pin)
+	switch {
+	case strings.TrimSpace(pin) != pin:
+		return errf(ErrInvalid, "PIN must not begin or end with white space")
+	case utf8.RuneCountInString(pin) < minPINLength:
+		return errf(ErrInvalid, "PIN must be at least %d characters", minPINLength)
+	case strings.Count(pin, pin[:first])*first == len(pin):
+		return errf(ErrInvalid, "PIN must not be one character repeated")
+	}
+	return nil
+}
+
 func validUserName(n string) error {
 	if n == "" || len(n) > 64 || !utf8.ValidString(n) {
 		return errf(ErrInvalid, "user name must be 1 to 64 characters")
@@ -155,8 +172,8 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 	if !role.valid() {
 		return errf(ErrInvalid, "creating user: unknown role %q (want officer, user or auditor)", role)
 	}
-	if len(pin) < minPINLength {
-		return errf(ErrInvalid, "creating user: PIN must be at least %d characters", minPINLength)
+	if err := validPIN(pin); err != nil {
+		return fmt.Errorf("creating user: %w", err)
 	}
 	hash, err := hashPIN(pin)
 	if err != nil {
@@ -247,8 +264,8 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if _, err := s.live(); err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
 	}
-	if len(newPIN) < minPINLength {
-		return errf(ErrInvalid, "changing PIN: new PIN must be at least %d characters", minPINLength)
+	if err := validPIN(newPIN); err != nil {
+		return fmt.Errorf("changing PIN: new %w", err)
 	}
 	hash, err := hashPIN(newPIN)
 	if err != nil {
