@@ -34,6 +34,7 @@ func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *no
 		return err
 	}
 	defer n.Close(context.Background())
+	warnLooseSecrets(n, cmd.ErrOrStderr())
 	return fn(ctx, n)
 }
 

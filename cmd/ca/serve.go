@@ -42,6 +42,7 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		return err
 	}
 	defer n.Close(context.Background())
+	warnLooseSecrets(n, nil) // the log goes to stderr here
 	ctl := newControl(n)
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.serve(ctx) }()

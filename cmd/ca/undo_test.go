@@ -102,3 +102,24 @@ func TestCLIExitCodes(t *testing.T) {
 		t.Fatalf("status with the wrong key file: %v", err)
 	}
 }
+
+// TestLooseSecretFilesWarned: an unseal key or PIN file others can read is
+// named on stderr (a review found no warning at all).
+func TestLooseSecretFilesWarned(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	out, _ := runCA(t, "--data", dir, "hsm", "keys", "list")
+	if strings.Contains(out, "warning:") {
+		t.Fatalf("warning for 0600 files:\n%s", out)
+	}
+	os.Chmod(filepath.Join(dir, "unseal.key"), 0o644)
+	os.Chmod(filepath.Join(dir, "ca.pin"), 0o640)
+	out, _ = runCA(t, "--data", dir, "hsm", "keys", "list")
+	for _, f := range []string{"unseal.key is accessible to other users (mode 0644)", "ca.pin is accessible to other users (mode 0640)"} {
+		if !strings.Contains(out, f) {
+			t.Fatalf("no warning %q:\n%s", f, out)
+		}
+	}
+}
