@@ -300,6 +300,7 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	}
 	kek, method, err := recoverKEK(meta, in)
 	if err != nil {
+		m.auditUnsealFailure(ctx, meta, err)
 		return err
 	}
 	if err := m.runSelfTests(); err != nil {
@@ -325,6 +326,23 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	m.state.Store(st)
 	m.log.Info("hsm unsealed", "method", method)
 	return nil
+}
+
+// auditUnsealFailure records an attempt with wrong or malformed material
+// (not one that failed for want of a keystore). The entry is written while
+// sealed, so it carries no MAC; failing to write it fails nothing, since
+// the module stays sealed anyway.
+func (m *Module) auditUnsealFailure(ctx context.Context, meta map[string][]byte, err error) {
+	reason := "wrong-material"
+	switch {
+	case errors.Is(err, ErrInvalid):
+		reason = "malformed-material"
+	case !errors.Is(err, ErrBadUnseal):
+		return
+	}
+	if aerr := m.apply(ctx, storage.HSMChange{}, "", "unseal.fail", "", "method="+string(meta[metaMethod])+" reason="+reason); aerr != nil {
+		m.log.Warn("hsm: recording a failed unseal", "err", aerr)
+	}
 }
 
 // recoverKEK derives the wrapping key from in for the method recorded in
