@@ -327,24 +327,23 @@ func hsmSealCommand(g *globals) *cobra.Command {
 // the shares from stdin, for the node's unseal method.
 func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
 	var req unsealRequest
-	r := stdin(cmd)
+	r, errw := stdin(cmd), cmd.ErrOrStderr()
 	switch n.cfg.HSM.Unseal {
 	case "passphrase":
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
 			req.Passphrase = p
 			break
 		}
-		fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
-		line, _ := r.ReadString('\n')
-		req.Passphrase = strings.TrimRight(line, "\r\n")
+		fmt.Fprint(errw, "HSM passphrase: ")
+		req.Passphrase, _ = r.secretLine(errw)
 	case "shamir":
-		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
+		fmt.Fprintln(errw, "Enter unseal shares, one per line; an empty line ends:")
 		for {
-			line, err := r.ReadString('\n')
+			line, ok := r.secretLine(errw)
 			if line = strings.TrimSpace(line); line != "" {
 				req.Shares = append(req.Shares, line)
 			}
-			if line == "" || err != nil {
+			if line == "" || !ok {
 				break
 			}
 		}

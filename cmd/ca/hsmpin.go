@@ -5,34 +5,58 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/hsm"
 )
 
-// stdin is the command's standard input as one buffered reader that every
+// input is the command's standard input as one buffered reader that every
 // prompt of the command shares: a reader per prompt would swallow the
-// lines meant for the next one (shares piped before a PIN).
-func stdin(cmd *cobra.Command) *bufio.Reader {
-	if b, ok := cmd.InOrStdin().(*bufio.Reader); ok {
-		return b
-	}
-	b := bufio.NewReader(cmd.InOrStdin())
-	cmd.SetIn(b)
-	return b
+// lines meant for the next one (shares piped before a PIN). tty is set when
+// stdin is a terminal: secrets are then read without echo.
+type input struct {
+	*bufio.Reader
+	tty *os.File
 }
 
-// promptLine asks on stderr and reads one line from stdin, spaces trimmed
-// (as PIN files are read).
+func stdin(cmd *cobra.Command) *input {
+	if in, ok := cmd.InOrStdin().(*input); ok {
+		return in
+	}
+	raw := cmd.InOrStdin()
+	in := &input{Reader: bufio.NewReader(raw)}
+	if f, ok := raw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		in.tty = f
+	}
+	cmd.SetIn(in)
+	return in
+}
+
+// secretLine reads one line, without echo on a terminal, trailing CR/LF
+// removed; ok is false at the end of the input.
+func (in *input) secretLine(w io.Writer) (line string, ok bool) {
+	if in.tty != nil {
+		b, err := term.ReadPassword(int(in.tty.Fd()))
+		fmt.Fprintln(w)
+		return string(b), err == nil
+	}
+	line, err := in.ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err == nil || line != ""
+}
+
+// promptLine asks on stderr and reads one secret line from stdin (no echo
+// on a terminal), spaces trimmed as PIN files are read.
 func promptLine(cmd *cobra.Command, question string) string {
 	fmt.Fprint(cmd.ErrOrStderr(), question+": ")
-	line, _ := stdin(cmd).ReadString('\n')
+	line, _ := stdin(cmd).secretLine(cmd.ErrOrStderr())
 	return strings.TrimSpace(line)
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,5 +98,30 @@ func TestDamagedKeyCLI(t *testing.T) {
 	out, err = runCA(t, "--data", dir, "hsm", "status")
 	if err == nil || !strings.Contains(err.Error(), "1 damaged objects") || !strings.Contains(out, "damaged objects: 1") {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestSharesThenPINOnOneStdin: shares and a PIN piped into one command are
+// read by one buffered reader (a review saw a reader per prompt swallow the
+// PIN meant for the second prompt).
+func TestSharesThenPINOnOneStdin(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runCA(t, "--data", dir, "init", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	shares := regexp.MustCompile(`srs1-\d+-[0-9a-f]+`).FindAllString(out, -1)
+	t.Setenv("STRONGROOM_NEW_PIN", "")
+	cmd := rootCommand()
+	var buf bytes.Buffer
+	cmd.SetOut(&buf)
+	cmd.SetErr(&buf)
+	cmd.SetIn(strings.NewReader(shares[0] + "\n" + shares[2] + "\n\nnew-ca-pin-77\n"))
+	cmd.SetArgs([]string{"--data", dir, "hsm", "users", "pin", "ca"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("pin: %v\n%s", err, buf.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ca.pin")); strings.TrimSpace(string(b)) != "new-ca-pin-77" {
+		t.Fatalf("ca.pin holds %q", b)
 	}
 }
