@@ -227,11 +227,10 @@ func TestFirstRun(t *testing.T) {
 // again once the entry is put back.
 func testAuditTamper(t *testing.T, c *CA) {
 	intact := regexp.MustCompile(`audit log intact: (\d+) entries`)
-	m := intact.FindStringSubmatch(cli(t, c, "hsm", "audit", "verify"))
-	if m == nil {
-		t.Fatal("ca hsm audit verify does not say the log is intact")
+	out := cli(t, c, "hsm", "audit", "verify")
+	if m := intact.FindStringSubmatch(out); m == nil || !strings.Contains(out, "head MAC verified") {
+		t.Fatalf("ca hsm audit verify does not say the log is intact and authenticated:\n%s", out)
 	}
-	entries := m[1]
 	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -275,9 +274,10 @@ func testAuditTamper(t *testing.T, c *CA) {
 			if err == nil || !strings.Contains(out, fmt.Sprintf("first bad entry is #%d:", seq)) {
 				t.Fatalf("audit verify after the entry #%d was %s: err %v, output:\n%s", seq, tc.name, err, out)
 			}
-			m := intact.FindStringSubmatch(cli(t, c, "hsm", "audit", "verify"))
-			if m == nil || m[1] != entries {
-				t.Fatalf("after restoring entry #%d the log should be intact with %s entries: %v", seq, entries, m)
+			// verify unseals here to check the MACs, which appends its
+			// own entries: the count grows, the log stays intact.
+			if m := intact.FindStringSubmatch(cli(t, c, "hsm", "audit", "verify")); m == nil {
+				t.Fatalf("after restoring entry #%d the log should be intact", seq)
 			}
 		})
 	}

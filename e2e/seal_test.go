@@ -45,6 +45,12 @@ func TestShamirSealUnseal(t *testing.T) {
 		t.Fatalf("unseal with two shares: %v\n%s", err, out)
 	}
 	c.WaitReady()
+	// Unsealing an unsealed server reads no shares and does nothing; the
+	// seal that follows must not crash the server (a review saw the stale
+	// unseal signal end it with "login: hsm is sealed").
+	if out, err := unseal("garbage"); err != nil || !strings.Contains(out, "already unsealed; nothing done") || strings.Contains(out, "Enter unseal shares") {
+		t.Fatalf("unseal of an unsealed server: %v\n%s", err, out)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -52,8 +58,8 @@ func TestShamirSealUnseal(t *testing.T) {
 		t.Fatalf("ca hsm seal: %v\n%s", err, out)
 	}
 	waitFor(t, "the server to stop serving", func() bool { return !c.ready() })
-	if out, err := unseal(shares[1], shares[2]); err != nil {
-		t.Fatalf("unseal again: %v\n%s", err, out)
+	if out, err := unseal(shares[1], shares[2]); err != nil || !strings.Contains(out, "sealed: false") {
+		t.Fatalf("unseal again (through the running server): %v\n%s", err, out)
 	}
 	c.WaitReady()
 	if out, err := c.CLI(ctx, "hsm", "audit", "verify"); err != nil || !strings.Contains(out, "intact") {
@@ -78,4 +84,30 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestAutoUnsealSealSticks: an operator's seal holds on a server that
+// unseals by itself (key file): it stops serving and stays sealed — a
+// review saw it unseal again at once — until `ca hsm unseal`, which uses
+// the configured key file without asking for anything.
+func TestAutoUnsealSealSticks(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := c.CLI(ctx, "hsm", "seal"); err != nil || !strings.Contains(out, "sealed: true") {
+		t.Fatalf("ca hsm seal: %v\n%s", err, out)
+	}
+	waitFor(t, "the server to stop serving", func() bool { return !c.ready() })
+	for range 30 { // 3 s: the old loop was serving again within one
+		if c.ready() {
+			t.Fatalf("the server unsealed itself after an operator's seal:\n%s", c.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd := exec.CommandContext(ctx, caBinary, "hsm", "unseal", "--data", c.Dir)
+	cmd.Stdin = strings.NewReader("")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "sealed: false") {
+		t.Fatalf("ca hsm unseal: %v\n%s", err, out)
+	}
+	c.WaitReady()
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/storage"
@@ -180,15 +181,20 @@ func TestLockedUserStaysLocked(t *testing.T) {
 				t.Fatalf("attempt %d: %v, want ErrBadPIN", i, err)
 			}
 		}
-		if _, err := f.m.Login(ctx, "alice", "wrong-pin"); !errors.Is(err, ErrLocked) {
-			t.Fatalf("fifth attempt: %v, want ErrLocked", err)
+		// Locked or not, known or not: the caller sees one answer.
+		_, unknown := f.m.Login(ctx, "nobody", "wrong-pin")
+		if _, err := f.m.Login(ctx, "alice", "wrong-pin"); !errors.Is(err, ErrBadPIN) || err.Error() != unknown.Error() {
+			t.Fatalf("fifth attempt: %v, want %v", err, unknown)
 		}
-		if _, err := f.m.Login(ctx, "alice", alicePIN); !errors.Is(err, ErrLocked) {
-			t.Fatalf("right PIN while locked: %v, want ErrLocked", err)
+		if u, _ := f.db.HSMUser(ctx, "alice"); !u.Locked {
+			t.Fatal("alice is not locked after five wrong PINs")
+		}
+		if _, err := f.m.Login(ctx, "alice", alicePIN); !errors.Is(err, ErrBadPIN) || err.Error() != unknown.Error() {
+			t.Fatalf("right PIN while locked: %v, want %v", err, unknown)
 		}
 		m2 := f.reopen(t)
-		if _, err := m2.Login(ctx, "alice", alicePIN); !errors.Is(err, ErrLocked) {
-			t.Fatalf("after reopening: %v, want ErrLocked", err)
+		if _, err := m2.Login(ctx, "alice", alicePIN); !errors.Is(err, ErrBadPIN) {
+			t.Fatalf("after reopening: %v, want ErrBadPIN", err)
 		}
 		if err := f.bob.UnlockUser(ctx, "alice"); !errors.Is(err, ErrForbidden) {
 			t.Errorf("crypto user unlocks: %v", err)
@@ -207,6 +213,16 @@ func TestLockedUserStaysLocked(t *testing.T) {
 		var actions []string
 		for _, e := range es {
 			actions = append(actions, e.Action)
+		}
+		// The audit log keeps the precise reasons.
+		for _, want := range []string{"reason=locked", "reason=unknown-user", "reason=bad-pin"} {
+			found := false
+			for _, e := range es {
+				found = found || strings.Contains(e.Details, want)
+			}
+			if !found {
+				t.Errorf("audit has no %q", want)
+			}
 		}
 		for _, want := range []string{"login.fail", "user.lockout", "user.unlock", "login"} {
 			found := false

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,6 +33,21 @@ type AuditReport struct {
 	Entries  int
 	FirstBad int64
 	Problem  string
+	// HeadSeq and HeadHash are the recorded head. Kept outside the
+	// database, they are what shows a rollback of the whole database.
+	HeadSeq  int64
+	HeadHash []byte
+	// AuthFrom is the first entry appended with authentication and AuthSeq
+	// the last (the head's MAC covers the whole chain up to it); 0 when
+	// none is.
+	AuthFrom, AuthSeq int64
+	// MACChecked is true when the module was unsealed and every MAC
+	// verified; false: they could not be checked (sealed), or nothing is
+	// authenticated.
+	MACChecked bool
+	// Unauthenticated counts by action the entries after AuthFrom without
+	// a MAC: appended while sealed or by a node of the previous release.
+	Unauthenticated map[string]int
 }
 
 const auditDomain = "strongroom-hsm-audit-v1"
@@ -71,10 +87,22 @@ func (m *Module) auditFunc(actor, action, object, details string) func(int64, []
 }
 
 // apply writes ch with one audit entry; a failure refuses the operation.
+// While the module is unsealed the entry also authenticates the head.
 func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action, object, details string) error {
+	return m.applyAs(ctx, m.state.Load(), ch, actor, action, object, details)
+}
+
+// applyAs is apply under st (nil: sealed, the head is left as
+// authenticated before), for the unseal entry, written before st is
+// published.
+func (m *Module) applyAs(ctx context.Context, st *unsealed, ch storage.HSMChange, actor, action, object, details string) error {
 	ch.Audit = m.auditFunc(actor, action, object, withRequester(ctx, details))
+	ch.AuditAuth = st.auditAuth()
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
 		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
+	}
+	if st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
+		st.noteUsers(ch.PutUsers, ch.DeleteUsers) // user writes hold m.mu
 	}
 	return nil
 }
@@ -83,16 +111,27 @@ func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action,
 // contents, link to its predecessor, and seqs must run 1, 2, 3… with the last
 // one equal to the recorded head. It needs no login and no unseal.
 func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
-	headSeq, headHash, err := m.store.HSMAuditHead(ctx)
-	if err != nil {
-		return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
+	auth, authErr := m.store.HSMAuditAuth(ctx) // before the head: an append in between leaves auth.Seq <= the head
+	if authErr != nil && !errors.Is(authErr, storage.ErrHSMAuditDamaged) {
+		return AuditReport{}, fmt.Errorf("verifying audit: %w", authErr)
 	}
-	var r AuditReport
+	headSeq, headHash, headErr := m.store.HSMAuditHead(ctx)
+	if headErr != nil && !errors.Is(headErr, storage.ErrHSMAuditDamaged) {
+		return AuditReport{}, fmt.Errorf("verifying audit: %w", headErr)
+	}
+	r := AuditReport{Unauthenticated: map[string]int{}}
+	w := authWalk{auth: auth}
+	if st := m.state.Load(); st != nil {
+		w.key = bytes.Clone(st.macKey)
+	}
 	prev := []byte{}
 	want := int64(1)
 	const page = 1000
 	for {
 		es, err := m.store.HSMAudit(ctx, want, page)
+		if errors.Is(err, storage.ErrHSMAuditDamaged) {
+			return bad(r, want, fmt.Sprintf("an entry from #%d on is unreadable, edited outside the HSM (%v)", want, err)), nil
+		}
 		if err != nil {
 			return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
 		}
@@ -106,6 +145,9 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			case !bytes.Equal(auditHash(e), e.Hash):
 				return bad(r, e.Seq, "entry contents do not match its hash (edited)"), nil
 			}
+			if p := w.entry(&r, e); p != "" {
+				return bad(r, e.Seq, p), nil
+			}
 			prev, want = e.Hash, want+1
 		}
 		if len(es) < page {
@@ -113,13 +155,17 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 	}
 	last := want - 1
+	if headErr != nil {
+		return bad(r, last+1, fmt.Sprintf("the audit head is missing or unreadable: the log was truncated or tampered with (%v)", headErr)), nil
+	}
 	if last != headSeq || !bytes.Equal(prev, headHash) {
 		if last < headSeq {
 			return bad(r, last+1, fmt.Sprintf("log ends at %d but the head records %d (entries deleted from the end)", last, headSeq)), nil
 		}
 		return bad(r, headSeq+1, fmt.Sprintf("log ends at %d but the head records %d", last, headSeq)), nil
 	}
-	return r, nil
+	r.HeadSeq, r.HeadHash = headSeq, headHash
+	return w.head(r), nil
 }
 
 func bad(r AuditReport, seq int64, problem string) AuditReport {

@@ -36,8 +36,8 @@ func TestAuditTamperIsFound(t *testing.T) {
 		restore := func() {
 			exec(`DELETE FROM hsm_audit`)
 			for _, e := range all {
-				exec(`INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-					e.Seq, storage.Micros(e.At), e.Actor, e.Action, e.Object, e.Details, append([]byte{}, e.PrevHash...), e.Hash)
+				exec(`INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					e.Seq, storage.Micros(e.At), e.Actor, e.Action, e.Object, e.Details, append([]byte{}, e.PrevHash...), e.Hash, e.MAC)
 			}
 		}
 		for _, c := range []struct {
@@ -58,13 +58,13 @@ func TestAuditTamperIsFound(t *testing.T) {
 				exec(`UPDATE hsm_audit SET actor=?, action=?, object=?, details=?, prev_hash=?, hash=? WHERE seq = 3`, a.Actor, a.Action, a.Object, a.Details, a.PrevHash, a.Hash)
 			}, 2, "link"},
 			{"rehash edited entry", func() {
-				// An attacker who recomputes the edited entry's hash breaks
-				// the next entry's link instead.
+				// An attacker who recomputes the edited entry's hash fails
+				// its MAC (and would break the next entry's link).
 				e := all[2]
 				e.Details = "forged"
 				e.Hash = auditHash(e)
 				exec(`UPDATE hsm_audit SET details = ?, hash = ? WHERE seq = 3`, e.Details, e.Hash)
-			}, 4, "link"},
+			}, 3, "MAC does not verify"},
 		} {
 			c.tamper()
 			r, err := f.m.VerifyAudit(ctx)
@@ -121,5 +121,27 @@ func TestUsageIsSummarised(t *testing.T) {
 	rows, _ = f.db.HSMObject(ctx, k.ID)
 	if rows[0].Uses != 8 {
 		t.Errorf("Close did not flush: stored uses %d", rows[0].Uses)
+	}
+}
+
+// TestVerifyAuditDamagedRows: a deleted head row or a non-integer seq is
+// reported as tampering, not as a raw SQL error (found by a review).
+func TestVerifyAuditDamagedRows(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ name, sql, want string }{
+		{"head deleted", `DELETE FROM hsm_audit_head`, "audit head is missing or unreadable"},
+		{"head seq not an integer", `UPDATE hsm_audit_head SET seq = 'x'`, "audit head is missing or unreadable"},
+		{"entry seq not an integer", `UPDATE hsm_audit SET seq = 'x' WHERE seq = 2`, "is unreadable, edited outside the HSM"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := setup(t, sqliteDB(t))
+			if _, err := f.db.Exec(ctx, c.sql); err != nil {
+				t.Fatal(err)
+			}
+			r, err := f.m.VerifyAudit(ctx)
+			if err != nil || r.FirstBad == 0 || !strings.Contains(r.Problem, c.want) {
+				t.Fatalf("VerifyAudit: %+v %v", r, err)
+			}
+		})
 	}
 }

@@ -85,12 +85,15 @@ type backupBody struct {
 	Audit    []storage.HSMAuditEntry `json:"audit"`
 	HeadSeq  int64                   `json:"head_seq"`
 	HeadHash []byte                  `json:"head_hash"`
+	// HeadAuth is the head's authentication (auditmac.go); absent in
+	// backups made before it existed.
+	HeadAuth storage.HSMAuditAuth `json:"head_auth,omitzero"`
 }
 
 // backupStore is what Backup and Restore need beyond Store; *storage.DB has
 // it.
 type backupStore interface {
-	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry) (storage.HSMSnapshot, error)
+	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry, auth storage.HSMAuditAuthFunc) (storage.HSMSnapshot, error)
 	RestoreHSM(ctx context.Context, s storage.HSMSnapshot, audit func(int64, []byte) storage.HSMAuditEntry) error
 }
 
@@ -134,7 +137,10 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
-		wk := kdf.derive(o.Passphrase)
+		wk, err := kdf.derive(o.Passphrase)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 		h.BackupWrappedKEK, err = sealKEK(wk, backupPassMethod, kek)
 		clear(wk)
 		if err != nil {
@@ -143,7 +149,7 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		h.Wrap, h.BackupKDF = wrapPassphrase, &kdf
 	}
 	_ = m.flushUsage(ctx)
-	snap, err := bs.SnapshotHSM(ctx, m.auditFunc(o.Actor, "hsm.backup", "", "wrap="+h.Wrap))
+	snap, err := bs.SnapshotHSM(ctx, m.auditFunc(o.Actor, "hsm.backup", "", "wrap="+h.Wrap), m.state.Load().auditAuth())
 	if err != nil {
 		return fmt.Errorf("backup: %w (%w)", ErrAuditFailed, err)
 	}
@@ -158,7 +164,7 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		return fmt.Errorf("backup: %w", err)
 	}
 	body, err := json.Marshal(backupBody{Version: backupSnapshotVer, Users: snap.Users, Objects: snap.Objects,
-		Audit: snap.Audit, HeadSeq: snap.HeadSeq, HeadHash: snap.HeadHash})
+		Audit: snap.Audit, HeadSeq: snap.HeadSeq, HeadHash: snap.HeadHash, HeadAuth: snap.HeadAuth})
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -244,7 +250,7 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 		return errf(ErrCorrupt, "restore: the backup's audit chain does not verify: %s; nothing was written", p)
 	}
 	snap := storage.HSMSnapshot{Meta: h.Meta, Users: b.Users, Objects: b.Objects, Audit: b.Audit,
-		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash}
+		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash, HeadAuth: b.HeadAuth}
 	details := fmt.Sprintf("restored from backup created=%s wrap=%s users=%d objects=%d audit_entries=%d",
 		h.Created.Format(time.RFC3339), h.Wrap, len(b.Users), len(b.Objects), len(b.Audit))
 	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details)); err != nil {
@@ -290,7 +296,10 @@ func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
 		if len(in.BackupPassphrase) == 0 {
 			return nil, errf(ErrInvalid, "this backup is protected by a backup passphrase; none given")
 		}
-		wk := h.BackupKDF.derive(in.BackupPassphrase)
+		wk, err := h.BackupKDF.derive(in.BackupPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("the backup is damaged or not a Strongroom backup: %w", err)
+		}
 		defer clear(wk)
 		kek, err := openKEK(wk, backupPassMethod, h.BackupWrappedKEK)
 		if err != nil {
@@ -299,6 +308,9 @@ func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
 		return kek, nil
 	case wrapModule:
 		kek, _, err := recoverKEK(h.Meta, in.Unseal)
+		if errors.Is(err, errArgonRange) {
+			return nil, fmt.Errorf("the backup is damaged or not a Strongroom backup: %w", errArgonRange)
+		}
 		if errors.Is(err, ErrBadUnseal) {
 			return nil, fmt.Errorf("%w (or the backup's key block is damaged)", err)
 		}
@@ -323,12 +335,8 @@ func checkObjects(kek []byte, method UnsealMethod, objs []storage.HSMObject) err
 		return err
 	}
 	defer st.zero()
-	for _, o := range objs {
-		kv, _, err := openObject(st, o)
-		if err != nil {
-			return err
-		}
-		kv.h.destroy()
+	if d := damagedObjects(st, objs); len(d) > 0 {
+		return d[0].err
 	}
 	return nil
 }

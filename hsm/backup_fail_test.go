@@ -80,7 +80,7 @@ func TestRestoreIntoNonEmptyModuleRefused(t *testing.T) {
 		}
 		// The storage guard holds on its own (a module that was empty when
 		// checked but was initialised before the write).
-		snap, err := db.SnapshotHSM(ctx, nil)
+		snap, err := db.SnapshotHSM(ctx, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

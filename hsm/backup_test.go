@@ -150,7 +150,7 @@ func (s *source) checkRestored(t *testing.T, target *Module) {
 	if _, err := target.Login(ctx, "co", officerPIN); err != nil {
 		t.Fatalf("officer login after restore: %v", err)
 	}
-	if _, err := target.Login(ctx, "bob", bobPIN); !errors.Is(err, ErrLocked) {
+	if u, _ := target.store.HSMUser(ctx, "bob"); !u.Locked {
 		t.Fatalf("bob was locked in the source; after restore: %v", err)
 	}
 	if _, err := target.Login(ctx, "alice", "wrong-pin"); !errors.Is(err, ErrBadPIN) {

@@ -11,13 +11,16 @@ import (
 // kind; HSM methods wrap them with what was being done. None carries a PIN or
 // key byte.
 var (
-	ErrSealed          = core.Errorf(core.KindUnavailable, "hsm is sealed")
-	ErrNotInitialized  = core.Errorf(core.KindUnavailable, "hsm is not initialised")
-	ErrInitialized     = core.Errorf(core.KindConflict, "hsm is already initialised")
-	ErrSelfTestFailed  = core.Errorf(core.KindUnavailable, "hsm self-test failed; the module refuses all operations")
-	ErrNotLoggedIn     = core.Errorf(core.KindUnauthenticated, "session is closed or the module was sealed")
-	ErrBadPIN          = core.Errorf(core.KindUnauthenticated, "wrong user name or PIN")
-	ErrLocked          = core.Errorf(core.KindForbidden, "user is locked after too many failed logins; a crypto officer must unlock it")
+	ErrSealed         = core.Errorf(core.KindUnavailable, "hsm is sealed")
+	ErrNotInitialized = core.Errorf(core.KindUnavailable, "hsm is not initialised")
+	ErrInitialized    = core.Errorf(core.KindConflict, "hsm is already initialised")
+	ErrSelfTestFailed = core.Errorf(core.KindUnavailable, "hsm self-test failed; the module refuses all operations")
+	ErrNotLoggedIn    = core.Errorf(core.KindUnauthenticated, "session is closed or the module was sealed")
+	// ErrBadPIN is every failed login: a wrong PIN, an unknown user and a
+	// locked user look the same to the caller, so a login attempt does not
+	// tell whether a user exists or is locked; the audit entry has the
+	// reason.
+	ErrBadPIN          = core.Errorf(core.KindUnauthenticated, "wrong user name or PIN, or the user is locked; an officer or the unseal holders can unlock it")
 	ErrForbidden       = core.Errorf(core.KindForbidden, "operation not permitted for this user or key")
 	ErrNotFound        = core.Errorf(core.KindNotFound, "no such object")
 	ErrNotExtractable  = core.Errorf(core.KindForbidden, "key is not extractable")

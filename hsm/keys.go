@@ -225,7 +225,9 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 	}
 	// The label is checked again under the keystore's lock: another node may
 	// be creating a key with the same label at the same time.
-	ch := storage.HSMChange{InsertObjects: []storage.HSMObject{row}}
+	// So is the owner: a user deleted by another process must not be left
+	// owning a key.
+	ch := storage.HSMChange{InsertObjects: []storage.HSMObject{row}, RequireUsers: []string{s.user}}
 	if a.Label != "" {
 		ch.RequireFreeLabels = []storage.HSMLabel{{Owner: s.user, Label: a.Label}}
 	}
@@ -233,6 +235,9 @@ func (s *Session) create(ctx context.Context, spec KeySpec, material []byte, act
 		h.destroy()
 		if errors.Is(err, storage.ErrHSMLabelTaken) {
 			return KeyInfo{}, errf(ErrExists, "%s: user %q already has a key labelled %q", action, s.user, a.Label)
+		}
+		if errors.Is(err, storage.ErrHSMUserChanged) {
+			return KeyInfo{}, errf(ErrNotLoggedIn, "%s: user %q was deleted after this session began", action, s.user)
 		}
 		return KeyInfo{}, err
 	}
@@ -534,39 +539,21 @@ func (s *Session) manageKeyOrUse(ctx context.Context, keyID string) (*unsealed, 
 	return s.manageKey(ctx, keyID, true)
 }
 
-// ListKeys lists the keys the session may see. A key that fails to open is
-// logged and left out (GetKey on it reports ErrCorrupt).
+// ListKeys lists the intact keys the session may see; DamagedKeys lists
+// the ones that fail to open.
 func (s *Session) ListKeys(ctx context.Context) ([]KeyInfo, error) {
-	if err := s.require(RoleUser, RoleOfficer); err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
-	rows, err := s.m.store.HSMObjects(ctx)
+	keys, _, err := s.scanKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
-	var out []KeyInfo
-	seen := map[string]bool{}
-	for _, r := range rows {
-		if seen[r.ID] {
-			continue
-		}
-		seen[r.ID] = true
-		_, ko, err := s.manageKeyOrUse(ctx, r.ID)
-		switch {
-		case err == nil:
-			out = append(out, ko.info())
-		case isNotFound(err):
-		default:
-			s.m.log.Warn("hsm: key left out of listing", "key", r.ID, "err", err)
-		}
-	}
-	return out, nil
+	return keys, nil
 }
 
 // FindKey returns the visible key with this label; the session's own key
-// wins over one shared with it.
+// wins over one shared with it. A damaged key with the label is reported as
+// damaged (ErrCorrupt), not as missing.
 func (s *Session) FindKey(ctx context.Context, label string) (KeyInfo, error) {
-	keys, err := s.ListKeys(ctx)
+	keys, damaged, err := s.scanKeys(ctx)
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("finding key: %w", err)
 	}
@@ -581,6 +568,11 @@ func (s *Session) FindKey(ctx context.Context, label string) (KeyInfo, error) {
 	}
 	switch len(found) {
 	case 0:
+		for _, d := range damaged {
+			if d.Label == label {
+				return KeyInfo{}, fmt.Errorf("finding key labelled %q: key %s exists but is damaged or fails authentication: %w", label, d.ID, d.err)
+			}
+		}
 		return KeyInfo{}, errf(ErrNotFound, "finding key labelled %q", label)
 	case 1:
 		return found[0], nil

@@ -29,7 +29,9 @@ type Options struct {
 	UsageSummaryInterval time.Duration
 	// KeySyncInterval is how often the module compares the keys it has
 	// cached with the keystore, so that a key another node destroyed,
-	// rotated or changed stops being used here as it was (sync.go); zero →
+	// rotated or changed stops being used here as it was (sync.go), and
+	// reads the users again, so that the sessions of a user another
+	// process deleted, locked or re-roled end (userview.go); zero →
 	// 5 seconds, negative → never (one node alone, or tests calling
 	// SyncKeys).
 	KeySyncInterval time.Duration
@@ -65,12 +67,15 @@ type Module struct {
 type unsealed struct {
 	kek    []byte
 	aead   cipher.AEAD // AES-256-GCM under kek, seals objects at rest
+	macKey []byte      // authenticates the audit head (auditmac.go)
 	method UnsealMethod
-	keys   sync.Map // key id → *keyObject
+	keys   sync.Map                            // key id → *keyObject
+	users  atomic.Pointer[map[string]userView] // userview.go
 }
 
 func (st *unsealed) zero() {
 	clear(st.kek)
+	clear(st.macKey)
 	st.aead = nil
 	st.keys.Range(func(k, v any) bool {
 		v.(*keyObject).destroy()
@@ -159,6 +164,9 @@ func (m *Module) Status(ctx context.Context) (Status, error) {
 	s.Keys = len(ids)
 	return s, nil
 }
+
+// Sealed reports whether the module is sealed now.
+func (m *Module) Sealed() bool { return m.state.Load() == nil }
 
 // Seal writes pending usage summaries, zeroes the KEK and every unsealed key,
 // and ends every session. It is safe to call when already sealed.

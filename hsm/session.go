@@ -3,16 +3,18 @@ package hsm
 import (
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Session is a logged-in user's handle on the module. It is safe for
 // concurrent use. It ends with Close, or when the module is sealed.
 type Session struct {
-	m      *Module
-	st     *unsealed // the unsealed state the session was opened under
-	user   string
-	role   Role
-	closed atomic.Bool
+	m       *Module
+	st      *unsealed // the unsealed state the session was opened under
+	user    string
+	role    Role
+	created time.Time // the user's creation time: a re-created user is another user
+	closed  atomic.Bool
 }
 
 // Close ends the session. Signers made from it stop working.
@@ -33,6 +35,9 @@ func (s *Session) live() (*unsealed, error) {
 	}
 	if s.closed.Load() || st != s.st {
 		return nil, ErrNotLoggedIn
+	}
+	if err := st.sessionUser(s); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

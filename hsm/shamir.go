@@ -31,9 +31,23 @@ type shamirParams struct {
 // from a wrong share.
 const sharePrefix = "srs1-"
 
-func splitMaster(m, n int) (shamirParams, []string, []byte, error) {
+// CheckShamir validates a threshold of m out of n shares. A threshold of 1
+// with several shares is refused: every share would be the whole master
+// secret, N copies of it rather than a split. 1 of 1 stays allowed: one
+// holder of one secret, which claims no split.
+func CheckShamir(m, n int) error {
 	if m < 1 || n < m || n > 255 {
-		return shamirParams{}, nil, nil, errf(ErrInvalid, "Shamir needs 1 <= threshold <= shares <= 255 (got %d of %d)", m, n)
+		return errf(ErrInvalid, "Shamir needs 1 <= threshold <= shares <= 255 (got %d of %d)", m, n)
+	}
+	if m == 1 && n > 1 {
+		return errf(ErrInvalid, "a Shamir threshold of 1 with %d shares would make every share the whole master secret; use a threshold of at least 2 (or a single share)", n)
+	}
+	return nil
+}
+
+func splitMaster(m, n int) (shamirParams, []string, []byte, error) {
+	if err := CheckShamir(m, n); err != nil {
+		return shamirParams{}, nil, nil, err
 	}
 	g := group.Ristretto255
 	secret := g.RandomScalar(rand.Reader)

@@ -36,6 +36,9 @@ func (m *Module) syncLoop(interval time.Duration) {
 			if _, err := m.SyncKeys(ctx); err != nil {
 				m.log.Warn("hsm: comparing cached keys with the keystore", "err", err)
 			}
+			if err := m.SyncUsers(ctx); err != nil {
+				m.log.Warn("hsm: reading users again", "err", err)
+			}
 			cancel()
 		}
 	}

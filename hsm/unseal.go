@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -64,8 +67,31 @@ func newPassphraseKDF() (passphraseKDF, error) {
 	return k, err
 }
 
-func (k passphraseKDF) derive(pass []byte) []byte {
-	return argon2.IDKey(pass, k.Salt, k.Time, k.Memory, k.Threads, 32)
+// Bounds on stored Argon2id parameters (passphrase KDFs and PIN hashes).
+// They are read from the keystore or a backup header before anything is
+// authenticated, so a crafted value must neither panic (zero passes or
+// threads) nor allocate or compute without bound.
+const (
+	argonMaxTime      = 16
+	argonMinMemoryKiB = 19 * 1024 // the PIN hashes' OWASP minimum
+	argonMaxMemoryKiB = 1 << 21   // 2 GiB
+	argonMinSalt      = 8
+)
+
+// errArgonRange: stored Argon2 parameters outside the bounds above.
+var errArgonRange = core.Because(ErrCorrupt, "Argon2 parameters out of range")
+
+func argonInRange(time, memKiB uint32, threads uint8) bool {
+	return time >= 1 && time <= argonMaxTime && memKiB >= argonMinMemoryKiB && memKiB <= argonMaxMemoryKiB && threads >= 1
+}
+
+// derive refuses parameters out of range (errArgonRange) before running
+// Argon2id.
+func (k passphraseKDF) derive(pass []byte) ([]byte, error) {
+	if !argonInRange(k.Time, k.Memory, k.Threads) || len(k.Salt) < argonMinSalt {
+		return nil, errArgonRange
+	}
+	return argon2.IDKey(pass, k.Salt, k.Time, k.Memory, k.Threads, 32), nil
 }
 
 // InitOptions chooses the unseal method and names the first crypto officer.
@@ -100,8 +126,8 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	if err := validUserName(o.OfficerName); err != nil {
 		return InitResult{}, fmt.Errorf("initialising hsm: officer: %w", err)
 	}
-	if len(o.OfficerPIN) < minPINLength {
-		return InitResult{}, errf(ErrInvalid, "initialising hsm: officer PIN must be at least %d characters", minPINLength)
+	if err := validPIN(o.OfficerPIN); err != nil {
+		return InitResult{}, fmt.Errorf("initialising hsm: officer %w", err)
 	}
 	if err := m.runSelfTests(); err != nil {
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
@@ -145,7 +171,9 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		if err != nil {
 			return InitResult{}, err
 		}
-		wk = kdf.derive(o.Passphrase)
+		if wk, err = kdf.derive(o.Passphrase); err != nil {
+			return InitResult{}, err
+		}
 		meta[metaKDF], _ = json.Marshal(kdf)
 		details += fmt.Sprintf(" kdf=argon2id(t=%d,m=%dKiB,p=%d)", kdf.Time, kdf.Memory, kdf.Threads)
 	case MethodShamir:
@@ -182,16 +210,17 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		return InitResult{}, err
 	}
 	officer := storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()}
-	err = m.apply(ctx, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
+	st, err := newUnsealed(kek, o.Method)
+	if err != nil {
+		cleanup()
+		return InitResult{}, err
+	}
+	err = m.applyAs(ctx, st, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
 		"", "hsm.initialize", o.OfficerName, details+" officer="+o.OfficerName)
 	if err != nil {
 		cleanup()
-		clear(kek)
+		st.zero()
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
-	}
-	st, err := newUnsealed(kek, o.Method)
-	if err != nil {
-		return InitResult{}, err
 	}
 	m.state.Store(st)
 	m.log.Info("hsm initialised", "method", o.Method)
@@ -207,7 +236,13 @@ func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
 	}
-	return &unsealed{kek: kek, aead: g, method: method}, nil
+	mk, err := hkdf.Key(sha256.New, kek, nil, auditMACInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: audit MAC key: %w", err)
+	}
+	st := &unsealed{kek: kek, aead: g, method: method, macKey: mk}
+	st.users.Store(&map[string]userView{})
+	return st, nil
 }
 
 func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
@@ -265,6 +300,7 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	}
 	kek, method, err := recoverKEK(meta, in)
 	if err != nil {
+		m.auditUnsealFailure(ctx, meta, err)
 		return err
 	}
 	if err := m.runSelfTests(); err != nil {
@@ -279,13 +315,34 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	if err != nil {
 		return err
 	}
-	if err := m.apply(ctx, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
+	if err := m.loadUsers(ctx, st); err != nil {
+		st.zero()
+		return fmt.Errorf("unsealing: %w", err)
+	}
+	if err := m.applyAs(ctx, st, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
 	m.state.Store(st)
 	m.log.Info("hsm unsealed", "method", method)
 	return nil
+}
+
+// auditUnsealFailure records an attempt with wrong or malformed material
+// (not one that failed for want of a keystore). The entry is written while
+// sealed, so it carries no MAC; failing to write it fails nothing, since
+// the module stays sealed anyway.
+func (m *Module) auditUnsealFailure(ctx context.Context, meta map[string][]byte, err error) {
+	reason := "wrong-material"
+	switch {
+	case errors.Is(err, ErrInvalid):
+		reason = "malformed-material"
+	case !errors.Is(err, ErrBadUnseal):
+		return
+	}
+	if aerr := m.apply(ctx, storage.HSMChange{}, "", "unseal.fail", "", "method="+string(meta[metaMethod])+" reason="+reason); aerr != nil {
+		m.log.Warn("hsm: recording a failed unseal", "err", aerr)
+	}
 }
 
 // recoverKEK derives the wrapping key from in for the method recorded in
@@ -316,7 +373,9 @@ func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, e
 		if len(in.Passphrase) == 0 {
 			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
 		}
-		wk = kdf.derive(in.Passphrase)
+		if wk, err = kdf.derive(in.Passphrase); err != nil {
+			return nil, "", fmt.Errorf("unsealing: the keystore's passphrase parameters are damaged: %w", err)
+		}
 	case MethodShamir:
 		var sp shamirParams
 		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {

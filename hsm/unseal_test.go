@@ -13,7 +13,8 @@ import (
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
-// snapshot is what a failed unseal must leave unchanged.
+// snapshot is what a failed unseal must leave unchanged, beyond its own
+// "unseal.fail" audit entry.
 type snapshot struct {
 	sealed bool
 	audit  int64
@@ -21,9 +22,15 @@ type snapshot struct {
 }
 
 func snap(t *testing.T, m *Module, db *storage.DB) snapshot {
-	seq, _, err := db.HSMAuditHead(context.Background())
+	es, err := db.HSMAudit(context.Background(), 1, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var seq int64
+	for _, e := range es {
+		if e.Action != "unseal.fail" {
+			seq++
+		}
 	}
 	meta, _ := db.HSMMeta(context.Background())
 	var b strings.Builder
@@ -50,6 +57,10 @@ func TestUnsealFailuresChangeNothing(t *testing.T) {
 			}
 			if after := snap(t, m, db); after != before {
 				t.Fatalf("state changed: %+v → %+v", before, after)
+			}
+			es, _ := db.HSMAudit(ctx, 1, 0)
+			if last := es[len(es)-1]; last.Action != "unseal.fail" || last.Details != "method=passphrase reason=wrong-material" {
+				t.Fatalf("the failed unseal is not audited: %+v", last)
 			}
 			if _, err := m.Login(ctx, "co", officerPIN); !errors.Is(err, ErrSealed) {
 				t.Fatalf("login while sealed: %v", err)

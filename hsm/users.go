@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -42,7 +43,7 @@ func checkPIN(encoded, pin string) bool {
 	}
 	var mem, t uint32
 	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || mem == 0 || t == 0 || p == 0 || mem > 1<<21 {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || !argonInRange(t, mem, p) {
 		return false
 	}
 	enc := base64.RawStdEncoding
@@ -58,6 +59,23 @@ func checkPIN(encoded, pin string) bool {
 // dummyHash keeps a login for an unknown user as slow as a real one.
 const dummyHash = "$argon2id$v=19$m=19456,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
+// validPIN is the PIN policy: at least minPINLength characters, not one
+// character repeated, and no leading or trailing white space (PIN files
+// and prompts are read trimmed, so such a PIN could never be typed back;
+// an all-space PIN is refused with them).
+func validPIN(pin string) error {
+	_, first := utf8.DecodeRuneInString(pin)
+	switch {
+	case strings.TrimSpace(pin) != pin:
+		return errf(ErrInvalid, "PIN must not begin or end with white space")
+	case utf8.RuneCountInString(pin) < minPINLength:
+		return errf(ErrInvalid, "PIN must be at least %d characters", minPINLength)
+	case strings.Count(pin, pin[:first])*first == len(pin):
+		return errf(ErrInvalid, "PIN must not be one character repeated")
+	}
+	return nil
+}
+
 func validUserName(n string) error {
 	if n == "" || len(n) > 64 || !utf8.ValidString(n) {
 		return errf(ErrInvalid, "user name must be 1 to 64 characters")
@@ -70,11 +88,12 @@ func validUserName(n string) error {
 	return nil
 }
 
-// Login checks user's PIN and opens a session. A wrong PIN (or an unknown
-// user) gives ErrBadPIN; the fifth consecutive failure locks the user, and a
-// locked user gets ErrLocked even with the right PIN until an officer
-// unlocks it. Every attempt is audited; if the audit entry cannot be
-// written the login is refused.
+// Login checks user's PIN and opens a session. A wrong PIN, an unknown
+// user and a locked user all give the same ErrBadPIN (the audit entry says
+// which); the fifth consecutive failure locks the user, who then fails even
+// with the right PIN until an officer (or the unseal holders) unlocks it.
+// Every attempt is audited; if the audit entry cannot be written the login
+// is refused.
 func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
 	st, err := m.live()
 	if err != nil {
@@ -108,20 +127,10 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=locked"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
-		return nil, fmt.Errorf("login as %s: %w", user, ErrLocked)
+		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	case !ok:
-		u.Failures++
-		action := "login.fail"
-		if u.Failures >= maxFailed {
-			u.Locked, action = true, "user.lockout"
-		}
-		err := m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, user, action, user,
-			fmt.Sprintf("reason=bad-pin failures=%d", u.Failures))
-		if err != nil {
+		if _, err := m.failedPIN(ctx, u, "login"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
-		}
-		if u.Locked {
-			return nil, fmt.Errorf("login as %s: wrong PIN, user is now locked: %w", user, ErrLocked)
 		}
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	}
@@ -133,7 +142,23 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	if err := m.apply(ctx, ch, user, "login", user, "role="+u.Role); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	return &Session{m: m, st: st, user: user, role: Role(u.Role)}, nil
+	st.noteUsers([]storage.HSMUser{u}, nil) // created or changed by another process since the last sync
+	return &Session{m: m, st: st, user: user, role: Role(u.Role), created: viewOf(u).created}, nil
+}
+
+// failedPIN counts a wrong PIN for u (a login, or the old PIN of a PIN
+// change: both prove the PIN) and locks u at the maxFailed-th consecutive
+// one, with an audit entry saying what was tried. Callers hold m.mu and
+// read u under it.
+func (m *Module) failedPIN(ctx context.Context, u storage.HSMUser, during string) (locked bool, err error) {
+	u.Failures++
+	action := "login.fail"
+	if u.Failures >= maxFailed {
+		u.Locked, action = true, "user.lockout"
+	}
+	err = m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, u.Name, action, u.Name,
+		fmt.Sprintf("reason=bad-pin during=%s failures=%d", during, u.Failures))
+	return u.Locked, err
 }
 
 // CreateUser adds a user (officer only).
@@ -147,8 +172,8 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 	if !role.valid() {
 		return errf(ErrInvalid, "creating user: unknown role %q (want officer, user or auditor)", role)
 	}
-	if len(pin) < minPINLength {
-		return errf(ErrInvalid, "creating user: PIN must be at least %d characters", minPINLength)
+	if err := validPIN(pin); err != nil {
+		return fmt.Errorf("creating user: %w", err)
 	}
 	hash, err := hashPIN(pin)
 	if err != nil {
@@ -191,7 +216,11 @@ func (s *Session) DeleteUser(ctx context.Context, name string) error {
 			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
 		}
 	}
-	return s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}}, s.user, "user.delete", name, "")
+	err = s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}, RequireNoOwned: []string{name}}, s.user, "user.delete", name, "")
+	if errors.Is(err, storage.ErrHSMUserChanged) {
+		return errf(ErrExists, "deleting user %q: the user was given a key meanwhile; destroy it first", name)
+	}
+	return err
 }
 
 // UnlockUser clears a user's lockout (officer only).
@@ -228,20 +257,15 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	return out, nil
 }
 
-// ChangePIN changes the session user's own PIN (any role).
+// ChangePIN changes the session user's own PIN (any role). A wrong old PIN
+// counts as a failed login: it is audited and the fifth in a row locks the
+// user (which ends the session).
 func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if _, err := s.live(); err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
 	}
-	if len(newPIN) < minPINLength {
-		return errf(ErrInvalid, "changing PIN: new PIN must be at least %d characters", minPINLength)
-	}
-	u, err := s.m.store.HSMUser(ctx, s.user)
-	if err != nil {
-		return fmt.Errorf("changing PIN: %w", err)
-	}
-	if !checkPIN(u.PINHash, oldPIN) {
-		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
+	if err := validPIN(newPIN); err != nil {
+		return fmt.Errorf("changing PIN: new %w", err)
 	}
 	hash, err := hashPIN(newPIN)
 	if err != nil {
@@ -249,10 +273,17 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	if u, err = s.m.store.HSMUser(ctx, s.user); err != nil {
+	u, err := s.m.store.HSMUser(ctx, s.user)
+	if err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
 	}
-	u.PINHash = hash
+	if !checkPIN(u.PINHash, oldPIN) {
+		if _, err := s.m.failedPIN(ctx, u, "pin-change"); err != nil {
+			return fmt.Errorf("changing PIN: %w", err)
+		}
+		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
+	}
+	u.PINHash, u.Failures = hash, 0
 	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.pin-change", s.user, "")
 }
 

@@ -51,6 +51,9 @@ type HSMAuditEntry struct {
 	Details  string
 	PrevHash []byte
 	Hash     []byte
+	// MAC authenticates Hash under a key only an unsealed HSM has; empty
+	// for an entry appended while sealed or before authentication began.
+	MAC []byte
 }
 
 // HSMUse adds N uses to one key version.
@@ -69,6 +72,17 @@ var ErrHSMObjectChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm obje
 // ErrHSMLabelTaken is the KindConflict error (wrapped with the label) of a
 // change that creates an object under a label its owner already uses.
 var ErrHSMLabelTaken = &core.Error{Kind: core.KindConflict, Detail: "hsm object label already in use"}
+
+// ErrHSMUserChanged is the KindConflict error (wrapped with the user it
+// names) of a change whose RequireUsers or RequireNoOwned no longer hold:
+// another node deleted the user, or gave it a key, meanwhile.
+var ErrHSMUserChanged = &core.Error{Kind: core.KindConflict, Detail: "hsm user changed in the keystore"}
+
+// ErrHSMAuditDamaged is the error of reading an audit log that cannot be
+// read as the HSM writes it: the head row deleted, or a value of the wrong
+// type in a row. Only an edit outside the HSM does that; `ca hsm audit
+// verify` reports it as tampering.
+var ErrHSMAuditDamaged = &core.Error{Kind: core.KindInternal, Detail: "hsm audit log is damaged"}
 
 // HSMObjectHead is the stored state a change to an object was computed
 // from: its highest version and that version's attribute encoding.
@@ -98,9 +112,15 @@ type HSMChange struct {
 	// RequireFreeLabels makes the change fail with ErrHSMLabelTaken when the
 	// owner already has an object with that label.
 	RequireFreeLabels []HSMLabel
-	Meta              map[string][]byte
-	PutUsers          []HSMUser // insert or replace by name
-	DeleteUsers       []string
+	// RequireUsers makes the change fail with ErrHSMUserChanged unless
+	// each user exists (the owner of a key being created).
+	RequireUsers []string
+	// RequireNoOwned makes the change fail with ErrHSMUserChanged when one
+	// of these users owns an object (a user being deleted).
+	RequireNoOwned []string
+	Meta           map[string][]byte
+	PutUsers       []HSMUser // insert or replace by name
+	DeleteUsers    []string
 	// InsertObjects adds versions that must not exist yet: a stored
 	// (id, version) makes the change fail with ErrHSMObjectChanged, so new
 	// keys and rotations never replace stored key material.
@@ -115,7 +135,25 @@ type HSMChange struct {
 	// (read under the head row's lock, so appends from several nodes
 	// serialise). The returned entry must carry Seq = prevSeq+1.
 	Audit func(prevSeq int64, prevHash []byte) HSMAuditEntry
+	// AuditAuth, if set with Audit, authenticates the appended entry and
+	// the head (see HSMAuditAuthFunc). Nil: the entry gets no MAC and the
+	// head's authentication stays as stored.
+	AuditAuth HSMAuditAuthFunc
 }
+
+// HSMAuditAuth authenticates the audit chain: MAC is computed by an
+// unsealed HSM over the chain up to entry Seq; From is the first entry
+// appended with authentication. Zero: nothing authenticated yet.
+type HSMAuditAuth struct {
+	From, Seq int64
+	MAC       []byte
+}
+
+// HSMAuditAuthFunc authenticates the append of e: given the stored head
+// authentication prev and the stored hash of entry prev.Seq (nil when
+// prev.Seq is 0 or that entry is gone), both read under the head's lock, it
+// returns e's MAC and the head's new authentication.
+type HSMAuditAuthFunc func(e HSMAuditEntry, prev HSMAuditAuth, prevHash []byte) (entryMAC []byte, next HSMAuditAuth)
 
 // HSMMeta returns every module-wide record.
 func (d *DB) HSMMeta(ctx context.Context) (map[string][]byte, error) { return hsmMeta(ctx, d) }
@@ -234,7 +272,7 @@ func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAudit
 }
 
 func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
-	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash FROM hsm_audit WHERE seq >= ? ORDER BY seq`
+	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash, mac FROM hsm_audit WHERE seq >= ? ORDER BY seq`
 	args := []any{fromSeq}
 	if limit > 0 {
 		query += ` LIMIT ?`
@@ -243,20 +281,29 @@ func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAu
 	return queryAll(ctx, q, "reading hsm audit", query, args, func(r scanner) (HSMAuditEntry, error) {
 		var e HSMAuditEntry
 		var at int64
-		err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash)
+		if err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash, &e.MAC); err != nil {
+			return e, fmt.Errorf("%w: %v", ErrHSMAuditDamaged, err)
+		}
 		e.At = FromMicros(at)
-		return e, err
+		return e, nil
 	})
 }
 
 // HSMAuditHead returns the seq and hash of the last appended entry as
 // recorded in the head row (0 and empty before the first).
 func (d *DB) HSMAuditHead(ctx context.Context) (int64, []byte, error) {
-	var seq int64
+	var raw any // SQLite keeps whatever was written; a non-integer is damage
 	var h []byte
-	err := d.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&seq, &h)
+	err := d.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&raw, &h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, fmt.Errorf("the hsm audit head row is missing: %w", ErrHSMAuditDamaged)
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading hsm audit head: %w", err)
+	}
+	seq, ok := raw.(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("the hsm audit head's seq is not an integer: %w", ErrHSMAuditDamaged)
 	}
 	return seq, h, nil
 }
@@ -328,7 +375,7 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 			}
 		}
 		if ch.Audit != nil {
-			return appendHSMAudit(ctx, tx, ch.Audit)
+			return appendHSMAudit(ctx, tx, ch.Audit, ch.AuditAuth)
 		}
 		return nil
 	})
@@ -360,6 +407,24 @@ func checkHSMChange(ctx context.Context, tx *Tx, ch HSMChange) error {
 			return fmt.Errorf("%q already has an object labelled %q: %w", l.Owner, l.Label, ErrHSMLabelTaken)
 		}
 	}
+	for _, u := range ch.RequireUsers {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_users WHERE name = ?`, u).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm users: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q does not exist: %w", u, ErrHSMUserChanged)
+		}
+	}
+	for _, u := range ch.RequireNoOwned {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_objects WHERE owner = ?`, u).Scan(&n); err != nil {
+			return fmt.Errorf("checking hsm objects: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("user %q owns objects: %w", u, ErrHSMUserChanged)
+		}
+	}
 	if ch.RequireNoMeta != "" {
 		var n int
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_meta WHERE name = ?`, ch.RequireNoMeta).Scan(&n); err != nil {
@@ -372,24 +437,64 @@ func checkHSMChange(ctx context.Context, tx *Tx, ch HSMChange) error {
 	return nil
 }
 
-func appendHSMAudit(ctx context.Context, tx *Tx, build func(int64, []byte) HSMAuditEntry) error {
+func appendHSMAudit(ctx context.Context, tx *Tx, build func(int64, []byte) HSMAuditEntry, auth HSMAuditAuthFunc) error {
 	// The no-op UPDATE takes the head row's lock first (PostgreSQL row lock;
 	// SQLite transactions already hold the write lock from BEGIN).
 	var seq int64
 	var prev []byte
-	if err := tx.QueryRow(ctx, `UPDATE hsm_audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash`).Scan(&seq, &prev); err != nil {
+	var pa HSMAuditAuth
+	if err := tx.QueryRow(ctx, `UPDATE hsm_audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, mac_from, mac_seq, mac`).
+		Scan(&seq, &prev, &pa.From, &pa.Seq, &pa.MAC); err != nil {
 		return fmt.Errorf("locking hsm audit head: %w", err)
 	}
 	e := build(seq, prev)
 	if e.Seq != seq+1 {
 		return errors.New("appending hsm audit: entry does not follow the head")
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash); err != nil {
+	next := pa
+	e.MAC = []byte{}
+	if auth != nil {
+		var authHash []byte
+		if pa.Seq > 0 {
+			err := tx.QueryRow(ctx, `SELECT hash FROM hsm_audit WHERE seq = ?`, pa.Seq).Scan(&authHash)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("reading the authenticated hsm audit entry: %w", err)
+			}
+		}
+		e.MAC, next = auth(e, pa, authHash)
+	}
+	if next.MAC == nil {
+		next.MAC = []byte{} // NOT NULL: an empty blob may scan as nil
+	}
+	if err := insertHSMAudit(ctx, tx, e); err != nil {
 		return fmt.Errorf("appending hsm audit: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ? WHERE id = 1`, e.Seq, e.Hash); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ?, mac_from = ?, mac_seq = ?, mac = ? WHERE id = 1`,
+		e.Seq, e.Hash, next.From, next.Seq, next.MAC); err != nil {
 		return fmt.Errorf("advancing hsm audit head: %w", err)
 	}
 	return nil
+}
+
+func insertHSMAudit(ctx context.Context, tx *Tx, e HSMAuditEntry) error {
+	if e.MAC == nil {
+		e.MAC = []byte{}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash, e.MAC)
+	return err
+}
+
+// HSMAuditAuth returns the audit head's authentication (zero before the
+// first authenticated append).
+func (d *DB) HSMAuditAuth(ctx context.Context) (HSMAuditAuth, error) {
+	var a HSMAuditAuth
+	err := d.QueryRow(ctx, `SELECT mac_from, mac_seq, mac FROM hsm_audit_head WHERE id = 1`).Scan(&a.From, &a.Seq, &a.MAC)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("the hsm audit head row is missing: %w", ErrHSMAuditDamaged)
+	}
+	if err != nil {
+		return a, fmt.Errorf("reading hsm audit authentication: %w", err)
+	}
+	return a, nil
 }

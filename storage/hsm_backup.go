@@ -18,6 +18,7 @@ type HSMSnapshot struct {
 	Audit    []HSMAuditEntry
 	HeadSeq  int64
 	HeadHash []byte
+	HeadAuth HSMAuditAuth
 }
 
 // SnapshotHSM appends the audit entry audit builds (when not nil) and reads
@@ -25,11 +26,11 @@ type HSMSnapshot struct {
 // audit head's lock, which every keystore write also takes, so the snapshot
 // is consistent on PostgreSQL as well as SQLite, and it includes its own
 // entry.
-func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry) (HSMSnapshot, error) {
+func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry, auth HSMAuditAuthFunc) (HSMSnapshot, error) {
 	var s HSMSnapshot
 	err := d.InTx(ctx, func(tx *Tx) error {
 		if audit != nil {
-			if err := appendHSMAudit(ctx, tx, audit); err != nil {
+			if err := appendHSMAudit(ctx, tx, audit, auth); err != nil {
 				return err
 			}
 		}
@@ -46,7 +47,8 @@ func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash
 		if s.Audit, err = hsmAudit(ctx, tx, 0, 0); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM hsm_audit_head WHERE id = 1`).Scan(&s.HeadSeq, &s.HeadHash); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT seq, hash, mac_from, mac_seq, mac FROM hsm_audit_head WHERE id = 1`).
+			Scan(&s.HeadSeq, &s.HeadHash, &s.HeadAuth.From, &s.HeadAuth.Seq, &s.HeadAuth.MAC); err != nil {
 			return fmt.Errorf("reading hsm audit head: %w", err)
 		}
 		return nil
@@ -102,8 +104,7 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 			}
 		}
 		for _, e := range s.Audit {
-			if _, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash); err != nil {
+			if err := insertHSMAudit(ctx, tx, e); err != nil {
 				return fmt.Errorf("restoring hsm audit entry %d: %w", e.Seq, err)
 			}
 		}
@@ -111,11 +112,18 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 		if hash == nil {
 			hash = []byte{}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ? WHERE id = 1`, s.HeadSeq, hash); err != nil {
+		// The entries keep their MACs and the head its authentication:
+		// a restore needs the same KEK, so they verify as before.
+		mac := s.HeadAuth.MAC
+		if mac == nil {
+			mac = []byte{}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ?, mac_from = ?, mac_seq = ?, mac = ? WHERE id = 1`,
+			s.HeadSeq, hash, s.HeadAuth.From, s.HeadAuth.Seq, mac); err != nil {
 			return fmt.Errorf("restoring hsm audit head: %w", err)
 		}
 		if audit != nil {
-			return appendHSMAudit(ctx, tx, audit)
+			return appendHSMAudit(ctx, tx, audit, nil) // sealed: nothing to authenticate with
 		}
 		return nil
 	})

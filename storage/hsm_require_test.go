@@ -33,7 +33,10 @@ func TestHSMInsertAndRequire(t *testing.T) {
 				t.Fatalf("%s: got %v, want %v (a conflict)", what, err, want)
 			}
 		}
-		if err := apply(storage.HSMChange{InsertObjects: []storage.HSMObject{obj(1, "a1", "v1")},
+		if err := apply(storage.HSMChange{PutUsers: []storage.HSMUser{{Name: "a", Role: "user", PINHash: "x", Created: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := apply(storage.HSMChange{InsertObjects: []storage.HSMObject{obj(1, "a1", "v1")}, RequireUsers: []string{"a"},
 			RequireFreeLabels: []storage.HSMLabel{{Owner: "a", Label: "l"}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -57,12 +60,17 @@ func TestHSMInsertAndRequire(t *testing.T) {
 			PutObjects:   []storage.HSMObject{obj(2, "b2", "w2")}}), storage.ErrHSMObjectChanged)
 		conflict("destroyed object", apply(storage.HSMChange{RequireHeads: []storage.HSMObjectHead{{ID: "gone", Version: 1}}}),
 			storage.ErrHSMObjectChanged)
+		conflict("a key for a user that does not exist", apply(storage.HSMChange{RequireUsers: []string{"nobody"},
+			InsertObjects: []storage.HSMObject{{ID: "k3", Version: 1, Owner: "nobody", Label: "m", Attrs: []byte("x"), Sealed: []byte("x")}}}),
+			storage.ErrHSMUserChanged)
+		conflict("deleting a user who owns a key", apply(storage.HSMChange{RequireNoOwned: []string{"a"}, DeleteUsers: []string{"a"}}),
+			storage.ErrHSMUserChanged)
 		got, err := db.HSMObject(ctx, "k")
 		if err != nil || len(got) != 2 || string(got[0].Sealed) != "v1" || string(got[1].Sealed) != "v2" || string(got[1].Attrs) != "a2" {
 			t.Fatalf("stored versions %+v %v", got, err)
 		}
-		if seq, _, _ := db.HSMAuditHead(ctx); seq != 3 {
-			t.Fatalf("audit head %d, want 3 (failed changes append nothing)", seq)
+		if seq, _, _ := db.HSMAuditHead(ctx); seq != 4 {
+			t.Fatalf("audit head %d, want 4 (failed changes append nothing)", seq)
 		}
 	})
 }

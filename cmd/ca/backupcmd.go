@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -120,12 +117,20 @@ which needs its own database backup.`,
 			if err != nil {
 				return err
 			}
-			if err := prepareRestoreDir(g.dataDir, fromDir, info); err != nil {
-				return err
+			// A failed restore removes what it created (the directory, the
+			// copied or default configuration, the database), so a retry
+			// does not silently keep them.
+			var created undo
+			err = prepareRestoreDir(g.dataDir, fromDir, info, &created)
+			if err == nil {
+				err = withNode(cmd, g, func(ctx context.Context, n *node) error {
+					return restoreInto(ctx, cmd, n, data, info)
+				})
 			}
-			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				return restoreInto(ctx, cmd, n, data, info)
-			})
+			if err != nil {
+				created.run()
+			}
+			return err
 		}}
 	cmd.Flags().StringVar(&in, "in", "", "backup file to restore")
 	cmd.Flags().StringVar(&fromDir, "from-dir", "", "old data directory to copy strongroom.yaml and the issuer certificates from")
@@ -134,8 +139,10 @@ which needs its own database backup.`,
 
 // prepareRestoreDir creates dir and gives it a configuration: copied from
 // fromDir with the issuer certificates, or the defaults for the backup's
-// unseal method.
-func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo) error {
+// unseal method. What it creates, and the database the restore will create,
+// is noted in created.
+func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo, created *undo) error {
+	created.note(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
@@ -153,6 +160,7 @@ func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo) error {
 			if filepath.IsAbs(f) {
 				continue // an absolute path already names the file wherever it is
 			}
+			created.note(filepath.Join(dir, f))
 			if err := copyIfMissing(filepath.Join(fromDir, f), filepath.Join(dir, f)); err != nil {
 				return err
 			}
@@ -164,10 +172,16 @@ func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo) error {
 		if info.Method != hsm.MethodKeyFile {
 			c.HSM.KeyFile = ""
 		}
+		created.note(cfgPath)
 		if err := c.Write(dir); err != nil {
 			return fmt.Errorf("writing default configuration: %w", err)
 		}
 	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return err
+	}
+	created.noteDB(cfg, dir)
 	return nil
 }
 
@@ -239,39 +253,4 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key file for keyfile unseal,\n"+
 		"and the certificate database (issued certificates, revocations, ACME accounts) from its own backup")
 	return nil
-}
-
-// unsealMaterial gathers the module's unseal material without unsealing.
-func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
-	var in hsm.UnsealInput
-	r := bufio.NewReader(cmd.InOrStdin())
-	switch n.cfg.HSM.Unseal {
-	case "keyfile":
-		in.KeyFile = config.Path(n.dir, n.cfg.HSM.KeyFile)
-		if _, err := os.Stat(in.KeyFile); err != nil {
-			return in, fmt.Errorf("the backup opens with the module's key file: copy it to %s first (%w)", in.KeyFile, err)
-		}
-	case "passphrase":
-		p := os.Getenv(config.EnvPassphrase)
-		if p == "" {
-			fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
-			line, _ := r.ReadString('\n')
-			p = strings.TrimRight(line, "\r\n")
-		}
-		in.Passphrase = []byte(p)
-	case "pkcs11":
-		return n.tokenUnseal(cmd.Context())
-	case "shamir":
-		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
-		for {
-			line, err := r.ReadString('\n')
-			if line = strings.TrimSpace(line); line != "" {
-				in.Shares = append(in.Shares, line)
-			}
-			if line == "" || errors.Is(err, io.EOF) || err != nil {
-				break
-			}
-		}
-	}
-	return in, nil
 }

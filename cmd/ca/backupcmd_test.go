@@ -41,6 +41,7 @@ func TestBackupRestoreCLI(t *testing.T) {
 		t.Fatalf("restore without the key file: %v", err)
 	}
 	key, _ := os.ReadFile(filepath.Join(old, "unseal.key"))
+	os.MkdirAll(fresh, 0o700) // the failed restore removed the directory it had created
 	os.WriteFile(filepath.Join(fresh, "unseal.key"), key, 0o600)
 	data, _ := os.ReadFile(file)
 	bad := bytes.Clone(data)
@@ -49,7 +50,7 @@ func TestBackupRestoreCLI(t *testing.T) {
 	if _, err := runCA(t, "--data", fresh, "hsm", "restore", "--in", file+".bad"); err == nil || !strings.Contains(err.Error(), "tampered") {
 		t.Fatalf("tampered restore: %v", err)
 	}
-	out, err := runCA(t, "--data", fresh, "hsm", "restore", "--in", file)
+	out, err := runCA(t, "--data", fresh, "hsm", "restore", "--in", file, "--from-dir", old) // failed runs kept nothing
 	if err != nil || !strings.Contains(out, "audit log intact") || !strings.Contains(out, "unsealed with the original material") {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}

@@ -62,13 +62,28 @@ type ceremonyResult struct {
 
 // runCeremony creates the HSM, its officer and the CA's crypto user, the root
 // and intermediate key pairs inside it, their certificates, and the
-// configuration file. It refuses a directory that already holds a CA.
-func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
+// configuration file. It refuses a directory that already holds a CA. The
+// arguments are checked before anything is written, and a ceremony that
+// fails removes every file it created (nothing that was there before), so
+// a corrected retry starts afresh.
+func runCeremony(ctx context.Context, c ceremony) (res *ceremonyResult, err error) {
+	var created undo
+	defer func() {
+		if err != nil {
+			created.run() // ceremonyIn has closed the database by now
+		}
+	}()
+	return ceremonyIn(ctx, c, &created)
+}
+
+func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult, error) {
 	if _, err := os.Stat(filepath.Join(c.Dir, config.FileName)); err == nil {
 		return nil, fmt.Errorf("%s already holds a CA (%s exists)", c.Dir, config.FileName)
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory: %w", err)
+	if c.Unseal == "shamir" {
+		if err := hsm.CheckShamir(c.Threshold, c.Shares); err != nil {
+			return nil, err
+		}
 	}
 	cfg := config.Default()
 	if c.Hostname != "" || c.ListenHTTPS != "" || c.ListenHTTP != "" {
@@ -102,6 +117,10 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	created.note(c.Dir)
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
 	if c.KeyType == "" {
 		c.KeyType = "p256"
 	}
@@ -124,6 +143,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 			}
 		}
 	}
+	created.noteDB(cfg, c.Dir)
 	db, err := openDB(ctx, cfg, c.Dir)
 	if err != nil {
 		return nil, err
@@ -140,6 +160,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if officerPIN == "" {
 		officerPIN = randomSecret()
 		res.OfficerFile = filepath.Join(c.Dir, "officer.pin")
+		created.note(res.OfficerFile)
 		if err := writeSecret(res.OfficerFile, officerPIN); err != nil {
 			return nil, err
 		}
@@ -154,6 +175,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	}
 	if c.Unseal == "keyfile" {
 		init.KeyFile = config.Path(c.Dir, cfg.HSM.KeyFile)
+		created.note(init.KeyFile)
 	}
 	if wrapper != nil {
 		init.Wrapper = wrapper
@@ -179,6 +201,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		return nil, fmt.Errorf("creating the key service's crypto user: %w", err)
 	}
 	officer.Close()
+	created.note(config.Path(c.Dir, cfg.HSM.PINFile), config.Path(c.Dir, cfg.HSM.AppsPINFile))
 	if err := writeSecret(config.Path(c.Dir, cfg.HSM.PINFile), caPIN); err != nil {
 		return nil, err
 	}
@@ -214,6 +237,7 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	created.note(config.Path(c.Dir, cfg.CA.Root.Cert))
 	if err := writeCert(config.Path(c.Dir, cfg.CA.Root.Cert), rootCert); err != nil {
 		return nil, err
 	}
@@ -229,10 +253,12 @@ func runCeremony(ctx context.Context, c ceremony) (*ceremonyResult, error) {
 		if err := recordCeremonyCert(ctx, db, cfg.CA.Root.ID, cert); err != nil {
 			return nil, err
 		}
+		created.note(config.Path(c.Dir, in.Cert))
 		if err := writeCert(config.Path(c.Dir, in.Cert), cert); err != nil {
 			return nil, err
 		}
 	}
+	created.note(filepath.Join(c.Dir, config.FileName))
 	if err := cfg.Write(c.Dir); err != nil {
 		return nil, fmt.Errorf("writing config: %w", err)
 	}

@@ -92,9 +92,22 @@ func (c *control) seal(w http.ResponseWriter, r *http.Request) {
 		// Not serving (already sealed or still starting): seal directly.
 		c.n.hsm.Seal()
 	}
-	c.status(w, r)
+	c.reply(w, r, controlStatus{})
 }
 
+// controlStatus is the control socket's answer to /seal and /unseal.
+type controlStatus struct {
+	hsm.Status
+	// Note says why nothing was done (the module was already unsealed).
+	Note string `json:"note,omitempty"`
+	// NeedsMaterial: an unseal request came without material and the
+	// server has none of its own; the client asks for it and tries again.
+	NeedsMaterial bool `json:"needs_material,omitempty"`
+}
+
+// unseal is POST /unseal. The module is checked first, so an unsealed one
+// answers "already unsealed" whatever the request holds, and the serve loop
+// is signalled only by an unseal that happened here.
 func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 	var req unsealRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
@@ -102,8 +115,22 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.mu.Lock()
-	err := c.n.hsm.Unseal(r.Context(), hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if !c.n.hsm.Sealed() {
+		c.reply(w, r, controlStatus{Note: "already unsealed; nothing done"})
+		return
+	}
+	var err error
+	if req.Passphrase == "" && len(req.Shares) == 0 {
+		// The configured material (key file, token, passphrase in the
+		// server's environment), as at start; else ask the client.
+		if err = c.n.unsealFromEnvironment(r.Context()); errors.Is(err, errNeedsOperator) {
+			c.reply(w, r, controlStatus{NeedsMaterial: true})
+			return
+		}
+	} else {
+		err = c.n.hsm.Unseal(r.Context(), hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
@@ -112,17 +139,29 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 	case c.unsealed <- struct{}{}:
 	default:
 	}
-	c.status(w, r)
+	c.reply(w, r, controlStatus{})
 }
 
-func (c *control) status(w http.ResponseWriter, r *http.Request) {
+// autoUnseal unseals with the configured material when it needs no
+// operator (at start), serialised with unseals through the socket.
+func (c *control) autoUnseal(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n.unsealFromEnvironment(ctx)
+}
+
+func (c *control) status(w http.ResponseWriter, r *http.Request) { c.reply(w, r, controlStatus{}) }
+
+// reply answers with the module's status and res's note or request.
+func (c *control) reply(w http.ResponseWriter, r *http.Request, res controlStatus) {
 	st, err := c.n.hsm.Status(r.Context())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	res.Status = st
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(st)
+	json.NewEncoder(w).Encode(res)
 }
 
 // revoke revokes through the serving app, as REST does: its OCSP cache,

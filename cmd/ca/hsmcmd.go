@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -35,6 +34,7 @@ func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *no
 		return err
 	}
 	defer n.Close(context.Background())
+	warnLooseSecrets(n, cmd.ErrOrStderr())
 	return fn(ctx, n)
 }
 
@@ -82,11 +82,31 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "failure: %s\n", st.Failure)
 				}
 				if unsealErr != nil {
-					fmt.Fprintf(w, "unseal: %v\n", unsealErr)
+					return fmt.Errorf("the HSM could not be unsealed: %w", unsealErr)
+				}
+				damaged, err := n.hsm.CheckObjects(ctx)
+				if err != nil {
+					return err
+				}
+				printDamaged(w, damaged)
+				if len(damaged) > 0 {
+					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them", len(damaged))
 				}
 				return nil
 			})
 		}}
+}
+
+// printDamaged lists damaged key objects: id, the label and owner their row
+// names (not authenticated), and why they fail to open.
+func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
+	if len(damaged) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "damaged objects: %d\n", len(damaged))
+	for _, d := range damaged {
+		fmt.Fprintf(w, "  DAMAGED %s label=%q owner=%q: %s\n", d.ID, d.Label, d.Owner, d.Reason)
+	}
 }
 
 func hsmUsersCommand(g *globals) *cobra.Command {
@@ -108,18 +128,20 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			})
 		}
 	}
-	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: run(func(ctx context.Context, s *hsm.Session, _ []string) error {
-		users, err := s.ListUsers(ctx)
-		if err != nil {
-			return err
-		}
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
-		for _, u := range users {
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
-		}
-		return w.Flush()
-	})}
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
+		return run(func(ctx context.Context, s *hsm.Session, _ []string) error {
+			users, err := s.ListUsers(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
+			for _, u := range users {
+				fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
+			}
+			return w.Flush()
+		})(cmd, args)
+	}}
 	var role string
 	create := &cobra.Command{Use: "create NAME", Short: "Create a user; the PIN is read from STRONGROOM_NEW_PIN or stdin",
 		Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
@@ -128,9 +150,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			}
 			pin := os.Getenv("STRONGROOM_NEW_PIN")
 			if pin == "" {
-				fmt.Fprint(os.Stderr, "PIN for the new user: ")
-				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-				pin = strings.TrimSpace(line)
+				pin = promptLine(cmd, "PIN for the new user")
 			}
 			return s.CreateUser(ctx, args[0], hsm.Role(role), pin)
 		})}
@@ -138,10 +158,20 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 	del := &cobra.Command{Use: "delete NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
 		return s.DeleteUser(ctx, args[0])
 	})}
-	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+	var withUnseal bool
+	unlockByOfficer := run(func(ctx context.Context, s *hsm.Session, args []string) error {
 		return s.UnlockUser(ctx, args[0])
-	})}
-	cmd.AddCommand(list, create, del, unlock)
+	})
+	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1),
+		Short: "Clear a user's lockout: as the officer, or --with-unseal on the authority of the unseal material (when no officer can log in)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if withUnseal {
+				return unlockWithUnseal(cmd, g, args[0])
+			}
+			return unlockByOfficer(cmd, args)
+		}}
+	unlock.Flags().BoolVar(&withUnseal, "with-unseal", false, "unlock with the unseal material (key file, passphrase, shares or token) instead of an officer login")
+	cmd.AddCommand(list, create, del, unlock, hsmPINCommand(g, &officer))
 	return cmd
 }
 
@@ -161,13 +191,24 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			damaged, err := s.DamagedKeys(ctx)
+			if err != nil {
+				return err
+			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tLABEL\tTYPE\tVERSION\tEXTRACTABLE\tOWNER\tUSES\tCREATED")
 			for _, k := range keys {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\t%s\t%d\t%s\n", k.ID, k.Label, k.Type, k.Version, k.Extractable,
 					k.Owner, k.Uses, k.Created.Format("2006-01-02T15:04:05Z"))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printDamaged(cmd.OutOrStdout(), damaged)
+			if len(damaged) > 0 {
+				return fmt.Errorf("%d damaged keys", len(damaged))
+			}
+			return nil
 		})
 	}})
 	return cmd
@@ -175,9 +216,16 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 
 func hsmAuditCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the HSM's hash-chained audit log"}
-	cmd.AddCommand(&cobra.Command{Use: "verify", Short: "Check every entry's hash chain; names the first bad entry",
+	cmd.AddCommand(&cobra.Command{Use: "verify", Short: "Check the hash chain and, unsealed, the head's MAC; names the first bad entry",
+		Long: `verify checks every entry's hash chain and, with the HSM unsealed here (as
+other commands unseal it), the MAC under the master key that authenticates
+the chain's head. It prints the head's seq and hash: record them outside the
+database (a ticket, a log server), because a rollback of the whole database
+to an older copy carries an older, valid MAC and is only detected against
+such a record.`,
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				unsealErr := unsealForCLI(ctx, cmd, n)
 				rep, err := n.hsm.VerifyAudit(ctx)
 				if err != nil {
 					return err
@@ -185,11 +233,37 @@ func hsmAuditCommand(g *globals) *cobra.Command {
 				if rep.FirstBad != 0 {
 					return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read)", rep.FirstBad, rep.Problem, rep.Entries)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "audit log intact: %d entries, hash chain verified\n", rep.Entries)
+				printAuditReport(cmd.OutOrStdout(), rep, unsealErr)
 				return nil
 			})
 		}})
 	return cmd
+}
+
+func printAuditReport(w io.Writer, rep hsm.AuditReport, unsealErr error) {
+	fmt.Fprintf(w, "audit log intact: %d entries, hash chain verified\n", rep.Entries)
+	fmt.Fprintf(w, "head: #%d %x (record it outside the database: only that shows a rollback of the whole database)\n", rep.HeadSeq, rep.HeadHash)
+	switch {
+	case rep.AuthSeq == 0:
+		fmt.Fprintln(w, "authenticated: none yet (a log from before authentication; the next append made unsealed starts it)")
+	case rep.MACChecked:
+		fmt.Fprintf(w, "authenticated: head MAC verified; entries #%d to #%d were appended with authentication", rep.AuthFrom, rep.AuthSeq)
+		if rep.AuthFrom > 1 {
+			fmt.Fprintf(w, ", #1 to #%d before it began (covered as they stood then)", rep.AuthFrom-1)
+		}
+		fmt.Fprintln(w)
+	default:
+		fmt.Fprintf(w, "authenticated: head MAC NOT checked, the HSM is sealed here (%v)\n", unsealErr)
+	}
+	if len(rep.Unauthenticated) > 0 {
+		actions := slices.Sorted(maps.Keys(rep.Unauthenticated))
+		var parts []string
+		for _, a := range actions {
+			parts = append(parts, fmt.Sprintf("%s×%d", a, rep.Unauthenticated[a]))
+		}
+		fmt.Fprintf(w, "not authenticated: entries since #%d without a MAC, appended while sealed or by a node of the previous release: %s\n",
+			rep.AuthFrom, strings.Join(parts, ", "))
+	}
 }
 
 func hsmUnsealCommand(g *globals) *cobra.Command {
@@ -197,12 +271,7 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			if client, ok := controlClient(g.dataDir); ok {
 				return withNode(cmd, g, func(ctx context.Context, n *node) error {
-					req, err := readUnsealMaterial(cmd, n)
-					if err != nil {
-						return err
-					}
-					body, _ := json.Marshal(req)
-					return controlCall(cmd, client, "/unseal", body)
+					return unsealThroughControl(ctx, cmd, n, client)
 				})
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
@@ -215,6 +284,29 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 		}}
 }
 
+// unsealThroughControl asks the running server to unseal. The first
+// request carries no material: a server already unsealed says so, and no
+// share or passphrase is read for nothing; only when the server asks for
+// material is it read and sent.
+func unsealThroughControl(ctx context.Context, cmd *cobra.Command, n *node, client *http.Client) error {
+	var res controlStatus
+	if err := postControl(ctx, client, "/unseal", unsealRequest{}, &res); err != nil {
+		return err
+	}
+	if res.NeedsMaterial {
+		req, err := readUnsealMaterial(cmd, n)
+		if err != nil {
+			return err
+		}
+		res = controlStatus{}
+		if err := postControl(ctx, client, "/unseal", req, &res); err != nil {
+			return err
+		}
+	}
+	printControlStatus(cmd, res)
+	return nil
+}
+
 func hsmSealCommand(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "seal", Short: "Seal the HSM of the running ca serve: it stops serving and zeroes unsealed material",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
@@ -222,7 +314,12 @@ func hsmSealCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("no running ca serve in %s (no %s)", g.dataDir, controlSocket)
 			}
-			return controlCall(cmd, client, "/seal", nil)
+			var res controlStatus
+			if err := postControl(cmd.Context(), client, "/seal", nil, &res); err != nil {
+				return err
+			}
+			printControlStatus(cmd, res)
+			return nil
 		}}
 }
 
@@ -230,24 +327,23 @@ func hsmSealCommand(g *globals) *cobra.Command {
 // the shares from stdin, for the node's unseal method.
 func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
 	var req unsealRequest
-	r := bufio.NewReader(cmd.InOrStdin())
+	r, errw := stdin(cmd), cmd.ErrOrStderr()
 	switch n.cfg.HSM.Unseal {
 	case "passphrase":
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
 			req.Passphrase = p
 			break
 		}
-		fmt.Fprint(cmd.ErrOrStderr(), "HSM passphrase: ")
-		line, _ := r.ReadString('\n')
-		req.Passphrase = strings.TrimRight(line, "\r\n")
+		fmt.Fprint(errw, "HSM passphrase: ")
+		req.Passphrase, _ = r.secretLine(errw)
 	case "shamir":
-		fmt.Fprintln(cmd.ErrOrStderr(), "Enter unseal shares, one per line; an empty line ends:")
+		fmt.Fprintln(errw, "Enter unseal shares, one per line; an empty line ends:")
 		for {
-			line, err := r.ReadString('\n')
+			line, ok := r.secretLine(errw)
 			if line = strings.TrimSpace(line); line != "" {
 				req.Shares = append(req.Shares, line)
 			}
-			if line == "" || err != nil {
+			if line == "" || !ok {
 				break
 			}
 		}
@@ -255,20 +351,9 @@ func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
 	return req, nil
 }
 
-func controlCall(cmd *cobra.Command, client *http.Client, path string, body []byte) error {
-	resp, err := client.Post("http://control"+path, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+func printControlStatus(cmd *cobra.Command, res controlStatus) {
+	if res.Note != "" {
+		fmt.Fprintln(cmd.OutOrStdout(), res.Note)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", strings.TrimSpace(string(data)))
-	}
-	var st hsm.Status
-	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", st.Sealed, st.SelfTest)
-	return nil
+	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", res.Sealed, res.SelfTest)
 }

@@ -45,5 +45,26 @@ func rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.dataDir, "data", def, "data directory (env STRONGROOM_DATA)")
 	root.AddCommand(initCommand(g), serveCommand(g), hsmCommand(g), apikeyCommand(g), acmeCommand(g), issuerCommand(g), certCommand(g))
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (ca hsm, ca hsm users
+// …) fail on a word that names none of its subcommands: cobra would print
+// the group's help and exit 0, so a typo in a script looked like success.
+// A group given no word still prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
 }

@@ -42,30 +42,53 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		return err
 	}
 	defer n.Close(context.Background())
+	warnLooseSecrets(n, nil) // the log goes to stderr here
 	ctl := newControl(n)
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.serve(ctx) }()
+	// Only a fresh start unseals by itself. After an operator's seal the
+	// module stays sealed until `ca hsm unseal`, whatever the method.
+	if err := ctl.autoUnseal(ctx); err != nil && !errors.Is(err, errNeedsOperator) {
+		return fmt.Errorf("unsealing the HSM: %w", err)
+	}
 	welcomed := false
 	for {
-		if err := n.unsealFromEnvironment(ctx); errors.Is(err, errNeedsOperator) {
-			fmt.Fprintf(out, "The HSM is sealed (%s unseal). Unseal it with: ca hsm unseal --data %s\n", n.cfg.HSM.Unseal, dir)
-			select {
-			case <-ctl.unsealed:
-			case err := <-ctlErr:
-				return err
-			case <-ctx.Done():
-				return nil
-			}
-		} else if err != nil {
-			return fmt.Errorf("unsealing the HSM: %w", err)
+		if ok, err := waitUnsealed(ctx, n, ctl, ctlErr, out); !ok {
+			return err
 		}
 		sealed, err := serveUnsealed(ctx, n, ctl, out, !welcomed)
+		if err != nil && n.hsm.Sealed() && ctx.Err() == nil {
+			// Sealed through the control socket while the app was
+			// being assembled: an operator's seal, not a failure.
+			sealed, err = true, nil
+		}
 		if err != nil || !sealed {
 			return err
 		}
 		welcomed = true
 		fmt.Fprintln(out, "The HSM was sealed: stopped serving.")
 	}
+}
+
+// waitUnsealed returns true once the module is unsealed, waiting for an
+// unseal through the control socket while it is sealed. A signal that finds
+// the module sealed (an unseal raced by a seal) is no reason to serve: the
+// state is checked again every time. It returns false when ctx ends or the
+// control socket fails.
+func waitUnsealed(ctx context.Context, n *node, ctl *control, ctlErr <-chan error, out io.Writer) (bool, error) {
+	if n.hsm.Sealed() {
+		fmt.Fprintf(out, "The HSM is sealed (%s unseal). Unseal it with: ca hsm unseal --data %s\n", n.cfg.HSM.Unseal, n.dir)
+	}
+	for n.hsm.Sealed() {
+		select {
+		case <-ctl.unsealed:
+		case err := <-ctlErr:
+			return false, err
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // serveUnsealed assembles and serves the CA until ctx ends (sealed false) or

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
+)
+
+// input is the command's standard input as one buffered reader that every
+// prompt of the command shares: a reader per prompt would swallow the
+// lines meant for the next one (shares piped before a PIN). tty is set when
+// stdin is a terminal: secrets are then read without echo.
+type input struct {
+	*bufio.Reader
+	tty *os.File
+}
+
+func stdin(cmd *cobra.Command) *input {
+	if in, ok := cmd.InOrStdin().(*input); ok {
+		return in
+	}
+	raw := cmd.InOrStdin()
+	in := &input{Reader: bufio.NewReader(raw)}
+	if f, ok := raw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		in.tty = f
+	}
+	cmd.SetIn(in)
+	return in
+}
+
+// secretLine reads one line, without echo on a terminal, trailing CR/LF
+// removed; ok is false at the end of the input.
+func (in *input) secretLine(w io.Writer) (line string, ok bool) {
+	if in.tty != nil {
+		b, err := term.ReadPassword(int(in.tty.Fd()))
+		fmt.Fprintln(w)
+		return string(b), err == nil
+	}
+	line, err := in.ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err == nil || line != ""
+}
+
+// promptLine asks on stderr and reads one secret line from stdin (no echo
+// on a terminal), spaces trimmed as PIN files are read.
+func promptLine(cmd *cobra.Command, question string) string {
+	fmt.Fprint(cmd.ErrOrStderr(), question+": ")
+	line, _ := stdin(cmd).secretLine(cmd.ErrOrStderr())
+	return strings.TrimSpace(line)
+}
+
+// pinSource is where the CLI and the server find a user's PIN: an
+// environment variable, else (in development) a 0600 file in the data
+// directory. Users of no component have neither: their PIN is typed.
+type pinSource struct{ env, file string }
+
+func pinSourceOf(n *node, name, officer string) pinSource {
+	switch name {
+	case n.cfg.HSM.User:
+		return pinSource{config.EnvHSMPIN, config.Path(n.dir, n.cfg.HSM.PINFile)}
+	case n.cfg.HSM.AppsUser:
+		return pinSource{config.EnvAppsPIN, config.Path(n.dir, n.cfg.HSM.AppsPINFile)}
+	case officer:
+		return pinSource{config.EnvOfficerPIN, filepath.Join(n.dir, "officer.pin")}
+	}
+	return pinSource{}
+}
+
+// read returns the PIN and whether it came from the file.
+func (p pinSource) read(cmd *cobra.Command, question string) (pin string, fromFile bool, err error) {
+	if p.env != "" {
+		if v := os.Getenv(p.env); v != "" {
+			return v, false, nil
+		}
+	}
+	if p.file != "" {
+		b, err := os.ReadFile(p.file)
+		if err == nil {
+			return strings.TrimSpace(string(b)), true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", false, err
+		}
+	}
+	return promptLine(cmd, question), false, nil
+}
+
+func hsmPINCommand(g *globals, officer *string) *cobra.Command {
+	return &cobra.Command{Use: "pin NAME", Args: cobra.ExactArgs(1),
+		Short: "Change a user's PIN: the old one from the user's PIN variable or file (else stdin), the new one from STRONGROOM_NEW_PIN (else stdin)",
+		Long: `pin changes NAME's PIN. The old PIN comes from the variable or file the
+server uses for that user (STRONGROOM_HSM_PIN or ca.pin for the CA's user,
+STRONGROOM_APPS_PIN or apps.pin for the key service's, STRONGROOM_OFFICER_PIN
+or officer.pin for the officer), else from stdin; a wrong old PIN counts as
+a failed login. The new PIN comes from STRONGROOM_NEW_PIN, else from stdin.
+When the old PIN came from a file, the new one is written to that file.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				src := pinSourceOf(n, name, *officer)
+				oldPIN, fromFile, err := src.read(cmd, "Current PIN of "+name)
+				if err != nil {
+					return err
+				}
+				newPIN := os.Getenv("STRONGROOM_NEW_PIN")
+				if newPIN == "" {
+					newPIN = promptLine(cmd, "New PIN of "+name)
+				}
+				s, err := n.hsm.Login(ctx, name, oldPIN) // counted and audited like any login
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if err := s.ChangePIN(ctx, oldPIN, newPIN); err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "PIN of %s changed\n", name)
+				switch {
+				case fromFile:
+					if err := os.WriteFile(src.file, []byte(newPIN+"\n"), 0o600); err != nil {
+						return fmt.Errorf("the PIN is changed in the HSM but %s could not be updated: %w", src.file, err)
+					}
+					fmt.Fprintf(out, "%s now holds the new PIN\n", src.file)
+				case src.env != "" && os.Getenv(src.env) != "":
+					fmt.Fprintf(out, "set %s to the new PIN wherever the server gets it, or its next login fails\n", src.env)
+				}
+				return nil
+			})
+		}}
+}
+
+// unlockWithUnseal is `ca hsm users unlock NAME --with-unseal`: the unseal
+// holders' recovery when no officer can log in.
+func unlockWithUnseal(cmd *cobra.Command, g *globals, name string) error {
+	return withNode(cmd, g, func(ctx context.Context, n *node) error {
+		in, err := unsealMaterial(cmd, n)
+		if err != nil {
+			return err
+		}
+		if err := n.hsm.UnlockWithUnseal(ctx, name, in); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "user %s unlocked on the authority of the unseal material (audited)\n", name)
+		return nil
+	})
+}
+
+// unsealMaterial gathers the node's unseal material without unsealing, as
+// `ca hsm unseal` gets it: the configured key file or token, else the
+// passphrase or shares from the environment or stdin.
+func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
+	switch n.cfg.HSM.Unseal {
+	case "keyfile":
+		in := hsm.UnsealInput{KeyFile: config.Path(n.dir, n.cfg.HSM.KeyFile)}
+		if _, err := os.Stat(in.KeyFile); err != nil {
+			return in, fmt.Errorf("the module opens with its key file: copy it to %s first (%w)", in.KeyFile, err)
+		}
+		return in, nil
+	case "pkcs11":
+		return n.tokenUnseal(cmd.Context())
+	}
+	req, err := readUnsealMaterial(cmd, n)
+	return hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares}, err
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/config"
+)
+
+// TestUnlockWithUnsealAndPINChange: a review found that the only officer,
+// once locked, could be unlocked by no one, and that no command changed a
+// PIN. The unseal holders unlock any user; `ca hsm users pin` changes one,
+// a wrong old PIN counting as a failed login.
+func TestUnlockWithUnsealAndPINChange(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	t.Setenv(config.EnvOfficerPIN, "wrong-officer-pin")
+	for range 5 {
+		runCA(t, "--data", dir, "hsm", "users", "list")
+	}
+	officerPIN, _ := os.ReadFile(filepath.Join(dir, "officer.pin"))
+	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(officerPIN)))
+	if _, err := runCA(t, "--data", dir, "hsm", "users", "unlock", "officer"); err == nil {
+		t.Fatal("a locked officer unlocked itself")
+	}
+	out, err := runCA(t, "--data", dir, "hsm", "users", "unlock", "officer", "--with-unseal")
+	if err != nil || !strings.Contains(out, "unlocked") {
+		t.Fatalf("unlock --with-unseal: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "list"); err != nil {
+		t.Fatalf("the officer after the unlock: %v\n%s", err, out)
+	}
+
+	// A wrong old PIN is a failed login.
+	t.Setenv(config.EnvHSMPIN, "not-the-ca-pin")
+	t.Setenv("STRONGROOM_NEW_PIN", "new-ca-pin-1")
+	if _, err := runCA(t, "--data", dir, "hsm", "users", "pin", "ca"); err == nil {
+		t.Fatal("PIN changed with a wrong old PIN")
+	}
+	if out, _ := runCA(t, "--data", dir, "hsm", "users", "list"); !hasFailures(out, "ca", "1") {
+		t.Fatalf("the wrong old PIN was not counted:\n%s", out)
+	}
+	// The old PIN from ca.pin; the file then holds the new one.
+	os.Unsetenv(config.EnvHSMPIN)
+	out, err = runCA(t, "--data", dir, "hsm", "users", "pin", "ca")
+	if err != nil || !strings.Contains(out, "PIN of ca changed") {
+		t.Fatalf("pin: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ca.pin")); strings.TrimSpace(string(b)) != "new-ca-pin-1" {
+		t.Fatalf("ca.pin holds %q after the change", b)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || !strings.Contains(out, "intermediate") {
+		t.Fatalf("the CA user with its new PIN: %v\n%s", err, out)
+	}
+}
+
+// hasFailures reports whether `ca hsm users list` shows user with n failed
+// logins.
+func hasFailures(list, user, n string) bool {
+	for _, line := range strings.Split(list, "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == user && f[3] == n {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDamagedKeyCLI: `ca hsm keys list` lists a damaged key as damaged and
+// `ca hsm status` counts it, both exiting non-zero (a review saw both say
+// all was well).
+func TestDamagedKeyCLI(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.db.Exec(ctx, `UPDATE hsm_objects SET sealed = ? WHERE label = 'intermediate'`, make([]byte, 64))
+	n.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCA(t, "--data", dir, "hsm", "keys", "list")
+	if err == nil || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, `label="intermediate"`) {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+	out, err = runCA(t, "--data", dir, "hsm", "status")
+	if err == nil || !strings.Contains(err.Error(), "1 damaged objects") || !strings.Contains(out, "damaged objects: 1") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestSharesThenPINOnOneStdin: shares and a PIN piped into one command are
+// read by one buffered reader (a review saw a reader per prompt swallow the
+// PIN meant for the second prompt).
+func TestSharesThenPINOnOneStdin(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runCA(t, "--data", dir, "init", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	shares := regexp.MustCompile(`srs1-\d+-[0-9a-f]+`).FindAllString(out, -1)
+	t.Setenv("STRONGROOM_NEW_PIN", "")
+	cmd := rootCommand()
+	var buf bytes.Buffer
+	cmd.SetOut(&buf)
+	cmd.SetErr(&buf)
+	cmd.SetIn(strings.NewReader(shares[0] + "\n" + shares[2] + "\n\nnew-ca-pin-77\n"))
+	cmd.SetArgs([]string{"--data", dir, "hsm", "users", "pin", "ca"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("pin: %v\n%s", err, buf.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ca.pin")); strings.TrimSpace(string(b)) != "new-ca-pin-77" {
+		t.Fatalf("ca.pin holds %q", b)
+	}
+}

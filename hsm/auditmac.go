@@ -1,0 +1,131 @@
+package hsm
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// The hash chain alone proves nothing to someone who can write the
+// database: they can truncate or rewrite the log and recompute every hash.
+// So an append made while the module is unsealed is authenticated under a
+// key derived from the KEK (HKDF, its own label):
+//   - the entry carries a MAC over its seq and hash, which through the chain
+//     covers every entry before it: editing any earlier entry breaks it;
+//   - the head carries a MAC over the last authenticated seq and its hash,
+//     and the seq where authentication began: deleting entries from the end
+//     breaks it. Before renewing it an append checks the stored one, so a
+//     head edited meanwhile is left as the evidence, not covered over.
+//
+// What it cannot do:
+//   - Entries appended while sealed (a failed self-test, a restore) or by a
+//     node of the previous release carry no MAC; VerifyAudit lists them by
+//     action as not authenticated.
+//   - A log from before this release is authenticated from its first append
+//     after the upgrade; what came before is covered as it stood then.
+//   - A rollback of the whole database to an older copy carries older,
+//     valid MACs: only a head recorded outside the database (VerifyAudit
+//     reports seq and hash to record) shows it.
+
+const auditMACInfo = "strongroom-hsm-audit-mac-v1"
+
+func auditMAC(key []byte, kind string, from, seq int64, hash []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(from))
+	binary.BigEndian.PutUint64(b[8:], uint64(seq))
+	h.Write([]byte(auditMACInfo + "|" + kind + "|"))
+	h.Write(b[:])
+	h.Write(hash)
+	return h.Sum(nil)
+}
+
+func entryMAC(key []byte, seq int64, hash []byte) []byte { return auditMAC(key, "entry", 0, seq, hash) }
+
+func headMAC(key []byte, a storage.HSMAuditAuth, hash []byte) []byte {
+	return auditMAC(key, "head", a.From, a.Seq, hash)
+}
+
+// auditAuth is how appends under st are authenticated; nil when sealed.
+func (st *unsealed) auditAuth() storage.HSMAuditAuthFunc {
+	if st == nil {
+		return nil
+	}
+	// A copy: a Seal racing this append zeroes st's key. A copy taken
+	// after the zeroing is all zeros, and then nothing is authenticated.
+	key := bytes.Clone(st.macKey)
+	return func(e storage.HSMAuditEntry, prev storage.HSMAuditAuth, prevHash []byte) ([]byte, storage.HSMAuditAuth) {
+		if !slices.ContainsFunc(key, func(b byte) bool { return b != 0 }) {
+			return nil, prev
+		}
+		next := storage.HSMAuditAuth{From: prev.From, Seq: e.Seq}
+		switch {
+		case prev.From == 0 && prev.Seq == 0 && len(prev.MAC) == 0:
+			next.From = e.Seq // authentication begins
+		case !hmac.Equal(prev.MAC, headMAC(key, prev, prevHash)):
+			return entryMAC(key, e.Seq, e.Hash), prev // edited outside the HSM: keep the evidence
+		}
+		next.MAC = headMAC(key, next, e.Hash)
+		return entryMAC(key, e.Seq, e.Hash), next
+	}
+}
+
+// authWalk checks entry MACs during VerifyAudit's walk.
+type authWalk struct {
+	key      []byte // nil: sealed, MACs not checked
+	auth     storage.HSMAuditAuth
+	firstMAC int64  // first entry carrying a MAC
+	authHash []byte // hash of entry auth.Seq
+}
+
+// entry checks one entry of an intact chain; a non-empty result is the
+// problem.
+func (w *authWalk) entry(r *AuditReport, e storage.HSMAuditEntry) string {
+	if e.Seq == w.auth.Seq {
+		w.authHash = e.Hash
+	}
+	if len(e.MAC) == 0 {
+		if w.firstMAC != 0 {
+			r.Unauthenticated[e.Action]++
+		}
+		return ""
+	}
+	if w.firstMAC == 0 {
+		w.firstMAC = e.Seq
+	}
+	if w.key != nil && !hmac.Equal(e.MAC, entryMAC(w.key, e.Seq, e.Hash)) {
+		return "the entry's MAC does not verify: it or an entry before it was rewritten outside the HSM"
+	}
+	return ""
+}
+
+// head completes the report of an intact chain with the head's
+// authentication.
+func (w *authWalk) head(r AuditReport) AuditReport {
+	a := w.auth
+	r.AuthFrom, r.AuthSeq = a.From, a.Seq
+	if a.From == 0 && a.Seq == 0 && len(a.MAC) == 0 {
+		if w.firstMAC != 0 {
+			return bad(r, w.firstMAC, fmt.Sprintf("entries from #%d on carry MACs but the head's authentication is gone: reset outside the HSM", w.firstMAC))
+		}
+		return r // nothing authenticated yet: a log from before this release
+	}
+	if a.From < 1 || a.From > a.Seq || a.Seq > r.HeadSeq || a.From != w.firstMAC {
+		return bad(r, min(a.Seq, r.HeadSeq+1), fmt.Sprintf(
+			"the head's authentication names entries #%d..#%d the log does not hold as authenticated: truncated or tampered with", a.From, a.Seq))
+	}
+	if w.key == nil {
+		return r // sealed: the MACs cannot be checked
+	}
+	if !hmac.Equal(a.MAC, headMAC(w.key, a, w.authHash)) {
+		return bad(r, a.Seq, fmt.Sprintf(
+			"the head's MAC does not verify: the log was truncated, or the head edited, outside the HSM (authenticated up to #%d)", a.Seq))
+	}
+	r.MACChecked = true
+	return r
+}

@@ -1,0 +1,104 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// DamagedKey is a stored key object with a version that fails to open: its
+// blob or attributes were altered, or it was sealed under another KEK. ID,
+// Label and Owner are the row's plain copies (not authenticated); Reason
+// says what failed. Listings report such objects instead of leaving them
+// out, so a damaged CA key is found as damaged, not as missing.
+type DamagedKey struct {
+	ID, Label, Owner string
+	Reason           string
+	err              error
+}
+
+// damagedObjects opens every version in rows under st and returns, once per
+// key, those that fail.
+func damagedObjects(st *unsealed, rows []storage.HSMObject) []DamagedKey {
+	var out []DamagedKey
+	bad := map[string]bool{}
+	for _, o := range rows {
+		if bad[o.ID] {
+			continue
+		}
+		kv, _, err := openObject(st, o)
+		if err != nil {
+			bad[o.ID] = true
+			out = append(out, damagedKey(o, err))
+			continue
+		}
+		kv.h.destroy()
+	}
+	return out
+}
+
+func damagedKey(o storage.HSMObject, err error) DamagedKey {
+	return DamagedKey{ID: o.ID, Label: o.Label, Owner: o.Owner, Reason: err.Error(), err: err}
+}
+
+// CheckObjects opens every stored object and returns the damaged ones
+// (`ca hsm status`). It needs no login, but an unsealed module; it costs
+// one decryption and key parse per stored version.
+func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
+	st, err := m.live()
+	if err != nil {
+		return nil, fmt.Errorf("checking objects: %w", err)
+	}
+	rows, err := m.store.HSMObjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("checking objects: %w", err)
+	}
+	return damagedObjects(st, rows), nil
+}
+
+// scanKeys opens every key the session may see: the intact ones as
+// KeyInfo, the ones that fail to open as DamagedKey (an officer sees every
+// damaged key, a crypto user those its row says it owns).
+func (s *Session) scanKeys(ctx context.Context) ([]KeyInfo, []DamagedKey, error) {
+	if err := s.require(RoleUser, RoleOfficer); err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.m.store.HSMObjects(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var keys []KeyInfo
+	var damaged []DamagedKey
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.ID] {
+			continue
+		}
+		seen[r.ID] = true
+		_, ko, err := s.manageKeyOrUse(ctx, r.ID)
+		switch {
+		case err == nil:
+			keys = append(keys, ko.info())
+		case isNotFound(err):
+		case errors.Is(err, ErrCorrupt):
+			if s.role == RoleOfficer || r.Owner == s.user {
+				damaged = append(damaged, damagedKey(r, err))
+			}
+		default:
+			s.m.log.Warn("hsm: key left out of listing", "key", r.ID, "err", err)
+		}
+	}
+	return keys, damaged, nil
+}
+
+// DamagedKeys lists the damaged keys the session may know of (see
+// scanKeys); ListKeys lists the intact ones.
+func (s *Session) DamagedKeys(ctx context.Context) ([]DamagedKey, error) {
+	_, damaged, err := s.scanKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing damaged keys: %w", err)
+	}
+	return damaged, nil
+}

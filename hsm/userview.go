@@ -1,0 +1,86 @@
+package hsm
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// A session is only as good as its user: deleting the user (or deleting and
+// re-creating it), locking it or changing its role ends the user's sessions.
+// Each unsealed state keeps a view of every user — role, lock, creation
+// time, no PIN hash — that Session.live checks with one map lookup, so no
+// operation reads the database for it. This node's own user writes update
+// the view at once (apply); writes by another process (`ca hsm users
+// delete` beside a running server, another cluster node) reach it at the
+// next SyncUsers, every KeySyncInterval, as key changes do (sync.go).
+
+type userView struct {
+	role    Role
+	locked  bool
+	created time.Time
+}
+
+func viewOf(u storage.HSMUser) userView {
+	// Stored to the microsecond: a user created here compares equal to
+	// the same user read back.
+	return userView{role: Role(u.Role), locked: u.Locked, created: u.Created.Truncate(time.Microsecond)}
+}
+
+// sessionUser checks that the user a session was opened for is still the
+// same, unlocked user with the same role.
+func (st *unsealed) sessionUser(s *Session) error {
+	v, ok := (*st.users.Load())[s.user]
+	switch {
+	case !ok || !v.created.Equal(s.created):
+		return errf(ErrNotLoggedIn, "user %q was deleted after this session began", s.user)
+	case v.locked:
+		return errf(ErrNotLoggedIn, "user %q was locked after this session began", s.user)
+	case v.role != s.role:
+		return errf(ErrNotLoggedIn, "user %q is now %s, not %s as when this session began; log in again", s.user, v.role, s.role)
+	}
+	return nil
+}
+
+// noteUsers publishes a copy of the view with put and del applied. Callers
+// hold m.mu (every user write does), so updates never race each other.
+func (st *unsealed) noteUsers(put []storage.HSMUser, del []string) {
+	next := maps.Clone(*st.users.Load())
+	for _, u := range put {
+		next[u.Name] = viewOf(u)
+	}
+	for _, n := range del {
+		delete(next, n)
+	}
+	st.users.Store(&next)
+}
+
+// loadUsers replaces st's view with the users as stored. Callers hold m.mu.
+func (m *Module) loadUsers(ctx context.Context, st *unsealed) error {
+	us, err := m.store.HSMUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("reading hsm users: %w", err)
+	}
+	view := make(map[string]userView, len(us))
+	for _, u := range us {
+		view[u.Name] = viewOf(u)
+	}
+	st.users.Store(&view)
+	return nil
+}
+
+// SyncUsers reads the users again, so that a user deleted, locked or given
+// another role by another process stops working here. The sync loop calls
+// it every KeySyncInterval; a sealed module does nothing.
+func (m *Module) SyncUsers(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.state.Load()
+	if st == nil {
+		return nil
+	}
+	return m.loadUsers(ctx, st)
+}
