@@ -10,8 +10,11 @@ import (
 )
 
 // A session is only as good as its user: deleting the user (or deleting and
-// re-creating it), locking it or changing its role ends the user's sessions.
-// Each unsealed state keeps a view of every user — role, lock, creation
+// re-creating it) or changing its role ends the user's sessions. A lockout
+// does not: it stops PIN guessing, and ending the sessions opened with the
+// right PIN would let anyone who types wrong PINs (a node restarting with a
+// mistyped one) stop the running CA on every node.
+// Each unsealed state keeps a view of every user — role and creation
 // time, no PIN hash — that Session.live checks with one map lookup, so no
 // operation reads the database for it. This node's own user writes update
 // the view at once (apply); writes by another process (`ca hsm users
@@ -20,25 +23,22 @@ import (
 
 type userView struct {
 	role    Role
-	locked  bool
 	created time.Time
 }
 
 func viewOf(u storage.HSMUser) userView {
 	// Stored to the microsecond: a user created here compares equal to
 	// the same user read back.
-	return userView{role: Role(u.Role), locked: u.Locked, created: u.Created.Truncate(time.Microsecond)}
+	return userView{role: Role(u.Role), created: u.Created.Truncate(time.Microsecond)}
 }
 
 // sessionUser checks that the user a session was opened for is still the
-// same, unlocked user with the same role.
+// same user with the same role.
 func (st *unsealed) sessionUser(s *Session) error {
 	v, ok := (*st.users.Load())[s.user]
 	switch {
 	case !ok || !v.created.Equal(s.created):
 		return errf(ErrNotLoggedIn, "user %q was deleted after this session began", s.user)
-	case v.locked:
-		return errf(ErrNotLoggedIn, "user %q was locked after this session began", s.user)
 	case v.role != s.role:
 		return errf(ErrNotLoggedIn, "user %q is now %s, not %s as when this session began; log in again", s.user, v.role, s.role)
 	}
