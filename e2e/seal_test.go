@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -108,6 +110,45 @@ func TestAutoUnsealSealSticks(t *testing.T) {
 	cmd.Stdin = strings.NewReader("")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "sealed: false") {
 		t.Fatalf("ca hsm unseal: %v\n%s", err, out)
+	}
+	c.WaitReady()
+}
+
+// TestUnsealWhenCACannotStart: a review locked the CA's HSM user (five
+// wrong PINs at the CLI: the running CA keeps serving), sealed and
+// unsealed; `ca hsm unseal` said "sealed: false" and the server exited.
+// Now the unseal reports that the CA could not start, the node waits
+// sealed, and unlocking the user and unsealing again brings it back.
+func TestUnsealWhenCACannotStart(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := func(stdin string, env []string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, caBinary, append(args, "--data", c.Dir)...)
+		cmd.Env = append(append(os.Environ(), c.env...), env...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for i := range 5 {
+		if out, err := cli("", []string{fmt.Sprintf("STRONGROOM_HSM_PIN=wrong-pin-%d", i)}, "hsm", "keys", "list"); err == nil {
+			t.Fatalf("a wrong PIN was taken:\n%s", out)
+		}
+	}
+	if !c.ready() {
+		t.Fatal("the lockout stopped the running CA")
+	}
+	c.MustCLI(t, ctx, "hsm", "seal")
+	waitFor(t, "the server to stop serving", func() bool { return !c.ready() })
+	out, err := cli("", nil, "hsm", "unseal")
+	if err == nil || !strings.Contains(out, "could not start") {
+		t.Fatalf("ca hsm unseal with the CA's user locked: %v\n%s", err, out)
+	}
+	if out, err := cli("", nil, "hsm", "users", "unlock", "ca", "--with-unseal"); err != nil {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := cli("", nil, "hsm", "unseal"); err != nil || !strings.Contains(out, "sealed: false") {
+		t.Fatalf("ca hsm unseal after the unlock: %v\n%s", err, out)
 	}
 	c.WaitReady()
 }

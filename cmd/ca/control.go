@@ -30,8 +30,10 @@ type control struct {
 	// sealReq carries seal requests to the serve loop; the loop answers
 	// on the inner channel once the app is closed and the HSM sealed.
 	sealReq chan chan struct{}
-	// unsealed is signalled after a successful unseal through the socket.
+	// unsealed is signalled after a successful unseal through the socket;
+	// start then carries whether the CA started (started).
 	unsealed chan struct{}
+	start    chan error
 	mu       sync.Mutex
 	// revoker is the serving app's registration authority, nil while
 	// sealed or starting (POST /revoke, `ca cert revoke`).
@@ -44,7 +46,7 @@ type unsealRequest struct {
 }
 
 func newControl(n *node) *control {
-	return &control{n: n, sealReq: make(chan chan struct{}), unsealed: make(chan struct{}, 1)}
+	return &control{n: n, sealReq: make(chan chan struct{}), unsealed: make(chan struct{}, 1), start: make(chan error, 1)}
 }
 
 // serve listens on the socket until ctx ends.
@@ -136,10 +138,35 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	select {
+	case <-c.start: // a report nobody waited for
+	default:
+	}
+	select {
 	case c.unsealed <- struct{}{}:
 	default:
 	}
+	// The module is unsealed; say so only once the CA serves again.
+	select {
+	case err = <-c.start:
+	case <-time.After(2 * time.Minute):
+		err = errors.New("the CA did not report starting within 2 minutes; see its log")
+	case <-r.Context().Done():
+		return
+	}
+	if err != nil {
+		http.Error(w, "the HSM unsealed, but the CA could not start, so it is sealed again: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	c.reply(w, r, controlStatus{})
+}
+
+// started reports whether the CA started after an unseal; an unseal
+// through the socket waits for it.
+func (c *control) started(err error) {
+	select {
+	case c.start <- err:
+	default:
+	}
 }
 
 // autoUnseal unseals with the configured material when it needs no

@@ -48,11 +48,13 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 	go func() { ctlErr <- ctl.serve(ctx) }()
 	// Only a fresh start unseals by itself. After an operator's seal the
 	// module stays sealed until `ca hsm unseal`, whatever the method.
-	if err := ctl.autoUnseal(ctx); err != nil && !errors.Is(err, errNeedsOperator) {
+	err = ctl.autoUnseal(ctx)
+	if err != nil && !errors.Is(err, errNeedsOperator) {
 		return fmt.Errorf("unsealing the HSM: %w", err)
 	}
+	auto := err == nil // this start was not asked for by an operator
 	welcomed := false
-	for {
+	for ; ; auto = false {
 		if ok, err := waitUnsealed(ctx, n, ctl, ctlErr, out); !ok {
 			return err
 		}
@@ -60,7 +62,18 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		if err != nil && n.hsm.Sealed() && ctx.Err() == nil {
 			// Sealed through the control socket while the app was
 			// being assembled: an operator's seal, not a failure.
+			ctl.started(errors.New("sealed again while the CA was starting"))
 			sealed, err = true, nil
+		}
+		if err != nil && !auto && ctx.Err() == nil {
+			// An operator's unseal whose CA cannot start (its HSM user
+			// locked, its issuer revoked): `ca hsm unseal` is told, and
+			// the node waits sealed for the fix and the next unseal
+			// instead of exiting, which a supervisor would only repeat.
+			n.hsm.Seal()
+			ctl.started(err)
+			fmt.Fprintf(out, "The CA could not start after the unseal: %v\nThe HSM is sealed again; fix that and run: ca hsm unseal --data %s\n", err, n.dir)
+			continue
 		}
 		if err != nil || !sealed {
 			return err
@@ -104,6 +117,7 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 	if err := a.Listen(); err != nil {
 		return false, err
 	}
+	ctl.started(nil)
 	if welcome {
 		printWelcome(out, n, a)
 	}
