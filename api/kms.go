@@ -80,9 +80,13 @@ type CreateKeyRequest struct {
 	Extractable bool `json:"extractable,omitempty"`
 }
 
+// keyServiceOff is why a node answers no key-service request: at start it
+// could not log in as the applications' HSM user.
+const keyServiceOff = "the key service is off on this node: its HSM user for applications is missing or could not log in (locked, or a wrong PIN) when the CA started; the node's log says which, and a restart or a seal and unseal after the fix turns it on"
+
 func (a *API) keyService(c *gin.Context) (KeyService, bool) {
 	if a.keys == nil {
-		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node (no HSM user for applications; see `ca init --help`)"))
+		a.fail(c, core.Errorf(core.KindUnavailable, keyServiceOff))
 		return nil, false
 	}
 	p := principalOf(c)

@@ -369,7 +369,7 @@ func (a *API) random(c *gin.Context) {
 // that may not sign, are not found here.
 func (a *API) jwks(c *gin.Context) {
 	if a.keys == nil {
-		a.fail(c, core.Errorf(core.KindUnavailable, "the key service is not set up on this node"))
+		a.fail(c, core.Errorf(core.KindUnavailable, keyServiceOff))
 		return
 	}
 	ctx, id := c.Request.Context(), c.Param("id")

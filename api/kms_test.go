@@ -403,7 +403,7 @@ func TestKeyServiceBoundaries(t *testing.T) {
 	plain := newEnv(t, nil, nil)
 	secret, _, _ := CreateKey(ctx, plain.db, "apps", []string{ScopeKeys})
 	plain.keys["apps"] = secret
-	if r, b := plain.do(t, "GET", "/keys", "apps", "", nil); r.StatusCode != 503 || !strings.Contains(string(b), "not set up") {
+	if r, b := plain.do(t, "GET", "/keys", "apps", "", nil); r.StatusCode != 503 || !strings.Contains(string(b), "could not log in") {
 		t.Fatalf("no key service: %d %s", r.StatusCode, b)
 	}
 }
