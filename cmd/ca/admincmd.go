@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -55,7 +58,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tNAME\tSCOPES\tNAMES\tPROFILES\tCREATED\tEXPIRES\tREVOKED")
 			for _, k := range keys {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, cell(k.Name), strings.Join(k.Scopes, ","), orDash(strings.Join(k.Names, ",")),
 					orDash(strings.Join(k.Profiles, ",")), stamp(k.CreatedAt), stamp(k.ExpiresAt), stamp(k.RevokedAt))
 			}
 			return w.Flush()
@@ -135,6 +138,16 @@ func acmeCommand(g *globals) *cobra.Command {
 	eab.AddCommand(create, revoke, list)
 	cmd.AddCommand(eab)
 	return cmd
+}
+
+// cell is text stored by someone else (a key's name, a label) as a table
+// cell: quoted, escapes and all, when it holds what a terminal would act on
+// or hide (names made before names were checked, labels over REST).
+func cell(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return strconv.QuoteToASCII(s)
+	}
+	return s
 }
 
 func orDash(s string) string {

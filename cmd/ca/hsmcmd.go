@@ -198,7 +198,7 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tLABEL\tTYPE\tVERSION\tEXTRACTABLE\tOWNER\tUSES\tCREATED")
 			for _, k := range keys {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\t%s\t%d\t%s\n", k.ID, k.Label, k.Type, k.Version, k.Extractable,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\t%s\t%d\t%s\n", k.ID, cell(k.Label), k.Type, k.Version, k.Extractable,
 					k.Owner, k.Uses, k.Created.Format("2006-01-02T15:04:05Z"))
 			}
 			if err := w.Flush(); err != nil {
