@@ -100,6 +100,11 @@ func TestAutoUnsealSealSticks(t *testing.T) {
 		t.Fatalf("ca hsm seal: %v\n%s", err, out)
 	}
 	waitFor(t, "the server to stop serving", func() bool { return !c.ready() })
+	// status opens its own module, which unseals from the key file; it
+	// also says what the running server's is (a review saw "sealed: false").
+	if out := c.MustCLI(t, ctx, "hsm", "status"); !strings.Contains(out, "running server: sealed: true") {
+		t.Fatalf("ca hsm status while the server is sealed:\n%s", out)
+	}
 	for range 30 { // 3 s: the old loop was serving again within one
 		if c.ready() {
 			t.Fatalf("the server unsealed itself after an operator's seal:\n%s", c.Output())

@@ -208,8 +208,14 @@ func revokeThroughControl(ctx context.Context, client *http.Client, req revokeRe
 // postControl POSTs req as JSON to a running server's control socket and
 // decodes its answer into res (nil: none); a refusal is the server's text.
 func postControl(ctx context.Context, client *http.Client, path string, req, res any) error {
+	return callControl(ctx, client, "POST", path, req, res)
+}
+
+// callControl sends req (JSON) to the running server's control socket and
+// decodes its answer into res (nil: none expected).
+func callControl(ctx context.Context, client *http.Client, method, path string, req, res any) error {
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, "POST", "http://control"+path, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, method, "http://control"+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

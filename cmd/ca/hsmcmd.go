@@ -76,6 +76,15 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					return err
 				}
 				w := cmd.OutOrStdout()
+				// This command opens its own module; a running server's
+				// may be sealed while this one is not.
+				if client, ok := controlClient(g.dataDir); ok {
+					var res controlStatus
+					if err := callControl(ctx, client, "GET", "/status", nil, &res); err != nil {
+						return fmt.Errorf("asking the running server: %w", err)
+					}
+					fmt.Fprintf(w, "running server: sealed: %v, self-test: %s\n", res.Sealed, res.SelfTest)
+				}
 				fmt.Fprintf(w, "initialized: %v\nunseal method: %s\nsealed: %v\nself-test: %s\nusers: %d\nkeys: %d\n",
 					st.Initialized, st.Method, st.Sealed, st.SelfTest, st.Users, st.Keys)
 				if st.Failure != "" {
