@@ -231,6 +231,9 @@ such a record.`,
 					return err
 				}
 				if rep.FirstBad != 0 {
+					if unsealErr != nil { // e.g. audit_auth_from edited: the KEK no longer opens
+						return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read; the HSM did not unseal here: %v)", rep.FirstBad, rep.Problem, rep.Entries, unsealErr)
+					}
 					return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read)", rep.FirstBad, rep.Problem, rep.Entries)
 				}
 				printAuditReport(cmd.OutOrStdout(), rep, unsealErr)
