@@ -48,6 +48,40 @@ type AuditReport struct {
 	// Unauthenticated counts by action the entries after AuthFrom without
 	// a MAC: appended while sealed or by a node of the previous release.
 	Unauthenticated map[string]int
+	// AuthBound is where authentication began as bound into the wrapped
+	// KEK's AAD (hsm_meta audit_auth_from), which the head must match; 0:
+	// not bound yet (a keystore of the previous release before its first
+	// unseal on this one). AuthBoundByUnseal: the unseal material vouched
+	// for it here; false: read from the database (sealed, or bound by
+	// another node since this one unsealed).
+	AuthBound         int64
+	AuthBoundByUnseal bool
+}
+
+// AuthSummary is one line on the log's authentication, for an intact
+// report (the CLI and the console print it).
+func (r AuditReport) AuthSummary() string {
+	var s string
+	switch {
+	case r.AuthSeq == 0:
+		s = "none yet (a log from before authentication; the next append made unsealed starts it)"
+	case r.MACChecked:
+		s = fmt.Sprintf("head MAC verified; entries #%d to #%d were appended with authentication", r.AuthFrom, r.AuthSeq)
+		if r.AuthFrom > 1 {
+			s += fmt.Sprintf(", #1 to #%d before it began (covered as they stood then)", r.AuthFrom-1)
+		}
+	default:
+		s = fmt.Sprintf("head MAC NOT checked (the HSM is sealed here); the head says entries #%d to #%d", r.AuthFrom, r.AuthSeq)
+	}
+	switch {
+	case r.AuthBound != 0 && r.AuthBoundByUnseal:
+		s += fmt.Sprintf("; its start #%d is bound to the unseal material", r.AuthBound)
+	case r.AuthBound != 0:
+		s += fmt.Sprintf("; its start #%d is bound to the unseal material per the keystore (checked at the next unseal)", r.AuthBound)
+	default:
+		s += "; its start is not bound to the unseal material yet (the next unseal binds it)"
+	}
+	return s
 }
 
 const auditDomain = "strongroom-hsm-audit-v1"
@@ -121,9 +155,24 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 	}
 	r := AuditReport{Unauthenticated: map[string]int{}}
 	w := authWalk{auth: auth}
-	if st := m.state.Load(); st != nil {
+	st := m.state.Load()
+	if st != nil {
 		w.key = bytes.Clone(st.macKey)
 	}
+	// Where authentication began, as the unseal material vouched for it;
+	// otherwise as the keystore says (an edit there fails the next unseal).
+	if r.AuthBound = auditAnchor(st); r.AuthBound != 0 {
+		r.AuthBoundByUnseal = true
+	} else {
+		meta, err := m.store.HSMMeta(ctx)
+		if err != nil {
+			return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
+		}
+		if r.AuthBound, err = metaAuthFrom(meta); err != nil {
+			return bad(r, 1, fmt.Sprintf("the keystore's %s, where the log's authentication began, is unreadable: tampered with", metaAuditAuthFrom)), nil
+		}
+	}
+	w.bound = r.AuthBound
 	prev := []byte{}
 	want := int64(1)
 	const page = 1000

@@ -28,6 +28,14 @@ import (
 //     action as not authenticated.
 //   - A log from before this release is authenticated from its first append
 //     after the upgrade; what came before is covered as it stood then.
+//
+// Where authentication began is itself bound to the unseal material: the
+// wrapped KEK's AAD names it (kekAAD, v2; hsm_meta audit_auth_from), from
+// Initialize on, or from a keystore's first unseal on this release. So a
+// writer who strips every MAC and the head's authentication cannot pass
+// the log off as one from before this release: VerifyAudit requires the
+// head to authenticate from that entry, and editing audit_auth_from makes
+// the KEK fail to open.
 //   - A rollback of the whole database to an older copy carries older,
 //     valid MACs: only a head recorded outside the database (VerifyAudit
 //     reports seq and hash to record) shows it.
@@ -59,12 +67,17 @@ func (st *unsealed) auditAuth() storage.HSMAuditAuthFunc {
 	// A copy: a Seal racing this append zeroes st's key. A copy taken
 	// after the zeroing is all zeros, and then nothing is authenticated.
 	key := bytes.Clone(st.macKey)
+	anchor := auditAnchor(st)
 	return func(e storage.HSMAuditEntry, prev storage.HSMAuditAuth, prevHash []byte) ([]byte, storage.HSMAuditAuth) {
 		if !slices.ContainsFunc(key, func(b byte) bool { return b != 0 }) {
 			return nil, prev
 		}
 		next := storage.HSMAuditAuth{From: prev.From, Seq: e.Seq}
 		switch {
+		case prev.From == 0 && prev.Seq == 0 && len(prev.MAC) == 0 && anchor != 0 && anchor != e.Seq:
+			// It began at anchor, bound to the unseal material: the head
+			// was stripped outside the HSM. Keep the evidence.
+			return entryMAC(key, e.Seq, e.Hash), prev
 		case prev.From == 0 && prev.Seq == 0 && len(prev.MAC) == 0:
 			next.From = e.Seq // authentication begins
 		case !hmac.Equal(prev.MAC, headMAC(key, prev, prevHash)):
@@ -81,6 +94,7 @@ type authWalk struct {
 	auth     storage.HSMAuditAuth
 	firstMAC int64  // first entry carrying a MAC
 	authHash []byte // hash of entry auth.Seq
+	bound    int64  // where authentication began, bound to the unseal material (0: not bound)
 }
 
 // entry checks one entry of an intact chain; a non-empty result is the
@@ -109,6 +123,24 @@ func (w *authWalk) entry(r *AuditReport, e storage.HSMAuditEntry) string {
 func (w *authWalk) head(r AuditReport) AuditReport {
 	a := w.auth
 	r.AuthFrom, r.AuthSeq = a.From, a.Seq
+	if w.bound != 0 {
+		// The start is bound to the unseal material: a head without
+		// authentication, or one that begins elsewhere, is a strip.
+		switch {
+		case a.From == 0 && a.Seq == 0 && len(a.MAC) == 0:
+			return bad(r, w.bound, fmt.Sprintf(
+				"the log is authenticated from #%d (bound to the unseal material) but the head carries no authentication: it was stripped outside the HSM, and entries from #%d on may be forged", w.bound, w.bound))
+		case a.From != w.bound:
+			return bad(r, min(a.From, w.bound), fmt.Sprintf(
+				"the head's authentication begins at #%d but its start is bound to the unseal material at #%d: stripped or tampered with outside the HSM", a.From, w.bound))
+		case len(a.MAC) == 0:
+			return bad(r, w.bound, fmt.Sprintf(
+				"the head names entries #%d..#%d as authenticated but carries no MAC: tampered with outside the HSM", a.From, a.Seq))
+		case w.firstMAC != w.bound:
+			return bad(r, w.bound, fmt.Sprintf(
+				"entry #%d, where authentication began (bound to the unseal material), carries no MAC: stripped outside the HSM", w.bound))
+		}
+	}
 	if a.From == 0 && a.Seq == 0 && len(a.MAC) == 0 {
 		if w.firstMAC != 0 {
 			return bad(r, w.firstMAC, fmt.Sprintf("entries from #%d on carry MACs but the head's authentication is gone: reset outside the HSM", w.firstMAC))

@@ -147,6 +147,11 @@ func (s *source) checkRestored(t *testing.T, target *Module) {
 	if err != nil || rep.FirstBad != 0 || rep.Entries != s.auditLen+2 {
 		t.Fatalf("restored audit: %+v %v", rep, err)
 	}
+	// The backup carries audit_auth_from, bound into the wrapped KEK: the
+	// restored keystore keeps where authentication began.
+	if rep.AuthBound != 1 || !rep.AuthBoundByUnseal || rep.AuthFrom != 1 || !rep.MACChecked {
+		t.Fatalf("restored audit authentication: %+v", rep)
+	}
 	if _, err := target.Login(ctx, "co", officerPIN); err != nil {
 		t.Fatalf("officer login after restore: %v", err)
 	}

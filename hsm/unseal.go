@@ -5,12 +5,17 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"sync"
+	"weak"
 
 	"golang.org/x/crypto/argon2"
 
@@ -46,8 +51,14 @@ const (
 	metaKDF        = "kdf"
 	metaShamir     = "shamir"
 	kekAADPrefix   = "strongroom-hsm-kek-v1|"
-	minPINLength   = 6
-	minPassphrase  = 8
+	// metaAuditAuthFrom is the seq where the audit log's authentication
+	// began, in plain so that open can rebuild the AAD; the wrapped KEK is
+	// sealed with it in its AAD (kekAAD), so editing or deleting it makes
+	// the KEK fail to open.
+	metaAuditAuthFrom = "audit_auth_from"
+	kekAADPrefixV2    = "strongroom-hsm-kek-v2|"
+	minPINLength      = 6
+	minPassphrase     = 8
 )
 
 // passphraseKDF are the Argon2id parameters of the passphrase method,
@@ -192,18 +203,23 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		return InitResult{}, errf(ErrInvalid, "initialising hsm: unknown unseal method %q (want keyfile, passphrase, shamir or pkcs11)", o.Method)
 	}
 	defer clear(wk)
-	var wrapped []byte
-	var err error
-	if o.Method == MethodPKCS11 {
-		wrapped, err = o.Wrapper.Seal(kek, []byte(kekAADPrefix+string(o.Method)))
-	} else {
-		wrapped, err = sealKEK(wk, o.Method, kek)
+	// The init entry starts the log's authentication (from = its seq, the
+	// log's first entry), and that start is bound into the wrapped KEK's
+	// AAD right away: a keystore of this release never has a KEK that
+	// opens without it.
+	headSeq, _, err := m.store.HSMAuditHead(ctx)
+	if err != nil {
+		cleanup()
+		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
 	}
+	authFrom := headSeq + 1
+	wrapped, err := kekWrap{method: o.Method, wk: wk, wrapper: o.Wrapper}.seal(kek, authFrom)
 	if err != nil {
 		cleanup()
 		return InitResult{}, err
 	}
 	meta[metaWrappedKEK] = wrapped
+	meta[metaAuditAuthFrom] = []byte(strconv.FormatInt(authFrom, 10))
 	hash, err := hashPIN(o.OfficerPIN)
 	if err != nil {
 		cleanup()
@@ -215,13 +231,28 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		cleanup()
 		return InitResult{}, err
 	}
-	err = m.applyAs(ctx, st, storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}},
-		"", "hsm.initialize", o.OfficerName, details+" officer="+o.OfficerName)
-	if err != nil {
+	ch := storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}}
+	ch.Audit = m.auditFunc("", "hsm.initialize", o.OfficerName, withRequester(ctx, details+" officer="+o.OfficerName))
+	build, auth := ch.Audit, st.auditAuth()
+	ch.Audit = func(prevSeq int64, prevHash []byte) storage.HSMAuditEntry {
+		e := build(prevSeq, prevHash)
+		if e.Seq != authFrom {
+			e.Seq = 0 // an append since the head was read: storage refuses the entry, init fails whole
+		}
+		return e
+	}
+	// The init entry begins the authentication at authFrom even if the
+	// head holds leftovers of another keystore: they are not under this KEK.
+	ch.AuditAuth = func(e storage.HSMAuditEntry, _ storage.HSMAuditAuth, _ []byte) ([]byte, storage.HSMAuditAuth) {
+		return auth(e, storage.HSMAuditAuth{}, nil)
+	}
+	if err = m.store.ApplyHSM(ctx, ch); err != nil {
 		cleanup()
 		st.zero()
-		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
+		return InitResult{}, fmt.Errorf("initialising hsm: hsm.initialize: %w (%w)", ErrAuditFailed, err)
 	}
+	st.noteUsers(ch.PutUsers, nil)
+	setAuditAnchor(st, authFrom)
 	m.state.Store(st)
 	m.log.Info("hsm initialised", "method", o.Method)
 	return res, nil
@@ -246,6 +277,14 @@ func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
 }
 
 func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
+	return sealKEKAAD(wk, kekAAD(method, 0), kek)
+}
+
+func openKEK(wk []byte, method UnsealMethod, wrapped []byte) ([]byte, error) {
+	return openKEKAAD(wk, kekAAD(method, 0), wrapped)
+}
+
+func sealKEKAAD(wk, aad, kek []byte) ([]byte, error) {
 	g, err := gcmOf(wk)
 	if err != nil {
 		return nil, err
@@ -254,10 +293,10 @@ func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return g.Seal(nonce, nonce, kek, []byte(kekAADPrefix+string(method))), nil
+	return g.Seal(nonce, nonce, kek, aad), nil
 }
 
-func openKEK(wk []byte, method UnsealMethod, wrapped []byte) ([]byte, error) {
+func openKEKAAD(wk, aad, wrapped []byte) ([]byte, error) {
 	g, err := gcmOf(wk)
 	if err != nil {
 		return nil, err
@@ -265,7 +304,82 @@ func openKEK(wk []byte, method UnsealMethod, wrapped []byte) ([]byte, error) {
 	if len(wrapped) < g.NonceSize()+g.Overhead() {
 		return nil, errf(ErrCorrupt, "wrapped KEK is truncated")
 	}
-	return g.Open(nil, wrapped[:g.NonceSize()], wrapped[g.NonceSize():], []byte(kekAADPrefix+string(method)))
+	return g.Open(nil, wrapped[:g.NonceSize()], wrapped[g.NonceSize():], aad)
+}
+
+// kekAAD is the wrapped KEK's associated data. authFrom 0: v1, a keystore
+// of the previous release or from before its first authenticated audit
+// append. Otherwise v2 binds the seq where the audit log's authentication
+// began, so that only the unseal material can move or remove it.
+func kekAAD(method UnsealMethod, authFrom int64) []byte {
+	if authFrom == 0 {
+		return []byte(kekAADPrefix + string(method))
+	}
+	return []byte(kekAADPrefixV2 + string(method) + "|audit-from=" + strconv.FormatInt(authFrom, 10))
+}
+
+// metaAuthFrom reads audit_auth_from (0: absent). Only a successful open
+// of the KEK with it in the AAD authenticates it.
+func metaAuthFrom(meta map[string][]byte) (int64, error) {
+	v, ok := meta[metaAuditAuthFrom]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n < 1 || strconv.FormatInt(n, 10) != string(v) {
+		return 0, errf(ErrCorrupt, "unsealing: the keystore's %s (%q) is not an entry number: tampered keystore", metaAuditAuthFrom, v)
+	}
+	return n, nil
+}
+
+// kekWrap is the unseal material in hand: it opens and seals the KEK.
+type kekWrap struct {
+	method  UnsealMethod
+	wk      []byte     // the wrapping key; nil for pkcs11
+	wrapper KEKWrapper // pkcs11
+}
+
+func (w kekWrap) seal(kek []byte, authFrom int64) ([]byte, error) {
+	if w.method == MethodPKCS11 {
+		return w.wrapper.Seal(kek, kekAAD(w.method, authFrom))
+	}
+	return sealKEKAAD(w.wk, kekAAD(w.method, authFrom), kek)
+}
+
+func (w kekWrap) open(wrapped []byte, authFrom int64) ([]byte, error) {
+	if w.method == MethodPKCS11 {
+		return w.wrapper.Open(wrapped, kekAAD(w.method, authFrom))
+	}
+	return openKEKAAD(w.wk, kekAAD(w.method, authFrom), wrapped)
+}
+
+func (w kekWrap) zero() { clear(w.wk) }
+
+// auditAnchors holds, for each unsealed state, the seq where the audit
+// log's authentication began as the unseal material vouched for it (the
+// v2 AAD), so VerifyAudit does not take it from the database.
+var auditAnchors sync.Map // weak.Pointer[unsealed] → int64
+
+func setAuditAnchor(st *unsealed, from int64) {
+	auditAnchors.Range(func(k, _ any) bool {
+		if k.(weak.Pointer[unsealed]).Value() == nil {
+			auditAnchors.Delete(k)
+		}
+		return true
+	})
+	auditAnchors.Store(weak.Make(st), from)
+}
+
+// auditAnchor is 0 when st is nil or does not know the start.
+func auditAnchor(st *unsealed) int64 {
+	if st == nil {
+		return 0
+	}
+	v, ok := auditAnchors.Load(weak.Make(st))
+	if !ok {
+		return 0
+	}
+	return v.(int64)
 }
 
 func gcmOf(key []byte) (cipher.AEAD, error) {
@@ -298,11 +412,13 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	if err != nil {
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	kek, method, err := recoverKEK(meta, in)
+	kek, authFrom, w, err := openKeystore(meta, in)
 	if err != nil {
 		m.auditUnsealFailure(ctx, meta, err)
 		return err
 	}
+	defer w.zero()
+	method := w.method
 	if err := m.runSelfTests(); err != nil {
 		clear(kek)
 		if aerr := m.apply(ctx, storage.HSMChange{}, "", "selftest.fail", "", err.Error()); aerr != nil {
@@ -319,9 +435,17 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
+	if authFrom != 0 {
+		setAuditAnchor(st, authFrom) // before the unseal entry: it must not restart a stripped head
+	}
 	if err := m.applyAs(ctx, st, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
+	}
+	if authFrom == 0 {
+		if authFrom = m.bindAuditStart(ctx, st, w, kek); authFrom != 0 {
+			setAuditAnchor(st, authFrom)
+		}
 	}
 	m.state.Store(st)
 	m.log.Info("hsm unsealed", "method", method)
@@ -345,69 +469,149 @@ func (m *Module) auditUnsealFailure(ctx context.Context, meta map[string][]byte,
 	}
 }
 
+// bindAuditStart binds the start of the audit log's authentication into
+// the wrapped KEK of a keystore that does not have it yet (one from the
+// previous release), at its first unseal on this release: the unseal
+// entry has just been appended with authentication, so the head records
+// where it began. The KEK is rewrapped with that seq in its AAD (v2) and
+// both meta rows are written at once, unless another node did it first.
+// It returns the bound seq, 0 when nothing is bound (the failure is
+// logged; the module unseals anyway and the next unseal tries again).
+func (m *Module) bindAuditStart(ctx context.Context, st *unsealed, w kekWrap, kek []byte) int64 {
+	a, err := m.store.HSMAuditAuth(ctx)
+	if err != nil {
+		m.log.Warn("hsm: reading the audit head to bind its authentication", "err", err)
+		return 0
+	}
+	var hash []byte
+	if a.Seq > 0 {
+		es, err := m.store.HSMAudit(ctx, a.Seq, 1)
+		if err != nil {
+			m.log.Warn("hsm: reading the audit head to bind its authentication", "err", err)
+			return 0
+		}
+		if len(es) == 1 && es[0].Seq == a.Seq {
+			hash = es[0].Hash
+		}
+	}
+	if a.From < 1 || a.From > a.Seq || hash == nil || !hmac.Equal(a.MAC, headMAC(st.macKey, a, hash)) {
+		m.log.Warn("hsm: the audit head's authentication does not verify; its start is not bound to the unseal material (run `ca hsm audit verify`)",
+			"mac_from", a.From, "mac_seq", a.Seq)
+		return 0
+	}
+	wrapped, err := w.seal(kek, a.From)
+	if err != nil {
+		m.log.Warn("hsm: rewrapping the KEK to bind the audit authentication", "err", err)
+		return 0
+	}
+	from := []byte(strconv.FormatInt(a.From, 10))
+	err = m.applyAs(ctx, st, storage.HSMChange{RequireNoMeta: metaAuditAuthFrom,
+		Meta: map[string][]byte{metaWrappedKEK: wrapped, metaAuditAuthFrom: from}},
+		"", "hsm.audit-bind", "", "audit-auth-from="+string(from))
+	if err == nil {
+		m.log.Info("hsm: audit authentication start bound to the unseal material", "audit_auth_from", a.From)
+		return a.From
+	}
+	// Refused: another node bound it meanwhile (RequireNoMeta), with the
+	// same head hence the same seq? Only an open with the material says so.
+	if meta, merr := m.store.HSMMeta(ctx); merr == nil {
+		if n, perr := metaAuthFrom(meta); perr == nil && n == a.From {
+			if k, oerr := w.open(meta[metaWrappedKEK], n); oerr == nil {
+				same := subtle.ConstantTimeCompare(k, kek) == 1
+				clear(k)
+				if same {
+					return n
+				}
+			}
+		}
+	}
+	m.log.Warn("hsm: binding the audit authentication to the unseal material", "err", err)
+	return 0
+}
+
 // recoverKEK derives the wrapping key from in for the method recorded in
-// meta and opens the wrapped KEK. Unseal and Restore share it.
+// meta and opens the wrapped KEK. Restore and unlock use it.
 func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, error) {
+	kek, _, w, err := openKeystore(meta, in)
+	w.zero()
+	return kek, w.method, err
+}
+
+// openKeystore derives the wrapping key from in for the method recorded in
+// meta and opens the wrapped KEK: with the v2 AAD when meta has
+// audit_auth_from (then authFrom is that seq, vouched for by the open),
+// with v1 otherwise. The returned kekWrap holds the material; zero it.
+func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom int64, w kekWrap, err error) {
 	method := UnsealMethod(meta[metaMethod])
-	var wk []byte
-	var err error
+	w.method = method
+	fail := func(err error) ([]byte, int64, kekWrap, error) {
+		w.zero()
+		return nil, 0, kekWrap{method: method}, err
+	}
 	switch method {
 	case "":
-		return nil, "", ErrNotInitialized
+		return fail(ErrNotInitialized)
+	case MethodKeyFile, MethodPassphrase, MethodShamir, MethodPKCS11:
+	default:
+		return fail(errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method))
+	}
+	if authFrom, err = metaAuthFrom(meta); err != nil {
+		return fail(err)
+	}
+	tampered := ""
+	if authFrom != 0 {
+		tampered = ", or the keystore was tampered with (its wrapped KEK or " + metaAuditAuthFrom + " edited)"
+	}
+	switch method {
 	case MethodKeyFile:
 		if in.KeyFile == "" {
-			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a key file; none given")
+			return fail(errf(ErrInvalid, "unsealing: this module unseals with a key file; none given"))
 		}
-		wk, err = os.ReadFile(in.KeyFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("unsealing: reading key file: %w", err)
+		if w.wk, err = os.ReadFile(in.KeyFile); err != nil {
+			return fail(fmt.Errorf("unsealing: reading key file: %w", err))
 		}
-		if len(wk) != 32 {
-			return nil, "", errf(ErrBadUnseal, "unsealing: key file must hold exactly 32 bytes")
+		if len(w.wk) != 32 {
+			return fail(errf(ErrBadUnseal, "unsealing: key file must hold exactly 32 bytes"))
 		}
 	case MethodPassphrase:
 		var kdf passphraseKDF
 		if err := json.Unmarshal(meta[metaKDF], &kdf); err != nil || len(kdf.Salt) == 0 {
-			return nil, "", errf(ErrCorrupt, "unsealing: passphrase parameters are unreadable")
+			return fail(errf(ErrCorrupt, "unsealing: passphrase parameters are unreadable"))
 		}
 		if len(in.Passphrase) == 0 {
-			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given")
+			return fail(errf(ErrInvalid, "unsealing: this module unseals with a passphrase; none given"))
 		}
-		if wk, err = kdf.derive(in.Passphrase); err != nil {
-			return nil, "", fmt.Errorf("unsealing: the keystore's passphrase parameters are damaged: %w", err)
+		if w.wk, err = kdf.derive(in.Passphrase); err != nil {
+			return fail(fmt.Errorf("unsealing: the keystore's passphrase parameters are damaged: %w", err))
 		}
 	case MethodShamir:
 		var sp shamirParams
 		if err := json.Unmarshal(meta[metaShamir], &sp); err != nil {
-			return nil, "", errf(ErrCorrupt, "unsealing: Shamir parameters are unreadable")
+			return fail(errf(ErrCorrupt, "unsealing: Shamir parameters are unreadable"))
 		}
-		if wk, err = recoverMaster(sp, in.Shares); err != nil {
-			return nil, "", fmt.Errorf("unsealing: %w", err)
+		if w.wk, err = recoverMaster(sp, in.Shares); err != nil {
+			return fail(fmt.Errorf("unsealing: %w", err))
 		}
 	case MethodPKCS11:
 		if in.Wrapper == nil {
-			return nil, "", errf(ErrInvalid, "unsealing: this module unseals with a PKCS#11 token; none given")
+			return fail(errf(ErrInvalid, "unsealing: this module unseals with a PKCS#11 token; none given"))
 		}
-		kek, err := in.Wrapper.Open(meta[metaWrappedKEK], []byte(kekAADPrefix+string(method)))
-		if err != nil || len(kek) != 32 {
-			return nil, "", errf(ErrBadUnseal, "unsealing: the token's key does not open this module's KEK (another token or key?): %v", err)
-		}
-		return kek, method, nil
-	default:
-		return nil, "", errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method)
+		w.wrapper = in.Wrapper
 	}
-	defer clear(wk)
-	kek, err := openKEK(wk, method, meta[metaWrappedKEK])
-	if err != nil {
+	kek, err = w.open(meta[metaWrappedKEK], authFrom)
+	if err != nil || len(kek) != 32 {
+		clear(kek)
 		switch method {
 		case MethodPassphrase:
-			return nil, "", errf(ErrBadUnseal, "unsealing: wrong passphrase")
+			return fail(errf(ErrBadUnseal, "unsealing: wrong passphrase%s", tampered))
 		case MethodShamir:
-			return nil, "", errf(ErrBadUnseal, "unsealing: the shares do not recover this module's master secret")
+			return fail(errf(ErrBadUnseal, "unsealing: the shares do not recover this module's master secret%s", tampered))
+		case MethodPKCS11:
+			return fail(errf(ErrBadUnseal, "unsealing: the token's key does not open this module's KEK (another token or key?)%s: %v", tampered, err))
 		}
-		return nil, "", errf(ErrBadUnseal, "unsealing: wrong key file")
+		return fail(errf(ErrBadUnseal, "unsealing: wrong key file%s", tampered))
 	}
-	return kek, method, nil
+	return kek, authFrom, w, nil
 }
 
 var errNoShares = errors.New("no shares given")

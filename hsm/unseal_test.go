@@ -34,7 +34,7 @@ func snap(t *testing.T, m *Module, db *storage.DB) snapshot {
 	}
 	meta, _ := db.HSMMeta(context.Background())
 	var b strings.Builder
-	for _, k := range []string{metaMethod, metaWrappedKEK, metaKDF, metaShamir} {
+	for _, k := range []string{metaMethod, metaWrappedKEK, metaKDF, metaShamir, metaAuditAuthFrom} {
 		b.Write(meta[k])
 		b.WriteByte('|')
 	}

@@ -67,7 +67,9 @@ func TestConsoleAudit(t *testing.T) {
 	if strings.Contains(page+page2, "pin-1") {
 		t.Fatal("a PIN is on the audit page")
 	}
-	if _, page := b.do("GET", "/ui/audit?verify=1", nil); !strings.Contains(page, `id="chain-ok"`) {
+	if _, page := b.do("GET", "/ui/audit?verify=1", nil); !strings.Contains(page, `id="chain-ok"`) ||
+		!regexp.MustCompile(`id="chain-auth">Authenticated: head MAC verified; entries #1 to #\d+ .*bound to the unseal material`).MatchString(page) ||
+		!regexp.MustCompile(`id="chain-head">Head: #\d+ <code>[0-9a-f]{64}</code>`).MatchString(page) {
 		t.Fatalf("verify: %s", page)
 	}
 	if _, err := e.db.Exec(ctx, `UPDATE hsm_audit SET details = 'edited' WHERE seq = 7`); err != nil {

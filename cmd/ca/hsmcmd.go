@@ -240,6 +240,9 @@ such a record.`,
 					return err
 				}
 				if rep.FirstBad != 0 {
+					if unsealErr != nil { // e.g. audit_auth_from edited: the KEK no longer opens
+						return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read; the HSM did not unseal here: %v)", rep.FirstBad, rep.Problem, rep.Entries, unsealErr)
+					}
 					return fmt.Errorf("audit log is NOT intact: first bad entry is #%d: %s (%d entries read)", rep.FirstBad, rep.Problem, rep.Entries)
 				}
 				printAuditReport(cmd.OutOrStdout(), rep, unsealErr)
@@ -252,17 +255,9 @@ such a record.`,
 func printAuditReport(w io.Writer, rep hsm.AuditReport, unsealErr error) {
 	fmt.Fprintf(w, "audit log intact: %d entries, hash chain verified\n", rep.Entries)
 	fmt.Fprintf(w, "head: #%d %x (record it outside the database: only that shows a rollback of the whole database)\n", rep.HeadSeq, rep.HeadHash)
-	switch {
-	case rep.AuthSeq == 0:
-		fmt.Fprintln(w, "authenticated: none yet (a log from before authentication; the next append made unsealed starts it)")
-	case rep.MACChecked:
-		fmt.Fprintf(w, "authenticated: head MAC verified; entries #%d to #%d were appended with authentication", rep.AuthFrom, rep.AuthSeq)
-		if rep.AuthFrom > 1 {
-			fmt.Fprintf(w, ", #1 to #%d before it began (covered as they stood then)", rep.AuthFrom-1)
-		}
-		fmt.Fprintln(w)
-	default:
-		fmt.Fprintf(w, "authenticated: head MAC NOT checked, the HSM is sealed here (%v)\n", unsealErr)
+	fmt.Fprintf(w, "authenticated: %s\n", rep.AuthSummary())
+	if rep.AuthSeq != 0 && !rep.MACChecked && unsealErr != nil {
+		fmt.Fprintf(w, "not unsealed here: %v\n", unsealErr)
 	}
 	if len(rep.Unauthenticated) > 0 {
 		actions := slices.Sorted(maps.Keys(rep.Unauthenticated))
