@@ -71,6 +71,9 @@ type unsealed struct {
 	method UnsealMethod
 	keys   sync.Map                            // key id → *keyObject
 	users  atomic.Pointer[map[string]userView] // userview.go
+	// auditFrom is where the audit log's authentication began, bound into
+	// the wrapped KEK's AAD (auditAnchor); 0: not known.
+	auditFrom atomic.Int64
 }
 
 func (st *unsealed) zero() {

@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
-	"weak"
 
 	"golang.org/x/crypto/argon2"
 
@@ -355,31 +353,16 @@ func (w kekWrap) open(wrapped []byte, authFrom int64) ([]byte, error) {
 
 func (w kekWrap) zero() { clear(w.wk) }
 
-// auditAnchors holds, for each unsealed state, the seq where the audit
-// log's authentication began as the unseal material vouched for it (the
-// v2 AAD), so VerifyAudit does not take it from the database.
-var auditAnchors sync.Map // weak.Pointer[unsealed] → int64
+func setAuditAnchor(st *unsealed, from int64) { st.auditFrom.Store(from) }
 
-func setAuditAnchor(st *unsealed, from int64) {
-	auditAnchors.Range(func(k, _ any) bool {
-		if k.(weak.Pointer[unsealed]).Value() == nil {
-			auditAnchors.Delete(k)
-		}
-		return true
-	})
-	auditAnchors.Store(weak.Make(st), from)
-}
-
-// auditAnchor is 0 when st is nil or does not know the start.
+// auditAnchor is the seq where the audit log's authentication began, as
+// the unseal material vouched for it (the v2 AAD), so VerifyAudit does not
+// take it from the database; 0 when st is nil or does not know it.
 func auditAnchor(st *unsealed) int64 {
 	if st == nil {
 		return 0
 	}
-	v, ok := auditAnchors.Load(weak.Make(st))
-	if !ok {
-		return 0
-	}
-	return v.(int64)
+	return st.auditFrom.Load()
 }
 
 func gcmOf(key []byte) (cipher.AEAD, error) {
