@@ -541,10 +541,10 @@ func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom 
 	if authFrom, err = metaAuthFrom(meta); err != nil {
 		return fail(err)
 	}
-	tampered := ""
-	if authFrom != 0 {
-		tampered = ", or the keystore was tampered with (its wrapped KEK or " + metaAuditAuthFrom + " edited)"
-	}
+	// A KEK that does not open is wrong material, or a keystore edited
+	// outside the HSM: its wrapped KEK, or audit_auth_from changed or
+	// deleted (a deleted one looks like a keystore of the previous release).
+	tampered := ", or the keystore was tampered with (its wrapped KEK, or " + metaAuditAuthFrom + " edited or deleted)"
 	switch method {
 	case MethodKeyFile:
 		if in.KeyFile == "" {
