@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -86,7 +85,7 @@ func (s *Server) newAccount(ctx context.Context, w http.ResponseWriter, r *http.
 	} else if s.o.Meta.ExternalAccountRequired {
 		return prob("externalAccountRequired", http.StatusUnauthorized, "this endpoint requires an external account binding")
 	}
-	refund, err := s.limit(ctx, "new-account:"+clientIP(r), s.o.Limits.NewAccountsPerIPPerHour,
+	refund, err := s.limit(ctx, "new-account:"+core.ClientIP(r), s.o.Limits.NewAccountsPerIPPerHour,
 		"too many new accounts from this address")
 	if err != nil {
 		return err
@@ -325,14 +324,6 @@ func (s *Server) limit(ctx context.Context, key string, perHour int, detail stri
 			s.log.WarnContext(ctx, "giving back a rate-limit count", "err", err)
 		}
 	}, nil
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // randomID is a 128-bit random id, base64url: unguessable object URLs.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -152,7 +151,7 @@ func checkKeyName(name string) error {
 		return core.Errorf(core.KindMalformed, "an API key's name must be UTF-8 text")
 	case utf8.RuneCountInString(name) > maxKeyNameLen:
 		return core.Errorf(core.KindMalformed, "an API key's name must be at most %d characters", maxKeyNameLen)
-	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
+	case strings.ContainsFunc(name, core.Invisible):
 		// Cf: invisible formatting, such as bidirectional overrides that
 		// make a listing show another name than the one stored.
 		return core.Errorf(core.KindMalformed, "an API key's name must not contain control or invisible formatting characters")

@@ -1,10 +1,11 @@
 package web
 
 import (
-	"net"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // Failed sign-ins allowed per client address in loginWindow. API keys hold
@@ -15,13 +16,7 @@ const (
 	loginWindow   = 10 * time.Minute
 )
 
-func loginLimitKey(c *gin.Context) string {
-	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
-	if err != nil {
-		host = c.Request.RemoteAddr
-	}
-	return "console-login:" + host
-}
+func loginLimitKey(c *gin.Context) string { return "console-login:" + core.ClientIP(c.Request) }
 
 // loginAllowed counts a sign-in attempt from the client's address; false
 // and the wait when the address has used up its failures. The attempt is

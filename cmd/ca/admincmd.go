@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -16,6 +15,7 @@ import (
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 func apikeyCommand(g *globals) *cobra.Command {
@@ -144,7 +144,7 @@ func acmeCommand(g *globals) *cobra.Command {
 // cell: quoted, escapes and all, when it holds what a terminal would act on
 // or hide (names made before names were checked, labels over REST).
 func cell(s string) string {
-	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, core.Invisible) {
 		return strconv.QuoteToASCII(s)
 	}
 	return s

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -41,15 +40,11 @@ func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *no
 // unsealForCLI unseals from the environment, or asks for shares or the
 // passphrase on stdin.
 func unsealForCLI(ctx context.Context, cmd *cobra.Command, n *node) error {
-	err := n.unsealFromEnvironment(ctx)
-	if !errors.Is(err, errNeedsOperator) {
-		return err
-	}
-	req, err := readUnsealMaterial(cmd, n)
+	in, err := unsealMaterial(cmd, n)
 	if err != nil {
 		return err
 	}
-	return n.hsm.Unseal(ctx, hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares})
+	return n.hsm.Unseal(ctx, in)
 }
 
 // officerSession logs in as an officer: name from --officer (default

@@ -164,15 +164,9 @@ func unlockWithUnseal(cmd *cobra.Command, g *globals, name string) error {
 // `ca hsm unseal` gets it: the configured key file or token, else the
 // passphrase or shares from the environment or stdin.
 func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
-	switch n.cfg.HSM.Unseal {
-	case "keyfile":
-		in := hsm.UnsealInput{KeyFile: config.Path(n.dir, n.cfg.HSM.KeyFile)}
-		if _, err := os.Stat(in.KeyFile); err != nil {
-			return in, fmt.Errorf("the module opens with its key file: copy it to %s first (%w)", in.KeyFile, err)
-		}
-		return in, nil
-	case "pkcs11":
-		return n.tokenUnseal(cmd.Context())
+	in, err := n.environmentMaterial(cmd.Context())
+	if !errors.Is(err, errNeedsOperator) {
+		return in, err
 	}
 	req, err := readUnsealMaterial(cmd, n)
 	return hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares}, err

@@ -83,21 +83,28 @@ func (n *node) Close(ctx context.Context) {
 // unsealFromEnvironment unseals with what needs no operator: the key file,
 // or a passphrase in STRONGROOM_HSM_PASSPHRASE. Shamir always needs people.
 func (n *node) unsealFromEnvironment(ctx context.Context) error {
+	in, err := n.environmentMaterial(ctx)
+	if err != nil {
+		return err
+	}
+	return n.hsm.Unseal(ctx, in)
+}
+
+// environmentMaterial is the unseal material the node has without an
+// operator: its key file, its token, or the passphrase in the environment;
+// errNeedsOperator when shares or a passphrase must be typed.
+func (n *node) environmentMaterial(ctx context.Context) (hsm.UnsealInput, error) {
 	switch n.cfg.HSM.Unseal {
 	case "keyfile":
-		return n.hsm.Unseal(ctx, hsm.UnsealInput{KeyFile: config.Path(n.dir, n.cfg.HSM.KeyFile)})
+		return hsm.UnsealInput{KeyFile: config.Path(n.dir, n.cfg.HSM.KeyFile)}, nil
 	case "passphrase":
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
-			return n.hsm.Unseal(ctx, hsm.UnsealInput{Passphrase: []byte(p)})
+			return hsm.UnsealInput{Passphrase: []byte(p)}, nil
 		}
 	case "pkcs11":
-		in, err := n.tokenUnseal(ctx)
-		if err != nil {
-			return err
-		}
-		return n.hsm.Unseal(ctx, in)
+		return n.tokenUnseal(ctx)
 	}
-	return errNeedsOperator
+	return hsm.UnsealInput{}, errNeedsOperator
 }
 
 var errNeedsOperator = errors.New("the HSM needs an operator to unseal it (ca hsm unseal)")
