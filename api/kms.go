@@ -48,8 +48,8 @@ type KeyService interface {
 	DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
 	PublicKeys(ctx context.Context, keyID string) ([]hsm.VersionKey, error)
 	ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error)
-	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error)
-	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error)
+	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, int, error)
+	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, int, error)
 	CountKeys(ctx context.Context, labelPrefix string) (int, error)
 }
 

@@ -46,3 +46,28 @@ func TestKeyServiceQuotas(t *testing.T) {
 	}
 	e.create(t, "after-destroy", "aes256")
 }
+
+// TestVersionLimitCountsVersions: api.versions_per_key counts the versions
+// a key holds, not its version number, so a copy imported as version 2
+// (one version held) may still rotate under a limit of 2.
+func TestVersionLimitCountsVersions(t *testing.T) {
+	e := newKeyEnv(t, func(o *Options) { o.VersionsPerKey = 2 })
+	var unwrap, src KeyResponse
+	e.call(t, "POST", "/keys", map[string]any{"label": "import", "type": "rsa2048", "usage": []string{"wrap", "unwrap"}}, &unwrap)
+	e.call(t, "POST", "/keys", map[string]any{"label": "src", "type": "aes256", "extractable": true}, &src)
+	if st := e.call(t, "POST", "/keys/"+src.ID+"/rotate", nil, nil); st != 200 {
+		t.Fatalf("rotation to v2: %d", st)
+	}
+	if st, detail := e.raw(t, "/keys/"+src.ID+"/rotate", ""); st != 409 || !strings.Contains(detail, "has 2 versions") {
+		t.Fatalf("a third version: %d %s, want 409", st, detail)
+	}
+	var out ExportKeyResponse
+	e.call(t, "POST", "/keys/"+src.ID+"/export", map[string]any{"wrapping_key": unwrap.ID}, &out)
+	var back, rotated KeyResponse
+	if st := e.call(t, "POST", "/keys/import", map[string]any{"label": "back", "type": "aes256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped, "version": out.Version}, &back); st != 201 || back.Version != 2 {
+		t.Fatalf("import as v2: %d %+v", st, back)
+	}
+	if st := e.call(t, "POST", "/keys/"+back.ID+"/rotate", nil, &rotated); st != 200 || rotated.Version != 3 {
+		t.Fatalf("rotating the copy imported as v2 (one version held): %d %+v, want 200 and v3", st, rotated)
+	}
+}

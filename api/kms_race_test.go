@@ -99,3 +99,36 @@ func TestSignReportsTheVersionThatSigned(t *testing.T) {
 		t.Fatalf("jwt with a key rotated on every attempt: %d %s", st, detail)
 	}
 }
+
+// exportRotated rotates a key between the export handler's read of it and
+// the export, as a racing request would.
+type exportRotated struct{ rotateFirst }
+
+func (r *exportRotated) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, int, error) {
+	r.race(ctx, id)
+	return r.KeyService.ExportWrapped(ctx, id, wrappingKeyID)
+}
+
+// TestExportReportsTheVersionItWrapped: when a rotation lands between
+// reading the key and exporting it, the export reports the version it
+// wrapped, so the copy imported as that version opens what it encrypted.
+func TestExportReportsTheVersionItWrapped(t *testing.T) {
+	var er *exportRotated
+	e := newKeyEnv(t, func(o *Options) { er = &exportRotated{rotateFirst{KeyService: o.Keys}}; o.Keys = er })
+	var unwrap, src KeyResponse
+	e.call(t, "POST", "/keys", map[string]any{"label": "import", "type": "rsa2048", "usage": []string{"wrap", "unwrap"}}, &unwrap)
+	e.call(t, "POST", "/keys", map[string]any{"label": "src", "type": "aes256", "extractable": true}, &src)
+	er.n.Store(1)
+	var out ExportKeyResponse
+	if st := e.call(t, "POST", "/keys/"+src.ID+"/export", map[string]any{"wrapping_key": unwrap.ID}, &out); st != 200 || out.Version != 2 {
+		t.Fatalf("export racing a rotation: %d, version %d, want 2", st, out.Version)
+	}
+	var ct struct{ Ciphertext string }
+	e.call(t, "POST", "/keys/"+src.ID+"/encrypt", map[string]any{"plaintext": "eA=="}, &ct)
+	var back KeyResponse
+	e.call(t, "POST", "/keys/import", map[string]any{"label": "back", "type": "aes256", "wrapping_key": unwrap.ID, "wrapped": out.Wrapped, "version": out.Version}, &back)
+	var pt struct{ Plaintext string }
+	if st := e.call(t, "POST", "/keys/"+back.ID+"/decrypt", map[string]any{"ciphertext": ct.Ciphertext}, &pt); st != 200 || pt.Plaintext != "eA==" {
+		t.Fatalf("decrypting v2's ciphertext with the copy imported as version %d: %d %q", out.Version, st, pt.Plaintext)
+	}
+}

@@ -128,8 +128,8 @@ func (o ownedKeys) RotateKey(ctx context.Context, id string) (hsm.KeyInfo, error
 	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	if k.Version >= o.maxVersions {
-		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "key %s has %d versions, the limit (api.versions_per_key): create a new key instead", id, k.Version)
+	if k.Versions >= o.maxVersions {
+		return hsm.KeyInfo{}, core.Errorf(core.KindConflict, "key %s has %d versions, the limit (api.versions_per_key): create a new key instead", id, k.Versions)
 	}
 	k, err = o.KeyService.RotateKey(o.audited(ctx), id)
 	return o.show(k), err
@@ -217,18 +217,18 @@ func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrapping
 	return o.created(k, err, label)
 }
 
-func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, error) {
+func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, int, error) {
 	for _, k := range []string{id, wrappingKeyID} {
 		if err := o.check(ctx, k); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	return o.KeyService.ExportWrapped(o.audited(ctx), id, wrappingKeyID)
 }
 
-func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, error) {
+func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, int, error) {
 	if err := o.check(ctx, id); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	return o.KeyService.ExportWrappedTo(o.audited(ctx), id, pub)
 }

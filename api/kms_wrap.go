@@ -110,12 +110,13 @@ func (a *API) exportKey(c *gin.Context) {
 			out.Format = "RAW"
 		}
 		var blob []byte
+		var version int
 		if in.PublicKey != "" {
 			pub, perr := rsaPublicKey(in.PublicKey)
 			if perr != nil {
 				return nil, perr
 			}
-			blob, err = ks.ExportWrappedTo(ctx, id, pub)
+			blob, version, err = ks.ExportWrappedTo(ctx, id, pub)
 		} else {
 			wk, werr := ks.GetKey(ctx, in.WrappingKey)
 			if werr != nil {
@@ -124,12 +125,14 @@ func (a *API) exportKey(c *gin.Context) {
 			if strings.HasPrefix(string(wk.Type), "aes") {
 				out.Algorithm = "AES_KEY_WRAP"
 			}
-			blob, err = ks.ExportWrapped(ctx, id, in.WrappingKey)
+			blob, version, err = ks.ExportWrapped(ctx, id, in.WrappingKey)
 		}
 		if err != nil {
 			return nil, err
 		}
-		out.Wrapped = enc(blob)
+		// The version wrapped, not the one GetKey saw: a rotation may
+		// have come between them.
+		out.Version, out.Wrapped = version, enc(blob)
 		return out, nil
 	})
 }

@@ -31,11 +31,11 @@ func TestNonExtractableCannotBeExported(t *testing.T) {
 			if k.Extractable {
 				t.Fatalf("%s: extractable by default", typ)
 			}
-			if _, err := f.alice.ExportWrapped(ctx, k.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
+			if _, _, err := f.alice.ExportWrapped(ctx, k.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
 				t.Errorf("%s: ExportWrapped = %v, want ErrNotExtractable", typ, err)
 			}
 			// The key cannot serve as a wrapping key to get at itself either.
-			if _, err := f.alice.ExportWrapped(ctx, k.ID, k.ID); err == nil {
+			if _, _, err := f.alice.ExportWrapped(ctx, k.ID, k.ID); err == nil {
 				t.Errorf("%s: exported under itself", typ)
 			}
 			if typ.asymmetric() {
@@ -58,14 +58,14 @@ func TestNonExtractableCannotBeExported(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blob, err := f.alice.ExportWrapped(ctx, ek.ID, kek.ID)
+		blob, _, err := f.alice.ExportWrapped(ctx, ek.ID, kek.ID)
 		if err != nil {
 			t.Fatalf("exporting an extractable key: %v", err)
 		}
 		if err := f.alice.SetNonExtractable(ctx, ek.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.alice.ExportWrapped(ctx, ek.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
+		if _, _, err := f.alice.ExportWrapped(ctx, ek.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
 			t.Errorf("after SetNonExtractable: %v", err)
 		}
 		// The change is sealed into the stored object: a new module agrees.
@@ -74,7 +74,7 @@ func TestNonExtractableCannotBeExported(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a2.ExportWrapped(ctx, ek.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
+		if _, _, err := a2.ExportWrapped(ctx, ek.ID, kek.ID); !errors.Is(err, ErrNotExtractable) {
 			t.Errorf("after reopen: %v", err)
 		}
 		// Re-importing the exported copy gives a key with the same public key.
@@ -107,7 +107,7 @@ func TestUserCannotSeeOrUseOthersKeys(t *testing.T) {
 			"GetKey":  func() error { _, err := f.bob.GetKey(ctx, k.ID); return err },
 			"FindKey": func() error { _, err := f.bob.FindKey(ctx, "alice-key"); return err },
 			"Encrypt": func() error { _, err := f.bob.Encrypt(ctx, aes.ID, []byte("p"), nil); return err },
-			"Export":  func() error { _, err := f.bob.ExportWrapped(ctx, k.ID, aes.ID); return err },
+			"Export":  func() error { _, _, err := f.bob.ExportWrapped(ctx, k.ID, aes.ID); return err },
 			"Rotate":  func() error { _, err := f.bob.RotateKey(ctx, k.ID); return err },
 			"Destroy": func() error { return f.bob.DestroyKey(ctx, k.ID) },
 			"Share":   func() error { return f.bob.ShareKey(ctx, k.ID, "bob") },

@@ -437,13 +437,13 @@ func (s *Session) DestroyKey(ctx context.Context, keyID string) error {
 }
 
 // ExportWrapped returns the key's current version wrapped under another
-// key of the session's: AES-KW/KWP under an AES key, RSA-AES key wrap under
-// an RSA key (rsawrap.go). The material is PKCS#8 DER for key pairs, the
-// raw secret for symmetric keys. Only the owner may export, and only an
-// extractable key.
-func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, error) {
+// key of the session's, and that version's number: AES-KW/KWP under an AES
+// key, RSA-AES key wrap under an RSA key (rsawrap.go). The material is
+// PKCS#8 DER for key pairs, the raw secret for symmetric keys. Only the
+// owner may export, and only an extractable key.
+func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, int, error) {
 	if wrappingKeyID == keyID {
-		return nil, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
+		return nil, 0, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
 	}
 	return s.export(ctx, keyID, "wrapped-by="+wrappingKeyID, func(mat []byte) ([]byte, error) {
 		wk, err := s.useKey(ctx, wrappingKeyID, UsageWrap)
@@ -461,9 +461,9 @@ func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string
 // ExportWrappedTo returns the key's current version wrapped to an RSA
 // public key from outside the module (RSA-AES key wrap), for example
 // another HSM's or a cloud KMS's import key. Same rules as ExportWrapped.
-func (s *Session) ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, error) {
+func (s *Session) ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, int, error) {
 	if pub == nil || pub.N == nil || pub.N.BitLen() < 2048 {
-		return nil, errf(ErrInvalid, "exporting key: the wrapping key must be RSA with at least 2048 bits")
+		return nil, 0, errf(ErrInvalid, "exporting key: the wrapping key must be RSA with at least 2048 bits")
 	}
 	fp := sha256.Sum256(x509.MarshalPKCS1PublicKey(pub))
 	return s.export(ctx, keyID, fmt.Sprintf("wrapped-to=rsa%d:%x", pub.N.BitLen(), fp[:8]), func(mat []byte) ([]byte, error) {
@@ -472,28 +472,32 @@ func (s *Session) ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.Pu
 }
 
 // export checks that the session owns keyID and that it is extractable,
-// wraps its current material with wrap and records the export.
-func (s *Session) export(ctx context.Context, keyID, details string, wrap func(material []byte) ([]byte, error)) ([]byte, error) {
+// wraps its current material with wrap and records the export. It returns
+// the version it wrapped (a rotation may have added one since the caller
+// last looked).
+func (s *Session) export(ctx context.Context, keyID, details string, wrap func(material []byte) ([]byte, error)) ([]byte, int, error) {
 	_, ko, err := s.manageKey(ctx, keyID, false)
 	if err != nil {
-		return nil, fmt.Errorf("exporting key: %w", err)
+		return nil, 0, fmt.Errorf("exporting key: %w", err)
 	}
 	if !ko.a.Extractable {
-		return nil, errf(ErrNotExtractable, "exporting key %s", keyID)
+		return nil, 0, errf(ErrNotExtractable, "exporting key %s", keyID)
 	}
-	mat, err := ko.current().h.material()
+	kv := ko.current()
+	mat, err := kv.h.material()
 	if err != nil {
-		return nil, fmt.Errorf("exporting key: %w", err)
+		return nil, 0, fmt.Errorf("exporting key: %w", err)
 	}
 	defer clear(mat)
 	blob, err := wrap(mat)
 	if err != nil {
-		return nil, fmt.Errorf("exporting key: %w", err)
+		return nil, 0, fmt.Errorf("exporting key: %w", err)
 	}
+	details += fmt.Sprintf(" version=%d", kv.version)
 	if err := s.m.apply(ctx, storage.HSMChange{}, s.user, "key.export", keyID, details); err != nil {
-		return nil, fmt.Errorf("exporting key: %w", err)
+		return nil, 0, fmt.Errorf("exporting key: %w", err)
 	}
-	return blob, nil
+	return blob, kv.version, nil
 }
 
 // GetKey returns a visible key's attributes (an officer sees every key).

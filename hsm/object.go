@@ -143,7 +143,7 @@ func (ko *keyObject) info() KeyInfo {
 	cur := ko.current()
 	return KeyInfo{ID: ko.id, Label: ko.a.Label, Type: ko.a.Type, Usage: ko.a.Usage, Extractable: ko.a.Extractable,
 		Owner: ko.a.Owner, SharedWith: slices.Clone(ko.a.SharedWith), Version: cur.version,
-		Created: storage.FromMicros(ko.a.Created), Uses: uses, PublicKey: cur.h.public()}
+		Versions: len(ko.versions), Created: storage.FromMicros(ko.a.Created), Uses: uses, PublicKey: cur.h.public()}
 }
 
 // loadKey returns the opened key from the cache, or reads and opens every

@@ -83,7 +83,7 @@ func TestRSAAESKeyWrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := f.alice.ExportWrappedTo(ctx, ex.ID, &outside.PublicKey)
+	out, _, err := f.alice.ExportWrappedTo(ctx, ex.ID, &outside.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,21 +100,21 @@ func TestRSAAESKeyWrap(t *testing.T) {
 		t.Fatal("the exported key is not the key")
 	}
 	// And back in through the module's own RSA key: wrap under it, import.
-	viaModule, err := f.alice.ExportWrapped(ctx, ex.ID, wk.ID)
+	viaModule, _, err := f.alice.ExportWrapped(ctx, ex.ID, wk.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.alice.ImportWrapped(ctx, KeySpec{Type: Ed25519, Label: "back"}, wk.ID, viaModule); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.alice.ExportWrappedTo(ctx, imp.ID, &outside.PublicKey); !errors.Is(err, ErrNotExtractable) {
+	if _, _, err := f.alice.ExportWrappedTo(ctx, imp.ID, &outside.PublicKey); !errors.Is(err, ErrNotExtractable) {
 		t.Errorf("non-extractable: %v", err)
 	}
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
-	if _, err := f.alice.ExportWrappedTo(ctx, ex.ID, &small.PublicKey); !errors.Is(err, ErrInvalid) {
+	if _, _, err := f.alice.ExportWrappedTo(ctx, ex.ID, &small.PublicKey); !errors.Is(err, ErrInvalid) {
 		t.Errorf("RSA-1024 wrapping key: %v", err)
 	}
-	if _, err := f.bob.ExportWrappedTo(ctx, ex.ID, &outside.PublicKey); err == nil {
+	if _, _, err := f.bob.ExportWrappedTo(ctx, ex.ID, &outside.PublicKey); err == nil {
 		t.Error("another user exported alice's key")
 	}
 	entries, err := f.officer.AuditEntries(ctx, 0, 1000)

@@ -132,7 +132,7 @@ func TestTwoNodesStaleVersionReloads(t *testing.T) {
 		// B's import of A's export needs the same reload: A rotates the
 		// wrapping key again (B has version 2 now) and wraps with version 3.
 		rotateOnA(t, n, 3, k.aes.ID)
-		exported, err := n.alice.ExportWrapped(ctx, k.wrapped.ID, k.aes.ID)
+		exported, _, err := n.alice.ExportWrapped(ctx, k.wrapped.ID, k.aes.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -154,6 +154,7 @@ type KeyInfo struct {
 	Owner       string
 	SharedWith  []string
 	Version     int // current version
+	Versions    int // how many versions it holds (an imported key may start above 1)
 	Created     time.Time
 	Uses        uint64           // all versions, persisted plus not yet summarised
 	PublicKey   crypto.PublicKey // current version; nil for symmetric keys
