@@ -85,6 +85,10 @@ func TestIssueGetListRevoke(t *testing.T) {
 	if resp, _ := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "reader", "application/json", []byte(`{"reason":"keyCompromise"}`)); resp.StatusCode != 403 {
 		t.Fatalf("revoke with read scope: %d", resp.StatusCode)
 	}
+	// A JSON null is not "no options": the body, when given, is an object.
+	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(` null`)); resp.StatusCode != 400 || !strings.Contains(string(body), "JSON object") {
+		t.Fatalf("revoke with a null body: %d %s", resp.StatusCode, body)
+	}
 	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"superseded"}`))
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"superseded"`) {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, body)

@@ -462,7 +462,7 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	var rr RevokeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeStrict(body, &rr); err != nil {
+		if err := decodeObject(body, &rr); err != nil {
 			a.fail(c, withFields(err, "reason, invalidity_date"))
 			return
 		}

@@ -104,7 +104,7 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 		raw = body
 	case "application/json", "":
 		var rr RenewRequest
-		if err := decodeStrict(body, &rr); err != nil {
+		if err := decodeObject(body, &rr); err != nil {
 			return nil, withFields(err, "csr, for a rekey")
 		}
 		if rr.CSR == "" {

@@ -171,6 +171,7 @@ func TestRenew(t *testing.T) {
 		{"a profile that does not renew", e.clientWith(roots, codeSigning, csKey), "", "", 403},
 		{"garbage CSR", e.clientWith(roots, rkCert, key3), "application/pkcs10", "garbage", 400},
 		{"unknown JSON field", e.clientWith(roots, rkCert, key3), "application/json", `{"csr":"","profile":"x"}`, 400},
+		{"a JSON null, not an object", e.clientWith(roots, rkCert, key3), "application/json", `null`, 400},
 		{"an API key is no substitute", e.client, "", "", 0},
 	} {
 		if tc.c == e.client {
