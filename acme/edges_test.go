@@ -482,6 +482,15 @@ func TestProtocolNits(t *testing.T) {
 		r := newOrder(acme.Identifier{Type: "ip", Value: "::ffff:127.0.0.1"})
 		wantProblem(t, r, "rejectedIdentifier", 400)
 	})
+	t.Run("IPv6 address not in RFC 5952 text is refused, not rewritten", func(t *testing.T) {
+		for _, v := range []string{"0:0:0:0:0:0:0:1", "::0001", "2001:DB8::1"} {
+			r := newOrder(acme.Identifier{Type: "ip", Value: v})
+			wantProblem(t, r, "rejectedIdentifier", 400)
+			if !strings.Contains(string(r.body), "canonical form") {
+				t.Errorf("%s: %s", v, r.body)
+			}
+		}
+	})
 	t.Run("null payload is malformed", func(t *testing.T) {
 		n := newRawClient(e)
 		wantProblem(t, n.post(e.url("new-account"), []byte("null"), nil), "malformed", 400)

@@ -14,9 +14,9 @@ import (
 
 const maxIdentifiers = 100
 
-// normalizeIdentifiers lowercases DNS names, canonicalises IP addresses,
-// drops duplicates and refuses what is not a plausible identifier, with
-// one subproblem per bad identifier.
+// normalizeIdentifiers lowercases DNS names, drops duplicates and refuses
+// what is not a plausible identifier (IP addresses not in their canonical
+// text too), with one subproblem per bad identifier.
 func normalizeIdentifiers(in []Identifier) ([]Identifier, error) {
 	if len(in) == 0 {
 		return nil, malformed("an order needs at least one identifier")
@@ -74,7 +74,10 @@ func normalizeIdentifier(id Identifier) (Identifier, error) {
 		if a.Is4In6() { // RFC 8738 §3: the IPv4 textual form; not silently rewritten
 			return id, bad("an IPv4-mapped IPv6 address: use the IPv4 address " + a.Unmap().String())
 		}
-		return Identifier{Type: "ip", Value: a.String()}, nil
+		if a.String() != id.Value { // RFC 8738 §3: RFC 5952 §4 text; not silently rewritten
+			return id, bad("not in canonical form (RFC 5952): use " + a.String())
+		}
+		return id, nil
 	default:
 		return id, bad("unsupported identifier type " + quote(id.Type) + " (want dns or ip)")
 	}
