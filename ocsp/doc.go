@@ -5,7 +5,9 @@
 // or with the issuer key, caching signed answers until shortly before their
 // nextUpdate, and dropping cached answers the moment a revocation event
 // arrives. Cached GET answers are also kept by request target, ready to
-// write, for the plain listener's fast lane (AppendFast, fast.go).
+// write, for the plain listener's fast lane (AppendFast, fast.go). A cached
+// answer signed under a revoked responder certificate is not served,
+// whichever node made it (signers.go).
 //
 // Responder is a plain http.Handler: GET paths carry base64 in which '+',
 // '/' and '=' are data, so it must be mounted on a path prefix without a

@@ -207,7 +207,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		if v, ok, err := r.cache.Get(ctx, key); err != nil {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
-			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && !iss.kr.signedByRevoked(a.der) {
+			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && r.signerUsable(ctx, iss, a.der) {
 				a.key = key
 				return a
 			}

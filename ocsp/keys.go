@@ -1,7 +1,6 @@
 package ocsp
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -108,6 +107,10 @@ type keyring struct {
 	hmu     sync.Mutex
 	used    []*signingKey
 	retired atomic.Pointer[[]*signingKey] // replaced, never changed
+	// signers holds what this node knows of the responder certificates
+	// that signed cached answers, its own and other nodes' (signers.go);
+	// replaced under hmu, never changed.
+	signers atomic.Pointer[map[string]signerInfo]
 }
 
 // adopt makes k the current key and remembers it, unless its certificate
@@ -119,8 +122,13 @@ func (kr *keyring) adopt(k *signingKey, now time.Time) error {
 		if kr.revokedKey(k.signer.Public()) { // revoked while it was being read
 			return fmt.Errorf("the OCSP responder certificate of issuer %s was revoked", kr.iss.id)
 		}
+		serial := core.SerialFromBig(k.cert.SerialNumber)
+		if kr.signerRevoked(serial) { // known revoked from another node's answers
+			return fmt.Errorf("the OCSP responder certificate %s of issuer %s was revoked", serial, kr.iss.id)
+		}
 		kr.used = slices.DeleteFunc(kr.used, func(u *signingKey) bool { return !now.Before(u.notAfter) })
 		kr.used = append(kr.used, k)
+		kr.knowSigner(serial, k.notAfter, now)
 	}
 	kr.cur.Store(k)
 	return nil
@@ -132,20 +140,6 @@ func (kr *keyring) revokedKey(pub crypto.PublicKey) bool {
 	if p := kr.retired.Load(); p != nil {
 		for _, k := range *p {
 			if publicKeysEqual(k.signer.Public(), pub) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// signedByRevoked reports whether the response was signed under a revoked
-// responder certificate: its certs field, the last of the response, is
-// that certificate's.
-func (kr *keyring) signedByRevoked(resp []byte) bool {
-	if p := kr.retired.Load(); p != nil {
-		for _, k := range *p {
-			if bytes.HasSuffix(resp, k.certs) {
 				return true
 			}
 		}
@@ -278,7 +272,7 @@ func (r *Responder) reuseDelegated(ctx context.Context, kr *keyring, old *signin
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil || checkResponderCert(iss, cert, signer) != nil || (old != nil && old.cert != nil && old.cert.Equal(cert)) ||
-		kr.revokedKey(signer.Public()) {
+		kr.revokedKey(signer.Public()) || kr.signerRevoked(core.SerialFromBig(cert.SerialNumber)) {
 		return nil
 	}
 	k, err := newSigningKey(signer, cert)

@@ -159,18 +159,25 @@ func parseCertID(s *cryptobyte.String) (CertID, error) {
 // encoded) and what no certificate of ours carries: zero, negative, more
 // than 160 bits.
 func serialFromDER(b []byte) (core.Serial, bool) {
+	var buf [40]byte
+	h, ok := serialHex(&buf, b)
+	return core.Serial(h), ok
+}
+
+// serialHex is serialFromDER writing the hex into buf, for a map lookup
+// that allocates nothing.
+func serialHex(buf *[40]byte, b []byte) ([]byte, bool) {
 	if len(b) == 0 || b[0]&0x80 != 0 ||
 		len(b) > 1 && (b[0] == 0 && b[1]&0x80 == 0 || b[0] == 0xff && b[1]&0x80 != 0) {
-		return "", false
+		return nil, false
 	}
 	if b[0] == 0 {
 		b = b[1:] // the sign octet of a positive number with its top bit set
 	}
 	if len(b) == 0 || len(b) > 20 {
-		return "", false
+		return nil, false
 	}
 	const digits = "0123456789abcdef"
-	var buf [40]byte
 	for i, c := range b {
 		buf[2*i], buf[2*i+1] = digits[c>>4], digits[c&0xf]
 	}
@@ -178,7 +185,7 @@ func serialFromDER(b []byte) (core.Serial, bool) {
 	if h[0] == '0' {
 		h = h[1:]
 	}
-	return core.Serial(h), true
+	return h, true
 }
 
 // parseNonce returns the nonce extension's value from requestExtensions.

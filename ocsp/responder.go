@@ -238,10 +238,17 @@ func cacheKey(issuerID string, h crypto.Hash, serial core.Serial) string {
 // Invalidate drops every cached answer for a certificate. It runs on every
 // revocation (the revoking node's, each node's event, the sweeper's): when
 // the certificate is a responder certificate this responder signed with,
-// it is replaced at once (see retire).
+// it is replaced at once (see retire); when it is one that signed cached
+// answers this responder met, made by any node, those are no longer
+// served (see signers.go).
 func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core.Serial) error {
 	if iss := r.byID[issuerID]; iss != nil {
-		r.retire(iss, serial)
+		met := iss.kr.revokeSigner(serial, r.now())
+		if !r.retire(iss, serial) && met {
+			r.fast.dropAll() // the answers kept ready may be signed under it
+			r.log.Warn("an OCSP responder certificate that signed cached answers was revoked; they are signed again",
+				"issuer", issuerID, "serial", serial)
+		}
 	}
 	keys := make([]string, 0, len(hashOIDs))
 	for _, h := range hashOIDs {
