@@ -63,7 +63,7 @@ type Options struct {
 	Issuers   IssuerSource // required
 	// Keys is the HSM session of the applications' crypto user that the
 	// key service (/keys, /hash, /random) runs in. Nil: those routes
-	// answer 503.
+	// answer 503 until SetKeyService gives them one.
 	Keys KeyService
 	// KeysPerCredential caps the keys one API key or client certificate
 	// may keep in the key service (created or imported, not yet
@@ -126,8 +126,9 @@ type API struct {
 	// idemPrune is when (unix seconds) expired idempotency keys are next
 	// pruned.
 	idemPrune atomic.Int64
-	// keys is the key service's HSM session; nil: not set up here.
-	keys KeyService
+	// keys is the key service's HSM session; nil: off here. It changes
+	// while requests run (SetKeyService), so it is read once per request.
+	keys atomic.Pointer[KeyService]
 	// maxKeys and maxVersions are the key service's quotas (kms_scope.go).
 	maxKeys, maxVersions int
 	// roots and inters verify client certificates (clientcert.go).
@@ -152,8 +153,9 @@ func New(o Options) (*API, error) {
 			}
 		}
 	}
-	a := &API{auth: o.Authority, store: o.Store, issuers: o.Issuers, mtls: o.ClientCertScopes, keys: o.Keys,
+	a := &API{auth: o.Authority, store: o.Store, issuers: o.Issuers, mtls: o.ClientCertScopes,
 		maxBody: o.MaxBodyBytes, now: o.Now, log: o.Logger, openapi: openAPIDocument}
+	a.SetKeyService(o.Keys)
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
 	}

@@ -80,17 +80,41 @@ type CreateKeyRequest struct {
 	Extractable bool `json:"extractable,omitempty"`
 }
 
-// keyServiceOff is why a node answers no key-service request: at start it
-// could not log in as the applications' HSM user.
-const keyServiceOff = "the key service is off on this node: its HSM user for applications is missing or could not log in (locked, or a wrong PIN) when the CA started; the node's log says which, and a restart or a seal and unseal after the fix turns it on"
+// keyServiceOff is why a node answers no key-service request: it could
+// not log in as the applications' HSM user, at start or after that user
+// last changed, or that user's session ended (the user was deleted or
+// given another role). cmd/ca tries one login after each change to the
+// user or to the node's PIN for it, never in a loop: failed logins count
+// toward the lockout.
+const keyServiceOff = "the key service is off on this node: its HSM user for applications could not log in (missing, locked, not a crypto user, or a wrong PIN on this node); the node's log says which. Fixing that turns the service on within seconds, with no restart: unlock the user, change its PIN, re-create it, or correct the node's PIN file; each change gets one login attempt"
+
+// SetKeyService turns the key service on with ks, or off with nil. It is
+// safe while requests run: each request uses the service it found when it
+// began.
+func (a *API) SetKeyService(ks KeyService) {
+	if ks == nil {
+		a.keys.Store(nil)
+		return
+	}
+	a.keys.Store(&ks)
+}
+
+// keysNow is the key service now; nil: off.
+func (a *API) keysNow() KeyService {
+	if p := a.keys.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 func (a *API) keyService(c *gin.Context) (KeyService, bool) {
-	if a.keys == nil {
+	ks := a.keysNow()
+	if ks == nil {
 		a.fail(c, core.Errorf(core.KindUnavailable, keyServiceOff))
 		return nil, false
 	}
 	p := principalOf(c)
-	return ownedKeys{KeyService: a.keys, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name,
+	return ownedKeys{KeyService: ks, prefix: p.name + "/", all: ra.FullAdmin(p.limits, p.has(ScopeAdmin)), who: p.name,
 		maxKeys: a.maxKeys, maxVersions: a.maxVersions}, true
 }
 

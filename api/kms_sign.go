@@ -368,15 +368,16 @@ func (a *API) random(c *gin.Context) {
 // public; the id is a random 128-bit name. Keys without a public half, or
 // that may not sign, are not found here.
 func (a *API) jwks(c *gin.Context) {
-	if a.keys == nil {
+	ks := a.keysNow()
+	if ks == nil {
 		a.fail(c, core.Errorf(core.KindUnavailable, keyServiceOff))
 		return
 	}
 	ctx, id := c.Request.Context(), c.Param("id")
-	k, err := a.keys.GetKey(ctx, id)
+	k, err := ks.GetKey(ctx, id)
 	var versions []hsm.VersionKey
 	if err == nil {
-		versions, err = a.keys.PublicKeys(ctx, id)
+		versions, err = ks.PublicKeys(ctx, id)
 	}
 	alg, aerr := jwsAlg(k)
 	// Only a key that may sign has tokens to verify: an RSA unwrap key

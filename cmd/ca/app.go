@@ -29,14 +29,16 @@ type app struct {
 	n    *node
 	rest *api.API // the REST API; the console shares its issuance cap
 	sess *hsm.Session
-	// apps is the key service's session (its own HSM user); nil when
-	// that user cannot log in here.
-	apps   *hsm.Session
-	root   *ca.Issuer
-	inters []*ca.Issuer
-	srv    *server.Server
-	reg    *prometheus.Registry
-	tls    *tlsCert
+	// apps is the key service's session (its own HSM user) at assembly,
+	// which mountAPI hands to the API; nil when that user could not log
+	// in. appsLogin replaces it while serving (appslogin.go).
+	apps      *hsm.Session
+	appsLogin *appsLogin
+	root      *ca.Issuer
+	inters    []*ca.Issuer
+	srv       *server.Server
+	reg       *prometheus.Registry
+	tls       *tlsCert
 	// pipeline is the issuance pipeline; ra applies policy on top of it.
 	pipeline *ca.CA
 	ra       *ra.Authority
@@ -61,11 +63,9 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	}
 	a := &app{n: n, sess: sess, reg: prometheus.NewRegistry()}
 	a.closers = append(a.closers, sess.Close)
-	if a.apps, err = n.appsSession(ctx); err != nil {
-		n.log.Warn("the key service (/api/v1/keys) is off: its HSM user cannot log in", "user", n.cfg.HSM.AppsUser, "err", err)
-	} else {
-		a.closers = append(a.closers, a.apps.Close)
-	}
+	a.appsLogin = newAppsLogin(n)
+	a.apps = a.appsLogin.start(ctx)
+	a.closers = append(a.closers, a.appsLogin.close)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
@@ -112,7 +112,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.background = append(a.background, a.tls.keepRenewed)
+	a.background = append(a.background, a.tls.keepRenewed, func(ctx context.Context) { a.appsLogin.watch(ctx, a.serveKeys) })
 	if b := n.cfg.HSM.Backup; !b.Disabled {
 		sched := hsm.BackupSchedule{Dir: config.Path(n.dir, b.Dir), CopyDir: b.CopyDir, Keep: b.Keep, Interval: b.Interval.D()}
 		a.background = append(a.background, func(ctx context.Context) {
@@ -122,6 +122,16 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		})
 	}
 	return a, nil
+}
+
+// serveKeys gives the REST API the key service in s, or turns it off
+// (nil).
+func (a *app) serveKeys(s *hsm.Session) {
+	if s == nil {
+		a.rest.SetKeyService(nil)
+		return
+	}
+	a.rest.SetKeyService(a.hsmMetrics.keys(s))
 }
 
 // ready is /readyz: the database answers and the HSM is unsealed and

@@ -122,13 +122,23 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 	return s, nil
 }
 
-// appsSession logs in as the key service's crypto user.
+// appsSession logs in as the key service's crypto user. A user of another
+// role is refused: only crypto users use keys, so its session would serve
+// nothing but 403s.
 func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 	pin, err := n.cfg.AppsPIN(n.dir)
 	if err != nil {
 		return nil, err
 	}
-	return n.hsm.Login(ctx, n.cfg.HSM.AppsUser, pin)
+	s, err := n.hsm.Login(ctx, n.cfg.HSM.AppsUser, pin)
+	if err != nil {
+		return nil, err
+	}
+	if s.Role() != hsm.RoleUser {
+		s.Close()
+		return nil, fmt.Errorf("HSM user %s is %s, not a crypto user (role user)", n.cfg.HSM.AppsUser, s.Role())
+	}
+	return s, nil
 }
 
 // issuers loads the root and intermediates: certificates from their files,

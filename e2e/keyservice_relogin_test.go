@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestKeyServiceTurnsOnAfterUnlock: a node whose key service user was
+// locked when it started answered 503 until a restart, even after the
+// operator unlocked the user. Now the unlock turns the key service on
+// within seconds, and a user deleted under a running key service and
+// created again (as a crypto user: an auditor serves nothing) brings it
+// back the same way.
+func TestKeyServiceTurnsOnAfterUnlock(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	status := keyServiceStatus(t, c)
+	lockApps(t, ctx, c)
+	c.Restart()
+	if code, body := status(); code != 503 || !strings.Contains(body, "no restart") {
+		t.Fatalf("key service with its user locked: %d %s", code, body)
+	}
+	c.MustCLI(t, ctx, "hsm", "users", "unlock", "apps", "--with-unseal")
+	waitFor(t, "the key service to turn on after the unlock", func() bool { code, _ := status(); return code == 200 })
+	waitFor(t, "the log that the key service is on", func() bool { return strings.Contains(c.Output(), "the key service (/api/v1/keys) is on") })
+
+	c.MustCLI(t, ctx, "hsm", "users", "delete", "apps")
+	waitFor(t, "the key service to turn off after its user was deleted", func() bool { code, _ := status(); return code == 503 })
+	create := func(role string) {
+		if out, err := cliWithEnv(ctx, c, []string{"STRONGROOM_NEW_PIN=" + readPIN(t, c.Dir)}, "hsm", "users", "create", "apps", "--role", role); err != nil {
+			t.Fatalf("re-creating apps as %s: %v\n%s", role, err, out)
+		}
+	}
+	// An auditor logs in but uses no keys: the service stays off.
+	create("auditor")
+	waitFor(t, "the login as an auditor", func() bool { return strings.Contains(c.Output(), "apps is auditor, not a crypto user") })
+	if code, body := status(); code != 503 {
+		t.Fatalf("key service as an auditor: %d %s", code, body)
+	}
+	c.MustCLI(t, ctx, "hsm", "users", "delete", "apps")
+	create("user")
+	waitFor(t, "the key service to turn on after its user was re-created", func() bool { code, _ := status(); return code == 200 })
+}
+
+// TestKeyServiceWrongPINTriesOnce: a node with a wrong PIN for its key
+// service user must not lock that user by retrying. It starts with the
+// user locked; after the unlock it tries one login (the failure counter is
+// 1, and stays 1), and after the operator corrects the node's PIN file,
+// one more, which succeeds.
+func TestKeyServiceWrongPINTriesOnce(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	status := keyServiceStatus(t, c)
+	lockApps(t, ctx, c)
+	right := readPIN(t, c.Dir)
+	writePIN(t, c.Dir, "wrong-apps-pin-9")
+	c.Restart()
+	if code, body := status(); code != 503 {
+		t.Fatalf("key service with its user locked and a wrong PIN: %d %s", code, body)
+	}
+	c.MustCLI(t, ctx, "hsm", "users", "unlock", "apps", "--with-unseal")
+	waitFor(t, "the one login after the unlock", func() bool { return strings.Contains(c.Output(), "the one login tried failed") })
+	// A node retrying would fail at every look (2 s) and lock the user
+	// again at the fifth.
+	time.Sleep(6 * time.Second)
+	if locked, failures := appsUserState(t, ctx, c); locked || failures != 1 {
+		t.Fatalf("after the unlock: locked %v, %d failed logins; want one\n%s", locked, failures, c.Output())
+	}
+	if code, body := status(); code != 503 {
+		t.Fatalf("key service with a wrong PIN after the unlock: %d %s", code, body)
+	}
+	writePIN(t, c.Dir, right)
+	waitFor(t, "the key service to turn on with the corrected PIN file", func() bool { code, _ := status(); return code == 200 })
+	if locked, failures := appsUserState(t, ctx, c); locked || failures != 0 {
+		t.Fatalf("after the corrected PIN: locked %v, %d failed logins", locked, failures)
+	}
+}
+
+// lockApps locks the apps user with five wrong PINs at `ca hsm users pin`
+// (each a failed login). A running key service goes on: a lockout ends no
+// session.
+func lockApps(t *testing.T, ctx context.Context, c *CA) {
+	t.Helper()
+	for i := range 5 {
+		if out, err := cliWithEnv(ctx, c, []string{fmt.Sprintf("STRONGROOM_APPS_PIN=wrong-apps-pin-%d", i), "STRONGROOM_NEW_PIN=never-used-pin"},
+			"hsm", "users", "pin", "apps"); err == nil {
+			t.Fatalf("a wrong PIN was taken:\n%s", out)
+		}
+	}
+	if locked, _ := appsUserState(t, ctx, c); !locked {
+		t.Fatal("five wrong PINs did not lock apps")
+	}
+}
+
+// keyServiceStatus makes an API key with the keys scope and returns a
+// lister that reports GET /keys's status and body.
+func keyServiceStatus(t *testing.T, c *CA) func() (int, string) {
+	key := c.NewAPIKey(t, "--name", "app", "--scopes", "keys")
+	return func() (int, string) {
+		resp, b := apiCall(t, c, "GET", "/keys", key, "", "", nil)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// appsUserState is the apps user's row as `ca hsm users list` shows it.
+func appsUserState(t *testing.T, ctx context.Context, c *CA) (locked bool, failures int) {
+	t.Helper()
+	out := c.MustCLI(t, ctx, "hsm", "users", "list")
+	m := regexp.MustCompile(`(?m)^apps\s+\S+\s+(true|false)\s+(\d+)\s*$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no apps user in:\n%s", out)
+	}
+	fmt.Sscan(m[2], &failures)
+	return m[1] == "true", failures
+}
+
+// cliWithEnv is c.CLI with extra environment.
+func cliWithEnv(ctx context.Context, c *CA, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, caBinary, append(args, "--data", c.Dir)...)
+	cmd.Env = append(append(os.Environ(), c.env...), env...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func readPIN(t testing.TB, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "apps.pin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func writePIN(t testing.TB, dir, pin string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "apps.pin"), []byte(pin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
