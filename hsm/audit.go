@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -46,8 +47,12 @@ type AuditReport struct {
 	// authenticated.
 	MACChecked bool
 	// Unauthenticated counts by action the entries after AuthFrom without
-	// a MAC: appended while sealed or by a node of the previous release.
+	// a MAC: appended while sealed or by a node of the previous release,
+	// when nothing could authenticate them, so anyone able to write the
+	// database could have written them. A later head MAC covers them only
+	// as they then stood. UnauthSeqs lists the first maxUnauthSeqs of them.
 	Unauthenticated map[string]int
+	UnauthSeqs      []int64
 	// AuthBound is where authentication began as bound into the wrapped
 	// KEK's AAD (hsm_meta audit_auth_from), which the head must match; 0:
 	// not bound yet (a keystore of the previous release before its first
@@ -66,7 +71,7 @@ func (r AuditReport) AuthSummary() string {
 	case r.AuthSeq == 0:
 		s = "none yet (a log from before authentication; the next append made unsealed starts it)"
 	case r.MACChecked:
-		s = fmt.Sprintf("head MAC verified; entries #%d to #%d were appended with authentication", r.AuthFrom, r.AuthSeq)
+		s = fmt.Sprintf("head MAC verified: the log up to #%d is as the HSM left it; authentication began at #%d", r.AuthSeq, r.AuthFrom)
 		if r.AuthFrom > 1 {
 			s += fmt.Sprintf(", #1 to #%d before it began (covered as they stood then)", r.AuthFrom-1)
 		}
@@ -82,6 +87,35 @@ func (r AuditReport) AuthSummary() string {
 		s += "; its start is not bound to the unseal material yet (the next unseal binds it)"
 	}
 	return s
+}
+
+// UnauthSummary says which entries have no MAC and why, for an intact
+// report (the CLI and the console print it); "" when every entry after
+// AuthFrom has one.
+func (r AuditReport) UnauthSummary() string {
+	total := 0
+	var parts []string
+	for _, a := range slices.Sorted(maps.Keys(r.Unauthenticated)) {
+		total += r.Unauthenticated[a]
+		parts = append(parts, fmt.Sprintf("%s×%d", a, r.Unauthenticated[a]))
+	}
+	if total == 0 {
+		return ""
+	}
+	seqs := make([]string, len(r.UnauthSeqs))
+	for i, s := range r.UnauthSeqs {
+		seqs[i] = fmt.Sprintf("#%d", s)
+	}
+	which := strings.Join(seqs, ", ")
+	if more := total - len(seqs); more > 0 {
+		which += fmt.Sprintf(" and %d more", more)
+	}
+	what, were, them := fmt.Sprintf("%d entries", total), "were", "them"
+	if total == 1 {
+		what, were, them = "1 entry", "was", "it"
+	}
+	return fmt.Sprintf("%s (%s: %s) %s appended while sealed or by a node of the previous release, when nothing could authenticate %s: anyone able to write the database could have written %s",
+		what, which, strings.Join(parts, ", "), were, them, them)
 }
 
 const auditDomain = "strongroom-hsm-audit-v1"

@@ -88,6 +88,9 @@ func (st *unsealed) auditAuth() storage.HSMAuditAuthFunc {
 	}
 }
 
+// maxUnauthSeqs bounds AuditReport.UnauthSeqs.
+const maxUnauthSeqs = 20
+
 // authWalk checks entry MACs during VerifyAudit's walk.
 type authWalk struct {
 	key      []byte // nil: sealed, MACs not checked
@@ -106,6 +109,9 @@ func (w *authWalk) entry(r *AuditReport, e storage.HSMAuditEntry) string {
 	if len(e.MAC) == 0 {
 		if w.firstMAC != 0 {
 			r.Unauthenticated[e.Action]++
+			if len(r.UnauthSeqs) < maxUnauthSeqs {
+				r.UnauthSeqs = append(r.UnauthSeqs, e.Seq)
+			}
 		}
 		return ""
 	}

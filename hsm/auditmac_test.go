@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -125,6 +126,39 @@ func TestAuditHeadAuthenticated(t *testing.T) {
 			t.Fatal("the KEK was rewrapped again")
 		}
 	})
+	t.Run("from the previous release, deferred binding", func(t *testing.T) {
+		// A status or a backup run with this release before its first
+		// serve authenticates what it appends but leaves the keystore as
+		// the previous release reads it; the next unseal without the
+		// option binds.
+		f := setup(t, sqliteDB(t))
+		toPreviousRelease(t, f)
+		cli, err := New(ctx, Options{Store: f.db, KeySyncInterval: -1, DeferAuditBinding: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close(ctx)
+		if err := cli.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
+			t.Fatal(err)
+		}
+		r := verify(t, cli)
+		if r.FirstBad != 0 || !r.MACChecked || r.AuthSeq != r.HeadSeq || r.AuthBound != 0 {
+			t.Fatalf("after a deferred first unseal: %+v", r)
+		}
+		meta, _ := f.db.HSMMeta(ctx)
+		if _, ok := meta[metaAuditAuthFrom]; ok {
+			t.Fatal("audit_auth_from written by a module deferring the binding")
+		}
+		wk, _ := os.ReadFile(f.keyFile)
+		if _, err := openKEK(wk, MethodKeyFile, meta[metaWrappedKEK]); err != nil {
+			t.Fatalf("the previous release can no longer open the KEK: %v", err)
+		}
+		cli.Seal()
+		m := f.reopen(t)
+		if r2 := verify(t, m); r2.FirstBad != 0 || r2.AuthBound != r.AuthFrom || !r2.AuthBoundByUnseal {
+			t.Fatalf("after the server's unseal: %+v (deferred run authenticated from #%d)", r2, r.AuthFrom)
+		}
+	})
 	t.Run("appended while sealed", func(t *testing.T) {
 		f := setup(t, sqliteDB(t))
 		sealed := newModule(t, f.db) // another process, never unsealed
@@ -137,8 +171,13 @@ func TestAuditHeadAuthenticated(t *testing.T) {
 		}
 		// Covered by the next authenticated head, still listed: it has no MAC.
 		f.login(t, "bob", bobPIN)
-		if r := verify(t, f.m); r.FirstBad != 0 || r.AuthSeq != r.HeadSeq || r.Unauthenticated["selftest.fail"] != 1 {
+		r = verify(t, f.m)
+		if r.FirstBad != 0 || r.AuthSeq != r.HeadSeq || r.Unauthenticated["selftest.fail"] != 1 {
 			t.Fatalf("after the next append: %+v", r)
+		}
+		want := fmt.Sprintf("1 entry (#%d: selftest.fail×1) was appended while sealed", r.HeadSeq-1)
+		if u := r.UnauthSummary(); !strings.HasPrefix(u, want) || !strings.Contains(u, "could have written it") {
+			t.Fatalf("UnauthSummary = %q, want it to start %q", u, want)
 		}
 	})
 }

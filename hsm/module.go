@@ -35,6 +35,14 @@ type Options struct {
 	// 5 seconds, negative → never (one node alone, or tests calling
 	// SyncKeys).
 	KeySyncInterval time.Duration
+	// DeferAuditBinding leaves the start of the audit log's authentication
+	// unbound at the first unseal of a previous release's keystore (see
+	// bindAuditStart): entries are authenticated, but the wrapped KEK keeps
+	// the AAD that release reads. Commands an operator runs with a new
+	// release before its first `ca serve` (a status, a backup) set it, so
+	// the keystore, and a backup taken then, still open with the previous
+	// release; the server binds.
+	DeferAuditBinding bool
 }
 
 // Module is one embedded HSM. It is safe for concurrent use; key operations
@@ -59,6 +67,7 @@ type Module struct {
 	// katCorrupt names a self-test whose expected value is corrupted (test
 	// hook only; never set outside tests).
 	katCorrupt string
+	deferBind  bool // Options.DeferAuditBinding
 }
 
 // unsealed is everything that exists only while the module is unsealed.
@@ -93,7 +102,7 @@ func New(ctx context.Context, opts Options) (*Module, error) {
 	if opts.Store == nil {
 		return nil, errors.New("hsm: Options.Store is required")
 	}
-	m := &Module{store: opts.Store, now: opts.Now, log: opts.Logger,
+	m := &Module{store: opts.Store, now: opts.Now, log: opts.Logger, deferBind: opts.DeferAuditBinding,
 		stop: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{})}
 	if m.now == nil {
 		m.now = time.Now

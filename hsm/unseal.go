@@ -425,7 +425,7 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	if authFrom == 0 {
+	if authFrom == 0 && !m.deferBind {
 		if authFrom = m.bindAuditStart(ctx, st, w, kek); authFrom != 0 {
 			setAuditAnchor(st, authFrom)
 		}

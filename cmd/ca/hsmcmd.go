@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -28,7 +26,7 @@ func hsmCommand(g *globals) *cobra.Command {
 // withNode opens the data directory's node for a CLI command.
 func withNode(cmd *cobra.Command, g *globals, fn func(ctx context.Context, n *node) error) error {
 	ctx := cmd.Context()
-	n, err := openNode(ctx, g.dataDir, io.Discard)
+	n, err := openNode(ctx, g.dataDir, io.Discard, false)
 	if err != nil {
 		return err
 	}
@@ -258,14 +256,8 @@ func printAuditReport(w io.Writer, rep hsm.AuditReport) {
 	fmt.Fprintf(w, "audit log intact: %d entries, hash chain verified\n", rep.Entries)
 	fmt.Fprintf(w, "head: #%d %x (record it outside the database: only that shows a rollback of the whole database)\n", rep.HeadSeq, rep.HeadHash)
 	fmt.Fprintf(w, "authenticated: %s\n", rep.AuthSummary())
-	if len(rep.Unauthenticated) > 0 {
-		actions := slices.Sorted(maps.Keys(rep.Unauthenticated))
-		var parts []string
-		for _, a := range actions {
-			parts = append(parts, fmt.Sprintf("%s×%d", a, rep.Unauthenticated[a]))
-		}
-		fmt.Fprintf(w, "not authenticated: entries since #%d without a MAC, appended while sealed or by a node of the previous release: %s\n",
-			rep.AuthFrom, strings.Join(parts, ", "))
+	if u := rep.UnauthSummary(); u != "" {
+		fmt.Fprintf(w, "not authenticated: %s\n", u)
 	}
 }
 

@@ -82,7 +82,7 @@ func TestDamagedKeyCLI(t *testing.T) {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	ctx := context.Background()
-	n, err := openNode(ctx, dir, io.Discard)
+	n, err := openNode(ctx, dir, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}

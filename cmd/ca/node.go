@@ -49,8 +49,11 @@ func (n *node) memoryLimiter() *storage.MemoryLimiter {
 }
 
 // openNode loads the configuration and opens the database and HSM module,
-// still sealed.
-func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) {
+// still sealed. Only the server (serve) binds the audit log's
+// authentication into the keystore of a previous release at its first
+// unseal (hsm.Options.DeferAuditBinding): the commands an operator runs
+// before it, a status or a backup, leave that release able to open it.
+func openNode(ctx context.Context, dir string, logOut io.Writer, serve bool) (*node, error) {
 	cfg, err := config.Load(dir)
 	if err != nil {
 		return nil, err
@@ -62,7 +65,8 @@ func openNode(ctx context.Context, dir string, logOut io.Writer) (*node, error) 
 		logw.Close()
 		return nil, err
 	}
-	mod, err := hsm.New(ctx, hsm.Options{Store: db, Logger: log, UsageSummaryInterval: cfg.HSM.UsageSummaryInterval.D()})
+	mod, err := hsm.New(ctx, hsm.Options{Store: db, Logger: log, UsageSummaryInterval: cfg.HSM.UsageSummaryInterval.D(),
+		DeferAuditBinding: !serve})
 	if err != nil {
 		db.Close()
 		logw.Close()

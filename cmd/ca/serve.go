@@ -37,7 +37,7 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 			return err
 		}
 	}
-	n, err := openNode(ctx, dir, logOut)
+	n, err := openNode(ctx, dir, logOut, true)
 	if err != nil {
 		return err
 	}
