@@ -84,7 +84,7 @@ func (r AuditReport) AuthSummary() string {
 	case r.AuthBound != 0:
 		s += fmt.Sprintf("; its start #%d is bound to the unseal material per the keystore (checked at the next unseal)", r.AuthBound)
 	default:
-		s += "; its start is not bound to the unseal material yet (the next unseal binds it)"
+		s += "; its start is not bound to the unseal material yet (the next unseal by ca serve binds it)"
 	}
 	return s
 }
