@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,9 +28,12 @@ import (
 // app is a running CA: the node plus every front end, mounted on the
 // server.
 type app struct {
-	n    *node
-	rest *api.API // the REST API; the console shares its issuance cap
-	sess *hsm.Session
+	n *node
+	// readyReason is the last readiness answer ("" ready), so a change is
+	// logged once (ready).
+	readyReason atomic.Pointer[string]
+	rest        *api.API // the REST API; the console shares its issuance cap
+	sess        *hsm.Session
 	// apps is the key service's session (its own HSM user) at assembly,
 	// which mountAPI hands to the API; nil when that user could not log
 	// in. appsLogin replaces it while serving (appslogin.go).
@@ -135,22 +140,41 @@ func (a *app) serveKeys(s *hsm.Session) {
 }
 
 // ready is /readyz: the database answers and the HSM is unsealed and
-// passed its self-tests.
+// passed its self-tests. Anyone may ask, so the reason it gives is generic;
+// the log has the detail (the database driver's error names the host, user
+// and database), once per change, not once per probe.
 func (a *app) ready(ctx context.Context) error {
-	if err := a.n.db.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
+	reason, detail := a.readiness(ctx)
+	if prev := a.readyReason.Swap(&reason); prev == nil || *prev != reason {
+		switch {
+		case reason != "":
+			a.n.log.Warn("not ready: "+reason, "err", detail)
+		case prev != nil:
+			a.n.log.Info("ready again")
+		}
 	}
-	st, err := a.n.hsm.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("hsm: %w", err)
-	}
-	if st.Sealed {
-		return fmt.Errorf("hsm is sealed")
-	}
-	if st.Failure != "" {
-		return fmt.Errorf("hsm failed: %s", st.Failure)
+	if reason != "" {
+		return errors.New(reason)
 	}
 	return nil
+}
+
+// readiness returns why the node is not ready ("" when it is) and the
+// error behind it.
+func (a *app) readiness(ctx context.Context) (string, error) {
+	if err := a.n.db.Ping(ctx); err != nil {
+		return "the database is unavailable", err
+	}
+	st, err := a.n.hsm.Status(ctx)
+	switch {
+	case err != nil:
+		return "the HSM status could not be read", err
+	case st.Sealed:
+		return "the HSM is sealed", nil
+	case st.Failure != "":
+		return "the HSM failed its self-tests", errors.New(st.Failure)
+	}
+	return "", nil
 }
 
 // Listen opens both listeners before anything is printed, so a port in
