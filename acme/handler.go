@@ -44,7 +44,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.route(ctx, w, r); err != nil {
 		p := toProblem(err)
 		if p.Status >= 500 {
-			s.log.ErrorContext(ctx, "acme request failed", "path", r.URL.Path, "err", err)
+			s.failures.Log(ctx, s.log, p.Status, "acme request failed", "path", r.URL.Path, "err", err)
 		}
 		writeProblem(w, p)
 	}

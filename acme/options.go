@@ -199,6 +199,8 @@ type Options struct {
 
 // Server is one ACME endpoint. It is an http.Handler.
 type Server struct {
+	// failures logs requests failed on our side (503s bounded).
+	failures core.FailureLog
 	o        Options
 	base     *url.URL
 	log      *slog.Logger

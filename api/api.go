@@ -113,16 +113,18 @@ type Limits struct {
 
 // API holds the handlers. It is safe for concurrent use.
 type API struct {
-	auth    Authority
-	store   Store
-	issuers IssuerSource
-	mtls    map[string][]string
-	maxBody int64
-	now     func() time.Time
-	log     *slog.Logger
-	touched sync.Map // key id → time.Time of the last recorded use
-	openapi []byte
-	query   map[string][]string // query parameters by operation (query.go)
+	// failures logs requests failed on our side (503s bounded).
+	failures core.FailureLog
+	auth     Authority
+	store    Store
+	issuers  IssuerSource
+	mtls     map[string][]string
+	maxBody  int64
+	now      func() time.Time
+	log      *slog.Logger
+	touched  sync.Map // key id → time.Time of the last recorded use
+	openapi  []byte
+	query    map[string][]string // query parameters by operation (query.go)
 	// idemPrune is when (unix seconds) expired idempotency keys are next
 	// pruned.
 	idemPrune atomic.Int64

@@ -95,7 +95,7 @@ func problemFor(err error) Problem {
 func (a *API) fail(c *gin.Context, err error) {
 	p := problemFor(err)
 	if p.Status >= 500 {
-		a.log.ErrorContext(c.Request.Context(), "request failed", "err", err, "path", c.FullPath())
+		a.failures.Log(c.Request.Context(), a.log, p.Status, "request failed", "err", err, "path", c.FullPath())
 	} else {
 		a.log.DebugContext(c.Request.Context(), "request refused", "err", err, "path", c.FullPath())
 	}
