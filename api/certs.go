@@ -170,7 +170,10 @@ func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 	}
 	var secs float64
 	if err := json.Unmarshal(raw, &secs); err == nil {
-		if secs < 0 || secs > 100*365*24*3600 {
+		if secs < 0 {
+			return 0, core.Errorf(core.KindMalformed, "lifetime %v seconds is negative: it must not be", secs)
+		}
+		if secs > 100*365*24*3600 {
 			return 0, core.Errorf(core.KindMalformed, "lifetime out of range")
 		}
 		return time.Duration(secs * float64(time.Second)), nil
@@ -187,16 +190,28 @@ func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 func ParseDuration(what, s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
-		if err != nil || n < 0 || n > 36500 {
+		if err == nil && n < 0 {
+			return 0, negativeDuration(what, s)
+		}
+		if err != nil || n > 36500 {
 			return 0, core.Errorf(core.KindMalformed, "%s %q is neither a number of days nor a duration (e.g. 30d or 720h)", what, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	if err != nil {
 		return 0, core.Errorf(core.KindMalformed, "%s %q is not a duration (e.g. 720h or 30d)", what, s)
 	}
+	if d < 0 {
+		return 0, negativeDuration(what, s)
+	}
 	return d, nil
+}
+
+// negativeDuration refuses a duration that parses but is negative: saying
+// it is not a duration would send the client looking for a typo.
+func negativeDuration(what, s string) error {
+	return core.Errorf(core.KindMalformed, "%s %q is negative: it must not be (e.g. 720h or 30d)", what, s)
 }
 
 func (a *API) issue(c *gin.Context) {

@@ -122,6 +122,10 @@ type Linter struct {
 	throwaway map[string]crypto.Signer
 }
 
+// KnownLint reports whether zlint has a lint named name, so a
+// configuration naming one to exclude can be checked where it is read.
+func KnownLint(name string) bool { return lint.GlobalRegistry().ByName(name) != nil }
+
 // NewLinter builds the lint registry once.
 func NewLinter(o LintOptions) (*Linter, error) {
 	excl := make([]string, 0, len(excludedLints)+len(o.ExtraExcluded))
@@ -138,7 +142,7 @@ func NewLinter(o LintOptions) (*Linter, error) {
 		skip[n] = true
 	}
 	for _, n := range o.ExtraExcluded {
-		if lint.GlobalRegistry().ByName(n) == nil {
+		if !KnownLint(n) {
 			return nil, fmt.Errorf("ca: %q is not a zlint lint (names look like e_sub_cert_aia_missing)", n)
 		}
 	}

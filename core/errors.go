@@ -79,6 +79,14 @@ func Because(sentinel *Error, reason string) *Error {
 	return &Error{Kind: sentinel.Kind, Detail: reason + ": " + sentinel.Detail, is: sentinel}
 }
 
+// Restate is sentinel told in a detail of its own, for a reason that
+// already says all the sentinel's detail would add: Because would append
+// it ("…; destroy it first: object already exists"). errors.Is still
+// matches the sentinel.
+func Restate(sentinel *Error, detail string) *Error {
+	return &Error{Kind: sentinel.Kind, Detail: detail, is: sentinel}
+}
+
 // Errorf makes an Error of kind k with a formatted client-safe detail.
 func Errorf(k Kind, format string, args ...any) *Error {
 	return &Error{Kind: k, Detail: fmt.Sprintf(format, args...)}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -213,12 +214,12 @@ func (s *Session) DeleteUser(ctx context.Context, name string) error {
 	}
 	for _, o := range objs {
 		if o.Owner == name {
-			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
+			return core.Restate(ErrExists, fmt.Sprintf("deleting user %q: the user still owns key %s; destroy it first", name, o.ID))
 		}
 	}
 	err = s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}, RequireNoOwned: []string{name}}, s.user, "user.delete", name, "")
 	if errors.Is(err, storage.ErrHSMUserChanged) {
-		return errf(ErrExists, "deleting user %q: the user was given a key meanwhile; destroy it first", name)
+		return core.Restate(ErrExists, fmt.Sprintf("deleting user %q: the user was given a key meanwhile; destroy it first", name))
 	}
 	return err
 }

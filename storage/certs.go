@@ -194,7 +194,7 @@ func (d *DB) RevokeAndBlockKey(ctx context.Context, serial core.Serial, at, inva
 
 // errRevokedForKeyCompromise marks revokeCertificate's conflict when the
 // certificate is revoked for keyCompromise already.
-var errRevokedForKeyCompromise = errors.New("revoked for keyCompromise already")
+var errRevokedForKeyCompromise = core.Errorf(core.KindConflict, "revoked for keyCompromise already")
 
 func revokeCertificate(ctx context.Context, tx *Tx, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error {
 	res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?,
@@ -217,7 +217,8 @@ func revokeCertificate(ctx context.Context, tx *Tx, serial core.Serial, reason c
 		return err
 	}
 	if c.Status == core.StatusRevoked && c.RevocationReason == core.ReasonKeyCompromise {
-		return core.Wrap(core.KindConflict, errRevokedForKeyCompromise, fmt.Sprintf("certificate %s is revoked already (keyCompromise)", serial))
+		// Restated, not wrapped: the message says it once.
+		return core.Restate(errRevokedForKeyCompromise, fmt.Sprintf("certificate %s is revoked already (keyCompromise)", serial))
 	}
 	if c.Status == core.StatusRevoked {
 		return core.Errorf(core.KindConflict, "certificate %s is revoked already (%s); only keyCompromise may replace an earlier reason", serial, c.RevocationReason)

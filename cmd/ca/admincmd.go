@@ -49,7 +49,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16); it revokes only such certificates")
 	create.Flags().StringVar(&profiles, "profiles", "", "limit the key to these profiles, comma-separated")
 	create.Flags().StringVar(&expires, "expires", "", "the key stops working after this long (e.g. 90d or 720h); default: when revoked")
-	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	list := &cobra.Command{Use: "list", Short: "List the API keys (never their secrets): scopes, limits, created, expires, revoked", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			keys, err := api.ListKeys(ctx, n.db)
 			if err != nil {
@@ -64,7 +64,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 			return w.Flush()
 		})
 	}}
-	revoke := &cobra.Command{Use: "revoke ID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke an API key: it stops working at once, its console sessions end", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			if err := api.RevokeKey(ctx, n.db, args[0]); err != nil {
 				return err
@@ -111,9 +111,13 @@ func acmeCommand(g *globals) *cobra.Command {
 			})
 		}}
 	create.Flags().StringVar(&eabNames, "names", "", "limit the bound account's orders to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16)")
-	revoke := &cobra.Command{Use: "revoke KID", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+	revoke := &cobra.Command{Use: "revoke KID", Short: "Revoke an EAB key: it binds no new account (accounts bound with it stay valid)", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withCA(cmd, func(ctx context.Context, n *node, keys *eabKeys) error {
-			return acme.RevokeEAB(ctx, n.db, keys, endpoint, args[0], time.Now())
+			if err := acme.RevokeEAB(ctx, n.db, keys, endpoint, args[0], time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "EAB key %s revoked: it binds no new account; accounts bound with it stay valid\n", args[0])
+			return nil
 		})
 	}}
 	list := &cobra.Command{Use: "list", Short: "List the endpoint's EAB key ids (never the keys): bound account, names, created, revoked",

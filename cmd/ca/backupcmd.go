@@ -102,9 +102,12 @@ STRONGROOM_HSM_PASSPHRASE or asks on stdin; a Shamir module asks for shares
 on stdin; a backup made with --passphrase reads ` + envBackupPassphrase + `.
 
 Not in an HSM backup, to copy yourself: the key file (keyfile method), the
-CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), officer.pin if you use it, and
-the certificate database (issued certificates, revocations, ACME accounts),
-which needs its own database backup.`,
+CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN
+(apps.pin or STRONGROOM_APPS_PIN), officer.pin if you use it. Nor is the
+certificate database (issued certificates, revocations, API keys, ACME
+accounts, CRL numbers): restored from an HSM backup alone, the node has
+none, so it forgets every revocation and numbers its CRLs from 1 again; a
+database backup holds it (and the HSM's sealed objects too).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" {
 				return errors.New("--in FILE is required")
@@ -250,7 +253,9 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 		return fmt.Errorf("restored audit log does not verify at #%d: %s", rep.FirstBad, rep.Problem)
 	}
 	fmt.Fprintf(w, "audit log intact: %d entries\n", rep.Entries)
-	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key file for keyfile unseal,\n"+
-		"and the certificate database (issued certificates, revocations, ACME accounts) from its own backup")
+	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN\n"+
+		"(apps.pin or STRONGROOM_APPS_PIN; without it the key service stays off), officer.pin if you use it,\n"+
+		"the key file for keyfile unseal, and the certificate database (certificates, revocations, API keys,\n"+
+		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
 	return nil
 }

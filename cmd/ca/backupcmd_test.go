@@ -54,6 +54,13 @@ func TestBackupRestoreCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "audit log intact") || !strings.Contains(out, "unsealed with the original material") {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
+	// What is left to copy names every PIN file the node reads (a review
+	// saw apps.pin left out: the key service then stayed off).
+	for _, f := range []string{"ca.pin", "apps.pin", "officer.pin", "certificate database"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("restore's list of what to copy does not name %s:\n%s", f, out)
+		}
+	}
 	for _, f := range []string{"strongroom.yaml", "root.pem", "intermediate.pem"} {
 		if _, err := os.Stat(filepath.Join(fresh, f)); err != nil {
 			t.Fatalf("--from-dir did not copy %s", f)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/api"
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -25,6 +28,31 @@ type issuanceConfig struct {
 	DefaultProfile string `yaml:"default_profile"`
 	// Backdate sets NotBefore this far before now. Zero: 1m.
 	Backdate time.Duration `yaml:"backdate"`
+}
+
+// issuanceSettings decodes the issuance section and checks it as the
+// config package checks its own sections: each error names its key. (The
+// config package cannot: the lints are zlint's, known to package ca.)
+func issuanceSettings(cfg *config.Config) (issuanceConfig, error) {
+	var ic issuanceConfig
+	if err := cfg.Issuance.Decode("issuance", &ic); err != nil {
+		return ic, err
+	}
+	for _, n := range ic.ExcludeLints {
+		if !ca.KnownLint(n) {
+			return ic, fmt.Errorf("issuance.exclude_lints: %q is not a zlint lint (names look like e_sub_cert_aia_missing)", n)
+		}
+	}
+	if ic.DefaultProfile != "" {
+		known, err := configuredProfiles(cfg)
+		if err != nil {
+			return ic, err
+		}
+		if !slices.Contains(known, ic.DefaultProfile) {
+			return ic, fmt.Errorf("issuance.default_profile: the CA has no profile %q (it has %s)", ic.DefaultProfile, strings.Join(known, ", "))
+		}
+	}
+	return ic, noNegative("issuance", map[string]time.Duration{"backdate": ic.Backdate})
 }
 
 // apiConfig is the `api:` section of strongroom.yaml.
@@ -58,8 +86,8 @@ type apiConfig struct {
 // end, and mounts them on the server.
 func (a *app) mountFrontEnds(ctx context.Context) error {
 	cfg := a.n.cfg
-	var ic issuanceConfig
-	if err := cfg.Issuance.Decode("issuance", &ic); err != nil {
+	ic, err := issuanceSettings(cfg)
+	if err != nil {
 		return err
 	}
 	var profiles []ca.Profile
@@ -83,7 +111,6 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	// issuances share SQLite transactions instead of queueing on its lock.
 	writer := storage.NewCertWriter(a.n.db)
 	a.closers = append(a.closers, func() { writer.Close() })
-	var err error
 	a.pipeline, err = ca.New(ca.Options{
 		Store:      writer,
 		Issuers:    issuers,

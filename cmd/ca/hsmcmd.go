@@ -131,7 +131,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			})
 		}
 	}
-	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
+	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
 		return run(func(ctx context.Context, s *hsm.Session, _ []string) error {
 			users, err := s.ListUsers(ctx)
 			if err != nil {
@@ -155,15 +155,27 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			if pin == "" {
 				pin = promptLine(cmd, "PIN for the new user")
 			}
-			return s.CreateUser(ctx, args[0], hsm.Role(role), pin)
+			if err := s.CreateUser(ctx, args[0], hsm.Role(role), pin); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s created with role %s (audited)\n", args[0], role)
+			return nil
 		})}
 	create.Flags().StringVar(&role, "role", "user", "officer, user or auditor")
-	del := &cobra.Command{Use: "delete NAME", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
-		return s.DeleteUser(ctx, args[0])
+	del := &cobra.Command{Use: "delete NAME", Short: "Delete a user who owns no key; its open sessions end (on a running server within seconds)", Args: cobra.ExactArgs(1), RunE: run(func(ctx context.Context, s *hsm.Session, args []string) error {
+		if err := s.DeleteUser(ctx, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted; its open sessions end (audited)\n", args[0])
+		return nil
 	})}
 	var withUnseal bool
 	unlockByOfficer := run(func(ctx context.Context, s *hsm.Session, args []string) error {
-		return s.UnlockUser(ctx, args[0])
+		if err := s.UnlockUser(ctx, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "user %s unlocked by %s (audited)\n", args[0], officer)
+		return nil
 	})
 	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1),
 		Short: "Clear a user's lockout: as the officer, or --with-unseal on the authority of the unseal material (when no officer can log in)",
@@ -180,7 +192,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 
 func hsmKeysCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "List the keys the CA's crypto user can see"}
-	cmd.AddCommand(&cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	cmd.AddCommand(&cobra.Command{Use: "list", Short: "List the keys the CA's crypto user can see: id, label, type, version, owner, uses; damaged ones named", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			if err := unsealForCLI(ctx, cmd, n); err != nil {
 				return err
