@@ -49,22 +49,31 @@ func newControl(n *node) *control {
 	return &control{n: n, sealReq: make(chan chan struct{}), unsealed: make(chan struct{}, 1), start: make(chan error, 1)}
 }
 
-// serve listens on the socket until ctx ends.
-func (c *control) serve(ctx context.Context) error {
+// listen opens the control socket, refusing a data directory another ca
+// serve is running on. Serve calls it before unsealing, so a second
+// server in one directory stops before it uses the HSM or issues itself a
+// TLS certificate.
+func (c *control) listen() (net.Listener, error) {
 	path := filepath.Join(c.n.dir, controlSocket)
 	if conn, err := net.Dial("unix", path); err == nil {
 		conn.Close()
-		return fmt.Errorf("another ca serve is running on %s (%s answers)", c.n.dir, path)
+		return nil, fmt.Errorf("another ca serve is running on %s (%s answers)", c.n.dir, path)
 	}
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return err
+		return nil, err
 	}
+	return l, nil
+}
+
+// serve answers on the socket l until ctx ends.
+func (c *control) serve(ctx context.Context, l net.Listener) error {
+	path := filepath.Join(c.n.dir, controlSocket)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /seal", c.seal)
 	mux.HandleFunc("POST /unseal", c.unseal)

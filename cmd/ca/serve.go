@@ -44,8 +44,12 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 	defer n.Close(context.Background())
 	warnLooseSecrets(n, nil) // the log goes to stderr here
 	ctl := newControl(n)
+	l, err := ctl.listen()
+	if err != nil {
+		return err
+	}
 	ctlErr := make(chan error, 1)
-	go func() { ctlErr <- ctl.serve(ctx) }()
+	go func() { ctlErr <- ctl.serve(ctx, l) }()
 	// Only a fresh start unseals by itself. After an operator's seal the
 	// module stays sealed until `ca hsm unseal`, whatever the method.
 	err = ctl.autoUnseal(ctx)
