@@ -37,9 +37,15 @@ var (
 // errf is a sentinel with a formatted reason: errors.Is(err, sentinel)
 // holds, and the message says what happened, to logs and (except for
 // internal kinds) to clients. Reasons name keys, users and limits, never
-// a PIN or key byte.
+// a PIN or key byte. For ErrInvalid and ErrExists the reason says all of
+// it (what is wrong, what is taken), so the sentinel's text is not
+// appended ("…; use an id: object already exists").
 func errf(sentinel *core.Error, format string, args ...any) error {
-	return core.Because(sentinel, fmt.Sprintf(format, args...))
+	reason := fmt.Sprintf(format, args...)
+	if sentinel == ErrInvalid || sentinel == ErrExists {
+		return core.Restate(sentinel, reason)
+	}
+	return core.Because(sentinel, reason)
 }
 
 func isNotFound(err error) bool { return errors.Is(err, core.ErrNotFound) || core.IsNotFound(err) }

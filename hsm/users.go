@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -183,7 +182,7 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
 	if _, err := s.m.store.HSMUser(ctx, name); err == nil {
-		return errf(ErrExists, "creating user: user %q", name)
+		return errf(ErrExists, "creating user: user %q exists already", name)
 	} else if !isNotFound(err) {
 		return fmt.Errorf("creating user: %w", err)
 	}
@@ -214,12 +213,12 @@ func (s *Session) DeleteUser(ctx context.Context, name string) error {
 	}
 	for _, o := range objs {
 		if o.Owner == name {
-			return core.Restate(ErrExists, fmt.Sprintf("deleting user %q: the user still owns key %s; destroy it first", name, o.ID))
+			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
 		}
 	}
 	err = s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}, RequireNoOwned: []string{name}}, s.user, "user.delete", name, "")
 	if errors.Is(err, storage.ErrHSMUserChanged) {
-		return core.Restate(ErrExists, fmt.Sprintf("deleting user %q: the user was given a key meanwhile; destroy it first", name))
+		return errf(ErrExists, "deleting user %q: the user was given a key meanwhile; destroy it first", name)
 	}
 	return err
 }
