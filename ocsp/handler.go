@@ -207,7 +207,8 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		if v, ok, err := r.cache.Get(ctx, key); err != nil {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
-			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && r.signerUsable(ctx, iss, a.der) {
+			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && r.signerUsable(ctx, iss, a.der) &&
+				!r.refusesCached(iss.id, req.IDs[0].Serial, a.der) {
 				a.key = key
 				return a
 			}

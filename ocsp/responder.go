@@ -30,7 +30,10 @@ type StatusSource interface {
 
 // Cache keeps signed responses (storage.MemoryOCSPCache and
 // storage.RedisOCSPCache implement it). Delete must stop a Put of the same
-// key that started before it from caching a stale answer.
+// key that started before it from caching a stale answer. An OCSP request
+// waits for Get and Put: a shared cache bounds its own waits
+// (storage.RedisOCSPCache does), so that a hung one costs a fresh
+// signature, not a hung request.
 type Cache interface {
 	Get(ctx context.Context, key string) ([]byte, bool, error)
 	Put(ctx context.Context, key string, val []byte, ttl time.Duration) error
@@ -112,6 +115,8 @@ type Responder struct {
 	responderValidity time.Duration
 	prefix            string
 	fast              *fastAnswers
+	revoked           revokedSet   // serials whose cached "good" is refused (revoked.go)
+	pending           pendingDrops // shared cache deletions to retry
 	now               func() time.Time
 	log               *slog.Logger
 }
@@ -241,24 +246,14 @@ func cacheKey(issuerID string, h crypto.Hash, serial core.Serial) string {
 // it is replaced at once (see retire); when it is one that signed cached
 // answers this responder met, made by any node, those are no longer
 // served (see signers.go).
+//
+// This node stops serving a cached answer that does not say revoked
+// before Invalidate touches the shared cache, and whatever the shared
+// cache does (revoked.go). An error means the shared cache did not drop
+// its copies within sharedDropTimeout: they are dropped later, by
+// RunSweeper.
 func (r *Responder) Invalidate(ctx context.Context, issuerID string, serial core.Serial) error {
-	if iss := r.byID[issuerID]; iss != nil {
-		met := iss.kr.revokeSigner(serial, r.now())
-		if !r.retire(iss, serial) && met {
-			r.fast.dropAll() // the answers kept ready may be signed under it
-			r.log.Warn("an OCSP responder certificate that signed cached answers was revoked; they are signed again",
-				"issuer", issuerID, "serial", serial)
-		}
-	}
-	keys := make([]string, 0, len(hashOIDs))
-	for _, h := range hashOIDs {
-		keys = append(keys, cacheKey(issuerID, h.hash, serial))
-	}
-	// The shared cache first: an answer made from it between the two steps
-	// is refused by the fast map, whose generation drop moves on.
-	err := r.cache.Delete(ctx, keys...)
-	r.fast.drop(keys...)
-	return err
+	return r.dropShared(ctx, r.forget(issuerID, serial))
 }
 
 // Subscribe makes the responder drop cached answers when a revocation is
@@ -277,10 +272,10 @@ func (r *Responder) Subscribe(ctx context.Context, sub Subscriber) (stop func(),
 			r.log.Warn("ignoring bad revocation event", "err", err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), sharedDropTimeout)
 		defer cancel()
-		if err := r.Invalidate(ctx, issuerID, serial); err != nil {
-			r.log.Error("dropping cached OCSP responses", "issuer", issuerID, "serial", serial, "err", err)
+		if err := r.Invalidate(ctx, issuerID, serial); err != nil && !errors.Is(err, errDropQueued) {
+			r.log.Warn("dropping cached OCSP responses", "issuer", issuerID, "serial", serial, "err", err)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -82,15 +83,16 @@ func (m *MemoryEvents) Subscribe(ctx context.Context, topic string, fn func(msg 
 
 // RedisEvents is publish/subscribe across nodes over Redis channels named
 // prefix+topic. Delivery is at most once: a node that is disconnected when a
-// message is published misses it (go-redis reconnects by itself). So when a
-// subscription is interrupted, fn is called with a nil message, meaning
+// message is published misses it. So when a subscription is interrupted,
+// and again when it is restored, fn is called with a nil message, meaning
 // "messages may have been lost": consumers then drop what they cannot check
 // (the OCSP responder its node-local answers) or redo what the messages
 // would have asked for (the CRL builder rebuilds).
 type RedisEvents struct {
-	c      redis.UniversalClient
-	prefix string
-	log    *slog.Logger
+	c          redis.UniversalClient
+	prefix     string
+	log        *slog.Logger
+	unanswered atomic.Int64 // when a publish last went unanswered (Unix ns), or 0
 }
 
 // NewRedisEvents returns a bus on c. prefix "" means "strongroom:event:";
@@ -105,48 +107,121 @@ func NewRedisEvents(c redis.UniversalClient, prefix string, log *slog.Logger) *R
 	return &RedisEvents{c: c, prefix: prefix, log: log}
 }
 
-// Publish sends msg to every node subscribed to topic.
+// redisPublishWait bounds Publish: a revocation is answered after its
+// event is published, and a hung Redis must not hold that answer (the
+// other nodes' database sweep is the backstop of a lost event). After a
+// publish that Redis did not answer in time, those of the next
+// redisPublishHold fail at once: revoking the certificates of a blocked
+// key publishes one event each.
+const (
+	redisPublishWait = 2 * time.Second
+	redisPublishHold = 5 * time.Second
+)
+
+// Publish sends msg to every node subscribed to topic, waiting at most
+// redisPublishWait.
 func (r *RedisEvents) Publish(ctx context.Context, topic string, msg []byte) error {
-	if err := r.c.Publish(ctx, r.prefix+topic, msg).Err(); err != nil {
+	if at := r.unanswered.Load(); at != 0 {
+		if since := time.Since(time.Unix(0, at)); since < redisPublishHold {
+			return fmt.Errorf("publishing %s event: Redis did not answer a publish %s ago; not waiting again yet", topic, since.Round(time.Millisecond))
+		}
+	}
+	_, err := redisWithin(ctx, redisPublishWait, func(ctx context.Context) (int64, error) {
+		return r.c.Publish(ctx, r.prefix+topic, msg).Result()
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			r.unanswered.Store(time.Now().UnixNano())
+		}
 		return fmt.Errorf("publishing %s event: %w", topic, err)
 	}
+	r.unanswered.Store(0)
 	return nil
 }
 
+// How a broken subscription is retried: go-redis reconnects on the next
+// receive, which fails at once while Redis refuses connections, so the
+// loop waits between attempts, doubling from subscribeRetryMin to
+// subscribeRetryMax; an outage after subscribeHealthy of service starts
+// again from the minimum.
+const (
+	subscribeRetryMin = 100 * time.Millisecond
+	subscribeRetryMax = 5 * time.Second
+	subscribeHealthy  = 30 * time.Second
+)
+
 // Subscribe calls fn, from one goroutine, for every message on topic until
 // stop is called. It returns once Redis has confirmed the subscription, so
-// a message published after Subscribe returns is delivered.
+// a message published after Subscribe returns is delivered. An
+// interruption is logged once when it starts and once when the
+// subscription is restored, not at every attempt.
 func (r *RedisEvents) Subscribe(ctx context.Context, topic string, fn func(msg []byte)) (stop func(), err error) {
 	ps := r.c.Subscribe(ctx, r.prefix+topic)
 	if _, err := ps.Receive(ctx); err != nil {
 		ps.Close()
 		return nil, fmt.Errorf("subscribing to %s events: %w", topic, err)
 	}
-	done := make(chan struct{})
-	var stopped atomic.Bool
+	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			m, err := ps.ReceiveMessage(context.Background())
-			if err != nil {
-				if errors.Is(err, redis.ErrClosed) || stopped.Load() {
-					return
-				}
-				// go-redis reconnects and resubscribes on the next call;
-				// what was published meanwhile is lost.
-				r.log.Warn("event subscription interrupted; messages may be lost", "topic", topic, "err", err)
-				fn(nil)
-				continue
-			}
-			fn([]byte(m.Payload))
-		}
+		r.receive(ps, topic, fn, quit)
 	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			stopped.Store(true)
+			close(quit)
 			ps.Close()
 			<-done
 		})
 	}, nil
+}
+
+// receive delivers ps's messages to fn until quit is closed.
+func (r *RedisEvents) receive(ps *redis.PubSub, topic string, fn func(msg []byte), quit chan struct{}) {
+	var downSince time.Time // zero while subscribed
+	upSince := time.Now()
+	wait := subscribeRetryMin
+	for {
+		m, err := ps.Receive(context.Background())
+		select {
+		case <-quit:
+			return
+		default:
+		}
+		if err != nil {
+			if errors.Is(err, redis.ErrClosed) {
+				return
+			}
+			if downSince.IsZero() {
+				downSince = time.Now()
+				if downSince.Sub(upSince) >= subscribeHealthy {
+					wait = subscribeRetryMin
+				}
+				r.log.Warn("event subscription interrupted; messages may be lost until it is restored", "topic", topic, "err", err)
+				fn(nil)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-quit:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(2*wait, subscribeRetryMax)
+			continue
+		}
+		switch m := m.(type) {
+		case *redis.Subscription:
+			// go-redis resubscribed on a new connection.
+			if !downSince.IsZero() {
+				upSince = time.Now()
+				r.log.Info("event subscription restored; messages published meanwhile were lost", "topic", topic,
+					"down_for", upSince.Sub(downSince).Round(time.Millisecond).String())
+				downSince = time.Time{}
+				fn(nil)
+			}
+		case *redis.Message:
+			fn([]byte(m.Payload))
+		}
+	}
 }

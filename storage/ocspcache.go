@@ -126,7 +126,18 @@ func (c *MemoryOCSPCache) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
+// redisCacheWait bounds each wait of an OCSP request for Redis (Get,
+// Put): a Redis that hangs (connections open, nothing answered) must cost
+// a fresh signature, not a hung request. Redis answers in well under a
+// millisecond when it is well.
+const redisCacheWait = 500 * time.Millisecond
+
+// redisDeleteWait bounds Delete when ctx has no earlier deadline.
+const redisDeleteWait = 30 * time.Second
+
 // RedisOCSPCache keeps values in Redis under prefix, shared by all nodes.
+// Get and Put wait at most redisCacheWait; Delete as long as its ctx
+// allows (at most redisDeleteWait).
 type RedisOCSPCache struct {
 	c         redis.UniversalClient
 	prefix    string
@@ -157,10 +168,13 @@ var putIfLive = redis.NewScript(`if redis.call('EXISTS', KEYS[2]) == 1 then retu
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`)
 
-// Get returns the value under key, if present.
+// Get returns the value under key, if present, waiting at most
+// redisCacheWait.
 func (r *RedisOCSPCache) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	k, _ := r.keys(key)
-	v, err := r.c.Get(ctx, k).Bytes()
+	v, err := redisWithin(ctx, redisCacheWait, func(ctx context.Context) ([]byte, error) {
+		return r.c.Get(ctx, k).Bytes()
+	})
 	if err == redis.Nil {
 		return nil, false, nil
 	}
@@ -171,27 +185,33 @@ func (r *RedisOCSPCache) Get(ctx context.Context, key string) ([]byte, bool, err
 }
 
 // Put stores val under key for ttl, unless key was deleted within the
-// tombstone period.
+// tombstone period. It waits at most redisCacheWait.
 func (r *RedisOCSPCache) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	if ttl < time.Millisecond || val == nil {
 		return nil
 	}
 	k, tomb := r.keys(key)
-	if err := putIfLive.Run(ctx, r.c, []string{k, tomb}, val, ttl.Milliseconds()).Err(); err != nil {
+	_, err := redisWithin(ctx, redisCacheWait, func(ctx context.Context) (any, error) {
+		return nil, putIfLive.Run(ctx, r.c, []string{k, tomb}, val, ttl.Milliseconds()).Err()
+	})
+	if err != nil {
 		return fmt.Errorf("caching OCSP response: %w", err)
 	}
 	return nil
 }
 
-// Delete drops keys on every node and tombstones them.
+// Delete drops keys on every node and tombstones them. It waits as long
+// as ctx allows, however go-redis is configured.
 func (r *RedisOCSPCache) Delete(ctx context.Context, keys ...string) error {
-	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, key := range keys {
-			k, tomb := r.keys(key)
-			p.Set(ctx, tomb, 1, r.tombstone)
-			p.Del(ctx, k)
-		}
-		return nil
+	_, err := redisWithin(ctx, redisDeleteWait, func(ctx context.Context) ([]redis.Cmder, error) {
+		return r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, key := range keys {
+				k, tomb := r.keys(key)
+				p.Set(ctx, tomb, 1, r.tombstone)
+				p.Del(ctx, k)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("dropping cached OCSP responses: %w", err)

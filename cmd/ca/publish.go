@@ -15,17 +15,23 @@ import (
 // rebuild. The local drop cannot wait for the event: through Redis it comes
 // back asynchronously, and a client asking this node's OCSP right after the
 // revocation was answered "good" from the cache (1 in 7 revocations in a
-// soak on PostgreSQL and Redis). A failure to publish does not undo the
-// revocation (the OCSP sweeper and the CRL catch-up pick it up within
-// seconds); it is logged.
+// soak on PostgreSQL and Redis). Neither step waits long for Redis: the
+// responder stops serving the serial's cached answers whatever Redis does
+// and retries the shared cache's deletion in the background
+// (ocsp.Responder.Invalidate), and a publish waits at most two seconds
+// (storage.RedisEvents), so a hung Redis does not hold the answer to a
+// revocation that is committed. A failure to publish does not undo the
+// revocation (the other nodes' OCSP sweepers and the CRL catch-up pick it
+// up within seconds); it is logged.
 func (a *app) publishRevoked(ctx context.Context, issuerID string, serial core.Serial) {
 	if a.responder != nil {
 		if err := a.responder.Invalidate(ctx, issuerID, serial); err != nil {
-			a.n.log.Error("dropping cached OCSP answers of a revoked certificate", "serial", serial, "issuer", issuerID, "err", err)
+			a.n.log.Warn("dropping shared cached OCSP answers of a revoked certificate; this node answers revoked, the shared cache is retried",
+				"serial", serial, "issuer", issuerID, "err", err)
 		}
 	}
 	if err := a.shared.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(issuerID, serial)); err != nil {
-		a.n.log.Error("publishing revocation event", "serial", serial, "issuer", issuerID, "err", err)
+		a.n.log.Error("publishing revocation event (the other nodes' sweep picks the revocation up)", "serial", serial, "issuer", issuerID, "err", err)
 	}
 }
 
