@@ -209,14 +209,10 @@ const statusRevoked = 1 // certStatus revoked [1], RFC 6960 §4.2.1
 // of a successful OCSPResponse (RFC 6960 §4.2.1: 0 good, 1 revoked, 2
 // unknown); -1 when it cannot.
 func answerStatus(resp []byte) int {
-	in := cryptobyte.String(resp)
-	var top, explicit, rb, octets, basic, tbs, skip, responses, single cryptobyte.String
+	basic, ok := basicResponse(resp)
+	var tbs, skip, responses, single cryptobyte.String
 	var tag cbasn1.Tag
-	if !in.ReadASN1(&top, cbasn1.SEQUENCE) || !top.SkipASN1(cbasn1.ENUM) ||
-		!top.ReadASN1(&explicit, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!explicit.ReadASN1(&rb, cbasn1.SEQUENCE) || !rb.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
-		!rb.ReadASN1(&octets, cbasn1.OCTET_STRING) || !octets.ReadASN1(&basic, cbasn1.SEQUENCE) ||
-		!basic.ReadASN1(&tbs, cbasn1.SEQUENCE) ||
+	if !ok || !basic.ReadASN1(&tbs, cbasn1.SEQUENCE) ||
 		!tbs.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
 		!tbs.ReadAnyASN1(&skip, &tag) || // responderID, a CHOICE
 		!tbs.SkipASN1(cbasn1.GeneralizedTime) || // producedAt

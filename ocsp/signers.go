@@ -47,13 +47,8 @@ type signerInfo struct {
 // response without certificates (signed by the issuer itself) and false
 // for one it cannot read.
 func responderSerial(resp []byte, buf *[40]byte) ([]byte, bool) {
-	in := cryptobyte.String(resp)
-	var top, explicit, rb, octets, basic cryptobyte.String
-	if !in.ReadASN1(&top, cbasn1.SEQUENCE) || !top.SkipASN1(cbasn1.ENUM) ||
-		!top.ReadASN1(&explicit, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!explicit.ReadASN1(&rb, cbasn1.SEQUENCE) || !rb.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
-		!rb.ReadASN1(&octets, cbasn1.OCTET_STRING) || !octets.ReadASN1(&basic, cbasn1.SEQUENCE) ||
-		!basic.SkipASN1(cbasn1.SEQUENCE) || // tbsResponseData
+	basic, ok := basicResponse(resp)
+	if !ok || !basic.SkipASN1(cbasn1.SEQUENCE) || // tbsResponseData
 		!basic.SkipASN1(cbasn1.SEQUENCE) || // signatureAlgorithm
 		!basic.SkipASN1(cbasn1.BIT_STRING) {
 		return nil, false
@@ -70,6 +65,18 @@ func responderSerial(resp []byte, buf *[40]byte) ([]byte, bool) {
 		return nil, false
 	}
 	return serialHex(buf, serial)
+}
+
+// basicResponse returns the BasicOCSPResponse inside a successful
+// OCSPResponse (RFC 6960 §4.2.1), walking the DER headers only.
+func basicResponse(resp []byte) (cryptobyte.String, bool) {
+	in := cryptobyte.String(resp)
+	var top, explicit, rb, octets, basic cryptobyte.String
+	ok := in.ReadASN1(&top, cbasn1.SEQUENCE) && top.SkipASN1(cbasn1.ENUM) &&
+		top.ReadASN1(&explicit, cbasn1.Tag(0).Constructed().ContextSpecific()) &&
+		explicit.ReadASN1(&rb, cbasn1.SEQUENCE) && rb.SkipASN1(cbasn1.OBJECT_IDENTIFIER) &&
+		rb.ReadASN1(&octets, cbasn1.OCTET_STRING) && octets.ReadASN1(&basic, cbasn1.SEQUENCE)
+	return basic, ok
 }
 
 // signer returns what kr knows of the responder certificate with serial

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/core"
@@ -22,7 +20,6 @@ import (
 	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/ra"
-	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // ocspConfig is the `ocsp:` section of strongroom.yaml.
@@ -127,12 +124,6 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		return err // "ocsp: ..."
 	}
 	a.responder = resp
-	if a.n.cfg.Redis.Addr != "" {
-		// go-redis's own lines (a pool that cannot dial, after five
-		// attempts) go to the node's log beside ours, not raw to stderr.
-		// Its logger is process-wide; the node's is the one in use.
-		redis.SetLogger(storage.RedisLog{Log: a.n.log})
-	}
 	stop, err := resp.Subscribe(ctx, a.shared.events)
 	if err != nil {
 		return fmt.Errorf("ocsp: subscribing to revocations: %w", err)

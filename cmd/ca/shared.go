@@ -45,8 +45,14 @@ func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error
 			close:     func() {},
 		}, nil
 	}
+	// go-redis's own lines (a pool that cannot dial, after five attempts)
+	// go to the node's log beside ours, not raw to stderr; its logger is
+	// process-wide. Context deadlines bound its socket waits, so a Redis
+	// that hangs holds no caller past its deadline (storage bounds every
+	// wait as well: redisWithin).
+	redis.SetLogger(storage.RedisLog{Log: n.log})
 	rc := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, DB: cfg.Redis.DB,
-		Password: os.Getenv(config.EnvRedisPassword)})
+		Password: os.Getenv(config.EnvRedisPassword), ContextTimeoutEnabled: true})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rc.Ping(pctx).Err(); err != nil {
