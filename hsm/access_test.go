@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -237,4 +238,32 @@ func TestLockedUserStaysLocked(t *testing.T) {
 			t.Errorf("ChangePIN with wrong old PIN: %v", err)
 		}
 	})
+}
+
+// TestRotateAtHighestVersion: a key imported at the highest version
+// (math.MaxInt32) cannot rotate: versions are stored as 32-bit integers,
+// so PostgreSQL refused the next one (reported as an audit failure) and
+// SQLite went past the documented maximum. The refusal says why.
+func TestRotateAtHighestVersion(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, sqliteDB(t))
+	kek, err := f.alice.GenerateKey(ctx, KeySpec{Type: AES256, Label: "kek"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := f.alice.GenerateKey(ctx, KeySpec{Type: AES256, Label: "src", Extractable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, _, err := f.alice.ExportWrapped(ctx, src.ID, kek.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := f.alice.ImportWrapped(ctx, KeySpec{Type: AES256, Label: "top", Version: math.MaxInt32}, kek.ID, blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.alice.RotateKey(ctx, top.ID); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "highest version") {
+		t.Fatalf("rotating a key at version %d: %v", top.Version, err)
+	}
 }

@@ -367,6 +367,10 @@ func (s *Session) RotateKey(ctx context.Context, keyID string) (KeyInfo, error) 
 		info     KeyInfo
 	)
 	err := s.changeKey(ctx, keyID, func(st *unsealed, ko *keyObject, retried bool) error {
+		if v := ko.current().version; v >= math.MaxInt32 {
+			// Versions are stored as 32-bit integers (PostgreSQL int4).
+			return errf(ErrExists, "key %s is at the highest version, %d: create a new key instead", keyID, v)
+		}
 		if h == nil {
 			var err error
 			if material, err = generateMaterial(ko.a.Type); err != nil {
