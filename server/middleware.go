@@ -209,10 +209,16 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 }
 
 // logRequest writes the one log event of a request; principal is who made
-// it, when a front end authenticated the caller (core.SetPrincipal).
+// it, when a front end authenticated the caller (core.SetPrincipal). A 5xx
+// is at ERROR, except a 503: something the node needs is down (the
+// database, the HSM sealed), every request is refused alike, and the cause
+// is logged apart (core.FailureLog, readiness), so those are at WARN.
 func (s *Server) logRequest(ctx context.Context, id, principal, listener, method, path string, status int, bytes int64, d time.Duration, remote string) {
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		level = slog.LevelWarn
+	case status >= 500:
 		level = slog.LevelError
 	}
 	lh := s.log.Handler()

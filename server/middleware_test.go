@@ -84,12 +84,17 @@ func TestMetricsAndOneLogEventPerRequest(t *testing.T) {
 	var logs bytes.Buffer
 	s := New(Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	s.MountPlain("/ocsp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/bad") {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/bad"):
 			w.WriteHeader(http.StatusTeapot)
+		case strings.HasSuffix(r.URL.Path, "/down"):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case strings.HasSuffix(r.URL.Path, "/broken"):
+			w.WriteHeader(http.StatusInternalServerError)
 		}
 	}))
 	h := s.PlainHandler()
-	for _, p := range []string{"/ocsp/a", "/ocsp/b", "/ocsp/bad", "/nowhere"} {
+	for _, p := range []string{"/ocsp/a", "/ocsp/b", "/ocsp/bad", "/nowhere", "/ocsp/down", "/ocsp/broken"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
 	}
 	for _, tc := range []struct {
@@ -101,16 +106,22 @@ func TestMetricsAndOneLogEventPerRequest(t *testing.T) {
 			t.Errorf("requests{frontend=%s,code=%s} = %v, want %v", tc.fe, tc.code, got, tc.want)
 		}
 	}
-	if n := gathered(t, reg, "strongroom_http_request_duration_seconds", "http", "ocsp", ""); n != 3 {
-		t.Errorf("ocsp latency count %v, want 3", n)
+	if n := gathered(t, reg, "strongroom_http_request_duration_seconds", "http", "ocsp", ""); n != 5 {
+		t.Errorf("ocsp latency count %v, want 5", n)
 	}
 	// Only front ends that saw requests have series.
 	if n := gathered(t, reg, "strongroom_http_request_duration_seconds", "http", "acme", ""); n != -1 {
 		t.Errorf("acme latency series exists (count %v) without a request", n)
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("%d log lines for 4 requests:\n%s", len(lines), logs.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d log lines for 6 requests:\n%s", len(lines), logs.String())
+	}
+	// A 503 (something the node needs is down; every request alike) is a
+	// warning, any other 5xx an error.
+	if !strings.Contains(lines[4], "level=WARN") || !strings.Contains(lines[4], "status=503") ||
+		!strings.Contains(lines[5], "level=ERROR") || !strings.Contains(lines[5], "status=500") {
+		t.Errorf("levels of a 503 and a 500:\n%s\n%s", lines[4], lines[5])
 	}
 	for _, want := range []string{"msg=request", "listener=http", "method=GET", "path=/ocsp/bad", "status=418", "request_id=", "duration_ms=", "remote="} {
 		if !strings.Contains(lines[2], want) {
