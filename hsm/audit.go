@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -50,9 +49,10 @@ type AuditReport struct {
 	// a MAC: appended while sealed or by a node of the previous release,
 	// when nothing could authenticate them, so anyone able to write the
 	// database could have written them. A later head MAC covers them only
-	// as they then stood. UnauthSeqs lists the first maxUnauthSeqs of them.
+	// as they then stood. UnauthEntries lists the first maxUnauthEntries
+	// of them.
 	Unauthenticated map[string]int
-	UnauthSeqs      []int64
+	UnauthEntries   []AuditRef
 	// AuthBound is where authentication began as bound into the wrapped
 	// KEK's AAD (hsm_meta audit_auth_from), which the head must match; 0:
 	// not bound yet (a keystore of the previous release before its first
@@ -61,6 +61,12 @@ type AuditReport struct {
 	// another node since this one unsealed).
 	AuthBound         int64
 	AuthBoundByUnseal bool
+}
+
+// AuditRef names one audit entry.
+type AuditRef struct {
+	Seq    int64
+	Action string
 }
 
 // AuthSummary is one line on the log's authentication, for an intact
@@ -73,7 +79,7 @@ func (r AuditReport) AuthSummary() string {
 	case r.MACChecked:
 		s = fmt.Sprintf("head MAC verified: the log up to #%d is as the HSM left it; authentication began at #%d", r.AuthSeq, r.AuthFrom)
 		if r.AuthFrom > 1 {
-			s += fmt.Sprintf(", #1 to #%d before it began (covered as they stood then)", r.AuthFrom-1)
+			s += fmt.Sprintf(", #1 to #%d predate it (the chain vouches for them as they were when it began)", r.AuthFrom-1)
 		}
 	default:
 		s = fmt.Sprintf("head MAC NOT checked (the HSM is sealed here); the head says entries #%d to #%d", r.AuthFrom, r.AuthSeq)
@@ -91,32 +97,47 @@ func (r AuditReport) AuthSummary() string {
 
 // UnauthSummary says which entries have no MAC and why, for an intact
 // report (the CLI and the console print it); "" when every entry after
-// AuthFrom has one.
+// AuthFrom has one. Each listed entry is named with its action and the
+// likely cause: a failed unseal or self-test is appended while sealed,
+// when there is no key to authenticate it; anything else without a MAC was
+// appended by a node of the previous release, or written outside the HSM.
 func (r AuditReport) UnauthSummary() string {
 	total := 0
-	var parts []string
-	for _, a := range slices.Sorted(maps.Keys(r.Unauthenticated)) {
-		total += r.Unauthenticated[a]
-		parts = append(parts, fmt.Sprintf("%s×%d", a, r.Unauthenticated[a]))
+	for _, n := range r.Unauthenticated {
+		total += n
 	}
 	if total == 0 {
 		return ""
 	}
-	seqs := make([]string, len(r.UnauthSeqs))
-	for i, s := range r.UnauthSeqs {
-		seqs[i] = fmt.Sprintf("#%d", s)
+	var sealed, other []string
+	for _, e := range r.UnauthEntries {
+		ref := fmt.Sprintf("#%d %s", e.Seq, e.Action)
+		if sealedActions[e.Action] {
+			sealed = append(sealed, ref)
+		} else {
+			other = append(other, ref)
+		}
 	}
-	which := strings.Join(seqs, ", ")
-	if more := total - len(seqs); more > 0 {
-		which += fmt.Sprintf(" and %d more", more)
+	var groups []string
+	if len(sealed) > 0 {
+		groups = append(groups, strings.Join(sealed, ", ")+" (appended while sealed, when no key could authenticate them)")
 	}
-	what, were, them := fmt.Sprintf("%d entries", total), "were", "them"
+	if len(other) > 0 {
+		groups = append(groups, strings.Join(other, ", ")+" (appended by a node of the previous release, or written outside the HSM)")
+	}
+	list := strings.Join(groups, "; ")
+	if more := total - len(r.UnauthEntries); more > 0 {
+		list += fmt.Sprintf("; and %d more", more)
+	}
+	what, them := fmt.Sprintf("%d entries have", total), "them"
 	if total == 1 {
-		what, were, them = "1 entry", "was", "it"
+		what, them = "1 entry has", "it"
 	}
-	return fmt.Sprintf("%s (%s: %s) %s appended while sealed or by a node of the previous release, when nothing could authenticate %s: anyone able to write the database could have written %s",
-		what, which, strings.Join(parts, ", "), were, them, them)
+	return what + " no MAC, so anyone able to write the database could have written " + them + ": " + list
 }
+
+// sealedActions are the entries a sealed module appends.
+var sealedActions = map[string]bool{"unseal.fail": true, "selftest.fail": true}
 
 const auditDomain = "strongroom-hsm-audit-v1"
 

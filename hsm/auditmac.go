@@ -88,8 +88,8 @@ func (st *unsealed) auditAuth() storage.HSMAuditAuthFunc {
 	}
 }
 
-// maxUnauthSeqs bounds AuditReport.UnauthSeqs.
-const maxUnauthSeqs = 20
+// maxUnauthEntries bounds AuditReport.UnauthEntries.
+const maxUnauthEntries = 20
 
 // authWalk checks entry MACs during VerifyAudit's walk.
 type authWalk struct {
@@ -109,8 +109,8 @@ func (w *authWalk) entry(r *AuditReport, e storage.HSMAuditEntry) string {
 	if len(e.MAC) == 0 {
 		if w.firstMAC != 0 {
 			r.Unauthenticated[e.Action]++
-			if len(r.UnauthSeqs) < maxUnauthSeqs {
-				r.UnauthSeqs = append(r.UnauthSeqs, e.Seq)
+			if len(r.UnauthEntries) < maxUnauthEntries {
+				r.UnauthEntries = append(r.UnauthEntries, AuditRef{e.Seq, e.Action})
 			}
 		}
 		return ""
