@@ -86,8 +86,15 @@ func TestIssueGetListRevoke(t *testing.T) {
 		t.Fatalf("revoke with read scope: %d", resp.StatusCode)
 	}
 	// A JSON null is not "no options": the body, when given, is an object.
-	if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(` null`)); resp.StatusCode != 400 || !strings.Contains(string(body), "JSON object") {
-		t.Fatalf("revoke with a null body: %d %s", resp.StatusCode, body)
+	for _, b := range []string{` null`, `[]`, `"x"`} {
+		if resp, body := e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(b)); resp.StatusCode != 400 || !strings.Contains(string(body), "JSON object") {
+			t.Fatalf("revoke with the body %s: %d %s", b, resp.StatusCode, body)
+		}
+	}
+	// A field of the wrong type is said in JSON's terms, not Go's.
+	if resp, body := e.do(t, "POST", "/certificates", "admin", "application/json", []byte(`{"csr": 5}`)); resp.StatusCode != 400 ||
+		!strings.Contains(string(body), `\"csr\" is a number; it must be a string`) || strings.Contains(string(body), "Go ") {
+		t.Fatalf("issue with a number for the CSR: %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.do(t, "POST", "/certificates/"+cr.Serial+"/revoke", "revoker", "application/json", []byte(`{"reason":"superseded"}`))
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"revocation_reason":"superseded"`) {

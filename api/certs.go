@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -536,13 +537,46 @@ func withFields(err error, fields string) error {
 	return core.Wrap(core.KindMalformed, err, fmt.Sprintf("%s (this request takes %s)", core.DetailOf(err), fields))
 }
 
+// jsonProblem says what is wrong with a body encoding/json refused, in
+// the client's terms: a value of the wrong type names the field and the
+// JSON type it takes, not the Go type behind it.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	want := "an object"
+	switch te.Type.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	}
+	if te.Field == "" {
+		return fmt.Sprintf("the body is %s %s; it must be %s", article(te.Value), te.Value, want)
+	}
+	return fmt.Sprintf("%q is %s %s; it must be %s", te.Field, article(te.Value), te.Value, want)
+}
+
+func article(jsonType string) string {
+	if jsonType != "" && strings.ContainsRune("aeiou", rune(jsonType[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 // decodeStrict decodes one JSON value with no unknown fields and nothing
 // after it.
 func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+strings.TrimPrefix(err.Error(), "json: "))
+		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+jsonProblem(err))
 	}
 	if dec.More() {
 		return core.Errorf(core.KindMalformed, "trailing data after the JSON request")

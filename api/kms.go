@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -130,13 +131,10 @@ func bindJSON(c *gin.Context, v any) error {
 // decodeObject decodes a body that must be one JSON object: encoding/json
 // takes null for a struct and leaves it as it was, an empty request.
 func decodeObject(body []byte, v any) error {
-	if err := decodeStrict(body, v); err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] != '{' && json.Valid(body) {
 		return core.Errorf(core.KindMalformed, "the body must be a JSON object")
 	}
-	return nil
+	return decodeStrict(body, v)
 }
 
 // usageOf reads a key's usage list: each entry one of the names, exactly.
