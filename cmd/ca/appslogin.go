@@ -110,6 +110,10 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 		return
 	}
 	l.seen, l.known = now, true
+	if _, err := l.n.cfg.AppsPIN(l.n.dir); err != nil {
+		l.n.log.Warn("the key service (/api/v1/keys) stays off: this node has no PIN for its HSM user (no login tried)", "user", user, "err", err)
+		return
+	}
 	s, err := l.n.appsSession(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
