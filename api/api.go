@@ -147,11 +147,11 @@ func New(o Options) (*API, error) {
 	}
 	for pat, scopes := range o.ClientCertScopes {
 		if !strings.HasPrefix(pat, "mtls:") {
-			return nil, errors.New("api: client certificate patterns start with mtls: (" + pat + ")")
+			return nil, fmt.Errorf("api.client_cert_scopes: %q: a client certificate pattern starts with mtls:", pat)
 		}
 		for _, s := range scopes {
 			if !slices.Contains(allScopes, s) {
-				return nil, errors.New("api: unknown scope " + s)
+				return nil, fmt.Errorf("api.client_cert_scopes: %q: unknown scope %q (want %s)", pat, s, strings.Join(allScopes, ", "))
 			}
 		}
 	}
@@ -161,8 +161,11 @@ func New(o Options) (*API, error) {
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
 	}
-	if o.KeysPerCredential < 0 || o.VersionsPerKey < 0 {
-		return nil, errors.New("api: keys_per_credential and versions_per_key must not be negative")
+	if o.KeysPerCredential < 0 {
+		return nil, fmt.Errorf("api.keys_per_credential: %d is negative", o.KeysPerCredential)
+	}
+	if o.VersionsPerKey < 0 {
+		return nil, fmt.Errorf("api.versions_per_key: %d is negative", o.VersionsPerKey)
 	}
 	a.maxKeys, a.maxVersions = cmp.Or(o.KeysPerCredential, 1000), cmp.Or(o.VersionsPerKey, 100)
 	if a.now == nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,6 +136,14 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 	if err != nil {
 		return err
 	}
+	for key, port := range map[string]int{"http_port": c.Validation.HTTPPort, "tls_port": c.Validation.TLSPort} {
+		if port < 0 || port > 65535 {
+			return fmt.Errorf("acme.validation.%s: %d is not a port (1-65535; 0 for the default)", key, port)
+		}
+	}
+	if err := noNegative("acme.validation", map[string]time.Duration{"timeout": c.Validation.Timeout}); err != nil {
+		return err
+	}
 	v, err := challenge.New(challenge.Options{Resolver: c.Validation.Resolver, HTTPPort: c.Validation.HTTPPort,
 		TLSPort: c.Validation.TLSPort, HostOverride: c.Validation.HostOverride, Timeout: c.Validation.Timeout,
 		MaxRedirects: c.Validation.MaxRedirects, Logger: a.n.log})
@@ -175,6 +185,10 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 		defProfile := ep.DefaultProfile
 		if defProfile == "" {
 			defProfile = "tls-server"
+		}
+		if _, ok := profiles[defProfile]; !ok {
+			return fmt.Errorf("%s.default_profile: %q is not among the endpoint's profiles (%s)", field, defProfile,
+				strings.Join(slices.Sorted(maps.Keys(profiles)), ", "))
 		}
 		srv, err := acme.New(acme.Options{
 			Name:           ep.Name,

@@ -61,6 +61,9 @@ func ocspSettings(cfg *config.Config) (ocspConfig, error) {
 	if oc.SweepInterval == 0 {
 		oc.SweepInterval = 5 * time.Second
 	}
+	if oc.Validity > 0 && oc.RefreshBefore >= oc.Validity {
+		return oc, fmt.Errorf("ocsp.refresh_before: %s must be shorter than ocsp.validity (%s)", oc.RefreshBefore, oc.Validity)
+	}
 	return oc, noNegative("ocsp", map[string]time.Duration{"validity": oc.Validity,
 		"refresh_before": oc.RefreshBefore, "responder_validity": oc.ResponderValidity, "sweep_interval": oc.SweepInterval})
 }
