@@ -172,7 +172,7 @@ func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 	var secs float64
 	if err := json.Unmarshal(raw, &secs); err == nil {
 		if secs < 0 {
-			return 0, core.Errorf(core.KindMalformed, "lifetime %v seconds is negative: it must not be", secs)
+			return 0, core.Errorf(core.KindMalformed, "lifetime %v seconds is negative; give a positive duration", secs)
 		}
 		if secs > 100*365*24*3600 {
 			return 0, core.Errorf(core.KindMalformed, "lifetime out of range")
@@ -212,7 +212,7 @@ func ParseDuration(what, s string) (time.Duration, error) {
 // negativeDuration refuses a duration that parses but is negative: saying
 // it is not a duration would send the client looking for a typo.
 func negativeDuration(what, s string) error {
-	return core.Errorf(core.KindMalformed, "%s %q is negative: it must not be (e.g. 720h or 30d)", what, s)
+	return core.Errorf(core.KindMalformed, "%s %q is negative; give a positive duration (e.g. 720h or 30d)", what, s)
 }
 
 func (a *API) issue(c *gin.Context) {

@@ -61,9 +61,9 @@ func TestBodyMistakesAreNamed(t *testing.T) {
 		{map[string]any{"csr": csr, "profil": "tls-server"}, `unknown field "profil" (this request takes csr, profile,`},
 		{map[string]any{"csr": csr, "lifetime": "bad"}, `lifetime "bad" is neither a number of days nor a duration`},
 		// Negative durations parse: a review saw "-1h" called "not a duration".
-		{map[string]any{"csr": csr, "lifetime": "-1h"}, `lifetime "-1h" is negative: it must not be`},
-		{map[string]any{"csr": csr, "lifetime": "-1d"}, `lifetime "-1d" is negative: it must not be`},
-		{map[string]any{"csr": csr, "lifetime": -60}, `lifetime -60 seconds is negative: it must not be`},
+		{map[string]any{"csr": csr, "lifetime": "-1h"}, `lifetime "-1h" is negative; give a positive duration`},
+		{map[string]any{"csr": csr, "lifetime": "-1d"}, `lifetime "-1d" is negative; give a positive duration`},
+		{map[string]any{"csr": csr, "lifetime": -60}, `lifetime -60 seconds is negative; give a positive duration`},
 		// encoding/json would take "Profile" for "profile".
 		{map[string]any{"csr": csr, "Profile": "tls-client"}, `unknown field "Profile" (field names are case-sensitive) (this request takes csr, profile,`},
 		{map[string]any{"CSR": csr}, `unknown field "CSR" (field names are case-sensitive)`},

@@ -37,12 +37,14 @@ var (
 // errf is a sentinel with a formatted reason: errors.Is(err, sentinel)
 // holds, and the message says what happened, to logs and (except for
 // internal kinds) to clients. Reasons name keys, users and limits, never
-// a PIN or key byte. For ErrInvalid and ErrExists the reason says all of
-// it (what is wrong, what is taken), so the sentinel's text is not
-// appended ("…; use an id: object already exists").
+// a PIN or key byte. For these sentinels the reason says all of it (what
+// is wrong, what is taken, why the session ended, which material failed),
+// so their text is not appended ("…; use an id: object already exists").
+var saidByReason = map[*core.Error]bool{ErrInvalid: true, ErrExists: true, ErrNotLoggedIn: true, ErrBadUnseal: true}
+
 func errf(sentinel *core.Error, format string, args ...any) error {
 	reason := fmt.Sprintf(format, args...)
-	if sentinel == ErrInvalid || sentinel == ErrExists {
+	if saidByReason[sentinel] {
 		return core.Restate(sentinel, reason)
 	}
 	return core.Because(sentinel, reason)

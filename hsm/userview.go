@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"time"
 
@@ -62,7 +61,7 @@ func (st *unsealed) noteUsers(put []storage.HSMUser, del []string) {
 func (m *Module) loadUsers(ctx context.Context, st *unsealed) error {
 	us, err := m.store.HSMUsers(ctx)
 	if err != nil {
-		return fmt.Errorf("reading hsm users: %w", err)
+		return err // "reading hsm users: …"
 	}
 	view := make(map[string]userView, len(us))
 	for _, u := range us {

@@ -167,7 +167,7 @@ func MayRevoke(l *Limits, rec *core.Certificate) error {
 	if strings.HasPrefix(rec.Requester, SystemRequester) {
 		// The node's own HTTPS and OCSP responder certificates: revoked
 		// through an API, they would go on being served until renewed.
-		return core.Errorf(core.KindForbidden, "certificate %s is this CA's own (%s): revoke it on a node with `ca cert revoke` (the HTTPS listener renews its certificate within a minute)", rec.Serial, rec.Requester)
+		return core.Errorf(core.KindForbidden, "certificate %s is this CA's own (%s): revoke it on a node with `ca cert revoke`: the node then replaces it (an OCSP responder's at once, the HTTPS listener's within a minute)", rec.Serial, rec.Requester)
 	}
 	if !MayRead(l, rec) { // front ends answer 404 before asking
 		return core.Errorf(core.KindForbidden, "certificate %s is outside this credential's names or profiles", rec.Serial)

@@ -47,7 +47,7 @@ func TestCommandsSayWhatTheyDid(t *testing.T) {
 		want string
 	}{
 		{[]string{"hsm", "users", "create", "bob", "--role", "auditor"}, "user bob created with role auditor (audited)\n"},
-		{[]string{"hsm", "users", "unlock", "bob"}, "user bob unlocked by officer (audited)\n"},
+		{[]string{"hsm", "users", "unlock", "bob"}, "user bob: unlocked, failed logins reset, by officer (audited)\n"},
 		{[]string{"hsm", "users", "delete", "bob"}, "user bob deleted; its open sessions end (audited)\n"},
 		{[]string{"acme", "eab", "revoke", kid[1]}, "EAB key " + kid[1] + " revoked: it binds no new account; accounts bound with it stay valid\n"},
 	} {

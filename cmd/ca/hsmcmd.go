@@ -114,7 +114,7 @@ func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 
 func hsmUsersCommand(g *globals) *cobra.Command {
 	var officer string
-	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (crypto officer only; PIN from STRONGROOM_OFFICER_PIN)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (as the crypto officer: PIN from STRONGROOM_OFFICER_PIN or officer.pin; unlock --with-unseal and pin need no officer)"}
 	cmd.PersistentFlags().StringVar(&officer, "officer", "officer", "officer user name")
 	run := func(fn func(ctx context.Context, s *hsm.Session, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
@@ -174,7 +174,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 		if err := s.UnlockUser(ctx, args[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "user %s unlocked by %s (audited)\n", args[0], officer)
+		fmt.Fprintf(cmd.OutOrStdout(), "user %s: unlocked, failed logins reset, by %s (audited)\n", args[0], officer)
 		return nil
 	})
 	unlock := &cobra.Command{Use: "unlock NAME", Args: cobra.ExactArgs(1),
