@@ -42,12 +42,12 @@ func (s revokedIn) EachRevoked(_ context.Context, issuerID string, since time.Ti
 }
 
 // redisVia returns an OCSP cache and an event bus on a client of addr
-// configured as ca serve configures its own (go-redis defaults), under a
+// configured as ca serve configures its own (cmd/ca/shared.go), under a
 // prefix of their own, emptied at the end through the test Redis itself.
 func redisVia(t *testing.T, addr string) (*storage.RedisOCSPCache, *storage.RedisEvents) {
 	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	prefix := fmt.Sprintf("test:ocsp-outage:%d:", time.Now().UnixNano())
+	rc := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	prefix := fmt.Sprintf("test:ocsp:%d:", time.Now().UnixNano())
 	t.Cleanup(func() {
 		rc.Close()
 		direct := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr()})

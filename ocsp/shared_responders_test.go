@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"fmt"
 	"testing"
 	"time"
 
@@ -37,26 +36,18 @@ func (ri recordingIssuer) SignCertificate(_ context.Context, issuerID string, tm
 	return der, err
 }
 
-// sharedRedis returns an OCSP cache and an event bus on the test Redis,
-// under a prefix of their own that is emptied at the end.
+// sharedRedis returns an OCSP cache and an event bus on the test Redis
+// (redisVia), or skips (fails in CI) when it is not running.
 func sharedRedis(t *testing.T) (*storage.RedisOCSPCache, *storage.RedisEvents) {
 	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr(), MaxRetries: -1})
+	rc := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr()})
+	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
-		rc.Close()
 		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
 	}
-	prefix := fmt.Sprintf("test:ocsp-nodes:%d:", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		for it := rc.Scan(ctx, 0, prefix+"*", 100).Iterator(); it.Next(ctx); {
-			rc.Del(ctx, it.Val())
-		}
-		rc.Close()
-	})
-	return storage.NewRedisOCSPCache(rc, prefix+"ocsp:", 0), storage.NewRedisEvents(rc, prefix+"event:", nil)
+	return redisVia(t, storagetest.RedisAddr())
 }
 
 // TestRevokedResponderOfAnotherNode: two nodes share Redis (the OCSP cache
