@@ -208,7 +208,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 			r.log.Warn("reading OCSP cache", "issuer", iss.id, "err", err)
 		} else if ok {
 			if a, ok := decodeCached(v); ok && r.now().Before(r.refreshAt(a)) && r.signerUsable(ctx, iss, a.der) &&
-				!r.refusesCached(iss.id, req.IDs[0].Serial, a.der) {
+				!r.refusesCached(iss.id, req.IDs[0].Serial, a) {
 				a.key = key
 				return a
 			}

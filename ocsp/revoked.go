@@ -45,38 +45,42 @@ type revokedKey struct {
 	serial core.Serial
 }
 
-// revokedSet holds the serials known revoked, each until no answer cached
-// before its revocation can be served.
+// revokedSet holds the serials known revoked, each with when this node
+// learnt of the revocation (or of its last change: a reason raised to
+// keyCompromise), until no answer cached before then can be served.
 type revokedSet struct {
 	n  atomic.Int64 // len(m), read without the lock
 	mu sync.RWMutex
-	m  map[revokedKey]time.Time
+	m  map[revokedKey]learnt
 }
 
-func (s *revokedSet) add(issuerID string, serial core.Serial, until time.Time) {
+type learnt struct{ at, until time.Time }
+
+func (s *revokedSet) add(issuerID string, serial core.Serial, at, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[revokedKey]time.Time{}
+		s.m = map[revokedKey]learnt{}
 	}
-	s.m[revokedKey{issuerID, serial}] = until
+	s.m[revokedKey{issuerID, serial}] = learnt{at, until}
 	s.n.Store(int64(len(s.m)))
 }
 
-// has reports whether serial is known revoked at now.
-func (s *revokedSet) has(issuerID string, serial core.Serial, now time.Time) bool {
+// learnt returns when this node learnt serial was revoked (or its
+// revocation changed), if it is remembered at now.
+func (s *revokedSet) learnt(issuerID string, serial core.Serial, now time.Time) (time.Time, bool) {
 	s.mu.RLock()
-	until, ok := s.m[revokedKey{issuerID, serial}]
+	l, ok := s.m[revokedKey{issuerID, serial}]
 	s.mu.RUnlock()
-	return ok && now.Before(until)
+	return l.at, ok && now.Before(l.until)
 }
 
 // prune forgets the entries past their time.
 func (s *revokedSet) prune(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, until := range s.m {
-		if !now.Before(until) {
+	for k, l := range s.m {
+		if !now.Before(l.until) {
 			delete(s.m, k)
 		}
 	}
@@ -125,7 +129,7 @@ func (r *Responder) forget(issuerID string, serial core.Serial) []string {
 	// Remembered before the fast lane's answers are dropped: an answer
 	// read from the shared cache before the drop is refused by the
 	// generation, one read after it by the set.
-	r.revoked.add(issuerID, serial, now.Add(r.validity))
+	r.revoked.add(issuerID, serial, now, now.Add(r.validity))
 	keys := make([]string, 0, len(hashOIDs))
 	for _, h := range hashOIDs {
 		keys = append(keys, cacheKey(issuerID, h.hash, serial))
@@ -193,14 +197,17 @@ func (r *Responder) retryDrops(ctx context.Context) bool {
 }
 
 // refusesCached reports whether a cached answer for serial must not be
-// served: the serial is known revoked and the answer does not say so (it
-// was made before the revocation, and its deletion from the shared cache
-// may not have happened).
-func (r *Responder) refusesCached(issuerID string, serial core.Serial, der []byte) bool {
+// served: the serial is known revoked and the answer does not say so, or
+// was made no later than this node learnt of the revocation or its last
+// change (a reason raised to keyCompromise), to the second of its
+// thisUpdate. Either way it may predate what the database says, and its
+// deletion from the shared cache may not have happened.
+func (r *Responder) refusesCached(issuerID string, serial core.Serial, a answer) bool {
 	if r.revoked.n.Load() == 0 {
 		return false
 	}
-	return r.revoked.has(issuerID, serial, r.now()) && answerStatus(der) != statusRevoked
+	at, ok := r.revoked.learnt(issuerID, serial, r.now())
+	return ok && (answerStatus(a.der) != statusRevoked || !a.thisUpdate.After(at))
 }
 
 const statusRevoked = 1 // certStatus revoked [1], RFC 6960 §4.2.1

@@ -115,6 +115,42 @@ func TestSweepAfterLostRevocation(t *testing.T) {
 	}
 }
 
+// TestReasonRaisedWhileCacheDown: a revocation's reason raised to
+// keyCompromise while the shared cache cannot delete. The cached answer
+// says revoked, with the old reason; the node must answer keyCompromise,
+// not serve it (found by the resilience review's fix: only answers not
+// saying revoked were refused).
+func TestReasonRaisedWhileCacheDown(t *testing.T) {
+	cache := &downCache{Cache: storage.NewMemoryOCSPCache(0, time.Minute, nil)}
+	f := newFixture(t, func(o *ocsp.Options) { o.Cache = cache })
+	path := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
+	answer := func() *xocsp.Response {
+		_, body := f.get(t, path)
+		return parse(t, body, f.good, f.ca.Cert)
+	}
+	ctx := context.Background()
+	// Revoked before it was first asked about: the answer, cached, says
+	// superseded.
+	f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked, RevokedAt: f.clock.now(),
+		RevocationReason: core.ReasonSuperseded})
+	if r := answer(); r.Status != xocsp.Revoked || r.RevocationReason != xocsp.Superseded {
+		t.Fatalf("after the revocation: status %d reason %d", r.Status, r.RevocationReason)
+	}
+	f.clock.add(3 * time.Second)
+	f.status.set(core.Certificate{Serial: "1001", IssuerID: "int", Status: core.StatusRevoked, RevokedAt: f.clock.now(),
+		RevocationReason: core.ReasonKeyCompromise})
+	cache.down.Store(true)
+	f.r.Invalidate(ctx, "int", "1001") // the shared cache's part fails and is queued
+	if _, ok, _ := cache.Get(ctx, "int/"+strconv.Itoa(int(crypto.SHA256))+"/1001"); !ok {
+		t.Fatal("the shared cache lost the stale answer: the test checks nothing")
+	}
+	for range 2 {
+		if r := answer(); r.Status != xocsp.Revoked || r.RevocationReason != xocsp.KeyCompromise {
+			t.Fatalf("after the reason was raised, with the cache down: status %d reason %d, want keyCompromise", r.Status, r.RevocationReason)
+		}
+	}
+}
+
 // changing is a RevocationSource whose one revocation can change.
 type changing struct {
 	mu sync.Mutex
