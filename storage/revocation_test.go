@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -299,22 +301,27 @@ func TestEvents(t *testing.T) {
 
 // A broken subscription tells the subscriber (a nil message) and resumes:
 // what was published while it was down is lost, and consumers must know.
+// The subscriber reaches Redis through a proxy that breaks only its own
+// connections (killing every pub/sub client of the shared Redis, as this
+// test once did, broke other packages' tests running beside it).
 func TestRedisEventsReportGap(t *testing.T) {
 	ctx := context.Background()
 	prefix := fmt.Sprintf("test:gap:%d:", time.Now().UnixNano())
-	admin := redisClient(t)
-	pub := storage.NewRedisEvents(admin, prefix, nil)
-	sub := storage.NewRedisEvents(redisClient(t), prefix, nil)
+	pub := storage.NewRedisEvents(redisClient(t), prefix, nil)
+	proxy := storagetest.NewRedisProxy(t)
+	subClient := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1})
+	t.Cleanup(func() { subClient.Close() })
+	sub := storage.NewRedisEvents(subClient, prefix, nil)
 	got := make(chan []byte, 10)
 	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	// Kill every pub/sub connection: the subscriber's.
-	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
-		t.Fatal(err)
-	}
+	// Break the subscriber's connection, then let it reconnect.
+	proxy.Set(storagetest.ProxyRefuse)
+	time.Sleep(50 * time.Millisecond)
+	proxy.Set(storagetest.ProxyPass)
 	select {
 	case m := <-got:
 		if m != nil {
