@@ -28,6 +28,12 @@ func (f *FailureLog) Log(ctx context.Context, log *slog.Logger, status int, msg 
 		log.ErrorContext(ctx, msg, args...)
 		return
 	}
+	f.Warn(ctx, log, msg, args...)
+}
+
+// Warn logs a failure that repeats while something is down at WARN, at
+// most once per Every, with how many were not logged since the last.
+func (f *FailureLog) Warn(ctx context.Context, log *slog.Logger, msg string, args ...any) {
 	every := f.Every
 	if every == 0 {
 		every = 10 * time.Second

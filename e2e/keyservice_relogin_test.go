@@ -41,7 +41,7 @@ func TestKeyServiceTurnsOnAfterUnlock(t *testing.T) {
 	}
 	// An auditor logs in but uses no keys: the service stays off.
 	create("auditor")
-	waitFor(t, "the login as an auditor", func() bool { return strings.Contains(c.Output(), "apps is auditor, not a crypto user") })
+	waitFor(t, "the login as an auditor", func() bool { return strings.Contains(c.Output(), "apps is auditor: not a crypto user") })
 	if code, body := status(); code != 503 {
 		t.Fatalf("key service as an auditor: %d %s", code, body)
 	}

@@ -215,6 +215,10 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		}
 	}
 
+	// thisUpdate is when the statuses were read, not when they were
+	// signed: an answer from a read that began no later than this node
+	// learnt of a revocation must say so (refusesCached).
+	now := r.now().UTC().Truncate(time.Second)
 	singles := make([]single, len(req.IDs))
 	for i, id := range req.IDs {
 		singles[i] = single{id: id, state: stateUnknown}
@@ -222,7 +226,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		switch {
 		case core.IsNotFound(err):
 		case err != nil:
-			r.log.Error("reading certificate status", "issuer", iss.id, "serial", id.Serial, "err", err)
+			r.failures.Warn(ctx, r.log, "reading certificate status (answered tryLater)", "issuer", iss.id, "serial", id.Serial, "err", err)
 			return answer{der: tryLaterResponse}
 		case c.Status == core.StatusValid:
 			singles[i].state = stateGood
@@ -236,7 +240,6 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		r.log.Error("getting OCSP signing key", "issuer", iss.id, "err", err)
 		return answer{der: tryLaterResponse}
 	}
-	now := r.now().UTC().Truncate(time.Second)
 	next := now.Add(r.validity)
 	if k.cert != nil && next.After(k.notAfter) {
 		next = k.notAfter

@@ -103,6 +103,9 @@ type issuer struct {
 
 // Responder answers OCSP requests; it is an http.Handler.
 type Responder struct {
+	// failures bounds the log of failures that repeat while the database
+	// or the shared cache is down.
+	failures          core.FailureLog
 	byHash            map[string][]*issuer // hash id + name hash + key hash; several issuers when they share both
 	byID              map[string]*issuer
 	status            StatusSource
@@ -274,7 +277,7 @@ func (r *Responder) Subscribe(ctx context.Context, sub Subscriber) (stop func(),
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), sharedDropTimeout)
 		defer cancel()
-		if err := r.Invalidate(ctx, issuerID, serial); err != nil && !errors.Is(err, errDropQueued) {
+		if err := r.Invalidate(ctx, issuerID, serial); err != nil && !errors.Is(err, ErrDropQueued) {
 			r.log.Warn("dropping cached OCSP responses", "issuer", issuerID, "serial", serial, "err", err)
 		}
 	})

@@ -36,9 +36,16 @@ import (
 // revocation drops its answers: the revocation is answered meanwhile.
 const sharedDropTimeout = time.Second
 
-// errDropQueued is returned by dropShared while earlier drops wait for
-// the shared cache: a new one is queued without waiting for it again.
-var errDropQueued = errors.New("the shared OCSP cache failed lately; its answers are dropped later")
+// sharedDropHold is how long after a failed deletion new ones are queued
+// without trying the shared cache (so revoking many certificates while it
+// hangs does not wait sharedDropTimeout for each); after it, a deletion is
+// tried again, and one that succeeds retries the queue at once.
+const sharedDropHold = 2 * time.Second
+
+// ErrDropQueued is returned by Invalidate when the shared cache failed
+// moments ago: the deletion is queued without waiting for it again (this
+// node answers revoked meanwhile).
+var ErrDropQueued = errors.New("the shared OCSP cache failed lately; its answers are dropped later")
 
 type revokedKey struct {
 	issuer string
@@ -90,8 +97,23 @@ func (s *revokedSet) prune(now time.Time) {
 // pendingDrops holds the shared cache keys whose deletion failed, each
 // until the value it would delete has expired anyway.
 type pendingDrops struct {
-	mu   sync.Mutex
-	keys map[string]time.Time
+	mu       sync.Mutex
+	keys     map[string]time.Time
+	failedAt time.Time // the last failed deletion
+}
+
+// holding reports whether deletions are queued and the last one failed
+// within sharedDropHold: a new one is then queued without waiting.
+func (p *pendingDrops) holding(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.keys) > 0 && now.Sub(p.failedAt) < sharedDropHold
+}
+
+func (p *pendingDrops) failed(now time.Time) {
+	p.mu.Lock()
+	p.failedAt = now
+	p.mu.Unlock()
 }
 
 func (p *pendingDrops) add(keys []string, until time.Time) (first bool) {
@@ -139,20 +161,26 @@ func (r *Responder) forget(issuerID string, serial core.Serial) []string {
 }
 
 // dropShared deletes keys from the shared cache, waiting at most
-// sharedDropTimeout, or queues them for RunSweeper when it fails or
-// earlier deletions are still queued.
+// sharedDropTimeout, or queues them for RunSweeper when it fails, or when
+// an earlier deletion failed within sharedDropHold. A deletion that
+// succeeds while others are queued retries those at once.
 func (r *Responder) dropShared(ctx context.Context, keys []string) error {
-	until := r.now().Add(r.validity)
-	if r.pending.any() {
+	now := r.now()
+	until := now.Add(r.validity)
+	if r.pending.holding(now) {
 		r.pending.add(keys, until)
-		return errDropQueued
+		return ErrDropQueued
 	}
-	ctx, cancel := context.WithTimeout(ctx, sharedDropTimeout)
+	dctx, cancel := context.WithTimeout(ctx, sharedDropTimeout)
 	defer cancel()
-	err := r.cache.Delete(ctx, keys...)
+	err := r.cache.Delete(dctx, keys...)
 	if err == nil {
+		if r.pending.any() {
+			r.retryDrops(ctx)
+		}
 		return nil
 	}
+	r.pending.failed(now)
 	if r.pending.add(keys, until) {
 		r.log.Warn("the shared OCSP cache could not drop the answers of a revoked certificate; retrying in the background (this node answers revoked meanwhile)", "err", err)
 	}
@@ -180,6 +208,9 @@ func (r *Responder) retryDrops(ctx context.Context) bool {
 		err := r.cache.Delete(dctx, keys[:n]...)
 		cancel()
 		if err != nil {
+			r.pending.failed(now)
+			r.failures.Warn(ctx, r.log, "the shared OCSP cache still cannot drop the answers of revoked certificates; retrying (this node answers revoked meanwhile)",
+				"queued", len(keys), "err", err)
 			return false
 		}
 		r.pending.mu.Lock()

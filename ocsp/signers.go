@@ -39,7 +39,14 @@ type signerInfo struct {
 	// the certificate is still valid (answers never outlive it). An entry
 	// forgotten early costs a lookup, never a wrong answer.
 	until time.Time
+	// retry, for an entry still being checked, is when a lookup that
+	// failed may be tried again; until then its answers are not served.
+	retry time.Time
 }
+
+// signerRetry is how long after a failed lookup (the database down) a
+// responder certificate is looked up again, instead of on every request.
+const signerRetry = 5 * time.Second
 
 // responderSerial finds the serial of the responder certificate a
 // successful OCSPResponse carries (the first of BasicOCSPResponse.certs,
@@ -157,6 +164,8 @@ func (r *Responder) signerUsable(ctx context.Context, iss *issuer, resp []byte) 
 	}
 	if s, ok := iss.kr.signer(serial); ok && s.state != signerChecking {
 		return s.state == signerGood
+	} else if ok && r.now().Before(s.retry) {
+		return false // its lookup failed moments ago
 	}
 	return r.lookUpSigner(ctx, iss, core.Serial(serial))
 }
@@ -181,7 +190,14 @@ func (r *Responder) lookUpSigner(ctx context.Context, iss *issuer, serial core.S
 		r.log.Warn("cached OCSP answers signed under an unrecorded responder certificate are not served", "issuer", iss.id, "serial", serial)
 		s = signerInfo{state: signerRevoked, until: now.Add(r.validity)}
 	case err != nil:
-		r.log.Warn("looking up the responder certificate of a cached OCSP answer", "issuer", iss.id, "serial", serial, "err", err)
+		r.failures.Warn(ctx, r.log, "looking up the responder certificate of a cached OCSP answer (its answers are signed again meanwhile)",
+			"issuer", iss.id, "serial", serial, "err", err)
+		kr.hmu.Lock()
+		kr.setSigner(serial, now, func(old signerInfo, had bool) (signerInfo, bool) {
+			old.retry = now.Add(signerRetry)
+			return old, had && old.state == signerChecking
+		})
+		kr.hmu.Unlock()
 		return false
 	case c.Status != core.StatusValid:
 		r.log.Warn("cached OCSP answers signed under a revoked responder certificate are not served", "issuer", iss.id, "serial", serial)

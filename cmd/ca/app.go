@@ -32,8 +32,11 @@ type app struct {
 	// readyReason is the last readiness answer ("" ready), so a change is
 	// logged once (ready).
 	readyReason atomic.Pointer[string]
-	rest        *api.API // the REST API; the console shares its issuance cap
-	sess        *hsm.Session
+	// publishFailures bounds the log of revocations whose Redis steps
+	// fail while Redis is down (publish.go).
+	publishFailures core.FailureLog
+	rest            *api.API // the REST API; the console shares its issuance cap
+	sess            *hsm.Session
 	// apps is the key service's session (its own HSM user) at assembly,
 	// which mountAPI hands to the API; nil when that user could not log
 	// in. appsLogin replaces it while serving (appslogin.go).

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
 )
 
@@ -38,6 +39,10 @@ type appsLogin struct {
 	// key keys the digest of the PIN in seen, so that what stays in memory
 	// cannot be checked against guesses.
 	key []byte
+
+	// fails bounds the log of failures that repeat every look (the
+	// database down).
+	fails core.FailureLog
 
 	mu   sync.Mutex
 	sess *hsm.Session // nil: the key service is off
@@ -102,7 +107,7 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 	now, err := l.state(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			l.n.log.Warn("the key service is off and its HSM user could not be read", "user", user, "err", err)
+			l.fails.Warn(ctx, l.n.log, "the key service is off and its HSM user could not be read", "user", user, "err", err)
 		}
 		return
 	}
@@ -116,6 +121,16 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 	}
 	s, err := l.n.appsSession(ctx)
 	if err != nil {
+		if !errors.Is(err, hsm.ErrBadPIN) && !errors.Is(err, errNotCryptoUser) {
+			// Not a verdict on the user or its PIN (the database or the
+			// audit log failed): such a failure counts toward no
+			// lockout, so the next look tries again.
+			l.known = false
+			if ctx.Err() == nil {
+				l.fails.Warn(ctx, l.n.log, "the key service (/api/v1/keys) stays off: its login failed for another reason than the user or its PIN; retrying", "user", user, "err", err)
+			}
+			return
+		}
 		if ctx.Err() == nil {
 			l.n.log.Warn("the key service (/api/v1/keys) stays off: its HSM user or PIN changed, but the one login tried failed; the next change gets another",
 				"user", user, "err", err)

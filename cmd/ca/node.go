@@ -126,6 +126,9 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 	return s, nil
 }
 
+// errNotCryptoUser refuses a key service user of another role than user.
+var errNotCryptoUser = errors.New("not a crypto user (role user)")
+
 // appsSession logs in as the key service's crypto user. A user of another
 // role is refused: only crypto users use keys, so its session would serve
 // nothing but 403s.
@@ -140,7 +143,7 @@ func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 	}
 	if s.Role() != hsm.RoleUser {
 		s.Close()
-		return nil, fmt.Errorf("HSM user %s is %s, not a crypto user (role user)", n.cfg.HSM.AppsUser, s.Role())
+		return nil, fmt.Errorf("HSM user %s is %s: %w", n.cfg.HSM.AppsUser, s.Role(), errNotCryptoUser)
 	}
 	return s, nil
 }

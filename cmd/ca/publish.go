@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -22,16 +24,20 @@ import (
 // (storage.RedisEvents), so a hung Redis does not hold the answer to a
 // revocation that is committed. A failure to publish does not undo the
 // revocation (the other nodes' OCSP sweepers and the CRL catch-up pick it
-// up within seconds); it is logged.
+// up within seconds); it is logged, at most once per 10 s while Redis
+// fails (revoking thousands of certificates of a blocked key would
+// otherwise log each). Both steps run even if the client that asked for
+// the revocation has gone: it is committed.
 func (a *app) publishRevoked(ctx context.Context, issuerID string, serial core.Serial) {
+	ctx = context.WithoutCancel(ctx)
 	if a.responder != nil {
-		if err := a.responder.Invalidate(ctx, issuerID, serial); err != nil {
-			a.n.log.Warn("dropping shared cached OCSP answers of a revoked certificate; this node answers revoked, the shared cache is retried",
+		if err := a.responder.Invalidate(ctx, issuerID, serial); err != nil && !errors.Is(err, ocsp.ErrDropQueued) {
+			a.publishFailures.Warn(ctx, a.n.log, "dropping shared cached OCSP answers of a revoked certificate; this node answers revoked, the shared cache is retried",
 				"serial", serial, "issuer", issuerID, "err", err)
 		}
 	}
 	if err := a.shared.events.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked(issuerID, serial)); err != nil {
-		a.n.log.Error("publishing revocation event (the other nodes' sweep picks the revocation up)", "serial", serial, "issuer", issuerID, "err", err)
+		a.publishFailures.Warn(ctx, a.n.log, "publishing revocation event (the other nodes' sweep picks the revocation up)", "serial", serial, "issuer", issuerID, "err", err)
 	}
 }
 
