@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,6 +151,13 @@ const (
 	subscribeHealthy  = 30 * time.Second
 )
 
+// subscribeIdle is how long a subscription may stay silent before it is
+// pinged; a ping without an answer within as long again means a dead
+// connection (one a NAT or load balancer dropped without a reset), which
+// go-redis would wait on forever: the subscription is made again on a new
+// connection, and the gap reported. A variable for tests.
+var subscribeIdle = 30 * time.Second
+
 // Subscribe calls fn, from one goroutine, for every message on topic until
 // stop is called. It returns once Redis has confirmed the subscription, so
 // a message published after Subscribe returns is delivered. An
@@ -161,33 +169,51 @@ func (r *RedisEvents) Subscribe(ctx context.Context, topic string, fn func(msg [
 		ps.Close()
 		return nil, fmt.Errorf("subscribing to %s events: %w", topic, err)
 	}
+	var cur atomic.Pointer[redis.PubSub] // the subscription in use (receive replaces a dead one)
+	cur.Store(ps)
 	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		r.receive(ps, topic, fn, quit)
+		r.receive(&cur, topic, fn, quit)
 	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			close(quit)
-			ps.Close()
+			cur.Load().Close()
 			<-done
 		})
 	}, nil
 }
 
-// receive delivers ps's messages to fn until quit is closed.
-func (r *RedisEvents) receive(ps *redis.PubSub, topic string, fn func(msg []byte), quit chan struct{}) {
+// receive delivers the subscription's messages to fn until quit is
+// closed, pinging it when it is silent and making it again on a new
+// connection when a ping goes unanswered.
+func (r *RedisEvents) receive(cur *atomic.Pointer[redis.PubSub], topic string, fn func(msg []byte), quit chan struct{}) {
 	var downSince time.Time // zero while subscribed
 	upSince := time.Now()
 	wait := subscribeRetryMin
+	pinged, dead := false, false
 	for {
-		m, err := ps.Receive(context.Background())
+		ps := cur.Load()
+		m, err := ps.ReceiveTimeout(context.Background(), subscribeIdle)
 		select {
 		case <-quit:
 			return
 		default:
 		}
+		if isTimeout(err) {
+			if !pinged {
+				pinged = true
+				if err = ps.Ping(context.Background()); err == nil {
+					continue
+				}
+			} else {
+				// Reported now; made again after the wait below.
+				err, dead = fmt.Errorf("no answer to a ping within %s: the connection is dead", subscribeIdle), true
+			}
+		}
+		pinged = false
 		if err != nil {
 			if errors.Is(err, redis.ErrClosed) {
 				return
@@ -208,6 +234,19 @@ func (r *RedisEvents) receive(ps *redis.PubSub, topic string, fn func(msg []byte
 			case <-t.C:
 			}
 			wait = min(2*wait, subscribeRetryMax)
+			if dead {
+				// A new connection (go-redis would keep waiting on the
+				// dead one). Making it may wait while Redis still hangs.
+				dead = false
+				fresh := r.c.Subscribe(context.Background(), r.prefix+topic)
+				cur.Swap(fresh).Close()
+				select {
+				case <-quit:
+					fresh.Close()
+					return
+				default:
+				}
+			}
 			continue
 		}
 		switch m := m.(type) {
@@ -224,4 +263,10 @@ func (r *RedisEvents) receive(ps *redis.PubSub, topic string, fn func(msg []byte
 			fn([]byte(m.Payload))
 		}
 	}
+}
+
+// isTimeout reports whether err is a read that timed out (nothing came).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1,7 +1,17 @@
 package storage
 
+import "time"
+
 // PipelineCounts returns how many PostgreSQL batches w committed pipelined
 // and how many fell back to running sequentially.
 func PipelineCounts(w *CertWriter) (pipelined, diverged int64) {
 	return w.pipelined.Load(), w.diverged.Load()
+}
+
+// SetSubscribeIdle sets how long a subscription may stay silent before it
+// is pinged, and returns a function that restores it.
+func SetSubscribeIdle(d time.Duration) (restore func()) {
+	old := subscribeIdle
+	subscribeIdle = d
+	return func() { subscribeIdle = old }
 }

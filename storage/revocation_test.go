@@ -407,3 +407,52 @@ func TestRevokedChangesIndexed(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisEventsDeadConnection: a subscription whose connection stops
+// answering without a reset (a NAT or load balancer dropping it) is found
+// out by a ping, reported as a gap, and made again on a new connection
+// (found by a code review: go-redis waited on it forever, silently).
+func TestRedisEventsDeadConnection(t *testing.T) {
+	defer storage.SetSubscribeIdle(200 * time.Millisecond)()
+	ctx := context.Background()
+	prefix := fmt.Sprintf("test:dead:%d:", time.Now().UnixNano())
+	pub := storage.NewRedisEvents(redisClient(t), prefix, nil)
+	proxy := storagetest.NewRedisProxy(t)
+	subClient := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1})
+	t.Cleanup(func() { subClient.Close() })
+	sub := storage.NewRedisEvents(subClient, prefix, nil)
+	got := make(chan []byte, 100)
+	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	proxy.Set(storagetest.ProxyHang)
+	select {
+	case m := <-got:
+		if m != nil {
+			t.Fatalf("first message on a dead connection is %q, want nil", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connection that stopped answering was not noticed")
+	}
+	proxy.Set(storagetest.ProxyPass)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "abc"))
+		select {
+		case m := <-got:
+			if m == nil {
+				continue
+			}
+			if iss, s, err := storage.DecodeRevoked(m); err != nil || iss != "int" || s != "abc" {
+				t.Fatalf("after the dead connection got %q", m)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delivery did not resume on a new connection")
+		}
+	}
+}
