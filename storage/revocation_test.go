@@ -299,56 +299,68 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// A broken subscription tells the subscriber (a nil message) and resumes:
-// what was published while it was down is lost, and consumers must know.
-// The subscriber reaches Redis through a proxy that breaks only its own
-// connections (killing every pub/sub client of the shared Redis, as this
-// test once did, broke other packages' tests running beside it).
-func TestRedisEventsReportGap(t *testing.T) {
-	ctx := context.Background()
-	prefix := fmt.Sprintf("test:gap:%d:", time.Now().UnixNano())
+// proxiedSubscriber subscribes to revocation events through a test Redis
+// proxy, so a test can break that one connection; it returns the proxy, a
+// publisher reaching Redis directly, and the messages received.
+func proxiedSubscriber(t *testing.T, name string) (*storagetest.RedisProxy, *storage.RedisEvents, chan []byte) {
+	t.Helper()
+	prefix := fmt.Sprintf("test:%s:%d:", name, time.Now().UnixNano())
 	pub := storage.NewRedisEvents(redisClient(t), prefix, nil)
 	proxy := storagetest.NewRedisProxy(t)
 	subClient := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1})
 	t.Cleanup(func() { subClient.Close() })
-	sub := storage.NewRedisEvents(subClient, prefix, nil)
-	got := make(chan []byte, 10)
-	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
+	got := make(chan []byte, 100)
+	stop, err := storage.NewRedisEvents(subClient, prefix, nil).Subscribe(context.Background(), storage.TopicRevoked, func(m []byte) { got <- m })
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
-	// Break the subscriber's connection, then let it reconnect.
-	proxy.Set(storagetest.ProxyRefuse)
-	time.Sleep(50 * time.Millisecond)
-	proxy.Set(storagetest.ProxyPass)
+	t.Cleanup(stop)
+	return proxy, pub, got
+}
+
+// gapThenDelivery checks that the next message is the gap (nil), then
+// publishes until a message arrives again.
+func gapThenDelivery(t *testing.T, pub *storage.RedisEvents, got chan []byte, what string) {
+	t.Helper()
 	select {
 	case m := <-got:
 		if m != nil {
-			t.Fatalf("first message after the break is %q, want nil", m)
+			t.Fatalf("first message after %s is %q, want nil", what, m)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the break was not reported")
+		t.Fatalf("%s was not reported", what)
 	}
-	// Delivery resumes once go-redis has resubscribed.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "abc"))
+		pub.Publish(context.Background(), storage.TopicRevoked, storage.EncodeRevoked("int", "abc"))
 		select {
 		case m := <-got:
 			if m == nil {
 				continue
 			}
 			if iss, s, err := storage.DecodeRevoked(m); err != nil || iss != "int" || s != "abc" {
-				t.Fatalf("after the break got %q", m)
+				t.Fatalf("after %s got %q", what, m)
 			}
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("delivery did not resume")
+			t.Fatalf("delivery did not resume after %s", what)
 		}
 	}
+}
+
+// A broken subscription tells the subscriber (a nil message) and resumes:
+// what was published while it was down is lost, and consumers must know.
+// The subscriber reaches Redis through a proxy that breaks only its own
+// connections (killing every pub/sub client of the shared Redis, as this
+// test once did, broke other packages' tests running beside it).
+func TestRedisEventsReportGap(t *testing.T) {
+	proxy, pub, got := proxiedSubscriber(t, "gap")
+	proxy.Set(storagetest.ProxyRefuse)
+	time.Sleep(50 * time.Millisecond)
+	proxy.Set(storagetest.ProxyPass)
+	gapThenDelivery(t, pub, got, "the break")
 }
 
 // TestRaisedReasonIsAChange: a reason raised to keyCompromise keeps its
@@ -413,46 +425,20 @@ func TestRevokedChangesIndexed(t *testing.T) {
 // out by a ping, reported as a gap, and made again on a new connection
 // (found by a code review: go-redis waited on it forever, silently).
 func TestRedisEventsDeadConnection(t *testing.T) {
-	defer storage.SetSubscribeIdle(200 * time.Millisecond)()
-	ctx := context.Background()
-	prefix := fmt.Sprintf("test:dead:%d:", time.Now().UnixNano())
-	pub := storage.NewRedisEvents(redisClient(t), prefix, nil)
-	proxy := storagetest.NewRedisProxy(t)
-	subClient := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1})
-	t.Cleanup(func() { subClient.Close() })
-	sub := storage.NewRedisEvents(subClient, prefix, nil)
-	got := make(chan []byte, 100)
-	stop, err := sub.Subscribe(ctx, storage.TopicRevoked, func(m []byte) { got <- m })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	t.Cleanup(storage.SetSubscribeIdle(200 * time.Millisecond)) // after the subscription stops: cleanups run last first
+	proxy, pub, got := proxiedSubscriber(t, "dead")
 	proxy.Set(storagetest.ProxyHang)
+	// The gap is reported while Redis still hangs; delivery resumes once
+	// it answers.
 	select {
 	case m := <-got:
 		if m != nil {
 			t.Fatalf("first message on a dead connection is %q, want nil", m)
 		}
+		got <- nil // for gapThenDelivery
 	case <-time.After(5 * time.Second):
 		t.Fatal("a connection that stopped answering was not noticed")
 	}
 	proxy.Set(storagetest.ProxyPass)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pub.Publish(ctx, storage.TopicRevoked, storage.EncodeRevoked("int", "abc"))
-		select {
-		case m := <-got:
-			if m == nil {
-				continue
-			}
-			if iss, s, err := storage.DecodeRevoked(m); err != nil || iss != "int" || s != "abc" {
-				t.Fatalf("after the dead connection got %q", m)
-			}
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("delivery did not resume on a new connection")
-		}
-	}
+	gapThenDelivery(t, pub, got, "the dead connection")
 }
