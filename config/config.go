@@ -66,6 +66,13 @@ type URLs struct {
 type Database struct {
 	Driver string `yaml:"driver"`
 	DSN    string `yaml:"dsn"`
+	// Timeout bounds each database transaction (an issuance's group
+	// commit, a revocation): one the database has not answered within it
+	// is abandoned and its requests get 503 with Retry-After, so a
+	// database that hangs without closing its connections does not hold
+	// issuance until it answers again. Default 10s; it must be shorter
+	// than limits.write_timeout.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Redis configuration. Zero Addr means in-memory state only. The password
@@ -183,12 +190,18 @@ type Log struct {
 }
 
 // Limits bound every HTTP request. Defaults: body 64 KiB, read timeout 15s,
-// write timeout 30s, idle timeout 120s.
+// write timeout 30s, idle timeout 120s, request timeout two thirds of the
+// write timeout.
 type Limits struct {
 	BodyBytes    int64    `yaml:"body_bytes"`
 	ReadTimeout  Duration `yaml:"read_timeout"`
 	WriteTimeout Duration `yaml:"write_timeout"`
 	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// RequestTimeout is how long a request may wait on what the node
+	// needs (the database, Redis) before it is answered 503 with
+	// Retry-After. It must be shorter than WriteTimeout, past which the
+	// connection is closed unanswered.
+	RequestTimeout Duration `yaml:"request_timeout"`
 	// ConnsPerIP caps the connections one client address holds open on
 	// each listener (nginx's limit_conn): past it, new ones are closed at
 	// once, so one client cannot use up the process's file descriptors.

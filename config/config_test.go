@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -48,6 +49,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"pkcs11 without token", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {module: /lib/x.so}\n", "hsm.pkcs11.token"},
 		{"pkcs11 unseal without module", "hsm:\n  unseal: pkcs11\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
 		{"small body", "limits:\n  body_bytes: 10\n", "limits.body_bytes"},
+		{"request outlasts write", "limits:\n  write_timeout: 10s\n  request_timeout: 10s\n", "limits.request_timeout: 10s is not shorter than limits.write_timeout"},
+		{"transaction outlasts write", "limits:\n  write_timeout: 10s\ndatabase:\n  timeout: 12s\n", "database.timeout: 12s is not shorter"},
+		{"negative database timeout", "database:\n  timeout: -1s\n", "database.timeout: must be positive"},
 		{"postgres without DSN", "database:\n  driver: postgres\n", "database.dsn"},
 		{"https port 0 in URL", "listen:\n  https: 127.0.0.1:0\n", "urls.https"},
 		{"http port 0 in URL", "listen:\n  http: 127.0.0.1:0\n", "urls.http"},
@@ -63,6 +67,17 @@ func TestParseErrorsNameTheField(t *testing.T) {
 				t.Fatalf("Parse(%q) = %v; want error naming %q", tc.yaml, err, tc.want)
 			}
 		})
+	}
+}
+
+// The request deadline follows a shorter write timeout unless it is set.
+func TestRequestTimeoutDefault(t *testing.T) {
+	c, err := Parse([]byte("limits:\n  write_timeout: 9s\ndatabase:\n  timeout: 5s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.RequestTimeout.D() != 6*time.Second || c.Database.Timeout.D() != 5*time.Second {
+		t.Fatalf("request_timeout %s, database.timeout %s; want 6s and 5s", c.Limits.RequestTimeout.D(), c.Database.Timeout.D())
 	}
 }
 

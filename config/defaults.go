@@ -23,6 +23,7 @@ func (c *Config) ApplyDefaults() {
 	def(&c.URLs.HTTPS, "https://"+hostPort(c.Hostname, c.Listen.HTTPS, "443"))
 	def(&c.URLs.HTTP, "http://"+hostPort(c.Hostname, c.Listen.HTTP, "80"))
 	def(&c.Database.Driver, "sqlite")
+	defD(&c.Database.Timeout, 10*time.Second)
 	if c.Database.Driver == "sqlite" {
 		def(&c.Database.DSN, "strongroom.db")
 	}
@@ -60,6 +61,7 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Limits.ReadTimeout, 15*time.Second)
 	defD(&c.Limits.WriteTimeout, 30*time.Second)
 	defD(&c.Limits.IdleTimeout, 120*time.Second)
+	defD(&c.Limits.RequestTimeout, c.Limits.WriteTimeout.D()*2/3)
 	if c.Limits.ConnsPerIP == 0 {
 		c.Limits.ConnsPerIP = 1000
 	}

@@ -142,9 +142,16 @@ func (c *Config) Validate() error {
 		v.add("limits.body_bytes", "%d is below 1024", c.Limits.BodyBytes)
 	}
 	for name, d := range map[string]Duration{"limits.read_timeout": c.Limits.ReadTimeout,
-		"limits.write_timeout": c.Limits.WriteTimeout, "limits.idle_timeout": c.Limits.IdleTimeout} {
+		"limits.write_timeout": c.Limits.WriteTimeout, "limits.idle_timeout": c.Limits.IdleTimeout,
+		"limits.request_timeout": c.Limits.RequestTimeout, "database.timeout": c.Database.Timeout} {
 		if d.D() <= 0 {
 			v.add(name, "must be positive")
+		}
+	}
+	// A request refused for running out of time must still be answered.
+	for name, d := range map[string]Duration{"limits.request_timeout": c.Limits.RequestTimeout, "database.timeout": c.Database.Timeout} {
+		if d.D() > 0 && c.Limits.WriteTimeout.D() > 0 && d.D() >= c.Limits.WriteTimeout.D() {
+			v.add(name, "%s is not shorter than limits.write_timeout (%s): a request refused for want of time would not be answered", d.D(), c.Limits.WriteTimeout.D())
 		}
 	}
 	c.Extra.validate(v)

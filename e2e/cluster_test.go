@@ -3,11 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -28,7 +25,7 @@ import (
 // OCSP responder, and revoking it on A makes B answer revoked at once, though
 // B had cached the good answer.
 func TestTwoNodes(t *testing.T) {
-	dsn := freshPostgresSchema(t)
+	dsn := storagetest.PostgresSchema(t)
 	rc := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr()})
 	if err := rc.Ping(context.Background()).Err(); err != nil {
 		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
@@ -113,34 +110,6 @@ func TestTwoNodes(t *testing.T) {
 	if !bytes.Equal(readFile(t, filepath.Join(b.Dir, "intermediate-2.pem")), readFile(t, filepath.Join(a.Dir, "intermediate-2.pem"))) {
 		t.Fatal("node B did not write intermediate-2.pem from the database")
 	}
-}
-
-// freshPostgresSchema makes a schema in the test database, dropped at the
-// end, and returns a DSN whose search_path is it.
-func freshPostgresSchema(t *testing.T) string {
-	t.Helper()
-	admin, err := sql.Open("pgx", storagetest.PostgresURL())
-	if err == nil {
-		err = admin.Ping()
-	}
-	if err != nil {
-		storagetest.ServiceMissing(t, "PostgreSQL at "+storagetest.PostgresURL(), err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "e2e_" + hex.EncodeToString(b)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		admin.Close()
-	})
-	sep := "?"
-	if strings.Contains(storagetest.PostgresURL(), "?") {
-		sep = "&"
-	}
-	return storagetest.PostgresURL() + sep + "search_path=" + schema
 }
 
 // secondNode copies what a node needs from a's data directory (config,

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +21,12 @@ import (
 // errors through the same storage.Classify), and /readyz says not ready;
 // once the database is back, issuance works again.
 func TestDatabaseOutage(t *testing.T) {
-	dsn := freshPostgresSchema(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, u.Host)
-	u.Host = p.addr
-	c := StartCA(t, Options{Env: []string{"STRONGROOM_DATABASE_DSN=" + u.String()}, InitArgs: []string{"--database", "postgres"}})
+	p, dsn := storagetest.NewPostgresProxy(t)
+	c := StartCA(t, Options{Env: []string{"STRONGROOM_DATABASE_DSN=" + dsn}, InitArgs: []string{"--database", "postgres"}})
 	issueChain(t, c, goCSR(t, "before.localhost"))
 
-	p.cut()
-	resp, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", bytes.NewReader(goCSR(t, "during.localhost")))
-	var prob struct {
-		Status int    `json:"status"`
-		Detail string `json:"detail"`
-	}
-	json.Unmarshal(body, &prob)
-	if resp.StatusCode != 503 || prob.Status != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(prob.Detail, "database") {
-		t.Fatalf("REST issuance without the database: %s Retry-After %q\n%s", resp.Status, resp.Header.Get("Retry-After"), body)
-	}
+	p.Set(storagetest.ProxyRefuse)
+	expect503(t, c, "POST", "/certificates", goCSR(t, "during.localhost"), "database")
 	r, err := c.Client.Get(c.HTTPSURL + "/readyz")
 	if err != nil || r.StatusCode != 503 {
 		t.Fatalf("readyz without the database: %v %v", r, err)
@@ -51,84 +35,76 @@ func TestDatabaseOutage(t *testing.T) {
 	// error with the database's address and user.
 	ready, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	if !strings.Contains(string(ready), "the database is unavailable") || strings.Contains(string(ready), p.addr) || strings.Contains(string(ready), "user=") {
+	if !strings.Contains(string(ready), "the database is unavailable") || strings.Contains(string(ready), p.Addr) || strings.Contains(string(ready), "user=") {
 		t.Fatalf("readyz without the database: %s", ready)
 	}
 
-	p.restore()
+	p.Set(storagetest.ProxyPass)
+	issueAgain(t, c, "after.localhost")
+}
+
+// TestDatabaseHang: the node's PostgreSQL stops answering without closing
+// its connections (SIGSTOP, a path that drops packets; a TCP proxy holds
+// every byte). Issuance (a write: database.timeout) and a certificate list
+// (a read: limits.request_timeout) answer 503 with Retry-After while the
+// client still waits, instead of holding the request until the database
+// answers again; afterwards issuance works without a restart.
+func TestDatabaseHang(t *testing.T) {
+	p, dsn := storagetest.NewPostgresProxy(t)
+	c := StartCA(t, Options{Env: []string{"STRONGROOM_DATABASE_DSN=" + dsn}, InitArgs: []string{"--database", "postgres"}})
+	path := filepath.Join(c.Dir, "strongroom.yaml")
+	cfg := string(readFile(t, path))
+	for _, kv := range []string{"    timeout: 10s\n", "    write_timeout: 30s\n", "    request_timeout: 20s\n"} {
+		if !strings.Contains(cfg, kv) {
+			t.Fatalf("strongroom.yaml has no %q:\n%s", kv, cfg)
+		}
+	}
+	writeFile(t, path, []byte(strings.NewReplacer("    timeout: 10s\n", "    timeout: 2s\n",
+		"    write_timeout: 30s\n", "    write_timeout: 8s\n", "    request_timeout: 20s\n", "    request_timeout: 3s\n").Replace(cfg)))
+	c.Restart()
+	issueChain(t, c, goCSR(t, "before.localhost"))
+
+	p.Set(storagetest.ProxyHang)
+	expect503(t, c, "POST", "/certificates", goCSR(t, "during.localhost"), "database")
+	expect503(t, c, "GET", "/certificates?status=valid", nil, "database")
+
+	p.Set(storagetest.ProxyPass)
+	issueAgain(t, c, "after.localhost")
+}
+
+// expect503 makes an API request (a body is a PEM CSR) and wants a 503
+// problem with Retry-After whose detail names what is down.
+func expect503(t *testing.T, c *CA, method, path string, body []byte, down string) {
+	t.Helper()
+	ct := ""
+	if body != nil {
+		ct = "application/pkcs10"
+	}
+	resp, data := apiCall(t, c, method, path, c.AdminKey(), ct, "", bytes.NewReader(body))
+	var prob struct {
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	json.Unmarshal(data, &prob)
+	if resp.StatusCode != 503 || prob.Status != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(prob.Detail, down) {
+		t.Fatalf("%s %s with the %s down: %s Retry-After %q\n%s", method, path, down, resp.Status, resp.Header.Get("Retry-After"), data)
+	}
+}
+
+// issueAgain wants REST issuance to succeed within 20 s.
+func issueAgain(t *testing.T, c *CA, name string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", bytes.NewReader(goCSR(t, "after.localhost")))
+		resp, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "", bytes.NewReader(goCSR(t, name)))
 		if resp.StatusCode == 201 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("issuance after the database came back: %s\n%s", resp.Status, body)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// proxy forwards TCP connections to target until cut.
-type proxy struct {
-	t      testing.TB
-	addr   string
-	target string
-	l      net.Listener
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-}
-
-func startProxy(t testing.TB, target string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, addr: l.Addr().String(), target: target, l: l}
-	t.Cleanup(func() { l.Close(); p.cut() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.down {
-				p.mu.Unlock()
-				in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				in.Close()
-				continue
-			}
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-// cut refuses new connections and drops the open ones.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }
 
 // TestRedisOutageDuringRevocation: a node's OCSP answers are cached in
@@ -140,13 +116,8 @@ func (p *proxy) restore() {
 // later; and the CRLs list it after a refresh, not the next scheduled
 // build.
 func TestRedisOutageDuringRevocation(t *testing.T) {
-	p := startProxy(t, storagetest.RedisAddr())
-	if conn, err := net.Dial("tcp", storagetest.RedisAddr()); err != nil {
-		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
-	} else {
-		conn.Close()
-	}
-	c := StartCA(t, Options{InitArgs: []string{"--redis", p.addr}})
+	p := storagetest.NewRedisProxy(t)
+	c := StartCA(t, Options{InitArgs: []string{"--redis", p.Addr}})
 	chain := issueChain(t, c, goCSR(t, "cached.localhost"))
 	leaf, issuer := chain[0], chain[1]
 	req, err := ocsp.CreateRequest(leaf, issuer, nil)
@@ -157,14 +128,14 @@ func TestRedisOutageDuringRevocation(t *testing.T) {
 		t.Fatalf("before: status %d", r.Status)
 	}
 
-	p.cut()
+	p.Set(storagetest.ProxyRefuse)
 	serial := fmt.Sprintf("%x", leaf.SerialNumber)
 	resp, body := apiCall(t, c, "POST", "/certificates/"+serial+"/revoke", c.AdminKey(), "application/json", "",
 		strings.NewReader(`{"reason": "keyCompromise"}`))
 	if resp.StatusCode != 200 {
 		t.Fatalf("revoke with Redis down: %s\n%s", resp.Status, body)
 	}
-	p.restore()
+	p.Set(storagetest.ProxyPass)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		r := ocspGet(t, c, req, false, leaf, issuer)

@@ -42,7 +42,7 @@ func TestSoak(t *testing.T) {
 	// SOAK_STORE=postgres runs the node as one of several would: its
 	// certificates in PostgreSQL, caches and events in Redis.
 	if os.Getenv("SOAK_STORE") == "postgres" {
-		o.Env = []string{"STRONGROOM_DATABASE_DSN=" + freshPostgresSchema(t)}
+		o.Env = []string{"STRONGROOM_DATABASE_DSN=" + storagetest.PostgresSchema(t)}
 		o.InitArgs = []string{"--database", "postgres", "--redis", storagetest.RedisAddr()}
 	}
 	c := StartCA(t, o)

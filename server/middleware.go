@@ -189,7 +189,9 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		ctx := r.Context() // the request event carries the id itself
-		r = r.WithContext(core.WithRequestID(ctx, id))
+		rctx, cancel := context.WithTimeout(core.WithRequestID(ctx, id), s.opts.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(rctx)
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {

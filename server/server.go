@@ -37,6 +37,12 @@ type Options struct {
 	// ReadTimeout, WriteTimeout, IdleTimeout bound each connection. Zero
 	// means 15s, 30s, 120s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// RequestTimeout is the deadline of each request's context: what a
+	// handler still waits on when it passes (a database or Redis that
+	// stopped answering) gives up, and the client gets a 503 while the
+	// connection can still carry it. Zero means two thirds of
+	// WriteTimeout.
+	RequestTimeout time.Duration
 	// ConnsPerIP caps the connections one client address holds open on
 	// each listener; past it new ones are closed at once. Zero or
 	// negative: no cap.
@@ -82,6 +88,9 @@ func New(opts Options) *Server {
 	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = 120 * time.Second
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = opts.WriteTimeout * 2 / 3
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()

@@ -133,12 +133,32 @@ func (w *CertWriter) fill(batch []*certOp) []*certOp {
 	return batch
 }
 
-// commit runs a batch in one transaction. The transaction uses a
-// background context: callers whose context ends while waiting still get
-// the true outcome (they wait for it), so nothing is committed behind a
-// caller's back.
+// commit runs a batch in one transaction. The transaction does not use the
+// callers' contexts: callers whose context ends while waiting still get the
+// true outcome (they wait for it), so nothing is committed behind a
+// caller's back. It is bounded by the DB's timeout instead, so a database
+// that stops answering fails the batch (KindUnavailable) rather than
+// holding every issuance until it answers again, when the certificates
+// would be stored long after their clients gave up.
 func (w *CertWriter) commit(batch []*certOp) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), w.DB.timeout)
+	defer cancel()
+	err := w.run(ctx, batch)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = w.DB.timedOut(err)
+	}
+	for _, op := range batch {
+		if err != nil {
+			op.done <- err
+		} else {
+			op.done <- op.err
+		}
+	}
+}
+
+// run writes the batch: pipelined on PostgreSQL, else (or when the
+// pipeline diverged) one statement after another in a transaction.
+func (w *CertWriter) run(ctx context.Context, batch []*certOp) error {
 	err := errPipelineDiverged
 	if w.DB.dialect == Postgres {
 		err = w.commitPipelined(ctx, batch)
@@ -160,13 +180,7 @@ func (w *CertWriter) commit(batch []*certOp) {
 			return nil
 		})
 	}
-	for _, op := range batch {
-		if err != nil {
-			op.done <- err
-		} else {
-			op.done <- op.err
-		}
-	}
+	return err
 }
 
 // isOpOutcome tells an operation's own refusal (serial taken, wrong state)

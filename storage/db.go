@@ -52,6 +52,26 @@ type DB struct {
 	nstmts atomic.Int32
 	// warming holds the queries txStmt is preparing in the background.
 	warming sync.Map
+	// timeout bounds each transaction (InTx, and the CertWriter's group
+	// commits); see SetTimeout.
+	timeout time.Duration
+}
+
+// DefaultTimeout is how long a transaction may take unless SetTimeout says
+// otherwise.
+const DefaultTimeout = 10 * time.Second
+
+// SetTimeout bounds each transaction: one that has not committed within d
+// is abandoned (rolled back; on PostgreSQL its connection is closed) and
+// its callers get a KindUnavailable error, so a database that stops
+// answering without closing its connections (a hung server, a network
+// that drops packets) costs callers d, not forever. Zero means
+// DefaultTimeout. Call it before the DB is used.
+func (d *DB) SetTimeout(t time.Duration) {
+	if t <= 0 {
+		t = DefaultTimeout
+	}
+	d.timeout = t
 }
 
 // maxStmts bounds the prepared-statement cache.
@@ -152,7 +172,7 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connecting to %s database: %w", dialect, err)
 	}
-	d := &DB{sql: db, dialect: dialect}
+	d := &DB{sql: db, dialect: dialect, timeout: DefaultTimeout}
 	if err := d.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -307,8 +327,19 @@ func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 }
 
 // InTx runs fn in a transaction, committing if it returns nil and rolling
-// back otherwise.
+// back otherwise. The transaction ends with ctx or after the DB's timeout
+// (SetTimeout), whichever is first.
 func (d *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	tctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	err := d.inTx(tctx, fn)
+	if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+		return d.timedOut(err)
+	}
+	return err
+}
+
+func (d *DB) inTx(ctx context.Context, fn func(*Tx) error) error {
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
@@ -321,6 +352,13 @@ func (d *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("committing transaction: %w", err)
 	}
 	return nil
+}
+
+// timedOut is err, from a transaction that outlived the DB's timeout, as
+// the database not answering (503): whatever the driver said (a cancelled
+// statement, a closed connection, a finished transaction) follows from it.
+func (d *DB) timedOut(err error) error {
+	return core.Wrap(core.KindUnavailable, err, fmt.Sprintf("the database did not answer within %s; retry shortly", d.timeout))
 }
 
 // notFound maps sql.ErrNoRows to core.ErrNotFound, wrapping other errors

@@ -302,7 +302,7 @@ func TestEvents(t *testing.T) {
 // proxiedSubscriber subscribes to revocation events through a test Redis
 // proxy, so a test can break that one connection; it returns the proxy, a
 // publisher reaching Redis directly, and the messages received.
-func proxiedSubscriber(t *testing.T, name string) (*storagetest.RedisProxy, *storage.RedisEvents, chan []byte) {
+func proxiedSubscriber(t *testing.T, name string) (*storagetest.Proxy, *storage.RedisEvents, chan []byte) {
 	t.Helper()
 	prefix := fmt.Sprintf("test:%s:%d:", name, time.Now().UnixNano())
 	pub := storage.NewRedisEvents(redisClient(t), prefix, nil)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -22,6 +23,10 @@ import (
 func Classify(err error) error {
 	if err == nil || core.KindOf(err) != core.KindInternal || !unavailable(err) {
 		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The request's own deadline (server.Options.RequestTimeout).
+		return core.Wrap(core.KindUnavailable, err, "the database did not answer in time; retry shortly")
 	}
 	return core.Wrap(core.KindUnavailable, err, "the database is unavailable; retry shortly")
 }

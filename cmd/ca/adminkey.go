@@ -43,5 +43,10 @@ func openDB(ctx context.Context, cfg *config.Config, dir string) (*storage.DB, e
 		return nil, fmt.Errorf("%s holds a URL, but this node's database.driver is sqlite (%s): unset it, or use a data directory made with `ca init --database postgres`",
 			config.EnvDatabaseDSN, config.FileName)
 	}
-	return storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
+	db, err := storage.Open(ctx, dialect, cfg.DatabaseDSN(dir))
+	if err != nil {
+		return nil, err
+	}
+	db.SetTimeout(cfg.Database.Timeout.D())
+	return db, nil
 }

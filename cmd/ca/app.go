@@ -107,6 +107,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		ReadTimeout:    n.cfg.Limits.ReadTimeout.D(),
 		WriteTimeout:   n.cfg.Limits.WriteTimeout.D(),
 		IdleTimeout:    n.cfg.Limits.IdleTimeout.D(),
+		RequestTimeout: n.cfg.Limits.RequestTimeout.D(),
 		ConnsPerIP:     n.cfg.Limits.ConnsPerIP,
 		Ready:          a.ready,
 		Registry:       a.reg,

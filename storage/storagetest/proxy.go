@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,25 +13,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ProxyMode is what a RedisProxy does with the traffic.
+// ProxyMode is what a Proxy does with the traffic.
 type ProxyMode int
 
 const (
 	// ProxyPass forwards everything.
 	ProxyPass ProxyMode = iota
-	// ProxyHang is a Redis stopped with SIGSTOP: connections are accepted
+	// ProxyHang is a server stopped with SIGSTOP: connections are accepted
 	// and stay open, nothing is answered; what was sent meanwhile is
 	// delivered when the proxy passes again.
 	ProxyHang
-	// ProxyRefuse is a Redis that is down: open connections are reset,
+	// ProxyRefuse is a server that is down: open connections are reset,
 	// new ones reset as soon as they are accepted.
 	ProxyRefuse
 )
 
-// RedisProxy is a TCP proxy in front of the test Redis that a test can
-// make hang or refuse connections, for outage tests that must not stop
-// the Redis other tests share.
-type RedisProxy struct {
+// Proxy is a TCP proxy in front of the test Redis or PostgreSQL that a
+// test can make hang or refuse connections, for outage tests that must not
+// stop the servers other tests share.
+type Proxy struct {
 	// Addr is where clients connect.
 	Addr string
 
@@ -47,7 +48,7 @@ type RedisProxy struct {
 
 // NewRedisProxy starts a proxy to RedisAddr, closed at the end of the test.
 // It skips the test (or fails it, see ServiceMissing) without Redis.
-func NewRedisProxy(t testing.TB) *RedisProxy {
+func NewRedisProxy(t testing.TB) *Proxy {
 	t.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: RedisAddr(), MaxRetries: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -57,11 +58,31 @@ func NewRedisProxy(t testing.TB) *RedisProxy {
 	if err != nil {
 		ServiceMissing(t, "Redis at "+RedisAddr(), err)
 	}
+	return newProxy(t, RedisAddr())
+}
+
+// NewPostgresProxy makes a fresh schema (as PostgresSchema) and starts a
+// proxy to the test PostgreSQL; it returns the proxy and a DSN for the
+// schema that connects through it. It skips the test (or fails it, see
+// ServiceMissing) without PostgreSQL.
+func NewPostgresProxy(t testing.TB) (*Proxy, string) {
+	t.Helper()
+	dsn := PostgresSchema(t)
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		t.Fatalf("NewPostgresProxy needs a URL DSN with a host, not %q", PostgresURL())
+	}
+	p := newProxy(t, u.Host)
+	u.Host = p.Addr
+	return p, u.String()
+}
+
+func newProxy(t testing.TB, upstream string) *Proxy {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &RedisProxy{Addr: l.Addr().String(), l: l, upstream: RedisAddr(), conns: map[net.Conn]struct{}{}}
+	p := &Proxy{Addr: l.Addr().String(), l: l, upstream: upstream, conns: map[net.Conn]struct{}{}}
 	p.cond = sync.NewCond(&p.mu)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -69,7 +90,7 @@ func NewRedisProxy(t testing.TB) *RedisProxy {
 }
 
 // Set switches the proxy to mode.
-func (p *RedisProxy) Set(mode ProxyMode) {
+func (p *Proxy) Set(mode ProxyMode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mode = mode
@@ -82,9 +103,9 @@ func (p *RedisProxy) Set(mode ProxyMode) {
 }
 
 // Accepted counts the client connections accepted so far.
-func (p *RedisProxy) Accepted() int64 { return p.accepted.Load() }
+func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 
-func (p *RedisProxy) close() {
+func (p *Proxy) close() {
 	p.l.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -102,7 +123,7 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-func (p *RedisProxy) accept() {
+func (p *Proxy) accept() {
 	for {
 		c, err := p.l.Accept()
 		if err != nil {
@@ -120,7 +141,7 @@ func (p *RedisProxy) accept() {
 	}
 }
 
-func (p *RedisProxy) serve(c net.Conn) {
+func (p *Proxy) serve(c net.Conn) {
 	up, err := net.Dial("tcp", p.upstream)
 	if err != nil {
 		c.Close()
@@ -146,7 +167,7 @@ func (p *RedisProxy) serve(c net.Conn) {
 }
 
 // pipe copies src to dst, holding each chunk while the proxy hangs.
-func (p *RedisProxy) pipe(dst io.Writer, src io.Reader) {
+func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
