@@ -199,7 +199,7 @@ func New(o Options) (*API, error) {
 // Register mounts the routes on r (the server passes its /api/v1 group).
 func (a *API) Register(r gin.IRouter) {
 	r.GET("/openapi.json", a.openAPI)
-	g := r.Group("", a.limitBody, a.knownQuery(basePath(r)))
+	g := r.Group("", refuseCrossSite, a.limitBody, a.knownQuery(basePath(r)))
 	g.POST("/certificates", a.require(ScopeIssue), a.issue)
 	g.POST("/certificates/dry-run", a.require(ScopeIssue), a.dryRun)
 	g.POST("/certificates/renew", a.renew) // the certificate itself authenticates
