@@ -44,6 +44,11 @@ func TestLimits(t *testing.T) {
 		{"wildcard above the suffix", Request{CSR: csrFor(t, key, "", "*.corp.internal")}, core.KindForbidden},
 		{"profile outside the limits", Request{CSR: csrFor(t, key, "", "a.team-a.corp.internal"), Profile: "tls-server-client"}, core.KindForbidden},
 		{"policy still applies inside the limits", Request{CSR: csrFor(t, key, "", "a_b.team-a.corp.internal")}, core.KindRejected},
+		// A tls-client certificate carries its common name as sent.
+		{"tls-client, another team's host as CN", Request{CSR: csrFor(t, key, "b.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, an outside IP as CN", Request{CSR: csrFor(t, key, "10.30.0.1", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, CN a person's name", Request{CSR: csrFor(t, key, "alice", "c.team-a.corp.internal"), Profile: "tls-client"}, -1},
+		{"tls-client, CN inside", Request{CSR: csrFor(t, key, "svc.team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, -1},
 	} {
 		tc.req.Principal, tc.req.Limits = "apikey:team-a", lim
 		_, err := a.Issue(ctx, tc.req)

@@ -226,24 +226,57 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 		ca.HostLike(cn) {
 		extra = append(extra, cn)
 	}
-	if err := a.checkNames(csr, extra); err != nil {
+	ids := namesToCheck(csr, extra, prof.Name)
+	if err := a.checkNames(ids); err != nil {
 		return ca.Request{}, err
 	}
-	if err := req.Limits.check(prof.Name, identifiersOf(csr, extra)); err != nil {
+	if err := req.Limits.check(prof.Name, ids); err != nil {
 		return ca.Request{}, err
 	}
 	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
 		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
 }
 
-// checkNames applies the name policy to the CSR's SANs and the extra ones.
-// The CA passes every name to its template as text, and the certificate
-// gets each as the type its text says (x509util.SplitSANs), whatever SAN
-// type the CSR declared; so each is checked as that type too: an IP
-// address sent as a DNS SAN is an IP, a DNS name sent as an email or a
-// scheme-less URI SAN is a DNS name.
-func (a *Authority) checkNames(csr *x509.CertificateRequest, extra []string) error {
+// namesToCheck lists the names policy and limits check for a certificate
+// of profile made from csr plus extra: the names it will carry, and a
+// common name that reads as a host but is not among them.
+func namesToCheck(csr *x509.CertificateRequest, extra []string, profile string) []Identifier {
 	ids := identifiersOf(csr, extra)
+	if cn := commonNameToCheck(csr, ids, profile); cn != "" {
+		ids = append(ids, identifierOf(cn))
+	}
+	return ids
+}
+
+// commonNameToCheck returns the CSR's common name when it reads as a host
+// name or address and is not among the certificate's names: the profiles
+// copy the common name as it is, and services that authorize TLS clients
+// by it (nginx's $ssl_client_s_dn, PostgreSQL's cert auth, Kafka) would
+// otherwise take a tls-client certificate for another team's host, or for
+// a name the policy denies (found by a security review). It is checked
+// like a name, not added as one. A credential's common name is a principal
+// name (its issuance needs an unlimited admin), and a name that does not
+// read as a host (alice, "Build Bot") is free text.
+func commonNameToCheck(csr *x509.CertificateRequest, ids []Identifier, profile string) string {
+	cn := strings.ToLower(csr.Subject.CommonName)
+	if profile == CredentialProfile || !ca.HostLike(cn) {
+		return ""
+	}
+	for _, id := range ids {
+		if strings.EqualFold(id.Value, cn) {
+			return ""
+		}
+	}
+	return cn
+}
+
+// checkNames applies the name policy to the names a certificate will carry
+// (identifiersOf). The CA passes every name to its template as text, and
+// the certificate gets each as the type its text says (x509util.SplitSANs),
+// whatever SAN type the CSR declared; so each is checked as that type too:
+// an IP address sent as a DNS SAN is an IP, a DNS name sent as an email or
+// a scheme-less URI SAN is a DNS name.
+func (a *Authority) checkNames(ids []Identifier) error {
 	if len(ids) > a.policy.MaxNames {
 		return core.Errorf(core.KindRejected, "%d names, policy allows at most %d", len(ids), a.policy.MaxNames)
 	}

@@ -64,6 +64,33 @@ func TestNamesCheckedAsIssued(t *testing.T) {
 	}
 }
 
+// TestClientCommonNameChecked: a tls-client certificate copies its common
+// name as sent; one that reads as a host must pass the policy like a SAN,
+// though it is not added as one.
+func TestClientCommonNameChecked(t *testing.T) {
+	c, _ := newCA(t)
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, cn := range []string{"evil.org", "db.secret.example.com", "8.8.8.8", "DB.Secret.Example.com"} {
+		_, err := a.Issue(context.Background(), Request{CSR: csrFor(t, key, cn, "c.corp.internal"), Profile: "tls-client", Principal: "apikey:x"})
+		if core.KindOf(err) != core.KindRejected || !strings.Contains(err.Error(), strings.ToLower(cn)) {
+			t.Errorf("CN %s: %v, want a policy refusal naming it", cn, err)
+		}
+	}
+	for _, cn := range []string{"alice", "Build Bot", "svc.corp.internal", "c.corp.internal"} {
+		iss, err := a.Issue(context.Background(), Request{CSR: csrFor(t, key, cn, "c.corp.internal"), Profile: "tls-client", Principal: "apikey:x"})
+		if err != nil {
+			t.Fatalf("CN %s: %v", cn, err)
+		}
+		if iss.Certificate.Subject.CommonName != cn || len(iss.Certificate.DNSNames) != 1 {
+			t.Errorf("CN %s: certificate has CN %q, DNS names %q", cn, iss.Certificate.Subject.CommonName, iss.Certificate.DNSNames)
+		}
+	}
+}
+
 // An ACME dns identifier that is an IP address would end up an IP SAN:
 // it is refused as a DNS name.
 func TestDNSIdentifierThatIsAnIP(t *testing.T) {
