@@ -322,6 +322,19 @@ func (d *DB) CeremonyCertificates(ctx context.Context) ([]core.Certificate, erro
 // ceremony made.
 const CeremonyRequester = "ceremony"
 
+// CountIntents counts the intents recorded after after and no later than
+// until that were never stored (CertFilter.Intents): certificates signed,
+// perhaps, when a node stopped or failed before storing them.
+func (d *DB) CountIntents(ctx context.Context, after, until time.Time) (int, error) {
+	var n int
+	err := d.QueryRow(ctx, `SELECT COUNT(*) FROM certificates WHERE status = ? AND tbs IS NOT NULL
+		AND updated_at > ? AND updated_at <= ?`, string(core.StatusReserved), Micros(after), Micros(until)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting intents: %w", err)
+	}
+	return n, nil
+}
+
 // CertFilter selects certificates for ListCertificates. Zero fields do not
 // filter.
 type CertFilter struct {

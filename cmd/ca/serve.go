@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,6 +44,7 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 	}
 	defer n.Close(context.Background())
 	warnLooseSecrets(n, nil) // the log goes to stderr here
+	warnIntents(ctx, n.db, n.log, time.Now())
 	ctl := newControl(n)
 	l, err := ctl.listen()
 	if err != nil {
