@@ -68,8 +68,20 @@ type Options struct {
 	// HostOverride maps an identifier (a lowercase DNS name, or an IP in its
 	// canonical form) to the host or IP to connect to instead, for tests and
 	// private networks. It is consulted before any DNS lookup, for the
-	// identifier and for http-01 redirect targets. Zero: no overrides.
+	// identifier and for http-01 redirect targets. An IP address given here
+	// is dialled whatever it is; every other address is refused if it is
+	// link-local, unspecified, multicast or the IPv4 broadcast address (see
+	// neverDialled). Zero: no overrides.
 	HostOverride map[string]string
+	// RedirectAllowed, when set, is asked about the host of each http-01
+	// redirect target (a lowercase DNS name or a canonical IP address)
+	// before anything connects to it; an error refuses the redirect with
+	// ErrConnection, and its message, which must be safe to show the ACME
+	// client, says why. An ACME server passes the identifier policy its
+	// orders pass (acme.RedirectPolicy), so that a client cannot point the
+	// validator at a host it could not have ordered. Zero: any valid host
+	// name or IP address.
+	RedirectAllowed func(ctx context.Context, host string) error
 	// Timeout bounds one validation attempt: every lookup, connection,
 	// redirect and read together. Zero: 10 s.
 	Timeout time.Duration
