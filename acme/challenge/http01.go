@@ -99,15 +99,20 @@ func (v *Validator) validateHTTP01(ctx context.Context, id identifier, token, ke
 }
 
 // shownBody says what came back instead of keyAuth (got, trimmed from a
-// body of n bytes). Only a body shaped like a key authorization — at most
-// 128 base64url characters with at most one '.' — is quoted: it helps a
-// client find a wrong thumbprint and can reveal nothing else. Anything else
-// is described by its length alone, since the validator may have been led
-// to a page the client could not read itself.
+// body of n bytes). It is quoted only when it is a key authorization for
+// this token or this account key — at most 128 base64url characters around
+// one '.', one side equal to the token or the thumbprint — which is what a
+// client needs to find a wrong thumbprint or a stale file, and what no page
+// of another server holds unless it echoes the request. Anything else, a
+// bare base64url string included (a role name, an instance id, a key), is
+// described by its length alone, since the validator may have been led to a
+// page the client could not read itself.
 func shownBody(got string, n int, keyAuth string) string {
-	tok, thumb, _ := strings.Cut(got, ".")
+	token, thumb, _ := strings.Cut(keyAuth, ".")
+	gotToken, gotThumb, dot := strings.Cut(got, ".")
 	switch {
-	case got != "" && len(got) <= 128 && isBase64URL(tok) && isBase64URL(thumb):
+	case dot && len(got) <= 128 && gotToken != "" && gotThumb != "" && isBase64URL(gotToken) &&
+		isBase64URL(gotThumb) && (gotToken == token || gotThumb == thumb):
 		return fmt.Sprintf("%q, want the key authorization %q", got, keyAuth)
 	case n == 0:
 		return fmt.Sprintf("an empty body, want the key authorization %q", keyAuth)

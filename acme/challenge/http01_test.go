@@ -43,9 +43,15 @@ func TestHTTP01(t *testing.T) {
 		{name: "wrong body", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, token+".someoneelse")
 		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"someoneelse", "http://example.com:", challengePath}},
-		{name: "wrong key authorization of 128 characters is shown", handler: func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprint(w, strings.Repeat("k", 64)+"."+strings.Repeat("t", 63))
-		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"` + strings.Repeat("k", 64) + "." + strings.Repeat("t", 63) + `"`}},
+		{name: "stale token, this account's thumbprint: shown", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "staletokenstaletoken."+thumb)
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`returned "staletokenstaletoken.` + thumb + `"`}},
+		{name: "key authorization of 128 characters is shown", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, token+"."+strings.Repeat("t", 128-len(token)-1))
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"` + token + "." + strings.Repeat("t", 128-len(token)-1) + `"`}},
+		{name: "key authorization of 129 characters is not", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, token+"."+strings.Repeat("t", 128-len(token)))
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"129 bytes that are not"}, hidden: []string{"ttt"}},
 		// A body that is not shaped like a key authorization may be a page
 		// the client could not read itself (a redirect, or its name
 		// pointing at an internal server): only its length is reported.
@@ -57,6 +63,14 @@ func TestHTTP01(t *testing.T) {
 			fmt.Fprint(w, strings.Repeat("x", 2000))
 		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"2000 bytes that are not the key authorization"},
 			hidden: []string{"xxx"}},
+		// Base64url alone is not enough: role names, instance ids and keys
+		// are base64url too.
+		{name: "base64url page is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "INTERNAL-SECRET-DATA")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"20 bytes that are not"}, hidden: []string{"SECRET"}},
+		{name: "token.thumbprint-shaped page for neither is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "AKIAEXAMPLE.wJalrXUtnFEMI_K7MDENG")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"33 bytes that are not"}, hidden: []string{"AKIA", "wJal"}},
 		{name: "two dots is not key-authorization-shaped", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, "secret.internal.name")
 		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"20 bytes that are not"}, hidden: []string{"secret"}},
