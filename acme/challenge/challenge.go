@@ -87,7 +87,7 @@ type Options struct {
 	Timeout time.Duration
 	// MaxRedirects is how many redirects http-01 follows. Zero: 10. Negative:
 	// none. Redirects go only to http or https, on ports 80/443 or HTTPPort/
-	// TLSPort (RFC 8555 §8.3).
+	// TLSPort (RFC 8555 §8.3), and to hosts RedirectAllowed accepts.
 	MaxRedirects int
 	// MaxBodyBytes is the largest http-01 response body read. Zero: 8 KiB.
 	MaxBodyBytes int64

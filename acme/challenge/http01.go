@@ -80,8 +80,8 @@ func (v *Validator) validateHTTP01(ctx context.Context, id identifier, token, ke
 	final := shownURL(id.value, resp.Request)
 	// The response may come from a host the client does not control (a
 	// redirect target, or whatever its name resolves to): errors say what
-	// was wrong with it, never what it said, unless that is shaped like a
-	// key authorization (see shownBody).
+	// was wrong with it, never what it said, unless that is a key
+	// authorization for this token or account (see shownBody).
 	if resp.StatusCode != http.StatusOK {
 		return errorf(ErrUnauthorized, "GET %s returned HTTP %d, want 200", final, resp.StatusCode)
 	}
