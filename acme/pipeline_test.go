@@ -74,7 +74,9 @@ func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 	for _, n := range names {
 		override[n] = "127.0.0.1"
 	}
-	v, err := challenge.New(challenge.Options{Resolver: "127.0.0.1:1", HTTPPort: resp.Port(), HostOverride: override})
+	policy := &acme.RAPolicy{Authority: auth}
+	v, err := challenge.New(challenge.Options{Resolver: "127.0.0.1:1", HTTPPort: resp.Port(), HostOverride: override,
+		RedirectAllowed: acme.RedirectPolicy("bench", policy)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func newProdEnv(tb testing.TB, names ...string) *prodEnv {
 		Nonces: storage.NewMemoryNonces(0, 0, nil), RateLimiter: storage.NewMemoryLimiter(nil),
 		Limits:         acme.Limits{NewOrdersPerAccountPerHour: 1 << 30, NewAccountsPerIPPerHour: 1 << 30},
 		Issuer:         &acme.RAIssuer{Authority: auth, Root: rc.Raw},
-		Policy:         &acme.RAPolicy{Authority: auth},
+		Policy:         policy,
 		Validator:      acme.ValidatorFunc(v.Validate),
 		Profiles:       map[string]acme.Profile{"tls-server": {Description: "TLS server certificate", CAProfile: "tls-server"}},
 		DefaultProfile: "tls-server",

@@ -68,14 +68,26 @@ type Options struct {
 	// HostOverride maps an identifier (a lowercase DNS name, or an IP in its
 	// canonical form) to the host or IP to connect to instead, for tests and
 	// private networks. It is consulted before any DNS lookup, for the
-	// identifier and for http-01 redirect targets. Zero: no overrides.
+	// identifier and for http-01 redirect targets. An IP address given here
+	// is dialled whatever it is; every other address is refused if it is
+	// link-local, unspecified, multicast or the IPv4 broadcast address (see
+	// neverDialled). Zero: no overrides.
 	HostOverride map[string]string
+	// RedirectAllowed, when set, is asked about the host of each http-01
+	// redirect target (a lowercase DNS name or a canonical IP address)
+	// before anything connects to it; an error refuses the redirect with
+	// ErrConnection, and its message, which must be safe to show the ACME
+	// client, says why. An ACME server passes the identifier policy its
+	// orders pass (acme.RedirectPolicy), so that a client cannot point the
+	// validator at a host it could not have ordered. Zero: any valid host
+	// name or IP address.
+	RedirectAllowed func(ctx context.Context, host string) error
 	// Timeout bounds one validation attempt: every lookup, connection,
 	// redirect and read together. Zero: 10 s.
 	Timeout time.Duration
 	// MaxRedirects is how many redirects http-01 follows. Zero: 10. Negative:
 	// none. Redirects go only to http or https, on ports 80/443 or HTTPPort/
-	// TLSPort (RFC 8555 §8.3).
+	// TLSPort (RFC 8555 §8.3), and to hosts RedirectAllowed accepts.
 	MaxRedirects int
 	// MaxBodyBytes is the largest http-01 response body read. Zero: 8 KiB.
 	MaxBodyBytes int64

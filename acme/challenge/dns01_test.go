@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ func TestDNS01(t *testing.T) {
 		setup     func(s *challengetest.DNSServer)
 		wantType  string
 		fragments []string
+		hidden    []string // must not appear in the detail
 	}{
 		{name: "success", ident: "example.com", setup: func(s *challengetest.DNSServer) {
 			s.SetTXT("_acme-challenge.example.com", good)
@@ -53,6 +55,15 @@ func TestDNS01(t *testing.T) {
 			s.SetCNAME("a.validation.example.net", "b.validation.example.net")
 			s.SetTXT("b.validation.example.net", good)
 		}},
+		// The client chose the CNAME, but not what the name it points to
+		// holds: only digest-shaped values are quoted from there.
+		{name: "values reached through a CNAME are not shown", ident: "example.com", setup: func(s *challengetest.DNSServer) {
+			s.SetCNAME("_acme-challenge.example.com", "vault.internal.example.net")
+			s.SetTXT("vault.internal.example.net", "api-key=s3cr3t", bad)
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"a value of 14 bytes", bad}, hidden: []string{"s3cr3t"}},
+		{name: "values at the name itself are shown", ident: "example.com", setup: func(s *challengetest.DNSServer) {
+			s.SetTXT("_acme-challenge.example.com", "v=spf1 -all")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"v=spf1 -all"`}},
 		{name: "CNAME loop", ident: "example.com", setup: func(s *challengetest.DNSServer) {
 			s.SetCNAME("_acme-challenge.example.com", "a.example.net")
 			s.SetCNAME("a.example.net", "_acme-challenge.example.com")
@@ -74,6 +85,11 @@ func TestDNS01(t *testing.T) {
 			v := newValidator(t, challenge.Options{Resolver: s.Addr()})
 			err := v.Validate(ctx, challenge.DNS01, challenge.IdentDNS, tt.ident, token, keyAuth)
 			want(t, err, tt.wantType, tt.fragments...)
+			for _, h := range tt.hidden {
+				if err != nil && strings.Contains(err.Error(), h) {
+					t.Errorf("detail %q shows %q", err, h)
+				}
+			}
 		})
 	}
 }

@@ -31,6 +31,7 @@ func TestHTTP01(t *testing.T) {
 		opts      func(*challenge.Options)
 		wantType  string
 		fragments []string
+		hidden    []string // must not appear in the detail
 	}{
 		{name: "success, trailing newline trimmed", handler: func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != challengePath || r.Host != "example.com" || r.Method != http.MethodGet {
@@ -42,14 +43,47 @@ func TestHTTP01(t *testing.T) {
 		{name: "wrong body", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, token+".someoneelse")
 		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"someoneelse", "http://example.com:", challengePath}},
-		{name: "long wrong body is truncated in the detail", handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "stale token, this account's thumbprint: shown", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "staletokenstaletoken."+thumb)
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`returned "staletokenstaletoken.` + thumb + `"`}},
+		{name: "key authorization of 128 characters is shown", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, token+"."+strings.Repeat("t", 128-len(token)-1))
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"` + token + "." + strings.Repeat("t", 128-len(token)-1) + `"`}},
+		{name: "key authorization of 129 characters is not", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, token+"."+strings.Repeat("t", 128-len(token)))
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"129 bytes that are not"}, hidden: []string{"ttt"}},
+		// A body that is not shaped like a key authorization may be a page
+		// the client could not read itself (a redirect, or its name
+		// pointing at an internal server): only its length is reported.
+		{name: "internal page is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "INTERNAL-SECRET-DATA: password=hunter2\n")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"returned 39 bytes that are not the key authorization"},
+			hidden: []string{"SECRET", "hunter2"}},
+		{name: "long base64url body is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, strings.Repeat("x", 2000))
-		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"(truncated, 2000 bytes)"}},
-		{name: "control characters are quoted", handler: func(w http.ResponseWriter, r *http.Request) {
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"2000 bytes that are not the key authorization"},
+			hidden: []string{"xxx"}},
+		// Base64url alone is not enough: role names, instance ids and keys
+		// are base64url too.
+		{name: "base64url page is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "INTERNAL-SECRET-DATA")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"20 bytes that are not"}, hidden: []string{"SECRET"}},
+		{name: "token.thumbprint-shaped page for neither is not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "AKIAEXAMPLE.wJalrXUtnFEMI_K7MDENG")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"33 bytes that are not"}, hidden: []string{"AKIA", "wJal"}},
+		{name: "two dots is not key-authorization-shaped", handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "secret.internal.name")
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"20 bytes that are not"}, hidden: []string{"secret"}},
+		{name: "control characters are not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, "\x1b[31mforged\nline")
-		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{`"\x1b[31mforged\nline"`}},
-		{name: "not found", handler: http.NotFound,
-			wantType: challenge.ErrUnauthorized, fragments: []string{"HTTP 404", "404 page not found"}},
+		}, wantType: challenge.ErrIncorrectResponse, fragments: []string{"16 bytes that are not"}, hidden: []string{"forged"}},
+		{name: "empty body", handler: func(w http.ResponseWriter, r *http.Request) {},
+			wantType: challenge.ErrIncorrectResponse, fragments: []string{"returned an empty body"}},
+		{name: "not found, body not echoed", handler: http.NotFound,
+			wantType: challenge.ErrUnauthorized, fragments: []string{"returned HTTP 404, want 200"}, hidden: []string{"page not found"}},
+		{name: "error page not echoed", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "INTERNAL-SECRET-DATA", http.StatusInternalServerError)
+		}, wantType: challenge.ErrUnauthorized, fragments: []string{"HTTP 500"}, hidden: []string{"SECRET"}},
 		{name: "body too large", handler: func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, keyAuth+strings.Repeat(" ", 200))
 		}, opts: func(o *challenge.Options) { o.MaxBodyBytes = 100 },
@@ -105,6 +139,11 @@ func TestHTTP01(t *testing.T) {
 			}
 			err := newValidator(t, opts).Validate(ctx, challenge.HTTP01, challenge.IdentDNS, "example.com", token, keyAuth)
 			want(t, err, tt.wantType, tt.fragments...)
+			for _, h := range tt.hidden {
+				if err != nil && strings.Contains(err.Error(), h) {
+					t.Errorf("detail %q shows %q", err, h)
+				}
+			}
 			if err != nil && len(err.Error()) > 600 {
 				t.Errorf("detail is %d bytes long, want it truncated", len(err.Error()))
 			}

@@ -49,12 +49,67 @@ func canonicalHost(h string) string {
 
 // lookupHost returns the addresses to try for host, in order: the override,
 // the IP itself, or A and AAAA records (IPv4 first, since validation targets
-// on private networks are far more often reachable over IPv4).
+// on private networks are far more often reachable over IPv4). Addresses
+// neverDialled refuses are left out, unless an override names the address.
 func (v *Validator) lookupHost(ctx context.Context, host string) ([]netip.Addr, *Error) {
 	host = canonicalHost(host)
 	if o, ok := v.opts.HostOverride[host]; ok {
 		host = canonicalHost(o)
+		if ip, err := netip.ParseAddr(host); err == nil {
+			// The operator chose this address: it is dialled, whatever it is.
+			return []netip.Addr{ip.Unmap()}, nil
+		}
 	}
+	addrs, derr := v.resolve(ctx, host)
+	if derr != nil {
+		return nil, derr
+	}
+	var refused string // why the first refused address is
+	dialable := addrs[:0]
+	for _, ip := range addrs {
+		if why := neverDialled(ip); why != "" {
+			if refused == "" {
+				refused = fmt.Sprintf("%s is %s: never dialled for validation", ip, why)
+			}
+			continue
+		}
+		dialable = append(dialable, ip)
+	}
+	switch {
+	case len(dialable) > 0:
+		return dialable, nil
+	case len(addrs) == 1 && addrs[0].String() == host:
+		return nil, errorf(ErrConnection, "%s", refused)
+	default:
+		return nil, errorf(ErrConnection, "%s has no address validation may connect to: %s", host, refused)
+	}
+}
+
+// neverDialled says why no validation may connect to ip, or returns "".
+// Link-local addresses reach cloud metadata services (169.254.169.254,
+// fe80::…) and the hosts on the validator's own link; the unspecified,
+// multicast and broadcast addresses name no single server. Loopback and
+// private ranges stay allowed: validating internal names is what a private
+// CA is for.
+func neverDialled(ip netip.Addr) string {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLinkLocalUnicast():
+		return "a link-local address"
+	case ip.IsUnspecified():
+		return "the unspecified address"
+	case ip.IsMulticast():
+		return "a multicast address"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the IPv4 broadcast address"
+	}
+	return ""
+}
+
+// resolve returns the addresses of host (a canonical name or IP address):
+// the IP itself, the loopback addresses for localhost names, or A and AAAA
+// records.
+func (v *Validator) resolve(ctx context.Context, host string) ([]netip.Addr, *Error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -144,12 +145,6 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 	if err := noNegative("acme.validation", map[string]time.Duration{"timeout": c.Validation.Timeout}); err != nil {
 		return err
 	}
-	v, err := challenge.New(challenge.Options{Resolver: c.Validation.Resolver, HTTPPort: c.Validation.HTTPPort,
-		TLSPort: c.Validation.TLSPort, HostOverride: c.Validation.HostOverride, Timeout: c.Validation.Timeout,
-		MaxRedirects: c.Validation.MaxRedirects, Logger: a.n.log})
-	if err != nil {
-		return fmt.Errorf("acme.validation: %w", err)
-	}
 	seen := map[string]bool{}
 	for i, ep := range c.Endpoints {
 		field := fmt.Sprintf("acme.endpoints[%d]", i)
@@ -165,6 +160,11 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 			if auth, err = a.newAuthority(*ep.Policy, defaultProfile); err != nil {
 				return fmt.Errorf("%s.policy: %w", field, err)
 			}
+		}
+		policy := &acme.RAPolicy{Authority: auth}
+		v, err := newValidator(c.Validation, ep.Name, policy, a.n.log)
+		if err != nil {
+			return err
 		}
 		profiles := map[string]acme.Profile{
 			"tls-server":        {Description: "TLS server certificate", CAProfile: "tls-server"},
@@ -198,7 +198,7 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 			RateLimiter:    a.shared.limiter,
 			Limits:         ep.Limits.limits(),
 			Issuer:         &acme.RAIssuer{Authority: auth, Root: a.root.Certificate().Raw},
-			Policy:         &acme.RAPolicy{Authority: auth},
+			Policy:         policy,
 			EAB:            &eabKeys{sess: a.sess},
 			Validator:      acme.ValidatorFunc(v.Validate),
 			Profiles:       profiles,
@@ -216,6 +216,20 @@ func (a *app) mountACME(policy ra.Policy, defaultProfile string) error {
 		a.srv.MountACME(ep.Name, srv)
 	}
 	return nil
+}
+
+// newValidator builds the challenge validator of one endpoint. Each
+// endpoint has its own, because an http-01 redirect may only lead to a host
+// the endpoint's policy would accept in an order (acme.RedirectPolicy):
+// otherwise a client could aim validation at any host the CA can reach.
+func newValidator(c validationConfig, endpoint string, policy acme.Policy, log *slog.Logger) (*challenge.Validator, error) {
+	v, err := challenge.New(challenge.Options{Resolver: c.Resolver, HTTPPort: c.HTTPPort,
+		TLSPort: c.TLSPort, HostOverride: c.HostOverride, Timeout: c.Timeout,
+		MaxRedirects: c.MaxRedirects, Logger: log, RedirectAllowed: acme.RedirectPolicy(endpoint, policy)})
+	if err != nil {
+		return nil, fmt.Errorf("acme.validation: %w", err)
+	}
+	return v, nil
 }
 
 // eabKeys keeps External Account Binding HMAC keys in the HSM, labelled
