@@ -166,8 +166,16 @@ func auditHash(e storage.HSMAuditEntry) []byte {
 
 // auditFunc returns the builder storage calls under the head lock.
 func (m *Module) auditFunc(actor, action, object, details string) func(int64, []byte) storage.HSMAuditEntry {
+	return m.auditFuncOf(actor, object, func() (string, string) { return action, details })
+}
+
+// auditFuncOf is auditFunc for an entry whose action and details are
+// known only in the change's transaction: describe runs there, after the
+// change's writes (a PIN check's outcome, userpin.go).
+func (m *Module) auditFuncOf(actor, object string, describe func() (action, details string)) func(int64, []byte) storage.HSMAuditEntry {
 	at := m.now().UTC().Truncate(time.Microsecond)
 	return func(prevSeq int64, prevHash []byte) storage.HSMAuditEntry {
+		action, details := describe()
 		e := storage.HSMAuditEntry{Seq: prevSeq + 1, At: at, Actor: actor, Action: action,
 			Object: object, Details: details, PrevHash: append([]byte{}, prevHash...)}
 		e.Hash = auditHash(e)
@@ -185,10 +193,20 @@ func (m *Module) apply(ctx context.Context, ch storage.HSMChange, actor, action,
 // authenticated before), for the unseal entry, written before st is
 // published.
 func (m *Module) applyAs(ctx context.Context, st *unsealed, ch storage.HSMChange, actor, action, object, details string) error {
-	ch.Audit = m.auditFunc(actor, action, object, withRequester(ctx, details))
+	return m.applyDescribed(ctx, st, ch, actor, object, action, func() (string, string) { return action, details })
+}
+
+// applyDescribed is applyAs with the entry's action and details given by
+// describe, which runs in the change's transaction (auditFuncOf); what
+// names the change in an error.
+func (m *Module) applyDescribed(ctx context.Context, st *unsealed, ch storage.HSMChange, actor, object, what string, describe func() (action, details string)) error {
+	ch.Audit = m.auditFuncOf(actor, object, func() (string, string) {
+		action, details := describe()
+		return action, withRequester(ctx, details)
+	})
 	ch.AuditAuth = st.auditAuth()
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
-		return fmt.Errorf("%s: %w (%w)", action, ErrAuditFailed, err)
+		return fmt.Errorf("%s: %w (%w)", what, ErrAuditFailed, err)
 	}
 	if st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
 		st.noteUsers(ch.PutUsers, ch.DeleteUsers) // user writes hold m.mu

@@ -22,6 +22,8 @@ type nodes struct {
 	b        *Module    // node B
 	bAlice   *Session   // alice logged in on node B
 	storeB   *hookStore // node B's store
+	dialect  storage.Dialect
+	dsn      string // opens the keystore database again (another node)
 }
 
 // hookStore runs a hook before its next keystore write, to put another
@@ -77,7 +79,7 @@ func twoNodes(t *testing.T, dbA *storage.DB, dialect storage.Dialect, dsn string
 		t.Fatalf("opening the database for node B: %v", err)
 	}
 	t.Cleanup(func() { dbB.Close() })
-	n := &nodes{fixture: setup(t, dbA), storeB: &hookStore{Store: dbB}}
+	n := &nodes{fixture: setup(t, dbA), storeB: &hookStore{Store: dbB}, dialect: dialect, dsn: dsn}
 	n.b = newModule(t, n.storeB)
 	if err := n.b.Unseal(context.Background(), UnsealInput{KeyFile: n.keyFile}); err != nil {
 		t.Fatalf("unsealing node B: %v", err)

@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 
 	"github.com/strongroom-pki/strongroom/storage"
@@ -41,13 +42,19 @@ func (m *Module) UnlockWithUnseal(ctx context.Context, name string, in UnsealInp
 	if !same {
 		return errf(ErrBadUnseal, "unlocking user %q: the unseal material does not open the running module", name)
 	}
-	u, err := m.store.HSMUser(ctx, name)
+	return m.unlock(ctx, name, "", "by=unseal-holders method="+string(method))
+}
+
+// unlock clears name's lockout and failure count, and nothing else: a
+// whole row written back would undo a PIN change made since it was read.
+// Callers hold m.mu.
+func (m *Module) unlock(ctx context.Context, name, actor, details string) error {
+	err := m.apply(ctx, storage.HSMChange{UnlockUsers: []string{name}}, actor, "user.unlock", name, details)
+	if errors.Is(err, storage.ErrHSMUserChanged) {
+		return errf(ErrNotFound, "unlocking user %q", name)
+	}
 	if err != nil {
-		if isNotFound(err) {
-			return errf(ErrNotFound, "unlocking user %q", name)
-		}
 		return fmt.Errorf("unlocking user %q: %w", name, err)
 	}
-	u.Locked, u.Failures = false, 0
-	return m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, "", "user.unlock", name, "by=unseal-holders method="+string(method))
+	return nil
 }

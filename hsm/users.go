@@ -93,7 +93,9 @@ func validUserName(n string) error {
 // which); the fifth consecutive failure locks the user, who then fails even
 // with the right PIN until an officer (or the unseal holders) unlocks it.
 // Every attempt is audited; if the audit entry cannot be written the login
-// is refused.
+// is refused. The outcome is decided by the database, in the transaction
+// that writes the audit entry (recordPIN), not by what this process read
+// before: other processes and nodes check PINs of the same users.
 func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
 	st, err := m.live()
 	if err != nil {
@@ -111,54 +113,21 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	ok := checkPIN(hash, pin) && known
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if known {
-		// Re-read under the lock so concurrent failures all count.
-		if u, err = m.store.HSMUser(ctx, user); err != nil {
-			return nil, fmt.Errorf("login: %w", err)
-		}
-	}
-	switch {
-	case !known:
+	if !known {
 		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=unknown-user"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
-	case u.Locked:
-		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=locked"); err != nil {
-			return nil, fmt.Errorf("login: %w", err)
-		}
-		return nil, fmt.Errorf("login: %w", ErrBadPIN)
-	case !ok:
-		if _, err := m.failedPIN(ctx, u, "login"); err != nil {
-			return nil, fmt.Errorf("login: %w", err)
-		}
-		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	}
-	ch := storage.HSMChange{}
-	if u.Failures > 0 {
-		u.Failures = 0
-		ch.PutUsers = []storage.HSMUser{u}
-	}
-	if err := m.apply(ctx, ch, user, "login", user, "role="+u.Role); err != nil {
+	c, err := m.recordPIN(ctx, user, u.PINHash, ok, "login")
+	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	st.noteUsers([]storage.HSMUser{u}, nil) // created or changed by another process since the last sync
-	return &Session{m: m, st: st, user: user, role: Role(u.Role), created: viewOf(u).created}, nil
-}
-
-// failedPIN counts a wrong PIN for u (a login, or the old PIN of a PIN
-// change: both prove the PIN) and locks u at the maxFailed-th consecutive
-// one, with an audit entry saying what was tried. Callers hold m.mu and
-// read u under it.
-func (m *Module) failedPIN(ctx context.Context, u storage.HSMUser, during string) (locked bool, err error) {
-	u.Failures++
-	action := "login.fail"
-	if u.Failures >= maxFailed {
-		u.Locked, action = true, "user.lockout"
+	if c.Outcome != storage.HSMPINAccepted {
+		return nil, fmt.Errorf("login: %w", ErrBadPIN)
 	}
-	err = m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, u.Name, action, u.Name,
-		fmt.Sprintf("reason=bad-pin during=%s failures=%d", during, u.Failures))
-	return u.Locked, err
+	st.noteUsers([]storage.HSMUser{c.User}, nil) // created or changed by another process since the last sync
+	return &Session{m: m, st: st, user: user, role: Role(c.User.Role), created: viewOf(c.User).created}, nil
 }
 
 // CreateUser adds a user (officer only).
@@ -230,15 +199,7 @@ func (s *Session) UnlockUser(ctx context.Context, name string) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	u, err := s.m.store.HSMUser(ctx, name)
-	if err != nil {
-		if isNotFound(err) {
-			return errf(ErrNotFound, "unlocking user %q", name)
-		}
-		return fmt.Errorf("unlocking user: %w", err)
-	}
-	u.Locked, u.Failures = false, 0
-	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.unlock", name, "")
+	return s.m.unlock(ctx, name, s.user, "")
 }
 
 // ListUsers lists every user (officer only).
@@ -259,7 +220,9 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 
 // ChangePIN changes the session user's own PIN (any role). A wrong old PIN
 // counts as a failed login: it is audited and the fifth in a row locks the
-// user (which ends the session).
+// user. A change leaves a lockout as it is (only an unlock clears one), and
+// fails if the PIN was changed, or the user deleted, since the old PIN was
+// checked.
 func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if _, err := s.live(); err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
@@ -278,13 +241,17 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 		return fmt.Errorf("changing PIN: %w", err)
 	}
 	if !checkPIN(u.PINHash, oldPIN) {
-		if _, err := s.m.failedPIN(ctx, u, "pin-change"); err != nil {
+		if _, err := s.m.recordPIN(ctx, s.user, u.PINHash, false, "pin-change"); err != nil {
 			return fmt.Errorf("changing PIN: %w", err)
 		}
 		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
 	}
-	u.PINHash, u.Failures = hash, 0
-	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.pin-change", s.user, "")
+	ch := storage.HSMChange{SetPIN: &storage.HSMPINChange{Name: s.user, OldHash: u.PINHash, NewHash: hash}}
+	err = s.m.apply(ctx, ch, s.user, "user.pin-change", s.user, "")
+	if errors.Is(err, storage.ErrHSMUserChanged) {
+		return errf(ErrBadPIN, "changing PIN: the PIN of %q was changed, or the user deleted, since the old PIN was checked; nothing changed", s.user)
+	}
+	return err
 }
 
 // AuditEntries reads the audit log (auditor or officer).

@@ -119,8 +119,22 @@ type HSMChange struct {
 	// of these users owns an object (a user being deleted).
 	RequireNoOwned []string
 	Meta           map[string][]byte
-	PutUsers       []HSMUser // insert or replace by name
-	DeleteUsers    []string
+	// PutUsers inserts or replaces whole rows by name: for new users only.
+	// A row computed from an earlier read would undo what another process
+	// wrote meanwhile (a failure counted, a lockout, a new PIN); changes to
+	// a stored user go through PINCheck, SetPIN and UnlockUsers, each one
+	// conditional statement.
+	PutUsers    []HSMUser
+	DeleteUsers []string
+	// PINCheck, if set, records a PIN check (see HSMPINCheck); ApplyHSM
+	// fills in its outcome before it builds the audit entry.
+	PINCheck *HSMPINCheck
+	// SetPIN, if set, replaces a user's PIN hash (see HSMPINChange).
+	SetPIN *HSMPINChange
+	// UnlockUsers clears the lockout and failure count of these users; a
+	// user that does not exist makes the change fail with
+	// ErrHSMUserChanged.
+	UnlockUsers []string
 	// InsertObjects adds versions that must not exist yet: a stored
 	// (id, version) makes the change fail with ErrHSMObjectChanged, so new
 	// keys and rotations never replace stored key material.
@@ -139,6 +153,50 @@ type HSMChange struct {
 	// the head (see HSMAuditAuthFunc). Nil: the entry gets no MAC and the
 	// head's authentication stays as stored.
 	AuditAuth HSMAuditAuthFunc
+}
+
+// HSMPINCheck is the outcome of checking a user's PIN against its stored
+// hash, recorded in one statement so that processes and nodes checking
+// PINs at once never lose each other's updates: a wrong PIN adds one to
+// the failure count of an unlocked user and locks it when the count
+// reaches Limit; a right PIN resets the count of a user that is, at that
+// moment, still unlocked with the hash the PIN was checked against.
+// Neither writes the PIN hash or clears a lock. A user locked meanwhile
+// is left as it is, so no failure is counted past the lockout.
+//
+// ApplyHSM sets Outcome and User in the change's transaction before it
+// builds the audit entry, so the entry can say what was stored.
+type HSMPINCheck struct {
+	Name    string
+	PINHash string // the stored hash the PIN was checked against
+	Right   bool   // the PIN matched PINHash
+	Limit   int    // the failure count that locks the user
+
+	Outcome HSMPINOutcome
+	// User is the row as it stands after the check (zero when the user
+	// is gone): after HSMPINCounted, Failures is the count stored and
+	// Locked whether this failure locked the user.
+	User HSMUser
+}
+
+// HSMPINOutcome is what recording an HSMPINCheck did.
+type HSMPINOutcome int
+
+const (
+	HSMPINAccepted HSMPINOutcome = iota + 1 // right PIN: the failure count is 0
+	HSMPINCounted                           // wrong PIN: one more failure counted
+	HSMPINLocked                            // the user is locked: nothing written
+	HSMPINStale                             // right PIN, but against a hash no longer stored: nothing written
+	HSMPINNoUser                            // the user does not exist
+)
+
+// HSMPINChange replaces Name's PIN hash with NewHash if it is still
+// OldHash, the hash the old PIN was checked against; otherwise (the PIN
+// changed again, or the user was deleted, meanwhile) the change fails
+// with ErrHSMUserChanged. It resets the failure count of an unlocked user
+// and leaves a lock as it is: only an unlock clears one.
+type HSMPINChange struct {
+	Name, OldHash, NewHash string
 }
 
 // HSMAuditAuth authenticates the audit chain: MAC is computed by an
@@ -345,6 +403,9 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 				return fmt.Errorf("deleting hsm user: %w", err)
 			}
 		}
+		if err := changeHSMUsers(ctx, tx, ch); err != nil {
+			return err
+		}
 		for _, o := range ch.InsertObjects {
 			_, err := tx.Exec(ctx, `INSERT INTO hsm_objects (`+hsmObjectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 0)`,
 				o.ID, o.Version, o.Owner, o.Label, o.Attrs, o.Sealed, Micros(o.Created))
@@ -379,6 +440,78 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 		}
 		return nil
 	})
+}
+
+// changeHSMUsers applies ch's changes to stored users, each one statement
+// conditional on the row as it stands (see HSMChange.PutUsers).
+func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
+	if ch.PINCheck != nil {
+		if err := recordHSMPINCheck(ctx, tx, ch.PINCheck); err != nil {
+			return err
+		}
+	}
+	if c := ch.SetPIN; c != nil {
+		res, err := tx.Exec(ctx, `UPDATE hsm_users SET pin_hash = ?, failures = CASE WHEN locked = 0 THEN 0 ELSE failures END
+			WHERE name = ? AND pin_hash = ?`, c.NewHash, c.Name, c.OldHash)
+		if err != nil {
+			return fmt.Errorf("changing hsm user PIN: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("changing hsm user PIN: %w", err)
+		} else if n != 1 {
+			return fmt.Errorf("user %q was deleted, or its PIN changed, since the old PIN was checked: %w", c.Name, ErrHSMUserChanged)
+		}
+	}
+	for _, n := range ch.UnlockUsers {
+		res, err := tx.Exec(ctx, `UPDATE hsm_users SET locked = 0, failures = 0 WHERE name = ?`, n)
+		if err != nil {
+			return fmt.Errorf("unlocking hsm user: %w", err)
+		}
+		if k, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("unlocking hsm user: %w", err)
+		} else if k != 1 {
+			return fmt.Errorf("user %q does not exist: %w", n, ErrHSMUserChanged)
+		}
+	}
+	return nil
+}
+
+// recordHSMPINCheck writes c's outcome and sets c.Outcome and c.User.
+func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
+	var row *sql.Row
+	if c.Right {
+		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = 0
+			WHERE name = ? AND locked = 0 AND pin_hash = ? RETURNING `+hsmUserCols, c.Name, c.PINHash)
+	} else {
+		// On the right of SET, failures is the value before this update.
+		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = failures + 1,
+			locked = CASE WHEN failures + 1 >= ? THEN 1 ELSE 0 END
+			WHERE name = ? AND locked = 0 RETURNING `+hsmUserCols, c.Limit, c.Name)
+	}
+	u, err := scanHSMUser(row)
+	switch {
+	case err == nil:
+		c.User, c.Outcome = u, HSMPINCounted
+		if c.Right {
+			c.Outcome = HSMPINAccepted
+		}
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("recording hsm PIN check: %w", err)
+	}
+	// Nothing matched: the user is locked, gone, or has another PIN hash.
+	u, err = scanHSMUser(tx.QueryRow(ctx, `SELECT `+hsmUserCols+` FROM hsm_users WHERE name = ?`, c.Name))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		c.User, c.Outcome = HSMUser{}, HSMPINNoUser
+	case err != nil:
+		return fmt.Errorf("recording hsm PIN check: %w", err)
+	case u.Locked:
+		c.User, c.Outcome = u, HSMPINLocked
+	default:
+		c.User, c.Outcome = u, HSMPINStale
+	}
+	return nil
 }
 
 // checkHSMChange checks ch's Require conditions.
