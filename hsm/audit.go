@@ -208,8 +208,8 @@ func (m *Module) applyDescribed(ctx context.Context, st *unsealed, ch storage.HS
 	if err := m.store.ApplyHSM(ctx, ch); err != nil {
 		return fmt.Errorf("%s: %w (%w)", what, ErrAuditFailed, err)
 	}
-	if st != nil && len(ch.PutUsers)+len(ch.DeleteUsers) > 0 {
-		st.noteUsers(ch.PutUsers, ch.DeleteUsers) // user writes hold m.mu
+	if st != nil && len(ch.NewUsers)+len(ch.DeleteUsers) > 0 {
+		st.noteUsers(ch.NewUsers, ch.DeleteUsers) // user writes hold m.mu
 	}
 	return nil
 }

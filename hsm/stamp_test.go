@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // TestUserStamp: a node whose key service user could not log in watches
@@ -67,7 +66,7 @@ func TestUserStamp(t *testing.T) {
 				t.Fatal(err)
 			}
 			u.Role = string(RoleAuditor)
-			if err := f.db.ApplyHSM(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}); err != nil {
+			if _, err := f.db.Exec(ctx, `UPDATE hsm_users SET role = ? WHERE name = ?`, u.Role, u.Name); err != nil {
 				t.Fatal(err)
 			}
 		}, true},

@@ -229,7 +229,7 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		cleanup()
 		return InitResult{}, err
 	}
-	ch := storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, PutUsers: []storage.HSMUser{officer}}
+	ch := storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, NewUsers: []storage.HSMUser{officer}}
 	ch.Audit = m.auditFunc("", "hsm.initialize", o.OfficerName, withRequester(ctx, details+" officer="+o.OfficerName))
 	build, auth := ch.Audit, st.auditAuth()
 	ch.Audit = func(prevSeq int64, prevHash []byte) storage.HSMAuditEntry {
@@ -249,7 +249,7 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 		st.zero()
 		return InitResult{}, fmt.Errorf("initialising hsm: hsm.initialize: %w (%w)", ErrAuditFailed, err)
 	}
-	st.noteUsers(ch.PutUsers, nil)
+	st.noteUsers(ch.NewUsers, nil)
 	setAuditAnchor(st, authFrom)
 	m.state.Store(st)
 	m.log.Info("hsm initialised", "method", o.Method)

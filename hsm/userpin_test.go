@@ -249,3 +249,29 @@ func TestPINRacesAcrossNodes(t *testing.T) {
 		})
 	})
 }
+
+// TestCreateUserOnTwoNodes: two nodes creating the same user at once (each
+// checked the name was free before the other wrote): one succeeds, the
+// other gets ErrExists, and the stored user has the first one's PIN and
+// role, not the second's.
+func TestCreateUserOnTwoNodes(t *testing.T) {
+	eachTwoNodes(t, func(t *testing.T, n *nodes) {
+		ctx := context.Background()
+		officerB, err := n.b.Login(ctx, "co", officerPIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.storeB.setBeforeApply(func() {
+			if err := n.officer.CreateUser(ctx, "grace", RoleUser, "grace-pin-A"); err != nil {
+				t.Errorf("creating grace on node A: %v", err)
+			}
+		})
+		if err := officerB.CreateUser(ctx, "grace", RoleAuditor, "grace-pin-B"); !errors.Is(err, ErrExists) {
+			t.Fatalf("creating grace on node B after node A did: %v, want ErrExists", err)
+		}
+		u := userState(t, n.db, "grace")
+		if u.Role != string(RoleUser) || !checkPIN(u.PINHash, "grace-pin-A") {
+			t.Fatalf("grace is %s with node B's PIN %v: node B replaced node A's user", u.Role, checkPIN(u.PINHash, "grace-pin-B"))
+		}
+	})
+}

@@ -156,7 +156,12 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 		return fmt.Errorf("creating user: %w", err)
 	}
 	u := storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: s.m.now().UTC()}
-	return s.m.apply(ctx, storage.HSMChange{PutUsers: []storage.HSMUser{u}}, s.user, "user.create", name, "role="+string(role))
+	err = s.m.apply(ctx, storage.HSMChange{NewUsers: []storage.HSMUser{u}}, s.user, "user.create", name, "role="+string(role))
+	if errors.Is(err, storage.ErrHSMUserChanged) {
+		// Created by another process or node since the check above.
+		return errf(ErrExists, "creating user: user %q exists already", name)
+	}
+	return err
 }
 
 // DeleteUser removes a user (officer only). A user who still owns keys, or

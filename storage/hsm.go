@@ -119,12 +119,14 @@ type HSMChange struct {
 	// of these users owns an object (a user being deleted).
 	RequireNoOwned []string
 	Meta           map[string][]byte
-	// PutUsers inserts or replaces whole rows by name: for new users only.
-	// A row computed from an earlier read would undo what another process
-	// wrote meanwhile (a failure counted, a lockout, a new PIN); changes to
-	// a stored user go through PINCheck, SetPIN and UnlockUsers, each one
-	// conditional statement.
-	PutUsers    []HSMUser
+	// NewUsers inserts users that must not exist yet: a stored name makes
+	// the change fail with ErrHSMUserChanged, so two processes creating
+	// the same user at once cannot both succeed, the second replacing the
+	// first's PIN and role. Changes to a stored user go through PINCheck,
+	// SetPIN and UnlockUsers, each one conditional statement (a row
+	// computed from an earlier read would undo what another process wrote
+	// meanwhile: a failure counted, a lockout, a new PIN).
+	NewUsers    []HSMUser
 	DeleteUsers []string
 	// PINCheck, if set, records a PIN check (see HSMPINCheck); ApplyHSM
 	// fills in its outcome before it builds the audit entry.
@@ -386,16 +388,21 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 				return fmt.Errorf("writing hsm meta: %w", err)
 			}
 		}
-		for _, u := range ch.PutUsers {
+		for _, u := range ch.NewUsers {
 			locked := 0
 			if u.Locked {
 				locked = 1
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (name) DO UPDATE SET role = excluded.role, pin_hash = excluded.pin_hash,
-				failures = excluded.failures, locked = excluded.locked`,
-				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created)); err != nil {
+			res, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (name) DO NOTHING`,
+				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created))
+			if err != nil {
 				return fmt.Errorf("writing hsm user: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("writing hsm user: %w", err)
+			} else if n != 1 {
+				return fmt.Errorf("user %q exists already: %w", u.Name, ErrHSMUserChanged)
 			}
 		}
 		for _, n := range ch.DeleteUsers {

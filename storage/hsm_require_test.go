@@ -33,7 +33,7 @@ func TestHSMInsertAndRequire(t *testing.T) {
 				t.Fatalf("%s: got %v, want %v (a conflict)", what, err, want)
 			}
 		}
-		if err := apply(storage.HSMChange{PutUsers: []storage.HSMUser{{Name: "a", Role: "user", PINHash: "x", Created: time.Now()}}}); err != nil {
+		if err := apply(storage.HSMChange{NewUsers: []storage.HSMUser{{Name: "a", Role: "user", PINHash: "x", Created: time.Now()}}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := apply(storage.HSMChange{InsertObjects: []storage.HSMObject{obj(1, "a1", "v1")}, RequireUsers: []string{"a"},

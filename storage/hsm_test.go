@@ -17,7 +17,7 @@ func TestHSMApplyIsAtomic(t *testing.T) {
 			return storage.HSMAuditEntry{Seq: prev + 1, At: time.Now(), Action: "x", PrevHash: append([]byte{}, h...), Hash: []byte{byte(prev + 1)}}
 		}
 		u := storage.HSMUser{Name: "a", Role: "user", PINHash: "h", Created: time.Now()}
-		if err := db.ApplyHSM(ctx, storage.HSMChange{Meta: map[string][]byte{"method": []byte("keyfile")}, PutUsers: []storage.HSMUser{u}, Audit: entry}); err != nil {
+		if err := db.ApplyHSM(ctx, storage.HSMChange{Meta: map[string][]byte{"method": []byte("keyfile")}, NewUsers: []storage.HSMUser{u}, Audit: entry}); err != nil {
 			t.Fatal(err)
 		}
 		// A change whose audit entry cannot be appended writes nothing.
