@@ -3,7 +3,6 @@ package hsm
 import (
 	"context"
 	"testing"
-
 )
 
 // TestUserStamp: a node whose key service user could not log in watches

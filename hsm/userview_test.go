@@ -7,7 +7,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
 )
 
 // TestSessionEndsWithItsUser: a review saw a running server's key service
