@@ -70,8 +70,9 @@ type Database struct {
 	// commit, a revocation): one the database has not answered within it
 	// is abandoned and its requests get 503 with Retry-After, so a
 	// database that hangs without closing its connections does not hold
-	// issuance until it answers again. Default 10s; it must be shorter
-	// than limits.write_timeout.
+	// issuance until it answers again. Default 10s, or limits'
+	// request_timeout if shorter; it must be shorter than
+	// limits.write_timeout.
 	Timeout Duration `yaml:"timeout"`
 }
 
@@ -215,11 +216,11 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like \"15m\"", n.Line)
+		return fmt.Errorf("line %d, column %d: want a duration like \"15m\"", n.Line, n.Column)
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like \"15m\"", n.Line, s)
+		return fmt.Errorf("line %d, column %d: %q is not a duration like \"15m\"", n.Line, n.Column, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -236,7 +237,7 @@ func Parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", explainUnknown(err, c))
+		return nil, fmt.Errorf("config: %w", nameKeys(explainUnknown(err, c), data, ""))
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

@@ -38,7 +38,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"unknown nested key", "ca:\n  intermediates: [{id: a, label: b}]\n", `unknown key "label" (known here: cert, id, key_label)`},
 		{"bad driver", "database:\n  driver: mysql\n", "database.driver"},
 		{"bad addr", "listen:\n  https: nowhere\n", "listen.https"},
-		{"bad duration", "limits:\n  read_timeout: soon\n", "duration"},
+		{"bad duration", "limits:\n  read_timeout: soon\n", `line 2, column 17: limits.read_timeout: "soon" is not a duration`},
+		{"bad duration, flow style", "database: {driver: sqlite, timeout: 1x}\n", `line 1, column 37: database.timeout: "1x" is not a duration`},
 		{"bad unseal", "hsm:\n  unseal: magic\n", "hsm.unseal"},
 		{"duplicate issuer", "ca:\n  root: {id: a}\n  intermediates: [{id: a}]\n", "used twice"},
 		{"delta CRL URL as issuer", "ca:\n  intermediates: [{id: intermediate}, {id: intermediate-delta}]\n", "ends in -delta"},
@@ -79,6 +80,15 @@ func TestRequestTimeoutDefault(t *testing.T) {
 	if c.Limits.RequestTimeout.D() != 6*time.Second || c.Database.Timeout.D() != 5*time.Second {
 		t.Fatalf("request_timeout %s, database.timeout %s; want 6s and 5s", c.Limits.RequestTimeout.D(), c.Database.Timeout.D())
 	}
+	// A config from before database.timeout existed, with a short write
+	// timeout, stays valid: the transaction bound follows it down.
+	c, err = Parse([]byte("limits:\n  write_timeout: 6s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.RequestTimeout.D() != 4*time.Second || c.Database.Timeout.D() != 4*time.Second {
+		t.Fatalf("request_timeout %s, database.timeout %s; want 4s and 4s", c.Limits.RequestTimeout.D(), c.Database.Timeout.D())
+	}
 }
 
 // A postgres DSN may come from the environment only (it may carry a
@@ -110,6 +120,20 @@ func TestSectionDecodesStrictly(t *testing.T) {
 	}
 	if err := c.Policy.Decode("policy", &p); err == nil || !strings.Contains(err.Error(), `unknown key "allow_wildcard" (known here: allow_wildcards, suffixes)`) {
 		t.Fatalf("unknown key in section: %v", err)
+	}
+	// A value its type refuses is named by its key, under the section.
+	type acme struct {
+		Validation struct {
+			Timeout Duration `yaml:"timeout"`
+		} `yaml:"validation"`
+	}
+	c, err = Parse([]byte("acme:\n  validation:\n    timeout: soon\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a acme
+	if err := c.ACME.Decode("acme", &a); err == nil || !strings.Contains(err.Error(), `acme.validation.timeout: "soon" is not a duration`) {
+		t.Fatalf("bad duration in a section: %v", err)
 	}
 	var untouched policy
 	if err := Default().ACME.Decode("acme", &untouched); err != nil || untouched.AllowWildcards {

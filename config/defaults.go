@@ -23,7 +23,6 @@ func (c *Config) ApplyDefaults() {
 	def(&c.URLs.HTTPS, "https://"+hostPort(c.Hostname, c.Listen.HTTPS, "443"))
 	def(&c.URLs.HTTP, "http://"+hostPort(c.Hostname, c.Listen.HTTP, "80"))
 	def(&c.Database.Driver, "sqlite")
-	defD(&c.Database.Timeout, 10*time.Second)
 	if c.Database.Driver == "sqlite" {
 		def(&c.Database.DSN, "strongroom.db")
 	}
@@ -62,6 +61,9 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Limits.WriteTimeout, 30*time.Second)
 	defD(&c.Limits.IdleTimeout, 120*time.Second)
 	defD(&c.Limits.RequestTimeout, c.Limits.WriteTimeout.D()*2/3)
+	// A short write timeout shortens the transaction bound too, so a
+	// config valid before database.timeout existed stays valid.
+	defD(&c.Database.Timeout, min(10*time.Second, c.Limits.RequestTimeout.D()))
 	if c.Limits.ConnsPerIP == 0 {
 		c.Limits.ConnsPerIP = 1000
 	}

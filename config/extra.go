@@ -74,7 +74,7 @@ func (s Section) Decode(name string, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config section %s (line numbers count from the section): %w", name, explainUnknown(err, v))
+		return fmt.Errorf("config section %s (line numbers count from the section): %w", name, nameKeys(explainUnknown(err, v), data, name))
 	}
 	return nil
 }

@@ -76,3 +76,92 @@ func yamlKeys(t reflect.Type, into map[string][]string) {
 	slices.Sort(keys)
 	into[t.String()] = keys
 }
+
+// lineError matches the "line N: " that begins yaml.v3's reports, and the
+// "line N, column C: " of ours (Duration), which tells apart values on one
+// line (flow style).
+var lineError = regexp.MustCompile(`^line (\d+)(?:, column (\d+))?: `)
+
+// nameKeys adds the dotted key path of the value at the reported line to
+// errors that give only a line ("line 54: "abc" is not a duration" becomes
+// "line 54: limits.request_timeout: …"), so each names the key as the
+// validation errors do; prefix (a section's name) begins the path. Reports
+// it cannot place are returned as they are.
+func nameKeys(err error, data []byte, prefix string) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	name := func(msg string) string {
+		m := lineError.FindStringSubmatch(msg)
+		if m == nil || strings.Contains(msg, "unknown key") {
+			return msg
+		}
+		var at pos
+		fmt.Sscan(m[1], &at.line)
+		if m[2] != "" {
+			fmt.Sscan(m[2], &at.column)
+		}
+		if path := keyAt(&root, at, prefix); path != "" {
+			return m[0] + path + ": " + msg[len(m[0]):]
+		}
+		return msg
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		out := &yaml.TypeError{Errors: make([]string, len(te.Errors))}
+		for i, e := range te.Errors {
+			out.Errors[i] = name(e)
+		}
+		return out
+	}
+	if msg := name(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
+// pos is where a report points: a line, and a column when known (0: any).
+type pos struct{ line, column int }
+
+func (p pos) is(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Line == p.line && (p.column == 0 || n.Column == p.column)
+}
+
+// keyAt returns the dotted path of the scalar value at in n ("" if none):
+// list items are named by index, as validation does (ca.intermediates[0].id).
+func keyAt(n *yaml.Node, at pos, path string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := keyAt(c, at, path); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if at.is(v) {
+				return p
+			}
+			if q := keyAt(v, at, p); q != "" {
+				return q
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if at.is(c) {
+				return p
+			}
+			if q := keyAt(c, at, p); q != "" {
+				return q
+			}
+		}
+	}
+	return ""
+}

@@ -46,7 +46,7 @@ func warnIntents(ctx context.Context, db *storage.DB, log *slog.Logger, now time
 		if !after.IsZero() {
 			attrs = append(attrs, "since", after)
 		}
-		log.Warn("certificates were signed, or about to be, and never stored: a node stopped between recording the intent and storing; none was handed out, but each may exist outside the database (list them with `ca cert list --status intent`)",
+		log.Warn("certificates were signed, or about to be, and never stored: a node stopped, or its database failed, between recording the intent and storing; none was handed out, but each may exist outside the database (list them with `ca cert list --status intent`)",
 			attrs...)
 	}
 	mark := binary.BigEndian.AppendUint64(nil, uint64(storage.Micros(until)))
