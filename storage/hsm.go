@@ -396,13 +396,8 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 			res, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)
 				ON CONFLICT (name) DO NOTHING`,
 				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created))
-			if err != nil {
-				return fmt.Errorf("writing hsm user: %w", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("writing hsm user: %w", err)
-			} else if n != 1 {
-				return fmt.Errorf("user %q exists already: %w", u.Name, ErrHSMUserChanged)
+			if err := oneUser(res, err, "writing hsm user", fmt.Sprintf("user %q exists already", u.Name)); err != nil {
+				return err
 			}
 		}
 		for _, n := range ch.DeleteUsers {
@@ -450,7 +445,7 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 }
 
 // changeHSMUsers applies ch's changes to stored users, each one statement
-// conditional on the row as it stands (see HSMChange.PutUsers).
+// conditional on the row as it stands (see HSMChange.NewUsers).
 func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
 	if ch.PINCheck != nil {
 		if err := recordHSMPINCheck(ctx, tx, ch.PINCheck); err != nil {
@@ -460,25 +455,31 @@ func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
 	if c := ch.SetPIN; c != nil {
 		res, err := tx.Exec(ctx, `UPDATE hsm_users SET pin_hash = ?, failures = CASE WHEN locked = 0 THEN 0 ELSE failures END
 			WHERE name = ? AND pin_hash = ?`, c.NewHash, c.Name, c.OldHash)
-		if err != nil {
-			return fmt.Errorf("changing hsm user PIN: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("changing hsm user PIN: %w", err)
-		} else if n != 1 {
-			return fmt.Errorf("user %q was deleted, or its PIN changed, since the old PIN was checked: %w", c.Name, ErrHSMUserChanged)
+		if err := oneUser(res, err, "changing hsm user PIN",
+			fmt.Sprintf("user %q was deleted, or its PIN changed, since the old PIN was checked", c.Name)); err != nil {
+			return err
 		}
 	}
 	for _, n := range ch.UnlockUsers {
 		res, err := tx.Exec(ctx, `UPDATE hsm_users SET locked = 0, failures = 0 WHERE name = ?`, n)
-		if err != nil {
-			return fmt.Errorf("unlocking hsm user: %w", err)
+		if err := oneUser(res, err, "unlocking hsm user", fmt.Sprintf("user %q does not exist", n)); err != nil {
+			return err
 		}
-		if k, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("unlocking hsm user: %w", err)
-		} else if k != 1 {
-			return fmt.Errorf("user %q does not exist: %w", n, ErrHSMUserChanged)
+	}
+	return nil
+}
+
+// oneUser checks that a statement on a user changed exactly one row; if
+// not, the change fails with ErrHSMUserChanged, saying why (otherwise).
+func oneUser(res sql.Result, err error, doing, otherwise string) error {
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n != 1 {
+			return fmt.Errorf("%s: %w", otherwise, ErrHSMUserChanged)
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
 	}
 	return nil
 }
