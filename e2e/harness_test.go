@@ -251,12 +251,21 @@ func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("STRONGROOM_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("%s is required but not installed (make deps installs it)", name)
-		}
-		t.Skipf("skipping: %s not installed (make deps installs it)", name)
+		unavailable(t, "%s is not installed (make deps installs it)", name)
 	}
 	return p
+}
+
+// unavailable skips the test because something it needs from the machine
+// is missing, or fails it when STRONGROOM_REQUIRE_SERVICES=1 (CI), where a
+// skip would hide that the test never ran.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	why := fmt.Sprintf(format, args...)
+	if os.Getenv("STRONGROOM_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("required but unavailable: %s", why)
+	}
+	t.Skipf("skipping: %s", why)
 }
 
 // appendConfig adds YAML to the data directory's strongroom.yaml (an
