@@ -371,8 +371,8 @@ type CertFilter struct {
 }
 
 // keepScan bounds the rows one ListCertificates with Keep reads, in
-// queries of keepPage rows.
-const (
+// queries of keepPage rows (variables for tests).
+var (
 	keepScan = 10000
 	keepPage = 500
 )
@@ -389,6 +389,7 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 	// limit: limit=1 must not cost a query per row scanned.
 	f.Limit = max(want, keepPage)
 	var out []core.Certificate
+	from := f.After
 	for scanned := 0; ; {
 		rows, next, err := d.listPage(ctx, f)
 		if err != nil {
@@ -406,11 +407,35 @@ func (d *DB) ListCertificates(ctx context.Context, f CertFilter) ([]core.Certifi
 				return out, "", nil
 			}
 		}
-		if next == "" || scanned >= keepScan {
-			return out, next, nil
+		if next == "" {
+			return out, "", nil
+		}
+		if scanned >= keepScan {
+			floor := from
+			if len(out) > 0 {
+				floor = out[len(out)-1].Serial
+			}
+			return out, scanCursor(next, floor), nil
 		}
 		f.After = next
 	}
+}
+
+// scanCursor is where a listing whose scan stopped at last goes on without
+// naming last, a row the caller may not see (a security review: the
+// cursor gave away another team's serial): the shortest prefix of last,
+// two hex digits at a time, that sorts after floor, the caller's cursor or the last row it
+// was given. Serials compare as text, and a prefix sorts before the serials
+// it begins, so the next page starts after every row this one was given
+// and reads again only the unkept rows between the prefix and last; the
+// prefix tells the caller at most two hex digits beyond what floor did.
+func scanCursor(last, floor core.Serial) core.Serial {
+	for k := 2; k < len(last); k += 2 {
+		if p := last[:k]; p > floor {
+			return p
+		}
+	}
+	return last
 }
 
 func (d *DB) listPage(ctx context.Context, f CertFilter) ([]core.Certificate, core.Serial, error) {

@@ -374,3 +374,68 @@ func TestListCertificatesKeep(t *testing.T) {
 		}
 	})
 }
+
+// TestListCursorHidesUnkept: a filtered listing whose scan stops before
+// its page is full returns a cursor that is not the serial of a row the
+// caller may not see, and walking the cursors still lists every kept row
+// once, in order, and ends.
+func TestListCursorHidesUnkept(t *testing.T) {
+	defer storage.SetKeepScan(6, 3)()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		want, hidden := map[core.Serial]bool{}, map[core.Serial]bool{}
+		for i := range 60 {
+			name := "b.team-b.example"
+			if i%9 == 0 {
+				name = "a.team-a.example"
+			}
+			s := issue(t, db, "i1", []string{name}, now.Add(time.Hour))
+			if i%9 == 0 {
+				want[s] = true
+			} else {
+				hidden[s] = true
+			}
+		}
+		keep := func(c *core.Certificate) bool { return c.Names[0] == "a.team-a.example" }
+		var got []core.Serial
+		var cursor core.Serial
+		stopped := 0 // pages that ended at the scan bound, not the limit
+		for pages := 0; ; pages++ {
+			if pages > 200 {
+				t.Fatal("the cursor does not end")
+			}
+			page, next, err := db.ListCertificates(ctx, storage.CertFilter{Limit: 5, After: cursor, Keep: keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range page {
+				got = append(got, c.Serial)
+			}
+			if next == "" {
+				break
+			}
+			if hidden[next] {
+				t.Fatalf("the cursor %s is the serial of a row the caller may not see", next)
+			}
+			if len(page) < 5 {
+				stopped++
+			}
+			if _, err := core.ParseSerial(string(next)); err != nil || next <= cursor {
+				t.Fatalf("cursor %q after %q: %v", next, cursor, err)
+			}
+			cursor = next
+		}
+		if stopped == 0 {
+			t.Fatal("no page stopped at the scan bound: the test shows nothing")
+		}
+		if len(got) != len(want) {
+			t.Fatalf("listed %d, want the %d kept", len(got), len(want))
+		}
+		for i, s := range got {
+			if !want[s] || i > 0 && got[i-1] >= s {
+				t.Fatalf("listed %v; want each kept serial once, in order", got)
+			}
+		}
+	})
+}

@@ -15,3 +15,11 @@ func SetSubscribeIdle(d time.Duration) (restore func()) {
 	subscribeIdle = d
 	return func() { subscribeIdle = old }
 }
+
+// SetKeepScan sets how many rows a filtered listing reads per call and per
+// query, and returns a function that restores them.
+func SetKeepScan(scan, page int) (restore func()) {
+	oldScan, oldPage := keepScan, keepPage
+	keepScan, keepPage = scan, page
+	return func() { keepScan, keepPage = oldScan, oldPage }
+}
