@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"embed"
 	"encoding/pem"
@@ -12,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -156,23 +156,20 @@ func (w *Console) Register(r gin.IRouter) {
 	r.GET("/audit", w.signedIn(w.audit))
 }
 
-// sameOrigin refuses a POST whose Origin (sent by every current browser)
-// names another site: with the CSRF tokens of signed-in forms, this also
-// stops a foreign page from signing a visitor in with its own key (login
-// CSRF). A POST without Origin (curl, old browsers) is left to the tokens.
+// sameOrigin refuses a POST a browser sent from another site, by the
+// REST API's check (api.CrossSite: Sec-Fetch-Site, else Origin against
+// Host): with the CSRF tokens of signed-in forms, this also stops a
+// foreign page from signing a visitor in with its own key (login CSRF). A
+// POST with neither header (curl, old browsers) is left to the tokens.
 func (w *Console) sameOrigin(c *gin.Context) {
-	if c.Request.Method == http.MethodPost {
-		if o := c.GetHeader("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || u.Host != c.Request.Host {
-				// A proxy that rewrites Host makes every form land here:
-				// say which two names differ.
-				w.render(c, http.StatusForbidden, "error", page{Title: "Forbidden", Error: fmt.Sprintf(
-					"the form was sent from %q, not from this console (%s); open the console at its own address, or have the proxy keep the Host header", o, c.Request.Host)})
-				c.Abort()
-				return
-			}
-		}
+	if err := api.CrossSite(c.Request); err != nil {
+		// A proxy that rewrites Host makes every form land here: say
+		// which two names differ.
+		w.render(c, http.StatusForbidden, "error", page{Title: "Forbidden", Error: fmt.Sprintf(
+			"the form was sent from %q, not from this console (%s); open the console at its own address, or have the proxy keep the Host header",
+			cmp.Or(c.GetHeader("Origin"), "another site"), c.Request.Host)})
+		c.Abort()
+		return
 	}
 	c.Next()
 }
