@@ -27,6 +27,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/acme"
 	"github.com/strongroom-pki/strongroom/acme/challenge"
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -159,12 +160,7 @@ func (v realHTTP01) Validate(ctx context.Context, chType string, id acme.Identif
 }
 
 func TestLegoIssueRealHTTP01(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", challengetest.FreePort(t))
 	e := newEnv(t, func(o *acme.Options) { o.Validator = realHTTP01{addr: addr} })
 	ctx := context.Background()
 	c, u := newLego(t, e)
@@ -300,12 +296,7 @@ func TestLegoKeyChangeAndDeactivate(t *testing.T) {
 // TestLegoWithChallengePackage: lego's http-01 server checked by the real
 // acme/challenge validator, wired through ValidatorFunc as production does.
 func TestLegoWithChallengePackage(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := challengetest.FreePort(t)
 	v, err := challenge.New(challenge.Options{HTTPPort: port,
 		HostOverride: map[string]string{"wired.example.com": "127.0.0.1", "nobody.example.com": "127.0.0.2"}})
 	if err != nil {

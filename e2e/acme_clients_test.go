@@ -34,7 +34,7 @@ type acmeEnv struct {
 
 func startACMEEnv(t *testing.T) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{dns: challengetest.NewDNSServer(t), httpPort: FreePort(t), tlsPort: FreePort(t)}
+	e := &acmeEnv{dns: challengetest.NewDNSServer(t), httpPort: challengetest.FreePort(t), tlsPort: challengetest.FreePort(t)}
 	e.ca = StartCA(t, Options{Configure: func(t testing.TB, dir string) {
 		configureValidation(t, dir, e.dns.Addr(), e.httpPort, e.tlsPort)
 	}})

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
@@ -128,7 +129,7 @@ func secondNode(t *testing.T, a *CA, env []string) *CA {
 			t.Fatal(err)
 		}
 	}
-	httpsPort, httpPort := FreePort(t), FreePort(t)
+	httpsPort, httpPort := challengetest.FreePort(t), challengetest.FreePort(t)
 	cfg := string(readFile(t, filepath.Join(a.Dir, "strongroom.yaml")))
 	cfg = strings.NewReplacer(strings.TrimPrefix(a.HTTPSURL, "https://localhost"), fmt.Sprintf(":%d", httpsPort),
 		strings.TrimPrefix(a.HTTPURL, "http://localhost"), fmt.Sprintf(":%d", httpPort)).Replace(cfg)

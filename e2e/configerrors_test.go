@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 )
 
 // TestServeRefusesBadConfiguration: `ca serve` with a configuration
@@ -18,8 +20,8 @@ import (
 // with a setting that does nothing or the wrong thing.
 func TestServeRefusesBadConfiguration(t *testing.T) {
 	dir := t.TempDir()
-	out, err := exec.Command(caBinary, "init", "--data", dir, "--listen-https", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		"--listen-http", fmt.Sprintf("127.0.0.1:%d", FreePort(t))).CombinedOutput()
+	out, err := exec.Command(caBinary, "init", "--data", dir, "--listen-https", fmt.Sprintf("127.0.0.1:%d", challengetest.FreePort(t)),
+		"--listen-http", fmt.Sprintf("127.0.0.1:%d", challengetest.FreePort(t))).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ca init: %v\n%s", err, out)
 	}

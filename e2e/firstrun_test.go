@@ -18,6 +18,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 )
 
 // These tests check the first run (issue #2): `ca serve` on a data
@@ -70,7 +72,7 @@ func freshServe(t *testing.T, dir string) string {
 // with the harness until the test ends.
 func serveDir(t *testing.T, dir string) *CA {
 	t.Helper()
-	httpsPort, httpPort := FreePort(t), FreePort(t)
+	httpsPort, httpPort := challengetest.FreePort(t), challengetest.FreePort(t)
 	cfgPath := filepath.Join(dir, "strongroom.yaml")
 	cfg := string(readFile(t, cfgPath))
 	for _, def := range []string{"127.0.0.1:8443", "localhost:8443", "127.0.0.1:8080", "localhost:8080"} {

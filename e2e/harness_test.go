@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 )
 
 // caBinary is built once per test run by TestMain.
@@ -73,23 +74,12 @@ type Options struct {
 	Sealed bool
 }
 
-// FreePort returns a loopback port nothing listens on right now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // StartCA initialises a CA in a temp dir with free ports and serves it
 // until the test ends.
 func StartCA(t testing.TB, o Options) *CA {
 	t.Helper()
 	dir := t.TempDir()
-	httpsPort, httpPort := FreePort(t), FreePort(t)
+	httpsPort, httpPort := challengetest.FreePort(t), challengetest.FreePort(t)
 	args := append([]string{"init", "--data", dir,
 		"--listen-https", fmt.Sprintf("127.0.0.1:%d", httpsPort),
 		"--listen-http", fmt.Sprintf("127.0.0.1:%d", httpPort)}, o.InitArgs...)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 )
 
 // A minimal W3C WebDriver client for Debian's chromedriver driving headless
@@ -29,7 +31,7 @@ func startBrowser(t *testing.T) *webDriver {
 	t.Helper()
 	driver := requireTool(t, "chromedriver")
 	chromium := requireTool(t, "chromium")
-	port := FreePort(t)
+	port := challengetest.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, driver, fmt.Sprintf("--port=%d", port))
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/acme/challenge"
+	"github.com/strongroom-pki/strongroom/acme/challenge/challengetest"
 )
 
 const (
@@ -87,15 +88,6 @@ func blackhole(t *testing.T) (tcpPort int, udpAddr string) {
 }
 
 // closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
+func closedPort(t *testing.T) int { return challengetest.FreePort(t) }
 
 var ctx = context.Background()
