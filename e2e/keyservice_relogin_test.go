@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,6 +84,52 @@ func TestKeyServiceWrongPINTriesOnce(t *testing.T) {
 	if locked, failures := appsUserState(t, ctx, c); locked || failures != 0 {
 		t.Fatalf("after the corrected PIN: locked %v, %d failed logins", locked, failures)
 	}
+}
+
+// TestKeyServiceTamperedUserTriesOnce: the key service's user, its record
+// altered in the database under a running server (its MAC no longer
+// verifies), loses its session, and the node tries one login, refused as
+// tampered, not one every look; once the record is put back as it was, one
+// more login turns the service on.
+func TestKeyServiceTamperedUserTriesOnce(t *testing.T) {
+	c := StartCA(t, Options{})
+	status := keyServiceStatus(t, c)
+	if code, body := status(); code != 200 {
+		t.Fatalf("key service at start: %d %s", code, body)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mac []byte
+	if err := db.QueryRow(`SELECT mac FROM hsm_users WHERE name = 'apps'`).Scan(&mac); err != nil || len(mac) == 0 {
+		t.Fatalf("the apps user's MAC: %x %v", mac, err)
+	}
+	setMAC := func(v []byte) {
+		t.Helper()
+		if _, err := db.Exec(`UPDATE hsm_users SET mac = ? WHERE name = 'apps'`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func() (n int) {
+		t.Helper()
+		if err := db.QueryRow(`SELECT COUNT(*) FROM hsm_audit WHERE object = 'apps' AND action = 'login.fail'
+			AND details LIKE '%reason=tampered-user%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	setMAC(append([]byte{mac[0] ^ 1}, mac[1:]...))
+	waitFor(t, "the key service to turn off", func() bool { code, _ := status(); return code == 503 })
+	waitFor(t, "the one login refused as tampered", func() bool { return refused() == 1 })
+	// A node retrying would be refused at every look (2 s).
+	time.Sleep(6 * time.Second)
+	if n := refused(); n != 1 {
+		t.Fatalf("%d logins refused as tampered, want one\n%s", n, c.Output())
+	}
+	setMAC(mac)
+	waitFor(t, "the key service to turn on with the record put back", func() bool { code, _ := status(); return code == 200 })
 }
 
 // lockApps locks the apps user with five wrong PINs at `ca hsm users pin`

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"time"
@@ -145,24 +146,24 @@ const auditDomain = "strongroom-hsm-audit-v1"
 // prev hash included, so no field boundary can be shifted.
 func auditHash(e storage.HSMAuditEntry) []byte {
 	h := sha256.New()
-	var b [8]byte
-	put := func(p []byte) {
-		binary.BigEndian.PutUint64(b[:], uint64(len(p)))
-		h.Write(b[:])
-		h.Write(p)
+	putField(h, []byte(auditDomain))
+	putUint64(h, uint64(e.Seq))
+	putUint64(h, uint64(storage.Micros(e.At)))
+	for _, f := range []string{e.Actor, e.Action, e.Object, e.Details} {
+		putField(h, []byte(f))
 	}
-	put([]byte(auditDomain))
-	binary.BigEndian.PutUint64(b[:], uint64(e.Seq))
-	h.Write(b[:])
-	binary.BigEndian.PutUint64(b[:], uint64(storage.Micros(e.At)))
-	h.Write(b[:])
-	put([]byte(e.Actor))
-	put([]byte(e.Action))
-	put([]byte(e.Object))
-	put([]byte(e.Details))
-	put(e.PrevHash)
+	putField(h, e.PrevHash)
 	return h.Sum(nil)
 }
+
+// putField writes p to h after its length, so that no field boundary can
+// be shifted.
+func putField(h hash.Hash, p []byte) {
+	putUint64(h, uint64(len(p)))
+	h.Write(p)
+}
+
+func putUint64(h hash.Hash, v uint64) { h.Write(binary.BigEndian.AppendUint64(nil, v)) }
 
 // auditFunc returns the builder storage calls under the head lock.
 func (m *Module) auditFunc(actor, action, object, details string) func(int64, []byte) storage.HSMAuditEntry {

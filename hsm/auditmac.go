@@ -30,8 +30,9 @@ import (
 //     after the upgrade; what came before is covered as it stood then.
 //
 // Where authentication began is itself bound to the unseal material: the
-// wrapped KEK's AAD names it (kekAAD, v2; hsm_meta audit_auth_from), from
-// Initialize on, or from a keystore's first unseal on this release. So a
+// wrapped KEK's AAD names it (kekAAD in kekbind.go; hsm_meta
+// audit_auth_from), from Initialize on, or from a keystore's first unseal
+// on this release. So a
 // writer who strips every MAC and the head's authentication cannot pass
 // the log off as one from before this release: VerifyAudit requires the
 // head to authenticate from that entry, and editing audit_auth_from makes

@@ -105,7 +105,9 @@ func TestAuditHeadAuthenticated(t *testing.T) {
 		// that start to the unseal material.
 		m := f.reopen(t)
 		r := verify(t, m)
-		if r.FirstBad != 0 || !r.MACChecked || r.AuthFrom != r.HeadSeq-1 || r.AuthSeq != r.HeadSeq ||
+		// Appended: hsm.unseal (where authentication begins), hsm.audit-bind
+		// and hsm.users-bind.
+		if r.FirstBad != 0 || !r.MACChecked || r.AuthFrom != r.HeadSeq-2 || r.AuthSeq != r.HeadSeq ||
 			r.AuthBound != r.AuthFrom || !r.AuthBoundByUnseal {
 			t.Fatalf("after the first unseal: %+v", r)
 		}
@@ -193,39 +195,15 @@ func stripAuth(t *testing.T, db *storage.DB) {
 	}
 }
 
-// toPreviousRelease turns f's keystore into one of the previous release:
-// the KEK wrapped with the v1 AAD, no audit_auth_from, no MACs. f.m is
-// sealed.
+// toPreviousRelease turns f's keystore into one from before audit
+// authentication: the KEK wrapped with the v1 AAD, no audit_auth_from or
+// users_mac, no MACs on audit entries or user rows. f.m is sealed.
 func toPreviousRelease(t *testing.T, f *fixture) {
 	t.Helper()
-	ctx := context.Background()
-	f.m.Seal()
-	meta, err := f.db.HSMMeta(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if was := rebindAs(t, f, kekBinding{}); was.auditFrom == 0 {
+		t.Fatalf("a fresh keystore without a bound audit start: %+v", was)
 	}
-	from, err := metaAuthFrom(meta)
-	if err != nil || from == 0 {
-		t.Fatalf("a fresh keystore without a bound audit start: %d %v", from, err)
-	}
-	wk, err := os.ReadFile(f.keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := openKEKAAD(wk, kekAAD(MethodKeyFile, from), meta[metaWrappedKEK])
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1, err := sealKEK(wk, MethodKeyFile, kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.db.Exec(ctx, `UPDATE hsm_meta SET value = ? WHERE name = ?`, v1, metaWrappedKEK); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.db.Exec(ctx, `DELETE FROM hsm_meta WHERE name = ?`, metaAuditAuthFrom); err != nil {
-		t.Fatal(err)
-	}
+	clearUserMACs(t, f.db)
 	stripAuth(t, f.db)
 }
 
@@ -353,23 +331,30 @@ func TestAuditBoundPKCS11(t *testing.T) {
 	if string(meta[metaAuditAuthFrom]) != "1" {
 		t.Fatalf("audit_auth_from = %q", meta[metaAuditAuthFrom])
 	}
-	kek, err := w.Open(meta[metaWrappedKEK], kekAAD(MethodPKCS11, 1))
+	kek, err := w.Open(meta[metaWrappedKEK], kekAAD(MethodPKCS11, kekBinding{auditFrom: 1, usersMAC: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Seal()
 	// The previous release's keystore.
-	v1, _ := w.Seal(kek, kekAAD(MethodPKCS11, 0))
+	v1, _ := w.Seal(kek, kekAAD(MethodPKCS11, kekBinding{}))
 	db.Exec(ctx, `UPDATE hsm_meta SET value = ? WHERE name = ?`, v1, metaWrappedKEK)
-	db.Exec(ctx, `DELETE FROM hsm_meta WHERE name = ?`, metaAuditAuthFrom)
+	db.Exec(ctx, `DELETE FROM hsm_meta WHERE name IN (?, ?)`, metaAuditAuthFrom, metaUsersMAC)
+	clearUserMACs(t, db)
 	stripAuth(t, db)
 	m2 := newModule(t, db)
 	if err := m2.Unseal(ctx, UnsealInput{Wrapper: w}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := m2.VerifyAudit(ctx)
-	if err != nil || r.FirstBad != 0 || r.AuthBound != r.HeadSeq-1 || r.AuthFrom != r.AuthBound || !r.AuthBoundByUnseal || !r.MACChecked {
+	if err != nil || r.FirstBad != 0 || r.AuthBound != r.HeadSeq-2 || r.AuthFrom != r.AuthBound || !r.AuthBoundByUnseal || !r.MACChecked {
 		t.Fatalf("after the first unseal: %+v %v", r, err)
+	}
+	if meta, _ := db.HSMMeta(ctx); string(meta[metaUsersMAC]) != "1" {
+		t.Fatalf("users_mac = %q after the first unseal", meta[metaUsersMAC])
+	}
+	if _, err := m2.Login(ctx, "co", officerPIN); err != nil {
+		t.Fatalf("the officer after the user rows were bound: %v", err)
 	}
 	m2.Seal()
 	stripAuth(t, db)

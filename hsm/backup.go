@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -320,7 +318,7 @@ func backupKEK(h backupHeader, in RestoreInput) ([]byte, error) {
 }
 
 func backupAEAD(kek []byte) (cipher.AEAD, error) {
-	key, err := hkdf.Key(sha256.New, kek, nil, backupKeyInfo, 32)
+	key, err := kekSubkey(kek, backupKeyInfo)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,7 @@
 // Package hsm is Strongroom's embedded hardware-security-module, in
-// software: users and roles with PIN login and lockout, sessions, key
+// software: users and roles with PIN login and lockout (each user's record
+// authenticated under the KEK, so a database writer cannot set a PIN or a
+// role), sessions, key
 // objects sealed at rest under a key-encryption key (KEK), the unseal
 // methods that recover the KEK (key file, passphrase, Shamir M-of-N),
 // known-answer self-tests, the key operations (sign, verify, encrypt,

@@ -35,10 +35,12 @@ type Options struct {
 	// 5 seconds, negative → never (one node alone, or tests calling
 	// SyncKeys).
 	KeySyncInterval time.Duration
-	// DeferAuditBinding leaves the start of the audit log's authentication
-	// unbound at the first unseal of a previous release's keystore (see
-	// bindAuditStart): entries are authenticated, but the wrapped KEK keeps
-	// the AAD that release reads. Commands an operator runs with a new
+	// DeferAuditBinding leaves a previous release's keystore unbound at its
+	// first unseal (kekbind.go): the start of the audit log's
+	// authentication and the user rows' authentication are not bound into
+	// the wrapped KEK, which keeps the AAD that release reads, and rows
+	// without a MAC are still accepted (audit entries and rows written are
+	// authenticated all the same). Commands an operator runs with a new
 	// release before its first `ca serve` (a status, a backup) set it, so
 	// the keystore, and a backup taken then, still open with the previous
 	// release; the server binds.
@@ -83,11 +85,16 @@ type unsealed struct {
 	// auditFrom is where the audit log's authentication began, bound into
 	// the wrapped KEK's AAD (auditAnchor); 0: not known.
 	auditFrom atomic.Int64
+	// userKey authenticates the user rows (usermac.go); usersBound: the
+	// keystore says they are (users_mac), so a row without a MAC is refused.
+	userKey    []byte
+	usersBound atomic.Bool
 }
 
 func (st *unsealed) zero() {
 	clear(st.kek)
 	clear(st.macKey)
+	clear(st.userKey)
 	st.aead = nil
 	st.keys.Range(func(k, v any) bool {
 		v.(*keyObject).destroy()

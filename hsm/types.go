@@ -178,4 +178,8 @@ type UserInfo struct {
 	Locked   bool
 	Failures int
 	Created  time.Time
+	// Tampered: the user's row was altered outside the HSM (its MAC does
+	// not verify, or it has none once the rows are authenticated); it
+	// cannot log in, and Role is only what the row says.
+	Tampered bool
 }

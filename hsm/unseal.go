@@ -5,15 +5,13 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"strconv"
 
 	"golang.org/x/crypto/argon2"
 
@@ -57,6 +55,11 @@ const (
 	kekAADPrefixV2    = "strongroom-hsm-kek-v2|"
 	minPINLength      = 6
 	minPassphrase     = 8
+	// metaUsersMAC ("1") says the user rows are authenticated
+	// (usermac.go); bound into the wrapped KEK's AAD like
+	// audit_auth_from (kekbind.go).
+	metaUsersMAC   = "users_mac"
+	kekAADPrefixV3 = "strongroom-hsm-kek-v3|"
 )
 
 // passphraseKDF are the Argon2id parameters of the passphrase method,
@@ -203,32 +206,34 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	defer clear(wk)
 	// The init entry starts the log's authentication (from = its seq, the
 	// log's first entry), and that start is bound into the wrapped KEK's
-	// AAD right away: a keystore of this release never has a KEK that
-	// opens without it.
+	// AAD right away, with the user rows' authentication: a keystore of
+	// this release never has a KEK that opens without them.
 	headSeq, _, err := m.store.HSMAuditHead(ctx)
 	if err != nil {
 		cleanup()
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
 	}
 	authFrom := headSeq + 1
-	wrapped, err := kekWrap{method: o.Method, wk: wk, wrapper: o.Wrapper}.seal(kek, authFrom)
+	bound := kekBinding{auditFrom: authFrom, usersMAC: true}
+	wrapped, err := kekWrap{method: o.Method, wk: wk, wrapper: o.Wrapper}.seal(kek, bound)
 	if err != nil {
 		cleanup()
 		return InitResult{}, err
 	}
+	maps.Copy(meta, bound.meta())
 	meta[metaWrappedKEK] = wrapped
-	meta[metaAuditAuthFrom] = []byte(strconv.FormatInt(authFrom, 10))
 	hash, err := hashPIN(o.OfficerPIN)
 	if err != nil {
 		cleanup()
 		return InitResult{}, err
 	}
-	officer := storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()}
 	st, err := newUnsealed(kek, o.Method)
 	if err != nil {
 		cleanup()
 		return InitResult{}, err
 	}
+	st.usersBound.Store(true)
+	officer := st.withMAC(storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()})
 	ch := storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, NewUsers: []storage.HSMUser{officer}}
 	ch.Audit = m.auditFunc("", "hsm.initialize", o.OfficerName, withRequester(ctx, details+" officer="+o.OfficerName))
 	build, auth := ch.Audit, st.auditAuth()
@@ -265,21 +270,30 @@ func newUnsealed(kek []byte, method UnsealMethod) (*unsealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: KEK cipher: %w", err)
 	}
-	mk, err := hkdf.Key(sha256.New, kek, nil, auditMACInfo, 32)
+	mk, err := kekSubkey(kek, auditMACInfo)
 	if err != nil {
 		return nil, fmt.Errorf("hsm: audit MAC key: %w", err)
 	}
-	st := &unsealed{kek: kek, aead: g, method: method, macKey: mk}
+	uk, err := kekSubkey(kek, userMACInfo)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: user MAC key: %w", err)
+	}
+	st := &unsealed{kek: kek, aead: g, method: method, macKey: mk, userKey: uk}
 	st.users.Store(&map[string]userView{})
 	return st, nil
 }
 
+// kekSubkey derives a 32-byte key for one purpose (info) from the KEK.
+func kekSubkey(kek []byte, info string) ([]byte, error) {
+	return hkdf.Key(sha256.New, kek, nil, info, 32)
+}
+
 func sealKEK(wk []byte, method UnsealMethod, kek []byte) ([]byte, error) {
-	return sealKEKAAD(wk, kekAAD(method, 0), kek)
+	return sealKEKAAD(wk, kekAAD(method, kekBinding{}), kek)
 }
 
 func openKEK(wk []byte, method UnsealMethod, wrapped []byte) ([]byte, error) {
-	return openKEKAAD(wk, kekAAD(method, 0), wrapped)
+	return openKEKAAD(wk, kekAAD(method, kekBinding{}), wrapped)
 }
 
 func sealKEKAAD(wk, aad, kek []byte) ([]byte, error) {
@@ -305,58 +319,10 @@ func openKEKAAD(wk, aad, wrapped []byte) ([]byte, error) {
 	return g.Open(nil, wrapped[:g.NonceSize()], wrapped[g.NonceSize():], aad)
 }
 
-// kekAAD is the wrapped KEK's associated data. authFrom 0: v1, a keystore
-// of the previous release or from before its first authenticated audit
-// append. Otherwise v2 binds the seq where the audit log's authentication
-// began, so that only the unseal material can move or remove it.
-func kekAAD(method UnsealMethod, authFrom int64) []byte {
-	if authFrom == 0 {
-		return []byte(kekAADPrefix + string(method))
-	}
-	return []byte(kekAADPrefixV2 + string(method) + "|audit-from=" + strconv.FormatInt(authFrom, 10))
-}
-
-// metaAuthFrom reads audit_auth_from (0: absent). Only a successful open
-// of the KEK with it in the AAD authenticates it.
-func metaAuthFrom(meta map[string][]byte) (int64, error) {
-	v, ok := meta[metaAuditAuthFrom]
-	if !ok {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || n < 1 || strconv.FormatInt(n, 10) != string(v) {
-		return 0, errf(ErrCorrupt, "unsealing: the keystore's %s (%q) is not an entry number: tampered keystore", metaAuditAuthFrom, v)
-	}
-	return n, nil
-}
-
-// kekWrap is the unseal material in hand: it opens and seals the KEK.
-type kekWrap struct {
-	method  UnsealMethod
-	wk      []byte     // the wrapping key; nil for pkcs11
-	wrapper KEKWrapper // pkcs11
-}
-
-func (w kekWrap) seal(kek []byte, authFrom int64) ([]byte, error) {
-	if w.method == MethodPKCS11 {
-		return w.wrapper.Seal(kek, kekAAD(w.method, authFrom))
-	}
-	return sealKEKAAD(w.wk, kekAAD(w.method, authFrom), kek)
-}
-
-func (w kekWrap) open(wrapped []byte, authFrom int64) ([]byte, error) {
-	if w.method == MethodPKCS11 {
-		return w.wrapper.Open(wrapped, kekAAD(w.method, authFrom))
-	}
-	return openKEKAAD(w.wk, kekAAD(w.method, authFrom), wrapped)
-}
-
-func (w kekWrap) zero() { clear(w.wk) }
-
 func setAuditAnchor(st *unsealed, from int64) { st.auditFrom.Store(from) }
 
 // auditAnchor is the seq where the audit log's authentication began, as
-// the unseal material vouched for it (the v2 AAD), so VerifyAudit does not
+// the unseal material vouched for it (kekAAD), so VerifyAudit does not
 // take it from the database; 0 when st is nil or does not know it.
 func auditAnchor(st *unsealed) int64 {
 	if st == nil {
@@ -395,7 +361,7 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	if err != nil {
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	kek, authFrom, w, err := openKeystore(meta, in)
+	kek, cur, w, err := openKeystore(meta, in)
 	if err != nil {
 		m.auditUnsealFailure(ctx, meta, err)
 		return err
@@ -414,21 +380,20 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 	if err != nil {
 		return err
 	}
+	st.usersBound.Store(cur.b.usersMAC)
 	if err := m.loadUsers(ctx, st); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	if authFrom != 0 {
-		setAuditAnchor(st, authFrom) // before the unseal entry: it must not restart a stripped head
+	if cur.b.auditFrom != 0 {
+		setAuditAnchor(st, cur.b.auditFrom) // before the unseal entry: it must not restart a stripped head
 	}
 	if err := m.applyAs(ctx, st, storage.HSMChange{}, "", "hsm.unseal", "", "method="+string(method)); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)
 	}
-	if authFrom == 0 && !m.deferBind {
-		if authFrom = m.bindAuditStart(ctx, st, w, kek); authFrom != 0 {
-			setAuditAnchor(st, authFrom)
-		}
+	if !m.deferBind {
+		m.bindKeystore(ctx, st, w, kek, cur)
 	}
 	m.state.Store(st)
 	m.log.Info("hsm unsealed", "method", method)
@@ -452,66 +417,6 @@ func (m *Module) auditUnsealFailure(ctx context.Context, meta map[string][]byte,
 	}
 }
 
-// bindAuditStart binds the start of the audit log's authentication into
-// the wrapped KEK of a keystore that does not have it yet (one from the
-// previous release), at its first unseal on this release: the unseal
-// entry has just been appended with authentication, so the head records
-// where it began. The KEK is rewrapped with that seq in its AAD (v2) and
-// both meta rows are written at once, unless another node did it first.
-// It returns the bound seq, 0 when nothing is bound (the failure is
-// logged; the module unseals anyway and the next unseal tries again).
-func (m *Module) bindAuditStart(ctx context.Context, st *unsealed, w kekWrap, kek []byte) int64 {
-	a, err := m.store.HSMAuditAuth(ctx)
-	if err != nil {
-		m.log.Warn("hsm: reading the audit head to bind its authentication", "err", err)
-		return 0
-	}
-	var hash []byte
-	if a.Seq > 0 {
-		es, err := m.store.HSMAudit(ctx, a.Seq, 1)
-		if err != nil {
-			m.log.Warn("hsm: reading the audit head to bind its authentication", "err", err)
-			return 0
-		}
-		if len(es) == 1 && es[0].Seq == a.Seq {
-			hash = es[0].Hash
-		}
-	}
-	if a.From < 1 || a.From > a.Seq || hash == nil || !hmac.Equal(a.MAC, headMAC(st.macKey, a, hash)) {
-		m.log.Warn("hsm: the audit head's authentication does not verify; its start is not bound to the unseal material (run `ca hsm audit verify`)",
-			"mac_from", a.From, "mac_seq", a.Seq)
-		return 0
-	}
-	wrapped, err := w.seal(kek, a.From)
-	if err != nil {
-		m.log.Warn("hsm: rewrapping the KEK to bind the audit authentication", "err", err)
-		return 0
-	}
-	from := []byte(strconv.FormatInt(a.From, 10))
-	err = m.applyAs(ctx, st, storage.HSMChange{RequireNoMeta: metaAuditAuthFrom,
-		Meta: map[string][]byte{metaWrappedKEK: wrapped, metaAuditAuthFrom: from}},
-		"", "hsm.audit-bind", "", "audit-auth-from="+string(from))
-	if err == nil {
-		m.log.Info("hsm: audit authentication start bound to the unseal material", "audit_auth_from", a.From)
-		return a.From
-	}
-	// Refused: another node bound it meanwhile (RequireNoMeta), with the
-	// same head hence the same seq? Only an open with the material says so.
-	if meta, merr := m.store.HSMMeta(ctx); merr == nil {
-		if n, perr := metaAuthFrom(meta); perr == nil && n == a.From {
-			if k, oerr := w.open(meta[metaWrappedKEK], n); oerr == nil {
-				same := subtle.ConstantTimeCompare(k, kek) == 1
-				clear(k)
-				if same {
-					return n
-				}
-			}
-		}
-	}
-	m.log.Warn("hsm: binding the audit authentication to the unseal material", "err", err)
-	return 0
-}
-
 // recoverKEK derives the wrapping key from in for the method recorded in
 // meta and opens the wrapped KEK. Restore and unlock use it.
 func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, error) {
@@ -521,15 +426,15 @@ func recoverKEK(meta map[string][]byte, in UnsealInput) ([]byte, UnsealMethod, e
 }
 
 // openKeystore derives the wrapping key from in for the method recorded in
-// meta and opens the wrapped KEK: with the v2 AAD when meta has
-// audit_auth_from (then authFrom is that seq, vouched for by the open),
-// with v1 otherwise. The returned kekWrap holds the material; zero it.
-func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom int64, w kekWrap, err error) {
+// meta and opens the wrapped KEK with the AAD of what meta says is bound
+// (kekAAD); cur is the wrapped KEK and that binding, vouched for by the
+// open. The returned kekWrap holds the material; zero it.
+func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, cur storedKEK, w kekWrap, err error) {
 	method := UnsealMethod(meta[metaMethod])
 	w.method = method
-	fail := func(err error) ([]byte, int64, kekWrap, error) {
+	fail := func(err error) ([]byte, storedKEK, kekWrap, error) {
 		w.zero()
-		return nil, 0, kekWrap{method: method}, err
+		return nil, storedKEK{}, kekWrap{method: method}, err
 	}
 	switch method {
 	case "":
@@ -538,13 +443,15 @@ func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom 
 	default:
 		return fail(errf(ErrCorrupt, "unsealing: unknown unseal method %q in keystore", method))
 	}
-	if authFrom, err = metaAuthFrom(meta); err != nil {
+	cur.wrapped = meta[metaWrappedKEK]
+	if cur.b, err = metaBinding(meta); err != nil {
 		return fail(err)
 	}
 	// A KEK that does not open is wrong material, or a keystore edited
-	// outside the HSM: its wrapped KEK, or audit_auth_from changed or
-	// deleted (a deleted one looks like a keystore of the previous release).
-	tampered := ", or the keystore was tampered with (its wrapped KEK, or " + metaAuditAuthFrom + " edited or deleted)"
+	// outside the HSM: its wrapped KEK, audit_auth_from or users_mac
+	// changed or deleted (a deleted one looks like a keystore of an earlier
+	// release).
+	tampered := ", or the keystore was tampered with (its wrapped KEK, " + metaAuditAuthFrom + " or " + metaUsersMAC + " edited or deleted)"
 	switch method {
 	case MethodKeyFile:
 		if in.KeyFile == "" {
@@ -581,7 +488,7 @@ func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom 
 		}
 		w.wrapper = in.Wrapper
 	}
-	kek, err = w.open(meta[metaWrappedKEK], authFrom)
+	kek, err = w.open(cur.wrapped, cur.b)
 	if err != nil || len(kek) != 32 {
 		clear(kek)
 		switch method {
@@ -594,7 +501,7 @@ func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, authFrom 
 		}
 		return fail(errf(ErrBadUnseal, "unsealing: wrong key file%s", tampered))
 	}
-	return kek, authFrom, w, nil
+	return kek, cur, w, nil
 }
 
 var errNoShares = errors.New("no shares given")

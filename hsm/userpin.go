@@ -19,18 +19,31 @@ import (
 // never undone by a login, a failure or a PIN change read before it, and a
 // failure never writes back a PIN hash another process has replaced.
 //
-// User rows carry no MAC (unlike the audit log): the keystore trusts the
-// database for them, as it did for the whole row, so the counter is a
-// plain column the statement can increment.
+// The counter and the lock are plain columns the statement can change:
+// the user rows' MAC leaves them out (usermac.go).
 
 // recordPIN records a check of name's PIN against hash (right: it
 // matched) with its audit entry, which reports the outcome as stored, and
 // returns it. during says what the PIN was given for ("login",
-// "pin-change"). Callers hold m.mu.
+// "pin-change"). A right PIN whose row, as it stands in the transaction,
+// no longer verifies (altered outside the HSM since it was read and
+// checked: a role raised meanwhile) is refused as tampered. Callers hold
+// m.mu, with the module unsealed under the state the row was checked with.
 func (m *Module) recordPIN(ctx context.Context, name, hash string, right bool, during string) (*storage.HSMPINCheck, error) {
+	st := m.state.Load()
 	c := &storage.HSMPINCheck{Name: name, PINHash: hash, Right: right, Limit: maxFailed}
-	err := m.applyDescribed(ctx, m.state.Load(), storage.HSMChange{PINCheck: c}, name, name, "recording PIN check",
-		func() (string, string) { return pinAudit(c, during) })
+	var tampered bool
+	err := m.applyDescribed(ctx, st, storage.HSMChange{PINCheck: c}, name, name, "recording PIN check",
+		func() (string, string) {
+			tampered = c.Outcome == storage.HSMPINAccepted && st != nil && !st.userVerifies(c.User)
+			if tampered {
+				return "login.fail", withDuring("reason=tampered-user", during)
+			}
+			return pinAudit(c, during)
+		})
+	if err == nil && tampered {
+		err = tamperedUser(name)
+	}
 	return c, err
 }
 

@@ -95,7 +95,9 @@ func validUserName(n string) error {
 // Every attempt is audited; if the audit entry cannot be written the login
 // is refused. The outcome is decided by the database, in the transaction
 // that writes the audit entry (recordPIN), not by what this process read
-// before: other processes and nodes check PINs of the same users.
+// before: other processes and nodes check PINs of the same users. A user
+// whose row was altered outside the HSM (usermac.go) is refused with
+// ErrCorrupt, whatever the PIN, and nothing is counted.
 func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
 	st, err := m.live()
 	if err != nil {
@@ -113,11 +115,20 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	ok := checkPIN(hash, pin) && known
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.state.Load() != st {
+		return nil, fmt.Errorf("login: %w", ErrSealed) // sealed meanwhile: st's keys are zeroed
+	}
 	if !known {
 		if err := m.apply(ctx, storage.HSMChange{}, user, "login.fail", user, "reason=unknown-user"); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
+	}
+	if err := m.refreshUsersBound(ctx, st); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	if !st.userVerifies(u) {
+		return nil, fmt.Errorf("login: %w", m.refuseTampered(ctx, user, "login"))
 	}
 	c, err := m.recordPIN(ctx, user, u.PINHash, ok, "login")
 	if err != nil {
@@ -150,12 +161,16 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
+	st, err := s.live() // again, under mu: Seal zeroes the key the row's MAC needs
+	if err != nil {
+		return fmt.Errorf("creating user: %w", err)
+	}
 	if _, err := s.m.store.HSMUser(ctx, name); err == nil {
 		return errf(ErrExists, "creating user: user %q exists already", name)
 	} else if !isNotFound(err) {
 		return fmt.Errorf("creating user: %w", err)
 	}
-	u := storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: s.m.now().UTC()}
+	u := st.withMAC(storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: s.m.now().UTC()})
 	err = s.m.apply(ctx, storage.HSMChange{NewUsers: []storage.HSMUser{u}}, s.user, "user.create", name, "role="+string(role))
 	if errors.Is(err, storage.ErrHSMUserChanged) {
 		// Created by another process or node since the check above.
@@ -207,9 +222,19 @@ func (s *Session) UnlockUser(ctx context.Context, name string) error {
 	return s.m.unlock(ctx, name, s.user, "")
 }
 
-// ListUsers lists every user (officer only).
+// ListUsers lists every user (officer only), marking those whose row was
+// altered outside the HSM (UserInfo.Tampered) rather than hiding them.
 func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	if err := s.require(RoleOfficer); err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	s.m.mu.Lock() // Seal zeroes the key the rows are checked with under mu
+	defer s.m.mu.Unlock()
+	st, err := s.live()
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	if err := s.m.refreshUsersBound(ctx, st); err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
 	}
 	us, err := s.m.store.HSMUsers(ctx)
@@ -218,7 +243,8 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	}
 	out := make([]UserInfo, 0, len(us))
 	for _, u := range us {
-		out = append(out, UserInfo{Name: u.Name, Role: Role(u.Role), Locked: u.Locked, Failures: u.Failures, Created: u.Created})
+		out = append(out, UserInfo{Name: u.Name, Role: Role(u.Role), Locked: u.Locked, Failures: u.Failures, Created: u.Created,
+			Tampered: !st.userVerifies(u)})
 	}
 	return out, nil
 }
@@ -227,7 +253,8 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 // counts as a failed login: it is audited and the fifth in a row locks the
 // user. A change leaves a lockout as it is (only an unlock clears one), and
 // fails if the PIN was changed, or the user deleted, since the old PIN was
-// checked.
+// checked. A user whose row was altered outside the HSM is refused as
+// Login refuses it.
 func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	if _, err := s.live(); err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
@@ -241,9 +268,19 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
+	st, err := s.live() // again, under mu: Seal zeroes the key the rows' MACs need
+	if err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
 	u, err := s.m.store.HSMUser(ctx, s.user)
 	if err != nil {
 		return fmt.Errorf("changing PIN: %w", err)
+	}
+	if err := s.m.refreshUsersBound(ctx, st); err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	if !st.userVerifies(u) {
+		return fmt.Errorf("changing PIN: %w", s.m.refuseTampered(ctx, s.user, "pin-change"))
 	}
 	if !checkPIN(u.PINHash, oldPIN) {
 		if _, err := s.m.recordPIN(ctx, s.user, u.PINHash, false, "pin-change"); err != nil {
@@ -251,7 +288,11 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 		}
 		return fmt.Errorf("changing PIN: %w", ErrBadPIN)
 	}
-	ch := storage.HSMChange{SetPIN: &storage.HSMPINChange{Name: s.user, OldHash: u.PINHash, NewHash: hash}}
+	// The new MAC covers the role and creation time as read and verified:
+	// a row altered meanwhile keeps a MAC that does not fit it.
+	nu := u
+	nu.PINHash = hash
+	ch := storage.HSMChange{SetPIN: &storage.HSMPINChange{Name: s.user, OldHash: u.PINHash, NewHash: hash, NewMAC: st.withMAC(nu).MAC}}
 	err = s.m.apply(ctx, ch, s.user, "user.pin-change", s.user, "")
 	if errors.Is(err, storage.ErrHSMUserChanged) {
 		return errf(ErrBadPIN, "changing PIN: the PIN of %q was changed, or the user deleted, since the old PIN was checked; nothing changed", s.user)

@@ -21,8 +21,9 @@ import (
 // next SyncUsers, every KeySyncInterval, as key changes do (sync.go).
 
 type userView struct {
-	role    Role
-	created time.Time
+	role     Role
+	created  time.Time
+	tampered bool // the row does not verify (usermac.go): no role, no session
 }
 
 func viewOf(u storage.HSMUser) userView {
@@ -36,6 +37,8 @@ func viewOf(u storage.HSMUser) userView {
 func (st *unsealed) sessionUser(s *Session) error {
 	v, ok := (*st.users.Load())[s.user]
 	switch {
+	case ok && v.tampered:
+		return errf(ErrNotLoggedIn, "user %q was altered outside the HSM after this session began (its record does not verify)", s.user)
 	case !ok || !v.created.Equal(s.created):
 		return errf(ErrNotLoggedIn, "user %q was deleted after this session began", s.user)
 	case v.role != s.role:
@@ -57,14 +60,22 @@ func (st *unsealed) noteUsers(put []storage.HSMUser, del []string) {
 	st.users.Store(&next)
 }
 
-// loadUsers replaces st's view with the users as stored. Callers hold m.mu.
+// loadUsers replaces st's view with the users as stored; a row altered
+// outside the HSM gets no role. Callers hold m.mu.
 func (m *Module) loadUsers(ctx context.Context, st *unsealed) error {
+	if err := m.refreshUsersBound(ctx, st); err != nil {
+		return err
+	}
 	us, err := m.store.HSMUsers(ctx)
 	if err != nil {
 		return err // "reading hsm users: …"
 	}
 	view := make(map[string]userView, len(us))
 	for _, u := range us {
+		if !st.userVerifies(u) {
+			view[u.Name] = userView{tampered: true}
+			continue
+		}
 		view[u.Name] = viewOf(u)
 	}
 	st.users.Store(&view)

@@ -24,6 +24,10 @@ type HSMUser struct {
 	Failures int
 	Locked   bool
 	Created  time.Time
+	// MAC authenticates Name, Role, PINHash and Created under a key only
+	// an unsealed HSM has; empty for a row written before user rows were
+	// authenticated, or by a node of the previous release.
+	MAC []byte `json:",omitempty"`
 }
 
 // HSMObject is one version of a key object. Attrs is the canonical attribute
@@ -106,6 +110,10 @@ type HSMChange struct {
 	// RequireNoMeta makes the change fail with a core KindConflict error when
 	// a meta record of that name already exists (first initialisation).
 	RequireNoMeta string
+	// RequireMeta makes the change fail with a core KindConflict error
+	// unless each meta record holds exactly that value (a record replaced
+	// only if it is still the one read).
+	RequireMeta map[string][]byte
 	// RequireHeads makes the change fail with ErrHSMObjectChanged unless
 	// each object's highest stored version is Version with exactly Attrs.
 	RequireHeads []HSMObjectHead
@@ -123,9 +131,9 @@ type HSMChange struct {
 	// the change fail with ErrHSMUserChanged, so two processes creating
 	// the same user at once cannot both succeed, the second replacing the
 	// first's PIN and role. Changes to a stored user go through PINCheck,
-	// SetPIN and UnlockUsers, each one conditional statement (a row
-	// computed from an earlier read would undo what another process wrote
-	// meanwhile: a failure counted, a lockout, a new PIN).
+	// SetPIN, UnlockUsers and AddUserMACs, each one conditional statement
+	// (a row computed from an earlier read would undo what another process
+	// wrote meanwhile: a failure counted, a lockout, a new PIN).
 	NewUsers    []HSMUser
 	DeleteUsers []string
 	// PINCheck, if set, records a PIN check (see HSMPINCheck); ApplyHSM
@@ -137,6 +145,10 @@ type HSMChange struct {
 	// user that does not exist makes the change fail with
 	// ErrHSMUserChanged.
 	UnlockUsers []string
+	// AddUserMACs stores each user's MAC in the row of that name that has
+	// none yet and still has this Role, PINHash and Created; a row that
+	// does not makes the change fail with ErrHSMUserChanged.
+	AddUserMACs []HSMUser
 	// InsertObjects adds versions that must not exist yet: a stored
 	// (id, version) makes the change fail with ErrHSMObjectChanged, so new
 	// keys and rotations never replace stored key material.
@@ -192,13 +204,15 @@ const (
 	HSMPINNoUser                            // the user does not exist
 )
 
-// HSMPINChange replaces Name's PIN hash with NewHash if it is still
-// OldHash, the hash the old PIN was checked against; otherwise (the PIN
-// changed again, or the user was deleted, meanwhile) the change fails
-// with ErrHSMUserChanged. It resets the failure count of an unlocked user
-// and leaves a lock as it is: only an unlock clears one.
+// HSMPINChange replaces Name's PIN hash with NewHash, and its MAC with
+// NewMAC, if the hash is still OldHash, the hash the old PIN was checked
+// against; otherwise (the PIN changed again, or the user was deleted,
+// meanwhile) the change fails with ErrHSMUserChanged. It resets the
+// failure count of an unlocked user and leaves a lock as it is: only an
+// unlock clears one.
 type HSMPINChange struct {
 	Name, OldHash, NewHash string
+	NewMAC                 []byte
 }
 
 // HSMAuditAuth authenticates the audit chain: MAC is computed by an
@@ -238,15 +252,34 @@ func hsmMeta(ctx context.Context, q querier) (map[string][]byte, error) {
 	return m, nil
 }
 
-const hsmUserCols = `name, role, pin_hash, failures, locked, created`
+const hsmUserCols = `name, role, pin_hash, failures, locked, created, mac`
 
 func scanHSMUser(r scanner) (HSMUser, error) {
 	var u HSMUser
 	var locked int
 	var created int64
-	err := r.Scan(&u.Name, &u.Role, &u.PINHash, &u.Failures, &locked, &created)
+	err := r.Scan(&u.Name, &u.Role, &u.PINHash, &u.Failures, &locked, &created, &u.MAC)
 	u.Locked, u.Created = locked != 0, FromMicros(created)
 	return u, err
+}
+
+// insertHSMUser inserts u; onConflict is appended to the statement.
+func insertHSMUser(ctx context.Context, tx *Tx, u HSMUser, onConflict string) (sql.Result, error) {
+	locked := 0
+	if u.Locked {
+		locked = 1
+	}
+	return tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`+onConflict,
+		u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created), notNull(u.MAC))
+}
+
+// notNull is b, or an empty blob for a NOT NULL column when b is nil (an
+// empty blob may scan as nil).
+func notNull(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // HSMUser returns one user, or core.ErrNotFound.
@@ -389,13 +422,7 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 			}
 		}
 		for _, u := range ch.NewUsers {
-			locked := 0
-			if u.Locked {
-				locked = 1
-			}
-			res, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (name) DO NOTHING`,
-				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created))
+			res, err := insertHSMUser(ctx, tx, u, ` ON CONFLICT (name) DO NOTHING`)
 			if err := oneUser(res, err, "writing hsm user", fmt.Sprintf("user %q exists already", u.Name)); err != nil {
 				return err
 			}
@@ -453,8 +480,8 @@ func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
 		}
 	}
 	if c := ch.SetPIN; c != nil {
-		res, err := tx.Exec(ctx, `UPDATE hsm_users SET pin_hash = ?, failures = CASE WHEN locked = 0 THEN 0 ELSE failures END
-			WHERE name = ? AND pin_hash = ?`, c.NewHash, c.Name, c.OldHash)
+		res, err := tx.Exec(ctx, `UPDATE hsm_users SET pin_hash = ?, mac = ?, failures = CASE WHEN locked = 0 THEN 0 ELSE failures END
+			WHERE name = ? AND pin_hash = ?`, c.NewHash, notNull(c.NewMAC), c.Name, c.OldHash)
 		if err := oneUser(res, err, "changing hsm user PIN",
 			fmt.Sprintf("user %q was deleted, or its PIN changed, since the old PIN was checked", c.Name)); err != nil {
 			return err
@@ -463,6 +490,15 @@ func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
 	for _, n := range ch.UnlockUsers {
 		res, err := tx.Exec(ctx, `UPDATE hsm_users SET locked = 0, failures = 0 WHERE name = ?`, n)
 		if err := oneUser(res, err, "unlocking hsm user", fmt.Sprintf("user %q does not exist", n)); err != nil {
+			return err
+		}
+	}
+	for _, u := range ch.AddUserMACs {
+		res, err := tx.Exec(ctx, `UPDATE hsm_users SET mac = ?
+			WHERE name = ? AND role = ? AND pin_hash = ? AND created = ? AND length(mac) = 0`,
+			notNull(u.MAC), u.Name, u.Role, u.PINHash, Micros(u.Created))
+		if err := oneUser(res, err, "authenticating hsm user",
+			fmt.Sprintf("user %q was deleted, changed or authenticated since it was read", u.Name)); err != nil {
 			return err
 		}
 	}
@@ -566,6 +602,16 @@ func checkHSMChange(ctx context.Context, tx *Tx, ch HSMChange) error {
 			return fmt.Errorf("user %q owns objects: %w", u, ErrHSMUserChanged)
 		}
 	}
+	for name, want := range ch.RequireMeta {
+		var v []byte
+		err := tx.QueryRow(ctx, `SELECT value FROM hsm_meta WHERE name = ?`, name).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("checking hsm meta: %w", err)
+		}
+		if err != nil || !bytes.Equal(v, want) {
+			return core.Errorf(core.KindConflict, "hsm meta %q changed since it was read", name)
+		}
+	}
 	if ch.RequireNoMeta != "" {
 		var n int
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM hsm_meta WHERE name = ?`, ch.RequireNoMeta).Scan(&n); err != nil {
@@ -604,25 +650,19 @@ func appendHSMAudit(ctx context.Context, tx *Tx, build func(int64, []byte) HSMAu
 		}
 		e.MAC, next = auth(e, pa, authHash)
 	}
-	if next.MAC == nil {
-		next.MAC = []byte{} // NOT NULL: an empty blob may scan as nil
-	}
 	if err := insertHSMAudit(ctx, tx, e); err != nil {
 		return fmt.Errorf("appending hsm audit: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ?, mac_from = ?, mac_seq = ?, mac = ? WHERE id = 1`,
-		e.Seq, e.Hash, next.From, next.Seq, next.MAC); err != nil {
+		e.Seq, e.Hash, next.From, next.Seq, notNull(next.MAC)); err != nil {
 		return fmt.Errorf("advancing hsm audit head: %w", err)
 	}
 	return nil
 }
 
 func insertHSMAudit(ctx context.Context, tx *Tx, e HSMAuditEntry) error {
-	if e.MAC == nil {
-		e.MAC = []byte{}
-	}
 	_, err := tx.Exec(ctx, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash, mac)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash, e.MAC)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash, notNull(e.MAC))
 	return err
 }
 

@@ -88,12 +88,9 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 			}
 		}
 		for _, u := range s.Users {
-			locked := 0
-			if u.Locked {
-				locked = 1
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO hsm_users (`+hsmUserCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-				u.Name, u.Role, u.PINHash, u.Failures, locked, Micros(u.Created)); err != nil {
+			// With their MACs: a restore needs the same KEK, so they
+			// verify as before.
+			if _, err := insertHSMUser(ctx, tx, u, ""); err != nil {
 				return fmt.Errorf("restoring hsm user: %w", err)
 			}
 		}
@@ -108,18 +105,10 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 				return fmt.Errorf("restoring hsm audit entry %d: %w", e.Seq, err)
 			}
 		}
-		hash := s.HeadHash
-		if hash == nil {
-			hash = []byte{}
-		}
 		// The entries keep their MACs and the head its authentication:
 		// a restore needs the same KEK, so they verify as before.
-		mac := s.HeadAuth.MAC
-		if mac == nil {
-			mac = []byte{}
-		}
 		if _, err := tx.Exec(ctx, `UPDATE hsm_audit_head SET seq = ?, hash = ?, mac_from = ?, mac_seq = ?, mac = ? WHERE id = 1`,
-			s.HeadSeq, hash, s.HeadAuth.From, s.HeadAuth.Seq, mac); err != nil {
+			s.HeadSeq, notNull(s.HeadHash), s.HeadAuth.From, s.HeadAuth.Seq, notNull(s.HeadAuth.MAC)); err != nil {
 			return fmt.Errorf("restoring hsm audit head: %w", err)
 		}
 		if audit != nil {

@@ -15,7 +15,8 @@ import (
 
 // The key service runs in a session of its own HSM user (hsm.apps_user).
 // When that user cannot log in — locked after wrong PINs, missing, given
-// another role, or the node's PIN for it is wrong — the node serves without
+// another role, its record altered outside the HSM, or the node's PIN for
+// it is wrong — the node serves without
 // the key service, and appsLogin turns it on again once an operator fixes
 // the cause while the node runs. Every appsLoginEvery it compares the
 // user's stored row (hsm.UserStamp) and the node's PIN for it with what
@@ -121,7 +122,9 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 	}
 	s, err := l.n.appsSession(ctx)
 	if err != nil {
-		if !errors.Is(err, hsm.ErrBadPIN) && !errors.Is(err, errNotCryptoUser) {
+		// ErrCorrupt: the user's record was altered outside the HSM, a
+		// verdict on the user like a wrong PIN (each try is audited).
+		if !errors.Is(err, hsm.ErrBadPIN) && !errors.Is(err, errNotCryptoUser) && !errors.Is(err, hsm.ErrCorrupt) {
 			// Not a verdict on the user or its PIN (the database or the
 			// audit log failed): such a failure counts toward no
 			// lockout, so the next look tries again.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -131,7 +132,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			})
 		}
 	}
-	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
+	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row; users whose records were altered outside the HSM marked TAMPERED", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
 		return run(func(ctx context.Context, s *hsm.Session, _ []string) error {
 			users, err := s.ListUsers(ctx)
 			if err != nil {
@@ -139,10 +140,25 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
+			tampered := 0
 			for _, u := range users {
-				fmt.Fprintf(w, "%s\t%s\t%v\t%d\n", u.Name, u.Role, u.Locked, u.Failures)
+				fmt.Fprintf(w, "%s\t%s\t%v\t%d", u.Name, u.Role, u.Locked, u.Failures)
+				if u.Tampered {
+					tampered++
+					fmt.Fprint(w, "\tTAMPERED: altered outside the HSM; cannot log in")
+				}
+				fmt.Fprintln(w)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			switch {
+			case tampered == 1:
+				return errors.New("1 user record was altered outside the HSM (it does not verify; the role shown is only what it says): restore it from a backup, or delete and re-create the user")
+			case tampered > 1:
+				return fmt.Errorf("%d user records were altered outside the HSM (they do not verify; the roles shown are only what they say): restore them from a backup, or delete and re-create the users", tampered)
+			}
+			return nil
 		})(cmd, args)
 	}}
 	var role string

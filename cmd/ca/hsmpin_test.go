@@ -125,3 +125,33 @@ func TestSharesThenPINOnOneStdin(t *testing.T) {
 		t.Fatalf("ca.pin holds %q", b)
 	}
 }
+
+// TestTamperedUserCLI: `ca hsm users list` shows a user whose row was
+// altered in the database (its role raised) marked TAMPERED, exiting
+// non-zero, and the user cannot log in.
+func TestTamperedUserCLI(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.db.Exec(ctx, `UPDATE hsm_users SET role = 'officer' WHERE name = 'ca'`)
+	n.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	officerPIN, _ := os.ReadFile(filepath.Join(dir, "officer.pin"))
+	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(officerPIN)))
+	out, err := runCA(t, "--data", dir, "hsm", "users", "list")
+	if err == nil || !strings.Contains(err.Error(), "1 user record was altered outside the HSM") ||
+		!regexp.MustCompile(`(?m)^ca\s+officer\s+false\s+0\s+TAMPERED`).MatchString(out) || !hasFailures(out, "officer", "0") {
+		t.Fatalf("users list: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err == nil || !strings.Contains(out+err.Error(), "altered outside the HSM") {
+		t.Fatalf("the CA's user logged in: %v\n%s", err, out)
+	}
+}
