@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -14,35 +15,83 @@ import (
 // login: the recovery when no officer can log in — the only officer is
 // locked — or when a restart loop with a mistyped PIN locked the CA's own
 // user. Holders of the unseal material can open every key anyway, so this
-// gives them nothing new. A sealed module is unsealed with in first; an
-// unsealed one checks that in recovers the KEK it runs under. The audit
-// entry says the unlock was done by the unseal holders.
+// gives them nothing new. The audit entry says the unlock was done by the
+// unseal holders.
 func (m *Module) UnlockWithUnseal(ctx context.Context, name string, in UnsealInput) error {
+	return m.asUnsealHolders(ctx, in, "unlocking user "+strconv.Quote(name), func(_ *unsealed, method UnsealMethod) error {
+		return m.unlock(ctx, name, "", "by=unseal-holders method="+string(method))
+	})
+}
+
+// ResetWithUnseal gives an existing user a new PIN and the role given, and
+// clears its lockout, on the authority of the unseal material: the
+// recovery for a user whose record was altered outside the HSM (usermac.go)
+// and who cannot be deleted and re-created because it owns keys (the CA's
+// own user), or whose PIN nobody knows. The user keeps its keys and its
+// creation time; the record is written anew with its MAC, vouched for by
+// the unseal holders, who can open every key anyway.
+func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pin string, in UnsealInput) error {
+	what := "resetting user " + strconv.Quote(name)
+	if !role.valid() {
+		return errf(ErrInvalid, "%s: unknown role %q (want officer, user or auditor)", what, role)
+	}
+	if err := validPIN(pin); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	hash, err := hashPIN(pin)
+	if err != nil {
+		return err
+	}
+	return m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
+		u, err := m.store.HSMUser(ctx, name)
+		if isNotFound(err) {
+			return errf(ErrNotFound, "%s", what)
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		nu := st.withMAC(storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: u.Created})
+		err = m.apply(ctx, storage.HSMChange{ResetUser: &nu}, "", "user.reset", name,
+			"by=unseal-holders method="+string(method)+" role="+string(role))
+		if errors.Is(err, storage.ErrHSMUserChanged) {
+			return errf(ErrNotFound, "%s: deleted or re-created meanwhile; nothing changed", what)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		st.noteUsers([]storage.HSMUser{nu}, nil)
+		return nil
+	})
+}
+
+// asUnsealHolders runs fn, holding m.mu, once in has shown it recovers the
+// KEK the module runs under. A sealed module is unsealed with in first.
+// what names the operation in errors.
+func (m *Module) asUnsealHolders(ctx context.Context, in UnsealInput, what string, fn func(*unsealed, UnsealMethod) error) error {
 	if m.Sealed() {
 		if err := m.Unseal(ctx, in); err != nil {
-			return fmt.Errorf("unlocking user %q: %w", name, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, err := m.live()
 	if err != nil {
-		return fmt.Errorf("unlocking user %q: %w", name, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	meta, err := m.store.HSMMeta(ctx)
 	if err != nil {
-		return fmt.Errorf("unlocking user %q: %w", name, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	kek, method, err := recoverKEK(meta, in)
 	if err != nil {
-		return fmt.Errorf("unlocking user %q: %w", name, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	same := subtle.ConstantTimeCompare(kek, st.kek) == 1
 	clear(kek)
 	if !same {
-		return errf(ErrBadUnseal, "unlocking user %q: the unseal material does not open the running module", name)
+		return errf(ErrBadUnseal, "%s: the unseal material does not open the running module", what)
 	}
-	return m.unlock(ctx, name, "", "by=unseal-holders method="+string(method))
+	return fn(st, method)
 }
 
 // unlock clears name's lockout and failure count, and nothing else: a

@@ -87,7 +87,7 @@ func (m *Module) refreshUsersBound(ctx context.Context, st *unsealed) error {
 
 // tamperedUser is why a user whose row does not verify is refused.
 func tamperedUser(name string) error {
-	return errf(ErrCorrupt, "user %q was altered outside the HSM (its record does not verify); restore it from a backup or have an officer re-create it", name)
+	return errf(ErrCorrupt, "user %q was altered outside the HSM (its record does not verify); the unseal holders reset it (`ca hsm users reset %s --role ROLE`), or an officer deletes and re-creates it", name, name)
 }
 
 // refuseTampered audits a PIN given for name, whose row does not verify,

@@ -131,7 +131,7 @@ type HSMChange struct {
 	// the change fail with ErrHSMUserChanged, so two processes creating
 	// the same user at once cannot both succeed, the second replacing the
 	// first's PIN and role. Changes to a stored user go through PINCheck,
-	// SetPIN, UnlockUsers and AddUserMACs, each one conditional statement
+	// SetPIN, UnlockUsers, ResetUser and AddUserMACs, each one conditional statement
 	// (a row computed from an earlier read would undo what another process
 	// wrote meanwhile: a failure counted, a lockout, a new PIN).
 	NewUsers    []HSMUser
@@ -145,6 +145,11 @@ type HSMChange struct {
 	// user that does not exist makes the change fail with
 	// ErrHSMUserChanged.
 	UnlockUsers []string
+	// ResetUser, if set, replaces the role, PIN hash and MAC of the user of
+	// that Name and Created, and clears its lockout and failure count; a
+	// user of that name created at another time, or none, makes the change
+	// fail with ErrHSMUserChanged.
+	ResetUser *HSMUser
 	// AddUserMACs stores each user's MAC in the row of that name that has
 	// none yet and still has this Role, PINHash and Created; a row that
 	// does not makes the change fail with ErrHSMUserChanged.
@@ -490,6 +495,14 @@ func changeHSMUsers(ctx context.Context, tx *Tx, ch HSMChange) error {
 	for _, n := range ch.UnlockUsers {
 		res, err := tx.Exec(ctx, `UPDATE hsm_users SET locked = 0, failures = 0 WHERE name = ?`, n)
 		if err := oneUser(res, err, "unlocking hsm user", fmt.Sprintf("user %q does not exist", n)); err != nil {
+			return err
+		}
+	}
+	if u := ch.ResetUser; u != nil {
+		res, err := tx.Exec(ctx, `UPDATE hsm_users SET role = ?, pin_hash = ?, mac = ?, failures = 0, locked = 0
+			WHERE name = ? AND created = ?`, u.Role, u.PINHash, notNull(u.MAC), u.Name, Micros(u.Created))
+		if err := oneUser(res, err, "resetting hsm user",
+			fmt.Sprintf("user %q was deleted or re-created since it was read", u.Name)); err != nil {
 			return err
 		}
 	}

@@ -115,7 +115,7 @@ func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 
 func hsmUsersCommand(g *globals) *cobra.Command {
 	var officer string
-	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (as the crypto officer: PIN from STRONGROOM_OFFICER_PIN or officer.pin; unlock --with-unseal and pin need no officer)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (as the crypto officer: PIN from STRONGROOM_OFFICER_PIN or officer.pin; unlock --with-unseal, reset and pin need no officer)"}
 	cmd.PersistentFlags().StringVar(&officer, "officer", "officer", "officer user name")
 	run := func(fn func(ctx context.Context, s *hsm.Session, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
@@ -154,9 +154,9 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			}
 			switch {
 			case tampered == 1:
-				return errors.New("1 user record was altered outside the HSM (it does not verify; the role shown is only what it says): restore it from a backup, or delete and re-create the user")
+				return errors.New("1 user record was altered outside the HSM (it does not verify; the role shown is only what it says): reset it on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`), or delete and re-create the user")
 			case tampered > 1:
-				return fmt.Errorf("%d user records were altered outside the HSM (they do not verify; the roles shown are only what they say): restore them from a backup, or delete and re-create the users", tampered)
+				return fmt.Errorf("%d user records were altered outside the HSM (they do not verify; the roles shown are only what they say): reset them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`), or delete and re-create the users", tampered)
 			}
 			return nil
 		})(cmd, args)
@@ -202,7 +202,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			return unlockByOfficer(cmd, args)
 		}}
 	unlock.Flags().BoolVar(&withUnseal, "with-unseal", false, "unlock with the unseal material (key file, passphrase, shares or token) instead of an officer login")
-	cmd.AddCommand(list, create, del, unlock, hsmPINCommand(g, &officer))
+	cmd.AddCommand(list, create, del, unlock, hsmPINCommand(g, &officer), hsmResetCommand(g))
 	return cmd
 }
 

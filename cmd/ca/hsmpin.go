@@ -160,6 +160,38 @@ func unlockWithUnseal(cmd *cobra.Command, g *globals, name string) error {
 	})
 }
 
+// hsmResetCommand is `ca hsm users reset NAME --role ROLE`: the unseal
+// holders give a user a new PIN and vouch for its role, with no login (a
+// record altered outside the HSM, of a user that owns keys).
+func hsmResetCommand(g *globals) *cobra.Command {
+	var role string
+	cmd := &cobra.Command{Use: "reset NAME --role ROLE",
+		Short: "Give a user a new PIN and the role named, clear its lockout, on the authority of the unseal material (a record altered outside the HSM; the user keeps its keys). New PIN from STRONGROOM_NEW_PIN or stdin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if r := hsm.Role(role); r != hsm.RoleOfficer && r != hsm.RoleUser && r != hsm.RoleAuditor {
+				return fmt.Errorf("--role %q: want officer, user or auditor (the role the unseal holders vouch for)", role) // before asking for anything
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				in, err := unsealMaterial(cmd, n)
+				if err != nil {
+					return err
+				}
+				pin := os.Getenv("STRONGROOM_NEW_PIN")
+				if pin == "" {
+					pin = promptLine(cmd, "new PIN for "+args[0])
+				}
+				if err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s reset with role %s and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], role)
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&role, "role", "", "the user's role, vouched for by the unseal holders: officer, user or auditor (required)")
+	return cmd
+}
+
 // unsealMaterial gathers the node's unseal material without unsealing, as
 // `ca hsm unseal` gets it: the configured key file or token, else the
 // passphrase or shares from the environment or stdin.

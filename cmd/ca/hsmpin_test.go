@@ -154,4 +154,24 @@ func TestTamperedUserCLI(t *testing.T) {
 	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err == nil || !strings.Contains(out+err.Error(), "altered outside the HSM") {
 		t.Fatalf("the CA's user logged in: %v\n%s", err, out)
 	}
+	// The CA's user owns the CA's keys, so it cannot be re-created: the
+	// unseal holders reset it, naming its role, and it keeps its keys.
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "reset", "ca"); err == nil || !strings.Contains(err.Error(), "--role") {
+		t.Fatalf("reset without --role: %v\n%s", err, out)
+	}
+	const newPIN = "ca-reset-pin-1"
+	t.Setenv("STRONGROOM_NEW_PIN", newPIN)
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "reset", "ca", "--role", "user"); err != nil || !strings.Contains(out, "user ca reset with role user") {
+		t.Fatalf("reset: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pin"), []byte(newPIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "list"); err != nil || strings.Contains(out, "TAMPERED") ||
+		!regexp.MustCompile(`(?m)^ca\s+user\s+false\s+0\s*$`).MatchString(out) {
+		t.Fatalf("users list after the reset: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || !strings.Contains(out, "intermediate") {
+		t.Fatalf("the CA's keys after the reset: %v\n%s", err, out)
+	}
 }
