@@ -98,6 +98,9 @@ type issuerState struct {
 	tmu    sync.Mutex
 	timer  *time.Timer
 	queued atomic.Bool
+	// startBuilt: BuildMissing built this issuer's CRLs, so Run's first
+	// round skips it.
+	startBuilt atomic.Bool
 	// busySince is when a triggered rebuild first found the lease held by
 	// another node (zero when it did not); only Run's goroutine uses it.
 	busySince time.Time
@@ -204,6 +207,29 @@ func (b *Builder) Load(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// BuildMissing builds now the CRLs of every issuer that has none to serve
+// after Load (the CA's first start, or a node stopped before its first
+// build stored anything), so that a node does not become ready and then
+// answer 503 "not built yet" for them. Run's first round skips the issuers
+// it built. Another node building (ErrBusy) or a failure is logged, and
+// Run tries again.
+func (b *Builder) BuildMissing(ctx context.Context) {
+	for _, s := range b.issuers {
+		if s.full.Load() != nil {
+			continue
+		}
+		err := b.Build(ctx, s.ID, true)
+		switch {
+		case err == nil:
+			s.startBuilt.Store(true)
+		case errors.Is(err, ErrBusy):
+			b.log.Info("another node is building the first CRL", "issuer", s.ID)
+		default:
+			b.log.Error("building CRL", "issuer", s.ID, "err", err)
+		}
+	}
 }
 
 // publish makes c the served CRL of its kind unless a newer one is served.
@@ -381,6 +407,9 @@ func (b *Builder) Subscribe(ctx context.Context, sub Subscriber) (stop func(), e
 // a rebuild after a revocation waits for the lease instead (see rebuild).
 func (b *Builder) Run(ctx context.Context) error {
 	for _, s := range b.issuers {
+		if s.startBuilt.Load() {
+			continue // just built by BuildMissing
+		}
 		err := b.Build(ctx, s.ID, true)
 		if errors.Is(err, ErrBusy) {
 			b.Trigger(s.ID) // as after a revocation: build once the lease is free

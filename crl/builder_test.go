@@ -287,3 +287,51 @@ func TestBuilderCatchesUpWithoutEvents(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestBuildMissing: a node's first start has no stored CRL to load; the
+// CRLs are built before it serves (a ready node never answers 503 "not
+// built yet" for them), Run does not build them a second time at once, and
+// a restart that loads stored CRLs builds nothing before serving.
+func TestBuildMissing(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ca := ocsptest.NewCA(t, "CRL first start CA", nil)
+	newBuilder := func() *crl.Builder {
+		b, err := crl.New(crl.Options{
+			Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key, URL: "http://ca.example/crl/int.crl"}},
+			Source:  db, Store: db, Refresh: time.Hour, Interval: time.Hour,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := newBuilder()
+	if b.Current("int", false) != nil {
+		t.Fatal("a CRL served before any was built")
+	}
+	b.BuildMissing(context.Background())
+	full, delta := b.Current("int", false), b.Current("int", true)
+	if full == nil || delta == nil {
+		t.Fatalf("after BuildMissing: full %v, delta %v", full != nil, delta != nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-done
+	if got, err := db.LatestCRL(context.Background(), "int", false); err != nil || got.Number != full.Number {
+		t.Fatalf("Run built the first CRL again: latest full #%d (%v), BuildMissing's #%d", got.Number, err, full.Number)
+	}
+	restarted := newBuilder()
+	if c := restarted.Current("int", false); c == nil || c.Number != full.Number {
+		t.Fatal("a restart did not load the stored CRL")
+	}
+	restarted.BuildMissing(context.Background())
+	if got, err := db.LatestCRL(context.Background(), "int", false); err != nil || got.Number != full.Number {
+		t.Fatalf("BuildMissing built although a CRL was loaded: latest full #%d (%v)", got.Number, err)
+	}
+}

@@ -148,6 +148,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	if err := builder.Load(ctx); err != nil {
 		return fmt.Errorf("crl: loading stored CRLs: %w", err)
 	}
+	builder.BuildMissing(ctx)
 	stop, err = builder.Subscribe(ctx, a.shared.events)
 	if err != nil {
 		return fmt.Errorf("crl: subscribing to revocations: %w", err)
