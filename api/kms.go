@@ -87,7 +87,7 @@ type CreateKeyRequest struct {
 // given another role). cmd/ca tries one login after each change to the
 // user or to the node's PIN for it, never in a loop: failed logins count
 // toward the lockout.
-const keyServiceOff = "the key service is off on this node: its HSM user for applications could not log in (missing, locked, not a crypto user, its record altered outside the HSM, or a wrong PIN on this node); ca hsm users list shows the first four, and failed logins by a wrong PIN. Fixing that turns the service on within seconds, with no restart: unlock the user, change its PIN, re-create it, or correct the node's PIN file; each change gets one login attempt"
+const keyServiceOff = "the key service is off on this node: its HSM user for applications could not log in (missing, locked, not a crypto user, its record altered outside the HSM, or a wrong PIN on this node); ca hsm users list shows the first four, and failed logins by a wrong PIN. Fixing that turns the service on within seconds, with no restart: unlock the user, change its PIN, re-create it, reset it (ca hsm users reset, when its record was altered), or correct the node's PIN file; each change gets one login attempt"
 
 // SetKeyService turns the key service on with ks, or off with nil. It is
 // safe while requests run: each request uses the service it found when it

@@ -89,6 +89,10 @@ type unsealed struct {
 	// keystore says they are (users_mac), so a row without a MAC is refused.
 	userKey    []byte
 	usersBound atomic.Bool
+	// priorBind is the seq of the authenticated users-bind entry of a
+	// keystore found unbound at unseal (rolled back, usermac.go); 0: none.
+	// Set before st is published.
+	priorBind int64
 }
 
 func (st *unsealed) zero() {

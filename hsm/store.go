@@ -18,6 +18,7 @@ type Store interface {
 	HSMObjectCount(ctx context.Context, owner, labelPrefix string) (int, error)
 	HSMHeads(ctx context.Context) ([]storage.HSMHead, error)
 	HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]storage.HSMAuditEntry, error)
+	HSMAuditByAction(ctx context.Context, action string, limit int) ([]storage.HSMAuditEntry, error)
 	HSMAuditHead(ctx context.Context) (seq int64, hash []byte, err error)
 	HSMAuditAuth(ctx context.Context) (storage.HSMAuditAuth, error)
 	ApplyHSM(ctx context.Context, ch storage.HSMChange) error

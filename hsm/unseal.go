@@ -381,6 +381,10 @@ func (m *Module) Unseal(ctx context.Context, in UnsealInput) error {
 		return err
 	}
 	st.usersBound.Store(cur.b.usersMAC)
+	if err := m.checkUsersRollback(ctx, st); err != nil {
+		st.zero()
+		return fmt.Errorf("unsealing: %w", err)
+	}
 	if err := m.loadUsers(ctx, st); err != nil {
 		st.zero()
 		return fmt.Errorf("unsealing: %w", err)

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -100,12 +101,44 @@ func (m *Module) refuseTampered(ctx context.Context, name, during string) error 
 	return tamperedUser(name)
 }
 
+// checkUsersRollback looks, at the unseal of a keystore whose user rows
+// are not bound, for a binding in its authenticated audit log. Finding one
+// means the keystore was bound before and rolled back outside the HSM: an
+// older wrapped KEK put back and users_mac deleted, to pass rows planted
+// without a MAC off as ones from before this release. Rows without a MAC
+// are then refused from this unseal on, whether or not it binds again
+// (bindUsers vouches for none). Hiding the earlier binding from this check
+// means deleting an authenticated audit entry, which breaks the chain that
+// `ca hsm audit verify` walks.
+func (m *Module) checkUsersRollback(ctx context.Context, st *unsealed) error {
+	if st.usersBound.Load() {
+		return nil
+	}
+	es, err := m.store.HSMAuditByAction(ctx, usersBindAction, 100)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if len(e.MAC) != 0 && bytes.Equal(e.Hash, auditHash(e)) && hmac.Equal(e.MAC, entryMAC(st.macKey, e.Seq, e.Hash)) {
+			st.priorBind = e.Seq
+			st.usersBound.Store(true)
+			m.log.Error("hsm: the keystore's user-record binding was removed outside the HSM (its audit log shows it bound); user records without a valid MAC stay refused",
+				"bound_at", e.Seq)
+			return nil
+		}
+	}
+	return nil
+}
+
 // bindUsers authenticates the user rows of a keystore from before this
 // release: every row without a MAC gets one, vouching for it as it stands,
 // and users_mac is bound into the wrapped KEK, in one change. A row with a
 // MAC that does not verify keeps it, refused, as the evidence. A row
 // changed between the read and the change fails the change; the next
 // unseal tries again.
+//
+// A keystore rolled back after an earlier binding (checkUsersRollback) is
+// bound again vouching for no row.
 func (m *Module) bindUsers(ctx context.Context, st *unsealed, w kekWrap, kek []byte, cur storedKEK) storedKEK {
 	us, err := m.store.HSMUsers(ctx)
 	if err != nil {
@@ -116,9 +149,9 @@ func (m *Module) bindUsers(ctx context.Context, st *unsealed, w kekWrap, kek []b
 	bad := 0
 	for _, u := range us {
 		switch {
-		case len(u.MAC) == 0:
+		case len(u.MAC) == 0 && st.priorBind == 0:
 			add = append(add, st.withMAC(u))
-		case !hmac.Equal(u.MAC, userMAC(st.userKey, u)):
+		case len(u.MAC) == 0 || !hmac.Equal(u.MAC, userMAC(st.userKey, u)):
 			bad++
 		}
 	}
@@ -126,8 +159,13 @@ func (m *Module) bindUsers(ctx context.Context, st *unsealed, w kekWrap, kek []b
 	if bad > 0 {
 		details += fmt.Sprintf(" not-verifying=%d", bad)
 	}
+	if st.priorBind != 0 {
+		details += fmt.Sprintf(" rebound-after=%d", st.priorBind)
+	}
 	nb := cur.b
 	nb.usersMAC = true
 	return m.rebind(ctx, st, w, kek, cur, nb, metaUsersMAC, storage.HSMChange{AddUserMACs: add},
-		"hsm.users-bind", details, "the user records' authentication")
+		usersBindAction, details, "the user records' authentication")
 }
+
+const usersBindAction = "hsm.users-bind"

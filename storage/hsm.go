@@ -369,9 +369,18 @@ func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAudit
 	return hsmAudit(ctx, d, fromSeq, limit)
 }
 
+// HSMAuditByAction returns up to limit audit entries of one action, oldest
+// first (a scan of the log: for rare checks such as an unseal's).
+func (d *DB) HSMAuditByAction(ctx context.Context, action string, limit int) ([]HSMAuditEntry, error) {
+	return auditQuery(ctx, d, `WHERE action = ?`, []any{action}, limit)
+}
+
 func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAuditEntry, error) {
-	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash, mac FROM hsm_audit WHERE seq >= ? ORDER BY seq`
-	args := []any{fromSeq}
+	return auditQuery(ctx, q, `WHERE seq >= ?`, []any{fromSeq}, limit)
+}
+
+func auditQuery(ctx context.Context, q querier, where string, args []any, limit int) ([]HSMAuditEntry, error) {
+	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash, mac FROM hsm_audit ` + where + ` ORDER BY seq`
 	if limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, limit)
