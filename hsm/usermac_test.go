@@ -79,6 +79,23 @@ func toUnboundUsers(t *testing.T, f *fixture) kekBinding {
 	return b
 }
 
+// command is a module as a CLI command opens it on f's keystore
+// (DeferAuditBinding: it binds nothing), unsealed, closed when the test
+// ends.
+func (f *fixture) command(t *testing.T) *Module {
+	t.Helper()
+	ctx := context.Background()
+	m, err := New(ctx, Options{Store: f.db, KeySyncInterval: -1, DeferAuditBinding: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(ctx) })
+	if err := m.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // lastAudit is the newest audit entry.
 func lastAudit(t *testing.T, db *storage.DB) storage.HSMAuditEntry {
 	t.Helper()
@@ -259,14 +276,7 @@ func TestUsersUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		cli, err := New(ctx, Options{Store: db, KeySyncInterval: -1, DeferAuditBinding: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close(ctx)
-		if err := cli.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
-			t.Fatal(err)
-		}
+		cli := f.command(t)
 		co, err := cli.Login(ctx, "co", officerPIN) // a row without a MAC, not bound yet: accepted
 		if err != nil {
 			t.Fatalf("an officer of the previous release before the binding: %v", err)

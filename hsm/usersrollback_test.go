@@ -45,14 +45,7 @@ func TestUsersBindRolledBack(t *testing.T) {
 
 		// A command run before the next `ca serve` binds nothing, and
 		// refuses the planted officer all the same.
-		cli, err := New(ctx, Options{Store: db, KeySyncInterval: -1, DeferAuditBinding: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close(ctx)
-		if err := cli.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
-			t.Fatal(err)
-		}
+		cli := f.command(t)
 		_, err = cli.Login(ctx, "mallory", malloryPIN)
 		refusedAsTampered(t, db, err, "mallory", "login")
 		if _, err := cli.Login(ctx, "co", officerPIN); err != nil {
