@@ -29,20 +29,22 @@ func (m *Module) UnlockWithUnseal(ctx context.Context, name string, in UnsealInp
 // and who cannot be deleted and re-created because it owns keys (the CA's
 // own user), or whose PIN nobody knows. The user keeps its keys and its
 // creation time; the record is written anew with its MAC, vouched for by
-// the unseal holders, who can open every key anyway.
-func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pin string, in UnsealInput) error {
+// the unseal holders, who can open every key anyway. It returns the role
+// the record stated before (not verified: it may be what was altered), so
+// the caller can say when the reset changed it.
+func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pin string, in UnsealInput) (was Role, err error) {
 	what := "resetting user " + strconv.Quote(name)
 	if !role.valid() {
-		return errf(ErrInvalid, "%s: unknown role %q (want officer, user or auditor)", what, role)
+		return "", errf(ErrInvalid, "%s: unknown role %q (want officer, user or auditor)", what, role)
 	}
 	if err := validPIN(pin); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	hash, err := hashPIN(pin)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
+	return was, m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
 		u, err := m.store.HSMUser(ctx, name)
 		if isNotFound(err) {
 			return errf(ErrNotFound, "%s", what)
@@ -50,8 +52,11 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		nu := st.withMAC(storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: u.Created})
-		err = m.apply(ctx, storage.HSMChange{ResetUser: &nu}, "", "user.reset", name,
-			"by=unseal-holders method="+string(method)+" role="+string(role))
+		details := "by=unseal-holders method=" + string(method) + " role=" + string(role)
+		if u.Role != string(role) {
+			details += " stated-role=" + u.Role
+		}
+		err = m.apply(ctx, storage.HSMChange{ResetUser: &nu}, "", "user.reset", name, details)
 		if errors.Is(err, storage.ErrHSMUserChanged) {
 			return errf(ErrNotFound, "%s: deleted or re-created meanwhile; nothing changed", what)
 		}
@@ -59,6 +64,7 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		st.noteUsers([]storage.HSMUser{nu}, nil)
+		was = Role(u.Role)
 		return nil
 	})
 }

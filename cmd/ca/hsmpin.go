@@ -181,8 +181,12 @@ func hsmResetCommand(g *globals) *cobra.Command {
 				if pin == "" {
 					pin = promptLine(cmd, "new PIN for "+args[0])
 				}
-				if err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in); err != nil {
+				was, err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in)
+				if err != nil {
 					return err
+				}
+				if was != hsm.Role(role) {
+					fmt.Fprintf(cmd.OutOrStdout(), "note: its record stated role %s; it is %s now (a user's open sessions end when its role changes)\n", was, role)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s reset with role %s and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], role)
 				return nil

@@ -161,7 +161,8 @@ func TestTamperedUserCLI(t *testing.T) {
 	}
 	const newPIN = "ca-reset-pin-1"
 	t.Setenv("STRONGROOM_NEW_PIN", newPIN)
-	if out, err := runCA(t, "--data", dir, "hsm", "users", "reset", "ca", "--role", "user"); err != nil || !strings.Contains(out, "user ca reset with role user") {
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "reset", "ca", "--role", "user"); err != nil || !strings.Contains(out, "user ca reset with role user") ||
+		!strings.Contains(out, "its record stated role officer") {
 		t.Fatalf("reset: %v\n%s", err, out)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ca.pin"), []byte(newPIN+"\n"), 0o600); err != nil {
