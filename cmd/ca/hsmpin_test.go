@@ -77,20 +77,7 @@ func hasFailures(list, user, n string) bool {
 // `ca hsm status` counts it, both exiting non-zero (a review saw both say
 // all was well).
 func TestDamagedKeyCLI(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := runCA(t, "--data", dir, "init"); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	ctx := context.Background()
-	n, err := openNode(ctx, dir, io.Discard, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = n.db.Exec(ctx, `UPDATE hsm_objects SET sealed = ? WHERE label = 'intermediate'`, make([]byte, 64))
-	n.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := initAltered(t, `UPDATE hsm_objects SET sealed = ? WHERE label = 'intermediate'`, make([]byte, 64))
 	out, err := runCA(t, "--data", dir, "hsm", "keys", "list")
 	if err == nil || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, `label="intermediate"`) {
 		t.Fatalf("keys list: %v\n%s", err, out)
@@ -130,20 +117,7 @@ func TestSharesThenPINOnOneStdin(t *testing.T) {
 // altered in the database (its role raised) marked TAMPERED, exiting
 // non-zero, and the user cannot log in.
 func TestTamperedUserCLI(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := runCA(t, "--data", dir, "init"); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	ctx := context.Background()
-	n, err := openNode(ctx, dir, io.Discard, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = n.db.Exec(ctx, `UPDATE hsm_users SET role = 'officer' WHERE name = 'ca'`)
-	n.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := initAltered(t, `UPDATE hsm_users SET role = 'officer' WHERE name = 'ca'`)
 	officerPIN, _ := os.ReadFile(filepath.Join(dir, "officer.pin"))
 	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(officerPIN)))
 	out, err := runCA(t, "--data", dir, "hsm", "users", "list")
@@ -175,4 +149,25 @@ func TestTamperedUserCLI(t *testing.T) {
 	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || !strings.Contains(out, "intermediate") {
 		t.Fatalf("the CA's keys after the reset: %v\n%s", err, out)
 	}
+}
+
+// initAltered initialises a data directory and runs one statement on its
+// database, as someone who can write it outside the HSM would.
+func initAltered(t *testing.T, query string, args ...any) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.db.Exec(ctx, query, args...)
+	n.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
