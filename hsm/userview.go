@@ -61,7 +61,10 @@ func (st *unsealed) noteUsers(put []storage.HSMUser, del []string) {
 }
 
 // loadUsers replaces st's view with the users as stored; a row altered
-// outside the HSM gets no role. Callers hold m.mu.
+// outside the HSM gets no role, and is logged as an error when it is first
+// seen so (its sessions stop at once: a node whose CA user it is stops
+// signing, and would otherwise say so only at its next signature).
+// Callers hold m.mu.
 func (m *Module) loadUsers(ctx context.Context, st *unsealed) error {
 	if err := m.refreshUsersBound(ctx, st); err != nil {
 		return err
@@ -70,10 +73,15 @@ func (m *Module) loadUsers(ctx context.Context, st *unsealed) error {
 	if err != nil {
 		return err // "reading hsm users: …"
 	}
+	prev := *st.users.Load()
 	view := make(map[string]userView, len(us))
 	for _, u := range us {
 		if !st.userVerifies(u) {
 			view[u.Name] = userView{tampered: true}
+			if !prev[u.Name].tampered {
+				m.log.Error("hsm: a user's record was altered outside the HSM (it does not verify): its sessions stop and it cannot log in; `ca hsm users reset` on the authority of the unseal material mends it",
+					"user", u.Name)
+			}
 			continue
 		}
 		view[u.Name] = viewOf(u)

@@ -1,10 +1,12 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -133,4 +135,35 @@ func (f *fixture) newUser(t *testing.T, name string) *Session {
 		t.Fatal(err)
 	}
 	return f.login(t, name, name+"-pin-1")
+}
+
+// TestTamperedUserLogged: a running node learns at its user sync that a
+// record was altered outside the HSM and logs it once, naming the user (a
+// verification saw a node whose CA user was altered say nothing until its
+// next signature failed).
+func TestTamperedUserLogged(t *testing.T) {
+	ctx := context.Background()
+	db := sqliteDB(t)
+	f := setup(t, db)
+	var logs bytes.Buffer
+	m, err := New(ctx, Options{Store: db, KeySyncInterval: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	if err := m.Unseal(ctx, UnsealInput{KeyFile: f.keyFile}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "altered outside the HSM") {
+		t.Fatalf("logged before anything was altered:\n%s", logs.String())
+	}
+	mustExec(t, db, `UPDATE hsm_users SET role = 'officer' WHERE name = 'alice'`)
+	for range 2 {
+		if err := m.SyncUsers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "altered outside the HSM"); n != 1 || !strings.Contains(logs.String(), "user=alice") {
+		t.Fatalf("want one error naming alice, got %d:\n%s", n, logs.String())
+	}
 }
