@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // anotherNode opens the keystore database again and unseals a module over
@@ -272,6 +273,29 @@ func TestCreateUserOnTwoNodes(t *testing.T) {
 		u := userState(t, n.db, "grace")
 		if u.Role != string(RoleUser) || !checkPIN(u.PINHash, "grace-pin-A") {
 			t.Fatalf("grace is %s with node B's PIN %v: node B replaced node A's user", u.Role, checkPIN(u.PINHash, "grace-pin-B"))
+		}
+	})
+}
+
+// TestNegativeFailuresBuyNothing: the failed-login count is not under the
+// row's MAC, so a database writer can set it; a negative count (a
+// verification set -1000, for a thousand guesses per write) counts as
+// zero: the lockout comes after maxFailed wrong PINs all the same.
+func TestNegativeFailuresBuyNothing(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		mustExec(t, db, `UPDATE hsm_users SET failures = -1000 WHERE name = 'alice'`)
+		for i := 1; i <= maxFailed; i++ {
+			if _, err := f.m.Login(ctx, "alice", "wrong-pin-1"); !errors.Is(err, ErrBadPIN) {
+				t.Fatalf("wrong PIN %d: %v", i, err)
+			}
+			if u := userState(t, db, "alice"); u.Failures != i || u.Locked != (i == maxFailed) {
+				t.Fatalf("after wrong PIN %d: failures=%d locked=%v", i, u.Failures, u.Locked)
+			}
+		}
+		if _, err := f.m.Login(ctx, "alice", alicePIN); err == nil {
+			t.Fatal("the right PIN logged in a locked user")
 		}
 	})
 }

@@ -259,6 +259,9 @@ func hsmMeta(ctx context.Context, q querier) (map[string][]byte, error) {
 
 const hsmUserCols = `name, role, pin_hash, failures, locked, created, mac`
 
+// fromZero is a user's failed-login count, a negative one read as zero.
+const fromZero = `CASE WHEN failures < 0 THEN 0 ELSE failures END`
+
 func scanHSMUser(r scanner) (HSMUser, error) {
 	var u HSMUser
 	var locked int
@@ -550,8 +553,10 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 			WHERE name = ? AND locked = 0 AND pin_hash = ? RETURNING `+hsmUserCols, c.Name, c.PINHash)
 	} else {
 		// On the right of SET, failures is the value before this update.
-		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = failures + 1,
-			locked = CASE WHEN failures + 1 >= ? THEN 1 ELSE 0 END
+		// A negative count (written outside the HSM: the column is not
+		// under the row's MAC) counts as zero, so it buys no extra tries.
+		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = `+fromZero+` + 1,
+			locked = CASE WHEN `+fromZero+` + 1 >= ? THEN 1 ELSE 0 END
 			WHERE name = ? AND locked = 0 RETURNING `+hsmUserCols, c.Limit, c.Name)
 	}
 	u, err := scanHSMUser(row)
