@@ -44,7 +44,7 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 	if err != nil {
 		return "", err
 	}
-	return was, m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
+	err = m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
 		u, err := m.store.HSMUser(ctx, name)
 		if isNotFound(err) {
 			return errf(ErrNotFound, "%s", what)
@@ -67,6 +67,7 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 		was = Role(u.Role)
 		return nil
 	})
+	return was, err // was is set by the call: read it after, not beside it
 }
 
 // asUnsealHolders runs fn, holding m.mu, once in has shown it recovers the

@@ -167,10 +167,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			if r := hsm.Role(role); r != hsm.RoleOfficer && r != hsm.RoleUser && r != hsm.RoleAuditor {
 				return fmt.Errorf("--role %q: want officer, user or auditor", role) // before asking for a PIN
 			}
-			pin := os.Getenv("STRONGROOM_NEW_PIN")
-			if pin == "" {
-				pin = promptLine(cmd, "PIN for the new user")
-			}
+			pin := newPINInput(cmd, "PIN for the new user")
 			if err := s.CreateUser(ctx, args[0], hsm.Role(role), pin); err != nil {
 				return err
 			}

@@ -116,10 +116,7 @@ When the old PIN came from a file, the new one is written to that file.`,
 				if err != nil {
 					return err
 				}
-				newPIN := os.Getenv("STRONGROOM_NEW_PIN")
-				if newPIN == "" {
-					newPIN = promptLine(cmd, "New PIN of "+name)
-				}
+				newPIN := newPINInput(cmd, "New PIN of "+name)
 				s, err := n.hsm.Login(ctx, name, oldPIN) // counted and audited like any login
 				if err != nil {
 					return err
@@ -177,10 +174,7 @@ func hsmResetCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				pin := os.Getenv("STRONGROOM_NEW_PIN")
-				if pin == "" {
-					pin = promptLine(cmd, "new PIN for "+args[0])
-				}
+				pin := newPINInput(cmd, "New PIN of "+args[0])
 				was, err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in)
 				if err != nil {
 					return err
@@ -206,4 +200,13 @@ func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
 	}
 	req, err := readUnsealMaterial(cmd, n)
 	return hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares}, err
+}
+
+// newPINInput is the new PIN a command sets: STRONGROOM_NEW_PIN, else
+// asked for on stdin with prompt.
+func newPINInput(cmd *cobra.Command, prompt string) string {
+	if pin := os.Getenv("STRONGROOM_NEW_PIN"); pin != "" {
+		return pin
+	}
+	return promptLine(cmd, prompt)
 }
