@@ -43,6 +43,9 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		return err
 	}
 	defer n.Close(context.Background())
+	if tuneGC() {
+		n.log.Debug("garbage collector target set", "gogc", serveGCPercent)
+	}
 	warnLooseSecrets(n, nil) // the log goes to stderr here
 	warnIntents(ctx, n.db, n.log, time.Now())
 	ctl := newControl(n)
