@@ -42,6 +42,16 @@ func (s *Session) live() (*unsealed, error) {
 	return st, nil
 }
 
+// Check reports whether the session can be used now: nil, or why not (the
+// module sealed or failed, the session closed, or its user's record
+// deleted, altered outside the HSM or given another role since login).
+// A session that fails Check works again if its cause is undone (a user
+// record reset to the same user and role).
+func (s *Session) Check() error {
+	_, err := s.live()
+	return err
+}
+
 // require checks the session is live and its role is one of roles.
 func (s *Session) require(roles ...Role) error {
 	if _, err := s.live(); err != nil {

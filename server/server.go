@@ -50,6 +50,10 @@ type Options struct {
 	// Ready reports whether the node can serve (HSM unsealed, database
 	// reachable). Nil means always ready.
 	Ready func(ctx context.Context) error
+	// Degraded, when the node is ready, names what it cannot do although
+	// it serves ("" nothing): /readyz still answers 200, with status
+	// "degraded" and this reason. Nil means never degraded.
+	Degraded func() string
 	// Registry receives the HTTP metrics and is served at /metrics. Nil
 	// means a new registry.
 	Registry *prometheus.Registry
@@ -218,6 +222,12 @@ func (s *Server) readyz(c *gin.Context) {
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	if s.opts.Degraded != nil {
+		if d := s.opts.Degraded(); d != "" {
+			c.JSON(http.StatusOK, gin.H{"status": "degraded", "reason": d})
 			return
 		}
 	}

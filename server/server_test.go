@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -56,17 +57,32 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
-	ready := errors.New("hsm sealed")
-	s := New(Options{Ready: func(context.Context) error { return ready }})
+	ready, degraded := errors.New("hsm sealed"), ""
+	s := New(Options{Ready: func(context.Context) error { return ready }, Degraded: func() string { return degraded }})
 	for _, tc := range []struct {
-		err  error
-		code int
-	}{{ready, 503}, {nil, 200}} {
-		ready = tc.err
+		err      error
+		degraded string
+		code     int
+		status   string
+	}{
+		{ready, "", 503, "not ready"},
+		{ready, "cannot sign", 503, "not ready"},
+		{nil, "", 200, "ready"},
+		// Degraded is a 200: a probe keeps the node, a person reads why.
+		{nil, "cannot sign", 200, "degraded"},
+	} {
+		ready, degraded = tc.err, tc.degraded
 		rec := httptest.NewRecorder()
 		s.HTTPSHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
-		if rec.Code != tc.code {
-			t.Fatalf("readyz with %v: %d, want %d", tc.err, rec.Code, tc.code)
+		var body struct{ Status, Reason string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tc.code || body.Status != tc.status {
+			t.Fatalf("readyz with %v, degraded %q: %d %+v, want %d %q", tc.err, tc.degraded, rec.Code, body, tc.code, tc.status)
+		}
+		if tc.status == "degraded" && body.Reason != tc.degraded {
+			t.Fatalf("degraded reason %q, want %q", body.Reason, tc.degraded)
 		}
 	}
 }

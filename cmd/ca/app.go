@@ -32,6 +32,8 @@ type app struct {
 	// readyReason is the last readiness answer ("" ready), so a change is
 	// logged once (ready).
 	readyReason atomic.Pointer[string]
+	// signingReason is the last degraded answer (signing.go).
+	signingReason atomic.Pointer[string]
 	// publishFailures bounds the log of revocations whose Redis steps
 	// fail while Redis is down (publish.go).
 	publishFailures core.FailureLog
@@ -76,6 +78,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	a.closers = append(a.closers, a.appsLogin.close)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
+	a.reg.MustRegister(a.signingGauge())
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
 		a.Close()
 		return nil, err
@@ -110,6 +113,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		RequestTimeout: n.cfg.Limits.RequestTimeout.D(),
 		ConnsPerIP:     n.cfg.Limits.ConnsPerIP,
 		Ready:          a.ready,
+		Degraded:       a.degraded,
 		Registry:       a.reg,
 		Logger:         n.log,
 	})

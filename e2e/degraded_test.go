@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCAUserTamperedDegraded: a running node whose CA HSM user's record is
+// altered in the database (its MAC no longer verifies) cannot sign. It
+// stays ready — every node shares the record, and OCSP and CRLs still
+// serve — but /readyz says "degraded", strongroom_ca_signing_available
+// drops to 0, issuance answers 503, and the log names the user once. With
+// the record put back, all three come back without a restart.
+func TestCAUserTamperedDegraded(t *testing.T) {
+	c := StartCA(t, Options{})
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mac []byte
+	if err := db.QueryRow(`SELECT mac FROM hsm_users WHERE name = 'ca'`).Scan(&mac); err != nil || len(mac) == 0 {
+		t.Fatalf("the ca user's MAC: %x %v", mac, err)
+	}
+	readyz := func() (int, string, string) {
+		t.Helper()
+		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status, Reason string }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body.Status, body.Reason
+	}
+	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
+	signing := func() string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", c.HTTPSURL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+prom)
+		resp, err := c.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^strongroom_ca_signing_available (\S+)$`).FindStringSubmatch(string(b))
+		if m == nil {
+			t.Fatalf("no strongroom_ca_signing_available in /metrics:\n%s", b)
+		}
+		return m[1]
+	}
+	issue := func() int {
+		t.Helper()
+		body := `{"csr":` + jsonString(string(goCSR(t, "degraded.localhost"))) + `}`
+		resp, _ := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json", "", bytes.NewReader([]byte(body)))
+		return resp.StatusCode
+	}
+	if code, st, _ := readyz(); code != 200 || st != "ready" || signing() != "1" || issue() != http.StatusCreated {
+		t.Fatalf("at start: readyz %d %q, signing %s", code, st, signing())
+	}
+
+	if _, err := db.Exec(`UPDATE hsm_users SET mac = ? WHERE name = 'ca'`, append([]byte{mac[0] ^ 1}, mac[1:]...)); err != nil {
+		t.Fatal(err)
+	}
+	// The node learns it at its user sync (every 5 s).
+	waitFor(t, "the signing gauge to drop", func() bool { return signing() == "0" })
+	code, st, reason := readyz()
+	if code != 200 || st != "degraded" || !strings.Contains(reason, "cannot sign") {
+		t.Fatalf("with the CA user altered: readyz %d %q %q", code, st, reason)
+	}
+	if strings.Contains(reason, `"ca"`) || strings.Contains(reason, "MAC") {
+		t.Fatalf("anyone may read /readyz; its reason names the detail: %q", reason)
+	}
+	if got := issue(); got != http.StatusServiceUnavailable {
+		t.Fatalf("issuing with the CA user altered: %d, want 503", got)
+	}
+	logged := func(msg string) int { return strings.Count(c.Output(), msg) }
+	const degradedMsg = "degraded: the CA's HSM session cannot sign"
+	waitFor(t, "the degraded state to be logged", func() bool { return logged(degradedMsg) > 0 })
+	readyz() // a second look logs nothing more
+	time.Sleep(time.Second)
+	if n := logged(degradedMsg); n != 1 {
+		t.Fatalf("the degraded state logged %d times, want once:\n%s", n, c.Output())
+	}
+
+	if _, err := db.Exec(`UPDATE hsm_users SET mac = ? WHERE name = 'ca'`, mac); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the signing gauge to come back", func() bool { return signing() == "1" })
+	if code, st, _ := readyz(); code != 200 || st != "ready" {
+		t.Fatalf("with the record put back: readyz %d %q", code, st)
+	}
+	if got := issue(); got != http.StatusCreated {
+		t.Fatalf("issuing with the record put back: %d", got)
+	}
+	waitFor(t, "the recovery to be logged", func() bool { return logged("the CA's HSM session signs again") == 1 })
+}
