@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/strongroom-pki/strongroom/storage"
@@ -74,6 +75,11 @@ type backupHeader struct {
 	BackupWrappedKEK []byte         `json:"backup_wrapped_kek,omitempty"`
 	// Informational counts (authenticated with the rest).
 	Users, Objects, AuditEntries int
+	// Unverified names the users whose records did not verify when the
+	// backup was taken (altered outside the HSM): they restore, still
+	// refused. Omitted when none, so a backup without them stays readable
+	// by a release that does not know the field.
+	Unverified []string `json:"unverified_users,omitempty"`
 }
 
 type backupBody struct {
@@ -157,6 +163,13 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		return fmt.Errorf("backup: %w", err)
 	}
 	h.Meta, h.Users, h.Objects, h.AuditEntries = snap.Meta, len(snap.Users), len(snap.Objects), len(snap.Audit)
+	if h.Unverified, err = m.unverifiedUsers(ctx, st, snap.Users); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if len(h.Unverified) > 0 {
+		m.log.Warn("hsm backup holds user records altered outside the HSM: they restore still refused; `ca hsm users reset` mends them",
+			"users", strings.Join(h.Unverified, ","))
+	}
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -183,6 +196,26 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 	}
 	m.log.Info("hsm backup written", "wrap", h.Wrap, "objects", h.Objects, "users", h.Users, "bytes", len(out))
 	return nil
+}
+
+// unverifiedUsers names the users in us whose records do not verify under
+// st (which must still be the module's state).
+func (m *Module) unverifiedUsers(ctx context.Context, st *unsealed, us []storage.HSMUser) ([]string, error) {
+	m.mu.Lock() // Seal zeroes the key the rows are checked with under mu
+	defer m.mu.Unlock()
+	if m.state.Load() != st {
+		return nil, ErrSealed
+	}
+	if err := m.refreshUsersBound(ctx, st); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range us {
+		if !st.userVerifies(u) {
+			out = append(out, u.Name)
+		}
+	}
+	return out, nil
 }
 
 // Restore reads a backup from r and writes it into this module, which must
@@ -372,6 +405,9 @@ type BackupInfo struct {
 	// PassphraseProtected: the backup opens with its backup passphrase.
 	PassphraseProtected          bool
 	Users, Objects, AuditEntries int
+	// Unverified names the users whose records did not verify when the
+	// backup was taken: they restore, still refused until reset.
+	Unverified []string
 }
 
 // InspectBackup reads a backup file's header.
@@ -396,5 +432,5 @@ func InspectBackup(r io.Reader) (BackupInfo, error) {
 		return BackupInfo{}, err
 	}
 	return BackupInfo{Created: h.Created, Method: UnsealMethod(h.Meta[metaMethod]), PassphraseProtected: h.Wrap == wrapPassphrase,
-		Users: h.Users, Objects: h.Objects, AuditEntries: h.AuditEntries}, nil
+		Users: h.Users, Objects: h.Objects, AuditEntries: h.AuditEntries, Unverified: h.Unverified}, nil
 }

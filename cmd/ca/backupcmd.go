@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -71,6 +73,7 @@ the database need their own database backup.`,
 				info, _ := hsm.InspectBackup(bytes.NewReader(buf.Bytes()))
 				fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d key versions, %d audit entries (opens with: %s)\n",
 					out, info.Users, info.Objects, info.AuditEntries, opensWith(info))
+				warnUnverified(cmd.OutOrStdout(), info)
 				return nil
 			})
 		}}
@@ -234,6 +237,7 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s\n", info.Users, info.Objects, info.AuditEntries, n.dir)
+	warnUnverified(w, info)
 	var err error
 	if info.PassphraseProtected {
 		err = unsealForCLI(ctx, cmd, n)
@@ -258,4 +262,15 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 		"the key file for keyfile unseal, and the certificate database (certificates, revocations, API keys,\n"+
 		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
 	return nil
+}
+
+// warnUnverified says which user records in a backup did not verify when
+// it was taken (altered outside the HSM).
+func warnUnverified(w io.Writer, info hsm.BackupInfo) {
+	if len(info.Unverified) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "warning: the records of %s were altered outside the HSM when this backup was taken: "+
+		"they are restored still refused (no login, no signing) until `ca hsm users reset NAME --role ROLE`\n",
+		strings.Join(info.Unverified, ", "))
 }

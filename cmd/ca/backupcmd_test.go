@@ -5,8 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/strongroom-pki/strongroom/config"
 )
 
 func runCA(t *testing.T, args ...string) (string, error) {
@@ -80,5 +83,39 @@ func TestBackupRestoreCLI(t *testing.T) {
 		if id := strings.Fields(line)[0]; !strings.Contains(newKeys, id) {
 			t.Fatalf("key %s of the old CA is missing after restore:\n%s", id, newKeys)
 		}
+	}
+}
+
+// TestBackupWarnsUnverified: a backup taken while a user record does not
+// verify (altered outside the HSM) says so when written and when restored,
+// and the restored record is still refused; a backup of verifying records
+// says nothing.
+func TestBackupWarnsUnverified(t *testing.T) {
+	old := initAltered(t, `UPDATE hsm_users SET role = 'officer' WHERE name = 'apps'`)
+	base := t.TempDir()
+	fresh, file := filepath.Join(base, "new"), filepath.Join(base, "b.srbk")
+	const warning = "warning: the records of apps were altered outside the HSM"
+	out, err := runCA(t, "--data", old, "hsm", "backup", "--out", file)
+	if err != nil || !strings.Contains(out, "backup written") || !strings.Contains(out, warning) {
+		t.Fatalf("backup of an altered record: %v\n%s", err, out)
+	}
+	os.MkdirAll(fresh, 0o700)
+	key, _ := os.ReadFile(filepath.Join(old, "unseal.key"))
+	os.WriteFile(filepath.Join(fresh, "unseal.key"), key, 0o600)
+	if out, err = runCA(t, "--data", fresh, "hsm", "restore", "--in", file, "--from-dir", old); err != nil || !strings.Contains(out, warning) {
+		t.Fatalf("restore of an altered record: %v\n%s", err, out)
+	}
+	pin, _ := os.ReadFile(filepath.Join(old, "officer.pin"))
+	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(pin)))
+	if out, err := runCA(t, "--data", fresh, "hsm", "users", "list"); err == nil || !regexp.MustCompile(`(?m)^apps\s.*TAMPERED`).MatchString(out) {
+		t.Fatalf("the restored record verifies: %v\n%s", err, out)
+	}
+
+	clean := filepath.Join(t.TempDir(), "d")
+	if out, err := runCA(t, "--data", clean, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", clean, "hsm", "backup", "--out", file+".clean"); err != nil || strings.Contains(out, "warning") {
+		t.Fatalf("backup of verifying records: %v\n%s", err, out)
 	}
 }
