@@ -66,18 +66,27 @@ type ACMECert struct {
 }
 
 // CreateACMEOrder inserts o with its authorizations and their challenges in
-// one transaction.
+// one transaction, only while its account is valid: an account deactivated
+// after the request was verified, but before this, gets no order
+// (KindForbidden), so none appears after the deactivation's answer.
 func (d *DB) CreateACMEOrder(ctx context.Context, o *ACMEOrder) error {
 	ids, err := json.Marshal(o.Identifiers)
 	if err != nil {
 		return fmt.Errorf("encoding identifiers: %w", err)
 	}
 	return d.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO acme_orders (id, endpoint, account_id, status, identifiers,
-			profile, expires, error, cert_serial, replaces, created) VALUES (?, ?, ?, ?, ?, ?, ?, '', '', ?, ?)`,
+		res, err := tx.Exec(ctx, `INSERT INTO acme_orders (id, endpoint, account_id, status, identifiers,
+			profile, expires, error, cert_serial, replaces, created) SELECT ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?
+			WHERE EXISTS (SELECT 1 FROM acme_accounts WHERE id = ? AND endpoint = ? AND status = 'valid')`,
 			o.ID, o.Endpoint, o.AccountID, o.Status, string(ids), o.Profile, Micros(o.Expires),
-			o.Replaces, Micros(o.CreatedAt)); err != nil {
+			o.Replaces, Micros(o.CreatedAt), o.AccountID, o.Endpoint)
+		if err != nil {
 			return fmt.Errorf("inserting ACME order: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("inserting ACME order: %w", err)
+		} else if n != 1 {
+			return core.Errorf(core.KindForbidden, "account is not valid")
 		}
 		for i, a := range o.Authzs {
 			if _, err := tx.Exec(ctx, `INSERT INTO acme_authorizations (id, endpoint, account_id, order_id,

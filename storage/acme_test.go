@@ -240,3 +240,48 @@ func TestDeactivateACMEAuthz(t *testing.T) {
 		}
 	})
 }
+
+// TestACMEOrderAfterDeactivation: an order whose account was deactivated
+// after its request was verified (the account read as valid) is not
+// created, nor its authorizations; an order of a valid account is.
+func TestACMEOrderAfterDeactivation(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		for _, id := range []string{"a", "b"} {
+			if err := db.CreateACMEAccount(ctx, &storage.ACMEAccount{ID: id, Endpoint: "ep", Thumbprint: id,
+				JWK: []byte(`{}`), Status: "valid", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.UpdateACMEAccount(ctx, "ep", "a", "deactivated", nil); err != nil {
+			t.Fatal(err)
+		}
+		order := func(id, acct string) *storage.ACMEOrder {
+			ident := storage.ACMEIdentifier{Type: "dns", Value: id + ".example.com"}
+			return &storage.ACMEOrder{ID: id, Endpoint: "ep", AccountID: acct, Status: "pending",
+				Identifiers: []storage.ACMEIdentifier{ident}, Expires: now.Add(time.Hour), CreatedAt: now,
+				Authzs: []storage.ACMEAuthz{{ID: id + "-z", Identifier: ident, Status: "pending", Expires: now.Add(time.Hour),
+					Challenges: []storage.ACMEChallenge{{ID: id + "-c", Type: "http-01", Token: "tok", Status: "pending"}}}}}
+		}
+		err := db.CreateACMEOrder(ctx, order("late", "a"))
+		if core.KindOf(err) != core.KindForbidden {
+			t.Fatalf("order of a deactivated account: %v, want KindForbidden", err)
+		}
+		if _, err := db.ACMEOrder(ctx, "ep", "late"); !core.IsNotFound(err) {
+			t.Fatalf("the refused order was stored: %v", err)
+		}
+		if _, err := db.ACMEAuthz(ctx, "ep", "late-z"); !core.IsNotFound(err) {
+			t.Fatalf("the refused order's authorization was stored: %v", err)
+		}
+		if err := db.CreateACMEOrder(ctx, order("ok", "b")); err != nil {
+			t.Fatalf("order of a valid account: %v", err)
+		}
+		// The account is on another endpoint there: no order either.
+		o := order("elsewhere", "b")
+		o.Endpoint = "other"
+		if err := db.CreateACMEOrder(ctx, o); core.KindOf(err) != core.KindForbidden {
+			t.Fatalf("order under another endpoint's account: %v", err)
+		}
+	})
+}
