@@ -20,6 +20,12 @@ type FailureLog struct {
 	mu    sync.Mutex
 	last  time.Time
 	quiet int
+	// The last failure not logged, and its logger: at the end of the
+	// interval it is logged with the count, so a burst that ends is not
+	// left unreported until the next failure (days later, perhaps).
+	pendingLog  *slog.Logger
+	pendingMsg  string
+	pendingArgs []any
 }
 
 // Log logs one failed request with status; args are slog attributes.
@@ -31,25 +37,43 @@ func (f *FailureLog) Log(ctx context.Context, log *slog.Logger, status int, msg 
 	f.Warn(ctx, log, msg, args...)
 }
 
-// Warn logs a failure that repeats while something is down at WARN, at
-// most once per Every, with how many were not logged since the last.
-func (f *FailureLog) Warn(ctx context.Context, log *slog.Logger, msg string, args ...any) {
-	every := f.Every
-	if every == 0 {
-		every = 10 * time.Second
+func (f *FailureLog) every() time.Duration {
+	if f.Every == 0 {
+		return 10 * time.Second
 	}
+	return f.Every
+}
+
+// Warn logs a failure that repeats while something is down at WARN, at
+// most once per Every. Failures not logged are counted: the last of them
+// is logged at the end of the interval with how many there were
+// (not_logged_since_last), and that line starts the next interval.
+func (f *FailureLog) Warn(ctx context.Context, log *slog.Logger, msg string, args ...any) {
+	every := f.every()
 	f.mu.Lock()
 	now := time.Now()
 	if !f.last.IsZero() && now.Sub(f.last) < every {
 		f.quiet++
+		f.pendingLog, f.pendingMsg, f.pendingArgs = log, msg, args
+		if f.quiet == 1 {
+			time.AfterFunc(f.last.Add(every).Sub(now), f.flush)
+		}
 		f.mu.Unlock()
 		return
 	}
-	quiet := f.quiet
-	f.last, f.quiet = now, 0
+	f.last = now
+	f.mu.Unlock()
+	log.WarnContext(ctx, msg, args...)
+}
+
+// flush logs the last failure not logged, with the count, at the end of
+// its interval.
+func (f *FailureLog) flush() {
+	f.mu.Lock()
+	quiet, log, msg, args := f.quiet, f.pendingLog, f.pendingMsg, f.pendingArgs
+	f.last, f.quiet, f.pendingLog, f.pendingArgs = time.Now(), 0, nil, nil
 	f.mu.Unlock()
 	if quiet > 0 {
-		args = append(args, "not_logged_since_last", quiet)
+		log.Warn(msg, append(append([]any(nil), args...), "not_logged_since_last", quiet)...)
 	}
-	log.WarnContext(ctx, msg, args...)
 }
