@@ -5,8 +5,11 @@ import (
 )
 
 // signingProblem is the generic reason /readyz gives (anyone may ask);
-// the log names the user and the cause.
-const signingProblem = "the CA's HSM user cannot sign: certificates, CRLs and fresh OCSP responses fail (see the log)"
+// the log names the user and the cause. What fails depends on where the CA
+// keys are: with the embedded module, certificates, CRLs and fresh OCSP
+// responses; with CA keys on a PKCS#11 token, the OCSP responder keys
+// (kept in the embedded module).
+const signingProblem = "the CA's HSM user cannot sign (see the log)"
 
 // degraded is /readyz's note on a ready node: its CA session cannot sign,
 // because the CA's HSM user was altered outside the HSM (`ca hsm users
@@ -37,7 +40,7 @@ func (a *app) degraded() string {
 func (a *app) signingGauge() prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "strongroom_ca_signing_available",
-		Help: "1 while this node's CA HSM session can sign certificates, CRLs and OCSP responses; 0 when the module is sealed or failed, or the CA's HSM user was altered, deleted or re-roled.",
+		Help: "1 while this node's CA session with the embedded HSM can sign (the CA keys, or with CA keys on a PKCS#11 token the OCSP responder keys); 0 when the module is sealed or failed, or the CA's HSM user was altered, deleted or re-roled.",
 	}, func() float64 {
 		if a.sess.Check() != nil {
 			return 0
