@@ -164,7 +164,7 @@ func TestProfileOverride(t *testing.T) {
 		t.Fatalf("subordinate-ca override: %+v", sub)
 	}
 	if _, err := mergeProfiles([]Profile{{Name: "tls-server", DefaultLifetime: 500 * day}}); err == nil ||
-		!strings.Contains(err.Error(), "below the default") {
+		!strings.Contains(err.Error(), "is below default_lifetime") {
 		t.Fatalf("a default over the inherited maximum: %v", err)
 	}
 	if _, err := mergeProfiles([]Profile{{Name: "team-server", DefaultLifetime: day}}); err == nil || !strings.Contains(err.Error(), "no template") {

@@ -131,14 +131,21 @@ func (p *Profile) compile() error {
 	if p.Template == "" {
 		return fmt.Errorf("profile %s: no template", p.Name)
 	}
-	if p.DefaultLifetime <= 0 {
-		return fmt.Errorf("profile %s: default lifetime must be positive", p.Name)
+	// Errors name the configuration keys (profiles: [{name, default_lifetime,
+	// max_lifetime}]), as the other configuration checks do.
+	switch {
+	case p.DefaultLifetime < 0:
+		return fmt.Errorf("profiles[%s].default_lifetime: %s is negative", p.Name, p.DefaultLifetime)
+	case p.DefaultLifetime == 0:
+		return fmt.Errorf("profiles[%s].default_lifetime: must be set and positive", p.Name)
+	case p.MaxLifetime < 0:
+		return fmt.Errorf("profiles[%s].max_lifetime: %s is negative", p.Name, p.MaxLifetime)
 	}
 	if p.MaxLifetime == 0 {
 		p.MaxLifetime = p.DefaultLifetime
 	}
 	if p.MaxLifetime < p.DefaultLifetime {
-		return fmt.Errorf("profile %s: max lifetime %s is below the default %s", p.Name, p.MaxLifetime, p.DefaultLifetime)
+		return fmt.Errorf("profiles[%s].max_lifetime: %s is below default_lifetime %s", p.Name, p.MaxLifetime, p.DefaultLifetime)
 	}
 	if len(p.KeyTypes) == 0 {
 		p.KeyTypes = tlsKeys

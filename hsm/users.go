@@ -202,7 +202,12 @@ func (s *Session) DeleteUser(ctx context.Context, name string) error {
 	}
 	for _, o := range objs {
 		if o.Owner == name {
-			return errf(ErrExists, "deleting user %q: the user still owns key %s; destroy it first", name, o.ID)
+			key := o.ID
+			if o.Label != "" {
+				key += " (" + o.Label + ")"
+			}
+			return errf(ErrExists, "deleting user %q: the user still owns key %s; a user is deleted only once its keys are destroyed, "+
+				"which loses them (the CA's own keys cannot be). To recover a user without losing its keys: `ca hsm users reset`", name, key)
 		}
 	}
 	err = s.m.apply(ctx, storage.HSMChange{DeleteUsers: []string{name}, RequireNoOwned: []string{name}}, s.user, "user.delete", name, "")

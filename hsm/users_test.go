@@ -8,7 +8,7 @@ import (
 )
 
 // TestDeleteUserWhoOwnsAKey: deleting a user who owns a key is refused
-// with ErrExists, in one sentence that ends with what to do (a review saw
+// with ErrExists, in one message that ends with what to do (a review saw
 // "…; destroy it first: object already exists", the sentinel's text
 // appended).
 func TestDeleteUserWhoOwnsAKey(t *testing.T) {
@@ -23,7 +23,8 @@ func TestDeleteUserWhoOwnsAKey(t *testing.T) {
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("deleting a user who owns a key: %v, want ErrExists", err)
 	}
-	want := `deleting user "carol": the user still owns key ` + k.ID + "; destroy it first"
+	want := `deleting user "carol": the user still owns key ` + k.ID + "; a user is deleted only once its keys are destroyed, " +
+		"which loses them (the CA's own keys cannot be). To recover a user without losing its keys: `ca hsm users reset`"
 	if err.Error() != want {
 		t.Fatalf("error %q, want %q", err, want)
 	}

@@ -238,14 +238,14 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s\n", info.Users, info.Objects, info.AuditEntries, n.dir)
 	warnUnverified(w, info)
-	var err error
+	var unsealErr error
 	if info.PassphraseProtected {
-		err = unsealForCLI(ctx, cmd, n)
+		unsealErr = unsealForCLI(ctx, cmd, n)
 	} else {
-		err = n.hsm.Unseal(ctx, ri.Unseal)
+		unsealErr = n.hsm.Unseal(ctx, ri.Unseal)
 	}
-	if err != nil {
-		fmt.Fprintf(w, "restored, but not unsealed here: %v\n", err)
+	if unsealErr != nil {
+		fmt.Fprintf(w, "restored, but not unsealed here: %v\n", unsealErr)
 	} else {
 		fmt.Fprintln(w, "HSM unsealed with the original material: self-tests passed")
 	}
@@ -257,9 +257,15 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 		return fmt.Errorf("restored audit log does not verify at #%d: %s", rep.FirstBad, rep.Problem)
 	}
 	fmt.Fprintf(w, "audit log intact: %d entries\n", rep.Entries)
+	// The key file is listed only when it is still missing: a keyfile
+	// module unsealed above with the one already in place.
+	keyFile := ""
+	if info.Method == hsm.MethodKeyFile && unsealErr != nil {
+		keyFile = "the unseal key file, "
+	}
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN\n"+
 		"(apps.pin or STRONGROOM_APPS_PIN; without it the key service stays off), officer.pin if you use it,\n"+
-		"the key file for keyfile unseal, and the certificate database (certificates, revocations, API keys,\n"+
+		keyFile+"and the certificate database (certificates, revocations, API keys,\n"+
 		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
 	return nil
 }

@@ -64,6 +64,10 @@ func TestBackupRestoreCLI(t *testing.T) {
 			t.Errorf("restore's list of what to copy does not name %s:\n%s", f, out)
 		}
 	}
+	// It unsealed with the key file in place: the list does not ask for it.
+	if strings.Contains(out, "key file") {
+		t.Errorf("restore asks for the key file it unsealed with:\n%s", out)
+	}
 	for _, f := range []string{"strongroom.yaml", "root.pem", "intermediate.pem"} {
 		if _, err := os.Stat(filepath.Join(fresh, f)); err != nil {
 			t.Fatalf("--from-dir did not copy %s", f)

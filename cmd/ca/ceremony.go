@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -39,7 +40,10 @@ type ceremony struct {
 	// "postgres" (DSN from STRONGROOM_DATABASE_DSN or DatabaseDSN) and a
 	// Redis address. Zero: SQLite in the data directory, in-memory state.
 	Database, DatabaseDSN, RedisAddr string
-	CommonName                       string // prefix of the CA names; default "Strongroom"
+	// RedisPrefix begins the cluster's keys and channels in Redis (zero:
+	// the default, written out so the file shows where to change it).
+	RedisPrefix string
+	CommonName  string // prefix of the CA names; default "Strongroom"
 	// PKCS11 is a real HSM's token: with CAKeysOnToken the root and
 	// intermediate keys are made there instead of in the embedded HSM
 	// (ca.key_store pkcs11); with Unseal "pkcs11" an AES key there seals
@@ -104,6 +108,9 @@ func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult
 		cfg.ApplyDefaults()
 	}
 	cfg.Redis.Addr = c.RedisAddr
+	if c.RedisAddr != "" {
+		cfg.Redis.Prefix = cmp.Or(c.RedisPrefix, cfg.Redis.KeyPrefix())
+	}
 	if c.PKCS11.Module != "" {
 		cfg.HSM.PKCS11 = c.PKCS11
 	}

@@ -57,7 +57,13 @@ func officerSession(ctx context.Context, n *node, name string) (*hsm.Session, er
 		}
 		pin = strings.TrimSpace(string(b))
 	}
-	return n.hsm.Login(ctx, name, pin)
+	s, err := n.hsm.Login(ctx, name, pin)
+	if errors.Is(err, hsm.ErrBadPIN) {
+		// The one case where no officer can list or unlock users: say
+		// how out of it.
+		return nil, fmt.Errorf("officer %s: %w (a locked officer: `ca hsm users unlock %s --with-unseal`, on the authority of the unseal material)", name, err, name)
+	}
+	return s, err
 }
 
 func hsmStatusCommand(g *globals) *cobra.Command {
@@ -167,7 +173,10 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			if r := hsm.Role(role); r != hsm.RoleOfficer && r != hsm.RoleUser && r != hsm.RoleAuditor {
 				return fmt.Errorf("--role %q: want officer, user or auditor", role) // before asking for a PIN
 			}
-			pin := newPINInput(cmd, "PIN for the new user")
+			pin, err := newPINInput(cmd, "PIN for the new user")
+			if err != nil {
+				return err
+			}
 			if err := s.CreateUser(ctx, args[0], hsm.Role(role), pin); err != nil {
 				return err
 			}

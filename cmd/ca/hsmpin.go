@@ -116,7 +116,10 @@ When the old PIN came from a file, the new one is written to that file.`,
 				if err != nil {
 					return err
 				}
-				newPIN := newPINInput(cmd, "New PIN of "+name)
+				newPIN, err := newPINInput(cmd, "New PIN of "+name)
+				if err != nil {
+					return err
+				}
 				s, err := n.hsm.Login(ctx, name, oldPIN) // counted and audited like any login
 				if err != nil {
 					return err
@@ -174,7 +177,10 @@ func hsmResetCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				pin := newPINInput(cmd, "New PIN of "+args[0])
+				pin, err := newPINInput(cmd, "New PIN of "+args[0])
+				if err != nil {
+					return err
+				}
 				was, err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in)
 				if err != nil {
 					return err
@@ -203,10 +209,14 @@ func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
 }
 
 // newPINInput is the new PIN a command sets: STRONGROOM_NEW_PIN, else
-// asked for on stdin with prompt.
-func newPINInput(cmd *cobra.Command, prompt string) string {
+// asked for on stdin with prompt. None at all is an error that says where
+// it is read from (a PIN policy error would not).
+func newPINInput(cmd *cobra.Command, prompt string) (string, error) {
 	if pin := os.Getenv("STRONGROOM_NEW_PIN"); pin != "" {
-		return pin
+		return pin, nil
 	}
-	return promptLine(cmd, prompt)
+	if pin := promptLine(cmd, prompt); pin != "" {
+		return pin, nil
+	}
+	return "", errors.New("no new PIN given: set STRONGROOM_NEW_PIN or type it on stdin")
 }

@@ -31,6 +31,10 @@ func TestUnlockWithUnsealAndPINChange(t *testing.T) {
 	if _, err := runCA(t, "--data", dir, "hsm", "users", "unlock", "officer"); err == nil {
 		t.Fatal("a locked officer unlocked itself")
 	}
+	// Locked out of every officer command, the error says the way out.
+	if _, err := runCA(t, "--data", dir, "hsm", "users", "list"); err == nil || !strings.Contains(err.Error(), "ca hsm users unlock officer --with-unseal") {
+		t.Fatalf("users list with the officer locked: %v", err)
+	}
 	out, err := runCA(t, "--data", dir, "hsm", "users", "unlock", "officer", "--with-unseal")
 	if err != nil || !strings.Contains(out, "unlocked") {
 		t.Fatalf("unlock --with-unseal: %v\n%s", err, out)

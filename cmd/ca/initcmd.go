@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,9 @@ module still holds the OCSP responder and EAB keys.`,
 			} else {
 				c.PKCS11 = config.PKCS11{}
 			}
+			if c.RedisPrefix != "" && c.RedisAddr == "" {
+				return errors.New("--redis-prefix needs --redis (without Redis a node keeps its state in memory)")
+			}
 			switch keyType {
 			case "p256", "p384", "rsa2048", "rsa3072", "rsa4096":
 			default:
@@ -103,6 +107,7 @@ module still holds the OCSP responder and EAB keys.`,
 	f.StringVar(&c.Database, "database", "", "sqlite (default) or postgres (DSN from STRONGROOM_DATABASE_DSN or --database-dsn without a password)")
 	f.StringVar(&c.DatabaseDSN, "database-dsn", "", "PostgreSQL URL to write into the config (no password: use STRONGROOM_DATABASE_DSN for one)")
 	f.StringVar(&c.RedisAddr, "redis", "", "Redis host:port shared by several nodes (default: in-memory state)")
+	f.StringVar(&c.RedisPrefix, "redis-prefix", "", `with --redis: prefix of this cluster's keys and channels (default "strongroom:"; each cluster sharing a Redis database needs its own)`)
 	f.StringVar(&c.CommonName, "name", "Strongroom", "prefix of the CA certificates' common names")
 	f.StringVar(&caKeys, "ca-keys", "hsm", "where the root and intermediate keys live: hsm (the embedded module) or pkcs11 (a real HSM; PIN from STRONGROOM_PKCS11_PIN)")
 	f.StringVar(&c.PKCS11.Module, "pkcs11-module", "", "pkcs11: path of the HSM's PKCS#11 library")
