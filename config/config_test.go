@@ -135,6 +135,22 @@ func TestSectionDecodesStrictly(t *testing.T) {
 	if err := c.ACME.Decode("acme", &a); err == nil || !strings.Contains(err.Error(), `acme.validation.timeout: "soon" is not a duration`) {
 		t.Fatalf("bad duration in a section: %v", err)
 	}
+	// Line numbers are the file's, not the section's: the key is on line 7
+	// (a README reader saw "line 1 … (line numbers count from the section)").
+	c, err = Parse([]byte("# strongroom.yaml\nlisten:\n  https: 127.0.0.1:8443\n\npolicy:\n  # comment\n  allow_wildcard: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Policy.Decode("policy", &p); err == nil || !strings.Contains(err.Error(), `line 7: unknown key "allow_wildcard"`) {
+		t.Fatalf("line of an unknown key in a section: %v", err)
+	}
+	c, err = Parse([]byte("listen:\n  https: 127.0.0.1:8443\nacme:\n  validation:\n\n    timeout: soon\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ACME.Decode("acme", &a); err == nil || !strings.Contains(err.Error(), "line 6") {
+		t.Fatalf("line of a bad value in a section: %v", err)
+	}
 	var untouched policy
 	if err := Default().ACME.Decode("acme", &untouched); err != nil || untouched.AllowWildcards {
 		t.Fatalf("absent section: %+v %v", untouched, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 
 	"gopkg.in/yaml.v3"
 )
@@ -74,7 +75,40 @@ func (s Section) Decode(name string, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config section %s (line numbers count from the section): %w", name, nameKeys(explainUnknown(err, v), data, name))
+		err = nameKeys(explainUnknown(err, v), data, name)
+		return fmt.Errorf("config section %s: %w", name, fileLines(err, data, s.node))
 	}
 	return nil
 }
+
+// fileLines rewrites the "line N" of err, counted in data (the section as
+// re-encoded for decoding), as the line of the same node in the file (orig
+// holds the file's positions): the re-encoded tree has the same shape.
+func fileLines(err error, data []byte, orig *yaml.Node) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) != 1 {
+		return err
+	}
+	lines := map[int]int{}
+	var walk func(a, b *yaml.Node)
+	walk = func(a, b *yaml.Node) {
+		if _, seen := lines[a.Line]; !seen {
+			lines[a.Line] = b.Line
+		}
+		for i := range min(len(a.Content), len(b.Content)) {
+			walk(a.Content[i], b.Content[i])
+		}
+	}
+	walk(root.Content[0], orig)
+	msg := lineRef.ReplaceAllStringFunc(err.Error(), func(ref string) string {
+		var n int
+		fmt.Sscanf(ref, "line %d", &n)
+		if l, ok := lines[n]; ok {
+			return fmt.Sprintf("line %d", l)
+		}
+		return ref
+	})
+	return errors.New(msg)
+}
+
+var lineRef = regexp.MustCompile(`\bline \d+`)
