@@ -523,3 +523,34 @@ func TestProtocolNits(t *testing.T) {
 		wantProblem(t, c.post(c.kid+"/orders?cursor="+path.Base(r.Header.Get("Location")), nil, nil), "malformed", 400)
 	})
 }
+
+// TestRevokeCAOwnCertificate: an account holding authorizations for the
+// CA's host name may not revoke the node's own HTTPS certificate (the node
+// would serve it revoked), as the REST API may not; the holder of its key
+// still may (a security review revoked it through ACME).
+func TestRevokeCAOwnCertificate(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	nodeKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.ParseCertificateRequest(csrFor(t, nodeKey, "", "ca.example.com"))
+	own, err := e.issuer.Issue(ctx, csr, "tls-server", "system:https-listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := own.Chains[0][0]
+	c := newRawClient(e)
+	c.register(nil)
+	c.issue("ca.example.com") // valid authorizations for the CA's name
+	r := c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(der), "reason": 1}, nil)
+	wantProblem(t, r, "unauthorized", 403)
+	if !strings.Contains(string(r.body), "this CA's own") {
+		t.Fatalf("refusal does not say why: %s", r.body)
+	}
+	if rec, _ := e.issuer.Certificate(ctx, own.Serial); rec.Status != core.StatusValid {
+		t.Fatalf("the node's certificate is %s", rec.Status)
+	}
+	byKey := &rawClient{e: e, key: nodeKey}
+	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(der), "reason": 1}, nil); r.StatusCode != 200 {
+		t.Fatalf("revoke by the node's own key: %d %s", r.StatusCode, r.body)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
 
@@ -77,6 +78,14 @@ func (s *Server) revokeCert(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	requester := "acme:" + s.o.Name + "/"
 	if req.account != nil {
+		// The CA's own certificates (its CA certificates, the node's HTTPS
+		// and OCSP responder certificates) are revoked on a node, as the
+		// REST API requires: an account holding authorizations for the
+		// CA's host name must not make the node serve a revoked
+		// certificate. Their keys' holders may still revoke them below.
+		if err := ra.MayRevoke(nil, rec); err != nil {
+			return unauthorized(core.DetailOf(err))
+		}
 		if err := s.mayRevoke(ctx, req.account.ID, cert); err != nil {
 			return err
 		}
