@@ -129,7 +129,9 @@ func shownBody(got string, n int, keyAuth string) string {
 func shownURL(idHost string, r *http.Request) string {
 	if r.Response == nil || r.Response.Request == nil ||
 		canonicalHost(r.Response.Request.URL.Hostname()) == idHost {
-		return truncate(r.URL.String(), 256)
+		u := *r.URL
+		u.User = nil // a password in a redirect is not repeated to anyone
+		return truncate(u.String(), 256)
 	}
 	return r.URL.Scheme + "://" + truncate(r.URL.Host, 256) + "/…"
 }

@@ -117,6 +117,9 @@ func TestHTTP01(t *testing.T) {
 		{name: "redirect to a port that is not allowed", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://example.com:8081/x", http.StatusFound)
 		}, wantType: challenge.ErrConnection, fragments: []string{"port must be 80 or"}},
+		{name: "redirect with credentials", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://user:s3cret@example.com:8081/x", http.StatusFound)
+		}, wantType: challenge.ErrConnection, fragments: []string{"port must be 80 or", "example.com:8081/x"}, hidden: []string{"s3cret", "user:"}},
 		{name: "redirect to another scheme", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "ftp://example.com/x", http.StatusFound)
 		}, wantType: challenge.ErrConnection, fragments: []string{"only http and https"}},
