@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -55,7 +56,42 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checking objects: %w", err)
 	}
-	return damagedObjects(st, rows), nil
+	damaged := damagedObjects(st, rows)
+	// Keys whose versions all open are checked against their history.
+	es, err := m.store.HSMAuditFor(ctx, "", historyActions...)
+	if err != nil {
+		return nil, fmt.Errorf("checking objects: %w", err)
+	}
+	history := map[string][]storage.HSMAuditEntry{}
+	for _, e := range es {
+		history[e.Object] = append(history[e.Object], e)
+	}
+	bad := map[string]bool{}
+	for _, d := range damaged {
+		bad[d.ID] = true
+	}
+	newest := map[string]storage.HSMObject{}
+	var ids []string
+	for _, r := range rows {
+		cur, seen := newest[r.ID]
+		if !seen {
+			ids = append(ids, r.ID)
+		}
+		if !seen || r.Version > cur.Version {
+			newest[r.ID] = r
+		}
+	}
+	for _, id := range ids {
+		r := newest[id]
+		var a attrs
+		if bad[id] || json.Unmarshal(r.Attrs, &a) != nil { // it opened: its attributes are authentic
+			continue
+		}
+		if err := st.checkHistory(id, storedKey{version: r.Version, extractable: a.Extractable}, history[id]); err != nil {
+			damaged = append(damaged, damagedKey(r, err))
+		}
+	}
+	return damaged, nil
 }
 
 // scanKeys opens every key the session may see: the intact ones as

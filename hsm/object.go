@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -163,6 +164,10 @@ func (m *Module) loadKey(ctx context.Context, st *unsealed, id string) (*keyObje
 	if err != nil {
 		return nil, err
 	}
+	if err := m.checkKeyHistory(ctx, st, ko); err != nil {
+		ko.destroy()
+		return nil, err
+	}
 	if prev, loaded := st.keys.LoadOrStore(id, ko); loaded {
 		ko.destroy()
 		return prev.(*keyObject), nil
@@ -205,8 +210,21 @@ func (m *Module) refreshKey(ctx context.Context, st *unsealed, cached *keyObject
 	if last := rows[len(rows)-1]; last.Version == cached.current().version && bytes.Equal(last.Attrs, cached.head) {
 		return cached, nil
 	}
+	// A stored key that no longer opens, or that went back (a version
+	// removed, rows put back), is not followed: the cached key is
+	// forgotten and every use refused, as on a node that opens it afresh.
 	ko, err := openRows(st, rows)
+	if err == nil {
+		if err = m.checkKeyHistory(ctx, st, ko); err != nil {
+			ko.destroy()
+		}
+	}
 	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			if old := forgetKey(st, cached.id); old != nil {
+				old.destroy()
+			}
+		}
 		return nil, err
 	}
 	for i, kv := range ko.versions {

@@ -103,6 +103,12 @@ func (m *Module) syncKey(ctx context.Context, st *unsealed, ko *keyObject) (bool
 		m.log.Info("hsm: key destroyed on another node; dropped here", "key", ko.id)
 		return true, nil
 	}
+	if errors.Is(err, ErrCorrupt) {
+		// Dropped from the cache (refreshKey), so said once; the other
+		// keys are still synced.
+		m.log.Error("hsm: key altered outside the HSM; every use of it is refused", "key", ko.id, "err", err)
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -1,7 +1,6 @@
 package hsm
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -119,7 +118,7 @@ func (m *Module) checkUsersRollback(ctx context.Context, st *unsealed) error {
 		return err
 	}
 	for _, e := range es {
-		if len(e.MAC) != 0 && bytes.Equal(e.Hash, auditHash(e)) && hmac.Equal(e.MAC, entryMAC(st.macKey, e.Seq, e.Hash)) {
+		if st.authentic(e) {
 			st.priorBind = e.Seq
 			st.usersBound.Store(true)
 			m.log.Error("hsm: the keystore's user-record binding was removed outside the HSM (its audit log shows it bound); user records without a valid MAC stay refused",

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -376,6 +377,24 @@ func (d *DB) HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]HSMAudit
 // first (a scan of the log: for rare checks such as an unseal's).
 func (d *DB) HSMAuditByAction(ctx context.Context, action string, limit int) ([]HSMAuditEntry, error) {
 	return auditQuery(ctx, d, `WHERE action = ?`, []any{action}, limit)
+}
+
+// HSMAuditFor returns the audit entries about object (every object when
+// "") whose action is one of actions, in order.
+func (d *DB) HSMAuditFor(ctx context.Context, object string, actions ...string) ([]HSMAuditEntry, error) {
+	if len(actions) == 0 {
+		return nil, nil
+	}
+	where := `WHERE action IN (?` + strings.Repeat(", ?", len(actions)-1) + `)`
+	args := make([]any, 0, len(actions)+1)
+	for _, a := range actions {
+		args = append(args, a)
+	}
+	if object != "" {
+		where += ` AND object = ?`
+		args = append(args, object)
+	}
+	return auditQuery(ctx, d, where, args, 0)
 }
 
 func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAuditEntry, error) {

@@ -1,0 +1,89 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/strongroom-pki/strongroom/storage"
+)
+
+// Key history. Each stored version of a key opens on its own (its seal
+// binds its id, version and attributes), so someone who can write the
+// database but not unseal could still delete a key's newest version rows
+// (undoing a rotation: a retired, perhaps compromised, version signs
+// again), put back the rows of a destroyed key, or put back a row from
+// before the key was made non-extractable. Each of those changes was
+// audited in the same transaction, in an entry authenticated under the
+// KEK; a key whose stored state is older than its authenticated history is
+// refused as damaged (ErrCorrupt) when it is opened, and listed damaged by
+// `ca hsm status`. What this cannot show is a rollback of the audit log
+// along with the rows (see the audit log's own checks), or a change made
+// while no entry could be authenticated (sealed).
+const (
+	actionRotate         = "key.rotate"
+	actionDestroy        = "key.destroy"
+	actionNonExtractable = "key.set-nonextractable"
+)
+
+var historyActions = []string{actionRotate, actionDestroy, actionNonExtractable}
+
+// storedKey is what the history is checked against: a key's newest stored
+// version and whether its attributes allow export.
+type storedKey struct {
+	version     int
+	extractable bool
+}
+
+// authentic reports whether e is an audit entry as the HSM wrote it: its
+// hash covers its fields and its MAC, under st's KEK, covers the hash.
+func (st *unsealed) authentic(e storage.HSMAuditEntry) bool {
+	return len(e.MAC) != 0 && bytes.Equal(e.Hash, auditHash(e)) && hmac.Equal(e.MAC, entryMAC(st.macKey, e.Seq, e.Hash))
+}
+
+// checkHistory checks key id, stored as k, against the audit entries es
+// (those about it; others are skipped).
+func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEntry) error {
+	for _, e := range es {
+		if e.Object != id || !st.authentic(e) {
+			continue
+		}
+		switch e.Action {
+		case actionDestroy:
+			return errf(ErrCorrupt, "key %s was destroyed (audit entry #%d) but is stored again: its rows were put back outside the HSM", id, e.Seq)
+		case actionRotate:
+			if v := detailInt(e.Details, "version"); v > k.version {
+				return errf(ErrCorrupt, "key %s: the audit log records version %d (entry #%d) but the store ends at version %d: versions were removed outside the HSM",
+					id, v, e.Seq, k.version)
+			}
+		case actionNonExtractable:
+			if k.extractable {
+				return errf(ErrCorrupt, "key %s was made non-extractable (audit entry #%d) but is stored extractable: an older row was put back outside the HSM", id, e.Seq)
+			}
+		}
+	}
+	return nil
+}
+
+// checkKeyHistory checks an opened key against its audit history.
+func (m *Module) checkKeyHistory(ctx context.Context, st *unsealed, ko *keyObject) error {
+	es, err := m.store.HSMAuditFor(ctx, ko.id, historyActions...)
+	if err != nil {
+		return fmt.Errorf("reading key %s's history: %w", ko.id, err)
+	}
+	return st.checkHistory(ko.id, storedKey{version: ko.current().version, extractable: ko.a.Extractable}, es)
+}
+
+// detailInt reads name=N from an audit entry's details (0 if absent).
+func detailInt(details, name string) int {
+	for _, f := range strings.Fields(details) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,126 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/storage"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
+)
+
+// TestKeyHistoryRollback: someone who can write the database but not
+// unseal undoes a rotation (deletes the newest version row), puts back a
+// destroyed key's rows, and puts back a row from before a key was made
+// non-extractable (a security review did the first: the retired version
+// signed again, with no error). Each such key is refused as damaged, on a
+// node that opens it afresh and on one that had it cached (at its next
+// sync), and `ca hsm status` (CheckObjects) lists it; an untouched rotated
+// key goes on working.
+func TestKeyHistoryRollback(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		digest := sha256.Sum256([]byte("history"))
+		gen := func(extractable bool) KeyInfo {
+			k, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256, Extractable: extractable})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+		rows := func(id string) []storage.HSMObject {
+			rs, err := db.HSMObject(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rs
+		}
+		putBack := func(r storage.HSMObject) {
+			if _, err := db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ? AND version = ?`, r.ID, r.Version); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(ctx, `INSERT INTO hsm_objects (id, version, owner, label, attrs, sealed, created, uses)
+				VALUES (?, ?, ?, ?, ?, ?, ?, 0)`, r.ID, r.Version, r.Owner, r.Label, r.Attrs, r.Sealed, storage.Micros(r.Created)); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		rotated := gen(false)
+		if _, err := f.alice.RotateKey(ctx, rotated.ID); err != nil {
+			t.Fatal(err)
+		}
+		f.alice.Sign(ctx, rotated.ID, digest[:], crypto.SHA256) // cached at version 2 on f.m
+		if _, err := db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ? AND version = 2`, rotated.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		destroyed := gen(false)
+		saved := rows(destroyed.ID)
+		if err := f.alice.DestroyKey(ctx, destroyed.ID); err != nil {
+			t.Fatal(err)
+		}
+		putBack(saved[0])
+
+		locked := gen(true)
+		saved = rows(locked.ID)
+		if err := f.alice.SetNonExtractable(ctx, locked.ID); err != nil {
+			t.Fatal(err)
+		}
+		putBack(saved[0])
+
+		intact := gen(false)
+		if _, err := f.alice.RotateKey(ctx, intact.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		pub, _ := rsa.GenerateKey(rand.Reader, 2048)
+		check := func(t *testing.T, s *Session) {
+			t.Helper()
+			for id, want := range map[string]string{
+				rotated.ID:   "the audit log records version 2",
+				destroyed.ID: "was destroyed",
+			} {
+				if _, err := s.Sign(ctx, id, digest[:], crypto.SHA256); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
+					t.Errorf("signing with key %s: %v, want ErrCorrupt saying %q", id, err, want)
+				}
+			}
+			if _, _, err := s.ExportWrappedTo(ctx, locked.ID, &pub.PublicKey); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "made non-extractable") {
+				t.Errorf("exporting the key put back extractable: %v", err)
+			}
+			if _, err := s.Sign(ctx, intact.ID, digest[:], crypto.SHA256); err != nil {
+				t.Errorf("the untouched key: %v", err)
+			}
+		}
+		t.Run("opened afresh", func(t *testing.T) {
+			m := f.reopen(t)
+			s, err := m.Login(ctx, "alice", alicePIN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, s)
+			damaged, err := m.CheckObjects(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, d := range damaged {
+				got[d.ID] = true
+			}
+			if len(damaged) != 3 || !got[rotated.ID] || !got[destroyed.ID] || !got[locked.ID] {
+				t.Errorf("CheckObjects lists %+v, want the three keys changed outside the HSM", damaged)
+			}
+		})
+		t.Run("cached, at the next sync", func(t *testing.T) {
+			if _, err := f.m.SyncKeys(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check(t, f.alice)
+		})
+	})
+}
