@@ -52,16 +52,17 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checking objects: %w", err)
 	}
+	// The history before the rows (see checkHistory).
+	es, err := m.store.HSMAuditFor(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("checking objects: %w", err)
+	}
 	rows, err := m.store.HSMObjects(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("checking objects: %w", err)
 	}
 	damaged := damagedObjects(st, rows)
 	// Keys whose versions all open are checked against their history.
-	es, err := m.store.HSMAuditFor(ctx, "", historyActions...)
-	if err != nil {
-		return nil, fmt.Errorf("checking objects: %w", err)
-	}
 	history := map[string][]storage.HSMAuditEntry{}
 	for _, e := range es {
 		history[e.Object] = append(history[e.Object], e)

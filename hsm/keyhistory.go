@@ -29,8 +29,6 @@ const (
 	actionNonExtractable = "key.set-nonextractable"
 )
 
-var historyActions = []string{actionRotate, actionDestroy, actionNonExtractable}
-
 // storedKey is what the history is checked against: a key's newest stored
 // version and whether its attributes allow export.
 type storedKey struct {
@@ -45,11 +43,22 @@ func (st *unsealed) authentic(e storage.HSMAuditEntry) bool {
 }
 
 // checkHistory checks key id, stored as k, against the audit entries es
-// (those about it; others are skipped).
+// about it, read before the key's rows (so a change committed in between,
+// which writes its rows and its entry together, is in the rows too). An
+// entry in the authenticated part of the log (from st's anchor on) that
+// does not verify was altered outside the HSM: its action or version may
+// have been edited to hide a change, so the key is refused.
 func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEntry) error {
+	from := auditAnchor(st)
 	for _, e := range es {
-		if e.Object != id || !st.authentic(e) {
+		if e.Object != id {
 			continue
+		}
+		if !st.authentic(e) {
+			if from != 0 && e.Seq >= from {
+				return errf(ErrCorrupt, "key %s: audit entry #%d about it does not verify: the log was altered outside the HSM", id, e.Seq)
+			}
+			continue // from before the log was authenticated
 		}
 		switch e.Action {
 		case actionDestroy:
@@ -68,12 +77,18 @@ func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEn
 	return nil
 }
 
-// checkKeyHistory checks an opened key against its audit history.
-func (m *Module) checkKeyHistory(ctx context.Context, st *unsealed, ko *keyObject) error {
-	es, err := m.store.HSMAuditFor(ctx, ko.id, historyActions...)
+// keyHistory reads the audit entries about key id, to be read before its
+// rows (see checkHistory).
+func (m *Module) keyHistory(ctx context.Context, id string) ([]storage.HSMAuditEntry, error) {
+	es, err := m.store.HSMAuditFor(ctx, id)
 	if err != nil {
-		return fmt.Errorf("reading key %s's history: %w", ko.id, err)
+		return nil, fmt.Errorf("reading key %s's history: %w", id, err)
 	}
+	return es, nil
+}
+
+// checkKeyHistory checks an opened key against its audit history es.
+func (st *unsealed) checkKeyHistory(ko *keyObject, es []storage.HSMAuditEntry) error {
 	return st.checkHistory(ko.id, storedKey{version: ko.current().version, extractable: ko.a.Extractable}, es)
 }
 

@@ -74,18 +74,62 @@ func TestKeyHistoryRollback(t *testing.T) {
 		}
 		putBack(saved[0])
 
+		// The entry about the key edited along with the rows (a second
+		// review hid the rotation by editing its details, and a destroy by
+		// adding a space to its action): the entry no longer verifies.
+		edited := gen(false)
+		if _, err := f.alice.RotateKey(ctx, edited.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ? AND version = 2`, edited.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE hsm_audit SET details = 'version=1 previous=1' WHERE object = ? AND action = 'key.rotate'`, edited.ID); err != nil {
+			t.Fatal(err)
+		}
+		respaced := gen(false)
+		saved = rows(respaced.ID)
+		if err := f.alice.DestroyKey(ctx, respaced.ID); err != nil {
+			t.Fatal(err)
+		}
+		putBack(saved[0])
+		if _, err := db.Exec(ctx, `UPDATE hsm_audit SET action = 'key.destroy ' WHERE object = ? AND action = 'key.destroy'`, respaced.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		// The entry deleted along with the row: a node that holds the key
+		// refuses a store that went below its version. (A node opening it
+		// afresh cannot tell; the gap in the log shows in audit verify.)
+		hidden := gen(false)
+		if _, err := f.alice.RotateKey(ctx, hidden.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{`DELETE FROM hsm_objects WHERE id = ? AND version = 2`, `DELETE FROM hsm_audit WHERE object = ? AND action = 'key.rotate'`} {
+			if _, err := db.Exec(ctx, q, hidden.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+
 		intact := gen(false)
 		if _, err := f.alice.RotateKey(ctx, intact.ID); err != nil {
 			t.Fatal(err)
 		}
 
 		pub, _ := rsa.GenerateKey(rand.Reader, 2048)
-		check := func(t *testing.T, s *Session) {
+		// A node that held version 2 says so first; a fresh one finds the
+		// audit log's word against the store.
+		check := func(t *testing.T, s *Session, held bool) {
 			t.Helper()
-			for id, want := range map[string]string{
+			wants := map[string]string{
 				rotated.ID:   "the audit log records version 2",
 				destroyed.ID: "was destroyed",
-			} {
+				edited.ID:    "does not verify",
+				respaced.ID:  "does not verify",
+			}
+			if held {
+				wants[rotated.ID], wants[edited.ID] = "below version 2", "below version 2"
+			}
+			for id, want := range wants {
 				if _, err := s.Sign(ctx, id, digest[:], crypto.SHA256); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
 					t.Errorf("signing with key %s: %v, want ErrCorrupt saying %q", id, err, want)
 				}
@@ -103,7 +147,7 @@ func TestKeyHistoryRollback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, s)
+			check(t, s, false)
 			damaged, err := m.CheckObjects(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -112,15 +156,21 @@ func TestKeyHistoryRollback(t *testing.T) {
 			for _, d := range damaged {
 				got[d.ID] = true
 			}
-			if len(damaged) != 3 || !got[rotated.ID] || !got[destroyed.ID] || !got[locked.ID] {
-				t.Errorf("CheckObjects lists %+v, want the three keys changed outside the HSM", damaged)
+			if len(damaged) != 5 || !got[rotated.ID] || !got[destroyed.ID] || !got[locked.ID] || !got[edited.ID] || !got[respaced.ID] {
+				t.Errorf("CheckObjects lists %+v, want the five keys changed outside the HSM", damaged)
 			}
 		})
 		t.Run("cached, at the next sync", func(t *testing.T) {
 			if _, err := f.m.SyncKeys(ctx); err != nil {
 				t.Fatal(err)
 			}
-			check(t, f.alice)
+			check(t, f.alice, true)
+			if _, err := f.alice.Sign(ctx, hidden.ID, digest[:], crypto.SHA256); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "below version 2") {
+				t.Errorf("signing with the key whose rotation and its entry were deleted: %v", err)
+			}
+			if rep, err := f.m.VerifyAudit(ctx); err != nil || rep.FirstBad == 0 {
+				t.Errorf("audit verify after entries were edited and deleted: %+v %v", rep, err)
+			}
 		})
 	})
 }

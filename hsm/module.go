@@ -80,8 +80,12 @@ type unsealed struct {
 	aead   cipher.AEAD // AES-256-GCM under kek, seals objects at rest
 	macKey []byte      // authenticates the audit head (auditmac.go)
 	method UnsealMethod
-	keys   sync.Map                            // key id → *keyObject
-	users  atomic.Pointer[map[string]userView] // userview.go
+	keys   sync.Map // key id → *keyObject
+	// wentBack holds the keys this node saw stored below a version it
+	// held (refreshKey), key id → error: refused until the next unseal,
+	// though a fresh read cannot tell (their audit entries may be gone).
+	wentBack sync.Map
+	users    atomic.Pointer[map[string]userView] // userview.go
 	// auditFrom is where the audit log's authentication began, bound into
 	// the wrapped KEK's AAD (auditAnchor); 0: not known.
 	auditFrom atomic.Int64

@@ -323,7 +323,7 @@ func TestTwoNodesRotateRetriesAfterConflict(t *testing.T) {
 // version is lost or handed out twice, and each stored version is the
 // material its rotation handed out.
 func TestTwoNodesConcurrentRotations(t *testing.T) {
-	const rounds = 8
+	const rounds = 25
 	eachTwoNodes(t, func(t *testing.T, n *nodes) {
 		ctx := context.Background()
 		k, err := n.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "race"})

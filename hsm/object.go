@@ -153,6 +153,13 @@ func (m *Module) loadKey(ctx context.Context, st *unsealed, id string) (*keyObje
 	if v, ok := st.keys.Load(id); ok {
 		return v.(*keyObject), nil
 	}
+	if err, ok := st.wentBack.Load(id); ok {
+		return nil, err.(error)
+	}
+	history, err := m.keyHistory(ctx, id) // before the rows: see checkHistory
+	if err != nil {
+		return nil, err
+	}
 	rows, err := m.store.HSMObject(ctx, id)
 	if err != nil {
 		if isNotFound(err) {
@@ -164,7 +171,7 @@ func (m *Module) loadKey(ctx context.Context, st *unsealed, id string) (*keyObje
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkKeyHistory(ctx, st, ko); err != nil {
+	if err := st.checkKeyHistory(ko, history); err != nil {
 		ko.destroy()
 		return nil, err
 	}
@@ -197,6 +204,10 @@ func openRows(st *unsealed, rows []storage.HSMObject) (*keyObject, error) {
 // handed out keep counting uses; otherwise the stored version is the truth.
 // A key destroyed elsewhere is destroyed here too.
 func (m *Module) refreshKey(ctx context.Context, st *unsealed, cached *keyObject) (*keyObject, error) {
+	history, err := m.keyHistory(ctx, cached.id) // before the rows: see checkHistory
+	if err != nil {
+		return nil, err
+	}
 	rows, err := m.store.HSMObject(ctx, cached.id)
 	if isNotFound(err) {
 		if old := forgetKey(st, cached.id); old != nil {
@@ -213,9 +224,18 @@ func (m *Module) refreshKey(ctx context.Context, st *unsealed, cached *keyObject
 	// A stored key that no longer opens, or that went back (a version
 	// removed, rows put back), is not followed: the cached key is
 	// forgotten and every use refused, as on a node that opens it afresh.
+	// Versions only ever grow, so a store that ends below the cached
+	// version went back, whatever the audit log now says.
 	ko, err := openRows(st, rows)
 	if err == nil {
-		if err = m.checkKeyHistory(ctx, st, ko); err != nil {
+		if last := ko.current().version; last < cached.current().version {
+			err = errf(ErrCorrupt, "key %s: the store ends at version %d, below version %d this node holds: versions were removed outside the HSM",
+				cached.id, last, cached.current().version)
+			st.wentBack.Store(cached.id, err)
+		} else {
+			err = st.checkKeyHistory(ko, history)
+		}
+		if err != nil {
 			ko.destroy()
 		}
 	}

@@ -19,7 +19,7 @@ type Store interface {
 	HSMHeads(ctx context.Context) ([]storage.HSMHead, error)
 	HSMAudit(ctx context.Context, fromSeq int64, limit int) ([]storage.HSMAuditEntry, error)
 	HSMAuditByAction(ctx context.Context, action string, limit int) ([]storage.HSMAuditEntry, error)
-	HSMAuditFor(ctx context.Context, object string, actions ...string) ([]storage.HSMAuditEntry, error)
+	HSMAuditFor(ctx context.Context, object string) ([]storage.HSMAuditEntry, error)
 	HSMAuditHead(ctx context.Context) (seq int64, hash []byte, err error)
 	HSMAuditAuth(ctx context.Context) (storage.HSMAuditAuth, error)
 	ApplyHSM(ctx context.Context, ch storage.HSMChange) error

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -379,22 +378,13 @@ func (d *DB) HSMAuditByAction(ctx context.Context, action string, limit int) ([]
 	return auditQuery(ctx, d, `WHERE action = ?`, []any{action}, limit)
 }
 
-// HSMAuditFor returns the audit entries about object (every object when
-// "") whose action is one of actions, in order.
-func (d *DB) HSMAuditFor(ctx context.Context, object string, actions ...string) ([]HSMAuditEntry, error) {
-	if len(actions) == 0 {
-		return nil, nil
+// HSMAuditFor returns the audit entries about object, every one when
+// object is "" (only entries with an object), in order.
+func (d *DB) HSMAuditFor(ctx context.Context, object string) ([]HSMAuditEntry, error) {
+	if object == "" {
+		return auditQuery(ctx, d, `WHERE object <> ''`, nil, 0)
 	}
-	where := `WHERE action IN (?` + strings.Repeat(", ?", len(actions)-1) + `)`
-	args := make([]any, 0, len(actions)+1)
-	for _, a := range actions {
-		args = append(args, a)
-	}
-	if object != "" {
-		where += ` AND object = ?`
-		args = append(args, object)
-	}
-	return auditQuery(ctx, d, where, args, 0)
+	return auditQuery(ctx, d, `WHERE object = ?`, []any{object}, 0)
 }
 
 func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAuditEntry, error) {

@@ -276,7 +276,11 @@ func warnUnverified(w io.Writer, info hsm.BackupInfo) {
 	if len(info.Unverified) == 0 {
 		return
 	}
+	names := make([]string, len(info.Unverified))
+	for i, n := range info.Unverified {
+		names[i] = shown(n)
+	}
 	fmt.Fprintf(w, "warning: the records of %s were altered outside the HSM when this backup was taken: "+
 		"they are restored still refused (no login, no signing) until `ca hsm users reset NAME --role ROLE`\n",
-		strings.Join(info.Unverified, ", "))
+		strings.Join(names, ", "))
 }

@@ -123,3 +123,45 @@ func TestBackupWarnsUnverified(t *testing.T) {
 		t.Fatalf("backup of verifying records: %v\n%s", err, out)
 	}
 }
+
+// TestAlteredNamesShownEscaped: a user name written into the database
+// with escape sequences and a newline (a review cleared the screen and
+// forged a line of `ca hsm backup`'s output) is printed quoted, by `ca hsm
+// users list` and by the backup's warning.
+func TestAlteredNamesShownEscaped(t *testing.T) {
+	const name = "\x1b[2J\x1b]0;pwned\x07x\nbackup verified OK: no user altered"
+	dir := initAltered(t, `INSERT INTO hsm_users (name, role, pin_hash, created) VALUES (?, 'officer', 'x', 0)`, name)
+	pin, _ := os.ReadFile(filepath.Join(dir, "officer.pin"))
+	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(pin)))
+	list, _ := runCA(t, "--data", dir, "hsm", "users", "list")
+	backup, err := runCA(t, "--data", dir, "hsm", "backup", "--out", filepath.Join(t.TempDir(), "b.srbk"))
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, backup)
+	}
+	for what, out := range map[string]string{"users list": list, "backup": backup} {
+		if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "\nbackup verified OK") || !strings.Contains(out, `"\x1b[2J`) {
+			t.Errorf("%s prints the name raw:\n%q", what, out)
+		}
+	}
+	if got := shown("officer"); got != "officer" {
+		t.Errorf("a plain name shown as %q", got)
+	}
+}
+
+// TestStatusShowsAlteredAudit: `ca hsm status` checks the audit log's
+// chain too: a key's history is read from it, and an entry about a key
+// deleted or edited outside the HSM shows only there.
+func TestStatusShowsAlteredAudit(t *testing.T) {
+	dir := initAltered(t, `DELETE FROM hsm_audit WHERE seq = 3`)
+	out, err := runCA(t, "--data", dir, "hsm", "status")
+	if err == nil || !strings.Contains(err.Error(), "audit log was altered outside the HSM at entry #3") || !strings.Contains(out, "audit log: ALTERED at entry #3") {
+		t.Fatalf("status with an audit entry deleted: %v\n%s", err, out)
+	}
+	clean := filepath.Join(t.TempDir(), "d")
+	if out, err := runCA(t, "--data", clean, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", clean, "hsm", "status"); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("status of an intact keystore: %v\n%s", err, out)
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -99,8 +101,22 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					return err
 				}
 				printDamaged(w, damaged)
-				if len(damaged) > 0 {
+				// A key's history is read from the audit log: an entry about
+				// it deleted or moved shows only in the chain.
+				rep, err := n.hsm.VerifyAudit(ctx)
+				if err != nil {
+					return err
+				}
+				if rep.FirstBad != 0 {
+					fmt.Fprintf(w, "audit log: ALTERED at entry #%d: %s (details: ca hsm audit verify)\n", rep.FirstBad, shownText(rep.Problem))
+				} else {
+					fmt.Fprintf(w, "audit log: %d entries, intact\n", rep.Entries)
+				}
+				switch {
+				case len(damaged) > 0:
 					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them", len(damaged))
+				case rep.FirstBad != 0:
+					return fmt.Errorf("the HSM audit log was altered outside the HSM at entry #%d: the keys' histories it records cannot be trusted", rep.FirstBad)
 				}
 				return nil
 			})
@@ -115,7 +131,7 @@ func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 	}
 	fmt.Fprintf(w, "damaged objects: %d\n", len(damaged))
 	for _, d := range damaged {
-		fmt.Fprintf(w, "  DAMAGED %s label=%q owner=%q: %s\n", d.ID, d.Label, d.Owner, d.Reason)
+		fmt.Fprintf(w, "  DAMAGED %s label=%q owner=%q: %s\n", shown(d.ID), d.Label, d.Owner, shownText(d.Reason))
 	}
 }
 
@@ -148,7 +164,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
 			tampered := 0
 			for _, u := range users {
-				fmt.Fprintf(w, "%s\t%s\t%v\t%d", u.Name, u.Role, u.Locked, u.Failures)
+				fmt.Fprintf(w, "%s\t%s\t%v\t%d", shown(u.Name), shown(string(u.Role)), u.Locked, u.Failures)
 				if u.Tampered {
 					tampered++
 					fmt.Fprint(w, "\tTAMPERED: altered outside the HSM; cannot log in")
@@ -385,4 +401,23 @@ func printControlStatus(cmd *cobra.Command, res controlStatus) {
 		fmt.Fprintln(cmd.OutOrStdout(), res.Note)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "sealed: %v\nself-test: %s\n", res.Sealed, res.SelfTest)
+}
+
+// shown is a name read from the database as a terminal may print it: as
+// it is if it is printable and has no space, else quoted with its escapes
+// (someone who can write the database can put escape sequences or a
+// newline in a user name, to redraw the screen or forge a line of output).
+func shown(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return r == ' ' || !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// shownText is shown for a message, which may hold spaces.
+func shownText(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
