@@ -44,22 +44,7 @@ func TestCAUserTamperedDegraded(t *testing.T) {
 		return resp.StatusCode, body.Status, body.Reason
 	}
 	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
-	signing := func() string {
-		t.Helper()
-		req, _ := http.NewRequest("GET", c.HTTPSURL+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+prom)
-		resp, err := c.Client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		m := regexp.MustCompile(`(?m)^strongroom_ca_signing_available (\S+)$`).FindStringSubmatch(string(b))
-		if m == nil {
-			t.Fatalf("no strongroom_ca_signing_available in /metrics:\n%s", b)
-		}
-		return m[1]
-	}
+	signing := func() string { return metricValue(t, c, prom, "strongroom_ca_signing_available") }
 	issue := func() int {
 		t.Helper()
 		body := `{"csr":` + jsonString(string(goCSR(t, "degraded.localhost"))) + `}`
@@ -105,4 +90,47 @@ func TestCAUserTamperedDegraded(t *testing.T) {
 		t.Fatalf("issuing with the record put back: %d", got)
 	}
 	waitFor(t, "the recovery to be logged", func() bool { return logged("the CA's HSM session signs again") == 1 })
+}
+
+// metricValue scrapes /metrics with key and returns the value of the
+// unlabelled metric name.
+func metricValue(t *testing.T, c *CA, key, name string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", c.HTTPSURL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatalf("no %s in /metrics:\n%s", name, b)
+	}
+	return m[1]
+}
+
+// TestAuditCheckedAtStart: a node checks the HSM audit log's chain when it
+// starts: an entry deleted outside the HSM (which a key's own history
+// check cannot see) is logged as an error and strongroom_hsm_audit_intact
+// reads 0; an intact log reads 1.
+func TestAuditCheckedAtStart(t *testing.T) {
+	c := StartCA(t, Options{})
+	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
+	waitFor(t, "the first audit check", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "1" })
+	c.Stop()
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM hsm_audit WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c.Restart()
+	waitFor(t, "the audit check to find the deletion", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "0" })
+	waitFor(t, "the alteration to be logged", func() bool {
+		return strings.Contains(c.Output(), "the audit log was altered outside the HSM") && strings.Contains(c.Output(), "first_bad=3")
+	})
 }

@@ -34,6 +34,8 @@ type app struct {
 	readyReason atomic.Pointer[string]
 	// signingReason is the last degraded answer (signing.go).
 	signingReason atomic.Pointer[string]
+	// auditVerdict is the last check of the HSM audit log (auditcheck.go).
+	auditVerdict atomic.Int32
 	// publishFailures bounds the log of revocations whose Redis steps
 	// fail while Redis is down (publish.go).
 	publishFailures core.FailureLog
@@ -78,7 +80,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	a.closers = append(a.closers, a.appsLogin.close)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
-	a.reg.MustRegister(a.signingGauge())
+	a.reg.MustRegister(a.signingGauge(), a.auditGauge())
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
 		a.Close()
 		return nil, err
@@ -125,7 +127,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.background = append(a.background, a.tls.keepRenewed, func(ctx context.Context) { a.appsLogin.watch(ctx, a.serveKeys) })
+	a.background = append(a.background, a.tls.keepRenewed, func(ctx context.Context) { a.appsLogin.watch(ctx, a.serveKeys) }, a.watchAudit)
 	if b := n.cfg.HSM.Backup; !b.Disabled {
 		sched := hsm.BackupSchedule{Dir: config.Path(n.dir, b.Dir), CopyDir: b.CopyDir, Keep: b.Keep, Interval: b.Interval.D()}
 		a.background = append(a.background, func(ctx context.Context) {

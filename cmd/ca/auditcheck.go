@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// auditCheckEvery is how often a node checks the HSM audit log's whole
+// chain (hashes, MACs, no entry missing), after a first check at start. The
+// HSM checks each key against the entries about it when it opens the key;
+// an entry deleted or moved to another object shows only in the chain.
+const auditCheckEvery = 24 * time.Hour
+
+// auditState is the last check's verdict: auditUnknown until the first.
+type auditState int32
+
+const (
+	auditUnknown auditState = iota
+	auditIntact
+	auditAltered
+)
+
+// watchAudit checks the audit chain at start and every auditCheckEvery
+// until ctx ends, logging an alteration as an error once per change.
+func (a *app) watchAudit(ctx context.Context) {
+	for {
+		a.checkAudit(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(auditCheckEvery):
+		}
+	}
+}
+
+func (a *app) checkAudit(ctx context.Context) {
+	rep, err := a.n.hsm.VerifyAudit(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.n.log.Warn("hsm: checking the audit log", "err", err)
+		}
+		return
+	}
+	next := auditIntact
+	if rep.FirstBad != 0 {
+		next = auditAltered
+	}
+	prev := auditState(a.auditVerdict.Swap(int32(next)))
+	switch {
+	case next == auditAltered && prev != auditAltered:
+		a.n.log.Error("hsm: the audit log was altered outside the HSM: the keys' histories it records cannot be trusted; see `ca hsm audit verify`",
+			"first_bad", rep.FirstBad, "problem", rep.Problem)
+	case next == auditIntact && prev == auditAltered:
+		a.n.log.Info("hsm: the audit log verifies again", "entries", rep.Entries)
+	}
+}
+
+// auditGauge is 1 while the last check found the audit log intact, 0 when
+// it found it altered, -1 before the first check.
+func (a *app) auditGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "strongroom_hsm_audit_intact",
+		Help: "1 while the last check of the HSM audit log's chain (at start, then daily) found it intact, 0 when it found it altered outside the HSM, -1 before the first check.",
+	}, func() float64 {
+		switch auditState(a.auditVerdict.Load()) {
+		case auditIntact:
+			return 1
+		case auditAltered:
+			return 0
+		}
+		return -1
+	})
+}
