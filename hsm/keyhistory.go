@@ -18,11 +18,16 @@ import (
 // again), put back the rows of a destroyed key, or put back a row from
 // before the key was made non-extractable. Each of those changes was
 // audited in the same transaction, in an entry authenticated under the
-// KEK; a key whose stored state is older than its authenticated history is
-// refused as damaged (ErrCorrupt) when it is opened, and listed damaged by
-// `ca hsm status`. What this cannot show is a rollback of the audit log
-// along with the rows (see the audit log's own checks), or a change made
-// while no entry could be authenticated (sealed).
+// KEK. A key is refused as damaged (ErrCorrupt) when it is opened, and
+// listed damaged by `ca hsm status`, if its stored state is older than its
+// authenticated history, or if an entry about it in the authenticated part
+// of the log does not verify (edited to hide a change). An entry deleted
+// or moved to another object cannot be seen from the key: a node that
+// held a newer version refuses a store that went below it (refreshKey,
+// unsealed.wentBack), and the chain check (`ca serve` at start and daily,
+// `ca hsm status`, `ca hsm audit verify`) shows the gap. A rollback of the
+// whole log with the rows shows only against an outside record of its
+// head.
 const (
 	actionRotate         = "key.rotate"
 	actionDestroy        = "key.destroy"

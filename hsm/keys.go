@@ -342,7 +342,7 @@ func (s *Session) SetNonExtractable(ctx context.Context, keyID string) error {
 		if !ko.a.Extractable {
 			return nil
 		}
-		return s.reseal(ctx, st, ko, func(a *attrs) { a.Extractable = false }, "key.set-nonextractable", "")
+		return s.reseal(ctx, st, ko, func(a *attrs) { a.Extractable = false }, actionNonExtractable, "")
 	})
 	if err != nil {
 		return fmt.Errorf("setting key non-extractable: %w", err)
@@ -429,7 +429,7 @@ func (s *Session) rotate(ctx context.Context, st *unsealed, ko *keyObject, h key
 		details += " retried=changed-elsewhere"
 	}
 	ch := storage.HSMChange{RequireHeads: []storage.HSMObjectHead{ko.storedHead()}, InsertObjects: []storage.HSMObject{row}}
-	if err := s.m.apply(ctx, ch, s.user, "key.rotate", ko.id, details); err != nil {
+	if err := s.m.apply(ctx, ch, s.user, actionRotate, ko.id, details); err != nil {
 		return KeyInfo{}, err
 	}
 	nko := &keyObject{id: ko.id, a: a, head: row.Attrs,
@@ -446,7 +446,7 @@ func (s *Session) DestroyKey(ctx context.Context, keyID string) error {
 	if err != nil {
 		return fmt.Errorf("destroying key: %w", err)
 	}
-	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, "key.destroy", keyID,
+	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, actionDestroy, keyID,
 		fmt.Sprintf("type=%s owner=%s", ko.a.Type, ko.a.Owner)); err != nil {
 		return fmt.Errorf("destroying key: %w", err)
 	}
