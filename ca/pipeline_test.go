@@ -131,8 +131,7 @@ func TestEveryProfileAndKeyTypeIsLintClean(t *testing.T) {
 					t.Fatalf("signature: %v", err)
 				}
 				got, err := db.GetCertificate(ctx, iss.Serial)
-				if err != nil || got.Status != core.StatusValid || string(got.DER) != string(iss.Certificate.Raw) ||
-					string(got.TBS) != string(iss.Certificate.RawTBSCertificate) {
+				if err != nil || got.Status != core.StatusValid || string(got.DER) != string(iss.Certificate.Raw) || len(got.TBS) != 0 {
 					t.Fatalf("stored row %+v, %v does not match the issued certificate", got, err)
 				}
 				if core.SerialFromBig(iss.Certificate.SerialNumber) != iss.Serial || iss.Certificate.SerialNumber.BitLen() < 100 {

@@ -89,6 +89,8 @@ type Certificate struct {
 	NotAfter  time.Time
 	Status    CertStatus
 	// TBS is the linted to-be-signed certificate recorded with the intent.
+	// Storing the signed certificate clears it (DER holds the same bytes,
+	// checked equal before storing): only an intent never stored has it.
 	TBS []byte
 	// KeyHash is KeyHash of the certificate's SubjectPublicKeyInfo,
 	// recorded with the intent (a blocked key is refused there).

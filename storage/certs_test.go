@@ -80,6 +80,15 @@ func TestCertificateLifecycle(t *testing.T) {
 		if err := db.StoreIssued(ctx, s, []byte("der"), now); err != nil {
 			t.Fatal(err)
 		}
+		// The intent's TBS is cleared once the certificate is stored (its
+		// DER holds the same bytes).
+		var tbsGone bool
+		if err := db.QueryRow(ctx, `SELECT tbs IS NULL FROM certificates WHERE serial = ?`, string(s)).Scan(&tbsGone); err != nil || !tbsGone {
+			t.Fatalf("stored row keeps its TBS: %v %v", tbsGone, err)
+		}
+		if got, err := db.GetCertificate(ctx, s); err != nil || got.Status != core.StatusValid || len(got.TBS) != 0 || string(got.DER) != "der" {
+			t.Fatalf("stored row = %+v, %v", got, err)
+		}
 		if err := db.StoreIssued(ctx, s, []byte("other"), now); core.KindOf(err) != core.KindConflict {
 			t.Fatalf("second StoreIssued = %v, want conflict", err)
 		}
