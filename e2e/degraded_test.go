@@ -71,7 +71,7 @@ func TestCAUserTamperedDegraded(t *testing.T) {
 		t.Fatalf("issuing with the CA user altered: %d, want 503", got)
 	}
 	logged := func(msg string) int { return strings.Count(c.Output(), msg) }
-	const degradedMsg = "degraded: the CA's HSM session cannot sign"
+	const degradedMsg = "degraded: the CA's HSM user cannot sign"
 	waitFor(t, "the degraded state to be logged", func() bool { return logged(degradedMsg) > 0 })
 	readyz() // a second look logs nothing more
 	time.Sleep(time.Second)
@@ -89,7 +89,7 @@ func TestCAUserTamperedDegraded(t *testing.T) {
 	if got := issue(); got != http.StatusCreated {
 		t.Fatalf("issuing with the record put back: %d", got)
 	}
-	waitFor(t, "the recovery to be logged", func() bool { return logged("the CA's HSM session signs again") == 1 })
+	waitFor(t, "the recovery to be logged", func() bool { return logged("the CA signs again") == 1 })
 }
 
 // metricValue scrapes /metrics with key and returns the value of the

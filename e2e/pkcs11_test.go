@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -187,4 +188,61 @@ func TestAutoUnsealPKCS11(t *testing.T) {
 	issue("auto.localhost")
 	c.Restart()
 	issue("again.localhost")
+}
+
+// TestPKCS11TokenOutage: a running `ca serve` with its CA keys on a token
+// that is removed (SoftHSM's token directory moved away) answers issuance
+// 503 with Retry-After, says "degraded" on /readyz; when the token is put
+// back it issues again without a restart (a review found it answering 503
+// until restarted, its handles gone) and reports ready.
+func TestPKCS11TokenOutage(t *testing.T) {
+	if !pkcs11.Available {
+		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
+	}
+	st := softhsmtest.New(t, "strongroom-outage")
+	c := StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
+		Env: []string{"STRONGROOM_PKCS11_PIN=" + st.PIN}})
+	issue := func() *http.Response {
+		t.Helper()
+		resp, _ := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/pkcs10", "application/pem-certificate-chain",
+			strings.NewReader(string(goCSR(t, "outage.localhost"))))
+		return resp
+	}
+	readyz := func() string {
+		t.Helper()
+		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return body.Status
+	}
+	if r := issue(); r.StatusCode != http.StatusCreated {
+		t.Fatalf("issuing with the token: %s", r.Status)
+	}
+	tokens := filepath.Join(filepath.Dir(st.Conf), "tokens")
+	if err := os.Rename(tokens, tokens+".away"); err != nil {
+		t.Fatal(err)
+	}
+	r := issue()
+	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("issuing with the token gone: %s (Retry-After %q)", r.Status, r.Header.Get("Retry-After"))
+	}
+	if st := readyz(); st != "degraded" {
+		t.Fatalf("/readyz with the token gone: %q, want degraded", st)
+	}
+	if err := os.Rename(tokens+".away", tokens); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "issuance with the token back", func() bool { return issue().StatusCode == http.StatusCreated })
+	if st := readyz(); st != "ready" {
+		t.Fatalf("/readyz with the token back: %q", st)
+	}
+	// An HSM backup says it does not hold the CA keys, and where they are.
+	out := c.MustCLI(t, context.Background(), "hsm", "backup", "--out", filepath.Join(t.TempDir(), "b.srbk"))
+	if !strings.Contains(out, `the CA keys are not in this backup: they are on PKCS#11 token "strongroom-outage" (labels root, intermediate)`) {
+		t.Fatalf("ca hsm backup with the CA keys on a token:\n%s", out)
+	}
 }

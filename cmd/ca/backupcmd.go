@@ -74,6 +74,7 @@ the database need their own database backup.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d key versions, %d audit entries (opens with: %s)\n",
 					out, info.Users, info.Objects, info.AuditEntries, opensWith(info))
 				warnUnverified(cmd.OutOrStdout(), info)
+				noteTokenKeys(cmd.OutOrStdout(), n, info)
 				return nil
 			})
 		}}
@@ -283,4 +284,22 @@ func warnUnverified(w io.Writer, info hsm.BackupInfo) {
 	fmt.Fprintf(w, "warning: the records of %s were altered outside the HSM when this backup was taken: "+
 		"they are restored still refused (no login, no signing) until `ca hsm users reset NAME --role ROLE`\n",
 		strings.Join(names, ", "))
+}
+
+// noteTokenKeys says what an HSM backup of a node using a PKCS#11 token
+// does not cover (a review found an operator told nothing): the CA keys on
+// the token, and, with the token sealing the KEK, that the backup opens
+// only with that token.
+func noteTokenKeys(w io.Writer, n *node, info hsm.BackupInfo) {
+	if n.cfg.CA.KeyStore == "pkcs11" {
+		labels := []string{n.cfg.CA.Root.KeyLabel}
+		for _, is := range n.cfg.CA.Intermediates {
+			labels = append(labels, is.KeyLabel)
+		}
+		fmt.Fprintf(w, "note: the CA keys are not in this backup: they are on PKCS#11 token %q (labels %s); back them up with the HSM's own means\n",
+			n.cfg.HSM.PKCS11.Token, strings.Join(labels, ", "))
+	}
+	if info.Method == hsm.MethodPKCS11 && !info.PassphraseProtected {
+		fmt.Fprintf(w, "note: this backup opens only with the token's key %q; take one with --passphrase too, to restore without that token\n", kekWrapperLabel)
+	}
 }

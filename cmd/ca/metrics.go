@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,10 @@ func (m *hsmMetrics) signer(label string, s crypto.Signer) crypto.Signer {
 type timedSigner struct {
 	crypto.Signer
 	ok, failed prometheus.Observer
+	// lastErr is the last signature's error, nil after a success: what
+	// /readyz and strongroom_ca_signing_available report for keys the
+	// HSM session check does not cover (CA keys on a PKCS#11 token).
+	lastErr atomic.Pointer[error]
 }
 
 func (t *timedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -44,10 +49,20 @@ func (t *timedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts
 	sig, err := t.Signer.Sign(rand, digest, opts)
 	if err != nil {
 		t.failed.Observe(time.Since(start).Seconds())
+		t.lastErr.Store(&err)
 	} else {
 		t.ok.Observe(time.Since(start).Seconds())
+		t.lastErr.Store(nil)
 	}
 	return sig, err
+}
+
+// failing is the last signature's error, or nil.
+func (t *timedSigner) failing() error {
+	if p := t.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // expiryMetrics answers the question operators alert on — what is about

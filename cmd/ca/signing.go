@@ -1,7 +1,13 @@
 package main
 
 import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strongroom-pki/strongroom/ca"
 )
 
 // signingProblem is the generic reason /readyz gives (anyone may ask);
@@ -22,13 +28,17 @@ func (a *app) degraded() string {
 	reason := ""
 	if err != nil {
 		reason = signingProblem
+	} else if id, ferr := a.failingIssuer(); ferr != nil {
+		// A CA key on a PKCS#11 token whose last signature failed (the
+		// token away); it reconnects by itself when the token is back.
+		err, reason = ferr, "the signing key of issuer "+id+" cannot sign (see the log)"
 	}
 	if prev := a.signingReason.Swap(&reason); prev == nil || *prev != reason {
 		switch {
 		case err != nil:
-			a.n.log.Error("degraded: the CA's HSM session cannot sign", "user", a.sess.User(), "err", err)
+			a.n.log.Error("degraded: "+reason, "user", a.sess.User(), "err", err)
 		case prev != nil:
-			a.n.log.Info("the CA's HSM session signs again", "user", a.sess.User())
+			a.n.log.Info("the CA signs again", "user", a.sess.User())
 		}
 	}
 	return reason
@@ -45,6 +55,29 @@ func (a *app) signingGauge() prometheus.Collector {
 		if a.sess.Check() != nil {
 			return 0
 		}
+		if _, err := a.failingIssuer(); err != nil {
+			return 0
+		}
 		return 1
 	})
 }
+
+// failingIssuer names an issuer whose key's last signature failed and
+// still fails: a key whose last signature failed signs a probe digest
+// first, so a key that works again (a PKCS#11 token put back, an HSM user
+// record restored) is not reported until something else signs with it.
+func (a *app) failingIssuer() (string, error) {
+	for _, is := range append([]*ca.Issuer{a.root}, a.inters...) {
+		f, ok := is.Signer().(interface{ failing() error })
+		if !ok || f.failing() == nil {
+			continue
+		}
+		if _, err := is.Signer().Sign(rand.Reader, probeDigest[:], crypto.SHA256); err != nil {
+			return is.ID(), err
+		}
+	}
+	return "", nil
+}
+
+// probeDigest is what failingIssuer has a failing key sign.
+var probeDigest = sha256.Sum256([]byte("strongroom signing probe"))

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ThalesGroup/crypto11"
 )
@@ -20,10 +22,19 @@ const Available = true
 // Token is one logged-in token. It is safe for concurrent use; crypto11
 // keeps a pool of PKCS#11 sessions.
 type Token struct {
-	c    *crypto11.Context
-	mu   sync.Mutex // serialises Generate's check-then-create
-	desc string     // module and token, for errors
+	c    atomic.Pointer[crypto11.Context] // replaced by reconnect
+	mu   sync.Mutex                       // serialises Generate's check-then-create
+	desc string                           // module and token, for errors
+	opts Options                          // to open the token again
+	// rmu serialises reconnections; reconnected is when the last was
+	// tried; broken says the context in c was closed by one that failed.
+	rmu         sync.Mutex
+	reconnected time.Time
+	broken      atomic.Bool
+	closed      bool // by Close: never opened again
 }
+
+func (t *Token) ctx() *crypto11.Context { return t.c.Load() }
 
 // Open loads the module, finds the token by label and logs in with the PIN.
 func Open(_ context.Context, o Options) (*Token, error) {
@@ -31,15 +42,29 @@ func Open(_ context.Context, o Options) (*Token, error) {
 		return nil, err
 	}
 	desc := fmt.Sprintf("token %q of %s", o.Token, o.Module)
+	if err := checkPINTries(o.Module, o.Token); err != nil {
+		return nil, err
+	}
 	c, err := crypto11.Configure(&crypto11.Config{Path: o.Module, TokenLabel: o.Token, Pin: o.PIN})
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: opening %s: %w", desc, scrub(err, o.PIN))
 	}
-	return &Token{c: c, desc: desc}, nil
+	t := &Token{desc: desc, opts: o}
+	t.c.Store(c)
+	return t, nil
 }
 
 // Close logs out and unloads the module.
-func (t *Token) Close() error { return t.c.Close() }
+func (t *Token) Close() error {
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	t.closed = true
+	if t.broken.Load() {
+		return nil // closed by a reconnection that failed
+	}
+	t.broken.Store(true)
+	return t.ctx().Close()
+}
 
 // Generate makes a key pair labelled label on the token, with a random
 // CKA_ID, checks it with a signature, and returns its signer. The private
@@ -55,7 +80,7 @@ func (t *Token) Generate(label string, kt KeyType) (crypto.Signer, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.find(label); err == nil {
+	if _, err := findIn(t.ctx(), t.desc, label); err == nil {
 		return nil, fmt.Errorf("pkcs11: a key labelled %q is already on %s: %w", label, t.desc, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
@@ -84,9 +109,9 @@ func (t *Token) Generate(label string, kt KeyType) (crypto.Signer, error) {
 	}
 	var s crypto11.Signer
 	if curve != nil {
-		s, err = t.c.GenerateECDSAKeyPairWithAttributes(pub, priv, curve)
+		s, err = t.ctx().GenerateECDSAKeyPairWithAttributes(pub, priv, curve)
 	} else {
-		s, err = t.c.GenerateRSAKeyPairWithAttributes(pub, priv, bits)
+		s, err = t.ctx().GenerateRSAKeyPairWithAttributes(pub, priv, bits)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: generating %s key %q on %s: %w", kt, label, t.desc, err)
@@ -94,7 +119,7 @@ func (t *Token) Generate(label string, kt KeyType) (crypto.Signer, error) {
 	if err := pairwise(s); err != nil {
 		return nil, fmt.Errorf("pkcs11: new key %q on %s fails its pairwise test: %w", label, t.desc, err)
 	}
-	return signerOf(s), nil
+	return newTokenSigner(t, label, t.ctx(), signerOf(s)), nil
 }
 
 // AttributeSet is crypto11's template type.
@@ -104,38 +129,40 @@ type AttributeSet = crypto11.AttributeSet
 // signature it checks (the token is reachable, logged in, and the key
 // signs what its public half verifies).
 func (t *Token) Signer(label string) (crypto.Signer, error) {
-	s, err := t.find(label)
+	c := t.ctx()
+	s, err := findIn(c, t.desc, label)
 	if err != nil {
 		return nil, err
 	}
 	if err := pairwise(s); err != nil {
 		return nil, fmt.Errorf("pkcs11: key %q on %s fails its pairwise test: %w", label, t.desc, err)
 	}
-	return s, nil
+	return newTokenSigner(t, label, c, s), nil
 }
 
 // Has reports whether a key pair labelled label is on the token.
 func (t *Token) Has(label string) (bool, error) {
-	_, err := t.find(label)
+	_, err := findIn(t.ctx(), t.desc, label)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-func (t *Token) find(label string) (crypto.Signer, error) {
+// findIn finds the key pair labelled label in c (desc names the token).
+func findIn(c *crypto11.Context, desc, label string) (crypto.Signer, error) {
 	if label == "" {
 		return nil, fmt.Errorf("pkcs11: empty key label: %w", ErrInvalid)
 	}
-	found, err := t.c.FindKeyPairs(nil, []byte(label))
+	found, err := c.FindKeyPairs(nil, []byte(label))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("pkcs11: finding key %q on %s: %w", label, t.desc, err)
+		return nil, fmt.Errorf("pkcs11: finding key %q on %s: %w", label, desc, err)
 	case len(found) == 0:
-		return nil, fmt.Errorf("pkcs11: no key labelled %q on %s: %w", label, t.desc, ErrNotFound)
+		return nil, fmt.Errorf("pkcs11: no key labelled %q on %s: %w", label, desc, ErrNotFound)
 	case len(found) > 1:
 		return nil, fmt.Errorf("pkcs11: %d key pairs are labelled %q on %s; which one signs is ambiguous: %w",
-			len(found), label, t.desc, ErrExists)
+			len(found), label, desc, ErrExists)
 	}
 	return signerOf(found[0]), nil
 }

@@ -21,11 +21,29 @@ type Wrapper struct {
 }
 
 // Wrapper returns the wrapping key labelled label; create makes it (and
-// refuses a label already taken), otherwise it must exist.
+// refuses a label already taken), otherwise it must exist. An existing key
+// not found, or a PKCS#11 error, opens the token again and looks once more
+// (the token was removed and put back since it was opened: its old
+// session finds nothing).
 func (t *Token) Wrapper(label string, create bool) (*Wrapper, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	keys, err := t.c.FindKeys(nil, []byte(label))
+	c := t.ctx()
+	w, err := t.wrapperIn(c, label, create)
+	if err == nil || create {
+		return w, err
+	}
+	if rerr := t.reconnect(c); rerr != nil {
+		if errors.Is(rerr, errReconnectWait) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (opening the token again: %v)", err, rerr)
+	}
+	return t.wrapperIn(t.ctx(), label, false)
+}
+
+func (t *Token) wrapperIn(c *crypto11.Context, label string, create bool) (*Wrapper, error) {
+	keys, err := c.FindKeys(nil, []byte(label))
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: finding key %q on %s: %w", label, t.desc, err)
 	}
@@ -49,7 +67,7 @@ func (t *Token) Wrapper(label string, create bool) (*Wrapper, error) {
 				return nil, err
 			}
 		}
-		if key, err = t.c.GenerateSecretKeyWithAttributes(attrs, 256, crypto11.CipherAES); err != nil {
+		if key, err = c.GenerateSecretKeyWithAttributes(attrs, 256, crypto11.CipherAES); err != nil {
 			return nil, fmt.Errorf("pkcs11: generating AES key %q on %s: %w", label, t.desc, err)
 		}
 	case len(keys) == 0:

@@ -1,0 +1,119 @@
+//go:build cgo && !nopkcs11
+
+package pkcs11
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	mp "github.com/miekg/pkcs11"
+)
+
+// Reconnection. When a token is removed and put back, or the HSM (or its
+// network link) restarts, every session and object handle the node holds
+// is gone: signatures fail with CKR_OBJECT_HANDLE_INVALID or
+// CKR_SESSION_HANDLE_INVALID even once the token is back. A token's
+// signers and its Wrapper therefore open the token again (a new crypto11
+// context: finalize, initialize, log in) when an operation fails with a
+// PKCS#11 error, find their key again by label, and retry the operation
+// once. A reconnection is tried at most once per ReconnectEvery, so a
+// token that stays away costs one attempt (no PIN is sent while the token
+// is missing: it is not found before the login) per interval, not one per
+// request.
+
+// ReconnectEvery bounds how often a token is opened again.
+var ReconnectEvery = 5 * time.Second
+
+// errReconnectWait is the failure of a reconnection tried too soon after
+// the last one.
+var errReconnectWait = errors.New("the token was opened again less than the reconnection interval ago")
+
+// lostSession reports whether err is a PKCS#11 error, after which the
+// token's sessions and handles may be gone (the errors of this package's
+// own checks are not).
+func lostSession(err error) bool {
+	var e mp.Error
+	return errors.As(err, &e)
+}
+
+// reconnect opens the token again, unless another caller already did since
+// stale was current; nil means the caller may retry with t.ctx(). The old
+// context is closed first, so the module is finalized and initialized
+// afresh (crypto11 shares one module instance among a process's open
+// contexts). If the token cannot be opened, the token stays broken and the
+// next operation tries again (after ReconnectEvery).
+func (t *Token) reconnect(stale *crypto11.Context) error {
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	if t.closed {
+		return fmt.Errorf("pkcs11: %s is closed: %w", t.desc, ErrInvalid)
+	}
+	if t.c.Load() != stale && !t.broken.Load() {
+		return nil
+	}
+	if time.Since(t.reconnected) < ReconnectEvery {
+		return errReconnectWait
+	}
+	t.reconnected = time.Now()
+	if !t.broken.Load() {
+		t.broken.Store(true)
+		t.ctx().Close() // its sessions are gone; waits for calls still on it
+	}
+	c, err := crypto11.Configure(&crypto11.Config{Path: t.opts.Module, TokenLabel: t.opts.Token, Pin: t.opts.PIN})
+	if err != nil {
+		return fmt.Errorf("pkcs11: opening %s again: %w", t.desc, scrub(err, t.opts.PIN))
+	}
+	t.c.Store(c)
+	t.broken.Store(false)
+	return nil
+}
+
+// tokenSigner is a key pair on the token that survives a reconnection: it
+// signs with the handle it holds, and after a PKCS#11 error opens the token
+// again, finds its label again, and signs once more, only with a key whose
+// public half is the one it started with.
+type tokenSigner struct {
+	t     *Token
+	label string
+	pub   crypto.PublicKey
+	cur   atomic.Pointer[keyRef]
+}
+
+type keyRef struct {
+	c *crypto11.Context
+	s crypto.Signer
+}
+
+func newTokenSigner(t *Token, label string, c *crypto11.Context, s crypto.Signer) *tokenSigner {
+	ts := &tokenSigner{t: t, label: label, pub: s.Public()}
+	ts.cur.Store(&keyRef{c: c, s: s})
+	return ts
+}
+
+func (s *tokenSigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	ref := s.cur.Load()
+	sig, err := ref.s.Sign(r, digest, opts)
+	if err == nil || !(lostSession(err) || s.t.broken.Load()) {
+		return sig, err
+	}
+	if rerr := s.t.reconnect(ref.c); rerr != nil {
+		return nil, fmt.Errorf("%w (opening the token again: %v)", err, rerr)
+	}
+	c := s.t.ctx()
+	found, ferr := findIn(c, s.t.desc, s.label)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w (after opening the token again: %v)", err, ferr)
+	}
+	if eq, ok := found.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(s.pub) {
+		return nil, fmt.Errorf("pkcs11: the key labelled %q on %s is no longer the key this node started with: %w", s.label, s.t.desc, ErrInvalid)
+	}
+	s.cur.Store(&keyRef{c: c, s: found})
+	return found.Sign(r, digest, opts)
+}
