@@ -17,9 +17,10 @@ import (
 // (kept in the embedded module).
 const signingProblem = "the CA's HSM user cannot sign (see the log)"
 
-// degraded is /readyz's note on a ready node: its CA session cannot sign,
-// because the CA's HSM user was altered outside the HSM (`ca hsm users
-// list` says TAMPERED), deleted or given another role. The node stays
+// degraded is /readyz's note on a ready node that cannot sign: its CA
+// session is refused, because the CA's HSM user was altered outside the
+// HSM (`ca hsm users list` says TAMPERED), deleted or given another role;
+// or an issuer's key fails (a PKCS#11 token away). The node stays
 // ready: the record is shared by every node, so all would leave a load
 // balancer together, and stored OCSP responses, CRLs and the rest of the
 // API still serve. A change is logged once, as readiness changes are.
@@ -44,13 +45,13 @@ func (a *app) degraded() string {
 	return reason
 }
 
-// signingGauge is 1 while the CA's HSM session can sign, 0 otherwise
-// (sealed, failed, or its user refused): what to alert on beside
-// /readyz's "degraded".
+// signingGauge is 1 while the CA can sign, 0 otherwise (the module sealed
+// or failed, its CA user refused, or an issuer's key failing): what to
+// alert on beside /readyz's "degraded".
 func (a *app) signingGauge() prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "strongroom_ca_signing_available",
-		Help: "1 while this node's CA session with the embedded HSM can sign (the CA keys, or with CA keys on a PKCS#11 token the OCSP responder keys); 0 when the module is sealed or failed, or the CA's HSM user was altered, deleted or re-roled.",
+		Help: "1 while this node can sign with its CA keys and its embedded HSM session; 0 when the module is sealed or failed, the CA's HSM user was altered, deleted or re-roled, or an issuer's key fails (a PKCS#11 token away).",
 	}, func() float64 {
 		if a.sess.Check() != nil {
 			return 0
