@@ -222,6 +222,10 @@ func TestPKCS11TokenOutage(t *testing.T) {
 	if r := issue(); r.StatusCode != http.StatusCreated {
 		t.Fatalf("issuing with the token: %s", r.Status)
 	}
+	// The banner says where the CA keys are.
+	if !strings.Contains(c.Output(), `CA keys:          on PKCS#11 token "strongroom-outage" of `+st.Module+` (labels root, intermediate)`) {
+		t.Fatalf("the banner does not name the token:\n%s", c.Output())
+	}
 	tokens := filepath.Join(filepath.Dir(st.Conf), "tokens")
 	if err := os.Rename(tokens, tokens+".away"); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -47,6 +48,11 @@ func (o Options) check() error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("pkcs11: no %s given: %w", strings.Join(missing, ", "), ErrInvalid)
+	}
+	// The loader's own reason is lost on the way (crypto11 says only
+	// "failed to open module"): say the common one here.
+	if _, err := os.Stat(o.Module); err != nil {
+		return fmt.Errorf("pkcs11: module %s: %w: %w", o.Module, err, ErrInvalid)
 	}
 	return nil
 }

@@ -119,8 +119,9 @@ func TestToken(t *testing.T) {
 		strings.Contains(err.Error(), st.PIN) || !strings.Contains(err.Error(), "no-such-token") {
 		t.Fatalf("unknown token: %v", err)
 	}
-	if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: "/nonexistent/lib.so", Token: st.Label, PIN: st.PIN}); err == nil {
-		t.Fatal("a missing module opened")
+	if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: "/nonexistent/lib.so", Token: st.Label, PIN: st.PIN}); err == nil ||
+		!strings.Contains(err.Error(), "/nonexistent/lib.so: stat /nonexistent/lib.so: no such file or directory") {
+		t.Fatalf("a missing module: %v (want the reason)", err)
 	}
 	if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: st.Module}); !errors.Is(err, pkcs11.ErrInvalid) {
 		t.Fatalf("no token or PIN: %v", err)
