@@ -100,7 +100,10 @@ func (s *tokenSigner) Public() crypto.PublicKey { return s.pub }
 func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	ref := s.cur.Load()
 	sig, err := ref.s.Sign(r, digest, opts)
-	if err == nil || !(lostSession(err) || s.t.broken.Load()) {
+	// Retry after a PKCS#11 error, while the token is broken, or when
+	// another signer of this token opened it again since this one found
+	// its key (its handle belongs to the closed context).
+	if err == nil || !(lostSession(err) || s.t.broken.Load() || ref.c != s.t.ctx()) {
 		return sig, err
 	}
 	if rerr := s.t.reconnect(ref.c); rerr != nil {

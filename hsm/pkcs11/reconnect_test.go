@@ -36,6 +36,12 @@ func TestTokenComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second key: the first signer to reconnect closes the context this
+	// one's handle belongs to.
+	root, err := tok.Generate("root", "p256")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tok.Wrapper("strongroom-kek", true); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,9 @@ func TestTokenComesBack(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("the token is back, the signer still fails: %v", err)
+	}
+	if sig, err := root.Sign(nil, d[:], crypto.SHA256); err != nil || !ecdsa.VerifyASN1(root.Public().(*ecdsa.PublicKey), d[:], sig) {
+		t.Fatalf("the token is back and reopened by another signer, the second signer fails: %v", err)
 	}
 	for _, err = tok.Wrapper("strongroom-kek", false); err != nil && time.Now().Before(deadline); _, err = tok.Wrapper("strongroom-kek", false) {
 		time.Sleep(pkcs11.ReconnectEvery)
