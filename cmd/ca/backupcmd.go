@@ -292,12 +292,8 @@ func warnUnverified(w io.Writer, info hsm.BackupInfo) {
 // only with that token.
 func noteTokenKeys(w io.Writer, n *node, info hsm.BackupInfo) {
 	if n.cfg.CA.KeyStore == "pkcs11" {
-		labels := []string{n.cfg.CA.Root.KeyLabel}
-		for _, is := range n.cfg.CA.Intermediates {
-			labels = append(labels, is.KeyLabel)
-		}
 		fmt.Fprintf(w, "note: the CA keys are not in this backup: they are on PKCS#11 token %q (labels %s); back them up with the HSM's own means\n",
-			n.cfg.HSM.PKCS11.Token, strings.Join(labels, ", "))
+			n.cfg.HSM.PKCS11.Token, caKeyLabels(n))
 	}
 	if info.Method == hsm.MethodPKCS11 && !info.PassphraseProtected {
 		fmt.Fprintf(w, "note: this backup opens only with the token's key %q; take one with --passphrase too, to restore without that token\n", kekWrapperLabel)

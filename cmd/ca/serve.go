@@ -181,10 +181,16 @@ Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
 `, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(), app.pipeline.DefaultIssuer(),
 		config.Path(n.dir, n.cfg.CA.Root.Cert), admin)
 	if n.cfg.CA.KeyStore == "pkcs11" {
-		labels := []string{n.cfg.CA.Root.KeyLabel}
-		for _, is := range n.cfg.CA.Intermediates {
-			labels = append(labels, is.KeyLabel)
-		}
-		fmt.Fprintf(out, "  CA keys:          on PKCS#11 token %q of %s (labels %s)\n", n.cfg.HSM.PKCS11.Token, n.cfg.HSM.PKCS11.Module, strings.Join(labels, ", "))
+		fmt.Fprintf(out, "  CA keys:          on PKCS#11 token %q of %s (labels %s)\n", n.cfg.HSM.PKCS11.Token, n.cfg.HSM.PKCS11.Module, caKeyLabels(n))
 	}
+}
+
+// caKeyLabels lists the CA keys' labels from the configuration: the root's,
+// then the intermediates'.
+func caKeyLabels(n *node) string {
+	labels := []string{n.cfg.CA.Root.KeyLabel}
+	for _, is := range n.cfg.CA.Intermediates {
+		labels = append(labels, is.KeyLabel)
+	}
+	return strings.Join(labels, ", ")
 }
