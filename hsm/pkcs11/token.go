@@ -41,6 +41,9 @@ func Open(_ context.Context, o Options) (*Token, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	if err := loadable(o.Module); err != nil {
+		return nil, err
+	}
 	desc := fmt.Sprintf("token %q of %s", o.Token, o.Module)
 	if err := checkPINTries(o.Module, o.Token); err != nil {
 		return nil, err

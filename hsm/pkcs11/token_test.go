@@ -3,6 +3,7 @@
 package pkcs11_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,7 +11,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -123,6 +126,21 @@ func TestToken(t *testing.T) {
 		!strings.Contains(err.Error(), "/nonexistent/lib.so: stat /nonexistent/lib.so: no such file or directory") {
 		t.Fatalf("a missing module: %v (want the reason)", err)
 	}
+	// A module that exists but cannot be used: the loader's reason.
+	garbage := filepath.Join(t.TempDir(), "garbage.so")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not an ELF file "), 64), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: garbage, Token: st.Label, PIN: st.PIN}); !errors.Is(err, pkcs11.ErrInvalid) ||
+		!strings.Contains(err.Error(), "cannot be loaded") || !strings.Contains(err.Error(), "invalid ELF header") {
+		t.Fatalf("a module that is not a shared object: %v (want the loader's reason)", err)
+	}
+	if lib := sharedLibrary(t); lib != "" {
+		if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: lib, Token: st.Label, PIN: st.PIN}); !errors.Is(err, pkcs11.ErrInvalid) ||
+			!strings.Contains(err.Error(), "not a PKCS#11 module") {
+			t.Fatalf("a shared object that is not a PKCS#11 module (%s): %v", lib, err)
+		}
+	}
 	if _, err := pkcs11.Open(ctx, pkcs11.Options{Module: st.Module}); !errors.Is(err, pkcs11.ErrInvalid) {
 		t.Fatalf("no token or PIN: %v", err)
 	}
@@ -143,4 +161,21 @@ func pkcs11Tool(t *testing.T, st softhsmtest.Token, args ...string) string {
 		t.Fatalf("pkcs11-tool: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// sharedLibrary finds a shared object that is surely no PKCS#11 module
+// (libz, on every Debian), or "" when none is found.
+func sharedLibrary(t *testing.T) string {
+	out, err := exec.Command("ldconfig", "-p").Output()
+	if err != nil {
+		t.Logf("ldconfig -p: %v; skipping the not-a-module case", err)
+		return ""
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "libz.so.1" {
+			return f[len(f)-1]
+		}
+	}
+	t.Log("no libz.so.1 in ldconfig -p; skipping the not-a-module case")
+	return ""
 }
