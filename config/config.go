@@ -143,6 +143,12 @@ type PKCS11 struct {
 	// PINFile holds the user PIN when STRONGROOM_PKCS11_PIN is not set,
 	// relative to the data directory. Default: none (the environment only).
 	PINFile string `yaml:"pin_file"`
+	// LabelPrefix goes before the label of every key this CA keeps on the
+	// token (the CA keys' key_label, and strongroom-kek), so that several
+	// CAs or other applications can share a token or partition. It is set
+	// by `ca init --pkcs11-label-prefix` and must not change afterwards:
+	// the keys are found by their full labels. Default: none.
+	LabelPrefix string `yaml:"label_prefix"`
 }
 
 // HSMBackup is the backup schedule. Defaults: enabled, daily, into

@@ -49,6 +49,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"pkcs11 without module", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
 		{"pkcs11 without token", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {module: /lib/x.so}\n", "hsm.pkcs11.token"},
 		{"pkcs11 unseal without module", "hsm:\n  unseal: pkcs11\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
+		{"pkcs11 label prefix with a newline", "hsm:\n  pkcs11: {label_prefix: \"a\\nb\"}\n", "hsm.pkcs11.label_prefix"},
 		{"small body", "limits:\n  body_bytes: 10\n", "limits.body_bytes"},
 		{"request outlasts write", "limits:\n  write_timeout: 10s\n  request_timeout: 10s\n", "limits.request_timeout: 10s is not shorter than limits.write_timeout"},
 		{"transaction outlasts write", "limits:\n  write_timeout: 10s\ndatabase:\n  timeout: 12s\n", "database.timeout: 12s is not shorter"},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/strongroom-pki/strongroom/core"
 )
@@ -114,6 +115,9 @@ func (c *Config) Validate() error {
 		if c.HSM.PKCS11.Token == "" {
 			v.add("hsm.pkcs11.token", "empty: ca.key_store or hsm.unseal pkcs11 needs the token's label")
 		}
+	}
+	if p := c.HSM.PKCS11.LabelPrefix; len(p) > 64 || strings.IndexFunc(p, unicode.IsControl) >= 0 {
+		v.add("hsm.pkcs11.label_prefix", "%q: at most 64 bytes, no control characters", p)
 	}
 	seen := map[string]bool{}
 	issuers := append([]Issuer{c.CA.Root}, c.CA.Intermediates...)

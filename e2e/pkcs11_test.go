@@ -250,3 +250,64 @@ func TestPKCS11TokenOutage(t *testing.T) {
 		t.Fatalf("ca hsm backup with the CA keys on a token:\n%s", out)
 	}
 }
+
+// TestTwoCAsShareToken: two CAs keep their keys (CA keys and the KEK's
+// wrapping key) on one token, told apart by `ca init --pkcs11-label-prefix`:
+// both serve at once, each signs with its own keys, `ca issuer add` makes
+// the new key under the prefix, and each finds its keys again after a
+// restart.
+func TestTwoCAsShareToken(t *testing.T) {
+	if !pkcs11.Available {
+		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
+	}
+	st := softhsmtest.New(t, "strongroom-shared")
+	pinEnv := "STRONGROOM_PKCS11_PIN=" + st.PIN
+	start := func(prefix string) *CA {
+		return StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--unseal", "pkcs11", "--pkcs11-module", st.Module,
+			"--pkcs11-token", st.Label, "--pkcs11-label-prefix", prefix}, Env: []string{pinEnv}})
+	}
+	prod, staging := start("prod-"), start("staging-")
+	if out, err := prod.CLI(context.Background(), "issuer", "add", "intermediate-2"); err != nil {
+		t.Fatalf("ca issuer add: %v\n%s", err, out)
+	}
+
+	tok, err := pkcs11.Open(context.Background(), st.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ca     *CA
+		prefix string
+	}{{prod, "prod-"}, {staging, "staging-"}} {
+		for label, cert := range map[string]*x509.Certificate{"root": readPEMCert(t, c.ca.Root), "intermediate": readPEMCert(t, c.ca.Intermediate)} {
+			s, err := tok.Signer(c.prefix + label)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey) {
+				t.Fatalf("%s's %s certificate is not for the token's key %q", c.prefix, label, c.prefix+label)
+			}
+		}
+		if _, err := tok.Wrapper(c.prefix+"strongroom-kek", false); err != nil {
+			t.Fatalf("%s's KEK wrapping key: %v", c.prefix, err)
+		}
+		c.ca.Restart()
+		chain := issueChain(t, c.ca, goCSR(t, "app.localhost"))
+		if inter := readPEMCert(t, c.ca.Intermediate); !bytes.Equal(chain[0].RawIssuer, inter.RawSubject) {
+			t.Fatalf("%s issued under %s, want %s", c.prefix, chain[0].Issuer, inter.Subject)
+		}
+	}
+	if s, err := tok.Signer("prod-intermediate-2"); err != nil ||
+		!s.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(readPEMCert(t, filepath.Join(prod.Dir, "intermediate-2.pem")).PublicKey) {
+		t.Fatalf("ca issuer add did not make prod-intermediate-2 on the token: %v", err)
+	}
+	for _, l := range []string{"root", "intermediate", "intermediate-2"} {
+		if has, err := tok.Has(l); err != nil || has {
+			t.Fatalf("the token holds an unprefixed %q (%v)", l, err)
+		}
+	}
+	if _, err := tok.Wrapper("strongroom-kek", false); !errors.Is(err, pkcs11.ErrNotFound) {
+		t.Fatalf("the token holds an unprefixed KEK wrapping key (%v)", err)
+	}
+	tok.Close()
+}

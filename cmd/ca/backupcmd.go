@@ -296,6 +296,6 @@ func noteTokenKeys(w io.Writer, n *node, info hsm.BackupInfo) {
 			n.cfg.HSM.PKCS11.Token, caKeyLabels(n))
 	}
 	if info.Method == hsm.MethodPKCS11 && !info.PassphraseProtected {
-		fmt.Fprintf(w, "note: this backup opens only with the token's key %q; take one with --passphrase too, to restore without that token\n", kekWrapperLabel)
+		fmt.Fprintf(w, "note: this backup opens only with the token's key %q; take one with --passphrase too, to restore without that token\n", n.cfg.HSM.PKCS11.LabelPrefix+kekWrapperLabel)
 	}
 }

@@ -356,7 +356,7 @@ func readCert(path string) (*x509.Certificate, error) {
 // openFreshToken logs in to the ceremony's PKCS#11 token and checks that no
 // key there carries a label the CA's keys will take.
 func openFreshToken(ctx context.Context, c ceremony, cfg *config.Config) (*pkcs11.Token, error) {
-	tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: c.PKCS11.Module, Token: c.PKCS11.Token, PIN: c.PKCS11PIN})
+	tok, err := pkcs11.Open(ctx, pkcs11.Options{Module: c.PKCS11.Module, Token: c.PKCS11.Token, PIN: c.PKCS11PIN, LabelPrefix: c.PKCS11.LabelPrefix})
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func openFreshToken(ctx context.Context, c ceremony, cfg *config.Config) (*pkcs1
 		if has, err := tok.Has(l); err != nil || has {
 			tok.Close()
 			if err == nil {
-				err = fmt.Errorf("token %q already holds a key labelled %q; use another token or remove it: %w", c.PKCS11.Token, l, pkcs11.ErrExists)
+				err = fmt.Errorf("token %q already holds a key labelled %q; use another token, another --pkcs11-label-prefix, or remove it: %w", c.PKCS11.Token, c.PKCS11.LabelPrefix+l, pkcs11.ErrExists)
 			}
 			return nil, err
 		}

@@ -112,5 +112,6 @@ module still holds the OCSP responder and EAB keys.`,
 	f.StringVar(&caKeys, "ca-keys", "hsm", "where the root and intermediate keys live: hsm (the embedded module) or pkcs11 (a real HSM; PIN from STRONGROOM_PKCS11_PIN)")
 	f.StringVar(&c.PKCS11.Module, "pkcs11-module", "", "pkcs11: path of the HSM's PKCS#11 library")
 	f.StringVar(&c.PKCS11.Token, "pkcs11-token", "", "pkcs11: label of the token that holds the CA keys")
+	f.StringVar(&c.PKCS11.LabelPrefix, "pkcs11-label-prefix", "", "pkcs11: put this before the label of every key the CA makes on the token (to share a token or partition)")
 	return cmd
 }

@@ -166,7 +166,7 @@ func newIssuerKey(ctx context.Context, n *node, sess *hsm.Session, label, kt str
 		}
 		if has, err := tok.Has(label); err != nil || has {
 			if err == nil {
-				err = fmt.Errorf("the token already holds a key labelled %q: %w", label, pkcs11.ErrExists)
+				err = fmt.Errorf("the token already holds a key labelled %q: %w", n.cfg.HSM.PKCS11.LabelPrefix+label, pkcs11.ErrExists)
 			}
 			return nil, err
 		}

@@ -247,7 +247,7 @@ func openToken(ctx context.Context, cfg *config.Config, dir string) (*pkcs11.Tok
 	if err != nil {
 		return nil, err
 	}
-	return pkcs11.Open(ctx, pkcs11.Options{Module: cfg.HSM.PKCS11.Module, Token: cfg.HSM.PKCS11.Token, PIN: pin})
+	return pkcs11.Open(ctx, pkcs11.Options{Module: cfg.HSM.PKCS11.Module, Token: cfg.HSM.PKCS11.Token, PIN: pin, LabelPrefix: cfg.HSM.PKCS11.LabelPrefix})
 }
 
 // issuerFromDB finds an intermediate's certificate that a ceremony on

@@ -188,9 +188,10 @@ Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
 // caKeyLabels lists the CA keys' labels from the configuration: the root's,
 // then the intermediates'.
 func caKeyLabels(n *node) string {
-	labels := []string{n.cfg.CA.Root.KeyLabel}
+	p := n.cfg.HSM.PKCS11.LabelPrefix
+	labels := []string{p + n.cfg.CA.Root.KeyLabel}
 	for _, is := range n.cfg.CA.Intermediates {
-		labels = append(labels, is.KeyLabel)
+		labels = append(labels, p+is.KeyLabel)
 	}
 	return strings.Join(labels, ", ")
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/strongroom-pki/strongroom/core"
 )
@@ -33,6 +34,10 @@ type Options struct {
 	Token string
 	// PIN is the user PIN (CKU_USER).
 	PIN string
+	// LabelPrefix goes before every key label this Token is given
+	// (Generate, Signer, Has, Wrapper), so that several CAs, or other
+	// applications, can share one token or partition. Zero: none.
+	LabelPrefix string
 }
 
 func (o Options) check() error {
@@ -45,6 +50,9 @@ func (o Options) check() error {
 	}
 	if o.PIN == "" {
 		missing = append(missing, "PIN")
+	}
+	if strings.IndexFunc(o.LabelPrefix, unicode.IsControl) >= 0 {
+		return fmt.Errorf("pkcs11: label prefix %q holds control characters: %w", o.LabelPrefix, ErrInvalid)
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("pkcs11: no %s given: %w", strings.Join(missing, ", "), ErrInvalid)

@@ -69,7 +69,7 @@ func (t *Token) Close() error {
 	return t.ctx().Close()
 }
 
-// Generate makes a key pair labelled label on the token, with a random
+// Generate makes a key pair labelled label (after Options.LabelPrefix) on the token, with a random
 // CKA_ID, checks it with a signature, and returns its signer. The private
 // key is sensitive and never extractable, and it may only sign: decrypt,
 // unwrap and derive are off (tokens such as SoftHSM turn them on unless
@@ -77,6 +77,7 @@ func (t *Token) Close() error {
 // label already there is ErrExists: a ceremony never silently reuses a key
 // someone else made.
 func (t *Token) Generate(label string, kt KeyType) (crypto.Signer, error) {
+	label = t.opts.LabelPrefix + label
 	curve, bits, err := kt.params()
 	if err != nil {
 		return nil, err
@@ -132,6 +133,7 @@ type AttributeSet = crypto11.AttributeSet
 // signature it checks (the token is reachable, logged in, and the key
 // signs what its public half verifies).
 func (t *Token) Signer(label string) (crypto.Signer, error) {
+	label = t.opts.LabelPrefix + label
 	c := t.ctx()
 	s, err := findIn(c, t.desc, label)
 	if err != nil {
@@ -145,6 +147,7 @@ func (t *Token) Signer(label string) (crypto.Signer, error) {
 
 // Has reports whether a key pair labelled label is on the token.
 func (t *Token) Has(label string) (bool, error) {
+	label = t.opts.LabelPrefix + label
 	_, err := findIn(t.ctx(), t.desc, label)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil

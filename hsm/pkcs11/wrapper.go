@@ -26,6 +26,7 @@ type Wrapper struct {
 // (the token was removed and put back since it was opened: its old
 // session finds nothing).
 func (t *Token) Wrapper(label string, create bool) (*Wrapper, error) {
+	label = t.opts.LabelPrefix + label
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.ctx()
