@@ -47,7 +47,7 @@ type KeyInfo struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name"`
 	Scopes     []string  `json:"scopes"`
-	Names      []string  `json:"names,omitempty"`    // name limits (DNS suffixes, IP prefixes)
+	Names      []string  `json:"names,omitempty"`    // name limits (DNS suffixes, IP prefixes, URI prefixes, @email domains)
 	Profiles   []string  `json:"profiles,omitempty"` // profile limits
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at,omitzero"`
@@ -60,7 +60,8 @@ type KeySpec struct {
 	Name   string
 	Scopes []string // issue, revoke, read, admin, keys, metrics
 	// Names and Profiles limit what the key may ask for, inside the
-	// policy (ra.Limits): DNS suffixes and IP prefixes; profile names.
+	// policy (ra.Limits): DNS suffixes, IP prefixes, URI prefixes and
+	// @email domains; profile names.
 	Names, Profiles []string
 	// KnownProfiles, if set, are the CA's profiles: Profiles must name
 	// only these (a misspelt one would leave the key unable to issue).

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,4 +56,55 @@ func TestAPIKeyLimitsCLI(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestSPIFFEWorkloadCertificate: with `policy.allowed_uri_prefixes`, a key
+// limited by `--names` to one SPIFFE namespace gets a tls-client
+// certificate for a workload's SPIFFE ID from an openssl CSR, which
+// openssl verifies as a client certificate and shows the URI SAN of; an ID
+// of another namespace, or of another trust domain, is a 403 or 422
+// problem document.
+func TestSPIFFEWorkloadCertificate(t *testing.T) {
+	requireTool(t, "openssl")
+	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
+		appendConfig(t, dir, "policy:\n  allowed_dns_suffixes: [localhost]\n  allowed_uri_prefixes: [spiffe://corp.internal]\n")
+	}})
+	key := c.NewAPIKey(t, "--name", "team-a", "--scopes", "issue,read",
+		"--names", "spiffe://corp.internal/ns/team-a,team-a.localhost", "--profiles", "tls-client")
+	dir := t.TempDir()
+	issue := func(id string) (int, string) {
+		t.Helper()
+		csr := filepath.Join(dir, "w.csr")
+		run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", filepath.Join(dir, "w.key"), "-out", csr, "-subj", "/CN=web", "-addext", "subjectAltName=URI:"+id)
+		pemCSR, err := os.ReadFile(csr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := `{"csr":` + jsonString(string(pemCSR)) + `,"profile":"tls-client"}`
+		resp, b := apiCall(t, c, "POST", "/certificates", key, "application/json", "application/pem-certificate-chain", bytes.NewReader([]byte(body)))
+		return resp.StatusCode, string(b)
+	}
+	st, chain := issue("spiffe://corp.internal/ns/team-a/sa/web")
+	if st != http.StatusCreated {
+		t.Fatalf("a SPIFFE ID inside the key's names: %d %s", st, chain)
+	}
+	leaf := filepath.Join(dir, "leaf.pem")
+	writeFile(t, leaf, []byte(chain))
+	if out := run(t, nil, "openssl", "verify", "-CAfile", c.Root, "-untrusted", c.Intermediate, "-purpose", "sslclient", leaf); !strings.Contains(out, ": OK") {
+		t.Fatalf("openssl verify: %s", out)
+	}
+	if out := run(t, nil, "openssl", "x509", "-in", leaf, "-noout", "-ext", "subjectAltName"); !strings.Contains(out, "URI:spiffe://corp.internal/ns/team-a/sa/web") {
+		t.Fatalf("the certificate's SANs: %s", out)
+	}
+	for id, want := range map[string]int{
+		"spiffe://corp.internal/ns/team-b/sa/web":     http.StatusForbidden,           // the key's limits
+		"spiffe://corp.internal/ns/team-ab/sa/web":    http.StatusForbidden,           // not a whole segment
+		"spiffe://other.org/ns/team-a/sa/web":         http.StatusUnprocessableEntity, // the policy
+		"spiffe://corp.internal/ns/team-a/../team-b/": http.StatusUnprocessableEntity, // dot segments
+	} {
+		if st, b := issue(id); st != want || !strings.Contains(b, "problem") {
+			t.Errorf("%s: %d %s, want %d", id, st, b, want)
+		}
+	}
 }

@@ -77,13 +77,9 @@ func (a *Authority) checkIDs(ids []Identifier) error {
 				why = a.policy.checkIP(addr)
 			}
 		case "email":
-			if !a.policy.AllowEmailSANs {
-				why = "is an email address, and policy allows none"
-			}
+			why = a.policy.checkEmail(id.Value)
 		case "uri":
-			if !a.policy.AllowURISANs {
-				why = "is a URI, and policy allows none"
-			}
+			why = a.policy.checkURI(id.Value)
 		default:
 			why = "has unsupported identifier type " + id.Type
 		}

@@ -16,20 +16,43 @@ import (
 type Limits struct {
 	// DNSSuffixes: each DNS SAN must equal one or sit below it (a
 	// wildcard's base likewise). IPRanges: each IP SAN must fall in one.
-	// With either set, email and URI SANs are refused.
-	DNSSuffixes []string
-	IPRanges    []netip.Prefix
+	// URIPrefixes (as ParseURIPrefix returns them): each URI SAN must sit
+	// under one. EmailDomains: each email SAN's domain must equal one or
+	// sit below it. With any of them set, a SAN of a type with none is
+	// refused.
+	DNSSuffixes  []string
+	IPRanges     []netip.Prefix
+	URIPrefixes  []string
+	EmailDomains []string
 	// Profiles the credential may use (policy's profile access applies
 	// too). Zero: any the policy allows it.
 	Profiles []string
 }
 
-// ParseLimits reads names (DNS suffixes and IP prefixes, as given to `ca
-// apikey create --names`) and profile names. Nothing given: nil, no limit.
+// ParseLimits reads names (DNS suffixes, IP prefixes, URI prefixes and
+// @email-domains, as given to `ca apikey create --names`) and profile
+// names. Nothing given: nil, no limit.
 func ParseLimits(names, profiles []string) (*Limits, error) {
 	var l Limits
 	for _, n := range names {
-		n = strings.ToLower(strings.TrimSpace(n))
+		n = strings.TrimSpace(n)
+		if strings.Contains(n, "://") {
+			p, err := ParseURIPrefix(n)
+			if err != nil {
+				return nil, core.Errorf(core.KindMalformed, "name limit %s", err)
+			}
+			l.URIPrefixes = append(l.URIPrefixes, p)
+			continue
+		}
+		if strings.HasPrefix(n, "@") {
+			d, err := ParseEmailDomain(n)
+			if err != nil {
+				return nil, core.Errorf(core.KindMalformed, "name limit %s", err)
+			}
+			l.EmailDomains = append(l.EmailDomains, d)
+			continue
+		}
+		n = strings.ToLower(n)
 		if n == "" {
 			continue
 		}
@@ -43,7 +66,7 @@ func ParseLimits(names, profiles []string) (*Limits, error) {
 		}
 		n = strings.TrimPrefix(n, ".")
 		if badLabels(strings.Split(n, ".")) != "" || !strings.Contains(n, ".") && n != "localhost" || len(n) > maxDNSNameLength {
-			return nil, core.Errorf(core.KindMalformed, "name limit %q is neither a DNS suffix (team.corp.internal) nor an IP prefix (10.20.0.0/16)", n)
+			return nil, core.Errorf(core.KindMalformed, "name limit %q is not a DNS suffix (team.corp.internal), an IP prefix (10.20.0.0/16), a URI prefix (spiffe://corp.internal/ns/team) or an email domain (@team.corp.internal)", n)
 		}
 		l.DNSSuffixes = append(l.DNSSuffixes, n)
 	}
@@ -52,13 +75,14 @@ func ParseLimits(names, profiles []string) (*Limits, error) {
 			l.Profiles = append(l.Profiles, p)
 		}
 	}
-	if len(l.DNSSuffixes)+len(l.IPRanges)+len(l.Profiles) == 0 {
+	if !l.limitsNames() && len(l.Profiles) == 0 {
 		return nil, nil
 	}
 	return &l, nil
 }
 
-// Names is the name limits as given (suffixes, then prefixes).
+// Names is the name limits as ParseLimits reads them (DNS suffixes, IP
+// prefixes, URI prefixes, then @email-domains).
 func (l *Limits) Names() []string {
 	if l == nil {
 		return nil
@@ -67,10 +91,16 @@ func (l *Limits) Names() []string {
 	for _, p := range l.IPRanges {
 		out = append(out, p.String())
 	}
+	out = append(out, l.URIPrefixes...)
+	for _, d := range l.EmailDomains {
+		out = append(out, "@"+d)
+	}
 	return out
 }
 
-func (l *Limits) limitsNames() bool { return l != nil && len(l.DNSSuffixes)+len(l.IPRanges) > 0 }
+func (l *Limits) limitsNames() bool {
+	return l != nil && len(l.DNSSuffixes)+len(l.IPRanges)+len(l.URIPrefixes)+len(l.EmailDomains) > 0
+}
 
 // allows reports whether one identifier is inside the limits, with a
 // client-safe reason when not.
@@ -78,28 +108,26 @@ func (l *Limits) allows(id Identifier) (bool, string) {
 	if !l.limitsNames() {
 		return true, ""
 	}
+	var ok bool
 	switch id.Type {
 	case "dns":
 		n := strings.TrimPrefix(strings.ToLower(id.Value), "*.")
-		for _, s := range l.DNSSuffixes {
-			if hasSuffix(n, s) {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%s is outside this credential's names (%s)", id.Value, strings.Join(l.Names(), ", "))
+		ok = slices.ContainsFunc(l.DNSSuffixes, func(s string) bool { return hasSuffix(n, s) })
 	case "ip":
-		a, err := netip.ParseAddr(id.Value)
-		if err == nil {
-			a = a.Unmap()
-			for _, p := range l.IPRanges {
-				if p.Contains(a) {
-					return true, ""
-				}
-			}
+		if a, err := netip.ParseAddr(id.Value); err == nil {
+			ok = slices.ContainsFunc(l.IPRanges, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) })
 		}
+	case "uri":
+		ok = uriUnder(id.Value, l.URIPrefixes)
+	case "email":
+		ok = emailUnder(id.Value, l.EmailDomains)
+	default:
+		return false, fmt.Sprintf("this credential may not ask for %s %s", id.Type, id.Value)
+	}
+	if !ok {
 		return false, fmt.Sprintf("%s is outside this credential's names (%s)", id.Value, strings.Join(l.Names(), ", "))
 	}
-	return false, fmt.Sprintf("this credential may only ask for DNS names and IP addresses, not %s %s", id.Type, id.Value)
+	return true, ""
 }
 
 // check applies the limits to a request's profile and names.

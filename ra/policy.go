@@ -32,9 +32,18 @@ type Policy struct {
 	// only). Zero: wildcards refused.
 	AllowWildcards bool `yaml:"allow_wildcards"`
 	// AllowEmailSANs, AllowURISANs permit those SAN types (any value).
-	// Zero: refused.
+	// Zero: refused, unless the lists below allow some.
 	AllowEmailSANs bool `yaml:"allow_email_sans"`
 	AllowURISANs   bool `yaml:"allow_uri_sans"`
+	// AllowedURIPrefixes allows the URI SANs under one of these prefixes
+	// (urisans.go): spiffe://corp.internal/ns/team-a allows
+	// spiffe://corp.internal/ns/team-a/sa/web, not …/ns/team-ab. Set, it
+	// is the rule for URI SANs whatever AllowURISANs says. Zero: none.
+	AllowedURIPrefixes []string `yaml:"allowed_uri_prefixes"`
+	// AllowedEmailDomains allows the email SANs whose domain equals or is
+	// under one of these. Set, it is the rule for email SANs whatever
+	// AllowEmailSANs says. Zero: none.
+	AllowedEmailDomains []string `yaml:"allowed_email_domains"`
 	// KeyTypes lists the subject key types accepted anywhere (profiles may
 	// narrow it): p256, p384, p521, rsa2048, rsa3072, rsa4096, ed25519.
 	// Zero: all of them but p521.
@@ -95,6 +104,16 @@ func (p *Policy) normalize() error {
 	}
 	if p.DeniedDNSSuffixes, err = clean(p.DeniedDNSSuffixes, "denied"); err != nil {
 		return err
+	}
+	for i, s := range p.AllowedURIPrefixes {
+		if p.AllowedURIPrefixes[i], err = ParseURIPrefix(s); err != nil {
+			return fmt.Errorf("policy: allowed_uri_prefixes: %w", err)
+		}
+	}
+	for i, s := range p.AllowedEmailDomains {
+		if p.AllowedEmailDomains[i], err = ParseEmailDomain(s); err != nil {
+			return fmt.Errorf("policy: allowed_email_domains: %w", err)
+		}
 	}
 	for prof, d := range p.MaxLifetime {
 		if d <= 0 {

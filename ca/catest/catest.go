@@ -12,6 +12,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/ca"
@@ -45,13 +47,18 @@ func Hierarchy(tb testing.TB, name string) (root, inter *ca.Issuer) {
 }
 
 // CSR makes a parsed CSR signed by key with common name cn; names that parse
-// as IP addresses become IP SANs, the rest DNS SANs.
+// as IP addresses become IP SANs, those with "://" URI SANs, those with "@"
+// email SANs, the rest DNS SANs.
 func CSR(tb testing.TB, key crypto.Signer, cn string, names ...string) *x509.CertificateRequest {
 	tb.Helper()
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if u, err := url.Parse(n); err == nil && strings.Contains(n, "://") {
+			tmpl.URIs = append(tmpl.URIs, u)
+		} else if strings.Contains(n, "@") {
+			tmpl.EmailAddresses = append(tmpl.EmailAddresses, n)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}

@@ -46,7 +46,7 @@ func apikeyCommand(g *globals) *cobra.Command {
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
 	create.Flags().StringVar(&scopes, "scopes", "issue,read", "comma-separated: issue, revoke, read, admin, keys (the key service), metrics (GET /metrics only)")
-	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes and IP ranges, comma-separated (team-a.corp.internal,10.20.0.0/16); it revokes only such certificates")
+	create.Flags().StringVar(&names, "names", "", "limit the key's certificates to these DNS suffixes, IP ranges, URI prefixes and @email domains, comma-separated (team-a.corp.internal,10.20.0.0/16,spiffe://corp.internal/ns/team-a,@team-a.corp.internal); it revokes only such certificates")
 	create.Flags().StringVar(&profiles, "profiles", "", "limit the key to these profiles, comma-separated")
 	create.Flags().StringVar(&expires, "expires", "", "the key stops working after this long (e.g. 90d or 720h); default: when revoked")
 	list := &cobra.Command{Use: "list", Short: "List the API keys (never their secrets): scopes, limits, created, expires, revoked", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
