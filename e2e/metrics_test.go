@@ -1,12 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // TestMetricsScrape: a real `ca serve` serves /metrics to a credential
@@ -50,10 +51,13 @@ func TestMetricsScrape(t *testing.T) {
 	if resp, b := apiCall(t, c, "GET", "/certificates", prom, "", "", nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a metrics key listed certificates: %s %s", resp.Status, b)
 	}
-	body := `{"csr":` + jsonString(string(goCSR(t, "scraped.localhost"))) + `}`
-	if resp, b := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json", "", bytes.NewReader([]byte(body))); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("issuing: %s %s", resp.Status, b)
+	chain := issueChain(t, c, goCSR(t, "scraped.localhost"))
+	// An OCSP question makes the intermediate's responder certificate.
+	reqDER, err := ocsp.CreateRequest(chain[0], chain[1], nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	ocspGet(t, c, reqDER, false, chain[0], chain[1])
 	resp, b := scrape(prom)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("a metrics key: %s %s", resp.Status, b)
@@ -62,6 +66,11 @@ func TestMetricsScrape(t *testing.T) {
 		`(?m)^strongroom_issuance_total\{[^}]*outcome="issued"[^}]*profile="tls-server"[^}]*\} [1-9]`,
 		`(?m)^strongroom_hsm_operation_duration_seconds_count\{[^}]*\} [1-9]`,
 		`(?m)^strongroom_issuer_not_after_timestamp_seconds\{`,
+		`(?m)^strongroom_crl_next_update_timestamp_seconds\{issuer="intermediate",kind="full"\} [1-9]`,
+		`(?m)^strongroom_crl_next_update_timestamp_seconds\{issuer="intermediate",kind="delta"\} [1-9]`,
+		`(?m)^strongroom_crl_this_update_timestamp_seconds\{issuer="root",kind="full"\} [1-9]`,
+		`(?m)^strongroom_crl_number\{issuer="intermediate",kind="full"\} [1-9]`,
+		`(?m)^strongroom_ocsp_responder_not_after_timestamp_seconds\{issuer="intermediate"\} [1-9]`,
 	} {
 		if !regexp.MustCompile(re).MatchString(b) {
 			t.Errorf("/metrics has no line matching %s", re)

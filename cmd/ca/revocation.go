@@ -159,6 +159,11 @@ func (a *app) mountRevocation(ctx context.Context) error {
 			a.n.log.Error("CRL builder stopped", "err", err)
 		}
 	})
+	ids := make([]string, len(all))
+	for i, is := range all {
+		ids[i] = is.ID()
+	}
+	a.reg.MustRegister(newRevocationMetrics(ids, builder.Current, resp.ResponderCert))
 	a.srv.MountPlain("/ocsp", resp)
 	a.srv.MountFast("/ocsp/", resp)
 	a.srv.MountPlain("/crl/", builder)
