@@ -134,3 +134,33 @@ func TestAuditCheckedAtStart(t *testing.T) {
 		return strings.Contains(c.Output(), "the audit log was altered outside the HSM") && strings.Contains(c.Output(), "first_bad=3")
 	})
 }
+
+// TestAuditUnauthenticatedCounted: an audit entry without a MAC after the
+// log's authentication began (a node of the previous release appends such
+// entries during a rolling upgrade; so does anyone who strips a MAC) is
+// counted in strongroom_hsm_audit_unauthenticated_entries and logged,
+// while the chain still counts as intact.
+func TestAuditUnauthenticatedCounted(t *testing.T) {
+	c := StartCA(t, Options{})
+	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
+	waitFor(t, "the first audit check", func() bool {
+		return metricValue(t, c, prom, "strongroom_hsm_audit_unauthenticated_entries") == "0"
+	})
+	c.Stop()
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE hsm_audit SET mac = X'' WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c.Restart()
+	waitFor(t, "the audit check to count the entry", func() bool {
+		return metricValue(t, c, prom, "strongroom_hsm_audit_unauthenticated_entries") == "1"
+	})
+	if v := metricValue(t, c, prom, "strongroom_hsm_audit_intact"); v != "1" {
+		t.Errorf("strongroom_hsm_audit_intact = %s with one entry without a MAC, want 1", v)
+	}
+	waitFor(t, "the warning", func() bool { return strings.Contains(c.Output(), "audit entries without a MAC") })
+}

@@ -35,6 +35,11 @@ func TestKeyServiceTurnsOnAfterUnlock(t *testing.T) {
 
 	c.MustCLI(t, ctx, "hsm", "users", "delete", "apps")
 	waitFor(t, "the key service to turn off after its user was deleted", func() bool { code, _ := status(); return code == 503 })
+	// As in a keystore from before the key service: the log names the
+	// missing user and how to create it, and no login is tried.
+	waitFor(t, "the log that the user is missing", func() bool {
+		return strings.Contains(c.Output(), "the HSM has no user apps") && strings.Contains(c.Output(), "ca hsm users create apps --role user")
+	})
 	create := func(role string) {
 		if out, err := cliWithEnv(ctx, c, []string{"STRONGROOM_NEW_PIN=" + readPIN(t, c.Dir)}, "hsm", "users", "create", "apps", "--role", role); err != nil {
 			t.Fatalf("re-creating apps as %s: %v\n%s", role, err, out)

@@ -23,9 +23,9 @@ import (
 //     head edited meanwhile is left as the evidence, not covered over.
 //
 // What it cannot do:
-//   - Entries appended while sealed (a failed self-test, a restore) or by a
-//     node of the previous release carry no MAC; VerifyAudit lists them by
-//     action as not authenticated.
+//   - Entries appended while sealed (a failed self-test; a restore of a
+//     log not yet authenticated) or by a node of the previous release carry
+//     no MAC; VerifyAudit lists them by action as not authenticated.
 //   - A log from before this release is authenticated from its first append
 //     after the upgrade; what came before is covered as it stood then.
 //

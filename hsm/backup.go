@@ -98,7 +98,7 @@ type backupBody struct {
 // it.
 type backupStore interface {
 	SnapshotHSM(ctx context.Context, audit func(int64, []byte) storage.HSMAuditEntry, auth storage.HSMAuditAuthFunc) (storage.HSMSnapshot, error)
-	RestoreHSM(ctx context.Context, s storage.HSMSnapshot, audit func(int64, []byte) storage.HSMAuditEntry) error
+	RestoreHSM(ctx context.Context, s storage.HSMSnapshot, audit func(int64, []byte) storage.HSMAuditEntry, auth storage.HSMAuditAuthFunc) error
 }
 
 var _ backupStore = (*storage.DB)(nil)
@@ -284,7 +284,11 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash, HeadAuth: b.HeadAuth}
 	details := fmt.Sprintf("restored from backup created=%s wrap=%s users=%d objects=%d audit_entries=%d",
 		h.Created.Format(time.RFC3339), h.Wrap, len(b.Users), len(b.Objects), len(b.Audit))
-	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details)); err != nil {
+	auth, err := restoreAuth(kek, method, b.HeadAuth)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details), auth); err != nil {
 		if errors.Is(err, storage.ErrHSMNotEmpty) {
 			return errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one holds data")
 		}
@@ -292,6 +296,25 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 	}
 	m.log.Info("hsm restored from backup", "created", h.Created, "objects", len(b.Objects), "users", len(b.Users))
 	return nil
+}
+
+// restoreAuth authenticates the restore's own audit entry under the
+// backup's KEK (the module's, once restored) when the backup's log is
+// authenticated, so the entry verifies like any other instead of being
+// listed as one from the previous release. A log not yet authenticated
+// (a backup from before audit MACs) is left so: its authentication begins
+// at the keystore's first unseal, where the unseal material binds it.
+func restoreAuth(kek []byte, method UnsealMethod, head storage.HSMAuditAuth) (storage.HSMAuditAuthFunc, error) {
+	if len(head.MAC) == 0 {
+		return nil, nil
+	}
+	st, err := newUnsealed(bytes.Clone(kek), method)
+	if err != nil {
+		return nil, err
+	}
+	defer st.zero() // auditAuth keeps its own copy of the MAC key
+	setAuditAnchor(st, head.From)
+	return st.auditAuth(), nil
 }
 
 // parseBackup splits a backup into its header, the authenticated prefix and

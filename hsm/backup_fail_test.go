@@ -84,7 +84,7 @@ func TestRestoreIntoNonEmptyModuleRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RestoreHSM(ctx, snap, nil); !errors.Is(err, storage.ErrHSMNotEmpty) {
+		if err := db.RestoreHSM(ctx, snap, nil, nil); !errors.Is(err, storage.ErrHSMNotEmpty) {
 			t.Fatalf("storage restore into a non-empty keystore: %v", err)
 		}
 	})

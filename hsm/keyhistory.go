@@ -50,9 +50,16 @@ func (st *unsealed) authentic(e storage.HSMAuditEntry) bool {
 // checkHistory checks key id, stored as k, against the audit entries es
 // about it, read before the key's rows (so a change committed in between,
 // which writes its rows and its entry together, is in the rows too). An
-// entry in the authenticated part of the log (from st's anchor on) that
-// does not verify was altered outside the HSM: its action or version may
-// have been edited to hide a change, so the key is refused.
+// entry in the authenticated part of the log (from st's anchor on) whose
+// MAC or hash does not verify was altered outside the HSM: its action or
+// version may have been edited to hide a change, so the key is refused.
+// An entry there with no MAC at all is one a node of the previous release
+// appended during a rolling upgrade (or one whose MAC was stripped, which
+// the chain check counts: VerifyAudit's Unauthenticated); what it records
+// is held against the stored key like any other entry, but it does not
+// make the key refused by itself — it did, and then every key an old node
+// made or rotated during the upgrade, the OCSP responder's included, was
+// lost on the new nodes.
 func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEntry) error {
 	from := auditAnchor(st)
 	for _, e := range es {
@@ -60,10 +67,12 @@ func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEn
 			continue
 		}
 		if !st.authentic(e) {
-			if from != 0 && e.Seq >= from {
+			if from == 0 || e.Seq < from {
+				continue // from before the log was authenticated
+			}
+			if len(e.MAC) != 0 || !bytes.Equal(e.Hash, auditHash(e)) {
 				return errf(ErrCorrupt, "key %s: audit entry #%d about it does not verify: the log was altered outside the HSM", id, e.Seq)
 			}
-			continue // from before the log was authenticated
 		}
 		switch e.Action {
 		case actionDestroy:

@@ -174,3 +174,87 @@ func TestKeyHistoryRollback(t *testing.T) {
 		})
 	})
 }
+
+// TestKeyHistoryPreviousReleaseEntries: during a rolling upgrade a node of
+// the previous release appends entries with no MAC (here: a rotation's
+// entry with its MAC removed, its hash intact). An upgrade review found
+// every key such a node rotated refused for good on the new nodes, the
+// OCSP responder's included. The key goes on working, afresh and cached;
+// what the entry records still holds (the rotation's rows deleted too is
+// refused); an entry whose hash no longer matches is still refused; and
+// audit verify lists the entry as not authenticated.
+func TestKeyHistoryPreviousReleaseEntries(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		digest := sha256.Sum256([]byte("rolling upgrade"))
+		rotatedByOld := func() string {
+			t.Helper()
+			k, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.alice.RotateKey(ctx, k.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(ctx, `UPDATE hsm_audit SET mac = ? WHERE object = ? AND action = 'key.rotate'`, []byte{}, k.ID); err != nil {
+				t.Fatal(err)
+			}
+			return k.ID
+		}
+		kept, rolledBack, edited := rotatedByOld(), rotatedByOld(), rotatedByOld()
+		if _, err := db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ? AND version = 2`, rolledBack); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE hsm_audit SET details = 'version=9' WHERE object = ? AND action = 'key.rotate'`, edited); err != nil {
+			t.Fatal(err)
+		}
+		// A node that has a key cached checks its history again when its
+		// rows change (edited's did not).
+		check := func(t *testing.T, s *Session, afresh bool) {
+			t.Helper()
+			if _, err := s.Sign(ctx, kept, digest[:], crypto.SHA256); err != nil {
+				t.Errorf("a key rotated by a node of the previous release: %v", err)
+			}
+			wants := map[string]string{rolledBack: "version"}
+			if afresh {
+				wants[edited] = "does not verify"
+			}
+			for id, want := range wants {
+				if _, err := s.Sign(ctx, id, digest[:], crypto.SHA256); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
+					t.Errorf("signing with key %s: %v, want ErrCorrupt saying %q", id, err, want)
+				}
+			}
+		}
+		t.Run("opened afresh", func(t *testing.T) {
+			m := f.reopen(t)
+			s, err := m.Login(ctx, "alice", alicePIN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, s, true)
+			damaged, err := m.CheckObjects(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range damaged {
+				if d.ID == kept {
+					t.Errorf("CheckObjects lists the key rotated by the previous release: %+v", d)
+				}
+			}
+		})
+		t.Run("cached, at the next sync", func(t *testing.T) {
+			if _, err := f.m.SyncKeys(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check(t, f.alice, false)
+		})
+		rep, err := f.m.VerifyAudit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Unauthenticated["key.rotate"] < 2 {
+			t.Errorf("audit verify: %+v, want the MAC-less rotations listed as not authenticated", rep)
+		}
+	})
+}

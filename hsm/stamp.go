@@ -17,6 +17,12 @@ import (
 // SHA-256: the stamp gives no way to test a PIN.
 type UserStamp [sha256.Size]byte
 
+// absentStamp is the stamp of a user that does not exist.
+var absentStamp = UserStamp(sha256.Sum256([]byte("absent")))
+
+// Absent reports whether the stamp is of a user that does not exist.
+func (s UserStamp) Absent() bool { return s == absentStamp }
+
 // UserStamp reads name's stored row and returns its stamp. It needs no
 // session and works sealed: a process that could not log in watches with
 // it for the change (an unlock, a new PIN, a re-created user) after which
@@ -25,7 +31,7 @@ type UserStamp [sha256.Size]byte
 func (m *Module) UserStamp(ctx context.Context, name string) (UserStamp, error) {
 	u, err := m.store.HSMUser(ctx, name)
 	if isNotFound(err) {
-		return sha256.Sum256([]byte("absent")), nil
+		return absentStamp, nil
 	}
 	if err != nil {
 		return UserStamp{}, fmt.Errorf("reading hsm user %q: %w", name, err)

@@ -62,10 +62,11 @@ var ErrHSMNotEmpty = core.Errorf(core.KindConflict, "hsm keystore is not empty")
 
 // RestoreHSM writes s into an empty keystore in one transaction — meta,
 // users, objects (with their use counts), the audit entries verbatim and
-// the head — then appends the entry audit builds (when not nil) after them.
+// the head — then appends the entry audit builds (when not nil) after them,
+// authenticated by auth (nil: not authenticated).
 // If the keystore holds any meta, user, object or audit entry it fails with
 // ErrHSMNotEmpty and writes nothing.
-func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry) error {
+func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq int64, prevHash []byte) HSMAuditEntry, auth HSMAuditAuthFunc) error {
 	return d.InTx(ctx, func(tx *Tx) error {
 		// Lock the head row first so a concurrent initialisation serialises.
 		var headSeq int64
@@ -112,7 +113,7 @@ func (d *DB) RestoreHSM(ctx context.Context, s HSMSnapshot, audit func(prevSeq i
 			return fmt.Errorf("restoring hsm audit head: %w", err)
 		}
 		if audit != nil {
-			return appendHSMAudit(ctx, tx, audit, nil) // sealed: nothing to authenticate with
+			return appendHSMAudit(ctx, tx, audit, auth)
 		}
 		return nil
 	})

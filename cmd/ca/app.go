@@ -36,6 +36,9 @@ type app struct {
 	signingReason atomic.Pointer[string]
 	// auditVerdict is the last check of the HSM audit log (auditcheck.go).
 	auditVerdict atomic.Int32
+	// auditUnauth is how many entries the last check found without a MAC
+	// after authentication began; -1 before the first check.
+	auditUnauth atomic.Int64
 	// publishFailures bounds the log of revocations whose Redis steps
 	// fail while Redis is down (publish.go).
 	publishFailures core.FailureLog
@@ -80,7 +83,8 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	a.closers = append(a.closers, a.appsLogin.close)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
-	a.reg.MustRegister(a.signingGauge(), a.auditGauge())
+	a.auditUnauth.Store(-1)
+	a.reg.MustRegister(a.signingGauge(), a.auditGauge(), a.auditUnauthGauge())
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
 		a.Close()
 		return nil, err

@@ -65,7 +65,9 @@ func (l *appsLogin) start(ctx context.Context) *hsm.Session {
 	var err error
 	l.seen, err = l.state(ctx)
 	l.known = err == nil
-	if l.sess, err = l.n.appsSession(ctx); err != nil {
+	if l.sess, err = l.n.appsSession(ctx); err != nil && l.absent(ctx) {
+		l.warnAbsent()
+	} else if err != nil {
 		l.n.log.Warn("the key service (/api/v1/keys) is off: its HSM user cannot log in; one login is tried again after the user or the node's PIN for it changes",
 			"user", l.n.cfg.HSM.AppsUser, "err", err)
 	}
@@ -116,6 +118,10 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 		return
 	}
 	l.seen, l.known = now, true
+	if l.absent(ctx) {
+		l.warnAbsent()
+		return
+	}
 	if _, err := l.n.cfg.AppsPIN(l.n.dir); err != nil {
 		l.n.log.Warn("the key service (/api/v1/keys) stays off: this node has no PIN for its HSM user (no login tried)", "user", user, "err", err)
 		return
@@ -147,6 +153,19 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 
 // state is what decides whether a login can succeed: the user's stamp and
 // the node's PIN for it (a digest: an operator may correct the PIN file).
+// absent reports whether the key service's HSM user does not exist, as in
+// a keystore made before the key service was.
+func (l *appsLogin) absent(ctx context.Context) bool {
+	s, err := l.n.hsm.UserStamp(ctx, l.n.cfg.HSM.AppsUser)
+	return err == nil && s.Absent()
+}
+
+func (l *appsLogin) warnAbsent() {
+	user := l.n.cfg.HSM.AppsUser
+	l.n.log.Warn("the key service (/api/v1/keys) is off: the HSM has no user "+user+" (a keystore from before the key service); create it on a node and give every node its PIN (apps.pin or STRONGROOM_APPS_PIN); the service starts without a restart",
+		"user", user, "create", "STRONGROOM_NEW_PIN=… ca hsm users create "+user+" --role user")
+}
+
 func (l *appsLogin) state(ctx context.Context) ([sha256.Size]byte, error) {
 	stamp, err := l.n.hsm.UserStamp(ctx, l.n.cfg.HSM.AppsUser)
 	if err != nil {

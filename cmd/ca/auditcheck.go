@@ -55,6 +55,27 @@ func (a *app) checkAudit(ctx context.Context) {
 	case next == auditIntact && prev == auditAltered:
 		a.n.log.Info("hsm: the audit log verifies again", "entries", rep.Entries)
 	}
+	var unauth int64
+	for _, n := range rep.Unauthenticated {
+		unauth += int64(n)
+	}
+	if was := a.auditUnauth.Swap(unauth); unauth > max(was, 0) {
+		a.n.log.Warn("hsm: audit entries without a MAC after authentication began: appended by nodes of the previous release during an upgrade, or stripped outside the HSM; once every node runs this release their number must not grow (see `ca hsm audit verify`)",
+			"unauthenticated", unauth, "before", max(was, 0))
+	}
+}
+
+// auditUnauthGauge is the number of audit entries the last check found
+// without a MAC after authentication began (-1 before the first check):
+// legitimate only from nodes of the previous release during a rolling
+// upgrade, so an increase afterwards means entries were written, or their
+// MACs stripped, outside the HSM. The HSM does not refuse a key for such
+// an entry about it (keyhistory.go), so this is where it shows.
+func (a *app) auditUnauthGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "strongroom_hsm_audit_unauthenticated_entries",
+		Help: "Audit entries without a MAC after the log's authentication began, at the last check (at start, then daily); -1 before the first. Alert when it grows after an upgrade has finished.",
+	}, func() float64 { return float64(a.auditUnauth.Load()) })
 }
 
 // auditGauge is 1 while the last check found the audit log intact, 0 when
