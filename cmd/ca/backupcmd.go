@@ -215,6 +215,9 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	if ok, err := n.hsm.Initialized(ctx); err != nil {
 		return err
 	} else if ok {
+		if n.cfg.Database.Driver == "postgres" {
+			return fmt.Errorf("the HSM in the PostgreSQL database that %s names (database.dsn or %s) is already initialised; restore needs an empty database", config.FileName, config.EnvDatabaseDSN)
+		}
 		return fmt.Errorf("the HSM in %s is already initialised; restore needs a fresh data directory", n.dir)
 	}
 	if string(info.Method) != n.cfg.HSM.Unseal {
@@ -266,9 +269,24 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	}
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN\n"+
 		"(apps.pin or STRONGROOM_APPS_PIN; without it the key service stays off), officer.pin if you use it,\n"+
-		keyFile+"and the certificate database (certificates, revocations, API keys,\n"+
+		keyFile+missingCACerts(n)+"and the certificate database (certificates, revocations, API keys,\n"+
 		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
 	return nil
+}
+
+// missingCACerts names the CA certificate files the configuration lists
+// that the data directory lacks (ca serve needs them), for the checklist.
+func missingCACerts(n *node) string {
+	var missing []string
+	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
+		if _, err := os.Stat(config.Path(n.dir, is.Cert)); err != nil {
+			missing = append(missing, is.Cert)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return "the CA certificates (" + strings.Join(missing, ", ") + "), "
 }
 
 // warnUnverified says which user records in a backup did not verify when

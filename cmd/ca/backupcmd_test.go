@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 func runCA(t *testing.T, args ...string) (string, error) {
@@ -64,9 +65,18 @@ func TestBackupRestoreCLI(t *testing.T) {
 			t.Errorf("restore's list of what to copy does not name %s:\n%s", f, out)
 		}
 	}
-	// It unsealed with the key file in place: the list does not ask for it.
-	if strings.Contains(out, "key file") {
-		t.Errorf("restore asks for the key file it unsealed with:\n%s", out)
+	// It unsealed with the key file in place, and --from-dir copied the
+	// CA certificates: the list asks for neither.
+	if strings.Contains(out, "key file") || strings.Contains(out, "CA certificates") {
+		t.Errorf("restore asks for the key file it unsealed with, or certificates it copied:\n%s", out)
+	}
+	// Without --from-dir the CA certificates are still to copy (an upgrade
+	// review's next ca serve failed on the missing root.pem).
+	bare := filepath.Join(base, "bare")
+	os.MkdirAll(bare, 0o700)
+	os.WriteFile(filepath.Join(bare, "unseal.key"), key, 0o600)
+	if out, err := runCA(t, "--data", bare, "hsm", "restore", "--in", file); err != nil || !strings.Contains(out, "the CA certificates (root.pem, intermediate.pem)") {
+		t.Errorf("restore without --from-dir: %v, want the CA certificates in the list:\n%s", err, out)
 	}
 	for _, f := range []string{"strongroom.yaml", "root.pem", "intermediate.pem"} {
 		if _, err := os.Stat(filepath.Join(fresh, f)); err != nil {
@@ -163,5 +173,25 @@ func TestStatusShowsAlteredAudit(t *testing.T) {
 	}
 	if out, err := runCA(t, "--data", clean, "hsm", "status"); err != nil || !strings.Contains(out, "intact") {
 		t.Fatalf("status of an intact keystore: %v\n%s", err, out)
+	}
+}
+
+// TestRestoreIntoUsedPostgresNamesTheDatabase: on PostgreSQL the keystore
+// lives in the shared database, not the data directory: a restore into a
+// node whose database already holds one says so (an upgrade review was
+// told its empty directory was initialised).
+func TestRestoreIntoUsedPostgresNamesTheDatabase(t *testing.T) {
+	t.Setenv(config.EnvDatabaseDSN, storagetest.PostgresSchema(t))
+	base := t.TempDir()
+	old, fresh, file := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "b.srbk")
+	if out, err := runCA(t, "--data", old, "init", "--database", "postgres"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", old, "hsm", "backup", "--out", file); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	_, err := runCA(t, "--data", fresh, "hsm", "restore", "--in", file, "--from-dir", old)
+	if err == nil || !strings.Contains(err.Error(), "PostgreSQL database") || strings.Contains(err.Error(), "fresh data directory") {
+		t.Fatalf("restore into a used database: %v", err)
 	}
 }
