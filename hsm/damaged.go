@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -138,4 +139,36 @@ func (s *Session) DamagedKeys(ctx context.Context) ([]DamagedKey, error) {
 		return nil, fmt.Errorf("listing damaged keys: %w", err)
 	}
 	return damaged, nil
+}
+
+// DestroyDamaged destroys a key that CheckObjects lists as damaged (a
+// version that fails to open, or rows that contradict its authenticated
+// history), as an officer: the way out besides restoring a backup into an
+// empty module, since a damaged key opens for nobody and so cannot be
+// destroyed as keys are. It returns the key as listed. An intact key is
+// refused: its owner destroys it. The destroy is audited like any other,
+// so rows put back afterwards are refused too.
+func (s *Session) DestroyDamaged(ctx context.Context, keyID string) (DamagedKey, error) {
+	if err := s.require(RoleOfficer); err != nil {
+		return DamagedKey{}, err
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	damaged, err := s.m.CheckObjects(ctx)
+	if err != nil {
+		return DamagedKey{}, err
+	}
+	i := slices.IndexFunc(damaged, func(d DamagedKey) bool { return d.ID == keyID })
+	if i < 0 {
+		return DamagedKey{}, errf(ErrInvalid, "key %s is not damaged (or does not exist): its owner destroys an intact key", keyID)
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, actionDestroy, keyID, "damaged=1"); err != nil {
+		return DamagedKey{}, fmt.Errorf("destroying damaged key: %w", err)
+	}
+	if st := s.m.state.Load(); st != nil {
+		if old := forgetKey(st, keyID); old != nil {
+			old.destroy()
+		}
+	}
+	return damaged[i], nil
 }

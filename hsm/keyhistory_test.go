@@ -258,3 +258,70 @@ func TestKeyHistoryPreviousReleaseEntries(t *testing.T) {
 		}
 	})
 }
+
+// TestDestroyDamaged: a key refused as damaged opens for nobody, so its
+// owner cannot destroy it (an upgrade review found `ca hsm status` telling
+// the operator to destroy such keys with no way to). An officer destroys
+// it; its rows put back after that are refused as destroyed; an intact key
+// and a user's session are refused.
+func TestDestroyDamaged(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		k, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "rolled-back"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved, err := db.HSMObject(ctx, k.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.alice.RotateKey(ctx, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ? AND version = 2`, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		intact, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A node that opens the key afresh (this one still holds version 2).
+		m := f.reopen(t)
+		alice, err := m.Login(ctx, "alice", alicePIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		officer, err := m.Login(ctx, "co", officerPIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.DestroyKey(ctx, k.ID); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("the owner destroying the damaged key: %v, want ErrCorrupt", err)
+		}
+		if _, err := alice.DestroyDamaged(ctx, k.ID); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("a crypto user: %v, want ErrForbidden", err)
+		}
+		if _, err := officer.DestroyDamaged(ctx, intact.ID); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("an intact key: %v, want ErrInvalid", err)
+		}
+		d, err := officer.DestroyDamaged(ctx, k.ID)
+		if err != nil || d.Label != "rolled-back" {
+			t.Fatalf("DestroyDamaged: %+v, %v", d, err)
+		}
+		if damaged, err := m.CheckObjects(ctx); err != nil || len(damaged) != 0 {
+			t.Fatalf("after the destroy: %+v, %v", damaged, err)
+		}
+		if rows, _ := db.HSMObject(ctx, k.ID); len(rows) != 0 {
+			t.Fatalf("%d rows left", len(rows))
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO hsm_objects (id, version, owner, label, attrs, sealed, created, uses)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0)`, saved[0].ID, saved[0].Version, saved[0].Owner, saved[0].Label, saved[0].Attrs, saved[0].Sealed, storage.Micros(saved[0].Created)); err != nil {
+			t.Fatal(err)
+		}
+		damaged, err := m.CheckObjects(ctx)
+		if err != nil || len(damaged) != 1 || damaged[0].ID != k.ID {
+			t.Fatalf("its rows put back: %+v, %v", damaged, err)
+		}
+	})
+}

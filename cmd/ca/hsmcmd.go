@@ -114,7 +114,7 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				}
 				switch {
 				case len(damaged) > 0:
-					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them", len(damaged))
+					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged))
 				case rep.FirstBad != 0:
 					return fmt.Errorf("the HSM audit log was altered outside the HSM at entry #%d: the keys' histories it records cannot be trusted", rep.FirstBad)
 				}
@@ -264,7 +264,61 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 			return nil
 		})
 	}})
+	cmd.AddCommand(hsmDestroyDamagedCommand(g))
 	return cmd
+}
+
+// isCAKey reports whether d, as its row says, is a CA signing key in the
+// embedded HSM: one of the configured key labels, owned by the CA's user.
+func isCAKey(n *node, d hsm.DamagedKey) bool {
+	if n.cfg.CA.KeyStore == "pkcs11" || d.Owner != n.cfg.HSM.User {
+		return false
+	}
+	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
+		if d.Label == is.KeyLabel {
+			return true
+		}
+	}
+	return false
+}
+
+// hsmDestroyDamagedCommand destroys a key `ca hsm status` lists as damaged,
+// as the officer. A CA key is refused: it signs certificates, and its rows
+// may yet be repaired from a database backup, or the keystore restored.
+func hsmDestroyDamagedCommand(g *globals) *cobra.Command {
+	officer := "officer"
+	c := &cobra.Command{Use: "destroy-damaged ID", Args: cobra.ExactArgs(1),
+		Short: "Destroy a key listed as damaged (it opens for nobody, so its owner cannot), as the officer (PIN from STRONGROOM_OFFICER_PIN); audited",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				damaged, err := n.hsm.CheckObjects(ctx)
+				if err != nil {
+					return err
+				}
+				for _, d := range damaged {
+					if d.ID == args[0] && isCAKey(n, d) {
+						return fmt.Errorf("key %s is the CA key %s: restore it (the rows from a database backup, or the keystore with `ca hsm restore`) instead of destroying it", d.ID, shown(d.Label))
+					}
+				}
+				s, err := officerSession(ctx, n, officer)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				d, err := s.DestroyDamaged(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "damaged key %s (label %s, owner %s) destroyed by %s (audited); running nodes drop it within seconds\n",
+					d.ID, shown(d.Label), shown(d.Owner), officer)
+				return nil
+			})
+		}}
+	c.Flags().StringVar(&officer, "officer", officer, "the officer who destroys it")
+	return c
 }
 
 func hsmAuditCommand(g *globals) *cobra.Command {

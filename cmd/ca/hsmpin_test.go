@@ -90,6 +90,27 @@ func TestDamagedKeyCLI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 damaged objects") || !strings.Contains(out, "damaged objects: 1") {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
+	// The way out status names: a damaged key that is not a CA key is
+	// destroyed by the officer; a CA key is refused (restore it instead).
+	id := regexp.MustCompile(`[0-9a-f]{32}`).FindString(out)
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", id); err == nil || !strings.Contains(err.Error(), "is the CA key") {
+		t.Fatalf("destroy-damaged on the CA key: %v\n%s", err, out)
+	}
+	n, err := openNode(context.Background(), dir, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.db.Exec(context.Background(), `UPDATE hsm_objects SET label = 'app-key', owner = 'apps' WHERE id = ?`, id)
+	n.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", id); err != nil || !strings.Contains(out, "destroyed by officer") {
+		t.Fatalf("destroy-damaged: %v\n%s", err, out)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || strings.Contains(out, id) {
+		t.Fatalf("keys list after destroy-damaged: %v\n%s", err, out)
+	}
 }
 
 // TestSharesThenPINOnOneStdin: shares and a PIN piped into one command are
