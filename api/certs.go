@@ -552,7 +552,19 @@ func jsonProblem(err error) string {
 	case reflect.Bool:
 		want = "true or false"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
-		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// A number here that is not taken has a fraction or exponent
+		// (1.5, 1e3), or is out of range: "it must be a number" would not
+		// say what is wrong with it.
+		want = "a whole number"
+		if lit, isNum := strings.CutPrefix(te.Value, "number "); isNum {
+			if strings.ContainsAny(lit, ".eE") {
+				want = "a whole number, written without a fraction or exponent"
+			} else {
+				want = "a whole number within range"
+			}
+		}
+	case reflect.Float32, reflect.Float64:
 		want = "a number"
 	case reflect.Slice, reflect.Array:
 		want = "an array"

@@ -41,7 +41,9 @@ type KeyService interface {
 	SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error)
 	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
 	Encrypt(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
-	Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error)
+	// DecryptVersion opens Encrypt's ciphertexts and, for RSA keys, raw
+	// RSA-OAEP ones (with version, 0: the current one).
+	DecryptVersion(ctx context.Context, keyID string, version int, ciphertext, aad []byte) ([]byte, error)
 	HMACVersioned(ctx context.Context, keyID string, data []byte) ([]byte, int, error)
 	VerifyHMAC(ctx context.Context, keyID string, data, mac []byte) error
 	Random(ctx context.Context, n int) ([]byte, error)
@@ -49,7 +51,8 @@ type KeyService interface {
 	DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
 	PublicKeys(ctx context.Context, keyID string) ([]hsm.VersionKey, error)
 	ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrappingKeyID string, blob []byte) (hsm.KeyInfo, error)
-	ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, int, error)
+	// ExportWrappedAlg also names the wrapping algorithm (hsm.WrapAESKW…).
+	ExportWrappedAlg(ctx context.Context, keyID, wrappingKeyID string) ([]byte, int, string, error)
 	ExportWrappedTo(ctx context.Context, keyID string, pub *rsa.PublicKey) ([]byte, int, error)
 	CountKeys(ctx context.Context, labelPrefix string) (int, error)
 }
@@ -302,8 +305,16 @@ type EncryptRequest struct {
 
 // DecryptRequest is the body of POST /keys/{id}/decrypt.
 type DecryptRequest struct {
-	Ciphertext string `json:"ciphertext"`    // base64, as encrypt returned it (it names the key version)
+	// Ciphertext is base64: as encrypt returned it (it names the key
+	// version), or for an RSA key a raw RSA-OAEP ciphertext (SHA-256,
+	// MGF1-SHA-256, label aad) of exactly the modulus length, made with
+	// the key's public key by any library (openssl pkeyutl).
+	Ciphertext string `json:"ciphertext"`
 	AAD        string `json:"aad,omitempty"` // base64, the same as at encryption
+	// KeyVersion is the version that opens a raw RSA-OAEP ciphertext;
+	// zero: the current one. Encrypt's ciphertexts name theirs: one given
+	// here must be the same.
+	KeyVersion int `json:"key_version,omitempty"`
 }
 
 func (a *API) encrypt(c *gin.Context) {
@@ -331,7 +342,10 @@ func (a *API) decrypt(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		pt, err := ks.Decrypt(ctx, id, ct, aad)
+		if in.KeyVersion < 0 {
+			return nil, core.Errorf(core.KindMalformed, "key_version must be a version number, or 0 for the current version")
+		}
+		pt, err := ks.DecryptVersion(ctx, id, in.KeyVersion, ct, aad)
 		return gin.H{"plaintext": enc(pt)}, noOracle(err)
 	})
 }

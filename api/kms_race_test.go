@@ -104,9 +104,9 @@ func TestSignReportsTheVersionThatSigned(t *testing.T) {
 // the export, as a racing request would.
 type exportRotated struct{ rotateFirst }
 
-func (r *exportRotated) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, int, error) {
+func (r *exportRotated) ExportWrappedAlg(ctx context.Context, id, wrappingKeyID string) ([]byte, int, string, error) {
 	r.race(ctx, id)
-	return r.KeyService.ExportWrapped(ctx, id, wrappingKeyID)
+	return r.KeyService.ExportWrappedAlg(ctx, id, wrappingKeyID)
 }
 
 // TestExportReportsTheVersionItWrapped: when a rotation lands between

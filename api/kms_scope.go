@@ -163,11 +163,11 @@ func (o ownedKeys) Encrypt(ctx context.Context, id string, plaintext, aad []byte
 	return o.KeyService.Encrypt(ctx, id, plaintext, aad)
 }
 
-func (o ownedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byte) ([]byte, error) {
+func (o ownedKeys) DecryptVersion(ctx context.Context, id string, version int, ciphertext, aad []byte) ([]byte, error) {
 	if err := o.check(ctx, id); err != nil {
 		return nil, err
 	}
-	return o.KeyService.Decrypt(ctx, id, ciphertext, aad)
+	return o.KeyService.DecryptVersion(ctx, id, version, ciphertext, aad)
 }
 
 func (o ownedKeys) HMACVersioned(ctx context.Context, id string, data []byte) ([]byte, int, error) {
@@ -217,13 +217,13 @@ func (o ownedKeys) ImportWrapped(ctx context.Context, spec hsm.KeySpec, wrapping
 	return o.created(k, err, label)
 }
 
-func (o ownedKeys) ExportWrapped(ctx context.Context, id, wrappingKeyID string) ([]byte, int, error) {
+func (o ownedKeys) ExportWrappedAlg(ctx context.Context, id, wrappingKeyID string) ([]byte, int, string, error) {
 	for _, k := range []string{id, wrappingKeyID} {
 		if err := o.check(ctx, k); err != nil {
-			return nil, 0, err
+			return nil, 0, "", err
 		}
 	}
-	return o.KeyService.ExportWrapped(o.audited(ctx), id, wrappingKeyID)
+	return o.KeyService.ExportWrappedAlg(o.audited(ctx), id, wrappingKeyID)
 }
 
 func (o ownedKeys) ExportWrappedTo(ctx context.Context, id string, pub *rsa.PublicKey) ([]byte, int, error) {

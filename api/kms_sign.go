@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.step.sm/crypto/jose"
@@ -33,7 +32,9 @@ type SignRequest struct {
 	// hashed with that hash. Pointers: absent is not empty.
 	Message *string `json:"message,omitempty"`
 	Digest  *string `json:"digest,omitempty"`
-	// Padding for RSA keys: "pkcs1v15" (default) or "pss".
+	// Padding for RSA keys: "pkcs1v15" (default) or "pss" (signing: salt
+	// as long as the hash; verifying: any salt length). Other keys take
+	// none ("pkcs1v15", the default, is ignored; "pss" is refused).
 	Padding string `json:"padding,omitempty"`
 	// Signature and KeyVersion are for verify (version zero: current).
 	Signature  string `json:"signature,omitempty"`
@@ -41,10 +42,13 @@ type SignRequest struct {
 }
 
 // sigParams picks the hash and options for a key: SHA-256 for P-256 and
-// RSA, SHA-384 for P-384, SHA-512 for P-521, none for Ed25519 (it signs
-// the message itself).
+// every RSA size, SHA-384 for P-384, SHA-512 for P-521, none for Ed25519
+// (it signs the message itself). RSA signs PKCS#1 v1.5 unless padding is
+// "pss": then with a salt as long as the hash (what verify here and
+// elsewhere expects by default). Verify accepts any PSS salt length
+// (verifyOpts).
 func sigParams(k hsm.KeyInfo, padding string) (crypto.Hash, crypto.SignerOpts, error) {
-	var h crypto.Hash
+	var h crypto.Hash // zero for Ed25519
 	switch k.Type {
 	case hsm.P256, hsm.RSA2048, hsm.RSA3072, hsm.RSA4096:
 		h = crypto.SHA256
@@ -53,20 +57,27 @@ func sigParams(k hsm.KeyInfo, padding string) (crypto.Hash, crypto.SignerOpts, e
 	case hsm.P521:
 		h = crypto.SHA512
 	case hsm.Ed25519:
-		return 0, crypto.Hash(0), nil
 	default:
 		return 0, nil, core.Errorf(core.KindRejected, "%s keys do not sign; use /mac for HMAC keys", k.Type)
 	}
+	_, isRSA := k.PublicKey.(*rsa.PublicKey)
 	switch {
-	case padding == "pss" && k.PublicKey != nil:
-		if _, ok := k.PublicKey.(*rsa.PublicKey); ok {
-			return h, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}, nil
-		}
-		fallthrough
+	case padding == "pss" && isRSA:
+		return h, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}, nil
 	case padding != "" && padding != "pkcs1v15":
 		return 0, nil, core.Errorf(core.KindMalformed, "padding %q: use pkcs1v15 or pss, with RSA keys only", padding)
 	}
 	return h, h, nil
+}
+
+// verifyOpts is what verify checks with: PSS signatures of any salt
+// length, as openssl makes by default (the longest salt that fits) and
+// python's PSS.MAX_LENGTH, not only the hash-length salt sign makes.
+func verifyOpts(opts crypto.SignerOpts) crypto.SignerOpts {
+	if pss, ok := opts.(*rsa.PSSOptions); ok {
+		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto, Hash: pss.Hash}
+	}
+	return opts
 }
 
 // toSign returns what the HSM signs: the digest of the message, the given
@@ -135,7 +146,7 @@ func (a *API) verify(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		return validity(ks.Verify(ctx, id, in.KeyVersion, data, sig, opts))
+		return validity(ks.Verify(ctx, id, in.KeyVersion, data, sig, verifyOpts(opts)))
 	})
 }
 
@@ -184,22 +195,38 @@ func (a *API) verifyMAC(c *gin.Context) {
 // are signed as sent, each value's JSON text unchanged: decoding numbers
 // into float64 would sign 9007199254740993 as 9007199254740992.
 type JWTRequest struct {
-	Claims json.RawMessage `json:"claims"`        // a JSON object
-	TTL    string          `json:"ttl,omitempty"` // e.g. "15m"; sets exp
+	Claims json.RawMessage `json:"claims"` // a JSON object
+	// TTL sets exp: a Go duration ("15m") or days ("30d"), as lifetimes
+	// elsewhere in the API (ParseDuration).
+	TTL string `json:"ttl,omitempty"`
 }
+
+// maxNumericDate is 9999-12-31T23:59:59Z: the NumericDate claims (exp, nbf,
+// iat) must lie in 0..maxNumericDate, where every JWT library reads them
+// as a date (RFC 3339 and many date types end at year 9999).
+const maxNumericDate = 253402300799
 
 // jwtClaims reads the claims object, each value kept as sent (member names
 // are unique: decodeStrict refused a body naming one twice). The
 // registered NumericDate claims, when given, must be numbers (RFC 7519
-// §4.1.4, §2).
+// §4.1.4, §2) from 0 to maxNumericDate: 1e999 (infinite as a float64),
+// negative or beyond year 9999 are refused.
 func jwtClaims(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	var claims map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &claims); err != nil || claims == nil {
 		return nil, core.Errorf(core.KindMalformed, `claims is required: a JSON object of the token's claims ({} for none)`)
 	}
 	for _, n := range []string{"exp", "nbf", "iat"} {
-		if v, ok := claims[n]; ok && !strings.ContainsRune("-0123456789", rune(v[0])) {
+		v, ok := claims[n]
+		if !ok {
+			continue
+		}
+		if !strings.ContainsRune("-0123456789", rune(v[0])) {
 			return nil, core.Errorf(core.KindMalformed, "claim %s must be a JSON number of seconds since 1970 (a NumericDate, RFC 7519 §4.1.4)", n)
+		}
+		// A JSON number parses; one too large for a float64 is ±Inf.
+		if f, _ := strconv.ParseFloat(string(v), 64); !(f >= 0 && f <= maxNumericDate) {
+			return nil, core.Errorf(core.KindMalformed, "claim %s must be a NumericDate from 0 to %d (9999-12-31T23:59:59Z) seconds since 1970", n, maxNumericDate)
 		}
 	}
 	return claims, nil
@@ -233,11 +260,15 @@ func (a *API) signJWT(c *gin.Context) {
 		now := a.now()
 		claims["iat"] = json.RawMessage(strconv.FormatInt(now.Unix(), 10))
 		if in.TTL != "" {
-			ttl, err := time.ParseDuration(in.TTL)
-			if err != nil || ttl <= 0 {
-				return nil, core.Errorf(core.KindMalformed, "ttl %q is not a positive duration such as 15m", in.TTL)
+			ttl, err := ParseDuration("ttl", in.TTL)
+			if err != nil {
+				return nil, err
 			}
-			claims["exp"] = json.RawMessage(strconv.FormatInt(now.Add(ttl).Unix(), 10))
+			exp := now.Add(ttl).Unix()
+			if ttl == 0 || exp > maxNumericDate {
+				return nil, core.Errorf(core.KindMalformed, "ttl %q: give a positive duration (e.g. 15m or 30d) that ends before year 10000", in.TTL)
+			}
+			claims["exp"] = json.RawMessage(strconv.FormatInt(exp, 10))
 		}
 		body, err := json.Marshal(claims)
 		if err != nil {

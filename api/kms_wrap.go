@@ -51,8 +51,11 @@ type ExportKeyResponse struct {
 	KeyID   string `json:"key_id"`
 	Type    string `json:"type"`
 	Version int    `json:"version"`
-	// Algorithm is RSA_AES_KEY_WRAP_SHA_256 or AES_KEY_WRAP (RFC 3394, or
-	// RFC 5649 for lengths that are not a multiple of 8).
+	// Algorithm is RSA_AES_KEY_WRAP_SHA_256 (an RSA wrapping key or
+	// public key), or under an AES key AES_KEY_WRAP (RFC 3394: material a
+	// multiple of 8 bytes of at least 16, as AES keys and 32-byte HMAC
+	// secrets) or AES_KEY_WRAP_PAD (RFC 5649: any other length, as most
+	// PKCS#8 keys).
 	Algorithm string `json:"algorithm"`
 	// Format of what is wrapped: PKCS8 (key pairs) or RAW (secrets).
 	Format  string `json:"format"`
@@ -105,7 +108,7 @@ func (a *API) exportKey(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		out := ExportKeyResponse{KeyID: k.ID, Type: string(k.Type), Version: k.Version, Algorithm: "RSA_AES_KEY_WRAP_SHA_256", Format: "PKCS8"}
+		out := ExportKeyResponse{KeyID: k.ID, Type: string(k.Type), Version: k.Version, Algorithm: hsm.WrapRSAAES, Format: "PKCS8"}
 		if strings.HasPrefix(string(k.Type), "aes") || strings.HasPrefix(string(k.Type), "hmac") {
 			out.Format = "RAW"
 		}
@@ -118,14 +121,9 @@ func (a *API) exportKey(c *gin.Context) {
 			}
 			blob, version, err = ks.ExportWrappedTo(ctx, id, pub)
 		} else {
-			wk, werr := ks.GetKey(ctx, in.WrappingKey)
-			if werr != nil {
-				return nil, werr
-			}
-			if strings.HasPrefix(string(wk.Type), "aes") {
-				out.Algorithm = "AES_KEY_WRAP"
-			}
-			blob, version, err = ks.ExportWrapped(ctx, id, in.WrappingKey)
+			// The module says how it wrapped: under an AES key that
+			// depends on the material's length, which only it knows.
+			blob, version, out.Algorithm, err = ks.ExportWrappedAlg(ctx, id, in.WrappingKey)
 		}
 		if err != nil {
 			return nil, err

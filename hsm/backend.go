@@ -90,8 +90,8 @@ func curveOf(t KeyType) elliptic.Curve {
 func materialOf(t KeyType, key any) ([]byte, error) {
 	if t.secretLen() > 0 {
 		s, ok := key.([]byte)
-		if !ok || len(s) != t.secretLen() {
-			return nil, errf(ErrInvalid, "a %s key is a %d-byte secret", t, t.secretLen())
+		if lo, hi := t.secretLens(); !ok || len(s) < lo || len(s) > hi {
+			return nil, errf(ErrInvalid, "a %s key is a secret of %s", t, t.secretSize())
 		}
 		return append([]byte(nil), s...), nil
 	}
@@ -111,9 +111,9 @@ func materialOf(t KeyType, key any) ([]byte, error) {
 // newSoftKey parses stored material and checks it is really of type t.
 func newSoftKey(t KeyType, material []byte) (*softKey, error) {
 	sk := &softKey{typ: t}
-	if n := t.secretLen(); n > 0 {
-		if len(material) != n {
-			return nil, errf(ErrInvalid, "%s secret must be %d bytes", t, n)
+	if t.secretLen() > 0 {
+		if lo, hi := t.secretLens(); len(material) < lo || len(material) > hi {
+			return nil, errf(ErrInvalid, "a %s secret must be %s", t, t.secretSize())
 		}
 		sk.secret = append([]byte(nil), material...)
 		if t.isAES() {

@@ -462,20 +462,39 @@ func (s *Session) DestroyKey(ctx context.Context, keyID string) error {
 // PKCS#8 DER for key pairs, the raw secret for symmetric keys. Only the
 // owner may export, and only an extractable key.
 func (s *Session) ExportWrapped(ctx context.Context, keyID, wrappingKeyID string) ([]byte, int, error) {
+	blob, v, _, err := s.ExportWrappedAlg(ctx, keyID, wrappingKeyID)
+	return blob, v, err
+}
+
+// ExportWrappedAlg is ExportWrapped, also saying how the key was wrapped:
+// WrapRSAAES under an RSA key; under an AES key WrapAESKW (RFC 3394) when
+// the material is a multiple of 8 bytes of at least 16 (AES keys, HMAC
+// secrets of 32, 40, … 64 bytes, some PKCS#8 keys), else WrapAESKWP (RFC
+// 5649). Only the module knows the material's length.
+func (s *Session) ExportWrappedAlg(ctx context.Context, keyID, wrappingKeyID string) (blob []byte, version int, alg string, err error) {
 	if wrappingKeyID == keyID {
-		return nil, 0, errf(ErrInvalid, "exporting key: a key cannot wrap itself")
+		return nil, 0, "", errf(ErrInvalid, "exporting key: a key cannot wrap itself")
 	}
-	return s.export(ctx, keyID, "wrapped-by="+wrappingKeyID, func(mat []byte) ([]byte, error) {
+	blob, version, err = s.export(ctx, keyID, "wrapped-by="+wrappingKeyID, func(mat []byte) ([]byte, error) {
 		wk, err := s.useKey(ctx, wrappingKeyID, UsageWrap)
 		if err != nil {
 			return nil, fmt.Errorf("wrapping key: %w", err)
 		}
-		blob, err := wk.current().h.wrap(mat)
+		h := wk.current().h
+		blob, err := h.wrap(mat)
 		if err == nil {
 			wk.current().pending.Add(1)
+			alg = kwAlgorithm(len(mat))
+			if _, ok := h.public().(*rsa.PublicKey); ok {
+				alg = WrapRSAAES
+			}
 		}
 		return blob, err
 	})
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return blob, version, alg, nil
 }
 
 // ExportWrappedTo returns the key's current version wrapped to an RSA

@@ -11,6 +11,23 @@ import (
 // at least 16, RFC 5649 (KWP, with padding) for anything else. Unwrap tells
 // them apart by the initial value.
 
+// How a key is wrapped for export (ExportWrappedAlg), by the names AWS KMS
+// uses for its wrapping algorithms.
+const (
+	WrapRSAAES = "RSA_AES_KEY_WRAP_SHA_256" // RSA-AES key wrap (rsawrap.go)
+	WrapAESKW  = "AES_KEY_WRAP"             // RFC 3394
+	WrapAESKWP = "AES_KEY_WRAP_PAD"         // RFC 5649
+)
+
+// kwAlgorithm is how kwWrap wraps n bytes: KW for a multiple of 8 of at
+// least 16, KWP for anything else.
+func kwAlgorithm(n int) string {
+	if n%8 == 0 && n >= 16 {
+		return WrapAESKW
+	}
+	return WrapAESKWP
+}
+
 var kwIV = [8]byte{0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6}
 
 const kwpIVPrefix = 0xA65959A6
@@ -18,7 +35,7 @@ const kwpIVPrefix = 0xA65959A6
 var errUnwrap = errors.New("AES key unwrap: integrity check failed")
 
 func kwWrap(b cipher.Block, p []byte) []byte {
-	if len(p)%8 == 0 && len(p) >= 16 {
+	if kwAlgorithm(len(p)) == WrapAESKW {
 		return kwCore(b, kwIV, p)
 	}
 	return kwpWrap(b, p)

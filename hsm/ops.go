@@ -111,10 +111,17 @@ func verifyWith(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts
 }
 
 // Ciphertexts from Encrypt start with a 5-byte header: a format byte and the
-// key version (big-endian), so Decrypt finds the right version after a
-// rotation. AES-GCM: header | 12-byte nonce | ciphertext+tag, with
-// header|aad as additional data. RSA: header | OAEP-SHA256 ciphertext, with
-// aad as the OAEP label.
+// key version (4 bytes, big-endian), so Decrypt finds the right version
+// after a rotation.
+//
+//	AES-GCM: 0x01 ‖ version ‖ 12-byte nonce ‖ ciphertext ‖ 16-byte tag,
+//	         with header ‖ aad as the GCM additional data.
+//	RSA:     0x02 ‖ version ‖ RSA-OAEP (SHA-256, MGF1-SHA-256, label aad),
+//	         the modulus length.
+//
+// DecryptVersion also opens a raw RSA-OAEP ciphertext, exactly the
+// modulus length, as any library makes with the public key alone: five
+// bytes shorter than the header form, so the two cannot be confused.
 const (
 	fmtGCM  = 0x01
 	fmtOAEP = 0x02
@@ -158,16 +165,39 @@ func (s *Session) Encrypt(ctx context.Context, keyID string, plaintext, aad []by
 // Decrypt reverses Encrypt, with whichever version made the ciphertext;
 // one newer than this node has loaded is read from the store (stale.go).
 func (s *Session) Decrypt(ctx context.Context, keyID string, ciphertext, aad []byte) ([]byte, error) {
+	return s.decrypt(ctx, keyID, 0, ciphertext, aad, false)
+}
+
+// DecryptVersion is Decrypt that also opens a raw RSA-OAEP ciphertext
+// (SHA-256, MGF1-SHA-256, label aad; exactly the modulus length) made
+// with an RSA key's public key outside the module, as AWS KMS's Decrypt
+// does: with the given version, or with the current one for version 0
+// (when this node's current version does not open it, the current one
+// another node may have made since is read from the store and tried). A
+// ciphertext in Encrypt's form names its version itself: a version given
+// here must be that one. Every failure to open is ErrVerification or
+// ErrWrongKeyVersion, whichever check failed, never which part of OAEP.
+func (s *Session) DecryptVersion(ctx context.Context, keyID string, version int, ciphertext, aad []byte) ([]byte, error) {
+	return s.decrypt(ctx, keyID, version, ciphertext, aad, true)
+}
+
+func (s *Session) decrypt(ctx context.Context, keyID string, version int, ciphertext, aad []byte, raw bool) ([]byte, error) {
 	ko, err := s.useKey(ctx, keyID, UsageDecrypt)
 	if err != nil {
 		return nil, fmt.Errorf("decrypting: %w", err)
+	}
+	if version < 0 {
+		return nil, errf(ErrWrongKeyVersion, "decrypting: key %s has no version %d", keyID, version)
+	}
+	if n := ko.a.Type.rsaBits() / 8; raw && n > 0 && len(ciphertext) == n {
+		return s.decryptRawOAEP(ctx, ko, version, ciphertext, aad)
 	}
 	if len(ciphertext) < hdrLen {
 		return nil, errf(ErrInvalid, "decrypting: ciphertext too short")
 	}
 	v := int(binary.BigEndian.Uint32(ciphertext[1:hdrLen]))
-	if v == 0 {
-		return nil, errf(ErrWrongKeyVersion, "decrypting: key %s has no version 0", keyID)
+	if v == 0 || version != 0 && v != version {
+		return nil, errf(ErrWrongKeyVersion, "decrypting: the ciphertext names version %d of key %s", v, keyID)
 	}
 	_, kv, err := s.versionOf(ctx, ko, v, UsageDecrypt)
 	if err != nil {
@@ -198,6 +228,37 @@ func (s *Session) Decrypt(ctx context.Context, keyID string, ciphertext, aad []b
 	}
 	if err != nil {
 		return nil, errf(ErrVerification, "decrypting with key %s: ciphertext or additional data do not authenticate", keyID)
+	}
+	kv.pending.Add(1)
+	return p, nil
+}
+
+// decryptRawOAEP opens a raw RSA-OAEP ciphertext with the given version
+// (0: the current one). Every failure of OAEP itself is the same
+// ErrVerification, whatever rsa.DecryptOAEP found wrong: no padding oracle.
+func (s *Session) decryptRawOAEP(ctx context.Context, ko *keyObject, version int, ct, aad []byte) ([]byte, error) {
+	ko, kv, err := s.versionOf(ctx, ko, version, UsageDecrypt)
+	if err != nil {
+		return nil, fmt.Errorf("decrypting: %w", err)
+	}
+	if kv == nil {
+		return nil, errf(ErrWrongKeyVersion, "decrypting: key %s has no version %d", ko.id, version)
+	}
+	p, err := kv.h.decryptOAEP(ct, aad)
+	if err != nil && version == 0 {
+		// Another node may have rotated the key since this one read it:
+		// the ciphertext was then made with that node's current version.
+		newer, rerr := s.newerVersions(ctx, ko, UsageDecrypt)
+		if rerr != nil {
+			return nil, fmt.Errorf("decrypting: %w", rerr)
+		}
+		if len(newer) > 0 {
+			kv = newer[len(newer)-1]
+			p, err = kv.h.decryptOAEP(ct, aad)
+		}
+	}
+	if err != nil {
+		return nil, errf(ErrVerification, "decrypting with key %s: ciphertext or additional data do not authenticate", ko.id)
 	}
 	kv.pending.Add(1)
 	return p, nil
@@ -324,8 +385,9 @@ func (s *Session) Random(ctx context.Context, n int) ([]byte, error) {
 }
 
 // GenerateDataKey returns a fresh AES key of bits (128 or 256) in the clear
-// and encrypted under keyID (Encrypt's format), for envelope encryption:
-// use the plaintext, store the wrapped copy, Decrypt it later.
+// and encrypted under keyID (Encrypt's format, with dataKeyAAD as the aad),
+// for envelope encryption: use the plaintext, store the wrapped copy,
+// DecryptDataKey it later.
 func (s *Session) GenerateDataKey(ctx context.Context, keyID string, bits int) (plaintext, wrapped []byte, err error) {
 	if bits != 128 && bits != 256 {
 		return nil, nil, errf(ErrInvalid, "data key: bits must be 128 or 256")
@@ -334,7 +396,7 @@ func (s *Session) GenerateDataKey(ctx context.Context, keyID string, bits int) (
 	if _, err := rand.Read(plaintext); err != nil {
 		return nil, nil, err
 	}
-	wrapped, err = s.Encrypt(ctx, keyID, plaintext, []byte("strongroom-data-key"))
+	wrapped, err = s.Encrypt(ctx, keyID, plaintext, []byte(dataKeyAAD))
 	if err != nil {
 		clear(plaintext)
 		return nil, nil, fmt.Errorf("data key: %w", err)
@@ -344,5 +406,10 @@ func (s *Session) GenerateDataKey(ctx context.Context, keyID string, bits int) (
 
 // DecryptDataKey recovers a data key made by GenerateDataKey.
 func (s *Session) DecryptDataKey(ctx context.Context, keyID string, wrapped []byte) ([]byte, error) {
-	return s.Decrypt(ctx, keyID, wrapped, []byte("strongroom-data-key"))
+	return s.Decrypt(ctx, keyID, wrapped, []byte(dataKeyAAD))
 }
+
+// dataKeyAAD is the aad a data key is encrypted with, on its own: the GCM
+// additional data is the 5-byte header followed by these 19 ASCII bytes,
+// the OAEP label these bytes alone. Decrypt with it opens a data key too.
+const dataKeyAAD = "strongroom-data-key"

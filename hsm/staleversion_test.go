@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"sync"
@@ -106,6 +109,20 @@ func TestTwoNodesStaleVersionReloads(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// A raw RSA-OAEP ciphertext names no version: made with A's
+		// current public key, B, which has only version 1, opens it
+		// with the current version it reads.
+		cur, err := n.alice.GetKey(ctx, k.rsa.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rawRSA, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, cur.PublicKey.(*rsa.PublicKey), msg, []byte("label"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := n.bAlice.DecryptVersion(ctx, k.rsa.ID, 0, rawRSA, []byte("label")); err != nil || !bytes.Equal(got, msg) {
+			t.Errorf("B decrypts a raw RSA-OAEP ciphertext to A's version 2: %q, %v", got, err)
+		}
 		verifies(t, "B", n.bAlice, k.sign.ID, sigA2)
 		for name, ct := range map[string][]byte{"AES-GCM": ctAES, "RSA-OAEP": ctRSA} {
 			id, aad := k.aes.ID, []byte("aad")

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"crypto"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (t KeyType) rsaBits() int {
 	return 0
 }
 
-// secretLen is the raw secret length of symmetric types.
+// secretLen is the raw secret length of symmetric types as generated.
 func (t KeyType) secretLen() int {
 	switch t {
 	case AES128:
@@ -56,6 +57,25 @@ func (t KeyType) secretLen() int {
 		return 32
 	}
 	return 0
+}
+
+// secretLens is the range of raw secret lengths a symmetric type takes
+// when imported: an AES key is its size exactly; an HMAC-SHA256 key 32 to
+// 64 bytes (RFC 7518 §3.2: at least the hash's size; up to its block
+// size, as AWS KMS takes). Generated secrets are secretLen.
+func (t KeyType) secretLens() (lo, hi int) {
+	if t == HMACSHA256 {
+		return 32, 64
+	}
+	return t.secretLen(), t.secretLen()
+}
+
+// secretSize says what secretLens allows, for errors.
+func (t KeyType) secretSize() string {
+	if lo, hi := t.secretLens(); lo != hi {
+		return fmt.Sprintf("%d to %d bytes", lo, hi)
+	}
+	return fmt.Sprintf("%d bytes", t.secretLen())
 }
 
 // Usage is a set of permitted operations.

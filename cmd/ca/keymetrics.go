@@ -52,8 +52,8 @@ func (t *timedKeys) Encrypt(ctx context.Context, id string, plaintext, aad []byt
 	return timed(t, "encrypt", func() ([]byte, error) { return t.KeyService.Encrypt(ctx, id, plaintext, aad) })
 }
 
-func (t *timedKeys) Decrypt(ctx context.Context, id string, ciphertext, aad []byte) ([]byte, error) {
-	return timed(t, "decrypt", func() ([]byte, error) { return t.KeyService.Decrypt(ctx, id, ciphertext, aad) })
+func (t *timedKeys) DecryptVersion(ctx context.Context, id string, version int, ciphertext, aad []byte) ([]byte, error) {
+	return timed(t, "decrypt", func() ([]byte, error) { return t.KeyService.DecryptVersion(ctx, id, version, ciphertext, aad) })
 }
 
 func (t *timedKeys) HMACVersioned(ctx context.Context, id string, data []byte) ([]byte, int, error) {
