@@ -361,8 +361,12 @@ func sansOf(csr *x509.CertificateRequest, extra []string) ([]string, error) {
 		names = append(names, u.String())
 	}
 	for _, e := range extra {
-		if e == "" || strings.ContainsAny(e, " \t\r\n") {
-			return nil, core.Errorf(core.KindMalformed, "extra SAN %q is not a name", e)
+		// A SAN is an IA5String (RFC 5280 §4.2.1.6): a CSR's are checked
+		// when it is parsed; x509 would refuse a non-ASCII extra one only
+		// when building, or percent-encode it into a certificate it then
+		// cannot parse.
+		if e == "" || strings.IndexFunc(e, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			return nil, core.Errorf(core.KindMalformed, "extra SAN %q is not a name (printable ASCII, no spaces)", e)
 		}
 		if ip := net.ParseIP(e); ip == nil && !strings.Contains(e, "@") && !strings.Contains(e, "://") {
 			e = strings.ToLower(e)

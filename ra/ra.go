@@ -249,17 +249,24 @@ func namesToCheck(csr *x509.CertificateRequest, extra []string, profile string) 
 }
 
 // commonNameToCheck returns the CSR's common name when it reads as a host
-// name or address and is not among the certificate's names: the profiles
-// copy the common name as it is, and services that authorize TLS clients
-// by it (nginx's $ssl_client_s_dn, PostgreSQL's cert auth, Kafka) would
-// otherwise take a tls-client certificate for another team's host, or for
-// a name the policy denies (found by a security review). It is checked
-// like a name, not added as one. A credential's common name is a principal
-// name (its issuance needs an unlimited admin), and a name that does not
-// read as a host (alice, "Build Bot") is free text.
+// name or address, an email address or a URI, and is not among the
+// certificate's names: the profiles copy the common name as it is, and
+// services that authorize TLS clients by it (nginx's $ssl_client_s_dn,
+// PostgreSQL's cert auth, Kafka, VPNs mapping a certificate to a user)
+// would otherwise take a tls-client certificate for another team's host
+// or user, or for a name the policy denies (found by security reviews). It
+// is checked like a name, not added as one. A credential's common name is
+// a principal name (its issuance needs an unlimited admin), and a name that
+// reads as none of those (alice, "Build Bot") is free text.
 func commonNameToCheck(csr *x509.CertificateRequest, ids []Identifier, profile string) string {
-	cn := strings.ToLower(csr.Subject.CommonName)
-	if profile == CredentialProfile || !ca.HostLike(cn) {
+	cn := csr.Subject.CommonName
+	if !strings.Contains(cn, "://") && !(strings.Count(cn, "@") == 1 && !strings.ContainsAny(cn, " \t")) {
+		cn = strings.ToLower(cn) // a host: its case does not matter
+		if !ca.HostLike(cn) {
+			cn = ""
+		}
+	}
+	if profile == CredentialProfile || cn == "" {
 		return ""
 	}
 	for _, id := range ids {

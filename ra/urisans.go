@@ -24,11 +24,16 @@ func ParseURIPrefix(s string) (string, error) {
 	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.EscapedPath(), "/"), nil
 }
 
-// identityURI parses s as a URI that can be compared by prefix: absolute,
-// not opaque, no user, query or fragment, no "." or ".." path segment and
-// no encoded slash (a relying party that decodes the path must see the
-// same segments). Scheme and host come back in lower case.
+// identityURI parses s as a URI that can be compared by prefix: printable
+// ASCII (a URI SAN is an IA5String, RFC 5280 §4.2.1.6: Unicode case
+// folding must not make "\u212a8s" read as "k8s"), absolute, not opaque,
+// no user, query or fragment, no "." or ".." path segment and no encoded
+// slash (a relying party that decodes the path must see the same
+// segments). Scheme and host come back in lower case.
 func identityURI(s string) (*url.URL, bool) {
+	if !printableASCII(s) {
+		return nil, false
+	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.ForceQuery ||
 		u.Fragment != "" || strings.Contains(s, "#") {
@@ -94,9 +99,95 @@ func emailUnder(s string, domains []string) bool {
 	return false
 }
 
+// maxURILength bounds a URI SAN (the SPIFFE ID limit, RFC-free otherwise).
+const maxURILength = 2048
+
+// printableASCII reports whether s is all printable ASCII, no space.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// uriSyntax says why s cannot be a URI SAN at all, whatever the policy
+// allows, or "": printable ASCII, at most maxURILength bytes, an absolute
+// URI; a spiffe: URI must be a SPIFFE ID (spiffeSyntax).
+func uriSyntax(s string) string {
+	if len(s) > maxURILength {
+		return fmt.Sprintf("is longer than %d bytes", maxURILength)
+	}
+	if !printableASCII(s) {
+		return "is not a URI: only printable ASCII (an IRI's Unicode must be percent-encoded)"
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "is not an absolute URI"
+	}
+	if strings.EqualFold(u.Scheme, "spiffe") {
+		return spiffeSyntax(s)
+	}
+	return ""
+}
+
+// spiffeSyntax checks a SPIFFE ID as the SPIFFE ID standard writes it:
+// spiffe:// in lower case, a trust domain of lower-case letters, digits,
+// dots, dashes and underscores, then path segments of letters, digits,
+// dots, dashes and underscores, none empty, "." or "..", no trailing
+// slash, no percent-encoding, port, user, query or fragment.
+func spiffeSyntax(s string) string {
+	rest, ok := strings.CutPrefix(s, "spiffe://")
+	if !ok {
+		return "is not a SPIFFE ID: it must begin with spiffe:// in lower case"
+	}
+	td, path, _ := strings.Cut(rest, "/")
+	if td == "" || strings.Trim(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != "" {
+		return "is not a SPIFFE ID: its trust domain may hold only lower-case letters, digits, dots, dashes and underscores"
+	}
+	if path == "" && strings.HasSuffix(rest, "/") {
+		return "is not a SPIFFE ID: no trailing slash"
+	}
+	if path == "" {
+		return ""
+	}
+	for _, seg := range strings.Split(path, "/") {
+		switch {
+		case seg == "":
+			return "is not a SPIFFE ID: empty path segment or trailing slash"
+		case seg == "." || seg == "..":
+			return "is not a SPIFFE ID: . and .. path segments are not allowed"
+		case strings.Trim(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != "":
+			return "is not a SPIFFE ID: path segments may hold only letters, digits, dots, dashes and underscores"
+		}
+	}
+	return ""
+}
+
+// emailSyntax says why s cannot be an email SAN at all, or "": an
+// rfc822Name is an IA5String mailbox, local@domain (RFC 5280 §4.2.1.6):
+// printable ASCII, one "@", a local part of 1 to 64 bytes, a DNS domain;
+// at most 254 bytes (RFC 5321 §4.5.3.1).
+func emailSyntax(s string) string {
+	local, domain, ok := strings.Cut(s, "@")
+	switch {
+	case !printableASCII(s):
+		return "is not an email address: only printable ASCII (an internationalised address needs SmtpUTF8Mailbox, which is not issued)"
+	case len(s) > 254 || !ok || local == "" || len(local) > 64 || strings.Contains(domain, "@"):
+		return "is not an email address (local@domain, a local part of 1 to 64 bytes, at most 254 in all)"
+	case !strings.Contains(domain, ".") || badLabels(strings.Split(strings.ToLower(domain), ".")) != "":
+		return "is not an email address: its domain is not a DNS name"
+	}
+	return ""
+}
+
 // checkURI checks a URI SAN against the policy and returns a client-safe
 // reason, or "".
 func (p *Policy) checkURI(s string) string {
+	if why := uriSyntax(s); why != "" {
+		return why
+	}
 	switch {
 	case len(p.AllowedURIPrefixes) > 0:
 		if !uriUnder(s, p.AllowedURIPrefixes) {
@@ -111,6 +202,9 @@ func (p *Policy) checkURI(s string) string {
 // checkEmail checks an email SAN against the policy and returns a
 // client-safe reason, or "".
 func (p *Policy) checkEmail(s string) string {
+	if why := emailSyntax(s); why != "" {
+		return why
+	}
 	switch {
 	case len(p.AllowedEmailDomains) > 0:
 		if !emailUnder(s, p.AllowedEmailDomains) {

@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"strings"
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 func TestURIPrefixes(t *testing.T) {
@@ -150,4 +152,66 @@ func TestSPIFFEIdentities(t *testing.T) {
 	if _, err := New(Options{CA: c, Policy: pol}); err == nil {
 		t.Error("a bad allowed_uri_prefixes entry was taken")
 	}
+}
+
+// TestSANSyntax: URI and email SANs that no policy may allow — found by a
+// review: non-ASCII values got a 500 (one after signing, leaving an
+// intent), a Kelvin sign read as "k" under a prefix, a SPIFFE ID with
+// ..;/ or an upper-case trust domain passed, an email with an escape
+// sequence was issued — are refused as the request's fault, before
+// anything is signed; a common name that reads as an email address or URI
+// is checked like one.
+func TestSANSyntax(t *testing.T) {
+	c, db := newCA(t)
+	pol := testPolicy
+	pol.AllowedURIPrefixes = []string{"spiffe://corp.internal", "spiffe://k8s.internal/ns", "https://svc.corp.internal"}
+	pol.AllowedEmailDomains = []string{"corp.internal"}
+	pol.AllowExtraSANs = true
+	a, err := New(Options{CA: c, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ctx := context.Background()
+	issue := func(cn string, extra []string, names ...string) error {
+		_, err := a.Issue(ctx, Request{CSR: csrFor(t, key, cn, names...), Profile: "tls-client", Principal: "apikey:x", ExtraSANs: extra})
+		return err
+	}
+	if err := issue("", nil, "spiffe://corp.internal/ns/team-a/sa/web", "ops@corp.internal"); err != nil {
+		t.Fatalf("a SPIFFE ID and an email inside the policy: %v", err)
+	}
+	before := countStatus(t, db)
+	for _, extra := range []string{
+		"\u00e9@corp.internal", "spiffe://\u212a8s.internal/ns/x", "spiffe://caf\u00e9.internal/x",
+		"ops\x1b[31m@corp.internal", "spiffe://corp.internal/ns/team-a/..;/team-b", "spiffe://Corp.Internal/ns/a",
+		"spiffe://corp.internal/ns/a/", "spiffe://corp.internal/ns//a", "spiffe://corp.internal/ns/a%20b",
+		"spiffe://corp.internal/" + strings.Repeat("a", 2100), strings.Repeat("a", 65) + "@corp.internal",
+	} {
+		err := issue("", []string{extra}, "spiffe://corp.internal/ns/base")
+		if k := core.KindOf(err); k != core.KindRejected && k != core.KindMalformed {
+			t.Errorf("extra SAN %q: %v (kind %v), want a refusal of the request", extra, err, k)
+		}
+	}
+	for _, cn := range []string{"ceo@evil.example", "spiffe://other.org/ns/x"} {
+		if err := issue(cn, nil, "spiffe://corp.internal/ns/base"); core.KindOf(err) != core.KindRejected {
+			t.Errorf("common name %q: %v, want a policy refusal", cn, err)
+		}
+	}
+	if err := issue("Team: Ops", nil, "spiffe://corp.internal/ns/base"); err != nil {
+		t.Errorf("a free-text common name: %v", err)
+	}
+	if got := countStatus(t, db); got != before+1 {
+		t.Errorf("%d certificates or intents written by refused requests, want only the free-text CN's one", got-before)
+	}
+}
+
+// countStatus counts the certificates and intents stored (serials only
+// reserved ahead are not).
+func countStatus(t *testing.T, db *storage.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT COUNT(*) FROM certificates WHERE status <> 'reserved'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
