@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -18,7 +20,37 @@ import (
 type DamagedKey struct {
 	ID, Label, Owner string
 	Reason           string
-	err              error
+	// Created is what the authenticated audit entry that made the key says
+	// of it (filled by DestroyDamaged only): unlike Label and Owner, it
+	// cannot be edited by someone who can only write the database.
+	Created Creation
+	err     error
+}
+
+// Creation is a key's label and creator as its key.generate or key.import
+// audit entry records them; Verified is false when no such entry verifies
+// (made before the log was authenticated, or altered).
+type Creation struct {
+	Label, By string
+	Verified  bool
+}
+
+// creation reads key id's creation from its audit entries es.
+func (st *unsealed) creation(id string, es []storage.HSMAuditEntry) Creation {
+	for _, e := range es {
+		if e.Object != id || e.Action != "key.generate" && e.Action != "key.import" || !st.authentic(e) {
+			continue
+		}
+		_, rest, ok := strings.Cut(e.Details, "label=")
+		if !ok {
+			continue
+		}
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			label, _ := strconv.Unquote(q)
+			return Creation{Label: label, By: e.Actor, Verified: true}
+		}
+	}
+	return Creation{}
 }
 
 // damagedObjects opens every version in rows under st and returns, once per
@@ -145,10 +177,12 @@ func (s *Session) DamagedKeys(ctx context.Context) ([]DamagedKey, error) {
 // version that fails to open, or rows that contradict its authenticated
 // history), as an officer: the way out besides restoring a backup into an
 // empty module, since a damaged key opens for nobody and so cannot be
-// destroyed as keys are. It returns the key as listed. An intact key is
-// refused: its owner destroys it. The destroy is audited like any other,
-// so rows put back afterwards are refused too.
-func (s *Session) DestroyDamaged(ctx context.Context, keyID string) (DamagedKey, error) {
+// destroyed as keys are. keep, if not nil, sees the key with its Created
+// filled in first and refuses by returning an error (the CA's keys: its
+// row's label and owner are not to be trusted). It returns the key. An
+// intact key is refused: its owner destroys it. The destroy is audited like
+// any other, so rows put back afterwards are refused too.
+func (s *Session) DestroyDamaged(ctx context.Context, keyID string, keep func(DamagedKey) error) (DamagedKey, error) {
 	if err := s.require(RoleOfficer); err != nil {
 		return DamagedKey{}, err
 	}
@@ -162,13 +196,30 @@ func (s *Session) DestroyDamaged(ctx context.Context, keyID string) (DamagedKey,
 	if i < 0 {
 		return DamagedKey{}, errf(ErrInvalid, "key %s is not damaged (or does not exist): its owner destroys an intact key", keyID)
 	}
-	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, actionDestroy, keyID, "damaged=1"); err != nil {
-		return DamagedKey{}, fmt.Errorf("destroying damaged key: %w", err)
+	d := damaged[i]
+	es, err := s.m.keyHistory(ctx, keyID)
+	if err != nil {
+		return DamagedKey{}, err
 	}
-	if st := s.m.state.Load(); st != nil {
-		if old := forgetKey(st, keyID); old != nil {
-			old.destroy()
+	st, err := s.live()
+	if err != nil {
+		return DamagedKey{}, err
+	}
+	d.Created = st.creation(keyID, es)
+	if keep != nil {
+		if err := keep(d); err != nil {
+			return DamagedKey{}, err
 		}
 	}
-	return damaged[i], nil
+	details := fmt.Sprintf("damaged=1 row-label=%q", d.Label)
+	if d.Created.Verified {
+		details = fmt.Sprintf("damaged=1 label=%q created-by=%s", d.Created.Label, d.Created.By)
+	}
+	if err := s.m.apply(ctx, storage.HSMChange{DeleteObjects: []string{keyID}}, s.user, actionDestroy, keyID, details); err != nil {
+		return DamagedKey{}, fmt.Errorf("destroying damaged key: %w", err)
+	}
+	if old := forgetKey(st, keyID); old != nil {
+		old.destroy()
+	}
+	return d, nil
 }

@@ -299,14 +299,31 @@ func TestDestroyDamaged(t *testing.T) {
 		if err := alice.DestroyKey(ctx, k.ID); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("the owner destroying the damaged key: %v, want ErrCorrupt", err)
 		}
-		if _, err := alice.DestroyDamaged(ctx, k.ID); !errors.Is(err, ErrForbidden) {
+		if _, err := alice.DestroyDamaged(ctx, k.ID, nil); !errors.Is(err, ErrForbidden) {
 			t.Fatalf("a crypto user: %v, want ErrForbidden", err)
 		}
-		if _, err := officer.DestroyDamaged(ctx, intact.ID); !errors.Is(err, ErrInvalid) {
+		if _, err := officer.DestroyDamaged(ctx, intact.ID, nil); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("an intact key: %v, want ErrInvalid", err)
 		}
-		d, err := officer.DestroyDamaged(ctx, k.ID)
-		if err != nil || d.Label != "rolled-back" {
+		// The caller sees the key's creation as the authenticated log has
+		// it, not as its row (which anyone who writes the database can
+		// relabel), and may refuse.
+		if _, err := db.Exec(ctx, `UPDATE hsm_objects SET label = 'harmless', owner = 'nobody' WHERE id = ?`, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		errKeep := errors.New("kept")
+		var seen DamagedKey
+		if _, err := officer.DestroyDamaged(ctx, k.ID, func(d DamagedKey) error { seen = d; return errKeep }); !errors.Is(err, errKeep) {
+			t.Fatalf("DestroyDamaged refused by its caller: %v", err)
+		}
+		if c := seen.Created; !c.Verified || c.Label != "rolled-back" || c.By != "alice" || seen.Label != "harmless" {
+			t.Fatalf("the key's creation: %+v (row label %q), want rolled-back by alice, verified", c, seen.Label)
+		}
+		if rows, _ := db.HSMObject(ctx, k.ID); len(rows) == 0 {
+			t.Fatal("a refused DestroyDamaged destroyed the key")
+		}
+		d, err := officer.DestroyDamaged(ctx, k.ID, nil)
+		if err != nil || d.Created.Label != "rolled-back" {
 			t.Fatalf("DestroyDamaged: %+v, %v", d, err)
 		}
 		if damaged, err := m.CheckObjects(ctx); err != nil || len(damaged) != 0 {

@@ -268,14 +268,15 @@ func hsmKeysCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// isCAKey reports whether d, as its row says, is a CA signing key in the
-// embedded HSM: one of the configured key labels, owned by the CA's user.
-func isCAKey(n *node, d hsm.DamagedKey) bool {
-	if n.cfg.CA.KeyStore == "pkcs11" || d.Owner != n.cfg.HSM.User {
+// isCAKey reports whether a key created as c is a CA signing key in the
+// embedded HSM: made by the CA's user under one of the configured key
+// labels.
+func isCAKey(n *node, c hsm.Creation) bool {
+	if n.cfg.CA.KeyStore == "pkcs11" || c.By != n.cfg.HSM.User {
 		return false
 	}
 	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
-		if d.Label == is.KeyLabel {
+		if c.Label == is.KeyLabel {
 			return true
 		}
 	}
@@ -286,7 +287,7 @@ func isCAKey(n *node, d hsm.DamagedKey) bool {
 // as the officer. A CA key is refused: it signs certificates, and its rows
 // may yet be repaired from a database backup, or the keystore restored.
 func hsmDestroyDamagedCommand(g *globals) *cobra.Command {
-	officer := "officer"
+	officer, force := "officer", false
 	c := &cobra.Command{Use: "destroy-damaged ID", Args: cobra.ExactArgs(1),
 		Short: "Destroy a key listed as damaged (it opens for nobody, so its owner cannot), as the officer (PIN from STRONGROOM_OFFICER_PIN); audited",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -294,30 +295,33 @@ func hsmDestroyDamagedCommand(g *globals) *cobra.Command {
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
 				}
-				damaged, err := n.hsm.CheckObjects(ctx)
-				if err != nil {
-					return err
-				}
-				for _, d := range damaged {
-					if d.ID == args[0] && isCAKey(n, d) {
-						return fmt.Errorf("key %s is the CA key %s: restore it (the rows from a database backup, or the keystore with `ca hsm restore`) instead of destroying it", d.ID, shown(d.Label))
-					}
-				}
 				s, err := officerSession(ctx, n, officer)
 				if err != nil {
 					return err
 				}
 				defer s.Close()
-				d, err := s.DestroyDamaged(ctx, args[0])
+				d, err := s.DestroyDamaged(ctx, args[0], func(d hsm.DamagedKey) error {
+					switch {
+					case !d.Created.Verified && !force:
+						return fmt.Errorf("key %s: no authenticated audit entry says what it is (made before the log was authenticated, or the entry altered), so it cannot be told from a CA key; restore it, or add --force if you know it is not one", d.ID)
+					case d.Created.Verified && isCAKey(n, d.Created):
+						return fmt.Errorf("key %s is the CA key %s: restore it (the rows from a database backup, or the keystore with `ca hsm restore`) instead of destroying it", d.ID, shown(d.Created.Label))
+					}
+					return nil
+				})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "damaged key %s (label %s, owner %s) destroyed by %s (audited); running nodes drop it within seconds\n",
-					d.ID, shown(d.Label), shown(d.Owner), officer)
+				what := fmt.Sprintf("label %s, made by %s", shown(d.Created.Label), shown(d.Created.By))
+				if !d.Created.Verified {
+					what = fmt.Sprintf("its row says label %s, owner %s", shown(d.Label), shown(d.Owner))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "damaged key %s (%s) destroyed by %s (audited); running nodes drop it within seconds\n", d.ID, what, officer)
 				return nil
 			})
 		}}
 	c.Flags().StringVar(&officer, "officer", officer, "the officer who destroys it")
+	c.Flags().BoolVar(&force, "force", false, "destroy a key whose creation the authenticated audit log does not record (you know it is not a CA key)")
 	return c
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/config"
+	"github.com/strongroom-pki/strongroom/hsm"
 )
 
 // TestUnlockWithUnsealAndPINChange: a review found that the only officer,
@@ -91,25 +92,42 @@ func TestDamagedKeyCLI(t *testing.T) {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 	// The way out status names: a damaged key that is not a CA key is
-	// destroyed by the officer; a CA key is refused (restore it instead).
-	id := regexp.MustCompile(`[0-9a-f]{32}`).FindString(out)
-	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", id); err == nil || !strings.Contains(err.Error(), "is the CA key") {
-		t.Fatalf("destroy-damaged on the CA key: %v\n%s", err, out)
-	}
-	n, err := openNode(context.Background(), dir, io.Discard, false)
+	// destroyed by the officer; a CA key is refused (restore it instead),
+	// told by its authenticated creation entry, not by its row, which a
+	// review relabelled to have the intermediate key destroyed.
+	ca := regexp.MustCompile(`[0-9a-f]{32}`).FindString(out)
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = n.db.Exec(context.Background(), `UPDATE hsm_objects SET label = 'app-key', owner = 'apps' WHERE id = ?`, id)
-	n.Close(context.Background())
+	defer n.Close(ctx)
+	if _, err := n.db.Exec(ctx, `UPDATE hsm_objects SET label = 'app-key', owner = 'apps' WHERE id = ?`, ca); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", ca); err == nil || !strings.Contains(err.Error(), "is the CA key intermediate") {
+		t.Fatalf("destroy-damaged on the relabelled CA key: %v\n%s", err, out)
+	}
+	if err := unsealForCLI(ctx, rootCommand(), n); err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.caSession(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", id); err != nil || !strings.Contains(out, "destroyed by officer") {
+	k, err := s.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: "scratch"})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.db.Exec(ctx, `UPDATE hsm_objects SET sealed = ? WHERE id = ?`, make([]byte, 64), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", k.ID); err != nil || !strings.Contains(out, `label scratch, made by ca) destroyed by officer`) {
 		t.Fatalf("destroy-damaged: %v\n%s", err, out)
 	}
-	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || strings.Contains(out, id) {
-		t.Fatalf("keys list after destroy-damaged: %v\n%s", err, out)
+	if out, err := runCA(t, "--data", dir, "hsm", "status"); strings.Contains(out, k.ID) || !strings.Contains(out, ca) {
+		t.Fatalf("status after destroy-damaged, want the CA key still there, damaged, and the other gone: %v\n%s", err, out)
 	}
 }
 
