@@ -180,6 +180,10 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label s
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
 		if !publicKeysEqual(signer.Public(), cert.PublicKey) {
+			if n.cfg.CA.KeyStore == "pkcs11" {
+				return nil, fmt.Errorf("issuer %s: the token's key %q (hsm.pkcs11.label_prefix %q, then key_label) is not the key of %s",
+					is.ID, n.cfg.HSM.PKCS11.LabelPrefix+is.KeyLabel, n.cfg.HSM.PKCS11.LabelPrefix, is.Cert)
+			}
 			return nil, fmt.Errorf("issuer %s: key %q is not the key of %s", is.ID, is.KeyLabel, is.Cert)
 		}
 		if wrap != nil {

@@ -84,10 +84,10 @@ func (t *Token) Generate(label string, kt KeyType) (crypto.Signer, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := findIn(t.ctx(), t.desc, label); err == nil {
-		return nil, fmt.Errorf("pkcs11: a key labelled %q is already on %s: %w", label, t.desc, ErrExists)
-	} else if !errors.Is(err, ErrNotFound) {
+	if taken, err := labelTaken(t.ctx(), t.desc, label); err != nil {
 		return nil, err
+	} else if taken {
+		return nil, fmt.Errorf("pkcs11: a key labelled %q is already on %s: %w", label, t.desc, ErrExists)
 	}
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
@@ -145,14 +145,28 @@ func (t *Token) Signer(label string) (crypto.Signer, error) {
 	return newTokenSigner(t, label, c, s), nil
 }
 
-// Has reports whether a key pair labelled label is on the token.
+// Has reports whether a key labelled label is on the token: a key pair or
+// a secret key (a CA's KEK wrapping key), so that a ceremony on a shared
+// token never takes a label another CA's key of either kind has.
 func (t *Token) Has(label string) (bool, error) {
-	label = t.opts.LabelPrefix + label
-	_, err := findIn(t.ctx(), t.desc, label)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
+	return labelTaken(t.ctx(), t.desc, t.opts.LabelPrefix+label)
+}
+
+// labelTaken reports whether a key pair or a secret key in c is labelled
+// label (desc names the token).
+func labelTaken(c *crypto11.Context, desc, label string) (bool, error) {
+	_, err := findIn(c, desc, label)
+	if err == nil || errors.Is(err, ErrExists) {
+		return true, nil
 	}
-	return err == nil, err
+	if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	secret, err := c.FindKeys(nil, []byte(label))
+	if err != nil {
+		return false, fmt.Errorf("pkcs11: finding key %q on %s: %w", label, desc, err)
+	}
+	return len(secret) > 0, nil
 }
 
 // findIn finds the key pair labelled label in c (desc names the token).

@@ -36,6 +36,14 @@ func TestAutoUnseal(t *testing.T) {
 	if _, err := tok.Wrapper("kek", true); !errors.Is(err, pkcs11.ErrExists) {
 		t.Fatalf("second wrapper with one label: %v", err)
 	}
+	// The label of a secret key is taken for key pairs too (a review made
+	// a second CA's issuer key with another CA's KEK label on one token).
+	if has, err := tok.Has("kek"); err != nil || !has {
+		t.Fatalf("Has of the wrapping key's label: %v, %v", has, err)
+	}
+	if _, err := tok.Generate("kek", "p256"); !errors.Is(err, pkcs11.ErrExists) {
+		t.Fatalf("a key pair with the wrapping key's label: %v", err)
+	}
 	other, err := tok.Wrapper("other", true)
 	if err != nil {
 		t.Fatal(err)
