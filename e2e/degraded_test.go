@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -163,4 +164,7 @@ func TestAuditUnauthenticatedCounted(t *testing.T) {
 		t.Errorf("strongroom_hsm_audit_intact = %s with one entry without a MAC, want 1", v)
 	}
 	waitFor(t, "the warning", func() bool { return strings.Contains(c.Output(), "audit entries without a MAC") })
+	if out, err := c.CLI(context.Background(), "hsm", "status"); err != nil || !strings.Contains(out, "1 entries without a MAC") {
+		t.Errorf("ca hsm status does not count the entry without a MAC: %v\n%s", err, out)
+	}
 }

@@ -66,6 +66,7 @@ func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEn
 		if e.Object != id {
 			continue
 		}
+		note := ""
 		if !st.authentic(e) {
 			if from == 0 || e.Seq < from {
 				continue // from before the log was authenticated
@@ -73,22 +74,32 @@ func (st *unsealed) checkHistory(id string, k storedKey, es []storage.HSMAuditEn
 			if len(e.MAC) != 0 || !bytes.Equal(e.Hash, auditHash(e)) {
 				return errf(ErrCorrupt, "key %s: audit entry #%d about it does not verify: the log was altered outside the HSM", id, e.Seq)
 			}
+			note = " (that entry carries no MAC: a node of the previous release wrote it, or someone outside the HSM did)"
 		}
-		switch e.Action {
-		case actionDestroy:
-			return errf(ErrCorrupt, "key %s was destroyed (audit entry #%d) but is stored again: its rows were put back outside the HSM", id, e.Seq)
-		case actionRotate:
-			if v := detailInt(e.Details, "version"); v > k.version {
-				return errf(ErrCorrupt, "key %s: the audit log records version %d (entry #%d) but the store ends at version %d: versions were removed outside the HSM",
-					id, v, e.Seq, k.version)
-			}
-		case actionNonExtractable:
-			if k.extractable {
-				return errf(ErrCorrupt, "key %s was made non-extractable (audit entry #%d) but is stored extractable: an older row was put back outside the HSM", id, e.Seq)
-			}
+		if why := contradiction(k, e); why != "" {
+			return errf(ErrCorrupt, "key %s %s%s", id, why, note)
 		}
 	}
 	return nil
+}
+
+// contradiction says how key stored as k contradicts the audit entry e
+// about it, or "".
+func contradiction(k storedKey, e storage.HSMAuditEntry) string {
+	switch e.Action {
+	case actionDestroy:
+		return fmt.Sprintf("was destroyed (audit entry #%d) but is stored again: its rows were put back outside the HSM", e.Seq)
+	case actionRotate:
+		if v := detailInt(e.Details, "version"); v > k.version {
+			return fmt.Sprintf("is stored up to version %d, but the audit log records version %d (entry #%d): versions were removed outside the HSM",
+				k.version, v, e.Seq)
+		}
+	case actionNonExtractable:
+		if k.extractable {
+			return fmt.Sprintf("was made non-extractable (audit entry #%d) but is stored extractable: an older row was put back outside the HSM", e.Seq)
+		}
+	}
+	return ""
 }
 
 // keyHistory reads the audit entries about key id, to be read before its

@@ -216,9 +216,13 @@ func TestKeyHistoryPreviousReleaseEntries(t *testing.T) {
 			if _, err := s.Sign(ctx, kept, digest[:], crypto.SHA256); err != nil {
 				t.Errorf("a key rotated by a node of the previous release: %v", err)
 			}
-			wants := map[string]string{rolledBack: "version"}
+			// What the MAC-less entry records is held, and the refusal says
+			// the entry carries no MAC (a forged one is no reason to restore
+			// rows); a node that held version 2 says so first.
+			wants := map[string]string{rolledBack: "versions were removed"}
 			if afresh {
 				wants[edited] = "does not verify"
+				wants[rolledBack] = "records version 2 (entry #"
 			}
 			for id, want := range wants {
 				if _, err := s.Sign(ctx, id, digest[:], crypto.SHA256); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
@@ -233,6 +237,9 @@ func TestKeyHistoryPreviousReleaseEntries(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(t, s, true)
+			if _, err := s.Sign(ctx, rolledBack, digest[:], crypto.SHA256); err == nil || !strings.Contains(err.Error(), "carries no MAC") {
+				t.Errorf("the refusal does not say its entry carries no MAC: %v", err)
+			}
 			damaged, err := m.CheckObjects(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strongroom-pki/strongroom/hsm"
 )
 
 // auditCheckEvery is how often a node checks the HSM audit log's whole
@@ -55,14 +57,21 @@ func (a *app) checkAudit(ctx context.Context) {
 	case next == auditIntact && prev == auditAltered:
 		a.n.log.Info("hsm: the audit log verifies again", "entries", rep.Entries)
 	}
-	var unauth int64
-	for _, n := range rep.Unauthenticated {
-		unauth += int64(n)
-	}
+	unauth := unauthenticated(rep)
 	if was := a.auditUnauth.Swap(unauth); unauth > max(was, 0) {
 		a.n.log.Warn("hsm: audit entries without a MAC after authentication began: appended by nodes of the previous release during an upgrade, or stripped outside the HSM; once every node runs this release their number must not grow (see `ca hsm audit verify`)",
 			"unauthenticated", unauth, "before", max(was, 0))
 	}
+}
+
+// unauthenticated counts the entries without a MAC after the log's
+// authentication began.
+func unauthenticated(rep hsm.AuditReport) int64 {
+	var n int64
+	for _, c := range rep.Unauthenticated {
+		n += int64(c)
+	}
+	return n
 }
 
 // auditUnauthGauge is the number of audit entries the last check found

@@ -112,6 +112,9 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				} else {
 					fmt.Fprintf(w, "audit log: %d entries, intact\n", rep.Entries)
 				}
+				if n := unauthenticated(rep); n > 0 {
+					fmt.Fprintf(w, "audit log: %d entries without a MAC after authentication began (nodes of the previous release during an upgrade, or written outside the HSM; they must not grow once every node runs this release; listed by ca hsm audit verify)\n", n)
+				}
 				switch {
 				case len(damaged) > 0:
 					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged))
