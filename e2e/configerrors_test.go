@@ -49,7 +49,7 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{"api: {client_cert_scopes: {'mtls:x': [bogus]}}", `api.client_cert_scopes: "mtls:x": unknown scope "bogus"`},
 		{"acme: {endpoints: [{name: a, order_lifetime: -1h}]}", "acme.endpoints[0].order_lifetime: -1h0m0s is negative"},
 		{"acme: {endpoints: [{name: a, limits: {orders_per_hour: 5}}]}", `unknown key "orders_per_hour" (known here: new_accounts_per_ip_per_hour, new_orders_per_account_per_hour)`},
-		{"api: {client_cert_limits: {'mtls:x': {names: [corp..internal]}}}", `name limit "corp..internal" is neither a DNS suffix`},
+		{"api: {client_cert_limits: {'mtls:x': {names: [corp..internal]}}}", `name limit "corp..internal" is not a DNS suffix`},
 		{`profiles: [{name: "Team Server", default_lifetime: 24h, max_lifetime: 48h, key_types: [p256], template: "{}"}]`, `profile name: "Team Server" must be 1-63 lowercase letters, digits or dashes`},
 		{"acme: {endpoints: [{name: team/a}]}", `acme.endpoints[0].name: "team/a" must be 1-63 lowercase letters, digits or dashes`},
 	} {
