@@ -71,6 +71,7 @@ func TestMetricsScrape(t *testing.T) {
 		`(?m)^strongroom_crl_this_update_timestamp_seconds\{issuer="root",kind="full"\} [1-9]`,
 		`(?m)^strongroom_crl_number\{issuer="intermediate",kind="full"\} [1-9]`,
 		`(?m)^strongroom_ocsp_responder_not_after_timestamp_seconds\{issuer="intermediate"\} [1-9]`,
+		`(?m)^strongroom_ocsp_unanswered_total\{kind="key"\} 0$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(b) {
 			t.Errorf("/metrics has no line matching %s", re)

@@ -227,6 +227,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		case core.IsNotFound(err):
 		case err != nil:
 			r.failures.Warn(ctx, r.log, "reading certificate status (answered tryLater)", "issuer", iss.id, "serial", id.Serial, "err", err)
+			r.unanswered[failedStatus].Add(1)
 			return answer{der: tryLaterResponse}
 		case c.Status == core.StatusValid:
 			singles[i].state = stateGood
@@ -238,6 +239,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	k, err := r.key(ctx, &iss.kr)
 	if err != nil {
 		r.log.Error("getting OCSP signing key", "issuer", iss.id, "err", err)
+		r.unanswered[failedKey].Add(1)
 		return answer{der: tryLaterResponse}
 	}
 	next := now.Add(r.validity)
@@ -247,6 +249,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	resp, err := k.sign(singles, req.Nonce, now, now, next)
 	if err != nil {
 		r.log.Error("signing OCSP response", "issuer", iss.id, "err", err)
+		r.unanswered[failedSign].Add(1)
 		return answer{der: internalErrResponse}
 	}
 	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}

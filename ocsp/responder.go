@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -122,6 +123,32 @@ type Responder struct {
 	pending           pendingDrops // shared cache deletions to retry
 	now               func() time.Time
 	log               *slog.Logger
+	// unanswered counts requests answered with an error status instead of
+	// a signed answer, by failureKinds (Unanswered).
+	unanswered [len(failureKinds)]atomic.Uint64
+}
+
+// Failure kinds of a request the responder could not answer with a signed
+// response: the certificate store failed (tryLater), no signing key or
+// responder certificate (tryLater), or signing failed (internalError).
+const (
+	failedStatus = iota
+	failedKey
+	failedSign
+)
+
+var failureKinds = [...]string{failedStatus: "status", failedKey: "key", failedSign: "sign"}
+
+// Unanswered reports, by kind ("status", "key", "sign"), how many requests
+// since start got tryLater or internalError because the responder failed:
+// a malformed or foreign request is not counted. Clients see OCSP errors
+// inside 200 answers, so this is where a broken responder shows.
+func (r *Responder) Unanswered() map[string]uint64 {
+	out := make(map[string]uint64, len(failureKinds))
+	for i, k := range failureKinds {
+		out[k] = r.unanswered[i].Load()
+	}
+	return out
 }
 
 // New checks opts and returns a Responder. Responder certificates are

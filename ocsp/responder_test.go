@@ -70,12 +70,16 @@ type fakeKeys struct {
 	mu     sync.Mutex
 	keys   map[string]crypto.Signer
 	rotate bool
+	err    error // when set, every ResponderKey fails with it
 	t      testing.TB
 }
 
 func (f *fakeKeys) ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
 	if f.keys[issuerID] == nil || f.rotate {
 		f.keys[issuerID] = ocsptest.NewKey(f.t)
 	}
@@ -284,11 +288,34 @@ func TestErrorStatuses(t *testing.T) {
 		f.status.err = errors.New("connection refused")
 		f.status.mu.Unlock()
 		defer func() { f.status.mu.Lock(); f.status.err = nil; f.status.mu.Unlock() }()
+		before := f.r.Unanswered()["status"]
 		_, body := f.post(t, request(t, f.unknown, f.ca.Cert, crypto.SHA512))
 		if _, err := xocsp.ParseResponse(body, nil); !errors.Is(err, xocsp.ResponseError{Status: xocsp.TryLater}) {
 			t.Fatalf("got %v, want tryLater", err)
 		}
+		if got := f.r.Unanswered()["status"]; got != before+1 {
+			t.Fatalf("Unanswered()[status] = %d, want %d", got, before+1)
+		}
 	})
+}
+
+// TestUnansweredCounted: a responder that cannot get its signing key (a
+// review found the OCSP responder's key refused while /readyz and every
+// gauge said all was well) answers tryLater and counts it; malformed and
+// foreign requests are not counted.
+func TestUnansweredCounted(t *testing.T) {
+	f := newFixture(t, nil)
+	f.keys.mu.Lock()
+	f.keys.err = errors.New("key altered outside the HSM")
+	f.keys.mu.Unlock()
+	_, body := f.post(t, request(t, f.good, f.ca.Cert, crypto.SHA256))
+	if _, err := xocsp.ParseResponse(body, nil); !errors.Is(err, xocsp.ResponseError{Status: xocsp.TryLater}) {
+		t.Fatalf("got %v, want tryLater", err)
+	}
+	f.post(t, []byte("not an OCSP request"))
+	if got := f.r.Unanswered(); got["key"] != 1 || got["status"] != 0 || got["sign"] != 0 {
+		t.Fatalf("Unanswered() = %v, want one key failure", got)
+	}
 }
 
 // TestGETEncodings sends the same request with every path spelling a client

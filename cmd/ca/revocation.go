@@ -163,7 +163,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	for i, is := range all {
 		ids[i] = is.ID()
 	}
-	a.reg.MustRegister(newRevocationMetrics(ids, builder.Current, resp.ResponderCert))
+	a.reg.MustRegister(newRevocationMetrics(ids, builder.Current, resp.ResponderCert, resp.Unanswered))
 	a.srv.MountPlain("/ocsp", resp)
 	a.srv.MountFast("/ocsp/", resp)
 	a.srv.MountPlain("/crl/", builder)

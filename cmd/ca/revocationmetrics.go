@@ -17,21 +17,27 @@ import (
 //	strongroom_crl_next_update_timestamp_seconds{issuer, kind}
 //	strongroom_crl_number{issuer, kind}
 //	strongroom_ocsp_responder_not_after_timestamp_seconds{issuer}
+//	strongroom_ocsp_unanswered_total{kind}
 //
-// kind is "full" or "delta". Values are read from what this node serves at
+// The CRL's kind is "full" or "delta"; the unanswered kinds are "status"
+// (the certificate store failed), "key" (no signing key or responder
+// certificate) and "sign": OCSP clients get tryLater or internalError
+// inside a 200, so a responder that cannot sign shows only here and in the
+// log. Values are read from what this node serves at
 // scrape time; an issuer with no CRL yet, or whose OCSP answers its own key
 // signs, has no series.
 type revocationMetrics struct {
-	issuers   []string
-	crl       func(issuerID string, delta bool) *storage.CRL
-	responder func(issuerID string) *x509.Certificate
+	issuers    []string
+	crl        func(issuerID string, delta bool) *storage.CRL
+	responder  func(issuerID string) *x509.Certificate
+	unanswered func() map[string]uint64
 
-	thisUpdate, nextUpdate, number, responderEnd *prometheus.Desc
+	thisUpdate, nextUpdate, number, responderEnd, unansweredDesc *prometheus.Desc
 }
 
-func newRevocationMetrics(issuers []string, crl func(string, bool) *storage.CRL, responder func(string) *x509.Certificate) *revocationMetrics {
+func newRevocationMetrics(issuers []string, crl func(string, bool) *storage.CRL, responder func(string) *x509.Certificate, unanswered func() map[string]uint64) *revocationMetrics {
 	crlLabels := []string{"issuer", "kind"}
-	return &revocationMetrics{issuers: issuers, crl: crl, responder: responder,
+	return &revocationMetrics{issuers: issuers, crl: crl, responder: responder, unanswered: unanswered,
 		thisUpdate: prometheus.NewDesc("strongroom_crl_this_update_timestamp_seconds",
 			"thisUpdate of the CRL this node serves, Unix seconds.", crlLabels, nil),
 		nextUpdate: prometheus.NewDesc("strongroom_crl_next_update_timestamp_seconds",
@@ -40,6 +46,8 @@ func newRevocationMetrics(issuers []string, crl func(string, bool) *storage.CRL,
 			"CRL number of the CRL this node serves.", crlLabels, nil),
 		responderEnd: prometheus.NewDesc("strongroom_ocsp_responder_not_after_timestamp_seconds",
 			"When the delegated OCSP responder certificate this node signs with expires, Unix seconds.", []string{"issuer"}, nil),
+		unansweredDesc: prometheus.NewDesc("strongroom_ocsp_unanswered_total",
+			"OCSP requests this node answered tryLater or internalError because it failed, by kind: status (certificate store), key (signing key or responder certificate), sign.", []string{"kind"}, nil),
 	}
 }
 
@@ -48,6 +56,7 @@ func (m *revocationMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.nextUpdate
 	ch <- m.number
 	ch <- m.responderEnd
+	ch <- m.unansweredDesc
 }
 
 func (m *revocationMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -68,5 +77,8 @@ func (m *revocationMetrics) Collect(ch chan<- prometheus.Metric) {
 		if cert := m.responder(id); cert != nil {
 			ch <- prometheus.MustNewConstMetric(m.responderEnd, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), id)
 		}
+	}
+	for kind, n := range m.unanswered() {
+		ch <- prometheus.MustNewConstMetric(m.unansweredDesc, prometheus.CounterValue, float64(n), kind)
 	}
 }
