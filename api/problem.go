@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ra"
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -76,6 +77,13 @@ func problemFor(err error) Problem {
 	if errors.As(err, &na) {
 		return Problem{Type: problemBase + "notAcceptable", Title: http.StatusText(http.StatusNotAcceptable),
 			Status: http.StatusNotAcceptable, Detail: na.Error()}
+	}
+	if errors.Is(err, hsm.ErrCorrupt) {
+		// Still a 500 (the server's state, not the request, is wrong), but
+		// one the application's developer can act on: the key is refused
+		// until an operator deals with it.
+		return Problem{Type: problemBase + "keyDamaged", Title: http.StatusText(http.StatusInternalServerError), Status: http.StatusInternalServerError,
+			Detail: "the key's stored state fails the HSM's integrity check (altered outside the HSM): it is refused until an operator restores or destroys it (ca hsm status)"}
 	}
 	status, ok := kindStatus[k]
 	if !ok {
