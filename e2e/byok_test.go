@@ -20,12 +20,7 @@ import (
 // verifies with openssl's own public key, and the exported key opens with
 // openssl's private key and is the service's key.
 func TestKeyServiceBYOK(t *testing.T) {
-	requireTool(t, "openssl")
-	c := StartCA(t, Options{})
-	call := keyServiceCaller(t, c)
-	dir := t.TempDir()
-	f := func(name string) string { return filepath.Join(dir, name) }
-	ossl := func(args ...string) string { t.Helper(); return run(t, nil, "openssl", args...) }
+	call, f, ossl := keyServiceWithOpenSSL(t)
 
 	// Import: the service's RSA unwrap key; openssl wraps a P-256 key to it.
 	wk := call("POST", "/keys", map[string]any{"label": "import", "type": "rsa3072", "usage": []string{"unwrap"}}, http.StatusCreated)
@@ -124,12 +119,7 @@ func TestKeyServiceBYOKReadme(t *testing.T) {
 // id-aes256-wrap-pad) for a PKCS#8 P-384 key. The HMAC key's MACs are
 // openssl's.
 func TestKeyServiceBYOKSecrets(t *testing.T) {
-	requireTool(t, "openssl")
-	c := StartCA(t, Options{})
-	call := keyServiceCaller(t, c)
-	dir := t.TempDir()
-	f := func(name string) string { return filepath.Join(dir, name) }
-	ossl := func(args ...string) string { t.Helper(); return run(t, nil, "openssl", args...) }
+	call, f, ossl := keyServiceWithOpenSSL(t)
 	wk := call("POST", "/keys", map[string]any{"label": "import", "type": "rsa2048", "usage": []string{"unwrap"}}, http.StatusCreated)
 	writeFile(t, f("wrapping.pem"), []byte(wk["public_key"].(string)))
 	bring := func(label, typ, material string, extra map[string]any) map[string]any {

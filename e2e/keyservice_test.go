@@ -58,6 +58,19 @@ func TestKeyService(t *testing.T) {
 
 // keyServiceCaller makes an API key with the keys scope on c (with the
 // CLI) and returns a JSON caller with it that insists on the status want.
+// keyServiceWithOpenSSL starts a CA for a key-service test that openssl
+// takes the other side of: an application's caller, a namer of files in a
+// temporary directory, and openssl (failing the test on an error).
+func keyServiceWithOpenSSL(t *testing.T) (call func(method, path string, in any, want int) map[string]any, f func(string) string, ossl func(...string) string) {
+	t.Helper()
+	requireTool(t, "openssl")
+	call = keyServiceCaller(t, StartCA(t, Options{}))
+	dir := t.TempDir()
+	f = func(name string) string { return filepath.Join(dir, name) }
+	ossl = func(args ...string) string { t.Helper(); return run(t, nil, "openssl", args...) }
+	return call, f, ossl
+}
+
 func keyServiceCaller(t *testing.T, c *CA) func(method, path string, in any, want int) map[string]any {
 	t.Helper()
 	key := c.NewAPIKey(t, "--name", "app", "--scopes", "keys")
@@ -88,12 +101,7 @@ func keyServiceCaller(t *testing.T, c *CA) func(method, path string, in any, wan
 // with openssl told the salt is the digest's length, and its default
 // signature is PKCS#1 v1.5.
 func TestKeyServiceRSAOpenSSL(t *testing.T) {
-	requireTool(t, "openssl")
-	c := StartCA(t, Options{})
-	call := keyServiceCaller(t, c)
-	dir := t.TempDir()
-	f := func(name string) string { return filepath.Join(dir, name) }
-	ossl := func(args ...string) string { t.Helper(); return run(t, nil, "openssl", args...) }
+	call, f, ossl := keyServiceWithOpenSSL(t)
 	b64 := base64.StdEncoding.EncodeToString
 	unb64 := func(v any) []byte { b, _ := base64.StdEncoding.DecodeString(v.(string)); return b }
 	oaep := []string{"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"}

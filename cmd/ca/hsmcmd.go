@@ -68,6 +68,22 @@ func officerSession(ctx context.Context, n *node, name string) (*hsm.Session, er
 	return s, err
 }
 
+// withOfficer unseals the node's HSM as other commands do, logs in as
+// officer (officerSession) and runs fn in that session.
+func withOfficer(cmd *cobra.Command, g *globals, officer string, fn func(context.Context, *node, *hsm.Session) error) error {
+	return withNode(cmd, g, func(ctx context.Context, n *node) error {
+		if err := unsealForCLI(ctx, cmd, n); err != nil {
+			return err
+		}
+		s, err := officerSession(ctx, n, officer)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return fn(ctx, n, s)
+	})
+}
+
 func hsmStatusCommand(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "status", Short: "Show whether the HSM is initialised, its unseal method, self-tests, users and keys",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,17 +160,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 	cmd.PersistentFlags().StringVar(&officer, "officer", "officer", "officer user name")
 	run := func(fn func(ctx context.Context, s *hsm.Session, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				if err := unsealForCLI(ctx, cmd, n); err != nil {
-					return err
-				}
-				s, err := officerSession(ctx, n, officer)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				return fn(ctx, s, args)
-			})
+			return withOfficer(cmd, g, officer, func(ctx context.Context, _ *node, s *hsm.Session) error { return fn(ctx, s, args) })
 		}
 	}
 	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row; users whose records were altered outside the HSM marked TAMPERED", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
@@ -294,15 +300,7 @@ func hsmDestroyDamagedCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "destroy-damaged ID", Args: cobra.ExactArgs(1),
 		Short: "Destroy a key listed as damaged (it opens for nobody, so its owner cannot), as the officer (PIN from STRONGROOM_OFFICER_PIN); audited",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withNode(cmd, g, func(ctx context.Context, n *node) error {
-				if err := unsealForCLI(ctx, cmd, n); err != nil {
-					return err
-				}
-				s, err := officerSession(ctx, n, officer)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
+			return withOfficer(cmd, g, officer, func(ctx context.Context, n *node, s *hsm.Session) error {
 				d, err := s.DestroyDamaged(ctx, args[0], func(d hsm.DamagedKey) error {
 					switch {
 					case !d.Created.Verified && !force:
