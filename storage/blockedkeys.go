@@ -135,6 +135,18 @@ func keyHashOf(der []byte) ([]byte, error) {
 	return core.KeyHash(c.RawSubjectPublicKeyInfo), nil
 }
 
+// blockedCertsQuery finds the unexpired certificates of blocked keys not
+// yet revoked for keyCompromise. The blocked keys are the outer loop, each
+// looked up by certificates_key_hash: SQLite treats the left side of a
+// CROSS JOIN as the outer loop, and otherwise chose to walk every valid
+// certificate by its status index (a full read every 15 s on every node;
+// found by a performance review). PostgreSQL reads the same text as a
+// plain join and orders it by its statistics.
+const blockedCertsQuery = `SELECT c.serial, c.issuer_id, c.status, c.revoked_at, b.invalidity_date, c.der
+	FROM blocked_keys b CROSS JOIN certificates c
+	WHERE c.key_hash = b.key_hash AND (c.status = ? OR (c.status = ? AND c.revocation_reason <> ?)) AND c.not_after > ?
+	ORDER BY c.serial`
+
 // RevokeBlockedKeys revokes for keyCompromise every unexpired certificate
 // whose key is blocked (Boulder's bad-key-revoker), and returns them
 // (Serial, IssuerID and the revocation fields set): a valid one is revoked
@@ -150,9 +162,7 @@ func keyHashOf(der []byte) ([]byte, error) {
 func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certificate, error) {
 	// Read first: on SQLite an UPDATE takes the write lock even when it
 	// matches nothing, and this runs every few seconds on every node.
-	found, err := queryAll(ctx, d, "finding certificates with blocked keys", `SELECT c.serial, c.issuer_id, c.status, c.revoked_at,
-		b.invalidity_date, c.der FROM blocked_keys b JOIN certificates c ON c.key_hash = b.key_hash
-		WHERE (c.status = ? OR (c.status = ? AND c.revocation_reason <> ?)) AND c.not_after > ? ORDER BY c.serial`,
+	found, err := queryAll(ctx, d, "finding certificates with blocked keys", blockedCertsQuery,
 		[]any{string(core.StatusValid), string(core.StatusRevoked), int(core.ReasonKeyCompromise), Micros(at)},
 		func(r scanner) (core.Certificate, error) {
 			var c core.Certificate

@@ -23,3 +23,6 @@ func SetKeepScan(scan, page int) (restore func()) {
 	keepScan, keepPage = scan, page
 	return func() { keepScan, keepPage = oldScan, oldPage }
 }
+
+// BlockedCertsQuery is the query RevokeBlockedKeys reads with.
+const BlockedCertsQuery = blockedCertsQuery
