@@ -223,21 +223,7 @@ func TestBlockedKeys(t *testing.T) {
 // key hash; it walked every valid certificate on SQLite before.
 func TestBlockedKeysQueryIndexed(t *testing.T) {
 	db, _ := storagetest.SQLite(t)
-	rows, err := db.Query(context.Background(), `EXPLAIN QUERY PLAN `+storage.BlockedCertsQuery, "valid", "revoked", 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan strings.Builder
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(detail + "\n")
-	}
-	if p := plan.String(); !strings.Contains(p, "SEARCH c USING INDEX certificates_key_hash") || strings.Contains(p, "status_created") {
+	if p := sqlitePlan(t, db, storage.BlockedCertsQuery, "valid", "revoked", 1, 0); !strings.Contains(p, "SEARCH c USING INDEX certificates_key_hash") || strings.Contains(p, "status_created") {
 		t.Fatalf("plan:\n%swant certificates looked up by key hash", p)
 	}
 }

@@ -428,22 +428,8 @@ func TestRevocationQueriesIndexed(t *testing.T) {
 		{list + `c.status = ? AND c.issuer_id = ? ORDER BY c.serial LIMIT ?`,
 			[]any{"revoked", "int", 101}, "INDEX certificates_revoked_at (issuer_id=?)"},
 	} {
-		rows, err := db.Query(context.Background(), `EXPLAIN QUERY PLAN `+x.q, x.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan strings.Builder
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(detail + "\n")
-		}
-		rows.Close()
-		if !strings.Contains(plan.String(), "USING "+x.index) {
-			t.Errorf("%s\nplan:\n%swant it to use %s", x.q, plan.String(), x.index)
+		if plan := sqlitePlan(t, db, x.q, x.args...); !strings.Contains(plan, "USING "+x.index) {
+			t.Errorf("%s\nplan:\n%swant it to use %s", x.q, plan, x.index)
 		}
 	}
 }
@@ -469,4 +455,24 @@ func TestRedisEventsDeadConnection(t *testing.T) {
 	}
 	proxy.Set(storagetest.ProxyPass)
 	gapThenDelivery(t, pub, got, "the dead connection")
+}
+
+// sqlitePlan is SQLite's EXPLAIN QUERY PLAN of q, one step a line.
+func sqlitePlan(t *testing.T, db *storage.DB, q string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `EXPLAIN QUERY PLAN `+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan strings.Builder
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	return plan.String()
 }
