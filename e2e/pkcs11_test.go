@@ -29,11 +29,8 @@ import (
 // before it writes anything; a wrong PIN stops serve with a clear error
 // that does not show it.
 func TestCAKeysOnPKCS11(t *testing.T) {
-	if !pkcs11.Available {
-		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
-	}
 	requireTool(t, "openssl")
-	st := softhsmtest.New(t, "strongroom-ca")
+	st := softHSMToken(t, "strongroom-ca")
 	pinEnv := "STRONGROOM_PKCS11_PIN=" + st.PIN
 	c := StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
 		Env: []string{pinEnv}})
@@ -164,10 +161,7 @@ func readPEMCert(t *testing.T, path string) *x509.Certificate {
 // token seals the embedded HSM's KEK; ca serve unseals at start with no
 // operator and no key file on disk, again after a restart, and issues.
 func TestAutoUnsealPKCS11(t *testing.T) {
-	if !pkcs11.Available {
-		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
-	}
-	st := softhsmtest.New(t, "strongroom-kek")
+	st := softHSMToken(t, "strongroom-kek")
 	c := StartCA(t, Options{InitArgs: []string{"--unseal", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
 		Env: []string{"STRONGROOM_PKCS11_PIN=" + st.PIN}})
 	if _, err := os.Stat(filepath.Join(c.Dir, "unseal.key")); !os.IsNotExist(err) {
@@ -196,10 +190,7 @@ func TestAutoUnsealPKCS11(t *testing.T) {
 // back it issues again without a restart (a review found it answering 503
 // until restarted, its handles gone) and reports ready.
 func TestPKCS11TokenOutage(t *testing.T) {
-	if !pkcs11.Available {
-		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
-	}
-	st := softhsmtest.New(t, "strongroom-outage")
+	st := softHSMToken(t, "strongroom-outage")
 	c := StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--pkcs11-module", st.Module, "--pkcs11-token", st.Label},
 		Env: []string{"STRONGROOM_PKCS11_PIN=" + st.PIN}})
 	issue := func() *http.Response {
@@ -257,10 +248,7 @@ func TestPKCS11TokenOutage(t *testing.T) {
 // the new key under the prefix, and each finds its keys again after a
 // restart.
 func TestTwoCAsShareToken(t *testing.T) {
-	if !pkcs11.Available {
-		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
-	}
-	st := softhsmtest.New(t, "strongroom-shared")
+	st := softHSMToken(t, "strongroom-shared")
 	pinEnv := "STRONGROOM_PKCS11_PIN=" + st.PIN
 	start := func(prefix string) *CA {
 		return StartCA(t, Options{InitArgs: []string{"--ca-keys", "pkcs11", "--unseal", "pkcs11", "--pkcs11-module", st.Module,
@@ -310,4 +298,14 @@ func TestTwoCAsShareToken(t *testing.T) {
 		t.Fatalf("the token holds an unprefixed KEK wrapping key (%v)", err)
 	}
 	tok.Close()
+}
+
+// softHSMToken skips (or, in CI, fails) a test in a build without PKCS#11,
+// and gives it a fresh SoftHSM token labelled label.
+func softHSMToken(t *testing.T, label string) softhsmtest.Token {
+	t.Helper()
+	if !pkcs11.Available {
+		storagetest.ServiceMissing(t, "PKCS#11 (a cgo build)", errors.New("built without cgo"))
+	}
+	return softhsmtest.New(t, label)
 }
