@@ -90,15 +90,31 @@ type IssuerResponse struct {
 	NotAfter    time.Time `json:"not_after"`
 	Certificate string    `json:"certificate"` // PEM
 	Chain       string    `json:"chain"`       // PEM: the issuer up to the root
+	// NameConstraints are those of the chain's certificates that carry
+	// any, from the issuer's own up: every name the issuer issues must be
+	// allowed by each.
+	NameConstraints []NameConstraintsResponse `json:"name_constraints,omitempty"`
+}
+
+// NameConstraintsResponse is one CA certificate's name constraints.
+type NameConstraintsResponse struct {
+	Subject string   `json:"subject"` // the CA certificate's common name
+	Permit  []string `json:"permit,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 func (a *API) listIssuers(c *gin.Context) {
 	var out []IssuerResponse
 	for _, is := range a.issuers.Issuers() {
 		cert := is.Certificate()
-		out = append(out, IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(),
+		r := IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(),
 			Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-			Certificate: pemOf(cert), Chain: pemOf(is.Chain()...)})
+			Certificate: pemOf(cert), Chain: pemOf(is.Chain()...)}
+		for _, cc := range is.ChainConstraints() {
+			permit, exclude := cc.Subtrees()
+			r.NameConstraints = append(r.NameConstraints, NameConstraintsResponse{Subject: cc.Subject, Permit: permit, Exclude: exclude})
+		}
+		out = append(out, r)
 	}
 	c.JSON(http.StatusOK, gin.H{"issuers": out})
 }

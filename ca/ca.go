@@ -188,6 +188,16 @@ func (c *CA) Issuer(id string) (*Issuer, error) {
 	return is, nil
 }
 
+// NameRefusal is the issuer's (zero: the default issuer's)
+// Issuer.NameRefusal; "" for an unknown issuer, which issuance refuses.
+func (c *CA) NameRefusal(issuer, kind, name string) string {
+	is, err := c.Issuer(issuer)
+	if err != nil {
+		return ""
+	}
+	return is.NameRefusal(kind, name)
+}
+
 // Issuers returns every issuer, sorted by id.
 func (c *CA) Issuers() []*Issuer {
 	out := make([]*Issuer, len(c.issuerIDs))

@@ -307,6 +307,9 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		}
 		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
 	}
+	if err := is.checkNames(t); err != nil {
+		return nil, err
+	}
 	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)
 	t.NotBefore, t.NotAfter = nb, nb.Add(life)
 	if ia := is.Certificate().NotAfter; t.NotAfter.After(ia) {

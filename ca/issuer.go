@@ -13,6 +13,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,9 @@ type Issuer struct {
 	// sent is chain without self-signed certificates: what is returned
 	// after a leaf (the trust anchor is not sent).
 	sent []*x509.Certificate
+	// constrained are the name constraints of the certificates of chain
+	// that carry any.
+	constrained []ChainConstraint
 }
 
 // NewIssuer checks that signer's public key is the one in chain[0] and that
@@ -62,9 +66,78 @@ func NewIssuer(id string, signer crypto.Signer, chain []*x509.Certificate) (*Iss
 		if !(bytes.Equal(x.RawIssuer, x.RawSubject) && x.CheckSignatureFrom(x) == nil) {
 			is.sent = append(is.sent, x)
 		}
+		if nc := NameConstraintsOf(x); !nc.IsZero() {
+			is.constrained = append(is.constrained, ChainConstraint{Subject: x.Subject.CommonName, NameConstraints: nc})
+		}
 	}
 	return is, nil
 }
+
+// NameRefusal says why the name constraints of a certificate in the
+// issuer's chain do not allow a name of kind dns, ip, email or uri ("is
+// outside the permitted DNS subtrees corp.internal (…)"), or "" when they
+// do (see NameConstraints): relying parties would refuse a certificate
+// carrying it.
+func (i *Issuer) NameRefusal(kind, name string) string {
+	for _, c := range i.constrained {
+		if why := c.Check(kind, name); why != "" {
+			return fmt.Sprintf("%s: issuer %s cannot issue it (name constraints of %q)", why, i.id, c.Subject)
+		}
+	}
+	return ""
+}
+
+// checkNames applies NameRefusal to every name t will carry, and to a
+// common name that reads as a host (OpenSSL checks such a one against DNS
+// constraints).
+func (i *Issuer) checkNames(t *x509.Certificate) error {
+	if len(i.constrained) == 0 {
+		return nil
+	}
+	type name struct{ kind, value string }
+	var names []name
+	for _, n := range t.DNSNames {
+		names = append(names, name{"dns", n})
+	}
+	for _, ip := range t.IPAddresses {
+		names = append(names, name{"ip", ip.String()})
+	}
+	for _, e := range t.EmailAddresses {
+		names = append(names, name{"email", e})
+	}
+	for _, u := range t.URIs {
+		names = append(names, name{"uri", u.String()})
+	}
+	if cn := t.Subject.CommonName; HostLike(cn) {
+		kind := "dns"
+		if _, err := netip.ParseAddr(cn); err == nil {
+			kind = "ip"
+		}
+		names = append(names, name{kind, cn})
+	}
+	for _, n := range names {
+		if why := i.NameRefusal(n.kind, n.value); why != "" {
+			return core.Errorf(core.KindRejected, "%q %s", n.value, why)
+		}
+	}
+	return nil
+}
+
+// NameConstraints are the name constraints of the issuer's own
+// certificate (zero: none).
+func (i *Issuer) NameConstraints() NameConstraints { return NameConstraintsOf(i.chain[0]) }
+
+// ChainConstraint is the name constraints one certificate of an issuer's
+// chain carries.
+type ChainConstraint struct {
+	Subject string // the certificate's common name
+	NameConstraints
+}
+
+// ChainConstraints are the name constraints of the certificates of the
+// issuer's chain that carry any, from the issuer's own up: a name must be
+// allowed by each.
+func (i *Issuer) ChainConstraints() []ChainConstraint { return slices.Clone(i.constrained) }
 
 // ID is the issuer's name.
 func (i *Issuer) ID() string { return i.id }
@@ -99,6 +172,9 @@ type RootOptions struct {
 	Country  string
 	Lifetime time.Duration    // zero: 20 years
 	Now      func() time.Time // zero: time.Now
+	// NameConstraints limit the names of every certificate below the
+	// root. Zero: none.
+	NameConstraints NameConstraints
 }
 
 // IntermediateOptions describes an intermediate certificate signed by a
@@ -122,6 +198,9 @@ type IntermediateOptions struct {
 	// verifiers (Go, Windows) require a leaf's EKUs to nest within its
 	// issuer's.
 	ExtKeyUsage []x509.ExtKeyUsage
+	// NameConstraints limit the names of every certificate below the
+	// intermediate. Zero: none (the parent's still apply).
+	NameConstraints NameConstraints
 }
 
 // NewRoot makes a self-signed root certificate for signer's key: basic
@@ -142,6 +221,7 @@ func NewRoot(ctx context.Context, signer crypto.Signer, o RootOptions) (*x509.Ce
 	}
 	tmpl := caTemplate(o.CommonName, o.Organization, o.Country, now, life, ski)
 	tmpl.MaxPathLen = -1 // no pathLenConstraint on a root (BR 7.1.2.1)
+	o.NameConstraints.apply(tmpl)
 	return createCA(ctx, tmpl, nil, signer.Public(), signer)
 }
 
@@ -193,6 +273,7 @@ func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, 
 	tmpl.IssuingCertificateURL = expandURLs(o.CAIssuerURLs, id)
 	tmpl.OCSPServer = expandURLs(o.OCSPURLs, id)
 	tmpl.CRLDistributionPoints = expandURLs(o.CRLURLs, id)
+	o.NameConstraints.apply(tmpl)
 	return createCA(ctx, tmpl, parent.Certificate(), pub, parent.Signer())
 }
 

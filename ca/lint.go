@@ -78,7 +78,10 @@ var excludedLints = map[string]string{
 	// Private networks are what a private PKI serves: RFC 1918 addresses
 	// and internal host names in SANs and in AIA/CRL URLs are expected;
 	// ra's IP range and suffix policy decides which are allowed.
-	"e_ext_san_contains_reserved_ip":         "private addresses are the point of a private PKI",
+	"e_ext_san_contains_reserved_ip": "private addresses are the point of a private PKI",
+	// The same for a CA certificate's name constraints: ip:10.0.0.0/8
+	// is how a private root or intermediate is kept to its networks.
+	"e_ext_nc_intersects_reserved_ip":        "private address ranges are what a private CA is constrained to",
 	"w_sub_cert_aia_contains_internal_names": "AIA/CRL URLs point at the CA's internal host",
 	// The CA/B Forum's SC-081 schedule shrinks public TLS lifetimes to 200,
 	// 100 and 47 days by date. A private PKI sets lifetimes per profile

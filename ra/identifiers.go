@@ -59,10 +59,12 @@ func (a *Authority) CheckIdentifiers(ctx context.Context, principal, profile str
 	if len(ids) > a.policy.MaxNames {
 		return core.Errorf(core.KindRejected, "%d identifiers, policy allows at most %d", len(ids), a.policy.MaxNames)
 	}
-	return a.checkIDs(ids)
+	return a.checkIDs("", ids)
 }
 
-func (a *Authority) checkIDs(ids []Identifier) error {
+// checkIDs applies the name policy, then the name constraints of issuer's
+// chain (zero: the default issuer's), to each identifier.
+func (a *Authority) checkIDs(issuer string, ids []Identifier) error {
 	var probs []IdentifierProblem
 	for _, id := range ids {
 		var why string
@@ -82,6 +84,9 @@ func (a *Authority) checkIDs(ids []Identifier) error {
 			why = a.policy.checkURI(id.Value)
 		default:
 			why = "has unsupported identifier type " + id.Type
+		}
+		if why == "" {
+			why = a.ca.NameRefusal(issuer, id.Type, id.Value)
 		}
 		if why != "" {
 			probs = append(probs, IdentifierProblem{Identifier: id, Detail: why})

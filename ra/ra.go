@@ -27,6 +27,10 @@ type CA interface {
 	RevokeAndBlockKey(ctx context.Context, serial core.Serial, invalidity time.Time) error
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	Profile(name string) (ca.Profile, error)
+	// NameRefusal says why the name constraints of issuer's chain (zero:
+	// the default issuer's) refuse a name of kind dns, ip, email or uri;
+	// "" when they allow it.
+	NameRefusal(issuer, kind, name string) string
 	// Refused counts a request policy refused in the issuance metrics.
 	Refused(profile string)
 	// CheckIssuers rereads whether each issuer's own certificate is
@@ -227,7 +231,7 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 		extra = append(extra, cn)
 	}
 	ids := namesToCheck(csr, extra, prof.Name)
-	if err := a.checkNames(ids); err != nil {
+	if err := a.checkNames(req.Issuer, ids); err != nil {
 		return ca.Request{}, err
 	}
 	if err := req.Limits.check(prof.Name, ids); err != nil {
@@ -277,17 +281,17 @@ func commonNameToCheck(csr *x509.CertificateRequest, ids []Identifier, profile s
 	return cn
 }
 
-// checkNames applies the name policy to the names a certificate will carry
-// (identifiersOf). The CA passes every name to its template as text, and
+// checkNames applies the name policy and the name constraints of issuer's
+// chain to the names a certificate will carry (identifiersOf). The CA passes every name to its template as text, and
 // the certificate gets each as the type its text says (x509util.SplitSANs),
 // whatever SAN type the CSR declared; so each is checked as that type too:
 // an IP address sent as a DNS SAN is an IP, a DNS name sent as an email or
 // a scheme-less URI SAN is a DNS name.
-func (a *Authority) checkNames(ids []Identifier) error {
+func (a *Authority) checkNames(issuer string, ids []Identifier) error {
 	if len(ids) > a.policy.MaxNames {
 		return core.Errorf(core.KindRejected, "%d names, policy allows at most %d", len(ids), a.policy.MaxNames)
 	}
-	return a.checkIDs(ids)
+	return a.checkIDs(issuer, ids)
 }
 
 // identifiersOf lists the names a certificate for csr plus extra carries.

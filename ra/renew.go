@@ -139,7 +139,7 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 	// (the CA's template takes subject and SANs from the request).
 	same := &x509.CertificateRequest{PublicKey: pub, PublicKeyAlgorithm: alg, Subject: cur.Subject,
 		DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses, EmailAddresses: cur.EmailAddresses, URIs: cur.URIs}
-	if err := a.checkNames(namesToCheck(same, nil, prof.Name)); err != nil {
+	if err := a.checkNames("", namesToCheck(same, nil, prof.Name)); err != nil {
 		return ca.Request{}, "", err
 	}
 	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))

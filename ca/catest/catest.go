@@ -24,6 +24,13 @@ import (
 // name prefixes the common names.
 func Hierarchy(tb testing.TB, name string) (root, inter *ca.Issuer) {
 	tb.Helper()
+	return ConstrainedHierarchy(tb, name, ca.NameConstraints{})
+}
+
+// ConstrainedHierarchy is Hierarchy with name constraints in the
+// intermediate.
+func ConstrainedHierarchy(tb testing.TB, name string, nc ca.NameConstraints) (root, inter *ca.Issuer) {
+	tb.Helper()
 	ctx := context.Background()
 	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -36,7 +43,7 @@ func Hierarchy(tb testing.TB, name string) (root, inter *ca.Issuer) {
 	}
 	ic, err := ca.NewIntermediate(ctx, root, ik.Public(), ca.IntermediateOptions{CommonName: name + " Intermediate",
 		Organization: "Strongroom Test", CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"},
-		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
+		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}, NameConstraints: nc})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -51,7 +51,9 @@ type ceremony struct {
 	PKCS11        config.PKCS11
 	PKCS11PIN     string
 	CAKeysOnToken bool
-	Out           io.Writer
+	// RootConstraints are the root's name constraints (zero: none).
+	RootConstraints ca.NameConstraints
+	Out             io.Writer
 }
 
 // kekWrapperLabel is the AES key on the token that seals the KEK with
@@ -236,7 +238,8 @@ func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult
 		return nil, fmt.Errorf("generating root key: %w", err)
 	}
 	now := time.Now
-	rootCert, err := ca.NewRoot(ctx, rootSigner, ca.RootOptions{CommonName: c.CommonName + " Root CA", Organization: c.CommonName, Now: now})
+	rootCert, err := ca.NewRoot(ctx, rootSigner, ca.RootOptions{CommonName: c.CommonName + " Root CA", Organization: c.CommonName, Now: now,
+		NameConstraints: c.RootConstraints})
 	if err != nil {
 		return nil, fmt.Errorf("making root certificate: %w", err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 func initCommand(g *globals) *cobra.Command {
 	var c ceremony
 	var keyType, caKeys string
+	var constraints nameConstraintFlags
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Key ceremony: create the HSM, its officer and CA user, the root and intermediate keys and certificates",
@@ -73,6 +75,12 @@ module still holds the OCSP responder and EAB keys.`,
 			default:
 				return fmt.Errorf("--key-type %q: want p256, p384, rsa2048, rsa3072 or rsa4096", keyType)
 			}
+			if c.RootConstraints, err = constraints.parse(); err != nil {
+				return err
+			}
+			if err := keepsServerCert(c.RootConstraints, cmp.Or(c.Hostname, "localhost")); err != nil {
+				return err
+			}
 			res, err := runCeremony(cmd.Context(), c)
 			if err != nil {
 				return err
@@ -83,6 +91,9 @@ module still holds the OCSP responder and EAB keys.`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "CA created in %s\n  root certificate: %s\n  intermediate:     %s\n  admin API key:    %s\n",
 				dir, filepath.Join(dir, "root.pem"), filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, adminKeyFile))
+			if !c.RootConstraints.IsZero() {
+				fmt.Fprintf(out, "  name constraints: %s (the root's: every certificate below it keeps within them)\n", c.RootConstraints)
+			}
 			if res.OfficerFile != "" {
 				fmt.Fprintf(out, "  officer PIN:      %s (move it somewhere safe)\n", res.OfficerFile)
 			}
@@ -113,5 +124,6 @@ module still holds the OCSP responder and EAB keys.`,
 	f.StringVar(&c.PKCS11.Module, "pkcs11-module", "", "pkcs11: path of the HSM's PKCS#11 library")
 	f.StringVar(&c.PKCS11.Token, "pkcs11-token", "", "pkcs11: label of the token that holds the CA keys")
 	f.StringVar(&c.PKCS11.LabelPrefix, "pkcs11-label-prefix", "", "pkcs11: put this before the label of every key the CA makes on the token (to share a token or partition)")
+	constraints.register(f, "root (so of every certificate of this CA)")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -40,7 +41,7 @@ func issuerCommand(g *globals) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tROLE\tSUBJECT\tKEY\tNOT AFTER\tKEY LABEL")
+			fmt.Fprintln(w, "ID\tROLE\tSUBJECT\tKEY\tNOT AFTER\tKEY LABEL\tNAME CONSTRAINTS")
 			for i, is := range append([]config.Issuer{cfg.CA.Root}, cfg.CA.Intermediates...) {
 				role := "root"
 				if i == 1 {
@@ -52,26 +53,41 @@ func issuerCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("issuer %s: %w", is.ID, err)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, role, cert.Subject.CommonName, ca.KeyType(cert.PublicKey),
-					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, role, cert.Subject.CommonName, ca.KeyType(cert.PublicKey),
+					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel, cmp.Or(ca.NameConstraintsOf(cert).String(), "-"))
 			}
 			return w.Flush()
 		}}
 	var makeDefault bool
 	var keyType, commonName string
+	var constraints nameConstraintFlags
 	add := &cobra.Command{Use: "add ID", Short: "Make a new intermediate under the root: key in the HSM, certificate, configuration",
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			nc, err := constraints.parse()
+			if err != nil {
+				return err
+			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if makeDefault {
+					// The default issuer issues the node's own HTTPS certificate.
+					if err := keepsServerCert(nc, n.cfg.Hostname); err != nil {
+						return err
+					}
+				}
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
 				}
-				res, err := addIntermediate(ctx, n, newIssuerSpec{ID: args[0], Default: makeDefault, KeyType: keyType, CommonName: commonName})
+				res, err := addIntermediate(ctx, n, newIssuerSpec{ID: args[0], Default: makeDefault, KeyType: keyType,
+					CommonName: commonName, Constraints: nc})
 				if err != nil {
 					return err
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "issuer %s: %s, %s key %q, valid until %s\ncertificate: %s\n", res.ID, res.Cert.Subject.CommonName,
 					ca.KeyType(res.Cert.PublicKey), res.KeyLabel, res.Cert.NotAfter.UTC().Format(time.DateOnly), res.Path)
+				if nc := ca.NameConstraintsOf(res.Cert); !nc.IsZero() {
+					fmt.Fprintf(out, "name constraints: %s\n", nc)
+				}
 				if makeDefault {
 					fmt.Fprintln(out, "It is now the default issuer: new certificates and renewals come from it.")
 				}
@@ -82,6 +98,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().BoolVar(&makeDefault, "default", false, "make it the default issuer (first intermediate)")
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
+	constraints.register(add.Flags(), "intermediate (the root's apply too)")
 	cmd.AddCommand(list, add)
 	return cmd
 }
@@ -89,6 +106,7 @@ func issuerCommand(g *globals) *cobra.Command {
 type newIssuerSpec struct {
 	ID, KeyType, CommonName string
 	Default                 bool
+	Constraints             ca.NameConstraints
 }
 
 type newIssuer struct {
@@ -137,6 +155,7 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 		return nil, err
 	}
 	opts := intermediateOptions(cfg, cn, time.Now)
+	opts.NameConstraints = spec.Constraints
 	if o := root.Certificate().Subject.Organization; len(o) > 0 {
 		opts.Organization = o[0]
 	}

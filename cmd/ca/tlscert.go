@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/core"
 )
 
@@ -47,6 +48,35 @@ func (t *tlsCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	return c, nil
 }
 
+// serverCertNames are the names of the node's HTTPS certificate for
+// hostname.
+func serverCertNames(hostname string) (dns []string, ips []net.IP) {
+	if ip := net.ParseIP(hostname); ip != nil {
+		return nil, []net.IP{ip}
+	}
+	if hostname == "localhost" { // and what https://127.0.0.1:8443 checks
+		return []string{hostname}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	return []string{hostname}, nil
+}
+
+// serverCertRefusal says why name constraints would refuse the node's
+// HTTPS certificate for hostname, or "".
+func serverCertRefusal(nc ca.NameConstraints, hostname string) string {
+	dns, ips := serverCertNames(hostname)
+	for _, n := range dns {
+		if why := nc.Check("dns", n); why != "" {
+			return n + " " + why
+		}
+	}
+	for _, ip := range ips {
+		if why := nc.Check("ip", ip.String()); why != "" {
+			return ip.String() + " " + why
+		}
+	}
+	return ""
+}
+
 // renew issues a fresh certificate for a fresh key.
 func (t *tlsCert) renew(ctx context.Context) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -54,14 +84,7 @@ func (t *tlsCert) renew(ctx context.Context) error {
 		return err
 	}
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: t.hostname}}
-	if ip := net.ParseIP(t.hostname); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{t.hostname}
-	}
-	if t.hostname == "localhost" { // what https://127.0.0.1:8443 checks
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	}
+	tmpl.DNSNames, tmpl.IPAddresses = serverCertNames(t.hostname)
 	csr, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		return err
