@@ -191,7 +191,7 @@ func (d *DB) RevokeBlockedKeys(ctx context.Context, at time.Time) ([]core.Certif
 				}
 			} else {
 				res, err := tx.Exec(ctx, `UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?, invalidity_date = ?,
-					updated_at = ? WHERE serial = ? AND status = ?`, string(core.StatusRevoked), Micros(at), int(core.ReasonKeyCompromise),
+					updated_at = ? WHERE serial = ? AND `+statusIs, string(core.StatusRevoked), Micros(at), int(core.ReasonKeyCompromise),
 					Micros(c.InvalidityDate), Micros(at), string(c.Serial), string(core.StatusValid))
 				if err != nil {
 					return fmt.Errorf("revoking a certificate with a blocked key: %w", err)
