@@ -159,6 +159,12 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*DB, error) {
 		if err == nil {
 			db.SetMaxOpenConns(32)
 			db.SetMaxIdleConns(32)
+			// pgx prepares each statement once per connection, and
+			// PostgreSQL keeps a statement's plan until the table is
+			// next analyzed: with autovacuum off, a plan made while the
+			// table was tiny would last as long as the connection. New
+			// connections every half hour bound that.
+			db.SetConnMaxLifetime(30 * time.Minute)
 		}
 	default:
 		return nil, fmt.Errorf("storage: unknown database dialect %q (want sqlite or postgres)", dialect)
