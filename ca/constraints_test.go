@@ -248,3 +248,36 @@ func TestPipelineKeepsWithinNameConstraints(t *testing.T) {
 		t.Fatalf("DNS names %v", got.Certificate.DNSNames)
 	}
 }
+
+// TestIntermediatePathLen: an intermediate made with PathLen 1 may have
+// CAs below it (the pipeline's subordinate-ca profile then works from it).
+func TestIntermediatePathLen(t *testing.T) {
+	ctx := context.Background()
+	root, _ := testHierarchy(t, "p256")
+	o := IntermediateOptions{CommonName: "Path 1", CAIssuerURLs: []string{"http://ca/{issuer}.crt"}, CRLURLs: []string{"http://ca/{issuer}.crl"}, PathLen: 1}
+	ik := freshKey(t, "p256")
+	ic, err := NewIntermediate(ctx, root, ik.Public(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic.MaxPathLen != 1 || ic.MaxPathLenZero {
+		t.Fatalf("path length %d (zero %v), want 1", ic.MaxPathLen, ic.MaxPathLenZero)
+	}
+	inter, err := NewIssuer("path1", ik, []*x509.Certificate{ic, root.Certificate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := storagetest.SQLite(t)
+	c, err := New(Options{Store: db, Issuers: []*Issuer{inter, root}, URLs: testURLs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "Team CA"), Profile: "subordinate-ca"})
+	if err != nil || !got.Certificate.IsCA {
+		t.Fatalf("a subordinate CA from a path-length-1 intermediate: %v", err)
+	}
+	o.PathLen = -1
+	if _, err := NewIntermediate(ctx, root, freshKey(t, "p256").Public(), o); err == nil {
+		t.Fatal("a negative path length was accepted")
+	}
+}

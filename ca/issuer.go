@@ -201,6 +201,9 @@ type IntermediateOptions struct {
 	// NameConstraints limit the names of every certificate below the
 	// intermediate. Zero: none (the parent's still apply).
 	NameConstraints NameConstraints
+	// PathLen is how many CAs may follow it below (pathLenConstraint).
+	// Zero: none, it issues only end-entity certificates.
+	PathLen int
 }
 
 // NewRoot makes a self-signed root certificate for signer's key: basic
@@ -226,7 +229,7 @@ func NewRoot(ctx context.Context, signer crypto.Signer, o RootOptions) (*x509.Ce
 }
 
 // NewIntermediate makes an intermediate certificate for pub signed by
-// parent: CA with pathLenConstraint 0, key usage certSign+crlSign, EKU
+// parent: CA with pathLenConstraint o.PathLen (0 by default), key usage certSign+crlSign, EKU
 // serverAuth+clientAuth (unless o.ExtKeyUsage says otherwise), AIA and CRL
 // distribution points when configured. It is linted before the HSM signs.
 func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, o IntermediateOptions) (*x509.Certificate, error) {
@@ -254,7 +257,10 @@ func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, 
 	if pa := parent.Certificate().NotAfter; tmpl.NotAfter.After(pa) {
 		tmpl.NotAfter = pa
 	}
-	tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
+	if o.PathLen < 0 {
+		return nil, errors.New("intermediate certificate: a negative path length")
+	}
+	tmpl.MaxPathLen, tmpl.MaxPathLenZero = o.PathLen, o.PathLen == 0
 	// anyPolicy: the intermediate is run by the same organisation as the
 	// root (BR 7.1.2.10.5, "affiliated"), and leaves carry no policy.
 	anyPolicy, err := x509.OIDFromInts([]uint64{2, 5, 29, 32, 0})

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -146,4 +147,71 @@ func splitPEM(t *testing.T, data []byte) [][]byte {
 		t.Fatalf("no PEM in %q", data)
 	}
 	return out
+}
+
+// TestExternalSubordinateCA: `ca issuer sign` signs the CSR of a CA whose
+// key Strongroom does not hold (made here with openssl, which then plays
+// that CA) into a name-constrained subordinate CA; relying parties
+// (openssl verify, GnuTLS) accept what it issues inside its constraints
+// and refuse the rest; revoking it shows in the root's OCSP answers.
+func TestExternalSubordinateCA(t *testing.T) {
+	requireTool(t, "openssl")
+	requireTool(t, "certtool")
+	ctx := context.Background()
+	c := StartCA(t, Options{})
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", path("sub.key"), "-subj", "/CN=Mesh CA/O=Team Mesh", "-out", path("sub.csr"))
+	if out, err := c.CLI(ctx, "issuer", "sign", path("sub.csr")); err == nil || !strings.Contains(out, "or --unconstrained") {
+		t.Fatalf("signing without saying which names: %v\n%s", err, out)
+	}
+	out := c.MustCLI(t, ctx, "issuer", "sign", path("sub.csr"), "--permit", "dns:mesh.corp.internal",
+		"--exclude", "ip:0.0.0.0/0,ip:::/0", "--out", path("sub.pem"))
+	if !strings.Contains(out, "name constraints: permit dns:mesh.corp.internal, exclude ip:0.0.0.0/0, exclude ip:::/0") {
+		t.Errorf("ca issuer sign output:\n%s", out)
+	}
+	sub := splitPEM(t, readFile(t, path("sub.pem")))[0]
+	// The subordinate CA issues leaves itself, outside Strongroom.
+	leaf := func(t *testing.T, san string) string {
+		t.Helper()
+		run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", path("leaf.key"), "-subj", "/CN=leaf", "-out", path("leaf.csr"))
+		writeFile(t, path("ext"), []byte("subjectAltName="+san+"\nbasicConstraints=CA:FALSE\n"))
+		run(t, nil, "openssl", "x509", "-req", "-in", path("leaf.csr"), "-CA", path("sub.pem"), "-CAkey", path("sub.key"),
+			"-set_serial", "1", "-days", "30", "-extfile", path("ext"), "-out", path("leaf.pem"))
+		writeFile(t, path("chain.pem"), append(readFile(t, path("leaf.pem")), sub...))
+		return path("leaf.pem")
+	}
+	verify := func(t *testing.T, leafFile string) (openssl, gnutls string) {
+		t.Helper()
+		o, _ := exec.Command("openssl", "verify", "-CAfile", c.Root, "-untrusted", path("sub.pem"), leafFile).CombinedOutput()
+		g, _ := exec.Command("certtool", "--verify", "--load-ca-certificate", c.Root, "--infile", path("chain.pem")).CombinedOutput()
+		return string(o), string(g)
+	}
+	if o, g := verify(t, leaf(t, "DNS:api.mesh.corp.internal")); !strings.Contains(o, ": OK") || !strings.Contains(g, "Chain verification output: Verified") {
+		t.Fatalf("a leaf inside the constraints:\nopenssl: %s\ngnutls: %s", o, g)
+	}
+	for san, want := range map[string]string{"DNS:www.example.com": "permitted subtree violation", "DNS:api.mesh.corp.internal,IP:10.1.1.1": "excluded subtree violation"} {
+		if o, g := verify(t, leaf(t, san)); !strings.Contains(o, want) || !strings.Contains(g, "violates the signer's constraints") {
+			t.Errorf("a leaf for %s:\nopenssl: %s\ngnutls: %s", san, o, g)
+		}
+	}
+
+	// Recorded and revocable like the CA's own intermediates.
+	cert := parsePEMCerts(t, sub)[0]
+	serial := cert.SerialNumber.Text(16)
+	if out := c.MustCLI(t, ctx, "cert", "show", serial); !strings.Contains(out, "subordinate-ca") {
+		t.Errorf("ca cert show %s:\n%s", serial, out)
+	}
+	ocsp := func() string {
+		return run(t, nil, "openssl", "ocsp", "-issuer", c.Root, "-cert", path("sub.pem"), "-url", c.HTTPURL+"/ocsp", "-CAfile", c.Root, "-no_nonce")
+	}
+	if out := ocsp(); !strings.Contains(out, ": good") {
+		t.Fatalf("OCSP for the subordinate CA:\n%s", out)
+	}
+	c.MustCLI(t, ctx, "cert", "revoke", serial, "--reason", "cessationOfOperation", "--ca")
+	if out := ocsp(); !strings.Contains(out, ": revoked") {
+		t.Fatalf("OCSP after revoking the subordinate CA:\n%s", out)
+	}
 }

@@ -33,7 +33,7 @@ import (
 // those expire.
 
 func issuerCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, and add an intermediate (rotation)"}
+	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, add an intermediate (rotation), sign an external subordinate CA"}
 	list := &cobra.Command{Use: "list", Short: "Show the root and intermediates from the configuration (the first intermediate is the default)",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(g.dataDir)
@@ -99,7 +99,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
 	constraints.register(add.Flags(), "intermediate (the root's apply too)")
-	cmd.AddCommand(list, add)
+	cmd.AddCommand(list, add, signSubCACommand(g))
 	return cmd
 }
 
