@@ -2,12 +2,15 @@ package ca
 
 import (
 	"crypto/x509"
+	"encoding/asn1"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
+
+	zutil "github.com/zmap/zlint/v3/util"
 
 	"github.com/strongroom-pki/strongroom/core"
 )
@@ -87,6 +90,9 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 				if err != nil {
 					return nc, bad("not an address prefix (10.0.0.0/8, fd00::/8; 0.0.0.0/0 and ::/0 exclude every address)")
 				}
+				if p.Addr().Is4In6() {
+					return nc, bad("an IPv4-mapped IPv6 prefix matches no IPv4 address: write the IPv4 prefix (10.0.0.0/8)")
+				}
 				if p.Masked() != p {
 					return nc, bad(fmt.Sprintf("host bits are set: write %s", p.Masked()))
 				}
@@ -105,8 +111,13 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 				*set.mail = append(*set.mail, local+strings.ToLower(host))
 			case "uri":
 				v = strings.ToLower(v)
-				if !constraintHost(strings.TrimPrefix(v, ".")) {
-					return nc, bad("want a host (corp.internal) or a domain's hosts (.corp.internal): URI constraints name the URI's host")
+				if set.verb == "exclude" {
+					// GnuTLS enforces no URI constraint, and refuses every
+					// URI SAN below a CA with an excluded one.
+					return nc, bad("GnuTLS refuses every URI SAN below a CA with an excluded URI subtree: permit the URI hosts allowed instead")
+				}
+				if h := strings.TrimPrefix(v, "."); !constraintHost(h) || !zutil.IsFQDN(h) {
+					return nc, bad("want a fully qualified host (corp.internal) or a domain's hosts (.corp.internal): URI constraints name the URI's host (RFC 5280)")
 				}
 				*set.uri = append(*set.uri, v)
 			default:
@@ -114,7 +125,23 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 			}
 		}
 	}
+	for _, l := range []*[]string{&nc.PermittedDNS, &nc.ExcludedDNS, &nc.PermittedEmail, &nc.ExcludedEmail, &nc.PermittedURI, &nc.ExcludedURI} {
+		*l = dedupe(*l)
+	}
+	nc.PermittedIP, nc.ExcludedIP = dedupe(nc.PermittedIP), dedupe(nc.ExcludedIP)
 	return nc, nil
+}
+
+// dedupe drops repeated values, keeping the first of each.
+func dedupe[T comparable](vs []T) []T {
+	seen := map[T]bool{}
+	return slices.DeleteFunc(vs, func(v T) bool {
+		if seen[v] {
+			return true
+		}
+		seen[v] = true
+		return false
+	})
 }
 
 // constraintHost reports whether s is a DNS name made of letters, digits,
@@ -216,7 +243,7 @@ func prefixesOf(ns []*net.IPNet) []netip.Prefix {
 		addr, ok := netip.AddrFromSlice(n.IP)
 		ones, _ := n.Mask.Size()
 		if ok {
-			out = append(out, netip.PrefixFrom(addr.Unmap(), ones))
+			out = append(out, netip.PrefixFrom(addr, ones))
 		}
 	}
 	return out
@@ -243,9 +270,12 @@ func (nc NameConstraints) Check(kind, name string) string {
 		}
 		return ""
 	case "email":
+		if !nc.IsZero() && !dotAtomMailbox(name) {
+			return "is not a plain mailbox (its local part must be dot-atom: no quotes, escapes, comments or empty parts), which Go cannot read below a CA with name constraints"
+		}
 		return checkSubtrees("email", name, nc.PermittedEmail, nc.ExcludedEmail,
-			func(m, tree string) bool { return emailMatch(m, tree, hostWithin) },
-			func(m, tree string) bool { return emailMatch(m, tree, hostMeets) })
+			func(m, tree string) bool { return emailMatch(m, tree, false) },
+			func(m, tree string) bool { return emailMatch(m, tree, true) })
 	case "uri":
 		if len(nc.PermittedURI)+len(nc.ExcludedURI) == 0 {
 			return ""
@@ -256,6 +286,9 @@ func (nc NameConstraints) Check(kind, name string) string {
 		}
 		if _, err := netip.ParseAddr(u.Hostname()); err == nil {
 			return "has an IP address as its host, which URI name constraints cannot allow"
+		}
+		if u.User != nil || !strings.EqualFold(opensslURIHost(name), u.Hostname()) {
+			return "is read by OpenSSL with another host than " + u.Hostname() + " (userinfo, or a query, fragment or ':' without a path before it), so URI name constraints cannot allow it"
 		}
 		return checkSubtrees("URI", strings.ToLower(u.Hostname()), nc.PermittedURI, nc.ExcludedURI, hostWithin, hostMeets)
 	}
@@ -320,16 +353,156 @@ func hostMeets(host, tree string) bool {
 }
 
 // emailMatch applies an email constraint to a mailbox: a mailbox
-// constraint matches it exactly (the domain without case), a host one by
-// the host rule given.
-func emailMatch(mailbox, tree string, hostRule func(host, tree string) bool) bool {
+// constraint matches it exactly (the domain without case; an excluded
+// one's local part without case too, as NSS reads it), a host one by
+// hostWithin (permitted) or hostMeets (excluded).
+func emailMatch(mailbox, tree string, excluded bool) bool {
 	local, host, ok := strings.Cut(mailbox, "@")
 	if !ok {
 		return false
 	}
 	host = strings.ToLower(host)
 	if tl, th, isBox := strings.Cut(tree, "@"); isBox {
-		return local == tl && host == strings.ToLower(th)
+		return (local == tl || excluded && strings.EqualFold(local, tl)) && host == strings.ToLower(th)
 	}
-	return hostRule(host, tree)
+	if excluded {
+		return hostMeets(host, tree)
+	}
+	return hostWithin(host, tree)
+}
+
+// dotAtomMailbox reports whether s is local@domain with a dot-atom local
+// part (RFC 5322 atext separated by single dots: no quotes, escapes,
+// comments or empty parts). Go cannot read any other email SAN below a CA
+// with name constraints, and refuses the chain.
+func dotAtomMailbox(s string) bool {
+	local, _, ok := strings.Cut(s, "@")
+	if !ok || local == "" {
+		return false
+	}
+	for _, part := range strings.Split(local, ".") {
+		if part == "" || strings.IndexFunc(part, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r))
+		}) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// opensslURIHost is the host OpenSSL reads from a URI under name
+// constraints: after "//", up to the first ':', or else the first '/'.
+func opensslURIHost(uri string) string {
+	_, rest, ok := strings.Cut(uri, "//")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexByte(rest, ':'); i >= 0 {
+		return rest[:i]
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
+}
+
+// sanName is one name of a certificate, of kind dns, ip, email or uri.
+type sanName struct{ kind, value string }
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// certNames lists the names a certificate made from template t carries,
+// as verifiers check them against name constraints: its SANs — those of a
+// subjectAltName extension the template adds raw when it has one (it
+// replaces the fields when the certificate is made) — and a common name
+// that reads as a host, as the address or DNS name it is, and an IPv4
+// address also as a DNS name when there is no DNS SAN (OpenSSL and GnuTLS
+// read it as one then).
+func certNames(t *x509.Certificate) ([]sanName, error) {
+	dns, ips, emails, uris := t.DNSNames, t.IPAddresses, t.EmailAddresses, make([]string, len(t.URIs))
+	for i, u := range t.URIs {
+		uris[i] = u.String()
+	}
+	for _, e := range t.ExtraExtensions {
+		if e.Id.Equal(oidSubjectAltName) {
+			var err error
+			if dns, ips, emails, uris, err = parseSANExtension(e.Value); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var out []sanName
+	add := func(kind string, vs ...string) {
+		for _, v := range vs {
+			out = append(out, sanName{kind, v})
+		}
+	}
+	add("dns", dns...)
+	for _, ip := range ips {
+		add("ip", ip.String())
+	}
+	add("email", emails...)
+	add("uri", uris...)
+	if cn := t.Subject.CommonName; HostLike(cn) {
+		addr, err := netip.ParseAddr(cn)
+		switch {
+		case err != nil:
+			add("dns", strings.ToLower(cn))
+		case addr.Is4() && len(dns) == 0:
+			add("ip", cn)
+			add("dns", cn)
+		default:
+			add("ip", cn)
+		}
+	}
+	return out, nil
+}
+
+// parseSANExtension reads a subjectAltName extension's value: its DNS
+// names, addresses, email addresses and URIs (other kinds of name are not
+// subject to the constraints Strongroom writes).
+func parseSANExtension(v []byte) (dns []string, ips []net.IP, emails, uris []string, err error) {
+	bad := core.Errorf(core.KindRejected, "the profile's subjectAltName extension is not readable DER")
+	var seq asn1.RawValue
+	if rest, err := asn1.Unmarshal(v, &seq); err != nil || len(rest) > 0 || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+		return nil, nil, nil, nil, bad
+	}
+	for rest := seq.Bytes; len(rest) > 0; {
+		var gn asn1.RawValue
+		if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
+			return nil, nil, nil, nil, bad
+		}
+		if gn.Class != asn1.ClassContextSpecific {
+			return nil, nil, nil, nil, bad
+		}
+		switch gn.Tag {
+		case 1:
+			emails = append(emails, string(gn.Bytes))
+		case 2:
+			dns = append(dns, string(gn.Bytes))
+		case 6:
+			uris = append(uris, string(gn.Bytes))
+		case 7:
+			if len(gn.Bytes) != net.IPv4len && len(gn.Bytes) != net.IPv6len {
+				return nil, nil, nil, nil, bad
+			}
+			ips = append(ips, net.IP(gn.Bytes))
+		}
+	}
+	return dns, ips, emails, uris, nil
+}
+
+// CertificateRefusal says why nc refuses a certificate made from template
+// t (see certNames), or "" when it allows it.
+func (nc NameConstraints) CertificateRefusal(t *x509.Certificate) string {
+	names, err := certNames(t)
+	if err != nil {
+		return core.DetailOf(err)
+	}
+	for _, n := range names {
+		if why := nc.Check(n.kind, n.value); why != "" {
+			return fmt.Sprintf("%q %s", n.value, why)
+		}
+	}
+	return ""
 }

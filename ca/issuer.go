@@ -87,33 +87,45 @@ func (i *Issuer) NameRefusal(kind, name string) string {
 	return ""
 }
 
-// checkNames applies NameRefusal to every name t will carry, and to a
-// common name that reads as a host (OpenSSL checks such a one against DNS
-// constraints).
+// SubtreesRefusal says why a CA below the issuer with constraints nc
+// would be constrained to names its chain does not allow: a permitted DNS
+// subtree or IP range outside the chain's constraints ("" when none). Such
+// a CA could issue none of them.
+func (i *Issuer) SubtreesRefusal(nc NameConstraints) string {
+	for _, t := range nc.PermittedDNS {
+		if why := i.NameRefusal("dns", t); why != "" {
+			return fmt.Sprintf("permit dns:%s: %q %s", t, t, why)
+		}
+	}
+	for _, p := range nc.PermittedIP {
+		for _, a := range []netip.Addr{p.Addr(), lastAddr(p)} {
+			if why := i.NameRefusal("ip", a.String()); why != "" {
+				return fmt.Sprintf("permit ip:%s: %s %s", p, a, why)
+			}
+		}
+	}
+	return ""
+}
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for bit := p.Bits(); bit < len(b)*8; bit++ {
+		b[bit/8] |= 0x80 >> (bit % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// checkNames applies NameRefusal to every name a certificate made from t
+// carries (certNames).
 func (i *Issuer) checkNames(t *x509.Certificate) error {
 	if len(i.constrained) == 0 {
 		return nil
 	}
-	type name struct{ kind, value string }
-	var names []name
-	for _, n := range t.DNSNames {
-		names = append(names, name{"dns", n})
-	}
-	for _, ip := range t.IPAddresses {
-		names = append(names, name{"ip", ip.String()})
-	}
-	for _, e := range t.EmailAddresses {
-		names = append(names, name{"email", e})
-	}
-	for _, u := range t.URIs {
-		names = append(names, name{"uri", u.String()})
-	}
-	if cn := t.Subject.CommonName; HostLike(cn) {
-		kind := "dns"
-		if _, err := netip.ParseAddr(cn); err == nil {
-			kind = "ip"
-		}
-		names = append(names, name{kind, cn})
+	names, err := certNames(t)
+	if err != nil {
+		return err
 	}
 	for _, n := range names {
 		if why := i.NameRefusal(n.kind, n.value); why != "" {

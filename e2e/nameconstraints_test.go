@@ -102,6 +102,20 @@ func TestNameConstrainedCA(t *testing.T) {
 	if out := c.MustCLI(t, ctx, "issuer", "list"); !strings.Contains(out, "permit dns:team.corp.internal") {
 		t.Errorf("ca issuer list:\n%s", out)
 	}
+	// Constraints outside the root's would make an intermediate that can
+	// issue nothing: refused before any key is made.
+	if out, err := c.CLI(ctx, "issuer", "add", "wide", "--permit", "dns:evil.example"); err == nil || !strings.Contains(out, "could issue none of those names") {
+		t.Errorf("an intermediate permitted outside the root's constraints: %v\n%s", err, out)
+	}
+	// A ceremony that fails after making its key (here zlint refuses a
+	// 65-character common name) destroys the key, so it can be run again.
+	if out, err := c.CLI(ctx, "issuer", "add", "again", "--common-name", strings.Repeat("x", 65)); err == nil || !strings.Contains(out, "refused by lints") {
+		t.Fatalf("an intermediate with a 65-character common name: %v\n%s", err, out)
+	}
+	c.MustCLI(t, ctx, "issuer", "add", "again")
+	if out := c.MustCLI(t, ctx, "hsm", "keys", "list"); strings.Contains(out, "wide") {
+		t.Errorf("a refused ceremony left a key:\n%s", out)
+	}
 	c.Restart()
 	resp, chain = issue(t, "web.team.corp.internal", "team")
 	if resp.StatusCode != http.StatusCreated {

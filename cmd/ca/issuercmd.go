@@ -150,7 +150,10 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	if cn == "" {
 		cn = strings.TrimSuffix(root.Certificate().Subject.CommonName, " Root CA") + " Intermediate CA " + spec.ID
 	}
-	signer, err := newIssuerKey(ctx, n, sess, entry.KeyLabel, kt)
+	if why := root.SubtreesRefusal(spec.Constraints); why != "" {
+		return nil, fmt.Errorf("--permit %s: the intermediate could issue none of those names", why)
+	}
+	signer, undo, err := newIssuerKey(ctx, n, sess, entry.KeyLabel, kt)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +164,14 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	}
 	cert, err := ca.NewIntermediate(ctx, root, signer.Public(), opts)
 	if err != nil {
-		return nil, fmt.Errorf("making the %s certificate: %w", spec.ID, err)
+		err = fmt.Errorf("making the %s certificate: %w", spec.ID, err)
+		if undo == nil {
+			return nil, fmt.Errorf("%w (the key labelled %q stays on the token: delete it there before trying again)", err, entry.KeyLabel)
+		}
+		if uerr := undo(); uerr != nil {
+			return nil, fmt.Errorf("%w; destroying its new key %q failed too: %v", err, entry.KeyLabel, uerr)
+		}
+		return nil, err
 	}
 	if err := recordCeremonyCert(ctx, n.db, root.ID(), cert); err != nil {
 		return nil, err
@@ -176,31 +186,37 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 }
 
 // newIssuerKey makes the key pair where the CA's keys live; a label in use
-// is refused.
-func newIssuerKey(ctx context.Context, n *node, sess *hsm.Session, label, kt string) (crypto.Signer, error) {
+// is refused. undo destroys it again (nil on a PKCS#11 token, where
+// Strongroom destroys nothing).
+func newIssuerKey(ctx context.Context, n *node, sess *hsm.Session, label, kt string) (s crypto.Signer, undo func() error, err error) {
 	if n.cfg.CA.KeyStore == "pkcs11" {
 		tok, err := n.pkcs11Token(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if has, err := tok.Has(label); err != nil || has {
 			if err == nil {
 				err = fmt.Errorf("the token already holds a key labelled %q: %w", n.cfg.HSM.PKCS11.LabelPrefix+label, pkcs11.ErrExists)
 			}
-			return nil, err
+			return nil, nil, err
 		}
-		return tok.Generate(label, pkcs11.KeyType(kt))
+		s, err = tok.Generate(label, pkcs11.KeyType(kt))
+		return s, nil, err
 	}
 	if _, err := sess.FindKey(ctx, label); err == nil {
-		return nil, fmt.Errorf("the HSM already holds a key labelled %q", label)
+		return nil, nil, fmt.Errorf("the HSM already holds a key labelled %q", label)
 	} else if !errors.Is(err, hsm.ErrNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	key, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.KeyType(kt), Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sess.Signer(ctx, key.ID)
+	undo = func() error { return sess.DestroyKey(ctx, key.ID) }
+	if s, err = sess.Signer(ctx, key.ID); err != nil {
+		return nil, nil, errors.Join(err, undo())
+	}
+	return s, undo, nil
 }
 
 // addIssuerToConfig inserts the issuer into ca.intermediates of the YAML

@@ -115,6 +115,9 @@ func signSubCA(ctx context.Context, n *node, csr *x509.CertificateRequest, o ca.
 	if err != nil {
 		return nil, err
 	}
+	if why := root.SubtreesRefusal(o.NameConstraints); why != "" {
+		return nil, fmt.Errorf("--permit %s: the subordinate CA could issue none of those names", why)
+	}
 	urls := intermediateOptions(n.cfg, o.CommonName, time.Now)
 	o.Now, o.CAIssuerURLs, o.CRLURLs, o.OCSPURLs = urls.Now, urls.CAIssuerURLs, urls.CRLURLs, urls.OCSPURLs
 	cert, err := ca.NewIntermediate(ctx, root, csr.PublicKey, o)

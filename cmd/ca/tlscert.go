@@ -48,33 +48,26 @@ func (t *tlsCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	return c, nil
 }
 
-// serverCertNames are the names of the node's HTTPS certificate for
-// hostname.
-func serverCertNames(hostname string) (dns []string, ips []net.IP) {
+// serverCertRequest is the request for the node's HTTPS certificate for
+// hostname. A host name is its common name too; an address is not (a
+// common name holding an address reads as a DNS name to OpenSSL under
+// name constraints, and zlint refuses a private one in the subject).
+func serverCertRequest(hostname string) *x509.CertificateRequest {
 	if ip := net.ParseIP(hostname); ip != nil {
-		return nil, []net.IP{ip}
+		return &x509.CertificateRequest{IPAddresses: []net.IP{ip}}
 	}
-	if hostname == "localhost" { // and what https://127.0.0.1:8443 checks
-		return []string{hostname}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	req := &x509.CertificateRequest{Subject: pkix.Name{CommonName: hostname}, DNSNames: []string{hostname}}
+	if hostname == "localhost" { // what https://127.0.0.1:8443 checks
+		req.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
-	return []string{hostname}, nil
+	return req
 }
 
 // serverCertRefusal says why name constraints would refuse the node's
 // HTTPS certificate for hostname, or "".
 func serverCertRefusal(nc ca.NameConstraints, hostname string) string {
-	dns, ips := serverCertNames(hostname)
-	for _, n := range dns {
-		if why := nc.Check("dns", n); why != "" {
-			return n + " " + why
-		}
-	}
-	for _, ip := range ips {
-		if why := nc.Check("ip", ip.String()); why != "" {
-			return ip.String() + " " + why
-		}
-	}
-	return ""
+	req := serverCertRequest(hostname)
+	return nc.CertificateRefusal(&x509.Certificate{Subject: req.Subject, DNSNames: req.DNSNames, IPAddresses: req.IPAddresses})
 }
 
 // renew issues a fresh certificate for a fresh key.
@@ -83,9 +76,7 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: t.hostname}}
-	tmpl.DNSNames, tmpl.IPAddresses = serverCertNames(t.hostname)
-	csr, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, serverCertRequest(t.hostname), key)
 	if err != nil {
 		return err
 	}
