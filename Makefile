@@ -5,7 +5,7 @@ DATA      ?= ./data
 GOFLAGS   := -tags nomsgpack
 PKGS      := ./...
 # Debian packages the tests drive for real.
-TEST_DEBS := certbot lego dehydrated uacme caddy acme-tiny gnutls-bin openssl ca-certificates curl python3 util-linux softhsm2 opensc chromium chromium-driver jq xxd
+TEST_DEBS := certbot lego dehydrated uacme caddy acme-tiny apache2-bin gnutls-bin openssl ca-certificates curl python3 util-linux softhsm2 opensc chromium chromium-driver jq xxd
 
 .PHONY: build run test deps bench fuzz soak lint clean
 
