@@ -37,6 +37,9 @@ type KeyService interface {
 	DestroyKey(ctx context.Context, keyID string) error
 	GetKey(ctx context.Context, keyID string) (hsm.KeyInfo, error)
 	ListKeys(ctx context.Context) ([]hsm.KeyInfo, error)
+	// DamagedKeys lists the keys that fail the HSM's integrity check
+	// (ListKeys leaves them out; using one is hsm.ErrCorrupt).
+	DamagedKeys(ctx context.Context) ([]hsm.DamagedKey, error)
 	// SignVersioned and HMACVersioned also return the version that signed.
 	SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error)
 	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
@@ -68,6 +71,31 @@ type KeyResponse struct {
 	Created     time.Time `json:"created"`
 	Uses        uint64    `json:"uses"`
 	PublicKey   string    `json:"public_key,omitempty"` // PEM (SubjectPublicKeyInfo) of the current version
+	State       string    `json:"state"`                // keyEnabled
+}
+
+// A key's state: enabled (usable), or damaged: its stored state fails the
+// HSM's integrity check, so it is refused until an operator acts.
+const (
+	keyEnabled = "enabled"
+	keyDamaged = "damaged"
+)
+
+// DamagedKeyResponse describes a damaged key: its id and label, and the
+// reason, never the HSM's own words (key ids, audit entries). Nothing else
+// about it can be trusted: its stored attributes are what failed.
+type DamagedKeyResponse struct {
+	ID     string `json:"id"`
+	Label  string `json:"label"`
+	State  string `json:"state"` // keyDamaged
+	Reason string `json:"reason"`
+}
+
+// damagedKeyReason says why a damaged key is refused and what is done.
+const damagedKeyReason = "the key's stored state fails the HSM's integrity check (altered outside the HSM): it is refused until an operator restores or destroys it (ca hsm status)"
+
+func damagedKeyResponse(d hsm.DamagedKey) DamagedKeyResponse {
+	return DamagedKeyResponse{ID: d.ID, Label: d.Label, State: keyDamaged, Reason: damagedKeyReason}
 }
 
 // CreateKeyRequest is the body of POST /keys.
@@ -175,7 +203,7 @@ func enc(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func keyResponse(k hsm.KeyInfo) KeyResponse {
 	out := KeyResponse{ID: k.ID, Label: k.Label, Type: string(k.Type), Usage: strings.Split(k.Usage.String(), ","),
-		Extractable: k.Extractable, Version: k.Version, Created: k.Created, Uses: k.Uses}
+		Extractable: k.Extractable, Version: k.Version, Created: k.Created, Uses: k.Uses, State: keyEnabled}
 	if k.Usage == 0 {
 		out.Usage = []string{}
 	}
@@ -225,16 +253,33 @@ func (a *API) listKeys(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	out := make([]KeyResponse, 0, len(keys))
+	// Damaged keys too, so an application learns of its own from the
+	// listing, not only from a refused call.
+	damaged, err := ks.DamagedKeys(c.Request.Context())
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := make([]any, 0, len(keys)+len(damaged))
 	for _, k := range keys {
 		out = append(out, keyResponse(k))
+	}
+	for _, d := range damaged {
+		out = append(out, damagedKeyResponse(d))
 	}
 	c.JSON(http.StatusOK, gin.H{"keys": out})
 }
 
+// getKey describes a damaged key as the listing does, where every other
+// operation on it is refused (keyDamaged).
 func (a *API) getKey(c *gin.Context) {
 	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
 		k, err := ks.GetKey(ctx, id)
+		if errors.Is(err, hsm.ErrCorrupt) {
+			if d, ok, ferr := findDamaged(ctx, ks, id); ferr != nil || ok {
+				return damagedKeyResponse(d), ferr
+			}
+		}
 		return keyResponse(k), err
 	})
 }

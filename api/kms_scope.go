@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -77,13 +78,20 @@ func (o ownedKeys) roomForKey(ctx context.Context) error {
 // audited is ctx naming the principal for the HSM's audit entry.
 func (o ownedKeys) audited(ctx context.Context) context.Context { return hsm.WithRequester(ctx, o.who) }
 
-func (o ownedKeys) mine(k hsm.KeyInfo) bool { return o.all || strings.HasPrefix(k.Label, o.prefix) }
+// mine reports whether a key labelled label (in the HSM) is the principal's.
+func (o ownedKeys) mine(label string) bool { return o.all || strings.HasPrefix(label, o.prefix) }
+
+// shown is a key's label as its owner sees it: without the owner prefix.
+func (o ownedKeys) shown(label string) string {
+	if o.all {
+		return label
+	}
+	return strings.TrimPrefix(label, o.prefix)
+}
 
 // show strips the owner from a key's label for its owner.
 func (o ownedKeys) show(k hsm.KeyInfo) hsm.KeyInfo {
-	if !o.all {
-		k.Label = strings.TrimPrefix(k.Label, o.prefix)
-	}
+	k.Label = o.shown(k.Label)
 	return k
 }
 
@@ -106,18 +114,57 @@ func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
 	keys, err := o.KeyService.ListKeys(ctx)
 	var out []hsm.KeyInfo
 	for _, k := range keys {
-		if o.mine(k) {
+		if o.mine(k.Label) {
 			out = append(out, o.show(k))
 		}
 	}
 	return out, err
 }
 
+// DamagedKeys lists the principal's keys that the HSM refuses as damaged,
+// told and labelled by the label the HSM's authenticated log says each was
+// created with (its row's when the log does not record it): the row's is a
+// plain copy that anyone who writes the database can change.
+func (o ownedKeys) DamagedKeys(ctx context.Context) ([]hsm.DamagedKey, error) {
+	damaged, err := o.KeyService.DamagedKeys(ctx)
+	var out []hsm.DamagedKey
+	for _, d := range damaged {
+		if d.Created.Verified {
+			d.Label = d.Created.Label
+		}
+		if o.mine(d.Label) {
+			d.Label = o.shown(d.Label)
+			out = append(out, d)
+		}
+	}
+	return out, err
+}
+
+// findDamaged returns the damaged key id among those ks lists.
+func findDamaged(ctx context.Context, ks KeyService, id string) (hsm.DamagedKey, bool, error) {
+	damaged, err := ks.DamagedKeys(ctx)
+	i := slices.IndexFunc(damaged, func(d hsm.DamagedKey) bool { return d.ID == id })
+	if err != nil || i < 0 {
+		return hsm.DamagedKey{}, false, err
+	}
+	return damaged[i], true, nil
+}
+
 // GetKey answers a key that is not the caller's exactly as one that does
-// not exist, so no answer tells which key ids exist.
+// not exist, so no answer tells which key ids exist: a damaged one too
+// (its owner gets the HSM's ErrCorrupt).
 func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 	k, err := o.KeyService.GetKey(ctx, id)
-	if err == nil && !o.mine(k) || errors.Is(err, hsm.ErrNotFound) {
+	if errors.Is(err, hsm.ErrCorrupt) {
+		_, mine, ferr := findDamaged(ctx, o, id)
+		switch {
+		case ferr != nil:
+			return hsm.KeyInfo{}, ferr
+		case !mine:
+			err = hsm.ErrNotFound
+		}
+	}
+	if err == nil && !o.mine(k.Label) || errors.Is(err, hsm.ErrNotFound) {
 		return hsm.KeyInfo{}, core.Errorf(core.KindNotFound, "no such key %q", id)
 	}
 	return o.show(k), err

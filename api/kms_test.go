@@ -29,8 +29,9 @@ import (
 // same module.
 type keyEnv struct {
 	*env
-	ca     *hsm.Session
-	appsID string // the apps API key's id
+	ca      *hsm.Session
+	appsID  string // the apps API key's id
+	keyFile string // the module's unseal key file
 }
 
 func newKeyEnv(t testing.TB, opts ...func(*Options)) *keyEnv {
@@ -42,7 +43,8 @@ func newKeyEnv(t testing.TB, opts ...func(*Options)) *keyEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close(ctx) })
-	if _, err := m.Initialize(ctx, hsm.InitOptions{Method: hsm.UnsealMethod("keyfile"), KeyFile: filepath.Join(t.TempDir(), "unseal.key"),
+	keyFile := filepath.Join(t.TempDir(), "unseal.key")
+	if _, err := m.Initialize(ctx, hsm.InitOptions{Method: hsm.UnsealMethod("keyfile"), KeyFile: keyFile,
 		OfficerName: "officer", OfficerPIN: "officer-pin-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func newKeyEnv(t testing.TB, opts ...func(*Options)) *keyEnv {
 		t.Fatal(err)
 	}
 	e.keys["apps"] = secret
-	return &keyEnv{env: e, ca: caUser, appsID: id}
+	return &keyEnv{env: e, ca: caUser, appsID: id, keyFile: keyFile}
 }
 
 // call posts (or gets, with body nil and method GET) JSON as the apps key

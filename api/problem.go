@@ -83,7 +83,7 @@ func problemFor(err error) Problem {
 		// one the application's developer can act on: the key is refused
 		// until an operator deals with it.
 		return Problem{Type: problemBase + "keyDamaged", Title: http.StatusText(http.StatusInternalServerError), Status: http.StatusInternalServerError,
-			Detail: "the key's stored state fails the HSM's integrity check (altered outside the HSM): it is refused until an operator restores or destroys it (ca hsm status)"}
+			Detail: damagedKeyReason}
 	}
 	status, ok := kindStatus[k]
 	if !ok {

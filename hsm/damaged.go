@@ -21,8 +21,9 @@ type DamagedKey struct {
 	ID, Label, Owner string
 	Reason           string
 	// Created is what the authenticated audit entry that made the key says
-	// of it (filled by DestroyDamaged only): unlike Label and Owner, it
-	// cannot be edited by someone who can only write the database.
+	// of it (filled by DamagedKeys and DestroyDamaged, not CheckObjects):
+	// unlike Label and Owner, it cannot be edited by someone who can only
+	// write the database.
 	Created Creation
 	err     error
 }
@@ -129,8 +130,7 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 }
 
 // scanKeys opens every key the session may see: the intact ones as
-// KeyInfo, the ones that fail to open as DamagedKey (an officer sees every
-// damaged key, a crypto user those its row says it owns).
+// KeyInfo, the ones that fail to open as DamagedKey (see damagedFor).
 func (s *Session) scanKeys(ctx context.Context) ([]KeyInfo, []DamagedKey, error) {
 	if err := s.require(RoleUser, RoleOfficer); err != nil {
 		return nil, nil, err
@@ -153,14 +153,45 @@ func (s *Session) scanKeys(ctx context.Context) ([]KeyInfo, []DamagedKey, error)
 			keys = append(keys, ko.info())
 		case isNotFound(err):
 		case errors.Is(err, ErrCorrupt):
-			if s.role == RoleOfficer || r.Owner == s.user {
-				damaged = append(damaged, damagedKey(r, err))
+			d, known, err := s.damagedFor(ctx, r, err)
+			if err != nil {
+				return nil, nil, err
+			}
+			if known {
+				damaged = append(damaged, d)
 			}
 		default:
 			s.m.log.Warn("hsm: key left out of listing", "key", r.ID, "err", err)
 		}
 	}
 	return keys, damaged, nil
+}
+
+// damagedFor is the key of row r, which failed to open with cause, as a
+// DamagedKey with its Created filled in, and whether the session may know
+// of it. An officer knows every damaged key; a crypto user those it made
+// (a key's owner is its creator), as the authenticated audit log says, or,
+// for a key whose creation that log does not record, those its row says
+// it owns. The row's owner and label are plain copies anyone who writes
+// the database can change: a key relabelled that way must neither reach
+// another user's listing nor leave its owner's. Damaged keys are rare, so
+// reading each one's history here costs little.
+func (s *Session) damagedFor(ctx context.Context, r storage.HSMObject, cause error) (DamagedKey, bool, error) {
+	d := damagedKey(r, cause)
+	st, err := s.live()
+	if err != nil {
+		return d, false, err
+	}
+	es, err := s.m.keyHistory(ctx, r.ID)
+	if err != nil {
+		return d, false, err
+	}
+	d.Created = st.creation(r.ID, es)
+	owner := r.Owner
+	if d.Created.Verified {
+		owner = d.Created.By
+	}
+	return d, s.role == RoleOfficer || owner == s.user, nil
 }
 
 // DamagedKeys lists the damaged keys the session may know of (see

@@ -1,8 +1,9 @@
 // Package ocsp owns Strongroom's OCSP responder (RFC 6960, with the RFC 5019
 // lightweight profile for GET): parsing requests, answering good, revoked
 // or unknown for the issuers it serves, signing with a delegated responder
-// certificate per issuer (key in the HSM, certificate renewed automatically)
-// or with the issuer key, caching signed answers until shortly before their
+// certificate per issuer (key in the HSM, certificate renewed automatically,
+// both got again from the KeySource once the key fails to sign) or with the
+// issuer key, caching signed answers until shortly before their
 // nextUpdate, and dropping cached answers the moment a revocation event
 // arrives. Cached GET answers are also kept by request target, ready to
 // write, for the plain listener's fast lane (AppendFast, fast.go). A cached

@@ -250,6 +250,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	if err != nil {
 		r.log.Error("signing OCSP response", "issuer", iss.id, "err", err)
 		r.unanswered[failedSign].Add(1)
+		r.dropFailing(&iss.kr, k)
 		return answer{der: internalErrResponse}
 	}
 	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}

@@ -126,7 +126,9 @@ func (kr *keyring) adopt(k *signingKey, now time.Time) error {
 		if kr.signerRevoked(serial) { // known revoked from another node's answers
 			return fmt.Errorf("the OCSP responder certificate %s of issuer %s was revoked", serial, kr.iss.id)
 		}
-		kr.used = slices.DeleteFunc(kr.used, func(u *signingKey) bool { return !now.Before(u.notAfter) })
+		// A certificate adopted again (dropFailing) is listed once, as k,
+		// so that retire stops k.
+		kr.used = slices.DeleteFunc(kr.used, func(u *signingKey) bool { return !now.Before(u.notAfter) || u.cert.Equal(k.cert) })
 		kr.used = append(kr.used, k)
 		kr.knowSigner(serial, k.notAfter, now)
 	}
@@ -179,6 +181,20 @@ func (r *Responder) retire(iss *issuer, serial core.Serial) bool {
 		}
 	}()
 	return true
+}
+
+// dropFailing stops using k, a delegated responder key that failed to
+// sign: an HSM key the HSM dropped (found damaged, or destroyed by an
+// officer) never signs again, and keeping it would answer internalError
+// until the certificate's renewal, weeks away. The next request gets a key
+// as at start: the recorded certificate again if its key signs there
+// (ResponderStore), else a key from the KeySource, which replaces a
+// damaged one. The issuer's own key is kept: there is no other.
+func (r *Responder) dropFailing(kr *keyring, k *signingKey) {
+	if k.cert != nil && kr.cur.CompareAndSwap(k, nil) {
+		r.log.Warn("OCSP responder key failed to sign; the next request gets it again or a new one", "issuer", kr.iss.id,
+			"serial", core.SerialFromBig(k.cert.SerialNumber))
+	}
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"github.com/strongroom-pki/strongroom/config"
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/crl"
-	"github.com/strongroom-pki/strongroom/hsm"
 	"github.com/strongroom-pki/strongroom/ocsp"
 	"github.com/strongroom-pki/strongroom/ra"
 )
@@ -109,7 +107,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		}
 		cIssuers = append(cIssuers, ci)
 	}
-	rs := &responders{a: a, signers: map[string]crypto.Signer{}}
+	rs := newResponders(a, a.n.log)
 	resp, err := ocsp.New(ocsp.Options{
 		Issuers:           oIssuers,
 		Status:            a.n.db,
@@ -173,75 +171,21 @@ func (a *app) mountRevocation(ctx context.Context) error {
 
 // responders keeps each issuer's OCSP responder key in the HSM under the
 // label "ocsp-responder-{issuer}" — generated the first time, rotated (a new
-// version; the old stays for verification) at every later renewal — and
-// certifies it. An intermediate's responder certificate goes through the
-// issuance pipeline (profile ocsp-signing: linted, recorded, revocable) from
-// a CSR the HSM key signs; the root is not a pipeline issuer, so its
-// responder certificate is signed directly from the responder's template,
-// then recorded (profile ocsp-signing too), so it is revocable as well.
+// version; the old stays for verification) at every later renewal, replaced
+// by a fresh key when it is damaged (responderkey.go) — and certifies it. An
+// intermediate's responder certificate goes through the issuance pipeline
+// (profile ocsp-signing: linted, recorded, revocable) from a CSR the HSM key
+// signs; the root is not a pipeline issuer, so its responder certificate is
+// signed directly from the responder's template, then recorded (profile
+// ocsp-signing too), so it is revocable as well.
 type responders struct {
 	a       *app
+	log     *slog.Logger
 	mu      sync.Mutex
 	signers map[string]crypto.Signer
-}
-
-func (r *responders) ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error) {
-	label := "ocsp-responder-" + issuerID
-	sess := r.a.sess
-	info, err := findResponderKey(ctx, sess, label)
-	switch {
-	case err == nil:
-		if info, err = sess.RotateKey(ctx, info.ID); err != nil {
-			return nil, fmt.Errorf("rotating %s: %w", label, err)
-		}
-	case core.IsNotFound(err):
-		info, err = sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
-		if errors.Is(err, hsm.ErrExists) {
-			// Another node generated it first: use that one.
-			info, err = findResponderKey(ctx, sess, label)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("generating %s: %w", label, err)
-		}
-	default:
-		return nil, err
-	}
-	signer, err := sess.Signer(ctx, info.ID)
-	if err != nil {
-		return nil, err
-	}
-	signer = r.a.hsmMetrics.signer(label, signer)
-	r.mu.Lock()
-	r.signers[issuerID] = signer
-	r.mu.Unlock()
-	return signer, nil
-}
-
-// findResponderKey returns the session's key labelled label (see
-// pickResponderKey); with none of its own, FindKey's answer.
-func findResponderKey(ctx context.Context, sess *hsm.Session, label string) (hsm.KeyInfo, error) {
-	keys, err := sess.ListKeys(ctx)
-	if err != nil {
-		return hsm.KeyInfo{}, err
-	}
-	if k, ok := pickResponderKey(keys, sess.User(), label); ok {
-		return k, nil
-	}
-	return sess.FindKey(ctx, label)
-}
-
-// pickResponderKey chooses among owner's keys labelled label. Nodes that
-// generated it at the same time, before the keystore refused a second key
-// with one label, left several; every node picks the same one: the most
-// rotated (the one in use), then the oldest, then the lowest id.
-func pickResponderKey(keys []hsm.KeyInfo, owner, label string) (hsm.KeyInfo, bool) {
-	keys = slices.DeleteFunc(slices.Clone(keys), func(k hsm.KeyInfo) bool { return k.Label != label || k.Owner != owner })
-	if len(keys) == 0 {
-		return hsm.KeyInfo{}, false
-	}
-	return slices.MinFunc(keys, func(a, b hsm.KeyInfo) int {
-		return cmp.Or(cmp.Compare(b.Version, a.Version), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
-	}), true
+	// replaced is when this node last made a fresh responder key for an
+	// issuer in place of a damaged one (responderkey.go).
+	replaced map[string]time.Time
 }
 
 // ReusableResponder offers the issuer's last recorded responder
@@ -268,7 +212,7 @@ func (r *responders) ReusableResponder(ctx context.Context, issuerID string) (cr
 	if err != nil {
 		return nil, nil, err
 	}
-	info, err := findResponderKey(ctx, r.a.sess, "ocsp-responder-"+issuerID)
+	info, err := findResponderKey(ctx, r.a.sess, issuerID)
 	if core.IsNotFound(err) {
 		return nil, nil, nil
 	}
@@ -282,10 +226,7 @@ func (r *responders) ReusableResponder(ctx context.Context, issuerID string) (cr
 	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
 		return nil, nil, nil // rotated since: a new certificate is due
 	}
-	signer = r.a.hsmMetrics.signer("ocsp-responder-"+issuerID, signer)
-	r.mu.Lock()
-	r.signers[issuerID] = signer
-	r.mu.Unlock()
+	signer = r.keep(issuerID, signer)
 	return signer, der, nil
 }
 
