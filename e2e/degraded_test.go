@@ -119,7 +119,7 @@ func metricValue(t *testing.T, c *CA, key, name string) string {
 func TestAuditCheckedAtStart(t *testing.T) {
 	c := StartCA(t, Options{})
 	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
-	waitFor(t, "the first audit check", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "1" })
+	c.waitFor(t, "the first audit check", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "1" })
 	c.Stop()
 	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
 	if err != nil {
@@ -130,8 +130,8 @@ func TestAuditCheckedAtStart(t *testing.T) {
 	}
 	db.Close()
 	c.Restart()
-	waitFor(t, "the audit check to find the deletion", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "0" })
-	waitFor(t, "the alteration to be logged", func() bool {
+	c.waitFor(t, "the audit check to find the deletion", func() bool { return metricValue(t, c, prom, "strongroom_hsm_audit_intact") == "0" })
+	c.waitFor(t, "the alteration to be logged", func() bool {
 		return strings.Contains(c.Output(), "the audit log was altered outside the HSM") && strings.Contains(c.Output(), "first_bad=3")
 	})
 }
@@ -144,7 +144,7 @@ func TestAuditCheckedAtStart(t *testing.T) {
 func TestAuditUnauthenticatedCounted(t *testing.T) {
 	c := StartCA(t, Options{})
 	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
-	waitFor(t, "the first audit check", func() bool {
+	c.waitFor(t, "the first audit check", func() bool {
 		return metricValue(t, c, prom, "strongroom_hsm_audit_unauthenticated_entries") == "0"
 	})
 	c.Stop()
@@ -157,7 +157,7 @@ func TestAuditUnauthenticatedCounted(t *testing.T) {
 	}
 	db.Close()
 	c.Restart()
-	waitFor(t, "the audit check to count the entry", func() bool {
+	c.waitFor(t, "the audit check to count the entry", func() bool {
 		return metricValue(t, c, prom, "strongroom_hsm_audit_unauthenticated_entries") == "1"
 	})
 	if v := metricValue(t, c, prom, "strongroom_hsm_audit_intact"); v != "1" {

@@ -87,12 +87,28 @@ func (c *CA) ready() bool {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	if !poll(cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitFor is the package's waitFor that shows the server's output when it
+// times out.
+func (c *CA) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if !poll(cond) {
+		t.Fatalf("timed out waiting for %s; the server said:\n%s", what, c.Output())
+	}
+}
+
+// poll tries cond every 100 ms for 20 s.
+func poll(cond func() bool) bool {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if cond() {
-			return
+			return true
 		}
 	}
-	t.Fatalf("timed out waiting for %s", what)
+	return false
 }
 
 // TestAutoUnsealSealSticks: an operator's seal holds on a server that

@@ -26,24 +26,41 @@ const (
 
 // watchAudit checks the audit chain at start and every auditCheckEvery
 // until ctx ends, logging an alteration as an error once per change.
+// A check that fails (the database did not answer) is tried again after
+// auditRetryFirst, doubling up to auditRetryMax: waiting a day would leave
+// strongroom_hsm_audit_intact unknown that long (a CI run under load saw
+// the first check at start fail).
 func (a *app) watchAudit(ctx context.Context) {
+	retry := auditRetryFirst
 	for {
-		a.checkAudit(ctx)
+		wait := auditCheckEvery
+		if !a.checkAudit(ctx) {
+			wait, retry = retry, min(2*retry, auditRetryMax)
+		} else {
+			retry = auditRetryFirst
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(auditCheckEvery):
+		case <-time.After(wait):
 		}
 	}
 }
 
-func (a *app) checkAudit(ctx context.Context) {
+const (
+	auditRetryFirst = 5 * time.Second
+	auditRetryMax   = 10 * time.Minute
+)
+
+// checkAudit checks the chain once; false when the check could not be
+// made.
+func (a *app) checkAudit(ctx context.Context) bool {
 	rep, err := a.n.hsm.VerifyAudit(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			a.n.log.Warn("hsm: checking the audit log", "err", err)
+			a.n.log.Warn("hsm: checking the audit log (tried again later)", "err", err)
 		}
-		return
+		return false
 	}
 	next := auditIntact
 	if rep.FirstBad != 0 {
@@ -62,6 +79,7 @@ func (a *app) checkAudit(ctx context.Context) {
 		a.n.log.Warn("hsm: audit entries without a MAC after authentication began: appended by nodes of the previous release during an upgrade, or stripped outside the HSM; once every node runs this release their number must not grow (see `ca hsm audit verify`)",
 			"unauthenticated", unauth, "before", max(was, 0))
 	}
+	return true
 }
 
 // unauthenticated counts the entries without a MAC after the log's
