@@ -84,6 +84,9 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 				if v != "" && !constraintHost(v) {
 					return nc, bad("not a DNS name")
 				}
+				if _, err := netip.ParseAddr(v); err == nil {
+					return nc, bad("an address: write it ip:" + v + "/32")
+				}
 				*set.dns = append(*set.dns, v)
 			case "ip":
 				p, err := netip.ParsePrefix(v)
@@ -108,7 +111,20 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 				if hasAt {
 					local += "@"
 				}
-				*set.mail = append(*set.mail, local+strings.ToLower(host))
+				host = strings.ToLower(host)
+				*set.mail = append(*set.mail, local+host)
+				if set.verb == "exclude" {
+					// OpenSSL, GnuTLS and NSS read an excluded host as that
+					// host only, Go as the hosts under it too; and an
+					// excluded mailbox's local part with case (NSS without):
+					// write what each needs.
+					if !hasAt && !strings.HasPrefix(host, ".") {
+						*set.mail = append(*set.mail, "."+host)
+					}
+					if hasAt && strings.ToLower(local) != local {
+						*set.mail = append(*set.mail, strings.ToLower(local)+host)
+					}
+				}
 			case "uri":
 				v = strings.ToLower(v)
 				if set.verb == "exclude" {
@@ -116,7 +132,11 @@ func ParseNameConstraints(permit, exclude []string) (NameConstraints, error) {
 					// URI SAN below a CA with an excluded one.
 					return nc, bad("GnuTLS refuses every URI SAN below a CA with an excluded URI subtree: permit the URI hosts allowed instead")
 				}
-				if h := strings.TrimPrefix(v, "."); !constraintHost(h) || !zutil.IsFQDN(h) {
+				h := strings.TrimPrefix(v, ".")
+				if _, err := netip.ParseAddr(h); err == nil {
+					return nc, bad("URI constraints name hosts, not addresses (RFC 5280)")
+				}
+				if !constraintHost(h) || !zutil.IsFQDN(h) {
 					return nc, bad("want a fully qualified host (corp.internal) or a domain's hosts (.corp.internal): URI constraints name the URI's host (RFC 5280)")
 				}
 				*set.uri = append(*set.uri, v)

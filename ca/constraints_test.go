@@ -264,6 +264,13 @@ func TestPipelineKeepsWithinNameConstraints(t *testing.T) {
 	if n := countRows(t, db, core.StatusReserved) + countIntents(t, db); n != 0 {
 		t.Fatalf("%d rows reserved or intents recorded for refused requests", n)
 	}
+	// An address common name is left out (it stays a SAN): OpenSSL would
+	// read it as a DNS name outside dns:corp.internal, and zlint refuses a
+	// private one in the subject.
+	ipOnly, err := c.Issue(ctx, Request{CSR: makeCSR(t, key, "10.1.2.3", "10.1.2.3"), Profile: "tls-server"})
+	if err != nil || ipOnly.Certificate.Subject.CommonName != "" {
+		t.Fatalf("an address common name: %v", err)
+	}
 	got, err := c.Issue(ctx, Request{CSR: makeCSR(t, key, "app.corp.internal", "app.corp.internal", "10.1.2.3", "*.apps.corp.internal"), Profile: "tls-server"})
 	if err != nil {
 		t.Fatalf("issuing inside the constraints: %v", err)

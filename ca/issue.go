@@ -279,8 +279,12 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	data := x509util.NewTemplateData()
 	// The subject CN, if any, must be one of the SANs, as the SAN is
 	// written (names are lowercased: a CN of UP.EXAMPLE is up.example).
+	// An address stays a SAN only: a common name holding one reads as a
+	// DNS name to OpenSSL below name constraints, and zlint refuses a
+	// private one in the subject.
 	cn := req.CSR.Subject.CommonName
-	if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }); i >= 0 {
+	cnInSANs := slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, cn) })
+	if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }); i >= 0 && net.ParseIP(cn) == nil {
 		cn = names[i]
 	} else {
 		cn = ""
@@ -298,7 +302,7 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	// A TLS server profile writes the CN only when it is one of the SANs.
 	// A host name left out of them would vanish from the certificate
 	// without a word; the requester meant it, so say so.
-	if orig := req.CSR.Subject.CommonName; cn == "" && t.Subject.CommonName == "" && HostLike(orig) {
+	if orig := req.CSR.Subject.CommonName; !cnInSANs && t.Subject.CommonName == "" && HostLike(orig) {
 		return nil, core.Errorf(core.KindBadCSR, "the CSR's common name %q is not among its subject alternative names; add it as a SAN (a certificate's common name must be one of its SANs)", orig)
 	}
 	if len(t.DNSNames)+len(t.IPAddresses)+len(t.EmailAddresses)+len(t.URIs) == 0 && t.Subject.CommonName == "" && len(t.Subject.Organization) == 0 {

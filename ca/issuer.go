@@ -104,6 +104,28 @@ func (i *Issuer) SubtreesRefusal(nc NameConstraints) string {
 			}
 		}
 	}
+	// An email or URI subtree is judged by a name in it.
+	for _, t := range nc.PermittedEmail {
+		m := t
+		if !strings.Contains(t, "@") {
+			m = "postmaster@" + strings.TrimPrefix(t, ".")
+			if strings.HasPrefix(t, ".") {
+				m = "postmaster@mail" + t
+			}
+		}
+		if why := i.NameRefusal("email", m); why != "" {
+			return fmt.Sprintf("permit email:%s: %s %s", t, m, why)
+		}
+	}
+	for _, t := range nc.PermittedURI {
+		u := "https://" + t + "/"
+		if strings.HasPrefix(t, ".") {
+			u = "https://host" + t + "/"
+		}
+		if why := i.NameRefusal("uri", u); why != "" {
+			return fmt.Sprintf("permit uri:%s: %s %s", t, u, why)
+		}
+	}
 	return ""
 }
 
@@ -216,6 +238,9 @@ type IntermediateOptions struct {
 	// PathLen is how many CAs may follow it below (pathLenConstraint).
 	// Zero: none, it issues only end-entity certificates.
 	PathLen int
+	// RawSubject, if set, is the certificate's subject as DER (an external
+	// CA's CSR's), instead of CommonName, Organization and Country.
+	RawSubject []byte
 }
 
 // NewRoot makes a self-signed root certificate for signer's key: basic
@@ -273,6 +298,7 @@ func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, 
 		return nil, errors.New("intermediate certificate: a negative path length")
 	}
 	tmpl.MaxPathLen, tmpl.MaxPathLenZero = o.PathLen, o.PathLen == 0
+	tmpl.RawSubject = o.RawSubject
 	// anyPolicy: the intermediate is run by the same organisation as the
 	// root (BR 7.1.2.10.5, "affiliated"), and leaves carry no policy.
 	anyPolicy, err := x509.OIDFromInts([]uint64{2, 5, 29, 32, 0})

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/acme"
+
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // TestNameConstrainedCA: `ca init --permit/--exclude` makes a root with
@@ -177,13 +180,46 @@ func TestExternalSubordinateCA(t *testing.T) {
 	path := func(name string) string { return filepath.Join(dir, name) }
 	run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-keyout", path("sub.key"), "-subj", "/CN=Mesh CA/O=Team Mesh", "-out", path("sub.csr"))
-	if out, err := c.CLI(ctx, "issuer", "sign", path("sub.csr")); err == nil || !strings.Contains(out, "or --unconstrained") {
-		t.Fatalf("signing without saying which names: %v\n%s", err, out)
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{nil, "could issue for any DNS name"},
+		// Every kind of name must be constrained, not just one.
+		{[]string{"--permit", "dns:mesh.corp.internal", "--exclude", "ip:0.0.0.0/0"}, "could issue for any IPv6 address (--permit ip:fd00:20::/32, or --exclude ip:::/0 for none), any email address"},
+		{[]string{"--unconstrained", "--path-len", "9"}, "--path-len 9: want 0 to 8"},
+		{[]string{"--unconstrained", "--lifetime", "1h"}, "at least a day"},
+	} {
+		if out, err := c.CLI(ctx, append([]string{"issuer", "sign", path("sub.csr")}, tc.args...)...); err == nil || !strings.Contains(out, tc.why) {
+			t.Fatalf("ca issuer sign %v: %v\n%s, want it refused saying %q", tc.args, err, out, tc.why)
+		}
 	}
-	out := c.MustCLI(t, ctx, "issuer", "sign", path("sub.csr"), "--permit", "dns:mesh.corp.internal",
-		"--exclude", "ip:0.0.0.0/0,ip:::/0", "--out", path("sub.pem"))
-	if !strings.Contains(out, "name constraints: permit dns:mesh.corp.internal, exclude ip:0.0.0.0/0, exclude ip:::/0") {
+	constrained := []string{"--permit", "dns:mesh.corp.internal", "--exclude", "ip:0.0.0.0/0,ip:::/0", "--permit", "email:invalid"}
+	out := c.MustCLI(t, ctx, append([]string{"issuer", "sign", path("sub.csr"), "--out", path("sub.pem")}, constrained...)...)
+	if !strings.Contains(out, "name constraints: permit dns:mesh.corp.internal, permit email:invalid, exclude ip:0.0.0.0/0, exclude ip:::/0") {
 		t.Errorf("ca issuer sign output:\n%s", out)
+	}
+	// The officer's attestation in the HSM audit log says what was signed.
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var actor, details string
+	if err := db.QueryRow(`SELECT actor, details FROM hsm_audit WHERE action = 'ceremony.sign-subordinate-ca'`).Scan(&actor, &details); err != nil ||
+		actor != "officer" || !strings.Contains(details, `constraints="permit dns:mesh.corp.internal`) || !strings.Contains(details, "CN=Mesh CA") {
+		t.Errorf("the signing's audit entry: %v %q %q", err, actor, details)
+	}
+	// A second certificate for the same key only on purpose: revoking one
+	// for keyCompromise leaves the other valid.
+	if out, err := c.CLI(ctx, append([]string{"issuer", "sign", path("sub.csr")}, constrained...)...); err == nil || !strings.Contains(out, "already has a valid CA certificate") {
+		t.Fatalf("signing the same key twice: %v\n%s", err, out)
+	}
+	// An external CA named as the CA's own intermediate is refused.
+	run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", path("twin.key"), "-subj", "/CN=Strongroom Intermediate CA", "-out", path("twin.csr"))
+	if out, err := c.CLI(ctx, append([]string{"issuer", "sign", path("twin.csr")}, constrained...)...); err == nil || !strings.Contains(out, "is issuer intermediate's") {
+		t.Fatalf("an external CA with the intermediate's name: %v\n%s", err, out)
 	}
 	sub := splitPEM(t, readFile(t, path("sub.pem")))[0]
 	// The subordinate CA issues leaves itself, outside Strongroom.
@@ -214,8 +250,8 @@ func TestExternalSubordinateCA(t *testing.T) {
 
 	// Recorded and revocable like the CA's own intermediates.
 	cert := parsePEMCerts(t, sub)[0]
-	serial := cert.SerialNumber.Text(16)
-	if out := c.MustCLI(t, ctx, "cert", "show", serial); !strings.Contains(out, "subordinate-ca") {
+	serial := string(core.SerialFromBig(cert.SerialNumber))
+	if out := c.MustCLI(t, ctx, "cert", "show", serial); !strings.Contains(out, "subordinate-ca") || !strings.Contains(out, "requester:  ca issuer sign") {
 		t.Errorf("ca cert show %s:\n%s", serial, out)
 	}
 	ocsp := func() string {
@@ -224,7 +260,14 @@ func TestExternalSubordinateCA(t *testing.T) {
 	if out := ocsp(); !strings.Contains(out, ": good") {
 		t.Fatalf("OCSP for the subordinate CA:\n%s", out)
 	}
-	c.MustCLI(t, ctx, "cert", "revoke", serial, "--reason", "cessationOfOperation", "--ca")
+	// A reissue for the same key, then a keyCompromise revocation of the
+	// first: the second is named as still valid.
+	out = c.MustCLI(t, ctx, append([]string{"issuer", "sign", path("sub.csr"), "--replace", "--out", path("sub2.pem")}, constrained...)...)
+	second := string(core.SerialFromBig(parsePEMCerts(t, readFile(t, path("sub2.pem")))[0].SerialNumber))
+	out = c.MustCLI(t, ctx, "cert", "revoke", serial, "--reason", "keyCompromise", "--ca")
+	if !strings.Contains(out, "CA certificates with the same key stay valid until each is revoked") || !strings.Contains(out, second) {
+		t.Errorf("revoking one of two CA certificates of a key for keyCompromise:\n%s", out)
+	}
 	if out := ocsp(); !strings.Contains(out, ": revoked") {
 		t.Fatalf("OCSP after revoking the subordinate CA:\n%s", out)
 	}

@@ -143,11 +143,15 @@ func certCommand(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s) through the running server\n", req.Serial, req.Reason)
 					if req.Reason == core.ReasonKeyCompromise {
-						fmt.Fprintln(cmd.OutOrStdout(), "its key is blocked, and the other certificates with it were revoked (see the server's log)")
+						fmt.Fprintln(cmd.OutOrStdout(), "its key is blocked, and the other end-entity certificates with it were revoked (see the server's log)")
 					}
-					return nil
+				} else if err := revokeOffline(ctx, cmd.OutOrStdout(), n, req); err != nil {
+					return err
 				}
-				return revokeOffline(ctx, cmd.OutOrStdout(), n, req)
+				if req.Reason == core.ReasonKeyCompromise {
+					return listCAsWithKey(ctx, cmd.OutOrStdout(), n, rec)
+				}
+				return nil
 			})
 		}}
 	revoke.Flags().BoolVar(&revokeCA, "ca", false, "confirm revoking a CA (intermediate) certificate")
@@ -157,6 +161,27 @@ func certCommand(g *globals) *cobra.Command {
 	cmd.AddCommand(blockKeyCommands(g)...)
 	cmd.AddCommand(revokeAllCommand(g))
 	return cmd
+}
+
+// listCAsWithKey names the valid CA certificates that carry rec's key: a
+// blocked key leaves CA certificates valid (RevokeBlockedKeys), so each
+// needs its own revocation.
+func listCAsWithKey(ctx context.Context, out io.Writer, n *node, rec *core.Certificate) error {
+	serials, err := n.db.CACertificatesWithKey(ctx, rec.KeyHash)
+	if err != nil {
+		return err
+	}
+	var others []string
+	for _, s := range serials {
+		if s != rec.Serial {
+			others = append(others, string(s))
+		}
+	}
+	if len(others) > 0 {
+		fmt.Fprintf(out, "CA certificates with the same key stay valid until each is revoked (ca cert revoke SERIAL --ca --reason keyCompromise): %s\n",
+			strings.Join(others, ", "))
+	}
+	return nil
 }
 
 // revokeRequest is the control socket's POST /revoke body.
