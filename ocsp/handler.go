@@ -238,7 +238,9 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 	}
 	k, err := r.key(ctx, &iss.kr)
 	if err != nil {
-		r.log.Error("getting OCSP signing key", "issuer", iss.id, "err", err)
+		// Every request tries again while the key is missing: logged at
+		// most once per interval (counted in Unanswered).
+		r.failures.Warn(ctx, r.log, "getting OCSP signing key (answered tryLater)", "issuer", iss.id, "err", err)
 		r.unanswered[failedKey].Add(1)
 		return answer{der: tryLaterResponse}
 	}

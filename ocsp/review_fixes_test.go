@@ -131,3 +131,32 @@ func TestSignerLookupFailureNotRepeated(t *testing.T) {
 		t.Fatalf("50 requests with the database down: %d status reads, %d log lines (%v)", lookups, logged, h.msgs)
 	}
 }
+
+// TestKeyFailureLoggedOnce: while the responder key cannot be had (the
+// HSM sealed, the key damaged), every request tries again; the failure is
+// logged once per interval, not once per request (left by the damaged-key
+// work: 50 requests logged 50 errors).
+func TestKeyFailureLoggedOnce(t *testing.T) {
+	h := &countLog{msgs: map[string]int{}}
+	f := newFixture(t, func(o *ocsp.Options) { o.Log = slog.New(h) })
+	f.keys.err = errors.New("hsm: sealed")
+	for i := range 50 {
+		if _, body := f.post(t, nonceRequest(t, f.good, f.ca.Cert, []byte{byte(i)})); string(body) != "\x30\x03\x0a\x01\x03" {
+			t.Fatalf("without a key: %x, want tryLater", body)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	logged := 0
+	for m, n := range h.msgs {
+		if strings.Contains(m, "signing key") {
+			logged += n
+		}
+	}
+	if logged == 0 || logged > 2 {
+		t.Fatalf("50 requests without a key: %d log lines (%v)", logged, h.msgs)
+	}
+	if n := f.r.Unanswered()["key"]; n != 50 {
+		t.Fatalf("%d requests counted unanswered for the key, want 50", n)
+	}
+}
