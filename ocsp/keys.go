@@ -97,6 +97,13 @@ type keyring struct {
 	cur      atomic.Pointer[signingKey]
 	mu       sync.Mutex // serialises renewals
 	renewing atomic.Bool
+	// failedAt and failed are the last renewal that failed with no key to
+	// answer with (under mu): requests within renewRetry of it get its
+	// error instead of trying again — each try rotates the responder key
+	// in the HSM and certifies it, so a failing certification would
+	// otherwise add a key version per request.
+	failedAt time.Time
+	failed   error
 
 	// A delegated responder certificate carries id-pkix-ocsp-nocheck:
 	// clients never learn it was revoked, so the responder must stop using
@@ -233,6 +240,24 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	if k := kr.cur.Load(); k != old && k != nil {
 		return k, nil
 	}
+	if kr.failed != nil && r.now().Before(kr.failedAt.Add(renewRetry)) {
+		return nil, kr.failed
+	}
+	k, err := r.renewLocked(ctx, kr, old)
+	if err != nil && kr.cur.Load() == nil {
+		kr.failedAt, kr.failed = r.now(), err
+	} else if err == nil {
+		kr.failed = nil
+	}
+	return k, err
+}
+
+// renewRetry is how long a renewal that left no key to answer with is not
+// tried again.
+const renewRetry = 5 * time.Second
+
+// renewLocked is renew under kr.mu.
+func (r *Responder) renewLocked(ctx context.Context, kr *keyring, old *signingKey) (*signingKey, error) {
 	var k *signingKey
 	var err error
 	reused := false

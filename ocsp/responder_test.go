@@ -71,12 +71,14 @@ type fakeKeys struct {
 	keys   map[string]crypto.Signer
 	rotate bool
 	err    error // when set, every ResponderKey fails with it
+	calls  int
 	t      testing.TB
 }
 
 func (f *fakeKeys) ResponderKey(ctx context.Context, issuerID string) (crypto.Signer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}

@@ -146,17 +146,31 @@ func TestKeyFailureLoggedOnce(t *testing.T) {
 		}
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	logged := 0
 	for m, n := range h.msgs {
 		if strings.Contains(m, "signing key") {
 			logged += n
 		}
 	}
+	h.mu.Unlock()
 	if logged == 0 || logged > 2 {
 		t.Fatalf("50 requests without a key: %d log lines (%v)", logged, h.msgs)
 	}
 	if n := f.r.Unanswered()["key"]; n != 50 {
 		t.Fatalf("%d requests counted unanswered for the key, want 50", n)
+	}
+	// Nor is the key source asked on every request: each ask rotates the
+	// responder key in the HSM. It is asked again once the retry interval
+	// has passed.
+	f.keys.mu.Lock()
+	calls := f.keys.calls
+	f.keys.err = nil
+	f.keys.mu.Unlock()
+	if calls > 2 {
+		t.Fatalf("50 requests without a key asked the key source %d times", calls)
+	}
+	f.clock.add(6 * time.Second)
+	if _, body := f.post(t, nonceRequest(t, f.good, f.ca.Cert, []byte("after"))); parse(t, body, f.good, f.ca.Cert).Status != xocsp.Good {
+		t.Fatal("no answer once the key can be had again")
 	}
 }
