@@ -273,8 +273,8 @@ func TestFinalizeEdges(t *testing.T) {
 		&acme.IdentifierError{Identifier: acme.Identifier{Type: "dns", Value: "a.example.com"}, Detail: "not today"})
 	r = c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "a.example.com", "a.example.com"))}, nil)
 	wantProblem(t, r, "rejectedIdentifier", 400)
-	if len(r.prob.Subproblems) != 1 {
-		t.Fatalf("subproblems %+v", r.prob.Subproblems)
+	if len(r.prob.Subproblems) != 1 || r.prob.Detail != "dns a.example.com: not today" {
+		t.Fatalf("detail %q, subproblems %+v: want the one identifier named", r.prob.Detail, r.prob.Subproblems)
 	}
 	// A refusal of the certificate that is not about an identifier (a
 	// lint) is about the CSR.

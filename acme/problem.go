@@ -82,12 +82,15 @@ func identifierErrors(err error) []*IdentifierError {
 // identifier; detail is the client-safe summary.
 func rejected(err error, detail string) *problem {
 	p := prob("rejectedIdentifier", http.StatusBadRequest, detail)
-	for _, ie := range identifierErrors(err) {
+	ies := identifierErrors(err)
+	for _, ie := range ies {
 		id := ie.Identifier
 		p.Subproblems = append(p.Subproblems, subproblem{Type: errNS + "rejectedIdentifier", Detail: ie.Detail, Identifier: &id})
 	}
-	if len(p.Subproblems) == 1 {
-		p.Detail = p.Subproblems[0].Detail
+	if len(ies) == 1 {
+		// The subproblem's detail may read on from its identifier ("is
+		// outside the permitted DNS subtrees …"): name it.
+		p.Detail = ies[0].Error()
 	}
 	return p
 }
