@@ -128,15 +128,11 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("%s already exists", path)
 	}
-	sess, err := n.caSession(ctx)
+	sess, root, inters, err := n.ceremonyIssuers(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Close()
-	root, inters, err := n.issuers(ctx, sess, nil)
-	if err != nil {
-		return nil, err
-	}
 	kt := spec.KeyType
 	if kt == "" && len(inters) > 0 {
 		kt = ca.KeyType(inters[0].Certificate().PublicKey)

@@ -148,6 +148,21 @@ func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 	return s, nil
 }
 
+// ceremonyIssuers opens the CA user's session (the caller closes it) and
+// loads the root and intermediates with plain signers, for a key ceremony.
+func (n *node) ceremonyIssuers(ctx context.Context) (*hsm.Session, *ca.Issuer, []*ca.Issuer, error) {
+	sess, err := n.caSession(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	root, inters, err := n.issuers(ctx, sess, nil)
+	if err != nil {
+		sess.Close()
+		return nil, nil, nil, err
+	}
+	return sess, root, inters, nil
+}
+
 // issuers loads the root and intermediates: certificates from their files,
 // signers by label from the embedded HSM or, with ca.key_store pkcs11, from
 // the PKCS#11 token. wrap, if not nil, wraps each signer (for metrics).

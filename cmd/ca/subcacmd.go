@@ -185,15 +185,11 @@ func signSubCA(ctx context.Context, n *node, csr *x509.CertificateRequest, repla
 	} else if len(serials) > 0 && !replace {
 		return nil, fmt.Errorf("the CSR's key already has a valid CA certificate (%s): revoke it first, or add --replace to reissue (then revoke the old one)", serials[0])
 	}
-	sess, err := n.caSession(ctx)
+	sess, root, inters, err := n.ceremonyIssuers(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Close()
-	root, inters, err := n.issuers(ctx, sess, nil)
-	if err != nil {
-		return nil, err
-	}
 	for _, is := range append([]*ca.Issuer{root}, inters...) {
 		if strings.EqualFold(is.Certificate().Subject.CommonName, csr.Subject.CommonName) {
 			return nil, fmt.Errorf("the CSR's common name %q is issuer %s's: an external CA must be told apart from the CA's own", csr.Subject.CommonName, is.ID())
