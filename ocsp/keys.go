@@ -97,13 +97,16 @@ type keyring struct {
 	cur      atomic.Pointer[signingKey]
 	mu       sync.Mutex // serialises renewals
 	renewing atomic.Bool
-	// failedAt and failed are the last renewal that failed with no key to
-	// answer with (under mu): requests within renewRetry of it get its
-	// error instead of trying again — each try rotates the responder key
-	// in the HSM and certifies it, so a failing certification would
-	// otherwise add a key version per request.
+	// failedAt, failed and failures are the last renewal that failed and
+	// how many failed in a row (under mu): renewals within renewRetry of
+	// it get its error instead of trying again — each try rotates the
+	// responder key in the HSM and certifies it, so a certification that
+	// keeps failing (the issuer's key damaged, its token away) would
+	// otherwise add a key version per request, with a key to answer with
+	// (a renewal in the background) or without.
 	failedAt time.Time
 	failed   error
+	failures int
 
 	// A delegated responder certificate carries id-pkix-ocsp-nocheck:
 	// clients never learn it was revoked, so the responder must stop using
@@ -223,7 +226,7 @@ func (r *Responder) key(ctx context.Context, kr *keyring) (*signingKey, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				if _, err := r.renew(ctx, kr, k); err != nil {
-					r.log.Error("renewing OCSP responder certificate", "issuer", kr.iss.id, "err", err)
+					r.failures.Warn(ctx, r.log, "renewing OCSP responder certificate (the current one answers meanwhile)", "issuer", kr.iss.id, "err", err)
 				}
 			}()
 		}
@@ -240,21 +243,23 @@ func (r *Responder) renew(ctx context.Context, kr *keyring, old *signingKey) (*s
 	if k := kr.cur.Load(); k != old && k != nil {
 		return k, nil
 	}
-	if kr.failed != nil && r.now().Before(kr.failedAt.Add(renewRetry)) {
+	if kr.failed != nil && r.now().Before(kr.failedAt.Add(renewRetry(kr.failures))) {
 		return nil, kr.failed
 	}
 	k, err := r.renewLocked(ctx, kr, old)
-	if err != nil && kr.cur.Load() == nil {
-		kr.failedAt, kr.failed = r.now(), err
-	} else if err == nil {
-		kr.failed = nil
+	if err != nil {
+		kr.failedAt, kr.failed, kr.failures = r.now(), err, kr.failures+1
+	} else {
+		kr.failed, kr.failures = nil, 0
 	}
 	return k, err
 }
 
-// renewRetry is how long a renewal that left no key to answer with is not
-// tried again.
-const renewRetry = 5 * time.Second
+// renewRetry is how long a renewal is not tried again after failures
+// failed ones in a row: 5 s, doubling up to 10 minutes.
+func renewRetry(failures int) time.Duration {
+	return min(5*time.Second<<min(failures-1, 10), 10*time.Minute)
+}
 
 // renewLocked is renew under kr.mu.
 func (r *Responder) renewLocked(ctx context.Context, kr *keyring, old *signingKey) (*signingKey, error) {

@@ -3,11 +3,14 @@ package ocsp_test
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,4 +176,63 @@ func TestKeyFailureLoggedOnce(t *testing.T) {
 	if _, body := f.post(t, nonceRequest(t, f.good, f.ca.Cert, []byte("after"))); parse(t, body, f.good, f.ca.Cert).Status != xocsp.Good {
 		t.Fatal("no answer once the key can be had again")
 	}
+}
+
+// failingIssuer certifies responders until fail is set, then refuses.
+type failingIssuer struct {
+	recordingIssuer
+	fail *atomic.Bool
+}
+
+func (fi failingIssuer) SignCertificate(ctx context.Context, issuerID string, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
+	if fi.fail.Load() {
+		return nil, errors.New("issuer key damaged")
+	}
+	return fi.recordingIssuer.SignCertificate(ctx, issuerID, tmpl, pub)
+}
+
+// TestRenewalFailureBacksOff: a node that holds a responder certificate
+// due for renewal, whose renewals fail (the issuer's key damaged), answers
+// with the one it holds and does not try again on every request: each try
+// rotates the responder key in the HSM (a review saw 1,000 versions in
+// 30 s). It tries again after the interval, which doubles.
+func TestRenewalFailureBacksOff(t *testing.T) {
+	fail := &atomic.Bool{}
+	f := newFixture(t, func(o *ocsp.Options) {
+		o.Validity, o.RefreshBefore, o.ResponderValidity = 10*time.Minute, time.Minute, 3*time.Hour
+		o.CertIssuer = failingIssuer{recordingIssuer{cert: o.Issuers[0].Cert, key: o.Issuers[0].Signer, status: o.Status.(*fakeStatus)}, fail}
+	})
+	post := func(i int) xocsp.Response {
+		_, body := f.post(t, nonceRequest(t, f.good, f.ca.Cert, []byte(fmt.Sprint(i))))
+		return *parse(t, body, f.good, f.ca.Cert)
+	}
+	first := post(0).Certificate
+	fail.Store(true)
+	f.clock.add(2*time.Hour + time.Minute) // past renewal, before expiry
+	calls := func() int { f.keys.mu.Lock(); defer f.keys.mu.Unlock(); return f.keys.calls }
+	before := calls()
+	for i := range 50 {
+		if r := post(i + 1); r.Status != xocsp.Good || !r.Certificate.Equal(first) {
+			t.Fatalf("request %d while renewals fail: status %d, not the certificate held", i, r.Status)
+		}
+	}
+	// asked waits (renewals run in the background) until the key source
+	// has been asked want times since before, then checks it was no more.
+	asked := func(what string, want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); calls()-before < want && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := calls() - before; n != want {
+			t.Fatalf("%s: the key source was asked %d times, want %d", what, n, want)
+		}
+	}
+	asked("50 requests while renewals fail", 1)
+	f.clock.add(6 * time.Second)
+	post(100)
+	asked("after 6 s", 2)
+	f.clock.add(6 * time.Second) // the second interval is 10 s
+	post(101)
+	time.Sleep(50 * time.Millisecond)
+	asked("6 s after the second failure", 2)
 }
