@@ -124,15 +124,24 @@ func (r *responders) newResponderKey(ctx context.Context, issuerID string) (hsm.
 	}
 	label := responderLabel(issuerID, gen)
 	info, err := sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
-	if errors.Is(err, hsm.ErrExists) {
+	for skipped := 0; errors.Is(err, hsm.ErrExists); skipped++ {
 		// Another node made it first: use that one.
-		if info, err = findResponderKey(ctx, sess, issuerID); err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generating %s: %w", label, err)
+		found, ferr := findResponderKey(ctx, sess, issuerID)
+		if ferr == nil {
+			if gen > 1 {
+				r.log.Info("OCSP responder key damaged; using the fresh key another node made", "issuer", issuerID, "damaged", ids, "label", found.Label)
+			}
+			return found, nil
 		}
-		if gen > 1 {
-			r.log.Info("OCSP responder key damaged; using the fresh key another node made", "issuer", issuerID, "damaged", ids, "label", info.Label)
+		if !core.IsNotFound(ferr) || skipped == maxSkippedLabels {
+			return hsm.KeyInfo{}, fmt.Errorf("generating %s: %w", label, ferr)
 		}
-		return info, nil
+		// No key with the label opens, nor is listed damaged: a row put
+		// in the keystore outside the HSM holds it (a review planted
+		// one, and OCSP answered tryLater for good). Take the next.
+		gen++
+		label = responderLabel(issuerID, gen)
+		info, err = sess.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: label, Usage: hsm.UsageSign | hsm.UsageVerify})
 	}
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("generating %s: %w", label, err)
@@ -147,6 +156,10 @@ func (r *responders) newResponderKey(ctx context.Context, issuerID string) (hsm.
 	}
 	return info, nil
 }
+
+// maxSkippedLabels bounds the generation labels newResponderKey passes
+// over because a row it cannot use holds them.
+const maxSkippedLabels = 3
 
 // mayReplace refuses a fresh responder key for issuerID within
 // replaceEvery of the last one this node made.

@@ -241,3 +241,51 @@ func damagedResponderKeyReplaced(t *testing.T, db, dbB *storage.DB) {
 		t.Fatalf("intact keys after the second damage: %+v %v, want none made", keys, err)
 	}
 }
+
+// TestPlantedResponderLabelSkipped: a row written into the keystore
+// outside the HSM with the next generation's label (a review copied
+// another key's row so) makes no node's key: the label is passed over,
+// instead of OCSP answering tryLater for good.
+func TestPlantedResponderLabelSkipped(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storagetest.SQLite(t)
+	keyFile := filepath.Join(t.TempDir(), "unseal.key")
+	first, m := responderNode(t, db, keyFile, true, slog.New(slog.DiscardHandler))
+	if _, err := first.ResponderKey(ctx, "int"); err != nil {
+		t.Fatal(err)
+	}
+	// A version of another user's key, its row relabelled as the CA
+	// user's next generation: the key's authenticated creation entry says
+	// whose it is, so the CA user's session lists it neither intact nor
+	// damaged, yet the row holds the label.
+	co, err := m.Login(ctx, "co", "officer-pin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.CreateUser(ctx, "app", hsm.RoleUser, "app-user-pin"); err != nil {
+		t.Fatal(err)
+	}
+	app, err := m.Login(ctx, "app", "app-user-pin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: "app-key", Usage: hsm.UsageSign}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO hsm_objects (id, version, owner, label, attrs, sealed, created, uses)
+			SELECT id, 99, 'ca', 'ocsp-responder-int.2', attrs, sealed, created, 0 FROM hsm_objects WHERE label = 'app-key'`,
+		`UPDATE hsm_objects SET sealed = X'00' WHERE label = 'ocsp-responder-int'`,
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node, _ := responderNode(t, db, keyFile, false, slog.New(slog.DiscardHandler))
+	if _, err := node.ResponderKey(ctx, "int"); err != nil {
+		t.Fatalf("with the next generation's label planted: %v", err)
+	}
+	if k, err := findResponderKey(ctx, node.a.sess, "int"); err != nil || k.Label != "ocsp-responder-int.3" {
+		t.Fatalf("the key in use: %+v, %v; want ocsp-responder-int.3", k, err)
+	}
+}
