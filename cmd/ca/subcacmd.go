@@ -97,7 +97,7 @@ func signSubCACommand(g *globals) *cobra.Command {
 				} else {
 					fmt.Fprintln(w, "no name constraints: it can issue for any name")
 				}
-				fmt.Fprintln(w, "Its chain is this certificate and the root. Revoke it with ca cert revoke SERIAL.")
+				fmt.Fprintln(w, "Its chain is this certificate and the root. Revoke it with ca cert revoke SERIAL --ca.")
 				return nil
 			})
 		}}
