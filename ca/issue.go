@@ -283,8 +283,9 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	// DNS name to OpenSSL below name constraints, and zlint refuses a
 	// private one in the subject.
 	cn := req.CSR.Subject.CommonName
-	cnInSANs := slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, cn) })
-	if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }); i >= 0 && net.ParseIP(cn) == nil {
+	i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) })
+	cnInSANs := i >= 0
+	if cnInSANs && net.ParseIP(cn) == nil {
 		cn = names[i]
 	} else {
 		cn = ""
