@@ -73,6 +73,31 @@ func NewIssuer(id string, signer crypto.Signer, chain []*x509.Certificate) (*Iss
 	return is, nil
 }
 
+// NewAnchor is an external root (config ca.root.external): its
+// certificate only, with no key here. It is the trust anchor of the
+// intermediates whose certificates it signed elsewhere; it signs nothing
+// here (Signer is nil, and NewIntermediate refuses it).
+func NewAnchor(id string, cert *x509.Certificate) (*Issuer, error) {
+	if id == "" || strings.ContainsAny(id, "/ \t\n") {
+		return nil, fmt.Errorf("issuer id %q must be non-empty without spaces or slashes", id)
+	}
+	if cert == nil || !cert.IsCA || !cert.BasicConstraintsValid {
+		return nil, fmt.Errorf("root %s: the certificate is not a CA certificate", id)
+	}
+	if !bytes.Equal(cert.RawIssuer, cert.RawSubject) || cert.CheckSignatureFrom(cert) != nil {
+		return nil, fmt.Errorf("root %s: the certificate is not self-signed (the file must hold the root itself, not a CA below it)", id)
+	}
+	is := &Issuer{id: id, chain: []*x509.Certificate{cert}}
+	if nc := NameConstraintsOf(cert); !nc.IsZero() {
+		is.constrained = append(is.constrained, ChainConstraint{Subject: cert.Subject.CommonName, NameConstraints: nc})
+	}
+	return is, nil
+}
+
+// External reports whether the issuer is an external root (NewAnchor):
+// its key is not here.
+func (i *Issuer) External() bool { return i.signer == nil }
+
 // NameRefusal says why the name constraints of a certificate in the
 // issuer's chain do not allow a name of kind dns, ip, email or uri ("is
 // outside the permitted DNS subtrees corp.internal (…)"), or "" when they
@@ -193,7 +218,7 @@ func (i *Issuer) Chain() []*x509.Certificate {
 func (i *Issuer) Sent() []*x509.Certificate { return slices.Clone(i.sent) }
 
 // Signer is the HSM-backed signer of the issuer's key (for CRL and OCSP
-// signing by their packages).
+// signing by their packages); nil for an external root.
 func (i *Issuer) Signer() crypto.Signer { return i.signer }
 
 // RootOptions describes a self-signed root certificate.
@@ -272,6 +297,9 @@ func NewRoot(ctx context.Context, signer crypto.Signer, o RootOptions) (*x509.Ce
 func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, o IntermediateOptions) (*x509.Certificate, error) {
 	if parent == nil {
 		return nil, errors.New("intermediate certificate: a parent issuer is required")
+	}
+	if parent.External() {
+		return nil, fmt.Errorf("intermediate certificate: the key of %s is not here (an external root signs its intermediates itself)", parent.id)
 	}
 	if o.CommonName == "" {
 		return nil, errors.New("intermediate certificate: a common name is required")

@@ -171,3 +171,36 @@ func TestProfileOverride(t *testing.T) {
 		t.Fatalf("a new profile without a template: %v", err)
 	}
 }
+
+// TestAnchor: an external root is its certificate alone: it must be a
+// self-signed CA, it signs nothing here, and the chains below it carry its
+// name constraints.
+func TestAnchor(t *testing.T) {
+	ctx := context.Background()
+	root, inter := testHierarchy(t, "p256")
+	a, err := NewAnchor("offline", root.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.External() || a.Signer() != nil || root.External() {
+		t.Errorf("External: anchor %v (signer %v), root with its key %v", a.External(), a.Signer(), root.External())
+	}
+	if _, err := NewIntermediate(ctx, a, freshKey(t, "p256").Public(), IntermediateOptions{CommonName: "x",
+		CRLURLs: []string{"http://x/crl"}, CAIssuerURLs: []string{"http://x/crt"}}); err == nil || !strings.Contains(err.Error(), "is not here") {
+		t.Errorf("NewIntermediate under an anchor: %v", err)
+	}
+	if _, err := NewAnchor("offline", inter.Certificate()); err == nil || !strings.Contains(err.Error(), "not self-signed") {
+		t.Errorf("NewAnchor of an intermediate: %v", err)
+	}
+	constrained, err := NewRoot(ctx, freshKey(t, "p256"), RootOptions{CommonName: "c", NameConstraints: NameConstraints{PermittedDNS: []string{"corp.internal"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := NewAnchor("c", constrained)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := ca.NameRefusal("dns", "www.example.com"); why == "" {
+		t.Error("an anchor's name constraints are not applied")
+	}
+}

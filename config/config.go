@@ -173,7 +173,9 @@ type CA struct {
 	// embedded module (default), or "pkcs11", a real HSM (hsm.pkcs11).
 	KeyStore string `yaml:"key_store"`
 	// Root is the self-signed root. Its key is used only to sign
-	// intermediates, its CRL and its OCSP responder.
+	// intermediates, its CRL and its OCSP responder. With root.external
+	// the root is kept offline elsewhere and only its certificate is here
+	// (`ca init --external-root`, `ca issuer install`).
 	Root Issuer `yaml:"root"`
 	// Intermediates issue end-entity certificates; the first is the default.
 	Intermediates []Issuer `yaml:"intermediates"`
@@ -188,6 +190,15 @@ type Issuer struct {
 	// KeyLabel is the label of the key pair in the HSM (the embedded
 	// module's, or the PKCS#11 token's CKA_LABEL). Default: ID.
 	KeyLabel string `yaml:"key_label"`
+	// External, for the root only, says its key is not in this CA: an
+	// offline root (or another organisation's CA) signed the
+	// intermediates' certificates, and publishes its own CRL and OCSP for
+	// them. Cert is its certificate, the trust anchor; an intermediate's
+	// file may hold the certificates between it and that root after its
+	// own. Strongroom signs nothing with the root then: `ca issuer add`
+	// makes a key and a CSR, and `ca issuer install` takes the signed
+	// certificate. Default false.
+	External bool `yaml:"external,omitempty"`
 }
 
 // Log configuration. Defaults: level "info", format "text".

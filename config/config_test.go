@@ -35,7 +35,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"unknown key", "listen:\n  htps: x\n", `line 2: unknown key "htps" (known here: http, https)`},
 		{"unknown top key", "pin: 1234\n", `unknown key "pin" (known here: acme, api, ca, crl, database, hostname, hsm, issuance,`},
-		{"unknown nested key", "ca:\n  intermediates: [{id: a, label: b}]\n", `unknown key "label" (known here: cert, id, key_label)`},
+		{"unknown nested key", "ca:\n  intermediates: [{id: a, label: b}]\n", `unknown key "label" (known here: cert, external, id, key_label)`},
 		{"bad driver", "database:\n  driver: mysql\n", "database.driver"},
 		{"bad addr", "listen:\n  https: nowhere\n", "listen.https"},
 		{"bad duration", "limits:\n  read_timeout: soon\n", `line 2, column 17: limits.read_timeout: "soon" is not a duration`},
@@ -44,6 +44,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate issuer", "ca:\n  root: {id: a}\n  intermediates: [{id: a}]\n", "used twice"},
 		{"delta CRL URL as issuer", "ca:\n  intermediates: [{id: intermediate}, {id: intermediate-delta}]\n", "ends in -delta"},
 		{"root named like a delta", "ca:\n  root: {id: root-delta}\n", "ends in -delta"},
+		{"external intermediate", "ca:\n  intermediates: [{id: a, external: true}]\n", "ca.intermediates[0].external: only the root can be external"},
 		{"bad level", "log:\n  level: loud\n", "log.level"},
 		{"bad key store", "ca:\n  key_store: vault\n", "ca.key_store"},
 		{"pkcs11 without module", "ca:\n  key_store: pkcs11\nhsm:\n  pkcs11: {token: ca}\n", "hsm.pkcs11.module"},
@@ -165,5 +166,16 @@ func TestDSNWithPasswordRefused(t *testing.T) {
 	}
 	if _, err := Parse([]byte("database:\n  driver: postgres\n  dsn: postgres://ca@db:5432/ca\n")); err != nil {
 		t.Fatalf("DSN without a password: %v", err)
+	}
+}
+
+// An external root has no key here, so no key label is made up for it.
+func TestExternalRootHasNoKeyLabel(t *testing.T) {
+	c, err := Parse([]byte("ca:\n  root: {id: offline, cert: offline.pem, external: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.CA.Root.External || c.CA.Root.KeyLabel != "" || c.CA.Intermediates[0].KeyLabel != "intermediate" {
+		t.Errorf("root %+v, intermediates %+v", c.CA.Root, c.CA.Intermediates)
 	}
 }

@@ -46,7 +46,9 @@ func (c *Config) ApplyDefaults() {
 	if len(c.CA.Intermediates) == 0 {
 		c.CA.Intermediates = []Issuer{{ID: "intermediate", Cert: "intermediate.pem"}}
 	}
-	def(&c.CA.Root.KeyLabel, c.CA.Root.ID)
+	if !c.CA.Root.External {
+		def(&c.CA.Root.KeyLabel, c.CA.Root.ID)
+	}
 	for i := range c.CA.Intermediates {
 		in := &c.CA.Intermediates[i]
 		def(&in.KeyLabel, in.ID)

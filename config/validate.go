@@ -136,6 +136,9 @@ func (c *Config) Validate() error {
 			v.add(field+".id", "%q ends in -delta: /crl/%s.crl is where issuer %q's delta CRL is served; choose another ID", is.ID, is.ID, base)
 		}
 		seen[is.ID] = true
+		if i > 0 && is.External {
+			v.add(field+".external", "only the root can be external: an intermediate's key is in this CA")
+		}
 		if is.Cert == "" {
 			v.add(field+".cert", "empty")
 		}

@@ -53,7 +53,11 @@ type ceremony struct {
 	CAKeysOnToken bool
 	// RootConstraints are the root's name constraints (zero: none).
 	RootConstraints ca.NameConstraints
-	Out             io.Writer
+	// ExternalRoot, if set, is the certificate file of an offline root:
+	// no root key is made, and each intermediate gets a key and a CSR
+	// for that root's owner to sign (see external.go).
+	ExternalRoot string
+	Out          io.Writer
 }
 
 // kekWrapperLabel is the AES key on the token that seals the KEK with
@@ -118,6 +122,17 @@ func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult
 	}
 	if c.CAKeysOnToken {
 		cfg.CA.KeyStore = "pkcs11"
+	}
+	var anchor *ca.Issuer
+	if c.ExternalRoot != "" {
+		var err error
+		if anchor, err = checkAnchor(cfg.CA.Root.ID, c.ExternalRoot); err != nil {
+			return nil, err
+		}
+		if err := chainKeepsServerCert(anchor, cfg.Hostname); err != nil {
+			return nil, err
+		}
+		cfg.CA.Root.External, cfg.CA.Root.KeyLabel = true, ""
 	}
 	cfg.HSM.Unseal = c.Unseal
 	if c.Unseal != "keyfile" {
@@ -232,6 +247,9 @@ func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult
 	}
 	if cfg.CA.KeyStore == "pkcs11" {
 		newKey = func(label string) (crypto.Signer, error) { return tok.Generate(label, pkcs11.KeyType(c.KeyType)) }
+	}
+	if anchor != nil {
+		return res, externalRootCeremony(ctx, c, cfg, anchor, newKey, created)
 	}
 	rootSigner, err := newKey(cfg.CA.Root.KeyLabel)
 	if err != nil {
@@ -364,8 +382,10 @@ func openFreshToken(ctx context.Context, c ceremony, cfg *config.Config) (*pkcs1
 		return nil, err
 	}
 	var labels []string
-	if cfg.CA.KeyStore == "pkcs11" {
+	if cfg.CA.KeyStore == "pkcs11" && !cfg.CA.Root.External {
 		labels = append(labels, cfg.CA.Root.KeyLabel)
+	}
+	if cfg.CA.KeyStore == "pkcs11" {
 		for _, in := range cfg.CA.Intermediates {
 			labels = append(labels, in.KeyLabel)
 		}

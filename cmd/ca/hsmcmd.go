@@ -285,7 +285,7 @@ func isCAKey(n *node, c hsm.Creation) bool {
 		return false
 	}
 	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
-		if c.Label == is.KeyLabel {
+		if c.Label == is.KeyLabel && !is.External {
 			return true
 		}
 	}

@@ -34,6 +34,12 @@ written to DIR/officer.pin (0600). The CA's own crypto user gets a random PIN
 in DIR/ca.pin (0600); move it to STRONGROOM_HSM_PIN and delete the file for
 production.
 
+With --external-root FILE the root stays offline, where it is (the usual
+enterprise layout): FILE is its certificate, no root key is made here, and
+the intermediate's key gets a CSR (DIR/intermediate.csr) for the root's owner
+to sign; ca issuer install puts the signed certificate in place, and ca serve
+starts once it is there.
+
 With --ca-keys pkcs11 the root and intermediate keys are generated on a real
 HSM's token (non-extractable, sensitive) and used there; the token's user PIN
 comes from STRONGROOM_PKCS11_PIN, at init and at every start. The embedded
@@ -78,6 +84,9 @@ module still holds the OCSP responder and EAB keys.`,
 			if c.RootConstraints, err = constraints.parse(); err != nil {
 				return err
 			}
+			if c.ExternalRoot != "" && !c.RootConstraints.IsZero() {
+				return errors.New("--permit/--exclude constrain a root made here: an external root's constraints are in its certificate (or the root's owner puts them in the intermediate's)")
+			}
 			if err := keepsServerCert(c.RootConstraints, cmp.Or(c.Hostname, "localhost")); err != nil {
 				return err
 			}
@@ -89,8 +98,13 @@ module still holds the OCSP responder and EAB keys.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "CA created in %s\n  root certificate: %s\n  intermediate:     %s\n  admin API key:    %s\n",
-				dir, filepath.Join(dir, "root.pem"), filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, adminKeyFile))
+			if c.ExternalRoot != "" {
+				fmt.Fprintf(out, "CA created in %s under the external root %s\n  root certificate: %s\n  intermediate CSR: %s (its key is in the HSM)\n  admin API key:    %s\n",
+					dir, c.ExternalRoot, filepath.Join(dir, "root.pem"), filepath.Join(dir, csrFile("intermediate")), filepath.Join(dir, adminKeyFile))
+			} else {
+				fmt.Fprintf(out, "CA created in %s\n  root certificate: %s\n  intermediate:     %s\n  admin API key:    %s\n",
+					dir, filepath.Join(dir, "root.pem"), filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, adminKeyFile))
+			}
 			if !c.RootConstraints.IsZero() {
 				fmt.Fprintf(out, "  name constraints: %s (the root's: every certificate below it keeps within them)\n", c.RootConstraints)
 			}
@@ -102,6 +116,11 @@ module still holds the OCSP responder and EAB keys.`,
 				for _, s := range res.Shares {
 					fmt.Fprintln(out, "  "+s)
 				}
+			}
+			if c.ExternalRoot != "" {
+				fmt.Fprintln(out, "\n"+signingRequest(filepath.Join(dir, csrFile("intermediate")), "intermediate", ""))
+				fmt.Fprintln(out, "\nThen start the CA with: ca serve --data", dir)
+				return nil
 			}
 			fmt.Fprintln(out, "\nStart the CA with: ca serve --data", dir)
 			return nil
@@ -125,5 +144,6 @@ module still holds the OCSP responder and EAB keys.`,
 	f.StringVar(&c.PKCS11.Token, "pkcs11-token", "", "pkcs11: label of the token that holds the CA keys")
 	f.StringVar(&c.PKCS11.LabelPrefix, "pkcs11-label-prefix", "", "pkcs11: put this before the label of every key the CA makes on the token (to share a token or partition)")
 	constraints.register(f, "root (so of every certificate of this CA)")
+	f.StringVar(&c.ExternalRoot, "external-root", "", "certificate file of an offline root that keeps its key elsewhere: no root key is made here, and the intermediate gets a key and a CSR for that root to sign (then ca issuer install)")
 	return cmd
 }

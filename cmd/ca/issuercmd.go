@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,12 +45,19 @@ func issuerCommand(g *globals) *cobra.Command {
 			fmt.Fprintln(w, "ID\tROLE\tSUBJECT\tKEY\tNOT AFTER\tKEY LABEL\tNAME CONSTRAINTS")
 			for i, is := range append([]config.Issuer{cfg.CA.Root}, cfg.CA.Intermediates...) {
 				role := "root"
+				if is.External {
+					role = "root (external: its key is not here)"
+				}
 				if i == 1 {
 					role = "intermediate (default)"
 				} else if i > 1 {
 					role = "intermediate"
 				}
 				cert, err := readCert(config.Path(g.dataDir, is.Cert))
+				if errors.Is(err, fs.ErrNotExist) && cfg.CA.Root.External && i > 0 {
+					fmt.Fprintf(w, "%s\t%s\t%s\t-\t-\t%s\t-\n", is.ID, role, "not installed (ca issuer install "+is.ID+")", is.KeyLabel)
+					continue
+				}
 				if err != nil {
 					return fmt.Errorf("issuer %s: %w", is.ID, err)
 				}
@@ -83,6 +91,15 @@ func issuerCommand(g *globals) *cobra.Command {
 					return err
 				}
 				out := cmd.OutOrStdout()
+				if res.CSR != "" {
+					flags := ""
+					if makeDefault {
+						flags = " --default"
+					}
+					fmt.Fprintf(out, "issuer %s: key %q made in the HSM; the root is external, so its certificate request is %s\n\n%s\n",
+						res.ID, res.KeyLabel, res.CSR, signingRequest(res.CSR, res.ID, flags))
+					return nil
+				}
 				fmt.Fprintf(out, "issuer %s: %s, %s key %q, valid until %s\ncertificate: %s\n", res.ID, res.Cert.Subject.CommonName,
 					ca.KeyType(res.Cert.PublicKey), res.KeyLabel, res.Cert.NotAfter.UTC().Format(time.DateOnly), res.Path)
 				if nc := ca.NameConstraintsOf(res.Cert); !nc.IsZero() {
@@ -99,7 +116,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
 	constraints.register(add.Flags(), "intermediate (the root's apply too)")
-	cmd.AddCommand(list, add, signSubCACommand(g))
+	cmd.AddCommand(list, add, installCommand(g), signSubCACommand(g))
 	return cmd
 }
 
@@ -112,6 +129,9 @@ type newIssuerSpec struct {
 type newIssuer struct {
 	ID, KeyLabel, Path string
 	Cert               *x509.Certificate
+	// CSR is, under an external root, the request written instead of a
+	// certificate.
+	CSR string
 }
 
 // addIntermediate runs the ceremony for one new intermediate and records
@@ -146,12 +166,31 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	if cn == "" {
 		cn = strings.TrimSuffix(root.Certificate().Subject.CommonName, " Root CA") + " Intermediate CA " + spec.ID
 	}
+	if root.External() && !spec.Constraints.IsZero() {
+		return nil, errors.New("--permit/--exclude: the root is external, so its owner writes the intermediate's certificate and any name constraints in it")
+	}
 	if why := root.SubtreesRefusal(spec.Constraints); why != "" {
 		return nil, fmt.Errorf("--permit %s: the intermediate could issue none of those names", why)
 	}
 	signer, undo, err := newIssuerKey(ctx, n, sess, entry.KeyLabel, kt)
 	if err != nil {
 		return nil, err
+	}
+	if root.External() {
+		// The root signs elsewhere: a CSR for its owner; `ca issuer
+		// install` adds the intermediate to the configuration.
+		org := ""
+		if o := root.Certificate().Subject.Organization; len(o) > 0 {
+			org = o[0]
+		}
+		csr := config.Path(n.dir, csrFile(spec.ID))
+		if err := writeCSR(csr, cn, org, signer); err != nil {
+			if undo != nil {
+				err = errors.Join(err, undo())
+			}
+			return nil, err
+		}
+		return &newIssuer{ID: spec.ID, KeyLabel: entry.KeyLabel, CSR: csr}, nil
 	}
 	opts := intermediateOptions(cfg, cn, time.Now)
 	opts.NameConstraints = spec.Constraints

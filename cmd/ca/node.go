@@ -167,33 +167,28 @@ func (n *node) ceremonyIssuers(ctx context.Context) (*hsm.Session, *ca.Issuer, [
 // signers by label from the embedded HSM or, with ca.key_store pkcs11, from
 // the PKCS#11 token. wrap, if not nil, wraps each signer (for metrics).
 func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label string, s crypto.Signer) crypto.Signer) (root *ca.Issuer, inters []*ca.Issuer, err error) {
-	signerOf := func(is config.Issuer) (crypto.Signer, error) {
-		if n.cfg.CA.KeyStore == "pkcs11" {
-			tok, err := n.pkcs11Token(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return tok.Signer(is.KeyLabel)
-		}
-		key, err := sess.FindKey(ctx, is.KeyLabel)
-		if err != nil {
-			return nil, fmt.Errorf("finding key %q in the HSM: %w", is.KeyLabel, err)
-		}
-		return sess.Signer(ctx, key.ID)
-	}
 	load := func(is config.Issuer, parent *ca.Issuer) (*ca.Issuer, error) {
-		signer, err := signerOf(is)
+		signer, err := n.issuerSigner(ctx, sess, is)
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
 		path := config.Path(n.dir, is.Cert)
-		cert, err := readCert(path)
-		if errors.Is(err, fs.ErrNotExist) && parent != nil {
+		// Under an external root the file may hold the CA certificates
+		// between the intermediate and the root after its own.
+		certs, err := readCerts(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && parent != nil && parent.External():
+			return nil, fmt.Errorf("issuer %s: %s is not installed yet: have the external root sign %s, then run ca issuer install %s --cert FILE",
+				is.ID, path, config.Path(n.dir, csrFile(is.ID)), is.ID)
+		case errors.Is(err, fs.ErrNotExist) && parent != nil:
+			var cert *x509.Certificate
 			cert, err = n.issuerFromDB(ctx, is, path, signer.Public())
+			certs = []*x509.Certificate{cert}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.ID, err)
 		}
+		cert := certs[0]
 		if !publicKeysEqual(signer.Public(), cert.PublicKey) {
 			if n.cfg.CA.KeyStore == "pkcs11" {
 				return nil, fmt.Errorf("issuer %s: the token's key %q (hsm.pkcs11.label_prefix %q, then key_label) is not the key of %s",
@@ -204,13 +199,18 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label s
 		if wrap != nil {
 			signer = wrap(is.KeyLabel, signer)
 		}
-		chain := []*x509.Certificate{cert}
+		chain := certs
 		if parent != nil {
 			chain = append(chain, parent.Chain()...)
 		}
 		return ca.NewIssuer(is.ID, signer, chain)
 	}
-	if root, err = load(n.cfg.CA.Root, nil); err != nil {
+	if n.cfg.CA.Root.External {
+		root, err = loadAnchor(n.dir, n.cfg.CA.Root)
+	} else {
+		root, err = load(n.cfg.CA.Root, nil)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	for _, in := range n.cfg.CA.Intermediates {
@@ -221,6 +221,23 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label s
 		inters = append(inters, is)
 	}
 	return root, inters, nil
+}
+
+// issuerSigner is the signer of issuer is's key: by label in the embedded
+// HSM or, with ca.key_store pkcs11, on the PKCS#11 token.
+func (n *node) issuerSigner(ctx context.Context, sess *hsm.Session, is config.Issuer) (crypto.Signer, error) {
+	if n.cfg.CA.KeyStore == "pkcs11" {
+		tok, err := n.pkcs11Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return tok.Signer(is.KeyLabel)
+	}
+	key, err := sess.FindKey(ctx, is.KeyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("finding key %q in the HSM: %w", is.KeyLabel, err)
+	}
+	return sess.Signer(ctx, key.ID)
 }
 
 func newLogger(c config.Log, out io.Writer) *slog.Logger {

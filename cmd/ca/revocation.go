@@ -91,7 +91,9 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	if err := noNegative("crl", map[string]time.Duration{"validity": cc.Validity, "interval": cc.Interval, "debounce": cc.Debounce}); err != nil {
 		return err
 	}
-	all := append([]*ca.Issuer{a.root}, a.inters...)
+	// An external root publishes its own CRL and OCSP (it signs here
+	// nothing at all).
+	all := a.signingIssuers()
 	var oIssuers []ocsp.Issuer
 	var cIssuers []crl.Issuer
 	for _, is := range all {

@@ -189,7 +189,10 @@ Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
 // then the intermediates'.
 func caKeyLabels(n *node) string {
 	p := n.cfg.HSM.PKCS11.LabelPrefix
-	labels := []string{p + n.cfg.CA.Root.KeyLabel}
+	var labels []string
+	if !n.cfg.CA.Root.External {
+		labels = append(labels, p+n.cfg.CA.Root.KeyLabel)
+	}
 	for _, is := range n.cfg.CA.Intermediates {
 		labels = append(labels, p+is.KeyLabel)
 	}

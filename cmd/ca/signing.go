@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,7 +69,7 @@ func (a *app) signingGauge() prometheus.Collector {
 // first, so a key that works again (a PKCS#11 token put back, an HSM user
 // record restored) is not reported until something else signs with it.
 func (a *app) failingIssuer() (string, error) {
-	for _, is := range append([]*ca.Issuer{a.root}, a.inters...) {
+	for _, is := range a.signingIssuers() {
 		f, ok := is.Signer().(interface{ failing() error })
 		if !ok || f.failing() == nil {
 			continue
@@ -82,3 +83,12 @@ func (a *app) failingIssuer() (string, error) {
 
 // probeDigest is what failingIssuer has a failing key sign.
 var probeDigest = sha256.Sum256([]byte("strongroom signing probe"))
+
+// signingIssuers are the issuers whose keys are here: the root unless it
+// is external, then the intermediates.
+func (a *app) signingIssuers() []*ca.Issuer {
+	if a.root.External() {
+		return slices.Clone(a.inters)
+	}
+	return append([]*ca.Issuer{a.root}, a.inters...)
+}

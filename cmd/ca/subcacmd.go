@@ -190,6 +190,9 @@ func signSubCA(ctx context.Context, n *node, csr *x509.CertificateRequest, repla
 		return nil, err
 	}
 	defer sess.Close()
+	if root.External() {
+		return nil, errors.New("the root is external (its key is not here): its owner signs subordinate CAs")
+	}
 	for _, is := range append([]*ca.Issuer{root}, inters...) {
 		if strings.EqualFold(is.Certificate().Subject.CommonName, csr.Subject.CommonName) {
 			return nil, fmt.Errorf("the CSR's common name %q is issuer %s's: an external CA must be told apart from the CA's own", csr.Subject.CommonName, is.ID())

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/config"
+)
+
+// installCommand is `ca issuer install ID --cert FILE`: the certificate an
+// external root signed for intermediate ID's key (see external.go).
+func installCommand(g *globals) *cobra.Command {
+	var file string
+	var makeDefault bool
+	cmd := &cobra.Command{Use: "install ID --cert FILE",
+		Short: "Install the certificate an external root signed for an intermediate's CSR (ca init --external-root, ca issuer add)",
+		Long: `install checks the certificate the external root's owner signed for
+intermediate ID's CSR and puts it in place: it must be a CA certificate that
+may sign certificates and CRLs, for the key the HSM holds for ID, valid now,
+and chain to the root (ca.root.cert); FILE may hold the CA certificates
+between it and the root after it. Installing again (a renewed certificate for
+the same key) replaces the file. An intermediate not yet in the configuration
+(ca issuer add) is added, first with --default. Restart ca serve to use it;
+every node sharing the database needs the file (run install there too).`,
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return errors.New("--cert FILE is required: the certificate the root signed")
+			}
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				res, err := installIntermediate(ctx, n, args[0], file, makeDefault)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				c := res.is.Certificate()
+				fmt.Fprintf(out, "issuer %s: %s, signed by %s, valid until %s\ncertificate: %s\n", res.is.ID(), c.Subject.CommonName,
+					c.Issuer.CommonName, c.NotAfter.UTC().Format(time.DateOnly), res.path)
+				if res.replaced {
+					fmt.Fprintln(out, "It replaces the certificate installed before (same key).")
+				}
+				for _, w := range res.warnings {
+					fmt.Fprintln(out, "warning: "+w)
+				}
+				fmt.Fprintln(out, "The external root publishes this certificate's CRL and OCSP; Strongroom answers for what it issues.")
+				fmt.Fprintln(out, "Start (or restart) ca serve to use it.")
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&file, "cert", "", "PEM file with the signed certificate (then any CA certificates between it and the root)")
+	cmd.Flags().BoolVar(&makeDefault, "default", false, "an intermediate new to the configuration becomes the default issuer (first)")
+	return cmd
+}
+
+type installed struct {
+	is       *ca.Issuer
+	path     string
+	replaced bool
+	warnings []string
+}
+
+// installIntermediate checks file as intermediate id's certificate under
+// the external root, writes it to the intermediate's certificate file and
+// adds the intermediate to the configuration if it is not there yet.
+func installIntermediate(ctx context.Context, n *node, id, file string, makeDefault bool) (*installed, error) {
+	cfg := n.cfg
+	if !cfg.CA.Root.External {
+		return nil, errors.New("the root's key is in this CA: ca issuer add signs intermediates itself (install is for an external root, ca init --external-root)")
+	}
+	root, err := loadAnchor(n.dir, cfg.CA.Root)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(cfg.CA.Intermediates, func(is config.Issuer) bool { return is.ID == id })
+	entry, isNew := config.Issuer{ID: id, Cert: id + ".pem", KeyLabel: id}, i < 0
+	if !isNew {
+		entry = cfg.CA.Intermediates[i]
+	} else {
+		next := *cfg
+		next.CA.Intermediates = append([]config.Issuer{entry}, cfg.CA.Intermediates...)
+		if err := next.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := readCerts(file)
+	if err != nil {
+		return nil, err
+	}
+	// The root itself may end the file (a full chain); it is the
+	// configuration's, so it is left out.
+	if last := certs[len(certs)-1]; len(certs) > 1 && last.Equal(root.Certificate()) {
+		certs = certs[:len(certs)-1]
+	}
+	if c := certs[0]; !c.IsCA || !c.BasicConstraintsValid {
+		return nil, fmt.Errorf("%s is not a CA certificate (it needs basicConstraints CA:TRUE)", file)
+	}
+	sess, err := n.caSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	signer, err := n.issuerSigner(ctx, sess, entry)
+	if err != nil {
+		return nil, fmt.Errorf("intermediate %s: %w (ca init --external-root or ca issuer add %s makes it)", id, err, id)
+	}
+	if !publicKeysEqual(signer.Public(), certs[0].PublicKey) {
+		return nil, fmt.Errorf("%s is not for intermediate %s's key (%q): was it signed from %s?", file, id, entry.KeyLabel, config.Path(n.dir, csrFile(id)))
+	}
+	if err := certs[len(certs)-1].CheckSignatureFrom(root.Certificate()); err != nil {
+		return nil, fmt.Errorf("%s is not signed by the root %q (%s): a CA between them must follow it in the file (%v)",
+			file, root.Certificate().Subject.CommonName, config.Path(n.dir, cfg.CA.Root.Cert), err)
+	}
+	is, err := ca.NewIssuer(id, signer, append(certs, root.Chain()...))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	warnings, err := checkInstalled(is, root, cfg.Hostname, makeDefault || i == 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	path := config.Path(n.dir, entry.Cert)
+	_, statErr := os.Stat(path)
+	var buf bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	if isNew {
+		if err := addIssuerToConfig(filepath.Join(n.dir, config.FileName), entry, makeDefault); err != nil {
+			return nil, fmt.Errorf("%s is written, but the configuration was not updated: %w", path, err)
+		}
+	}
+	return &installed{is: is, path: path, replaced: statErr == nil, warnings: warnings}, nil
+}
+
+// checkInstalled refuses an intermediate certificate that cannot do its
+// work (sign certificates and CRLs, now, for what a verifier accepts) and
+// warns of what narrows it.
+func checkInstalled(is, root *ca.Issuer, hostname string, isDefault bool) (warnings []string, err error) {
+	c := is.Certificate()
+	if c.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+		return nil, errors.New("its key usage must include keyCertSign and cRLSign (it signs certificates, CRLs and its OCSP responder's certificate)")
+	}
+	chain := is.Chain()
+	pool := x509.NewCertPool()
+	for _, x := range chain[1 : len(chain)-1] {
+		pool.AddCert(x)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Certificate())
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("it does not verify up to the root: %w", err)
+	}
+	// Go's verifier counts no CA below the certificate it is given, but
+	// every other verifier sees this one as a CA below those above it.
+	for j, x := range chain[1:] {
+		if limit := x.MaxPathLen; (limit > 0 || x.MaxPathLenZero) && j+1 > limit {
+			return nil, fmt.Errorf("%q above it allows %d CA certificates below it, and this chain has %d", x.Subject.CommonName, limit, j+1)
+		}
+	}
+	if isDefault {
+		if err := chainKeepsServerCert(is, hostname); err != nil {
+			return nil, err
+		}
+	}
+	if left := time.Until(c.NotAfter); left < 90*24*time.Hour {
+		warnings = append(warnings, fmt.Sprintf("it expires in %d days: certificates it issues end with it", int(left.Hours()/24)))
+	}
+	if len(c.ExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		names := make([]string, len(c.ExtKeyUsage))
+		for i, u := range c.ExtKeyUsage {
+			names[i] = extKeyUsageName(u)
+		}
+		warnings = append(warnings, "its extended key usage ("+strings.Join(names, ", ")+") limits the profiles verifiers accept below it")
+	}
+	return warnings, nil
+}
+
+func extKeyUsageName(u x509.ExtKeyUsage) string {
+	switch u {
+	case x509.ExtKeyUsageServerAuth:
+		return "serverAuth"
+	case x509.ExtKeyUsageClientAuth:
+		return "clientAuth"
+	case x509.ExtKeyUsageCodeSigning:
+		return "codeSigning"
+	case x509.ExtKeyUsageEmailProtection:
+		return "emailProtection"
+	case x509.ExtKeyUsageOCSPSigning:
+		return "OCSPSigning"
+	case x509.ExtKeyUsageTimeStamping:
+		return "timeStamping"
+	}
+	return fmt.Sprintf("usage %d", u)
+}
