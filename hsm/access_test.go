@@ -267,3 +267,35 @@ func TestRotateAtHighestVersion(t *testing.T) {
 		t.Fatalf("rotating a key at version %d: %v", top.Version, err)
 	}
 }
+
+// TestStoredPINKeepsTheLastTry: a program restarted again and again with
+// a stale PIN (changed on another node) locked the CA user every node
+// signs as. LoginStored refuses, uncounted, when one failure is left; a
+// person's Login may spend it, and a correct login clears the count.
+func TestStoredPINKeepsTheLastTry(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		for i := 1; i <= 10; i++ {
+			_, err := f.m.LoginStored(ctx, "alice", "stale-pin")
+			if i < 5 && !errors.Is(err, ErrBadPIN) || i >= 5 && !errors.Is(err, ErrPINFinalTry) {
+				t.Fatalf("start %d with a stale PIN: %v", i, err)
+			}
+		}
+		if u, _ := f.db.HSMUser(ctx, "alice"); u.Locked || u.Failures != 4 {
+			t.Fatalf("after ten starts with a stale PIN: locked %v, failures %d; want unlocked with 4", u.Locked, u.Failures)
+		}
+		if _, err := f.m.LoginStored(ctx, "alice", alicePIN); !errors.Is(err, ErrPINFinalTry) {
+			t.Fatalf("the right stored PIN on the last try: %v, want ErrPINFinalTry", err)
+		}
+		// A person types the right PIN: the count is cleared.
+		s, err := f.m.Login(ctx, "alice", alicePIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if _, err := f.m.LoginStored(ctx, "alice", alicePIN); err != nil {
+			t.Fatalf("stored PIN after the count was cleared: %v", err)
+		}
+	})
+}

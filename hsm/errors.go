@@ -20,7 +20,10 @@ var (
 	// locked user look the same to the caller, so a login attempt does not
 	// tell whether a user exists or is locked; the audit entry has the
 	// reason.
-	ErrBadPIN          = core.Errorf(core.KindUnauthenticated, "wrong user name or PIN, or the user is locked; an officer or the unseal holders can unlock it")
+	ErrBadPIN = core.Errorf(core.KindUnauthenticated, "wrong user name or PIN, or the user is locked; an officer or the unseal holders can unlock it")
+	// ErrPINFinalTry refuses a program's login with a stored PIN when one
+	// more failure would lock the user (Module.LoginStored).
+	ErrPINFinalTry     = core.Errorf(core.KindUnavailable, "a stored PIN is not tried on a user's last login before it locks: check the PIN (was it changed on another node?), then log in once with it by hand or have an officer unlock the user")
 	ErrForbidden       = core.Errorf(core.KindForbidden, "operation not permitted for this user or key")
 	ErrNotFound        = core.Errorf(core.KindNotFound, "no such object")
 	ErrNotExtractable  = core.Errorf(core.KindForbidden, "key is not extractable")

@@ -141,6 +141,26 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	return &Session{m: m, st: st, user: user, role: Role(c.User.Role), created: viewOf(c.User).created}, nil
 }
 
+// LoginStored is Login with a PIN a program keeps (a PIN file, an
+// environment variable) rather than one a person types. When the user has
+// one failed login left before it locks, it refuses without trying the
+// PIN (ErrPINFinalTry): a node restarted over and over with a PIN that was
+// changed elsewhere (another node of the cluster, `ca hsm users pin`)
+// would otherwise lock the user every node signs as. A person may still
+// spend the last try (Login), and a correct login or an officer's unlock
+// clears the count. Like a PKCS#11 token's CKF_USER_PIN_FINAL_TRY, it
+// tells the program holding the PIN the count, never the PIN.
+func (m *Module) LoginStored(ctx context.Context, user, pin string) (*Session, error) {
+	if _, err := m.live(); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	u, err := m.store.HSMUser(ctx, user)
+	if err == nil && !u.Locked && u.Failures >= maxFailed-1 {
+		return nil, fmt.Errorf("login: %w", errf(ErrPINFinalTry, "user %s has failed %d logins and locks at the next", user, u.Failures))
+	}
+	return m.Login(ctx, user, pin)
+}
+
 // CreateUser adds a user (officer only).
 func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin string) error {
 	if err := s.require(RoleOfficer); err != nil {

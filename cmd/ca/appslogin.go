@@ -130,7 +130,7 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 	if err != nil {
 		// ErrCorrupt: the user's record was altered outside the HSM, a
 		// verdict on the user like a wrong PIN (each try is audited).
-		if !errors.Is(err, hsm.ErrBadPIN) && !errors.Is(err, errNotCryptoUser) && !errors.Is(err, hsm.ErrCorrupt) {
+		if !errors.Is(err, hsm.ErrBadPIN) && !errors.Is(err, errNotCryptoUser) && !errors.Is(err, hsm.ErrCorrupt) && !errors.Is(err, hsm.ErrPINFinalTry) {
 			// Not a verdict on the user or its PIN (the database or the
 			// audit log failed): such a failure counts toward no
 			// lockout, so the next look tries again.

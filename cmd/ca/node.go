@@ -119,11 +119,20 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.hsm.Login(ctx, n.cfg.HSM.User, pin)
+	s, err := n.hsm.LoginStored(ctx, n.cfg.HSM.User, pin)
 	if err != nil {
-		return nil, fmt.Errorf("logging in to the HSM as %s: %w", n.cfg.HSM.User, err)
+		return nil, fmt.Errorf("logging in to the HSM as %s: %w%s", n.cfg.HSM.User, err, staleStoredPIN(err))
 	}
 	return s, nil
+}
+
+// staleStoredPIN is what to add to a failed login with a stored PIN: the
+// likeliest cause on a cluster, and that every failed start counts.
+func staleStoredPIN(err error) string {
+	if !errors.Is(err, hsm.ErrBadPIN) {
+		return ""
+	}
+	return " (if the PIN was changed on another node, copy its PIN file or environment here: every failed start counts, and the user locks at the fifth; the last try is left to a person)"
 }
 
 // errNotCryptoUser refuses a key service user of another role than user.
@@ -137,9 +146,9 @@ func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.hsm.Login(ctx, n.cfg.HSM.AppsUser, pin)
+	s, err := n.hsm.LoginStored(ctx, n.cfg.HSM.AppsUser, pin)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, staleStoredPIN(err))
 	}
 	if s.Role() != hsm.RoleUser {
 		s.Close()
