@@ -79,8 +79,9 @@ func damagedKey(o storage.HSMObject, err error) DamagedKey {
 }
 
 // CheckObjects opens every stored object and returns the damaged ones
-// (`ca hsm status`). It needs no login, but an unsealed module; it costs
-// one decryption and key parse per stored version.
+// (`ca hsm status`), which DamagedCount then counts. It needs no login,
+// but an unsealed module; it costs one decryption and key parse per stored
+// version, and a read of every audit entry about a key.
 func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 	st, err := m.live()
 	if err != nil {
@@ -126,6 +127,7 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 			damaged = append(damaged, damagedKey(r, err))
 		}
 	}
+	m.damaged.replace(damaged)
 	return damaged, nil
 }
 
@@ -289,5 +291,6 @@ func (s *Session) DestroyDamaged(ctx context.Context, keyID string, keep func(Da
 	if old := forgetKey(st, keyID); old != nil {
 		old.destroy()
 	}
+	s.m.damaged.drop(keyID)
 	return d, nil
 }
