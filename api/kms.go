@@ -40,6 +40,9 @@ type KeyService interface {
 	// DamagedKeys lists the keys that fail the HSM's integrity check
 	// (ListKeys leaves them out; using one is hsm.ErrCorrupt).
 	DamagedKeys(ctx context.Context) ([]hsm.DamagedKey, error)
+	// DamagedKey is the one key DamagedKeys would list with this id, and
+	// whether it would, without reading the others.
+	DamagedKey(ctx context.Context, keyID string) (hsm.DamagedKey, bool, error)
 	// SignVersioned and HMACVersioned also return the version that signed.
 	SignVersioned(ctx context.Context, keyID string, digest []byte, opts crypto.SignerOpts) ([]byte, int, error)
 	Verify(ctx context.Context, keyID string, version int, digest, sig []byte, opts crypto.SignerOpts) error
@@ -276,7 +279,7 @@ func (a *API) getKey(c *gin.Context) {
 	a.keyOp(c, func(ctx context.Context, ks KeyService, id string) (any, error) {
 		k, err := ks.GetKey(ctx, id)
 		if errors.Is(err, hsm.ErrCorrupt) {
-			if d, ok, ferr := findDamaged(ctx, ks, id); ferr != nil || ok {
+			if d, ok, ferr := ks.DamagedKey(ctx, id); ferr != nil || ok {
 				return damagedKeyResponse(d), ferr
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/strongroom-pki/strongroom/core"
@@ -121,33 +120,47 @@ func (o ownedKeys) ListKeys(ctx context.Context) ([]hsm.KeyInfo, error) {
 	return out, err
 }
 
-// DamagedKeys lists the principal's keys that the HSM refuses as damaged,
-// told and labelled by the label the HSM's authenticated log says each was
-// created with (its row's when the log does not record it): the row's is a
-// plain copy that anyone who writes the database can change.
+// DamagedKeys lists the principal's keys that the HSM refuses as damaged
+// (see own).
 func (o ownedKeys) DamagedKeys(ctx context.Context) ([]hsm.DamagedKey, error) {
 	damaged, err := o.KeyService.DamagedKeys(ctx)
 	var out []hsm.DamagedKey
 	for _, d := range damaged {
-		if d.Created.Verified {
-			d.Label = d.Created.Label
-		}
-		if o.mine(d.Label) {
-			d.Label = o.shown(d.Label)
+		if d, ok := o.own(d); ok {
 			out = append(out, d)
 		}
 	}
 	return out, err
 }
 
-// findDamaged returns the damaged key id among those ks lists.
-func findDamaged(ctx context.Context, ks KeyService, id string) (hsm.DamagedKey, bool, error) {
-	damaged, err := ks.DamagedKeys(ctx)
-	i := slices.IndexFunc(damaged, func(d hsm.DamagedKey) bool { return d.ID == id })
-	if err != nil || i < 0 {
+// DamagedKey is key id when the HSM refuses it as damaged and it is the
+// principal's (see own). It reads that key only: a scan of the keystore
+// made another application's damaged id slower to refuse than one that
+// does not exist, which told the two apart.
+func (o ownedKeys) DamagedKey(ctx context.Context, id string) (hsm.DamagedKey, bool, error) {
+	d, ok, err := o.KeyService.DamagedKey(ctx, id)
+	if err != nil || !ok {
 		return hsm.DamagedKey{}, false, err
 	}
-	return damaged[i], true, nil
+	if d, ok = o.own(d); !ok {
+		return hsm.DamagedKey{}, false, nil
+	}
+	return d, true, nil
+}
+
+// own reports whether damaged key d is the principal's and labels it for
+// the principal, both by the label the HSM's authenticated log says it was
+// created with (its row's when the log does not record it): the row's is a
+// plain copy that anyone who writes the database can change.
+func (o ownedKeys) own(d hsm.DamagedKey) (hsm.DamagedKey, bool) {
+	if d.Created.Verified {
+		d.Label = d.Created.Label
+	}
+	if !o.mine(d.Label) {
+		return hsm.DamagedKey{}, false
+	}
+	d.Label = o.shown(d.Label)
+	return d, true
 }
 
 // GetKey answers a key that is not the caller's exactly as one that does
@@ -156,7 +169,7 @@ func findDamaged(ctx context.Context, ks KeyService, id string) (hsm.DamagedKey,
 func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 	k, err := o.KeyService.GetKey(ctx, id)
 	if errors.Is(err, hsm.ErrCorrupt) {
-		_, mine, ferr := findDamaged(ctx, o, id)
+		_, mine, ferr := o.DamagedKey(ctx, id)
 		switch {
 		case ferr != nil:
 			return hsm.KeyInfo{}, ferr

@@ -21,7 +21,8 @@ import (
 // until an operator acted. Started on a damaged key, it makes a fresh one
 // and certifies it, answers good and revoked again, and says so once in a
 // warning naming the issuer and `ca hsm status`; a restart uses the same
-// key and certificate; the damaged key stays listed for the operator.
+// key and certificate; the damaged key stays listed for the operator, and
+// counted in strongroom_hsm_damaged_keys.
 func TestDamagedResponderKeyReplaced(t *testing.T) {
 	c := StartCA(t, Options{})
 	ctx := context.Background()
@@ -87,13 +88,19 @@ func TestDamagedResponderKeyReplaced(t *testing.T) {
 	if out, err := c.CLI(ctx, "hsm", "status"); err == nil || !strings.Contains(out, `label="ocsp-responder-intermediate"`) {
 		t.Fatalf("ca hsm status, want the damaged key still listed: %v\n%s", err, out)
 	}
+	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
+	c.waitFor(t, "the check of every key at start", func() bool { return strings.Contains(c.Output(), "damaged keys in the keystore") })
+	if g := metricValue(t, c, prom, "strongroom_hsm_damaged_keys"); g != "1" {
+		t.Errorf("strongroom_hsm_damaged_keys = %s, want 1", g)
+	}
 }
 
 // TestDamagedResponderKeyReplacedWhileServing: a serving node whose
 // responder key is found damaged (by its periodic comparison with the
 // keystore, which drops the key) answered internalError to every request
 // its caches could not answer, until the certificate's renewal weeks
-// later. It answers again under a fresh key's certificate.
+// later. It answers again under a fresh key's certificate; the key counts
+// in strongroom_hsm_damaged_keys as soon as it is found.
 func TestDamagedResponderKeyReplacedWhileServing(t *testing.T) {
 	c := StartCA(t, Options{})
 	ctx := context.Background()
@@ -113,6 +120,10 @@ func TestDamagedResponderKeyReplacedWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the node to find the key altered", func() bool { return strings.Contains(c.Output(), "key altered outside the HSM") })
+	// Counted at once, not at the next hourly check of every key.
+	if g := metricValue(t, c, c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics"), "strongroom_hsm_damaged_keys"); g != "1" {
+		t.Errorf("strongroom_hsm_damaged_keys = %s once the key sync found the key altered, want 1", g)
+	}
 	// Revoked: the cached good answer is dropped, so a new one is signed.
 	c.MustCLI(t, ctx, "cert", "revoke", string(core.SerialFromBig(leaf[0].SerialNumber)), "--reason", "superseded")
 	waitFor(t, "a revoked answer under a new responder certificate", func() bool {

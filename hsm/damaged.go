@@ -79,8 +79,9 @@ func damagedKey(o storage.HSMObject, err error) DamagedKey {
 }
 
 // CheckObjects opens every stored object and returns the damaged ones
-// (`ca hsm status`). It needs no login, but an unsealed module; it costs
-// one decryption and key parse per stored version.
+// (`ca hsm status`), which DamagedCount then counts. It needs no login,
+// but an unsealed module; it costs one decryption and key parse per stored
+// version, and a read of every audit entry about a key.
 func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 	st, err := m.live()
 	if err != nil {
@@ -126,6 +127,7 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 			damaged = append(damaged, damagedKey(r, err))
 		}
 	}
+	m.damaged.replace(damaged)
 	return damaged, nil
 }
 
@@ -204,6 +206,43 @@ func (s *Session) DamagedKeys(ctx context.Context) ([]DamagedKey, error) {
 	return damaged, nil
 }
 
+// DamagedKey answers DamagedKeys for one key: keyID as DamagedKeys would
+// list it, and whether it would (it is damaged and the session may know of
+// it); an intact key, a missing one and a damaged one the session may not
+// know of are all false. It reads that key's rows and history only, not
+// the keystore: asking about one id costs the same whatever the keystore
+// holds, where a scan made an unknown id that is damaged slower to answer
+// than one that does not exist (a timing that told another application's
+// damaged key ids apart).
+func (s *Session) DamagedKey(ctx context.Context, keyID string) (DamagedKey, bool, error) {
+	if err := s.require(RoleUser, RoleOfficer); err != nil {
+		return DamagedKey{}, false, err
+	}
+	_, _, cause := s.manageKeyOrUse(ctx, keyID)
+	switch {
+	case cause == nil, isNotFound(cause):
+		return DamagedKey{}, false, nil
+	case !errors.Is(cause, ErrCorrupt):
+		return DamagedKey{}, false, fmt.Errorf("checking key %s: %w", keyID, cause)
+	}
+	rows, err := s.m.store.HSMObject(ctx, keyID)
+	if isNotFound(err) { // destroyed since
+		return DamagedKey{}, false, nil
+	}
+	if err != nil {
+		return DamagedKey{}, false, fmt.Errorf("checking key %s: %w", keyID, err)
+	}
+	// The oldest version's row, as scanKeys reads it (by id, then version).
+	d, known, err := s.damagedFor(ctx, rows[0], cause)
+	if err != nil {
+		return DamagedKey{}, false, fmt.Errorf("checking key %s: %w", keyID, err)
+	}
+	if !known {
+		return DamagedKey{}, false, nil
+	}
+	return d, true, nil
+}
+
 // DestroyDamaged destroys a key that CheckObjects lists as damaged (a
 // version that fails to open, or rows that contradict its authenticated
 // history), as an officer: the way out besides restoring a backup into an
@@ -252,5 +291,6 @@ func (s *Session) DestroyDamaged(ctx context.Context, keyID string, keep func(Da
 	if old := forgetKey(st, keyID); old != nil {
 		old.destroy()
 	}
+	s.m.damaged.drop(keyID)
 	return d, nil
 }

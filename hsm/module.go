@@ -66,6 +66,8 @@ type Module struct {
 	synced    chan struct{} // closed when the key sync has returned
 	closeOnce sync.Once
 
+	damaged damagedSet // the keys found damaged (damagedcount.go)
+
 	// katCorrupt names a self-test whose expected value is corrupted (test
 	// hook only; never set outside tests).
 	katCorrupt string

@@ -153,6 +153,18 @@ func (m *Module) loadKey(ctx context.Context, st *unsealed, id string) (*keyObje
 	if v, ok := st.keys.Load(id); ok {
 		return v.(*keyObject), nil
 	}
+	ko, err := m.openKey(ctx, st, id)
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound): // intact again, or destroyed
+		m.damaged.drop(id)
+	case errors.Is(err, ErrCorrupt):
+		m.damaged.note(id)
+	}
+	return ko, err
+}
+
+// openKey is loadKey for a key not cached.
+func (m *Module) openKey(ctx context.Context, st *unsealed, id string) (*keyObject, error) {
 	if err, ok := st.wentBack.Load(id); ok {
 		return nil, err.(error)
 	}
@@ -241,6 +253,7 @@ func (m *Module) refreshKey(ctx context.Context, st *unsealed, cached *keyObject
 	}
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
+			m.damaged.note(cached.id)
 			if old := forgetKey(st, cached.id); old != nil {
 				old.destroy()
 			}

@@ -84,7 +84,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.hsmMetrics = newHSMMetrics(a.reg)
 	a.auditUnauth.Store(-1)
-	a.reg.MustRegister(a.signingGauge(), a.auditGauge(), a.auditUnauthGauge())
+	a.reg.MustRegister(a.signingGauge(), a.auditGauge(), a.auditUnauthGauge(), a.damagedGauge())
 	if a.root, a.inters, err = n.issuers(ctx, sess, a.hsmMetrics.signer); err != nil {
 		a.Close()
 		return nil, err
@@ -131,7 +131,7 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.background = append(a.background, a.tls.keepRenewed, func(ctx context.Context) { a.appsLogin.watch(ctx, a.serveKeys) }, a.watchAudit)
+	a.background = append(a.background, a.tls.keepRenewed, func(ctx context.Context) { a.appsLogin.watch(ctx, a.serveKeys) }, a.watchAudit, a.watchDamaged)
 	if b := n.cfg.HSM.Backup; !b.Disabled {
 		sched := hsm.BackupSchedule{Dir: config.Path(n.dir, b.Dir), CopyDir: b.CopyDir, Keep: b.Keep, Interval: b.Interval.D()}
 		a.background = append(a.background, func(ctx context.Context) {
