@@ -241,6 +241,9 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	if c.issuerRevoked(is.ID()) {
 		return nil, core.Because(core.ErrIssuerRevoked, fmt.Sprintf("issuer %s's certificate is revoked", is.ID()))
 	}
+	if end := is.NotAfter(); !end.After(c.now()) {
+		return nil, core.Errorf(core.KindUnavailable, "issuer %s's chain expired at %s: it issues nothing more (renew its certificate, or make another issuer the default)", is.ID(), end.UTC().Format(time.RFC3339))
+	}
 	if !req.CSRChecked {
 		if err := req.CSR.CheckSignature(); err != nil {
 			return nil, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
@@ -317,8 +320,8 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	}
 	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)
 	t.NotBefore, t.NotAfter = nb, nb.Add(life)
-	if ia := is.Certificate().NotAfter; t.NotAfter.After(ia) {
-		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s (until %s)", life, is.ID(), ia.Format(time.RFC3339))
+	if ia := is.NotAfter(); t.NotAfter.After(ia) {
+		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s's chain (until %s)", life, is.ID(), ia.Format(time.RFC3339))
 	}
 	t.IssuingCertificateURL = expandURLs(c.urls.CAIssuers, is.ID())
 	if !prof.NoRevocationInfo {

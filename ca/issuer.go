@@ -84,7 +84,15 @@ func NewAnchor(id string, cert *x509.Certificate) (*Issuer, error) {
 	if cert == nil || !cert.IsCA || !cert.BasicConstraintsValid {
 		return nil, fmt.Errorf("root %s: the certificate is not a CA certificate", id)
 	}
-	if !bytes.Equal(cert.RawIssuer, cert.RawSubject) || cert.CheckSignatureFrom(cert) != nil {
+	if cert.PublicKey == nil {
+		return nil, fmt.Errorf("root %s: its key type (%s) is not one Strongroom can verify with (RSA, ECDSA or Ed25519 keys; an RSA key may sign with PSS)", id, cert.PublicKeyAlgorithm)
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("root %s: its key usage does not allow signing certificates (keyCertSign)", id)
+	}
+	// The signature alone: CheckSignatureFrom would refuse a key usage
+	// without keyCertSign as a bad signature.
+	if !bytes.Equal(cert.RawIssuer, cert.RawSubject) || cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil {
 		return nil, fmt.Errorf("root %s: the certificate is not self-signed (the file must hold the root itself, not a CA below it)", id)
 	}
 	is := &Issuer{id: id, chain: []*x509.Certificate{cert}}
@@ -210,6 +218,19 @@ func (i *Issuer) Chain() []*x509.Certificate {
 	c := make([]*x509.Certificate, len(i.chain))
 	copy(c, i.chain)
 	return c
+}
+
+// NotAfter is when the issuer's chain ends: the earliest notAfter of its
+// certificates. Nothing it issues may outlive it (under an external root a
+// CA above the intermediate can end first).
+func (i *Issuer) NotAfter() time.Time {
+	end := i.chain[0].NotAfter
+	for _, c := range i.chain[1:] {
+		if c.NotAfter.Before(end) {
+			end = c.NotAfter
+		}
+	}
+	return end
 }
 
 // Sent is what follows a leaf of this issuer in a chain handed out: Chain

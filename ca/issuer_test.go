@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
@@ -202,5 +203,20 @@ func TestAnchor(t *testing.T) {
 	}
 	if why := ca.NameRefusal("dns", "www.example.com"); why == "" {
 		t.Error("an anchor's name constraints are not applied")
+	}
+}
+
+// TestExpiredChainRefused: an issuer whose chain has ended issues nothing,
+// and says so as the CA's state, not as a fault of the request (a review
+// saw "lifetime -1m1s is under the minimum" instead).
+func TestExpiredChainRefused(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	c, _, inter := newTestCA(t, db, func(o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(11 * 365 * 24 * time.Hour) }
+	})
+	csr := makeCSR(t, testKey(t, "p256"), "a.example", "a.example")
+	_, err := c.Issue(context.Background(), Request{CSR: csr, Profile: "tls-server", Requester: "test"})
+	if core.KindOf(err) != core.KindUnavailable || !strings.Contains(err.Error(), "issuer "+inter.ID()+"'s chain expired") {
+		t.Fatalf("issuing past the chain's end: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +47,11 @@ func TestExternalRoot(t *testing.T) {
 			"-extfile", extFile, "-out", path(out))
 		return path(out)
 	}
-	policy := sign(path("policy.csr"), path("root.pem"), path("root.key"), ext("policy.ext",
-		"basicConstraints=critical,CA:TRUE,pathlen:1\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"), "policy.pem")
+	// The policy CA ends in 200 days, before the intermediate below it.
+	policy := path("policy.pem")
+	run(t, nil, "openssl", "x509", "-req", "-in", path("policy.csr"), "-CA", path("root.pem"), "-CAkey", path("root.key"), "-days", "200",
+		"-extfile", ext("policy.ext", "basicConstraints=critical,CA:TRUE,pathlen:1\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"),
+		"-out", policy)
 
 	var dir string
 	refused := func(args []string, why string) {
@@ -86,6 +90,24 @@ func TestExternalRoot(t *testing.T) {
 		writeFile(t, path("tight.pem"), append(readFile(t, sign(csr, policy, path("policy.key"), caExt, "tight-leaf.pem")),
 			readFile(t, sign(path("policy.csr"), path("root.pem"), path("root.key"), caExt, "tight-policy.pem"))...))
 		refused([]string{"issuer", "install", "intermediate", "--cert", path("tight.pem")}, `"Example Policy CA" above it allows 0 CA certificates below it`)
+		// What Go's chain check passes and other verifiers refuse (found
+		// by a review): an extended key usage without serverAuth on the
+		// default issuer, no subject key identifier, an authority key
+		// identifier that is not the root's, policy constraints.
+		refused([]string{"issuer", "install", "intermediate", "--cert", sign(csr, path("root.pem"), path("root.key"),
+			ext("eku.ext", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nextendedKeyUsage=codeSigning\n"), "eku.pem")},
+			"the default issuer's chain must allow serverAuth")
+		refused([]string{"issuer", "install", "intermediate", "--cert", sign(csr, path("root.pem"), path("root.key"),
+			ext("noski.ext", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=none\nauthorityKeyIdentifier=keyid\n"), "noski.pem")},
+			"it has no subject key identifier")
+		run(t, nil, "openssl", "req", "-x509", "-new", "-key", path("root.key"), "-out", path("root-copy.pem"), "-days", "100",
+			"-subj", "/O=Example Corp/CN=Example Offline Root", "-addext", "basicConstraints=critical,CA:TRUE",
+			"-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=0102030405060708090A0B0C0D0E0F1011121314")
+		refused([]string{"issuer", "install", "intermediate", "--cert", sign(csr, path("root-copy.pem"), path("root.key"), caExt, "aki.pem")},
+			"names its issuer's key identifier 0102030405060708090A0B0C0D0E0F1011121314")
+		refused([]string{"issuer", "install", "intermediate", "--cert", sign(csr, path("root.pem"), path("root.key"),
+			ext("policy-constraints.ext", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\ncertificatePolicies=2.5.29.32.0\npolicyConstraints=critical,requireExplicitPolicy:0\n"), "pc.pem")},
+			"carries policy constraints")
 		// The real one: the intermediate, the policy CA and the root in
 		// one file, as a CA hands them back.
 		cert := sign(csr, policy, path("policy.key"), caExt, "intermediate.pem")
@@ -142,11 +164,27 @@ func TestExternalRoot(t *testing.T) {
 	if len(chain2) != 2 || !chain2[1].Equal(parsePEMCerts(t, readFile(t, cert2))[0]) {
 		t.Fatalf("after installing int2 --default the chain is %d certificates from %q", len(chain2), chain2[1].Subject.CommonName)
 	}
-	// A renewed certificate for the same key replaces the installed one.
+	// A renewed certificate for the same key and name replaces the
+	// installed one; its CSR can be written again.
+	os.Remove(filepath.Join(c.Dir, "int2.csr"))
+	c.MustCLI(t, ctx, "issuer", "csr", "int2")
 	time.Sleep(1100 * time.Millisecond) // another notBefore second, so another certificate
 	renewed := sign(filepath.Join(c.Dir, "int2.csr"), path("root.pem"), path("root.key"), caExt, "int2-renewed.pem")
 	if out := c.MustCLI(t, ctx, "issuer", "install", "int2", "--cert", renewed); !strings.Contains(out, "replaces the certificate installed before") {
 		t.Errorf("reinstalling int2:\n%s", out)
+	}
+	// One with another name would cut off what int2 issued.
+	run(t, nil, "openssl", "x509", "-req", "-in", filepath.Join(c.Dir, "int2.csr"), "-CA", path("root.pem"), "-CAkey", path("root.key"),
+		"-days", "100", "-extfile", caExt, "-subj", "/O=Example Corp/CN=Renamed Issuing CA", "-out", path("renamed.pem"))
+	if out, err := c.CLI(ctx, "issuer", "install", "int2", "--cert", path("renamed.pem")); err == nil || !strings.Contains(out, "would lose its OCSP and CRLs") {
+		t.Errorf("reinstalling int2 under another name: %v\n%s", err, out)
+	}
+	// Leaves end with the chain: the policy CA above intermediate ends in
+	// 200 days (the intermediate in 1000), so 300 days are refused.
+	hr, body := apiCall(t, c, "POST", "/certificates", c.AdminKey(), "application/json", "application/json",
+		strings.NewReader(`{"csr": `+strconv.Quote(string(csrPEM))+`, "issuer": "intermediate", "lifetime": "7200h"}`))
+	if hr.StatusCode != 422 && hr.StatusCode != 400 || !strings.Contains(string(body), "would outlive") {
+		t.Errorf("a lifetime past the chain's end: %s\n%s", hr.Status, body)
 	}
 }
 

@@ -48,6 +48,9 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 			}
 			break
 		}
+		if block.Type == "PKCS7" {
+			return nil, fmt.Errorf("%s is PKCS #7 (as Windows CAs return it): convert it with openssl pkcs7 -print_certs -in %s -out chain.pem", path, path)
+		}
 		if block.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("%s: a PEM %q block where certificates were expected", path, block.Type)
 		}
@@ -58,6 +61,9 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
+		if _, err := x509.ParseCertificate(data); err == nil {
+			return nil, fmt.Errorf("%s is DER: convert it with openssl x509 -inform DER -in %s -out cert.pem", path, path)
+		}
 		return nil, errors.New(path + ": no PEM certificate")
 	}
 	return certs, nil
@@ -84,6 +90,9 @@ func checkAnchor(id, path string) (*ca.Issuer, error) {
 		return nil, err
 	}
 	c := root.Certificate()
+	if c.MaxPathLenZero {
+		return nil, fmt.Errorf("root %s: %s allows no CA below it (path length 0)", id, path)
+	}
 	if now := time.Now(); now.Before(c.NotBefore) || now.After(c.NotAfter) {
 		return nil, fmt.Errorf("root %s: %s is not valid now (%s to %s)", id, path, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 	}
@@ -102,7 +111,13 @@ func writeCSR(path, cn, org string, signer crypto.Signer) error {
 	if org != "" {
 		subj.Organization = []string{org}
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subj}, signer)
+	return writeCSRFor(path, &x509.CertificateRequest{Subject: subj}, signer)
+}
+
+// writeCSRFor writes the CSR of tmpl (a subject, or a raw one) signed by
+// signer.
+func writeCSRFor(path string, tmpl *x509.CertificateRequest, signer crypto.Signer) error {
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, signer)
 	if err != nil {
 		return fmt.Errorf("making the CSR: %w", err)
 	}
@@ -162,4 +177,15 @@ func externalRootCeremony(ctx context.Context, c ceremony, cfg *config.Config, a
 		return fmt.Errorf("writing config: %w", err)
 	}
 	return nil
+}
+
+// notInstalled says what to do about an intermediate under an external
+// root whose certificate file is missing: sign its CSR, or, on another
+// node of a cluster (no CSR here), install the file signed already.
+func notInstalled(dir string, is config.Issuer) error {
+	path, csr := config.Path(dir, is.Cert), config.Path(dir, csrFile(is.ID))
+	if _, err := os.Stat(csr); err == nil {
+		return fmt.Errorf("issuer %s: %s is not installed yet: have the external root sign %s, then run ca issuer install %s --cert FILE", is.ID, path, csr, is.ID)
+	}
+	return fmt.Errorf("issuer %s: %s is missing: the external root signed it elsewhere; run ca issuer install %s --cert FILE here with the certificate installed on the other node (or ca issuer csr %s for a new one)", is.ID, path, is.ID, is.ID)
 }

@@ -210,7 +210,7 @@ func (a *app) serverCertLifetime() time.Duration {
 		life = min(life, p.MaxLifetime)
 	}
 	if is, err := a.pipeline.Issuer(""); err == nil {
-		life = min(life, time.Until(is.Certificate().NotAfter)-time.Minute)
+		life = min(life, time.Until(is.NotAfter())-time.Minute)
 	}
 	return life
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,6 +69,56 @@ every node sharing the database needs the file (run install there too).`,
 	return cmd
 }
 
+// csrCommand is `ca issuer csr ID`: the CSR of intermediate ID's key
+// written again — to renew its certificate from an external root with the
+// same key and name, or after the first CSR was lost (a restore copies no
+// CSR). The subject is the installed certificate's, else the one `ca
+// init` or `ca issuer add` would give it.
+func csrCommand(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{Use: "csr ID", Short: "Write the CSR of an intermediate's key again (for an external root to sign: renewal, or a lost CSR)",
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			return withNode(cmd, g, func(ctx context.Context, n *node) error {
+				if err := unsealForCLI(ctx, cmd, n); err != nil {
+					return err
+				}
+				entry := config.Issuer{ID: id, Cert: id + ".pem", KeyLabel: id}
+				if i := slices.IndexFunc(n.cfg.CA.Intermediates, func(is config.Issuer) bool { return is.ID == id }); i >= 0 {
+					entry = n.cfg.CA.Intermediates[i]
+				}
+				sess, err := n.caSession(ctx)
+				if err != nil {
+					return err
+				}
+				defer sess.Close()
+				signer, err := n.issuerSigner(ctx, sess, entry)
+				if err != nil {
+					return fmt.Errorf("intermediate %s: %w", id, err)
+				}
+				tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "Strongroom Intermediate CA", Organization: []string{"Strongroom"}}}
+				if certs, err := readCerts(config.Path(n.dir, entry.Cert)); err == nil {
+					if !publicKeysEqual(certs[0].PublicKey, signer.Public()) {
+						return fmt.Errorf("%s is not for the key labelled %q", entry.Cert, entry.KeyLabel)
+					}
+					tmpl = &x509.CertificateRequest{RawSubject: certs[0].RawSubject}
+				} else if !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				if out == "" {
+					out = config.Path(n.dir, csrFile(id))
+				}
+				if err := writeCSRFor(out, tmpl, signer); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "CSR of %s's key written to %s\n", id, out)
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&out, "out", "", "where to write it (default DIR/ID.csr)")
+	return cmd
+}
+
 type installed struct {
 	is       *ca.Issuer
 	path     string
@@ -89,6 +142,9 @@ func installIntermediate(ctx context.Context, n *node, id, file string, makeDefa
 	entry, isNew := config.Issuer{ID: id, Cert: id + ".pem", KeyLabel: id}, i < 0
 	if !isNew {
 		entry = cfg.CA.Intermediates[i]
+		if makeDefault && i > 0 {
+			return nil, fmt.Errorf("%s is configured already: install it without --default, then ca issuer default %s", id, id)
+		}
 	} else {
 		next := *cfg
 		next.CA.Intermediates = append([]config.Issuer{entry}, cfg.CA.Intermediates...)
@@ -134,6 +190,11 @@ func installIntermediate(ctx context.Context, n *node, id, file string, makeDefa
 	}
 	path := config.Path(n.dir, entry.Cert)
 	_, statErr := os.Stat(path)
+	if statErr == nil {
+		if err := sameIssuerName(path, certs[0], id); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	for _, c := range certs {
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
@@ -154,12 +215,22 @@ func installIntermediate(ctx context.Context, n *node, id, file string, makeDefa
 }
 
 // checkInstalled refuses an intermediate certificate that cannot do its
-// work (sign certificates and CRLs, now, for what a verifier accepts) and
-// warns of what narrows it.
+// work (sign certificates and CRLs, now, for what every common verifier
+// accepts) and warns of what narrows it. Install's own chain check is Go's,
+// which reads less than OpenSSL, GnuTLS and NSS do (key identifiers, CAs
+// below the one verified, policies), so those are checked here.
 func checkInstalled(is, root *ca.Issuer, hostname string, isDefault bool) (warnings []string, err error) {
 	c := is.Certificate()
+	if c.KeyUsage == 0 {
+		return nil, errors.New("it has no key usage extension: a CA certificate needs one with keyCertSign and cRLSign")
+	}
 	if c.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
 		return nil, errors.New("its key usage must include keyCertSign and cRLSign (it signs certificates, CRLs and its OCSP responder's certificate)")
+	}
+	if len(c.SubjectKeyId) == 0 {
+		// RFC 5280 §4.2.1.2 MUST; the leaves' authority key identifier is
+		// this, and zlint refuses leaves without one.
+		return nil, errors.New("it has no subject key identifier (a CA certificate must: subjectKeyIdentifier=hash)")
 	}
 	chain := is.Chain()
 	pool := x509.NewCertPool()
@@ -171,6 +242,23 @@ func checkInstalled(is, root *ca.Issuer, hostname string, isDefault bool) (warni
 	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("it does not verify up to the root: %w", err)
 	}
+	for i, x := range chain[:len(chain)-1] {
+		parent := chain[i+1]
+		// Go ignores the authority key identifier; OpenSSL, GnuTLS and
+		// NSS pick the issuer by it and find none.
+		if len(x.AuthorityKeyId) > 0 && len(parent.SubjectKeyId) > 0 && !bytes.Equal(x.AuthorityKeyId, parent.SubjectKeyId) {
+			return nil, fmt.Errorf("%q names its issuer's key identifier %X, but %q's is %X: OpenSSL, GnuTLS and NSS find no issuer (was the issuing certificate reissued?)",
+				x.Subject.CommonName, x.AuthorityKeyId, parent.Subject.CommonName, parent.SubjectKeyId)
+		}
+		// Strongroom's certificates carry no certificate policies: a
+		// chain that requires them fails in Go and NSS, and GnuTLS
+		// refuses the extension.
+		for _, e := range x.Extensions {
+			if e.Id.Equal(oidPolicyConstraints) || e.Id.Equal(oidInhibitAnyPolicy) {
+				return nil, fmt.Errorf("%q carries policy constraints (requireExplicitPolicy, inhibitAnyPolicy): the certificates Strongroom issues carry no certificate policies, so Go and NSS would refuse them (and GnuTLS the extension)", x.Subject.CommonName)
+			}
+		}
+	}
 	// Go's verifier counts no CA below the certificate it is given, but
 	// every other verifier sees this one as a CA below those above it.
 	for j, x := range chain[1:] {
@@ -178,23 +266,63 @@ func checkInstalled(is, root *ca.Issuer, hostname string, isDefault bool) (warni
 			return nil, fmt.Errorf("%q above it allows %d CA certificates below it, and this chain has %d", x.Subject.CommonName, limit, j+1)
 		}
 	}
+	// Every certificate of the chain with an extended key usage limits
+	// what verifiers (Go, NSS) accept below it.
+	var limiting []string
+	serverAuth := true
+	for _, x := range chain[:len(chain)-1] {
+		if len(x.ExtKeyUsage) == 0 && len(x.UnknownExtKeyUsage) == 0 || slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			continue
+		}
+		names := make([]string, len(x.ExtKeyUsage))
+		for i, u := range x.ExtKeyUsage {
+			names[i] = extKeyUsageName(u)
+		}
+		limiting = append(limiting, fmt.Sprintf("%q: %s", x.Subject.CommonName, strings.Join(names, ", ")))
+		serverAuth = serverAuth && slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	}
 	if isDefault {
+		if !serverAuth {
+			return nil, fmt.Errorf("the default issuer's chain must allow serverAuth (it issues the CA's own HTTPS certificate and TLS server certificates), and its extended key usage does not (%s)", strings.Join(limiting, "; "))
+		}
 		if err := chainKeepsServerCert(is, hostname); err != nil {
 			return nil, err
 		}
 	}
-	if left := time.Until(c.NotAfter); left < 90*24*time.Hour {
-		warnings = append(warnings, fmt.Sprintf("it expires in %d days: certificates it issues end with it", int(left.Hours()/24)))
+	if len(limiting) > 0 {
+		warnings = append(warnings, "extended key usage limits what verifiers accept below it ("+strings.Join(limiting, "; ")+"): profiles for other usages issue certificates Go and NSS refuse")
 	}
-	if len(c.ExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
-		names := make([]string, len(c.ExtKeyUsage))
-		for i, u := range c.ExtKeyUsage {
-			names[i] = extKeyUsageName(u)
-		}
-		warnings = append(warnings, "its extended key usage ("+strings.Join(names, ", ")+") limits the profiles verifiers accept below it")
+	end := is.NotAfter()
+	if left := time.Until(end); left < 90*24*time.Hour {
+		warnings = append(warnings, fmt.Sprintf("its chain ends in %d days (%s): certificates it issues end before then", int(left.Hours()/24), end.UTC().Format(time.DateOnly)))
 	}
 	return warnings, nil
 }
+
+// sameIssuerName refuses to replace an installed certificate with one of
+// another name: what the issuer has issued names the installed one's
+// subject and key identifier as its issuer, and OCSP, CRLs and chain
+// building for all of it would find no issuer.
+func sameIssuerName(path string, next *x509.Certificate, id string) error {
+	old, err := readCerts(path)
+	if err != nil {
+		return fmt.Errorf("reading the installed certificate: %w", err)
+	}
+	o := old[0]
+	if !bytes.Equal(o.RawSubject, next.RawSubject) {
+		return fmt.Errorf("the installed certificate of %s is for %q, this one for %q: what %s issued names the installed subject as its issuer, and would lose its OCSP and CRLs. Have the root sign again with the installed subject (ca issuer csr %s writes the request again), or make a new issuer (ca issuer add)",
+			id, o.Subject.String(), next.Subject.String(), id, id)
+	}
+	if len(o.SubjectKeyId) > 0 && !bytes.Equal(o.SubjectKeyId, next.SubjectKeyId) {
+		return fmt.Errorf("the installed certificate of %s has subject key identifier %X, this one %X: what %s issued names the installed one (authority key identifier) and would find no issuer", id, o.SubjectKeyId, next.SubjectKeyId, id)
+	}
+	return nil
+}
+
+var (
+	oidPolicyConstraints = asn1.ObjectIdentifier{2, 5, 29, 36}
+	oidInhibitAnyPolicy  = asn1.ObjectIdentifier{2, 5, 29, 54}
+)
 
 func extKeyUsageName(u x509.ExtKeyUsage) string {
 	switch u {

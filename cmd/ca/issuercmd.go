@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -53,7 +52,7 @@ func issuerCommand(g *globals) *cobra.Command {
 				} else if i > 1 {
 					role = "intermediate"
 				}
-				cert, err := readCert(config.Path(g.dataDir, is.Cert))
+				certs, err := readCerts(config.Path(g.dataDir, is.Cert))
 				if errors.Is(err, fs.ErrNotExist) && cfg.CA.Root.External && i > 0 {
 					fmt.Fprintf(w, "%s\t%s\t%s\t-\t-\t%s\t-\n", is.ID, role, "not installed (ca issuer install "+is.ID+")", is.KeyLabel)
 					continue
@@ -61,8 +60,20 @@ func issuerCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("issuer %s: %w", is.ID, err)
 				}
+				cert, constraints := certs[0], "-"
+				// Under an external root the file may hold the CAs above
+				// the intermediate: theirs apply too.
+				for _, c := range certs {
+					if nc := ca.NameConstraintsOf(c); !nc.IsZero() {
+						constraints = nc.String()
+						if c != cert {
+							constraints += " (" + c.Subject.CommonName + "'s)"
+						}
+						break
+					}
+				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, role, cert.Subject.CommonName, ca.KeyType(cert.PublicKey),
-					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel, cmp.Or(ca.NameConstraintsOf(cert).String(), "-"))
+					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel, constraints)
 			}
 			return w.Flush()
 		}}
@@ -96,7 +107,7 @@ func issuerCommand(g *globals) *cobra.Command {
 					if makeDefault {
 						flags = " --default"
 					}
-					fmt.Fprintf(out, "issuer %s: key %q made in the HSM; the root is external, so its certificate request is %s\n\n%s\n",
+					fmt.Fprintf(out, "issuer %s: key %q made where the CA's keys live; the root is external, so its certificate request is %s\n\n%s\n",
 						res.ID, res.KeyLabel, res.CSR, signingRequest(res.CSR, res.ID, flags))
 					return nil
 				}
@@ -116,7 +127,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
 	constraints.register(add.Flags(), "intermediate (the root's apply too)")
-	cmd.AddCommand(list, add, installCommand(g), signSubCACommand(g))
+	cmd.AddCommand(list, add, installCommand(g), csrCommand(g), signSubCACommand(g))
 	return cmd
 }
 

@@ -187,8 +187,7 @@ func (n *node) issuers(ctx context.Context, sess *hsm.Session, wrap func(label s
 		certs, err := readCerts(path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && parent != nil && parent.External():
-			return nil, fmt.Errorf("issuer %s: %s is not installed yet: have the external root sign %s, then run ca issuer install %s --cert FILE",
-				is.ID, path, config.Path(n.dir, csrFile(is.ID)), is.ID)
+			return nil, notInstalled(n.dir, is)
 		case errors.Is(err, fs.ErrNotExist) && parent != nil:
 			var cert *x509.Certificate
 			cert, err = n.issuerFromDB(ctx, is, path, signer.Public())
