@@ -32,7 +32,10 @@ type RevokedSource interface {
 type Store interface {
 	AcquireCRLLease(ctx context.Context, issuerID, holder string, ttl time.Duration) (bool, error)
 	ReleaseCRLLease(ctx context.Context, issuerID, holder string) error
-	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+	// NextCRLNumber takes the next number of the issuer's sequence shared
+	// by its full and delta CRLs: the last one plus one, or atLeast if that
+	// is larger.
+	NextCRLNumber(ctx context.Context, issuerID string, atLeast int64) (int64, error)
 	SaveCRL(ctx context.Context, c storage.CRL) error
 	LatestCRL(ctx context.Context, issuerID string, delta bool) (storage.CRL, error)
 	LatestCRLNumber(ctx context.Context, issuerID string, delta bool) (int64, error)
@@ -318,11 +321,11 @@ func (b *Builder) release(ctx context.Context, s *issuerState) {
 // was being read).
 func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) (*storage.CRL, error) {
 	start := time.Now()
-	n, err := b.store.NextCRLNumber(ctx, s.ID)
+	now := b.now().UTC().Truncate(time.Second)
+	n, err := b.store.NextCRLNumber(ctx, s.ID, numberFloor(now))
 	if err != nil {
 		return nil, err
 	}
-	now := b.now().UTC().Truncate(time.Second)
 	tmpl := Template{Issuer: s.Cert, Number: n, ThisUpdate: now, NextUpdate: now.Add(b.validity),
 		DistributionPoint: s.URL, FreshestCRL: s.DeltaURL}
 	var since time.Time
