@@ -89,6 +89,12 @@ type Options struct {
 	Now func() time.Time
 	// Log receives build events and errors; nil discards.
 	Log *slog.Logger
+	// Served, when set, is called with each CRL that becomes served: built
+	// here, loaded at start or picked up from another node. It may be
+	// called from several goroutines at once and should return quickly
+	// (cmd/ca records the newest number outside the database, to notice a
+	// database restored from an older backup).
+	Served func(storage.CRL)
 }
 
 type issuerState struct {
@@ -128,6 +134,7 @@ type Builder struct {
 	maxAge   time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	served   func(storage.CRL)
 	due      chan *issuerState
 	holder   string // names this Builder in the CRL leases it holds
 }
@@ -136,7 +143,7 @@ type Builder struct {
 func New(opts Options) (*Builder, error) {
 	b := &Builder{issuers: map[string]*issuerState{}, source: opts.Source, store: opts.Store,
 		validity: opts.Validity, interval: opts.Interval, debounce: opts.Debounce, refresh: opts.Refresh,
-		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log}
+		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log, served: opts.Served}
 	if b.source == nil || b.store == nil {
 		return nil, errors.New("crl: Source and Store are required")
 	}
@@ -247,6 +254,9 @@ func (b *Builder) publish(s *issuerState, c *storage.CRL) {
 			return
 		}
 		if p.CompareAndSwap(old, c) {
+			if b.served != nil {
+				b.served(*c)
+			}
 			return
 		}
 	}
@@ -321,8 +331,9 @@ func (b *Builder) release(ctx context.Context, s *issuerState) {
 // was being read).
 func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) (*storage.CRL, error) {
 	start := time.Now()
-	now := b.now().UTC().Truncate(time.Second)
-	n, err := b.store.NextCRLNumber(ctx, s.ID, numberFloor(now))
+	at := b.now().UTC()
+	now := at.Truncate(time.Second)
+	n, err := b.store.NextCRLNumber(ctx, s.ID, numberFloor(at))
 	if err != nil {
 		return nil, err
 	}

@@ -40,10 +40,12 @@ func TestNumbersSurviveRestore(t *testing.T) {
 		ctx := context.Background()
 		ca := ocsptest.NewCA(t, "CRL numbers CA", nil)
 		clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var served []int64 // what Options.Served was given (all calls come from Build here)
 		node := func() *crl.Builder {
 			b, err := crl.New(crl.Options{Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key,
 				URL: "http://crl.test/int.crl", DeltaURL: "http://crl.test/int-delta.crl"}},
-				Source: db, Store: db, Now: func() time.Time { return clock }})
+				Source: db, Store: db, Now: func() time.Time { return clock },
+				Served: func(c storage.CRL) { served = append(served, c.Number) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,6 +82,9 @@ func TestNumbersSurviveRestore(t *testing.T) {
 			}
 			if deltaBase(t, full) != 0 {
 				t.Fatalf("%s: the full CRL carries a deltaCRLIndicator", what)
+			}
+			if len(served) < 2 || served[len(served)-2] != f || served[len(served)-1] != d {
+				t.Fatalf("%s: Served was given %v, want it to end with %d, %d", what, served, f, d)
 			}
 			published = d
 			return full, delta
