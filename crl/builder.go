@@ -32,7 +32,10 @@ type RevokedSource interface {
 type Store interface {
 	AcquireCRLLease(ctx context.Context, issuerID, holder string, ttl time.Duration) (bool, error)
 	ReleaseCRLLease(ctx context.Context, issuerID, holder string) error
-	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+	// NextCRLNumber takes the next number of the issuer's sequence shared
+	// by its full and delta CRLs: the last one plus one, or atLeast if that
+	// is larger.
+	NextCRLNumber(ctx context.Context, issuerID string, atLeast int64) (int64, error)
 	SaveCRL(ctx context.Context, c storage.CRL) error
 	LatestCRL(ctx context.Context, issuerID string, delta bool) (storage.CRL, error)
 	LatestCRLNumber(ctx context.Context, issuerID string, delta bool) (int64, error)
@@ -86,6 +89,12 @@ type Options struct {
 	Now func() time.Time
 	// Log receives build events and errors; nil discards.
 	Log *slog.Logger
+	// Served, when set, is called with each CRL that becomes served: built
+	// here, loaded at start or picked up from another node. It may be
+	// called from several goroutines at once and should return quickly
+	// (cmd/ca records the newest number outside the database, to notice a
+	// database restored from an older backup).
+	Served func(storage.CRL)
 }
 
 type issuerState struct {
@@ -125,6 +134,7 @@ type Builder struct {
 	maxAge   time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	served   func(storage.CRL)
 	due      chan *issuerState
 	holder   string // names this Builder in the CRL leases it holds
 }
@@ -133,7 +143,7 @@ type Builder struct {
 func New(opts Options) (*Builder, error) {
 	b := &Builder{issuers: map[string]*issuerState{}, source: opts.Source, store: opts.Store,
 		validity: opts.Validity, interval: opts.Interval, debounce: opts.Debounce, refresh: opts.Refresh,
-		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log}
+		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log, served: opts.Served}
 	if b.source == nil || b.store == nil {
 		return nil, errors.New("crl: Source and Store are required")
 	}
@@ -244,6 +254,9 @@ func (b *Builder) publish(s *issuerState, c *storage.CRL) {
 			return
 		}
 		if p.CompareAndSwap(old, c) {
+			if b.served != nil {
+				b.served(*c)
+			}
 			return
 		}
 	}
@@ -318,11 +331,12 @@ func (b *Builder) release(ctx context.Context, s *issuerState) {
 // was being read).
 func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) (*storage.CRL, error) {
 	start := time.Now()
-	n, err := b.store.NextCRLNumber(ctx, s.ID)
+	at := b.now().UTC()
+	now := at.Truncate(time.Second)
+	n, err := b.store.NextCRLNumber(ctx, s.ID, numberFloor(at))
 	if err != nil {
 		return nil, err
 	}
-	now := b.now().UTC().Truncate(time.Second)
 	tmpl := Template{Issuer: s.Cert, Number: n, ThisUpdate: now, NextUpdate: now.Add(b.validity),
 		DistributionPoint: s.URL, FreshestCRL: s.DeltaURL}
 	var since time.Time

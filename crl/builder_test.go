@@ -165,13 +165,7 @@ func TestBuilderEndToEnd(t *testing.T) {
 	if n := b.Current("int", false).Number; n != full2.Number.Int64() {
 		t.Fatalf("burst of two events made more than one rebuild (full %d, then %d)", full2.Number, n)
 	}
-	var base int64
-	for _, e := range delta2.Extensions {
-		if e.Id.Equal(oidDelta) {
-			base = int64(e.Value[len(e.Value)-1])
-		}
-	}
-	if base != full1.Number.Int64() {
+	if base := deltaBase(t, delta2); base != full1.Number.Int64() {
 		t.Fatalf("delta builds on CRL %d, want the scheduled base %d", base, full1.Number)
 	}
 

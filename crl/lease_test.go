@@ -35,8 +35,8 @@ type savedCRL struct {
 	storage.CRL
 }
 
-func (r recorder) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
-	n, err := r.DB.NextCRLNumber(ctx, issuerID)
+func (r recorder) NextCRLNumber(ctx context.Context, issuerID string, atLeast int64) (int64, error) {
+	n, err := r.DB.NextCRLNumber(ctx, issuerID, atLeast)
 	if r.jitter {
 		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
 	}

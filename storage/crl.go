@@ -26,14 +26,23 @@ func crlKind(delta bool) string {
 	return "full"
 }
 
-// NextCRLNumber takes the next number of issuerID's CRL sequence (1 for the
-// first). Numbers are never handed out twice, even to concurrent nodes; a
-// number taken for a CRL that is then not saved is simply skipped.
-func (d *DB) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+// NextCRLNumber takes the next number of issuerID's CRL sequence: the
+// larger of the last number taken plus one and atLeast (and at least 1).
+// Numbers are never handed out twice, even to concurrent nodes; a number
+// taken for a CRL that is then not saved is simply skipped.
+//
+// atLeast is how the caller keeps numbers increasing across a restore of an
+// older database, whose last number is lower than ones already published
+// (RFC 5280 §5.2.3): crl passes a number derived from the CRL's thisUpdate.
+// The comparison is made in the one statement, so nodes whose clocks differ
+// still get increasing numbers.
+func (d *DB) NextCRLNumber(ctx context.Context, issuerID string, atLeast int64) (int64, error) {
 	var n int64
-	err := d.QueryRow(ctx, `INSERT INTO crl_numbers (issuer_id, last_number) VALUES (?, 1)
-		ON CONFLICT (issuer_id) DO UPDATE SET last_number = crl_numbers.last_number + 1
-		RETURNING last_number`, issuerID).Scan(&n)
+	err := d.QueryRow(ctx, `INSERT INTO crl_numbers (issuer_id, last_number) VALUES (?, ?)
+		ON CONFLICT (issuer_id) DO UPDATE SET last_number = CASE
+			WHEN crl_numbers.last_number + 1 > excluded.last_number THEN crl_numbers.last_number + 1
+			ELSE excluded.last_number END
+		RETURNING last_number`, issuerID, max(atLeast, 1)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("taking CRL number for issuer %s: %w", issuerID, err)
 	}

@@ -109,7 +109,7 @@ func TestCRLStore(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n, err := db.NextCRLNumber(ctx, "int")
+				n, err := db.NextCRLNumber(ctx, "int", 0)
 				if err != nil {
 					t.Error(err)
 					return
@@ -123,7 +123,7 @@ func TestCRLStore(t *testing.T) {
 		if len(seen) != 8 || !seen[1] || !seen[8] {
 			t.Fatalf("numbers %v, want 1..8 once each", seen)
 		}
-		if n, _ := db.NextCRLNumber(ctx, "other"); n != 1 {
+		if n, _ := db.NextCRLNumber(ctx, "other", 0); n != 1 {
 			t.Fatalf("other issuer starts at %d", n)
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
@@ -154,6 +154,52 @@ func TestCRLStore(t *testing.T) {
 			t.Fatalf("LatestCRLNumber = %d, %v", n, err)
 		}
 	})
+}
+
+// TestNextCRLNumberAtLeast: a number is the larger of the last one plus one
+// and atLeast, so a database restored with a lower last number, or one
+// upgraded from small sequential numbers, still hands out numbers above
+// every one published before; a clock behind the sequence (another node's,
+// or a second build within the same second) cannot take it back either.
+func TestNextCRLNumberAtLeast(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		next := func(atLeast int64) int64 { return nextOf(t, db, "int", atLeast) }
+		const t0 = int64(1_767_225_600_000_000_000) // 2026-01-01 in Unix nanoseconds
+		if n := next(t0); n != t0 {
+			t.Fatalf("first number %d, want the floor %d", n, t0)
+		}
+		if n := next(t0); n != t0+1 {
+			t.Fatalf("same floor again: %d, want %d", n, t0+1)
+		}
+		if n := next(t0 - 1e9); n != t0+2 {
+			t.Fatalf("a clock behind the sequence: %d, want %d", n, t0+2)
+		}
+		// A restore of a backup taken when the sequence was at 5 (the
+		// numbering before floors, or a backup taken long before).
+		if _, err := db.Exec(ctx, `UPDATE crl_numbers SET last_number = 5 WHERE issuer_id = 'int'`); err != nil {
+			t.Fatal(err)
+		}
+		if n := next(t0 + 60e9); n != t0+60e9 {
+			t.Fatalf("after the restore: %d, want the floor %d, above every number published before", n, t0+60e9)
+		}
+		if n := next(0); n != t0+60e9+1 {
+			t.Fatalf("no floor: %d, want the last plus one", n)
+		}
+		// A clock before 1970 gives no floor: the sequence starts at 1.
+		if n := nextOf(t, db, "other", -7); n != 1 {
+			t.Fatalf("another issuer with a negative floor starts at %d, want 1", n)
+		}
+	})
+}
+
+func nextOf(t *testing.T, db *storage.DB, issuer string, atLeast int64) int64 {
+	t.Helper()
+	n, err := db.NextCRLNumber(context.Background(), issuer, atLeast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 type ocspCache interface {

@@ -110,8 +110,8 @@ CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN
 (apps.pin or STRONGROOM_APPS_PIN), officer.pin if you use it. Nor is the
 certificate database (issued certificates, revocations, API keys, ACME
 accounts, CRL numbers): restored from an HSM backup alone, the node has
-none, so it forgets every revocation and numbers its CRLs from 1 again; a
-database backup holds it (and the HSM's sealed objects too).`,
+none, so it forgets every revocation (its CRL numbers still go on
+increasing); a database backup holds it (and the HSM's sealed objects too).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" {
 				return errors.New("--in FILE is required")

@@ -133,6 +133,11 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	}
 	a.closers = append(a.closers, stop)
 	a.background = append(a.background, func(ctx context.Context) { resp.RunSweeper(ctx, a.n.db, oc.SweepInterval) })
+	ids := make([]string, len(all))
+	for i, is := range all {
+		ids[i] = is.ID()
+	}
+	mark := openCRLMark(a.n.dir, a.n.log)
 	builder, err := crl.New(crl.Options{
 		Issuers:  cIssuers,
 		Source:   a.n.db,
@@ -141,10 +146,12 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		Interval: cc.Interval,
 		Debounce: cc.Debounce,
 		Log:      a.n.log,
+		Served:   mark.record,
 	})
 	if err != nil {
 		return err // "crl: ..."
 	}
+	mark.check(ctx, a.n.db, ids) // before Load serves, and records, what the database holds
 	if err := builder.Load(ctx); err != nil {
 		return fmt.Errorf("crl: loading stored CRLs: %w", err)
 	}
@@ -159,10 +166,6 @@ func (a *app) mountRevocation(ctx context.Context) error {
 			a.n.log.Error("CRL builder stopped", "err", err)
 		}
 	})
-	ids := make([]string, len(all))
-	for i, is := range all {
-		ids[i] = is.ID()
-	}
 	a.reg.MustRegister(newRevocationMetrics(ids, builder.Current, resp.ResponderCert, resp.Unanswered))
 	a.srv.MountPlain("/ocsp", resp)
 	a.srv.MountFast("/ocsp/", resp)
