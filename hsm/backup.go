@@ -226,7 +226,7 @@ func (m *Module) unverifiedUsers(ctx context.Context, st *unsealed, us []storage
 // audit chain — so a damaged or tampered file is refused with nothing
 // written. Everything is then written in one transaction followed by a
 // "hsm.restore" audit entry. The module is left sealed: unseal it with the
-// original unseal material.
+// original unseal material (RestoreRekeyed gives it new material).
 func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) error {
 	_, err := m.restore(ctx, r, in, nil)
 	return err
@@ -448,7 +448,8 @@ type BackupInfo struct {
 	Created time.Time
 	// Method is the unseal method of the backed-up module: the material
 	// that opens the backup unless PassphraseProtected, and that unseals the
-	// module once restored.
+	// module once restored (unless restored with new material,
+	// RestoreRekeyed).
 	Method UnsealMethod
 	// PassphraseProtected: the backup opens with its backup passphrase.
 	PassphraseProtected          bool
