@@ -47,7 +47,9 @@ type BackupOptions struct {
 	// Passphrase, when set (at least 8 bytes), wraps the KEK under an
 	// Argon2id key from this passphrase instead of the module's own unseal
 	// material; Restore then needs it (RestoreInput.BackupPassphrase). The
-	// restored module still unseals with its original material.
+	// restored module still unseals with its original material, unless it
+	// is restored with new material (RestoreRekeyed): only that recovers a
+	// module whose key file, token or shares are lost.
 	Passphrase []byte
 	// Actor names who asked, for the audit entry ("" = the module itself,
 	// e.g. the schedule).
@@ -224,53 +226,68 @@ func (m *Module) unverifiedUsers(ctx context.Context, st *unsealed, us []storage
 // audit chain — so a damaged or tampered file is refused with nothing
 // written. Everything is then written in one transaction followed by a
 // "hsm.restore" audit entry. The module is left sealed: unseal it with the
-// original unseal material.
+// original unseal material (RestoreRekeyed gives it new material).
 func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) error {
+	_, err := m.restore(ctx, r, in, nil)
+	return err
+}
+
+// RestoreRekeyed is Restore with the restored KEK wrapped under new unseal
+// material (to) instead of the backed-up module's, in the same
+// transaction: with a backup passphrase, a module whose key file, token or
+// shares are lost is recovered. The backup's own material no longer
+// unseals the restored module. The restore entry records the change of
+// method. A key file for to is removed again if the restore fails.
+func (m *Module) RestoreRekeyed(ctx context.Context, r io.Reader, in RestoreInput, to Material) (RekeyResult, error) {
+	return m.restore(ctx, r, in, &to)
+}
+
+func (m *Module) restore(ctx context.Context, r io.Reader, in RestoreInput, to *Material) (RekeyResult, error) {
 	bs, err := m.backupStore()
 	if err != nil {
-		return err
+		return RekeyResult{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if ok, err := m.Initialized(ctx); err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
 	} else if ok || m.state.Load() != nil {
-		return errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one is initialised")
+		return RekeyResult{}, errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one is initialised")
 	}
 	data, err := io.ReadAll(io.LimitReader(r, maxBackupSize+1))
 	if err != nil {
-		return fmt.Errorf("restore: reading backup: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: reading backup: %w", err)
 	}
 	if len(data) > maxBackupSize {
-		return errf(ErrInvalid, "restore: backup is larger than %d bytes", maxBackupSize)
+		return RekeyResult{}, errf(ErrInvalid, "restore: backup is larger than %d bytes", maxBackupSize)
 	}
 	h, prefix, sealed, err := parseBackup(data)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
 	}
 	kek, err := backupKEK(h, in)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
 	}
 	defer clear(kek)
 	g, err := backupAEAD(kek)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
 	}
 	if len(sealed) < g.NonceSize()+g.Overhead() {
-		return errf(ErrCorrupt, "restore: backup is truncated; nothing was written")
+		return RekeyResult{}, errf(ErrCorrupt, "restore: backup is truncated; nothing was written")
 	}
 	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], prefix)
 	if err != nil {
-		return errf(ErrCorrupt, "restore: backup fails its integrity check (damaged or tampered with); nothing was written")
+		return RekeyResult{}, errf(ErrCorrupt, "restore: backup fails its integrity check (damaged or tampered with); nothing was written")
 	}
 	var b backupBody
 	if err := json.Unmarshal(plain, &b); err != nil || b.Version != backupSnapshotVer {
-		return errf(ErrCorrupt, "restore: backup contents are unreadable (version %d); nothing was written", b.Version)
+		return RekeyResult{}, errf(ErrCorrupt, "restore: backup contents are unreadable (version %d); nothing was written", b.Version)
 	}
 	method := UnsealMethod(h.Meta[metaMethod])
 	if err := checkObjects(kek, method, b.Objects); err != nil {
-		return fmt.Errorf("restore: %w; nothing was written", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w; nothing was written", err)
 	}
 	for i := range b.Audit {
 		if b.Audit[i].PrevHash == nil {
@@ -278,7 +295,7 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 		}
 	}
 	if p := chainProblem(b.Audit, b.HeadSeq, b.HeadHash); p != "" {
-		return errf(ErrCorrupt, "restore: the backup's audit chain does not verify: %s; nothing was written", p)
+		return RekeyResult{}, errf(ErrCorrupt, "restore: the backup's audit chain does not verify: %s; nothing was written", p)
 	}
 	snap := storage.HSMSnapshot{Meta: h.Meta, Users: b.Users, Objects: b.Objects, Audit: b.Audit,
 		HeadSeq: b.HeadSeq, HeadHash: b.HeadHash, HeadAuth: b.HeadAuth}
@@ -286,16 +303,24 @@ func (m *Module) Restore(ctx context.Context, r io.Reader, in RestoreInput) erro
 		h.Created.Format(time.RFC3339), h.Wrap, len(b.Users), len(b.Objects), len(b.Audit))
 	auth, err := restoreAuth(kek, method, b.HeadAuth)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
+	}
+	mat := madeMaterial{undo: func() {}}
+	if to != nil {
+		if snap.Meta, mat, err = rekeyedMeta(h.Meta, kek, *to); err != nil {
+			return RekeyResult{}, err
+		}
+		details += " rekeyed from=" + string(method) + " to " + mat.details
 	}
 	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details), auth); err != nil {
+		mat.undo()
 		if errors.Is(err, storage.ErrHSMNotEmpty) {
-			return errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one holds data")
+			return RekeyResult{}, errf(ErrInitialized, "restore: a backup can only be restored into an empty module; this one holds data")
 		}
-		return fmt.Errorf("restore: %w", err)
+		return RekeyResult{}, fmt.Errorf("restore: %w", err)
 	}
 	m.log.Info("hsm restored from backup", "created", h.Created, "objects", len(b.Objects), "users", len(b.Users))
-	return nil
+	return RekeyResult{Shares: mat.shares}, nil
 }
 
 // restoreAuth authenticates the restore's own audit entry under the
@@ -423,7 +448,8 @@ type BackupInfo struct {
 	Created time.Time
 	// Method is the unseal method of the backed-up module: the material
 	// that opens the backup unless PassphraseProtected, and that unseals the
-	// module once restored.
+	// module once restored (unless restored with new material,
+	// RestoreRekeyed).
 	Method UnsealMethod
 	// PassphraseProtected: the backup opens with its backup passphrase.
 	PassphraseProtected          bool

@@ -148,62 +148,14 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	if _, err := rand.Read(kek); err != nil {
 		return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
 	}
-	meta := map[string][]byte{metaMethod: []byte(o.Method)}
-	var res InitResult
-	var wk []byte
-	details := "method=" + string(o.Method)
-	cleanup := func() {}
-	switch o.Method {
-	case MethodKeyFile:
-		if o.KeyFile == "" {
-			return InitResult{}, errf(ErrInvalid, "initialising hsm: a key file path is required")
-		}
-		wk = make([]byte, 32)
-		if _, err := rand.Read(wk); err != nil {
-			return InitResult{}, err
-		}
-		f, err := os.OpenFile(o.KeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return InitResult{}, fmt.Errorf("initialising hsm: creating key file: %w", err)
-		}
-		_, err = f.Write(wk)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		cleanup = func() { os.Remove(o.KeyFile) }
-		if err != nil {
-			cleanup()
-			return InitResult{}, fmt.Errorf("initialising hsm: writing key file: %w", err)
-		}
-	case MethodPassphrase:
-		if len(o.Passphrase) < minPassphrase {
-			return InitResult{}, errf(ErrInvalid, "initialising hsm: passphrase must be at least %d bytes", minPassphrase)
-		}
-		kdf, err := newPassphraseKDF()
-		if err != nil {
-			return InitResult{}, err
-		}
-		if wk, err = kdf.derive(o.Passphrase); err != nil {
-			return InitResult{}, err
-		}
-		meta[metaKDF], _ = json.Marshal(kdf)
-		details += fmt.Sprintf(" kdf=argon2id(t=%d,m=%dKiB,p=%d)", kdf.Time, kdf.Memory, kdf.Threads)
-	case MethodShamir:
-		sp, shares, key, err := splitMaster(o.Threshold, o.Shares)
-		if err != nil {
-			return InitResult{}, fmt.Errorf("initialising hsm: %w", err)
-		}
-		wk, res.Shares = key, shares
-		meta[metaShamir], _ = json.Marshal(sp)
-		details += fmt.Sprintf(" threshold=%d shares=%d", o.Threshold, o.Shares)
-	case MethodPKCS11:
-		if o.Wrapper == nil {
-			return InitResult{}, errf(ErrInvalid, "initialising hsm: the pkcs11 method needs a token key to seal the KEK")
-		}
-	default:
-		return InitResult{}, errf(ErrInvalid, "initialising hsm: unknown unseal method %q (want keyfile, passphrase, shamir or pkcs11)", o.Method)
+	mat, err := Material{Method: o.Method, KeyFile: o.KeyFile, Passphrase: o.Passphrase,
+		Threshold: o.Threshold, Shares: o.Shares, Wrapper: o.Wrapper}.make("initialising hsm")
+	if err != nil {
+		mat.w.zero()
+		return InitResult{}, err
 	}
-	defer clear(wk)
+	meta, res, details, cleanup := mat.meta, InitResult{Shares: mat.shares}, mat.details, mat.undo
+	defer mat.w.zero()
 	// The init entry starts the log's authentication (from = its seq, the
 	// log's first entry), and that start is bound into the wrapped KEK's
 	// AAD right away, with the user rows' authentication: a keystore of
@@ -215,7 +167,7 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	}
 	authFrom := headSeq + 1
 	bound := kekBinding{auditFrom: authFrom, usersMAC: true}
-	wrapped, err := kekWrap{method: o.Method, wk: wk, wrapper: o.Wrapper}.seal(kek, bound)
+	wrapped, err := mat.w.seal(kek, bound)
 	if err != nil {
 		cleanup()
 		return InitResult{}, err

@@ -127,6 +127,9 @@ type HSMChange struct {
 	// of these users owns an object (a user being deleted).
 	RequireNoOwned []string
 	Meta           map[string][]byte
+	// DeleteMeta removes these meta records (those a changed unseal
+	// method no longer uses); deleting one that does not exist is no error.
+	DeleteMeta []string
 	// NewUsers inserts users that must not exist yet: a stored name makes
 	// the change fail with ErrHSMUserChanged, so two processes creating
 	// the same user at once cannot both succeed, the second replacing the
@@ -445,6 +448,11 @@ func (d *DB) ApplyHSM(ctx context.Context, ch HSMChange) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO hsm_meta (name, value) VALUES (?, ?)
 				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, k, v); err != nil {
 				return fmt.Errorf("writing hsm meta: %w", err)
+			}
+		}
+		for _, k := range ch.DeleteMeta {
+			if _, err := tx.Exec(ctx, `DELETE FROM hsm_meta WHERE name = ?`, k); err != nil {
+				return fmt.Errorf("deleting hsm meta: %w", err)
 			}
 		}
 		for _, u := range ch.NewUsers {

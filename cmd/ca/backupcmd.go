@@ -92,6 +92,7 @@ func opensWith(info hsm.BackupInfo) string {
 
 func hsmRestoreCommand(g *globals) *cobra.Command {
 	var in, fromDir string
+	var u newUnseal
 	cmd := &cobra.Command{Use: "restore", Args: cobra.NoArgs,
 		Short: "Restore an HSM backup into a fresh data directory (--data NEWDIR)",
 		Long: `Restores an HSM backup into the data directory given by --data, which must
@@ -104,6 +105,15 @@ Material: a key-file module reads the key file named in the configuration
 (default NEWDIR/unseal.key — copy it there first); a passphrase module reads
 STRONGROOM_HSM_PASSPHRASE or asks on stdin; a Shamir module asks for shares
 on stdin; a backup made with --passphrase reads ` + envBackupPassphrase + `.
+
+A backup made with --passphrase can take new unseal material as it is
+restored (--unseal METHOD): the restored module then unseals with it, not
+with the backed-up module's, so a lost key file, token or set of shares is
+recovered from the backup and its passphrase. keyfile writes a new
+hsm.key_file (default NEWDIR/unseal.key, which must not exist); passphrase
+reads ` + envNewPassphrase + ` or asks twice on stdin; shamir prints
+--threshold M of --shares N new shares once; pkcs11 makes a key on the
+token (--pkcs11-module, --pkcs11-token). strongroom.yaml is updated.
 
 Not in an HSM backup, to copy yourself: the key file (keyfile method), the
 CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN
@@ -124,13 +134,28 @@ increasing); a database backup holds it (and the HSM's sealed objects too).`,
 			if err != nil {
 				return err
 			}
+			if u.method != "" {
+				if !info.PassphraseProtected {
+					return fmt.Errorf("--unseal: this backup opens with the module's %s material, not a backup passphrase: restore it with that material, then change it with ca hsm rekey", info.Method)
+				}
+				if err := u.check(); err != nil {
+					return err
+				}
+			}
 			// A failed restore removes what it created (the directory, the
 			// copied or default configuration, the database), so a retry
 			// does not silently keep them.
 			var created undo
-			err = prepareRestoreDir(g.dataDir, fromDir, info, &created)
+			method := info.Method
+			if u.method != "" {
+				method = hsm.UnsealMethod(u.method)
+			}
+			err = prepareRestoreDir(g.dataDir, fromDir, method, &created)
 			if err == nil {
 				err = withNode(cmd, g, func(ctx context.Context, n *node) error {
+					if u.method != "" {
+						return restoreRekeyed(ctx, cmd, n, data, info, u, &created)
+					}
 					return restoreInto(ctx, cmd, n, data, info)
 				})
 			}
@@ -141,14 +166,15 @@ increasing); a database backup holds it (and the HSM's sealed objects too).`,
 		}}
 	cmd.Flags().StringVar(&in, "in", "", "backup file to restore")
 	cmd.Flags().StringVar(&fromDir, "from-dir", "", "old data directory to copy strongroom.yaml and the issuer certificates from")
+	u.register(cmd.Flags(), "give the restored module new unseal material (keyfile, passphrase, shamir or pkcs11) instead of the backed-up module's; a --passphrase backup only")
 	return cmd
 }
 
 // prepareRestoreDir creates dir and gives it a configuration: copied from
 // fromDir with the issuer certificates, or the defaults for the backup's
-// unseal method. What it creates, and the database the restore will create,
-// is noted in created.
-func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo, created *undo) error {
+// unseal method (method). What it creates, and the database the restore
+// will create, is noted in created.
+func prepareRestoreDir(dir, fromDir string, method hsm.UnsealMethod, created *undo) error {
 	created.note(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
@@ -175,8 +201,8 @@ func prepareRestoreDir(dir, fromDir string, info hsm.BackupInfo, created *undo) 
 	}
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
 		c := config.Default()
-		c.HSM.Unseal = string(info.Method)
-		if info.Method != hsm.MethodKeyFile {
+		c.HSM.Unseal = string(method)
+		if method != hsm.MethodKeyFile {
 			c.HSM.KeyFile = ""
 		}
 		created.note(cfgPath)
@@ -212,13 +238,8 @@ func copyIfMissing(from, to string) error {
 // restoreInto restores data into n's empty HSM, then unseals it with the
 // original material and verifies the audit chain.
 func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, info hsm.BackupInfo) error {
-	if ok, err := n.hsm.Initialized(ctx); err != nil {
+	if err := restoreTargetEmpty(ctx, n); err != nil {
 		return err
-	} else if ok {
-		if n.cfg.Database.Driver == "postgres" {
-			return fmt.Errorf("the HSM in the PostgreSQL database that %s names (database.dsn or %s) is already initialised; restore needs an empty database", config.FileName, config.EnvDatabaseDSN)
-		}
-		return fmt.Errorf("the HSM in %s is already initialised; restore needs a fresh data directory", n.dir)
 	}
 	if string(info.Method) != n.cfg.HSM.Unseal {
 		return fmt.Errorf("the backup's module unseals with %q but %s says hsm.unseal: %q", info.Method, config.FileName, n.cfg.HSM.Unseal)
@@ -250,9 +271,18 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	}
 	if unsealErr != nil {
 		fmt.Fprintf(w, "restored, but not unsealed here: %v\n", unsealErr)
+		if info.PassphraseProtected {
+			fmt.Fprintf(w, "if that material is lost: restore the backup again into an empty data directory with --unseal METHOD, to give it new material\n")
+		}
 	} else {
 		fmt.Fprintln(w, "HSM unsealed with the original material: self-tests passed")
 	}
+	return checkRestoredNode(ctx, w, n, info.Method == hsm.MethodKeyFile && unsealErr != nil)
+}
+
+// checkRestoredNode verifies the restored audit log and lists what the
+// operator still has to copy; keyFile: the unseal key file among them.
+func checkRestoredNode(ctx context.Context, w io.Writer, n *node, keyFileMissing bool) error {
 	rep, err := n.hsm.VerifyAudit(ctx)
 	if err != nil {
 		return err
@@ -264,13 +294,68 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	// The key file is listed only when it is still missing: a keyfile
 	// module unsealed above with the one already in place.
 	keyFile := ""
-	if info.Method == hsm.MethodKeyFile && unsealErr != nil {
+	if keyFileMissing {
 		keyFile = "the unseal key file, "
 	}
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN\n"+
 		"(apps.pin or STRONGROOM_APPS_PIN; without it the key service stays off), officer.pin if you use it,\n"+
 		keyFile+missingCACerts(n)+"and the certificate database (certificates, revocations, API keys,\n"+
 		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
+	return nil
+}
+
+// restoreRekeyed restores a passphrase backup into n's empty HSM with new
+// unseal material (u), sets it in the configuration, and unseals with it.
+func restoreRekeyed(ctx context.Context, cmd *cobra.Command, n *node, data []byte, info hsm.BackupInfo, u newUnseal, created *undo) error {
+	if err := restoreTargetEmpty(ctx, n); err != nil {
+		return err
+	}
+	p := os.Getenv(envBackupPassphrase)
+	if p == "" {
+		return fmt.Errorf("this backup is protected by a backup passphrase: set %s", envBackupPassphrase)
+	}
+	keyRel := n.cfg.HSM.KeyFile
+	if keyRel == "" {
+		keyRel = "unseal.key"
+	}
+	keyFile := config.Path(n.dir, keyRel)
+	mat, in, err := u.material(ctx, cmd, n, keyFile)
+	if err != nil {
+		return err
+	}
+	if mat.Method == hsm.MethodKeyFile {
+		created.note(keyFile)
+	}
+	res, err := n.hsm.RestoreRekeyed(ctx, bytes.NewReader(data), hsm.RestoreInput{BackupPassphrase: []byte(p), Actor: "cli"}, mat)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s, with new unseal material: %s (was %s)\n",
+		info.Users, info.Objects, info.AuditEntries, n.dir, u.method, info.Method)
+	warnUnverified(w, info)
+	if err := setUnseal(n.dir, mat.Method, keyRel, n.cfg.HSM.PKCS11); err != nil {
+		return fmt.Errorf("updating %s: %w", config.FileName, err)
+	}
+	n.cfg.HSM.Unseal = u.method
+	printNewMaterial(w, mat, keyFile, res.Shares)
+	if err := n.hsm.Unseal(ctx, withShares(in, u.threshold, res.Shares)); err != nil {
+		return fmt.Errorf("restored, but the new material did not unseal it: %w", err)
+	}
+	fmt.Fprintln(w, "HSM unsealed with the new material: self-tests passed; the backed-up module's material does not unseal it")
+	return checkRestoredNode(ctx, w, n, false)
+}
+
+// restoreTargetEmpty refuses a node whose HSM is initialised.
+func restoreTargetEmpty(ctx context.Context, n *node) error {
+	if ok, err := n.hsm.Initialized(ctx); err != nil {
+		return err
+	} else if ok {
+		if n.cfg.Database.Driver == "postgres" {
+			return fmt.Errorf("the HSM in the PostgreSQL database that %s names (database.dsn or %s) is already initialised; restore needs an empty database", config.FileName, config.EnvDatabaseDSN)
+		}
+		return fmt.Errorf("the HSM in %s is already initialised; restore needs a fresh data directory", n.dir)
+	}
 	return nil
 }
 

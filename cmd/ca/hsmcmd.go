@@ -22,7 +22,7 @@ import (
 func hsmCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "hsm", Short: "Administer the embedded HSM (status, users, keys, audit, seal, unseal)"}
 	cmd.AddCommand(hsmStatusCommand(g), hsmUsersCommand(g), hsmKeysCommand(g), hsmAuditCommand(g),
-		hsmUnsealCommand(g), hsmSealCommand(g), hsmBackupCommand(g), hsmRestoreCommand(g))
+		hsmUnsealCommand(g), hsmSealCommand(g), hsmBackupCommand(g), hsmRestoreCommand(g), hsmRekeyCommand(g))
 	return cmd
 }
 

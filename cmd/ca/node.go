@@ -35,6 +35,8 @@ type node struct {
 	// token is the PKCS#11 token holding the issuers' keys when
 	// ca.key_store is pkcs11, opened by issuers.
 	token *pkcs11.Token
+	// closing is run by Close: tokens a command opened besides token.
+	closing []func()
 	// limiter is the in-memory rate limiter when there is no Redis. It
 	// lives as long as the process, not the app: a seal and unseal
 	// rebuilds the app, and must not reset everyone's hourly counts.
@@ -76,6 +78,9 @@ func openNode(ctx context.Context, dir string, logOut io.Writer, serve bool) (*n
 }
 
 func (n *node) Close(ctx context.Context) {
+	for _, c := range n.closing {
+		c()
+	}
 	if n.token != nil {
 		n.token.Close()
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/strongroom-pki/strongroom/config"
+)
+
+// runCAIn is runCA with stdin.
+func runCAIn(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := rootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+var shareLine = regexp.MustCompile(`(?m)^\s+(srs1-\S+)$`)
+
+func loadUnseal(t *testing.T, dir string) config.HSM {
+	t.Helper()
+	c, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.HSM
+}
+
+// TestRekeyCLI: ca hsm rekey from a key file to a passphrase, to Shamir
+// shares, and back to a key file; each time the old material is refused
+// afterwards, strongroom.yaml follows, and the audit log verifies.
+func TestRekeyCLI(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	oldKey, _ := os.ReadFile(filepath.Join(dir, "unseal.key"))
+
+	if _, err := runCA(t, "--data", dir, "hsm", "rekey", "--unseal", "vault"); err == nil {
+		t.Fatal("rekey to an unknown method succeeded")
+	}
+	t.Setenv(envNewPassphrase, "the new HSM passphrase")
+	t.Setenv(config.EnvOfficerPIN, "not-the-officer-pin")
+	if _, err := runCA(t, "--data", dir, "hsm", "rekey", "--unseal", "passphrase"); err == nil {
+		t.Fatal("rekey with a wrong officer PIN succeeded")
+	}
+	t.Setenv(config.EnvOfficerPIN, "") // officer.pin, written by init
+	out, err := runCA(t, "--data", dir, "hsm", "rekey", "--unseal", "passphrase")
+	if err != nil || !strings.Contains(out, "changed from keyfile to passphrase") || !strings.Contains(out, "checked: the new material unseals the HSM") {
+		t.Fatalf("rekey to a passphrase: %v\n%s", err, out)
+	}
+	if h := loadUnseal(t, dir); h.Unseal != "passphrase" {
+		t.Fatalf("strongroom.yaml says hsm.unseal %q", h.Unseal)
+	}
+	// The old key file no longer unseals, even named in the configuration.
+	if err := setUnseal(dir, "keyfile", "unseal.key", config.PKCS11{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "unseal"); err == nil {
+		t.Fatalf("the old key file still unseals:\n%s", out)
+	}
+	if err := setUnseal(dir, "passphrase", "", config.PKCS11{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvPassphrase, "the new HSM passphrase")
+	if out, err := runCA(t, "--data", dir, "hsm", "unseal"); err != nil {
+		t.Fatalf("unseal with the new passphrase: %v\n%s", err, out)
+	}
+
+	out, err = runCA(t, "--data", dir, "hsm", "rekey", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	shares := shareLine.FindAllStringSubmatch(out, -1)
+	if err != nil || len(shares) != 3 {
+		t.Fatalf("rekey to shares: %v\n%s", err, out)
+	}
+	t.Setenv(config.EnvPassphrase, "")
+	stdin := shares[2][1] + "\n" + shares[0][1] + "\n\n"
+	if out, err := runCAIn(t, stdin, "--data", dir, "hsm", "unseal"); err != nil {
+		t.Fatalf("unseal with two of the new shares: %v\n%s", err, out)
+	}
+	t.Setenv(config.EnvPassphrase, "the new HSM passphrase")
+	if h := loadUnseal(t, dir); h.Unseal != "shamir" {
+		t.Fatalf("strongroom.yaml says hsm.unseal %q", h.Unseal)
+	}
+
+	// Back to a key file: the shares authorise it, and the new key
+	// replaces the file in hsm.key_file.
+	out, err = runCAIn(t, stdin, "--data", dir, "hsm", "rekey", "--unseal", "keyfile")
+	if err != nil || !strings.Contains(out, "new unseal key: "+filepath.Join(dir, "unseal.key")) {
+		t.Fatalf("rekey to a key file: %v\n%s", err, out)
+	}
+	newKey, _ := os.ReadFile(filepath.Join(dir, "unseal.key"))
+	if len(newKey) != 32 || bytes.Equal(newKey, oldKey) {
+		t.Fatal("the key file was not replaced by a new key")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "unseal.key.new")); !os.IsNotExist(err) {
+		t.Fatalf("unseal.key.new is left: %v", err)
+	}
+	if h := loadUnseal(t, dir); h.Unseal != "keyfile" || h.KeyFile != "unseal.key" {
+		t.Fatalf("strongroom.yaml says %+v", h)
+	}
+	// Only the refused unseal with the old key file, written while sealed,
+	// has no MAC.
+	if out, err := runCAIn(t, stdin, "--data", dir, "hsm", "audit", "verify"); err != nil || !strings.Contains(out, "head MAC verified") ||
+		!strings.Contains(out, "not authenticated: 1 entry has no MAC") || !strings.Contains(out, " unseal.fail (appended while sealed") {
+		t.Fatalf("audit verify after rekeys: %v\n%s", err, out)
+	}
+}
+
+// TestRestoreRekeyedCLI is the disaster path: the key file is gone, and a
+// --passphrase backup is restored with a new passphrase, which then
+// unseals it.
+func TestRestoreRekeyedCLI(t *testing.T) {
+	base := t.TempDir()
+	old, fresh, file := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "b.srbk")
+	if out, err := runCA(t, "--data", old, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	t.Setenv(envBackupPassphrase, "the backup passphrase")
+	if out, err := runCA(t, "--data", old, "hsm", "backup", "--passphrase", "--out", file); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(old, "unseal.key"))
+	// Without new material the restored module cannot be unsealed: the
+	// finding this fixes.
+	out, err := runCA(t, "--data", filepath.Join(base, "plain"), "hsm", "restore", "--in", file, "--from-dir", old)
+	if err != nil || !strings.Contains(out, "restored, but not unsealed here") || !strings.Contains(out, "--unseal METHOD") {
+		t.Fatalf("restore without new material: %v\n%s", err, out)
+	}
+	t.Setenv(envNewPassphrase, "the new HSM passphrase")
+	out, err = runCA(t, "--data", fresh, "hsm", "restore", "--in", file, "--from-dir", old, "--unseal", "passphrase")
+	if err != nil || !strings.Contains(out, "with new unseal material: passphrase (was keyfile)") ||
+		!strings.Contains(out, "HSM unsealed with the new material") || !strings.Contains(out, "audit log intact") {
+		t.Fatalf("restore --unseal passphrase: %v\n%s", err, out)
+	}
+	if h := loadUnseal(t, fresh); h.Unseal != "passphrase" {
+		t.Fatalf("strongroom.yaml says hsm.unseal %q", h.Unseal)
+	}
+	t.Setenv(config.EnvPassphrase, "the new HSM passphrase")
+	out, err = runCA(t, "--data", fresh, "hsm", "audit", "verify")
+	if err != nil || !strings.Contains(out, "head MAC verified") || strings.Contains(out, "not authenticated:") {
+		t.Fatalf("audit verify of the restored module: %v\n%s", err, out)
+	}
+	// A module-wrapped backup takes no new material at restore.
+	mod := filepath.Join(base, "m.srbk")
+	if out, err := runCA(t, "--data", fresh, "hsm", "backup", "--out", mod); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if _, err := runCA(t, "--data", filepath.Join(base, "third"), "hsm", "restore", "--in", mod, "--unseal", "keyfile"); err == nil || !strings.Contains(err.Error(), "ca hsm rekey") {
+		t.Fatalf("restore --unseal of a module-wrapped backup: %v", err)
+	}
+}
