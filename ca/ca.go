@@ -68,8 +68,10 @@ func (u URLs) check() error {
 type Options struct {
 	Store   Store     // required
 	Issuers []*Issuer // required: at least one
-	// DefaultIssuer is the issuer used when a request names none. Zero:
-	// the first of Issuers.
+	// DefaultIssuer is the issuer preferred when a request names none.
+	// Zero: the first of Issuers. When its certificate is revoked or
+	// expired, the first of Issuers whose certificate is neither is used
+	// instead (see CA.DefaultIssuer).
 	DefaultIssuer string
 	// Profiles adds to or overrides (by name) the built-in profiles; an
 	// override takes the fields it leaves out from the built-in.
@@ -99,22 +101,26 @@ type Options struct {
 // CA issues certificates through the pipeline described in the package
 // documentation. It is safe for concurrent use.
 type CA struct {
-	store         Store
-	issuers       map[string]*Issuer
-	issuerIDs     []string
-	defaultIssuer string
-	profiles      map[string]*Profile
-	urls          URLs
-	linter        *Linter
-	backdate      time.Duration
-	now           func() time.Time
-	log           *slog.Logger
-	metrics       *metrics
-	afterIntent   func() error
-	pool          *serialPool // nil: reserve one serial per issuance
-	// revokedIssuers are the ids of issuers whose own certificate is
-	// revoked (issuerstatus.go).
-	revokedIssuers atomic.Pointer[map[string]bool]
+	store     Store
+	issuers   map[string]*Issuer
+	issuerIDs []string
+	// order is the preference for a request that names no issuer:
+	// Options.DefaultIssuer, then Options.Issuers as given.
+	order       []string
+	profiles    map[string]*Profile
+	urls        URLs
+	linter      *Linter
+	backdate    time.Duration
+	now         func() time.Time
+	log         *slog.Logger
+	metrics     *metrics
+	afterIntent func() error
+	pool        *serialPool // nil: reserve one serial per issuance
+	// revokedIssuers are the issuers whose own certificate is revoked,
+	// by id (issuerstatus.go).
+	revokedIssuers atomic.Pointer[map[string]revocation]
+	// loggedDefault is the default issuer CheckIssuers last logged.
+	loggedDefault atomic.Pointer[string]
 }
 
 // New checks opts and returns a CA.
@@ -134,14 +140,18 @@ func New(opts Options) (*CA, error) {
 		c.issuers[is.ID()] = is
 		c.issuerIDs = append(c.issuerIDs, is.ID())
 	}
+	if opts.DefaultIssuer != "" {
+		if _, ok := c.issuers[opts.DefaultIssuer]; !ok {
+			return nil, fmt.Errorf("ca: default issuer %q is not configured", opts.DefaultIssuer)
+		}
+		c.order = append(c.order, opts.DefaultIssuer)
+	}
+	for _, id := range c.issuerIDs {
+		if id != opts.DefaultIssuer {
+			c.order = append(c.order, id)
+		}
+	}
 	sort.Strings(c.issuerIDs)
-	c.defaultIssuer = opts.DefaultIssuer
-	if c.defaultIssuer == "" {
-		c.defaultIssuer = opts.Issuers[0].ID()
-	}
-	if _, ok := c.issuers[c.defaultIssuer]; !ok {
-		return nil, fmt.Errorf("ca: default issuer %q is not configured", c.defaultIssuer)
-	}
 	var err error
 	if c.profiles, err = mergeProfiles(opts.Profiles); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
@@ -175,11 +185,14 @@ func New(opts Options) (*CA, error) {
 	return c, nil
 }
 
-// Issuer returns the issuer named id ("" for the default) or a KindNotFound
-// error.
+// Issuer returns the issuer named id, or a KindNotFound error. For id ""
+// it returns the default issuer (DefaultIssuer), or core.ErrNoIssuer
+// (KindUnavailable) when no issuer's certificate is usable.
 func (c *CA) Issuer(id string) (*Issuer, error) {
 	if id == "" {
-		id = c.defaultIssuer
+		if id = c.DefaultIssuer(); id == "" {
+			return nil, core.ErrNoIssuer
+		}
 	}
 	is, ok := c.issuers[id]
 	if !ok {
@@ -207,8 +220,21 @@ func (c *CA) Issuers() []*Issuer {
 	return out
 }
 
-// DefaultIssuer is the id of the issuer used when a request names none.
-func (c *CA) DefaultIssuer() string { return c.defaultIssuer }
+// DefaultIssuer is the id of the issuer used when a request names none:
+// the first in Options' order (DefaultIssuer, then Issuers) whose
+// certificate is neither revoked nor expired, or "" when none is. A
+// revoked default must not stop issuance while a configured spare can
+// take over: new certificates, renewals and the node's own HTTPS
+// certificate move to it at once.
+func (c *CA) DefaultIssuer() string {
+	now := c.now()
+	for _, id := range c.order {
+		if c.statusAt(id, now).Usable() {
+			return id
+		}
+	}
+	return ""
+}
 
 // Profile returns the profile named name or a KindRejected error.
 func (c *CA) Profile(name string) (Profile, error) {

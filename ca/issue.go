@@ -235,9 +235,14 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, core.Errorf(core.KindRejected, "unknown profile %q", req.Profile)
 	}
 	is, err := c.Issuer(req.Issuer)
+	if errors.Is(err, core.ErrNoIssuer) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, core.Errorf(core.KindRejected, "unknown issuer %q", req.Issuer)
 	}
+	// Only an issuer the request names can be revoked here: the default
+	// is never a revoked one.
 	if c.issuerRevoked(is.ID()) {
 		return nil, core.Because(core.ErrIssuerRevoked, fmt.Sprintf("issuer %s's certificate is revoked", is.ID()))
 	}

@@ -120,9 +120,16 @@ func DetailOf(err error) string {
 
 // ErrIssuerRevoked is wrapped by the refusal of an issuer whose own
 // certificate is revoked: it certifies nothing more (a delegated OCSP
-// responder included).
-var ErrIssuerRevoked = &Error{Kind: KindRejected,
-	Detail: "it issues nothing more; make another with `ca issuer add --default`"}
+// responder included). The CA's state, not the request, is at fault, so
+// it is KindUnavailable (503), never a client-fault kind: an ACME client
+// told badCSR would give up or change a CSR that was fine.
+var ErrIssuerRevoked = &Error{Kind: KindUnavailable,
+	Detail: "it issues nothing more; the CA's operators must make another issuer the default"}
+
+// ErrNoIssuer refuses a request that names no issuer when no configured
+// issuer's certificate is usable (each is revoked or expired).
+var ErrNoIssuer = &Error{Kind: KindUnavailable,
+	Detail: "no issuer can sign new certificates now: every intermediate's certificate is revoked or expired; the CA's operators must add one"}
 
 // ErrNotFound is returned by repositories when a row does not exist.
 var ErrNotFound = &Error{Kind: KindNotFound, Detail: "not found"}
