@@ -294,6 +294,32 @@ func TestFinalizeEdges(t *testing.T) {
 	}
 }
 
+// TestFinalizeWithRevokedIssuer: an issuer whose certificate is revoked,
+// or no usable issuer at all, is the CA's state, not the client's CSR:
+// finalize answers serverInternal 503 with Retry-After (never badCSR,
+// which tells a client to change a CSR that was fine) and the order stays
+// ready for the same CSR later.
+func TestFinalizeWithRevokedIssuer(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, fail := range []error{core.Because(core.ErrIssuerRevoked, "issuer intermediate-2's certificate is revoked"), core.ErrNoIssuer} {
+		r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "a.example.com"}}}, nil)
+		orderURL, o := r.Header.Get("Location"), decode[orderDoc](t, r)
+		c.validate(o.Authorizations[0], "http-01", true)
+		e.issuer.fail = fail
+		r = c.post(o.Finalize, map[string]string{"csr": b64(csrFor(t, key, "", "a.example.com"))}, nil)
+		wantProblem(t, r, "serverInternal", 503)
+		if r.Header.Get("Retry-After") == "" {
+			t.Errorf("%v: 503 without Retry-After", fail)
+		}
+		if got := decode[orderDoc](t, c.post(orderURL, nil, nil)); got.Status != "ready" {
+			t.Errorf("%v: the order is %s after the failure, want ready", fail, got.Status)
+		}
+	}
+}
+
 func TestRateLimits(t *testing.T) {
 	e := newEnv(t, func(o *acme.Options) {
 		o.Limits = acme.Limits{NewOrdersPerAccountPerHour: 2, NewAccountsPerIPPerHour: 2}

@@ -53,7 +53,12 @@ type Store interface {
 // IssuerSource lists the issuers (*ca.CA).
 type IssuerSource interface {
 	Issuers() []*ca.Issuer
+	// DefaultIssuer is the issuer a request naming none gets; "" when
+	// none may issue.
 	DefaultIssuer() string
+	// IssuerStatus says whether an issuer's certificate is revoked or
+	// expired.
+	IssuerStatus(id string) ca.IssuerStatus
 }
 
 // Options configures the API.

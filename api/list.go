@@ -83,13 +83,20 @@ func (a *API) list(c *gin.Context) {
 
 // IssuerResponse describes one issuer.
 type IssuerResponse struct {
-	ID          string    `json:"id"`
-	Default     bool      `json:"default"`
-	Subject     string    `json:"subject"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Certificate string    `json:"certificate"` // PEM
-	Chain       string    `json:"chain"`       // PEM: the issuer up to the root
+	ID string `json:"id"`
+	// Default: requests naming no issuer get this one, the first
+	// configured intermediate that is neither revoked nor expired.
+	Default bool `json:"default"`
+	// Status is valid, revoked (it signs no new certificate, only OCSP
+	// answers and CRLs for what it issued) or expired.
+	Status           string    `json:"status"`
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason string    `json:"revocation_reason,omitempty"`
+	Subject          string    `json:"subject"`
+	NotBefore        time.Time `json:"not_before"`
+	NotAfter         time.Time `json:"not_after"`
+	Certificate      string    `json:"certificate"` // PEM
+	Chain            string    `json:"chain"`       // PEM: the issuer up to the root
 	// NameConstraints are those of the chain's certificates that carry
 	// any, from the issuer's own up: every name the issuer issues must be
 	// allowed by each.
@@ -107,9 +114,13 @@ func (a *API) listIssuers(c *gin.Context) {
 	var out []IssuerResponse
 	for _, is := range a.issuers.Issuers() {
 		cert := is.Certificate()
-		r := IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(),
+		st := a.issuers.IssuerStatus(is.ID())
+		r := IssuerResponse{ID: is.ID(), Default: is.ID() == a.issuers.DefaultIssuer(), Status: st.String(),
 			Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 			Certificate: pemOf(cert), Chain: pemOf(is.Chain()...)}
+		if st.Revoked {
+			r.RevokedAt, r.RevocationReason = st.RevokedAt, st.Reason.String()
+		}
 		for _, cc := range is.ChainConstraints() {
 			permit, exclude := cc.Subtrees()
 			r.NameConstraints = append(r.NameConstraints, NameConstraintsResponse{Subject: cc.Subject, Permit: permit, Exclude: exclude})

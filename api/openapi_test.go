@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -511,5 +512,29 @@ func wantFinding(t *testing.T, check func(testing.TB, []byte) []string, edit fun
 	findings := check(t, b)
 	if !strings.Contains(strings.Join(findings, "\n"), want) {
 		t.Fatalf("no finding mentions %q; got %q", want, findings)
+	}
+}
+
+// TestOpenAPISchemasListFields: every JSON field a request or response type
+// has is a property of its schema, so a field added to the code (an
+// issuer's status, say) cannot go undocumented.
+func TestOpenAPISchemasListFields(t *testing.T) {
+	d := parseOAS(t, openAPIDocument)
+	for name, v := range map[string]any{
+		"Issuer": IssuerResponse{}, "Certificate": CertificateResponse{}, "CertificateList": ListResponse{},
+		"DryRun": DryRunResponse{}, "IssueRequest": IssueRequest{}, "RevokeRequest": RevokeRequest{}, "RenewRequest": RenewRequest{},
+		"Key": KeyResponse{}, "DataKey": DataKeyResponse{}, "ExportedKey": ExportKeyResponse{},
+	} {
+		props, _ := schema(d, name)["properties"].(map[string]any)
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if _, ok := props[tag]; !ok {
+				t.Errorf("schema %s lacks %s's field %q", name, rt.Name(), tag)
+			}
+		}
 	}
 }

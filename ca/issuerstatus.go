@@ -29,7 +29,7 @@ type IssuerStatus struct {
 	Revoked   bool
 	RevokedAt time.Time
 	Reason    core.RevocationReason
-	// Expired: the issuer's certificate's notAfter has passed.
+	// Expired: the issuer's chain has ended (Issuer.NotAfter).
 	Expired bool
 }
 
@@ -58,7 +58,7 @@ func (c *CA) statusAt(id string, now time.Time) IssuerStatus {
 			st.Revoked, st.RevokedAt, st.Reason = true, r.at, r.reason
 		}
 	}
-	if is, ok := c.issuers[id]; ok && !now.Before(is.Certificate().NotAfter) {
+	if is, ok := c.issuers[id]; ok && !now.Before(is.NotAfter()) {
 		st.Expired = true
 	}
 	return st

@@ -136,7 +136,7 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 		return err // ra's errors name the policy field
 	}
 	a.background = append(a.background, a.watchBlockedKeys)
-	a.tls.issue = a.issueServerCert
+	a.tls.issue, a.tls.usable = a.issueServerCert, a.issuerUsable
 	if err := a.mountAPI(); err != nil {
 		return err
 	}
@@ -182,21 +182,30 @@ func (a *app) mountAPI() error {
 
 // issueServerCert issues the HTTPS listener's own certificate through the
 // pipeline (bypassing ra: the CA's own name need not be in the policy).
-func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, error) {
+func (a *app) issueServerCert(ctx context.Context, csrDER []byte) ([][]byte, string, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	iss, err := a.pipeline.Issue(ctx, ca.Request{CSR: csr, Profile: "tls-server", Lifetime: a.serverCertLifetime(),
 		Requester: ra.SystemRequester + "https-listener", CSRChecked: false})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	chain := make([][]byte, len(iss.Chain))
 	for i, c := range iss.Chain {
 		chain[i] = c.Raw
 	}
-	return chain, nil
+	return chain, iss.IssuerID, nil
+}
+
+// issuerUsable reports whether issuer may sign new certificates; for ""
+// whether any issuer may (tlsCert.usable).
+func (a *app) issuerUsable(issuer string) bool {
+	if issuer == "" {
+		return a.pipeline.DefaultIssuer() != ""
+	}
+	return a.pipeline.IssuerStatus(issuer).Usable()
 }
 
 // serverCertLifetime is a week, or less when the tls-server profile's

@@ -6,11 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,50 +31,7 @@ import (
 // those expire.
 
 func issuerCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, add an intermediate (rotation), sign an external subordinate CA"}
-	list := &cobra.Command{Use: "list", Short: "Show the root and intermediates from the configuration (the first intermediate is the default)",
-		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(g.dataDir)
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tROLE\tSUBJECT\tKEY\tNOT AFTER\tKEY LABEL\tNAME CONSTRAINTS")
-			for i, is := range append([]config.Issuer{cfg.CA.Root}, cfg.CA.Intermediates...) {
-				role := "root"
-				if is.External {
-					role = "root (external: its key is not here)"
-				}
-				if i == 1 {
-					role = "intermediate (default)"
-				} else if i > 1 {
-					role = "intermediate"
-				}
-				certs, err := readCerts(config.Path(g.dataDir, is.Cert))
-				if errors.Is(err, fs.ErrNotExist) && cfg.CA.Root.External && i > 0 {
-					fmt.Fprintf(w, "%s\t%s\t%s\t-\t-\t%s\t-\n", is.ID, role, "not installed (ca issuer install "+is.ID+")", is.KeyLabel)
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("issuer %s: %w", is.ID, err)
-				}
-				cert, constraints := certs[0], "-"
-				// Under an external root the file may hold the CAs above
-				// the intermediate: theirs apply too.
-				for _, c := range certs {
-					if nc := ca.NameConstraintsOf(c); !nc.IsZero() {
-						constraints = nc.String()
-						if c != cert {
-							constraints += " (" + c.Subject.CommonName + "'s)"
-						}
-						break
-					}
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, role, cert.Subject.CommonName, ca.KeyType(cert.PublicKey),
-					cert.NotAfter.UTC().Format(time.DateOnly), is.KeyLabel, constraints)
-			}
-			return w.Flush()
-		}}
+	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, add an intermediate (rotation), choose the default, sign an external subordinate CA"}
 	var makeDefault bool
 	var keyType, commonName string
 	var constraints nameConstraintFlags
@@ -127,7 +82,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
 	constraints.register(add.Flags(), "intermediate (the root's apply too)")
-	cmd.AddCommand(list, add, installCommand(g), csrCommand(g), signSubCACommand(g))
+	cmd.AddCommand(issuerListCommand(g), add, issuerDefaultCommand(g), installCommand(g), csrCommand(g), signSubCACommand(g))
 	return cmd
 }
 
@@ -269,6 +224,23 @@ func newIssuerKey(ctx context.Context, n *node, sess *hsm.Session, label, kt str
 // file, first or last, keeping the rest of the file (comments included) as
 // the operator wrote it.
 func addIssuerToConfig(path string, is config.Issuer, first bool) error {
+	return editIntermediates(path, func(list *yaml.Node) error {
+		item := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+			scalar("id"), scalar(is.ID), scalar("cert"), scalar(is.Cert), scalar("key_label"), scalar(is.KeyLabel)}}
+		if first {
+			list.Content = append([]*yaml.Node{item}, list.Content...)
+		} else {
+			list.Content = append(list.Content, item)
+		}
+		return nil
+	})
+}
+
+// editIntermediates has edit change the ca.intermediates list of the YAML
+// file (made if missing) and writes the file back, keeping the rest of it
+// (comments included) as the operator wrote it; an edit that leaves a
+// configuration that does not parse is not written.
+func editIntermediates(path string, edit func(list *yaml.Node) error) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -293,12 +265,8 @@ func addIssuerToConfig(path string, is config.Issuer, first bool) error {
 	if list.Kind != yaml.SequenceNode {
 		return errors.New("ca.intermediates is not a list")
 	}
-	item := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-		scalar("id"), scalar(is.ID), scalar("cert"), scalar(is.Cert), scalar("key_label"), scalar(is.KeyLabel)}}
-	if first {
-		list.Content = append([]*yaml.Node{item}, list.Content...)
-	} else {
-		list.Content = append(list.Content, item)
+	if err := edit(list); err != nil {
+		return err
 	}
 	out, err := yaml.Marshal(&doc)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -178,7 +179,7 @@ Strongroom is running.
   Root certificate: %s
   Admin API key:    %s
 Stop with Ctrl-C; restarting with the same data directory reuses the same keys.
-`, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(), app.pipeline.DefaultIssuer(),
+`, app.ACMEDirectoryURL(), app.HTTPSURL(), app.HTTPSURL(), app.HTTPURL(), app.HTTPURL(), cmp.Or(app.pipeline.DefaultIssuer(), app.inters[0].ID()),
 		config.Path(n.dir, n.cfg.CA.Root.Cert), admin)
 	if n.cfg.CA.KeyStore == "pkcs11" {
 		fmt.Fprintf(out, "  CA keys:          on PKCS#11 token %q of %s (labels %s)\n", n.cfg.HSM.PKCS11.Token, n.cfg.HSM.PKCS11.Module, caKeyLabels(n))

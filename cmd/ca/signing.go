@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strongroom-pki/strongroom/ca"
+	"github.com/strongroom-pki/strongroom/core"
 )
 
 // signingProblem is the generic reason /readyz gives (anyone may ask);
@@ -18,10 +19,18 @@ import (
 // (kept in the embedded module).
 const signingProblem = "the CA's HSM user cannot sign (see the log)"
 
+// noIssuerProblem is /readyz's reason when no intermediate may issue.
+const noIssuerProblem = "no issuer can sign new certificates: every intermediate is revoked or expired"
+
+// canIssue reports whether a request naming no issuer has one.
+func (a *app) canIssue() bool { return a.pipeline == nil || a.pipeline.DefaultIssuer() != "" }
+
 // degraded is /readyz's note on a ready node that cannot sign: its CA
 // session is refused, because the CA's HSM user was altered outside the
 // HSM (`ca hsm users list` says TAMPERED), deleted or given another role;
-// or an issuer's key fails (a PKCS#11 token away). The node stays
+// or an issuer's key fails (a PKCS#11 token away); or no intermediate may
+// issue (each revoked or expired: the HTTPS listener is self-signed then,
+// see tlsCert). The node stays
 // ready: the record is shared by every node, so all would leave a load
 // balancer together, and stored OCSP responses, CRLs and the rest of the
 // API still serve. A change is logged once, as readiness changes are.
@@ -34,6 +43,10 @@ func (a *app) degraded() string {
 		// A CA key on a PKCS#11 token whose last signature failed (the
 		// token away); it reconnects by itself when the token is back.
 		err, reason = ferr, "the signing key of issuer "+id+" cannot sign (see the log)"
+	} else if !a.canIssue() {
+		// Every intermediate revoked or expired: shared by every node
+		// too, and OCSP and CRLs still serve.
+		err, reason = core.ErrNoIssuer, noIssuerProblem
 	}
 	if prev := a.signingReason.Swap(&reason); prev == nil || *prev != reason {
 		switch {
@@ -52,12 +65,15 @@ func (a *app) degraded() string {
 func (a *app) signingGauge() prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "strongroom_ca_signing_available",
-		Help: "1 while this node can sign with its CA keys and its embedded HSM session; 0 when the module is sealed or failed, the CA's HSM user was altered, deleted or re-roled, or an issuer's key fails (a PKCS#11 token away).",
+		Help: "1 while this node can sign with its CA keys and its embedded HSM session; 0 when the module is sealed or failed, the CA's HSM user was altered, deleted or re-roled, an issuer's key fails (a PKCS#11 token away), or no intermediate may issue (each revoked or expired).",
 	}, func() float64 {
 		if a.sess.Check() != nil {
 			return 0
 		}
 		if _, err := a.failingIssuer(); err != nil {
+			return 0
+		}
+		if !a.canIssue() {
 			return 0
 		}
 		return 1

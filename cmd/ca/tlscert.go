@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,10 +24,21 @@ import (
 // intermediate through the normal pipeline (so it is linted, recorded and
 // revocable like any other), for a key that lives only in this process's
 // memory, and renewed when a third of its lifetime is left, or at once
-// when its record says it has been revoked.
+// when its record says it has been revoked or its issuer may sign no more.
+//
+// When no intermediate can issue (each revoked or expired) the listener
+// gets a self-signed certificate instead of stopping the node: OCSP and
+// CRLs (plain HTTP) must go on exactly then, and the API, the key service,
+// /readyz and /metrics stay reachable to whoever accepts that certificate
+// (probes that do not verify, an operator's curl -k). Nothing of the CA's
+// signs it: not the root (it signs no leaf), nor a revoked intermediate.
 type tlsCert struct {
 	hostname string
-	issue    func(ctx context.Context, csrDER []byte) ([][]byte, error)
+	// issue returns the chain and the id of the issuer that signed it.
+	issue func(ctx context.Context, csrDER []byte) (chain [][]byte, issuer string, err error)
+	// usable reports whether issuer may sign new certificates; for ""
+	// whether any issuer may (nil: always).
+	usable func(issuer string) bool
 	// status reads a certificate's record (nil: never checked), every
 	// checkEvery (zero: a minute), for a revocation by an operator or by
 	// blocking its key.
@@ -38,7 +50,14 @@ type tlsCert struct {
 	// from the backdated notBefore (a backdate of days renewed every
 	// minute).
 	issuedAt atomic.Pointer[time.Time]
+	// issuer is the id of current's issuer; "" for a self-signed one.
+	issuer atomic.Pointer[string]
 }
+
+// selfSignedLife is the validity of the self-signed fallback certificate:
+// short, so that a proper one is tried for again soon even if nothing
+// else prompts it.
+const selfSignedLife = 24 * time.Hour
 
 func (t *tlsCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c := t.current.Load()
@@ -80,7 +99,15 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := t.issue(ctx, csr)
+	chain, issuer, err := t.issue(ctx, csr)
+	if errors.Is(err, core.ErrNoIssuer) {
+		if c := t.current.Load(); c != nil && *t.issuer.Load() != "" && time.Until(c.Leaf.NotAfter) > time.Minute {
+			// Clients trusting the root still accept the one we have
+			// (those checking revocation may not: its issuer is revoked).
+			return fmt.Errorf("issuing the HTTPS server certificate: %w; the current one is kept until it expires", err)
+		}
+		return t.selfSign(key)
+	}
 	if err != nil {
 		return fmt.Errorf("issuing the HTTPS server certificate: %w", err)
 	}
@@ -88,11 +115,42 @@ func (t *tlsCert) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	t.current.Store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf})
-	t.issuedAt.Store(&now)
-	t.log.Info("HTTPS server certificate issued", "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
+	t.store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, issuer)
+	t.log.Info("HTTPS server certificate issued", "serial", leaf.SerialNumber.Text(16), "issuer", issuer, "not_after", leaf.NotAfter)
 	return nil
+}
+
+// selfSign serves a self-signed certificate for key (see tlsCert).
+func (t *tlsCert) selfSign(key *ecdsa.PrivateKey) error {
+	req := serverCertRequest(t.hostname)
+	serial, err := core.NewSerial()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: serial.Big(), Subject: req.Subject, DNSNames: req.DNSNames, IPAddresses: req.IPAddresses,
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(selfSignedLife),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("making the self-signed HTTPS server certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	t.store(&tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, "")
+	t.log.Error("no issuer can sign the HTTPS server certificate (every intermediate is revoked or expired): "+
+		"HTTPS serves a self-signed one, which clients trusting the root refuse; OCSP and CRLs on plain HTTP are unaffected. "+
+		"Add an intermediate with `ca issuer add ID --default` and restart ca serve", "not_after", leaf.NotAfter)
+	return nil
+}
+
+func (t *tlsCert) store(c *tls.Certificate, issuer string) {
+	now := time.Now()
+	t.current.Store(c)
+	t.issuedAt.Store(&now)
+	t.issuer.Store(&issuer)
 }
 
 // keepRenewed renews the certificate when a third of its lifetime is left
@@ -111,15 +169,40 @@ func (t *tlsCert) keepRenewed(ctx context.Context) {
 		case <-time.After(min(time.Until(due), cmp.Or(t.checkEvery, time.Minute))):
 		}
 		if time.Now().Before(due) {
-			if !t.revoked(ctx) {
+			why := t.stale(ctx)
+			if why == "" {
 				continue
 			}
-			t.log.Warn("the HTTPS server certificate has been revoked: renewing it now")
+			t.log.Warn("the HTTPS server certificate " + why + ": renewing it now")
 		}
 		if err := t.renew(ctx); err != nil {
 			t.log.Error("renewing the HTTPS server certificate", "err", err)
 		}
 	}
+}
+
+// stale says why the current certificate must be replaced before it is
+// due ("" when it need not be): it was revoked, its issuer may sign no
+// more (revoked: the chain fails revocation checks), or it is the
+// self-signed stand-in and an issuer can sign again.
+func (t *tlsCert) stale(ctx context.Context) string {
+	issuer := t.issuer.Load()
+	switch {
+	case issuer == nil || t.usable == nil:
+	case *issuer == "" && t.usable(""):
+		return "is self-signed and an issuer can sign it again"
+	case *issuer != "" && !t.usable(*issuer) && t.usable(""):
+		// Without another issuer it is kept: a self-signed one would be
+		// refused by every client, not only those checking revocation.
+		return "comes from issuer " + *issuer + ", which may sign no more"
+	}
+	if issuer != nil && *issuer == "" {
+		return "" // self-signed: no record to read
+	}
+	if t.revoked(ctx) {
+		return "has been revoked"
+	}
+	return ""
 }
 
 // revoked reports whether the current certificate's record says revoked;

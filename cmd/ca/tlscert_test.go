@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -27,10 +28,10 @@ func TestTLSCertRenewsWhenRevoked(t *testing.T) {
 	revoked := map[core.Serial]bool{}
 	var statusErr error
 	tc := &tlsCert{hostname: "localhost", log: slog.New(slog.NewTextHandler(io.Discard, nil)), checkEvery: 10 * time.Millisecond,
-		issue: func(ctx context.Context, csrDER []byte) ([][]byte, error) {
+		issue: func(ctx context.Context, csrDER []byte) ([][]byte, string, error) {
 			csr, err := x509.ParseCertificateRequest(csrDER)
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			mu.Lock()
 			issued++
@@ -40,7 +41,7 @@ func TestTLSCertRenewsWhenRevoked(t *testing.T) {
 			tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(n)), NotBefore: now, NotAfter: now.Add(time.Hour),
 				DNSNames: csr.DNSNames}
 			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, csr.PublicKey, caKey)
-			return [][]byte{der}, err
+			return [][]byte{der}, "intermediate", err
 		},
 		status: func(ctx context.Context, serial core.Serial) (core.CertStatus, error) {
 			mu.Lock()
@@ -90,4 +91,86 @@ func TestTLSCertRenewsWhenRevoked(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("renewed %d times for one revocation", n-1)
 	}
+}
+
+// TestTLSCertFollowsUsableIssuer: with no usable issuer at start the
+// listener serves a self-signed certificate instead of failing; once an
+// issuer can sign, a proper one replaces it; a certificate whose issuer may
+// sign no more is replaced from the next one at once, but kept (not
+// swapped for a self-signed one) while no other issuer can sign.
+func TestTLSCertFollowsUsableIssuer(t *testing.T) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var mu sync.Mutex
+	usable := map[string]bool{}
+	order := []string{"intermediate-2", "intermediate-3"}
+	var serial int64
+	tc := &tlsCert{hostname: "localhost", log: slog.New(slog.NewTextHandler(io.Discard, nil)), checkEvery: 10 * time.Millisecond,
+		issue: func(ctx context.Context, csrDER []byte) ([][]byte, string, error) {
+			csr, err := x509.ParseCertificateRequest(csrDER)
+			if err != nil {
+				return nil, "", err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range order {
+				if usable[id] {
+					serial++
+					now := time.Now()
+					tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: now, NotAfter: now.Add(time.Hour), DNSNames: csr.DNSNames}
+					der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, csr.PublicKey, caKey)
+					return [][]byte{der}, id, err
+				}
+			}
+			return nil, "", core.ErrNoIssuer
+		},
+		usable: func(id string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if id == "" {
+				return usable[order[0]] || usable[order[1]]
+			}
+			return usable[id]
+		},
+	}
+	set := func(id string, ok bool) { mu.Lock(); usable[id] = ok; mu.Unlock() }
+	issuer := func() string { return *tc.issuer.Load() }
+	waitIssuer := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); issuer() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("serving a certificate from %q, want %q", issuer(), want)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := tc.renew(ctx); err != nil {
+		t.Fatalf("start with no usable issuer: %v", err)
+	}
+	c := tc.current.Load()
+	if issuer() != "" || c == nil || c.Leaf.CheckSignature(c.Leaf.SignatureAlgorithm, c.Leaf.RawTBSCertificate, c.Leaf.Signature) != nil || c.Leaf.VerifyHostname("localhost") != nil {
+		t.Fatalf("not a self-signed certificate for localhost (issuer %q)", issuer())
+	}
+	go tc.keepRenewed(ctx)
+	set("intermediate-3", true)
+	waitIssuer("intermediate-3")
+	set("intermediate-2", true)
+	time.Sleep(50 * time.Millisecond)
+	if issuer() != "intermediate-3" {
+		t.Fatal("renewed although its issuer may still sign")
+	}
+	// Its issuer revoked, with no other: the certificate is kept.
+	set("intermediate-2", false)
+	set("intermediate-3", false)
+	kept := tc.current.Load()
+	time.Sleep(50 * time.Millisecond)
+	if tc.current.Load() != kept {
+		t.Fatal("a certificate from the revoked issuer was replaced with no issuer to sign another")
+	}
+	if err := tc.renew(ctx); !errors.Is(err, core.ErrNoIssuer) || tc.current.Load() != kept {
+		t.Fatalf("renew with no issuer while the current one is valid: %v", err)
+	}
+	// Another can sign: replaced at once.
+	set("intermediate-2", true)
+	waitIssuer("intermediate-2")
 }
