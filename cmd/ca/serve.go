@@ -78,7 +78,7 @@ func serve(ctx context.Context, dir string, out, logOut io.Writer) error {
 		}
 		if err != nil && !auto && ctx.Err() == nil {
 			// An operator's unseal whose CA cannot start (its HSM user
-			// locked, its issuer revoked): `ca hsm unseal` is told, and
+			// locked, its configuration refused): `ca hsm unseal` is told, and
 			// the node waits sealed for the fix and the next unseal
 			// instead of exiting, which a supervisor would only repeat.
 			n.hsm.Seal()
