@@ -241,57 +241,16 @@ func addIssuerToConfig(path string, is config.Issuer, first bool) error {
 // (comments included) as the operator wrote it; an edit that leaves a
 // configuration that does not parse is not written.
 func editIntermediates(path string, edit func(list *yaml.Node) error) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return err
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return errors.New("the configuration is not a YAML mapping")
-	}
-	caNode := mappingValue(doc.Content[0], "ca")
-	if caNode == nil {
-		caNode = &yaml.Node{Kind: yaml.MappingNode}
-		doc.Content[0].Content = append(doc.Content[0].Content, scalar("ca"), caNode)
-	}
-	list := mappingValue(caNode, "intermediates")
-	if list == nil {
-		list = &yaml.Node{Kind: yaml.SequenceNode}
-		caNode.Content = append(caNode.Content, scalar("intermediates"), list)
-	}
-	if list.Kind != yaml.SequenceNode {
-		return errors.New("ca.intermediates is not a list")
-	}
-	if err := edit(list); err != nil {
-		return err
-	}
-	out, err := yaml.Marshal(&doc)
-	if err != nil {
-		return err
-	}
-	if _, err := config.Parse(out); err != nil {
-		return fmt.Errorf("the edited configuration does not parse: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func mappingValue(m *yaml.Node, key string) *yaml.Node {
-	if m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
+	return editConfig(path, func(top *yaml.Node) error {
+		caNode := mappingOf(top, "ca")
+		list := mappingValue(caNode, "intermediates")
+		if list == nil {
+			list = &yaml.Node{Kind: yaml.SequenceNode}
+			caNode.Content = append(caNode.Content, scalar("intermediates"), list)
 		}
-	}
-	return nil
+		if list.Kind != yaml.SequenceNode {
+			return errors.New("ca.intermediates is not a list")
+		}
+		return edit(list)
+	})
 }
-
-func scalar(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: v} }

@@ -269,66 +269,17 @@ func printNewMaterial(w io.Writer, mat hsm.Material, keyFile string, shares []st
 // module and token for a token) in DIR/strongroom.yaml, keeping the rest
 // of the file as the operator wrote it.
 func setUnseal(dir string, method hsm.UnsealMethod, keyFile string, p config.PKCS11) error {
-	path := filepath.Join(dir, config.FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return err
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return errors.New("the configuration is not a YAML mapping")
-	}
-	hsmNode := mappingOf(doc.Content[0], "hsm")
-	setScalar(hsmNode, "unseal", string(method))
-	switch method {
-	case hsm.MethodKeyFile:
-		setScalar(hsmNode, "key_file", keyFile)
-	case hsm.MethodPKCS11:
-		tok := mappingOf(hsmNode, "pkcs11")
-		setScalar(tok, "module", p.Module)
-		setScalar(tok, "token", p.Token)
-	}
-	out, err := yaml.Marshal(&doc)
-	if err != nil {
-		return err
-	}
-	if _, err := config.Parse(out); err != nil {
-		return fmt.Errorf("the edited configuration does not parse: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// mappingOf is the mapping under key in m, added if m has none.
-func mappingOf(m *yaml.Node, key string) *yaml.Node {
-	if v := mappingValue(m, key); v != nil && v.Kind == yaml.MappingNode {
-		return v
-	}
-	v := &yaml.Node{Kind: yaml.MappingNode}
-	setNode(m, key, v)
-	return v
-}
-
-func setScalar(m *yaml.Node, key, value string) {
-	if v := mappingValue(m, key); v != nil && v.Kind == yaml.ScalarNode {
-		v.Value, v.Tag, v.Style = value, "", 0
-		return
-	}
-	setNode(m, key, scalar(value))
-}
-
-func setNode(m *yaml.Node, key string, v *yaml.Node) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content[i+1] = v
-			return
+	return editConfig(filepath.Join(dir, config.FileName), func(top *yaml.Node) error {
+		hsmNode := mappingOf(top, "hsm")
+		setScalar(hsmNode, "unseal", string(method))
+		switch method {
+		case hsm.MethodKeyFile:
+			setScalar(hsmNode, "key_file", keyFile)
+		case hsm.MethodPKCS11:
+			tok := mappingOf(hsmNode, "pkcs11")
+			setScalar(tok, "module", p.Module)
+			setScalar(tok, "token", p.Token)
 		}
-	}
-	m.Content = append(m.Content, scalar(key), v)
+		return nil
+	})
 }
