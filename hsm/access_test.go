@@ -299,3 +299,27 @@ func TestStoredPINKeepsTheLastTry(t *testing.T) {
 		}
 	})
 }
+
+// TestStoredPINSparedInTheDatabase: two nodes starting at once with a
+// stale PIN both passed LoginStored's read of the count and locked the user
+// between them (found by a review). The database's conditional update
+// spares the last try whatever was read: here the read is skipped.
+func TestStoredPINSparedInTheDatabase(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		for i := 0; i < 4; i++ {
+			f.m.Login(ctx, "alice", "stale-pin")
+		}
+		// As if the count had been read as 3 before another node's failure.
+		if _, err := f.m.login(ctx, "alice", "stale-pin", true); !errors.Is(err, ErrPINFinalTry) {
+			t.Fatalf("a stored PIN's failure on the last try: %v, want ErrPINFinalTry", err)
+		}
+		if u, _ := f.db.HSMUser(ctx, "alice"); u.Locked || u.Failures != 4 {
+			t.Fatalf("locked %v, failures %d; want unlocked with 4", u.Locked, u.Failures)
+		}
+		if _, err := f.m.Login(ctx, "alice", alicePIN); err != nil {
+			t.Fatalf("a person's login after: %v", err)
+		}
+	})
+}

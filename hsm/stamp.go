@@ -10,10 +10,12 @@ import (
 
 // UserStamp is an opaque digest of what decides whether a user can log
 // in: whether it exists, when it was created, its role, whether it is
-// locked, its PIN hash and its MAC (usermac.go). Two stamps of one user
-// are equal until one of these changes. The failed-login counter is left
-// out, so a failed login that does not lock the user leaves the stamp as
-// it was. The PIN hash goes in whole (salt and all) and only through
+// locked, whether it is on its last try (LoginStored refuses then), its
+// PIN hash and its MAC (usermac.go). Two stamps of one user are equal
+// until one of these changes. The failed-login counter itself is left
+// out, so a failed login that neither locks the user nor leaves it one
+// try leaves the stamp as it was; an unlock or a correct login that clears
+// a last try changes it. The PIN hash goes in whole (salt and all) and only through
 // SHA-256: the stamp gives no way to test a PIN.
 type UserStamp [sha256.Size]byte
 
@@ -39,7 +41,7 @@ func (m *Module) UserStamp(ctx context.Context, name string) (UserStamp, error) 
 	h := sha256.New()
 	// Each field on its own line: no role or hash contains a newline.
 	for _, f := range []string{"present", strconv.FormatInt(viewOf(u).created.UnixMicro(), 10), u.Role,
-		strconv.FormatBool(u.Locked), u.PINHash, hex.EncodeToString(u.MAC)} {
+		strconv.FormatBool(u.Locked), strconv.FormatBool(u.Failures >= maxFailed-1), u.PINHash, hex.EncodeToString(u.MAC)} {
 		h.Write([]byte(f + "\n"))
 	}
 	return UserStamp(h.Sum(nil)), nil

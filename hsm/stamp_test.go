@@ -39,14 +39,31 @@ func TestUserStamp(t *testing.T) {
 	}{
 		{"nothing", func(*testing.T) {}, false},
 		{"failed login", wrongLogin, false},
-		{"three more failed logins", func(t *testing.T) {
-			for range 3 {
+		{"two more failed logins", func(t *testing.T) {
+			for range 2 {
 				wrongLogin(t)
 			}
+		}, false},
+		// One try left: a node's stored PIN is refused from here
+		// (LoginStored), so the key service's watch must see it end.
+		{"the fourth: one try left", func(t *testing.T) {
+			wrongLogin(t)
 			if u, _ := f.db.HSMUser(ctx, "alice"); u.Failures != 4 || u.Locked {
 				t.Fatalf("after four wrong PINs: %d failures, locked %v", u.Failures, u.Locked)
 			}
-		}, false},
+		}, true},
+		{"a correct login clears it", func(t *testing.T) {
+			s, err := f.m.Login(ctx, "alice", alicePIN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}, true},
+		{"four failed logins again", func(t *testing.T) {
+			for range 4 {
+				wrongLogin(t)
+			}
+		}, true},
 		{"lockout", wrongLogin, true},
 		{"login while locked", wrongLogin, false},
 		{"unlock", func(t *testing.T) {

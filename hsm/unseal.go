@@ -455,6 +455,11 @@ func openKeystore(meta map[string][]byte, in UnsealInput) (kek []byte, cur store
 		case MethodPKCS11:
 			return fail(errf(ErrBadUnseal, "unsealing: the token's key does not open this module's KEK (another token or key?)%s: %v", tampered, err))
 		}
+		if _, err := os.Stat(in.KeyFile + ".new"); err == nil {
+			// A rekey to a new key file stopped after the keystore took
+			// it and before the file was moved into place.
+			return fail(errf(ErrBadUnseal, "unsealing: wrong key file%s; %s.new is there, left by an interrupted ca hsm rekey: it may be the key that works (move it over %s)", tampered, in.KeyFile, in.KeyFile))
+		}
 		return fail(errf(ErrBadUnseal, "unsealing: wrong key file%s", tampered))
 	}
 	return kek, cur, w, nil

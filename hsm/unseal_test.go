@@ -93,6 +93,11 @@ func TestUnsealFailuresChangeNothing(t *testing.T) {
 		if after := snap(t, m, db); after != before {
 			t.Fatalf("state changed")
 		}
+		// A key file an interrupted rekey left beside it is named.
+		os.WriteFile(other+".new", bytes.Repeat([]byte{8}, 32), 0o600)
+		if err := m.Unseal(ctx, UnsealInput{KeyFile: other}); !errors.Is(err, ErrBadUnseal) || !strings.Contains(err.Error(), other+".new is there") {
+			t.Fatalf("wrong key file beside a .new one: %v", err)
+		}
 		if err := m.Unseal(ctx, UnsealInput{KeyFile: kf}); err != nil {
 			t.Fatal(err)
 		}

@@ -29,9 +29,11 @@ import (
 // no longer verifies (altered outside the HSM since it was read and
 // checked: a role raised meanwhile) is refused as tampered. Callers hold
 // m.mu, with the module unsealed under the state the row was checked with.
-func (m *Module) recordPIN(ctx context.Context, name, hash string, right bool, during string) (*storage.HSMPINCheck, error) {
+// spareLast leaves a wrong PIN uncounted when it would lock the user
+// (storage.HSMPINSpared; LoginStored).
+func (m *Module) recordPIN(ctx context.Context, name, hash string, right bool, during string, spareLast bool) (*storage.HSMPINCheck, error) {
 	st := m.state.Load()
-	c := &storage.HSMPINCheck{Name: name, PINHash: hash, Right: right, Limit: maxFailed}
+	c := &storage.HSMPINCheck{Name: name, PINHash: hash, Right: right, Limit: maxFailed, SpareLast: spareLast}
 	var tampered bool
 	err := m.applyDescribed(ctx, st, storage.HSMChange{PINCheck: c}, name, name, "recording PIN check",
 		func() (string, string) {
@@ -60,6 +62,8 @@ func pinAudit(c *storage.HSMPINCheck, during string) (action, details string) {
 		return action, fmt.Sprintf("reason=bad-pin during=%s failures=%d", during, c.User.Failures)
 	case storage.HSMPINLocked:
 		return "login.fail", withDuring("reason=locked", during)
+	case storage.HSMPINSpared:
+		return "login.fail", withDuring("reason=last-try-spared", during)
 	case storage.HSMPINStale:
 		// A right PIN checked against a hash replaced meanwhile: refused,
 		// not counted (the PIN was right when read).

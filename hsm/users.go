@@ -99,6 +99,10 @@ func validUserName(n string) error {
 // whose row was altered outside the HSM (usermac.go) is refused with
 // ErrCorrupt, whatever the PIN, and nothing is counted.
 func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) {
+	return m.login(ctx, user, pin, false)
+}
+
+func (m *Module) login(ctx context.Context, user, pin string, spareLast bool) (*Session, error) {
 	st, err := m.live()
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -130,9 +134,12 @@ func (m *Module) Login(ctx context.Context, user, pin string) (*Session, error) 
 	if !st.userVerifies(u) {
 		return nil, fmt.Errorf("login: %w", m.refuseTampered(ctx, user, "login"))
 	}
-	c, err := m.recordPIN(ctx, user, u.PINHash, ok, "login")
+	c, err := m.recordPIN(ctx, user, u.PINHash, ok, "login", spareLast)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
+	}
+	if c.Outcome == storage.HSMPINSpared {
+		return nil, fmt.Errorf("login: %w", errf(ErrPINFinalTry, "user %s has failed %d logins and locks at the next", user, c.User.Failures))
 	}
 	if c.Outcome != storage.HSMPINAccepted {
 		return nil, fmt.Errorf("login: %w", ErrBadPIN)
@@ -154,11 +161,14 @@ func (m *Module) LoginStored(ctx context.Context, user, pin string) (*Session, e
 	if _, err := m.live(); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
+	// Read first, to spare the PIN check when the count is plain; the
+	// database's conditional update (spareLast) decides when two nodes
+	// try at once.
 	u, err := m.store.HSMUser(ctx, user)
 	if err == nil && !u.Locked && u.Failures >= maxFailed-1 {
 		return nil, fmt.Errorf("login: %w", errf(ErrPINFinalTry, "user %s has failed %d logins and locks at the next", user, u.Failures))
 	}
-	return m.Login(ctx, user, pin)
+	return m.login(ctx, user, pin, true)
 }
 
 // CreateUser adds a user (officer only).
@@ -308,7 +318,7 @@ func (s *Session) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 		return fmt.Errorf("changing PIN: %w", s.m.refuseTampered(ctx, s.user, "pin-change"))
 	}
 	if !checkPIN(u.PINHash, oldPIN) {
-		if _, err := s.m.recordPIN(ctx, s.user, u.PINHash, false, "pin-change"); err != nil {
+		if _, err := s.m.recordPIN(ctx, s.user, u.PINHash, false, "pin-change", false); err != nil {
 			return fmt.Errorf("changing PIN: %w", err)
 		}
 		return fmt.Errorf("changing PIN: %w", ErrBadPIN)

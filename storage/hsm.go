@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -193,6 +194,10 @@ type HSMPINCheck struct {
 	PINHash string // the stored hash the PIN was checked against
 	Right   bool   // the PIN matched PINHash
 	Limit   int    // the failure count that locks the user
+	// SpareLast: a wrong PIN that would lock the user is not counted
+	// (HSMPINSpared). For a PIN a program keeps: two nodes starting at
+	// once with a stale one must not lock the user between them.
+	SpareLast bool
 
 	Outcome HSMPINOutcome
 	// User is the row as it stands after the check (zero when the user
@@ -210,6 +215,7 @@ const (
 	HSMPINLocked                            // the user is locked: nothing written
 	HSMPINStale                             // right PIN, but against a hash no longer stored: nothing written
 	HSMPINNoUser                            // the user does not exist
+	HSMPINSpared                            // wrong PIN with SpareLast on the last try: nothing written
 )
 
 // HSMPINChange replaces Name's PIN hash with NewHash, and its MAC with
@@ -572,9 +578,13 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 		// On the right of SET, failures is the value before this update.
 		// A negative count (written outside the HSM: the column is not
 		// under the row's MAC) counts as zero, so it buys no extra tries.
+		spare := ""
+		if c.SpareLast {
+			spare = ` AND ` + fromZero + ` + 1 < ` + strconv.Itoa(c.Limit)
+		}
 		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = `+fromZero+` + 1,
 			locked = CASE WHEN `+fromZero+` + 1 >= ? THEN 1 ELSE 0 END
-			WHERE name = ? AND locked = 0 RETURNING `+hsmUserCols, c.Limit, c.Name)
+			WHERE name = ? AND locked = 0`+spare+` RETURNING `+hsmUserCols, c.Limit, c.Name)
 	}
 	u, err := scanHSMUser(row)
 	switch {
@@ -596,6 +606,8 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 		return fmt.Errorf("recording hsm PIN check: %w", err)
 	case u.Locked:
 		c.User, c.Outcome = u, HSMPINLocked
+	case !c.Right && c.SpareLast:
+		c.User, c.Outcome = u, HSMPINSpared
 	default:
 		c.User, c.Outcome = u, HSMPINStale
 	}

@@ -333,12 +333,14 @@ func restoreRekeyed(ctx context.Context, cmd *cobra.Command, n *node, data []byt
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s, with new unseal material: %s (was %s)\n",
 		info.Users, info.Objects, info.AuditEntries, n.dir, u.method, info.Method)
+	// The new shares exist only in res: shown before anything that
+	// could fail.
+	printNewMaterial(w, mat, keyFile, res.Shares)
 	warnUnverified(w, info)
 	if err := setUnseal(n.dir, mat.Method, keyRel, n.cfg.HSM.PKCS11); err != nil {
-		return fmt.Errorf("updating %s: %w", config.FileName, err)
+		return fmt.Errorf("updating %s (set hsm.unseal: %s by hand): %w", config.FileName, u.method, err)
 	}
 	n.cfg.HSM.Unseal = u.method
-	printNewMaterial(w, mat, keyFile, res.Shares)
 	if err := n.hsm.Unseal(ctx, withShares(in, u.threshold, res.Shares)); err != nil {
 		return fmt.Errorf("restored, but the new material did not unseal it: %w", err)
 	}

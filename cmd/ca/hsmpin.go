@@ -55,9 +55,16 @@ func (in *input) secretLine(w io.Writer) (line string, ok bool) {
 // promptLine asks on stderr and reads one secret line from stdin (no echo
 // on a terminal), spaces trimmed as PIN files are read.
 func promptLine(cmd *cobra.Command, question string) string {
+	return strings.TrimSpace(promptPassphrase(cmd, question))
+}
+
+// promptPassphrase is promptLine without the trimming: a passphrase is
+// read as unseal reads it (only the line end taken off), so spaces typed
+// around it are part of it everywhere.
+func promptPassphrase(cmd *cobra.Command, question string) string {
 	fmt.Fprint(cmd.ErrOrStderr(), question+": ")
 	line, _ := stdin(cmd).secretLine(cmd.ErrOrStderr())
-	return strings.TrimSpace(line)
+	return line
 }
 
 // pinSource is where the CLI and the server find a user's PIN: an

@@ -66,8 +66,8 @@ func (u newUnseal) material(ctx context.Context, cmd *cobra.Command, n *node, ke
 	case hsm.MethodPassphrase:
 		p := os.Getenv(envNewPassphrase)
 		if p == "" {
-			p = promptLine(cmd, "New HSM passphrase")
-			if again := promptLine(cmd, "New HSM passphrase again"); again != p {
+			p = promptPassphrase(cmd, "New HSM passphrase")
+			if again := promptPassphrase(cmd, "New HSM passphrase again"); again != p {
 				return m, hsm.UnsealInput{}, errors.New("the two new passphrases differ")
 			}
 		}
@@ -208,6 +208,12 @@ func rekey(ctx context.Context, cmd *cobra.Command, g *globals, n *node, u newUn
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "HSM unseal material changed from %s to %s by %s (audited); the old material no longer unseals it\n", oldMethod, u.method, officer)
+	// The shares exist only in res from here: they are shown before
+	// anything else that could fail (moving files, editing the
+	// configuration) and lose them with the keystore.
+	if mat.Method != hsm.MethodKeyFile {
+		printNewMaterial(w, mat, keyFile, res.Shares)
+	}
 	if mat.Method == hsm.MethodKeyFile {
 		if err := os.Rename(mat.KeyFile, keyFile); err != nil {
 			keyRel, keyFile = keyRel+".new", mat.KeyFile
@@ -219,7 +225,9 @@ func rekey(ctx context.Context, cmd *cobra.Command, g *globals, n *node, u newUn
 		return fmt.Errorf("the HSM now unseals with %s, but updating %s failed: set hsm.unseal: %s by hand: %w", u.method, config.FileName, u.method, err)
 	}
 	fmt.Fprintf(w, "%s: hsm.unseal is now %s\n", filepath.Join(n.dir, config.FileName), u.method)
-	printNewMaterial(w, mat, keyFile, res.Shares)
+	if mat.Method == hsm.MethodKeyFile {
+		printNewMaterial(w, mat, keyFile, res.Shares)
+	}
 	// Prove the new material on a fresh module over the same keystore.
 	if err := checkNewMaterial(ctx, n, withShares(in, u.threshold, res.Shares)); err != nil {
 		return fmt.Errorf("the keystore was rekeyed, but the new material did not unseal it here: %w", err)
@@ -233,6 +241,13 @@ func rekey(ctx context.Context, cmd *cobra.Command, g *globals, n *node, u newUn
 		also = " and key file"
 	}
 	fmt.Fprintf(w, "backups taken before this open only with the old material: take a new one (ca hsm backup); other nodes need the new hsm.unseal%s before they start again\n", also)
+	// A rekey rewraps the master key; it does not change it. The old
+	// material with any copy of the keystore from before (a database
+	// backup, an HSM backup) still opens it.
+	fmt.Fprintln(w, "the master key itself is unchanged: the old material still opens any copy of the database or HSM backup made before now. Destroy the old material (and such copies) unless you keep them on purpose; a rekey is no remedy for material that leaked")
+	if oldMethod == string(hsm.MethodKeyFile) && mat.Method != hsm.MethodKeyFile {
+		fmt.Fprintf(w, "the old key file %s is still there: destroy it (shred -u) unless you keep it for old backups\n", keyFile)
+	}
 	if oldMethod == string(hsm.MethodPKCS11) {
 		fmt.Fprintf(w, "the old token key %q no longer seals anything; remove it with the token's own tools when you no longer need old backups\n", n.cfg.HSM.PKCS11.LabelPrefix+kekWrapperLabel)
 	}

@@ -159,3 +159,30 @@ func TestRestoreRekeyedCLI(t *testing.T) {
 		t.Fatalf("restore --unseal of a module-wrapped backup: %v", err)
 	}
 }
+
+// TestRekeySharesShownFirst: a rekey to Shamir whose configuration edit
+// failed returned before printing the new shares, which the keystore then
+// needed (found by a review: nothing unsealed it any more). The shares
+// come out as soon as the keystore has taken them.
+func TestRekeySharesShownFirst(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	// The configuration cannot be written: its temporary file is taken.
+	if err := os.Mkdir(filepath.Join(dir, config.FileName+".tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCA(t, "--data", dir, "hsm", "rekey", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	shares := shareLine.FindAllStringSubmatch(out, -1)
+	if err == nil || !strings.Contains(err.Error(), "set hsm.unseal: shamir by hand") || len(shares) != 3 {
+		t.Fatalf("rekey with a configuration that cannot be written: %v, %d shares shown\n%s", err, len(shares), out)
+	}
+	os.Remove(filepath.Join(dir, config.FileName+".tmp"))
+	if err := setUnseal(dir, "shamir", "", config.PKCS11{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCAIn(t, shares[0][1]+"\n"+shares[1][1]+"\n\n", "--data", dir, "hsm", "unseal"); err != nil {
+		t.Fatalf("unseal with the shares shown: %v\n%s", err, out)
+	}
+}
