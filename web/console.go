@@ -52,6 +52,7 @@ type Store interface {
 type IssuerSource interface {
 	Issuers() []*ca.Issuer
 	DefaultIssuer() string
+	IssuerStatus(id string) ca.IssuerStatus
 }
 
 // MAC signs and checks session cookies and CSRF tokens: an HMAC key in the

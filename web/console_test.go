@@ -562,3 +562,35 @@ func TestConsoleSharesIssueCap(t *testing.T) {
 		t.Fatalf("REST after the console used the cap: %v", err)
 	}
 }
+
+// TestConsoleShowsRevokedIssuer: the issuers page says an issuer whose own
+// certificate is revoked issues nothing, with when and why (it showed it as
+// any other).
+func TestConsoleShowsRevokedIssuer(t *testing.T) {
+	ctx := context.Background()
+	var pipeline *ca.CA
+	e := newEnv(t, func(o *Options, _ *storage.DB) { pipeline = o.Issuers.(*ca.CA) })
+	is := pipeline.Issuers()[0]
+	ic, now := is.Certificate(), time.Now().UTC()
+	rec := &core.Certificate{Serial: core.SerialFromBig(ic.SerialNumber), IssuerID: "root", Profile: "subordinate-ca",
+		Requester: "ceremony", Subject: ic.Subject.CommonName, NotBefore: ic.NotBefore, NotAfter: ic.NotAfter, TBS: ic.RawTBSCertificate, CreatedAt: now}
+	for _, err := range []error{e.db.ReserveSerial(ctx, rec), e.db.RecordIntent(ctx, rec, now), e.db.StoreIssued(ctx, rec.Serial, ic.Raw, now)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := e.browser()
+	b.login("reader")
+	if _, page := b.do("GET", "/ui/issuers", nil); strings.Contains(page, "issues nothing") {
+		t.Fatal("a valid issuer is shown as issuing nothing")
+	}
+	if err := pipeline.RevokeAndBlockKey(ctx, rec.Serial, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.CheckIssuers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := b.do("GET", "/ui/issuers", nil); !strings.Contains(page, `id="issuer-`+is.ID()+`-status">revoked: issues nothing`) || !strings.Contains(page, "(keyCompromise)") {
+		t.Fatalf("the issuers page after revoking %s:\n%s", is.ID(), page)
+	}
+}

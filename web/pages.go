@@ -201,6 +201,8 @@ func (w *Console) issue(c *gin.Context, op *operator, d issueData) (*ca.Issued, 
 type issuerRow struct {
 	ID, Subject, Key string
 	Default          bool // new certificates come from it
+	// Status is "valid", "revoked" or "expired"; Revoked says when and why.
+	Status, Revoked string
 	NotBefore        time.Time
 	NotAfter         time.Time
 	PEM              string
@@ -212,9 +214,13 @@ func (w *Console) issuers(c *gin.Context, op *operator) {
 	}
 	var rows []issuerRow
 	for _, is := range w.o.Issuers.Issuers() {
-		cert := is.Certificate()
-		rows = append(rows, issuerRow{ID: is.ID(), Subject: cert.Subject.String(), Key: ca.KeyType(cert.PublicKey),
-			Default: is.ID() == w.o.Issuers.DefaultIssuer(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, PEM: pemOf(cert.Raw)})
+		cert, st := is.Certificate(), w.o.Issuers.IssuerStatus(is.ID())
+		row := issuerRow{ID: is.ID(), Subject: cert.Subject.String(), Key: ca.KeyType(cert.PublicKey), Status: st.String(),
+			Default: is.ID() == w.o.Issuers.DefaultIssuer(), NotBefore: cert.NotBefore, NotAfter: is.NotAfter(), PEM: pemOf(cert.Raw)}
+		if st.Revoked {
+			row.Revoked = st.RevokedAt.UTC().Format(time.RFC3339) + " (" + st.Reason.String() + ")"
+		}
+		rows = append(rows, row)
 	}
 	w.render(c, http.StatusOK, "issuers", page{Title: "Issuers", Op: op, Data: rows})
 }
