@@ -203,9 +203,9 @@ type issuerRow struct {
 	Default          bool // new certificates come from it
 	// Status is "valid", "revoked" or "expired"; Revoked says when and why.
 	Status, Revoked string
-	NotBefore        time.Time
-	NotAfter         time.Time
-	PEM              string
+	NotBefore       time.Time
+	NotAfter        time.Time
+	PEM             string
 }
 
 func (w *Console) issuers(c *gin.Context, op *operator) {
