@@ -49,7 +49,7 @@ func newEnv(t testing.TB, db *storage.DB, opts func(*Options)) *env {
 	}
 	w := storage.NewCertWriter(db)
 	t.Cleanup(func() { w.Close() })
-	pipeline, err := ca.New(ca.Options{Store: w, Issuers: []*ca.Issuer{inter},
+	pipeline, err := ca.New(ca.Options{Store: w, Issuers: []*ca.Issuer{inter, catest.CodeSigning(t, root)},
 		URLs: ca.URLs{CAIssuers: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}, CRL: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"}}})
 	if err != nil {
 		t.Fatal(err)

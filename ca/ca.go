@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -226,15 +227,21 @@ func (c *CA) Issuers() []*Issuer {
 // revoked default must not stop issuance while a configured spare can
 // take over: new certificates, renewals and the node's own HTTPS
 // certificate move to it at once.
+//
+// An issuer whose chain does not allow serverAuth (a code-signing
+// intermediate) is never the default: the default issues TLS certificates
+// and the node's own HTTPS certificate.
 func (c *CA) DefaultIssuer() string {
 	now := c.now()
 	for _, id := range c.order {
-		if c.statusAt(id, now).Usable() {
+		if c.statusAt(id, now).Usable() && c.issuers[id].EKURefusal(serverAuth) == "" {
 			return id
 		}
 	}
 	return ""
 }
+
+var serverAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 
 // Profile returns the profile named name or a KindRejected error.
 func (c *CA) Profile(name string) (Profile, error) {

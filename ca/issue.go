@@ -308,6 +308,21 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		return nil, core.Wrap(core.KindRejected, err, fmt.Sprintf("profile %s cannot build this certificate", prof.Name))
 	}
 	t := xc.GetCertificate()
+	// A profile's extended key usage must be within the issuer chain's,
+	// or verifiers that chain it refuse the certificate. A request naming
+	// no issuer goes to the first usable one whose chain allows it (a
+	// code-signing intermediate beside the TLS default).
+	if why := is.EKURefusal(t.ExtKeyUsage); why != "" {
+		alt := ""
+		if req.Issuer == "" {
+			alt = c.issuerForEKU(t.ExtKeyUsage)
+		}
+		if alt == "" {
+			return nil, core.Errorf(core.KindRejected, "profile %s: %s; issue it from an intermediate for it (ca issuer add ID --eku %s, then name that issuer)",
+				prof.Name, why, ekuFlag(t.ExtKeyUsage))
+		}
+		is = c.issuers[alt]
+	}
 	// A TLS server profile writes the CN only when it is one of the SANs.
 	// A host name left out of them would vanish from the certificate
 	// without a word; the requester meant it, so say so.
@@ -424,4 +439,28 @@ func HostLike(cn string) bool {
 	}
 	_, err := netip.ParseAddr(cn)
 	return strings.Contains(cn, ".") || err == nil
+}
+
+// issuerForEKU is the first usable intermediate (in the default order)
+// whose chain allows ekus, or "". A root is never chosen: it signs no
+// end-entity certificate unless named.
+func (c *CA) issuerForEKU(ekus []x509.ExtKeyUsage) string {
+	now := c.now()
+	for _, id := range c.order {
+		if is := c.issuers[id]; len(is.chain) > 1 && c.statusAt(id, now).Usable() && is.EKURefusal(ekus) == "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// ekuFlag writes ekus as `ca issuer add --eku` takes them.
+func ekuFlag(ekus []x509.ExtKeyUsage) string {
+	names := make([]string, 0, len(ekus))
+	for _, u := range ekus {
+		if u != x509.ExtKeyUsageOCSPSigning {
+			names = append(names, EKUName(u))
+		}
+	}
+	return strings.Join(names, ",")
 }

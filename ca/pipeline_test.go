@@ -89,7 +89,13 @@ func countRows(t testing.TB, db *storage.DB, status core.CertStatus) int {
 // Key types a profile refuses must be refused with KindBadKey.
 func TestEveryProfileAndKeyTypeIsLintClean(t *testing.T) {
 	db, _ := storagetest.SQLite(t)
-	c, root, inter := newTestCA(t, db, nil)
+	// Code signing comes from an intermediate for it: the TLS default's
+	// extended key usage does not allow it (TestEKUChained).
+	var codesign *Issuer
+	c, root, inter := newTestCA(t, db, func(o *Options) {
+		codesign = codeSigningIssuer(t, o.Issuers[1])
+		o.Issuers = append(o.Issuers, codesign)
+	})
 	pool := x509.NewCertPool()
 	pool.AddCert(root.Certificate())
 	ctx := context.Background()
@@ -99,6 +105,9 @@ func TestEveryProfileAndKeyTypeIsLintClean(t *testing.T) {
 				issuer := inter.ID()
 				if p.CA {
 					issuer = root.ID()
+				}
+				if p.Name == "code-signing" {
+					issuer = codesign.ID()
 				}
 				csr := makeCSR(t, freshKeyOf(t, kt), "svc.example.internal", "svc.example.internal", "10.1.2.3")
 				iss, err := c.Issue(ctx, Request{CSR: csr, Profile: p.Name, Issuer: issuer, Requester: "test"})
@@ -122,10 +131,18 @@ func TestEveryProfileAndKeyTypeIsLintClean(t *testing.T) {
 				for _, x := range iss.Chain[1:] {
 					inters.AddCert(x)
 				}
-				eku := iss.Certificate.ExtKeyUsage
-				if _, err := iss.Certificate.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inters,
-					KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil && !slices.Contains(eku, x509.ExtKeyUsageCodeSigning) && !slices.Contains(eku, x509.ExtKeyUsageOCSPSigning) {
-					t.Fatalf("chain does not verify: %v", err)
+				// Verified for its own usages, as Go chains them (an OCSP
+				// responder's certificate is checked by OCSP clients
+				// against its issuer, not chained).
+				eku := slices.DeleteFunc(slices.Clone(iss.Certificate.ExtKeyUsage), func(u x509.ExtKeyUsage) bool { return u == x509.ExtKeyUsageOCSPSigning })
+				if len(eku) == 0 {
+					eku = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+				}
+				for _, u := range eku {
+					if _, err := iss.Certificate.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inters,
+						KeyUsages: []x509.ExtKeyUsage{u}}); err != nil && !slices.Contains(iss.Certificate.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+						t.Fatalf("chain does not verify for %s: %v", EKUName(u), err)
+					}
 				}
 				if err := iss.Certificate.CheckSignatureFrom(c.issuers[issuer].Certificate()); err != nil {
 					t.Fatalf("signature: %v", err)
@@ -465,5 +482,61 @@ func TestCallerGoneAfterIntent(t *testing.T) {
 	got, err := db.GetCertificate(context.Background(), iss.Serial)
 	if err != nil || got.Status != core.StatusValid || !bytes.Equal(got.DER, iss.Certificate.Raw) {
 		t.Fatalf("stored: %+v, %v; want the certificate valid", got, err)
+	}
+}
+
+// codeSigningIssuer is an intermediate under root for code signing only.
+func codeSigningIssuer(t testing.TB, root *Issuer) *Issuer {
+	t.Helper()
+	k := freshKeyOf(t, "p256")
+	ic, err := NewIntermediate(context.Background(), root, k.Public(), IntermediateOptions{
+		CommonName: "Test Code Signing CA", Organization: "Strongroom Test", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/{issuer}.crt"}, CRLURLs: []string{"http://127.0.0.1:8080/crl/{issuer}.crl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := NewIssuer("codesign", k, append([]*x509.Certificate{ic}, root.Chain()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is
+}
+
+// TestEKUChained: a certificate whose extended key usage is outside its
+// issuer chain's is refused, since Go, NSS and Windows refuse it (code
+// signing certificates under the TLS intermediate did not verify for code
+// signing); a request naming no issuer goes to the first that allows it,
+// and one naming the TLS intermediate is told to make one for it.
+func TestEKUChained(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ctx := context.Background()
+	csr := makeCSR(t, testKey(t, "p256"), "Release signing")
+	c, _, inter := newTestCA(t, db, nil)
+	if _, err := c.Issue(ctx, Request{CSR: csr, Profile: "code-signing", Requester: "test"}); core.KindOf(err) != core.KindRejected ||
+		!strings.Contains(err.Error(), "ca issuer add ID --eku codeSigning") {
+		t.Fatalf("code signing with only a TLS intermediate: %v", err)
+	}
+	var codesign *Issuer
+	c, root, _ := newTestCA(t, db, func(o *Options) {
+		codesign = codeSigningIssuer(t, o.Issuers[1])
+		o.Issuers = append(o.Issuers, codesign)
+	})
+	iss, err := c.Issue(ctx, Request{CSR: csr, Profile: "code-signing", Requester: "test"})
+	if err != nil || !bytes.Equal(iss.Certificate.RawIssuer, codesign.Certificate().RawSubject) {
+		t.Fatalf("code signing naming no issuer: %v", err)
+	}
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root.Certificate())
+	inters.AddCert(codesign.Certificate())
+	if _, err := iss.Certificate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}); err != nil {
+		t.Fatalf("the code signing certificate does not verify for code signing: %v", err)
+	}
+	if _, err := c.Issue(ctx, Request{CSR: csr, Profile: "code-signing", Issuer: inter.ID(), Requester: "test"}); core.KindOf(err) != core.KindRejected {
+		t.Fatalf("code signing naming the TLS intermediate: %v", err)
+	}
+	// TLS certificates stay on the TLS default.
+	tls, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "a.example", "a.example"), Profile: "tls-server", Requester: "test"})
+	if err != nil || bytes.Equal(tls.Certificate.RawIssuer, codesign.Certificate().RawSubject) {
+		t.Fatalf("a TLS certificate: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func newCA(t *testing.T) (*ca.CA, *storage.DB) {
 	t.Helper()
 	root, inter := catest.Hierarchy(t, "RA Test")
 	db, _ := storagetest.SQLite(t)
-	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root},
+	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root, catest.CodeSigning(t, root)},
 		URLs: ca.URLs{CAIssuers: []string{"http://ca.internal/{issuer}.crt"}, CRL: []string{"http://ca.internal/crl/{issuer}.crl"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,25 @@ func ConstrainedHierarchy(tb testing.TB, name string, nc ca.NameConstraints) (ro
 	return root, inter
 }
 
+// CodeSigning makes an intermediate "codesign" under root for code
+// signing only (the TLS intermediate's extended key usage does not allow
+// it), for tests that issue code-signing certificates.
+func CodeSigning(tb testing.TB, root *ca.Issuer) *ca.Issuer {
+	tb.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ic, err := ca.NewIntermediate(context.Background(), root, k.Public(), ca.IntermediateOptions{CommonName: root.Certificate().Subject.CommonName + " Code Signing",
+		Organization: "Strongroom Test", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		CRLURLs: []string{"http://127.0.0.1:8080/crl/root.crl"}, CAIssuerURLs: []string{"http://127.0.0.1:8080/issuers/root.crt"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	is, err := ca.NewIssuer("codesign", k, append([]*x509.Certificate{ic}, root.Chain()...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return is
+}
+
 // CSR makes a parsed CSR signed by key with common name cn; names that parse
 // as IP addresses become IP SANs, those with "://" URI SANs, those with "@"
 // email SANs, the rest DNS SANs.

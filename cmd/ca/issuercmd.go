@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "issuer", Short: "List the CA's issuers, add an intermediate (rotation), choose the default, sign an external subordinate CA"}
 	var makeDefault bool
 	var keyType, commonName string
+	var ekuNames []string
 	var constraints nameConstraintFlags
 	add := &cobra.Command{Use: "add ID", Short: "Make a new intermediate under the root: key in the HSM, certificate, configuration",
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,8 +53,16 @@ func issuerCommand(g *globals) *cobra.Command {
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
 				}
+				var ekus []x509.ExtKeyUsage
+				for _, name := range ekuNames {
+					u, err := ca.ParseEKU(name)
+					if err != nil {
+						return fmt.Errorf("--eku: %w", err)
+					}
+					ekus = append(ekus, u)
+				}
 				res, err := addIntermediate(ctx, n, newIssuerSpec{ID: args[0], Default: makeDefault, KeyType: keyType,
-					CommonName: commonName, Constraints: nc})
+					CommonName: commonName, Constraints: nc, EKU: ekus})
 				if err != nil {
 					return err
 				}
@@ -81,6 +91,7 @@ func issuerCommand(g *globals) *cobra.Command {
 	add.Flags().BoolVar(&makeDefault, "default", false, "make it the default issuer (first intermediate)")
 	add.Flags().StringVar(&keyType, "key-type", "", "p256, p384, rsa2048, rsa3072 or rsa4096 (default: the default intermediate's)")
 	add.Flags().StringVar(&commonName, "common-name", "", "subject common name (default: the root's name with \"Intermediate CA ID\")")
+	add.Flags().StringSliceVar(&ekuNames, "eku", nil, "extended key usage of the intermediate, what verifiers accept below it: serverAuth, clientAuth (the default: both), codeSigning, emailProtection, timeStamping; an intermediate for code signing: --eku codeSigning")
 	constraints.register(add.Flags(), "intermediate (the root's apply too)")
 	cmd.AddCommand(issuerListCommand(g), add, issuerDefaultCommand(g), installCommand(g), csrCommand(g), signSubCACommand(g))
 	return cmd
@@ -90,6 +101,9 @@ type newIssuerSpec struct {
 	ID, KeyType, CommonName string
 	Default                 bool
 	Constraints             ca.NameConstraints
+	// EKU is the intermediate's extended key usage (zero: serverAuth and
+	// clientAuth): what verifiers accept below it.
+	EKU []x509.ExtKeyUsage
 }
 
 type newIssuer struct {
@@ -132,6 +146,12 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	if cn == "" {
 		cn = strings.TrimSuffix(root.Certificate().Subject.CommonName, " Root CA") + " Intermediate CA " + spec.ID
 	}
+	if root.External() && len(spec.EKU) > 0 {
+		return nil, errors.New("--eku: the root is external, so its owner writes the intermediate's certificate and its extended key usage")
+	}
+	if spec.Default && len(spec.EKU) > 0 && !slices.Contains(spec.EKU, x509.ExtKeyUsageServerAuth) {
+		return nil, errors.New("--default with --eku without serverAuth: the default issuer issues the CA's own HTTPS certificate and TLS certificates")
+	}
 	if root.External() && !spec.Constraints.IsZero() {
 		return nil, errors.New("--permit/--exclude: the root is external, so its owner writes the intermediate's certificate and any name constraints in it")
 	}
@@ -160,6 +180,7 @@ func addIntermediate(ctx context.Context, n *node, spec newIssuerSpec) (*newIssu
 	}
 	opts := intermediateOptions(cfg, cn, time.Now)
 	opts.NameConstraints = spec.Constraints
+	opts.ExtKeyUsage = spec.EKU
 	if o := root.Certificate().Subject.Organization; len(o) > 0 {
 		opts.Organization = o[0]
 	}

@@ -147,6 +147,11 @@ func makeDefaultIssuer(ctx context.Context, n *node, id string, now time.Time) (
 	if why := serverCertRefusal(ca.NameConstraintsOf(cert), n.cfg.Hostname); why != "" {
 		return false, fmt.Errorf("issuer %s's name constraints refuse the CA's own HTTPS certificate (for %s), which the default issuer issues: %s", id, n.cfg.Hostname, why)
 	}
+	for _, c := range certs {
+		if len(c.ExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			return false, fmt.Errorf("issuer %s's chain does not allow serverAuth (%q): the default issuer issues TLS certificates and the CA's own HTTPS certificate", id, c.Subject.CommonName)
+		}
+	}
 	if i == 0 {
 		return false, nil
 	}
