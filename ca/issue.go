@@ -440,27 +440,3 @@ func HostLike(cn string) bool {
 	_, err := netip.ParseAddr(cn)
 	return strings.Contains(cn, ".") || err == nil
 }
-
-// issuerForEKU is the first usable intermediate (in the default order)
-// whose chain allows ekus, or "". A root is never chosen: it signs no
-// end-entity certificate unless named.
-func (c *CA) issuerForEKU(ekus []x509.ExtKeyUsage) string {
-	now := c.now()
-	for _, id := range c.order {
-		if is := c.issuers[id]; len(is.chain) > 1 && c.statusAt(id, now).Usable() && is.EKURefusal(ekus) == "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// ekuFlag writes ekus as `ca issuer add --eku` takes them.
-func ekuFlag(ekus []x509.ExtKeyUsage) string {
-	names := make([]string, 0, len(ekus))
-	for _, u := range ekus {
-		if u != x509.ExtKeyUsageOCSPSigning {
-			names = append(names, EKUName(u))
-		}
-	}
-	return strings.Join(names, ",")
-}
