@@ -95,6 +95,12 @@ type Options struct {
 	// (cmd/ca records the newest number outside the database, to notice a
 	// database restored from an older backup).
 	Served func(storage.CRL)
+	// Published, when set, returns the highest number this node knows it
+	// published for an issuer outside the database (0: none); the next
+	// CRL is numbered above it even when the clock is behind the instant
+	// that number was taken (a database restored on a node whose clock
+	// went back).
+	Published func(issuerID string) int64
 }
 
 type issuerState struct {
@@ -135,15 +141,17 @@ type Builder struct {
 	now      func() time.Time
 	log      *slog.Logger
 	served   func(storage.CRL)
-	due      chan *issuerState
-	holder   string // names this Builder in the CRL leases it holds
+	// published is Options.Published.
+	published func(issuerID string) int64
+	due       chan *issuerState
+	holder    string // names this Builder in the CRL leases it holds
 }
 
 // New checks opts and returns a Builder. Call Load, then Run.
 func New(opts Options) (*Builder, error) {
 	b := &Builder{issuers: map[string]*issuerState{}, source: opts.Source, store: opts.Store,
 		validity: opts.Validity, interval: opts.Interval, debounce: opts.Debounce, refresh: opts.Refresh,
-		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log, served: opts.Served}
+		leaseTTL: opts.LeaseTTL, maxAge: opts.HTTPMaxAge, now: opts.Now, log: opts.Log, served: opts.Served, published: opts.Published}
 	if b.source == nil || b.store == nil {
 		return nil, errors.New("crl: Source and Store are required")
 	}
@@ -333,7 +341,11 @@ func (b *Builder) build(ctx context.Context, s *issuerState, base *storage.CRL) 
 	start := time.Now()
 	at := b.now().UTC()
 	now := at.Truncate(time.Second)
-	n, err := b.store.NextCRLNumber(ctx, s.ID, numberFloor(at))
+	floor := numberFloor(at)
+	if b.published != nil {
+		floor = max(floor, b.published(s.ID)+1)
+	}
+	n, err := b.store.NextCRLNumber(ctx, s.ID, floor)
 	if err != nil {
 		return nil, err
 	}

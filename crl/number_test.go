@@ -133,3 +133,49 @@ func TestNumbersSurviveRestore(t *testing.T) {
 		build(restarted, true, "in the same second")
 	})
 }
+
+// TestNumbersAbovePublishedWhenClockIsBehind: after a database restore on a
+// node whose clock went back, the time floor is below numbers already
+// published; the number the node recorded as served (Options.Published)
+// keeps the next one above them (found by a review).
+func TestNumbersAbovePublishedWhenClockIsBehind(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ctx := context.Background()
+	ca := ocsptest.NewCA(t, "CRL clock CA", nil)
+	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var published int64
+	node := func(withPublished bool) *crl.Builder {
+		o := crl.Options{Issuers: []crl.Issuer{{ID: "int", Cert: ca.Cert, Signer: ca.Key}},
+			Source: db, Store: db, Now: func() time.Time { return clock },
+			Served: func(c storage.CRL) { published = max(published, c.Number) }}
+		if withPublished {
+			o.Published = func(string) int64 { return published }
+		}
+		b, err := crl.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := node(true).Build(ctx, "int", true); err != nil {
+		t.Fatal(err)
+	}
+	before := published
+	// The database goes back to an empty backup, and the clock an hour.
+	for _, q := range []string{`DELETE FROM crl_numbers`, `DELETE FROM crls`} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(-time.Hour)
+	b := node(true)
+	if err := b.Build(ctx, "int", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Current("int", false).Number; n <= before {
+		t.Fatalf("after a restore with the clock behind: CRL %d, but %d was published", n, before)
+	}
+}

@@ -97,6 +97,15 @@ func (m *crlMark) check(ctx context.Context, db crlNumbers, issuers []string) {
 	}
 }
 
+// published is the number of the newest CRL of issuerID this node has
+// served (crl.Options.Published): the next CRL is numbered above it, even
+// if this node's clock has gone back since.
+func (m *crlMark) published(issuerID string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.served[issuerID].Number
+}
+
 // record notes c if it is newer than the recorded CRL of its issuer, and
 // writes the file (crl.Options.Served). A failed write is logged: it only
 // weakens the check at the next start.

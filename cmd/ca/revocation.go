@@ -146,7 +146,7 @@ func (a *app) mountRevocation(ctx context.Context) error {
 		Interval: cc.Interval,
 		Debounce: cc.Debounce,
 		Log:      a.n.log,
-		Served:   mark.record,
+		Served:   mark.record, Published: mark.published,
 	})
 	if err != nil {
 		return err // "crl: ..."
