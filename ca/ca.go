@@ -230,11 +230,12 @@ func (c *CA) Issuers() []*Issuer {
 //
 // An issuer whose chain does not allow serverAuth (a code-signing
 // intermediate) is never the default: the default issues TLS certificates
-// and the node's own HTTPS certificate.
+// and the node's own HTTPS certificate. Nor is a root: it signs no
+// end-entity certificate unless a request names it.
 func (c *CA) DefaultIssuer() string {
 	now := c.now()
 	for _, id := range c.order {
-		if c.statusAt(id, now).Usable() && c.issuers[id].EKURefusal(serverAuth) == "" {
+		if is := c.issuers[id]; len(is.chain) > 1 && c.statusAt(id, now).Usable() && is.EKURefusal(serverAuth) == "" {
 			return id
 		}
 	}

@@ -21,6 +21,9 @@ import (
 // are issued by the CA itself, and OpenSSL, Go and mozilla::pkix accept
 // them under any CA), and a certificate without extended key usage is not
 // limited by one.
+//
+// A profile's usages given as OIDs Go has no name for (unknownExtKeyUsage)
+// are not checked: no intermediate can be made for them here.
 func (i *Issuer) EKURefusal(ekus []x509.ExtKeyUsage) string {
 	for _, c := range i.chain {
 		if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {

@@ -236,7 +236,14 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	}
 	is, err := c.Issuer(req.Issuer)
 	if errors.Is(err, core.ErrNoIssuer) {
-		return nil, err
+		// No usable intermediate allows serverAuth, but one for the
+		// profile's usage (code signing) may exist: the extended key
+		// usage step below chooses, or answers ErrNoIssuer.
+		alt := c.issuerForEKU(nil)
+		if alt == "" {
+			return nil, err
+		}
+		is, err = c.issuers[alt], nil
 	}
 	if err != nil {
 		return nil, core.Errorf(core.KindRejected, "unknown issuer %q", req.Issuer)
@@ -313,15 +320,25 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	// no issuer goes to the first usable one whose chain allows it (a
 	// code-signing intermediate beside the TLS default).
 	if why := is.EKURefusal(t.ExtKeyUsage); why != "" {
-		alt := ""
-		if req.Issuer == "" {
-			alt = c.issuerForEKU(t.ExtKeyUsage)
+		if req.Issuer != "" {
+			hint := "name another issuer, or none"
+			if c.issuerForEKU(t.ExtKeyUsage) == "" {
+				hint = "make an intermediate for it: ca issuer add ID --eku " + ekuFlag(t.ExtKeyUsage)
+			}
+			return nil, core.Errorf(core.KindRejected, "profile %s from issuer %s: %s; %s", prof.Name, is.ID(), why, hint)
 		}
-		if alt == "" {
-			return nil, core.Errorf(core.KindRejected, "profile %s: %s; issue it from an intermediate for it (ca issuer add ID --eku %s, then name that issuer)",
+		alt := c.issuerForEKU(t.ExtKeyUsage)
+		switch {
+		case alt != "":
+			is = c.issuers[alt]
+		case c.DefaultIssuer() == "":
+			// Nothing usable allows the usage, and the TLS default is
+			// gone too: the CA's state, not the request.
+			return nil, core.ErrNoIssuer
+		default:
+			return nil, core.Errorf(core.KindRejected, "profile %s: %s, and no intermediate allows it; make one for it: ca issuer add ID --eku %s (requests naming no issuer then go to it)",
 				prof.Name, why, ekuFlag(t.ExtKeyUsage))
 		}
-		is = c.issuers[alt]
 	}
 	// A TLS server profile writes the CN only when it is one of the SANs.
 	// A host name left out of them would vanish from the certificate

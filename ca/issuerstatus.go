@@ -111,11 +111,14 @@ func (c *CA) noteDefault() {
 		if st.Revoked {
 			why += ": " + st.Reason.String()
 		}
+		if st.Usable() {
+			why += ", its chain does not allow serverAuth"
+		}
 		passed = append(passed, id+" ("+why+")")
 	}
 	switch {
 	case cur == "":
-		c.log.Error("no issuer can sign new certificates: every intermediate's certificate is revoked or expired; "+
+		c.log.Error("no issuer can sign new TLS certificates: every intermediate whose chain allows serverAuth is revoked or expired; "+
 			"OCSP answers and CRLs are still served. Add one with `ca issuer add ID --default` and restart ca serve",
 			"passed_over", strings.Join(passed, ", "))
 	case len(passed) > 0:

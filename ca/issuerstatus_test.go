@@ -187,7 +187,7 @@ func TestRevokedDefaultFallsBackToSpare(t *testing.T) {
 	if _, err := c.Issuer(""); !errors.Is(err, core.ErrNoIssuer) {
 		t.Fatalf("Issuer(\"\") with none usable: %v", err)
 	}
-	if l := logs.String(); !strings.Contains(l, "level=ERROR msg=\"no issuer can sign new certificates") {
+	if l := logs.String(); !strings.Contains(l, "level=ERROR msg=\"no issuer can sign new TLS certificates") {
 		t.Fatalf("log with none usable:\n%s", l)
 	}
 }

@@ -540,3 +540,30 @@ func TestEKUChained(t *testing.T) {
 		t.Fatalf("a TLS certificate: %v", err)
 	}
 }
+
+// TestCodeSigningWithoutTLSIssuer: with every intermediate that allows
+// serverAuth revoked, a code signing request naming no issuer still goes
+// to the code signing intermediate (it got 503 "no issuer", found by a
+// review), and a TLS request gets that 503.
+func TestCodeSigningWithoutTLSIssuer(t *testing.T) {
+	db, _ := storagetest.SQLite(t)
+	ctx := context.Background()
+	var codesign *Issuer
+	c, root, inter := newTestCA(t, db, func(o *Options) {
+		codesign = codeSigningIssuer(t, o.Issuers[1])
+		o.Issuers = append(o.Issuers, codesign)
+	})
+	if err := c.Revoke(ctx, recordCACert(t, db, root, inter), core.ReasonKeyCompromise, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckIssuers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "Release signing"), Profile: "code-signing", Requester: "test"})
+	if err != nil || !bytes.Equal(iss.Certificate.RawIssuer, codesign.Certificate().RawSubject) {
+		t.Fatalf("code signing with no TLS issuer left: %v", err)
+	}
+	if _, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "a.example", "a.example"), Profile: "tls-server", Requester: "test"}); !errors.Is(err, core.ErrNoIssuer) {
+		t.Fatalf("a TLS request with no TLS issuer left: %v", err)
+	}
+}

@@ -124,12 +124,12 @@ func DetailOf(err error) string {
 // it is KindUnavailable (503), never a client-fault kind: an ACME client
 // told badCSR would give up or change a CSR that was fine.
 var ErrIssuerRevoked = &Error{Kind: KindUnavailable,
-	Detail: "it issues nothing more; the CA's operators must make another issuer the default"}
+	Detail: "it issues nothing more; name another issuer, or none (the CA chooses a usable one)"}
 
 // ErrNoIssuer refuses a request that names no issuer when no configured
-// issuer's certificate is usable (each is revoked or expired).
+// issuer that could sign it is usable (each is revoked or expired).
 var ErrNoIssuer = &Error{Kind: KindUnavailable,
-	Detail: "no issuer can sign new certificates now: every intermediate's certificate is revoked or expired; the CA's operators must add one"}
+	Detail: "no issuer can sign new certificates now: every intermediate that could is revoked or expired; the CA's operators must add one"}
 
 // ErrNotFound is returned by repositories when a row does not exist.
 var ErrNotFound = &Error{Kind: KindNotFound, Detail: "not found"}

@@ -59,6 +59,9 @@ func issuerCommand(g *globals) *cobra.Command {
 					if err != nil {
 						return fmt.Errorf("--eku: %w", err)
 					}
+					if u == x509.ExtKeyUsageOCSPSigning {
+						return errors.New("--eku ocspSigning: no CA needs it (each intermediate certifies its own OCSP responder, whatever its usage), and lints refuse a CA certificate with it")
+					}
 					ekus = append(ekus, u)
 				}
 				res, err := addIntermediate(ctx, n, newIssuerSpec{ID: args[0], Default: makeDefault, KeyType: keyType,

@@ -68,10 +68,17 @@ func issuerListCommand(g *globals) *cobra.Command {
 					if err != nil {
 						return fmt.Errorf("issuer %s: reading its certificate's record: %w", is.ID, err)
 					}
+					eku := chainEKU(certs)
+					if i > 0 && eku != "" {
+						role += " (" + eku + ")"
+					}
 					if i > 0 && def == "" {
-						if usable {
+						switch {
+						case usable && allowsServerAuth(certs):
 							def, role = is.ID, "intermediate (default)"
-						} else {
+						case usable:
+							passed = append(passed, is.ID+" ("+status+", its chain does not allow serverAuth)")
+						default:
 							passed = append(passed, is.ID+" ("+status+")")
 						}
 					}
@@ -147,10 +154,8 @@ func makeDefaultIssuer(ctx context.Context, n *node, id string, now time.Time) (
 	if why := serverCertRefusal(ca.NameConstraintsOf(cert), n.cfg.Hostname); why != "" {
 		return false, fmt.Errorf("issuer %s's name constraints refuse the CA's own HTTPS certificate (for %s), which the default issuer issues: %s", id, n.cfg.Hostname, why)
 	}
-	for _, c := range certs {
-		if len(c.ExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
-			return false, fmt.Errorf("issuer %s's chain does not allow serverAuth (%q): the default issuer issues TLS certificates and the CA's own HTTPS certificate", id, c.Subject.CommonName)
-		}
+	if !allowsServerAuth(certs) {
+		return false, fmt.Errorf("issuer %s's chain does not allow serverAuth: the default issuer issues TLS certificates and the CA's own HTTPS certificate", id)
 	}
 	if i == 0 {
 		return false, nil
@@ -183,4 +188,31 @@ func caCertStatus(ctx context.Context, n *node, certs []*x509.Certificate, now t
 		return "expired", false, nil
 	}
 	return "valid", true, nil
+}
+
+// allowsServerAuth reports whether no certificate of an issuer's chain
+// limits its extended key usage to something without serverAuth: the
+// default issuer needs it (ca.CA.DefaultIssuer skips such a chain).
+func allowsServerAuth(certs []*x509.Certificate) bool {
+	for _, c := range certs {
+		if len(c.ExtKeyUsage)+len(c.UnknownExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			return false
+		}
+	}
+	return true
+}
+
+// chainEKU names the extended key usage an issuer's own certificate
+// limits it to ("codeSigning"), or "" when it allows the TLS defaults
+// (serverAuth and clientAuth) or carries none.
+func chainEKU(certs []*x509.Certificate) string {
+	us := certs[0].ExtKeyUsage
+	if len(us) == 0 || len(us) == 2 && slices.Contains(us, x509.ExtKeyUsageServerAuth) && slices.Contains(us, x509.ExtKeyUsageClientAuth) {
+		return ""
+	}
+	names := make([]string, len(us))
+	for i, u := range us {
+		names[i] = ca.EKUName(u)
+	}
+	return strings.Join(names, ", ")
 }
