@@ -80,6 +80,10 @@ func TestRestoreOlderDatabase(t *testing.T) {
 	if full <= published || delta <= full {
 		t.Fatalf("after the restore: full CRL %d, delta %d; %d was published before", full, delta, published)
 	}
+	// The node's log reaches its output in batches (every 100 ms): wait
+	// for the warning rather than read the output once (CI saw it read
+	// before the batch with the warning was written).
+	waitFor("the warning about the older database", func() bool { return strings.Contains(c.Output(), warning) })
 	if out := c.Output(); strings.Count(out, warning) != 1 || !strings.Contains(out, "issuer=intermediate") {
 		t.Fatalf("want one warning about the older database; output:\n%s", out)
 	}
