@@ -22,19 +22,7 @@ func TestRevokedIssuerStopsIssuing(t *testing.T) {
 	db, _ := storagetest.SQLite(t)
 	c, root, inter := newTestCA(t, db, nil)
 	// The intermediate's certificate, recorded as a ceremony records it.
-	ic := inter.Certificate()
-	now := time.Now().UTC()
-	rec := &core.Certificate{Serial: core.SerialFromBig(ic.SerialNumber), IssuerID: root.ID(), Profile: "subordinate-ca",
-		Requester: "ceremony", Subject: ic.Subject.CommonName, NotBefore: ic.NotBefore, NotAfter: ic.NotAfter, TBS: ic.RawTBSCertificate, CreatedAt: now}
-	if err := db.ReserveSerial(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.RecordIntent(ctx, rec, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.StoreIssued(ctx, rec.Serial, ic.Raw, now); err != nil {
-		t.Fatal(err)
-	}
+	serial := recordCACert(t, db, root, inter)
 	req := Request{CSR: makeCSR(t, testKey(t, "p256"), "", "a.example"), Profile: "tls-server", Issuer: inter.ID()}
 	if err := c.CheckIssuers(ctx); err != nil {
 		t.Fatal(err)
@@ -42,7 +30,7 @@ func TestRevokedIssuerStopsIssuing(t *testing.T) {
 	if _, err := c.Issue(ctx, req); err != nil {
 		t.Fatalf("issue before the revocation: %v", err)
 	}
-	if err := c.Revoke(ctx, rec.Serial, core.ReasonSuperseded, time.Time{}); err != nil {
+	if err := c.Revoke(ctx, serial, core.ReasonSuperseded, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.CheckIssuers(ctx); err != nil {
