@@ -232,15 +232,7 @@ func (c *CA) Issuers() []*Issuer {
 // intermediate) is never the default: the default issues TLS certificates
 // and the node's own HTTPS certificate. Nor is a root: it signs no
 // end-entity certificate unless a request names it.
-func (c *CA) DefaultIssuer() string {
-	now := c.now()
-	for _, id := range c.order {
-		if is := c.issuers[id]; len(is.chain) > 1 && c.statusAt(id, now).Usable() && is.EKURefusal(serverAuth) == "" {
-			return id
-		}
-	}
-	return ""
-}
+func (c *CA) DefaultIssuer() string { return c.issuerForEKU(serverAuth) }
 
 var serverAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 

@@ -24,8 +24,12 @@ import (
 //
 // A profile's usages given as OIDs Go has no name for (unknownExtKeyUsage)
 // are not checked: no intermediate can be made for them here.
-func (i *Issuer) EKURefusal(ekus []x509.ExtKeyUsage) string {
-	for _, c := range i.chain {
+func (i *Issuer) EKURefusal(ekus []x509.ExtKeyUsage) string { return ChainEKURefusal(i.chain, ekus) }
+
+// ChainEKURefusal is Issuer.EKURefusal for a chain read from files (the
+// CLI's checks, before any Issuer exists).
+func ChainEKURefusal(chain []*x509.Certificate, ekus []x509.ExtKeyUsage) string {
+	for _, c := range chain {
 		if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
 			continue
 		}

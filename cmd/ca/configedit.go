@@ -41,14 +41,7 @@ func editConfig(path string, edit func(top *yaml.Node) error) error {
 	if _, err := config.Parse(out); err != nil {
 		return fmt.Errorf("the edited configuration does not parse: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil { // WriteFile's mode passes through the umask
-		return err
-	}
-	return os.Rename(tmp, path)
+	return writeFileAtomic(path, out, mode)
 }
 
 // mappingOf is the mapping under key in m, added if m has none.

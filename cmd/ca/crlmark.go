@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -121,32 +120,12 @@ func (m *crlMark) record(c storage.CRL) {
 	}
 }
 
-// write replaces the file through a temporary one of its own, so a crash
-// leaves the old record or the new one, never a torn one.
+// write replaces the file (writeFileAtomic), so a crash leaves the old
+// record or the new one, never a torn one.
 func (m *crlMark) write() error {
 	b, err := json.MarshalIndent(m.served, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(m.path), crlMarkFile+".*") // 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, m.path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return writeFileAtomic(m.path, append(b, '\n'), 0o600)
 }

@@ -199,11 +199,7 @@ func installIntermediate(ctx context.Context, n *node, id, file string, makeDefa
 	for _, c := range certs {
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeFileAtomic(path, buf.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
 	if isNew {
@@ -269,20 +265,18 @@ func checkInstalled(is, root *ca.Issuer, hostname string, isDefault bool) (warni
 	// Every certificate of the chain with an extended key usage limits
 	// what verifiers (Go, NSS) accept below it.
 	var limiting []string
-	serverAuth := true
 	for _, x := range chain[:len(chain)-1] {
 		if len(x.ExtKeyUsage) == 0 && len(x.UnknownExtKeyUsage) == 0 || slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageAny) {
 			continue
 		}
 		names := make([]string, len(x.ExtKeyUsage))
 		for i, u := range x.ExtKeyUsage {
-			names[i] = extKeyUsageName(u)
+			names[i] = ca.EKUName(u)
 		}
 		limiting = append(limiting, fmt.Sprintf("%q: %s", x.Subject.CommonName, strings.Join(names, ", ")))
-		serverAuth = serverAuth && slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
 	if isDefault {
-		if !serverAuth {
+		if !allowsServerAuth(chain) {
 			return nil, fmt.Errorf("the default issuer's chain must allow serverAuth (it issues the CA's own HTTPS certificate and TLS server certificates), and its extended key usage does not (%s)", strings.Join(limiting, "; "))
 		}
 		if err := chainKeepsServerCert(is, hostname); err != nil {
@@ -323,21 +317,3 @@ var (
 	oidPolicyConstraints = asn1.ObjectIdentifier{2, 5, 29, 36}
 	oidInhibitAnyPolicy  = asn1.ObjectIdentifier{2, 5, 29, 54}
 )
-
-func extKeyUsageName(u x509.ExtKeyUsage) string {
-	switch u {
-	case x509.ExtKeyUsageServerAuth:
-		return "serverAuth"
-	case x509.ExtKeyUsageClientAuth:
-		return "clientAuth"
-	case x509.ExtKeyUsageCodeSigning:
-		return "codeSigning"
-	case x509.ExtKeyUsageEmailProtection:
-		return "emailProtection"
-	case x509.ExtKeyUsageOCSPSigning:
-		return "OCSPSigning"
-	case x509.ExtKeyUsageTimeStamping:
-		return "timeStamping"
-	}
-	return fmt.Sprintf("usage %d", u)
-}

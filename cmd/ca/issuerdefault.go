@@ -194,12 +194,7 @@ func caCertStatus(ctx context.Context, n *node, certs []*x509.Certificate, now t
 // limits its extended key usage to something without serverAuth: the
 // default issuer needs it (ca.CA.DefaultIssuer skips such a chain).
 func allowsServerAuth(certs []*x509.Certificate) bool {
-	for _, c := range certs {
-		if len(c.ExtKeyUsage)+len(c.UnknownExtKeyUsage) > 0 && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
-			return false
-		}
-	}
-	return true
+	return ca.ChainEKURefusal(certs, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) == ""
 }
 
 // chainEKU names the extended key usage an issuer's own certificate
