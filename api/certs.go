@@ -256,7 +256,7 @@ func (a *API) issue(c *gin.Context) {
 
 // ConsolePrefix begins the principal of what an API key does in the web
 // console ("console:apikey:ID"), which web sets.
-const ConsolePrefix = "console:"
+const ConsolePrefix = ra.ConsolePrefix
 
 // WithinCap runs issue under a credential's hourly cap
 // (Options.IssuePerHour), shared by the API and the console: the

@@ -61,6 +61,7 @@ type prepared struct {
 	profile *Profile
 	tmpl    *x509.Certificate
 	names   []string
+	life    time.Duration
 }
 
 // Issue runs the pipeline: reserve the serial → build → lint a
@@ -227,6 +228,57 @@ func (c *CA) lint(p *prepared) (*built, Findings, error) {
 // prepare checks the request against the profile and issuer and builds the
 // template (everything but the serial).
 func (c *CA) prepare(req Request) (*prepared, error) {
+	p, err := c.render(req)
+	if err != nil {
+		return nil, err
+	}
+	is, t := p.issuer, p.tmpl
+	if err := is.checkNames(t); err != nil {
+		return nil, err
+	}
+	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)
+	t.NotBefore, t.NotAfter = nb, nb.Add(p.life)
+	if ia := is.NotAfter(); t.NotAfter.After(ia) {
+		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s's chain (until %s)", p.life, is.ID(), ia.Format(time.RFC3339))
+	}
+	t.IssuingCertificateURL = expandURLs(c.urls.CAIssuers, is.ID())
+	if !p.profile.NoRevocationInfo {
+		t.OCSPServer = expandURLs(c.urls.OCSP, is.ID())
+		t.CRLDistributionPoints = expandURLs(c.urls.CRL, is.ID())
+	}
+	// RFC 5280 §4.2.1.2 asks for an SKI in every certificate (method 1);
+	// BR 7.1.2.7.6 says NOT RECOMMENDED in TLS server leaves. Follow each
+	// where it applies.
+	t.SubjectKeyId = nil
+	if t.IsCA || !slices.Contains(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		if t.SubjectKeyId, err = subjectKeyID(t.PublicKey); err != nil {
+			return nil, core.Wrap(core.KindBadKey, err, "the CSR's public key cannot be encoded")
+		}
+	}
+	if t.Subject.CommonName == "" && len(t.Subject.Names) == 0 && len(t.Subject.Organization) == 0 {
+		t.Subject = pkix.Name{}
+	}
+	return p, nil
+}
+
+// IssuerFor is the id of the issuer that would sign req: the one it names,
+// else the default, else the first usable intermediate whose extended key
+// usage allows the profile's (a code-signing intermediate beside the TLS
+// default). "" when req is refused before an issuer is chosen. It builds
+// the certificate from the profile to learn its usage, so policy calls it
+// only when the default issuer's name constraints refuse a name.
+func (c *CA) IssuerFor(req Request) string {
+	p, err := c.render(req)
+	if err != nil {
+		return ""
+	}
+	return p.issuer.ID()
+}
+
+// render checks the request against the profile, renders the profile's
+// template and chooses the issuer: prepare without the issuer's name
+// constraints and the validity, URLs and key identifier.
+func (c *CA) render(req Request) (*prepared, error) {
 	if req.CSR == nil {
 		return nil, core.Errorf(core.KindMalformed, "no CSR")
 	}
@@ -352,32 +404,7 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 		}
 		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
 	}
-	if err := is.checkNames(t); err != nil {
-		return nil, err
-	}
-	nb := c.now().Add(-c.backdate).UTC().Truncate(time.Second)
-	t.NotBefore, t.NotAfter = nb, nb.Add(life)
-	if ia := is.NotAfter(); t.NotAfter.After(ia) {
-		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s's chain (until %s)", life, is.ID(), ia.Format(time.RFC3339))
-	}
-	t.IssuingCertificateURL = expandURLs(c.urls.CAIssuers, is.ID())
-	if !prof.NoRevocationInfo {
-		t.OCSPServer = expandURLs(c.urls.OCSP, is.ID())
-		t.CRLDistributionPoints = expandURLs(c.urls.CRL, is.ID())
-	}
-	// RFC 5280 §4.2.1.2 asks for an SKI in every certificate (method 1);
-	// BR 7.1.2.7.6 says NOT RECOMMENDED in TLS server leaves. Follow each
-	// where it applies.
-	t.SubjectKeyId = nil
-	if t.IsCA || !slices.Contains(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
-		if t.SubjectKeyId, err = subjectKeyID(t.PublicKey); err != nil {
-			return nil, core.Wrap(core.KindBadKey, err, "the CSR's public key cannot be encoded")
-		}
-	}
-	if t.Subject.CommonName == "" && len(t.Subject.Names) == 0 && len(t.Subject.Organization) == 0 {
-		t.Subject = pkix.Name{}
-	}
-	return &prepared{issuer: is, profile: prof, tmpl: t, names: names}, nil
+	return &prepared{issuer: is, profile: prof, tmpl: t, names: names, life: life}, nil
 }
 
 // withCompiled runs the profile's parsed template (x509util.WithTemplate

@@ -60,3 +60,38 @@ func TestIssuerNameConstraints(t *testing.T) {
 		t.Errorf("Issue inside the constraints: %v", err)
 	}
 }
+
+// TestConstraintsOfTheIssuerChosen: a code-signing request naming no
+// issuer goes to the code-signing intermediate, so the name constraints
+// that count are that intermediate's, not the TLS default's.
+func TestConstraintsOfTheIssuerChosen(t *testing.T) {
+	nc, err := ca.ParseNameConstraints([]string{"dns:corp.internal"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, inter := catest.ConstrainedHierarchy(t, "NC Test", nc)
+	cs := catest.CodeSigning(t, root)
+	db, _ := storagetest.SQLite(t)
+	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, cs, root},
+		URLs: ca.URLs{CAIssuers: []string{"http://ca.internal/{issuer}.crt"}, CRL: []string{"http://ca.internal/crl/{issuer}.crl"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{CA: c, Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := a.Issue(ctx, Request{CSR: csrFor(t, key, "build.example.com"), Profile: "code-signing", Principal: "apikey:builder"})
+	if err != nil {
+		t.Fatalf("code signing for a name outside the TLS intermediate's constraints: %v", err)
+	}
+	if iss.IssuerID != cs.ID() {
+		t.Errorf("issued by %s, want %s", iss.IssuerID, cs.ID())
+	}
+	// The TLS default still refuses it for a TLS certificate.
+	if _, err := a.Issue(ctx, Request{CSR: csrFor(t, key, "", "build.example.com"), Principal: "apikey:builder"}); core.KindOf(err) != core.KindRejected {
+		t.Errorf("tls-server outside the default's constraints: %v", err)
+	}
+}

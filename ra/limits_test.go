@@ -111,3 +111,28 @@ func TestFullAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleMayUseWhatTheKeyMay: an API key used in the web console is
+// the same credential, so profile_access patterns for the key grant the
+// profile there too; the console's own form still works.
+func TestConsoleMayUseWhatTheKeyMay(t *testing.T) {
+	p := testPolicy
+	p.ProfileAccess = map[string][]string{"code-signing": {"apikey:builder"}, "tls-client": {"apikey:*"},
+		"subordinate-ca": {"console:apikey:root-admin"}}
+	for _, c := range []struct {
+		principal, profile string
+		want               bool
+	}{
+		{"console:apikey:builder", "code-signing", true},
+		{"apikey:builder", "code-signing", true},
+		{"console:apikey:other", "code-signing", false},
+		{"console:apikey:x", "tls-client", true},
+		{"console:apikey:root-admin", "subordinate-ca", true},
+		{"apikey:root-admin", "subordinate-ca", false},
+		{"console:acme:default/1", "code-signing", false},
+	} {
+		if got := p.mayUse(c.principal, c.profile); got != c.want {
+			t.Errorf("mayUse(%s, %s) = %v, want %v", c.principal, c.profile, got, c.want)
+		}
+	}
+}

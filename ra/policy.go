@@ -53,7 +53,8 @@ type Policy struct {
 	MaxLifetime map[string]time.Duration `yaml:"max_lifetime"`
 	// ProfileAccess lists, per profile, the principals that may use it:
 	// exact ("apikey:3f2a…") or prefix patterns ending in "*"
-	// ("acme:default/*", "*"). A profile not listed: open to every
+	// ("acme:default/*", "*"); a key's patterns cover its use in the web
+	// console too ("console:apikey:ID"). A profile not listed: open to every
 	// principal if it is one of tls-server, tls-client,
 	// tls-server-client; closed otherwise (code signing, sub-CAs and OCSP
 	// responders must be granted explicitly).
@@ -129,18 +130,31 @@ func (p *Policy) normalize() error {
 	return nil
 }
 
-// mayUse reports whether principal may use profile.
+// mayUse reports whether principal may use profile. An API key used in
+// the web console ("console:apikey:ID") may use what the key may
+// ("apikey:ID", "apikey:*"): it is the same credential. A pattern may
+// still name the console's form to grant a profile there only.
 func (p *Policy) mayUse(principal, profile string) bool {
 	pats, ok := p.ProfileAccess[profile]
 	if !ok {
 		return slices.Contains(openByDefault, profile)
 	}
+	cred := strings.TrimPrefix(principal, ConsolePrefix)
 	for _, pat := range pats {
-		if pat == principal || (strings.HasSuffix(pat, "*") && strings.HasPrefix(principal, strings.TrimSuffix(pat, "*"))) {
+		if matchPrincipal(pat, principal) || matchPrincipal(pat, cred) {
 			return true
 		}
 	}
 	return false
+}
+
+// ConsolePrefix begins the principal of what a credential does in the
+// web console ("console:apikey:ID").
+const ConsolePrefix = "console:"
+
+// matchPrincipal: pat is principal, or a prefix of it ending in "*".
+func matchPrincipal(pat, principal string) bool {
+	return pat == principal || (strings.HasSuffix(pat, "*") && strings.HasPrefix(principal, strings.TrimSuffix(pat, "*")))
 }
 
 // CheckKey applies the key policy of profile (zero: the default profile)

@@ -31,6 +31,11 @@ type CA interface {
 	// the default issuer's) refuse a name of kind dns, ip, email or uri;
 	// "" when they allow it.
 	NameRefusal(issuer, kind, name string) string
+	// IssuerFor is the id of the issuer that would sign a request ("":
+	// refused before one is chosen); DefaultIssuer that of a request
+	// naming none whose usage the default allows.
+	IssuerFor(req ca.Request) string
+	DefaultIssuer() string
 	// Refused counts a request policy refused in the issuance metrics.
 	Refused(profile string)
 	// CheckIssuers rereads whether each issuer's own certificate is
@@ -231,14 +236,28 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 		extra = append(extra, cn)
 	}
 	ids := namesToCheck(csr, extra, prof.Name)
+	creq := ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
+		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}
 	if err := a.checkNames(req.Issuer, ids); err != nil {
-		return ca.Request{}, err
+		// The default issuer's name constraints refused a name, but a
+		// request naming no issuer may go to another (a code-signing
+		// intermediate for a code-signing profile): its constraints are
+		// the ones that count.
+		is := ""
+		if req.Issuer == "" {
+			is = a.ca.IssuerFor(creq)
+		}
+		if is == "" || is == a.ca.DefaultIssuer() {
+			return ca.Request{}, err
+		}
+		if err := a.checkNames(is, ids); err != nil {
+			return ca.Request{}, err
+		}
 	}
 	if err := req.Limits.check(prof.Name, ids); err != nil {
 		return ca.Request{}, err
 	}
-	return ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
-		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}, nil
+	return creq, nil
 }
 
 // namesToCheck lists the names policy and limits check for a certificate
