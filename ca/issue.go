@@ -32,6 +32,13 @@ type Request struct {
 	Requester string
 	// CSRChecked says the caller verified the CSR's signature.
 	CSRChecked bool
+	// CommonNameRefusal, when set, says why the certificate may not carry
+	// cn as its common name ("" when it may). It is asked about a common
+	// name that is none of the certificate's names, as the profile built
+	// it: services that authorize TLS clients by common name take it as
+	// who the client is, so a credential kept to some names must not get
+	// others there (policy sets it for such credentials).
+	CommonNameRefusal func(cn string) string
 }
 
 // Issued is a signed and stored certificate.
@@ -343,30 +350,16 @@ func (c *CA) render(req Request) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := x509util.NewTemplateData()
-	// The subject CN, if any, must be one of the SANs, as the SAN is
-	// written (names are lowercased: a CN of UP.EXAMPLE is up.example).
-	// An address stays a SAN only: a common name holding one reads as a
-	// DNS name to OpenSSL below name constraints, and zlint refuses a
-	// private one in the subject.
-	cn := req.CSR.Subject.CommonName
-	i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) })
-	cnInSANs := i >= 0
-	if cnInSANs && net.ParseIP(cn) == nil {
-		cn = names[i]
-	} else {
-		cn = ""
-	}
-	data.SetCommonName(cn)
-	data.SetSANs(names)
-	base := &x509.Certificate{PublicKey: req.CSR.PublicKey, PublicKeyAlgorithm: req.CSR.PublicKeyAlgorithm,
-		Subject: req.CSR.Subject, DNSNames: req.CSR.DNSNames, IPAddresses: req.CSR.IPAddresses,
-		EmailAddresses: req.CSR.EmailAddresses, URIs: req.CSR.URIs}
-	xc, err := x509util.NewCertificateFromX509(base, withCompiled(prof, data))
+	t, cnInSANs, err := prof.build(req.CSR, names)
 	if err != nil {
-		return nil, core.Wrap(core.KindRejected, err, fmt.Sprintf("profile %s cannot build this certificate", prof.Name))
+		return nil, err
 	}
-	t := xc.GetCertificate()
+	if cn := t.Subject.CommonName; cn != "" && req.CommonNameRefusal != nil &&
+		!slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, cn) }) {
+		if why := req.CommonNameRefusal(cn); why != "" {
+			return nil, core.Errorf(core.KindForbidden, "%s", why)
+		}
+	}
 	// A profile's extended key usage must be within the issuer chain's,
 	// or verifiers that chain it refuse the certificate. A request naming
 	// no issuer goes to the first usable one whose chain allows it (a
@@ -405,6 +398,45 @@ func (c *CA) render(req Request) (*prepared, error) {
 		return nil, core.Errorf(core.KindBadCSR, "the request names nothing (no SANs, no common name)")
 	}
 	return &prepared{issuer: is, profile: prof, tmpl: t, names: names, life: life}, nil
+}
+
+// build renders the profile's template for csr, whose certificate carries
+// names (sansOf), and says whether the CSR's common name is among them. A
+// template whose certificate is a CA while the profile is not marked ca
+// (or the reverse) is refused: only a ca profile has its issuer's path
+// length and the CA key rules checked.
+func (p *Profile) build(csr *x509.CertificateRequest, names []string) (*x509.Certificate, bool, error) {
+	data := x509util.NewTemplateData()
+	// The subject CN, if any, must be one of the SANs, as the SAN is
+	// written (names are lowercased: a CN of UP.EXAMPLE is up.example).
+	// An address stays a SAN only: a common name holding one reads as a
+	// DNS name to OpenSSL below name constraints, and zlint refuses a
+	// private one in the subject.
+	cn := csr.Subject.CommonName
+	i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, cn) })
+	cnInSANs := i >= 0
+	if cnInSANs && net.ParseIP(cn) == nil {
+		cn = names[i]
+	} else {
+		cn = ""
+	}
+	data.SetCommonName(cn)
+	data.SetSANs(names)
+	base := &x509.Certificate{PublicKey: csr.PublicKey, PublicKeyAlgorithm: csr.PublicKeyAlgorithm,
+		Subject: csr.Subject, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
+		EmailAddresses: csr.EmailAddresses, URIs: csr.URIs}
+	xc, err := x509util.NewCertificateFromX509(base, withCompiled(p, data))
+	if err != nil {
+		return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s cannot build this certificate: %v", p.Name, err)
+	}
+	t := xc.GetCertificate()
+	switch {
+	case t.IsCA && !p.CA:
+		return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s makes a CA certificate (basicConstraints isCA) but is not marked ca: true; nothing is issued from it", p.Name)
+	case !t.IsCA && p.CA:
+		return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s is marked ca: true but its template makes no CA certificate (basicConstraints isCA); nothing is issued from it", p.Name)
+	}
+	return t, cnInSANs, nil
 }
 
 // withCompiled runs the profile's parsed template (x509util.WithTemplate
@@ -482,5 +514,7 @@ func HostLike(cn string) bool {
 		return false
 	}
 	_, err := netip.ParseAddr(cn)
-	return strings.Contains(cn, ".") || err == nil
+	// IDNA maps the ideographic and fullwidth full stops to "." (UTS #46),
+	// so a name written with them reads as a host to some software.
+	return strings.ContainsAny(cn, ".\u3002\uff0e\uff61") || err == nil
 }

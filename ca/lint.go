@@ -85,8 +85,10 @@ var excludedLints = map[string]string{
 	"w_sub_cert_aia_contains_internal_names": "AIA/CRL URLs point at the CA's internal host",
 	// The CA/B Forum's SC-081 schedule shrinks public TLS lifetimes to 200,
 	// 100 and 47 days by date. A private PKI sets lifetimes per profile
-	// and policy (defaults: 90 days, at most 397); the older 398-day BR
-	// cap still runs as a backstop.
+	// and policy (defaults: 90 days, at most 397, which an operator may
+	// raise). The BR's 825-day cap still runs as a backstop; the 398-day
+	// cap is Apple's root-program rule (the Apple source, not run), which
+	// Apple does not apply below roots a user or administrator added.
 	"e_server_cert_valid_time_longer_than_200_days": "public-web lifetime schedule (SC-081)",
 	"w_server_cert_valid_time_longer_than_199_days": "public-web lifetime schedule (SC-081)",
 	"e_server_cert_valid_time_longer_than_100_days": "public-web lifetime schedule (SC-081)",

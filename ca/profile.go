@@ -182,6 +182,11 @@ func mergeProfiles(user []Profile) (map[string]*Profile, error) {
 		}
 		out[p.Name] = &p
 	}
+	for _, name := range slices.Sorted(maps.Keys(out)) {
+		if err := out[name].tryBuild(); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

@@ -146,6 +146,20 @@ func (l *Limits) check(profile string, ids []Identifier) error {
 	return nil
 }
 
+// commonNameRefusal says why a certificate for a credential kept to
+// names may not carry cn, which is none of the certificate's names, as its
+// common name: a host name, address, email or URI there must be inside
+// the names (namesToCheck has checked those already), and free text
+// ("postgres", "team-b-admin") is refused, since services that take a
+// client certificate's common name as a user name would take it for
+// another team's user.
+func (l *Limits) commonNameRefusal(cn string) string {
+	if ok, why := l.allows(identifierOf(cn)); !ok {
+		return fmt.Sprintf("the certificate's common name: %s; a credential kept to names may put only one of them there (or leave it out)", why)
+	}
+	return ""
+}
+
 // CheckIdentifiers refuses each identifier outside the names limits with
 // an *IdentifierError (ACME's rejectedIdentifier subproblems); nil when all
 // are inside.

@@ -47,7 +47,12 @@ func TestLimits(t *testing.T) {
 		// A tls-client certificate carries its common name as sent.
 		{"tls-client, another team's host as CN", Request{CSR: csrFor(t, key, "b.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
 		{"tls-client, an outside IP as CN", Request{CSR: csrFor(t, key, "10.30.0.1", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
-		{"tls-client, CN a person's name", Request{CSR: csrFor(t, key, "alice", "c.team-a.corp.internal"), Profile: "tls-client"}, -1},
+		// Free text there is a user name to PostgreSQL, Kafka or a VPN:
+		// a key kept to names gets none (Vault's cn_validations).
+		{"tls-client, CN a person's name", Request{CSR: csrFor(t, key, "alice", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, CN a database user", Request{CSR: csrFor(t, key, "postgres", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, CN a dotless host", Request{CSR: csrFor(t, key, "localhost", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, CN with two @", Request{CSR: csrFor(t, key, "a@b@team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
 		{"tls-client, CN inside", Request{CSR: csrFor(t, key, "svc.team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, -1},
 	} {
 		tc.req.Principal, tc.req.Limits = "apikey:team-a", lim

@@ -238,6 +238,9 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	ids := namesToCheck(csr, extra, prof.Name)
 	creq := ca.Request{CSR: csr, Profile: prof.Name, Issuer: req.Issuer, Lifetime: req.Lifetime,
 		ExtraSANs: extra, Requester: req.Principal, CSRChecked: true}
+	if req.Limits.limitsNames() {
+		creq.CommonNameRefusal = req.Limits.commonNameRefusal
+	}
 	if err := a.checkNames(req.Issuer, ids); err != nil {
 		// The default issuer's name constraints refused a name, but a
 		// request naming no issuer may go to another (a code-signing

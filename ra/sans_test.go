@@ -74,7 +74,8 @@ func TestClientCommonNameChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	for _, cn := range []string{"evil.org", "db.secret.example.com", "8.8.8.8", "DB.Secret.Example.com"} {
+	// IDNA reads the fullwidth and ideographic full stops as dots.
+	for _, cn := range []string{"evil.org", "db.secret.example.com", "8.8.8.8", "DB.Secret.Example.com", "evil\uff0ecom", "evil\u3002org"} {
 		_, err := a.Issue(context.Background(), Request{CSR: csrFor(t, key, cn, "c.corp.internal"), Profile: "tls-client", Principal: "apikey:x"})
 		if core.KindOf(err) != core.KindRejected || !strings.Contains(err.Error(), strings.ToLower(cn)) {
 			t.Errorf("CN %s: %v, want a policy refusal naming it", cn, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // issuanceConfig is the `issuance:` section of strongroom.yaml.
 type issuanceConfig struct {
 	// URLs written into every certificate; {issuer} is replaced by the
-	// issuer's id. Zero: caIssuers, OCSP and CRL URLs on this CA's plain
-	// HTTP listener (urls.http).
+	// issuer's id. Each list left out is the default, on this CA's plain
+	// HTTP listener (urls.http): caIssuers, OCSP and CRL; an empty list
+	// ([]) leaves that URL out of certificates.
 	URLs *ca.URLs `yaml:"urls"`
 	// ExcludeLints names extra zlint lints to skip. Zero: only the
 	// built-in exclusions (see package ca).
@@ -52,7 +54,28 @@ func issuanceSettings(cfg *config.Config) (issuanceConfig, error) {
 			return ic, fmt.Errorf("issuance.default_profile: the CA has no profile %q (it has %s)", ic.DefaultProfile, strings.Join(known, ", "))
 		}
 	}
+	if u := ic.URLs; u != nil && u.CAIssuers != nil && len(u.CAIssuers) == 0 && u.OCSP != nil && len(u.OCSP) == 0 {
+		return ic, errors.New("issuance.urls: ca_issuers and ocsp are both empty: certificates must carry an authority information access URL (zlint's e_sub_cert_aia_missing refuses them); leave either out for its default")
+	}
 	return ic, noNegative("issuance", map[string]time.Duration{"backdate": ic.Backdate})
+}
+
+// certURLs are the URLs certificates carry: each list the section sets,
+// else the default on this node's plain HTTP listener at base.
+func (ic issuanceConfig) certURLs(base string) ca.URLs {
+	u := ca.URLs{
+		CAIssuers: []string{base + "/issuers/{issuer}.crt"},
+		OCSP:      []string{base + "/ocsp"},
+		CRL:       []string{base + "/crl/{issuer}.crl"},
+	}
+	if c := ic.URLs; c != nil {
+		for _, f := range []struct{ set, def *[]string }{{&c.CAIssuers, &u.CAIssuers}, {&c.OCSP, &u.OCSP}, {&c.CRL, &u.CRL}} {
+			if *f.set != nil {
+				*f.def = *f.set
+			}
+		}
+	}
+	return u
 }
 
 // apiConfig is the `api:` section of strongroom.yaml.
@@ -98,13 +121,9 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	if err := cfg.Policy.Decode("policy", &policy); err != nil {
 		return err
 	}
-	urls := ca.URLs{
-		CAIssuers: []string{a.HTTPURL() + "/issuers/{issuer}.crt"},
-		OCSP:      []string{a.HTTPURL() + "/ocsp"},
-		CRL:       []string{a.HTTPURL() + "/crl/{issuer}.crl"},
-	}
-	if ic.URLs != nil {
-		urls = *ic.URLs
+	urls := ic.certURLs(a.HTTPURL())
+	if len(urls.OCSP)+len(urls.CRL) == 0 {
+		a.n.log.Warn("issuance.urls: ocsp and crl are both empty: certificates carry no revocation information, so relying parties cannot learn that one was revoked")
 	}
 	issuers := append([]*ca.Issuer{}, a.inters...)
 	// The pipeline's writes go through a group-commit writer: concurrent
@@ -137,6 +156,10 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 	}
 	a.background = append(a.background, a.watchBlockedKeys)
 	a.tls.issue, a.tls.usable = a.issueServerCert, a.issuerUsable
+	a.tls.keyTypes = func() []string {
+		p, _ := a.pipeline.Profile("tls-server")
+		return p.KeyTypes
+	}
 	if err := a.mountAPI(); err != nil {
 		return err
 	}

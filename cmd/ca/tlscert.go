@@ -3,9 +3,11 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +47,11 @@ type tlsCert struct {
 	// blocking its key.
 	status     func(ctx context.Context, serial core.Serial) (core.CertStatus, error)
 	checkEvery time.Duration
-	log        *slog.Logger
-	current    atomic.Pointer[tls.Certificate]
+	// keyTypes lists the key types the tls-server profile accepts (nil:
+	// p256): the node's key is the first of them serverKey prefers.
+	keyTypes func() []string
+	log      *slog.Logger
+	current  atomic.Pointer[tls.Certificate]
 	// issuedAt is when current was issued: renewal counts from it, not
 	// from the backdated notBefore (a backdate of days renewed every
 	// minute).
@@ -91,7 +97,11 @@ func serverCertRefusal(nc ca.NameConstraints, hostname string) string {
 
 // renew issues a fresh certificate for a fresh key.
 func (t *tlsCert) renew(ctx context.Context) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var types []string
+	if t.keyTypes != nil {
+		types = t.keyTypes()
+	}
+	key, err := serverKey(types)
 	if err != nil {
 		return err
 	}
@@ -121,7 +131,7 @@ func (t *tlsCert) renew(ctx context.Context) error {
 }
 
 // selfSign serves a self-signed certificate for key (see tlsCert).
-func (t *tlsCert) selfSign(key *ecdsa.PrivateKey) error {
+func (t *tlsCert) selfSign(key crypto.Signer) error {
 	req := serverCertRequest(t.hostname)
 	serial, err := core.NewSerial()
 	if err != nil {
@@ -131,7 +141,7 @@ func (t *tlsCert) selfSign(key *ecdsa.PrivateKey) error {
 	tmpl := &x509.Certificate{SerialNumber: serial.Big(), Subject: req.Subject, DNSNames: req.DNSNames, IPAddresses: req.IPAddresses,
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(selfSignedLife),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return fmt.Errorf("making the self-signed HTTPS server certificate: %w", err)
 	}
@@ -228,4 +238,22 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// serverKey makes the node's HTTPS key: the first of P-256, P-384, RSA
+// 2048 and 3072 bits that the tls-server profile accepts (types; zero:
+// P-256), since the node's certificate is issued from that profile. A
+// profile that accepts none of them (Ed25519 only, which browsers do not
+// take) gets P-256, and issuance says the profile refuses it.
+func serverKey(types []string) (crypto.Signer, error) {
+	switch {
+	case len(types) == 0 || slices.Contains(types, "p256"):
+	case slices.Contains(types, "p384"):
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case slices.Contains(types, "rsa2048"):
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case slices.Contains(types, "rsa3072"):
+		return rsa.GenerateKey(rand.Reader, 3072)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }

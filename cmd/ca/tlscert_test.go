@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -173,4 +175,28 @@ func TestTLSCertFollowsUsableIssuer(t *testing.T) {
 	// Another can sign: replaced at once.
 	set("intermediate-2", true)
 	waitIssuer("intermediate-2")
+}
+
+// TestServerKeyFitsProfile: the node's key is of a type the tls-server
+// profile accepts.
+func TestServerKeyFitsProfile(t *testing.T) {
+	for _, c := range []struct {
+		types []string
+		want  string
+	}{{nil, "P-256"}, {[]string{"rsa4096", "p384"}, "P-384"}, {[]string{"rsa4096", "rsa2048"}, "RSA-2048"}, {[]string{"ed25519"}, "P-256"}} {
+		k, err := serverKey(c.types)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		switch k := k.(type) {
+		case *ecdsa.PrivateKey:
+			got = k.Curve.Params().Name
+		case *rsa.PrivateKey:
+			got = fmt.Sprintf("RSA-%d", k.N.BitLen())
+		}
+		if got != c.want {
+			t.Errorf("key types %v: %s, want %s", c.types, got, c.want)
+		}
+	}
 }
