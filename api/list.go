@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,6 +31,12 @@ func (a *API) list(c *gin.Context) {
 		return
 	}
 	f.Name, f.IssuerID = c.Query("name"), c.Query("issuer")
+	for q, v := range map[string]string{"name": f.Name, "issuer": f.IssuerID} {
+		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			a.fail(c, core.Errorf(core.KindMalformed, "%s must be UTF-8 text without NUL characters", q))
+			return
+		}
+	}
 	if u := c.Query("under"); u != "" {
 		var err error
 		if f.Under, err = ra.ParseDNSSuffix(u); err != nil {
@@ -47,7 +54,9 @@ func (a *API) list(c *gin.Context) {
 				a.fail(c, core.Errorf(core.KindMalformed, "%s must be an RFC 3339 time", p.q))
 				return
 			}
-			*p.dst = t
+			// The filter's zero time means "no bound"; no certificate
+			// ends before 1970, so a bound before then is that instant.
+			*p.dst = latest(t, time.Unix(0, 0))
 		}
 	}
 	if cur := c.Query("cursor"); cur != "" {
@@ -128,4 +137,12 @@ func (a *API) listIssuers(c *gin.Context) {
 		out = append(out, r)
 	}
 	c.JSON(http.StatusOK, gin.H{"issuers": out})
+}
+
+// latest is the later of a and b.
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

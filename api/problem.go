@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -99,8 +100,18 @@ func problemFor(err error) Problem {
 	return p
 }
 
+// StatusClientClosed is what a request whose client went away before
+// the answer is logged and counted with (nginx's 499): no answer is
+// written, and it is no failure of the server's.
+const StatusClientClosed = 499
+
 // fail writes the problem for err and stops the handler chain.
 func (a *API) fail(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		a.log.DebugContext(c.Request.Context(), "request abandoned by its client", "err", err, "path", c.FullPath())
+		c.AbortWithStatus(StatusClientClosed)
+		return
+	}
 	p := problemFor(err)
 	if p.Status >= 500 {
 		a.failures.Log(c.Request.Context(), a.log, p.Status, "request failed", "err", err, "path", c.FullPath())

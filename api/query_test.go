@@ -28,6 +28,9 @@ func TestUnknownQueryParameters(t *testing.T) {
 		{"GET", "/certificates?status=valid&name=a.example&limit=5&expiring_before=2030-01-01T00:00:00Z", 200, ""},
 		{"GET", "/certificates?expiring_after=2030-01-01t00:00:00z", 200, ""}, // RFC 3339 §5.6 allows lower case
 		{"GET", "/issuers", 200, ""},
+		// PostgreSQL refuses such text with an error (TestListBadTextPostgres).
+		{"GET", "/certificates?name=a%00", 400, "name must be UTF-8 text without NUL characters"},
+		{"GET", "/certificates?issuer=%ff%fe", 400, "issuer must be UTF-8 text without NUL characters"},
 	} {
 		r, b := e.do(t, c.method, c.path, "admin", "application/json", []byte(`{}`))
 		if r.StatusCode != c.want {

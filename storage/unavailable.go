@@ -18,10 +18,17 @@ import (
 // core.KindUnavailable, so front ends answer 503 with Retry-After rather
 // than 500: PostgreSQL unreachable, refusing connections, shutting down or
 // out of connections, a lost connection, SQLite busy, locked, read-only
-// (a file system remounted read-only), full or failing I/O. Any other
-// error is returned as it is.
+// (a file system remounted read-only), full or failing I/O. Text
+// PostgreSQL refuses (a NUL byte, bytes that are not UTF-8) is the
+// client's: KindMalformed. Any other error is returned as it is.
 func Classify(err error) error {
-	if err == nil || core.KindOf(err) != core.KindInternal || !unavailable(err) {
+	if err == nil || core.KindOf(err) != core.KindInternal {
+		return err
+	}
+	if badText(err) {
+		return core.Wrap(core.KindMalformed, err, "the request holds text that is not UTF-8 or holds a NUL character")
+	}
+	if !unavailable(err) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -40,6 +47,15 @@ const (
 	sqliteFull     = 13
 	sqliteCantOpen = 14
 )
+
+// badText reports PostgreSQL refusing text a client sent: a NUL byte
+// (22021 character_not_in_repertoire) or bytes that are not UTF-8
+// (22021, 22P05 untranslatable_character). SQLite stores such text as
+// it is; front ends refuse it first, so both databases answer the same.
+func badText(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05")
+}
 
 func unavailable(err error) bool {
 	var ce *pgconn.ConnectError
