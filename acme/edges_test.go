@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"path"
 	"strconv"
 	"strings"
@@ -578,5 +579,19 @@ func TestRevokeCAOwnCertificate(t *testing.T) {
 	byKey := &rawClient{e: e, key: nodeKey}
 	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(der), "reason": 1}, nil); r.StatusCode != 200 {
 		t.Fatalf("revoke by the node's own key: %d %s", r.StatusCode, r.body)
+	}
+}
+
+// TestClientGoneIsNotAFailure: a request whose client went away is 499,
+// not a serverInternal 500 that feeds alerts.
+func TestClientGoneIsNotAFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequest("GET", e.url("renewal-info/AQID.AQID"), nil).WithContext(ctx)
+	w := httptest.NewRecorder()
+	e.srv.ServeHTTP(w, req)
+	if w.Code != 499 {
+		t.Errorf("%d %s, want 499", w.Code, w.Body)
 	}
 }

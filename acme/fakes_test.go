@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -100,6 +101,9 @@ func (f *fakeIssuer) Revoke(ctx context.Context, serial core.Serial, reason core
 }
 
 func (f *fakeIssuer) Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("reading certificate: %w", err) // as a database read would
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.certs[serial]
