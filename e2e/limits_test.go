@@ -63,7 +63,9 @@ func jsonString(s string) string {
 // certificate for a workload's SPIFFE ID from an openssl CSR, which
 // openssl verifies as a client certificate and shows the URI SAN of; an ID
 // of another namespace, or of another trust domain, is a 403 or 422
-// problem document.
+// problem document. The workload's CSR has an empty subject, as SPIFFE
+// SVIDs may: a key kept to names may not put free text (CN=web) in the
+// common name, which services authorizing by it would take as a user.
 func TestSPIFFEWorkloadCertificate(t *testing.T) {
 	requireTool(t, "openssl")
 	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
@@ -72,11 +74,12 @@ func TestSPIFFEWorkloadCertificate(t *testing.T) {
 	key := c.NewAPIKey(t, "--name", "team-a", "--scopes", "issue,read",
 		"--names", "spiffe://corp.internal/ns/team-a,team-a.localhost", "--profiles", "tls-client")
 	dir := t.TempDir()
+	subj := "/"
 	issue := func(id string) (int, string) {
 		t.Helper()
 		csr := filepath.Join(dir, "w.csr")
 		run(t, nil, "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-			"-keyout", filepath.Join(dir, "w.key"), "-out", csr, "-subj", "/CN=web", "-addext", "subjectAltName=URI:"+id)
+			"-keyout", filepath.Join(dir, "w.key"), "-out", csr, "-subj", subj, "-addext", "subjectAltName=URI:"+id)
 		pemCSR, err := os.ReadFile(csr)
 		if err != nil {
 			t.Fatal(err)
@@ -106,5 +109,9 @@ func TestSPIFFEWorkloadCertificate(t *testing.T) {
 		if st, b := issue(id); st != want || !strings.Contains(b, "problem") {
 			t.Errorf("%s: %d %s, want %d", id, st, b, want)
 		}
+	}
+	subj = "/CN=web"
+	if st, b := issue("spiffe://corp.internal/ns/team-a/sa/web"); st != http.StatusForbidden || !strings.Contains(b, "common name") {
+		t.Errorf("CN=web from a key kept to names: %d %s, want 403", st, b)
 	}
 }
