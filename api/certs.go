@@ -358,6 +358,10 @@ type DryRunResponse struct {
 }
 
 func (a *API) dryRun(c *gin.Context) {
+	if _, err := negotiate(c, "application/json"); err != nil { // 406, as issuance
+		a.fail(c, err)
+		return
+	}
 	req, err := a.readIssueRequest(c)
 	if err != nil {
 		a.fail(c, err)
