@@ -122,6 +122,15 @@ func checkCSRText(csr *x509.CertificateRequest, extra []string) error {
 	if err := checkText(core.KindBadCSR, "the CSR's common name", csr.Subject.CommonName); err != nil {
 		return err
 	}
+	// The profiles copy the whole subject (organization, unit, ...), not
+	// only its common name.
+	for _, atv := range csr.Subject.Names {
+		if v, ok := atv.Value.(string); ok {
+			if err := checkText(core.KindBadCSR, "the CSR's subject attribute "+attributeName(atv.Type), v); err != nil {
+				return err
+			}
+		}
+	}
 	for _, n := range csr.DNSNames {
 		if err := checkText(core.KindBadCSR, "the CSR's DNS name", n); err != nil {
 			return err
@@ -148,4 +157,18 @@ func checkCSRText(csr *x509.CertificateRequest, extra []string) error {
 		}
 	}
 	return nil
+}
+
+// Short names of subject attributes (RFC 4519), for refusals.
+var attributeNames = map[string]string{
+	"2.5.4.3": "CN", "2.5.4.5": "serialNumber", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+	"2.5.4.9": "street", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "postalCode",
+	"1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+}
+
+func attributeName(oid asn1.ObjectIdentifier) string {
+	if n, ok := attributeNames[oid.String()]; ok {
+		return n
+	}
+	return oid.String()
 }

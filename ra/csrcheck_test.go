@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"os"
 	"strings"
@@ -97,6 +99,15 @@ func TestInvisibleCharactersRefused(t *testing.T) {
 			t.Errorf("CN %q, SANs %q %v, extra %q: %v (%s), want %s naming %s", tc.req.CSR.Subject.CommonName, tc.req.CSR.DNSNames, tc.req.CSR.URIs,
 				tc.req.ExtraSANs, err, core.KindOf(err), tc.kind, tc.code)
 		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "c.corp.internal", Organization: []string{"Evil\u202eCorp"}}, DNSNames: []string{"c.corp.internal"}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgCSR, _ := ParseCSR(der)
+	if _, err := a.Issue(ctx, Request{CSR: orgCSR, Principal: "apikey:x"}); core.KindOf(err) != core.KindBadCSR || !strings.Contains(core.DetailOf(err), "attribute O ") {
+		t.Errorf("organization with U+202E: %v", err)
 	}
 	if _, err := a.Issue(ctx, Request{CSR: csrFor(t, k, "Alice Bob – Ünïcode", "c.corp.internal"), Profile: "tls-client", Principal: "apikey:x"}); err != nil {
 		t.Fatalf("printable Unicode common name: %v", err)
