@@ -68,8 +68,11 @@ func normalizeIdentifier(id Identifier) (Identifier, error) {
 		return Identifier{Type: "dns", Value: v}, nil
 	case "ip":
 		a, err := netip.ParseAddr(id.Value)
-		if err != nil || a.Zone() != "" {
+		if err != nil {
 			return id, bad("not an IP address")
+		}
+		if a.Zone() != "" {
+			return id, bad("an IP address with a zone (%" + a.Zone() + ") cannot be an identifier: give the address without the zone")
 		}
 		if a.Is4In6() { // RFC 8738 §3: the IPv4 textual form; not silently rewritten
 			return id, bad("an IPv4-mapped IPv6 address: use the IPv4 address " + a.Unmap().String())

@@ -369,8 +369,10 @@ func parseCSR(b64 string) (*x509.CertificateRequest, error) {
 	if err != nil {
 		return nil, prob("badCSR", http.StatusBadRequest, "csr cannot be parsed")
 	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, prob("badCSR", http.StatusBadRequest, "csr signature is invalid")
+	if err := ra.CheckCSRSignature(csr); err != nil {
+		// A valid signature by an algorithm this CA does not take (Ed448,
+		// MD5) is named as such, not called invalid.
+		return nil, prob("badCSR", http.StatusBadRequest, core.DetailOf(err))
 	}
 	return csr, nil
 }

@@ -209,7 +209,7 @@ func (a *API) Register(r gin.IRouter) {
 	g.POST("/certificates/dry-run", a.require(ScopeIssue), a.dryRun)
 	g.POST("/certificates/renew", a.renew) // the certificate itself authenticates
 	g.GET("/certificates", a.require(ScopeRead), a.list)
-	g.GET("/certificates/:serial", a.require(ScopeRead), a.get)
+	g.GET("/certificates/:serial", a.postOnly, a.require(ScopeRead), a.get)
 	g.POST("/certificates/:serial/revoke", a.require(ScopeRevoke), a.revoke)
 	g.GET("/issuers", a.require(ScopeRead), a.listIssuers)
 

@@ -143,11 +143,7 @@ func csrDER(b []byte) ([]byte, error) {
 		return nil, core.Errorf(core.KindMalformed, "no CSR in the request")
 	}
 	if bytes.HasPrefix(t, []byte("-----BEGIN")) {
-		blk, _ := pem.Decode(t)
-		if blk == nil || (blk.Type != "CERTIFICATE REQUEST" && blk.Type != "NEW CERTIFICATE REQUEST") {
-			return nil, core.Errorf(core.KindMalformed, "the PEM block is not a CERTIFICATE REQUEST")
-		}
-		return blk.Bytes, nil
+		return pemCSRDER(t)
 	}
 	s := strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == ' ' {
@@ -163,38 +159,55 @@ func csrDER(b []byte) ([]byte, error) {
 	return nil, core.Errorf(core.KindMalformed, "the CSR is neither PEM, DER nor base64 of DER")
 }
 
-// parseLifetime accepts a Go duration ("720h"), days ("30d") or a number of
-// seconds.
+// parseLifetime reads the lifetime of a JSON request: a number of seconds,
+// or a string as lifetimeText reads it (the query parameter's form).
 func parseLifetime(raw json.RawMessage) (time.Duration, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, nil
 	}
-	var secs float64
-	if err := json.Unmarshal(raw, &secs); err == nil {
-		if secs < 0 {
-			return 0, core.Errorf(core.KindMalformed, "lifetime %v seconds is negative; give a positive duration", secs)
-		}
-		if secs > 100*365*24*3600 {
-			return 0, core.Errorf(core.KindMalformed, "lifetime out of range")
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return lifetimeText(s)
+	}
+	if t := bytes.TrimSpace(raw); len(t) > 0 && (t[0] == '-' || t[0] >= '0' && t[0] <= '9') {
+		return lifetimeText(string(t)) // a JSON number
+	}
+	return 0, core.Errorf(core.KindMalformed, "lifetime must be a duration string (720h, 30d) or a number of seconds")
+}
+
+// maxLifetimeDays bounds a lifetime before policy sees it (100 years).
+const maxLifetimeDays = 36500
+
+// lifetimeText reads a lifetime as text, for the JSON field and the
+// ?lifetime= query parameter alike: a number of seconds (3600, 1.5e3), a
+// number of days (30d) or a Go duration (720h). Zero in any form (0,
+// "0s", "0d", "-0d", -0.0) is the profile's default.
+func lifetimeText(s string) (time.Duration, error) {
+	if s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s)) {
+		secs, err := strconv.ParseFloat(s, 64)
+		switch {
+		case secs < 0:
+			return 0, core.Errorf(core.KindMalformed, "lifetime %s seconds is negative; give a positive duration", s)
+		case err != nil || secs > maxLifetimeDays*24*3600:
+			return 0, core.Errorf(core.KindMalformed, "lifetime %s seconds is out of range: at most %d days (%d seconds), and the profile's maximum", s, maxLifetimeDays, maxLifetimeDays*24*3600)
 		}
 		return time.Duration(secs * float64(time.Second)), nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return 0, core.Errorf(core.KindMalformed, "lifetime must be a duration string or seconds")
 	}
 	return ParseDuration("lifetime", s)
 }
 
 // ParseDuration reads a non-negative duration as a number of days ("30d")
-// or a Go duration ("720h"); what names it in the error.
+// or a Go duration ("720h"); what names it in the error. "-0d" and "-0s"
+// are zero.
 func ParseDuration(what, s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
-		if err == nil && n < 0 {
+		switch {
+		case err == nil && n < 0, errors.Is(err, strconv.ErrRange) && strings.HasPrefix(d, "-"):
 			return 0, negativeDuration(what, s)
-		}
-		if err != nil || n > 36500 {
+		case err == nil && n > maxLifetimeDays, errors.Is(err, strconv.ErrRange):
+			return 0, core.Errorf(core.KindMalformed, "%s %q is out of range: at most %dd", what, s, maxLifetimeDays)
+		case err != nil:
 			return 0, core.Errorf(core.KindMalformed, "%s %q is neither a number of days nor a duration (e.g. 30d or 720h)", what, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
@@ -345,6 +358,10 @@ type DryRunResponse struct {
 }
 
 func (a *API) dryRun(c *gin.Context) {
+	if _, err := negotiate(c, "application/json"); err != nil { // 406, as issuance
+		a.fail(c, err)
+		return
+	}
 	req, err := a.readIssueRequest(c)
 	if err != nil {
 		a.fail(c, err)
@@ -478,6 +495,10 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	var rr RevokeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
+		if err := checkInvalidityDate(body); err != nil {
+			a.fail(c, err)
+			return
+		}
 		if err := decodeObject(body, &rr); err != nil {
 			a.fail(c, withFields(err, "reason, invalidity_date"))
 			return

@@ -62,6 +62,13 @@ func (a *Authority) CheckIdentifiers(ctx context.Context, principal, profile str
 	return a.checkIDs("", ids)
 }
 
+// ZoneRefusal says why an IP address with a zone (fe80::1%eth0) is
+// refused: a zone names an interface of one host, and a certificate has
+// no way to carry it.
+func ZoneRefusal(zone string) string {
+	return "is an IP address with a zone (%" + zone + "), which cannot be a SAN: give the address without the zone"
+}
+
 // checkIDs applies the name policy, then the name constraints of issuer's
 // chain (zero: the default issuer's), to each identifier.
 func (a *Authority) checkIDs(issuer string, ids []Identifier) error {
@@ -73,9 +80,12 @@ func (a *Authority) checkIDs(issuer string, ids []Identifier) error {
 			why = a.policy.checkDNS(strings.ToLower(id.Value))
 		case "ip":
 			addr, err := netip.ParseAddr(id.Value)
-			if err != nil {
+			switch {
+			case err != nil:
 				why = "is not an IP address"
-			} else {
+			case addr.Zone() != "":
+				why = ZoneRefusal(addr.Zone())
+			default:
 				why = a.policy.checkIP(addr)
 			}
 		case "email":

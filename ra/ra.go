@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -142,7 +143,7 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 	if err != nil {
 		// crypto/x509's reasons are about structure ("unsupported elliptic
 		// curve"), safe and useful to the client.
-		return nil, core.Wrap(core.KindMalformed, err, "the CSR is not a valid PKCS #10 request ("+strings.TrimPrefix(err.Error(), "x509: ")+")")
+		return nil, core.Wrap(core.KindMalformed, err, csrParseDetail(err))
 	}
 	return csr, nil
 }
@@ -211,10 +212,13 @@ func (a *Authority) check(req Request) (ca.Request, error) {
 	if prof.Name == CredentialProfile && !FullAdmin(req.Limits, req.Admin) {
 		return ca.Request{}, core.Errorf(core.KindForbidden, "an %s certificate is an API credential (its common name picks its scopes): issuing one needs an admin credential without name or profile limits", prof.Name)
 	}
-	if err := req.CSR.CheckSignature(); err != nil {
-		return ca.Request{}, core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+	if err := CheckCSRSignature(req.CSR); err != nil {
+		return ca.Request{}, err
 	}
 	if err := a.checkKey(req.CSR.PublicKey, prof); err != nil {
+		return ca.Request{}, err
+	}
+	if err := checkCSRText(req.CSR, req.ExtraSANs); err != nil {
 		return ca.Request{}, err
 	}
 	max := a.maxLifetime(prof)
@@ -342,6 +346,11 @@ func identifiersOf(csr *x509.CertificateRequest, extra []string) []Identifier {
 // (has "@"), else a DNS name.
 func identifierOf(s string) Identifier {
 	if net.ParseIP(s) != nil {
+		return Identifier{Type: "ip", Value: s}
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() != "" {
+		// fd00::1%eth0 is no URI with scheme fd00: checkIDs refuses it
+		// as the IP address it is.
 		return Identifier{Type: "ip", Value: s}
 	}
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" {

@@ -127,8 +127,8 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 	}
 	pub, alg := cur.PublicKey, cur.PublicKeyAlgorithm
 	if rr.CSR != nil {
-		if err := rr.CSR.CheckSignature(); err != nil {
-			return ca.Request{}, "", core.Wrap(core.KindBadCSR, err, "the CSR's signature does not verify")
+		if err := CheckCSRSignature(rr.CSR); err != nil {
+			return ca.Request{}, "", err
 		}
 		pub, alg = rr.CSR.PublicKey, rr.CSR.PublicKeyAlgorithm
 	}
