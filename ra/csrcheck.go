@@ -46,7 +46,7 @@ func CheckCSRSignature(csr *x509.CertificateRequest) error {
 	var insecure x509.InsecureAlgorithmError
 	switch {
 	case csr.PublicKeyAlgorithm == x509.UnknownPublicKeyAlgorithm:
-		return core.Wrap(core.KindBadCSR, err, fmt.Sprintf("the CSR's public key is %s, a key type this CA does not accept; use an ECDSA (P-256, P-384 or P-521), RSA or Ed25519 key", keyAlgorithmName(csr)))
+		return core.Wrap(core.KindBadCSR, err, fmt.Sprintf("the CSR's public key (%s) is of a type this CA does not accept; use an ECDSA (P-256, P-384 or P-521), RSA or Ed25519 key", keyAlgorithmName(csr)))
 	case errors.Is(err, x509.ErrUnsupportedAlgorithm), errors.As(err, &insecure),
 		csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm:
 		return core.Wrap(core.KindBadCSR, err, fmt.Sprintf("the CSR is signed with %s, which this CA does not accept; %s", signatureAlgorithmName(csr), acceptedAlgorithms))
@@ -94,13 +94,9 @@ func keyAlgorithmName(csr *x509.CertificateRequest) string {
 		Key       asn1.BitString
 	}
 	if _, err := asn1.Unmarshal(csr.RawSubjectPublicKeyInfo, &spki); err != nil {
-		return "of an unknown type"
+		return "an unknown type"
 	}
-	n := oidName(spki.Algorithm.Algorithm)
-	if strings.HasPrefix(n, "the algorithm") {
-		return "a key of " + n
-	}
-	return "an " + n + " key"
+	return oidName(spki.Algorithm.Algorithm)
 }
 
 // checkText refuses a common name or SAN with a control character or an

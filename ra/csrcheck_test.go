@@ -28,8 +28,8 @@ func TestUnsupportedAlgorithmNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for file, want := range map[string]string{
-		"csr-ed448.der": "the CSR's public key is an Ed448 key, a key type this CA does not accept",
-		"csr-pss.der":   "the CSR's public key is an RSASSA-PSS key, a key type this CA does not accept",
+		"csr-ed448.der": "the CSR's public key (Ed448) is of a type this CA does not accept",
+		"csr-pss.der":   "the CSR's public key (RSASSA-PSS) is of a type this CA does not accept",
 		"csr-dsa.der":   "the CSR is signed with DSA-SHA256, which this CA does not accept; use ECDSA",
 		"csr-md5.der":   "the CSR is signed with MD5-RSA, which this CA does not accept; use ECDSA",
 	} {
