@@ -30,17 +30,26 @@ func csrParseDetail(err error) string {
 	return "the CSR is not a valid PKCS #10 request (" + strings.TrimPrefix(err.Error(), "x509: ") + ")"
 }
 
+// weakCSRSignature are the signature algorithms crypto/x509 verifies on
+// a CSR that are refused anyway.
+var weakCSRSignature = map[x509.SignatureAlgorithm]bool{x509.SHA1WithRSA: true, x509.ECDSAWithSHA1: true}
+
 // acceptedAlgorithms is what a CSR may be signed with, for refusals.
 const acceptedAlgorithms = "use ECDSA, RSA (PKCS #1 v1.5 or PSS) or Ed25519, with SHA-256 or better"
 
 // CheckCSRSignature verifies csr's self-signature. A signature that does
 // not verify is KindBadCSR; so is one made with an algorithm this CA does
 // not implement (Ed448, DSA, an RSASSA-PSS key) or refuses as insecure
-// (MD5), whose refusal names the algorithm instead of calling a valid
-// signature bad.
+// (MD5, SHA-1), whose refusal names the algorithm instead of calling a
+// valid signature bad.
 func CheckCSRSignature(csr *x509.CertificateRequest) error {
 	err := csr.CheckSignature()
 	if err == nil {
+		if weakCSRSignature[csr.SignatureAlgorithm] {
+			// SHA-1: Let's Encrypt refuses such CSRs since 2022, Pebble
+			// always has; a client still making them is one to update.
+			return core.Errorf(core.KindBadCSR, "the CSR is signed with %s, which this CA does not accept (SHA-1 is broken); %s", csr.SignatureAlgorithm, acceptedAlgorithms)
+		}
 		return nil
 	}
 	var insecure x509.InsecureAlgorithmError

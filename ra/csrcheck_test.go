@@ -18,7 +18,8 @@ import (
 
 // TestUnsupportedAlgorithmNamed: a CSR whose signature is valid but made
 // with an algorithm this CA does not implement or refuses (the files are
-// openssl's: Ed448, DSA, an RSASSA-PSS key, MD5 with RSA) is refused as
+// openssl's: Ed448, DSA, an RSASSA-PSS key, MD5 with RSA, ECDSA with
+// SHA-1, which Go verifies but Let's Encrypt refuses) is refused as
 // badCSR naming the algorithm, not as a signature that does not verify; a
 // tampered signature still is one.
 func TestUnsupportedAlgorithmNamed(t *testing.T) {
@@ -32,6 +33,7 @@ func TestUnsupportedAlgorithmNamed(t *testing.T) {
 		"csr-pss.der":   "the CSR's public key (RSASSA-PSS) is of a type this CA does not accept",
 		"csr-dsa.der":   "the CSR is signed with DSA-SHA256, which this CA does not accept; use ECDSA",
 		"csr-md5.der":   "the CSR is signed with MD5-RSA, which this CA does not accept; use ECDSA",
+		"csr-sha1.der":  "the CSR is signed with ECDSA-SHA1, which this CA does not accept (SHA-1 is broken); use ECDSA",
 	} {
 		der, err := os.ReadFile("testdata/" + file)
 		if err != nil {
