@@ -186,12 +186,20 @@ func lifetimeText(s string) (time.Duration, error) {
 	if s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s)) {
 		secs, err := strconv.ParseFloat(s, 64)
 		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			return 0, core.Errorf(core.KindMalformed, "lifetime %q is not a number of seconds, a number of days (30d) or a duration (720h)", s)
 		case secs < 0:
 			return 0, core.Errorf(core.KindMalformed, "lifetime %s seconds is negative; give a positive duration", s)
 		case err != nil || secs > maxLifetimeDays*24*3600:
 			return 0, core.Errorf(core.KindMalformed, "lifetime %s seconds is out of range: at most %d days (%d seconds), and the profile's maximum", s, maxLifetimeDays, maxLifetimeDays*24*3600)
 		}
-		return time.Duration(secs * float64(time.Second)), nil
+		// A positive lifetime too short to count in nanoseconds is still
+		// not the default (zero): the profile's minimum refuses it.
+		d := time.Duration(secs * float64(time.Second))
+		if d == 0 && secs > 0 {
+			d = 1
+		}
+		return d, nil
 	}
 	return ParseDuration("lifetime", s)
 }

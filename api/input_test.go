@@ -123,6 +123,16 @@ func TestLifetimeForms(t *testing.T) {
 			}
 		}
 	}
+	// Text around a number is not a number; a positive lifetime too short
+	// to count is not the default but under the minimum.
+	resp, b := dryRun("5 ", false)
+	if d := problemDetail(t, resp, b, 400); !strings.Contains(d, `lifetime "5 " is not a number of seconds`) {
+		t.Errorf(`lifetime "5 ": %q`, d)
+	}
+	resp, b = e.do(t, "POST", "/certificates", "issuer", "application/json", jsonBody(t, map[string]any{"csr": pemCSR(der), "lifetime": 1e-10}))
+	if d := problemDetail(t, resp, b, 422); !strings.Contains(d, "lifetime 1ns is under the minimum") {
+		t.Errorf("lifetime 1e-10: %q", d)
+	}
 }
 
 // TestInvalidityDateForm: an invalidity_date that is not RFC 3339 is

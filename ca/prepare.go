@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"net"
@@ -216,6 +217,13 @@ func (p *Profile) build(csr *x509.CertificateRequest, names []string) (*x509.Cer
 		return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s cannot build this certificate: %v", p.Name, err)
 	}
 	t := xc.GetCertificate()
+	for _, e := range t.ExtraExtensions {
+		// The CA checks (path length, CA keys, this switch) read the
+		// template's basicConstraints; a raw one would pass them by.
+		if e.Id.Equal(oidBasicConstraints) {
+			return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s sets basicConstraints as a raw extension; set it with the template's basicConstraints field (and ca: true for a CA profile)", p.Name)
+		}
+	}
 	switch {
 	case t.IsCA && !p.CA:
 		return nil, cnInSANs, core.Errorf(core.KindRejected, "profile %s makes a CA certificate (basicConstraints isCA) but is not marked ca: true; nothing is issued from it", p.Name)
@@ -225,6 +233,12 @@ func (p *Profile) build(csr *x509.CertificateRequest, names []string) (*x509.Cer
 	return t, cnInSANs, nil
 }
 
+var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+
+// errExecuting begins the error of a template whose execution failed
+// (as opposed to one whose output is not a certificate).
+const errExecuting = "executing template"
+
 // withCompiled runs the profile's parsed template (x509util.WithTemplate
 // would parse it, and build the sprig function map, on every call).
 func withCompiled(p *Profile, data x509util.TemplateData) x509util.Option {
@@ -232,7 +246,7 @@ func withCompiled(p *Profile, data x509util.TemplateData) x509util.Option {
 		var buf bytes.Buffer
 		data.SetCertificateRequest(cr)
 		if err := p.tmpl.Execute(&buf, data); err != nil {
-			return fmt.Errorf("executing template: %w", err)
+			return fmt.Errorf("%s: %w", errExecuting, err)
 		}
 		o.CertBuffer = &buf
 		return nil

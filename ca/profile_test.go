@@ -53,11 +53,19 @@ func TestProfileTemplateChecked(t *testing.T) {
 		{"bad JSON", `{"subject": {{ toJson .Subject }}, "sans": `, false, "profiles[custom].template: profile custom cannot build this certificate: "},
 		{"CA from a leaf profile", leaf(` "basicConstraints": {"isCA": true, "maxPathLen": 0},`), false, "makes a CA certificate (basicConstraints isCA) but is not marked ca: true"},
 		{"leaf from a ca profile", leaf(""), true, "is marked ca: true but its template makes no CA certificate"},
+		// MAMBAf8= is basicConstraints cA TRUE: past the isCA field.
+		{"raw basicConstraints", leaf(` "extensions": [{"id": "2.5.29.19", "critical": true, "value": "MAMBAf8="}],`), false, "sets basicConstraints as a raw extension"},
 	} {
 		_, err := mergeProfiles([]Profile{{Name: "custom", Template: c.tmpl, CA: c.ca, DefaultLifetime: day}})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want it to say %q", c.name, err, c.want)
 		}
+	}
+	// A template that needs what the sample request lacks (an email
+	// address) is left to requests, as its own fail is.
+	if _, err := mergeProfiles([]Profile{{Name: "email", DefaultLifetime: day,
+		Template: `{"subject": {"commonName": {{ index .Insecure.CR.EmailAddresses 0 | toJson }}}, "keyUsage": ["digitalSignature"], "extKeyUsage": ["emailProtection"]}`}}); err != nil {
+		t.Errorf("a template indexing the CSR's emails: %v", err)
 	}
 	// Needs a SAN: the template's own refusal, meant for requests.
 	failing := `{{ if not .Insecure.CR.EmailAddresses }}{{ fail "an email address is required" }}{{ end }}` + leaf("")

@@ -19,9 +19,10 @@ import (
 // key of a type it accepts, a common name that is also its DNS SAN), so a
 // template whose output is not a certificate — JSON that does not parse,
 // a CA certificate from a profile not marked ca — stops the CA at start
-// with the configuration key, not every request later. A template's own
-// refusal ({{ fail "…" }}, meant for requests lacking something) is not
-// an error here.
+// with the configuration key, not every request later. A template whose
+// execution fails for the sample ({{ fail "…" }}, or an index into the
+// CSR's emails, which the sample lacks) is left to requests: real ones
+// may carry what it needs.
 func (p *Profile) tryBuild() error {
 	key, err := sampleKey(p.KeyTypes)
 	if err != nil {
@@ -31,7 +32,7 @@ func (p *Profile) tryBuild() error {
 	csr := &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 		PublicKey: key, PublicKeyAlgorithm: publicKeyAlgorithm(key)}
 	_, _, err = p.build(csr, []string{name})
-	if err != nil && !strings.Contains(err.Error(), "error calling fail") {
+	if err != nil && !strings.Contains(err.Error(), errExecuting) {
 		return fmt.Errorf("profiles[%s].template: %w", p.Name, err)
 	}
 	return nil

@@ -56,6 +56,10 @@ func CheckCSRSignature(csr *x509.CertificateRequest) error {
 	switch {
 	case csr.PublicKeyAlgorithm == x509.UnknownPublicKeyAlgorithm:
 		return core.Wrap(core.KindBadCSR, err, fmt.Sprintf("the CSR's public key (%s) is of a type this CA does not accept; use an ECDSA (P-256, P-384 or P-521), RSA or Ed25519 key", keyAlgorithmName(csr)))
+	case csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm && signatureAlgorithmName(csr) == "RSASSA-PSS":
+		// crypto/x509 knows RSASSA-PSS only with the salt as long as the
+		// hash; openssl's default salt is the longest that fits.
+		return core.Wrap(core.KindBadCSR, err, "the CSR is signed with RSASSA-PSS parameters this CA does not accept: the salt must be as long as the hash (openssl req -sigopt rsa_pss_saltlen:digest), with SHA-256 or better; or sign with PKCS #1 v1.5 or ECDSA")
 	case errors.Is(err, x509.ErrUnsupportedAlgorithm), errors.As(err, &insecure),
 		csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm:
 		return core.Wrap(core.KindBadCSR, err, fmt.Sprintf("the CSR is signed with %s, which this CA does not accept; %s", signatureAlgorithmName(csr), acceptedAlgorithms))

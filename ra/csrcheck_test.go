@@ -34,6 +34,8 @@ func TestUnsupportedAlgorithmNamed(t *testing.T) {
 		"csr-dsa.der":   "the CSR is signed with DSA-SHA256, which this CA does not accept; use ECDSA",
 		"csr-md5.der":   "the CSR is signed with MD5-RSA, which this CA does not accept; use ECDSA",
 		"csr-sha1.der":  "the CSR is signed with ECDSA-SHA1, which this CA does not accept (SHA-1 is broken); use ECDSA",
+		// openssl's default PSS salt: as long as fits, not the hash's.
+		"csr-pss-maxsalt.der": "the CSR is signed with RSASSA-PSS parameters this CA does not accept: the salt must be as long as the hash",
 	} {
 		der, err := os.ReadFile("testdata/" + file)
 		if err != nil {

@@ -148,16 +148,17 @@ func (l *Limits) check(profile string, ids []Identifier) error {
 
 // commonNameRefusal says why a certificate for a credential kept to
 // names may not carry cn, which is none of the certificate's names, as its
-// common name: a host name, address, email or URI there must be inside
-// the names (namesToCheck has checked those already), and free text
-// ("postgres", "team-b-admin") is refused, since services that take a
-// client certificate's common name as a user name would take it for
-// another team's user.
+// common name. A host name, address, email or URI there has been checked
+// against the names like a SAN (namesToCheck); free text ("postgres",
+// "postgres x.team-a.corp.internal") is refused, since services that take
+// a client certificate's common name as a user name (PostgreSQL, Kafka's
+// principal rules) would take it for another team's user.
 func (l *Limits) commonNameRefusal(cn string) string {
-	if ok, why := l.allows(identifierOf(cn)); !ok {
-		return fmt.Sprintf("the certificate's common name: %s; a credential kept to names may put only one of them there (or leave it out)", why)
+	if nameLike(cn) != "" {
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("the certificate's common name %q is not a host name, address, email or URI; a credential kept to names (%s) may put only one of them there, or leave it out",
+		cn, strings.Join(l.Names(), ", "))
 }
 
 // CheckIdentifiers refuses each identifier outside the names limits with

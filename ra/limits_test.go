@@ -53,6 +53,9 @@ func TestLimits(t *testing.T) {
 		{"tls-client, CN a database user", Request{CSR: csrFor(t, key, "postgres", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
 		{"tls-client, CN a dotless host", Request{CSR: csrFor(t, key, "localhost", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
 		{"tls-client, CN with two @", Request{CSR: csrFor(t, key, "a@b@team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, free text ending in a name of the key", Request{CSR: csrFor(t, key, "postgres c.team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, a path ending in a name of the key", Request{CSR: csrFor(t, key, "postgres/x.team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindForbidden},
+		{"tls-client, CN an email inside", Request{CSR: csrFor(t, key, "ops@team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, core.KindRejected},
 		{"tls-client, CN inside", Request{CSR: csrFor(t, key, "svc.team-a.corp.internal", "c.team-a.corp.internal"), Profile: "tls-client"}, -1},
 	} {
 		tc.req.Principal, tc.req.Limits = "apikey:team-a", lim

@@ -289,13 +289,7 @@ func namesToCheck(csr *x509.CertificateRequest, extra []string, profile string) 
 // a principal name (its issuance needs an unlimited admin), and a name that
 // reads as none of those (alice, "Build Bot") is free text.
 func commonNameToCheck(csr *x509.CertificateRequest, ids []Identifier, profile string) string {
-	cn := csr.Subject.CommonName
-	if !strings.Contains(cn, "://") && !(strings.Count(cn, "@") == 1 && !strings.ContainsAny(cn, " \t")) {
-		cn = strings.ToLower(cn) // a host: its case does not matter
-		if !ca.HostLike(cn) {
-			cn = ""
-		}
-	}
+	cn := nameLike(csr.Subject.CommonName)
 	if profile == CredentialProfile || cn == "" {
 		return ""
 	}
@@ -305,6 +299,19 @@ func commonNameToCheck(csr *x509.CertificateRequest, ids []Identifier, profile s
 		}
 	}
 	return cn
+}
+
+// nameLike returns a common name that reads as a host name or address
+// (lower-cased: its case does not matter), an email address or a URI, as
+// it is checked; "" for free text (alice, "Build Bot", "postgres x.corp").
+func nameLike(cn string) string {
+	if strings.Contains(cn, "://") || (strings.Count(cn, "@") == 1 && !strings.ContainsAny(cn, " \t")) {
+		return cn
+	}
+	if cn = strings.ToLower(cn); ca.HostLike(cn) {
+		return cn
+	}
+	return ""
 }
 
 // checkNames applies the name policy and the name constraints of issuer's

@@ -241,19 +241,29 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // serverKey makes the node's HTTPS key: the first of P-256, P-384, RSA
-// 2048 and 3072 bits that the tls-server profile accepts (types; zero:
-// P-256), since the node's certificate is issued from that profile. A
-// profile that accepts none of them (Ed25519 only, which browsers do not
-// take) gets P-256, and issuance says the profile refuses it.
+// 2048, RSA 3072, P-521 and RSA 4096 bits (cheapest for clients first)
+// that the tls-server profile accepts (types; zero: P-256), since the
+// node's certificate is issued from that profile. A profile that accepts
+// none of them (Ed25519 only, which browsers do not take) gets P-256, and
+// issuance says the profile refuses it.
 func serverKey(types []string) (crypto.Signer, error) {
-	switch {
-	case len(types) == 0 || slices.Contains(types, "p256"):
-	case slices.Contains(types, "p384"):
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case slices.Contains(types, "rsa2048"):
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case slices.Contains(types, "rsa3072"):
-		return rsa.GenerateKey(rand.Reader, 3072)
+	for _, kt := range []string{"p256", "p384", "rsa2048", "rsa3072", "p521", "rsa4096"} {
+		if len(types) > 0 && !slices.Contains(types, kt) {
+			continue
+		}
+		switch kt {
+		case "p384":
+			return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		case "p521":
+			return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+		case "rsa2048":
+			return rsa.GenerateKey(rand.Reader, 2048)
+		case "rsa3072":
+			return rsa.GenerateKey(rand.Reader, 3072)
+		case "rsa4096":
+			return rsa.GenerateKey(rand.Reader, 4096)
+		}
+		break
 	}
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }

@@ -183,7 +183,8 @@ func TestServerKeyFitsProfile(t *testing.T) {
 	for _, c := range []struct {
 		types []string
 		want  string
-	}{{nil, "P-256"}, {[]string{"rsa4096", "p384"}, "P-384"}, {[]string{"rsa4096", "rsa2048"}, "RSA-2048"}, {[]string{"ed25519"}, "P-256"}} {
+	}{{nil, "P-256"}, {[]string{"rsa4096", "p384"}, "P-384"}, {[]string{"rsa4096", "rsa2048"}, "RSA-2048"}, {[]string{"ed25519"}, "P-256"},
+		{[]string{"p521"}, "P-521"}, {[]string{"rsa4096"}, "RSA-4096"}} {
 		k, err := serverKey(c.types)
 		if err != nil {
 			t.Fatal(err)
