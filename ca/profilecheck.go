@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -51,33 +52,39 @@ func sampleKey(types []string) (crypto.PublicKey, error) {
 		if k, ok := sampleKeys.Load(kt); ok {
 			return k, nil
 		}
-		var pub crypto.PublicKey
-		switch kt {
-		case "p256", "p384", "p521":
-			c := map[string]elliptic.Curve{"p256": elliptic.P256(), "p384": elliptic.P384(), "p521": elliptic.P521()}[kt]
-			k, err := ecdsa.GenerateKey(c, rand.Reader)
-			if err != nil {
-				return nil, err
-			}
-			pub = k.Public()
-		case "ed25519":
-			k, _, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				return nil, err
-			}
-			pub = k
-		default:
-			// Any RSA key shows whether the template builds: the smallest.
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				return nil, err
-			}
-			pub = k.Public()
+		gen := kt
+		if strings.HasPrefix(kt, "rsa") {
+			gen = "rsa2048" // any RSA key shows whether the template builds
 		}
-		k, _ := sampleKeys.LoadOrStore(kt, pub)
-		return k, nil
+		k, err := NewKey(gen)
+		if err != nil {
+			return nil, err
+		}
+		pub, _ := sampleKeys.LoadOrStore(kt, k.Public())
+		return pub, nil
 	}
 	return nil, fmt.Errorf("no key type to build a sample certificate with (key_types %v)", types)
+}
+
+// NewKey makes a key of a type named as KeyType names them (p256, p384,
+// p521, rsa2048, rsa3072, rsa4096, ed25519).
+func NewKey(kt string) (crypto.Signer, error) {
+	switch kt {
+	case "p256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "p384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "p521":
+		return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case "ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+	if bits, ok := strings.CutPrefix(kt, "rsa"); ok && slices.Contains([]string{"2048", "3072", "4096"}, bits) {
+		n, _ := strconv.Atoi(bits)
+		return rsa.GenerateKey(rand.Reader, n)
+	}
+	return nil, fmt.Errorf("unknown key type %q", kt)
 }
 
 func publicKeyAlgorithm(pub crypto.PublicKey) x509.PublicKeyAlgorithm {

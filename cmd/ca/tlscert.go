@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -248,22 +245,9 @@ func maxTime(a, b time.Time) time.Time {
 // issuance says the profile refuses it.
 func serverKey(types []string) (crypto.Signer, error) {
 	for _, kt := range []string{"p256", "p384", "rsa2048", "rsa3072", "p521", "rsa4096"} {
-		if len(types) > 0 && !slices.Contains(types, kt) {
-			continue
+		if len(types) == 0 || slices.Contains(types, kt) {
+			return ca.NewKey(kt)
 		}
-		switch kt {
-		case "p384":
-			return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		case "p521":
-			return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-		case "rsa2048":
-			return rsa.GenerateKey(rand.Reader, 2048)
-		case "rsa3072":
-			return rsa.GenerateKey(rand.Reader, 3072)
-		case "rsa4096":
-			return rsa.GenerateKey(rand.Reader, 4096)
-		}
-		break
 	}
-	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return ca.NewKey("p256")
 }
