@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -43,11 +42,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.ErrorContext(ctx, "issuing nonce", "err", err)
 	}
 	if err := s.route(ctx, w, r); err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			// The client went away: nobody reads an answer, and it is
-			// no failure of the server's (counted as nginx's 499).
+		if core.ClientGone(ctx, err) {
 			s.log.DebugContext(ctx, "acme request abandoned by its client", "path", r.URL.Path, "err", err)
-			w.WriteHeader(statusClientClosed)
+			w.WriteHeader(core.StatusClientClosed)
 			return
 		}
 		p := toProblem(err)
@@ -57,10 +54,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 	}
 }
-
-// statusClientClosed is nginx's 499, for a request whose client went
-// away before the answer.
-const statusClientClosed = 499
 
 func (s *Server) route(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	parts := strings.Split(strings.Trim(s.relPath(r), "/"), "/")

@@ -66,7 +66,7 @@ func TestClientGoneIsNotAFailure(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+e.keys["reader"])
 	w := httptest.NewRecorder()
 	e.engine.ServeHTTP(w, req)
-	if w.Code != StatusClientClosed || strings.Contains(w.Body.String(), "internal") {
-		t.Errorf("%d %s, want %d and no body", w.Code, w.Body, StatusClientClosed)
+	if w.Code != core.StatusClientClosed || strings.Contains(w.Body.String(), "internal") {
+		t.Errorf("%d %s, want %d and no body", w.Code, w.Body, core.StatusClientClosed)
 	}
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -100,16 +99,11 @@ func problemFor(err error) Problem {
 	return p
 }
 
-// StatusClientClosed is what a request whose client went away before
-// the answer is logged and counted with (nginx's 499): no answer is
-// written, and it is no failure of the server's.
-const StatusClientClosed = 499
-
 // fail writes the problem for err and stops the handler chain.
 func (a *API) fail(c *gin.Context, err error) {
-	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+	if core.ClientGone(c.Request.Context(), err) {
 		a.log.DebugContext(c.Request.Context(), "request abandoned by its client", "err", err, "path", c.FullPath())
-		c.AbortWithStatus(StatusClientClosed)
+		c.AbortWithStatus(core.StatusClientClosed)
 		return
 	}
 	p := problemFor(err)
