@@ -40,6 +40,7 @@ type Authority interface {
 // Store is what the API reads directly (*storage.DB).
 type Store interface {
 	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
+	APIKeyByID(ctx context.Context, id string) (*storage.APIKey, error)
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 	ListCertificates(ctx context.Context, f storage.CertFilter) ([]core.Certificate, core.Serial, error)
 
@@ -290,6 +291,15 @@ func (a *API) require(scope string) gin.HandlerFunc {
 	}
 }
 
+// KeyLimits are the names and profiles key is kept to (nil: none).
+func KeyLimits(k *storage.APIKey) (*ra.Limits, error) {
+	lim, err := ra.ParseLimits(k.Names, k.Profiles)
+	if err != nil {
+		return nil, core.Wrap(core.KindInternal, err, "API key "+k.ID+" has unreadable limits")
+	}
+	return lim, nil
+}
+
 // KeyLookup finds API keys by the hash of their secret (*storage.DB).
 type KeyLookup interface {
 	APIKeyByHash(ctx context.Context, hash []byte) (*storage.APIKey, error)
@@ -342,9 +352,9 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			return principal{}, err
 		}
 		a.Touch(ctx, k.ID)
-		lim, err := ra.ParseLimits(k.Names, k.Profiles)
+		lim, err := KeyLimits(k)
 		if err != nil {
-			return principal{}, core.Wrap(core.KindInternal, err, "API key "+k.ID+" has unreadable limits")
+			return principal{}, err
 		}
 		return principal{name: "apikey:" + k.ID, scopes: k.Scopes, limits: lim}, nil
 	}

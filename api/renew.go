@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -49,7 +51,7 @@ func (a *API) renew(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	rr := ra.RenewRequest{Current: cur, CSR: csr}
+	rr := ra.RenewRequest{Current: cur, CSR: csr, OriginLimits: a.originLimits}
 	ctx := c.Request.Context()
 	origin, err := a.auth.CheckRenewal(ctx, rr)
 	if err != nil {
@@ -119,4 +121,26 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 		return nil, err
 	}
 	return ra.ParseCSR(der)
+}
+
+// originLimits are the limits, as they stand now, of the credential that
+// asked for the first certificate of a renewal line: an API key's, revoked
+// or not, and in the console too; a client certificate name's
+// (client_cert_limits). Other requesters (ACME accounts, whose EAB names
+// never change, ceremonies) have none here.
+func (a *API) originLimits(ctx context.Context, origin string) (*ra.Limits, error) {
+	if id, ok := strings.CutPrefix(strings.TrimPrefix(origin, ConsolePrefix), "apikey:"); ok {
+		k, err := a.store.APIKeyByID(ctx, id)
+		if core.IsNotFound(err) {
+			return nil, core.Errorf(core.KindForbidden, "API key %s, which asked for the first certificate of this line, is not on record; request a new certificate", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return KeyLimits(k)
+	}
+	if strings.HasPrefix(origin, "mtls:") {
+		return a.limitsFor(origin), nil
+	}
+	return nil, nil
 }

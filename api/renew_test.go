@@ -287,3 +287,103 @@ func TestRenewOnceAfterADay(t *testing.T) {
 		t.Fatalf("a day later: %d %s %s; want the first renewal replayed", st, serial, msg)
 	}
 }
+
+// TestRenewKeepsToTheOriginsLimits: a renewal fits the limits, as they
+// stand now, of the credential that asked for the first certificate of the
+// line, as a new request would. A certificate a --names key got before
+// such keys lost free-text common names (issued here straight from the CA,
+// as the previous release's ra let it through) no longer renews, nor does
+// its renewal's renewal; one inside the key's names still does; a client
+// certificate principal whose client_cert_limits were narrowed since stops
+// renewing what is now outside them; a revoked key's certificates keep
+// renewing inside its names (revoke-all --requester ends a line).
+func TestRenewKeepsToTheOriginsLimits(t *testing.T) {
+	e := newEnv(t, nil, func(o *Options) {
+		o.ClientCertLimits = map[string]Limits{"mtls:deploy-*": {Names: []string{"team-a.corp.internal"}}}
+	})
+	ctx := context.Background()
+	srv, roots := e.mtlsServer(t)
+	_, id, err := CreateKeyWith(ctx, e.db, KeySpec{Name: "team-a", Scopes: []string{ScopeIssue},
+		Names: []string{"team-a.corp.internal"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(requester, profile, cn string, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
+		t.Helper()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		iss, err := e.ca.Issue(ctx, ca.Request{CSR: catest.CSR(t, key, cn, names...), Profile: profile,
+			Lifetime: 7 * 24 * time.Hour, Requester: requester})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss.Certificate, key
+	}
+	renew := func(cert *x509.Certificate, key *ecdsa.PrivateKey) (int, string, *x509.Certificate) {
+		t.Helper()
+		resp, err := e.clientWith(roots, cert, key).Post(srv.URL+"/api/v1/certificates/renew", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var cr CertificateResponse
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &cr) != nil {
+			return resp.StatusCode, string(b), nil
+		}
+		blk, _ := pem.Decode([]byte(cr.Certificate))
+		if blk == nil {
+			t.Fatalf("renewal answer without a certificate: %s", b)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b), c
+	}
+	origin := "apikey:" + id
+
+	inside, ikey := issue(origin, "tls-client", "svc.team-a.corp.internal", "svc.team-a.corp.internal")
+	st, b, next := renew(inside, ikey)
+	if st != http.StatusCreated {
+		t.Fatalf("a certificate inside the key's names: %d %s, want it renewed", st, b)
+	}
+	if st, b, _ := renew(next, ikey); st != http.StatusCreated {
+		t.Fatalf("its renewal: %d %s, want it renewed", st, b)
+	}
+
+	// Free text beside a name inside the limits: refused, with why.
+	before := e.count(t, core.StatusValid)
+	free, fkey := issue(origin, "tls-client", "postgres", "svc.team-a.corp.internal")
+	st, b, _ = renew(free, fkey)
+	if st != http.StatusForbidden || !strings.Contains(b, `\"postgres\"`) || !strings.Contains(b, origin) {
+		t.Fatalf("a pre-upgrade free-text common name: %d %s, want 403 naming it and the key", st, b)
+	}
+	if got := e.count(t, core.StatusValid); got != before+1 {
+		t.Fatalf("%d certificates issued, want only the test's own", got-before-1)
+	}
+
+	// Client certificate limits narrowed since: refused; a principal
+	// they do not cover renews.
+	wide, wkey := issue("mtls:deploy-b", "tls-server", "web.team-b.corp.internal", "web.team-b.corp.internal")
+	if st, b, _ := renew(wide, wkey); st != http.StatusForbidden || !strings.Contains(b, "team-b") {
+		t.Fatalf("outside narrowed client_cert_limits: %d %s, want 403", st, b)
+	}
+	other, okey := issue("mtls:ops", "tls-server", "web.team-b.corp.internal", "web.team-b.corp.internal")
+	if st, b, _ := renew(other, okey); st != http.StatusCreated {
+		t.Fatalf("a principal without limits: %d %s, want it renewed", st, b)
+	}
+
+	// A revoked key's certificates renew inside its names.
+	if err := RevokeKey(ctx, e.db, id); err != nil {
+		t.Fatal(err)
+	}
+	late, lkey := issue(origin, "tls-server", "api.team-a.corp.internal", "api.team-a.corp.internal")
+	if st, b, _ := renew(late, lkey); st != http.StatusCreated {
+		t.Fatalf("after the key's revocation: %d %s, want it renewed", st, b)
+	}
+	// A key the database has no record of (a restore from before it).
+	gone, gkey := issue("apikey:no-such-key", "tls-server", "api.team-a.corp.internal", "api.team-a.corp.internal")
+	if st, b, _ := renew(gone, gkey); st != http.StatusForbidden || !strings.Contains(b, "not on record") {
+		t.Fatalf("a key without a record: %d %s, want 403", st, b)
+	}
+}

@@ -161,6 +161,21 @@ func (l *Limits) commonNameRefusal(cn string) string {
 		cn, strings.Join(l.Names(), ", "))
 }
 
+// checkRenewal applies the limits to a renewal of a certificate of
+// profile with names ids and common name cn, as a new request meets them:
+// the profile and names here, a common name that is none of the names when
+// its certificate is built (commonNameRefusal).
+func (l *Limits) checkRenewal(profile string, ids []Identifier, cn string) error {
+	if err := l.check(profile, ids); err != nil || !l.limitsNames() || cn == "" ||
+		slices.ContainsFunc(ids, func(id Identifier) bool { return strings.EqualFold(id.Value, cn) }) {
+		return err
+	}
+	if why := l.commonNameRefusal(cn); why != "" {
+		return core.Errorf(core.KindForbidden, "%s", why)
+	}
+	return nil
+}
+
 // CheckIdentifiers refuses each identifier outside the names limits with
 // an *IdentifierError (ACME's rejectedIdentifier subproblems); nil when all
 // are inside.

@@ -46,6 +46,14 @@ type RenewRequest struct {
 	// CSR, if set, is a rekey: the new certificate gets its key. Its
 	// signature is checked here; its names are ignored.
 	CSR *x509.CertificateRequest
+	// OriginLimits returns the limits, as they stand now, of the
+	// credential that asked for the first certificate of the line (the
+	// origin: "apikey:ID", "mtls:NAME", …); nil limits when it has none.
+	// The renewal must fit them as a new request would: a credential's
+	// names narrowed, or its common name rule tightened, stop the
+	// renewals of what it got before. Zero: no credential limits apply
+	// (only policy).
+	OriginLimits func(ctx context.Context, origin string) (*Limits, error)
 }
 
 // RenewalPrincipal is who a renewal of the certificate with this serial
@@ -139,11 +147,26 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 	// (the CA's template takes subject and SANs from the request).
 	same := &x509.CertificateRequest{PublicKey: pub, PublicKeyAlgorithm: alg, Subject: cur.Subject,
 		DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses, EmailAddresses: cur.EmailAddresses, URIs: cur.URIs}
-	if err := a.checkNames("", namesToCheck(same, nil, prof.Name)); err != nil {
+	ids := namesToCheck(same, nil, prof.Name)
+	if err := a.checkNames("", ids); err != nil {
 		return ca.Request{}, "", err
 	}
 	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))
-	return ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}, origin, nil
+	creq := ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}
+	if rr.OriginLimits != nil {
+		lim, err := rr.OriginLimits(ctx, origin)
+		if err != nil {
+			return ca.Request{}, "", err
+		}
+		if err := lim.checkRenewal(prof.Name, ids, same.Subject.CommonName); err != nil {
+			return ca.Request{}, "", core.Errorf(core.KindForbidden, "%s asked for the first certificate of this line, and its limits now refuse the renewal: %s; request a new certificate",
+				principalLabel(origin), core.DetailOf(err))
+		}
+		if lim.limitsNames() {
+			creq.CommonNameRefusal = lim.commonNameRefusal // a template's own common name
+		}
+	}
+	return creq, origin, nil
 }
 
 // origin follows a certificate's renewals back to the first certificate of

@@ -94,7 +94,7 @@ func (w *Console) operatorOf(c *gin.Context) (*operator, error) {
 	if err != nil || api.KeyUsable(k, w.now()) != nil {
 		return nil, errNoSession
 	}
-	lim, err := ra.ParseLimits(k.Names, k.Profiles)
+	lim, err := api.KeyLimits(k)
 	if err != nil {
 		return nil, errNoSession
 	}
