@@ -391,13 +391,7 @@ func (a *API) authenticate(c *gin.Context) (principal, error) {
 			return principal{}, core.Errorf(core.KindUnauthenticated, "a client certificate's common name may not contain \"/\"")
 		}
 		name := "mtls:" + leaf.Subject.CommonName
-		var scopes []string
-		for pat, s := range a.mtls {
-			if patternMatches(pat, name) {
-				scopes = append(scopes, s...)
-			}
-		}
-		return principal{name: name, scopes: scopes, limits: a.limitsFor(name)}, nil
+		return principal{name: name, scopes: a.scopesFor(name), limits: a.limitsFor(name)}, nil
 	}
 	return principal{}, core.Errorf(core.KindUnauthenticated, "authentication required: Authorization: Bearer <API key>, or a client certificate")
 }
@@ -449,6 +443,18 @@ func encodeJSON(w io.Writer, v any) error {
 
 func patternMatches(pat, name string) bool {
 	return pat == name || (strings.HasSuffix(pat, "*") && strings.HasPrefix(name, strings.TrimSuffix(pat, "*")))
+}
+
+// scopesFor is what api.client_cert_scopes grants name: the scopes of
+// every pattern it matches.
+func (a *API) scopesFor(name string) []string {
+	var scopes []string
+	for pat, s := range a.mtls {
+		if patternMatches(pat, name) {
+			scopes = append(scopes, s...)
+		}
+	}
+	return scopes
 }
 
 // limitsFor picks the client certificate limits for name: the exact

@@ -39,6 +39,7 @@ type CertificateResponse struct {
 	Issuer           string    `json:"issuer"`
 	Profile          string    `json:"profile"`
 	Requester        string    `json:"requester,omitempty"`
+	Origin           string    `json:"origin,omitempty"` // a renewal's: who asked for the first certificate of its line
 	Subject          string    `json:"subject,omitempty"`
 	Names            []string  `json:"names"`
 	NotBefore        time.Time `json:"not_before"`
@@ -327,7 +328,7 @@ func (a *API) writeIssued(c *gin.Context, req ra.Request, iss *ca.Issued, status
 	}
 	cert := iss.Certificate
 	c.JSON(http.StatusCreated, CertificateResponse{Serial: string(iss.Serial), Status: string(status),
-		Issuer: iss.IssuerID, Profile: iss.Profile, Requester: req.Principal, Subject: cert.Subject.CommonName,
+		Issuer: iss.IssuerID, Profile: iss.Profile, Requester: req.Principal, Origin: iss.Origin, Subject: cert.Subject.CommonName,
 		Names: namesOf(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		Certificate: pemOf(cert), Chain: pemOf(iss.Chain...)})
 }
@@ -394,7 +395,7 @@ func (a *API) dryRun(c *gin.Context) {
 
 func recordResponse(r *core.Certificate, withPEM bool) CertificateResponse {
 	out := CertificateResponse{Serial: string(r.Serial), Status: string(r.Status), Issuer: r.IssuerID,
-		Profile: r.Profile, Requester: r.Requester, Subject: r.Subject, Names: r.Names,
+		Profile: r.Profile, Requester: r.Requester, Origin: r.Origin, Subject: r.Subject, Names: r.Names,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, RevokedAt: r.RevokedAt}
 	if out.Names == nil {
 		out.Names = []string{}

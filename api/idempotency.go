@@ -156,7 +156,7 @@ func (a *API) replay(c *gin.Context, req ra.Request, serial core.Serial) {
 	}
 	chain := append([]*x509.Certificate{cert}, a.sentAfter(r.IssuerID)...)
 	c.Header("Idempotent-Replayed", "true")
-	a.writeIssued(c, req, &ca.Issued{Serial: serial, Certificate: cert, Chain: chain, IssuerID: r.IssuerID, Profile: r.Profile},
+	a.writeIssued(c, req, &ca.Issued{Serial: serial, Certificate: cert, Chain: chain, IssuerID: r.IssuerID, Profile: r.Profile, Origin: r.Origin},
 		core.CertStatus(r.Status))
 }
 

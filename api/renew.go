@@ -51,7 +51,7 @@ func (a *API) renew(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	rr := ra.RenewRequest{Current: cur, CSR: csr, OriginLimits: a.originLimits}
+	rr := ra.RenewRequest{Current: cur, CSR: csr, OriginCredential: a.originCredential}
 	ctx := c.Request.Context()
 	origin, err := a.auth.CheckRenewal(ctx, rr)
 	if err != nil {
@@ -123,24 +123,26 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 	return ra.ParseCSR(der)
 }
 
-// originLimits are the limits, as they stand now, of the credential that
-// asked for the first certificate of a renewal line: an API key's, revoked
-// or not, and in the console too; a client certificate name's
-// (client_cert_limits). Other requesters (ACME accounts, whose EAB names
-// never change, ceremonies) have none here.
-func (a *API) originLimits(ctx context.Context, origin string) (*ra.Limits, error) {
+// originCredential is what the credential that asked for the first
+// certificate of a renewal line is now: an API key's limits and admin
+// scope, revoked or not, and in the console too; a client certificate
+// name's (api.client_cert_limits and client_cert_scopes). Other requesters
+// (ACME accounts, whose EAB names never change, ceremonies) are none of
+// these: no limits, and no admin scope.
+func (a *API) originCredential(ctx context.Context, origin string) (ra.Credential, error) {
 	if id, ok := strings.CutPrefix(strings.TrimPrefix(origin, ConsolePrefix), "apikey:"); ok {
 		k, err := a.store.APIKeyByID(ctx, id)
 		if core.IsNotFound(err) {
-			return nil, core.Errorf(core.KindForbidden, "API key %s, which asked for the first certificate of this line, is not on record; request a new certificate", id)
+			return ra.Credential{}, core.Errorf(core.KindForbidden, "API key %s, which asked for the first certificate of this line, is not on record; request a new certificate", id)
 		}
 		if err != nil {
-			return nil, err
+			return ra.Credential{}, err
 		}
-		return KeyLimits(k)
+		lim, err := KeyLimits(k)
+		return ra.Credential{Limits: lim, Admin: Grants(k.Scopes, ScopeAdmin)}, err
 	}
 	if strings.HasPrefix(origin, "mtls:") {
-		return a.limitsFor(origin), nil
+		return ra.Credential{Limits: a.limitsFor(origin), Admin: Grants(a.scopesFor(origin), ScopeAdmin)}, nil
 	}
-	return nil, nil
+	return ra.Credential{}, nil
 }

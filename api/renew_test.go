@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/strongroom-pki/strongroom/ca"
 	"github.com/strongroom-pki/strongroom/ca/catest"
 	"github.com/strongroom-pki/strongroom/core"
+	"github.com/strongroom-pki/strongroom/ra"
 )
 
 // TestRenew renews over mTLS as the server package serves it: a
@@ -386,4 +388,156 @@ func TestRenewKeepsToTheOriginsLimits(t *testing.T) {
 	if st, b, _ := renew(gone, gkey); st != http.StatusForbidden || !strings.Contains(b, "not on record") {
 		t.Fatalf("a key without a record: %d %s, want 403", st, b)
 	}
+}
+
+// TestRenewalLineOrigin: each renewal records the origin of its line, so
+// however long the line, it is judged by (and counted against) whoever
+// asked for its first certificate; a line recorded before renewals kept
+// their origin is walked back once, and one whose walk breaks (a missing
+// predecessor, or too long) is refused rather than judged by no one. An
+// api-client credential renews only while its origin is an admin without
+// limits, as minting one needs.
+func TestRenewalLineOrigin(t *testing.T) {
+	e := newEnv(t, nil, func(o *Options) {
+		o.ClientCertScopes = map[string][]string{"mtls:bot": {ScopeIssue}, "mtls:root-bot": {ScopeAdmin}}
+		o.ClientCertLimits = map[string]Limits{"mtls:deploy": {Names: []string{"team-a.corp.internal"}}}
+		auth, err := ra.New(ra.Options{CA: o.Issuers.(*ca.CA), Policy: ra.Policy{
+			AllowedDNSSuffixes: []string{"corp.internal"}, ProfileAccess: map[string][]string{ClientProfile: {"*"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Authority = auth
+	})
+	ctx := context.Background()
+	srv, roots := e.mtlsServer(t)
+	issue := func(requester, profile, cn string, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
+		t.Helper()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		iss, err := e.ca.Issue(ctx, ca.Request{CSR: catest.CSR(t, key, cn, names...), Profile: profile,
+			Lifetime: 7 * 24 * time.Hour, Requester: requester})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss.Certificate, key
+	}
+	renew := func(cert *x509.Certificate, key *ecdsa.PrivateKey) (int, string, *x509.Certificate) {
+		t.Helper()
+		resp, err := e.clientWith(roots, cert, key).Post(srv.URL+"/api/v1/certificates/renew", "application/pem-certificate-chain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var cr CertificateResponse
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &cr) != nil {
+			return resp.StatusCode, string(b), nil
+		}
+		blk, _ := pem.Decode([]byte(cr.Certificate))
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b), c
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := e.db.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serialOf := func(c *x509.Certificate) core.Serial { return core.SerialFromBig(c.SerialNumber) }
+
+	// A line of renewals: each records its origin.
+	cur, key := issue("mtls:deploy", "tls-server", "web.team-a.corp.internal", "web.team-a.corp.internal")
+	var line []*x509.Certificate
+	for range 3 {
+		st, b, next := renew(cur, key)
+		if st != http.StatusCreated {
+			t.Fatalf("renewal %d: %d %s", len(line)+1, st, b)
+		}
+		rec, err := e.db.GetCertificate(ctx, serialOf(next))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b, `"origin":"mtls:deploy"`) {
+			t.Fatalf("renewal answer without its origin: %s", b)
+		}
+		if rec.Origin != "mtls:deploy" || rec.Requester != "renew:"+string(serialOf(cur)) {
+			t.Fatalf("renewal recorded with origin %q, requester %q; want mtls:deploy, renew:%s", rec.Origin, rec.Requester, serialOf(cur))
+		}
+		line, cur = append(line, next), next
+	}
+	// The last renewal's predecessors gone (a restore, an edit): its
+	// recorded origin still judges it.
+	for _, c := range line[:2] {
+		exec(`UPDATE certificates SET requester = 'renew:00dead' WHERE serial = ?`, string(serialOf(c)))
+	}
+	if st, b, next := renew(cur, key); st != http.StatusCreated {
+		t.Fatalf("a renewal with its origin recorded, predecessors gone: %d %s", st, b)
+	} else {
+		cur = next
+	}
+
+	// Renewals recorded before the origin was: the walk back finds it
+	// once, and the renewal it makes records it.
+	old, okey := issue("mtls:deploy", "tls-server", "api.team-a.corp.internal", "api.team-a.corp.internal")
+	_, _, r1 := renew(old, okey)
+	_, _, r2 := renew(r1, okey)
+	exec(`UPDATE certificates SET origin = '' WHERE serial IN (?, ?)`, string(serialOf(r1)), string(serialOf(r2)))
+	st, b, r3 := renew(r2, okey)
+	if st != http.StatusCreated {
+		t.Fatalf("a pre-upgrade line: %d %s", st, b)
+	}
+	if rec, _ := e.db.GetCertificate(ctx, serialOf(r3)); rec == nil || rec.Origin != "mtls:deploy" {
+		t.Fatalf("the walk's renewal recorded origin %+v, want mtls:deploy", rec)
+	}
+	// ... and when the walk breaks, nothing is issued.
+	exec(`UPDATE certificates SET origin = '' WHERE serial = ?`, string(serialOf(r3)))
+	exec(`UPDATE certificates SET requester = 'renew:00dead' WHERE serial = ?`, string(serialOf(r1)))
+	before := e.count(t, core.StatusValid)
+	if st, b, _ := renew(r3, okey); st != http.StatusForbidden || !strings.Contains(b, "00dead") {
+		t.Fatalf("a line whose predecessor is not on record: %d %s, want 403 naming it", st, b)
+	}
+	if got := e.count(t, core.StatusValid); got != before {
+		t.Fatalf("%d certificates issued on a refusal", got-before)
+	}
+	// A walk longer than its bound: a chain of records of renewals.
+	prev := "0f"
+	for i := range ra.MaxRenewalWalk + 1 {
+		s := fmt.Sprintf("0f%04x", i)
+		exec(`INSERT INTO certificates (serial, issuer_id, profile, requester, status, created_at, updated_at)
+			VALUES (?, 'intermediate', 'tls-server', ?, 'valid', 1, 1)`, s, "renew:"+prev)
+		prev = s
+	}
+	deep, dkey := issue("renew:"+prev, "tls-server", "db.team-a.corp.internal", "db.team-a.corp.internal")
+	if st, b, _ := renew(deep, dkey); st != http.StatusForbidden || !strings.Contains(b, "more than") {
+		t.Fatalf("a line too long to walk: %d %s, want 403", st, b)
+	}
+
+	// An API credential renews while its origin may mint one.
+	adminID := keyID(t, e, "admin")
+	cred, ckey := issue("apikey:"+adminID, ClientProfile, "deploy-bot")
+	if st, b, _ := renew(cred, ckey); st != http.StatusCreated {
+		t.Fatalf("a credential minted by an admin key: %d %s", st, b)
+	}
+	for _, origin := range []string{"mtls:bot", "acme:default/acct"} {
+		c, k := issue(origin, ClientProfile, "deploy-bot")
+		if st, b, _ := renew(c, k); st != http.StatusForbidden || !strings.Contains(b, "API credential") {
+			t.Fatalf("a credential whose origin %s is no admin now: %d %s, want 403", origin, st, b)
+		}
+	}
+	c, k := issue("mtls:root-bot", ClientProfile, "deploy-bot")
+	if st, b, _ := renew(c, k); st != http.StatusCreated {
+		t.Fatalf("a credential minted by an admin client certificate: %d %s", st, b)
+	}
+}
+
+// keyID is the id of the env's API key called name.
+func keyID(t *testing.T, e *env, name string) string {
+	t.Helper()
+	k, err := e.db.APIKeyByHash(context.Background(), hashKey(e.keys[name]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
 }

@@ -22,6 +22,9 @@ type Request struct {
 	ExtraSANs []string
 	// Requester says who asked: "apikey:<id>", "acme:<endpoint>/<account>".
 	Requester string
+	// Origin is, for a renewal, who asked for the first certificate of
+	// its line (core.Certificate.Origin).
+	Origin string
 	// CSRChecked says the caller verified the CSR's signature.
 	CSRChecked bool
 	// CommonNameRefusal, when set, says why the certificate may not carry
@@ -42,6 +45,7 @@ type Issued struct {
 	Chain    []*x509.Certificate
 	IssuerID string
 	Profile  string
+	Origin   string // Request.Origin
 }
 
 // Draft is what DryRun would have signed.
@@ -75,7 +79,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 		return nil, err
 	}
 	now := c.now().UTC()
-	rec := &core.Certificate{IssuerID: p.issuer.ID(), Profile: p.profile.Name, Requester: req.Requester, CreatedAt: now}
+	rec := &core.Certificate{IssuerID: p.issuer.ID(), Profile: p.profile.Name, Requester: req.Requester, Origin: req.Origin, CreatedAt: now}
 	if err := c.reserve(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -136,7 +140,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (iss *Issued, err error) {
 	}
 	log.InfoContext(ctx, "certificate issued", "requester", req.Requester, "not_after", rec.NotAfter)
 	chain := append([]*x509.Certificate{cert}, p.issuer.sent...)
-	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID(), Profile: p.profile.Name}, nil
+	return &Issued{Serial: rec.Serial, Certificate: cert, Chain: chain, IssuerID: p.issuer.ID(), Profile: p.profile.Name, Origin: req.Origin}, nil
 }
 
 // Refused counts a request refused before the pipeline (by ra's policy) in

@@ -83,6 +83,10 @@ type Certificate struct {
 	IssuerID  string // the issuer's name in config, e.g. "intermediate"
 	Profile   string
 	Requester string // who asked: "apikey:<id>", "acme:<endpoint>/<account>", "console:<user>"
+	// Origin is, for a renewal (Requester "renew:<serial>"), who asked
+	// for the first certificate of its line; empty otherwise (and for
+	// renewals recorded before the field existed).
+	Origin    string
 	Subject   string // subject common name, may be empty
 	Names     []string
 	NotBefore time.Time

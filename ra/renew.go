@@ -46,14 +46,21 @@ type RenewRequest struct {
 	// CSR, if set, is a rekey: the new certificate gets its key. Its
 	// signature is checked here; its names are ignored.
 	CSR *x509.CertificateRequest
-	// OriginLimits returns the limits, as they stand now, of the
-	// credential that asked for the first certificate of the line (the
-	// origin: "apikey:ID", "mtls:NAME", …); nil limits when it has none.
-	// The renewal must fit them as a new request would: a credential's
-	// names narrowed, or its common name rule tightened, stop the
-	// renewals of what it got before. Zero: no credential limits apply
-	// (only policy).
-	OriginLimits func(ctx context.Context, origin string) (*Limits, error)
+	// OriginCredential says what the credential that asked for the
+	// first certificate of the line (the origin: "apikey:ID",
+	// "mtls:NAME", …) is now. The renewal must fit its limits as a new
+	// request would (names narrowed, or the common name rule tightened,
+	// stop the renewals of what it got before), and an API credential
+	// (CredentialProfile) renews only while its origin is an admin
+	// without limits, as minting one needs. Zero: only policy applies.
+	OriginCredential func(ctx context.Context, origin string) (Credential, error)
+}
+
+// Credential is what a front end knows now of a principal that asks for
+// certificates.
+type Credential struct {
+	Limits *Limits // nil: only the policy
+	Admin  bool    // it holds the admin scope
 }
 
 // RenewalPrincipal is who a renewal of the certificate with this serial
@@ -152,48 +159,59 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 		return ca.Request{}, "", err
 	}
 	life := min(cur.NotAfter.Sub(cur.NotBefore), a.maxLifetime(prof))
-	creq := ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), CSRChecked: true}
-	if rr.OriginLimits != nil {
-		lim, err := rr.OriginLimits(ctx, origin)
+	creq := ca.Request{CSR: same, Profile: prof.Name, Lifetime: life, Requester: RenewalPrincipal(serial), Origin: origin, CSRChecked: true}
+	if rr.OriginCredential != nil {
+		cred, err := rr.OriginCredential(ctx, origin)
 		if err != nil {
 			return ca.Request{}, "", err
 		}
-		if err := lim.checkRenewal(prof.Name, ids, same.Subject.CommonName); err != nil {
+		if prof.Name == CredentialProfile && !FullAdmin(cred.Limits, cred.Admin) {
+			return ca.Request{}, "", core.Errorf(core.KindForbidden, "an %s certificate is an API credential: it renews only while %s, who asked for the first certificate of its line, is an admin without name or profile limits; request a new one",
+				prof.Name, principalLabel(origin))
+		}
+		if err := cred.Limits.checkRenewal(prof.Name, ids, same.Subject.CommonName); err != nil {
 			return ca.Request{}, "", core.Errorf(core.KindForbidden, "%s asked for the first certificate of this line, and its limits now refuse the renewal: %s; request a new certificate",
 				principalLabel(origin), core.DetailOf(err))
 		}
-		if lim.limitsNames() {
-			creq.CommonNameRefusal = lim.commonNameRefusal // a template's own common name
+		if cred.Limits.limitsNames() {
+			creq.CommonNameRefusal = cred.Limits.commonNameRefusal // a template's own common name
 		}
 	}
 	return creq, origin, nil
 }
 
-// origin follows a certificate's renewals back to the first certificate of
-// its line and returns who asked for that one. A line longer than
-// maxRenewalLine, or a predecessor without a record, ends the walk there.
+// origin is who asked for the first certificate of rec's line: rec's
+// requester, or for a renewal the origin it recorded. A renewal recorded
+// before renewals kept their origin is followed back through its
+// predecessors, once (the renewal made from it records what was found).
+// Not knowing the origin refuses the renewal: its limits, grants and cap
+// could not be applied.
 func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, error) {
-	who := rec.Requester
-	for range maxRenewalLine {
+	who, kept := rec.Requester, rec.Origin
+	for range MaxRenewalWalk {
+		if kept != "" {
+			return kept, nil
+		}
 		prev, ok := strings.CutPrefix(who, RenewalPrincipal(""))
 		if !ok {
-			break
+			return who, nil
 		}
 		p, err := a.ca.Certificate(ctx, core.Serial(prev))
 		if core.IsNotFound(err) {
-			break
+			return "", core.Errorf(core.KindForbidden, "certificate %s, which this line renews, is not on record, so who asked for its first certificate is unknown; request a new certificate", prev)
 		}
 		if err != nil {
 			return "", err
 		}
-		who = p.Requester
+		who, kept = p.Requester, p.Origin
 	}
-	return who, nil
+	return "", core.Errorf(core.KindForbidden, "this certificate's renewal line goes back more than %d renewals recorded without their origin; request a new certificate", MaxRenewalWalk)
 }
 
-// maxRenewalLine bounds origin's walk (a certificate renewed monthly for
-// twenty years).
-const maxRenewalLine = 240
+// MaxRenewalWalk bounds origin's walk back through renewals recorded
+// before they kept their origin (hourly renewals for six weeks; one read
+// each, once per line).
+const MaxRenewalWalk = 1000
 
 // maxLifetime is the profile's maximum, or policy's if lower.
 func (a *Authority) maxLifetime(prof ca.Profile) time.Duration {

@@ -102,11 +102,11 @@ func recordIntent(ctx context.Context, x execer, c *core.Certificate, at time.Ti
 	//
 	// A blocked key (blocked_keys) records no intent, so nothing is signed
 	// for it: the check rides on the statement the intent needs anyway.
-	res, err := x.Exec(ctx, `UPDATE certificates SET profile = ?, requester = ?, subject = ?, names = ?,
+	res, err := x.Exec(ctx, `UPDATE certificates SET profile = ?, requester = ?, origin = ?, subject = ?, names = ?,
 		not_before = ?, not_after = ?, tbs = ?, key_hash = ?, updated_at = ?
 		WHERE serial = ? AND issuer_id = ? AND status = ? AND tbs IS NULL
 		AND NOT EXISTS (SELECT 1 FROM blocked_keys WHERE key_hash = ?)`,
-		c.Profile, c.Requester, c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
+		c.Profile, c.Requester, c.Origin, c.Subject, strings.Join(c.Names, "\n"), Micros(c.NotBefore), Micros(c.NotAfter), c.TBS,
 		c.KeyHash, Micros(at), string(c.Serial), c.IssuerID, string(core.StatusReserved), c.KeyHash)
 	if err := oneRow(res, err, "recording intent"); err != nil {
 		if q, ok := x.(rowQuerier); ok && len(c.KeyHash) > 0 {
@@ -258,10 +258,10 @@ func raiseToKeyCompromise(ctx context.Context, x execer, serial core.Serial, at,
 }
 
 const certColumns = `serial, issuer_id, profile, requester, subject, names, not_before, not_after,
-	status, tbs, der, revoked_at, revocation_reason, invalidity_date, created_at, key_hash`
+	status, tbs, der, revoked_at, revocation_reason, invalidity_date, created_at, key_hash, origin`
 
 const certColumnsC = `c.serial, c.issuer_id, c.profile, c.requester, c.subject, c.names, c.not_before,
-	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.invalidity_date, c.created_at, c.key_hash`
+	c.not_after, c.status, c.tbs, c.der, c.revoked_at, c.revocation_reason, c.invalidity_date, c.created_at, c.key_hash, c.origin`
 
 func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 	var (
@@ -271,7 +271,7 @@ func scanCert(row interface{ Scan(...any) error }) (*core.Certificate, error) {
 		reason                             int
 	)
 	if err := row.Scan(&serial, &c.IssuerID, &c.Profile, &c.Requester, &c.Subject, &names, &nb, &na,
-		&status, &c.TBS, &c.DER, &revAt, &reason, &invalidity, &created, &c.KeyHash); err != nil {
+		&status, &c.TBS, &c.DER, &revAt, &reason, &invalidity, &created, &c.KeyHash, &c.Origin); err != nil {
 		return nil, err
 	}
 	c.Serial, c.Status, c.RevocationReason = core.Serial(serial), core.CertStatus(status), core.RevocationReason(reason)

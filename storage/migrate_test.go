@@ -23,7 +23,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		`DROP INDEX certificates_revoked_updated, certificates_revoked_at, certificates_issuer_serial`,
 		`CREATE INDEX certificates_issuer_status_revoked ON certificates (issuer_id, status, revoked_at)`,
 		`CREATE INDEX certificate_names_serial ON certificate_names (serial)`,
-		`ALTER TABLE certificates DROP COLUMN key_hash`, `DROP TABLE console_sessions`,
+		`ALTER TABLE certificates DROP COLUMN key_hash`, `ALTER TABLE certificates DROP COLUMN origin`, `DROP TABLE console_sessions`,
 		`ALTER TABLE hsm_audit_head DROP COLUMN mac_from, DROP COLUMN mac_seq, DROP COLUMN mac`, `ALTER TABLE hsm_audit DROP COLUMN mac`,
 		`ALTER TABLE hsm_users DROP COLUMN mac`, `DROP INDEX hsm_audit_object`,
 		`DELETE FROM goose_db_version WHERE version_id > 110`,

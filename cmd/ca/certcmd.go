@@ -111,6 +111,9 @@ func certCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "serial:     %s\nstatus:     %s\nprofile:    %s\nissuer:     %s\nrequester:  %s\nsubject:    %s\nnames:      %s\nnot before: %s\nnot after:  %s\n",
 					c.Serial, c.Status, c.Profile, c.IssuerID, c.Requester, c.Subject, strings.Join(c.Names, ", "),
 					c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+				if c.Origin != "" {
+					fmt.Fprintf(out, "origin:     %s (who asked for the first certificate of this renewal line)\n", c.Origin)
+				}
 				if c.Status == core.StatusRevoked {
 					fmt.Fprintf(out, "revoked:    %s (%s)\n", c.RevokedAt.UTC().Format(time.RFC3339), c.RevocationReason)
 					if !c.InvalidityDate.IsZero() {
