@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -71,18 +72,19 @@ func (t *timedSigner) failing() error {
 //	strongroom_issuer_not_after_timestamp_seconds{issuer}   each CA certificate's end
 //	strongroom_certificates_expiring{within="24h|7d|30d"}   valid certificates ending that soon
 //
-// The counts come from one indexed query per window, at most once a
-// minute however often Prometheus scrapes.
+// The counts come from one query for the three windows (an index-only
+// count, storage.CountExpiring), at most once a minute however often
+// Prometheus scrapes.
 type expiryMetrics struct {
 	issuers func() map[string]time.Time
-	count   func(ctx context.Context, from, to time.Time) (int64, error)
+	count   func(ctx context.Context, now time.Time, windows []time.Duration) ([]int64, error)
 	now     func() time.Time
 	log     *slog.Logger
 
 	issuerDesc, expiringDesc *prometheus.Desc
 	mu                       sync.Mutex
 	at                       time.Time
-	counts                   map[string]int64
+	counts                   []int64 // by expiryWindows
 }
 
 var expiryWindows = []struct {
@@ -90,7 +92,7 @@ var expiryWindows = []struct {
 	d    time.Duration
 }{{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}}
 
-func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, time.Time) (int64, error), log *slog.Logger) *expiryMetrics {
+func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, []time.Duration) ([]int64, error), log *slog.Logger) *expiryMetrics {
 	return &expiryMetrics{issuers: issuers, count: count, now: time.Now, log: log,
 		issuerDesc: prometheus.NewDesc("strongroom_issuer_not_after_timestamp_seconds",
 			"When each CA certificate (root and intermediates) expires, Unix seconds.", []string{"issuer"}, nil),
@@ -113,23 +115,24 @@ func (m *expiryMetrics) Collect(ch chan<- prometheus.Metric) {
 	if m.counts == nil || now.Sub(m.at) >= time.Minute {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		counts := map[string]int64{}
-		for _, w := range expiryWindows {
-			n, err := m.count(ctx, now, now.Add(w.d))
-			if err != nil {
-				m.log.Warn("counting expiring certificates for /metrics", "err", err)
-				counts = nil
-				break
-			}
-			counts[w.name] = n
+		windows := make([]time.Duration, len(expiryWindows))
+		for i, w := range expiryWindows {
+			windows[i] = w.d
 		}
-		if counts != nil {
+		counts, err := m.count(ctx, now, windows)
+		if err == nil && len(counts) != len(windows) {
+			err = fmt.Errorf("%d counts for %d windows", len(counts), len(windows))
+		}
+		if err != nil {
+			m.log.Warn("counting expiring certificates for /metrics", "err", err)
+		} else {
 			m.counts, m.at = counts, now
 		}
 	}
-	for _, w := range expiryWindows {
-		if n, ok := m.counts[w.name]; ok {
-			ch <- prometheus.MustNewConstMetric(m.expiringDesc, prometheus.GaugeValue, float64(n), w.name)
-		}
+	if m.counts == nil {
+		return
+	}
+	for i, w := range expiryWindows {
+		ch <- prometheus.MustNewConstMetric(m.expiringDesc, prometheus.GaugeValue, float64(m.counts[i]), w.name)
 	}
 }
