@@ -26,3 +26,6 @@ func SetKeepScan(scan, page int) (restore func()) {
 
 // BlockedCertsQuery is the query RevokeBlockedKeys reads with.
 const BlockedCertsQuery = blockedCertsQuery
+
+// CountExpiringQuery is the statement CountExpiring counts n slices with.
+func CountExpiringQuery(dialect Dialect, n int) string { return countExpiringQuery(dialect, n) }

@@ -20,7 +20,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`ALTER TABLE api_idempotency DROP COLUMN keep_until`, `DROP TABLE blocked_keys`,
-		`DROP INDEX certificates_revoked_updated, certificates_revoked_at, certificates_issuer_serial`,
+		`DROP INDEX certificates_revoked_updated, certificates_revoked_at, certificates_issuer_serial, certificates_valid_not_after`,
 		`CREATE INDEX certificates_issuer_status_revoked ON certificates (issuer_id, status, revoked_at)`,
 		`CREATE INDEX certificate_names_serial ON certificate_names (serial)`,
 		`ALTER TABLE certificates DROP COLUMN key_hash`, `ALTER TABLE certificates DROP COLUMN origin`, `DROP TABLE console_sessions`,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -71,18 +72,30 @@ func (t *timedSigner) failing() error {
 //	strongroom_issuer_not_after_timestamp_seconds{issuer}   each CA certificate's end
 //	strongroom_certificates_expiring{within="24h|7d|30d"}   valid certificates ending that soon
 //
-// The counts come from one indexed query per window, at most once a
-// minute however often Prometheus scrapes.
+// The counts come from one query for the three windows (an index-only
+// count, storage.CountExpiring), at most once a minute however often
+// Prometheus scrapes, and in the background: a scrape reports the last
+// counts and, when they are a minute old, starts counting again for the
+// next scrape, so it never waits on the database once the node has counted
+// once (one count at a time, however many scrapes come meanwhile). Only a
+// scrape with no counts yet waits, at most firstWait, for the count it
+// started. A count that fails leaves the last counts in place and is
+// tried again at the next scrape.
 type expiryMetrics struct {
 	issuers func() map[string]time.Time
-	count   func(ctx context.Context, from, to time.Time) (int64, error)
+	count   func(ctx context.Context, now time.Time, windows []time.Duration) ([]int64, error)
 	now     func() time.Time
 	log     *slog.Logger
 
+	// firstWait bounds how long a scrape waits for the counts when there
+	// are none yet; timeout bounds a count.
+	firstWait, timeout time.Duration
+
 	issuerDesc, expiringDesc *prometheus.Desc
 	mu                       sync.Mutex
-	at                       time.Time
-	counts                   map[string]int64
+	at                       time.Time     // when counts were counted
+	counts                   []int64       // by expiryWindows; nil until a count succeeds
+	counting                 chan struct{} // closed when the count in progress ends; nil if none is
 }
 
 var expiryWindows = []struct {
@@ -90,12 +103,15 @@ var expiryWindows = []struct {
 	d    time.Duration
 }{{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}}
 
-func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, time.Time) (int64, error), log *slog.Logger) *expiryMetrics {
-	return &expiryMetrics{issuers: issuers, count: count, now: time.Now, log: log,
+// expiryEvery is how old the counts are when a scrape starts counting again.
+const expiryEvery = time.Minute
+
+func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, []time.Duration) ([]int64, error), log *slog.Logger) *expiryMetrics {
+	return &expiryMetrics{issuers: issuers, count: count, now: time.Now, log: log, firstWait: 5 * time.Second, timeout: 30 * time.Second,
 		issuerDesc: prometheus.NewDesc("strongroom_issuer_not_after_timestamp_seconds",
 			"When each CA certificate (root and intermediates) expires, Unix seconds.", []string{"issuer"}, nil),
 		expiringDesc: prometheus.NewDesc("strongroom_certificates_expiring",
-			"Valid certificates that expire within the window (counted at most once a minute).", []string{"within"}, nil)}
+			"Valid certificates that expire within the window (counted at most once a minute, in the background).", []string{"within"}, nil)}
 }
 
 func (m *expiryMetrics) Describe(ch chan<- *prometheus.Desc) {
@@ -108,28 +124,51 @@ func (m *expiryMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.issuerDesc, prometheus.GaugeValue, float64(end.Unix()), id)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	if m.counting == nil && (m.counts == nil || m.now().Sub(m.at) >= expiryEvery) {
+		m.counting = make(chan struct{})
+		go m.refresh(m.counting)
+	}
+	counts, counting := m.counts, m.counting
+	m.mu.Unlock()
+	if counts == nil && counting != nil {
+		wait := time.NewTimer(m.firstWait)
+		select {
+		case <-counting:
+		case <-wait.C:
+		}
+		wait.Stop()
+		m.mu.Lock()
+		counts = m.counts
+		m.mu.Unlock()
+	}
+	if counts == nil {
+		return
+	}
+	for i, w := range expiryWindows {
+		ch <- prometheus.MustNewConstMetric(m.expiringDesc, prometheus.GaugeValue, float64(counts[i]), w.name)
+	}
+}
+
+// refresh counts the certificates expiring in each window, then closes done.
+func (m *expiryMetrics) refresh(done chan struct{}) {
+	defer close(done)
 	now := m.now()
-	if m.counts == nil || now.Sub(m.at) >= time.Minute {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		counts := map[string]int64{}
-		for _, w := range expiryWindows {
-			n, err := m.count(ctx, now, now.Add(w.d))
-			if err != nil {
-				m.log.Warn("counting expiring certificates for /metrics", "err", err)
-				counts = nil
-				break
-			}
-			counts[w.name] = n
-		}
-		if counts != nil {
-			m.counts, m.at = counts, now
-		}
+	windows := make([]time.Duration, len(expiryWindows))
+	for i, w := range expiryWindows {
+		windows[i] = w.d
 	}
-	for _, w := range expiryWindows {
-		if n, ok := m.counts[w.name]; ok {
-			ch <- prometheus.MustNewConstMetric(m.expiringDesc, prometheus.GaugeValue, float64(n), w.name)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	counts, err := m.count(ctx, now, windows)
+	if err == nil && len(counts) != len(windows) {
+		err = fmt.Errorf("%d counts for %d windows", len(counts), len(windows))
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counting = nil
+	if err != nil {
+		m.log.Warn("counting expiring certificates for /metrics", "err", err)
+		return
+	}
+	m.counts, m.at = counts, now
 }

@@ -43,7 +43,8 @@ func TestTimedSignerCountsByKey(t *testing.T) {
 
 // TestExpiryMetrics: certificates recorded in SQLite that end in 1 hour, 3
 // days and 20 days are counted in the 24h/7d/30d windows (a revoked one
-// and one ending in 60 days are not); the issuers' ends are exported; a
+// and one ending in 60 days are not); the issuers' ends are exported; the
+// first scrape has the counts, from one query for the three windows, and a
 // second scrape within the minute does not query again.
 func TestExpiryMetrics(t *testing.T) {
 	ctx := context.Background()
@@ -72,9 +73,9 @@ func TestExpiryMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	queries := 0
-	count := func(ctx context.Context, from, to time.Time) (int64, error) {
+	count := func(ctx context.Context, now time.Time, windows []time.Duration) ([]int64, error) {
 		queries++
-		return db.CountExpiring(ctx, from, to)
+		return db.CountExpiring(ctx, now, windows)
 	}
 	root := now.Add(10 * 365 * 24 * time.Hour).Truncate(time.Second)
 	reg := prometheus.NewRegistry()
@@ -97,8 +98,102 @@ func TestExpiryMetrics(t *testing.T) {
 			t.Fatalf("metrics %v, want %v", got, want)
 		}
 	}
-	if queries != len(expiryWindows) {
-		t.Fatalf("%d queries for two scrapes, want %d (one per window, once)", queries, len(expiryWindows))
+	if queries != 1 {
+		t.Fatalf("%d queries for two scrapes, want 1", queries)
+	}
+}
+
+// expiringGauges is each strongroom_certificates_expiring series by window.
+func expiringGauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() == "strongroom_certificates_expiring" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return got
+}
+
+// TestExpiryMetricsCountInBackground: once the counts are a minute old, a
+// scrape reports them as they are and starts the next count without
+// waiting for it: the count is held until the scrapes have returned, so a
+// scrape that waited for it would wait until its deadline (a minute here;
+// the wait for a first count is made an hour), which the count reports.
+// Scrapes meanwhile start no second count; the next scrape after it ends
+// has the new counts. A count that fails leaves nothing to report on the
+// first scrape, and the next scrape counts again without waiting a minute.
+func TestExpiryMetricsCountInBackground(t *testing.T) {
+	clock := time.Unix(1_800_000_000, 0)
+	type call struct {
+		now     time.Time
+		windows []time.Duration
+	}
+	calls := make(chan call, 10)
+	var answer func(ctx context.Context) ([]int64, error)
+	count := func(ctx context.Context, now time.Time, windows []time.Duration) ([]int64, error) {
+		calls <- call{now, windows}
+		return answer(ctx)
+	}
+	m := newExpiryMetrics(func() map[string]time.Time { return nil }, count, slog.New(slog.DiscardHandler))
+	m.now = func() time.Time { return clock }
+	m.firstWait, m.timeout = time.Hour, time.Minute
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+
+	answer = func(context.Context) ([]int64, error) { return nil, errors.New("database down") }
+	if got := expiringGauges(t, reg); len(got) != 0 {
+		t.Fatalf("after a failed count: %v, want no series", got)
+	}
+	answer = func(context.Context) ([]int64, error) { return []int64{1, 2, 3}, nil }
+	if got := expiringGauges(t, reg); fmt.Sprint(got) != "map[24h:1 30d:3 7d:2]" {
+		t.Fatalf("the scrape after a failed count: %v, want it counted again", got)
+	}
+	for i, want := range []call{{clock, nil}, {clock, nil}} {
+		c := <-calls
+		if !c.now.Equal(want.now) || fmt.Sprint(c.windows) != "[24h0m0s 168h0m0s 720h0m0s]" {
+			t.Fatalf("count %d: now %v, windows %v", i, c.now, c.windows)
+		}
+	}
+
+	clock = clock.Add(time.Minute)
+	release := make(chan struct{})
+	answer = func(ctx context.Context) ([]int64, error) {
+		select {
+		case <-release:
+			return []int64{4, 5, 6}, nil
+		case <-ctx.Done():
+			t.Error("the count was waited for until its deadline")
+			return nil, ctx.Err()
+		}
+	}
+	for range 2 {
+		if got := expiringGauges(t, reg); fmt.Sprint(got) != "map[24h:1 30d:3 7d:2]" {
+			t.Fatalf("while counting: %v, want the last counts", got)
+		}
+	}
+	if c := <-calls; !c.now.Equal(clock) {
+		t.Fatalf("the second count is at %v, want %v", c.now, clock)
+	}
+	m.mu.Lock()
+	counting := m.counting
+	m.mu.Unlock()
+	if counting == nil {
+		t.Fatal("no count in progress after the scrapes")
+	}
+	close(release)
+	<-counting
+	if got := expiringGauges(t, reg); fmt.Sprint(got) != "map[24h:4 30d:6 7d:5]" {
+		t.Fatalf("after the count: %v, want the new counts", got)
+	}
+	if len(calls) != 0 {
+		t.Fatalf("%d more counts, want none (one at a time, then a minute)", len(calls))
 	}
 }
 
