@@ -311,36 +311,10 @@ func TestRenewKeepsToTheOriginsLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	issue := func(requester, profile, cn string, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		t.Helper()
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		iss, err := e.ca.Issue(ctx, ca.Request{CSR: catest.CSR(t, key, cn, names...), Profile: profile,
-			Lifetime: 7 * 24 * time.Hour, Requester: requester})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return iss.Certificate, key
+		return e.issueAs(t, requester, profile, cn, names...)
 	}
 	renew := func(cert *x509.Certificate, key *ecdsa.PrivateKey) (int, string, *x509.Certificate) {
-		t.Helper()
-		resp, err := e.clientWith(roots, cert, key).Post(srv.URL+"/api/v1/certificates/renew", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var cr CertificateResponse
-		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &cr) != nil {
-			return resp.StatusCode, string(b), nil
-		}
-		blk, _ := pem.Decode([]byte(cr.Certificate))
-		if blk == nil {
-			t.Fatalf("renewal answer without a certificate: %s", b)
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, string(b), c
+		return e.renewAt(t, srv.URL, roots, cert, key)
 	}
 	origin := "apikey:" + id
 
@@ -411,33 +385,10 @@ func TestRenewalLineOrigin(t *testing.T) {
 	ctx := context.Background()
 	srv, roots := e.mtlsServer(t)
 	issue := func(requester, profile, cn string, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		t.Helper()
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		iss, err := e.ca.Issue(ctx, ca.Request{CSR: catest.CSR(t, key, cn, names...), Profile: profile,
-			Lifetime: 7 * 24 * time.Hour, Requester: requester})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return iss.Certificate, key
+		return e.issueAs(t, requester, profile, cn, names...)
 	}
 	renew := func(cert *x509.Certificate, key *ecdsa.PrivateKey) (int, string, *x509.Certificate) {
-		t.Helper()
-		resp, err := e.clientWith(roots, cert, key).Post(srv.URL+"/api/v1/certificates/renew", "application/pem-certificate-chain", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var cr CertificateResponse
-		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &cr) != nil {
-			return resp.StatusCode, string(b), nil
-		}
-		blk, _ := pem.Decode([]byte(cr.Certificate))
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, string(b), c
+		return e.renewAt(t, srv.URL, roots, cert, key)
 	}
 	exec := func(q string, args ...any) {
 		t.Helper()
@@ -540,4 +491,42 @@ func keyID(t *testing.T, e *env, name string) string {
 		t.Fatal(err)
 	}
 	return k.ID
+}
+
+// issueAs issues a week's certificate straight from the CA, recorded as
+// asked for by requester, and returns it with its key.
+func (e *env) issueAs(t *testing.T, requester, profile, cn string, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := e.ca.Issue(context.Background(), ca.Request{CSR: catest.CSR(t, key, cn, names...), Profile: profile,
+		Lifetime: 7 * 24 * time.Hour, Requester: requester})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss.Certificate, key
+}
+
+// renewAt renews cert over mTLS at the server at url: the status, the
+// answer, and the new certificate when it is 201.
+func (e *env) renewAt(t *testing.T, url string, roots *x509.CertPool, cert *x509.Certificate, key *ecdsa.PrivateKey) (int, string, *x509.Certificate) {
+	t.Helper()
+	resp, err := e.clientWith(roots, cert, key).Post(url+"/api/v1/certificates/renew", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var cr CertificateResponse
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &cr) != nil {
+		return resp.StatusCode, string(b), nil
+	}
+	blk, _ := pem.Decode([]byte(cr.Certificate))
+	if blk == nil {
+		t.Fatalf("renewal answer without a certificate: %s", b)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), c
 }
