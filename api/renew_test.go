@@ -452,15 +452,20 @@ func TestRenewalLineOrigin(t *testing.T) {
 	if got := e.count(t, core.StatusValid); got != before {
 		t.Fatalf("%d certificates issued on a refusal", got-before)
 	}
-	// A walk longer than its bound: a chain of records of renewals.
-	prev := "0f"
-	for i := range ra.MaxRenewalWalk + 1 {
-		s := fmt.Sprintf("0f%04x", i)
+	// The walk's bound: a first certificate and a chain of renewals
+	// recorded without their origin; one MaxRenewalWalk renewals from
+	// its first certificate renews, one further back does not.
+	exec(`INSERT INTO certificates (serial, issuer_id, profile, requester, status, created_at, updated_at)
+		VALUES ('0e0000', 'intermediate', 'tls-server', 'mtls:deploy', 'valid', 1, 1)`)
+	for i := 1; i <= ra.MaxRenewalWalk; i++ {
 		exec(`INSERT INTO certificates (serial, issuer_id, profile, requester, status, created_at, updated_at)
-			VALUES (?, 'intermediate', 'tls-server', ?, 'valid', 1, 1)`, s, "renew:"+prev)
-		prev = s
+			VALUES (?, 'intermediate', 'tls-server', ?, 'valid', 1, 1)`, fmt.Sprintf("0e%04x", i), fmt.Sprintf("renew:0e%04x", i-1))
 	}
-	deep, dkey := issue("renew:"+prev, "tls-server", "db.team-a.corp.internal", "db.team-a.corp.internal")
+	edge, ekey := issue(fmt.Sprintf("renew:0e%04x", ra.MaxRenewalWalk-1), "tls-server", "db.team-a.corp.internal", "db.team-a.corp.internal")
+	if st, b, _ := renew(edge, ekey); st != http.StatusCreated {
+		t.Fatalf("a line %d renewals long: %d %s, want it renewed", ra.MaxRenewalWalk, st, b)
+	}
+	deep, dkey := issue(fmt.Sprintf("renew:0e%04x", ra.MaxRenewalWalk), "tls-server", "db.team-a.corp.internal", "db.team-a.corp.internal")
 	if st, b, _ := renew(deep, dkey); st != http.StatusForbidden || !strings.Contains(b, "more than") {
 		t.Fatalf("a line too long to walk: %d %s, want 403", st, b)
 	}

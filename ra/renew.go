@@ -182,19 +182,23 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 
 // origin is who asked for the first certificate of rec's line: rec's
 // requester, or for a renewal the origin it recorded. A renewal recorded
-// before renewals kept their origin is followed back through its
-// predecessors, once (the renewal made from it records what was found).
-// Not knowing the origin refuses the renewal: its limits, grants and cap
-// could not be applied.
+// without one (by a node still on the previous release during a rolling
+// upgrade; the upgrade fills in those made before) is followed back to the
+// nearest that has one, and the renewal made from it records what was
+// found. Not knowing the origin refuses the renewal: its limits, grants
+// and cap could not be applied.
 func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, error) {
 	who, kept := rec.Requester, rec.Origin
-	for range MaxRenewalWalk {
+	for reads := 0; ; reads++ {
 		if kept != "" {
 			return kept, nil
 		}
 		prev, ok := strings.CutPrefix(who, RenewalPrincipal(""))
 		if !ok {
 			return who, nil
+		}
+		if reads == MaxRenewalWalk {
+			return "", core.Errorf(core.KindForbidden, "this certificate's renewal line goes back more than %d renewals recorded without their origin; request a new certificate", MaxRenewalWalk)
 		}
 		p, err := a.ca.Certificate(ctx, core.Serial(prev))
 		if core.IsNotFound(err) {
@@ -205,12 +209,10 @@ func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, 
 		}
 		who, kept = p.Requester, p.Origin
 	}
-	return "", core.Errorf(core.KindForbidden, "this certificate's renewal line goes back more than %d renewals recorded without their origin; request a new certificate", MaxRenewalWalk)
 }
 
 // MaxRenewalWalk bounds origin's walk back through renewals recorded
-// before they kept their origin (hourly renewals for six weeks; one read
-// each, once per line).
+// without their origin (one read each).
 const MaxRenewalWalk = 1000
 
 // maxLifetime is the profile's maximum, or policy's if lower.

@@ -20,6 +20,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 
@@ -197,6 +198,10 @@ func sqliteDSN(path string) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
+// pgLockNotAvailable is PostgreSQL's lock_not_available: a migration's
+// lock_timeout ran out.
+const pgLockNotAvailable = "55P03"
+
 func (d *DB) migrate(ctx context.Context) error {
 	dir, gd := "migrations/sqlite", goose.DialectSQLite3
 	if d.dialect == Postgres {
@@ -219,6 +224,10 @@ func (d *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("preparing migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == pgLockNotAvailable {
+			return fmt.Errorf("migrating %s database: %w: another transaction holds a table this release changes (a backup or a long report?), "+
+				"and the migration gave up rather than stall every node's queries behind it; start again once that transaction ends", d.dialect, err)
+		}
 		return fmt.Errorf("migrating %s database: %w", d.dialect, err)
 	}
 	return nil

@@ -2,8 +2,10 @@ package storage_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -67,4 +69,57 @@ func TestConcurrentMigrations(t *testing.T) {
 	if err := db.QueryRow(context.Background(), `SELECT keep_until FROM api_idempotency WHERE principal = 'renew:0a0b'`).Scan(&keep); err != nil || keep != 777 {
 		t.Fatalf("the old renewal claim's keep_until: %d, %v; want 777", keep, err)
 	}
+}
+
+// A migration that needs a table's exclusive lock (00210 adds a column)
+// does not wait behind a transaction holding the table, with every node's
+// queries queued behind it: it gives up after its lock_timeout and says
+// why, and the next start migrates once that transaction has ended.
+func TestMigrationGivesUpBehindALongTransaction(t *testing.T) {
+	ctx := context.Background()
+	dsn := storagetest.PostgresSchema(t)
+	db, err := storage.Open(ctx, storage.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`ALTER TABLE certificates DROP COLUMN origin`, `DELETE FROM goose_db_version WHERE version_id >= 210`} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backup's transaction: it holds certificates until it commits.
+	tx, err := db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT COUNT(*) FROM certificates`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		other, err := storage.Open(ctx, storage.Postgres, dsn)
+		if err == nil {
+			other.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "gave up") {
+			t.Fatalf("migrating behind a long transaction: %v, want it to give up and say why", err)
+		}
+	case <-time.After(30 * time.Second):
+		tx.Rollback() // lets the waiting migration through, to end the test
+		<-done
+		t.Fatal("the migration waited behind the transaction")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = storage.Open(ctx, storage.Postgres, dsn)
+	if err != nil {
+		t.Fatalf("migrating after the transaction ended: %v", err)
+	}
+	db.Close()
 }
