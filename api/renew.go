@@ -124,11 +124,13 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 }
 
 // originCredential is what the credential that asked for the first
-// certificate of a renewal line is now: an API key's limits and admin
-// scope, revoked or not, and in the console too; a client certificate
-// name's (api.client_cert_limits and client_cert_scopes). Other requesters
-// (ACME accounts, whose EAB names never change, ceremonies) are none of
-// these: no limits, and no admin scope.
+// certificate of a renewal line is now: an API key's limits, revoked or
+// not, and in the console too, and its admin scope while it is usable (a
+// revoked or expired key mints no API credential, so what it minted stops
+// renewing); a client certificate name's (api.client_cert_limits and
+// client_cert_scopes). Other requesters (ACME accounts, whose EAB names
+// never change, ceremonies) are none of these: no limits, and no admin
+// scope.
 func (a *API) originCredential(ctx context.Context, origin string) (ra.Credential, error) {
 	if id, ok := strings.CutPrefix(strings.TrimPrefix(origin, ConsolePrefix), "apikey:"); ok {
 		k, err := a.store.APIKeyByID(ctx, id)
@@ -139,7 +141,7 @@ func (a *API) originCredential(ctx context.Context, origin string) (ra.Credentia
 			return ra.Credential{}, err
 		}
 		lim, err := KeyLimits(k)
-		return ra.Credential{Limits: lim, Admin: Grants(k.Scopes, ScopeAdmin)}, err
+		return ra.Credential{Limits: lim, Admin: Grants(k.Scopes, ScopeAdmin) && KeyUsable(k, a.now()) == nil}, err
 	}
 	if strings.HasPrefix(origin, "mtls:") {
 		return ra.Credential{Limits: a.limitsFor(origin), Admin: Grants(a.scopesFor(origin), ScopeAdmin)}, nil

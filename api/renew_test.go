@@ -486,6 +486,30 @@ func TestRenewalLineOrigin(t *testing.T) {
 	if st, b, _ := renew(c, k); st != http.StatusCreated {
 		t.Fatalf("a credential minted by an admin client certificate: %d %s", st, b)
 	}
+	// ... and stops once the key that minted it is revoked: a revoked
+	// key mints nothing.
+	_, leaked, err := CreateKeyWith(ctx, e.db, KeySpec{Name: "leaked", Scopes: []string{ScopeAdmin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k = issue("apikey:"+leaked, ClientProfile, "root-bot")
+	if st, b, _ := renew(c, k); st != http.StatusCreated {
+		t.Fatalf("a credential minted by a live admin key: %d %s", st, b)
+	}
+	if err := RevokeKey(ctx, e.db, leaked); err != nil {
+		t.Fatal(err)
+	}
+	if st, b, _ := renew(c, k); st != http.StatusForbidden || !strings.Contains(b, "API credential") {
+		t.Fatalf("a credential whose admin key was revoked: %d %s, want 403", st, b)
+	}
+
+	// Records edited into a circle are refused as such.
+	exec(`INSERT INTO certificates (serial, issuer_id, profile, requester, status, created_at, updated_at)
+		VALUES ('0d01', 'intermediate', 'tls-server', 'renew:0d02', 'valid', 1, 1), ('0d02', 'intermediate', 'tls-server', 'renew:0d01', 'valid', 1, 1)`)
+	round, rkey := issue("renew:0d01", "tls-server", "db.team-a.corp.internal", "db.team-a.corp.internal")
+	if st, b, _ := renew(round, rkey); st != http.StatusForbidden || !strings.Contains(b, "circle") {
+		t.Fatalf("a line in a circle: %d %s, want 403 saying so", st, b)
+	}
 }
 
 // keyID is the id of the env's API key called name.

@@ -84,8 +84,9 @@ type Certificate struct {
 	Profile   string
 	Requester string // who asked: "apikey:<id>", "acme:<endpoint>/<account>", "console:<user>"
 	// Origin is, for a renewal (Requester "renew:<serial>"), who asked
-	// for the first certificate of its line; empty otherwise (and for
-	// renewals recorded before the field existed).
+	// for the first certificate of its line; empty otherwise, and for a
+	// renewal made by a node of an earlier release or whose line could
+	// not be followed back.
 	Origin    string
 	Subject   string // subject common name, may be empty
 	Names     []string

@@ -189,6 +189,7 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 // and cap could not be applied.
 func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, error) {
 	who, kept := rec.Requester, rec.Origin
+	seen := map[string]bool{string(rec.Serial): true}
 	for reads := 0; ; reads++ {
 		if kept != "" {
 			return kept, nil
@@ -197,6 +198,10 @@ func (a *Authority) origin(ctx context.Context, rec *core.Certificate) (string, 
 		if !ok {
 			return who, nil
 		}
+		if seen[prev] {
+			return "", core.Errorf(core.KindForbidden, "this certificate's renewal line goes round in a circle at %s (records edited by hand?); request a new certificate", prev)
+		}
+		seen[prev] = true
 		if reads == MaxRenewalWalk {
 			return "", core.Errorf(core.KindForbidden, "this certificate's renewal line goes back more than %d renewals recorded without their origin; request a new certificate", MaxRenewalWalk)
 		}

@@ -56,6 +56,8 @@ func checkOriginsFilled(t *testing.T, dialect storage.Dialect, dsn string) {
 	add("c1", "renew:gone")
 	add("c2", "renew:c1")
 	add("d0", "mtls:deploy")
+	add("u1", "Renew:a0") // not a renewal's requester: ra compares the prefix exactly
+	add("u2", "renew:u1")
 	db.Close()
 
 	db, err = storage.Open(ctx, dialect, dsn)
@@ -64,7 +66,7 @@ func checkOriginsFilled(t *testing.T, dialect storage.Dialect, dsn string) {
 	}
 	defer db.Close()
 	want := map[string]string{"a0": "", "a1": "apikey:k1", "a750": "apikey:k1", fmt.Sprintf("a%d", depth): "apikey:k1",
-		"b0": "", "b1": "console:apikey:k2", "b2": "console:apikey:k2", "c1": "", "c2": "", "d0": ""}
+		"b0": "", "b1": "console:apikey:k2", "b2": "console:apikey:k2", "c1": "", "c2": "", "d0": "", "u1": "", "u2": "Renew:a0"}
 	for serial, origin := range want {
 		var got string
 		if err := db.QueryRow(ctx, `SELECT origin FROM certificates WHERE serial = ?`, serial).Scan(&got); err != nil {

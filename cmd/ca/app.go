@@ -89,7 +89,9 @@ func assemble(ctx context.Context, n *node) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.reg.MustRegister(newExpiryMetrics(a.issuerEnds, n.db.CountExpiring, n.log))
+	expiry := newExpiryMetrics(a.issuerEnds, n.db.CountExpiring, n.log)
+	a.reg.MustRegister(expiry)
+	a.closers = append(a.closers, expiry.stop) // ends a count in progress
 	if a.shared, err = newShared(ctx, n.cfg, n); err != nil {
 		a.Close()
 		return nil, err

@@ -90,6 +90,9 @@ type expiryMetrics struct {
 	// firstWait bounds how long a scrape waits for the counts when there
 	// are none yet; timeout bounds a count.
 	firstWait, timeout time.Duration
+	// base ends a count in progress when the node closes (stop).
+	base context.Context
+	stop context.CancelFunc
 
 	issuerDesc, expiringDesc *prometheus.Desc
 	mu                       sync.Mutex
@@ -107,7 +110,9 @@ var expiryWindows = []struct {
 const expiryEvery = time.Minute
 
 func newExpiryMetrics(issuers func() map[string]time.Time, count func(context.Context, time.Time, []time.Duration) ([]int64, error), log *slog.Logger) *expiryMetrics {
+	base, stop := context.WithCancel(context.Background())
 	return &expiryMetrics{issuers: issuers, count: count, now: time.Now, log: log, firstWait: 5 * time.Second, timeout: 30 * time.Second,
+		base: base, stop: stop,
 		issuerDesc: prometheus.NewDesc("strongroom_issuer_not_after_timestamp_seconds",
 			"When each CA certificate (root and intermediates) expires, Unix seconds.", []string{"issuer"}, nil),
 		expiringDesc: prometheus.NewDesc("strongroom_certificates_expiring",
@@ -157,9 +162,12 @@ func (m *expiryMetrics) refresh(done chan struct{}) {
 	for i, w := range expiryWindows {
 		windows[i] = w.d
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	ctx, cancel := context.WithTimeout(m.base, m.timeout)
 	defer cancel()
 	counts, err := m.count(ctx, now, windows)
+	if m.base.Err() != nil {
+		return // the node is closing: nothing to report
+	}
 	if err == nil && len(counts) != len(windows) {
 		err = fmt.Errorf("%d counts for %d windows", len(counts), len(windows))
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +243,39 @@ func hsmCounts(t *testing.T, reg *prometheus.Registry) map[string]uint64 {
 		}
 	}
 	return counts
+}
+
+// A count in progress when the node closes ends then, not at its timeout
+// (a hung database would hold the shutdown), and reports nothing.
+func TestExpiryCountEndsAtClose(t *testing.T) {
+	ended := make(chan error, 1)
+	count := func(ctx context.Context, _ time.Time, _ []time.Duration) ([]int64, error) {
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}
+	var logs strings.Builder
+	m := newExpiryMetrics(func() map[string]time.Time { return nil }, count, slog.New(slog.NewTextHandler(&logs, nil)))
+	m.firstWait, m.timeout = time.Millisecond, time.Hour
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	expiringGauges(t, reg) // starts the count, waits a millisecond for it
+	m.stop()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the count ended with %v, want it cancelled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the count went on after close")
+	}
+	m.mu.Lock()
+	done := m.counting
+	m.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	if strings.Contains(logs.String(), "counting expiring") {
+		t.Fatalf("a count cancelled at close logged: %s", logs.String())
+	}
 }

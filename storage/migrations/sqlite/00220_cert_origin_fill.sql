@@ -3,13 +3,14 @@
 -- followed forward from its first certificate, once, through a temporary
 -- index of the renewals by the serial each renewed (certificates has no
 -- index on requester). A line whose first certificate is missing keeps no
--- origin, and its renewals are refused (ra.origin).
+-- origin, and its renewals are refused (ra.origin). The prefix is compared
+-- exactly, as ra does (SQLite's LIKE ignores case).
 CREATE TEMPORARY TABLE renewal_links AS
-    SELECT serial, substr(requester, 7) AS prev FROM certificates WHERE requester LIKE 'renew:%';
+    SELECT serial, substr(requester, 7) AS prev FROM certificates WHERE substr(requester, 1, 6) = 'renew:';
 CREATE INDEX temp.renewal_links_prev ON renewal_links (prev);
 WITH RECURSIVE line(serial, origin) AS (
     SELECT l.serial, p.requester FROM renewal_links l JOIN certificates p ON p.serial = l.prev
-        WHERE p.requester NOT LIKE 'renew:%'
+        WHERE substr(p.requester, 1, 6) <> 'renew:'
     UNION
     SELECT l.serial, line.origin FROM line JOIN renewal_links l ON l.prev = line.serial
 )
