@@ -83,16 +83,7 @@ func TestExpiryMetrics(t *testing.T) {
 	reg.MustRegister(newExpiryMetrics(func() map[string]time.Time { return map[string]time.Time{"root": root} }, count,
 		slog.New(slog.DiscardHandler)))
 	for range 2 {
-		got := map[string]float64{}
-		families, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range families {
-			for _, m := range mf.GetMetric() {
-				got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-			}
-		}
+		got := gauges(t, reg)
 		want := map[string]float64{"strongroom_certificates_expiring/24h": 1, "strongroom_certificates_expiring/7d": 2,
 			"strongroom_certificates_expiring/30d": 3, "strongroom_issuer_not_after_timestamp_seconds/root": float64(root.Unix())}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -104,8 +95,8 @@ func TestExpiryMetrics(t *testing.T) {
 	}
 }
 
-// expiringGauges is each strongroom_certificates_expiring series by window.
-func expiringGauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+// gauges is every gauge series of reg by "name/its first label's value".
+func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -113,10 +104,20 @@ func expiringGauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	got := map[string]float64{}
 	for _, mf := range families {
-		if mf.GetName() == "strongroom_certificates_expiring" {
-			for _, m := range mf.GetMetric() {
-				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-			}
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return got
+}
+
+// expiringGauges is each strongroom_certificates_expiring series by window.
+func expiringGauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	got := map[string]float64{}
+	for k, v := range gauges(t, reg) {
+		if w, ok := strings.CutPrefix(k, "strongroom_certificates_expiring/"); ok {
+			got[w] = v
 		}
 	}
 	return got
