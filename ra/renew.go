@@ -166,7 +166,7 @@ func (a *Authority) checkRenewal(ctx context.Context, rr RenewRequest) (ca.Reque
 			return ca.Request{}, "", err
 		}
 		if prof.Name == CredentialProfile && !FullAdmin(cred.Limits, cred.Admin) {
-			return ca.Request{}, "", core.Errorf(core.KindForbidden, "an %s certificate is an API credential: it renews only while %s, who asked for the first certificate of its line, is an admin without name or profile limits; request a new one",
+			return ca.Request{}, "", core.Errorf(core.KindForbidden, "an %s certificate is an API credential: it renews only while %s, who asked for the first certificate of its line, is an admin without name or profile limits, and not revoked or expired; request a new one",
 				prof.Name, principalLabel(origin))
 		}
 		if err := cred.Limits.checkRenewal(prof.Name, ids, same.Subject.CommonName); err != nil {
