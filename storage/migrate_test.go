@@ -82,11 +82,7 @@ func TestMigrationGivesUpBehindALongTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`ALTER TABLE certificates DROP COLUMN origin`, `DELETE FROM goose_db_version WHERE version_id >= 210`} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	beforeOrigin(t, db)
 	// A backup's transaction: it holds certificates until it commits.
 	tx, err := db.SQL().BeginTx(ctx, nil)
 	if err != nil {
