@@ -44,6 +44,9 @@ type tlsCert struct {
 	// blocking its key.
 	status     func(ctx context.Context, serial core.Serial) (core.CertStatus, error)
 	checkEvery time.Duration
+	// retryFirst and retryMax bound the wait after a failed renewal
+	// (zero: a minute and an hour; see retry).
+	retryFirst, retryMax time.Duration
 	// keyTypes lists the key types the tls-server profile accepts (nil:
 	// p256): the node's key is the first of them serverKey prefers.
 	keyTypes func() []string
@@ -161,30 +164,82 @@ func (t *tlsCert) store(c *tls.Certificate, issuer string) {
 }
 
 // keepRenewed renews the certificate when a third of its lifetime is left
-// or when it has been revoked, retrying every minute after a failure,
-// until ctx ends.
+// or when it must be replaced sooner (stale), until ctx ends. A renewal
+// that fails is tried again after a minute, then after twice as long each
+// time up to an hour (see retry), so that a node with no usable issuer
+// logs an error an hour, not each minute; a new reason to replace the
+// certificate (an issuer that can sign again) is acted on at its next
+// check, whatever the wait.
 func (t *tlsCert) keepRenewed(ctx context.Context) {
+	var r retry
 	for {
-		due := time.Now().Add(time.Minute)
-		if c, at := t.current.Load(), t.issuedAt.Load(); c != nil && at != nil {
-			life := c.Leaf.NotAfter.Sub(*at)
-			due = maxTime(c.Leaf.NotAfter.Add(-life/3), time.Now().Add(time.Minute))
+		wait := cmp.Or(t.checkEvery, time.Minute)
+		for _, at := range []time.Time{t.due(), r.next} {
+			if d := time.Until(at); d > 0 && d < wait {
+				wait = d
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(time.Until(due), cmp.Or(t.checkEvery, time.Minute))):
+		case <-time.After(wait):
 		}
-		if time.Now().Before(due) {
-			why := t.stale(ctx)
-			if why == "" {
-				continue
-			}
+		why := t.stale(ctx)
+		if why == "" && !time.Now().Before(t.due()) {
+			why = "is due"
+		}
+		if why == "" || why == r.why && time.Now().Before(r.next) {
+			continue
+		}
+		if why != "is due" {
 			t.log.Warn("the HTTPS server certificate " + why + ": renewing it now")
 		}
-		if err := t.renew(ctx); err != nil {
-			t.log.Error("renewing the HTTPS server certificate", "err", err)
+		err := t.renew(ctx)
+		if err == nil {
+			r = retry{}
+			continue
 		}
+		var keptUntil time.Time
+		if c := t.current.Load(); c != nil && *t.issuer.Load() != "" {
+			keptUntil = c.Leaf.NotAfter
+		}
+		r.failed(why, time.Now(), keptUntil, t.retryFirst, t.retryMax)
+		t.log.Error("renewing the HTTPS server certificate", "err", err, "next_attempt", r.next.UTC().Format(time.RFC3339))
+	}
+}
+
+// due is when the current certificate falls due: a third of its lifetime
+// (counted from its issuance) before it ends; zero without one.
+func (t *tlsCert) due() time.Time {
+	c, at := t.current.Load(), t.issuedAt.Load()
+	if c == nil || at == nil {
+		return time.Time{}
+	}
+	return c.Leaf.NotAfter.Add(-c.Leaf.NotAfter.Sub(*at) / 3)
+}
+
+// retry is the back-off after failed renewals.
+type retry struct {
+	why  string // the reason of the renewal that failed ("" none)
+	wait time.Duration
+	next time.Time // no attempt for the same reason before
+}
+
+// failed records a failed renewal for why at now: the next attempt waits
+// first (zero: a minute) after the first failure, twice as long after each
+// further one for the same reason, up to most (zero: an hour), and comes a
+// minute before keptUntil (a certificate kept from an issuer that may sign
+// no more; zero: none) ends, when renew serves a self-signed one instead.
+func (r *retry) failed(why string, now, keptUntil time.Time, first, most time.Duration) {
+	first, most = cmp.Or(first, time.Minute), cmp.Or(most, time.Hour)
+	if why != r.why || r.wait == 0 {
+		r.wait = first
+	} else {
+		r.wait = min(2*r.wait, most)
+	}
+	r.why, r.next = why, now.Add(r.wait)
+	if !keptUntil.IsZero() && r.next.After(keptUntil.Add(-time.Minute)) {
+		r.next = maxTime(keptUntil.Add(-time.Minute), now.Add(first))
 	}
 }
 

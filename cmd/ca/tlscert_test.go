@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,40 +103,10 @@ func TestTLSCertRenewsWhenRevoked(t *testing.T) {
 // sign no more is replaced from the next one at once, but kept (not
 // swapped for a self-signed one) while no other issuer can sign.
 func TestTLSCertFollowsUsableIssuer(t *testing.T) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	var mu sync.Mutex
-	usable := map[string]bool{}
-	order := []string{"intermediate-2", "intermediate-3"}
-	var serial int64
+	is := newIssuerSet("intermediate-2", "intermediate-3")
 	tc := &tlsCert{hostname: "localhost", log: slog.New(slog.NewTextHandler(io.Discard, nil)), checkEvery: 10 * time.Millisecond,
-		issue: func(ctx context.Context, csrDER []byte) ([][]byte, string, error) {
-			csr, err := x509.ParseCertificateRequest(csrDER)
-			if err != nil {
-				return nil, "", err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, id := range order {
-				if usable[id] {
-					serial++
-					now := time.Now()
-					tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: now, NotAfter: now.Add(time.Hour), DNSNames: csr.DNSNames}
-					der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, csr.PublicKey, caKey)
-					return [][]byte{der}, id, err
-				}
-			}
-			return nil, "", core.ErrNoIssuer
-		},
-		usable: func(id string) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if id == "" {
-				return usable[order[0]] || usable[order[1]]
-			}
-			return usable[id]
-		},
-	}
-	set := func(id string, ok bool) { mu.Lock(); usable[id] = ok; mu.Unlock() }
+		issue: is.issue, usable: is.isUsable}
+	set := is.set
 	issuer := func() string { return *tc.issuer.Load() }
 	waitIssuer := func(want string) {
 		t.Helper()
@@ -175,6 +147,123 @@ func TestTLSCertFollowsUsableIssuer(t *testing.T) {
 	// Another can sign: replaced at once.
 	set("intermediate-2", true)
 	waitIssuer("intermediate-2")
+}
+
+// issuerSet is a fake CA for tlsCert: the first usable one of its issuers
+// signs; with none, issuance fails with core.ErrNoIssuer.
+type issuerSet struct {
+	mu     sync.Mutex
+	key    *ecdsa.PrivateKey
+	order  []string
+	usable map[string]bool
+	serial int64
+	calls  int // issue calls
+}
+
+func newIssuerSet(order ...string) *issuerSet {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &issuerSet{key: k, order: order, usable: map[string]bool{}}
+}
+
+func (s *issuerSet) issue(ctx context.Context, csrDER []byte) ([][]byte, string, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	for _, id := range s.order {
+		if s.usable[id] {
+			s.serial++
+			now := time.Now()
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(s.serial), NotBefore: now, NotAfter: now.Add(time.Hour), DNSNames: csr.DNSNames}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, csr.PublicKey, s.key)
+			return [][]byte{der}, id, err
+		}
+	}
+	return nil, "", core.ErrNoIssuer
+}
+
+func (s *issuerSet) isUsable(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "" {
+		return slices.ContainsFunc(s.order, func(id string) bool { return s.usable[id] })
+	}
+	return s.usable[id]
+}
+
+func (s *issuerSet) set(id string, ok bool) { s.mu.Lock(); s.usable[id] = ok; s.mu.Unlock() }
+
+func (s *issuerSet) issueCalls() int { s.mu.Lock(); defer s.mu.Unlock(); return s.calls }
+
+// TestTLSCertRenewalBacksOff: a certificate that is due while no issuer can
+// sign (it is kept) is not tried for again at every check, each failure
+// logged as an error, but after a growing wait; an issuer that can sign
+// again ends the wait at the next check.
+func TestTLSCertRenewalBacksOff(t *testing.T) {
+	is := newIssuerSet("intermediate-2", "intermediate-3")
+	var logs syncBuffer
+	tc := &tlsCert{hostname: "localhost", log: slog.New(slog.NewTextHandler(&logs, nil)), checkEvery: 2 * time.Millisecond,
+		issue: is.issue, usable: is.isUsable, retryFirst: time.Hour, retryMax: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	is.set("intermediate-2", true)
+	if err := tc.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Issued 11 hours ago for 12: due. Its issuer then may sign no more,
+	// and no other can.
+	past := time.Now().Add(-11 * time.Hour)
+	tc.issuedAt.Store(&past)
+	is.set("intermediate-2", false)
+	kept := tc.current.Load()
+	go tc.keepRenewed(ctx)
+	time.Sleep(300 * time.Millisecond)
+	if n := is.issueCalls(); n != 2 {
+		t.Fatalf("%d renewal attempts in 300 ms of checks every 2 ms, want the first and none in the hour after it", n-1)
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d errors logged, want 1:\n%s", n, logs.String())
+	}
+	if tc.current.Load() != kept {
+		t.Fatal("the certificate was not kept")
+	}
+	is.set("intermediate-3", true)
+	for deadline := time.Now().Add(5 * time.Second); *tc.issuer.Load() != "intermediate-3"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("an issuer that can sign again waited out the back-off")
+		}
+	}
+}
+
+// TestRetryWaits: the wait after failed renewals doubles from the first to
+// the most, starts again for another reason, and ends a minute before a
+// kept certificate does.
+func TestRetryWaits(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var r retry
+	var waits []time.Duration
+	for range 8 {
+		r.failed("is due", now, time.Time{}, 0, 0)
+		waits = append(waits, r.next.Sub(now))
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	if r.failed("has been revoked", now, time.Time{}, 0, 0); r.next.Sub(now) != time.Minute {
+		t.Fatalf("another reason waits %v, want a minute", r.next.Sub(now))
+	}
+	r.failed("has been revoked", now, time.Time{}, 0, 0)
+	r.failed("has been revoked", now, now.Add(3*time.Minute), 0, 0)
+	if got := r.next.Sub(now); got != 2*time.Minute {
+		t.Fatalf("with the kept certificate ending in 3 minutes the next attempt is in %v, want 2m", got)
+	}
+	if r.failed("has been revoked", now, now.Add(30*time.Second), 0, 0); r.next.Sub(now) != time.Minute {
+		t.Fatalf("with the kept certificate ending in 30 s the next attempt is in %v, want a minute", r.next.Sub(now))
+	}
 }
 
 // TestServerKeyFitsProfile: the node's key is of a type the tls-server
