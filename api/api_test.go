@@ -218,6 +218,7 @@ func TestBadInputIsA4xxProblem(t *testing.T) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
 	good := newCSR(t, p256, "", "a.corp.internal")
 	badSig := append([]byte(nil), good...)
 	badSig[len(badSig)-5] ^= 0x01
@@ -241,6 +242,7 @@ func TestBadInputIsA4xxProblem(t *testing.T) {
 		{"CSR with bad signature", "POST", "/certificates", "issuer", "application/json", issue(badSig, nil), 400, "badCSR"},
 		{"weak RSA-1024 key", "POST", "/certificates", "issuer", "application/json", issue(newCSR(t, rsa1024, "", "a.corp.internal"), nil), 400, "badKey"},
 		{"unsupported key for profile", "POST", "/certificates", "issuer", "application/json", issue(newCSR(t, ed, "", "a.corp.internal"), nil), 400, "badKey"},
+		{"P-224 key", "POST", "/certificates", "issuer", "application/json", issue(newCSR(t, p224, "", "a.corp.internal"), nil), 400, "badKey"},
 		{"name outside policy", "POST", "/certificates", "issuer", "application/json", issue(newCSR(t, p256, "", "evil.org"), nil), 422, "rejected"},
 		{"over-long lifetime", "POST", "/certificates", "issuer", "application/json", issue(good, map[string]any{"lifetime": "10000h"}), 422, "rejected"},
 		{"bad lifetime", "POST", "/certificates", "issuer", "application/json", issue(good, map[string]any{"lifetime": "soon"}), 400, "malformed"},
@@ -248,6 +250,11 @@ func TestBadInputIsA4xxProblem(t *testing.T) {
 		{"profile not granted", "POST", "/certificates", "issuer", "application/json", issue(good, map[string]any{"profile": "subordinate-ca"}), 403, "forbidden"},
 		{"body over the limit", "POST", "/certificates", "issuer", "application/json", bytes.Repeat([]byte("a"), 70<<10), 413, "tooLarge"},
 		{"unsupported media type", "POST", "/certificates", "issuer", "text/plain", good, 415, "unsupportedMediaType"},
+		{"JSON and more after a closing brace", "POST", "/certificates", "issuer", "application/json", append(issue(good, nil), "}junk"...), 400, "malformed"},
+		{"JSON and more after a closing bracket", "POST", "/certificates", "issuer", "application/json", append(issue(good, nil), "]"...), 400, "malformed"},
+		{"revocation as text/plain", "POST", "/certificates/abcdef/revoke", "revoker", "text/plain", []byte(`{"reason":"superseded"}`), 415, "unsupportedMediaType"},
+		{"revocation as a form", "POST", "/certificates/abcdef/revoke", "revoker", "application/x-www-form-urlencoded", []byte(`{"reason":"superseded"}`), 415, "unsupportedMediaType"},
+		{"revocation and more after a closing brace", "POST", "/certificates/abcdef/revoke", "revoker", "application/json", []byte(`{"reason":"superseded"}}`), 400, "malformed"},
 		{"query parameters with a JSON body", "POST", "/certificates?profile=tls-client", "issuer", "application/json", issue(good, nil), 400, "malformed"},
 		{"missing API key", "POST", "/certificates", "", "application/json", issue(good, nil), 401, "unauthenticated"},
 		{"wrong API key", "POST", "/certificates", "srk_not-a-key", "application/json", issue(good, nil), 401, "unauthenticated"},
@@ -272,6 +279,9 @@ func TestBadInputIsA4xxProblem(t *testing.T) {
 			var p Problem
 			if err := json.Unmarshal(body, &p); err != nil || p.Status != tc.status || p.Type != problemBase+tc.typ || p.Detail == "" {
 				t.Fatalf("problem %s (%v), want type %s", body, err, tc.typ)
+			}
+			if tc.name == "P-224 key" && !strings.Contains(p.Detail, "curve P-224") {
+				t.Fatalf("a P-224 key's refusal does not name its curve: %s", p.Detail)
 			}
 			if tc.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
 				t.Fatal("401 without WWW-Authenticate")

@@ -81,7 +81,7 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 	if err != nil {
 		return ra.Request{}, err
 	}
-	mt, err := mediaType(c)
+	mt, err := mediaType(c, issueMediaTypes)
 	if err != nil {
 		return ra.Request{}, err
 	}
@@ -109,7 +109,7 @@ func (a *API) readIssueRequest(c *gin.Context) (ra.Request, error) {
 		}
 		csrBytes = []byte(ir.CSR)
 	default:
-		return ra.Request{}, &unsupportedMedia{got: mt, want: "application/json or application/pkcs10"}
+		return ra.Request{}, &unsupportedMedia{got: mt, want: issueMediaTypes}
 	}
 	der, err := csrDER(csrBytes)
 	if err != nil {
@@ -504,6 +504,10 @@ func (a *API) revoke(c *gin.Context) {
 	}
 	var rr RevokeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
+		if err := jsonMediaType(c); err != nil {
+			a.fail(c, err)
+			return
+		}
 		if err := checkInvalidityDate(body); err != nil {
 			a.fail(c, err)
 			return
@@ -620,7 +624,9 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return core.Wrap(core.KindMalformed, err, "the body is not valid JSON for this request: "+jsonProblem(err))
 	}
-	if dec.More() {
+	// dec.More says false before a stray '}' or ']' as well as at the
+	// end: only io.EOF from the next token means nothing follows.
+	if _, err := dec.Token(); err != io.EOF {
 		return core.Errorf(core.KindMalformed, "trailing data after the JSON request")
 	}
 	return exactFieldNames(body, v)

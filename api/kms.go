@@ -159,6 +159,9 @@ func bindJSON(c *gin.Context, v any) error {
 	if err != nil {
 		return err
 	}
+	if err := jsonMediaType(c); err != nil {
+		return err
+	}
 	return decodeObject(body, v)
 }
 
@@ -294,7 +297,9 @@ type RotateKeyRequest struct{}
 func (a *API) rotateKey(c *gin.Context) {
 	body, err := readBody(c)
 	if err == nil && len(bytes.TrimSpace(body)) > 0 {
-		err = decodeObject(body, &RotateKeyRequest{})
+		if err = jsonMediaType(c); err == nil {
+			err = decodeObject(body, &RotateKeyRequest{})
+		}
 	}
 	if err != nil {
 		a.fail(c, err)

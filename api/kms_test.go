@@ -394,6 +394,27 @@ func TestKeyServiceBoundaries(t *testing.T) {
 			t.Fatalf("POST %s %v: %d %s, want %d with %q", c.path, c.body, r.StatusCode, b, c.want, c.detail)
 		}
 	}
+	// A body sent as another type than JSON is refused (a form or
+	// text/plain is what a page may post cross-site unasked), and JSON
+	// with anything after it too.
+	for _, c := range []struct {
+		path, ctype, body string
+		want              int
+	}{
+		{"/random", "text/plain", `{"bytes":8}`, 415},
+		{"/random", "application/x-www-form-urlencoded", `{"bytes":8}`, 415},
+		{"/keys/" + k.ID + "/rotate", "text/plain", `{}`, 415},
+		{"/random", "application/json", `{"bytes":8}}`, 400},
+		{"/random", "application/json", `{"bytes":8}]junk`, 400},
+		{"/random", "", `{"bytes":8}`, 200},
+		{"/random", "application/json; charset=utf-8", `{"bytes":8}`, 200},
+		{"/keys/" + k.ID + "/rotate", "text/plain", ``, 200},
+	} {
+		r, b := e.do(t, "POST", c.path, "apps", c.ctype, []byte(c.body))
+		if r.StatusCode != c.want {
+			t.Fatalf("POST %s as %q %s: %d %s, want %d", c.path, c.ctype, c.body, r.StatusCode, b, c.want)
+		}
+	}
 	if st := e.call(t, "DELETE", "/keys/"+k.ID, nil, nil); st != 204 {
 		t.Fatalf("destroy: %d", st)
 	}

@@ -339,6 +339,7 @@ func openAPIProblems(t testing.TB, b []byte) []string {
 	for _, c := range []struct{ op, code string }{
 		{"GET /certificates/{serial}", "406"}, {"POST /certificates", "406"}, {"POST /certificates/renew", "406"},
 		{"POST /certificates", "415"}, {"POST /certificates/renew", "415"}, {"POST /certificates/dry-run", "415"},
+		{"POST /certificates/{serial}/revoke", "415"}, {"POST /keys", "415"}, {"POST /keys/{id}/encrypt", "415"}, {"POST /random", "415"},
 		{"POST /certificates", "429"},
 	} {
 		found := false

@@ -147,16 +147,31 @@ func (u *unsupportedMedia) Error() string {
 	return fmt.Sprintf("unsupported Content-Type %q (use %s)", u.got, u.want)
 }
 
+// issueMediaTypes are the bodies issuance and renewal take.
+const issueMediaTypes = "application/json or application/pkcs10"
+
 // mediaType is the request's Content-Type without parameters ("" when
-// absent); one that does not parse is a 415.
-func mediaType(c *gin.Context) (string, error) {
+// absent); one that does not parse is a 415 naming want.
+func mediaType(c *gin.Context, want string) (string, error) {
 	ct := c.GetHeader("Content-Type")
 	if ct == "" {
 		return "", nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", &unsupportedMedia{got: ct, want: "application/json or application/pkcs10"}
+		return "", &unsupportedMedia{got: ct, want: want}
 	}
 	return mt, nil
+}
+
+// jsonMediaType refuses (415) a body sent as anything but JSON (none
+// given is taken as JSON). A form or text/plain body is what a browser
+// may send cross-site without asking first, and what curl -d sends: an
+// operation that reads JSON does not read it as JSON anyway.
+func jsonMediaType(c *gin.Context) error {
+	mt, err := mediaType(c, "application/json")
+	if err != nil || mt == "" || mt == "application/json" {
+		return err
+	}
+	return &unsupportedMedia{got: mt, want: "application/json"}
 }

@@ -96,7 +96,7 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 	if len(body) == 0 {
 		return nil, nil
 	}
-	mt, err := mediaType(c)
+	mt, err := mediaType(c, issueMediaTypes)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (a *API) readRenewCSR(c *gin.Context) (*x509.CertificateRequest, error) {
 		}
 		raw = []byte(rr.CSR)
 	default:
-		return nil, &unsupportedMedia{got: mt, want: "application/json or application/pkcs10"}
+		return nil, &unsupportedMedia{got: mt, want: issueMediaTypes}
 	}
 	der, err := csrDER(raw)
 	if err != nil {

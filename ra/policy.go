@@ -3,6 +3,7 @@ package ra
 import (
 	"cmp"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rsa"
 	"fmt"
 	"net"
@@ -185,7 +186,10 @@ func (a *Authority) checkKey(pub crypto.PublicKey, prof ca.Profile) error {
 		}
 	}
 	if kt == "" {
-		return core.Errorf(core.KindBadKey, "keys of type %T are not supported", pub)
+		if k, ok := pub.(*ecdsa.PublicKey); ok {
+			return core.Errorf(core.KindBadKey, "ECDSA keys on curve %s are not supported: use P-256, P-384 or P-521", k.Curve.Params().Name)
+		}
+		return core.Errorf(core.KindBadKey, "keys of type %T are not supported: use an ECDSA (P-256, P-384 or P-521), RSA or Ed25519 key", pub)
 	}
 	if !slices.Contains(a.policy.KeyTypes, kt) || !slices.Contains(prof.KeyTypes, kt) {
 		return core.Errorf(core.KindBadKey, "%s keys are not accepted for profile %s", kt, prof.Name)

@@ -175,23 +175,30 @@ type DryRunResult struct {
 func (a *Authority) DryRun(ctx context.Context, req Request) (*DryRunResult, error) {
 	creq, err := a.check(req)
 	if err != nil {
-		if k := core.KindOf(err); k == core.KindInternal || k == core.KindMalformed {
-			return nil, err
-		}
-		return &DryRunResult{Reason: core.DetailOf(err)}, nil
+		return refusedDraft(err)
 	}
 	d, err := a.ca.DryRun(ctx, creq)
 	if err != nil {
-		if k := core.KindOf(err); k == core.KindInternal || k == core.KindMalformed {
-			return nil, err
-		}
-		return &DryRunResult{Reason: core.DetailOf(err)}, nil
+		return refusedDraft(err)
 	}
 	res := &DryRunResult{Allowed: true, Draft: d}
 	if bad := d.Findings.Refusals(); len(bad) > 0 {
 		res.Allowed, res.Reason = false, "certificate refused by lints: "+strings.Join(bad, ", ")
 	}
 	return res, nil
+}
+
+// refusedDraft is a dry run's answer to err: a decision (not allowed, and
+// why) when policy or the CA refuses the request, the error itself when
+// the request cannot be read (malformed) or nothing could decide it now
+// (internal, unavailable: no issuer can sign, the HSM is sealed), so that
+// a client that checks first is told to retry as issuing would tell it.
+func refusedDraft(err error) (*DryRunResult, error) {
+	switch core.KindOf(err) {
+	case core.KindInternal, core.KindMalformed, core.KindUnavailable:
+		return nil, err
+	}
+	return &DryRunResult{Reason: core.DetailOf(err)}, nil
 }
 
 // check applies policy and returns the request for the CA.

@@ -172,6 +172,32 @@ func TestCheckIdentifiersListsEveryProblem(t *testing.T) {
 	}
 }
 
+// TestDryRunUnavailable: a dry run when no issuer can sign answers as
+// issuing does (unavailable: retry later), not as a policy refusal that a
+// client would not retry.
+func TestDryRunUnavailable(t *testing.T) {
+	root, inter := catest.Hierarchy(t, "RA Test")
+	db, _ := storagetest.SQLite(t)
+	later := inter.NotAfter().Add(time.Hour)
+	c, err := ca.New(ca.Options{Store: db, Issuers: []*ca.Issuer{inter, root}, Now: func() time.Time { return later }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := New(Options{CA: c, Policy: testPolicy})
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req := Request{CSR: csrFor(t, k, "", "a.corp.internal")}
+	if _, err := a.Issue(context.Background(), req); core.KindOf(err) != core.KindUnavailable {
+		t.Fatalf("issuing with every issuer expired: %v, want unavailable", err)
+	}
+	res, err := a.DryRun(context.Background(), req)
+	if core.KindOf(err) != core.KindUnavailable {
+		t.Fatalf("dry run with every issuer expired: %+v, %v; want unavailable", res, err)
+	}
+	if res, err := a.DryRun(context.Background(), Request{CSR: csrFor(t, k, "", "evil.org")}); err != nil || res.Allowed {
+		t.Fatalf("a refused name is still a decision: %+v, %v", res, err)
+	}
+}
+
 func TestDryRunAndRevoke(t *testing.T) {
 	c, db := newCA(t)
 	var events []string
