@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.step.sm/crypto/jose"
@@ -265,8 +266,10 @@ func (a *API) signJWT(c *gin.Context) {
 				return nil, err
 			}
 			exp := now.Add(ttl).Unix()
-			if ttl == 0 || exp > maxNumericDate {
-				return nil, core.Errorf(core.KindMalformed, "ttl %q: give a positive duration (e.g. 15m or 30d) that ends before year 10000", in.TTL)
+			// exp is in whole seconds: under one, the token would be
+			// expired when made (exp == iat).
+			if ttl < time.Second || exp > maxNumericDate {
+				return nil, core.Errorf(core.KindMalformed, "ttl %q: give a duration of at least 1s (e.g. 15m or 30d) that ends before year 10000", in.TTL)
 			}
 			claims["exp"] = json.RawMessage(strconv.FormatInt(exp, 10))
 		}

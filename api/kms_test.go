@@ -302,6 +302,13 @@ func TestKeyServiceJWT(t *testing.T) {
 			t.Fatalf("jwt with %v: %d, want 400 (claims is required)", body, st)
 		}
 	}
+	// exp is in whole seconds: a ttl under one would make it iat, a token
+	// expired when made.
+	for _, ttl := range []string{"1ns", "999ms", "0s"} {
+		if st := e.call(t, "POST", "/keys/"+k.ID+"/jwt", map[string]any{"claims": map[string]any{}, "ttl": ttl}, nil); st != 400 {
+			t.Fatalf("jwt with ttl %s: %d, want 400", ttl, st)
+		}
+	}
 	resp, body := e.do(t, "GET", "/jwks/"+k.ID, "", "", nil)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/jwk-set+json" {
 		t.Fatalf("JWKS: %d %s", resp.StatusCode, body)

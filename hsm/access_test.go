@@ -86,6 +86,15 @@ func TestNonExtractableCannotBeExported(t *testing.T) {
 		if !imp.PublicKey.(*ecdsa.PublicKey).Equal(ek.PublicKey) {
 			t.Error("re-imported key differs")
 		}
+		// And after the wrapping key's rotation, with the version it was
+		// exported under (found among the older ones).
+		if _, err := f.alice.RotateKey(ctx, kek.ID); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := f.alice.ImportWrapped(ctx, KeySpec{Type: P256, Label: "reimported-again"}, kek.ID, blob); err != nil ||
+			!again.PublicKey.(*ecdsa.PublicKey).Equal(ek.PublicKey) {
+			t.Fatalf("importing a copy exported before the wrapping key's rotation: %v", err)
+		}
 	})
 }
 

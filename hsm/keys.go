@@ -165,23 +165,32 @@ func (s *Session) ImportWrapped(ctx context.Context, spec KeySpec, wrappingKeyID
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
 	}
-	kv := wk.current()
-	material, err := kv.h.unwrap(blob)
-	if err != nil {
-		newer, rerr := s.newerVersions(ctx, wk, UsageUnwrap)
-		if rerr != nil {
-			return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", rerr)
+	// The blob may have been wrapped for any version of the wrapping key
+	// (exported before a rotation, or wrapped by a client to a public key
+	// it fetched before one), as Unwrap takes: the current version first,
+	// then the older ones, then versions another node made since. When none
+	// opens it, the current version's error says why.
+	cur := wk.current()
+	material, err := cur.h.unwrap(blob)
+	if err == nil {
+		cur.pending.Add(1)
+	} else {
+		p, ok := unwrapNewestFirst(wk.versions[:len(wk.versions)-1], blob)
+		if !ok {
+			newer, rerr := s.newerVersions(ctx, wk, UsageUnwrap)
+			if rerr != nil {
+				return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", rerr)
+			}
+			p, ok = unwrapNewestFirst(newer, blob)
 		}
-		if len(newer) > 0 {
-			kv = newer[len(newer)-1]
-			material, err = kv.h.unwrap(blob)
+		if ok {
+			material, err = p, nil
 		}
 	}
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("importing wrapped key: %w", err)
 	}
 	defer clear(material)
-	kv.pending.Add(1)
 	return s.create(ctx, spec, material, "key.import", "wrapped-by="+wrappingKeyID)
 }
 

@@ -51,6 +51,14 @@ func TestRSAAESKeyWrap(t *testing.T) {
 	if err != nil || !ecdsa.VerifyASN1(&mine.PublicKey, d[:], sig) {
 		t.Fatalf("the imported key does not sign as the original: %v", err)
 	}
+	// A blob wrapped to the public key before a rotation still imports.
+	if _, err := f.alice.RotateKey(ctx, wk.ID); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := f.alice.ImportWrapped(ctx, KeySpec{Type: P256, Label: "byok-again"}, wk.ID, blob); err != nil ||
+		!again.PublicKey.(*ecdsa.PublicKey).Equal(&mine.PublicKey) {
+		t.Fatalf("importing a blob wrapped for the version before a rotation: %v", err)
+	}
 	tampered := append([]byte{}, blob...)
 	tampered[len(tampered)-1] ^= 1
 	head := append([]byte{}, blob...)
