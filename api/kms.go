@@ -182,8 +182,13 @@ func usageOf(names []string) (hsm.Usage, error) {
 		for u <= hsm.UsageDerive && u.String() != n {
 			u <<= 1
 		}
+		if u == hsm.UsageDerive {
+			// The HSM knows the usage; no operation of the key service
+			// derives with a key, so a key kept to it could do nothing.
+			return 0, core.Errorf(core.KindMalformed, "key usage derive: no key-service operation derives keys (data keys come from an AES key with encrypt and decrypt, POST /keys/{id}/data-key)")
+		}
 		if u > hsm.UsageDerive {
-			return 0, core.Errorf(core.KindMalformed, "unknown key usage %q: each entry is one of sign, verify, encrypt, decrypt, wrap, unwrap, derive", n)
+			return 0, core.Errorf(core.KindMalformed, "unknown key usage %q: each entry is one of sign, verify, encrypt, decrypt, wrap, unwrap", n)
 		}
 		all |= u
 	}

@@ -390,6 +390,7 @@ func TestKeyServiceBoundaries(t *testing.T) {
 		{"/keys", map[string]any{"label": "x", "type": "dsa1024"}, 400, `unknown key type "dsa1024"`},
 		{"/keys", map[string]any{"label": strings.Repeat("x", 200), "type": "aes256"}, 400, "at most 104 characters"}, // 128 less "apikey:<id>/"
 		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 400, "fly"},
+		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"encrypt", "derive"}}, 400, "no key-service operation derives"},
 		{"/keys", map[string]any{"type": "aes256"}, 400, "label"},
 		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400, "SHA-256"},
 		{"/random", map[string]any{"bytes": 5000}, 400, "1 to 1024"},
