@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
@@ -48,6 +49,12 @@ func (o ownedKeys) newKey(ctx context.Context, spec *hsm.KeySpec) (string, error
 	label := spec.Label
 	if max := hsmLabelMax - len(o.prefix); len(label) > max || strings.ContainsAny(label, "\x00\r\n") {
 		return "", core.Errorf(core.KindMalformed, "label must be at most %d characters (bytes of UTF-8) on one line", max)
+	}
+	// As an API key's name: a label is shown in listings, the console
+	// and the audit log, where a bidirectional override or an invisible
+	// character would make it read as another.
+	if !utf8.ValidString(label) || strings.ContainsFunc(label, core.Invisible) {
+		return "", core.Errorf(core.KindMalformed, "label must be UTF-8 text without control or invisible formatting characters")
 	}
 	if err := o.roomForKey(ctx); err != nil {
 		return "", err

@@ -392,6 +392,8 @@ func TestKeyServiceBoundaries(t *testing.T) {
 		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"fly"}}, 400, "fly"},
 		{"/keys", map[string]any{"label": "x", "type": "aes256", "usage": []string{"encrypt", "derive"}}, 400, "no key-service operation derives"},
 		{"/keys", map[string]any{"type": "aes256"}, 400, "label"},
+		{"/keys", map[string]any{"label": "bidi\u202etxt", "type": "aes256"}, 400, "invisible formatting"},
+		{"/keys", map[string]any{"label": "tab\there", "type": "aes256"}, 400, "control"},
 		{"/hash", map[string]any{"algorithm": "MD5", "data": "eA=="}, 400, "SHA-256"},
 		{"/random", map[string]any{"bytes": 5000}, 400, "1 to 1024"},
 		{"/keys/" + k.ID + "/jwt", map[string]any{"claims": map[string]any{}}, 422, "do not sign"},

@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -184,6 +185,14 @@ func (w *Console) readForm(c *gin.Context) {
 		c.Next()
 		return
 	}
+	// The console's forms are URL-encoded; ParseForm reads no other body
+	// (a multipart one was read by c.PostForm, which swallows its errors).
+	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt != "application/x-www-form-urlencoded" && c.Request.ContentLength != 0 {
+		w.render(c, http.StatusUnsupportedMediaType, "error", page{Title: http.StatusText(http.StatusUnsupportedMediaType),
+			Error: "the console's forms are sent as application/x-www-form-urlencoded"})
+		c.Abort()
+		return
+	}
 	if err := c.Request.ParseForm(); err != nil {
 		status, msg := http.StatusBadRequest, "the form could not be read (the upload was cut off or malformed); try again"
 		var mbe *http.MaxBytesError
@@ -318,13 +327,20 @@ func (w *Console) loginPage(c *gin.Context) {
 
 func (w *Console) loginPost(c *gin.Context) {
 	ctx := c.Request.Context()
-	if retry, ok := w.loginAllowed(c); !ok {
+	retry, allowed := w.loginAllowed(c)
+	v, err := w.login(ctx, c.PostForm("key"))
+	if !allowed && err == nil {
+		// The count is of an address, which operators may share (a proxy,
+		// a NAT, a bastion): a right key still signs in, so that whoever
+		// fails there cannot keep the others out.
+		w.log.InfoContext(ctx, "console sign-in from an address over its failure limit", "remote", c.Request.RemoteAddr)
+	}
+	if !allowed && err != nil {
 		api.SetRetryAfter(c.Writer.Header(), retry)
 		w.render(c, http.StatusTooManyRequests, "login", page{Title: "Sign in",
 			Error: fmt.Sprintf("too many failed sign-ins from your address; try again in %s", retry.Round(time.Second))})
 		return
 	}
-	v, err := w.login(ctx, c.PostForm("key"))
 	if err != nil {
 		status := http.StatusUnauthorized
 		switch core.KindOf(err) {
@@ -340,7 +356,9 @@ func (w *Console) loginPost(c *gin.Context) {
 		w.render(c, status, "login", page{Title: "Sign in", Error: core.DetailOf(err)})
 		return
 	}
-	w.loginSucceeded(c)
+	if allowed {
+		w.loginSucceeded(c)
+	}
 	setCookie(c, v, int(sessionTTL.Seconds()))
 	c.Redirect(http.StatusSeeOther, "/ui/certificates")
 }

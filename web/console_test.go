@@ -512,6 +512,19 @@ func TestConsoleFormReadErrors(t *testing.T) {
 			}
 		}
 	}
+	// A body of another type is 415: ParseForm does not read a multipart
+	// one, which c.PostForm then read with its errors swallowed.
+	for _, ct := range []string{"multipart/form-data; boundary=x", "text/plain"} {
+		for _, path := range []string{"/ui/login", "/ui/issue"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", path, strings.NewReader("--x\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nsrk_x\r\n--x--\r\n"))
+			req.Header.Set("Content-Type", ct)
+			e.engine.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnsupportedMediaType {
+				t.Errorf("a %s form to %s: %d, want 415\n%s", ct, path, rec.Code, rec.Body)
+			}
+		}
+	}
 }
 
 // TestConsoleSharesIssueCap: what an API key issues in the console counts
