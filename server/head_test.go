@@ -36,3 +36,40 @@ func TestHeadAsGet(t *testing.T) {
 		}
 	}
 }
+
+// Requests under a prefix given to Unmatched that match no route, or none
+// for their method, are answered by its handler; others get the problem
+// document.
+func TestUnmatchedByPrefix(t *testing.T) {
+	s := New(Options{})
+	s.Engine().GET("/ui/page", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	s.Unmatched("/ui/", func(c *gin.Context, status int) { c.String(status, "console %d", status) })
+	ts := httptest.NewServer(s.HTTPSHandler())
+	defer ts.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"GET", "/ui/nope", 404, "console 404"},
+		{"GET", "/ui", 404, "console 404"},
+		{"POST", "/ui/page", 405, "console 405"},
+		{"GET", "/uix", 404, "problem"},
+		{"GET", "/api/v1/nope", 404, "problem"},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := string(body)
+		if tc.body == "problem" && resp.Header.Get("Content-Type") == "application/problem+json" {
+			got = "problem"
+		}
+		if resp.StatusCode != tc.status || got != tc.body {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
+		}
+	}
+}

@@ -72,6 +72,9 @@ type Server struct {
 	plain []prefixRoute
 	fast  []fastRoute
 	acme  map[string]http.Handler
+	// unmatchedBy answers unrouted requests under a prefix (Unmatched);
+	// set before serving.
+	unmatchedBy []unmatchedHandler
 }
 
 type prefixRoute struct {
@@ -112,15 +115,44 @@ func New(opts Options) *Server {
 	e.UnescapePathValues = false
 	s := &Server{opts: opts, log: log, metrics: newHTTPMetrics(opts.Registry), engine: e, acme: map[string]http.Handler{}}
 	e.NoRoute(func(c *gin.Context) {
+		if h := s.unmatched(c); h != nil {
+			h(c, http.StatusNotFound)
+			return
+		}
 		WriteProblem(c.Writer, Problem{Status: http.StatusNotFound, Detail: "no such resource: " + c.Request.URL.Path})
 	})
 	e.NoMethod(func(c *gin.Context) {
+		if h := s.unmatched(c); h != nil {
+			h(c, http.StatusMethodNotAllowed)
+			return
+		}
 		WriteProblem(c.Writer, Problem{Status: http.StatusMethodNotAllowed, Detail: c.Request.Method + " is not allowed here"})
 	})
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.Any("/acme/:name/*rest", s.serveACME)
 	return s
+}
+
+// Unmatched answers the requests under prefix that match no route (404) or
+// none for their method (405) with h, instead of a problem document: the
+// console answers its own pages, with its headers.
+func (s *Server) Unmatched(prefix string, h func(c *gin.Context, status int)) {
+	s.unmatchedBy = append(s.unmatchedBy, unmatchedHandler{prefix, h})
+}
+
+type unmatchedHandler struct {
+	prefix string
+	h      func(c *gin.Context, status int)
+}
+
+func (s *Server) unmatched(c *gin.Context) func(c *gin.Context, status int) {
+	for _, u := range s.unmatchedBy {
+		if p := c.Request.URL.Path; p == strings.TrimSuffix(u.prefix, "/") || strings.HasPrefix(p, u.prefix) {
+			return u.h
+		}
+	}
+	return nil
 }
 
 // Engine is the HTTPS gin engine, for mounting the API and console.

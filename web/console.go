@@ -206,6 +206,19 @@ func (w *Console) readForm(c *gin.Context) {
 	c.Next()
 }
 
+// Unmatched answers a request under /ui that matches no route (404) or
+// none for its method (405) as a console page, with the console's headers
+// (server.Unmatched): not the API's problem document, which a browser
+// shows as raw JSON.
+func (w *Console) Unmatched(c *gin.Context, status int) {
+	securityHeaders(c)
+	msg := "there is no such page in the console"
+	if status == http.StatusMethodNotAllowed {
+		msg = c.Request.Method + " is not allowed here"
+	}
+	w.render(c, status, "error", page{Title: http.StatusText(status), Error: msg})
+}
+
 // securityHeaders: no script at all, nothing framed, nothing cached.
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()

@@ -103,6 +103,10 @@ func newEnv(t *testing.T, with ...func(*Options, *storage.DB)) *env {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	con.Register(engine.Group("/ui"))
+	// As server.Unmatched does for /ui/ in ca serve.
+	engine.HandleMethodNotAllowed = true
+	engine.NoRoute(func(c *gin.Context) { con.Unmatched(c, http.StatusNotFound) })
+	engine.NoMethod(func(c *gin.Context) { con.Unmatched(c, http.StatusMethodNotAllowed) })
 	e.engine = engine
 	e.srv = httptest.NewTLSServer(engine)
 	t.Cleanup(e.srv.Close)
@@ -605,5 +609,23 @@ func TestConsoleShowsRevokedIssuer(t *testing.T) {
 	}
 	if _, page := b.do("GET", "/ui/issuers", nil); !strings.Contains(page, `id="issuer-`+is.ID()+`-status">revoked: issues nothing`) || !strings.Contains(page, "(keyCompromise)") {
 		t.Fatalf("the issuers page after revoking %s:\n%s", is.ID(), page)
+	}
+}
+
+// A page that does not exist, or a method a page does not take, is a
+// console page with the console's headers, not a JSON problem.
+func TestConsoleUnmatchedPages(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{{"GET", "/ui/%3Cscript%3E", 404}, {"GET", "/ui/logout", 405}} {
+		resp, page := b.do(tc.method, tc.path, nil)
+		if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+			resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Frame-Options") != "DENY" || strings.Contains(page, "<script>") {
+			t.Errorf("%s %s: %d %q CSP %q\n%s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"),
+				resp.Header.Get("Content-Security-Policy"), page)
+		}
 	}
 }

@@ -75,5 +75,6 @@ func (a *app) mountConsole(ctx context.Context, defaultProfile string) error {
 		return err
 	}
 	con.Register(a.srv.Engine().Group("/ui"))
+	a.srv.Unmatched("/ui/", con.Unmatched)
 	return nil
 }
