@@ -179,15 +179,18 @@ func checkContacts(in []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(in))
 	for _, c := range in {
-		addr, ok := strings.CutPrefix(c, "mailto:")
-		if !ok {
+		// A URI's scheme has no case (RFC 3986 §3.1): MAILTO: is mailto:,
+		// stored as mailto:.
+		scheme, addr, ok := strings.Cut(c, ":")
+		if !ok || !strings.EqualFold(scheme, "mailto") {
 			return nil, prob("unsupportedContact", http.StatusBadRequest, "only mailto: contacts are supported")
 		}
+		// No domain literal (a@[10.0.0.1]): mail goes to a domain.
 		a, err := mail.ParseAddress(addr)
-		if err != nil || a.Address != addr || strings.ContainsAny(addr, "?,") || len(addr) > 254 {
+		if err != nil || a.Address != addr || strings.ContainsAny(addr, "?,[]") || len(addr) > 254 {
 			return nil, prob("invalidContact", http.StatusBadRequest, "contact "+quote(c)+" is not a plain email address")
 		}
-		out = append(out, c)
+		out = append(out, "mailto:"+addr)
 	}
 	return out, nil
 }
@@ -244,6 +247,9 @@ func (s *Server) keyChange(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	if hdr.KID != "" || len(hdr.JWK) == 0 {
 		return malformed("inner JWS must carry the new key as jwk")
+	}
+	if hdr.Nonce != "" {
+		return malformed("inner JWS must not carry a nonce (RFC 8555 §7.3.5)")
 	}
 	inner, err := jose.ParseJWS(flat.canonical())
 	if err != nil || len(inner.Signatures) != 1 || inner.Signatures[0].Protected.JSONWebKey == nil {

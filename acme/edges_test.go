@@ -139,6 +139,11 @@ func TestAccounts(t *testing.T) {
 	wantProblem(t, c.post(e.url("new-account"), map[string]any{}, nil), "malformed", 400) // ToS not agreed
 	wantProblem(t, c.register(map[string]any{"termsOfServiceAgreed": true, "contact": []string{"tel:+1"}}), "unsupportedContact", 400)
 	wantProblem(t, c.register(map[string]any{"termsOfServiceAgreed": true, "contact": []string{"mailto:a@b?x=y"}}), "invalidContact", 400)
+	wantProblem(t, c.register(map[string]any{"termsOfServiceAgreed": true, "contact": []string{"mailto:a@[127.0.0.1]"}}), "invalidContact", 400)
+	if r := newRawClient(e).register(map[string]any{"termsOfServiceAgreed": true, "contact": []string{"MAILTO:up@example.com"}}); r.StatusCode != 201 ||
+		decode[map[string]any](t, r)["contact"].([]any)[0] != "mailto:up@example.com" {
+		t.Fatalf("an upper-case scheme: %d %s", r.StatusCode, r.body)
+	}
 	if r := c.register(map[string]any{"termsOfServiceAgreed": true, "contact": []string{"mailto:a@example.com"}}); r.StatusCode != 201 {
 		t.Fatalf("register: %d %s", r.StatusCode, r.body)
 	}
@@ -407,7 +412,20 @@ func TestDownloadRevokeARI(t *testing.T) {
 
 	// Another account may not revoke; the certificate key may.
 	wantProblem(t, other.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw)}, nil), "unauthorized", 403)
-	wantProblem(t, c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 6}, nil), "badRevocationReason", 400)
+	// A subscriber gives no reason that only the CA can state (cACompromise,
+	// privilegeWithdrawn, aACompromise), as Let's Encrypt and the BRs.
+	for _, reason := range []int{6, 2, 9, 10} {
+		wantProblem(t, c.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": reason}, nil), "badRevocationReason", 400)
+	}
+
+	// An order replaces (RFC 9773 §5) only a certificate it shares a name
+	// with: an unrelated one would use up the certificate's replacement.
+	wantProblem(t, c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "zzz.example.com"}},
+		"replaces": certID}, nil), "malformed", 400)
+	if r := c.post(e.url("new-order"), map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "dl.example.com"}},
+		"replaces": certID}, nil); r.StatusCode != 201 {
+		t.Fatalf("the renewal's order with replaces: %d %s", r.StatusCode, r.body)
+	}
 	byKey := &rawClient{e: e, key: certKey}
 	if r := byKey.post(e.url("revoke-cert"), map[string]any{"certificate": b64(leaf.Raw), "reason": 4}, nil); r.StatusCode != 200 {
 		t.Fatalf("revoke by certificate key: %d %s", r.StatusCode, r.body)
@@ -532,6 +550,15 @@ func TestProtocolNits(t *testing.T) {
 		wantProblem(t, r, "malformed", 400)
 		if !strings.Contains(r.prob.Detail, "already this account's key") {
 			t.Fatalf("keyChange to the current key: %s", r.body)
+		}
+	})
+	t.Run("keyChange whose inner JWS carries a nonce", func(t *testing.T) {
+		nk := newRawClient(e)
+		inner := nk.sign(e.url("key-change"), mustJSON(map[string]any{"account": c.kid, "oldKey": jwkJSON(c.key.Public())}), nil)
+		r := c.post(e.url("key-change"), inner, nil)
+		wantProblem(t, r, "malformed", 400)
+		if !strings.Contains(r.prob.Detail, "must not carry a nonce") {
+			t.Fatalf("inner JWS with a nonce: %s", r.body)
 		}
 	})
 	t.Run("challenge of a deactivated authorization", func(t *testing.T) {

@@ -207,7 +207,7 @@ type Server struct {
 	bg       context.Context // parent of asynchronous validations
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
-	validate chan struct{} // bounds concurrent validations
+	validate *slots // bounds concurrent validations, fairly among accounts
 }
 
 type systemClock struct{}
@@ -267,7 +267,7 @@ func New(o Options) (*Server, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s := &Server{o: o, base: base, log: log.With("acme_endpoint", o.Name), bg: bg, stop: stop,
-		validate: make(chan struct{}, 64)}
+		validate: newSlots(validationSlots, slotsPerAccount)}
 	if o.RecoverEvery > 0 {
 		s.wg.Add(1)
 		go s.recoverLoop()

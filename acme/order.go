@@ -123,7 +123,7 @@ func (s *Server) newOrder(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return err
 	}
 	if in.Replaces != "" {
-		if err := s.checkReplaces(ctx, acct.ID, in.Replaces); err != nil {
+		if err := s.checkReplaces(ctx, acct.ID, in.Replaces, ids); err != nil {
 			return err
 		}
 	}

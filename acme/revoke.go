@@ -54,9 +54,11 @@ func (s *Server) revokeCert(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	reason := core.ReasonUnspecified
 	if in.Reason != nil {
-		if reason, err = core.ReasonFromCode(*in.Reason); err != nil {
+		reason, err = core.ReasonFromCode(*in.Reason)
+		if err != nil || !slices.Contains(subscriberReasons, reason) {
 			return prob("badRevocationReason", http.StatusBadRequest,
-				"reason must be one of 0-6, 9 or 10 except 6 (certificateHold)")
+				"reason must be 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), 4 (superseded) or 5 (cessationOfOperation): "+
+					"the others state what only the CA can (a CA's compromise, a privilege it withdrew)")
 		}
 	}
 	// As Boulder does: a certificate revoked for another reason may be
@@ -188,9 +190,20 @@ func (s *Server) renewalInfo(ctx context.Context, w http.ResponseWriter, certID 
 	})
 }
 
+// subscriberReasons are the revocation reasons a subscriber may give over
+// ACME, as Let's Encrypt and the CA/Browser Forum's Baseline Requirements
+// (§7.2.2) allow: cACompromise, aACompromise and privilegeWithdrawn state
+// what only the CA can know, and a subscriber's word must not make relying
+// parties read that the CA was compromised. Operators give any reason over
+// REST, the console or `ca cert revoke`.
+var subscriberReasons = []core.RevocationReason{core.ReasonUnspecified, core.ReasonKeyCompromise, core.ReasonAffiliationChanged,
+	core.ReasonSuperseded, core.ReasonCessationOfOperation}
+
 // checkReplaces accepts newOrder's replaces field (RFC 9773 §5) when it
-// names a certificate this account got here that no other order replaces.
-func (s *Server) checkReplaces(ctx context.Context, accountID, certID string) error {
+// names a certificate this account got here that no other order replaces
+// and that shares an identifier with the order's ids (a renewal: an
+// unrelated order would use up the certificate's one replacement).
+func (s *Server) checkReplaces(ctx context.Context, accountID, certID string, ids []Identifier) error {
 	aki, serial, err := parseCertID(certID)
 	if err != nil {
 		return err
@@ -209,8 +222,12 @@ func (s *Server) checkReplaces(ctx context.Context, accountID, certID string) er
 		return malformed("replaces names a certificate without a stored chain")
 	}
 	if blk, _ := pem.Decode([]byte(c.Chains[0])); blk != nil {
-		if leaf, err := x509.ParseCertificate(blk.Bytes); err == nil && !bytes.Equal(leaf.AuthorityKeyId, aki) {
+		leaf, err := x509.ParseCertificate(blk.Bytes)
+		if err == nil && !bytes.Equal(leaf.AuthorityKeyId, aki) {
 			return malformed("replaces certID does not match the certificate's issuer")
+		}
+		if err == nil && !sharesIdentifier(leaf, ids) {
+			return malformed("the order shares no identifier with the certificate it replaces")
 		}
 	}
 	done, err := s.o.Store.ACMEOrderReplacing(ctx, s.o.Name, certID)
@@ -221,4 +238,27 @@ func (s *Server) checkReplaces(ctx context.Context, accountID, certID string) er
 		return prob("alreadyReplaced", http.StatusConflict, "another order already replaces this certificate")
 	}
 	return nil
+}
+
+// sharesIdentifier reports whether cert names one of ids.
+func sharesIdentifier(cert *x509.Certificate, ids []Identifier) bool {
+	for _, id := range ids {
+		switch id.Type {
+		case "dns":
+			if slices.ContainsFunc(cert.DNSNames, func(n string) bool { return strings.EqualFold(n, id.Value) }) {
+				return true
+			}
+		case "ip":
+			want, err := netip.ParseAddr(id.Value)
+			if err != nil {
+				continue
+			}
+			for _, ip := range cert.IPAddresses {
+				if got, ok := netip.AddrFromSlice(ip); ok && got.Unmap() == want.Unmap() {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -71,13 +71,11 @@ func (s *Server) startValidation(a *storage.ACMEAuthz, c storage.ACMEChallenge, 
 	go func() {
 		defer s.wg.Done()
 		var verr error
-		select {
-		case s.validate <- struct{}{}:
+		if s.validate.acquire(s.bg, a.AccountID) == nil {
 			ctx, cancel := context.WithTimeout(s.bg, s.o.ValidationTimeout)
 			verr = s.o.Validator.Validate(ctx, c.Type, id, c.Token, keyAuth)
 			cancel()
-			<-s.validate
-		case <-s.bg.Done():
+			s.validate.release(a.AccountID)
 		}
 		// Record with a context of its own: the request that started the
 		// validation may be gone, and shutdown must still leave a usable

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,53 @@ func TestChallengeValidatedOnce(t *testing.T) {
 	e.srv.Close() // waits for every validation
 	if got := e.validations(); got != 1 {
 		t.Fatalf("%d validations, want 1", got)
+	}
+}
+
+// hangingValidator never finishes validating names under "hang-": their
+// servers keep the connection open until the validation's time is up.
+type hangingValidator struct{ inner acme.Validator }
+
+func (v hangingValidator) Validate(ctx context.Context, chType string, id acme.Identifier, token, keyAuth string) error {
+	if strings.HasPrefix(id.Value, "hang-") {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return v.inner.Validate(ctx, chType, id, token, keyAuth)
+}
+
+// TestOneAccountCannotStallValidation: an account whose challenges' servers
+// all hang holds at most its share of the endpoint's validation slots;
+// another account's challenge is validated meanwhile, not after the hung
+// ones time out (found by a review: 500 of them held another account's
+// 2 ms check for 46 s).
+func TestOneAccountCannotStallValidation(t *testing.T) {
+	e := newEnv(t, func(o *acme.Options) {
+		o.Validator = hangingValidator{inner: o.Validator}
+		o.ValidationTimeout = 10 * time.Minute
+		o.ValidationWait = -1
+	})
+	attacker := newRawClient(e)
+	attacker.register(nil)
+	var ids []acme.Identifier
+	for i := range 100 {
+		ids = append(ids, acme.Identifier{Type: "dns", Value: "hang-" + strconv.Itoa(i) + ".example.com"})
+	}
+	o := decode[orderDoc](t, attacker.post(e.url("new-order"), map[string]any{"identifiers": ids}, nil))
+	for _, az := range o.Authorizations {
+		for _, ch := range decode[authzDoc](t, attacker.post(az, nil, nil)).Challenges {
+			if ch.Type == "http-01" {
+				if r := attacker.post(ch.URL, map[string]any{}, nil); r.StatusCode != http.StatusOK {
+					t.Fatalf("posting the attacker's challenge: %d %s", r.StatusCode, r.body)
+				}
+			}
+		}
+	}
+	victim := newStuck(t, e, "victim.example.com")
+	if r := victim.c.post(victim.chall, map[string]any{}, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("posting the victim's challenge: %d %s", r.StatusCode, r.body)
+	}
+	if a := victim.c.waitAuthz(victim.authz); a.Status != "valid" {
+		t.Fatalf("the victim's authorization: %+v", a)
 	}
 }

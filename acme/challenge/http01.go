@@ -15,7 +15,7 @@ import (
 
 // userAgent identifies validation requests in the logs of the server being
 // validated.
-const userAgent = "Strongroom-ACME-validator/1 (+RFC 8555 §8.3)"
+const userAgent = "Strongroom-ACME-validator/1 (+RFC 8555 section 8.3)" // ASCII: some servers refuse other header bytes
 
 // validateHTTP01 implements RFC 8555 §8.3: GET
 // http://<identifier>/.well-known/acme-challenge/<token> (on HTTPPort) must

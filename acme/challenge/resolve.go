@@ -85,6 +85,14 @@ func (v *Validator) lookupHost(ctx context.Context, host string) ([]netip.Addr, 
 	}
 }
 
+// metadataAddrs are cloud metadata services outside the link-local
+// ranges: AWS's IPv6 one and Alibaba Cloud's. They answer a validator's
+// request with the instance's own data.
+var metadataAddrs = map[netip.Addr]bool{
+	netip.MustParseAddr("fd00:ec2::254"):   true,
+	netip.MustParseAddr("100.100.100.200"): true,
+}
+
 // neverDialled says why no validation may connect to ip, or returns "".
 // Link-local addresses reach cloud metadata services (169.254.169.254,
 // fe80::…) and the hosts on the validator's own link; the unspecified,
@@ -96,6 +104,8 @@ func neverDialled(ip netip.Addr) string {
 	switch {
 	case ip.IsLinkLocalUnicast():
 		return "a link-local address"
+	case metadataAddrs[ip]:
+		return "a cloud metadata service's address"
 	case ip.IsUnspecified():
 		return "the unspecified address"
 	case ip.IsMulticast():
