@@ -371,3 +371,35 @@ func TestOCSPBadInput(t *testing.T) {
 		t.Fatalf("valid request after bad ones: %v", err)
 	}
 }
+
+// TestCRLScopeFollowsIssuanceURLs: with issuance.urls.crl naming another
+// distribution point (a mirror that serves this CA's CRLs), the CRL's
+// issuing distribution point is that one, so openssl verify -crl_check
+// takes the CRL as covering the certificates (it said "different CRL
+// scope" when the CRL named this node's URL; found by a review).
+func TestCRLScopeFollowsIssuanceURLs(t *testing.T) {
+	requireTool(t, "openssl")
+	const dp = "http://pki.example.test/crl/intermediate.crl"
+	c := StartCA(t, Options{Configure: func(t testing.TB, dir string) {
+		f, err := os.OpenFile(filepath.Join(dir, "strongroom.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString("issuance:\n  urls:\n    crl: [\"http://pki.example.test/crl/{issuer}.crl\"]\n")
+			f.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}})
+	dir := t.TempDir()
+	chain := issueChain(t, c, goCSR(t, "scope.localhost"))
+	if got := chain[0].CRLDistributionPoints; len(got) != 1 || got[0] != dp {
+		t.Fatalf("certificate names CRL distribution points %v, want %s", got, dp)
+	}
+	full := fetchCRL(t, c, "intermediate.crl", chain[1])
+	crlFile, leaf := filepath.Join(dir, "crl.pem"), writeCertPEM(t, dir, "leaf.pem", chain[0])
+	writeFile(t, crlFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: full.Raw}))
+	out, ok := ocspTool(t, "openssl", "verify", "-crl_check", "-CAfile", c.Root, "-untrusted", c.Intermediate, "-CRLfile", crlFile, leaf)
+	if !ok || !strings.Contains(out, leaf+": OK") {
+		t.Fatalf("openssl verify -crl_check with the CRL: %s", out)
+	}
+}

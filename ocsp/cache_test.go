@@ -24,6 +24,13 @@ import (
 // openssl sends it (the nonce as an OCTET STRING inside extnValue).
 func nonceRequest(t *testing.T, leaf, issuer *x509.Certificate, nonce []byte) []byte {
 	t.Helper()
+	return nonceRequestMarked(t, leaf, issuer, nonce, false)
+}
+
+// nonceRequestMarked is nonceRequest with the nonce extension marked
+// critical or not.
+func nonceRequestMarked(t *testing.T, leaf, issuer *x509.Certificate, nonce []byte, critical bool) []byte {
+	t.Helper()
 	plain, err := xocsp.ParseRequest(request(t, leaf, issuer, crypto.SHA1))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +55,9 @@ func nonceRequest(t *testing.T, leaf, issuer *x509.Certificate, nonce []byte) []
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 						b.AddASN1ObjectIdentifier([]int{1, 3, 6, 1, 5, 5, 7, 48, 1, 2})
+						if critical {
+							b.AddASN1Boolean(true)
+						}
 						b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) { b.AddASN1OctetString(nonce) })
 					})
 				})
@@ -77,6 +87,13 @@ func TestNonceEchoed(t *testing.T) {
 	}
 	if f.status.calls-calls != 2 {
 		t.Fatalf("requests with a nonce were answered from the cache")
+	}
+	// Marked critical (which RFC 6960 §4.4 advises against, and some
+	// clients do), it is still read and echoed, not malformedRequest.
+	_, body := f.post(t, nonceRequestMarked(t, f.good, f.ca.Cert, nonce, true))
+	want := append([]byte{0x06, 0x09, 0x2b, 6, 1, 5, 5, 7, 48, 1, 2}, []byte{0x04, byte(len(nonce) + 2), 0x04, byte(len(nonce))}...)
+	if r := parse(t, body, f.good, f.ca.Cert); !bytes.Contains(r.TBSResponseData, append(want, nonce...)) {
+		t.Fatalf("a critical nonce not echoed: %x", r.TBSResponseData)
 	}
 }
 

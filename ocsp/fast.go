@@ -164,7 +164,11 @@ func (r *Responder) AppendFast(hdr []byte, target, ifNoneMatch string) ([]byte, 
 			hdr = strconv.AppendInt(hdr, int64(len(a.der)), 10)
 			return append(hdr, "\r\n"...), 200, a.der, true
 		}
-		e = r.fast.put(target, a, r.refreshAt(a), gen)
+		if !r.keepable(target) {
+			e = newFastEntry(a, r.refreshAt(a))
+		} else {
+			e = r.fast.put(target, a, r.refreshAt(a), gen)
+		}
 		now = r.now()
 	}
 	hdr = append(hdr, e.head1...)

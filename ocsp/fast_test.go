@@ -103,6 +103,55 @@ func TestFastAnswersOnlyCacheableGETs(t *testing.T) {
 	}
 }
 
+// TestFastAnswersKeptUnderOneForm: a request sent with extra slashes, or as
+// a target over the bound, is answered but not kept under that target: one
+// request could otherwise be kept under endlessly many targets, each as
+// long as the client likes.
+func TestFastAnswersKeptUnderOneForm(t *testing.T) {
+	f := newFixture(t, nil)
+	b64 := base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
+	plain := "/ocsp/" + b64
+	for _, target := range []string{"/ocsp//" + b64, "/ocsp/" + strings.Repeat("/", 2000) + b64} {
+		if r, _ := f.get(t, target); r.StatusCode != http.StatusOK {
+			t.Fatalf("%.40s…: %d", target, r.StatusCode)
+		}
+		if _, status, _, ok := f.r.AppendFast(nil, target, ""); !ok || status != 200 {
+			t.Fatalf("lane answer to %.40s…: %v %d", target, ok, status)
+		}
+		if f.r.FastKept(target) {
+			t.Fatalf("%.40s… (%d bytes): kept for the fast lane", target, len(target))
+		}
+	}
+	f.get(t, plain)
+	if !f.r.FastKept(plain) {
+		t.Fatal("the plain form is not kept")
+	}
+}
+
+// TestUnknownAnswersNotKept: an answer for a serial the CA never issued is
+// neither cached nor kept for the fast lane (anyone can ask for endless
+// random serials): asking again reads the status again.
+func TestUnknownAnswersNotKept(t *testing.T) {
+	f := newFixture(t, nil)
+	target := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.unknown, f.ca.Cert, crypto.SHA256))
+	calls := f.status.calls
+	for range 2 {
+		if _, body := f.get(t, target); parse(t, body, f.unknown, f.ca.Cert).Status != xocsp.Unknown {
+			t.Fatal("not answered unknown")
+		}
+	}
+	if f.status.calls-calls != 2 || f.r.FastKept(target) {
+		t.Fatalf("%d status reads for two requests (want 2), kept for the fast lane %v", f.status.calls-calls, f.r.FastKept(target))
+	}
+	good := "/ocsp/" + base64.StdEncoding.EncodeToString(request(t, f.good, f.ca.Cert, crypto.SHA256))
+	calls = f.status.calls
+	f.get(t, good)
+	f.get(t, good)
+	if f.status.calls-calls != 1 || !f.r.FastKept(good) {
+		t.Fatalf("a good answer: %d status reads for two requests (want 1), kept %v", f.status.calls-calls, f.r.FastKept(good))
+	}
+}
+
 func maxAge(t *testing.T, r *http.Response) int {
 	t.Helper()
 	cc := r.Header.Get("Cache-Control")

@@ -51,7 +51,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	a := r.respond(req.Context(), der)
-	if get && a.etag != "" && !strings.Contains(req.RequestURI, "?") {
+	if get && a.etag != "" && r.keepable(req.RequestURI) {
 		r.fast.put(req.RequestURI, a, r.refreshAt(a), gen)
 	}
 	h := w.Header()
@@ -136,6 +136,21 @@ func appendHTTPDate(b []byte, t time.Time) []byte {
 // trailing "/". The base64 of a DER request starts with 'M', so leading
 // slashes are never part of it; a trailing one may be (unpadded base64),
 // so it is removed only when the path does not decode with it.
+// maxKeptTarget bounds the GET targets whose answers are kept by target:
+// a one-certificate request (RFC 5019's) is about 100 bytes, 150 in
+// base64.
+const maxKeptTarget = 1024
+
+// keepable reports whether the answer to a GET of target may be kept under
+// it: the request in one plain form. decodeGET takes any number of slashes
+// before it, and net/http paths of up to 1 MB, so one request could
+// otherwise be kept under endlessly many targets, each as long as the
+// client likes (found by a review: 300 such requests held 275 MB).
+func (r *Responder) keepable(target string) bool {
+	return len(target) <= maxKeptTarget && !strings.Contains(target, "?") &&
+		!strings.HasPrefix(target, r.prefix+"//")
+}
+
 func (r *Responder) decodeGET(p string) []byte {
 	if !strings.HasPrefix(p, r.prefix) {
 		return nil
@@ -256,7 +271,12 @@ func (r *Responder) respond(ctx context.Context, der []byte) answer {
 		return answer{der: internalErrResponse}
 	}
 	a := answer{der: resp, thisUpdate: now, nextUpdate: next, etag: etagOf(resp)}
-	if cacheable {
+	// An answer for a serial this CA never issued is not kept (nor put in
+	// the shared cache, Redis included): anyone can ask for endless random
+	// serials, and keeping their answers for a day pushed out the real
+	// ones and grew without need (found by a review). Asking again signs
+	// again, as a new random serial would.
+	if cacheable && singles[0].state != stateUnknown {
 		a.key = key
 		enc := encodeCached(a)
 		if err := r.cache.Put(ctx, key, enc, next.Add(-r.refreshBefore).Sub(r.now())); err != nil {

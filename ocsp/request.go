@@ -198,8 +198,11 @@ func parseNonce(exts cryptobyte.String) ([]byte, error) {
 	for !seq.Empty() {
 		var ext, oid, val cryptobyte.String
 		var critical bool
+		// critical BOOLEAN DEFAULT FALSE is untagged: cryptobyte's
+		// ReadOptionalASN1Boolean reads an explicitly tagged one and
+		// refused every extension marked critical.
 		if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) ||
-			!ext.ReadOptionalASN1Boolean(&critical, cbasn1.BOOLEAN, false) ||
+			ext.PeekASN1Tag(cbasn1.BOOLEAN) && !ext.ReadASN1Boolean(&critical) ||
 			!ext.ReadASN1(&val, cbasn1.OCTET_STRING) || !ext.Empty() {
 			return nil, errMalformed
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -215,6 +216,9 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 // is at ERROR, except a 503: something the node needs is down (the
 // database, the HSM sealed), every request is refused alike, and the cause
 // is logged apart (core.FailureLog, readiness), so those are at WARN.
+// maxLoggedPath bounds the path a request's log event quotes.
+const maxLoggedPath = 2048
+
 func (s *Server) logRequest(ctx context.Context, id, principal, listener, method, path string, status int, bytes int64, d time.Duration, remote string) {
 	level := slog.LevelInfo
 	switch {
@@ -231,6 +235,9 @@ func (s *Server) logRequest(ctx context.Context, id, principal, listener, method
 	// slog.Logger would walk the stack for a source location that is
 	// always this line.
 	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	if len(path) > maxLoggedPath { // a 1 MB path is not a 1 MB log line
+		path = strings.ToValidUTF8(path[:maxLoggedPath], "") + "…(" + strconv.Itoa(len(path)) + " bytes)"
+	}
 	// The raw query is left out: it may carry tokens.
 	rec.AddAttrs(slog.String("request_id", id), slog.String("listener", listener),
 		slog.String("method", method), slog.String("path", path), slog.Int("status", status),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,11 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	if err := noNegative("crl", map[string]time.Duration{"validity": cc.Validity, "interval": cc.Interval, "debounce": cc.Debounce}); err != nil {
 		return err
 	}
+	ic, err := issuanceSettings(a.n.cfg)
+	if err != nil {
+		return err
+	}
+	crlURLs := ic.certURLs(a.HTTPURL()).CRL
 	// An external root publishes its own CRL and OCSP (it signs here
 	// nothing at all).
 	all := a.signingIssuers()
@@ -104,7 +110,14 @@ func (a *app) mountRevocation(ctx context.Context) error {
 			// root certificate itself names none, and verifiers that
 			// check the root against its own CRL (openssl -crl_check_all)
 			// refuse a scoped CRL for it ("different CRL scope").
-			ci.URL = a.HTTPURL() + "/crl/" + is.ID() + ".crl"
+			// The scope is the distribution point the certificates name
+			// (issuance.urls.crl, else this node's): OpenSSL refuses a
+			// CRL whose issuing distribution point is not among the
+			// certificate's ("different CRL scope"). Certificates that
+			// name none (crl: []) are in scope only of a CRL without one.
+			if len(crlURLs) > 0 {
+				ci.URL = strings.ReplaceAll(crlURLs[0], "{issuer}", is.ID())
+			}
 			ci.DeltaURL = a.HTTPURL() + "/crl/" + is.ID() + "-delta.crl"
 		}
 		cIssuers = append(cIssuers, ci)
