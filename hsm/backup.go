@@ -311,6 +311,10 @@ func (m *Module) restore(ctx context.Context, r io.Reader, in RestoreInput, to *
 			return RekeyResult{}, err
 		}
 		details += " rekeyed from=" + string(method) + " to " + mat.details
+		if err := mat.deliver(to.Deliver, "restore"); err != nil {
+			mat.undo()
+			return RekeyResult{}, err
+		}
 	}
 	if err := bs.RestoreHSM(ctx, snap, m.auditFunc(in.Actor, "hsm.restore", "", details), auth); err != nil {
 		mat.undo()

@@ -18,6 +18,12 @@ type Material struct {
 	Threshold, Shares int
 	// Wrapper seals the KEK for MethodPKCS11.
 	Wrapper KEKWrapper
+	// Deliver, when set, is given new Shamir shares before the keystore
+	// takes them; its error leaves everything as it was. Shares are
+	// secrets nobody else has: handed out only after the commit, a
+	// failure to show them (a full disk, a closed pipe) left a keystore
+	// that nobody could unseal. Nil: they come back in the result.
+	Deliver func(shares []string) error
 }
 
 // madeMaterial is Material made: the wrapping key, the meta rows that
@@ -109,4 +115,16 @@ func (m madeMaterial) stale() []string {
 		}
 	}
 	return out
+}
+
+// deliver hands the new shares to fn (see Material.Deliver) before the
+// keystore takes them; what names the operation in errors.
+func (m madeMaterial) deliver(fn func([]string) error, what string) error {
+	if fn == nil || len(m.shares) == 0 {
+		return nil
+	}
+	if err := fn(m.shares); err != nil {
+		return fmt.Errorf("%s: the new shares could not be handed out, so nothing was changed: %w", what, err)
+	}
+	return nil
 }

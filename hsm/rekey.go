@@ -82,6 +82,10 @@ func (s *Session) Rekey(ctx context.Context, current UnsealInput, to Material) (
 	}
 	ch.Meta[metaWrappedKEK] = wrapped
 	details := "from=" + string(meta[metaMethod]) + " to " + mat.details
+	if err := mat.deliver(to.Deliver, "rekey"); err != nil {
+		mat.undo()
+		return RekeyResult{}, err
+	}
 	if err := m.applyAs(ctx, st, ch, s.user, "hsm.rekey", "", details); err != nil {
 		mat.undo()
 		return RekeyResult{}, fmt.Errorf("rekey: %w", err)

@@ -117,6 +117,9 @@ type InitOptions struct {
 	OfficerPIN        string
 	// Wrapper seals the KEK for MethodPKCS11.
 	Wrapper KEKWrapper
+	// Deliver is given the Shamir shares before the keystore is written
+	// (Material.Deliver).
+	Deliver func(shares []string) error
 }
 
 // InitResult carries what is shown once: the Shamir shares.
@@ -186,6 +189,10 @@ func (m *Module) Initialize(ctx context.Context, o InitOptions) (InitResult, err
 	}
 	st.usersBound.Store(true)
 	officer := st.withMAC(storage.HSMUser{Name: o.OfficerName, Role: string(RoleOfficer), PINHash: hash, Created: m.now().UTC()})
+	if err := mat.deliver(o.Deliver, "initialising hsm"); err != nil {
+		cleanup()
+		return InitResult{}, err
+	}
 	ch := storage.HSMChange{RequireNoMeta: metaMethod, Meta: meta, NewUsers: []storage.HSMUser{officer}}
 	ch.Audit = m.auditFunc("", "hsm.initialize", o.OfficerName, withRequester(ctx, details+" officer="+o.OfficerName))
 	build, auth := ch.Audit, st.auditAuth()

@@ -326,15 +326,15 @@ func restoreRekeyed(ctx context.Context, cmd *cobra.Command, n *node, data []byt
 	if mat.Method == hsm.MethodKeyFile {
 		created.note(keyFile)
 	}
+	w := cmd.OutOrStdout()
+	sh := &shareOutput{w: w, threshold: u.threshold, n: u.shares}
+	mat.Deliver = sh.deliver
 	res, err := n.hsm.RestoreRekeyed(ctx, bytes.NewReader(data), hsm.RestoreInput{BackupPassphrase: []byte(p), Actor: "cli"}, mat)
 	if err != nil {
-		return err
+		return sh.void(err)
 	}
-	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "restored %d users, %d key versions and %d audit entries into %s, with new unseal material: %s (was %s)\n",
 		info.Users, info.Objects, info.AuditEntries, n.dir, u.method, info.Method)
-	// The new shares exist only in res: shown before anything that
-	// could fail.
 	printNewMaterial(w, mat, keyFile, res.Shares)
 	warnUnverified(w, info)
 	if err := setUnseal(n.dir, mat.Method, keyRel, n.cfg.HSM.PKCS11); err != nil {

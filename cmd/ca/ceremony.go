@@ -58,6 +58,9 @@ type ceremony struct {
 	// for that root's owner to sign (see external.go).
 	ExternalRoot string
 	Out          io.Writer
+	// DeliverShares shows Shamir shares before the keystore takes them
+	// (hsm.InitOptions.Deliver); nil: they are returned.
+	DeliverShares func(shares []string) error
 }
 
 // kekWrapperLabel is the AES key on the token that seals the KEK with
@@ -196,6 +199,7 @@ func ceremonyIn(ctx context.Context, c ceremony, created *undo) (*ceremonyResult
 		Shares:      c.Shares,
 		OfficerName: "officer",
 		OfficerPIN:  officerPIN,
+		Deliver:     c.DeliverShares,
 	}
 	if c.Unseal == "keyfile" {
 		init.KeyFile = config.Path(c.Dir, cfg.HSM.KeyFile)

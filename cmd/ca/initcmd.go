@@ -90,9 +90,12 @@ module still holds the OCSP responder and EAB keys.`,
 			if err := keepsServerCert(c.RootConstraints, cmp.Or(c.Hostname, "localhost")); err != nil {
 				return err
 			}
+			sh := &shareOutput{w: cmd.OutOrStdout(), threshold: c.Threshold, n: c.Shares,
+				voided: "the shares shown above are void: discard them"}
+			c.DeliverShares = sh.deliver
 			res, err := runCeremony(cmd.Context(), c)
 			if err != nil {
-				return err
+				return sh.void(err)
 			}
 			if err := createAdminKey(cmd.Context(), dir); err != nil {
 				return err
@@ -111,11 +114,8 @@ module still holds the OCSP responder and EAB keys.`,
 			if res.OfficerFile != "" {
 				fmt.Fprintf(out, "  officer PIN:      %s (move it somewhere safe)\n", res.OfficerFile)
 			}
-			if len(res.Shares) > 0 {
-				fmt.Fprintf(out, "\nUnseal shares (%d needed of %d). They are shown ONCE; give one to each holder:\n", c.Threshold, c.Shares)
-				for _, s := range res.Shares {
-					fmt.Fprintln(out, "  "+s)
-				}
+			if sh.shown {
+				fmt.Fprintf(out, "  unseal shares:    the %d shown above (any %d unseal the HSM)\n", c.Shares, c.Threshold)
 			}
 			if c.ExternalRoot != "" {
 				fmt.Fprintln(out, "\n"+signingRequest(filepath.Join(dir, csrFile("intermediate")), "intermediate", ""))

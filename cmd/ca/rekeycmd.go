@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -199,25 +202,26 @@ func rekey(ctx context.Context, cmd *cobra.Command, g *globals, n *node, u newUn
 		return err
 	}
 	oldMethod := n.cfg.HSM.Unseal
+	w := cmd.OutOrStdout()
+	// New shares are shown before the keystore takes them, and a failure
+	// to show them stops the rekey (see hsm.Material.Deliver).
+	sh := &shareOutput{w: w, threshold: u.threshold, n: u.shares}
+	mat.Deliver = sh.deliver
 	res, err := s.Rekey(ctx, current, mat)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) && mat.Method == hsm.MethodKeyFile {
 			return fmt.Errorf("%w (left by an interrupted rekey? if the HSM does not unseal with %s, try that file)", err, keyFile)
 		}
-		return err
+		return sh.void(err)
 	}
-	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "HSM unseal material changed from %s to %s by %s (audited); the old material no longer unseals it\n", oldMethod, u.method, officer)
-	// The shares exist only in res from here: they are shown before
-	// anything else that could fail (moving files, editing the
-	// configuration) and lose them with the keystore.
 	if mat.Method != hsm.MethodKeyFile {
 		printNewMaterial(w, mat, keyFile, res.Shares)
 	}
 	if mat.Method == hsm.MethodKeyFile {
 		if err := os.Rename(mat.KeyFile, keyFile); err != nil {
-			keyRel, keyFile = keyRel+".new", mat.KeyFile
 			fmt.Fprintf(w, "warning: the new key is in %s (moving it to %s: %v)\n", mat.KeyFile, keyFile, err)
+			keyRel, keyFile = keyRel+".new", mat.KeyFile
 		}
 		in.KeyFile = keyFile
 	}
@@ -273,11 +277,48 @@ func printNewMaterial(w io.Writer, mat hsm.Material, keyFile string, shares []st
 	case hsm.MethodPKCS11:
 		fmt.Fprintln(w, "the HSM now unseals with the token's new key, with no operator")
 	case hsm.MethodShamir:
-		fmt.Fprintf(w, "\nUnseal shares (%d needed of %d). They are shown ONCE; give one to each holder:\n", mat.Threshold, mat.Shares)
-		for _, s := range shares {
-			fmt.Fprintln(w, "  "+s)
+		fmt.Fprintf(w, "the HSM now unseals with the %d shares shown above (any %d of them)\n", mat.Shares, mat.Threshold)
+	}
+}
+
+// shareOutput shows new Shamir shares once, before the keystore takes
+// them (hsm.Material.Deliver): a write that fails (a full disk, a closed
+// pipe) stops the operation with nothing changed, instead of leaving a
+// keystore only shares nobody saw unseal.
+type shareOutput struct {
+	w            io.Writer
+	threshold, n int
+	shown        bool
+	voided       string // what void adds; zero: the current material still unseals
+}
+
+func (o *shareOutput) deliver(shares []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nUnseal shares (%d needed of %d). They are shown ONCE; give one to each holder:\n", o.threshold, o.n)
+	for _, s := range shares {
+		b.WriteString("  " + s + "\n")
+	}
+	if _, err := io.WriteString(o.w, b.String()); err != nil {
+		return fmt.Errorf("writing the shares to the output: %w", err)
+	}
+	// A file on a full disk may take the write and fail only when it
+	// reaches the disk; a terminal or pipe cannot sync (EINVAL).
+	if f, ok := o.w.(*os.File); ok {
+		if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+			return fmt.Errorf("writing the shares to the output: %w", err)
 		}
 	}
+	o.shown = true
+	return nil
+}
+
+// void adds to err, the failure of an operation after the shares were
+// shown, that those shares unseal nothing.
+func (o *shareOutput) void(err error) error {
+	if o.shown {
+		return fmt.Errorf("%w; %s", err, cmp.Or(o.voided, "the shares shown above were NOT taken: discard them, the current material still unseals the HSM"))
+	}
+	return err
 }
 
 // setUnseal sets hsm.unseal (and hsm.key_file for a key file, hsm.pkcs11's

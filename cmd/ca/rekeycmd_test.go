@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -184,5 +185,47 @@ func TestRekeySharesShownFirst(t *testing.T) {
 	}
 	if out, err := runCAIn(t, shares[0][1]+"\n"+shares[1][1]+"\n\n", "--data", dir, "hsm", "unseal"); err != nil {
 		t.Fatalf("unseal with the shares shown: %v\n%s", err, out)
+	}
+}
+
+// failingOutput refuses every write, as stdout on a full disk does.
+type failingOutput struct{}
+
+func (failingOutput) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestSharesUnshownChangeNothing: new Shamir shares that cannot be written
+// out stop the rekey, the restore and the init before the keystore takes
+// them (found by a review: a rekey to stdout on a full disk exited 0 with a
+// keystore only lost shares unsealed). The old material still unseals.
+func TestSharesUnshownChangeNothing(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	run := func(args ...string) error {
+		cmd := rootCommand()
+		cmd.SetOut(failingOutput{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetIn(strings.NewReader(""))
+		cmd.SetArgs(args)
+		return cmd.ExecuteContext(context.Background())
+	}
+	err := run("--data", dir, "hsm", "rekey", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rekey with shares that cannot be shown: %v", err)
+	}
+	if u := loadUnseal(t, dir); u.Unseal != "keyfile" {
+		t.Fatalf("hsm.unseal is %q", u.Unseal)
+	}
+	if out, err := runCA(t, "--data", dir, "hsm", "status"); err != nil || !strings.Contains(out, "unseal method: keyfile") {
+		t.Fatalf("the key file no longer unseals: %v\n%s", err, out)
+	}
+	other := filepath.Join(t.TempDir(), "new")
+	err = run("--data", other, "init", "--unseal", "shamir", "--threshold", "2", "--shares", "3")
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("init with shares that cannot be shown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "strongroom.db")); err == nil {
+		t.Fatal("init left a keystore behind")
 	}
 }
