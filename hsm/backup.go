@@ -160,9 +160,14 @@ func (m *Module) Backup(ctx context.Context, w io.Writer, o BackupOptions) error
 		return fmt.Errorf("backup: %w (%w)", ErrAuditFailed, err)
 	}
 	// A backup that would not restore is worse than none: every object must
-	// open under the KEK it travels with.
+	// open under the KEK it travels with, and the audit log's hash chain
+	// must hold, as restore requires (an altered log made backups that
+	// said "written" and restored never: found by a review).
 	if err := checkObjects(kek, UnsealMethod(snap.Meta[metaMethod]), snap.Objects); err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	if p := chainProblem(snap.Audit, snap.HeadSeq, snap.HeadHash); p != "" {
+		return errf(ErrCorrupt, "backup: the HSM audit log was altered outside the HSM (%s), and a backup of it would not restore: nothing was written; `ca hsm audit verify` shows what changed", p)
 	}
 	h.Meta, h.Users, h.Objects, h.AuditEntries = snap.Meta, len(snap.Users), len(snap.Objects), len(snap.Audit)
 	if h.Unverified, err = m.unverifiedUsers(ctx, st, snap.Users); err != nil {

@@ -254,3 +254,27 @@ func TestInspectBackup(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupOfAlteredAuditLogRefused: a keystore whose audit log was
+// altered outside the HSM is not backed up (restore refuses such a backup;
+// written, it said "backup written" and restored never: found by a review),
+// and a scheduled backup leaves no file.
+func TestBackupOfAlteredAuditLogRefused(t *testing.T) {
+	db := sqliteDB(t)
+	s := newSource(t, db, InitOptions{Method: MethodKeyFile, KeyFile: filepath.Join(t.TempDir(), "k")})
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `UPDATE hsm_audit SET details = 'nothing happened' WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := s.m.Backup(ctx, &out, BackupOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "audit log was altered") {
+		t.Fatalf("backup of an altered audit log: %v", err)
+	}
+	dir := t.TempDir()
+	if _, err := s.m.BackupNow(ctx, BackupSchedule{Dir: dir}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("scheduled backup of an altered audit log: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("failed backup left %d files", len(ents))
+	}
+}
