@@ -250,6 +250,11 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 	prev := []byte{}
 	want := int64(1)
 	const page = 1000
+	// Entries past the head read above were appended since (another node
+	// or session writing now), or put there outside the HSM: the walk
+	// stops at the head, and beyond says which (below).
+	var beyond int64
+walk:
 	for {
 		es, err := m.store.HSMAudit(ctx, want, page)
 		if errors.Is(err, storage.ErrHSMAuditDamaged) {
@@ -259,6 +264,10 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			return AuditReport{}, fmt.Errorf("verifying audit: %w", err)
 		}
 		for _, e := range es {
+			if headErr == nil && e.Seq > headSeq && e.Seq == want {
+				beyond = e.Seq
+				break walk
+			}
 			r.Entries++
 			switch {
 			case e.Seq != want:
@@ -278,6 +287,13 @@ func (m *Module) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 	}
 	last := want - 1
+	if beyond != 0 {
+		// An append writes its entry and the head in one transaction: a
+		// head now at or past the entry means it was appended since.
+		if seq, _, err := m.store.HSMAuditHead(ctx); err != nil || seq < beyond {
+			return bad(r, headSeq+1, fmt.Sprintf("entry %d follows the head, which records %d (appended outside the HSM)", beyond, headSeq)), nil
+		}
+	}
 	if headErr != nil {
 		return bad(r, last+1, fmt.Sprintf("the audit head is missing or unreadable: the log was truncated or tampered with (%v)", headErr)), nil
 	}
