@@ -122,6 +122,14 @@ func (a *app) mountFrontEnds(ctx context.Context) error {
 		return err
 	}
 	urls := ic.certURLs(a.HTTPURL())
+	if cfg.Database.Driver == "postgres" && (ic.URLs == nil || ic.URLs.CRL == nil || ic.URLs.OCSP == nil || ic.URLs.CAIssuers == nil) {
+		// Nodes share the CRLs: one built by another node names that
+		// node's URL as its scope, and OpenSSL refuses it for this node's
+		// certificates; and a certificate naming a node outlives it.
+		a.n.log.Warn("issuance.urls: ca_issuers, ocsp and crl should each name the cluster's shared address (a load balancer) on every node; "+
+			"certificates now name this node's urls.http, which the CRLs other nodes build do not cover (OpenSSL: \"different CRL scope\")",
+			"http", a.HTTPURL())
+	}
 	if len(urls.OCSP)+len(urls.CRL) == 0 {
 		a.n.log.Warn("issuance.urls: ocsp and crl are both empty: certificates carry no revocation information, so relying parties cannot learn that one was revoked")
 	}
