@@ -6,12 +6,20 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // TestCAUserTamperedDegraded: a running node whose CA HSM user's record is
@@ -167,4 +175,94 @@ func TestAuditUnauthenticatedCounted(t *testing.T) {
 	if out, err := c.CLI(context.Background(), "hsm", "status"); err != nil || !strings.Contains(out, "1 entries without a MAC") {
 		t.Errorf("ca hsm status does not count the entry without a MAC: %v\n%s", err, out)
 	}
+}
+
+// redisProxy forwards connections to Redis until cut, which closes them
+// all and refuses new ones until restored.
+type redisProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+func newRedisProxy(t *testing.T) *redisProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &redisProxy{ln: ln}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", storagetest.RedisAddr())
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *redisProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+// TestRedisAwayDegraded: a node whose Redis cannot be reached refuses
+// issuance (its rate limits live there); /readyz says so as "degraded"
+// (found by a review: it said ready throughout), and ready again once
+// Redis is back.
+func TestRedisAwayDegraded(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: storagetest.RedisAddr()})
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		storagetest.ServiceMissing(t, "Redis at "+storagetest.RedisAddr(), err)
+	}
+	rc.Close()
+	proxy := newRedisProxy(t)
+	c := StartCA(t, Options{InitArgs: []string{"--redis", proxy.ln.Addr().String(), "--redis-prefix", "degraded-" + strconv.Itoa(os.Getpid()) + ":"}})
+	readyz := func() (string, string) {
+		t.Helper()
+		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status, Reason string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return body.Status, body.Reason
+	}
+	if st, reason := readyz(); st != "ready" {
+		t.Fatalf("at start: %q %q", st, reason)
+	}
+	proxy.setCut(true)
+	waitFor(t, "/readyz to say Redis cannot be reached", func() bool {
+		st, reason := readyz()
+		return st == "degraded" && strings.Contains(reason, "Redis cannot be reached")
+	})
+	proxy.setCut(false)
+	waitFor(t, "/readyz to say ready again", func() bool { st, _ := readyz(); return st == "ready" })
 }

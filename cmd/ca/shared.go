@@ -29,6 +29,8 @@ type shared struct {
 	nonces    acme.Nonces
 	limiter   api.RateLimiter // also an acme.RateLimiter
 	close     func()
+	// ping checks the shared store (nil: memory, always there).
+	ping func(ctx context.Context) error
 }
 
 func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error) {
@@ -66,5 +68,6 @@ func newShared(ctx context.Context, cfg *config.Config, n *node) (*shared, error
 		nonces:    storage.NewRedisNonces(rc, redisPrefix+"nonce:", 0),
 		limiter:   storage.NewRedisLimiter(rc, redisPrefix+"rl:", nil),
 		close:     func() { rc.Close() },
+		ping:      func(ctx context.Context) error { return rc.Ping(ctx).Err() },
 	}, nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,6 +22,8 @@ import (
 const signingProblem = "the CA's HSM user cannot sign (see the log)"
 
 // noIssuerProblem is /readyz's reason when no intermediate may issue.
+const redisProblem = "Redis cannot be reached: issuance, renewal and ACME are refused until it can (OCSP and CRLs still serve)"
+
 const noIssuerProblem = "no issuer can sign new certificates: every intermediate is revoked or expired"
 
 // canIssue reports whether a request naming no issuer has one.
@@ -47,6 +51,17 @@ func (a *app) degraded() string {
 		// Every intermediate revoked or expired: shared by every node
 		// too, and OCSP and CRLs still serve.
 		err, reason = core.ErrNoIssuer, noIssuerProblem
+	} else if a.shared != nil && a.shared.ping != nil {
+		p := a.shared.ping
+		// Redis holds the rate limits and ACME nonces: without it the
+		// node refuses issuance, renewal and ACME (503), while OCSP and
+		// CRLs serve. Shared by every node as well (found by a review:
+		// /readyz said ready throughout).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if perr := p(ctx); perr != nil {
+			err, reason = perr, redisProblem
+		}
+		cancel()
 	}
 	if prev := a.signingReason.Swap(&reason); prev == nil || *prev != reason {
 		switch {
