@@ -34,7 +34,7 @@ const (
 	backupVersion     = 1
 	backupFormat      = "strongroom-hsm-backup"
 	backupKeyInfo     = "strongroom-hsm-backup-v1"
-	maxBackupSize     = 1 << 30
+	maxBackupSize     = MaxBackupBytes
 	maxBackupHeader   = 1 << 20
 	wrapModule        = "module"
 	wrapPassphrase    = "passphrase"
@@ -467,6 +467,9 @@ type BackupInfo struct {
 	// backup was taken: they restore, still refused until reset.
 	Unverified []string
 }
+
+// MaxBackupBytes is the largest backup Restore reads.
+const MaxBackupBytes = 1 << 30
 
 // InspectBackup reads a backup file's header.
 func InspectBackup(r io.Reader) (BackupInfo, error) {

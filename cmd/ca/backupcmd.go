@@ -126,9 +126,9 @@ increasing); a database backup holds it (and the HSM's sealed objects too).`,
 			if in == "" {
 				return errors.New("--in FILE is required")
 			}
-			data, err := os.ReadFile(in)
+			data, err := readBackupFile(in)
 			if err != nil {
-				return fmt.Errorf("reading backup: %w", err)
+				return err
 			}
 			info, err := hsm.InspectBackup(bytes.NewReader(data))
 			if err != nil {
@@ -216,6 +216,31 @@ func prepareRestoreDir(dir, fromDir string, method hsm.UnsealMethod, created *un
 	}
 	created.noteDB(cfg, dir)
 	return nil
+}
+
+// readBackupFile reads a backup file, refusing what is not one (its magic,
+// read first) or is larger than a backup can be, before holding it in
+// memory: `--in /dev/zero` grew without bound.
+func readBackupFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading backup: %w", err)
+	}
+	defer f.Close()
+	if _, err := hsm.InspectBackup(io.LimitReader(f, hsm.MaxBackupBytes)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("reading backup: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, hsm.MaxBackupBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading backup: %w", err)
+	}
+	if len(data) > hsm.MaxBackupBytes {
+		return nil, fmt.Errorf("%s is larger than a backup can be (%d bytes)", path, hsm.MaxBackupBytes)
+	}
+	return data, nil
 }
 
 func copyIfMissing(from, to string) error {

@@ -229,3 +229,37 @@ func TestSharesUnshownChangeNothing(t *testing.T) {
 		t.Fatal("init left a keystore behind")
 	}
 }
+
+// TestStaleOfficerPINFileSparesLastTry: officer.pin is a stored PIN: a stale
+// one is not tried on the officer's last login before it locks (found by a
+// review: six commands with an old officer.pin locked the officer), and the
+// error names the file.
+func TestStaleOfficerPINFileSparesLastTry(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	pinFile := filepath.Join(dir, "officer.pin")
+	good, err := os.ReadFile(pinFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pinFile, []byte("not-the-officer-pin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvOfficerPIN, "")
+	var last error
+	for range 8 {
+		_, last = runCA(t, "--data", dir, "hsm", "users", "list")
+		if last == nil {
+			t.Fatal("a wrong officer.pin logged in")
+		}
+	}
+	if !strings.Contains(last.Error(), "officer.pin") || !strings.Contains(last.Error(), "locks at the next") {
+		t.Fatalf("after 8 tries with a stale officer.pin: %v", last)
+	}
+	t.Setenv(config.EnvOfficerPIN, strings.TrimSpace(string(good)))
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "list"); err != nil {
+		t.Fatalf("the right PIN after a stale officer.pin: %v\n%s", err, out)
+	}
+}
