@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -39,19 +38,7 @@ func TestCAUserTamperedDegraded(t *testing.T) {
 	if err := db.QueryRow(`SELECT mac FROM hsm_users WHERE name = 'ca'`).Scan(&mac); err != nil || len(mac) == 0 {
 		t.Fatalf("the ca user's MAC: %x %v", mac, err)
 	}
-	readyz := func() (int, string, string) {
-		t.Helper()
-		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct{ Status, Reason string }
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, body.Status, body.Reason
-	}
+	readyz := func() (int, string, string) { t.Helper(); return readyzOf(t, c, c.Client) }
 	prom := c.NewAPIKey(t, "--name", "prom", "--scopes", "metrics")
 	signing := func() string { return metricValue(t, c, prom, "strongroom_ca_signing_available") }
 	issue := func() int {
@@ -244,17 +231,7 @@ func TestRedisAwayDegraded(t *testing.T) {
 	rc.Close()
 	proxy := newRedisProxy(t)
 	c := StartCA(t, Options{InitArgs: []string{"--redis", proxy.ln.Addr().String(), "--redis-prefix", "degraded-" + strconv.Itoa(os.Getpid()) + ":"}})
-	readyz := func() (string, string) {
-		t.Helper()
-		resp, err := c.Client.Get(c.HTTPSURL + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct{ Status, Reason string }
-		json.NewDecoder(resp.Body).Decode(&body)
-		return body.Status, body.Reason
-	}
+	readyz := func() (string, string) { t.Helper(); _, st, reason := readyzOf(t, c, c.Client); return st, reason }
 	if st, reason := readyz(); st != "ready" {
 		t.Fatalf("at start: %q %q", st, reason)
 	}
