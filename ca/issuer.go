@@ -363,9 +363,9 @@ func NewIntermediate(ctx context.Context, parent *Issuer, pub crypto.PublicKey, 
 	if id == "" {
 		id = parent.ID()
 	}
-	tmpl.IssuingCertificateURL = expandURLs(o.CAIssuerURLs, id)
-	tmpl.OCSPServer = expandURLs(o.OCSPURLs, id)
-	tmpl.CRLDistributionPoints = expandURLs(o.CRLURLs, id)
+	tmpl.IssuingCertificateURL = ExpandURLs(o.CAIssuerURLs, id)
+	tmpl.OCSPServer = ExpandURLs(o.OCSPURLs, id)
+	tmpl.CRLDistributionPoints = ExpandURLs(o.CRLURLs, id)
 	o.NameConstraints.apply(tmpl)
 	return createCA(ctx, tmpl, parent.Certificate(), pub, parent.Signer())
 }
@@ -489,7 +489,9 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	return h[:], nil
 }
 
-func expandURLs(tmpls []string, issuerID string) []string {
+// ExpandURLs is tmpls with {issuer} replaced by issuerID, as certificates
+// of that issuer carry them (the CRL builder scopes its CRLs with it).
+func ExpandURLs(tmpls []string, issuerID string) []string {
 	if len(tmpls) == 0 {
 		return nil
 	}

@@ -35,10 +35,10 @@ func (c *CA) prepare(req Request) (*prepared, error) {
 	if ia := is.NotAfter(); t.NotAfter.After(ia) {
 		return nil, core.Errorf(core.KindRejected, "lifetime %s would outlive issuer %s's chain (until %s)", p.life, is.ID(), ia.Format(time.RFC3339))
 	}
-	t.IssuingCertificateURL = expandURLs(c.urls.CAIssuers, is.ID())
+	t.IssuingCertificateURL = ExpandURLs(c.urls.CAIssuers, is.ID())
 	if !p.profile.NoRevocationInfo {
-		t.OCSPServer = expandURLs(c.urls.OCSP, is.ID())
-		t.CRLDistributionPoints = expandURLs(c.urls.CRL, is.ID())
+		t.OCSPServer = ExpandURLs(c.urls.OCSP, is.ID())
+		t.CRLDistributionPoints = ExpandURLs(c.urls.CRL, is.ID())
 	}
 	// RFC 5280 §4.2.1.2 asks for an SKI in every certificate (method 1);
 	// BR 7.1.2.7.6 says NOT RECOMMENDED in TLS server leaves. Follow each

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -115,8 +114,8 @@ func (a *app) mountRevocation(ctx context.Context) error {
 			// CRL whose issuing distribution point is not among the
 			// certificate's ("different CRL scope"). Certificates that
 			// name none (crl: []) are in scope only of a CRL without one.
-			if len(crlURLs) > 0 {
-				ci.URL = strings.ReplaceAll(crlURLs[0], "{issuer}", is.ID())
+			if dp := ca.ExpandURLs(crlURLs, is.ID()); len(dp) > 0 {
+				ci.URL = dp[0]
 			}
 			ci.DeltaURL = a.HTTPURL() + "/crl/" + is.ID() + "-delta.crl"
 		}
