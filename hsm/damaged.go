@@ -25,6 +25,9 @@ type DamagedKey struct {
 	// unlike Label and Owner, it cannot be edited by someone who can only
 	// write the database.
 	Created Creation
+	// Missing is set for a key with no rows at all whose authenticated
+	// creation has no destroy (missing.go): deleted outside the HSM.
+	Missing bool
 	err     error
 }
 
@@ -79,7 +82,8 @@ func damagedKey(o storage.HSMObject, err error) DamagedKey {
 }
 
 // CheckObjects opens every stored object and returns the damaged ones
-// (`ca hsm status`), which DamagedCount then counts. It needs no login,
+// (`ca hsm status`), then the missing ones (missing.go), which DamagedCount
+// then counts. It needs no login,
 // but an unsealed module; it costs one decryption and key parse per stored
 // version, and a read of every audit entry about a key.
 func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
@@ -98,10 +102,7 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 	}
 	damaged := damagedObjects(st, rows)
 	// Keys whose versions all open are checked against their history.
-	history := map[string][]storage.HSMAuditEntry{}
-	for _, e := range es {
-		history[e.Object] = append(history[e.Object], e)
-	}
+	history := byObject(es)
 	bad := map[string]bool{}
 	for _, d := range damaged {
 		bad[d.ID] = true
@@ -127,6 +128,11 @@ func (m *Module) CheckObjects(ctx context.Context) ([]DamagedKey, error) {
 			damaged = append(damaged, damagedKey(r, err))
 		}
 	}
+	missing, err := m.missingKeys(ctx, st, history, newest)
+	if err != nil {
+		return nil, fmt.Errorf("checking objects: %w", err)
+	}
+	damaged = append(damaged, missing...)
 	m.damaged.replace(damaged)
 	return damaged, nil
 }

@@ -119,11 +119,16 @@ func (st *unsealed) checkKeyHistory(ko *keyObject, es []storage.HSMAuditEntry) e
 
 // detailInt reads name=N from an audit entry's details (0 if absent).
 func detailInt(details, name string) int {
+	n, _ := strconv.Atoi(detail(details, name))
+	return n
+}
+
+// detail reads name=V from an audit entry's details ("" if absent).
+func detail(details, name string) string {
 	for _, f := range strings.Fields(details) {
 		if v, ok := strings.CutPrefix(f, name+"="); ok {
-			n, _ := strconv.Atoi(v)
-			return n
+			return v
 		}
 	}
-	return 0
+	return ""
 }

@@ -625,6 +625,12 @@ func (s *Session) FindKey(ctx context.Context, label string) (KeyInfo, error) {
 				return KeyInfo{}, fmt.Errorf("finding key labelled %q: key %s exists but is damaged or fails authentication: %w", label, d.ID, d.err)
 			}
 		}
+		if d, ok, err := s.missingLabelled(ctx, label); err != nil || ok {
+			if err == nil {
+				err = d.err
+			}
+			return KeyInfo{}, fmt.Errorf("finding key labelled %q: %w", label, err)
+		}
 		return KeyInfo{}, errf(ErrNotFound, "finding key labelled %q", label)
 	case 1:
 		return found[0], nil

@@ -202,4 +202,8 @@ type UserInfo struct {
 	// not verify, or it has none once the rows are authenticated); it
 	// cannot log in, and Role is only what the row says.
 	Tampered bool
+	// Missing: the authenticated audit log records the user as made and
+	// not deleted, but it has no row (missing.go); only Name and Role
+	// (from its creation entry) are set.
+	Missing bool
 }

@@ -29,25 +29,34 @@ func (m *Module) UnlockWithUnseal(ctx context.Context, name string, in UnsealInp
 // and who cannot be deleted and re-created because it owns keys (the CA's
 // own user), or whose PIN nobody knows. The user keeps its keys and its
 // creation time; the record is written anew with its MAC, vouched for by
-// the unseal holders, who can open every key anyway. It returns the role
-// the record stated before (not verified: it may be what was altered), so
-// the caller can say when the reset changed it.
-func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pin string, in UnsealInput) (was Role, err error) {
+// the unseal holders, who can open every key anyway. A missing user (its
+// row deleted outside the HSM, missing.go) is re-created, with its keys,
+// which are owned by name: recreated is then true. It returns the role the
+// record stated before (not verified: it may be what was altered; for a
+// missing user, the role its creation entry gives), so the caller can say
+// when the reset changed it.
+func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pin string, in UnsealInput) (was Role, recreated bool, err error) {
 	what := "resetting user " + strconv.Quote(name)
 	if !role.valid() {
-		return "", errf(ErrInvalid, "%s: unknown role %q (want officer, user or auditor)", what, role)
+		return "", false, errf(ErrInvalid, "%s: unknown role %q (want officer, user or auditor)", what, role)
 	}
 	if err := validPIN(pin); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return "", false, fmt.Errorf("%s: %w", what, err)
 	}
 	hash, err := hashPIN(pin)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	err = m.asUnsealHolders(ctx, in, what, func(st *unsealed, method UnsealMethod) error {
 		u, err := m.store.HSMUser(ctx, name)
 		if isNotFound(err) {
-			return errf(ErrNotFound, "%s", what)
+			mu, missing, err := m.missingUser(ctx, st, name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			} else if !missing {
+				return errf(ErrNotFound, "%s", what)
+			}
+			u = storage.HSMUser{Name: name, Role: string(mu.Role)} // no creation time: re-created
 		} else if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
@@ -56,7 +65,12 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 		if u.Role != string(role) {
 			details += " stated-role=" + u.Role
 		}
-		err = m.apply(ctx, storage.HSMChange{ResetUser: &nu}, "", "user.reset", name, details)
+		ch := storage.HSMChange{ResetUser: &nu}
+		if u.Created.IsZero() {
+			nu = st.withMAC(storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: m.now().UTC()})
+			ch, details = storage.HSMChange{NewUsers: []storage.HSMUser{nu}}, details+" recreated=missing"
+		}
+		err = m.apply(ctx, ch, "", "user.reset", name, details)
 		if errors.Is(err, storage.ErrHSMUserChanged) {
 			return errf(ErrNotFound, "%s: deleted or re-created meanwhile; nothing changed", what)
 		}
@@ -64,10 +78,10 @@ func (m *Module) ResetWithUnseal(ctx context.Context, name string, role Role, pi
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		st.noteUsers([]storage.HSMUser{nu}, nil)
-		was = Role(u.Role)
+		was, recreated = Role(u.Role), u.Created.IsZero()
 		return nil
 	})
-	return was, err // was is set by the call: read it after, not beside it
+	return was, recreated, err // set by the call: read them after, not beside it
 }
 
 // asUnsealHolders runs fn, holding m.mu, once in has shown it recovers the

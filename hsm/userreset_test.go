@@ -54,7 +54,7 @@ func TestResetWithUnseal(t *testing.T) {
 			{"unknown role", "alice", Role("root"), newPIN, right, ErrInvalid},
 			{"weak PIN", "alice", RoleUser, "aaaaaaaa", right, ErrInvalid},
 		} {
-			if _, err := f.m.ResetWithUnseal(ctx, c.user, c.role, c.pin, c.in); !errors.Is(err, c.want) {
+			if _, _, err := f.m.ResetWithUnseal(ctx, c.user, c.role, c.pin, c.in); !errors.Is(err, c.want) {
 				t.Fatalf("%s: %v, want %v", c.name, err, c.want)
 			}
 			if u, err := db.HSMUser(ctx, "alice"); err != nil || u.PINHash != malloryHash {
@@ -62,7 +62,7 @@ func TestResetWithUnseal(t *testing.T) {
 			}
 		}
 
-		if was, err := f.m.ResetWithUnseal(ctx, "alice", RoleUser, newPIN, right); err != nil || was != RoleUser {
+		if was, _, err := f.m.ResetWithUnseal(ctx, "alice", RoleUser, newPIN, right); err != nil || was != RoleUser {
 			t.Fatalf("reset: %v (the record stated role %q)", err, was)
 		}
 		e := lastAudit(t, db)

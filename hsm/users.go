@@ -168,7 +168,15 @@ func (m *Module) LoginStored(ctx context.Context, user, pin string) (*Session, e
 	if err == nil && !u.Locked && u.Failures >= maxFailed-1 {
 		return nil, fmt.Errorf("login: %w", errf(ErrPINFinalTry, "user %s has failed %d logins and locks at the next", user, u.Failures))
 	}
-	return m.login(ctx, user, pin, true)
+	s, lerr := m.login(ctx, user, pin, true)
+	if isNotFound(err) && errors.Is(lerr, ErrBadPIN) {
+		// The stored PIN is the operator's own: say why, as `ca hsm
+		// status` would, where an interactive login says no more.
+		if mu, missing := m.missingUserLocked(ctx, user); missing {
+			return nil, fmt.Errorf("login: %w", errf(ErrNotFound, "user %s (role %s, made in audit entry #%d) was deleted outside the HSM: the unseal holders can re-create it, with its keys", user, mu.Role, mu.Seq))
+		}
+	}
+	return s, lerr
 }
 
 // CreateUser adds a user (officer only).
@@ -280,6 +288,13 @@ func (s *Session) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	for _, u := range us {
 		out = append(out, UserInfo{Name: u.Name, Role: Role(u.Role), Locked: u.Locked, Failures: u.Failures, Created: u.Created,
 			Tampered: !st.userVerifies(u)})
+	}
+	missing, err := s.m.MissingUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	for _, u := range missing {
+		out = append(out, UserInfo{Name: u.Name, Role: u.Role, Missing: true})
 	}
 	return out, nil
 }

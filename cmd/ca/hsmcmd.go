@@ -122,6 +122,11 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					return err
 				}
 				printDamaged(w, damaged)
+				missingUsers, err := n.hsm.MissingUsers(ctx)
+				if err != nil {
+					return err
+				}
+				printMissingUsers(w, missingUsers)
 				// A key's history is read from the audit log: an entry about
 				// it deleted or moved shows only in the chain.
 				rep, err := n.hsm.VerifyAudit(ctx)
@@ -139,6 +144,8 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				switch {
 				case len(damaged) > 0:
 					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged))
+				case len(missingUsers) > 0:
+					return fmt.Errorf("%d users deleted outside the HSM: re-create them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`)", len(missingUsers))
 				case rep.FirstBad != 0:
 					return fmt.Errorf("the HSM audit log was altered outside the HSM at entry #%d: the keys' histories it records cannot be trusted", rep.FirstBad)
 				}
@@ -148,14 +155,31 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 }
 
 // printDamaged lists damaged key objects: id, the label and owner their row
-// names (not authenticated), and why they fail to open.
+// names (not authenticated), and why they fail to open; and missing ones,
+// with the label and creator their authenticated creation entry names.
 func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 	if len(damaged) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "damaged objects: %d\n", len(damaged))
 	for _, d := range damaged {
-		fmt.Fprintf(w, "  DAMAGED %s label=%q owner=%q: %s\n", shown(d.ID), d.Label, d.Owner, shownText(d.Reason))
+		what := "DAMAGED"
+		if d.Missing {
+			what = "MISSING"
+		}
+		fmt.Fprintf(w, "  %s %s label=%q owner=%q: %s\n", what, shown(d.ID), d.Label, d.Owner, shownText(d.Reason))
+	}
+}
+
+// printMissingUsers lists users deleted outside the HSM, with the role
+// their authenticated creation entry gives.
+func printMissingUsers(w io.Writer, missing []hsm.MissingUser) {
+	if len(missing) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "missing users: %d\n", len(missing))
+	for _, u := range missing {
+		fmt.Fprintf(w, "  MISSING user %s (role %s, made in audit entry #%d): its record was deleted outside the HSM\n", shown(u.Name), shown(string(u.Role)), u.Seq)
 	}
 }
 
@@ -168,7 +192,7 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			return withOfficer(cmd, g, officer, func(ctx context.Context, _ *node, s *hsm.Session) error { return fn(ctx, s, args) })
 		}
 	}
-	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row; users whose records were altered outside the HSM marked TAMPERED", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
+	list := &cobra.Command{Use: "list", Short: "List the HSM's users: name, role, whether locked, failed logins in a row; users whose records were altered outside the HSM marked TAMPERED, deleted outside it MISSING", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, args []string) error {
 		return run(func(ctx context.Context, s *hsm.Session, _ []string) error {
 			users, err := s.ListUsers(ctx)
 			if err != nil {
@@ -176,12 +200,16 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tROLE\tLOCKED\tFAILED LOGINS")
-			tampered := 0
+			tampered, missing := 0, 0
 			for _, u := range users {
 				fmt.Fprintf(w, "%s\t%s\t%v\t%d", shown(u.Name), shown(string(u.Role)), u.Locked, u.Failures)
-				if u.Tampered {
+				switch {
+				case u.Tampered:
 					tampered++
 					fmt.Fprint(w, "\tTAMPERED: altered outside the HSM; cannot log in")
+				case u.Missing:
+					missing++
+					fmt.Fprint(w, "\tMISSING: deleted outside the HSM; cannot log in")
 				}
 				fmt.Fprintln(w)
 			}
@@ -189,6 +217,8 @@ func hsmUsersCommand(g *globals) *cobra.Command {
 				return err
 			}
 			switch {
+			case missing > 0:
+				return fmt.Errorf("%d users were deleted outside the HSM: re-create them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`); they get their keys back", missing)
 			case tampered == 1:
 				return errors.New("1 user record was altered outside the HSM (it does not verify; the role shown is only what it says): reset it on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`), or delete and re-create the user")
 			case tampered > 1:
@@ -321,6 +351,10 @@ func hsmDestroyDamagedCommand(g *globals) *cobra.Command {
 				what := fmt.Sprintf("label %s, made by %s", shown(d.Created.Label), shown(d.Created.By))
 				if !d.Created.Verified {
 					what = fmt.Sprintf("its row says label %s, owner %s", shown(d.Label), shown(d.Owner))
+				}
+				if d.Missing {
+					fmt.Fprintf(cmd.OutOrStdout(), "missing key %s (%s) recorded as destroyed by %s (audited)\n", d.ID, what, officer)
+					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "damaged key %s (%s) destroyed by %s (audited); running nodes drop it within seconds\n", d.ID, what, officer)
 				return nil

@@ -169,11 +169,12 @@ func unlockWithUnseal(cmd *cobra.Command, g *globals, name string) error {
 
 // hsmResetCommand is `ca hsm users reset NAME --role ROLE`: the unseal
 // holders give a user a new PIN and vouch for its role, with no login (a
-// record altered outside the HSM, of a user that owns keys).
+// record altered outside the HSM, of a user that owns keys), or re-create a
+// user whose record was deleted outside the HSM.
 func hsmResetCommand(g *globals) *cobra.Command {
 	var role string
 	cmd := &cobra.Command{Use: "reset NAME --role ROLE",
-		Short: "Give a user a new PIN and the role named, clear its lockout, on the authority of the unseal material (a record altered outside the HSM; the user keeps its keys). New PIN from STRONGROOM_NEW_PIN or stdin",
+		Short: "Give a user a new PIN and the role named, clear its lockout, on the authority of the unseal material (a record altered outside the HSM; the user keeps its keys), or re-create a user `ca hsm status` lists as MISSING. New PIN from STRONGROOM_NEW_PIN or stdin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if r := hsm.Role(role); r != hsm.RoleOfficer && r != hsm.RoleUser && r != hsm.RoleAuditor {
@@ -188,9 +189,13 @@ func hsmResetCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				was, err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in)
+				was, recreated, err := n.hsm.ResetWithUnseal(ctx, args[0], hsm.Role(role), pin, in)
 				if err != nil {
 					return err
+				}
+				if recreated {
+					fmt.Fprintf(cmd.OutOrStdout(), "user %s was missing (its row deleted outside the HSM; the audit log made it a %s): re-created with role %s, its keys, and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], was, role)
+					return nil
 				}
 				if was != hsm.Role(role) {
 					fmt.Fprintf(cmd.OutOrStdout(), "note: its record stated role %s; it is %s now (a user's open sessions end when its role changes)\n", was, role)
