@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -158,6 +159,25 @@ func checkKeyName(name string) error {
 		return core.Errorf(core.KindMalformed, "an API key's name must not contain control or invisible formatting characters")
 	}
 	return nil
+}
+
+// KeyIDOf is the id of the key an operator names by ref: its id, or its
+// secret (a key found leaked in a log or a repository is revoked by what
+// was found). A secret is only hashed, never repeated in an error.
+func KeyIDOf(ctx context.Context, store interface {
+	APIKeyByHash(context.Context, []byte) (*storage.APIKey, error)
+}, ref string) (string, error) {
+	if !strings.HasPrefix(ref, keyPrefix) {
+		return ref, nil
+	}
+	k, err := store.APIKeyByHash(ctx, hashKey(ref))
+	if errors.Is(err, core.ErrNotFound) {
+		return "", core.Errorf(core.KindNotFound, "no API key has the secret given (%s…)", keyPrefix)
+	}
+	if err != nil {
+		return "", err
+	}
+	return k.ID, nil
 }
 
 // RevokeKey revokes the key with id; it stops working at once.

@@ -64,12 +64,16 @@ func apikeyCommand(g *globals) *cobra.Command {
 			return w.Flush()
 		})
 	}}
-	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke an API key: it stops working at once, its console sessions end", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke an API key (by its id, or by its secret if that is what was found leaked): it stops working at once, its console sessions end", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
-			if err := api.RevokeKey(ctx, n.db, args[0]); err != nil {
+			id, err := api.KeyIDOf(ctx, n.db, args[0])
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "API key %s revoked; if it leaked, review what it was used to issue: ca cert revoke-all --requester apikey:%s\n", args[0], args[0])
+			if err := api.RevokeKey(ctx, n.db, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "API key %s revoked; if it leaked, review what it was used to issue: ca cert revoke-all --requester apikey:%s\n", id, id)
 			return nil
 		})
 	}}

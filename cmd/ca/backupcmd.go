@@ -29,7 +29,7 @@ func hsmBackupCommand(g *globals) *cobra.Command {
 is authenticated under a key derived from the KEK and holds no plaintext
 secret. By default the same unseal material as the module's (key file,
 passphrase or shares) opens it; with --passphrase it opens with the backup
-passphrase from ` + envBackupPassphrase + ` instead.
+passphrase from ` + envBackupPassphrase + ` (else typed twice on stdin) instead.
 
 The backup covers the HSM only: certificates, ACME accounts and the rest of
 the database need their own database backup.`,
@@ -39,9 +39,9 @@ the database need their own database backup.`,
 			}
 			opts := hsm.BackupOptions{Actor: "cli"}
 			if withPass {
-				p := os.Getenv(envBackupPassphrase)
-				if p == "" {
-					return fmt.Errorf("--passphrase: set %s", envBackupPassphrase)
+				p, err := newSecretFrom(cmd, envBackupPassphrase, "backup passphrase")
+				if err != nil {
+					return fmt.Errorf("--passphrase: %w", err)
 				}
 				opts.Passphrase = []byte(p)
 			}
@@ -79,8 +79,16 @@ the database need their own database backup.`,
 			})
 		}}
 	cmd.Flags().StringVar(&out, "out", "", "backup file to create (must not exist)")
-	cmd.Flags().BoolVar(&withPass, "passphrase", false, "protect the backup with the passphrase in "+envBackupPassphrase)
+	cmd.Flags().BoolVar(&withPass, "passphrase", false, "protect the backup with the passphrase in "+envBackupPassphrase+" (else typed twice on stdin)")
 	return cmd
+}
+
+// backupPassphrase is the passphrase a --passphrase backup opens with.
+func backupPassphrase(cmd *cobra.Command) (string, error) {
+	if p := secretFrom(cmd, envBackupPassphrase, "Backup passphrase"); p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("this backup is protected by a backup passphrase: set %s or type it on stdin", envBackupPassphrase)
 }
 
 func opensWith(info hsm.BackupInfo) string {
@@ -104,7 +112,8 @@ NEWDIR/strongroom.db) using the backup's unseal method.
 Material: a key-file module reads the key file named in the configuration
 (default NEWDIR/unseal.key — copy it there first); a passphrase module reads
 STRONGROOM_HSM_PASSPHRASE or asks on stdin; a Shamir module asks for shares
-on stdin; a backup made with --passphrase reads ` + envBackupPassphrase + `.
+on stdin; a backup made with --passphrase reads ` + envBackupPassphrase + `
+or asks on stdin.
 
 A backup made with --passphrase can take new unseal material as it is
 restored (--unseal METHOD): the restored module then unseals with it, not
@@ -271,9 +280,9 @@ func restoreInto(ctx context.Context, cmd *cobra.Command, n *node, data []byte, 
 	}
 	ri := hsm.RestoreInput{Actor: "cli"}
 	if info.PassphraseProtected {
-		p := os.Getenv(envBackupPassphrase)
-		if p == "" {
-			return fmt.Errorf("this backup is protected by a backup passphrase: set %s", envBackupPassphrase)
+		p, err := backupPassphrase(cmd)
+		if err != nil {
+			return err
 		}
 		ri.BackupPassphrase = []byte(p)
 	} else {
@@ -335,9 +344,9 @@ func restoreRekeyed(ctx context.Context, cmd *cobra.Command, n *node, data []byt
 	if err := restoreTargetEmpty(ctx, n); err != nil {
 		return err
 	}
-	p := os.Getenv(envBackupPassphrase)
-	if p == "" {
-		return fmt.Errorf("this backup is protected by a backup passphrase: set %s", envBackupPassphrase)
+	p, err := backupPassphrase(cmd)
+	if err != nil {
+		return err
 	}
 	keyRel := n.cfg.HSM.KeyFile
 	if keyRel == "" {

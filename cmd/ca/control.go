@@ -136,7 +136,7 @@ func (c *control) unseal(w http.ResponseWriter, r *http.Request) {
 		// The configured material (key file, token, passphrase in the
 		// server's environment), as at start; else ask the client.
 		if err = c.n.unsealFromEnvironment(r.Context()); errors.Is(err, errNeedsOperator) {
-			c.reply(w, r, controlStatus{NeedsMaterial: true})
+			c.reply(w, r, controlStatus{NeedsMaterial: true, Status: hsm.Status{Sealed: true, Method: hsm.UnsealMethod(c.n.cfg.HSM.Unseal)}})
 			return
 		}
 	} else {

@@ -49,20 +49,21 @@ func unsealForCLI(ctx context.Context, cmd *cobra.Command, n *node) error {
 }
 
 // officerSession logs in as an officer: name from --officer (default
-// "officer"), PIN from STRONGROOM_OFFICER_PIN or DIR/officer.pin.
-func officerSession(ctx context.Context, n *node, name string) (*hsm.Session, error) {
-	pin := os.Getenv(config.EnvOfficerPIN)
-	login, from := n.hsm.Login, config.EnvOfficerPIN
+// "officer"), PIN from STRONGROOM_OFFICER_PIN or DIR/officer.pin, else
+// typed on stdin.
+func officerSession(ctx context.Context, cmd *cobra.Command, n *node, name string) (*hsm.Session, error) {
+	pin, login, from := os.Getenv(config.EnvOfficerPIN), n.hsm.Login, config.EnvOfficerPIN
 	if pin == "" {
-		b, err := os.ReadFile(filepath.Join(n.dir, "officer.pin"))
-		if err != nil {
-			return nil, fmt.Errorf("no officer PIN: set %s", config.EnvOfficerPIN)
+		file := filepath.Join(n.dir, "officer.pin")
+		if b, err := os.ReadFile(file); err == nil {
+			// A PIN kept in a file is a stored PIN: a stale one is not
+			// tried on the officer's last login before it locks, as
+			// ca.pin is not (found by a review: six commands with an old
+			// officer.pin locked the officer).
+			pin, login, from = strings.TrimSpace(string(b)), n.hsm.LoginStored, file
+		} else if pin, from = promptLine(cmd, "PIN of officer "+name), "stdin"; pin == "" {
+			return nil, fmt.Errorf("no officer PIN: set %s, keep it in officer.pin, or type it on stdin", config.EnvOfficerPIN)
 		}
-		// A PIN kept in a file is a stored PIN: a stale one is not tried
-		// on the officer's last login before it locks, as ca.pin is not
-		// (found by a review: six commands with an old officer.pin locked
-		// the officer).
-		pin, login, from = strings.TrimSpace(string(b)), n.hsm.LoginStored, filepath.Join(n.dir, "officer.pin")
 	}
 	s, err := login(ctx, name, pin)
 	if errors.Is(err, hsm.ErrBadPIN) || errors.Is(err, hsm.ErrPINFinalTry) {
@@ -80,7 +81,7 @@ func withOfficer(cmd *cobra.Command, g *globals, officer string, fn func(context
 		if err := unsealForCLI(ctx, cmd, n); err != nil {
 			return err
 		}
-		s, err := officerSession(ctx, n, officer)
+		s, err := officerSession(ctx, cmd, n, officer)
 		if err != nil {
 			return err
 		}
@@ -185,7 +186,7 @@ func printMissingUsers(w io.Writer, missing []hsm.MissingUser) {
 
 func hsmUsersCommand(g *globals) *cobra.Command {
 	var officer string
-	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (as the crypto officer: PIN from STRONGROOM_OFFICER_PIN or officer.pin; unlock --with-unseal, reset and pin need no officer)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage HSM users (as the crypto officer: PIN from STRONGROOM_OFFICER_PIN or officer.pin, else typed on stdin; unlock --with-unseal, reset and pin need no officer)"}
 	cmd.PersistentFlags().StringVar(&officer, "officer", "officer", "officer user name")
 	run := func(fn func(ctx context.Context, s *hsm.Session, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
@@ -413,9 +414,7 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "unseal", Short: "Unseal the HSM of the running ca serve (shares or passphrase on stdin); without a running server, check the material",
 		Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			if client, ok := controlClient(g.dataDir); ok {
-				return withNode(cmd, g, func(ctx context.Context, n *node) error {
-					return unsealThroughControl(ctx, cmd, n, client)
-				})
+				return unsealThroughControl(cmd.Context(), cmd, g, client)
 			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
@@ -430,14 +429,24 @@ func hsmUnsealCommand(g *globals) *cobra.Command {
 // unsealThroughControl asks the running server to unseal. The first
 // request carries no material: a server already unsealed says so, and no
 // share or passphrase is read for nothing; only when the server asks for
-// material is it read and sent.
-func unsealThroughControl(ctx context.Context, cmd *cobra.Command, n *node, client *http.Client) error {
+// material is it read and sent, as the server's unseal method (which it
+// names) wants. It opens no database: a share holder needs the socket and
+// a share, not the database's credentials (found by a review).
+func unsealThroughControl(ctx context.Context, cmd *cobra.Command, g *globals, client *http.Client) error {
 	var res controlStatus
 	if err := postControl(ctx, client, "/unseal", unsealRequest{}, &res); err != nil {
 		return err
 	}
 	if res.NeedsMaterial {
-		req, err := readUnsealMaterial(cmd, n)
+		method := string(res.Method)
+		if method == "" { // a server of the previous release does not name it
+			cfg, err := config.Load(g.dataDir)
+			if err != nil {
+				return err
+			}
+			method = cfg.HSM.Unseal
+		}
+		req, err := readUnsealMaterial(cmd, method)
 		if err != nil {
 			return err
 		}
@@ -467,11 +476,11 @@ func hsmSealCommand(g *globals) *cobra.Command {
 }
 
 // readUnsealMaterial reads the passphrase (or STRONGROOM_HSM_PASSPHRASE) or
-// the shares from stdin, for the node's unseal method.
-func readUnsealMaterial(cmd *cobra.Command, n *node) (unsealRequest, error) {
+// the shares from stdin, for the unseal method named.
+func readUnsealMaterial(cmd *cobra.Command, method string) (unsealRequest, error) {
 	var req unsealRequest
 	r, errw := stdin(cmd), cmd.ErrOrStderr()
-	switch n.cfg.HSM.Unseal {
+	switch method {
 	case "passphrase":
 		if p := os.Getenv(config.EnvPassphrase); p != "" {
 			req.Passphrase = p

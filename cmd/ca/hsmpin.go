@@ -67,6 +67,34 @@ func promptPassphrase(cmd *cobra.Command, question string) string {
 	return line
 }
 
+// secretFrom is a secret a command reads from the environment variable
+// env, else asks for on stdin (no echo on a terminal); "" if none given.
+// Typed, it stays out of the shell's history and the process list.
+func secretFrom(cmd *cobra.Command, env, question string) string {
+	if v := os.Getenv(env); v != "" {
+		return v
+	}
+	return promptPassphrase(cmd, question)
+}
+
+// newSecretFrom is a new secret (what: "new HSM passphrase", "backup
+// passphrase") from env, else typed twice on stdin: one mistyped would
+// leave something nobody can open.
+func newSecretFrom(cmd *cobra.Command, env, what string) (string, error) {
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	question := strings.ToUpper(what[:1]) + what[1:]
+	p := promptPassphrase(cmd, question)
+	if p == "" {
+		return "", fmt.Errorf("no %s: set %s or type it on stdin", what, env)
+	}
+	if again := promptPassphrase(cmd, question+" again"); again != p {
+		return "", fmt.Errorf("the two %ss differ", what)
+	}
+	return p, nil
+}
+
 // pinSource is where the CLI and the server find a user's PIN: an
 // environment variable, else (in development) a 0600 file in the data
 // directory. Users of no component have neither: their PIN is typed.
@@ -139,7 +167,7 @@ When the old PIN came from a file, the new one is written to that file.`,
 				fmt.Fprintf(out, "PIN of %s changed\n", name)
 				switch {
 				case fromFile:
-					if err := os.WriteFile(src.file, []byte(newPIN+"\n"), 0o600); err != nil {
+					if err := writePINFile(src.file, newPIN); err != nil {
 						return fmt.Errorf("the PIN is changed in the HSM but %s could not be updated: %w", src.file, err)
 					}
 					fmt.Fprintf(out, "%s now holds the new PIN\n", src.file)
@@ -149,6 +177,17 @@ When the old PIN came from a file, the new one is written to that file.`,
 				return nil
 			})
 		}}
+}
+
+// writePINFile replaces the PIN file at path (the file a symlink there
+// points to) with pin, whole and readable by its owner only, whatever mode
+// the old file had.
+func writePINFile(path, pin string) error {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(target, []byte(pin+"\n"), 0o600)
 }
 
 // unlockWithUnseal is `ca hsm users unlock NAME --with-unseal`: the unseal
@@ -216,7 +255,7 @@ func unsealMaterial(cmd *cobra.Command, n *node) (hsm.UnsealInput, error) {
 	if !errors.Is(err, errNeedsOperator) {
 		return in, err
 	}
-	req, err := readUnsealMaterial(cmd, n)
+	req, err := readUnsealMaterial(cmd, n.cfg.HSM.Unseal)
 	return hsm.UnsealInput{Passphrase: []byte(req.Passphrase), Shares: req.Shares}, err
 }
 

@@ -53,14 +53,22 @@ func TestUnlockWithUnsealAndPINChange(t *testing.T) {
 	if out, _ := runCA(t, "--data", dir, "hsm", "users", "list"); !hasFailures(out, "ca", "1") {
 		t.Fatalf("the wrong old PIN was not counted:\n%s", out)
 	}
-	// The old PIN from ca.pin; the file then holds the new one.
+	// The old PIN from ca.pin; the file then holds the new one, readable
+	// by its owner only, though it was readable by all (a review saw the
+	// new PIN written into the loose file).
 	os.Unsetenv(config.EnvHSMPIN)
+	if err := os.Chmod(filepath.Join(dir, "ca.pin"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err = runCA(t, "--data", dir, "hsm", "users", "pin", "ca")
 	if err != nil || !strings.Contains(out, "PIN of ca changed") {
 		t.Fatalf("pin: %v\n%s", err, out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "ca.pin")); strings.TrimSpace(string(b)) != "new-ca-pin-1" {
 		t.Fatalf("ca.pin holds %q after the change", b)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ca.pin")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.pin after the change: %v %v, want mode 0600", fi.Mode(), err)
 	}
 	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || !strings.Contains(out, "intermediate") {
 		t.Fatalf("the CA user with its new PIN: %v\n%s", err, out)

@@ -67,15 +67,9 @@ func (u newUnseal) material(ctx context.Context, cmd *cobra.Command, n *node, ke
 		m.KeyFile = keyFile
 		return m, hsm.UnsealInput{KeyFile: keyFile}, nil
 	case hsm.MethodPassphrase:
-		p := os.Getenv(envNewPassphrase)
-		if p == "" {
-			p = promptPassphrase(cmd, "New HSM passphrase")
-			if again := promptPassphrase(cmd, "New HSM passphrase again"); again != p {
-				return m, hsm.UnsealInput{}, errors.New("the two new passphrases differ")
-			}
-		}
-		if p == "" {
-			return m, hsm.UnsealInput{}, fmt.Errorf("no new passphrase: set %s or type it on stdin", envNewPassphrase)
+		p, err := newSecretFrom(cmd, envNewPassphrase, "new HSM passphrase")
+		if err != nil {
+			return m, hsm.UnsealInput{}, err
 		}
 		m.Passphrase = []byte(p)
 		return m, hsm.UnsealInput{Passphrase: m.Passphrase}, nil
@@ -184,7 +178,7 @@ func rekey(ctx context.Context, cmd *cobra.Command, g *globals, n *node, u newUn
 	if err := n.hsm.Unseal(ctx, current); err != nil {
 		return err
 	}
-	s, err := officerSession(ctx, n, officer)
+	s, err := officerSession(ctx, cmd, n, officer)
 	if err != nil {
 		return err
 	}
