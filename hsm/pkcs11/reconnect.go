@@ -24,7 +24,15 @@ import (
 // once. A reconnection is tried at most once per ReconnectEvery, so a
 // token that stays away costs one attempt (no PIN is sent while the token
 // is missing: it is not found before the login) per interval, not one per
-// request.
+// request. Each reconnection's login is a PIN try, so it reads the token's
+// PIN flags first, as Open does (checkPINTries), and a token that refuses
+// the PIN (changed on the HSM since the node started) gets no other try
+// from this node until it is restarted with the new one: an HSM that locks
+// its user after a few wrong PINs would otherwise be locked by a node
+// trying the old PIN every interval.
+
+// configure opens a token (crypto11.Configure; a variable for tests).
+var configure = crypto11.Configure
 
 // ReconnectEvery bounds how often a token is opened again.
 var ReconnectEvery = 5 * time.Second
@@ -53,6 +61,9 @@ func (t *Token) reconnect(stale *crypto11.Context) error {
 	if t.closed {
 		return fmt.Errorf("pkcs11: %s is closed: %w", t.desc, ErrInvalid)
 	}
+	if t.pinRefused != nil {
+		return t.pinRefused
+	}
 	if t.c.Load() != stale && !t.broken.Load() {
 		return nil
 	}
@@ -64,7 +75,14 @@ func (t *Token) reconnect(stale *crypto11.Context) error {
 		t.broken.Store(true)
 		t.ctx().Close() // its sessions are gone; waits for calls still on it
 	}
-	c, err := crypto11.Configure(&crypto11.Config{Path: t.opts.Module, TokenLabel: t.opts.Token, Pin: t.opts.PIN})
+	if err := checkPINTries(t.opts.Module, t.opts.Token); err != nil {
+		return err
+	}
+	c, err := configure(&crypto11.Config{Path: t.opts.Module, TokenLabel: t.opts.Token, Pin: t.opts.PIN})
+	if pinRefused(err) {
+		t.pinRefused = fmt.Errorf("pkcs11: %s refused this node's PIN when it was opened again (was the PIN changed on the HSM?): no other login is tried, so the token's user is not locked; restart the node with the right PIN: %w", t.desc, ErrInvalid)
+		return t.pinRefused
+	}
 	if err != nil {
 		return fmt.Errorf("pkcs11: opening %s again: %w", t.desc, scrub(err, t.opts.PIN))
 	}
@@ -107,7 +125,9 @@ func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) (
 		return sig, err
 	}
 	if rerr := s.t.reconnect(ref.c); rerr != nil {
-		return nil, fmt.Errorf("%w (opening the token again: %v)", err, rerr)
+		// The token's state first: the signature's own error after a
+		// reconnection elsewhere is only "context is closed".
+		return nil, fmt.Errorf("pkcs11: %s cannot sign with %q now (%v); the signature failed with: %w", s.t.desc, s.label, rerr, err)
 	}
 	c := s.t.ctx()
 	found, ferr := findIn(c, s.t.desc, s.label)

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,64 @@ func TestTokenComesBack(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("the token is back, the wrapping key is not found: %v", err)
+	}
+}
+
+// TestRefusedPINNotTriedAgain: a review changed the token's PIN under a
+// running node and made its session drop; the node then logged in with
+// its old PIN at every reconnection (12 wrong PINs a minute: an HSM that
+// locks after ten would be locked). After the token refuses the PIN once,
+// no login is tried again, and signatures say why.
+func TestRefusedPINNotTriedAgain(t *testing.T) {
+	st := softhsmtest.New(t, "pinchange")
+	was := pkcs11.ReconnectEvery
+	pkcs11.ReconnectEvery = 50 * time.Millisecond
+	defer func() { pkcs11.ReconnectEvery = was }()
+	tok, err := pkcs11.Open(context.Background(), st.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	s, err := tok.Generate("intermediate", "p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("tbs"))
+	if _, err := s.Sign(nil, d[:], crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	logins, restore := pkcs11.CountLogins()
+	defer restore()
+	tok.SetPIN("not-the-pin-1")
+	// The session drops: the token goes away and comes back.
+	tokens := filepath.Join(filepath.Dir(st.Conf), "tokens")
+	if err := os.Rename(tokens, tokens+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(nil, d[:], crypto.SHA256); err == nil {
+		t.Fatal("signed with the token gone")
+	}
+	if err := os.Rename(tokens+".away", tokens); err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	refusedAt := int64(-1)
+	for i := 0; i < 10; i++ {
+		time.Sleep(2 * pkcs11.ReconnectEvery)
+		if _, last = s.Sign(nil, d[:], crypto.SHA256); last == nil {
+			t.Fatal("signed after logging in with a wrong PIN")
+		}
+		if refusedAt < 0 && strings.Contains(last.Error(), "refused this node's PIN") {
+			refusedAt = logins.Load()
+		}
+	}
+	if refusedAt < 0 {
+		t.Fatalf("the signature's error never said the PIN was refused: %v", last)
+	}
+	if n := logins.Load(); n != refusedAt {
+		t.Errorf("%d logins after the token refused the PIN, want none", n-refusedAt)
+	}
+	if !strings.Contains(last.Error(), "refused this node's PIN") {
+		t.Errorf("the signature's error does not say the PIN was refused: %v", last)
 	}
 }

@@ -31,7 +31,8 @@ type Token struct {
 	rmu         sync.Mutex
 	reconnected time.Time
 	broken      atomic.Bool
-	closed      bool // by Close: never opened again
+	closed      bool  // by Close: never opened again
+	pinRefused  error // a reconnection's login refused the PIN: no more tries
 }
 
 func (t *Token) ctx() *crypto11.Context { return t.c.Load() }
@@ -48,7 +49,7 @@ func Open(_ context.Context, o Options) (*Token, error) {
 	if err := checkPINTries(o.Module, o.Token); err != nil {
 		return nil, err
 	}
-	c, err := crypto11.Configure(&crypto11.Config{Path: o.Module, TokenLabel: o.Token, Pin: o.PIN})
+	c, err := configure(&crypto11.Config{Path: o.Module, TokenLabel: o.Token, Pin: o.PIN})
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: opening %s: %w", desc, scrub(err, o.PIN))
 	}
