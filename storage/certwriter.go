@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"runtime"
 	"sync"
@@ -28,9 +27,6 @@ import (
 // fails the whole batch, and every caller in it gets the error.
 type CertWriter struct {
 	*DB
-	// stmts caches prepared statements by query text; only the loop
-	// goroutine touches it.
-	stmts   map[string]*sql.Stmt
 	ops     chan *certOp
 	quit    chan struct{}
 	stopped chan struct{} // closed when the loop has returned
@@ -68,7 +64,7 @@ const (
 
 // NewCertWriter starts the writer goroutine; Close stops it.
 func NewCertWriter(db *DB) *CertWriter {
-	w := &CertWriter{DB: db, stmts: map[string]*sql.Stmt{}, ops: make(chan *certOp, maxBatch), quit: make(chan struct{}),
+	w := &CertWriter{DB: db, ops: make(chan *certOp, maxBatch), quit: make(chan struct{}),
 		stopped: make(chan struct{})}
 	w.wg.Add(1)
 	go w.loop()
@@ -81,9 +77,6 @@ func NewCertWriter(db *DB) *CertWriter {
 func (w *CertWriter) Close() error {
 	w.closed.Do(func() { close(w.quit) })
 	w.wg.Wait()
-	for _, st := range w.stmts {
-		st.Close()
-	}
 	return nil
 }
 
@@ -170,9 +163,14 @@ func (w *CertWriter) run(ctx context.Context, batch []*certOp) error {
 	}
 	if errors.Is(err, errPipelineDiverged) {
 		err = w.DB.InTx(ctx, func(tx *Tx) error {
-			ptx := &preparedTx{Tx: tx, w: w}
+			// Its statements are the DB's cached ones (Tx.Exec): a
+			// statement not yet prepared runs unprepared here, never
+			// prepared on the pool, which needs a second connection
+			// while this one holds the write lock (a review saw every
+			// issuance stall 10 s, the pool's other connections waiting
+			// on that lock).
 			for _, op := range batch {
-				op.err = op.run(ctx, ptx)
+				op.err = op.run(ctx, tx)
 				if op.err != nil && !isOpOutcome(op.err) {
 					return op.err
 				}
@@ -238,23 +236,4 @@ func (w *CertWriter) RecordIntent(ctx context.Context, c *core.Certificate, at t
 // StoreIssued is DB.StoreIssued through the group commit.
 func (w *CertWriter) StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error {
 	return w.do(ctx, func(ctx context.Context, x execer) error { return storeIssued(ctx, x, serial, der, at) })
-}
-
-// preparedTx runs the writer's few statements as prepared statements
-// (SQLite would otherwise parse each one on every call).
-type preparedTx struct {
-	*Tx
-	w *CertWriter
-}
-
-func (p *preparedTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, ok := p.w.stmts[query]
-	if !ok {
-		var err error
-		if st, err = p.w.DB.sql.PrepareContext(ctx, p.w.DB.q(query)); err != nil {
-			return nil, err
-		}
-		p.w.stmts[query] = st
-	}
-	return p.Tx.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }

@@ -63,7 +63,8 @@ func unavailable(err error) bool {
 	var se *sqlite.Error
 	var ne net.Error
 	switch {
-	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, pgconn.ErrConnClosed): // the connection closed under a transaction
 		return true
 	case errors.As(err, &pe):
 		// Class 08 connection exception, 53 insufficient resources, 57P
