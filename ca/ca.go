@@ -30,6 +30,9 @@ type Store interface {
 	RecordIntent(ctx context.Context, c *core.Certificate, at time.Time) error
 	// StoreIssued marks a reserved row valid with the signed DER.
 	StoreIssued(ctx context.Context, serial core.Serial, der []byte, at time.Time) error
+	// AbandonIntent withdraws the intent of a certificate the signer
+	// refused to sign; its serial stays reserved.
+	AbandonIntent(ctx context.Context, serial core.Serial, at time.Time) error
 	RevokeCertificate(ctx context.Context, serial core.Serial, reason core.RevocationReason, at, invalidity time.Time) error
 	// RevokeAndBlockKey revokes for keyCompromise and blocks the key, in
 	// one transaction.

@@ -567,3 +567,40 @@ func TestCodeSigningWithoutTLSIssuer(t *testing.T) {
 		t.Fatalf("a TLS request with no TLS issuer left: %v", err)
 	}
 }
+
+// refusingSigner is a signer that answers an error, as a token that went
+// away does.
+type refusingSigner struct{ crypto.Signer }
+
+func (refusingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("CKR_DEVICE_REMOVED")
+}
+
+// TestRefusedSignatureLeavesNoIntent: a signer that answers an error gave
+// no signature, so nothing can be handed out; the intent is withdrawn (a
+// review's token outage left 1,400 intents reported at start as perhaps
+// signed) and the serial stays reserved, never used again.
+func TestRefusedSignatureLeavesNoIntent(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storagetest.SQLite(t)
+	root, inter := testHierarchy(t, "p256")
+	gone := &Issuer{id: inter.id, chain: inter.chain, sent: inter.sent, signer: refusingSigner{inter.signer}}
+	c, err := New(Options{Store: db, Issuers: []*Issuer{gone, root}, URLs: testURLs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.Issue(ctx, Request{CSR: makeCSR(t, testKey(t, "p256"), "a.example", "a.example"), Profile: "tls-server"})
+	if iss != nil || core.KindOf(err) != core.KindUnavailable {
+		t.Fatalf("Issue with a signer that refuses = %v, %v; want unavailable", iss, err)
+	}
+	if n := countIntents(t, db); n != 0 {
+		t.Fatalf("%d intents left by a refused signature", n)
+	}
+	var names, reserved int
+	if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM certificate_names`).Scan(&names); err != nil || names != 0 {
+		t.Fatalf("%d names left by a refused signature (%v)", names, err)
+	}
+	if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM certificates WHERE status = ? AND profile = 'tls-server'`, string(core.StatusReserved)).Scan(&reserved); err != nil || reserved != 1 {
+		t.Fatalf("%d reserved rows of the refused certificate (%v), want its serial kept reserved", reserved, err)
+	}
+}

@@ -146,6 +146,27 @@ func namesInsert(n int) string {
 	return b.String()
 }
 
+// AbandonIntent withdraws the intent recorded on a reserved row whose
+// certificate was not signed (the signer answered an error, so no
+// signature exists): the row stays reserved, so its serial is never used
+// again, as one of a serial pool lost in a crash is, but it is no longer
+// an intent that `ca cert list --status intent` and a node's start report
+// as perhaps signed. A row that is not such an intent is left as it is.
+func (d *DB) AbandonIntent(ctx context.Context, serial core.Serial, at time.Time) error {
+	return d.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE certificates SET tbs = NULL, updated_at = ?
+			WHERE serial = ? AND `+statusIs+` AND tbs IS NOT NULL`,
+			Micros(at), string(serial), string(core.StatusReserved))
+		if err := oneRow(res, err, "withdrawing intent"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM certificate_names WHERE serial = ?`, string(serial)); err != nil {
+			return fmt.Errorf("withdrawing intent's names: %w", err)
+		}
+		return nil
+	})
+}
+
 // statusIs tests the status of the row a write finds by its serial. It
 // compares the status joined to an empty string, which no index serves, so
 // that PostgreSQL can only take the primary key. With the bare column, its
