@@ -15,6 +15,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
+	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/ra"
 )
 
@@ -222,7 +223,7 @@ func (c *control) revoke(w http.ResponseWriter, r *http.Request) {
 			return auth.RevokeAndBlockKey(r.Context(), req.Serial, req.Invalidity, "cli:control-socket")
 		}
 	}
-	if err := revoke(); err != nil {
+	if err := storage.Classify(revoke()); err != nil {
 		status := http.StatusInternalServerError
 		switch core.KindOf(err) {
 		case core.KindNotFound:
@@ -231,6 +232,12 @@ func (c *control) revoke(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusConflict
 		case core.KindMalformed, core.KindRejected:
 			status = http.StatusBadRequest
+		case core.KindUnavailable:
+			status = http.StatusServiceUnavailable
+		default:
+			// The operator sees "internal error"; the log says what
+			// failed (a review found neither saying the disk was full).
+			c.n.log.Error("revocation through the control socket failed", "serial", req.Serial, "err", err)
 		}
 		http.Error(w, core.DetailOf(err), status)
 		return
