@@ -51,8 +51,15 @@ func TestMetricsScrape(t *testing.T) {
 	if resp, b := apiCall(t, c, "GET", "/certificates", prom, "", "", nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a metrics key listed certificates: %s %s", resp.Status, b)
 	}
+	// The responder certificates are made at start, before any OCSP
+	// question (a review's CA whose disk filled before the first one
+	// answered every question tryLater).
+	responderMetric := regexp.MustCompile(`(?m)^strongroom_ocsp_responder_not_after_timestamp_seconds\{issuer="intermediate"\} [1-9]`)
+	c.waitFor(t, "the responder certificate made at start", func() bool {
+		_, b := scrape(prom)
+		return responderMetric.MatchString(b)
+	})
 	chain := issueChain(t, c, goCSR(t, "scraped.localhost"))
-	// An OCSP question makes the intermediate's responder certificate.
 	reqDER, err := ocsp.CreateRequest(chain[0], chain[1], nil)
 	if err != nil {
 		t.Fatal(err)

@@ -145,6 +145,15 @@ func (a *app) mountRevocation(ctx context.Context) error {
 	}
 	a.closers = append(a.closers, stop)
 	a.background = append(a.background, func(ctx context.Context) { resp.RunSweeper(ctx, a.n.db, oc.SweepInterval) })
+	// The responder certificates are made at start, not at the first
+	// request: a review's CA whose disk filled before anyone asked
+	// answered every OCSP request tryLater, as its responder key could
+	// not be made, though every status could be read.
+	a.background = append(a.background, func(ctx context.Context) {
+		if err := resp.Warm(ctx); err != nil && ctx.Err() == nil {
+			a.n.log.Warn("ocsp: making the responder certificates at start failed; the first request tries again", "err", err)
+		}
+	})
 	ids := make([]string, len(all))
 	for i, is := range all {
 		ids[i] = is.ID()
