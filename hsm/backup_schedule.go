@@ -57,12 +57,12 @@ func (m *Module) BackupNow(ctx context.Context, s BackupSchedule) (string, error
 	}
 	name := backupPrefix + m.now().UTC().Format(backupTimeLayout) + backupSuffix
 	path := filepath.Join(s.Dir, name)
-	err := writeAtomically(s.Dir, name, func(w io.Writer) error { return m.Backup(ctx, w, s.Options) })
+	err := WriteBackupFile(filepath.Join(s.Dir, name), func(w io.Writer) error { return m.Backup(ctx, w, s.Options) })
 	if err != nil {
 		return "", err
 	}
 	if s.CopyDir != "" {
-		err := writeAtomically(s.CopyDir, name, func(w io.Writer) error {
+		err := WriteBackupFile(filepath.Join(s.CopyDir, name), func(w io.Writer) error {
 			f, err := os.Open(path)
 			if err != nil {
 				return err
@@ -133,11 +133,16 @@ func (m *Module) RunBackups(ctx context.Context, s BackupSchedule) error {
 	}
 }
 
-func writeAtomically(dir, name string, fill func(io.Writer) error) error {
+// WriteBackupFile writes a new backup file at final, never replacing one:
+// fill writes it into a temporary file in the same directory (made first,
+// so a directory that cannot take it fails before anything is audited as
+// taken), synced, then renamed into place. A crash leaves a hidden
+// temporary file, never a torn or empty file under a backup's name.
+func WriteBackupFile(final string, fill func(io.Writer) error) error {
+	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	final := filepath.Join(dir, name)
 	if _, err := os.Stat(final); err == nil {
 		return errf(ErrExists, "backup: %s already exists", final)
 	}

@@ -49,26 +49,18 @@ the database need their own database backup.`,
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
 				}
-				// Create the file first: a backup that cannot be written is
-				// not audited as taken.
-				f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-				if err != nil {
-					return fmt.Errorf("writing backup: %w", err)
-				}
+				// As scheduled backups are written: a killed command leaves
+				// no empty file under the backup's name (found by a review).
 				var buf bytes.Buffer
-				err = n.hsm.Backup(ctx, &buf, opts)
-				if err == nil {
-					_, err = f.Write(buf.Bytes())
-				}
-				if err == nil {
-					err = f.Sync()
-				}
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+				err := hsm.WriteBackupFile(out, func(w io.Writer) error {
+					if err := n.hsm.Backup(ctx, &buf, opts); err != nil {
+						return err
+					}
+					_, err := w.Write(buf.Bytes())
+					return err
+				})
 				if err != nil {
-					os.Remove(out)
-					return fmt.Errorf("writing backup: %w", err)
+					return err // "backup: …"
 				}
 				info, _ := hsm.InspectBackup(bytes.NewReader(buf.Bytes()))
 				fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d key versions, %d audit entries (opens with: %s)\n",

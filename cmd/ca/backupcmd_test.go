@@ -195,3 +195,31 @@ func TestRestoreIntoUsedPostgresNamesTheDatabase(t *testing.T) {
 		t.Fatalf("restore into a used database: %v", err)
 	}
 }
+
+// TestBackupFileNeverTorn: `ca hsm backup --out F` created F first and
+// wrote it after the backup was made, so a review's killed command left an
+// empty F (which a job checking that the file exists counts as a backup).
+// It is written as scheduled backups are, into a temporary file renamed
+// into place: a file already there is kept as it was, and a backup that
+// fails leaves nothing under its name, or beside it.
+func TestBackupFileNeverTorn(t *testing.T) {
+	dir := initAltered(t, `DELETE FROM hsm_audit WHERE seq = 3`)
+	out := t.TempDir()
+	taken := filepath.Join(out, "taken.srbk")
+	if err := os.WriteFile(taken, []byte("an earlier backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCA(t, "--data", dir, "hsm", "backup", "--out", taken); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("backup over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(taken); string(b) != "an earlier backup" {
+		t.Fatalf("the existing file now holds %q", b)
+	}
+	// The audit log was altered: the backup is refused.
+	if _, err := runCA(t, "--data", dir, "hsm", "backup", "--out", filepath.Join(out, "new.srbk")); err == nil {
+		t.Fatal("a backup of an altered audit log was written")
+	}
+	if es, _ := os.ReadDir(out); len(es) != 1 {
+		t.Fatalf("after a refused backup the directory holds %d files, want only the earlier one", len(es))
+	}
+}
