@@ -21,9 +21,13 @@ import (
 // (kept in the embedded module).
 const signingProblem = "the CA's HSM user cannot sign (see the log)"
 
-// noIssuerProblem is /readyz's reason when no intermediate may issue.
-const redisProblem = "Redis cannot be reached: issuance, renewal and ACME are refused until it can (OCSP and CRLs still serve)"
+// redisProblem is /readyz's reason when Redis cannot be reached. What it
+// refuses is what needs Redis: ACME (its nonces) and requests an hourly
+// limit counts (api.issue_per_hour); other REST issuance goes on (a review
+// saw the reason say it was refused while 5,000 certificates were issued).
+const redisProblem = "Redis cannot be reached: ACME, and issuance an hourly limit counts (api.issue_per_hour), are refused until it can; other REST issuance, OCSP and CRLs still serve"
 
+// noIssuerProblem is /readyz's reason when no intermediate may issue.
 const noIssuerProblem = "no issuer can sign new certificates: every intermediate is revoked or expired"
 
 // canIssue reports whether a request naming no issuer has one.
