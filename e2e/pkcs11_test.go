@@ -221,6 +221,11 @@ func TestPKCS11TokenOutage(t *testing.T) {
 	if err := os.Rename(tokens, tokens+".away"); err != nil {
 		t.Fatal(err)
 	}
+	// Before anything signs: a review saw /readyz say ready for as long
+	// as nothing tried the token.
+	if st := readyz(); st != "degraded" {
+		t.Fatalf("/readyz with the token gone, before any signature: %q, want degraded", st)
+	}
 	r := issue()
 	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("issuing with the token gone: %s (Retry-After %q)", r.Status, r.Header.Get("Retry-After"))

@@ -15,8 +15,8 @@ import (
 
 	"github.com/strongroom-pki/strongroom/core"
 	"github.com/strongroom-pki/strongroom/hsm"
-	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/ra"
+	"github.com/strongroom-pki/strongroom/storage"
 )
 
 // controlSocket is the running server's local control endpoint:

@@ -58,10 +58,18 @@ func (t *timedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts
 	return sig, err
 }
 
-// failing is the last signature's error, or nil.
+// failing is the last signature's error, or nil; with none, the error of
+// a key that says it is not there now (a CA key on a PKCS#11 token that
+// went away while nothing signed), which then counts as the last error.
 func (t *timedSigner) failing() error {
 	if p := t.lastErr.Load(); p != nil {
 		return *p
+	}
+	if p, ok := t.Signer.(interface{ Present() error }); ok {
+		if err := p.Present(); err != nil {
+			t.lastErr.Store(&err)
+			return err
+		}
 	}
 	return nil
 }

@@ -118,25 +118,66 @@ func (s *tokenSigner) Public() crypto.PublicKey { return s.pub }
 func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	ref := s.cur.Load()
 	sig, err := ref.s.Sign(r, digest, opts)
-	// Retry after a PKCS#11 error, while the token is broken, or when
-	// another signer of this token opened it again since this one found
-	// its key (its handle belongs to the closed context).
-	if err == nil || !(lostSession(err) || s.t.broken.Load() || ref.c != s.t.ctx()) {
+	if err == nil || !s.retryable(err, ref) {
 		return sig, err
 	}
+	found, err := s.again(ref, err)
+	if err != nil {
+		return nil, err
+	}
+	return found.Sign(r, digest, opts)
+}
+
+// Present checks, without signing, that the key is on the token as a
+// signature would find it, opening the token again as Sign does. /readyz
+// and strongroom_ca_signing_available ask it, so a token that went away
+// shows before a request fails on it (a review saw /readyz say ready for
+// as long as nothing signed).
+func (s *tokenSigner) Present() error {
+	ref := s.cur.Load()
+	_, err := findIn(ref.c, s.t.desc, s.label)
+	if err == nil && ref.c == s.t.ctx() && !s.t.broken.Load() {
+		return nil
+	}
+	// A session whose token went away and came back may find nothing
+	// (SoftHSM's does): a key not found is looked for again on the token
+	// opened again (at most every ReconnectEvery), as after a PKCS#11
+	// error; a key labelled twice is not.
+	if err != nil && !s.retryable(err, ref) && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err == nil {
+		err = errors.New("the token was opened again since this key was found")
+	}
+	_, err = s.again(ref, err)
+	return err
+}
+
+// retryable reports whether an operation with ref that failed with err may
+// succeed on the token opened again: after a PKCS#11 error, while the
+// token is broken, or when another signer of this token opened it again
+// since this one found its key (its handle belongs to the closed context).
+func (s *tokenSigner) retryable(err error, ref *keyRef) bool {
+	return lostSession(err) || s.t.broken.Load() || ref.c != s.t.ctx()
+}
+
+// again opens the token again after cause (unless another caller did),
+// finds the key's label again, and keeps it, only if its public half is
+// the one this signer started with.
+func (s *tokenSigner) again(ref *keyRef, cause error) (crypto.Signer, error) {
 	if rerr := s.t.reconnect(ref.c); rerr != nil {
 		// The token's state first: the signature's own error after a
 		// reconnection elsewhere is only "context is closed".
-		return nil, fmt.Errorf("pkcs11: %s cannot sign with %q now (%v); the signature failed with: %w", s.t.desc, s.label, rerr, err)
+		return nil, fmt.Errorf("pkcs11: %s cannot sign with %q now (%v); the signature failed with: %w", s.t.desc, s.label, rerr, cause)
 	}
 	c := s.t.ctx()
 	found, ferr := findIn(c, s.t.desc, s.label)
 	if ferr != nil {
-		return nil, fmt.Errorf("%w (after opening the token again: %v)", err, ferr)
+		return nil, fmt.Errorf("%w (after opening the token again: %v)", cause, ferr)
 	}
 	if eq, ok := found.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(s.pub) {
 		return nil, fmt.Errorf("pkcs11: the key labelled %q on %s is no longer the key this node started with: %w", s.label, s.t.desc, ErrInvalid)
 	}
 	s.cur.Store(&keyRef{c: c, s: found})
-	return found.Sign(r, digest, opts)
+	return found, nil
 }

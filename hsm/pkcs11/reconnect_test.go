@@ -153,3 +153,50 @@ func TestRefusedPINNotTriedAgain(t *testing.T) {
 		t.Errorf("the signature's error does not say the PIN was refused: %v", last)
 	}
 }
+
+// TestPresentSeesTokenGone: a review saw /readyz say ready for as long as
+// nothing signed with a token that was gone. Present says so without a
+// signature, and says nothing once the token is back.
+func TestPresentSeesTokenGone(t *testing.T) {
+	st := softhsmtest.New(t, "present")
+	was := pkcs11.ReconnectEvery
+	pkcs11.ReconnectEvery = 50 * time.Millisecond
+	defer func() { pkcs11.ReconnectEvery = was }()
+	tok, err := pkcs11.Open(context.Background(), st.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	s, err := tok.Generate("intermediate", "p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := s.(interface{ Present() error })
+	if !ok {
+		t.Fatalf("a token signer (%T) cannot say whether its key is there", s)
+	}
+	if err := p.Present(); err != nil {
+		t.Fatal(err)
+	}
+	tokens := filepath.Join(filepath.Dir(st.Conf), "tokens")
+	if err := os.Rename(tokens, tokens+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Present(); err == nil {
+		t.Fatal("the key is there with the token gone")
+	}
+	if err := os.Rename(tokens+".away", tokens); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for err = p.Present(); err != nil && time.Now().Before(deadline); err = p.Present() {
+		time.Sleep(pkcs11.ReconnectEvery)
+	}
+	if err != nil {
+		t.Fatalf("the token is back, the key is not: %v", err)
+	}
+	d := sha256.Sum256([]byte("tbs"))
+	if _, err := s.Sign(nil, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("signing once the key is there again: %v", err)
+	}
+}
