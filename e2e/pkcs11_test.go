@@ -245,6 +245,19 @@ func TestPKCS11TokenOutage(t *testing.T) {
 	if !strings.Contains(out, `the CA keys are not in this backup: they are on PKCS#11 token "strongroom-outage" (labels root, intermediate)`) {
 		t.Fatalf("ca hsm backup with the CA keys on a token:\n%s", out)
 	}
+	// `ca hsm status` checks the CA keys on the token: a review deleted
+	// them there and status said all was well.
+	if out, err := c.CLI(context.Background(), "hsm", "status"); err != nil || !strings.Contains(out, "CA keys on the PKCS#11 token: every issuer's key found") {
+		t.Fatalf("ca hsm status with the CA keys on the token: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("pkcs11-tool", "--module", st.Module, "--token-label", st.Label, "--login", "--pin", st.PIN,
+		"--delete-object", "--type", "privkey", "--label", "intermediate").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --delete-object: %v\n%s", err, out)
+	}
+	if out, err := c.CLI(context.Background(), "hsm", "status"); err == nil || !strings.Contains(out, "CA keys on the PKCS#11 token: FAILING") ||
+		!strings.Contains(out, "intermediate") {
+		t.Fatalf("ca hsm status with the intermediate's key deleted from the token: %v\n%s", err, out)
+	}
 }
 
 // TestTwoCAsShareToken: two CAs keep their keys (CA keys and the KEK's

@@ -139,12 +139,15 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				} else {
 					fmt.Fprintf(w, "audit log: %d entries, intact\n", rep.Entries)
 				}
+				tokenErr := checkTokenKeys(ctx, n, w)
 				if n := unauthenticated(rep); n > 0 {
 					fmt.Fprintf(w, "audit log: %d entries without a MAC after authentication began (nodes of the previous release during an upgrade, or written outside the HSM; they must not grow once every node runs this release; listed by ca hsm audit verify)\n", n)
 				}
 				switch {
 				case len(damaged) > 0:
 					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged))
+				case tokenErr != nil:
+					return fmt.Errorf("the CA keys on the PKCS#11 token: %w", tokenErr)
 				case len(missingUsers) > 0:
 					return fmt.Errorf("%d users deleted outside the HSM: re-create them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`)", len(missingUsers))
 				case rep.FirstBad != 0:
@@ -170,6 +173,28 @@ func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 		}
 		fmt.Fprintf(w, "  %s %s label=%q owner=%q: %s\n", what, shown(d.ID), d.Label, d.Owner, shownText(d.Reason))
 	}
+}
+
+// checkTokenKeys is `ca hsm status`'s check of CA keys kept on a PKCS#11
+// token (ca.key_store pkcs11), which the embedded module's checks do not
+// see: it opens the token and finds every issuer's key, matching its
+// certificate, as `ca serve` does at start (a review deleted both CA keys
+// from the token and status said all was well). Without the token's PIN
+// it says it did not check.
+func checkTokenKeys(ctx context.Context, n *node, w io.Writer) error {
+	if n.cfg.CA.KeyStore != "pkcs11" {
+		return nil
+	}
+	if _, err := n.cfg.PKCS11PIN(n.dir); err != nil {
+		fmt.Fprintf(w, "CA keys on the PKCS#11 token: not checked (%s)\n", shownText(err.Error()))
+		return nil
+	}
+	if _, _, err := n.issuers(ctx, nil, nil); err != nil {
+		fmt.Fprintf(w, "CA keys on the PKCS#11 token: FAILING: %s\n", shownText(err.Error()))
+		return err
+	}
+	fmt.Fprintln(w, "CA keys on the PKCS#11 token: every issuer's key found, matching its certificate")
+	return nil
 }
 
 // printMissingUsers lists users deleted outside the HSM, with the role
