@@ -323,9 +323,13 @@ func checkRestoredNode(ctx context.Context, w io.Writer, n *node, keyFileMissing
 	if keyFileMissing {
 		keyFile = "the unseal key file, "
 	}
+	tokenPIN := ""
+	if n.cfg.CA.KeyStore == "pkcs11" || n.cfg.HSM.Unseal == "pkcs11" {
+		tokenPIN = "the PKCS#11 token's PIN (STRONGROOM_PKCS11_PIN or hsm.pkcs11.pin_file), "
+	}
 	fmt.Fprintln(w, "still to copy by hand: the CA user's PIN (ca.pin or STRONGROOM_HSM_PIN), the key service user's PIN\n"+
 		"(apps.pin or STRONGROOM_APPS_PIN; without it the key service stays off), officer.pin if you use it,\n"+
-		keyFile+missingCACerts(n)+"and the certificate database (certificates, revocations, API keys,\n"+
+		keyFile+tokenPIN+missingCACerts(n)+"and the certificate database (certificates, revocations, API keys,\n"+
 		"ACME accounts, CRL numbers) from a database backup: without it this node has forgotten every revocation")
 	return nil
 }
