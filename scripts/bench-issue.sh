@@ -37,15 +37,15 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=be
   -addext subjectAltName=DNS:bench.localhost -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
 url="https://localhost:$P1/api/v1/certificates"
 for _ in $(seq 50); do
-  curl -sf --cacert "$D/root.pem" -H "Authorization: Bearer $(cat "$D/admin.key")" \
+  sed 's/^/Authorization: Bearer /' "$D/admin.key" | curl -sf --cacert "$D/root.pem" -H @- \
     -H "Content-Type: application/pkcs10" -H "Accept: application/pem-certificate-chain" \
     --data-binary @"$work/leaf.csr" "$url" -o "$work/chain.pem" && break
   sleep 0.2
 done
 openssl verify -CAfile "$D/root.pem" -untrusted "$D/intermediate.pem" "$work/chain.pem" >/dev/null
-python3 - "$work/leaf.csr" "$(cat "$D/admin.key")" >"$work/post.lua" <<'PY'
+python3 - "$work/leaf.csr" "$D/admin.key" >"$work/post.lua" <<'PY'
 import json, sys
-csr, key = open(sys.argv[1]).read(), sys.argv[2]
+csr, key = open(sys.argv[1]).read(), open(sys.argv[2]).read().strip()
 print('wrk.method = "POST"')
 print('wrk.body = %s' % json.dumps(csr))
 print('wrk.headers["Content-Type"] = "application/pkcs10"')

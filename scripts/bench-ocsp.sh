@@ -20,7 +20,7 @@ DUR=${1:-10s}
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench.localhost \
   -addext subjectAltName=DNS:bench.localhost -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
 for _ in $(seq 50); do
-  curl -sf --cacert "$D/root.pem" -H "Authorization: Bearer $(cat "$D/admin.key")" \
+  sed 's/^/Authorization: Bearer /' "$D/admin.key" | curl -sf --cacert "$D/root.pem" -H @- \
     -H "Content-Type: application/pkcs10" -H "Accept: application/pem-certificate-chain" \
     --data-binary @"$work/leaf.csr" "https://localhost:$P1/api/v1/certificates" -o "$work/chain.pem" && break
   sleep 0.2

@@ -109,8 +109,11 @@ func acmeCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "endpoint: %s\nkid:      %s\nhmac key: %s\n(shown once; e.g. certbot --eab-kid %s --eab-hmac-key %s)\n",
-					endpoint, kid, hmacKey, kid, hmacKey)
+				// The hint keeps the key off command lines, where any local
+				// user reads it in the process list (found by a review).
+				fmt.Fprintf(cmd.OutOrStdout(), "endpoint: %s\nkid:      %s\nhmac key: %s\n(shown once; certbot reads eab-kid = %s and eab-hmac-key = … from its cli.ini,\n"+
+					"which keeps the key out of the process list that --eab-hmac-key on its command line puts it in)\n",
+					endpoint, kid, hmacKey, kid)
 				return nil
 			})
 		}}
