@@ -3,11 +3,14 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/argon2"
 
 	"github.com/strongroom-pki/strongroom/storage"
 )
@@ -92,4 +95,25 @@ func withHeader(t *testing.T, file []byte, edit func(*backupHeader)) []byte {
 	out = binary.BigEndian.AppendUint32(out, uint32(len(hdr)))
 	out = append(out, hdr...)
 	return append(out, sealed...)
+}
+
+// TestPINHashParameters: a new PIN hash is Argon2id at OWASP's minimum for
+// 19 MiB (t=2; a review found t=1), and a hash an earlier release made with
+// t=1 still verifies: the parameters travel in the stored hash.
+func TestPINHashParameters(t *testing.T) {
+	h, err := hashPIN("a-pin-123456")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(h, "$m=19456,t=2,p=1$") || !checkPIN(h, "a-pin-123456") || checkPIN(h, "another-pin-1") {
+		t.Fatalf("a new PIN hash: %s", h)
+	}
+	// An earlier release's hash of "old-pin-12345": t=1.
+	salt := []byte("0123456789abcdef")
+	enc := base64.RawStdEncoding
+	old := "$argon2id$v=19$m=19456,t=1,p=1$" + enc.EncodeToString(salt) + "$" +
+		enc.EncodeToString(argon2.IDKey([]byte("old-pin-12345"), salt, 1, 19456, 1, 32))
+	if !checkPIN(old, "old-pin-12345") || checkPIN(old, "a-pin-123456") {
+		t.Fatal("a hash of the earlier parameters does not verify its PIN alone")
+	}
 }
