@@ -143,6 +143,23 @@ func TestBuilderEndToEnd(t *testing.T) {
 	if r, _ := fetch(t, crlURL, "If-None-Match", resp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match: HTTP %d, want 304", r.StatusCode)
 	}
+	// If-Modified-Since (Windows' CRL fetcher): 304 from the CRL's
+	// thisUpdate on, the CRL before it; If-None-Match wins over it.
+	lm := resp.Header.Get("Last-Modified")
+	earlier := full1.ThisUpdate.Add(-time.Second).UTC().Format(http.TimeFormat)
+	for _, c := range []struct {
+		hdr  []string
+		want int
+	}{
+		{[]string{"If-Modified-Since", lm}, http.StatusNotModified},
+		{[]string{"If-Modified-Since", earlier}, http.StatusOK},
+		{[]string{"If-Modified-Since", "not a date"}, http.StatusOK},
+		{[]string{"If-Modified-Since", lm, "If-None-Match", `"1"`}, http.StatusOK},
+	} {
+		if r, body := fetch(t, crlURL, c.hdr...); r.StatusCode != c.want || (c.want == http.StatusOK && len(body) == 0) {
+			t.Errorf("%q: HTTP %d, want %d", c.hdr, r.StatusCode, c.want)
+		}
+	}
 	delta1, _ := getCRL(srv.URL + "/crl/int-delta.crl")
 	if delta1.Number.Int64() <= full1.Number.Int64() {
 		t.Fatalf("delta number %v not after full %v", delta1.Number, full1.Number)

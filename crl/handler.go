@@ -66,10 +66,22 @@ func (b *Builder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
 	h.Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
 	h.Set("ETag", etag)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
+	if notModified(r, etag, c.ThisUpdate) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	h.Set("Content-Length", strconv.Itoa(len(c.DER)))
 	w.Write(c.DER)
+}
+
+// notModified reports whether the client's copy is current (RFC 9110
+// §13.1): If-None-Match names this CRL's ETag, or, with no If-None-Match,
+// If-Modified-Since is no earlier than its thisUpdate (CRL fetchers such
+// as Windows' ask so; they got the whole CRL every time).
+func notModified(r *http.Request, etag string, thisUpdate time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		return strings.Contains(inm, etag)
+	}
+	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	return err == nil && !thisUpdate.Truncate(time.Second).After(ims)
 }
