@@ -50,6 +50,7 @@ type protectedHeader struct {
 	URL   string          `json:"url"`
 	KID   string          `json:"kid"`
 	JWK   json.RawMessage `json:"jwk"`
+	Crit  json.RawMessage `json:"crit"`
 }
 
 // parseFlat decodes the outer structure and protected header without
@@ -80,12 +81,17 @@ func parseFlat(body []byte) (*flatJWS, *protectedHeader, error) {
 	if err != nil {
 		return nil, nil, malformed("JWS protected header is not base64url")
 	}
-	if err := exactNames(raw, "alg", "nonce", "url", "kid", "jwk"); err != nil {
+	if err := exactNames(raw, "alg", "nonce", "url", "kid", "jwk", "crit"); err != nil {
 		return nil, nil, malformed("JWS protected header is not a JSON object")
 	}
 	var h protectedHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, nil, malformed("JWS protected header is not a JSON object")
+	}
+	// No extension ACME uses is critical, so a JWS naming any is one this
+	// server must refuse (RFC 7515 §4.1.11); it said "signature invalid".
+	if len(h.Crit) > 0 {
+		return nil, nil, malformed("JWS protected header names critical extensions (crit); this server supports none")
 	}
 	return &f, &h, nil
 }

@@ -3,6 +3,7 @@ package acme_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/acme"
@@ -38,5 +39,26 @@ func TestJWSHeaderConfusion(t *testing.T) {
 		if r.StatusCode >= 500 {
 			t.Fatalf("replay answered %d %s", r.StatusCode, r.body)
 		}
+	}
+}
+
+// TestJWSCritRefused: a JWS whose protected header names critical
+// extensions must be refused (RFC 7515 §4.1.11); ACME has none. It was, as
+// "signature invalid", which sends a client looking at its key.
+func TestJWSCritRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRawClient(e)
+	c.register(nil)
+	newOrder := e.url("new-order")
+	body := c.sign(newOrder, mustJSON(map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "a.example.com"}}}),
+		func(h map[string]any) { h["crit"] = []string{"exp"}; h["exp"] = 1 })
+	r := c.postBody(newOrder, body, "application/jose+json")
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(string(r.body), "malformed") || strings.Contains(string(r.body), "signature") {
+		t.Fatalf("a JWS with crit: %d %s", r.StatusCode, r.body)
+	}
+	body = c.sign(newOrder, mustJSON(map[string]any{"identifiers": []acme.Identifier{{Type: "dns", Value: "a.example.com"}}}),
+		func(h map[string]any) { h["crit"] = []string{"b64"}; h["b64"] = false })
+	if r := c.postBody(newOrder, body, "application/jose+json"); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a JWS with crit b64: %d %s", r.StatusCode, r.body)
 	}
 }
