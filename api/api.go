@@ -35,6 +35,9 @@ type Authority interface {
 	Certificate(ctx context.Context, serial core.Serial) (*core.Certificate, error)
 	CheckRenewal(ctx context.Context, rr ra.RenewRequest) (origin string, err error)
 	Renew(ctx context.Context, rr ra.RenewRequest) (*ca.Issued, error)
+	// ProfileOf is the profile a request naming profile gets (the
+	// default for "").
+	ProfileOf(profile string) string
 }
 
 // Store is what the API reads directly (*storage.DB).

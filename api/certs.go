@@ -256,7 +256,11 @@ func (a *API) issue(c *gin.Context) {
 	if keyed {
 		var issue bool
 		mismatch := "this " + idemHeader + " was used for a different request (another CSR, profile, issuer, lifetime or extra SANs)"
-		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(req), mismatch, time.Time{}); !issue {
+		// The profile as it will be used: a retry that names the default
+		// profile is the same request as one that names none.
+		fp := req
+		fp.Profile = a.auth.ProfileOf(req.Profile)
+		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(fp), mismatch, time.Time{}); !issue {
 			return
 		}
 	}

@@ -42,12 +42,15 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	first := serialOf(b1)
 	// The same request again, as JSON and as a DER application/pkcs10
-	// body, with the key bare or quoted: the first certificate.
+	// body, with the key bare or quoted, naming the default profile or
+	// not (a review saw the profile as written make it another request):
+	// the first certificate.
+	named := jsonBody(t, map[string]any{"csr": pemCSR(der), "profile": "tls-server"})
 	for _, v := range []struct {
 		ctype string
 		body  []byte
 		key   string
-	}{{"application/json", body, "deploy-42"}, {"application/pkcs10", der, `"deploy-42"`}} {
+	}{{"application/json", body, "deploy-42"}, {"application/pkcs10", der, `"deploy-42"`}, {"application/json", named, "deploy-42"}} {
 		r, b := e.do(t, "POST", "/certificates", "issuer", v.ctype, v.body, "Idempotency-Key", v.key)
 		if r.StatusCode != 201 || r.Header.Get("Idempotent-Replayed") != "true" || serialOf(b) != first {
 			t.Fatalf("retry as %s: %d %s %s", v.ctype, r.StatusCode, r.Header.Get("Idempotent-Replayed"), b)
@@ -101,7 +104,7 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	csr, _ := x509.ParseCertificateRequest(der)
-	fp := fingerprint(ra.Request{CSR: csr})
+	fp := fingerprint(ra.Request{CSR: csr, Profile: "tls-server"})
 	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "running", fp, time.Now(), time.Time{}, time.Time{}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}

@@ -201,6 +201,10 @@ func refusedDraft(err error) (*DryRunResult, error) {
 	return &DryRunResult{Reason: core.DetailOf(err)}, nil
 }
 
+// ProfileOf is the profile a request naming profile gets: the default
+// profile for "".
+func (a *Authority) ProfileOf(profile string) string { return cmp.Or(profile, a.defaultProfile) }
+
 // check applies policy and returns the request for the CA.
 func (a *Authority) check(req Request) (ca.Request, error) {
 	if req.CSR == nil {
