@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/strongroom-pki/strongroom/config"
-	"github.com/strongroom-pki/strongroom/hsm"
 )
 
 // TestUnlockWithUnsealAndPINChange: a review found that the only officer,
@@ -116,18 +115,7 @@ func TestDamagedKeyCLI(t *testing.T) {
 	if out, err := runCA(t, "--data", dir, "hsm", "keys", "destroy-damaged", ca); err == nil || !strings.Contains(err.Error(), "is the CA key intermediate") {
 		t.Fatalf("destroy-damaged on the relabelled CA key: %v\n%s", err, out)
 	}
-	if err := unsealForCLI(ctx, rootCommand(), n); err != nil {
-		t.Fatal(err)
-	}
-	s, err := n.caSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: "scratch"})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := scratchKey(t, n)
 	if _, err := n.db.Exec(ctx, `UPDATE hsm_objects SET sealed = ? WHERE id = ?`, make([]byte, 64), k.ID); err != nil {
 		t.Fatal(err)
 	}

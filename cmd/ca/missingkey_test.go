@@ -34,18 +34,7 @@ func TestMissingKeyCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close(ctx)
-	if err := unsealForCLI(ctx, rootCommand(), n); err != nil {
-		t.Fatal(err)
-	}
-	s, err := n.caSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: "scratch"})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := scratchKey(t, n)
 	if _, err := n.db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ?`, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -83,4 +72,24 @@ func TestMissingUserCLI(t *testing.T) {
 	if out, err := runCA(t, "--data", dir, "hsm", "keys", "list"); err != nil || !strings.Contains(out, "intermediate") {
 		t.Fatalf("the re-created CA user's keys: %v\n%s", err, out)
 	}
+}
+
+// scratchKey unseals n's HSM as the CLI does and makes a P-256 key
+// labelled "scratch" as the CA's user.
+func scratchKey(t *testing.T, n *node) hsm.KeyInfo {
+	t.Helper()
+	ctx := context.Background()
+	if err := unsealForCLI(ctx, rootCommand(), n); err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.caSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k, err := s.GenerateKey(ctx, hsm.KeySpec{Type: hsm.P256, Label: "scratch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

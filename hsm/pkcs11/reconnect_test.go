@@ -101,19 +101,7 @@ func TestTokenComesBack(t *testing.T) {
 // locks after ten would be locked). After the token refuses the PIN once,
 // no login is tried again, and signatures say why.
 func TestRefusedPINNotTriedAgain(t *testing.T) {
-	st := softhsmtest.New(t, "pinchange")
-	was := pkcs11.ReconnectEvery
-	pkcs11.ReconnectEvery = 50 * time.Millisecond
-	defer func() { pkcs11.ReconnectEvery = was }()
-	tok, err := pkcs11.Open(context.Background(), st.Options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
-	s, err := tok.Generate("intermediate", "p256")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, tok, s := reconnectingToken(t, "pinchange")
 	d := sha256.Sum256([]byte("tbs"))
 	if _, err := s.Sign(nil, d[:], crypto.SHA256); err != nil {
 		t.Fatal(err)
@@ -158,19 +146,7 @@ func TestRefusedPINNotTriedAgain(t *testing.T) {
 // nothing signed with a token that was gone. Present says so without a
 // signature, and says nothing once the token is back.
 func TestPresentSeesTokenGone(t *testing.T) {
-	st := softhsmtest.New(t, "present")
-	was := pkcs11.ReconnectEvery
-	pkcs11.ReconnectEvery = 50 * time.Millisecond
-	defer func() { pkcs11.ReconnectEvery = was }()
-	tok, err := pkcs11.Open(context.Background(), st.Options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
-	s, err := tok.Generate("intermediate", "p256")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _, s := reconnectingToken(t, "present")
 	p, ok := s.(interface{ Present() error })
 	if !ok {
 		t.Fatalf("a token signer (%T) cannot say whether its key is there", s)
@@ -189,7 +165,8 @@ func TestPresentSeesTokenGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for err = p.Present(); err != nil && time.Now().Before(deadline); err = p.Present() {
+	err := p.Present()
+	for ; err != nil && time.Now().Before(deadline); err = p.Present() {
 		time.Sleep(pkcs11.ReconnectEvery)
 	}
 	if err != nil {
@@ -199,4 +176,24 @@ func TestPresentSeesTokenGone(t *testing.T) {
 	if _, err := s.Sign(nil, d[:], crypto.SHA256); err != nil {
 		t.Fatalf("signing once the key is there again: %v", err)
 	}
+}
+
+// reconnectingToken is a fresh SoftHSM token labelled label, opened, that
+// is opened again at most every 50 ms, with a P-256 key "intermediate".
+func reconnectingToken(t *testing.T, label string) (softhsmtest.Token, *pkcs11.Token, crypto.Signer) {
+	t.Helper()
+	st := softhsmtest.New(t, label)
+	was := pkcs11.ReconnectEvery
+	pkcs11.ReconnectEvery = 50 * time.Millisecond
+	t.Cleanup(func() { pkcs11.ReconnectEvery = was })
+	tok, err := pkcs11.Open(context.Background(), st.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Close() })
+	s, err := tok.Generate("intermediate", "p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, tok, s
 }
