@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"slices"
 	"time"
 
@@ -29,6 +30,15 @@ const redisProblem = "Redis cannot be reached: ACME, and issuance an hourly limi
 
 // noIssuerProblem is /readyz's reason when no intermediate may issue.
 const noIssuerProblem = "no issuer can sign new certificates: every intermediate is revoked or expired"
+
+// lowDisk is lowDisk for the node's database, on SQLite (PostgreSQL's
+// disk is its server's to watch).
+func (a *app) lowDisk() string {
+	if a.n.cfg.Database.Driver != "sqlite" {
+		return ""
+	}
+	return lowDisk(a.n.cfg.DatabaseDSN(a.n.dir))
+}
 
 // canIssue reports whether a request naming no issuer has one.
 func (a *app) canIssue() bool { return a.pipeline == nil || a.pipeline.DefaultIssuer() != "" }
@@ -55,6 +65,8 @@ func (a *app) degraded() string {
 		// Every intermediate revoked or expired: shared by every node
 		// too, and OCSP and CRLs still serve.
 		err, reason = core.ErrNoIssuer, noIssuerProblem
+	} else if r := a.lowDisk(); r != "" {
+		err, reason = errors.New(r), r
 	} else if a.shared != nil && a.shared.ping != nil {
 		p := a.shared.ping
 		// Redis holds the rate limits and ACME nonces: without it the
