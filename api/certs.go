@@ -256,11 +256,19 @@ func (a *API) issue(c *gin.Context) {
 	if keyed {
 		var issue bool
 		mismatch := "this " + idemHeader + " was used for a different request (another CSR, profile, issuer, lifetime or extra SANs)"
-		// The profile as it will be used: a retry that names the default
-		// profile is the same request as one that names none.
-		fp := req
-		fp.Profile = a.auth.ProfileOf(req.Profile)
-		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(fp), mismatch, time.Time{}); !issue {
+		// A request naming the default profile is the same request as one
+		// naming none. The claim records the request as written, as the
+		// previous release does, so a retry after an upgrade, or after going
+		// back, still finds it; either form matches it.
+		var same [][]byte
+		if def := a.auth.ProfileOf(""); req.Profile == "" || req.Profile == def {
+			alt := req
+			if alt.Profile = ""; req.Profile == "" {
+				alt.Profile = def
+			}
+			same = append(same, fingerprint(alt))
+		}
+		if claim, issue = a.claimIdempotent(c, req, key, fingerprint(req), mismatch, time.Time{}, same...); !issue {
 			return
 		}
 	}

@@ -89,9 +89,10 @@ type idem struct {
 // finish or release when the caller is to issue, or answers the request
 // itself (a replay, or a refusal) and returns nil.
 // fp identifies the request (fingerprint); mismatch is the refusal of the
-// key with another request. keepUntil (zero: a day) is how long the claim
-// stands once finished.
-func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string, keepUntil time.Time) (*idem, bool) {
+// key with another request; same are other fingerprints of this request
+// (the same request written another way). keepUntil (zero: a day) is how
+// long the claim stands once finished.
+func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []byte, mismatch string, keepUntil time.Time, same ...[]byte) (*idem, bool) {
 	// The claim, and its finish or release, run to the end even if the
 	// client hangs up: that client is the one who will retry, and a claim
 	// recorded but unanswered, or a serial issued but not recorded under
@@ -106,7 +107,7 @@ func (a *API) claimIdempotent(c *gin.Context, req ra.Request, key string, fp []b
 		return nil, false
 	case rec == nil:
 		return &idem{a: a, principal: req.Principal, key: key}, true
-	case !bytes.Equal(rec.RequestHash, fp):
+	case !bytes.Equal(rec.RequestHash, fp) && !slices.ContainsFunc(same, func(h []byte) bool { return bytes.Equal(rec.RequestHash, h) }):
 		a.fail(c, core.Errorf(core.KindRejected, "%s", mismatch))
 	case rec.Serial == "":
 		c.Header("Retry-After", "1")

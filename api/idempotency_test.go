@@ -104,7 +104,7 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	csr, _ := x509.ParseCertificateRequest(der)
-	fp := fingerprint(ra.Request{CSR: csr, Profile: "tls-server"})
+	fp := fingerprint(ra.Request{CSR: csr})
 	if _, err := e.db.ClaimIdempotencyKey(ctx, keyID, "running", fp, time.Now(), time.Time{}, time.Time{}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
