@@ -38,16 +38,18 @@ the database need their own database backup.`,
 				return errors.New("--out FILE is required")
 			}
 			opts := hsm.BackupOptions{Actor: "cli"}
-			if withPass {
-				p, err := newSecretFrom(cmd, envBackupPassphrase, "backup passphrase")
-				if err != nil {
-					return fmt.Errorf("--passphrase: %w", err)
-				}
-				opts.Passphrase = []byte(p)
-			}
 			return withNode(cmd, g, func(ctx context.Context, n *node) error {
 				if err := unsealForCLI(ctx, cmd, n); err != nil {
 					return err
+				}
+				// After the unseal: shares come first on stdin, before
+				// anything else a command reads there.
+				if withPass {
+					p, err := newSecretFrom(cmd, envBackupPassphrase, "backup passphrase")
+					if err != nil {
+						return fmt.Errorf("--passphrase: %w", err)
+					}
+					opts.Passphrase = []byte(p)
 				}
 				// As scheduled backups are written: a killed command leaves
 				// no empty file under the backup's name (found by a review).
