@@ -38,25 +38,52 @@ func (m *Module) missingKeys(ctx context.Context, st *unsealed, history map[stri
 	var out []DamagedKey
 	for _, id := range ids {
 		c := st.creation(id, history[id])
-		if !c.Verified || destroyed(history[id]) {
+		if gone, _ := st.destroyedIn(history[id]); !c.Verified || gone {
 			continue
 		}
 		again, err := m.keyHistory(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if destroyed(again) {
+		gone, unvouched := st.destroyedIn(again)
+		if gone {
 			continue
 		}
-		err = errf(ErrCorrupt, "key %s (label %q, made by %s) has no rows: the authenticated audit log records its creation and no destroy, so it was deleted outside the HSM", id, c.Label, c.By)
+		why := "the authenticated audit log records its creation and no destroy, so it was deleted outside the HSM"
+		if unvouched != 0 {
+			why = fmt.Sprintf("the authenticated audit log records its creation, and its only destroy, entry #%d, carries no MAC (a node of the previous release wrote it during an upgrade, or someone outside the HSM: if it was destroyed, record the loss)", unvouched)
+		}
+		err = errf(ErrCorrupt, "key %s (label %q, made by %s) has no rows: %s", id, c.Label, c.By, why)
 		out = append(out, DamagedKey{ID: id, Label: c.Label, Owner: c.By, Reason: err.Error(), Created: c, Missing: true, err: err})
 	}
 	return out, nil
 }
 
-// destroyed reports whether es holds a key.destroy entry.
-func destroyed(es []storage.HSMAuditEntry) bool {
-	return slices.ContainsFunc(es, func(e storage.HSMAuditEntry) bool { return e.Action == actionDestroy })
+// destroyedIn reports whether es holds a key.destroy entry the HSM vouches
+// for (vouched); else, the seq of one it does not, if any. A destroy with
+// no MAC is what someone who can write the database could append to hide
+// a key they deleted (found by a review), so it does not end the report.
+func (st *unsealed) destroyedIn(es []storage.HSMAuditEntry) (gone bool, unvouched int64) {
+	for _, e := range es {
+		if e.Action != actionDestroy {
+			continue
+		}
+		if st.vouched(e) {
+			return true, 0
+		}
+		if unvouched == 0 {
+			unvouched = e.Seq
+		}
+	}
+	return false, unvouched
+}
+
+// vouched reports whether the HSM vouches for entry e: it is authentic, or
+// from before the log's authentication began (which the chain alone
+// covers).
+func (st *unsealed) vouched(e storage.HSMAuditEntry) bool {
+	from := auditAnchor(st)
+	return from == 0 || e.Seq < from || st.authentic(e)
 }
 
 // missingLabelled is, for FindKey's "no such key", a key labelled label
@@ -116,6 +143,9 @@ type MissingUser struct {
 	Name string
 	Role Role
 	Seq  int64
+	// UnvouchedDelete is the seq of a user.delete entry about it that
+	// carries no MAC (see destroyedIn), or 0.
+	UnvouchedDelete int64
 }
 
 // MissingUsers lists the missing users, by name. It needs an unsealed
@@ -176,12 +206,22 @@ func (st *unsealed) userMade(es []storage.HSMAuditEntry) (MissingUser, bool) {
 				role = Role(detail(e.Details, "role"))
 			}
 			u, made = MissingUser{Name: e.Object, Role: role, Seq: e.Seq}, true
-		case "user.reset": // a missing user re-created (ResetWithUnseal)
-			if st.authentic(e) && detail(e.Details, "recreated") != "" {
-				u, made = MissingUser{Name: e.Object, Role: Role(detail(e.Details, "role")), Seq: e.Seq}, true
+		case "user.reset": // a new role, or a missing user re-created (ResetWithUnseal)
+			if !st.authentic(e) {
+				continue
+			}
+			if detail(e.Details, "recreated") != "" {
+				u, made = MissingUser{Name: e.Object, Seq: e.Seq}, true
+			}
+			if r := detail(e.Details, "role"); r != "" {
+				u.Role = Role(r)
 			}
 		case "user.delete":
-			made = false
+			if st.vouched(e) {
+				made = false
+			} else if made {
+				u.UnvouchedDelete = e.Seq
+			}
 		}
 	}
 	return u, made

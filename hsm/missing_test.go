@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strongroom-pki/strongroom/storage"
 	"github.com/strongroom-pki/strongroom/storage/storagetest"
@@ -171,6 +172,80 @@ func TestMissingUsers(t *testing.T) {
 		}
 		if strings.Join(got, " ") != "alice:false co:false carol:true" {
 			t.Fatalf("ListUsers after two were re-created: %v", got)
+		}
+	})
+}
+
+// TestRetypedRowsAreFound: SQLite keeps a value of any type in any column.
+// A review rewrote an audit entry's object, and a user's name, as BLOBs:
+// they read back as the same strings (every hash and MAC verifies) but no
+// lookup by name found them, which hid a deleted user from MissingUsers
+// and a key's rotation from its history check. The walks over every row
+// refuse such rows, so `ca hsm status` and `ca hsm audit verify` say so.
+func TestRetypedRowsAreFound(t *testing.T) {
+	ctx := context.Background()
+	db := sqliteDB(t)
+	f := setup(t, db)
+	mustExec(t, db, `DELETE FROM hsm_users WHERE name = 'alice'`)
+	mustExec(t, db, `UPDATE hsm_audit SET object = CAST(object AS BLOB) WHERE object = 'alice'`)
+	if m, err := f.m.MissingUsers(ctx); err == nil {
+		t.Fatalf("MissingUsers with alice's entries retyped: %v, no error", m)
+	}
+	rep, err := f.m.VerifyAudit(ctx)
+	if err != nil || rep.FirstBad == 0 || !strings.Contains(rep.Problem, "another type than text") {
+		t.Fatalf("VerifyAudit with an entry retyped: %+v %v", rep, err)
+	}
+	if _, err := f.m.CheckObjects(ctx); err == nil {
+		t.Fatal("CheckObjects read the retyped entry without a word")
+	}
+
+	f = setup(t, sqliteDB(t))
+	mustExec(t, f.db, `UPDATE hsm_users SET name = CAST(name AS BLOB) WHERE name = 'bob'`)
+	if _, err := f.officer.ListUsers(ctx); err == nil || !strings.Contains(err.Error(), "another type than text") {
+		t.Fatalf("ListUsers with bob's name retyped: %v", err)
+	}
+}
+
+// appendUnauthenticated appends a well-linked audit entry with no MAC and
+// moves the head to it, as someone who can write the database but not
+// unseal can.
+func appendUnauthenticated(t *testing.T, f *fixture, action, object string) {
+	t.Helper()
+	ctx := context.Background()
+	seq, prev, err := f.db.HSMAuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := storage.HSMAuditEntry{Seq: seq + 1, At: time.Now().UTC().Truncate(time.Microsecond), Action: action, Object: object, PrevHash: prev}
+	e.Hash = auditHash(e)
+	mustExec(t, f.db, `INSERT INTO hsm_audit (seq, at, actor, action, object, details, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, storage.Micros(e.At), e.Actor, e.Action, e.Object, e.Details, e.PrevHash, e.Hash, []byte{})
+	mustExec(t, f.db, `UPDATE hsm_audit_head SET seq = ?, hash = ?`, e.Seq, e.Hash)
+}
+
+// TestForgedDestroyHidesNothing: a review deleted a key's rows and a
+// user's, then appended a key.destroy and a user.delete entry with no MAC;
+// the checks took them at their word. A destroy or delete the HSM does not
+// vouch for leaves the key or user missing, saying why.
+func TestForgedDestroyHidesNothing(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		f := setup(t, db)
+		k, err := f.alice.GenerateKey(ctx, KeySpec{Type: AES256, Label: "data"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, db, `DELETE FROM hsm_objects WHERE id = ?`, k.ID)
+		mustExec(t, db, `DELETE FROM hsm_users WHERE name = 'bob'`)
+		appendUnauthenticated(t, f, actionDestroy, k.ID)
+		appendUnauthenticated(t, f, "user.delete", "bob")
+		d, err := f.m.CheckObjects(ctx)
+		if err != nil || len(d) != 1 || d[0].ID != k.ID || !d[0].Missing || !strings.Contains(d[0].Reason, "carries no MAC") {
+			t.Fatalf("CheckObjects after a forged destroy: %+v %v", d, err)
+		}
+		mu, err := f.m.MissingUsers(ctx)
+		if err != nil || len(mu) != 1 || mu[0].Name != "bob" || mu[0].UnvouchedDelete == 0 {
+			t.Fatalf("MissingUsers after a forged delete: %+v %v", mu, err)
 		}
 	})
 }

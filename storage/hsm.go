@@ -268,6 +268,21 @@ func hsmMeta(ctx context.Context, q querier) (map[string][]byte, error) {
 
 const hsmUserCols = `name, role, pin_hash, failures, locked, created, mac`
 
+// Typed columns. SQLite stores any value in any column: a user's name or an
+// audit entry's object rewritten as a BLOB reads back in Go as the same
+// string, so every hash and MAC still verifies, but no longer equals the
+// TEXT a lookup by name compares it with (found by a review: a missing
+// user, or a key's rotation, hidden from the checks that look it up).
+// Reads select whether each such column still holds TEXT (x = CAST(x AS
+// TEXT) is false for a BLOB in SQLite, true in PostgreSQL, whose columns
+// are typed), and refuse a row where one does not; the walks over every
+// row (`ca hsm audit verify`, `ca hsm status`, a node's checks) find it.
+const (
+	hsmUserRead  = hsmUserCols + `, name = CAST(name AS TEXT)`
+	hsmAuditRead = `seq, at, actor, action, object, details, prev_hash, hash, mac,
+		actor = CAST(actor AS TEXT) AND action = CAST(action AS TEXT) AND object = CAST(object AS TEXT) AND details = CAST(details AS TEXT)`
+)
+
 // fromZero is a user's failed-login count, a negative one read as zero.
 const fromZero = `CASE WHEN failures < 0 THEN 0 ELSE failures END`
 
@@ -275,8 +290,12 @@ func scanHSMUser(r scanner) (HSMUser, error) {
 	var u HSMUser
 	var locked int
 	var created int64
-	err := r.Scan(&u.Name, &u.Role, &u.PINHash, &u.Failures, &locked, &created, &u.MAC)
+	var typed bool
+	err := r.Scan(&u.Name, &u.Role, &u.PINHash, &u.Failures, &locked, &created, &u.MAC, &typed)
 	u.Locked, u.Created = locked != 0, FromMicros(created)
+	if err == nil && !typed {
+		err = fmt.Errorf("hsm user %q: its name is stored as another type than text: altered outside the HSM", u.Name)
+	}
 	return u, err
 }
 
@@ -301,7 +320,7 @@ func notNull(b []byte) []byte {
 
 // HSMUser returns one user, or core.ErrNotFound.
 func (d *DB) HSMUser(ctx context.Context, name string) (HSMUser, error) {
-	u, err := scanHSMUser(d.QueryRow(ctx, `SELECT `+hsmUserCols+` FROM hsm_users WHERE name = ?`, name))
+	u, err := scanHSMUser(d.QueryRow(ctx, `SELECT `+hsmUserRead+` FROM hsm_users WHERE name = ?`, name))
 	if err != nil {
 		return HSMUser{}, notFound(err, "reading hsm user")
 	}
@@ -312,7 +331,7 @@ func (d *DB) HSMUser(ctx context.Context, name string) (HSMUser, error) {
 func (d *DB) HSMUsers(ctx context.Context) ([]HSMUser, error) { return hsmUsers(ctx, d) }
 
 func hsmUsers(ctx context.Context, q querier) ([]HSMUser, error) {
-	return queryAll(ctx, q, "reading hsm users", `SELECT `+hsmUserCols+` FROM hsm_users ORDER BY name`, nil, scanHSMUser)
+	return queryAll(ctx, q, "reading hsm users", `SELECT `+hsmUserRead+` FROM hsm_users ORDER BY name`, nil, scanHSMUser)
 }
 
 const hsmObjectCols = `id, version, owner, label, attrs, sealed, created, uses`
@@ -401,7 +420,7 @@ func hsmAudit(ctx context.Context, q querier, fromSeq int64, limit int) ([]HSMAu
 }
 
 func auditQuery(ctx context.Context, q querier, where string, args []any, limit int) ([]HSMAuditEntry, error) {
-	query := `SELECT seq, at, actor, action, object, details, prev_hash, hash, mac FROM hsm_audit ` + where + ` ORDER BY seq`
+	query := `SELECT ` + hsmAuditRead + ` FROM hsm_audit ` + where + ` ORDER BY seq`
 	if limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, limit)
@@ -409,8 +428,12 @@ func auditQuery(ctx context.Context, q querier, where string, args []any, limit 
 	return queryAll(ctx, q, "reading hsm audit", query, args, func(r scanner) (HSMAuditEntry, error) {
 		var e HSMAuditEntry
 		var at int64
-		if err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash, &e.MAC); err != nil {
+		var typed bool
+		if err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Details, &e.PrevHash, &e.Hash, &e.MAC, &typed); err != nil {
 			return e, fmt.Errorf("%w: %v", ErrHSMAuditDamaged, err)
+		}
+		if !typed {
+			return e, fmt.Errorf("%w: entry #%d holds a value stored as another type than text", ErrHSMAuditDamaged, e.Seq)
 		}
 		e.At = FromMicros(at)
 		return e, nil
@@ -573,7 +596,7 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 	var row *sql.Row
 	if c.Right {
 		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = 0
-			WHERE name = ? AND locked = 0 AND pin_hash = ? RETURNING `+hsmUserCols, c.Name, c.PINHash)
+			WHERE name = ? AND locked = 0 AND pin_hash = ? RETURNING `+hsmUserRead, c.Name, c.PINHash)
 	} else {
 		// On the right of SET, failures is the value before this update.
 		// A negative count (written outside the HSM: the column is not
@@ -584,7 +607,7 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 		}
 		row = tx.QueryRow(ctx, `UPDATE hsm_users SET failures = `+fromZero+` + 1,
 			locked = CASE WHEN `+fromZero+` + 1 >= ? THEN 1 ELSE 0 END
-			WHERE name = ? AND locked = 0`+spare+` RETURNING `+hsmUserCols, c.Limit, c.Name)
+			WHERE name = ? AND locked = 0`+spare+` RETURNING `+hsmUserRead, c.Limit, c.Name)
 	}
 	u, err := scanHSMUser(row)
 	switch {
@@ -598,7 +621,7 @@ func recordHSMPINCheck(ctx context.Context, tx *Tx, c *HSMPINCheck) error {
 		return fmt.Errorf("recording hsm PIN check: %w", err)
 	}
 	// Nothing matched: the user is locked, gone, or has another PIN hash.
-	u, err = scanHSMUser(tx.QueryRow(ctx, `SELECT `+hsmUserCols+` FROM hsm_users WHERE name = ?`, c.Name))
+	u, err = scanHSMUser(tx.QueryRow(ctx, `SELECT `+hsmUserRead+` FROM hsm_users WHERE name = ?`, c.Name))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		c.User, c.Outcome = HSMUser{}, HSMPINNoUser

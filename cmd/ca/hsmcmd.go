@@ -205,7 +205,11 @@ func printMissingUsers(w io.Writer, missing []hsm.MissingUser) {
 	}
 	fmt.Fprintf(w, "missing users: %d\n", len(missing))
 	for _, u := range missing {
-		fmt.Fprintf(w, "  MISSING user %s (role %s, made in audit entry #%d): its record was deleted outside the HSM\n", shown(u.Name), shown(string(u.Role)), u.Seq)
+		note := ""
+		if u.UnvouchedDelete != 0 {
+			note = fmt.Sprintf("; its only delete, entry #%d, carries no MAC (a node of the previous release, or written outside the HSM)", u.UnvouchedDelete)
+		}
+		fmt.Fprintf(w, "  MISSING user %s (role %s, made in audit entry #%d): its record was deleted outside the HSM%s\n", shown(u.Name), shown(string(u.Role)), u.Seq, note)
 	}
 }
 

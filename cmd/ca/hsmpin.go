@@ -28,15 +28,20 @@ type input struct {
 }
 
 func stdin(cmd *cobra.Command) *input {
-	if in, ok := cmd.InOrStdin().(*input); ok {
+	// Kept on the root: a command's closures may hold its parent (the
+	// users group's do), and a second reader would find what the first
+	// one buffered gone (found by a review: a new user's PIN piped after
+	// the officer's was lost).
+	root := cmd.Root()
+	if in, ok := root.InOrStdin().(*input); ok {
 		return in
 	}
-	raw := cmd.InOrStdin()
+	raw := root.InOrStdin()
 	in := &input{Reader: bufio.NewReader(raw)}
 	if f, ok := raw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		in.tty = f
 	}
-	cmd.SetIn(in)
+	root.SetIn(in)
 	return in
 }
 

@@ -32,6 +32,11 @@ func TestSecretsTyped(t *testing.T) {
 	if out, err := runCAIn(t, string(pin), "--data", dir, "hsm", "users", "list"); err != nil || !strings.Contains(out, "PIN of officer officer: ") || !strings.Contains(out, "apps") {
 		t.Fatalf("users list with the PIN typed: %v\n%s", err, out)
 	}
+	// The officer's PIN, then the new user's, on one stdin.
+	t.Setenv("STRONGROOM_NEW_PIN", "")
+	if out, err := runCAIn(t, strings.TrimSpace(string(pin))+"\ndave-pin-123456\n", "--data", dir, "hsm", "users", "create", "dave"); err != nil || !strings.Contains(out, "user dave created") {
+		t.Fatalf("users create with both PINs typed: %v\n%s", err, out)
+	}
 
 	t.Setenv(envBackupPassphrase, "")
 	for stdin, want := range map[string]string{"": "no backup passphrase", "one passphrase\nanother\n": "the two backup passphrases differ"} {
