@@ -199,3 +199,38 @@ func writePIN(t testing.TB, dir, pin string) {
 		t.Fatal(err)
 	}
 }
+
+// TestKeyServiceUserDeletedOutsideHSM: the key service's user deleted in
+// the database (not by an officer) is missing: the log says so and names
+// the unseal holders' re-creation, not the creation an officer would do
+// (which a review saw hand the user's keys to the officer's PIN), and an
+// officer's create is refused. The re-creation brings the service back.
+func TestKeyServiceUserDeletedOutsideHSM(t *testing.T) {
+	c := StartCA(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	status := keyServiceStatus(t, c)
+	db, err := sql.Open("sqlite", filepath.Join(c.Dir, "strongroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM hsm_users WHERE name = 'apps'`); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart()
+	if code, _ := status(); code != 503 {
+		t.Fatalf("key service with its user deleted: %d", code)
+	}
+	waitFor(t, "the log that the user was deleted outside the HSM", func() bool {
+		return strings.Contains(c.Output(), "its HSM user apps was deleted outside the HSM") && strings.Contains(c.Output(), "ca hsm users reset apps --role user")
+	})
+	pin := readPIN(t, c.Dir)
+	if out, err := cliWithEnv(ctx, c, []string{"STRONGROOM_NEW_PIN=" + pin}, "hsm", "users", "create", "apps", "--role", "user"); err == nil || !strings.Contains(out, "deleted outside the HSM") {
+		t.Fatalf("an officer creating the missing apps user: %v\n%s", err, out)
+	}
+	if out, err := cliWithEnv(ctx, c, []string{"STRONGROOM_NEW_PIN=" + pin}, "hsm", "users", "reset", "apps", "--role", "user"); err != nil {
+		t.Fatalf("the unseal holders re-creating apps: %v\n%s", err, out)
+	}
+	waitFor(t, "the key service to turn on after its user was re-created", func() bool { code, _ := status(); return code == 200 })
+}

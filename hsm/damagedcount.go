@@ -13,7 +13,8 @@ import "sync"
 type damagedSet struct {
 	mu      sync.Mutex
 	ids     map[string]bool
-	checked bool // CheckObjects has filled ids at least once
+	missing map[string]bool // of ids, those the last check found missing
+	checked bool            // CheckObjects has filled ids at least once
 }
 
 func (d *damagedSet) note(id string) {
@@ -29,17 +30,35 @@ func (d *damagedSet) drop(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.ids, id)
+	delete(d.missing, id)
+}
+
+// gone is drop for a key not found, unless the last check found it
+// missing: a key with no rows is not found whether it was destroyed or
+// deleted outside the HSM, and a lookup of it must not clear the latter
+// (a review's request of a missing key's id, with no credential, reset
+// strongroom_hsm_damaged_keys to 0 until the next check).
+func (d *damagedSet) gone(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.missing[id] {
+		delete(d.ids, id)
+	}
 }
 
 // replace makes found the set: a whole keystore's check.
 func (d *damagedSet) replace(found []DamagedKey) {
 	ids := make(map[string]bool, len(found))
+	missing := map[string]bool{}
 	for _, k := range found {
 		ids[k.ID] = true
+		if k.Missing {
+			missing[k.ID] = true
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.ids, d.checked = ids, true
+	d.ids, d.missing, d.checked = ids, missing, true
 }
 
 // DamagedCount is how many stored keys the module knows to be damaged: the

@@ -2,6 +2,8 @@ package hsm
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,6 +37,7 @@ func TestMissingKeysAreReported(t *testing.T) {
 	if _, err := f.db.Exec(ctx, `DELETE FROM hsm_objects WHERE id = ?`, ids["gone"]); err != nil {
 		t.Fatal(err)
 	}
+	forgetKey(f.m.state.Load(), ids["gone"]) // as a node that has not opened it since
 	d, err := f.m.CheckObjects(ctx)
 	if err != nil || len(d) != 1 {
 		t.Fatalf("CheckObjects after a key's rows were deleted: %+v %v", d, err)
@@ -52,6 +55,12 @@ func TestMissingKeysAreReported(t *testing.T) {
 	}
 	if _, err := f.alice.FindKey(ctx, "destroyed"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("FindKey of a destroyed key: %v", err)
+	}
+	// Asking for the missing key by id (anyone may, through the JWKS)
+	// does not clear it from the count.
+	d0 := sha256.Sum256([]byte("x"))
+	if _, err := f.alice.Sign(ctx, g.ID, d0[:], crypto.SHA256); !errors.Is(err, ErrNotFound) {
+		t.Errorf("signing with the missing key: %v", err)
 	}
 	if n := f.m.DamagedCount(); n != 1 {
 		t.Errorf("DamagedCount: %d, want 1", n)
@@ -248,4 +257,31 @@ func TestForgedDestroyHidesNothing(t *testing.T) {
 			t.Fatalf("MissingUsers after a forged delete: %+v %v", mu, err)
 		}
 	})
+}
+
+// TestMissingUserNotCreatedByOfficer: a review deleted the CA's user row
+// and had an officer create a user of that name, which then owned the CA's
+// keys with a PIN the officer chose, with no unseal holder involved. A
+// missing user, or a name that still owns keys, is refused; the unseal
+// holders re-create it.
+func TestMissingUserNotCreatedByOfficer(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, sqliteDB(t))
+	if _, err := f.alice.GenerateKey(ctx, KeySpec{Type: P256, Label: "alice-ca"}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, f.db, `DELETE FROM hsm_users WHERE name = 'alice'`)
+	err := f.officer.CreateUser(ctx, "alice", RoleUser, "officers-pin-1")
+	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "deleted outside the HSM") {
+		t.Fatalf("an officer creating the missing alice: %v", err)
+	}
+	// A keystore whose log does not say (made before it was authenticated):
+	// keys owned by the name refuse it as well.
+	mustExec(t, f.db, `UPDATE hsm_objects SET owner = 'carol' WHERE owner = 'bob' OR label = 'alice-ca'`)
+	if err := f.officer.CreateUser(ctx, "carol", RoleUser, "carols-pin-123"); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "owned by that name") {
+		t.Fatalf("an officer creating a user whose name owns keys: %v", err)
+	}
+	if err := f.officer.CreateUser(ctx, "dave", RoleUser, "daves-pin-1234"); err != nil {
+		t.Fatalf("a new user: %v", err)
+	}
 }

@@ -155,8 +155,10 @@ func (m *Module) loadKey(ctx context.Context, st *unsealed, id string) (*keyObje
 	}
 	ko, err := m.openKey(ctx, st, id)
 	switch {
-	case err == nil, errors.Is(err, ErrNotFound): // intact again, or destroyed
+	case err == nil: // intact again
 		m.damaged.drop(id)
+	case errors.Is(err, ErrNotFound): // destroyed, or missing
+		m.damaged.gone(id)
 	case errors.Is(err, ErrCorrupt):
 		m.damaged.note(id)
 	}

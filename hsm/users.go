@@ -210,6 +210,25 @@ func (s *Session) CreateUser(ctx context.Context, name string, role Role, pin st
 	} else if !isNotFound(err) {
 		return fmt.Errorf("creating user: %w", err)
 	}
+	// A user deleted outside the HSM, or keys still owned by the name (a
+	// user is deleted only once it owns none), is not a new user: created
+	// by an officer, it would own those keys — the CA's, for its user —
+	// without the unseal holders (found by a review). They re-create it.
+	mu, missing, err := s.m.missingUser(ctx, st, name)
+	if err != nil {
+		return fmt.Errorf("creating user: %w", err)
+	}
+	owned, err := s.m.store.HSMObjectCount(ctx, name, "")
+	if err != nil {
+		return fmt.Errorf("creating user: %w", err)
+	}
+	if missing || owned > 0 {
+		why := fmt.Sprintf("%d keys are owned by that name", owned)
+		if missing {
+			why = fmt.Sprintf("the audit log records it made (entry #%d) and never deleted: its record was deleted outside the HSM", mu.Seq)
+		}
+		return errf(ErrExists, "creating user %q: %s; the unseal holders re-create it, with its keys (`ca hsm users reset %s --role ROLE`)", name, why, name)
+	}
 	u := st.withMAC(storage.HSMUser{Name: name, Role: string(role), PINHash: hash, Created: s.m.now().UTC()})
 	err = s.m.apply(ctx, storage.HSMChange{NewUsers: []storage.HSMUser{u}}, s.user, "user.create", name, "role="+string(role))
 	if errors.Is(err, storage.ErrHSMUserChanged) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ func (l *appsLogin) start(ctx context.Context) *hsm.Session {
 	l.seen, err = l.state(ctx)
 	l.known = err == nil
 	if l.sess, err = l.n.appsSession(ctx); err != nil && l.absent(ctx) {
-		l.warnAbsent()
+		l.warnAbsent(ctx)
 	} else if err != nil {
 		l.n.log.Warn("the key service (/api/v1/keys) is off: its HSM user cannot log in; one login is tried again after the user or the node's PIN for it changes",
 			"user", l.n.cfg.HSM.AppsUser, "err", err)
@@ -119,7 +120,7 @@ func (l *appsLogin) check(ctx context.Context, serve func(*hsm.Session)) {
 	}
 	l.seen, l.known = now, true
 	if l.absent(ctx) {
-		l.warnAbsent()
+		l.warnAbsent(ctx)
 		return
 	}
 	if _, err := l.n.cfg.AppsPIN(l.n.dir); err != nil {
@@ -160,8 +161,16 @@ func (l *appsLogin) absent(ctx context.Context) bool {
 	return err == nil && s.Absent()
 }
 
-func (l *appsLogin) warnAbsent() {
+func (l *appsLogin) warnAbsent(ctx context.Context) {
 	user := l.n.cfg.HSM.AppsUser
+	// A user deleted outside the HSM is re-created by the unseal holders,
+	// with its keys; an officer may not create it (found by a review: this
+	// message sent operators to create it).
+	if mus, err := l.n.hsm.MissingUsers(ctx); err == nil && slices.ContainsFunc(mus, func(u hsm.MissingUser) bool { return u.Name == user }) {
+		l.n.log.Warn("the key service (/api/v1/keys) is off: its HSM user "+user+" was deleted outside the HSM (ca hsm status); the unseal holders re-create it, with its keys; the service starts without a restart",
+			"user", user, "recreate", "ca hsm users reset "+user+" --role user")
+		return
+	}
 	l.n.log.Warn("the key service (/api/v1/keys) is off: the HSM has no user "+user+" (a keystore from before the key service); create it on a node and give every node its PIN (apps.pin or STRONGROOM_APPS_PIN); the service starts without a restart",
 		"user", user, "create", "STRONGROOM_NEW_PIN=… ca hsm users create "+user+" --role user")
 }
