@@ -39,6 +39,8 @@ type control struct {
 	// revoker is the serving app's registration authority, nil while
 	// sealed or starting (POST /revoke, `ca cert revoke`).
 	revoker atomic.Pointer[ra.Authority]
+	// serving is the serving app, nil while sealed or starting.
+	serving atomic.Pointer[app]
 }
 
 type unsealRequest struct {
@@ -115,6 +117,10 @@ type controlStatus struct {
 	// NeedsMaterial: an unseal request came without material and the
 	// server has none of its own; the client asks for it and tries again.
 	NeedsMaterial bool `json:"needs_material,omitempty"`
+	// CAKeys, from a serving node, is "ok" when every issuer's key signs,
+	// else why one does not (a CA key on a PKCS#11 token gone): `ca hsm
+	// status` reads it instead of logging in to the token itself.
+	CAKeys string `json:"ca_keys,omitempty"`
 }
 
 // unseal is POST /unseal. The module is checked first, so an unsealed one
@@ -188,7 +194,16 @@ func (c *control) autoUnseal(ctx context.Context) error {
 	return c.n.unsealFromEnvironment(ctx)
 }
 
-func (c *control) status(w http.ResponseWriter, r *http.Request) { c.reply(w, r, controlStatus{}) }
+func (c *control) status(w http.ResponseWriter, r *http.Request) {
+	res := controlStatus{}
+	if a := c.serving.Load(); a != nil {
+		res.CAKeys = "ok"
+		if id, err := a.failingIssuer(); err != nil {
+			res.CAKeys = fmt.Sprintf("the key of issuer %s cannot sign: %v", id, err)
+		}
+	}
+	c.reply(w, r, res)
+}
 
 // reply answers with the module's status and res's note or request.
 func (c *control) reply(w http.ResponseWriter, r *http.Request, res controlStatus) {

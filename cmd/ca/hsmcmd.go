@@ -102,11 +102,13 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				w := cmd.OutOrStdout()
 				// This command opens its own module; a running server's
 				// may be sealed while this one is not.
+				var running *controlStatus
 				if client, ok := controlClient(g.dataDir); ok {
 					var res controlStatus
 					if err := callControl(ctx, client, "GET", "/status", nil, &res); err != nil {
 						return fmt.Errorf("asking the running server: %w", err)
 					}
+					running = &res
 					fmt.Fprintf(w, "running server: sealed: %v, self-test: %s\n", res.Sealed, res.SelfTest)
 					fmt.Fprintln(w, "this command's own check of the keystore (unsealed here to check the material):")
 				}
@@ -139,7 +141,7 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 				} else {
 					fmt.Fprintf(w, "audit log: %d entries, intact\n", rep.Entries)
 				}
-				tokenErr := checkTokenKeys(ctx, n, w)
+				tokenErr := checkTokenKeys(ctx, n, w, running)
 				if n := unauthenticated(rep); n > 0 {
 					fmt.Fprintf(w, "audit log: %d entries without a MAC after authentication began (nodes of the previous release during an upgrade, or written outside the HSM; they must not grow once every node runs this release; listed by ca hsm audit verify)\n", n)
 				}
@@ -180,10 +182,20 @@ func printDamaged(w io.Writer, damaged []hsm.DamagedKey) {
 // see: it opens the token and finds every issuer's key, matching its
 // certificate, as `ca serve` does at start (a review deleted both CA keys
 // from the token and status said all was well). Without the token's PIN
-// it says it did not check.
-func checkTokenKeys(ctx context.Context, n *node, w io.Writer) error {
+// it says it did not check. A serving node is asked instead, which costs
+// the token no login (a monitoring job with a stale PIN would otherwise
+// spend the token's PIN tries).
+func checkTokenKeys(ctx context.Context, n *node, w io.Writer, running *controlStatus) error {
 	if n.cfg.CA.KeyStore != "pkcs11" {
 		return nil
+	}
+	if running != nil && running.CAKeys != "" {
+		if running.CAKeys == "ok" {
+			fmt.Fprintln(w, "CA keys on the PKCS#11 token: the running server finds and signs with every issuer's key")
+			return nil
+		}
+		fmt.Fprintf(w, "CA keys on the PKCS#11 token: FAILING (the running server): %s\n", shownText(running.CAKeys))
+		return errors.New(running.CAKeys)
 	}
 	if _, err := n.cfg.PKCS11PIN(n.dir); err != nil {
 		fmt.Fprintf(w, "CA keys on the PKCS#11 token: not checked (%s)\n", shownText(err.Error()))

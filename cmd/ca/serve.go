@@ -134,6 +134,8 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 	}
 	ctl.revoker.Store(a.ra)
 	defer ctl.revoker.Store(nil)
+	ctl.serving.Store(a)
+	defer ctl.serving.Store(nil)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	acks := make(chan chan struct{}, 1)
@@ -149,6 +151,7 @@ func serveUnsealed(ctx context.Context, n *node, ctl *control, out io.Writer, we
 	}()
 	err = a.Serve(sctx)
 	ctl.revoker.Store(nil) // before the app closes
+	ctl.serving.Store(nil)
 	// Stop the watcher before looking for a seal request: one taken just
 	// as Serve failed must still be answered, or `ca hsm seal` hangs.
 	cancel()
