@@ -137,6 +137,21 @@ func (r AuditReport) UnauthSummary() string {
 	return what + " no MAC, so anyone able to write the database could have written " + them + ": " + list
 }
 
+// UnauthBySource splits Unauthenticated: the entries a sealed module
+// appends (failed unseals and self-tests, which nothing can authenticate
+// then), and the others (a node of the previous release, or written
+// outside the HSM).
+func (r AuditReport) UnauthBySource() (whileSealed, other int) {
+	for action, n := range r.Unauthenticated {
+		if sealedActions[action] {
+			whileSealed += n
+		} else {
+			other += n
+		}
+	}
+	return whileSealed, other
+}
+
 // sealedActions are the entries a sealed module appends.
 var sealedActions = map[string]bool{"unseal.fail": true, "selftest.fail": true}
 

@@ -39,6 +39,9 @@ type app struct {
 	// auditUnauth is how many entries the last check found without a MAC
 	// after authentication began; -1 before the first check.
 	auditUnauth atomic.Int64
+	// auditUnauthOther and auditUnauthSealed split it as the last check
+	// logged it (see checkAudit).
+	auditUnauthOther, auditUnauthSealed atomic.Int64
 	// publishFailures bounds the log of revocations whose Redis steps
 	// fail while Redis is down (publish.go).
 	publishFailures core.FailureLog

@@ -74,10 +74,18 @@ func (a *app) checkAudit(ctx context.Context) bool {
 	case next == auditIntact && prev == auditAltered:
 		a.n.log.Info("hsm: the audit log verifies again", "entries", rep.Entries)
 	}
-	unauth := unauthenticated(rep)
-	if was := a.auditUnauth.Swap(unauth); unauth > max(was, 0) {
-		a.n.log.Warn("hsm: audit entries without a MAC after authentication began: appended by nodes of the previous release during an upgrade, or stripped outside the HSM; once every node runs this release their number must not grow (see `ca hsm audit verify`)",
-			"unauthenticated", unauth, "before", max(was, 0))
+	a.auditUnauth.Store(unauthenticated(rep))
+	// Failed unseals and self-tests are appended while sealed, when no MAC
+	// can be made: an operator's mistyped share is not a warning (a review
+	// saw one send operators looking for nodes of an older release).
+	sealed, other := rep.UnauthBySource()
+	if was := a.auditUnauthOther.Swap(int64(other)); int64(other) > max(was, 0) {
+		a.n.log.Warn("hsm: audit entries without a MAC after authentication began: appended by nodes of the previous release during an upgrade, or written or stripped outside the HSM; once every node runs this release their number must not grow (see `ca hsm audit verify`)",
+			"unauthenticated", other, "before", max(was, 0))
+	}
+	if was := a.auditUnauthSealed.Swap(int64(sealed)); int64(sealed) > max(was, 0) {
+		a.n.log.Info("hsm: failed unseals or self-tests recorded while sealed, when no MAC can be made (listed by `ca hsm audit verify`)",
+			"entries", sealed, "before", max(was, 0))
 	}
 	return true
 }

@@ -142,8 +142,13 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "audit log: %d entries, intact\n", rep.Entries)
 				}
 				tokenErr := checkTokenKeys(ctx, n, w, running)
-				if n := unauthenticated(rep); n > 0 {
-					fmt.Fprintf(w, "audit log: %d entries without a MAC after authentication began (nodes of the previous release during an upgrade, or written outside the HSM; they must not grow once every node runs this release; listed by ca hsm audit verify)\n", n)
+				if sealed, other := rep.UnauthBySource(); other > 0 || sealed > 0 {
+					if other > 0 {
+						fmt.Fprintf(w, "audit log: %d entries without a MAC after authentication began (nodes of the previous release during an upgrade, or written outside the HSM; they must not grow once every node runs this release; listed by ca hsm audit verify)\n", other)
+					}
+					if sealed > 0 {
+						fmt.Fprintf(w, "audit log: %d failed unseals or self-tests recorded while sealed, when no MAC can be made (listed by ca hsm audit verify)\n", sealed)
+					}
 				}
 				switch {
 				case len(damaged) > 0:

@@ -115,6 +115,12 @@ func TestRekeyCLI(t *testing.T) {
 		!strings.Contains(out, "not authenticated: 1 entry has no MAC") || !strings.Contains(out, " unseal.fail (appended while sealed") {
 		t.Fatalf("audit verify after rekeys: %v\n%s", err, out)
 	}
+	// Status tells it from entries of an older node or an outsider (a
+	// review saw it blamed on nodes of the previous release).
+	if out, err := runCAIn(t, stdin, "--data", dir, "hsm", "status"); err != nil || !strings.Contains(out, "1 failed unseals or self-tests recorded while sealed") ||
+		strings.Contains(out, "previous release") {
+		t.Fatalf("status after rekeys: %v\n%s", err, out)
+	}
 }
 
 // TestRestoreRekeyedCLI is the disaster path: the key file is gone, and a
