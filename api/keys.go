@@ -167,10 +167,18 @@ func checkKeyName(name string) error {
 func KeyIDOf(ctx context.Context, store interface {
 	APIKeyByHash(context.Context, []byte) (*storage.APIKey, error)
 }, ref string) (string, error) {
-	if !strings.HasPrefix(ref, keyPrefix) {
+	// A secret as found: perhaps with spaces around it, or after "Bearer "
+	// (found by a review: such a secret was taken for an id and repeated
+	// in "no API key has id").
+	i := strings.Index(ref, keyPrefix)
+	if i < 0 {
+		if !isKeyID(ref) {
+			return "", core.Errorf(core.KindMalformed, "not an API key id (16 hex digits, as `ca apikey list` shows) or secret (%s…)", keyPrefix)
+		}
 		return ref, nil
 	}
-	k, err := store.APIKeyByHash(ctx, hashKey(ref))
+	secret := strings.TrimSpace(ref[i:])
+	k, err := store.APIKeyByHash(ctx, hashKey(secret))
 	if errors.Is(err, core.ErrNotFound) {
 		return "", core.Errorf(core.KindNotFound, "no API key has the secret given (%s…)", keyPrefix)
 	}
@@ -178,6 +186,16 @@ func KeyIDOf(ctx context.Context, store interface {
 		return "", err
 	}
 	return k.ID, nil
+}
+
+// isKeyID reports whether s has the form of a key id: 16 lowercase hex
+// digits (CreateKeyWith).
+func isKeyID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 // RevokeKey revokes the key with id; it stops working at once.

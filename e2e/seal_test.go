@@ -38,6 +38,9 @@ func TestShamirSealUnseal(t *testing.T) {
 	}
 	withShares := func(sub []string, shares ...string) (string, error) { return withSharesEnv(nil, sub, shares...) }
 	unseal := func(shares ...string) (string, error) { return withShares([]string{"unseal"}, shares...) }
+	if out, err := unseal(); err == nil || !strings.Contains(out, "no unseal material given") {
+		t.Fatalf("unseal with nothing on stdin: %v\n%s", err, out)
+	}
 	if out, err := unseal(shares[0]); err == nil || !strings.Contains(out, "too few shares") {
 		t.Fatalf("unseal with one share: %v\n%s", err, out)
 	}

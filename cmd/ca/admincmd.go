@@ -64,9 +64,14 @@ func apikeyCommand(g *globals) *cobra.Command {
 			return w.Flush()
 		})
 	}}
-	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke an API key (by its id, or by its secret if that is what was found leaked): it stops working at once, its console sessions end", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke an API key (by its id, or by its secret if that is what was found leaked; - reads it from stdin, off the command line): it stops working at once, its console sessions end", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		ref := args[0]
+		if ref == "-" {
+			line, _ := stdin(cmd).secretLine(cmd.ErrOrStderr())
+			ref = strings.TrimSpace(line)
+		}
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
-			id, err := api.KeyIDOf(ctx, n.db, args[0])
+			id, err := api.KeyIDOf(ctx, n.db, ref)
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,15 @@ func TestAPIKeyRevokeBySecret(t *testing.T) {
 	if out, err := runCA(t, "--data", dir, "apikey", "revoke", wrong); err == nil || strings.Contains(err.Error()+out, wrong) {
 		t.Fatalf("revoke by a secret of no key: %v\n%s", err, out)
 	}
-	out, err = runCA(t, "--data", dir, "apikey", "revoke", secret)
+	// As found: after "Bearer ", with spaces; nothing but an id or a
+	// secret is taken, and neither is repeated.
+	for _, garbled := range []string{" Bearer " + wrong + " ", "x" + secret[4:]} {
+		if out, err := runCA(t, "--data", dir, "apikey", "revoke", garbled); err == nil || strings.Contains(err.Error()+out, garbled[4:20]) {
+			t.Fatalf("revoke %q: %v\n%s", garbled, err, out)
+		}
+	}
+	// From stdin, off the command line.
+	out, err = runCAIn(t, "Bearer "+secret+"\n", "--data", dir, "apikey", "revoke", "-")
 	if err != nil || !strings.Contains(out, "API key "+id+" revoked") || strings.Contains(out, secret) {
 		t.Fatalf("revoke by secret: %v\n%s", err, out)
 	}

@@ -150,15 +150,23 @@ func hsmStatusCommand(g *globals) *cobra.Command {
 						fmt.Fprintf(w, "audit log: %d failed unseals or self-tests recorded while sealed, when no MAC can be made (listed by ca hsm audit verify)\n", sealed)
 					}
 				}
-				switch {
-				case len(damaged) > 0:
-					return fmt.Errorf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged))
-				case tokenErr != nil:
-					return fmt.Errorf("the CA keys on the PKCS#11 token: %w", tokenErr)
-				case len(missingUsers) > 0:
-					return fmt.Errorf("%d users deleted outside the HSM: re-create them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`)", len(missingUsers))
-				case rep.FirstBad != 0:
-					return fmt.Errorf("the HSM audit log was altered outside the HSM at entry #%d: the keys' histories it records cannot be trusted", rep.FirstBad)
+				// Every problem found, not only the first (a review saw
+				// missing users left out beside a damaged key).
+				var problems []string
+				if len(damaged) > 0 {
+					problems = append(problems, fmt.Sprintf("%d damaged objects: restore them from a backup, or destroy them (`ca hsm keys destroy-damaged ID`)", len(damaged)))
+				}
+				if tokenErr != nil {
+					problems = append(problems, fmt.Sprintf("the CA keys on the PKCS#11 token: %v", tokenErr))
+				}
+				if len(missingUsers) > 0 {
+					problems = append(problems, fmt.Sprintf("%d users deleted outside the HSM: re-create them on the authority of the unseal material (`ca hsm users reset NAME --role ROLE`)", len(missingUsers)))
+				}
+				if rep.FirstBad != 0 {
+					problems = append(problems, fmt.Sprintf("the HSM audit log was altered outside the HSM at entry #%d: the keys' histories it records cannot be trusted", rep.FirstBad))
+				}
+				if len(problems) > 0 {
+					return errors.New(strings.Join(problems, "; "))
 				}
 				return nil
 			})
@@ -495,6 +503,11 @@ func unsealThroughControl(ctx context.Context, cmd *cobra.Command, g *globals, c
 		req, err := readUnsealMaterial(cmd, method)
 		if err != nil {
 			return err
+		}
+		if req.Passphrase == "" && len(req.Shares) == 0 {
+			// Nothing typed: posted, it would read as "no material" and
+			// leave the server sealed with exit 0 (found by a review).
+			return fmt.Errorf("no unseal material given on stdin (the server unseals with %s): the server stays sealed", method)
 		}
 		res = controlStatus{}
 		if err := postControl(ctx, client, "/unseal", req, &res); err != nil {

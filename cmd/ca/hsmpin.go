@@ -238,6 +238,9 @@ func hsmResetCommand(g *globals) *cobra.Command {
 					return err
 				}
 				if recreated {
+					if was != hsm.Role(role) {
+						fmt.Fprintf(cmd.OutOrStdout(), "note: the audit log made it a %s; the unseal holders make it a %s\n", was, role)
+					}
 					fmt.Fprintf(cmd.OutOrStdout(), "user %s was missing (its row deleted outside the HSM; the audit log made it a %s): re-created with role %s, its keys, and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], was, role)
 					return nil
 				}
