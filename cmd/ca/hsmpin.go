@@ -165,15 +165,28 @@ When the old PIN came from a file, the new one is written to that file.`,
 					return err
 				}
 				defer s.Close()
+				// The new PIN goes beside the file first, as a rekey's key
+				// does: a crash between the change and the file's update
+				// leaves it there, named by the next failed login (found
+				// by a review), not only in the operator's head.
+				pending := src.file + ".new"
+				if fromFile {
+					if err := writeFileAtomic(pending, []byte(newPIN+"\n"), 0o600); err != nil {
+						return fmt.Errorf("nothing changed: %w", err)
+					}
+				}
 				if err := s.ChangePIN(ctx, oldPIN, newPIN); err != nil {
+					if fromFile {
+						os.Remove(pending)
+					}
 					return err
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "PIN of %s changed\n", name)
 				switch {
 				case fromFile:
-					if err := writePINFile(src.file, newPIN); err != nil {
-						return fmt.Errorf("the PIN is changed in the HSM but %s could not be updated: %w", src.file, err)
+					if err := movePINFile(pending, src.file); err != nil {
+						return fmt.Errorf("the PIN is changed in the HSM but %s could not be updated (%s holds the new PIN): %w", src.file, pending, err)
 					}
 					fmt.Fprintf(out, "%s now holds the new PIN\n", src.file)
 				case src.env != "" && os.Getenv(src.env) != "":
@@ -184,15 +197,15 @@ When the old PIN came from a file, the new one is written to that file.`,
 		}}
 }
 
-// writePINFile replaces the PIN file at path (the file a symlink there
-// points to) with pin, whole and readable by its owner only, whatever mode
-// the old file had.
-func writePINFile(path, pin string) error {
+// movePINFile moves the PIN file written at pending over path (the file a
+// symlink there points to): the file is replaced whole, with pending's
+// mode (0600), whatever mode the old one had.
+func movePINFile(pending, path string) error {
 	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(target, []byte(pin+"\n"), 0o600)
+	return os.Rename(pending, target)
 }
 
 // unlockWithUnseal is `ca hsm users unlock NAME --with-unseal`: the unseal

@@ -126,16 +126,19 @@ func (n *node) caSession(ctx context.Context) (*hsm.Session, error) {
 	}
 	s, err := n.hsm.LoginStored(ctx, n.cfg.HSM.User, pin)
 	if err != nil {
-		return nil, fmt.Errorf("logging in to the HSM as %s: %w%s", n.cfg.HSM.User, err, staleStoredPIN(err))
+		return nil, fmt.Errorf("logging in to the HSM as %s: %w%s", n.cfg.HSM.User, err, staleStoredPIN(err, config.Path(n.dir, n.cfg.HSM.PINFile)))
 	}
 	return s, nil
 }
 
 // staleStoredPIN is what to add to a failed login with a stored PIN: the
 // likeliest cause on a cluster, and that every failed start counts.
-func staleStoredPIN(err error) string {
+func staleStoredPIN(err error, file string) string {
 	if !errors.Is(err, hsm.ErrBadPIN) {
 		return ""
+	}
+	if _, serr := os.Stat(file + ".new"); serr == nil {
+		return fmt.Sprintf(" (%s.new holds the PIN of a `ca hsm users pin` that stopped before it replaced %s: if the change went through, move it over %s)", file, file, file)
 	}
 	return " (if the PIN was changed on another node, copy its PIN file or environment here: every failed start counts, and the user locks at the fifth; the last try is left to a person)"
 }
@@ -153,7 +156,7 @@ func (n *node) appsSession(ctx context.Context) (*hsm.Session, error) {
 	}
 	s, err := n.hsm.LoginStored(ctx, n.cfg.HSM.AppsUser, pin)
 	if err != nil {
-		return nil, fmt.Errorf("%w%s", err, staleStoredPIN(err))
+		return nil, fmt.Errorf("%w%s", err, staleStoredPIN(err, config.Path(n.dir, n.cfg.HSM.AppsPINFile)))
 	}
 	if s.Role() != hsm.RoleUser {
 		s.Close()

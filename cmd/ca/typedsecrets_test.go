@@ -60,3 +60,39 @@ func TestSecretsTyped(t *testing.T) {
 		t.Fatalf("restore with the backup passphrase typed: %v\n%s", err, out)
 	}
 }
+
+// TestPendingPINFileNamed: `ca hsm users pin` writes the new PIN beside the
+// PIN file before the change and moves it over after; a crash between
+// them (a review's concern: the file kept the old PIN) leaves ca.pin.new,
+// which the next failed login names.
+func TestPendingPINFileNamed(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runCA(t, "--data", dir, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	t.Setenv(config.EnvHSMPIN, "")
+	pinFile := filepath.Join(dir, "ca.pin")
+	old, err := os.ReadFile(pinFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if the change went through and the command stopped before the
+	// move: the HSM has the new PIN, ca.pin the old one.
+	t.Setenv("STRONGROOM_NEW_PIN", "new-ca-pin-77")
+	if out, err := runCA(t, "--data", dir, "hsm", "users", "pin", "ca"); err != nil {
+		t.Fatalf("pin: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(pinFile + ".new"); !os.IsNotExist(err) {
+		t.Fatalf("ca.pin.new left after a change that finished: %v", err)
+	}
+	if err := os.WriteFile(pinFile+".new", []byte("new-ca-pin-77\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pinFile, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCA(t, "--data", dir, "hsm", "keys", "list")
+	if err == nil || !strings.Contains(err.Error(), "ca.pin.new holds the PIN of a `ca hsm users pin` that stopped") {
+		t.Fatalf("a login with the old PIN beside ca.pin.new: %v\n%s", err, out)
+	}
+}
