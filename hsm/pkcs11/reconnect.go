@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,9 @@ type keyRef struct {
 func newTokenSigner(t *Token, label string, c *crypto11.Context, s crypto.Signer) *tokenSigner {
 	ts := &tokenSigner{t: t, label: label, pub: s.Public()}
 	ts.cur.Store(&keyRef{c: c, s: s})
+	t.lmu.Lock()
+	t.labels = append(t.labels, label)
+	t.lmu.Unlock()
 	return ts
 }
 
@@ -121,36 +125,80 @@ func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) (
 	if err == nil || !s.retryable(err, ref) {
 		return sig, err
 	}
-	found, err := s.again(ref, err)
+	k, err := s.refind(ref, err)
 	if err != nil {
 		return nil, err
 	}
-	return found.Sign(r, digest, opts)
+	return k.Sign(r, digest, opts)
 }
 
 // Present checks, without signing, that the key is on the token as a
-// signature would find it, opening the token again as Sign does. /readyz
-// and strongroom_ca_signing_available ask it, so a token that went away
-// shows before a request fails on it (a review saw /readyz say ready for
-// as long as nothing signed).
+// signature would find it, opening the token again only as Sign would.
+// /readyz and strongroom_ca_signing_available ask it, so a token that went
+// away shows before a request fails on it (a review saw /readyz say ready
+// for as long as nothing signed).
 func (s *tokenSigner) Present() error {
 	ref := s.cur.Load()
-	_, err := findIn(ref.c, s.t.desc, s.label)
-	if err == nil && ref.c == s.t.ctx() && !s.t.broken.Load() {
-		return nil
-	}
-	// A session whose token went away and came back may find nothing
-	// (SoftHSM's does): a key not found is looked for again on the token
-	// opened again (at most every ReconnectEvery), as after a PKCS#11
-	// error; a key labelled twice is not.
-	if err != nil && !s.retryable(err, ref) && !errors.Is(err, ErrNotFound) {
+	if ref.c == s.t.ctx() && !s.t.broken.Load() {
+		_, err := findIn(ref.c, s.t.desc, s.label)
+		if err == nil || !s.retryable(err, ref) && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		_, err = s.refind(ref, err)
 		return err
 	}
-	if err == nil {
-		err = errors.New("the token was opened again since this key was found")
-	}
-	_, err = s.again(ref, err)
+	_, err := s.refind(ref, errors.New("the token was opened again since this key was found"))
 	return err
+}
+
+// refind finds the key again after cause, an operation with ref that
+// failed. First in the token's current context: when the token answers
+// there and finds another of its keys, only this key's handle is stale
+// (found again) or the key is gone (an error), and opening the token
+// again would only break the keys that still sign (found by a review:
+// /readyz's checks, reopening for a key deleted from the token, stopped
+// the other CA key's signatures for good when the reopening's login then
+// failed). Otherwise the token went away or its session is stale (a
+// SoftHSM session finds nothing once its token was put back), and it is
+// opened again.
+func (s *tokenSigner) refind(ref *keyRef, cause error) (crypto.Signer, error) {
+	if c := s.t.ctx(); ref.c == c && !s.t.broken.Load() {
+		k, err := findIn(c, s.t.desc, s.label)
+		switch {
+		case err == nil:
+			return s.keep(c, k)
+		case errors.Is(err, ErrNotFound) && s.t.findsOther(c, s.label):
+			return nil, fmt.Errorf("pkcs11: %s answers but has no key labelled %q any more: %w", s.t.desc, s.label, ErrNotFound)
+		}
+	}
+	return s.again(ref, cause)
+}
+
+// keep makes k, found in c, this signer's key, if its public half is the
+// one this signer started with.
+func (s *tokenSigner) keep(c *crypto11.Context, k crypto.Signer) (crypto.Signer, error) {
+	if eq, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(s.pub) {
+		return nil, fmt.Errorf("pkcs11: the key labelled %q on %s is no longer the key this node started with: %w", s.label, s.t.desc, ErrInvalid)
+	}
+	s.cur.Store(&keyRef{c: c, s: k})
+	return k, nil
+}
+
+// findsOther reports whether c finds a key pair of this token's signers
+// other than the one labelled except: the token answers in c.
+func (t *Token) findsOther(c *crypto11.Context, except string) bool {
+	t.lmu.Lock()
+	labels := slices.Clone(t.labels)
+	t.lmu.Unlock()
+	for _, l := range labels {
+		if l == except {
+			continue
+		}
+		if _, err := findIn(c, t.desc, l); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // retryable reports whether an operation with ref that failed with err may
@@ -162,8 +210,7 @@ func (s *tokenSigner) retryable(err error, ref *keyRef) bool {
 }
 
 // again opens the token again after cause (unless another caller did),
-// finds the key's label again, and keeps it, only if its public half is
-// the one this signer started with.
+// finds the key's label again, and keeps it (keep).
 func (s *tokenSigner) again(ref *keyRef, cause error) (crypto.Signer, error) {
 	if rerr := s.t.reconnect(ref.c); rerr != nil {
 		// The token's state first: the signature's own error after a
@@ -171,13 +218,9 @@ func (s *tokenSigner) again(ref *keyRef, cause error) (crypto.Signer, error) {
 		return nil, fmt.Errorf("pkcs11: %s cannot sign with %q now (%v); the signature failed with: %w", s.t.desc, s.label, rerr, cause)
 	}
 	c := s.t.ctx()
-	found, ferr := findIn(c, s.t.desc, s.label)
+	k, ferr := findIn(c, s.t.desc, s.label)
 	if ferr != nil {
-		return nil, fmt.Errorf("%w (after opening the token again: %v)", cause, ferr)
+		return nil, fmt.Errorf("pkcs11: %s, opened again, cannot sign with %q (%v); the signature failed with: %w", s.t.desc, s.label, ferr, cause)
 	}
-	if eq, ok := found.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(s.pub) {
-		return nil, fmt.Errorf("pkcs11: the key labelled %q on %s is no longer the key this node started with: %w", s.label, s.t.desc, ErrInvalid)
-	}
-	s.cur.Store(&keyRef{c: c, s: found})
-	return found, nil
+	return s.keep(c, k)
 }

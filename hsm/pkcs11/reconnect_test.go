@@ -7,7 +7,9 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/strongroom-pki/strongroom/hsm/pkcs11"
 	"github.com/strongroom-pki/strongroom/hsm/pkcs11/softhsmtest"
+	"github.com/strongroom-pki/strongroom/storage/storagetest"
 )
 
 // TestTokenComesBack: a token removed while the node holds its keys (here
@@ -196,4 +199,43 @@ func reconnectingToken(t *testing.T, label string) (softhsmtest.Token, *pkcs11.T
 		t.Fatal(err)
 	}
 	return st, tok, s
+}
+
+// TestKeyGoneTokenKept: a key deleted from a token that still answers is
+// reported gone, by Present and by Sign, without opening the token again
+// (a review saw /readyz's checks reopen it for a deleted root key; the
+// reopening's login failed, as the PIN had been changed, and the
+// intermediate, still there, stopped signing until a restart).
+func TestKeyGoneTokenKept(t *testing.T) {
+	tool, err := exec.LookPath("pkcs11-tool")
+	if err != nil {
+		storagetest.ServiceMissing(t, "pkcs11-tool (apt-get install opensc)", err)
+	}
+	st, tok, inter := reconnectingToken(t, "keygone")
+	root, err := tok.Generate("root", "p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logins, restore := pkcs11.CountLogins()
+	defer restore()
+	if out, err := exec.Command(tool, "--module", st.Module, "--token-label", st.Label, "--login", "--pin", st.PIN,
+		"--delete-object", "--type", "privkey", "--label", "root").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --delete-object: %v\n%s", err, out)
+	}
+	d := sha256.Sum256([]byte("tbs"))
+	for i := 0; i < 3; i++ {
+		time.Sleep(2 * pkcs11.ReconnectEvery)
+		if err := root.(interface{ Present() error }).Present(); !errors.Is(err, pkcs11.ErrNotFound) {
+			t.Fatalf("Present of the deleted key: %v", err)
+		}
+		if _, err := root.Sign(nil, d[:], crypto.SHA256); err == nil {
+			t.Fatal("the deleted key signed")
+		}
+		if _, err := inter.Sign(nil, d[:], crypto.SHA256); err != nil {
+			t.Fatalf("the key still on the token: %v", err)
+		}
+	}
+	if n := logins.Load(); n != 0 {
+		t.Errorf("the token was opened again %d times for a deleted key", n)
+	}
 }

@@ -33,6 +33,9 @@ type Token struct {
 	broken      atomic.Bool
 	closed      bool  // by Close: never opened again
 	pinRefused  error // a reconnection's login refused the PIN: no more tries
+	// labels are those of the key pairs its signers hold (findsOther).
+	lmu    sync.Mutex
+	labels []string
 }
 
 func (t *Token) ctx() *crypto11.Context { return t.c.Load() }
