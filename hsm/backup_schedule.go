@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,12 +58,12 @@ func (m *Module) BackupNow(ctx context.Context, s BackupSchedule) (string, error
 	}
 	name := backupPrefix + m.now().UTC().Format(backupTimeLayout) + backupSuffix
 	path := filepath.Join(s.Dir, name)
-	err := WriteBackupFile(filepath.Join(s.Dir, name), func(w io.Writer) error { return m.Backup(ctx, w, s.Options) })
+	err := WriteBackupFile(filepath.Join(s.Dir, name), true, func(w io.Writer) error { return m.Backup(ctx, w, s.Options) })
 	if err != nil {
 		return "", err
 	}
 	if s.CopyDir != "" {
-		err := WriteBackupFile(filepath.Join(s.CopyDir, name), func(w io.Writer) error {
+		err := WriteBackupFile(filepath.Join(s.CopyDir, name), true, func(w io.Writer) error {
 			f, err := os.Open(path)
 			if err != nil {
 				return err
@@ -136,14 +137,19 @@ func (m *Module) RunBackups(ctx context.Context, s BackupSchedule) error {
 // WriteBackupFile writes a new backup file at final, never replacing one:
 // fill writes it into a temporary file in the same directory (made first,
 // so a directory that cannot take it fails before anything is audited as
-// taken), synced, then renamed into place. A crash leaves a hidden
-// temporary file, never a torn or empty file under a backup's name.
-func WriteBackupFile(final string, fill func(io.Writer) error) error {
+// taken), synced, then linked into place, which fails if anything has the
+// name meanwhile, a dangling symlink included (a rename would replace it).
+// A crash leaves a hidden temporary file, never a torn or empty file under
+// a backup's name. mkdir makes a missing directory (scheduled backups);
+// without it a missing directory is an error (an operator's --out).
+func WriteBackupFile(final string, mkdir bool, fill func(io.Writer) error) error {
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("backup: %w", err)
+	if mkdir {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 	}
-	if _, err := os.Stat(final); err == nil {
+	if _, err := os.Lstat(final); err == nil {
 		return errf(ErrExists, "backup: %s already exists", final)
 	}
 	f, err := os.CreateTemp(dir, ".srbk-*.tmp")
@@ -162,10 +168,13 @@ func WriteBackupFile(final string, fill func(io.Writer) error) error {
 		err = os.Chmod(tmp, 0o600)
 	}
 	if err == nil {
-		err = os.Rename(tmp, final)
+		err = os.Link(tmp, final)
+	}
+	os.Remove(tmp)
+	if errors.Is(err, fs.ErrExist) {
+		return errf(ErrExists, "backup: %s already exists", final)
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("backup: writing %s: %w", final, err)
 	}
 	return nil

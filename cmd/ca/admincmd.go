@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -68,7 +69,9 @@ func apikeyCommand(g *globals) *cobra.Command {
 		ref := args[0]
 		if ref == "-" {
 			line, _ := stdin(cmd).secretLine(cmd.ErrOrStderr())
-			ref = strings.TrimSpace(line)
+			if ref = strings.TrimSpace(line); ref == "" {
+				return errors.New("nothing on stdin: give the key's id or secret there")
+			}
 		}
 		return withNode(cmd, g, func(ctx context.Context, n *node) error {
 			id, err := api.KeyIDOf(ctx, n.db, ref)

@@ -54,7 +54,7 @@ the database need their own database backup.`,
 				// As scheduled backups are written: a killed command leaves
 				// no empty file under the backup's name (found by a review).
 				var buf bytes.Buffer
-				err := hsm.WriteBackupFile(out, func(w io.Writer) error {
+				err := hsm.WriteBackupFile(out, false, func(w io.Writer) error {
 					if err := n.hsm.Backup(ctx, &buf, opts); err != nil {
 						return err
 					}

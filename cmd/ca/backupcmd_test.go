@@ -215,6 +215,29 @@ func TestBackupFileNeverTorn(t *testing.T) {
 	if b, _ := os.ReadFile(taken); string(b) != "an earlier backup" {
 		t.Fatalf("the existing file now holds %q", b)
 	}
+	// A dangling symlink under the name is not replaced, nor is a missing
+	// directory made (a review saw both).
+	link := filepath.Join(out, "link.srbk")
+	if err := os.Symlink(filepath.Join(out, "nowhere"), link); err != nil {
+		t.Fatal(err)
+	}
+	clean := t.TempDir()
+	if out, err := runCA(t, "--data", clean, "init"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	for _, p := range []string{link, filepath.Join(out, "no-such-dir", "b.srbk")} {
+		if _, err := runCA(t, "--data", clean, "hsm", "backup", "--out", p); err == nil {
+			t.Fatalf("backup to %s written", p)
+		}
+	}
+	if _, err := runCA(t, "--data", clean, "hsm", "backup", "--out", filepath.Join(out, "clean.srbk")); err != nil {
+		t.Fatalf("a backup of the clean CA: %v", err)
+	}
+	os.Remove(filepath.Join(out, "clean.srbk"))
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced: %v", err)
+	}
+	os.Remove(link)
 	// The audit log was altered: the backup is refused.
 	if _, err := runCA(t, "--data", dir, "hsm", "backup", "--out", filepath.Join(out, "new.srbk")); err == nil {
 		t.Fatal("a backup of an altered audit log was written")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,8 +199,13 @@ func (c *control) status(w http.ResponseWriter, r *http.Request) {
 	res := controlStatus{}
 	if a := c.serving.Load(); a != nil {
 		res.CAKeys = "ok"
-		if id, err := a.failingIssuer(); err != nil {
-			res.CAKeys = fmt.Sprintf("the key of issuer %s cannot sign: %v", id, err)
+		// Every failing key, not only the first (found by a review).
+		var why []string
+		for _, f := range a.failingIssuers(true) {
+			why = append(why, fmt.Sprintf("the key of issuer %s cannot sign: %v", f.id, f.err))
+		}
+		if len(why) > 0 {
+			res.CAKeys = strings.Join(why, "; ")
 		}
 	}
 	c.reply(w, r, res)

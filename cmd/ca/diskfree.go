@@ -23,13 +23,18 @@ var diskFree = func(path string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// lowDisk is /readyz's reason when the disk of the SQLite database at
-// dbPath has less than lowDiskBytes free, else "" (also when it cannot be
-// told: the database's own errors say more).
-func lowDisk(dbPath string) string {
+// lowDiskProblem is /readyz's reason while the disk is nearly full. It
+// names no figure: the reason is logged when it changes, and a figure
+// changed with every MiB written (found by a review: an ERROR per MiB).
+const lowDiskProblem = "the database's disk has less than 64 MiB free: writes (issuance, revocation, the HSM's audit log) fail once it is full"
+
+// lowDisk is lowDiskProblem and the free space when the disk of the SQLite
+// database at dbPath has less than lowDiskBytes free, else "" (also when
+// it cannot be told: the database's own errors say more).
+func lowDisk(dbPath string) (string, error) {
 	free, err := diskFree(filepath.Dir(dbPath))
 	if err != nil || free >= lowDiskBytes {
-		return ""
+		return "", nil
 	}
-	return fmt.Sprintf("the database's disk has %d MiB free: writes (issuance, revocation, the HSM's audit log) fail once it is full", free>>20)
+	return lowDiskProblem, fmt.Errorf("%d MiB free on the disk of %s", free>>20, dbPath)
 }

@@ -214,9 +214,26 @@ func checkTokenKeys(ctx context.Context, n *node, w io.Writer, running *controlS
 		fmt.Fprintf(w, "CA keys on the PKCS#11 token: not checked (%s)\n", shownText(err.Error()))
 		return nil
 	}
-	if _, _, err := n.issuers(ctx, nil, nil); err != nil {
-		fmt.Fprintf(w, "CA keys on the PKCS#11 token: FAILING: %s\n", shownText(err.Error()))
-		return err
+	// Each issuer's key, so that every missing one is named; then the
+	// chain, which matches each key with its certificate.
+	var failed []string
+	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
+		if is.External {
+			continue
+		}
+		if _, err := n.issuerSigner(ctx, nil, is); err != nil {
+			failed = append(failed, fmt.Sprintf("issuer %s: %v", is.ID, err))
+		}
+	}
+	if len(failed) == 0 {
+		if _, _, err := n.issuers(ctx, nil, nil); err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		msg := strings.Join(failed, "; ")
+		fmt.Fprintf(w, "CA keys on the PKCS#11 token: FAILING: %s\n", shownText(msg))
+		return errors.New(msg)
 	}
 	fmt.Fprintln(w, "CA keys on the PKCS#11 token: every issuer's key found, matching its certificate")
 	return nil

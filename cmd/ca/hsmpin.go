@@ -252,9 +252,9 @@ func hsmResetCommand(g *globals) *cobra.Command {
 				}
 				if recreated {
 					if was != hsm.Role(role) {
-						fmt.Fprintf(cmd.OutOrStdout(), "note: the audit log made it a %s; the unseal holders make it a %s\n", was, role)
+						fmt.Fprintf(cmd.OutOrStdout(), "note: the audit log made it %s; the unseal holders make it %s\n", withArticle(string(was)), withArticle(role))
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "user %s was missing (its row deleted outside the HSM; the audit log made it a %s): re-created with role %s, its keys, and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], was, role)
+					fmt.Fprintf(cmd.OutOrStdout(), "user %s was missing (its row deleted outside the HSM; the audit log made it %s): re-created with role %s, its keys, and a new PIN on the authority of the unseal material (audited); set the new PIN wherever that user's PIN is read\n", args[0], withArticle(string(was)), role)
 					return nil
 				}
 				if was != hsm.Role(role) {
@@ -291,4 +291,12 @@ func newPINInput(cmd *cobra.Command, prompt string) (string, error) {
 		return pin, nil
 	}
 	return "", errors.New("no new PIN given: set STRONGROOM_NEW_PIN or type it on stdin")
+}
+
+// withArticle is a role with its indefinite article: "a user", "an officer".
+func withArticle(role string) string {
+	if role != "" && strings.ContainsRune("aeiou", rune(role[0])) {
+		return "an " + role
+	}
+	return "a " + role
 }

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"slices"
 	"time"
 
@@ -33,9 +32,9 @@ const noIssuerProblem = "no issuer can sign new certificates: every intermediate
 
 // lowDisk is lowDisk for the node's database, on SQLite (PostgreSQL's
 // disk is its server's to watch).
-func (a *app) lowDisk() string {
+func (a *app) lowDisk() (string, error) {
 	if a.n.cfg.Database.Driver != "sqlite" {
-		return ""
+		return "", nil
 	}
 	return lowDisk(a.n.cfg.DatabaseDSN(a.n.dir))
 }
@@ -65,8 +64,8 @@ func (a *app) degraded() string {
 		// Every intermediate revoked or expired: shared by every node
 		// too, and OCSP and CRLs still serve.
 		err, reason = core.ErrNoIssuer, noIssuerProblem
-	} else if r := a.lowDisk(); r != "" {
-		err, reason = errors.New(r), r
+	} else if r, derr := a.lowDisk(); r != "" {
+		err, reason = derr, r
 	} else if a.shared != nil && a.shared.ping != nil {
 		p := a.shared.ping
 		// Redis holds the rate limits and ACME nonces: without it the
@@ -116,16 +115,34 @@ func (a *app) signingGauge() prometheus.Collector {
 // first, so a key that works again (a PKCS#11 token put back, an HSM user
 // record restored) is not reported until something else signs with it.
 func (a *app) failingIssuer() (string, error) {
+	if f := a.failingIssuers(false); len(f) > 0 {
+		return f[0].id, f[0].err
+	}
+	return "", nil
+}
+
+// issuerFailure is an issuer whose key fails, and why.
+type issuerFailure struct {
+	id  string
+	err error
+}
+
+// failingIssuers is failingIssuer for every issuer (all), or up to the
+// first that fails.
+func (a *app) failingIssuers(all bool) []issuerFailure {
+	var out []issuerFailure
 	for _, is := range a.signingIssuers() {
 		f, ok := is.Signer().(interface{ failing() error })
 		if !ok || f.failing() == nil {
 			continue
 		}
 		if _, err := is.Signer().Sign(rand.Reader, probeDigest[:], crypto.SHA256); err != nil {
-			return is.ID(), err
+			if out = append(out, issuerFailure{is.ID(), err}); !all {
+				break
+			}
 		}
 	}
-	return "", nil
+	return out
 }
 
 // probeDigest is what failingIssuer has a failing key sign.
