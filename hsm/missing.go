@@ -60,7 +60,7 @@ func (m *Module) missingKeys(ctx context.Context, st *unsealed, history map[stri
 }
 
 // destroyedIn reports whether es holds a key.destroy entry the HSM vouches
-// for (vouched); else, the seq of one it does not, if any. A destroy with
+// for (gone); else, the seq of one it does not (unvouched), if any. A destroy with
 // no MAC is what someone who can write the database could append to hide
 // a key they deleted (found by a review), so it does not end the report.
 func (st *unsealed) destroyedIn(es []storage.HSMAuditEntry) (gone bool, unvouched int64) {
