@@ -209,6 +209,14 @@ func TestRetypedRowsAreFound(t *testing.T) {
 	}
 
 	f = setup(t, sqliteDB(t))
+	k, err := f.alice.GenerateKey(ctx, KeySpec{Type: AES256, Label: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, f.db, `UPDATE hsm_objects SET id = CAST(id AS BLOB) WHERE id = ?`, k.ID)
+	if _, err := f.m.CheckObjects(ctx); err == nil || !strings.Contains(err.Error(), "another type than text") {
+		t.Fatalf("CheckObjects with a key's id retyped: %v", err)
+	}
 	mustExec(t, f.db, `UPDATE hsm_users SET name = CAST(name AS BLOB) WHERE name = 'bob'`)
 	if _, err := f.officer.ListUsers(ctx); err == nil || !strings.Contains(err.Error(), "another type than text") {
 		t.Fatalf("ListUsers with bob's name retyped: %v", err)

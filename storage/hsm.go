@@ -336,11 +336,19 @@ func hsmUsers(ctx context.Context, q querier) ([]HSMUser, error) {
 
 const hsmObjectCols = `id, version, owner, label, attrs, sealed, created, uses`
 
+// hsmObjectRead reads hsmObjectCols and whether the id is still TEXT (see
+// hsmUserRead).
+const hsmObjectRead = hsmObjectCols + `, id = CAST(id AS TEXT)`
+
 func scanHSMObject(r scanner) (HSMObject, error) {
 	var o HSMObject
 	var created, uses int64
-	err := r.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses)
+	var typed bool
+	err := r.Scan(&o.ID, &o.Version, &o.Owner, &o.Label, &o.Attrs, &o.Sealed, &created, &uses, &typed)
 	o.Created, o.Uses = FromMicros(created), uint64(uses)
+	if err == nil && !typed {
+		err = fmt.Errorf("hsm object %q version %d: its id is stored as another type than text: altered outside the HSM", o.ID, o.Version)
+	}
 	return o, err
 }
 
@@ -351,7 +359,7 @@ func hsmObjects(ctx context.Context, q querier, query string, args ...any) ([]HS
 // HSMObject returns every version of one object, oldest first, or
 // core.ErrNotFound.
 func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
-	os, err := hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects WHERE id = ? ORDER BY version`, id)
+	os, err := hsmObjects(ctx, d, `SELECT `+hsmObjectRead+` FROM hsm_objects WHERE id = ? ORDER BY version`, id)
 	if err == nil && len(os) == 0 {
 		return nil, core.ErrNotFound
 	}
@@ -360,7 +368,7 @@ func (d *DB) HSMObject(ctx context.Context, id string) ([]HSMObject, error) {
 
 // HSMObjects returns every version of every object, by id then version.
 func (d *DB) HSMObjects(ctx context.Context) ([]HSMObject, error) {
-	return hsmObjects(ctx, d, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`)
+	return hsmObjects(ctx, d, `SELECT `+hsmObjectRead+` FROM hsm_objects ORDER BY id, version`)
 }
 
 // HSMObjectCount counts owner's objects (each once, whatever its number of

@@ -41,7 +41,7 @@ func (d *DB) SnapshotHSM(ctx context.Context, audit func(prevSeq int64, prevHash
 		if s.Users, err = hsmUsers(ctx, tx); err != nil {
 			return err
 		}
-		if s.Objects, err = hsmObjects(ctx, tx, `SELECT `+hsmObjectCols+` FROM hsm_objects ORDER BY id, version`); err != nil {
+		if s.Objects, err = hsmObjects(ctx, tx, `SELECT `+hsmObjectRead+` FROM hsm_objects ORDER BY id, version`); err != nil {
 			return err
 		}
 		if s.Audit, err = hsmAudit(ctx, tx, 0, 0); err != nil {
