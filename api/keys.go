@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -186,6 +187,15 @@ func KeyIDOf(ctx context.Context, store interface {
 		return "", err
 	}
 	return k.ID, nil
+}
+
+// quotedRef is s quoted for an error, unless it holds an API key's secret
+// (pasted into a URL by mistake), which is not repeated.
+func quotedRef(s string) string {
+	if strings.Contains(s, keyPrefix) {
+		return "(an API key's secret: not repeated)"
+	}
+	return strconv.Quote(s)
 }
 
 // isKeyID reports whether s has the form of a key id: 16 lowercase hex

@@ -200,3 +200,19 @@ func TestDamagedKeyNotScanned(t *testing.T) {
 		t.Errorf("GET /keys scanned the keystore %d times, want 1", n)
 	}
 }
+
+// TestKeyPathSecretNotRepeated: an API key's secret pasted into a key
+// path is not repeated in the 404 (found by a review: "no such key
+// \"srk_…\"" carried the whole secret back).
+func TestKeyPathSecretNotRepeated(t *testing.T) {
+	e := newKeyEnv(t)
+	secret := e.keys["apps"]
+	resp, b := e.do(t, "GET", "/keys/"+secret, "apps", "application/json", nil)
+	if resp.StatusCode != 404 || strings.Contains(string(b), secret[4:]) || !strings.Contains(string(b), "not repeated") {
+		t.Fatalf("GET /keys/SECRET: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.do(t, "GET", "/keys/0123456789abcdef0123456789abcdef", "apps", "application/json", nil)
+	if resp.StatusCode != 404 || !strings.Contains(string(b), `no such key \"0123456789abcdef0123456789abcdef\"`) {
+		t.Fatalf("GET /keys/ID: %d %s", resp.StatusCode, b)
+	}
+}

@@ -185,7 +185,7 @@ func (o ownedKeys) GetKey(ctx context.Context, id string) (hsm.KeyInfo, error) {
 		}
 	}
 	if err == nil && !o.mine(k.Label) || errors.Is(err, hsm.ErrNotFound) {
-		return hsm.KeyInfo{}, core.Errorf(core.KindNotFound, "no such key %q", id)
+		return hsm.KeyInfo{}, core.Errorf(core.KindNotFound, "no such key %s", quotedRef(id))
 	}
 	return o.show(k), err
 }

@@ -216,6 +216,35 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 // is at ERROR, except a 503: something the node needs is down (the
 // database, the HSM sealed), every request is refused alike, and the cause
 // is logged apart (core.FailureLog, readiness), so those are at WARN.
+// secretMark begins every Strongroom API key's secret (package api's
+// keyPrefix, which secret scanners look for).
+const secretMark = "srk_"
+
+// redactSecrets is path with every path segment part that starts with an
+// API key's secret mark replaced: a key pasted into a URL by mistake is
+// not logged (found by a review).
+func redactSecrets(path string) string {
+	if !strings.Contains(path, secretMark) {
+		return path
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(path, secretMark)
+		if i < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		b.WriteString(path[:i])
+		b.WriteString(secretMark + "[redacted]")
+		path = path[i+len(secretMark):]
+		if j := strings.IndexByte(path, '/'); j >= 0 {
+			path = path[j:]
+		} else {
+			path = ""
+		}
+	}
+}
+
 // maxLoggedPath bounds the path a request's log event quotes.
 const maxLoggedPath = 2048
 
@@ -238,6 +267,7 @@ func (s *Server) logRequest(ctx context.Context, id, principal, listener, method
 	if len(path) > maxLoggedPath { // a 1 MB path is not a 1 MB log line
 		path = strings.ToValidUTF8(path[:maxLoggedPath], "") + "…(" + strconv.Itoa(len(path)) + " bytes)"
 	}
+	path = redactSecrets(path)
 	// The raw query is left out: it may carry tokens.
 	rec.AddAttrs(slog.String("request_id", id), slog.String("listener", listener),
 		slog.String("method", method), slog.String("path", path), slog.Int("status", status),

@@ -216,3 +216,19 @@ func TestRequestEventNamesPrincipal(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactSecrets: an API key pasted into a path is not logged (found by
+// a review: GET /api/v1/keys/srk_… logged the secret).
+func TestRedactSecrets(t *testing.T) {
+	for in, want := range map[string]string{
+		"/api/v1/keys":                       "/api/v1/keys",
+		"/api/v1/keys/srk_abcDEF-_123":       "/api/v1/keys/srk_[redacted]",
+		"/api/v1/keys/srk_abc/sign":          "/api/v1/keys/srk_[redacted]/sign",
+		"/x/srk_a/y/Bearer%20srk_b":          "/x/srk_[redacted]/y/Bearer%20srk_[redacted]",
+		"/ocsp/MEowSDBGMEQwQgYJKoZIhvcNAQEB": "/ocsp/MEowSDBGMEQwQgYJKoZIhvcNAQEB",
+	} {
+		if got := redactSecrets(in); got != want {
+			t.Errorf("redactSecrets(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
