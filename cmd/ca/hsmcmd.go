@@ -214,19 +214,20 @@ func checkTokenKeys(ctx context.Context, n *node, w io.Writer, running *controlS
 		fmt.Fprintf(w, "CA keys on the PKCS#11 token: not checked (%s)\n", shownText(err.Error()))
 		return nil
 	}
-	// Each issuer's key, so that every missing one is named; then the
-	// chain, which matches each key with its certificate.
+	// The chain, as `ca serve` loads it (each key matched with its
+	// certificate); when it fails, each issuer's key on its own, so that
+	// every missing one is named, not only the first.
 	var failed []string
-	for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
-		if is.External {
-			continue
+	if _, _, err := n.issuers(ctx, nil, nil); err != nil {
+		for _, is := range append([]config.Issuer{n.cfg.CA.Root}, n.cfg.CA.Intermediates...) {
+			if is.External {
+				continue
+			}
+			if _, err := n.issuerSigner(ctx, nil, is); err != nil {
+				failed = append(failed, fmt.Sprintf("issuer %s: %v", is.ID, err))
+			}
 		}
-		if _, err := n.issuerSigner(ctx, nil, is); err != nil {
-			failed = append(failed, fmt.Sprintf("issuer %s: %v", is.ID, err))
-		}
-	}
-	if len(failed) == 0 {
-		if _, _, err := n.issuers(ctx, nil, nil); err != nil {
+		if len(failed) == 0 {
 			failed = append(failed, err.Error())
 		}
 	}
